@@ -1,0 +1,317 @@
+/*
+ * kiln.h - the public API of Kiln, an ahead-of-time tensor graph compiler.
+ *
+ * Read top to bottom, this header is the user manual:
+ *   1. status codes, dtypes, shapes, errors
+ *   2. graphs and leaves (inputs, params, constants, random sources)
+ *   3. movement (views), elementwise math, reductions, linear algebra and nn
+ *   4. autodiff and in-place assignment
+ *   5. entries, compiling, and the module API that runs them
+ *
+ * Errors never abort and never print. A builder that fails returns NULL and
+ * records the first error on the graph ("sticky"); builders given NULL return
+ * NULL quietly, so a whole model can be built and checked once at the end:
+ *
+ *     kiln_tensor *y = kiln_relu(g, kiln_linear(g, x, w, b));
+ *     if (kiln_graph_status(g) != KILN_OK) puts(kiln_graph_error(g));
+ *
+ * Every other call returns a kiln_status with the details in
+ * kiln_graph_error(g) or kiln_module_error(m).
+ */
+#ifndef KILN_H
+#define KILN_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define KILN_API
+#else
+#define KILN_API __attribute__((visibility("default")))
+#endif
+
+/* ---- 1. Basics --------------------------------------------------------- */
+
+typedef enum {
+    KILN_OK,
+    KILN_ERR_INVALID,     /* a bad argument or a call out of order */
+    KILN_ERR_SHAPE,       /* shapes do not fit, or a byte count does not match */
+    KILN_ERR_DTYPE,       /* a dtype the operation does not accept */
+    KILN_ERR_NOMEM,       /* an allocation failed */
+    KILN_ERR_UNSUPPORTED, /* valid, but not supported (yet) by this target */
+    KILN_ERR_COMPILE,     /* the C or CUDA compiler failed */
+    KILN_ERR_LOAD,        /* a compiled module could not be loaded */
+    KILN_ERR_DEVICE,      /* no usable GPU, or a CUDA error */
+    KILN_ERR_IO,          /* a file could not be read or written */
+    KILN_ERR_FORMAT,      /* a file or text is malformed */
+    KILN_ERR_NOT_FOUND    /* no tensor, entry or file of that name */
+} kiln_status;
+
+typedef enum {
+    KILN_F32,
+    KILN_F64,
+    KILN_I32,
+    KILN_I64,
+    KILN_BOOL /* later: F16, BF16 */
+} kiln_dtype;
+
+/* Reduce over every axis: kiln_sum(g, t, KILN_ALL, false) */
+#define KILN_ALL INT_MIN
+
+/* KILN_SHAPE(64, 784) expands to the two arguments `2, (const int64_t[]){64, 784}`.
+ * In C++ use an explicit array instead. */
+#define KILN_SHAPE(...)                                                                            \
+    (int)(sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (const int64_t[])             \
+    {                                                                                              \
+        __VA_ARGS__                                                                                \
+    }
+
+/* The highest rank a tensor may have. */
+#define KILN_MAX_RANK 8
+
+typedef struct kiln_graph kiln_graph;
+typedef struct kiln_tensor kiln_tensor; /* a value in a graph, owned by it */
+typedef struct kiln_module kiln_module;
+
+KILN_API const char *kiln_status_str(kiln_status s);
+KILN_API const char *kiln_dtype_name(kiln_dtype dt); /* "float32", "int64", ... */
+KILN_API size_t kiln_dtype_size(kiln_dtype dt);      /* bytes per element */
+
+/* The allocator hook: every allocation Kiln makes goes through it. Set it once,
+ * before any other call; NULL restores malloc/realloc/free. realloc is called
+ * with ptr == NULL to allocate and with size == 0 never. */
+typedef struct {
+    void *(*realloc)(void *ctx, void *ptr, size_t size);
+    void (*free)(void *ctx, void *ptr);
+    void *ctx;
+} kiln_allocator;
+KILN_API void kiln_set_allocator(const kiln_allocator *a);
+
+/* ---- 2. Graphs and leaves ---------------------------------------------- */
+
+KILN_API kiln_graph *kiln_graph_new(void); /* NULL only when out of memory */
+KILN_API void kiln_graph_free(kiln_graph *g); /* NULL is a no-op */
+KILN_API kiln_status kiln_graph_status(const kiln_graph *g);
+KILN_API const char *kiln_graph_error(const kiln_graph *g); /* "" when none */
+KILN_API void kiln_graph_seed(kiln_graph *g, uint64_t seed); /* like torch.manual_seed */
+KILN_API kiln_status kiln_graph_print(const kiln_graph *g, FILE *f); /* .kir text */
+/* Parses .kir text; on failure returns NULL and writes "line L, column C: ..." to err. */
+KILN_API kiln_graph *kiln_graph_parse(const char *kir_text, char *err, size_t errlen);
+
+KILN_API int kiln_tensor_rank(const kiln_tensor *t);
+KILN_API int64_t kiln_tensor_dim(const kiln_tensor *t, int axis); /* negative axes allowed */
+KILN_API kiln_dtype kiln_tensor_dtype(const kiln_tensor *t);
+KILN_API int64_t kiln_tensor_numel(const kiln_tensor *t);
+
+/* Parameter initialisers, passed by value to kiln_param. */
+typedef enum {
+    KILN_INIT_ZEROS,
+    KILN_INIT_ONES,
+    KILN_INIT_CONST,
+    KILN_INIT_NORMAL,
+    KILN_INIT_UNIFORM,
+    KILN_INIT_KAIMING_UNIFORM,
+    KILN_INIT_DATA
+} kiln_init_kind;
+typedef struct {
+    kiln_init_kind kind;
+    double a, b;      /* const: a; normal: mean a, std b; uniform: [a, b) */
+    const void *data; /* KILN_INIT_DATA: copied when the param is created */
+} kiln_init;
+KILN_API kiln_init kiln_init_zeros(void);
+KILN_API kiln_init kiln_init_ones(void);
+KILN_API kiln_init kiln_init_const(double v);
+KILN_API kiln_init kiln_init_normal(double mean, double std);
+KILN_API kiln_init kiln_init_uniform(double lo, double hi);
+KILN_API kiln_init kiln_init_kaiming_uniform(void); /* nn.Linear's */
+KILN_API kiln_init kiln_init_data(const void *ptr);  /* the param's dtype, row-major */
+
+/* Named leaves: set before a run (inputs) or persistent across runs (params). */
+KILN_API kiln_tensor *kiln_input(kiln_graph *g, const char *name, kiln_dtype dt, int rank,
+                                 const int64_t *dims);
+KILN_API kiln_tensor *kiln_param(kiln_graph *g, const char *name, kiln_dtype dt, int rank,
+                                 const int64_t *dims, kiln_init init);
+/* Constants: data is copied (row-major, dt's C type: float, double, int32_t, int64_t, bool). */
+KILN_API kiln_tensor *kiln_tensor_from(kiln_graph *g, kiln_dtype dt, int rank, const int64_t *dims,
+                                       const void *data);
+KILN_API kiln_tensor *kiln_scalar(kiln_graph *g, double v); /* weak: takes the other operand's dtype */
+KILN_API kiln_tensor *kiln_full(kiln_graph *g, kiln_dtype dt, int rank, const int64_t *dims,
+                                double v);
+KILN_API kiln_tensor *kiln_zeros(kiln_graph *g, kiln_dtype dt, int rank, const int64_t *dims);
+KILN_API kiln_tensor *kiln_ones(kiln_graph *g, kiln_dtype dt, int rank, const int64_t *dims);
+KILN_API kiln_tensor *kiln_zeros_like(kiln_graph *g, kiln_tensor *t);
+KILN_API kiln_tensor *kiln_ones_like(kiln_graph *g, kiln_tensor *t);
+KILN_API kiln_tensor *kiln_full_like(kiln_graph *g, kiln_tensor *t, double v);
+KILN_API kiln_tensor *kiln_arange(kiln_graph *g, kiln_dtype dt, double start, double end,
+                                  double step);
+KILN_API kiln_tensor *kiln_linspace(kiln_graph *g, kiln_dtype dt, double start, double end,
+                                    int64_t steps);
+/* Random sources: Philox-4x32-10 from the graph seed; every run draws new numbers. */
+KILN_API kiln_tensor *kiln_rand(kiln_graph *g, kiln_dtype dt, int rank, const int64_t *dims);
+KILN_API kiln_tensor *kiln_randn(kiln_graph *g, kiln_dtype dt, int rank, const int64_t *dims);
+KILN_API kiln_tensor *kiln_rand_like(kiln_graph *g, kiln_tensor *t);
+KILN_API kiln_tensor *kiln_randn_like(kiln_graph *g, kiln_tensor *t);
+
+/* ---- 3. Operations ------------------------------------------------------- */
+
+/* Movement: views, no copy unless a kernel needs one. */
+KILN_API kiln_tensor *kiln_reshape(kiln_graph *g, kiln_tensor *t, int rank,
+                                   const int64_t *dims); /* one -1 infers */
+KILN_API kiln_tensor *kiln_view(kiln_graph *g, kiln_tensor *t, int rank, const int64_t *dims);
+KILN_API kiln_tensor *kiln_permute(kiln_graph *g, kiln_tensor *t, const int *perm);
+KILN_API kiln_tensor *kiln_transpose(kiln_graph *g, kiln_tensor *t, int d0, int d1);
+KILN_API kiln_tensor *kiln_squeeze(kiln_graph *g, kiln_tensor *t,
+                                   int axis); /* KILN_ALL: every size-1 axis */
+KILN_API kiln_tensor *kiln_unsqueeze(kiln_graph *g, kiln_tensor *t, int axis);
+KILN_API kiln_tensor *kiln_expand(kiln_graph *g, kiln_tensor *t, int rank,
+                                  const int64_t *dims); /* -1 keeps a size */
+KILN_API kiln_tensor *kiln_slice(kiln_graph *g, kiln_tensor *t, int axis, int64_t start,
+                                 int64_t end, int64_t step); /* Python's clamping rules */
+KILN_API kiln_tensor *kiln_select(kiln_graph *g, kiln_tensor *t, int axis,
+                                  int64_t index); /* drops the axis */
+KILN_API kiln_tensor *kiln_concat(kiln_graph *g, int n, kiln_tensor *const *ts, int axis);
+KILN_API kiln_tensor *kiln_stack(kiln_graph *g, int n, kiln_tensor *const *ts, int axis);
+KILN_API kiln_tensor *kiln_flatten(kiln_graph *g, kiln_tensor *t, int start, int end);
+KILN_API kiln_tensor *kiln_pad(kiln_graph *g, kiln_tensor *t, const int64_t *before,
+                               const int64_t *after, double value); /* per axis, constant */
+
+/* Elementwise, with NumPy broadcasting and PyTorch's type promotion. */
+KILN_API kiln_tensor *kiln_add(kiln_graph *g, kiln_tensor *a, kiln_tensor *b);
+KILN_API kiln_tensor *kiln_sub(kiln_graph *g, kiln_tensor *a, kiln_tensor *b);
+KILN_API kiln_tensor *kiln_mul(kiln_graph *g, kiln_tensor *a, kiln_tensor *b);
+KILN_API kiln_tensor *kiln_div(kiln_graph *g, kiln_tensor *a, kiln_tensor *b); /* true division */
+KILN_API kiln_tensor *kiln_pow(kiln_graph *g, kiln_tensor *a, kiln_tensor *b);
+KILN_API kiln_tensor *kiln_maximum(kiln_graph *g, kiln_tensor *a, kiln_tensor *b);
+KILN_API kiln_tensor *kiln_minimum(kiln_graph *g, kiln_tensor *a, kiln_tensor *b);
+KILN_API kiln_tensor *kiln_eq(kiln_graph *g, kiln_tensor *a, kiln_tensor *b); /* -> bool */
+KILN_API kiln_tensor *kiln_ne(kiln_graph *g, kiln_tensor *a, kiln_tensor *b);
+KILN_API kiln_tensor *kiln_lt(kiln_graph *g, kiln_tensor *a, kiln_tensor *b);
+KILN_API kiln_tensor *kiln_le(kiln_graph *g, kiln_tensor *a, kiln_tensor *b);
+KILN_API kiln_tensor *kiln_gt(kiln_graph *g, kiln_tensor *a, kiln_tensor *b);
+KILN_API kiln_tensor *kiln_ge(kiln_graph *g, kiln_tensor *a, kiln_tensor *b);
+KILN_API kiln_tensor *kiln_where(kiln_graph *g, kiln_tensor *cond, kiln_tensor *a, kiln_tensor *b);
+KILN_API kiln_tensor *kiln_neg(kiln_graph *g, kiln_tensor *a);
+KILN_API kiln_tensor *kiln_abs(kiln_graph *g, kiln_tensor *a);
+KILN_API kiln_tensor *kiln_exp(kiln_graph *g, kiln_tensor *a);
+KILN_API kiln_tensor *kiln_log(kiln_graph *g, kiln_tensor *a);
+KILN_API kiln_tensor *kiln_sqrt(kiln_graph *g, kiln_tensor *a);
+KILN_API kiln_tensor *kiln_rsqrt(kiln_graph *g, kiln_tensor *a);
+KILN_API kiln_tensor *kiln_sin(kiln_graph *g, kiln_tensor *a);
+KILN_API kiln_tensor *kiln_cos(kiln_graph *g, kiln_tensor *a);
+KILN_API kiln_tensor *kiln_tanh(kiln_graph *g, kiln_tensor *a);
+KILN_API kiln_tensor *kiln_erf(kiln_graph *g, kiln_tensor *a);
+KILN_API kiln_tensor *kiln_sigmoid(kiln_graph *g, kiln_tensor *a);
+KILN_API kiln_tensor *kiln_relu(kiln_graph *g, kiln_tensor *a);
+KILN_API kiln_tensor *kiln_gelu(kiln_graph *g, kiln_tensor *a); /* exact (erf) form */
+KILN_API kiln_tensor *kiln_silu(kiln_graph *g, kiln_tensor *a);
+KILN_API kiln_tensor *kiln_square(kiln_graph *g, kiln_tensor *a);
+KILN_API kiln_tensor *kiln_cast(kiln_graph *g, kiln_tensor *t, kiln_dtype dt);
+
+/* Reductions over one axis (or KILN_ALL); argmax/argmin give KILN_I64, a flat
+ * index for KILN_ALL. mean of an integer tensor is an error, as in PyTorch. */
+KILN_API kiln_tensor *kiln_sum(kiln_graph *g, kiln_tensor *t, int axis, bool keepdim);
+KILN_API kiln_tensor *kiln_mean(kiln_graph *g, kiln_tensor *t, int axis, bool keepdim);
+KILN_API kiln_tensor *kiln_max(kiln_graph *g, kiln_tensor *t, int axis, bool keepdim);
+KILN_API kiln_tensor *kiln_min(kiln_graph *g, kiln_tensor *t, int axis, bool keepdim);
+KILN_API kiln_tensor *kiln_argmax(kiln_graph *g, kiln_tensor *t, int axis, bool keepdim);
+KILN_API kiln_tensor *kiln_argmin(kiln_graph *g, kiln_tensor *t, int axis, bool keepdim);
+KILN_API kiln_tensor *kiln_sum_axes(kiln_graph *g, kiln_tensor *t, int n, const int *axes,
+                                    bool keepdim);
+KILN_API kiln_tensor *kiln_mean_axes(kiln_graph *g, kiln_tensor *t, int n, const int *axes,
+                                     bool keepdim);
+
+/* Linear algebra and nn. */
+KILN_API kiln_tensor *kiln_matmul(kiln_graph *g, kiln_tensor *a,
+                                  kiln_tensor *b); /* NumPy rules, batched */
+KILN_API kiln_tensor *kiln_linear(kiln_graph *g, kiln_tensor *x, kiln_tensor *w,
+                                  kiln_tensor *b); /* x @ w^T + b; b may be NULL */
+KILN_API kiln_tensor *kiln_softmax(kiln_graph *g, kiln_tensor *t, int axis);
+KILN_API kiln_tensor *kiln_log_softmax(kiln_graph *g, kiln_tensor *t, int axis);
+KILN_API kiln_tensor *kiln_layer_norm(kiln_graph *g, kiln_tensor *x, kiln_tensor *w,
+                                      kiln_tensor *b, double eps); /* over the last axis */
+KILN_API kiln_tensor *kiln_embedding(kiln_graph *g, kiln_tensor *table, kiln_tensor *ids);
+KILN_API kiln_tensor *kiln_dropout(kiln_graph *g, kiln_tensor *t, double p);
+KILN_API kiln_tensor *kiln_mse_loss(kiln_graph *g, kiln_tensor *pred, kiln_tensor *target); /* mean */
+KILN_API kiln_tensor *kiln_cross_entropy(kiln_graph *g, kiln_tensor *logits,
+                                         kiln_tensor *labels); /* mean, int labels */
+
+/* ---- 4. Autodiff and assignment ------------------------------------------ */
+
+/* grads[i] = d(sum(seed * y)) / d(wrt[i]). seed NULL: y must have one element. */
+KILN_API kiln_status kiln_grad(kiln_graph *g, kiln_tensor *y, int n, kiln_tensor *const *wrt,
+                               kiln_tensor *seed, kiln_tensor **grads);
+KILN_API kiln_tensor *kiln_detach(kiln_graph *g, kiln_tensor *t);
+/* In-place update of a param when the entry that outputs the returned value
+ * runs, applied after every output of that entry is computed. */
+KILN_API kiln_tensor *kiln_assign(kiln_graph *g, kiln_tensor *param, kiln_tensor *value);
+
+/* ---- 5. Entries, compiling and running ------------------------------------ */
+
+/* One module holds several functions sharing parameters. Outputs are read by
+ * name; output_names may be NULL: "<entry>.0", "<entry>.1", ... */
+KILN_API kiln_status kiln_entry(kiln_graph *g, const char *name, int n,
+                                kiln_tensor *const *outputs, const char *const *output_names);
+
+typedef enum { KILN_SGD, KILN_ADAM, KILN_ADAMW } kiln_optim_kind;
+typedef struct { /* made by kiln_sgd/adam/adamw() with PyTorch's defaults */
+    kiln_optim_kind kind;
+    double lr, momentum, dampening, weight_decay, beta1, beta2, eps;
+    bool nesterov;
+    int accumulate; /* micro-batches per update; 0 or 1 = update every run */
+} kiln_optim;
+KILN_API kiln_optim kiln_sgd(double lr, double momentum, double weight_decay);
+KILN_API kiln_optim kiln_adam(double lr, double beta1, double beta2, double eps);
+KILN_API kiln_optim kiln_adamw(double lr, double beta1, double beta2, double eps,
+                               double weight_decay);
+KILN_API kiln_status kiln_train_step(kiln_graph *g, const char *name, kiln_tensor *loss,
+                                     kiln_optim opt);
+
+typedef enum { KILN_TARGET_C, KILN_TARGET_CUDA, KILN_TARGET_INTERP } kiln_target;
+typedef struct {
+    kiln_target target;    /* 0 = KILN_TARGET_C */
+    int opt_level;         /* 0 = default */
+    const char *cache_dir; /* NULL: $KILN_CACHE_DIR, then $XDG_CACHE_HOME/kiln, then ~/.cache/kiln */
+    int threads;           /* 0 = every available core */
+    const char *name;      /* export name; NULL = "model" */
+} kiln_compile_opts;       /* NULL opts = all defaults */
+
+KILN_API kiln_status kiln_compile(kiln_graph *g, const kiln_compile_opts *opts, kiln_module **out);
+KILN_API kiln_status kiln_module_open(const char *so_path, kiln_module **out);
+KILN_API const char *kiln_module_error(const kiln_module *m); /* "" when none */
+KILN_API kiln_status kiln_module_run(kiln_module *m, const char *entry);
+KILN_API kiln_status kiln_module_set(kiln_module *m, const char *name, const void *src,
+                                     size_t nbytes);
+KILN_API kiln_status kiln_module_get(kiln_module *m, const char *name, void *dst, size_t nbytes);
+KILN_API kiln_status kiln_module_set_scalar(kiln_module *m, const char *name, double v);
+KILN_API kiln_status kiln_module_get_scalar(kiln_module *m, const char *name,
+                                            double *v); /* like .item() */
+KILN_API kiln_status kiln_module_bind(kiln_module *m, const char *name,
+                                      void *host_ptr); /* zero-copy, C target */
+KILN_API kiln_status kiln_module_print(kiln_module *m, const char *name,
+                                       FILE *f); /* PyTorch's format + "\n" */
+KILN_API kiln_status kiln_module_save(kiln_module *m, const char *path); /* safetensors, atomic */
+KILN_API kiln_status kiln_module_load(kiln_module *m, const char *path);
+KILN_API const char *kiln_module_source(kiln_module *m); /* the generated code */
+KILN_API kiln_status kiln_graph_dot(const kiln_graph *g, FILE *f);
+KILN_API kiln_status kiln_module_profile(kiln_module *m, FILE *f);
+KILN_API kiln_status kiln_export(kiln_graph *g, const kiln_compile_opts *opts, const char *dir);
+KILN_API void kiln_module_free(kiln_module *m); /* NULL is a no-op */
+
+/* Formats a host buffer exactly as PyTorch prints a tensor of that dtype and
+ * shape (no trailing newline). Returns the number of characters the full text
+ * needs, like snprintf; buf may be NULL when cap is 0. */
+KILN_API size_t kiln_format(char *buf, size_t cap, kiln_dtype dt, int rank, const int64_t *dims,
+                            const void *data);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KILN_H */

@@ -1,0 +1,283 @@
+/*
+ * graph.c - graph lifetime, node creation, sticky errors, cloning.
+ *
+ * A graph owns one arena; nodes, names and constant data are allocated in it
+ * and die with it. The node list and entry list are growable arrays outside
+ * the arena (through the allocator hook). The first error recorded is kept:
+ * builders check kiln_graph_status before doing anything.
+ */
+#include "ir.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+kiln_graph *kiln_graph_new(void)
+{
+    kiln_graph *g = ir_alloc(sizeof(*g));
+    if (!g)
+        return NULL;
+    memset(g, 0, sizeof(*g));
+    g->status = KILN_OK;
+    return g;
+}
+
+void kiln_graph_free(kiln_graph *g)
+{
+    if (!g)
+        return;
+    ir_free(g->nodes);
+    ir_free(g->entries);
+    ir_arena_free(&g->arena);
+    ir_free(g);
+}
+
+kiln_status kiln_graph_status(const kiln_graph *g)
+{
+    return g ? g->status : KILN_ERR_INVALID;
+}
+
+const char *kiln_graph_error(const kiln_graph *g)
+{
+    return g ? g->error : "kiln_graph_error: graph is NULL";
+}
+
+void kiln_graph_seed(kiln_graph *g, uint64_t seed)
+{
+    if (g)
+        g->seed = seed;
+}
+
+kiln_tensor *ir_vfail(kiln_graph *g, kiln_status s, const char *fmt, va_list ap)
+{
+    if (g && g->status == KILN_OK) {
+        g->status = s;
+        vsnprintf(g->error, sizeof(g->error), fmt, ap);
+    }
+    return NULL;
+}
+
+kiln_tensor *ir_fail(kiln_graph *g, kiln_status s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    ir_vfail(g, s, fmt, ap);
+    va_end(ap);
+    return NULL;
+}
+
+kiln_status ir_fail_status(kiln_graph *g, kiln_status s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    ir_vfail(g, s, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+static bool grow(void **arr, int *cap, int need, size_t elem)
+{
+    if (need <= *cap)
+        return true;
+    int ncap = *cap ? *cap * 2 : 64;
+    while (ncap < need)
+        ncap *= 2;
+    void *p = ir_realloc(*arr, (size_t)ncap * elem);
+    if (!p)
+        return false;
+    *arr = p;
+    *cap = ncap;
+    return true;
+}
+
+kiln_tensor *ir_node_new(kiln_graph *g, ir_op op, kiln_dtype dt, int rank, const int64_t *dims,
+                         int nin, kiln_tensor *const *in)
+{
+    if (!grow((void **)&g->nodes, &g->cap_nodes, g->nnodes + 1, sizeof(*g->nodes)))
+        return ir_fail(g, KILN_ERR_NOMEM, "out of memory");
+    kiln_tensor *t = ir_arena_alloc(&g->arena, sizeof(*t));
+    kiln_tensor **ins = nin ? ir_arena_alloc(&g->arena, sizeof(*ins) * (size_t)nin) : NULL;
+    if (!t || (nin && !ins))
+        return ir_fail(g, KILN_ERR_NOMEM, "out of memory");
+    t->id = g->nnodes;
+    t->op = op;
+    t->dtype = dt;
+    t->rank = rank;
+    for (int i = 0; i < rank; i++)
+        t->dims[i] = dims[i];
+    t->nin = nin;
+    t->in = ins;
+    for (int i = 0; i < nin; i++)
+        ins[i] = in[i];
+    for (int i = 0; i < KILN_MAX_RANK; i++)
+        t->perm[i] = i;
+    t->graph = g;
+    g->nodes[g->nnodes++] = t;
+    return t;
+}
+
+int64_t ir_shape_numel(int rank, const int64_t *dims)
+{
+    int64_t n = 1;
+    for (int i = 0; i < rank; i++)
+        n *= dims[i];
+    return n;
+}
+
+int64_t ir_numel(const kiln_tensor *t)
+{
+    return ir_shape_numel(t->rank, t->dims);
+}
+
+bool ir_same_shape(const kiln_tensor *a, const kiln_tensor *b)
+{
+    if (a->rank != b->rank)
+        return false;
+    for (int i = 0; i < a->rank; i++)
+        if (a->dims[i] != b->dims[i])
+            return false;
+    return true;
+}
+
+void ir_strides(int rank, const int64_t *dims, int64_t *strides)
+{
+    int64_t s = 1;
+    for (int i = rank - 1; i >= 0; i--) {
+        strides[i] = s;
+        s *= dims[i];
+    }
+}
+
+char *ir_shape_str(char *buf, size_t cap, int rank, const int64_t *dims)
+{
+    size_t n = (size_t)snprintf(buf, cap, "[");
+    for (int i = 0; i < rank && n < cap; i++)
+        n += (size_t)snprintf(buf + n, cap - n, "%s%lld", i ? ", " : "", (long long)dims[i]);
+    if (n < cap)
+        snprintf(buf + n, cap - n, "]");
+    return buf;
+}
+
+int kiln_tensor_rank(const kiln_tensor *t)
+{
+    return t ? t->rank : -1;
+}
+
+int64_t kiln_tensor_dim(const kiln_tensor *t, int axis)
+{
+    if (!t)
+        return -1;
+    if (axis < 0)
+        axis += t->rank;
+    if (axis < 0 || axis >= t->rank)
+        return -1;
+    return t->dims[axis];
+}
+
+kiln_dtype kiln_tensor_dtype(const kiln_tensor *t)
+{
+    return t ? t->dtype : KILN_F32;
+}
+
+int64_t kiln_tensor_numel(const kiln_tensor *t)
+{
+    return t ? ir_numel(t) : -1;
+}
+
+kiln_tensor *ir_find_leaf(const kiln_graph *g, const char *name)
+{
+    for (int i = 0; i < g->nnodes; i++) {
+        kiln_tensor *t = g->nodes[i];
+        if ((ir_ops[t->op].flags & IR_F_LEAF) && strcmp(t->name, name) == 0)
+            return t;
+    }
+    return NULL;
+}
+
+ir_entry *ir_find_entry(const kiln_graph *g, const char *name)
+{
+    for (int i = 0; i < g->nentries; i++)
+        if (strcmp(g->entries[i].name, name) == 0)
+            return &g->entries[i];
+    return NULL;
+}
+
+ir_entry *ir_entry_new(kiln_graph *g, const char *name, int n)
+{
+    if (!grow((void **)&g->entries, &g->cap_entries, g->nentries + 1, sizeof(*g->entries))) {
+        ir_fail(g, KILN_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    ir_entry e = {0};
+    e.name = ir_arena_strdup(&g->arena, name);
+    e.n = n;
+    e.outputs = ir_arena_alloc(&g->arena, sizeof(*e.outputs) * (size_t)(n ? n : 1));
+    e.output_names = ir_arena_alloc(&g->arena, sizeof(*e.output_names) * (size_t)(n ? n : 1));
+    if (!e.name || !e.outputs || !e.output_names) {
+        ir_fail(g, KILN_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    g->entries[g->nentries] = e;
+    return &g->entries[g->nentries++];
+}
+
+static void *arena_copy(ir_arena *a, const void *src, size_t n)
+{
+    void *p = ir_arena_alloc(a, n);
+    if (p && n)
+        memcpy(p, src, n);
+    return p;
+}
+
+kiln_graph *ir_graph_clone(const kiln_graph *g)
+{
+    kiln_graph *c = kiln_graph_new();
+    if (!c)
+        return NULL;
+    c->seed = g->seed;
+    c->next_stream = g->next_stream;
+    for (int i = 0; i < g->nnodes; i++) {
+        const kiln_tensor *s = g->nodes[i];
+        kiln_tensor *ins[64];
+        kiln_tensor **inp = s->nin <= 64 ? ins : ir_alloc(sizeof(*inp) * (size_t)s->nin);
+        if (!inp)
+            goto oom;
+        for (int k = 0; k < s->nin; k++)
+            inp[k] = c->nodes[s->in[k]->id];
+        kiln_tensor *t = ir_node_new(c, s->op, s->dtype, s->rank, s->dims, s->nin, inp);
+        if (inp != ins)
+            ir_free(inp);
+        if (!t)
+            goto oom;
+        kiln_tensor **keep_in = t->in;
+        *t = *s;
+        t->in = keep_in;
+        t->graph = c;
+        t->name = s->name ? ir_arena_strdup(&c->arena, s->name) : NULL;
+        if (s->name && !t->name)
+            goto oom;
+        if (s->data) {
+            size_t n = (size_t)ir_numel(s) * kiln_dtype_size(s->dtype);
+            t->data = arena_copy(&c->arena, s->data, n);
+            if (!t->data)
+                goto oom;
+            if (s->op == IR_PARAM)
+                t->init.data = t->data;
+        }
+    }
+    for (int i = 0; i < g->nentries; i++) {
+        const ir_entry *s = &g->entries[i];
+        ir_entry *e = ir_entry_new(c, s->name, s->n);
+        if (!e)
+            goto oom;
+        for (int k = 0; k < s->n; k++) {
+            e->outputs[k] = c->nodes[s->outputs[k]->id];
+            e->output_names[k] = ir_arena_strdup(&c->arena, s->output_names[k]);
+            if (!e->output_names[k])
+                goto oom;
+        }
+    }
+    return c;
+oom:
+    kiln_graph_free(c);
+    return NULL;
+}

@@ -1,0 +1,184 @@
+/*
+ * ir.h - the graph IR shared by every part of Kiln (one header of shared types).
+ *
+ * A graph is an arena of SSA nodes (struct kiln_tensor) in creation order,
+ * which is always a topological order: a node's operands have smaller ids.
+ * Every node has a static shape and a dtype. Named leaves (inputs, params)
+ * and entries (named lists of outputs) live on the graph too.
+ *
+ * Internal prefixes name the folder: ir_ (here), fe_ (frontend), rt_ (runtime).
+ */
+#ifndef KILN_IR_H
+#define KILN_IR_H
+
+#include "kiln.h"
+
+#include <stdarg.h>
+
+/* ---- op table -------------------------------------------------------------- */
+
+typedef enum {
+    IR_CLASS_SOURCE,
+    IR_CLASS_UNARY,
+    IR_CLASS_BINARY,
+    IR_CLASS_TERNARY,
+    IR_CLASS_REDUCE,
+    IR_CLASS_MOVEMENT,
+    IR_CLASS_MATMUL,
+    IR_CLASS_INDEX,
+    IR_CLASS_ASSIGN
+} ir_class;
+
+enum {
+    IR_F_DIFF = 1 << 0,   /* has a VJP rule */
+    IR_F_FLOATY = 1 << 1, /* integer operands are computed as float32 */
+    IR_F_CMP = 1 << 2,    /* result is bool */
+    IR_F_RANDOM = 1 << 3, /* draws from Philox */
+    IR_F_LEAF = 1 << 4    /* a named leaf: input or param */
+};
+
+typedef enum {
+#define KILN_OP(e, name, arity, cls, flags) IR_##e,
+#include "kiln_ops.def"
+#undef KILN_OP
+    IR_OP_COUNT
+} ir_op;
+
+typedef struct {
+    const char *name;
+    int arity; /* -1: variadic */
+    ir_class cls;
+    unsigned flags;
+} ir_op_info;
+
+extern const ir_op_info ir_ops[IR_OP_COUNT];
+ir_op ir_op_from_name(const char *name, size_t len); /* IR_OP_COUNT when unknown */
+
+/* ---- allocation ------------------------------------------------------------ */
+
+/* Every allocation goes through the hook set by kiln_set_allocator. */
+void *ir_alloc(size_t size);               /* NULL when out of memory */
+void *ir_realloc(void *ptr, size_t size);  /* NULL when out of memory; ptr stays valid */
+void ir_free(void *ptr);                   /* NULL is a no-op */
+char *ir_strdup(const char *s);            /* NULL when out of memory */
+
+/* A bump arena: everything a graph owns dies with it. */
+typedef struct ir_arena_block ir_arena_block;
+typedef struct {
+    ir_arena_block *head;
+} ir_arena;
+void *ir_arena_alloc(ir_arena *a, size_t size); /* zeroed; NULL when out of memory */
+char *ir_arena_strdup(ir_arena *a, const char *s);
+void ir_arena_free(ir_arena *a);
+
+/* ---- dtypes ---------------------------------------------------------------- */
+
+bool ir_dtype_is_float(kiln_dtype dt);
+bool ir_dtype_is_int(kiln_dtype dt); /* I32, I64 (not bool) */
+bool ir_dtype_valid(int dt);
+const char *ir_dtype_kir(kiln_dtype dt);    /* "f32", "f64", "i32", "i64", "bool" */
+const char *ir_dtype_torch(kiln_dtype dt);  /* "Float", "Double", "Int", "Long", "Bool" */
+
+/* A value of any dtype, read from or written to memory. */
+double ir_load_f(kiln_dtype dt, const void *base, int64_t i);   /* as double */
+int64_t ir_load_i(kiln_dtype dt, const void *base, int64_t i);  /* as int64 (floats truncate) */
+void ir_store_f(kiln_dtype dt, void *base, int64_t i, double v); /* rounds/converts to dt */
+void ir_store_i(kiln_dtype dt, void *base, int64_t i, int64_t v);
+
+/* ---- nodes ----------------------------------------------------------------- */
+
+struct kiln_tensor {
+    int id; /* index in graph->nodes; operands have smaller ids */
+    ir_op op;
+    kiln_dtype dtype;
+    int rank;
+    int64_t dims[KILN_MAX_RANK];
+    int nin;
+    kiln_tensor **in;
+
+    /* attributes; which are used depends on op (see ir_print.c for the text form) */
+    uint32_t axes;               /* reductions: bit i set = axis i reduced */
+    int axis;                    /* concat, gather, scatter_add */
+    int perm[KILN_MAX_RANK];     /* permute: out axis i = in axis perm[i] */
+    int64_t begin[KILN_MAX_RANK]; /* slice: first index; pad: elements before */
+    int64_t step[KILN_MAX_RANK];  /* slice: stride, > 0 */
+    int64_t after[KILN_MAX_RANK]; /* pad: elements after */
+    double value;                /* full, pad: fill value; arange: start */
+    double value2;               /* arange: step */
+    uint32_t stream;             /* rand, randn, params: Philox stream id */
+    bool weak;                   /* a kiln_scalar: takes the other operand's dtype */
+    char *name;                  /* input, param */
+    void *data;                  /* const: numel * dtype size bytes; param: init data */
+    kiln_init init;              /* param */
+    int64_t fan_in;              /* param, kaiming init: 0 = from its own shape */
+
+    kiln_graph *graph;
+};
+
+typedef struct {
+    char *name;
+    int n;
+    kiln_tensor **outputs;
+    char **output_names;
+} ir_entry;
+
+struct kiln_graph {
+    ir_arena arena;
+    kiln_tensor **nodes;
+    int nnodes, cap_nodes;
+    ir_entry *entries;
+    int nentries, cap_entries;
+    uint64_t seed;
+    uint32_t next_stream;
+    kiln_status status;
+    char error[1024];
+};
+
+/* Records the first error on g (later ones are dropped); returns NULL so
+ * builders can `return ir_fail(...)`. fmt is printf-style. */
+kiln_tensor *ir_fail(kiln_graph *g, kiln_status s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+kiln_tensor *ir_vfail(kiln_graph *g, kiln_status s, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+/* Records an error as ir_fail does and returns the status. */
+kiln_status ir_fail_status(kiln_graph *g, kiln_status s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Creates a node with the given operands, dtype and shape; attributes zeroed.
+ * Records KILN_ERR_NOMEM and returns NULL when out of memory. */
+kiln_tensor *ir_node_new(kiln_graph *g, ir_op op, kiln_dtype dt, int rank, const int64_t *dims,
+                         int nin, kiln_tensor *const *in);
+int64_t ir_numel(const kiln_tensor *t);
+int64_t ir_shape_numel(int rank, const int64_t *dims);
+bool ir_same_shape(const kiln_tensor *a, const kiln_tensor *b);
+/* Row-major strides of a shape, in elements. */
+void ir_strides(int rank, const int64_t *dims, int64_t *strides);
+/* "[3, 4]" into buf (PyTorch's list form); returns buf. */
+char *ir_shape_str(char *buf, size_t cap, int rank, const int64_t *dims);
+
+kiln_tensor *ir_find_leaf(const kiln_graph *g, const char *name); /* input or param */
+ir_entry *ir_find_entry(const kiln_graph *g, const char *name);
+ir_entry *ir_entry_new(kiln_graph *g, const char *name, int n); /* outputs left NULL */
+
+/* A deep copy of g (nodes, data, entries); NULL when out of memory. */
+kiln_graph *ir_graph_clone(const kiln_graph *g);
+
+/* Checks every structural invariant (operand order, arity, shapes of each op
+ * class, dtypes, names). Returns KILN_OK or records the problem on g. */
+kiln_status ir_verify(kiln_graph *g);
+
+/* .kir text (ir_print.c, ir_parse.c). */
+kiln_status ir_print(const kiln_graph *g, FILE *f);
+
+/* ---- Philox-4x32-10 (ir/philox.c) ------------------------------------------ */
+
+void ir_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
+/* The i-th value of a random tensor; see philox.c for the exact spec. */
+float ir_rand_f32(uint64_t seed, uint32_t stream, uint32_t run, uint64_t i);
+double ir_rand_f64(uint64_t seed, uint32_t stream, uint32_t run, uint64_t i);
+float ir_randn_f32(uint64_t seed, uint32_t stream, uint32_t run, uint64_t i);
+double ir_randn_f64(uint64_t seed, uint32_t stream, uint32_t run, uint64_t i);
+/* The run slot reserved for parameter initialisation. */
+#define IR_RUN_INIT 0xffffffffu
+
+#endif /* KILN_IR_H */

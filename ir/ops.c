@@ -1,0 +1,161 @@
+/*
+ * ops.c - the op table expanded into data, and dtype helpers.
+ */
+#include "ir.h"
+
+#include <math.h>
+#include <string.h>
+
+const ir_op_info ir_ops[IR_OP_COUNT] = {
+#define KILN_OP(e, name, arity, cls, flags) [IR_##e] = {name, arity, IR_CLASS_##cls, flags},
+#include "kiln_ops.def"
+#undef KILN_OP
+};
+
+ir_op ir_op_from_name(const char *name, size_t len)
+{
+    for (int op = 0; op < IR_OP_COUNT; op++)
+        if (strlen(ir_ops[op].name) == len && memcmp(ir_ops[op].name, name, len) == 0)
+            return (ir_op)op;
+    return IR_OP_COUNT;
+}
+
+const char *kiln_status_str(kiln_status s)
+{
+    switch (s) {
+    case KILN_OK: return "ok";
+    case KILN_ERR_INVALID: return "invalid argument";
+    case KILN_ERR_SHAPE: return "shape mismatch";
+    case KILN_ERR_DTYPE: return "dtype mismatch";
+    case KILN_ERR_NOMEM: return "out of memory";
+    case KILN_ERR_UNSUPPORTED: return "unsupported";
+    case KILN_ERR_COMPILE: return "compile error";
+    case KILN_ERR_LOAD: return "load error";
+    case KILN_ERR_DEVICE: return "device error";
+    case KILN_ERR_IO: return "i/o error";
+    case KILN_ERR_FORMAT: return "format error";
+    case KILN_ERR_NOT_FOUND: return "not found";
+    }
+    return "unknown status";
+}
+
+bool ir_dtype_valid(int dt)
+{
+    return dt >= KILN_F32 && dt <= KILN_BOOL;
+}
+
+bool ir_dtype_is_float(kiln_dtype dt)
+{
+    return dt == KILN_F32 || dt == KILN_F64;
+}
+
+bool ir_dtype_is_int(kiln_dtype dt)
+{
+    return dt == KILN_I32 || dt == KILN_I64;
+}
+
+size_t kiln_dtype_size(kiln_dtype dt)
+{
+    switch (dt) {
+    case KILN_F32: return 4;
+    case KILN_F64: return 8;
+    case KILN_I32: return 4;
+    case KILN_I64: return 8;
+    case KILN_BOOL: return 1;
+    }
+    return 0;
+}
+
+const char *kiln_dtype_name(kiln_dtype dt)
+{
+    switch (dt) {
+    case KILN_F32: return "float32";
+    case KILN_F64: return "float64";
+    case KILN_I32: return "int32";
+    case KILN_I64: return "int64";
+    case KILN_BOOL: return "bool";
+    }
+    return "?";
+}
+
+const char *ir_dtype_kir(kiln_dtype dt)
+{
+    switch (dt) {
+    case KILN_F32: return "f32";
+    case KILN_F64: return "f64";
+    case KILN_I32: return "i32";
+    case KILN_I64: return "i64";
+    case KILN_BOOL: return "bool";
+    }
+    return "?";
+}
+
+const char *ir_dtype_torch(kiln_dtype dt)
+{
+    switch (dt) {
+    case KILN_F32: return "Float";
+    case KILN_F64: return "Double";
+    case KILN_I32: return "Int";
+    case KILN_I64: return "Long";
+    case KILN_BOOL: return "Bool";
+    }
+    return "?";
+}
+
+double ir_load_f(kiln_dtype dt, const void *base, int64_t i)
+{
+    switch (dt) {
+    case KILN_F32: return (double)((const float *)base)[i];
+    case KILN_F64: return ((const double *)base)[i];
+    case KILN_I32: return (double)((const int32_t *)base)[i];
+    case KILN_I64: return (double)((const int64_t *)base)[i];
+    case KILN_BOOL: return ((const bool *)base)[i] ? 1.0 : 0.0;
+    }
+    return 0;
+}
+
+int64_t ir_load_i(kiln_dtype dt, const void *base, int64_t i)
+{
+    switch (dt) {
+    case KILN_F32: return (int64_t)((const float *)base)[i];
+    case KILN_F64: return (int64_t)((const double *)base)[i];
+    case KILN_I32: return ((const int32_t *)base)[i];
+    case KILN_I64: return ((const int64_t *)base)[i];
+    case KILN_BOOL: return ((const bool *)base)[i] ? 1 : 0;
+    }
+    return 0;
+}
+
+/* float -> int conversions saturate instead of invoking undefined behaviour. */
+static int64_t f_to_i64(double v)
+{
+    if (isnan(v))
+        return 0;
+    if (v >= 9223372036854775807.0)
+        return INT64_MAX;
+    if (v <= -9223372036854775808.0)
+        return INT64_MIN;
+    return (int64_t)v;
+}
+
+void ir_store_f(kiln_dtype dt, void *base, int64_t i, double v)
+{
+    switch (dt) {
+    case KILN_F32: ((float *)base)[i] = (float)v; return;
+    case KILN_F64: ((double *)base)[i] = v; return;
+    case KILN_I32: ((int32_t *)base)[i] = (int32_t)f_to_i64(v); return;
+    case KILN_I64: ((int64_t *)base)[i] = f_to_i64(v); return;
+    case KILN_BOOL: ((bool *)base)[i] = v != 0; return;
+    }
+}
+
+void ir_store_i(kiln_dtype dt, void *base, int64_t i, int64_t v)
+{
+    switch (dt) {
+    case KILN_F32: ((float *)base)[i] = (float)v; return;
+    case KILN_F64: ((double *)base)[i] = (double)v; return;
+    case KILN_I32: ((int32_t *)base)[i] = (int32_t)v; return;
+    case KILN_I64: ((int64_t *)base)[i] = v; return;
+    case KILN_BOOL: ((bool *)base)[i] = v != 0; return;
+    }
+}

@@ -1,0 +1,12 @@
+# Runs PROG and compares its stdout byte for byte with the file EXPECTED.
+execute_process(COMMAND ${PROG} OUTPUT_VARIABLE out RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "${PROG} exited with ${rc}")
+endif()
+file(READ ${EXPECTED} want)
+if(NOT out STREQUAL want)
+  get_filename_component(base ${EXPECTED} NAME)
+  file(WRITE ${CMAKE_CURRENT_BINARY_DIR}/actual_${base} "${out}")
+  execute_process(COMMAND diff -u ${EXPECTED} ${CMAKE_CURRENT_BINARY_DIR}/actual_${base})
+  message(FATAL_ERROR "output of ${PROG} differs from ${EXPECTED}")
+endif()
