@@ -67,11 +67,10 @@ typedef enum {
 
 /* KILN_SHAPE(64, 784) expands to the two arguments `2, (const int64_t[]){64, 784}`.
  * In C++ use an explicit array instead. */
-#define KILN_SHAPE(...)                                                                            \
-    (int)(sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (const int64_t[])             \
-    {                                                                                              \
-        __VA_ARGS__                                                                                \
-    }
+// clang-format off
+#define KILN_SHAPE(...) \
+    (int)(sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (const int64_t[]){__VA_ARGS__}
+// clang-format on
 
 /* The highest rank a tensor may have. */
 #define KILN_MAX_RANK 8
@@ -96,11 +95,11 @@ KILN_API void kiln_set_allocator(const kiln_allocator *a);
 
 /* ---- 2. Graphs and leaves ---------------------------------------------- */
 
-KILN_API kiln_graph *kiln_graph_new(void); /* NULL only when out of memory */
+KILN_API kiln_graph *kiln_graph_new(void);    /* NULL only when out of memory */
 KILN_API void kiln_graph_free(kiln_graph *g); /* NULL is a no-op */
 KILN_API kiln_status kiln_graph_status(const kiln_graph *g);
-KILN_API const char *kiln_graph_error(const kiln_graph *g); /* "" when none */
-KILN_API void kiln_graph_seed(kiln_graph *g, uint64_t seed); /* like torch.manual_seed */
+KILN_API const char *kiln_graph_error(const kiln_graph *g);          /* "" when none */
+KILN_API void kiln_graph_seed(kiln_graph *g, uint64_t seed);         /* like torch.manual_seed */
 KILN_API kiln_status kiln_graph_print(const kiln_graph *g, FILE *f); /* .kir text */
 /* Parses .kir text; on failure returns NULL and writes "line L, column C: ..." to err. */
 KILN_API kiln_graph *kiln_graph_parse(const char *kir_text, char *err, size_t errlen);
@@ -131,7 +130,7 @@ KILN_API kiln_init kiln_init_const(double v);
 KILN_API kiln_init kiln_init_normal(double mean, double std);
 KILN_API kiln_init kiln_init_uniform(double lo, double hi);
 KILN_API kiln_init kiln_init_kaiming_uniform(void); /* nn.Linear's */
-KILN_API kiln_init kiln_init_data(const void *ptr);  /* the param's dtype, row-major */
+KILN_API kiln_init kiln_init_data(const void *ptr); /* the param's dtype, row-major */
 
 /* Named leaves: set before a run (inputs) or persistent across runs (params). */
 KILN_API kiln_tensor *kiln_input(kiln_graph *g, const char *name, kiln_dtype dt, int rank,
@@ -141,7 +140,10 @@ KILN_API kiln_tensor *kiln_param(kiln_graph *g, const char *name, kiln_dtype dt,
 /* Constants: data is copied (row-major, dt's C type: float, double, int32_t, int64_t, bool). */
 KILN_API kiln_tensor *kiln_tensor_from(kiln_graph *g, kiln_dtype dt, int rank, const int64_t *dims,
                                        const void *data);
-KILN_API kiln_tensor *kiln_scalar(kiln_graph *g, double v); /* weak: takes the other operand's dtype */
+/* A Python number: weak, it takes the other operand's dtype. C cannot tell 2
+ * from 2.0, so an integral value acts like a Python int (int_tensor * 2 stays
+ * integer) and any other value like a Python float (int_tensor * 2.5 is float32). */
+KILN_API kiln_tensor *kiln_scalar(kiln_graph *g, double v);
 KILN_API kiln_tensor *kiln_full(kiln_graph *g, kiln_dtype dt, int rank, const int64_t *dims,
                                 double v);
 KILN_API kiln_tensor *kiln_zeros(kiln_graph *g, kiln_dtype dt, int rank, const int64_t *dims);
@@ -234,11 +236,12 @@ KILN_API kiln_tensor *kiln_linear(kiln_graph *g, kiln_tensor *x, kiln_tensor *w,
                                   kiln_tensor *b); /* x @ w^T + b; b may be NULL */
 KILN_API kiln_tensor *kiln_softmax(kiln_graph *g, kiln_tensor *t, int axis);
 KILN_API kiln_tensor *kiln_log_softmax(kiln_graph *g, kiln_tensor *t, int axis);
-KILN_API kiln_tensor *kiln_layer_norm(kiln_graph *g, kiln_tensor *x, kiln_tensor *w,
-                                      kiln_tensor *b, double eps); /* over the last axis */
+KILN_API kiln_tensor *kiln_layer_norm(kiln_graph *g, kiln_tensor *x, kiln_tensor *w, kiln_tensor *b,
+                                      double eps); /* over the last axis */
 KILN_API kiln_tensor *kiln_embedding(kiln_graph *g, kiln_tensor *table, kiln_tensor *ids);
 KILN_API kiln_tensor *kiln_dropout(kiln_graph *g, kiln_tensor *t, double p);
-KILN_API kiln_tensor *kiln_mse_loss(kiln_graph *g, kiln_tensor *pred, kiln_tensor *target); /* mean */
+KILN_API kiln_tensor *kiln_mse_loss(kiln_graph *g, kiln_tensor *pred,
+                                    kiln_tensor *target); /* mean */
 KILN_API kiln_tensor *kiln_cross_entropy(kiln_graph *g, kiln_tensor *logits,
                                          kiln_tensor *labels); /* mean, int labels */
 
@@ -256,8 +259,8 @@ KILN_API kiln_tensor *kiln_assign(kiln_graph *g, kiln_tensor *param, kiln_tensor
 
 /* One module holds several functions sharing parameters. Outputs are read by
  * name; output_names may be NULL: "<entry>.0", "<entry>.1", ... */
-KILN_API kiln_status kiln_entry(kiln_graph *g, const char *name, int n,
-                                kiln_tensor *const *outputs, const char *const *output_names);
+KILN_API kiln_status kiln_entry(kiln_graph *g, const char *name, int n, kiln_tensor *const *outputs,
+                                const char *const *output_names);
 
 typedef enum { KILN_SGD, KILN_ADAM, KILN_ADAMW } kiln_optim_kind;
 typedef struct { /* made by kiln_sgd/adam/adamw() with PyTorch's defaults */
@@ -275,12 +278,13 @@ KILN_API kiln_status kiln_train_step(kiln_graph *g, const char *name, kiln_tenso
 
 typedef enum { KILN_TARGET_C, KILN_TARGET_CUDA, KILN_TARGET_INTERP } kiln_target;
 typedef struct {
-    kiln_target target;    /* 0 = KILN_TARGET_C */
-    int opt_level;         /* 0 = default */
-    const char *cache_dir; /* NULL: $KILN_CACHE_DIR, then $XDG_CACHE_HOME/kiln, then ~/.cache/kiln */
-    int threads;           /* 0 = every available core */
-    const char *name;      /* export name; NULL = "model" */
-} kiln_compile_opts;       /* NULL opts = all defaults */
+    kiln_target target; /* 0 = KILN_TARGET_C */
+    int opt_level;      /* 0 = default */
+    const char
+        *cache_dir;   /* NULL: $KILN_CACHE_DIR, then $XDG_CACHE_HOME/kiln, then ~/.cache/kiln */
+    int threads;      /* 0 = every available core */
+    const char *name; /* export name; NULL = "model" */
+} kiln_compile_opts;  /* NULL opts = all defaults */
 
 KILN_API kiln_status kiln_compile(kiln_graph *g, const kiln_compile_opts *opts, kiln_module **out);
 KILN_API kiln_status kiln_module_open(const char *so_path, kiln_module **out);

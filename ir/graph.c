@@ -47,6 +47,18 @@ void kiln_graph_seed(kiln_graph *g, uint64_t seed)
         g->seed = seed;
 }
 
+bool ir_begin(kiln_graph *g)
+{
+    if (!g)
+        return false;
+    if (g->compile_error) {
+        g->status = KILN_OK;
+        g->error[0] = 0;
+        g->compile_error = false;
+    }
+    return g->status == KILN_OK;
+}
+
 kiln_tensor *ir_vfail(kiln_graph *g, kiln_status s, const char *fmt, va_list ap)
 {
     if (g && g->status == KILN_OK) {

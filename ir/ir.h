@@ -57,10 +57,10 @@ ir_op ir_op_from_name(const char *name, size_t len); /* IR_OP_COUNT when unknown
 /* ---- allocation ------------------------------------------------------------ */
 
 /* Every allocation goes through the hook set by kiln_set_allocator. */
-void *ir_alloc(size_t size);               /* NULL when out of memory */
-void *ir_realloc(void *ptr, size_t size);  /* NULL when out of memory; ptr stays valid */
-void ir_free(void *ptr);                   /* NULL is a no-op */
-char *ir_strdup(const char *s);            /* NULL when out of memory */
+void *ir_alloc(size_t size);              /* NULL when out of memory */
+void *ir_realloc(void *ptr, size_t size); /* NULL when out of memory; ptr stays valid */
+void ir_free(void *ptr);                  /* NULL is a no-op */
+char *ir_strdup(const char *s);           /* NULL when out of memory */
 
 /* A bump arena: everything a graph owns dies with it. */
 typedef struct ir_arena_block ir_arena_block;
@@ -76,12 +76,12 @@ void ir_arena_free(ir_arena *a);
 bool ir_dtype_is_float(kiln_dtype dt);
 bool ir_dtype_is_int(kiln_dtype dt); /* I32, I64 (not bool) */
 bool ir_dtype_valid(int dt);
-const char *ir_dtype_kir(kiln_dtype dt);    /* "f32", "f64", "i32", "i64", "bool" */
-const char *ir_dtype_torch(kiln_dtype dt);  /* "Float", "Double", "Int", "Long", "Bool" */
+const char *ir_dtype_kir(kiln_dtype dt);   /* "f32", "f64", "i32", "i64", "bool" */
+const char *ir_dtype_torch(kiln_dtype dt); /* "Float", "Double", "Int", "Long", "Bool" */
 
 /* A value of any dtype, read from or written to memory. */
-double ir_load_f(kiln_dtype dt, const void *base, int64_t i);   /* as double */
-int64_t ir_load_i(kiln_dtype dt, const void *base, int64_t i);  /* as int64 (floats truncate) */
+double ir_load_f(kiln_dtype dt, const void *base, int64_t i);    /* as double */
+int64_t ir_load_i(kiln_dtype dt, const void *base, int64_t i);   /* as int64 (floats truncate) */
 void ir_store_f(kiln_dtype dt, void *base, int64_t i, double v); /* rounds/converts to dt */
 void ir_store_i(kiln_dtype dt, void *base, int64_t i, int64_t v);
 
@@ -96,21 +96,21 @@ struct kiln_tensor {
     int nin;
     kiln_tensor **in;
 
-    /* attributes; which are used depends on op (see ir_print.c for the text form) */
-    uint32_t axes;               /* reductions: bit i set = axis i reduced */
-    int axis;                    /* concat, gather, scatter_add */
-    int perm[KILN_MAX_RANK];     /* permute: out axis i = in axis perm[i] */
+    /* attributes; which are used depends on op (see kir_print.c for the text form) */
+    uint32_t axes;                /* reductions: bit i set = axis i reduced */
+    int axis;                     /* concat, gather, scatter_add */
+    int perm[KILN_MAX_RANK];      /* permute: out axis i = in axis perm[i] */
     int64_t begin[KILN_MAX_RANK]; /* slice: first index; pad: elements before */
     int64_t step[KILN_MAX_RANK];  /* slice: stride, > 0 */
     int64_t after[KILN_MAX_RANK]; /* pad: elements after */
-    double value;                /* full, pad: fill value; arange: start */
-    double value2;               /* arange: step */
-    uint32_t stream;             /* rand, randn, params: Philox stream id */
-    bool weak;                   /* a kiln_scalar: takes the other operand's dtype */
-    char *name;                  /* input, param */
-    void *data;                  /* const: numel * dtype size bytes; param: init data */
-    kiln_init init;              /* param */
-    int64_t fan_in;              /* param, kaiming init: 0 = from its own shape */
+    double value;                 /* full, pad: fill value; arange: start */
+    double value2;                /* arange: step */
+    uint32_t stream;              /* rand, randn, params: Philox stream id */
+    bool weak;                    /* a kiln_scalar: takes the other operand's dtype */
+    char *name;                   /* input, param */
+    void *data;                   /* const: numel * dtype size bytes; param: init data */
+    kiln_init init;               /* param */
+    int64_t fan_in;               /* param, kaiming init: 0 = from its own shape */
 
     kiln_graph *graph;
 };
@@ -132,10 +132,15 @@ struct kiln_graph {
     uint32_t next_stream;
     kiln_status status;
     char error[1024];
+    bool compile_error; /* the error came from a failed kiln_compile; the next one clears it */
 };
 
 /* Records the first error on g (later ones are dropped); returns NULL so
  * builders can `return ir_fail(...)`. fmt is printf-style. */
+/* True when g may be built on: no error, or only one left by a failed
+ * kiln_compile/kiln_export (DESIGN.md: "the graph stays usable"), which this
+ * clears. Every builder and kiln_compile start with it. */
+bool ir_begin(kiln_graph *g);
 kiln_tensor *ir_fail(kiln_graph *g, kiln_status s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 kiln_tensor *ir_vfail(kiln_graph *g, kiln_status s, const char *fmt, va_list ap)
@@ -166,8 +171,12 @@ kiln_graph *ir_graph_clone(const kiln_graph *g);
 /* Checks every structural invariant (operand order, arity, shapes of each op
  * class, dtypes, names). Returns KILN_OK or records the problem on g. */
 kiln_status ir_verify(kiln_graph *g);
+/* ir_verify that also says where the problem is: *node = the offending node's
+ * id or -1, *entry = the offending entry's index or -1 (the .kir parser turns
+ * them into line numbers). */
+kiln_status ir_verify_where(kiln_graph *g, int *node, int *entry);
 
-/* .kir text (ir_print.c, ir_parse.c). */
+/* .kir text (kir_print.c, kir_parse.c). */
 kiln_status ir_print(const kiln_graph *g, FILE *f);
 
 /* ---- Philox-4x32-10 (ir/philox.c) ------------------------------------------ */

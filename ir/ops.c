@@ -138,12 +138,18 @@ static int64_t f_to_i64(double v)
     return (int64_t)v;
 }
 
+static int32_t f_to_i32(double v)
+{
+    int64_t w = f_to_i64(v);
+    return w > INT32_MAX ? INT32_MAX : w < INT32_MIN ? INT32_MIN : (int32_t)w;
+}
+
 void ir_store_f(kiln_dtype dt, void *base, int64_t i, double v)
 {
     switch (dt) {
     case KILN_F32: ((float *)base)[i] = (float)v; return;
     case KILN_F64: ((double *)base)[i] = v; return;
-    case KILN_I32: ((int32_t *)base)[i] = (int32_t)f_to_i64(v); return;
+    case KILN_I32: ((int32_t *)base)[i] = f_to_i32(v); return;
     case KILN_I64: ((int64_t *)base)[i] = f_to_i64(v); return;
     case KILN_BOOL: ((bool *)base)[i] = v != 0; return;
     }

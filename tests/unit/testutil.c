@@ -10,8 +10,8 @@ void ku_assert_graph_error(const kiln_graph *g, kiln_status s, const char *needl
 {
     const char *msg = kiln_graph_error(g);
     if (kiln_graph_status(g) != s || !strstr(msg, needle)) {
-        fprintf(stderr, "%s:%d: expected status %s containing \"%s\"; got %s: \"%s\"\n", file,
-                line, kiln_status_str(s), needle, kiln_status_str(kiln_graph_status(g)), msg);
+        fprintf(stderr, "%s:%d: expected status %s containing \"%s\"; got %s: \"%s\"\n", file, line,
+                kiln_status_str(s), needle, kiln_status_str(kiln_graph_status(g)), msg);
         fail();
     }
 }
@@ -21,8 +21,8 @@ void ku_assert_module_error(const kiln_module *m, kiln_status got, kiln_status w
 {
     const char *msg = kiln_module_error(m);
     if (got != want || !strstr(msg, needle)) {
-        fprintf(stderr, "%s:%d: expected status %s containing \"%s\"; got %s: \"%s\"\n", file,
-                line, kiln_status_str(want), needle, kiln_status_str(got), msg);
+        fprintf(stderr, "%s:%d: expected status %s containing \"%s\"; got %s: \"%s\"\n", file, line,
+                kiln_status_str(want), needle, kiln_status_str(got), msg);
         fail();
     }
 }
