@@ -1,7 +1,596 @@
-/* verify.c - PLACEHOLDER, replaced by the verifier (owner: kir/verify helper). */
+/*
+ * verify.c - the graph IR verifier: every structural invariant of docs/ir.md.
+ *
+ * Requires nothing of the graph (it is the check); produces KILN_OK, or
+ * KILN_ERR_INVALID with a message naming the node ("verify: %5 (add): ...")
+ * or entry recorded on the graph. It runs between passes in debug builds and
+ * at the end of the .kir parser, so it must never crash on a malformed graph:
+ * each node is checked for well-formedness (op, dtype, rank, operands) before
+ * any rule reads its shape or its operands' shapes.
+ */
 #include "ir.h"
+
+#include <string.h>
+
+/* The largest element count a tensor may have: its byte size fits in int64. */
+#define VERIFY_MAX_NUMEL (INT64_MAX / 8)
+
+typedef struct {
+    kiln_graph *g;
+    const kiln_tensor *t; /* the node being checked */
+    int index;            /* its index in g->nodes */
+    int node, entry;      /* where the problem is, for ir_verify_where */
+} vctx;
+
+static const char *op_name(const kiln_tensor *t)
+{
+    return (unsigned)t->op < IR_OP_COUNT ? ir_ops[t->op].name : "?";
+}
+
+static kiln_status node_fail(vctx *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static kiln_status node_fail(vctx *v, const char *fmt, ...)
+{
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    v->node = v->index;
+    return ir_fail_status(v->g, KILN_ERR_INVALID, "verify: %%%d (%s): %s", v->index, op_name(v->t),
+                          msg);
+}
+
+static kiln_status entry_fail(vctx *v, int e, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static kiln_status entry_fail(vctx *v, int e, const char *fmt, ...)
+{
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    v->entry = e;
+    const char *name = v->g->entries[e].name ? v->g->entries[e].name : "";
+    return ir_fail_status(v->g, KILN_ERR_INVALID, "verify: entry \"%s\": %s", name, msg);
+}
+
+static const char *shape_of(char *buf, size_t cap, const kiln_tensor *t)
+{
+    return ir_shape_str(buf, cap, t->rank, t->dims);
+}
+
+/* ---- well-formedness: op, dtype, shape, operands ----------------------------- */
+
+static kiln_status check_node_form(vctx *v, int id)
+{
+    const kiln_tensor *t = v->t;
+    if ((unsigned)t->op >= IR_OP_COUNT)
+        return node_fail(v, "op %d is not in the op table", (int)t->op);
+    if (t->id != id)
+        return node_fail(v, "node at index %d has id %d", id, t->id);
+    if (t->graph != v->g)
+        return node_fail(v, "node belongs to another graph");
+    if (!ir_dtype_valid((int)t->dtype))
+        return node_fail(v, "dtype %d is not a dtype", (int)t->dtype);
+    if (t->rank < 0 || t->rank > KILN_MAX_RANK)
+        return node_fail(v, "rank %d is outside 0..%d", t->rank, KILN_MAX_RANK);
+    int64_t numel = 1;
+    for (int d = 0; d < t->rank; d++) {
+        if (t->dims[d] < 0)
+            return node_fail(v, "dim %d is %lld; dims must be >= 0", d, (long long)t->dims[d]);
+        if (t->dims[d] > 0 && numel > VERIFY_MAX_NUMEL / t->dims[d])
+            return node_fail(v, "shape has more than %lld elements", (long long)VERIFY_MAX_NUMEL);
+        if (t->dims[d] > 0)
+            numel *= t->dims[d];
+    }
+    int arity = ir_ops[t->op].arity;
+    if (arity < 0 && t->nin < 1)
+        return node_fail(v, "takes at least 1 operand, has %d", t->nin);
+    if (arity >= 0 && t->nin != arity)
+        return node_fail(v, "takes %d operand%s, has %d", arity, arity == 1 ? "" : "s", t->nin);
+    if (t->nin > 0 && !t->in)
+        return node_fail(v, "operand list is missing");
+    for (int k = 0; k < t->nin; k++) {
+        const kiln_tensor *x = t->in[k];
+        if (!x)
+            return node_fail(v, "operand %d is NULL", k);
+        if (x->graph != v->g)
+            return node_fail(v, "operand %d belongs to another graph", k);
+        if (x->id < 0 || x->id >= id || v->g->nodes[x->id] != x)
+            return node_fail(v, "operand %d is %%%d, which is not defined before this node", k,
+                             x->id);
+    }
+    if (t->weak && t->op != IR_FULL)
+        return node_fail(v, "only a full node can be weak");
+    return KILN_OK;
+}
+
+/* ---- per-class rules ------------------------------------------------------------ */
+
+static kiln_status same_shape_as_result(vctx *v, int k)
+{
+    const kiln_tensor *t = v->t, *x = t->in[k];
+    if (ir_same_shape(x, t))
+        return KILN_OK;
+    char a[160], b[160];
+    return node_fail(v, "operand %d has shape %s but the result is %s", k,
+                     shape_of(a, sizeof(a), x), shape_of(b, sizeof(b), t));
+}
+
+static kiln_status dtype_is(vctx *v, int k, kiln_dtype want, const char *what)
+{
+    const kiln_tensor *x = v->t->in[k];
+    if (x->dtype == want)
+        return KILN_OK;
+    return node_fail(v, "operand %d has dtype %s but %s %s", k, ir_dtype_kir(x->dtype), what,
+                     ir_dtype_kir(want));
+}
+
+static kiln_status result_dtype_is(vctx *v, kiln_dtype want, const char *why)
+{
+    if (v->t->dtype == want)
+        return KILN_OK;
+    return node_fail(v, "the result has dtype %s but %s %s", ir_dtype_kir(v->t->dtype), why,
+                     ir_dtype_kir(want));
+}
+
+static kiln_status check_param(vctx *v)
+{
+    const kiln_tensor *t = v->t;
+    if ((unsigned)t->init.kind > KILN_INIT_DATA)
+        return node_fail(v, "init kind %d is not an init kind", (int)t->init.kind);
+    if (t->init.kind == KILN_INIT_DATA && !t->data)
+        return node_fail(v, "init=data but the param has no data");
+    if (t->fan_in < 0)
+        return node_fail(v, "fan_in is %lld; it must be >= 0", (long long)t->fan_in);
+    return KILN_OK;
+}
+
+static kiln_status check_const(vctx *v)
+{
+    if (!v->t->data)
+        return node_fail(v, "a constant has no data");
+    return KILN_OK;
+}
+
+static kiln_status check_arange(vctx *v)
+{
+    if (v->t->rank != 1)
+        return node_fail(v, "the result has rank %d but arange makes rank 1", v->t->rank);
+    return KILN_OK;
+}
+
+static kiln_status check_random(vctx *v)
+{
+    if (!ir_dtype_is_float(v->t->dtype))
+        return node_fail(v, "the result has dtype %s but random numbers are f32 or f64",
+                         ir_dtype_kir(v->t->dtype));
+    return KILN_OK;
+}
+
+static kiln_status check_elementwise(vctx *v)
+{
+    const kiln_tensor *t = v->t;
+    kiln_status s;
+    for (int k = 0; k < t->nin; k++)
+        if ((s = same_shape_as_result(v, k)) != KILN_OK)
+            return s;
+    unsigned flags = ir_ops[t->op].flags;
+    if (t->op == IR_CAST)
+        return KILN_OK;
+    if (t->op == IR_WHERE) {
+        if ((s = dtype_is(v, 0, KILN_BOOL, "the condition must be")) != KILN_OK)
+            return s;
+        for (int k = 1; k < 3; k++)
+            if ((s = dtype_is(v, k, t->dtype, "the result is")) != KILN_OK)
+                return s;
+        return KILN_OK;
+    }
+    if (flags & IR_F_CMP) {
+        if ((s = result_dtype_is(v, KILN_BOOL, "a comparison makes")) != KILN_OK)
+            return s;
+        return dtype_is(v, 1, t->in[0]->dtype, "operand 0 is");
+    }
+    for (int k = 0; k < t->nin; k++)
+        if ((s = dtype_is(v, k, t->dtype, "the result is")) != KILN_OK)
+            return s;
+    if ((flags & IR_F_FLOATY) && !ir_dtype_is_float(t->dtype))
+        return node_fail(v, "dtype %s is not a floating point dtype", ir_dtype_kir(t->dtype));
+    return KILN_OK;
+}
+
+static char *axes_str(char *buf, size_t cap, uint32_t axes)
+{
+    int64_t list[32];
+    int n = 0;
+    for (int d = 0; d < 32; d++)
+        if ((axes >> d) & 1u)
+            list[n++] = d;
+    return ir_shape_str(buf, cap, n > KILN_MAX_RANK ? KILN_MAX_RANK : n, list);
+}
+
+static kiln_status check_reduce(vctx *v)
+{
+    const kiln_tensor *t = v->t, *x = t->in[0];
+    char a[160], b[160], c[160], m[160];
+    if (x->rank != t->rank)
+        return node_fail(v,
+                         "operand 0 has rank %d but the result has rank %d (reduced axes are "
+                         "kept as size 1)",
+                         x->rank, t->rank);
+    if ((t->axes >> t->rank) != 0)
+        return node_fail(v, "axes %s name an axis outside rank %d", axes_str(m, sizeof(m), t->axes),
+                         t->rank);
+    int64_t want[KILN_MAX_RANK];
+    bool ok = true;
+    for (int d = 0; d < t->rank; d++) {
+        want[d] = (t->axes >> d) & 1u ? 1 : x->dims[d];
+        ok = ok && t->dims[d] == want[d];
+    }
+    if (!ok)
+        return node_fail(v, "reducing %s over axes %s gives %s, not %s", shape_of(a, sizeof(a), x),
+                         axes_str(m, sizeof(m), t->axes), ir_shape_str(c, sizeof(c), t->rank, want),
+                         shape_of(b, sizeof(b), t));
+    if (t->op == IR_ARGMAX || t->op == IR_ARGMIN)
+        return result_dtype_is(v, KILN_I64, "an index reduction makes");
+    return dtype_is(v, 0, t->dtype, "the result is");
+}
+
+static kiln_status check_slice(vctx *v)
+{
+    const kiln_tensor *t = v->t, *x = t->in[0];
+    for (int d = 0; d < t->rank; d++) {
+        int64_t b = t->begin[d], s = t->step[d], n = t->dims[d], in = x->dims[d];
+        if (s <= 0)
+            return node_fail(v, "step %lld on axis %d; steps must be > 0", (long long)s, d);
+        if (b < 0 || b > in)
+            return node_fail(v, "begin %lld on axis %d is outside 0..%lld", (long long)b, d,
+                             (long long)in);
+        /* the last element read, b + (n-1)*s, must be < in; written without overflow */
+        if (n > 0 && (b == in || n - 1 > (in - 1 - b) / s))
+            return node_fail(v,
+                             "axis %d: %lld elements from %lld with step %lld read past size %lld",
+                             d, (long long)n, (long long)b, (long long)s, (long long)in);
+    }
+    return KILN_OK;
+}
+
+static kiln_status check_pad(vctx *v)
+{
+    const kiln_tensor *t = v->t, *x = t->in[0];
+    for (int d = 0; d < t->rank; d++) {
+        int64_t b = t->begin[d], a = t->after[d];
+        if (b < 0 || a < 0)
+            return node_fail(v, "axis %d pads %lld before and %lld after; pads must be >= 0", d,
+                             (long long)b, (long long)a);
+        if (t->dims[d] < x->dims[d] || b > t->dims[d] - x->dims[d] ||
+            a != t->dims[d] - x->dims[d] - b)
+            return node_fail(v, "axis %d: %lld + %lld before + %lld after is not %lld", d,
+                             (long long)x->dims[d], (long long)b, (long long)a,
+                             (long long)t->dims[d]);
+    }
+    return KILN_OK;
+}
+
+static kiln_status check_concat(vctx *v)
+{
+    const kiln_tensor *t = v->t;
+    char a[160], b[160];
+    if (t->axis < 0 || t->axis >= t->rank)
+        return node_fail(v, "axis %d is outside the result's rank %d", t->axis, t->rank);
+    int64_t sum = 0;
+    for (int k = 0; k < t->nin; k++) {
+        const kiln_tensor *x = t->in[k];
+        kiln_status s = dtype_is(v, k, t->dtype, "the result is");
+        if (s != KILN_OK)
+            return s;
+        bool ok = x->rank == t->rank;
+        for (int d = 0; ok && d < t->rank; d++)
+            ok = d == t->axis ? x->dims[d] <= t->dims[d] - sum : x->dims[d] == t->dims[d];
+        if (!ok)
+            return node_fail(v,
+                             "operand %d has shape %s, which does not fit the result %s on axis %d",
+                             k, shape_of(a, sizeof(a), x), shape_of(b, sizeof(b), t), t->axis);
+        sum += x->dims[t->axis];
+    }
+    if (sum != t->dims[t->axis])
+        return node_fail(v, "operands add up to %lld on axis %d but the result has %lld",
+                         (long long)sum, t->axis, (long long)t->dims[t->axis]);
+    return KILN_OK;
+}
+
+/* RESHAPE, PERMUTE, EXPAND, SLICE, PAD: one operand of the result's dtype. */
+static kiln_status check_view(vctx *v)
+{
+    const kiln_tensor *t = v->t, *x = t->in[0];
+    char a[160], b[160];
+    kiln_status s = dtype_is(v, 0, t->dtype, "the result is");
+    if (s != KILN_OK)
+        return s;
+    if (t->op == IR_RESHAPE) {
+        if (ir_numel(x) != ir_numel(t))
+            return node_fail(v, "cannot reshape %s (%lld elements) to %s (%lld elements)",
+                             shape_of(a, sizeof(a), x), (long long)ir_numel(x),
+                             shape_of(b, sizeof(b), t), (long long)ir_numel(t));
+        return KILN_OK;
+    }
+    if (x->rank != t->rank)
+        return node_fail(v, "operand 0 has rank %d but the result has rank %d", x->rank, t->rank);
+    return KILN_OK;
+}
+
+static kiln_status check_permute(vctx *v)
+{
+    const kiln_tensor *t = v->t, *x = t->in[0];
+    char a[160];
+    unsigned seen = 0;
+    for (int d = 0; d < t->rank; d++) {
+        int p = t->perm[d];
+        if (p < 0 || p >= t->rank || (seen >> p) & 1u)
+            return node_fail(v, "perm is not a permutation of 0..%d", t->rank - 1);
+        seen |= 1u << p;
+        if (t->dims[d] != x->dims[p])
+            return node_fail(v, "permuting %s gives dim %lld at axis %d, not %lld",
+                             shape_of(a, sizeof(a), x), (long long)x->dims[p], d,
+                             (long long)t->dims[d]);
+    }
+    return KILN_OK;
+}
+
+static kiln_status check_expand(vctx *v)
+{
+    const kiln_tensor *t = v->t, *x = t->in[0];
+    char a[160], b[160];
+    for (int d = 0; d < t->rank; d++)
+        if (x->dims[d] != 1 && x->dims[d] != t->dims[d])
+            return node_fail(v, "cannot expand %s to %s: axis %d is neither 1 nor equal",
+                             shape_of(a, sizeof(a), x), shape_of(b, sizeof(b), t), d);
+    return KILN_OK;
+}
+
+static kiln_status check_matmul(vctx *v)
+{
+    const kiln_tensor *t = v->t, *x = t->in[0], *y = t->in[1];
+    char a[160], b[160], c[160];
+    kiln_status s;
+    if ((s = dtype_is(v, 0, t->dtype, "the result is")) != KILN_OK ||
+        (s = dtype_is(v, 1, t->dtype, "the result is")) != KILN_OK)
+        return s;
+    int r = t->rank;
+    bool ok = r >= 2 && x->rank == r && y->rank == r;
+    for (int d = 0; ok && d < r - 2; d++)
+        ok = x->dims[d] == t->dims[d] && y->dims[d] == t->dims[d];
+    ok = ok && x->dims[r - 1] == y->dims[r - 2] && x->dims[r - 2] == t->dims[r - 2] &&
+         y->dims[r - 1] == t->dims[r - 1];
+    if (!ok)
+        return node_fail(v, "%s @ %s does not give %s (expected (..., M, K) @ (..., K, N))",
+                         shape_of(a, sizeof(a), x), shape_of(b, sizeof(b), y),
+                         shape_of(c, sizeof(c), t));
+    return KILN_OK;
+}
+
+/* GATHER: out = table[:axis] + ids + table[axis+1:]; SCATTER_ADD: src = out[:axis] + ids +
+ * out[axis+1:]. `big` is the tensor indexed along axis, `small` the one shaped by ids. */
+static kiln_status check_index(vctx *v)
+{
+    const kiln_tensor *t = v->t, *ids = t->in[1];
+    const kiln_tensor *big = t->op == IR_GATHER ? t->in[0] : t;
+    const kiln_tensor *small = t->op == IR_GATHER ? t : t->in[0];
+    char a[160], b[160], c[160], w[160];
+    if (!ir_dtype_is_int(ids->dtype))
+        return node_fail(v, "operand 1 (ids) has dtype %s but ids must be i32 or i64",
+                         ir_dtype_kir(ids->dtype));
+    kiln_status s = dtype_is(v, 0, t->dtype, "the result is");
+    if (s != KILN_OK)
+        return s;
+    if (t->axis < 0 || t->axis >= big->rank)
+        return node_fail(v, "axis %d is outside rank %d", t->axis, big->rank);
+    int want_rank = big->rank - 1 + ids->rank, r = 0;
+    int64_t want[2 * KILN_MAX_RANK];
+    for (int d = 0; d < t->axis; d++)
+        want[r++] = big->dims[d];
+    for (int d = 0; d < ids->rank; d++)
+        want[r++] = ids->dims[d];
+    for (int d = t->axis + 1; d < big->rank; d++)
+        want[r++] = big->dims[d];
+    bool ok = small->rank == want_rank;
+    for (int d = 0; ok && d < want_rank; d++)
+        ok = small->dims[d] == want[d];
+    if (!ok) {
+        const char *role = t->op == IR_GATHER ? "the result" : "operand 0 (src)";
+        return node_fail(v, "%s is %s but indexing %s along axis %d with ids %s gives %s", role,
+                         shape_of(a, sizeof(a), small), shape_of(b, sizeof(b), big), t->axis,
+                         shape_of(c, sizeof(c), ids),
+                         want_rank <= KILN_MAX_RANK ? ir_shape_str(w, sizeof(w), want_rank, want)
+                                                    : "a rank above 8");
+    }
+    return KILN_OK;
+}
+
+static kiln_status check_assign(vctx *v)
+{
+    const kiln_tensor *t = v->t, *p = t->in[0];
+    kiln_status s;
+    if (p->op != IR_PARAM)
+        return node_fail(v, "operand 0 is %%%d (%s), not a param", p->id, op_name(p));
+    if ((s = dtype_is(v, 1, p->dtype, "the param is")) != KILN_OK ||
+        (s = result_dtype_is(v, p->dtype, "the param is")) != KILN_OK)
+        return s;
+    if ((s = same_shape_as_result(v, 0)) != KILN_OK)
+        return s;
+    return same_shape_as_result(v, 1);
+}
+
+/* Chains a class-wide check and an op-specific one. */
+static kiln_status both(kiln_status s, vctx *v, kiln_status (*f)(vctx *))
+{
+    return s != KILN_OK ? s : f(v);
+}
+
+static kiln_status check_node(vctx *v)
+{
+    switch (v->t->op) {
+    case IR_INPUT:
+    case IR_FULL: return KILN_OK; /* leaf names are checked graph-wide */
+    case IR_PARAM: return check_param(v);
+    case IR_CONST: return check_const(v);
+    case IR_ARANGE: return check_arange(v);
+    case IR_RAND:
+    case IR_RANDN: return check_random(v);
+    case IR_NEG:
+    case IR_ABS:
+    case IR_EXP:
+    case IR_LOG:
+    case IR_SQRT:
+    case IR_RSQRT:
+    case IR_SIN:
+    case IR_COS:
+    case IR_TANH:
+    case IR_ERF:
+    case IR_SIGMOID:
+    case IR_RELU:
+    case IR_DETACH:
+    case IR_CAST:
+    case IR_ADD:
+    case IR_SUB:
+    case IR_MUL:
+    case IR_DIV:
+    case IR_POW:
+    case IR_MAXIMUM:
+    case IR_MINIMUM:
+    case IR_EQ:
+    case IR_NE:
+    case IR_LT:
+    case IR_LE:
+    case IR_GT:
+    case IR_GE:
+    case IR_WHERE: return check_elementwise(v);
+    case IR_SUM:
+    case IR_MAX:
+    case IR_MIN:
+    case IR_ARGMAX:
+    case IR_ARGMIN: return check_reduce(v);
+    case IR_RESHAPE: return check_view(v);
+    case IR_PERMUTE: return both(check_view(v), v, check_permute);
+    case IR_EXPAND: return both(check_view(v), v, check_expand);
+    case IR_SLICE: return both(check_view(v), v, check_slice);
+    case IR_PAD: return both(check_view(v), v, check_pad);
+    case IR_CONCAT: return check_concat(v);
+    case IR_MATMUL: return check_matmul(v);
+    case IR_GATHER:
+    case IR_SCATTER_ADD: return check_index(v);
+    case IR_ASSIGN: return check_assign(v);
+    case IR_OP_COUNT: break;
+    }
+    return node_fail(v, "op %d is not in the op table", (int)v->t->op);
+}
+
+/* ---- names and entries ------------------------------------------------------------ */
+
+static bool is_leaf(const kiln_tensor *t)
+{
+    return (ir_ops[t->op].flags & IR_F_LEAF) != 0;
+}
+
+/* Leaf names: non-empty and unique. Checked after every node is well-formed. */
+static kiln_status check_leaf_names(vctx *v)
+{
+    kiln_graph *g = v->g;
+    for (int i = 0; i < g->nnodes; i++) {
+        const kiln_tensor *t = g->nodes[i];
+        if (!is_leaf(t))
+            continue;
+        v->t = t;
+        v->index = i;
+        if (!t->name || !t->name[0])
+            return node_fail(v, "%s needs a non-empty name",
+                             t->op == IR_INPUT ? "an input" : "a param");
+        for (int j = 0; j < i; j++) {
+            const kiln_tensor *u = g->nodes[j];
+            if (is_leaf(u) && strcmp(u->name, t->name) == 0)
+                return node_fail(v, "name \"%s\" is already used by %%%d (%s)", t->name, u->id,
+                                 op_name(u));
+        }
+    }
+    return KILN_OK;
+}
+
+static bool output_name_used(const kiln_graph *g, int e, int k, const char *name)
+{
+    for (int i = 0; i <= e; i++) {
+        const ir_entry *x = &g->entries[i];
+        int n = i == e ? k : x->n;
+        for (int j = 0; j < n; j++)
+            if (strcmp(x->output_names[j], name) == 0)
+                return true;
+    }
+    return false;
+}
+
+static kiln_status check_entries(vctx *v)
+{
+    kiln_graph *g = v->g;
+    for (int e = 0; e < g->nentries; e++) {
+        const ir_entry *x = &g->entries[e];
+        if (!x->name || !x->name[0])
+            return entry_fail(v, e, "an entry needs a non-empty name");
+        for (int j = 0; j < e; j++)
+            if (strcmp(g->entries[j].name, x->name) == 0)
+                return entry_fail(v, e, "another entry has the same name");
+        if (x->n < 0 || (x->n > 0 && (!x->outputs || !x->output_names)))
+            return entry_fail(v, e, "the output list is malformed");
+        for (int k = 0; k < x->n; k++) {
+            const kiln_tensor *t = x->outputs[k];
+            const char *name = x->output_names[k];
+            if (!t || t->graph != g || t->id < 0 || t->id >= g->nnodes || g->nodes[t->id] != t)
+                return entry_fail(v, e, "output %d is not a node of this graph", k);
+            if (!name || !name[0])
+                return entry_fail(v, e, "output %d needs a non-empty name", k);
+            if (output_name_used(g, e, k, name))
+                return entry_fail(v, e, "output name \"%s\" is used twice", name);
+            const kiln_tensor *leaf = ir_find_leaf(g, name);
+            if (leaf)
+                return entry_fail(v, e, "output name \"%s\" is already the name of %%%d (%s)", name,
+                                  leaf->id, op_name(leaf));
+        }
+    }
+    return KILN_OK;
+}
+
+kiln_status ir_verify_where(kiln_graph *g, int *node, int *entry)
+{
+    vctx v = {g, NULL, 0, -1, -1};
+    kiln_status s = KILN_OK;
+    if (!g)
+        return KILN_ERR_INVALID;
+    if (g->status == KILN_OK) {
+        for (int i = 0; i < g->nnodes && s == KILN_OK; i++) {
+            v.t = g->nodes[i];
+            v.index = i;
+            if (!v.t) {
+                s = ir_fail_status(g, KILN_ERR_INVALID, "verify: node %d is NULL", i);
+                v.node = i;
+                break;
+            }
+            s = check_node_form(&v, i);
+            if (s == KILN_OK)
+                s = check_node(&v);
+        }
+        if (s == KILN_OK)
+            s = check_leaf_names(&v);
+        if (s == KILN_OK)
+            s = check_entries(&v);
+    } else {
+        s = g->status;
+    }
+    if (node)
+        *node = v.node;
+    if (entry)
+        *entry = v.entry;
+    return s;
+}
 
 kiln_status ir_verify(kiln_graph *g)
 {
-    return g->status;
+    return ir_verify_where(g, NULL, NULL);
 }

@@ -1,0 +1,271 @@
+/*
+ * kir_print.c - the canonical .kir text of a graph (docs/kir.md).
+ *
+ * Requires a well-formed graph (ops, dtypes, ranks in range). Produces one
+ * header line, one line per node in id order, and one line per entry. The
+ * text is canonical: every value is printed in one way only (floats as the
+ * shortest decimal that reads back to the same bits), so printing the graph
+ * that kir_parse.c reads back gives the same bytes.
+ */
+#include "ir.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+/* The shortest "%.*g" text of v that strtod reads back exactly. */
+static const char *fmt_f64(char *buf, size_t cap, double v)
+{
+    if (isnan(v))
+        return "nan";
+    if (isinf(v))
+        return v < 0 ? "-inf" : "inf";
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(buf, cap, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+    return buf;
+}
+
+static const char *fmt_f32(char *buf, size_t cap, float v)
+{
+    if (isnan(v))
+        return "nan";
+    if (isinf(v))
+        return v < 0 ? "-inf" : "inf";
+    for (int prec = 1; prec <= 9; prec++) {
+        snprintf(buf, cap, "%.*g", prec, (double)v);
+        if (strtof(buf, NULL) == v)
+            break;
+    }
+    return buf;
+}
+
+/* A quoted string: \" \\ \n \t \r and \xHH for other control bytes; bytes
+ * >= 0x80 are written as they are (UTF-8 names stay readable). */
+static void print_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+        switch (*p) {
+        case '"': fputs("\\\"", f); break;
+        case '\\': fputs("\\\\", f); break;
+        case '\n': fputs("\\n", f); break;
+        case '\t': fputs("\\t", f); break;
+        case '\r': fputs("\\r", f); break;
+        default:
+            if (*p < 0x20 || *p == 0x7f)
+                fprintf(f, "\\x%02x", *p);
+            else
+                fputc(*p, f);
+        }
+    }
+    fputc('"', f);
+}
+
+static void print_list(FILE *f, const char *key, int n, const int64_t *v)
+{
+    fprintf(f, " %s=[", key);
+    for (int i = 0; i < n; i++)
+        fprintf(f, "%s%lld", i ? ", " : "", (long long)v[i]);
+    fputc(']', f);
+}
+
+static void print_f64_attr(FILE *f, const char *key, double v)
+{
+    char buf[40];
+    fprintf(f, " %s=%s", key, fmt_f64(buf, sizeof(buf), v));
+}
+
+static const char *init_name(kiln_init_kind k)
+{
+    switch (k) {
+    case KILN_INIT_ZEROS: return "zeros";
+    case KILN_INIT_ONES: return "ones";
+    case KILN_INIT_CONST: return "const";
+    case KILN_INIT_NORMAL: return "normal";
+    case KILN_INIT_UNIFORM: return "uniform";
+    case KILN_INIT_KAIMING_UNIFORM: return "kaiming_uniform";
+    case KILN_INIT_DATA: return "data";
+    }
+    return "?";
+}
+
+/* init=<kind>[(a[, b])]: as many numbers as the kind uses, more only when
+ * a or b is set where the kind does not use it (so nothing is lost). */
+static void print_init(FILE *f, const kiln_init *in)
+{
+    int uses = in->kind == KILN_INIT_CONST                                     ? 1
+               : in->kind == KILN_INIT_NORMAL || in->kind == KILN_INIT_UNIFORM ? 2
+                                                                               : 0;
+    int set = in->b != 0 ? 2 : in->a != 0 ? 1 : 0;
+    int n = uses > set ? uses : set;
+    char buf[40];
+    fprintf(f, " init=%s", init_name(in->kind));
+    if (n >= 1)
+        fprintf(f, "(%s", fmt_f64(buf, sizeof(buf), in->a));
+    if (n >= 2)
+        fprintf(f, ", %s", fmt_f64(buf, sizeof(buf), in->b));
+    if (n >= 1)
+        fputc(')', f);
+}
+
+static void print_data(FILE *f, const kiln_tensor *t)
+{
+    char buf[40];
+    int64_t n = ir_numel(t);
+    fputs(" {", f);
+    for (int64_t i = 0; i < n; i++) {
+        if (i)
+            fputs(", ", f);
+        switch (t->dtype) {
+        case KILN_F32: fputs(fmt_f32(buf, sizeof(buf), ((const float *)t->data)[i]), f); break;
+        case KILN_F64: fputs(fmt_f64(buf, sizeof(buf), ((const double *)t->data)[i]), f); break;
+        case KILN_I32: fprintf(f, "%d", (int)((const int32_t *)t->data)[i]); break;
+        case KILN_I64: fprintf(f, "%lld", (long long)((const int64_t *)t->data)[i]); break;
+        case KILN_BOOL: fputs(((const unsigned char *)t->data)[i] ? "true" : "false", f); break;
+        }
+    }
+    fputc('}', f);
+}
+
+/* The attributes each op carries, in canonical order (docs/kir.md). */
+static void print_attrs(FILE *f, const kiln_tensor *t)
+{
+    int64_t list[32];
+    int n = 0;
+    switch (t->op) {
+    case IR_INPUT: return;
+    case IR_PARAM:
+        print_init(f, &t->init);
+        if (t->fan_in)
+            fprintf(f, " fan_in=%lld", (long long)t->fan_in);
+        fprintf(f, " stream=%u", (unsigned)t->stream);
+        return;
+    case IR_CONST: return;
+    case IR_FULL:
+        print_f64_attr(f, "value", t->value);
+        if (t->weak)
+            fputs(" weak", f);
+        return;
+    case IR_ARANGE:
+        print_f64_attr(f, "start", t->value);
+        print_f64_attr(f, "step", t->value2);
+        return;
+    case IR_RAND:
+    case IR_RANDN: fprintf(f, " stream=%u", (unsigned)t->stream); return;
+    case IR_NEG:
+    case IR_ABS:
+    case IR_EXP:
+    case IR_LOG:
+    case IR_SQRT:
+    case IR_RSQRT:
+    case IR_SIN:
+    case IR_COS:
+    case IR_TANH:
+    case IR_ERF:
+    case IR_SIGMOID:
+    case IR_RELU:
+    case IR_DETACH:
+    case IR_CAST:
+    case IR_ADD:
+    case IR_SUB:
+    case IR_MUL:
+    case IR_DIV:
+    case IR_POW:
+    case IR_MAXIMUM:
+    case IR_MINIMUM:
+    case IR_EQ:
+    case IR_NE:
+    case IR_LT:
+    case IR_LE:
+    case IR_GT:
+    case IR_GE:
+    case IR_WHERE: return;
+    case IR_SUM:
+    case IR_MAX:
+    case IR_MIN:
+    case IR_ARGMAX:
+    case IR_ARGMIN:
+        for (int d = 0; d < 32; d++)
+            if ((t->axes >> d) & 1u)
+                list[n++] = d;
+        print_list(f, "axes", n, list);
+        return;
+    case IR_RESHAPE: return;
+    case IR_PERMUTE:
+        for (int d = 0; d < t->rank; d++)
+            list[d] = t->perm[d];
+        print_list(f, "perm", t->rank, list);
+        return;
+    case IR_EXPAND: return;
+    case IR_SLICE:
+        print_list(f, "begin", t->rank, t->begin);
+        print_list(f, "step", t->rank, t->step);
+        return;
+    case IR_PAD:
+        print_list(f, "before", t->rank, t->begin);
+        print_list(f, "after", t->rank, t->after);
+        print_f64_attr(f, "value", t->value);
+        return;
+    case IR_CONCAT:
+    case IR_GATHER:
+    case IR_SCATTER_ADD: fprintf(f, " axis=%d", t->axis); return;
+    case IR_MATMUL:
+    case IR_ASSIGN: return;
+    case IR_OP_COUNT: return;
+    }
+}
+
+static bool has_data(const kiln_tensor *t)
+{
+    return t->data && (t->op == IR_CONST || (t->op == IR_PARAM && t->init.kind == KILN_INIT_DATA));
+}
+
+static void print_node(FILE *f, const kiln_tensor *t)
+{
+    fprintf(f, "%%%d = %s", t->id, ir_ops[t->op].name);
+    if (ir_ops[t->op].flags & IR_F_LEAF) {
+        fputc(' ', f);
+        print_str(f, t->name);
+    }
+    for (int k = 0; k < t->nin; k++)
+        fprintf(f, "%s%%%d", k ? ", " : " ", t->in[k]->id);
+    print_attrs(f, t);
+    fprintf(f, " : %s[", ir_dtype_kir(t->dtype));
+    for (int d = 0; d < t->rank; d++)
+        fprintf(f, "%s%lld", d ? ", " : "", (long long)t->dims[d]);
+    fputc(']', f);
+    if (has_data(t))
+        print_data(f, t);
+    fputc('\n', f);
+}
+
+kiln_status ir_print(const kiln_graph *g, FILE *f)
+{
+    if (!g || !f)
+        return KILN_ERR_INVALID;
+    fprintf(f, "kiln 1 seed=%llu streams=%u\n", (unsigned long long)g->seed,
+            (unsigned)g->next_stream);
+    for (int i = 0; i < g->nnodes; i++)
+        print_node(f, g->nodes[i]);
+    if (g->nentries)
+        fputc('\n', f);
+    for (int e = 0; e < g->nentries; e++) {
+        const ir_entry *x = &g->entries[e];
+        fputs("entry ", f);
+        print_str(f, x->name);
+        fputs(" (", f);
+        for (int k = 0; k < x->n; k++) {
+            fprintf(f, "%s%%%d -> ", k ? ", " : "", x->outputs[k]->id);
+            print_str(f, x->output_names[k]);
+        }
+        fputs(")\n", f);
+    }
+    return ferror(f) ? KILN_ERR_IO : KILN_OK;
+}
+
+kiln_status kiln_graph_print(const kiln_graph *g, FILE *f)
+{
+    return ir_print(g, f);
+}
