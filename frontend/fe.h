@@ -29,6 +29,10 @@ kiln_tensor *fe_fail(kiln_graph *g, kiln_status s, const char *fn, const char *f
  * as PyTorch does); on failure records PyTorch's "Dimension out of range" error. */
 bool fe_axis(kiln_graph *g, const char *fn, int axis, int rank, int *out);
 
+/* A shape given by the user: 0 <= rank <= KILN_MAX_RANK, dims >= 0, numel fits
+ * int64 (frontend/leaves.c). Records the error naming fn and returns false. */
+bool fe_check_shape(kiln_graph *g, const char *fn, int rank, const int64_t *dims);
+
 /* PyTorch's result_type: dimensioned tensors outrank 0-d tensors, which outrank
  * weak scalars, unless a lower tier has a higher category (bool < int < float). */
 kiln_dtype fe_result_type(int n, kiln_tensor *const *ts);

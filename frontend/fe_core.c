@@ -9,7 +9,7 @@
 
 bool fe_begin(kiln_graph *g, int n, kiln_tensor *const *ts)
 {
-    if (!g || g->status != KILN_OK)
+    if (!ir_begin(g))
         return false;
     for (int i = 0; i < n; i++)
         if (!ts[i])

@@ -1,0 +1,205 @@
+/*
+ * entry.c - what turns a graph into callable functions: detach, in-place
+ * assignment of params, named entries, optimizer settings, and the autodiff
+ * entry points (which land with a later issue).
+ *
+ * Requires tensors of one graph; produces DETACH and ASSIGN nodes and
+ * ir_entry records whose output names are unique across the graph's
+ * namespace (inputs, params and every entry's outputs).
+ */
+#include "fe.h"
+
+#include <string.h>
+
+kiln_tensor *kiln_detach(kiln_graph *g, kiln_tensor *t)
+{
+    if (!fe_begin(g, 1, &t))
+        return NULL;
+    return ir_node_new(g, IR_DETACH, t->dtype, t->rank, t->dims, 1, &t);
+}
+
+/* Like param.copy_(value): value is converted to the param's dtype and must
+ * broadcast to the param's shape. */
+kiln_tensor *kiln_assign(kiln_graph *g, kiln_tensor *param, kiln_tensor *value)
+{
+    const char *fn = __func__;
+    if (!ir_begin(g) || !param || !value)
+        return NULL;
+    if (param->graph != g || param->op != IR_PARAM)
+        return fe_fail(g, KILN_ERR_INVALID, fn, "the target must be a param");
+    kiln_tensor *ts[2] = {param, value};
+    if (!fe_begin(g, 2, ts))
+        return NULL;
+    int rank;
+    int64_t dims[KILN_MAX_RANK];
+    if (!fe_broadcast(g, fn, 2, ts, &rank, dims))
+        return NULL;
+    char have[256], want[256];
+    if (rank != param->rank || memcmp(dims, param->dims, sizeof(*dims) * (size_t)rank) != 0)
+        return fe_fail(g, KILN_ERR_SHAPE, fn,
+                       "output with shape %s doesn't match the broadcast shape %s",
+                       ir_shape_str(have, sizeof(have), param->rank, param->dims),
+                       ir_shape_str(want, sizeof(want), rank, dims));
+    kiln_tensor *v = fe_convert(g, value, param->dtype);
+    v = v ? fe_expand_to(g, v, param->rank, param->dims) : NULL;
+    if (!v)
+        return NULL;
+    kiln_tensor *ops[2] = {param, v};
+    return ir_node_new(g, IR_ASSIGN, param->dtype, param->rank, param->dims, 2, ops);
+}
+
+/* ---- entries ----------------------------------------------------------------- */
+
+/* Who already holds `name`: a leaf, an output of an existing entry, or an
+ * earlier output of the entry being made. Writes a description into buf. */
+static bool name_taken(const kiln_graph *g, const char *name, char *const *mine, int nmine,
+                       char *buf, size_t cap)
+{
+    const kiln_tensor *leaf = ir_find_leaf(g, name);
+    if (leaf) {
+        snprintf(buf, cap, "%s", leaf->op == IR_PARAM ? "a param" : "an input");
+        return true;
+    }
+    for (int i = 0; i < g->nentries; i++)
+        for (int k = 0; k < g->entries[i].n; k++)
+            if (strcmp(g->entries[i].output_names[k], name) == 0) {
+                snprintf(buf, cap, "output %d of entry '%s'", k, g->entries[i].name);
+                return true;
+            }
+    for (int k = 0; k < nmine; k++)
+        if (strcmp(mine[k], name) == 0) {
+            snprintf(buf, cap, "output %d of this entry", k);
+            return true;
+        }
+    return false;
+}
+
+/* "<entry>.<i>" in the graph's arena. */
+static char *default_name(kiln_graph *g, const char *entry, int i)
+{
+    int n = snprintf(NULL, 0, "%s.%d", entry, i);
+    char *s = ir_arena_alloc(&g->arena, (size_t)n + 1);
+    if (s)
+        snprintf(s, (size_t)n + 1, "%s.%d", entry, i);
+    return s;
+}
+
+/* Checks everything before the entry is recorded, so a failed call leaves
+ * the graph's entries as they were. An output name that is NULL (or
+ * output_names NULL) gets the default "<entry>.<i>". */
+kiln_status kiln_entry(kiln_graph *g, const char *name, int n, kiln_tensor *const *outputs,
+                       const char *const *output_names)
+{
+    const char *fn = __func__;
+    if (!g)
+        return KILN_ERR_INVALID;
+    if (!ir_begin(g))
+        return g->status;
+    if (!name || !name[0])
+        return ir_fail_status(g, KILN_ERR_INVALID, "%s: the entry name must be a non-empty string",
+                              fn);
+    if (ir_find_entry(g, name))
+        return ir_fail_status(g, KILN_ERR_INVALID, "%s: an entry named '%s' already exists", fn,
+                              name);
+    if (n < 1 || !outputs)
+        return ir_fail_status(g, KILN_ERR_INVALID, "%s: entry '%s' needs at least one output", fn,
+                              name);
+    for (int i = 0; i < n; i++) {
+        if (!outputs[i])
+            return ir_fail_status(g, KILN_ERR_INVALID, "%s: output %d of entry '%s' is NULL", fn, i,
+                                  name);
+        if (outputs[i]->graph != g)
+            return ir_fail_status(g, KILN_ERR_INVALID,
+                                  "%s: output %d of entry '%s' belongs to another graph", fn, i,
+                                  name);
+    }
+    char **names = ir_arena_alloc(&g->arena, sizeof(*names) * (size_t)n);
+    if (!names)
+        return ir_fail_status(g, KILN_ERR_NOMEM, "%s: out of memory", fn);
+    for (int i = 0; i < n; i++) {
+        const char *given = output_names ? output_names[i] : NULL;
+        if (given && !given[0])
+            return ir_fail_status(g, KILN_ERR_INVALID,
+                                  "%s: the name of output %d of entry '%s' is empty", fn, i, name);
+        names[i] = given ? ir_arena_strdup(&g->arena, given) : default_name(g, name, i);
+        if (!names[i])
+            return ir_fail_status(g, KILN_ERR_NOMEM, "%s: out of memory", fn);
+        char who[300];
+        if (name_taken(g, names[i], names, i, who, sizeof(who)))
+            return ir_fail_status(g, KILN_ERR_INVALID,
+                                  "%s: the output name '%s' is already used by %s", fn, names[i],
+                                  who);
+    }
+    ir_entry *e = ir_entry_new(g, name, n);
+    if (!e)
+        return g->status;
+    for (int i = 0; i < n; i++) {
+        e->outputs[i] = outputs[i];
+        e->output_names[i] = names[i];
+    }
+    return KILN_OK;
+}
+
+/* ---- optimizers ------------------------------------------------------------------ */
+
+/* torch.optim.SGD(params, lr, momentum, weight_decay=...): dampening 0, nesterov off. */
+kiln_optim kiln_sgd(double lr, double momentum, double weight_decay)
+{
+    return (kiln_optim){.kind = KILN_SGD,
+                        .lr = lr,
+                        .momentum = momentum,
+                        .dampening = 0,
+                        .weight_decay = weight_decay,
+                        .nesterov = false};
+}
+
+/* torch.optim.Adam(params, lr, betas=(beta1, beta2), eps): weight_decay 0. */
+kiln_optim kiln_adam(double lr, double beta1, double beta2, double eps)
+{
+    return (kiln_optim){
+        .kind = KILN_ADAM, .lr = lr, .beta1 = beta1, .beta2 = beta2, .eps = eps, .weight_decay = 0};
+}
+
+/* torch.optim.AdamW(params, lr, betas=(beta1, beta2), eps, weight_decay). */
+kiln_optim kiln_adamw(double lr, double beta1, double beta2, double eps, double weight_decay)
+{
+    return (kiln_optim){.kind = KILN_ADAMW,
+                        .lr = lr,
+                        .beta1 = beta1,
+                        .beta2 = beta2,
+                        .eps = eps,
+                        .weight_decay = weight_decay};
+}
+
+/* ---- autodiff (planned) ------------------------------------------------------------ */
+
+kiln_status kiln_grad(kiln_graph *g, kiln_tensor *y, int n, kiln_tensor *const *wrt,
+                      kiln_tensor *seed, kiln_tensor **grads)
+{
+    (void)y;
+    (void)wrt;
+    (void)seed;
+    if (grads)
+        for (int i = 0; i < n; i++)
+            grads[i] = NULL;
+    if (!g)
+        return KILN_ERR_INVALID;
+    if (!ir_begin(g))
+        return g->status;
+    return ir_fail_status(g, KILN_ERR_UNSUPPORTED,
+                          "kiln_grad: autodiff is not available yet (planned)");
+}
+
+kiln_status kiln_train_step(kiln_graph *g, const char *name, kiln_tensor *loss, kiln_optim opt)
+{
+    (void)name;
+    (void)loss;
+    (void)opt;
+    if (!g)
+        return KILN_ERR_INVALID;
+    if (!ir_begin(g))
+        return g->status;
+    return ir_fail_status(
+        g, KILN_ERR_UNSUPPORTED,
+        "kiln_train_step: autodiff and optimizers are not available yet (planned)");
+}
