@@ -1,0 +1,579 @@
+/*
+ * module.c - kiln_compile and the module API, for every target.
+ *
+ * kiln_compile copies the user's graph (it never changes it), verifies the
+ * copy, lays out one buffer per name (inputs, params, entry outputs: one
+ * namespace), initialises every param from the graph seed and attaches the
+ * target's executor. Everything here is target-independent: an executor
+ * (rt.h) only computes an entry's outputs and assignments.
+ *
+ * Errors: kiln_compile records its message on the graph (the graph stays
+ * usable: the next kiln_compile clears an error a compile recorded); every
+ * other call records "kiln_module_xxx: reason" on the module, where it stays
+ * until the next failing call.
+ */
+#include "rt.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+kiln_status rt_fail(kiln_module *m, kiln_status s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m->error, sizeof(m->error), fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+rt_buf *rt_leaf(kiln_module *m, const kiln_tensor *leaf)
+{
+    return &m->bufs[m->leaf_buf[leaf->id]];
+}
+
+/* ---- compiling ------------------------------------------------------------- */
+
+static kiln_status compile_fail(kiln_graph *g, kiln_status s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static kiln_status compile_fail(kiln_graph *g, kiln_status s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (g->status == KILN_OK) {
+        ir_vfail(g, s, fmt, ap);
+        g->compile_error = true;
+    }
+    va_end(ap);
+    return s;
+}
+
+/* Names of inputs, params and every entry's outputs are one namespace. Reads
+ * the user's graph before the verifier, so it tolerates missing names. */
+static kiln_status check_names(kiln_graph *g)
+{
+    int n = 0;
+    for (int i = 0; i < g->nnodes; i++)
+        if ((ir_ops[g->nodes[i]->op].flags & IR_F_LEAF) && g->nodes[i]->name)
+            n++;
+    for (int e = 0; e < g->nentries; e++)
+        n += g->entries[e].n > 0 ? g->entries[e].n : 0;
+    const char **names = ir_alloc(sizeof(*names) * (size_t)(n ? n : 1));
+    if (!names)
+        return compile_fail(g, KILN_ERR_NOMEM, "kiln_compile: out of memory");
+    int k = 0;
+    for (int i = 0; i < g->nnodes; i++)
+        if ((ir_ops[g->nodes[i]->op].flags & IR_F_LEAF) && g->nodes[i]->name)
+            names[k++] = g->nodes[i]->name;
+    for (int e = 0; e < g->nentries; e++)
+        for (int j = 0; j < g->entries[e].n; j++)
+            names[k++] = g->entries[e].output_names ? g->entries[e].output_names[j] : NULL;
+    const char *clash = NULL;
+    for (int i = 0; i < k && !clash; i++)
+        for (int j = i + 1; j < k && !clash; j++)
+            if (names[i] && names[j] && strcmp(names[i], names[j]) == 0)
+                clash = names[i];
+    kiln_status s = KILN_OK;
+    if (clash)
+        s = compile_fail(g, KILN_ERR_INVALID,
+                         "kiln_compile: the name '%s' is used twice (inputs, params and entry "
+                         "outputs share one namespace)",
+                         clash);
+    ir_free(names);
+    return s;
+}
+
+static int64_t kaiming_fan_in(const kiln_tensor *p)
+{
+    if (p->fan_in > 0)
+        return p->fan_in;
+    if (p->rank == 0)
+        return 1;
+    if (p->rank == 1)
+        return p->dims[0];
+    int64_t f = p->dims[1];
+    for (int d = 2; d < p->rank; d++)
+        f *= p->dims[d];
+    return f;
+}
+
+/* A standard uniform / normal value of the param's dtype, as a double. */
+static double init_rand(const kiln_graph *g, const kiln_tensor *p, int64_t i, bool normal)
+{
+    uint64_t k = (uint64_t)i;
+    if (p->dtype == KILN_F32)
+        return normal ? (double)ir_randn_f32(g->seed, p->stream, IR_RUN_INIT, k)
+                      : (double)ir_rand_f32(g->seed, p->stream, IR_RUN_INIT, k);
+    return normal ? ir_randn_f64(g->seed, p->stream, IR_RUN_INIT, k)
+                  : ir_rand_f64(g->seed, p->stream, IR_RUN_INIT, k);
+}
+
+/* Fills a param's buffer from its initialiser. Random inits draw from
+ * (graph seed, the param's stream, IR_RUN_INIT); each value is computed in
+ * double and rounded once to the dtype. */
+static void init_param(const kiln_graph *g, const kiln_tensor *p, void *data)
+{
+    int64_t n = ir_numel(p);
+    double lo = 0, span = 0;
+    switch (p->init.kind) {
+    case KILN_INIT_ZEROS:
+    case KILN_INIT_ONES:
+    case KILN_INIT_CONST: {
+        double v = p->init.kind == KILN_INIT_ZEROS  ? 0
+                   : p->init.kind == KILN_INIT_ONES ? 1
+                                                    : p->init.a;
+        for (int64_t i = 0; i < n; i++)
+            ir_store_f(p->dtype, data, i, v);
+        return;
+    }
+    case KILN_INIT_DATA:
+        if (p->data && n)
+            memcpy(data, p->data, (size_t)n * kiln_dtype_size(p->dtype));
+        return;
+    case KILN_INIT_NORMAL:
+        for (int64_t i = 0; i < n; i++)
+            ir_store_f(p->dtype, data, i, p->init.a + p->init.b * init_rand(g, p, i, true));
+        return;
+    case KILN_INIT_UNIFORM:
+        lo = p->init.a;
+        span = p->init.b - p->init.a;
+        break;
+    case KILN_INIT_KAIMING_UNIFORM: {
+        int64_t fan_in = kaiming_fan_in(p);
+        double bound = fan_in > 0 ? 1.0 / sqrt((double)fan_in) : 0.0;
+        lo = -bound;
+        span = 2 * bound;
+        break;
+    }
+    }
+    for (int64_t i = 0; i < n; i++)
+        ir_store_f(p->dtype, data, i, lo + span * init_rand(g, p, i, false));
+}
+
+static void module_destroy(kiln_module *m)
+{
+    if (m->exec && m->exec->destroy)
+        m->exec->destroy(m);
+    for (int i = 0; i < m->nbufs; i++)
+        ir_free(m->bufs[i].owned);
+    ir_free(m->bufs);
+    ir_free(m->leaf_buf);
+    ir_free(m->entry_buf);
+    ir_free(m->source);
+    kiln_graph_free(m->g);
+    ir_free(m);
+}
+
+static bool add_buf(kiln_module *m, const char *name, rt_role role, kiln_tensor *node)
+{
+    rt_buf *b = &m->bufs[m->nbufs++];
+    b->name = name;
+    b->role = role;
+    b->node = node;
+    b->entry = b->index = -1;
+    b->nbytes = (size_t)ir_numel(node) * kiln_dtype_size(node->dtype);
+    b->owned = ir_alloc(b->nbytes ? b->nbytes : 1);
+    if (!b->owned)
+        return false;
+    memset(b->owned, 0, b->nbytes);
+    b->data = b->owned;
+    return true;
+}
+
+/* The buffer table: leaves in id order, then each entry's outputs. */
+static bool layout(kiln_module *m)
+{
+    kiln_graph *g = m->g;
+    int n = 0;
+    for (int i = 0; i < g->nnodes; i++)
+        n += (ir_ops[g->nodes[i]->op].flags & IR_F_LEAF) != 0;
+    for (int e = 0; e < g->nentries; e++)
+        n += g->entries[e].n;
+    m->bufs = ir_alloc(sizeof(*m->bufs) * (size_t)(n ? n : 1));
+    m->leaf_buf = ir_alloc(sizeof(int) * (size_t)(g->nnodes ? g->nnodes : 1));
+    m->entry_buf = ir_alloc(sizeof(int) * (size_t)(g->nentries ? g->nentries : 1));
+    if (!m->bufs || !m->leaf_buf || !m->entry_buf)
+        return false;
+    memset(m->bufs, 0, sizeof(*m->bufs) * (size_t)(n ? n : 1));
+    for (int i = 0; i < g->nnodes; i++) {
+        kiln_tensor *t = g->nodes[i];
+        m->leaf_buf[i] = -1;
+        if (!(ir_ops[t->op].flags & IR_F_LEAF))
+            continue;
+        m->leaf_buf[i] = m->nbufs;
+        if (!add_buf(m, t->name, t->op == IR_PARAM ? RT_PARAM : RT_INPUT, t))
+            return false;
+        if (t->op == IR_PARAM)
+            init_param(g, t, m->bufs[m->nbufs - 1].data);
+    }
+    for (int e = 0; e < g->nentries; e++) {
+        m->entry_buf[e] = m->nbufs;
+        for (int k = 0; k < g->entries[e].n; k++) {
+            if (!add_buf(m, g->entries[e].output_names[k], RT_OUTPUT, g->entries[e].outputs[k]))
+                return false;
+            m->bufs[m->nbufs - 1].entry = e;
+            m->bufs[m->nbufs - 1].index = k;
+        }
+    }
+    return true;
+}
+
+static const char *target_name(kiln_target t)
+{
+    switch (t) {
+    case KILN_TARGET_C: return "C";
+    case KILN_TARGET_CUDA: return "CUDA";
+    case KILN_TARGET_INTERP: return "interpreter";
+    }
+    return "?";
+}
+
+kiln_status kiln_compile(kiln_graph *g, const kiln_compile_opts *opts, kiln_module **out)
+{
+    if (out)
+        *out = NULL;
+    if (!g || !out)
+        return KILN_ERR_INVALID;
+    if (!ir_begin(g)) /* an error left by an earlier failed compile does not count */
+        return g->status;
+    kiln_target target = opts ? opts->target : KILN_TARGET_C;
+    const rt_executor *exec = NULL;
+    switch (target) {
+    case KILN_TARGET_C:
+    case KILN_TARGET_CUDA:
+        return compile_fail(g, KILN_ERR_UNSUPPORTED,
+                            "kiln_compile: the %s target is not available yet; use "
+                            "KILN_TARGET_INTERP",
+                            target_name(target));
+    case KILN_TARGET_INTERP: exec = &rt_interp; break;
+    }
+    if (!exec)
+        return compile_fail(g, KILN_ERR_INVALID, "kiln_compile: unknown target %d", (int)target);
+
+    kiln_status s = check_names(g);
+    if (s != KILN_OK)
+        return s;
+    kiln_module *m = ir_alloc(sizeof(*m));
+    if (!m)
+        return compile_fail(g, KILN_ERR_NOMEM, "kiln_compile: out of memory");
+    memset(m, 0, sizeof(*m));
+    m->target = target;
+    m->g = ir_graph_clone(g);
+    if (!m->g) {
+        module_destroy(m);
+        return compile_fail(g, KILN_ERR_NOMEM, "kiln_compile: out of memory");
+    }
+    s = ir_verify(m->g);
+    if (s != KILN_OK) {
+        compile_fail(g, s, "kiln_compile: %s", kiln_graph_error(m->g));
+        module_destroy(m);
+        return s;
+    }
+    if (!layout(m)) {
+        module_destroy(m);
+        return compile_fail(g, KILN_ERR_NOMEM, "kiln_compile: out of memory");
+    }
+    m->exec = exec;
+    *out = m;
+    return KILN_OK;
+}
+
+void kiln_module_free(kiln_module *m)
+{
+    if (m)
+        module_destroy(m);
+}
+
+const char *kiln_module_error(const kiln_module *m)
+{
+    return m ? m->error : "kiln_module_error: module is NULL";
+}
+
+/* ---- running --------------------------------------------------------------- */
+
+static int find_entry(const kiln_graph *g, const char *name)
+{
+    for (int e = 0; e < g->nentries; e++)
+        if (strcmp(g->entries[e].name, name) == 0)
+            return e;
+    return -1;
+}
+
+kiln_status kiln_module_run(kiln_module *m, const char *entry)
+{
+    if (!m)
+        return KILN_ERR_INVALID;
+    if (!entry)
+        return rt_fail(m, KILN_ERR_INVALID, "kiln_module_run: the entry name is NULL");
+    int e = find_entry(m->g, entry);
+    if (e < 0)
+        return rt_fail(m, KILN_ERR_NOT_FOUND, "kiln_module_run: no entry named '%s'", entry);
+    const kiln_graph *g = m->g;
+    bool *needed = ir_alloc(sizeof(bool) * (size_t)(g->nnodes ? g->nnodes : 1));
+    if (!needed)
+        return rt_fail(m, KILN_ERR_NOMEM, "kiln_module_run: out of memory");
+    memset(needed, 0, sizeof(bool) * (size_t)g->nnodes);
+    const ir_entry *x = &g->entries[e];
+    for (int k = 0; k < x->n; k++)
+        needed[x->outputs[k]->id] = true;
+    /* operands have smaller ids: one backward sweep marks every dependency */
+    for (int i = g->nnodes - 1; i >= 0; i--)
+        if (needed[i])
+            for (int k = 0; k < g->nodes[i]->nin; k++)
+                needed[g->nodes[i]->in[k]->id] = true;
+    kiln_status s = KILN_OK;
+    for (int i = 0; i < g->nnodes && s == KILN_OK; i++)
+        if (needed[i] && g->nodes[i]->op == IR_INPUT && !rt_leaf(m, g->nodes[i])->set)
+            s = rt_fail(m, KILN_ERR_INVALID, "kiln_module_run: input '%s' was never set",
+                        g->nodes[i]->name);
+    if (s == KILN_OK)
+        s = m->exec->run(m, e, needed);
+    ir_free(needed);
+    if (s == KILN_OK)
+        m->run++;
+    return s;
+}
+
+/* ---- named tensors ----------------------------------------------------------- */
+
+static rt_buf *find_buf(kiln_module *m, const char *name)
+{
+    for (int i = 0; i < m->nbufs; i++)
+        if (strcmp(m->bufs[i].name, name) == 0)
+            return &m->bufs[i];
+    return NULL;
+}
+
+/* Looks a name up for function fn; records the error and returns NULL when
+ * the name is NULL or unknown. */
+static rt_buf *lookup(kiln_module *m, const char *fn, const char *name, kiln_status *s)
+{
+    if (!name) {
+        *s = rt_fail(m, KILN_ERR_INVALID, "%s: the name is NULL", fn);
+        return NULL;
+    }
+    rt_buf *b = find_buf(m, name);
+    if (!b)
+        *s = rt_fail(m, KILN_ERR_NOT_FOUND, "%s: no tensor named '%s'", fn, name);
+    return b;
+}
+
+static kiln_status check_bytes(kiln_module *m, const char *fn, const rt_buf *b, size_t nbytes)
+{
+    if (nbytes == b->nbytes)
+        return KILN_OK;
+    char shape[256];
+    ir_shape_str(shape, sizeof(shape), b->node->rank, b->node->dims);
+    return rt_fail(m, KILN_ERR_SHAPE, "%s: '%s' is %s%s (%zu bytes), got %zu bytes", fn, b->name,
+                   kiln_dtype_name(b->node->dtype), shape, b->nbytes, nbytes);
+}
+
+kiln_status kiln_module_set(kiln_module *m, const char *name, const void *src, size_t nbytes)
+{
+    if (!m)
+        return KILN_ERR_INVALID;
+    kiln_status s = KILN_OK;
+    rt_buf *b = lookup(m, __func__, name, &s);
+    if (!b)
+        return s;
+    if ((s = check_bytes(m, __func__, b, nbytes)) != KILN_OK)
+        return s;
+    if (!src && nbytes)
+        return rt_fail(m, KILN_ERR_INVALID, "kiln_module_set: src is NULL");
+    if (nbytes && b->data != src)
+        memmove(b->data, src, nbytes);
+    b->set = true;
+    return KILN_OK;
+}
+
+kiln_status kiln_module_get(kiln_module *m, const char *name, void *dst, size_t nbytes)
+{
+    if (!m)
+        return KILN_ERR_INVALID;
+    kiln_status s = KILN_OK;
+    rt_buf *b = lookup(m, __func__, name, &s);
+    if (!b)
+        return s;
+    if ((s = check_bytes(m, __func__, b, nbytes)) != KILN_OK)
+        return s;
+    if (!dst && nbytes)
+        return rt_fail(m, KILN_ERR_INVALID, "kiln_module_get: dst is NULL");
+    if (nbytes && b->data != dst)
+        memmove(dst, b->data, nbytes);
+    return KILN_OK;
+}
+
+static kiln_status check_scalar(kiln_module *m, const char *fn, const rt_buf *b)
+{
+    int64_t n = ir_numel(b->node);
+    if (n == 1)
+        return KILN_OK;
+    return rt_fail(m, KILN_ERR_SHAPE,
+                   "%s: a Tensor with %lld elements cannot be converted to Scalar", fn,
+                   (long long)n);
+}
+
+kiln_status kiln_module_set_scalar(kiln_module *m, const char *name, double v)
+{
+    if (!m)
+        return KILN_ERR_INVALID;
+    kiln_status s = KILN_OK;
+    rt_buf *b = lookup(m, __func__, name, &s);
+    if (!b)
+        return s;
+    if ((s = check_scalar(m, __func__, b)) != KILN_OK)
+        return s;
+    ir_store_f(b->node->dtype, b->data, 0, v);
+    b->set = true;
+    return KILN_OK;
+}
+
+kiln_status kiln_module_get_scalar(kiln_module *m, const char *name, double *v)
+{
+    if (!m)
+        return KILN_ERR_INVALID;
+    kiln_status s = KILN_OK;
+    rt_buf *b = lookup(m, __func__, name, &s);
+    if (!b)
+        return s;
+    if (!v)
+        return rt_fail(m, KILN_ERR_INVALID, "kiln_module_get_scalar: v is NULL");
+    if ((s = check_scalar(m, __func__, b)) != KILN_OK)
+        return s;
+    *v = ir_load_f(b->node->dtype, b->data, 0);
+    return KILN_OK;
+}
+
+/* host_ptr becomes the tensor's storage: the module reads its current
+ * contents as the value (an input counts as set) and writes results into it.
+ * NULL gives the module its own storage back, keeping the current value. */
+kiln_status kiln_module_bind(kiln_module *m, const char *name, void *host_ptr)
+{
+    if (!m)
+        return KILN_ERR_INVALID;
+    kiln_status s = KILN_OK;
+    rt_buf *b = lookup(m, __func__, name, &s);
+    if (!b)
+        return s;
+    if (host_ptr) {
+        ir_free(b->owned);
+        b->owned = NULL;
+        b->data = host_ptr;
+        b->set = true;
+        return KILN_OK;
+    }
+    if (b->owned)
+        return KILN_OK;
+    void *p = ir_alloc(b->nbytes ? b->nbytes : 1);
+    if (!p)
+        return rt_fail(m, KILN_ERR_NOMEM, "kiln_module_bind: out of memory");
+    memcpy(p, b->data, b->nbytes);
+    b->owned = b->data = p;
+    return KILN_OK;
+}
+
+kiln_status kiln_module_print(kiln_module *m, const char *name, FILE *f)
+{
+    if (!m)
+        return KILN_ERR_INVALID;
+    kiln_status s = KILN_OK;
+    rt_buf *b = lookup(m, __func__, name, &s);
+    if (!b)
+        return s;
+    if (!f)
+        return rt_fail(m, KILN_ERR_INVALID, "kiln_module_print: the FILE is NULL");
+    const kiln_tensor *t = b->node;
+    size_t len = kiln_format(NULL, 0, t->dtype, t->rank, t->dims, b->data);
+    char *text = ir_alloc(len + 1);
+    if (!text)
+        return rt_fail(m, KILN_ERR_NOMEM, "kiln_module_print: out of memory");
+    kiln_format(text, len + 1, t->dtype, t->rank, t->dims, b->data);
+    bool ok = fwrite(text, 1, len, f) == len && fputc('\n', f) != EOF;
+    ir_free(text);
+    if (!ok)
+        return rt_fail(m, KILN_ERR_IO, "kiln_module_print: writing '%s' failed", name);
+    return KILN_OK;
+}
+
+/* The .kir text of the module's graph: what the interpreter runs. */
+static char *graph_text(const kiln_graph *g)
+{
+    char *mem = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&mem, &len);
+    if (!f)
+        return NULL;
+    kiln_status s = ir_print(g, f);
+    bool ok = fclose(f) == 0 && s == KILN_OK;
+    char *text = ok ? ir_alloc(len + 1) : NULL;
+    if (text) {
+        memcpy(text, mem, len);
+        text[len] = 0;
+    }
+    free(mem); /* open_memstream's buffer comes from malloc, not the hook */
+    return text;
+}
+
+const char *kiln_module_source(kiln_module *m)
+{
+    if (!m)
+        return "";
+    if (m->exec->source)
+        return m->exec->source(m);
+    if (!m->source)
+        m->source = graph_text(m->g);
+    return m->source ? m->source : "";
+}
+
+/* ---- later issues ------------------------------------------------------------ */
+
+kiln_status kiln_module_save(kiln_module *m, const char *path)
+{
+    (void)path;
+    if (!m)
+        return KILN_ERR_INVALID;
+    return rt_fail(m, KILN_ERR_UNSUPPORTED, "kiln_module_save: not implemented yet");
+}
+
+kiln_status kiln_module_load(kiln_module *m, const char *path)
+{
+    (void)path;
+    if (!m)
+        return KILN_ERR_INVALID;
+    return rt_fail(m, KILN_ERR_UNSUPPORTED, "kiln_module_load: not implemented yet");
+}
+
+kiln_status kiln_module_profile(kiln_module *m, FILE *f)
+{
+    (void)f;
+    if (!m)
+        return KILN_ERR_INVALID;
+    return rt_fail(m, KILN_ERR_UNSUPPORTED,
+                   "kiln_module_profile: not implemented yet (the interpreter has no kernels)");
+}
+
+/* No module exists to hold these messages; they are documented here. */
+kiln_status kiln_module_open(const char *so_path, kiln_module **out)
+{
+    (void)so_path;
+    if (out)
+        *out = NULL;
+    return out ? KILN_ERR_UNSUPPORTED : KILN_ERR_INVALID;
+}
+
+kiln_status kiln_export(kiln_graph *g, const kiln_compile_opts *opts, const char *dir)
+{
+    (void)opts;
+    (void)dir;
+    if (!g)
+        return KILN_ERR_INVALID;
+    if (!ir_begin(g))
+        return g->status;
+    return compile_fail(g, KILN_ERR_UNSUPPORTED, "kiln_export: not implemented yet");
+}
+
+kiln_status kiln_graph_dot(const kiln_graph *g, FILE *f)
+{
+    (void)f;
+    return g ? KILN_ERR_UNSUPPORTED : KILN_ERR_INVALID;
+}
