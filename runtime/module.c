@@ -228,6 +228,45 @@ static const char *target_name(kiln_target t)
     return "?";
 }
 
+/* KILN_CHECK_KIR=1 (set for the whole test suite): every compiled graph must
+ * print, parse and print again to the same .kir text, so the text format
+ * covers every graph the suite builds. Records the difference on g. */
+static char *print_kir(const kiln_graph *g)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return NULL;
+    kiln_status s = ir_print(g, f);
+    fclose(f);
+    if (s != KILN_OK) {
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+static kiln_status check_kir_round_trip(kiln_graph *g)
+{
+    char err[256] = "";
+    char *first = print_kir(g);
+    kiln_graph *back = first ? kiln_graph_parse(first, err, sizeof err) : NULL;
+    char *second = back ? print_kir(back) : NULL;
+    kiln_status s = KILN_OK;
+    if (!first || (!back && strstr(err, "out of memory")) || (back && !second))
+        s = ir_fail_status(g, KILN_ERR_NOMEM, "out of memory");
+    else if (!back)
+        s = ir_fail_status(g, KILN_ERR_INVALID,
+                           ".kir round trip: the printed graph does not parse: %s", err);
+    else if (strcmp(first, second) != 0)
+        s = ir_fail_status(g, KILN_ERR_INVALID, ".kir round trip: print -> parse -> print differs");
+    free(first);
+    free(second);
+    kiln_graph_free(back);
+    return s;
+}
+
 kiln_status kiln_compile(kiln_graph *g, const kiln_compile_opts *opts, kiln_module **out)
 {
     if (out)
@@ -264,6 +303,8 @@ kiln_status kiln_compile(kiln_graph *g, const kiln_compile_opts *opts, kiln_modu
         return compile_fail(g, KILN_ERR_NOMEM, "kiln_compile: out of memory");
     }
     s = ir_verify(m->g);
+    if (s == KILN_OK && getenv("KILN_CHECK_KIR"))
+        s = check_kir_round_trip(m->g);
     if (s != KILN_OK) {
         compile_fail(g, s, "kiln_compile: %s", kiln_graph_error(m->g));
         module_destroy(m);
