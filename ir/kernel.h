@@ -1,0 +1,154 @@
+/*
+ * kernel.h - the kernel IR: loop-level code, one kernel per fused group.
+ *
+ * passes/lower.c builds it from a fused graph; codegen/c and codegen/cuda only
+ * print it. A kernel is a loop nest over an iteration domain with an
+ * expression DAG (kx nodes) that computes the values it stores:
+ *
+ *   POINTWISE  for (v0 < dims[0]) ... for (vR-1 < dims[R-1]):
+ *                  for each store: buf[index] = value   (or += when accumulate)
+ *   REDUCE     for (outer v0..vR-1):
+ *                  acc = identity(rop)
+ *                  for (reduced vR..vR+RR-1): acc = combine(acc, body)
+ *                  for each store: buf[index] = value   (KX_ACC is acc here)
+ *   MATMUL     for (batch b, row i, col j):
+ *                  acc = sum_k A[b,i,k] * B[b,k,j]      (strided reads: transposes are free)
+ *                  for each store: buf[index] = value   (KX_ACC is acc: the epilogue)
+ *
+ * Loop variables are numbered: 0..rank-1 are the outer (output) axes, then
+ * rank..rank+rrank-1 the reduced axes (REDUCE) or 0=b, 1=i, 2=j (MATMUL).
+ * Index expressions are ordinary kx nodes of dtype I64, so a view (permute,
+ * slice, expand, reshape, pad, concat) is index arithmetic, never a copy.
+ */
+#ifndef KILN_KERNEL_H
+#define KILN_KERNEL_H
+
+#include "ir/ir.h"
+
+/* ---- expressions -------------------------------------------------------------- */
+
+typedef enum {
+    KX_CONST, /* dtype; value (float, bool) or ivalue (I32, I64) */
+    KX_VAR,   /* loop variable `var` (I64) */
+    KX_LOAD,  /* buffer `buf` at linear element index a[0] (I64) */
+    KX_OP,    /* elementwise graph op `op` (UNARY incl. CAST, BINARY, TERNARY class) on
+                 a[0..arity): the same meaning as in docs/ir.md. On I64 index values the
+                 frontend ops ADD, SUB, MUL, LT, GE, WHERE, MINIMUM serve as index arithmetic */
+    KX_IDIV,  /* a[0] / a[1] on non-negative I64 (C's truncating division) */
+    KX_IMOD,  /* a[0] % a[1] on non-negative I64 */
+    KX_RAND,  /* uniform [0,1) of dtype: Philox (seed, stream, run, element a[0]) as ir/philox.c */
+    KX_RANDN, /* standard normal of dtype, likewise */
+    KX_CHECK, /* a[0] (I64) when 0 <= a[0] < size, else the kernel fails with
+                 "index %lld is out of bounds for dimension `axis` with size `size`" */
+    KX_ACC    /* REDUCE and MATMUL stores: the accumulated value (acc dtype) */
+} kx_kind;
+
+typedef struct {
+    kx_kind kind;
+    kiln_dtype dtype;
+    ir_op op;     /* KX_OP */
+    int a[3];     /* operands: indices of earlier nodes of the same kernel */
+    int var;      /* KX_VAR */
+    int buf;      /* KX_LOAD */
+    double value; /* KX_CONST of a float or bool dtype */
+    int64_t ivalue; /* KX_CONST of I32/I64 */
+    uint32_t stream; /* KX_RAND, KX_RANDN */
+    int64_t size;    /* KX_CHECK */
+    int axis;        /* KX_CHECK */
+} kx_node;
+
+/* ---- kernels ----------------------------------------------------------------- */
+
+typedef enum { KK_POINTWISE, KK_REDUCE, KK_MATMUL } kk_kind;
+
+typedef struct {
+    int buf;
+    int index; /* kx node: linear element index into buf (I64) */
+    int value; /* kx node: the value, of buf's dtype */
+    bool accumulate; /* += instead of = (scatter_add); such kernels run serially */
+} kk_store;
+
+typedef struct {
+    int a, b;            /* buffers */
+    int64_t batch, m, n, k;
+    int64_t a_stride[3]; /* elements between consecutive (batch, row i, col k) of A */
+    int64_t b_stride[3]; /* (batch, row k, col j) of B */
+} kk_matmul;
+
+typedef struct {
+    kk_kind kind;
+    int id;
+    char name[64]; /* k<id>_<ops>: "k3_add_mul_exp"; nothing else in the source matches k<N>_ */
+    int rank;
+    int64_t dims[KILN_MAX_RANK]; /* outer domain; MATMUL: rank 3 = (batch, m, n) */
+    int rrank;
+    int64_t rdims[KILN_MAX_RANK]; /* REDUCE: the reduced axes' sizes */
+    ir_op rop;                    /* REDUCE: SUM MAX MIN ARGMAX ARGMIN */
+    kiln_dtype acc_dtype;         /* REDUCE, MATMUL: the accumulator's dtype */
+    int body;                     /* REDUCE: kx node over all loop variables */
+    kk_matmul mm;                 /* MATMUL */
+    bool serial;                  /* no parallel loop (accumulating stores) */
+    kx_node *x;
+    int nx, capx;
+    kk_store *stores;
+    int nstores, capstores;
+    int *nodes; /* graph node ids this kernel computes (its fusion report) */
+    int nnodes, capnodes;
+} kernel;
+
+/* ---- programs ---------------------------------------------------------------- */
+
+typedef enum {
+    KB_INPUT,  /* the module's input buffer of `node` */
+    KB_PARAM,  /* the module's param buffer of `node` */
+    KB_OUTPUT, /* the module's buffer of output `index` of entry `entry` */
+    KB_TEMP    /* in the entry's arena at `offset` bytes */
+} kb_role;
+
+typedef struct {
+    kb_role role;
+    kiln_dtype dtype;
+    int64_t numel;
+    int node;          /* graph node it holds (TEMP, INPUT, PARAM), or -1 */
+    int entry, index;  /* KB_OUTPUT */
+    int64_t offset;    /* KB_TEMP: bytes into the arena, aligned to 64 */
+} kbuf;
+
+typedef struct {
+    int src, dst; /* buffers: dst = src after every kernel of the entry (ASSIGN) */
+} kcopy;
+
+typedef struct {
+    const char *name;
+    int *kernels; /* in execution order */
+    int nkernels;
+    kcopy *copies; /* applied in order after the last kernel */
+    int ncopies;
+    int64_t arena_bytes; /* bytes of TEMP storage this entry needs */
+} kentry;
+
+typedef struct {
+    const kiln_graph *g; /* the (fused) graph it was lowered from */
+    kbuf *bufs;
+    int nbufs, capbufs;
+    kernel *kernels;
+    int nkernels, capkernels;
+    kentry *entries; /* one per graph entry, same order */
+    int nentries;
+} kprogram;
+
+/* Building (ir/kernel.c): every function returns -1 / NULL when out of memory. */
+int kk_expr(kernel *k, kx_node n);          /* appends (hash-consed: equal nodes are shared) */
+int kk_const_f(kernel *k, kiln_dtype dt, double v);
+int kk_const_i(kernel *k, kiln_dtype dt, int64_t v);
+int kk_var(kernel *k, int var);
+int kk_store_add(kernel *k, kk_store s);
+int kk_note_node(kernel *k, int node_id);
+kernel *kp_kernel_new(kprogram *p, kk_kind kind);
+int kp_buf_add(kprogram *p, kbuf b);
+void kp_free(kprogram *p); /* NULL is a no-op */
+
+/* The text form used by KILN_DEBUG=2 and the golden fusion tests. */
+kiln_status kp_print(const kprogram *p, FILE *f);
+
+#endif /* KILN_KERNEL_H */

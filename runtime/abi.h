@@ -1,0 +1,43 @@
+/*
+ * abi.h - the contract between generated code and the runtime that loads it.
+ *
+ * Generated C defines, for each entry i of the program (graph entry order):
+ *     int kiln_entry_<i>(kiln_ctx *ctx);   // 0 = ok, else a KILN_RUNERR_* code
+ * and the string `const char kiln_abi[]` = KILN_ABI_TAG. The renderer prints
+ * KILN_CTX_DEF's text into every source (KILN_CTX_TEXT), and the runtime
+ * compiles the same macro, so both sides always agree on the layout.
+ */
+#ifndef KILN_ABI_H
+#define KILN_ABI_H
+
+#include <stdint.h>
+
+#define KILN_ABI_TAG "kiln-abi-1"
+
+/* bufs[i] is the storage of program buffer i (kbuf): module buffers for
+ * inputs, params and outputs, the entry's arena for temporaries. */
+#define KILN_CTX_DEF                                                                               \
+    typedef struct kiln_ctx {                                                                      \
+        void *const *bufs;                                                                         \
+        uint64_t seed;   /* graph seed: Philox key */                                              \
+        uint32_t run;    /* the module's run counter: Philox counter word 3 */                     \
+        int32_t threads; /* OpenMP threads, 0 = default */                                         \
+        int32_t err_code;   /* set with a nonzero return: KILN_RUNERR_* */                          \
+        int32_t err_kernel; /* the kernel's id */                                                  \
+        int32_t err_axis;                                                                          \
+        int64_t err_index, err_size;                                                               \
+    } kiln_ctx;
+
+enum {
+    KILN_RUNERR_NONE = 0,
+    KILN_RUNERR_INDEX = 1,       /* "index %lld is out of bounds for dimension %d with size %lld" */
+    KILN_RUNERR_ZERO_DIV = 2,    /* "ZeroDivisionError" (integer division or remainder by 0) */
+    KILN_RUNERR_NEG_POW = 3      /* "Integers to negative integer powers are not allowed." */
+};
+
+#define KILN_ABI_XSTR_(...) #__VA_ARGS__
+#define KILN_ABI_XSTR(...)  KILN_ABI_XSTR_(__VA_ARGS__)
+/* The C text of KILN_CTX_DEF, to print into generated sources. */
+#define KILN_CTX_TEXT KILN_ABI_XSTR(KILN_CTX_DEF)
+
+#endif /* KILN_ABI_H */
