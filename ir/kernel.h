@@ -102,7 +102,8 @@ typedef enum {
     KB_INPUT,  /* the module's input buffer of `node` */
     KB_PARAM,  /* the module's param buffer of `node` */
     KB_OUTPUT, /* the module's buffer of output `index` of entry `entry` */
-    KB_TEMP    /* in the entry's arena at `offset` bytes */
+    KB_TEMP,   /* in the entry's arena at `offset` bytes */
+    KB_CONST   /* constant data embedded in the program: `data` (numel x dtype, row-major) */
 } kb_role;
 
 typedef struct {
@@ -112,6 +113,7 @@ typedef struct {
     int node;          /* graph node it holds (TEMP, INPUT, PARAM), or -1 */
     int entry, index;  /* KB_OUTPUT */
     int64_t offset;    /* KB_TEMP: bytes into the arena, aligned to 64 */
+    const void *data;  /* KB_CONST: the graph's CONST data (owned by the graph) */
 } kbuf;
 
 typedef struct {
@@ -150,5 +152,8 @@ void kp_free(kprogram *p); /* NULL is a no-op */
 
 /* The text form used by KILN_DEBUG=2 and the golden fusion tests. */
 kiln_status kp_print(const kprogram *p, FILE *f);
+/* Structural checks (operands before users, buffers and variables in range,
+ * index nodes I64). KILN_OK, or KILN_ERR_INVALID with a message in msg. */
+kiln_status kp_verify(const kprogram *p, char *msg, size_t cap);
 
 #endif /* KILN_KERNEL_H */

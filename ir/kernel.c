@@ -1,0 +1,531 @@
+/*
+ * kernel.c - builders, printer and verifier of the kernel IR (ir/kernel.h).
+ *
+ * kk_expr hash-conses: a node equal to one already in the kernel is reused,
+ * and pure I64 index arithmetic on constants is folded (x*1, x+0, x%1, ...),
+ * so lowering can build index maps naively and still print clean kernels.
+ * kp_print writes the stable text form documented in docs/kernel-ir.md.
+ */
+#include "ir/kernel.h"
+
+#include <string.h>
+
+/* ---- building ----------------------------------------------------------------- */
+
+static bool grow(void **arr, int *cap, int need, size_t elem)
+{
+    if (need <= *cap)
+        return true;
+    int nc = *cap ? *cap * 2 : 16;
+    while (nc < need)
+        nc *= 2;
+    void *p = ir_realloc(*arr, elem * (size_t)nc);
+    if (!p)
+        return false;
+    *arr = p;
+    *cap = nc;
+    return true;
+}
+
+static bool same_node(const kx_node *a, const kx_node *b)
+{
+    return a->kind == b->kind && a->dtype == b->dtype && a->op == b->op && a->a[0] == b->a[0] &&
+           a->a[1] == b->a[1] && a->a[2] == b->a[2] && a->var == b->var && a->buf == b->buf &&
+           memcmp(&a->value, &b->value, sizeof(double)) == 0 && a->ivalue == b->ivalue &&
+           a->stream == b->stream && a->size == b->size && a->axis == b->axis;
+}
+
+static const kx_node *icon(const kernel *k, int i)
+{
+    const kx_node *n = &k->x[i];
+    return n->kind == KX_CONST && n->dtype == KILN_I64 ? n : NULL;
+}
+
+static int64_t wadd(int64_t a, int64_t b)
+{
+    return (int64_t)((uint64_t)a + (uint64_t)b);
+}
+
+static int64_t wmul(int64_t a, int64_t b)
+{
+    return (int64_t)((uint64_t)a * (uint64_t)b);
+}
+
+/* Folds n when it is I64 index arithmetic with constant or neutral operands.
+ * Returns the index of an existing node, -2 to make a new constant (*cv), or
+ * -1 when nothing folds. */
+static int fold(kernel *k, const kx_node *n, int64_t *cv, kiln_dtype *cdt)
+{
+    *cdt = KILN_I64;
+    if ((n->kind == KX_IDIV || n->kind == KX_IMOD) && n->a[0] >= 0 && n->a[0] < k->nx &&
+        n->a[1] >= 0 && n->a[1] < k->nx) {
+        const kx_node *x = icon(k, n->a[0]), *y = icon(k, n->a[1]);
+        if (x && y && y->ivalue > 0) {
+            *cv = n->kind == KX_IDIV ? x->ivalue / y->ivalue : x->ivalue % y->ivalue;
+            return -2;
+        }
+        if (y && y->ivalue == 1) {
+            *cv = 0;
+            return n->kind == KX_IDIV ? n->a[0] : -2;
+        }
+        if (x && x->ivalue == 0)
+            return n->a[0];
+        return -1;
+    }
+    if (n->kind == KX_OP && n->op == IR_WHERE && n->a[0] >= 0 && n->a[0] < k->nx) {
+        const kx_node *c = &k->x[n->a[0]];
+        if (c->kind == KX_CONST)
+            return c->value != 0 ? n->a[1] : n->a[2];
+        return n->a[1] == n->a[2] ? n->a[1] : -1;
+    }
+    if (n->kind != KX_OP || n->dtype == KILN_F32 || n->dtype == KILN_F64)
+        return -1;
+    if (n->dtype != KILN_I64 && !(n->dtype == KILN_BOOL && (n->op == IR_LT || n->op == IR_GE)))
+        return -1;
+    if (n->op < 0 || n->op >= IR_OP_COUNT || n->a[0] < 0 || n->a[0] >= k->nx ||
+        (ir_ops[n->op].arity >= 2 && (n->a[1] < 0 || n->a[1] >= k->nx)))
+        return -1;
+    const kx_node *x = icon(k, n->a[0]), *y = ir_ops[n->op].arity >= 2 ? icon(k, n->a[1]) : NULL;
+    switch (n->op) {
+    case IR_ADD:
+        if (x && y)
+            return *cv = wadd(x->ivalue, y->ivalue), -2;
+        if (y && y->ivalue == 0)
+            return n->a[0];
+        if (x && x->ivalue == 0)
+            return n->a[1];
+        return -1;
+    case IR_SUB:
+        if (x && y)
+            return *cv = (int64_t)((uint64_t)x->ivalue - (uint64_t)y->ivalue), -2;
+        if (y && y->ivalue == 0)
+            return n->a[0];
+        return -1;
+    case IR_MUL:
+        if (x && y)
+            return *cv = wmul(x->ivalue, y->ivalue), -2;
+        if ((y && y->ivalue == 0) || (x && x->ivalue == 0))
+            return *cv = 0, -2;
+        if (y && y->ivalue == 1)
+            return n->a[0];
+        if (x && x->ivalue == 1)
+            return n->a[1];
+        return -1;
+    case IR_MINIMUM:
+        if (x && y)
+            return *cv = x->ivalue < y->ivalue ? x->ivalue : y->ivalue, -2;
+        return n->a[0] == n->a[1] ? n->a[0] : -1;
+    case IR_LT:
+    case IR_GE:
+        if (x && y) {
+            *cdt = KILN_BOOL;
+            *cv = n->op == IR_LT ? x->ivalue < y->ivalue : x->ivalue >= y->ivalue;
+            return -2;
+        }
+        return -1;
+    case IR_INPUT:
+    case IR_PARAM:
+    case IR_CONST:
+    case IR_FULL:
+    case IR_ARANGE:
+    case IR_RAND:
+    case IR_RANDN:
+    case IR_NEG:
+    case IR_ABS:
+    case IR_EXP:
+    case IR_LOG:
+    case IR_SQRT:
+    case IR_RSQRT:
+    case IR_SIN:
+    case IR_COS:
+    case IR_TANH:
+    case IR_ERF:
+    case IR_SIGMOID:
+    case IR_RELU:
+    case IR_DETACH:
+    case IR_CAST:
+    case IR_DIV:
+    case IR_POW:
+    case IR_MAXIMUM:
+    case IR_EQ:
+    case IR_NE:
+    case IR_LE:
+    case IR_GT:
+    case IR_WHERE:
+    case IR_SUM:
+    case IR_MAX:
+    case IR_MIN:
+    case IR_ARGMAX:
+    case IR_ARGMIN:
+    case IR_RESHAPE:
+    case IR_PERMUTE:
+    case IR_EXPAND:
+    case IR_SLICE:
+    case IR_PAD:
+    case IR_CONCAT:
+    case IR_MATMUL:
+    case IR_GATHER:
+    case IR_SCATTER_ADD:
+    case IR_ASSIGN:
+    case IR_OP_COUNT: return -1;
+    }
+    return -1;
+}
+
+int kk_expr(kernel *k, kx_node n)
+{
+    if (!k)
+        return -1;
+    int64_t cv = 0;
+    kiln_dtype cdt = KILN_I64;
+    int f = fold(k, &n, &cv, &cdt);
+    if (f >= 0)
+        return f;
+    if (f == -2)
+        return cdt == KILN_BOOL ? kk_const_f(k, KILN_BOOL, (double)cv) : kk_const_i(k, cdt, cv);
+    for (int i = k->nx - 1; i >= 0; i--)
+        if (same_node(&k->x[i], &n))
+            return i;
+    if (!grow((void **)&k->x, &k->capx, k->nx + 1, sizeof(kx_node)))
+        return -1;
+    k->x[k->nx] = n;
+    return k->nx++;
+}
+
+int kk_const_f(kernel *k, kiln_dtype dt, double v)
+{
+    kx_node n = {.kind = KX_CONST, .dtype = dt};
+    switch (dt) {
+    case KILN_F32: n.value = (double)(float)v; break;
+    case KILN_F64: n.value = v; break;
+    case KILN_BOOL: n.value = v != 0 ? 1.0 : 0.0; break;
+    case KILN_I32:
+    case KILN_I64: {
+        int64_t iv[1];
+        int32_t i32[1];
+        if (dt == KILN_I32) {
+            ir_store_f(dt, i32, 0, v);
+            n.ivalue = i32[0];
+        } else {
+            ir_store_f(dt, iv, 0, v);
+            n.ivalue = iv[0];
+        }
+        break;
+    }
+    }
+    return kk_expr(k, n);
+}
+
+int kk_const_i(kernel *k, kiln_dtype dt, int64_t v)
+{
+    kx_node n = {.kind = KX_CONST, .dtype = dt};
+    switch (dt) {
+    case KILN_F32: n.value = (double)(float)v; break;
+    case KILN_F64: n.value = (double)v; break;
+    case KILN_BOOL: n.value = v != 0 ? 1.0 : 0.0; break;
+    case KILN_I32: n.ivalue = (int32_t)v; break;
+    case KILN_I64: n.ivalue = v; break;
+    }
+    return kk_expr(k, n);
+}
+
+int kk_var(kernel *k, int var)
+{
+    return kk_expr(k, (kx_node){.kind = KX_VAR, .dtype = KILN_I64, .var = var});
+}
+
+int kk_store_add(kernel *k, kk_store s)
+{
+    if (!k || !grow((void **)&k->stores, &k->capstores, k->nstores + 1, sizeof(kk_store)))
+        return -1;
+    k->stores[k->nstores] = s;
+    return k->nstores++;
+}
+
+/* Keeps k->nodes sorted and free of duplicates (a node recomputed twice in
+ * one kernel is reported once). */
+int kk_note_node(kernel *k, int node_id)
+{
+    if (!k)
+        return -1;
+    int i = k->nnodes;
+    while (i > 0 && k->nodes[i - 1] > node_id)
+        i--;
+    if (i > 0 && k->nodes[i - 1] == node_id)
+        return i - 1;
+    if (!grow((void **)&k->nodes, &k->capnodes, k->nnodes + 1, sizeof(int)))
+        return -1;
+    memmove(k->nodes + i + 1, k->nodes + i, sizeof(int) * (size_t)(k->nnodes - i));
+    k->nodes[i] = node_id;
+    k->nnodes++;
+    return i;
+}
+
+kernel *kp_kernel_new(kprogram *p, kk_kind kind)
+{
+    if (!p || !grow((void **)&p->kernels, &p->capkernels, p->nkernels + 1, sizeof(kernel)))
+        return NULL;
+    kernel *k = &p->kernels[p->nkernels];
+    memset(k, 0, sizeof(*k));
+    k->kind = kind;
+    k->id = p->nkernels++;
+    k->body = -1;
+    k->acc_dtype = KILN_F64;
+    k->rop = IR_SUM;
+    return k;
+}
+
+int kp_buf_add(kprogram *p, kbuf b)
+{
+    if (!p || !grow((void **)&p->bufs, &p->capbufs, p->nbufs + 1, sizeof(kbuf)))
+        return -1;
+    p->bufs[p->nbufs] = b;
+    return p->nbufs++;
+}
+
+void kp_free(kprogram *p)
+{
+    if (!p)
+        return;
+    for (int i = 0; i < p->nkernels; i++) {
+        ir_free(p->kernels[i].x);
+        ir_free(p->kernels[i].stores);
+        ir_free(p->kernels[i].nodes);
+    }
+    for (int i = 0; i < p->nentries; i++) {
+        ir_free(p->entries[i].kernels);
+        ir_free(p->entries[i].copies);
+    }
+    ir_free(p->entries);
+    ir_free(p->kernels);
+    ir_free(p->bufs);
+    ir_free(p);
+}
+
+/* ---- printing ------------------------------------------------------------------ */
+
+static const char *role_name(kb_role r)
+{
+    switch (r) {
+    case KB_INPUT: return "input";
+    case KB_PARAM: return "param";
+    case KB_OUTPUT: return "output";
+    case KB_TEMP: return "temp";
+    case KB_CONST: return "const";
+    }
+    return "?";
+}
+
+static const char *kind_name(kk_kind k)
+{
+    switch (k) {
+    case KK_POINTWISE: return "pointwise";
+    case KK_REDUCE: return "reduce";
+    case KK_MATMUL: return "matmul";
+    }
+    return "?";
+}
+
+static void print_dims(FILE *f, int rank, const int64_t *dims)
+{
+    fputc('[', f);
+    for (int i = 0; i < rank; i++)
+        fprintf(f, "%s%lld", i ? ", " : "", (long long)dims[i]);
+    fputc(']', f);
+}
+
+static void print_buf(const kprogram *p, int i, FILE *f)
+{
+    const kbuf *b = &p->bufs[i];
+    const kiln_graph *g = p->g;
+    fprintf(f, "buf%d = %s ", i, role_name(b->role));
+    const kiln_tensor *t = g && b->node >= 0 && b->node < g->nnodes ? g->nodes[b->node] : NULL;
+    if ((b->role == KB_INPUT || b->role == KB_PARAM) && t && t->name)
+        fprintf(f, "\"%s\" ", t->name);
+    if (b->role == KB_OUTPUT && g && b->entry >= 0 && b->entry < g->nentries && b->index >= 0 &&
+        b->index < g->entries[b->entry].n)
+        fprintf(f, "\"%s\" ", g->entries[b->entry].output_names[b->index]);
+    fprintf(f, "%s", ir_dtype_kir(b->dtype));
+    if (t)
+        print_dims(f, t->rank, t->dims);
+    else
+        fprintf(f, "[%lld]", (long long)b->numel);
+    if (b->node >= 0)
+        fprintf(f, " %%%d", b->node);
+    if (b->role == KB_TEMP)
+        fprintf(f, " @%lld", (long long)b->offset);
+    fputc('\n', f);
+}
+
+static void print_x(const kernel *k, int i, FILE *f)
+{
+    const kx_node *n = &k->x[i];
+    fprintf(f, "    x%d = ", i);
+    switch (n->kind) {
+    case KX_CONST:
+        if (n->dtype == KILN_I32 || n->dtype == KILN_I64)
+            fprintf(f, "%lld", (long long)n->ivalue);
+        else if (n->dtype == KILN_BOOL)
+            fprintf(f, "%s", n->value != 0 ? "true" : "false");
+        else
+            fprintf(f, "%.17g", n->value);
+        break;
+    case KX_VAR: fprintf(f, "v%d", n->var); break;
+    case KX_LOAD: fprintf(f, "load buf%d[x%d]", n->buf, n->a[0]); break;
+    case KX_OP: {
+        fprintf(f, "%s", ir_ops[n->op].name);
+        int ar = ir_ops[n->op].arity;
+        for (int j = 0; j < ar && j < 3; j++)
+            fprintf(f, "%sx%d", j ? ", " : " ", n->a[j]);
+        break;
+    }
+    case KX_IDIV: fprintf(f, "idiv x%d, x%d", n->a[0], n->a[1]); break;
+    case KX_IMOD: fprintf(f, "imod x%d, x%d", n->a[0], n->a[1]); break;
+    case KX_RAND: fprintf(f, "rand stream=%u x%d", (unsigned)n->stream, n->a[0]); break;
+    case KX_RANDN: fprintf(f, "randn stream=%u x%d", (unsigned)n->stream, n->a[0]); break;
+    case KX_CHECK:
+        fprintf(f, "check x%d axis=%d size=%lld", n->a[0], n->axis, (long long)n->size);
+        break;
+    case KX_ACC: fprintf(f, "acc"); break;
+    }
+    fprintf(f, " : %s\n", ir_dtype_kir(n->dtype));
+}
+
+static void print_kernel(const kernel *k, FILE *f)
+{
+    fprintf(f, "%s: %s ", k->name, kind_name(k->kind));
+    print_dims(f, k->rank, k->dims);
+    switch (k->kind) {
+    case KK_POINTWISE: break;
+    case KK_REDUCE:
+        fprintf(f, " %s over ", ir_ops[k->rop].name);
+        print_dims(f, k->rrank, k->rdims);
+        fprintf(f, " acc=%s body=x%d", ir_dtype_kir(k->acc_dtype), k->body);
+        break;
+    case KK_MATMUL:
+        fprintf(f,
+                " k=%lld acc=%s a=buf%d strides [%lld, %lld, %lld] b=buf%d strides [%lld, %lld, "
+                "%lld]",
+                (long long)k->mm.k, ir_dtype_kir(k->acc_dtype), k->mm.a,
+                (long long)k->mm.a_stride[0], (long long)k->mm.a_stride[1],
+                (long long)k->mm.a_stride[2], k->mm.b, (long long)k->mm.b_stride[0],
+                (long long)k->mm.b_stride[1], (long long)k->mm.b_stride[2]);
+        break;
+    }
+    if (k->serial)
+        fprintf(f, " serial");
+    fprintf(f, "\n    covers");
+    for (int i = 0; i < k->nnodes; i++)
+        fprintf(f, " %%%d", k->nodes[i]);
+    fputc('\n', f);
+    for (int i = 0; i < k->nx; i++)
+        print_x(k, i, f);
+    for (int i = 0; i < k->nstores; i++)
+        fprintf(f, "    store buf%d[x%d] %s x%d\n", k->stores[i].buf, k->stores[i].index,
+                k->stores[i].accumulate ? "+=" : "=", k->stores[i].value);
+}
+
+kiln_status kp_print(const kprogram *p, FILE *f)
+{
+    if (!p || !f)
+        return KILN_ERR_INVALID;
+    for (int i = 0; i < p->nbufs; i++)
+        print_buf(p, i, f);
+    for (int e = 0; e < p->nentries; e++) {
+        const kentry *x = &p->entries[e];
+        fprintf(f, "entry \"%s\" arena=%lld:", x->name ? x->name : "", (long long)x->arena_bytes);
+        for (int i = 0; i < x->nkernels; i++)
+            fprintf(f, " k%d", x->kernels[i]);
+        for (int i = 0; i < x->ncopies; i++)
+            fprintf(f, "%s buf%d -> buf%d", i ? "," : "; copy", x->copies[i].src, x->copies[i].dst);
+        fputc('\n', f);
+    }
+    for (int i = 0; i < p->nkernels; i++)
+        print_kernel(&p->kernels[i], f);
+    return ferror(f) ? KILN_ERR_IO : KILN_OK;
+}
+
+/* ---- verifying ------------------------------------------------------------------ */
+
+static kiln_status bad(char *msg, size_t cap, const char *what, const kernel *k, int i)
+{
+    if (msg && cap)
+        snprintf(msg, cap, "kernel IR: %s: %s x%d", what, k ? k->name : "?", i);
+    return KILN_ERR_INVALID;
+}
+
+static bool is_index(const kernel *k, int i)
+{
+    return i >= 0 && i < k->nx && k->x[i].dtype == KILN_I64;
+}
+
+static kiln_status verify_kernel(const kprogram *p, const kernel *k, char *msg, size_t cap)
+{
+    int nvars = k->kind == KK_MATMUL ? 3 : k->rank + (k->kind == KK_REDUCE ? k->rrank : 0);
+    for (int i = 0; i < k->nx; i++) {
+        const kx_node *n = &k->x[i];
+        int ar = 0;
+        switch (n->kind) {
+        case KX_CONST:
+        case KX_ACC: break;
+        case KX_VAR:
+            if (n->var < 0 || n->var >= nvars)
+                return bad(msg, cap, "loop variable out of range", k, i);
+            break;
+        case KX_LOAD:
+            if (n->buf < 0 || n->buf >= p->nbufs || p->bufs[n->buf].dtype != n->dtype)
+                return bad(msg, cap, "load of a bad buffer or dtype", k, i);
+            ar = 1;
+            break;
+        case KX_OP:
+            if (n->op < 0 || n->op >= IR_OP_COUNT ||
+                (ir_ops[n->op].cls != IR_CLASS_UNARY && ir_ops[n->op].cls != IR_CLASS_BINARY &&
+                 ir_ops[n->op].cls != IR_CLASS_TERNARY))
+                return bad(msg, cap, "op is not elementwise", k, i);
+            ar = ir_ops[n->op].arity;
+            break;
+        case KX_IDIV:
+        case KX_IMOD: ar = 2; break;
+        case KX_RAND:
+        case KX_RANDN:
+        case KX_CHECK: ar = 1; break;
+        }
+        for (int j = 0; j < ar; j++)
+            if (n->a[j] < 0 || n->a[j] >= i)
+                return bad(msg, cap, "operand does not precede its user", k, i);
+        if ((n->kind == KX_LOAD || n->kind == KX_RAND || n->kind == KX_RANDN ||
+             n->kind == KX_CHECK || n->kind == KX_IDIV || n->kind == KX_IMOD) &&
+            !is_index(k, n->a[0]))
+            return bad(msg, cap, "index operand is not i64", k, i);
+    }
+    for (int i = 0; i < k->nstores; i++) {
+        const kk_store *s = &k->stores[i];
+        if (s->buf < 0 || s->buf >= p->nbufs || !is_index(k, s->index) || s->value < 0 ||
+            s->value >= k->nx || k->x[s->value].dtype != p->bufs[s->buf].dtype)
+            return bad(msg, cap, "bad store", k, i);
+        if (p->bufs[s->buf].role == KB_INPUT || p->bufs[s->buf].role == KB_CONST)
+            return bad(msg, cap, "store into a read-only buffer", k, i);
+    }
+    if (k->kind == KK_REDUCE && (k->body < 0 || k->body >= k->nx))
+        return bad(msg, cap, "reduce without a body", k, k->body);
+    if (k->kind == KK_MATMUL &&
+        (k->rank != 3 || k->mm.a < 0 || k->mm.a >= p->nbufs || k->mm.b < 0 || k->mm.b >= p->nbufs))
+        return bad(msg, cap, "matmul operands", k, 0);
+    return KILN_OK;
+}
+
+kiln_status kp_verify(const kprogram *p, char *msg, size_t cap)
+{
+    if (!p)
+        return KILN_ERR_INVALID;
+    for (int i = 0; i < p->nkernels; i++) {
+        kiln_status s = verify_kernel(p, &p->kernels[i], msg, cap);
+        if (s != KILN_OK)
+            return s;
+    }
+    for (int e = 0; e < p->nentries; e++)
+        for (int i = 0; i < p->entries[e].nkernels; i++)
+            if (p->entries[e].kernels[i] < 0 || p->entries[e].kernels[i] >= p->nkernels)
+                return bad(msg, cap, "entry names a missing kernel", NULL, i);
+    return KILN_OK;
+}

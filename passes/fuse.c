@@ -1,0 +1,336 @@
+/*
+ * fuse.c - fusion: decides, per entry, which nodes own a buffer.
+ *
+ * Requires: a verified graph (after dce and cse). Produces: a fuse_plan that
+ * says for every node an entry needs whether it is a leaf buffer, embedded
+ * constant data, the root of its own kernel, inlined into its readers, or a
+ * matmul absorbed into its epilogue. pass_lower builds one kernel per root.
+ *
+ * The rule (for one entry; uses = operand slots and outputs that read a node):
+ *   1. INPUT/PARAM are leaf buffers; a CONST of more than one element is a
+ *      KB_CONST buffer; a CONST of at most one element is a literal (inlined).
+ *   2. Roots: every entry output (except leaves and constant buffers, which
+ *      get a copy kernel), every REDUCE-class node, MATMUL and SCATTER_ADD.
+ *   3. MATMUL operands must be strided views (permute/expand/slice/reshape/
+ *      detach chains, offset 0, batch axes collapsible) of a buffer; the node
+ *      where that fails becomes a root. SCATTER_ADD and GATHER operands are
+ *      inlined like any elementwise operand (their kernels read them by index).
+ *   4. Any other node (elementwise, cast, where, rand/randn, views, full,
+ *      arange, gather, assign's value) with one use is inlined into its user.
+ *      With several uses it is recomputed in each user when cheap, else a root.
+ *      Cheap: its inlined expression tree holds at most CHEAP_OPS arithmetic
+ *      ops and CHEAP_LOADS buffer loads (views, casts, detach and constants
+ *      cost nothing; a Philox draw costs RAND_COST, so a random node with
+ *      several uses is always materialized: computed once, read everywhere).
+ *   5. Epilogues: a MATMUL with one use, reached from a root by a chain of
+ *      single-use elementwise nodes (bias add, relu, ...), is absorbed: the
+ *      root's kernel becomes the matmul kernel and stores the epilogue.
+ *   6. An output that only reshapes (or detaches) a single-use root aliases it:
+ *      the root's kernel stores into the output's buffers, in the same order.
+ */
+#include "passes/passes.h"
+
+#include <string.h>
+
+enum { CHEAP_OPS = 4, CHEAP_LOADS = 2, RAND_COST = 8, COST_CAP = 1 << 20 };
+
+static bool has_buf(unsigned char k)
+{
+    return k == FUSE_ROOT || k == FUSE_LEAF || k == FUSE_CONSTBUF;
+}
+
+/* PyTorch's view-stride computation for a reshape (at::detail::computeStride). */
+static bool reshape_strides(const kiln_tensor *in, const int64_t *ist, const kiln_tensor *t,
+                            int64_t *st)
+{
+    if (ir_numel(t) == 0 || in->rank == 0) {
+        for (int d = 0; d < t->rank; d++)
+            st[d] = 0;
+        return true;
+    }
+    int view_d = t->rank - 1;
+    int64_t chunk = ist[in->rank - 1], tnumel = 1, vnumel = 1;
+    for (int d = in->rank - 1; d >= 0; d--) {
+        tnumel *= in->dims[d];
+        if (d == 0 || (in->dims[d - 1] != 1 && ist[d - 1] != tnumel * chunk)) {
+            while (view_d >= 0 && (vnumel < tnumel || t->dims[view_d] == 1)) {
+                st[view_d] = vnumel * chunk;
+                vnumel *= t->dims[view_d];
+                view_d--;
+            }
+            if (vnumel != tnumel)
+                return false;
+            if (d > 0) {
+                chunk = ist[d - 1];
+                tnumel = 1;
+                vnumel = 1;
+            }
+        }
+    }
+    return view_d == -1;
+}
+
+bool fuse_strided(const kiln_tensor *t, const unsigned char *kind, fuse_view *v,
+                  const kiln_tensor **bad)
+{
+    if (has_buf(kind[t->id])) {
+        v->base = t;
+        ir_strides(t->rank, t->dims, v->strides);
+        v->offset = 0;
+        return true;
+    }
+    bool view = t->op == IR_PERMUTE || t->op == IR_EXPAND || t->op == IR_SLICE ||
+                t->op == IR_RESHAPE || t->op == IR_DETACH;
+    fuse_view in;
+    if (!view || !fuse_strided(t->in[0], kind, &in, bad)) {
+        if (!view)
+            *bad = t;
+        return false;
+    }
+    const kiln_tensor *x = t->in[0];
+    v->base = in.base;
+    v->offset = in.offset;
+    if (t->op == IR_PERMUTE) {
+        for (int d = 0; d < t->rank; d++)
+            v->strides[d] = in.strides[t->perm[d]];
+    } else if (t->op == IR_EXPAND) {
+        for (int d = 0; d < t->rank; d++)
+            v->strides[d] = x->dims[d] == 1 ? 0 : in.strides[d];
+    } else if (t->op == IR_SLICE) {
+        for (int d = 0; d < t->rank; d++) {
+            v->strides[d] = in.strides[d] * t->step[d];
+            v->offset += in.strides[d] * t->begin[d];
+        }
+    } else if (t->op == IR_RESHAPE) {
+        if (!reshape_strides(x, in.strides, t, v->strides)) {
+            *bad = t;
+            return false;
+        }
+    } else {
+        memcpy(v->strides, in.strides, sizeof(in.strides));
+    }
+    return true;
+}
+
+bool fuse_matmul_strides(const kiln_tensor *t, const fuse_view *v, int64_t st[3])
+{
+    int r = t->rank;
+    if (v->offset != 0 || r < 2)
+        return false;
+    st[1] = t->dims[r - 2] == 1 ? 0 : v->strides[r - 2];
+    st[2] = t->dims[r - 1] == 1 ? 0 : v->strides[r - 1];
+    st[0] = 0;
+    int64_t prod = 1;
+    bool have = false;
+    for (int d = r - 3; d >= 0; d--) {
+        if (t->dims[d] == 1)
+            continue;
+        if (!have) {
+            st[0] = v->strides[d];
+            have = true;
+        } else if (v->strides[d] != st[0] * prod) {
+            return false;
+        }
+        prod *= t->dims[d];
+    }
+    return true;
+}
+
+/* The cost of a node when inlined: its own ops plus those of its inlined operands. */
+static int own_cost(const kiln_tensor *t)
+{
+    switch (ir_ops[t->op].cls) {
+    case IR_CLASS_SOURCE: return (ir_ops[t->op].flags & IR_F_RANDOM) ? RAND_COST : 0;
+    case IR_CLASS_UNARY: return t->op == IR_CAST || t->op == IR_DETACH ? 0 : 1;
+    case IR_CLASS_BINARY:
+    case IR_CLASS_TERNARY: return 1;
+    case IR_CLASS_MOVEMENT: return t->op == IR_PAD || t->op == IR_CONCAT ? 1 : 0;
+    case IR_CLASS_INDEX: return 1;
+    case IR_CLASS_REDUCE:
+    case IR_CLASS_MATMUL:
+    case IR_CLASS_ASSIGN: return 0;
+    }
+    return 0;
+}
+
+static int cap_add(int a, int b)
+{
+    return a + b > COST_CAP ? COST_CAP : a + b;
+}
+
+static void force_view(const kiln_graph *g, const kiln_tensor *t, unsigned char *kind)
+{
+    fuse_view v;
+    const kiln_tensor *bad = NULL;
+    while (!fuse_strided(t, kind, &v, &bad))
+        kind[bad->id] = FUSE_ROOT;
+    int64_t st[3];
+    if (!fuse_matmul_strides(t, &v, st))
+        kind[t->id] = FUSE_ROOT;
+    (void)g;
+}
+
+/* Rule 5: absorb single-use matmuls into the root of their elementwise chain. */
+static void absorb_epilogues(const kiln_graph *g, unsigned char *kind, int *epi, const int *uses,
+                             const int *user, const bool *isout)
+{
+    for (int i = 0; i < g->nnodes; i++) {
+        if (g->nodes[i]->op != IR_MATMUL || kind[i] != FUSE_ROOT || isout[i] || uses[i] != 1)
+            continue;
+        int cur = i, root = -1;
+        for (;;) {
+            int u = user[cur];
+            if (u < 0)
+                break;
+            ir_class c = ir_ops[g->nodes[u]->op].cls;
+            if (c != IR_CLASS_UNARY && c != IR_CLASS_BINARY && c != IR_CLASS_TERNARY)
+                break;
+            if (kind[u] == FUSE_ROOT) {
+                root = u;
+                break;
+            }
+            if (kind[u] != FUSE_INLINE || uses[u] != 1)
+                break;
+            cur = u;
+        }
+        if (root >= 0 && epi[root] < 0) {
+            kind[i] = FUSE_ABSORBED;
+            epi[root] = i;
+        }
+    }
+}
+
+/* Rule 6: a root read only through reshapes by an output stores into it. */
+static void alias_outputs(const kiln_graph *g, const unsigned char *kind, int *alias,
+                          const int *uses, const int *user, const bool *isout)
+{
+    for (int i = 0; i < g->nnodes; i++) {
+        alias[i] = -1;
+        if (kind[i] != FUSE_ROOT || isout[i] || uses[i] != 1)
+            continue;
+        int cur = i;
+        for (;;) {
+            int u = user[cur];
+            if (u < 0 || (g->nodes[u]->op != IR_RESHAPE && g->nodes[u]->op != IR_DETACH))
+                break;
+            if (kind[u] == FUSE_ROOT && isout[u]) {
+                alias[i] = u;
+                break;
+            }
+            if (kind[u] != FUSE_INLINE || uses[u] != 1)
+                break;
+            cur = u;
+        }
+    }
+}
+
+static void fuse_entry(const kiln_graph *g, fuse_plan *plan, int e, int *ops, int *loads, int *user,
+                       bool *isout)
+{
+    int nn = g->nnodes;
+    unsigned char *kind = plan->kind + (size_t)e * (size_t)nn;
+    int *epi = plan->epilogue + (size_t)e * (size_t)nn;
+    int *uses = plan->uses + (size_t)e * (size_t)nn;
+    const ir_entry *x = &g->entries[e];
+    memset(isout, 0, sizeof(bool) * (size_t)nn);
+    for (int k = 0; k < x->n; k++) {
+        isout[x->outputs[k]->id] = true;
+        kind[x->outputs[k]->id] = FUSE_INLINE; /* "needed"; decided below */
+        uses[x->outputs[k]->id]++;
+    }
+    for (int i = 0; i < nn; i++)
+        epi[i] = user[i] = -1;
+    for (int i = nn - 1; i >= 0; i--) {
+        if (kind[i] == FUSE_UNUSED)
+            continue;
+        const kiln_tensor *t = g->nodes[i];
+        for (int k = 0; k < t->nin; k++) {
+            kind[t->in[k]->id] = FUSE_INLINE;
+            uses[t->in[k]->id]++;
+            user[t->in[k]->id] = i;
+        }
+    }
+    for (int i = 0; i < nn; i++) {
+        if (kind[i] == FUSE_UNUSED)
+            continue;
+        const kiln_tensor *t = g->nodes[i];
+        ops[i] = own_cost(t);
+        loads[i] = 0;
+        for (int k = 0; k < t->nin; k++) {
+            int o = t->in[k]->id;
+            if (has_buf(kind[o]) || kind[o] == FUSE_ABSORBED) {
+                loads[i] = cap_add(loads[i], 1);
+            } else {
+                ops[i] = cap_add(ops[i], ops[o]);
+                loads[i] = cap_add(loads[i], loads[o]);
+            }
+        }
+        bool cheap = ops[i] <= CHEAP_OPS && loads[i] <= CHEAP_LOADS;
+        ir_class c = ir_ops[t->op].cls;
+        if (t->op == IR_INPUT || t->op == IR_PARAM)
+            kind[i] = FUSE_LEAF;
+        else if (t->op == IR_CONST && ir_numel(t) > 1)
+            kind[i] = FUSE_CONSTBUF;
+        else if (isout[i] || c == IR_CLASS_REDUCE || c == IR_CLASS_MATMUL ||
+                 t->op == IR_SCATTER_ADD)
+            kind[i] = FUSE_ROOT;
+        else
+            kind[i] = uses[i] <= 1 || cheap ? FUSE_INLINE : FUSE_ROOT;
+        if (t->op == IR_MATMUL) {
+            force_view(g, t->in[0], kind);
+            force_view(g, t->in[1], kind);
+        }
+    }
+    absorb_epilogues(g, kind, epi, uses, user, isout);
+    alias_outputs(g, kind, plan->alias + (size_t)e * (size_t)nn, uses, user, isout);
+}
+
+void fuse_plan_free(fuse_plan *p)
+{
+    if (!p)
+        return;
+    ir_free(p->kind);
+    ir_free(p->epilogue);
+    ir_free(p->uses);
+    ir_free(p->alias);
+    ir_free(p);
+}
+
+kiln_status pass_fuse(kiln_graph *g, fuse_plan **out)
+{
+    if (out)
+        *out = NULL;
+    if (!g || !out)
+        return KILN_ERR_INVALID;
+    size_t nn = (size_t)g->nnodes, cells = nn * (size_t)g->nentries + 1;
+    fuse_plan *p = ir_alloc(sizeof(*p));
+    int *ops = ir_alloc(sizeof(int) * (nn + 1)), *loads = ir_alloc(sizeof(int) * (nn + 1));
+    int *user = ir_alloc(sizeof(int) * (nn + 1));
+    bool *isout = ir_alloc(sizeof(bool) * (nn + 1));
+    if (p) {
+        memset(p, 0, sizeof(*p));
+        p->kind = ir_alloc(cells);
+        p->epilogue = ir_alloc(sizeof(int) * cells);
+        p->uses = ir_alloc(sizeof(int) * cells);
+        p->alias = ir_alloc(sizeof(int) * cells);
+    }
+    kiln_status s = KILN_OK;
+    if (!p || !p->kind || !p->epilogue || !p->uses || !p->alias || !ops || !loads || !user ||
+        !isout) {
+        fuse_plan_free(p);
+        s = ir_fail_status(g, KILN_ERR_NOMEM, "kiln_compile: out of memory");
+    } else {
+        p->nnodes = g->nnodes;
+        p->nentries = g->nentries;
+        memset(p->kind, FUSE_UNUSED, cells);
+        memset(p->uses, 0, sizeof(int) * cells);
+        for (int e = 0; e < g->nentries; e++)
+            fuse_entry(g, p, e, ops, loads, user, isout);
+        *out = p;
+    }
+    ir_free(ops);
+    ir_free(loads);
+    ir_free(user);
+    ir_free(isout);
+    return s;
+}

@@ -1,0 +1,70 @@
+/*
+ * passes.h - the graph passes and the lowering to the kernel IR.
+ *
+ * pass_pipeline (pipeline.c) reads as the pipeline: dce -> cse -> fuse ->
+ * lower -> memplan. Each pass states its contract at the top of its file.
+ * Errors are recorded on the graph (ir_fail_status) and returned.
+ */
+#ifndef KILN_PASSES_H
+#define KILN_PASSES_H
+
+#include "ir/ir.h"
+#include "ir/kernel.h"
+
+/* g is the module's private clone: passes may rewrite it. On success *out is
+ * a kprogram the caller frees with kp_free; on failure *out is NULL. */
+kiln_status pass_pipeline(kiln_graph *g, kprogram **out);
+
+/* Drops nodes no entry output reaches (named leaves are kept: they are the
+ * module's interface) and renumbers ids, keeping the topological order. */
+kiln_status pass_dce(kiln_graph *g);
+/* Keeps exactly the nodes with keep[id] (every operand of a kept node must be
+ * kept) and renumbers them in order. */
+kiln_status pass_compact(kiln_graph *g, const bool *keep);
+/* Merges identical pure nodes (same op, operands, dtype, shape, attributes). */
+kiln_status pass_cse(kiln_graph *g);
+
+/* How an entry gets a node's value (fuse.c states the rule). */
+typedef enum {
+    FUSE_UNUSED,   /* the entry does not need it */
+    FUSE_INLINE,   /* recomputed inside every kernel that reads it */
+    FUSE_ROOT,     /* computed by its own kernel into a buffer */
+    FUSE_LEAF,     /* an input or param: the module's buffer */
+    FUSE_CONSTBUF, /* a CONST embedded as a KB_CONST buffer */
+    FUSE_ABSORBED  /* a MATMUL whose accumulator feeds its consumer's kernel (epilogue) */
+} fuse_kind;
+
+typedef struct {
+    int nnodes, nentries;
+    unsigned char *kind; /* [entry * nnodes + id]: fuse_kind */
+    int *epilogue;       /* [entry * nnodes + id]: the MATMUL absorbed by root id, or -1 */
+    int *uses;           /* [entry * nnodes + id]: operand slots + outputs reading id */
+    int *alias;          /* [entry * nnodes + id]: for a root whose only reader is an output
+                            that reshapes it, that output: the root stores straight into the
+                            output's buffers and the output needs no kernel; else -1 */
+} fuse_plan;
+
+kiln_status pass_fuse(kiln_graph *g, fuse_plan **out);
+void fuse_plan_free(fuse_plan *p); /* NULL is a no-op */
+
+/* A node read as a strided view of a buffer: element (i0..) of t is
+ * base[offset + sum i_d * strides[d]]. */
+typedef struct {
+    const kiln_tensor *base;
+    int64_t strides[KILN_MAX_RANK];
+    int64_t offset;
+} fuse_view;
+/* True when t is a chain of permute/expand/slice/reshape/detach over a node
+ * that has a buffer in this entry (kind row of the plan); otherwise *bad is
+ * the node that must be materialized for t to become such a view. */
+bool fuse_strided(const kiln_tensor *t, const unsigned char *kind, fuse_view *v,
+                  const kiln_tensor **bad);
+/* A MATMUL operand's (batch, row, col) strides from its view, when its batch
+ * axes collapse into one stride and its offset is 0. */
+bool fuse_matmul_strides(const kiln_tensor *t, const fuse_view *v, int64_t st[3]);
+
+kiln_status pass_lower(kiln_graph *g, const fuse_plan *plan, kprogram **out);
+/* Gives every TEMP buffer an arena offset and sets each entry's arena_bytes. */
+kiln_status pass_memplan(kiln_graph *g, kprogram *p);
+
+#endif /* KILN_PASSES_H */

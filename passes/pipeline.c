@@ -1,0 +1,78 @@
+/*
+ * pipeline.c - the compiler pipeline from a graph to a kernel program.
+ *
+ * Requires: a verified graph that the caller owns (the module's private clone;
+ * passes rewrite it). Produces: a kprogram ready for a renderer. The verifier
+ * runs after each graph pass when KILN_DEBUG is set or in debug builds;
+ * KILN_DEBUG=2 prints the graph after each graph pass and the kernel program
+ * at the end, to stderr.
+ */
+#include "passes/passes.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+static int debug_level(void)
+{
+    const char *s = getenv("KILN_DEBUG");
+    return s && *s ? atoi(s) : 0;
+}
+
+/* Verifies and dumps the graph after a graph pass (debug builds, KILN_DEBUG). */
+static kiln_status graph_check(kiln_graph *g, const char *pass, kiln_status s)
+{
+    if (s != KILN_OK)
+        return s;
+    int dbg = debug_level();
+    if (dbg >= 2) {
+        fprintf(stderr, "// ---- graph after %s ----\n", pass);
+        ir_print(g, stderr);
+    }
+#ifdef NDEBUG
+    if (dbg <= 0)
+        return KILN_OK;
+#endif
+    return ir_verify(g);
+}
+
+static kiln_status kernel_check(kiln_graph *g, const kprogram *p, kiln_status s)
+{
+    if (s != KILN_OK)
+        return s;
+    int dbg = debug_level();
+    if (dbg >= 2) {
+        fprintf(stderr, "// ---- kernel program after lower, memplan ----\n");
+        kp_print(p, stderr);
+    }
+#ifdef NDEBUG
+    if (dbg <= 0)
+        return KILN_OK;
+#endif
+    char msg[256];
+    if (kp_verify(p, msg, sizeof msg) != KILN_OK)
+        return ir_fail_status(g, KILN_ERR_INVALID, "kiln_compile: internal error: %s", msg);
+    return KILN_OK;
+}
+
+kiln_status pass_pipeline(kiln_graph *g, kprogram **out)
+{
+    if (out)
+        *out = NULL;
+    if (!g || !out)
+        return KILN_ERR_INVALID;
+    fuse_plan *plan = NULL;
+    kprogram *p = NULL;
+    kiln_status s = KILN_OK;
+    s = graph_check(g, "dce", pass_dce(g));
+    s = s ? s : graph_check(g, "cse", pass_cse(g));
+    s = s ? s : pass_fuse(g, &plan);
+    s = s ? s : pass_lower(g, plan, &p);
+    s = s ? s : kernel_check(g, p, pass_memplan(g, p));
+    fuse_plan_free(plan);
+    if (s != KILN_OK) {
+        kp_free(p);
+        return s;
+    }
+    *out = p;
+    return KILN_OK;
+}

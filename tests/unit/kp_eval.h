@@ -1,0 +1,499 @@
+/*
+ * kp_eval.h - a test-only evaluator of the kernel IR (header-only).
+ *
+ * Runs one entry of a kprogram over buffers in memory, node by node, with the
+ * interpreter's arithmetic (runtime/interp.c): floats in double rounded to the
+ * node's dtype, integers in int64 with wrap-around, reductions and matmul in
+ * the loop order the kernel states. Every load is bounds-checked, so an index
+ * map that strays outside its buffer fails the test instead of reading junk.
+ */
+#ifndef KILN_KP_EVAL_H
+#define KILN_KP_EVAL_H
+
+#include "ir/kernel.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    double f;  /* F32 (already rounded), F64 */
+    int64_t i; /* I32, I64, BOOL (0/1) */
+} kpe_val;
+
+typedef struct {
+    const kprogram *p;
+    void *const *bufs;
+    uint64_t seed;
+    uint32_t run;
+    kpe_val *v;
+    int64_t var[2 * KILN_MAX_RANK];
+    kpe_val acc;
+    char msg[256];
+    bool failed;
+} kpe_ctx;
+
+static bool kpe_fl(kiln_dtype dt)
+{
+    return dt == KILN_F32 || dt == KILN_F64;
+}
+
+static double kpe_round(kiln_dtype dt, double v)
+{
+    return dt == KILN_F32 ? (double)(float)v : v;
+}
+
+static int64_t kpe_wrap(kiln_dtype dt, int64_t v)
+{
+    return dt == KILN_I32 ? (int64_t)(int32_t)v : dt == KILN_BOOL ? v != 0 : v;
+}
+
+static void kpe_fail(kpe_ctx *c, const char *msg)
+{
+    if (!c->failed)
+        snprintf(c->msg, sizeof c->msg, "%s", msg);
+    c->failed = true;
+}
+
+static double kpe_as_f(kiln_dtype dt, kpe_val v)
+{
+    return kpe_fl(dt) ? v.f : (double)v.i;
+}
+
+/* A value converted to dt, as the interpreter's CAST / ir_store_f do. */
+static kpe_val kpe_convert(kiln_dtype from, kiln_dtype to, kpe_val x)
+{
+    kpe_val r = {0, 0};
+    if (kpe_fl(to)) {
+        r.f =
+            kpe_fl(from) ? kpe_round(to, x.f) : (to == KILN_F32 ? (double)(float)x.i : (double)x.i);
+    } else if (to == KILN_BOOL) {
+        r.i = kpe_fl(from) ? x.f != 0 : x.i != 0;
+    } else if (kpe_fl(from)) {
+        if (to == KILN_I32) {
+            int32_t o;
+            ir_store_f(KILN_I32, &o, 0, x.f);
+            r.i = o;
+        } else {
+            int64_t o;
+            ir_store_f(KILN_I64, &o, 0, x.f);
+            r.i = o;
+        }
+    } else {
+        r.i = kpe_wrap(to, x.i);
+    }
+    return r;
+}
+
+static double kpe_fop(ir_op op, double a, double b, bool *cmp)
+{
+    *cmp = false;
+    if (op == IR_NEG)
+        return -a;
+    if (op == IR_ABS)
+        return fabs(a);
+    if (op == IR_EXP)
+        return exp(a);
+    if (op == IR_LOG)
+        return log(a);
+    if (op == IR_SQRT)
+        return sqrt(a);
+    if (op == IR_RSQRT)
+        return 1.0 / sqrt(a);
+    if (op == IR_SIN)
+        return sin(a);
+    if (op == IR_COS)
+        return cos(a);
+    if (op == IR_TANH)
+        return tanh(a);
+    if (op == IR_ERF)
+        return erf(a);
+    if (op == IR_SIGMOID)
+        return 1.0 / (1.0 + exp(-a));
+    if (op == IR_RELU)
+        return a < 0 ? 0.0 : a;
+    if (op == IR_ADD)
+        return a + b;
+    if (op == IR_SUB)
+        return a - b;
+    if (op == IR_MUL)
+        return a * b;
+    if (op == IR_DIV)
+        return a / b;
+    if (op == IR_POW)
+        return pow(a, b);
+    if (op == IR_MAXIMUM)
+        return isnan(a) ? a : isnan(b) ? b : a > b ? a : b;
+    if (op == IR_MINIMUM)
+        return isnan(a) ? a : isnan(b) ? b : a < b ? a : b;
+    *cmp = true;
+    if (op == IR_EQ)
+        return a == b;
+    if (op == IR_NE)
+        return a != b;
+    if (op == IR_LT)
+        return a < b;
+    if (op == IR_LE)
+        return a <= b;
+    if (op == IR_GT)
+        return a > b;
+    if (op == IR_GE)
+        return a >= b;
+    return (double)NAN;
+}
+
+static int64_t kpe_iop(kpe_ctx *c, ir_op op, int64_t a, int64_t b)
+{
+    uint64_t ua = (uint64_t)a, ub = (uint64_t)b;
+    if (op == IR_NEG)
+        return (int64_t)(0 - ua);
+    if (op == IR_ABS)
+        return a < 0 ? (int64_t)(0 - ua) : a;
+    if (op == IR_RELU)
+        return a < 0 ? 0 : a;
+    if (op == IR_ADD)
+        return (int64_t)(ua + ub);
+    if (op == IR_SUB)
+        return (int64_t)(ua - ub);
+    if (op == IR_MUL)
+        return (int64_t)(ua * ub);
+    if (op == IR_DIV) {
+        if (b == 0) {
+            kpe_fail(c, "ZeroDivisionError");
+            return 0;
+        }
+        if (b == -1)
+            return (int64_t)(0 - ua);
+        int64_t q = a / b;
+        if (a % b != 0 && ((a < 0) != (b < 0)))
+            q--;
+        return q;
+    }
+    if (op == IR_POW) {
+        if (b < 0) {
+            kpe_fail(c, "Integers to negative integer powers are not allowed.");
+            return 0;
+        }
+        uint64_t r = 1;
+        while (b) {
+            if (b & 1)
+                r *= ua;
+            ua *= ua;
+            b >>= 1;
+        }
+        return (int64_t)r;
+    }
+    if (op == IR_MAXIMUM)
+        return a > b ? a : b;
+    if (op == IR_MINIMUM)
+        return a < b ? a : b;
+    if (op == IR_EQ)
+        return a == b;
+    if (op == IR_NE)
+        return a != b;
+    if (op == IR_LT)
+        return a < b;
+    if (op == IR_LE)
+        return a <= b;
+    if (op == IR_GT)
+        return a > b;
+    if (op == IR_GE)
+        return a >= b;
+    kpe_fail(c, "integer op without meaning");
+    return 0;
+}
+
+static kpe_val kpe_load(kpe_ctx *c, int buf, int64_t i)
+{
+    kpe_val r = {0, 0};
+    const kbuf *b = &c->p->bufs[buf];
+    if (i < 0 || i >= b->numel) {
+        char m[128];
+        snprintf(m, sizeof m, "load buf%d[%lld] out of bounds (numel %lld)", buf, (long long)i,
+                 (long long)b->numel);
+        kpe_fail(c, m);
+        return r;
+    }
+    if (kpe_fl(b->dtype))
+        r.f = ir_load_f(b->dtype, c->bufs[buf], i);
+    else
+        r.i = ir_load_i(b->dtype, c->bufs[buf], i);
+    return r;
+}
+
+static void kpe_node(kpe_ctx *c, const kernel *k, int i)
+{
+    const kx_node *n = &k->x[i];
+    kpe_val r = {0, 0};
+    const kpe_val *a = c->v;
+    switch (n->kind) {
+    case KX_CONST:
+        if (kpe_fl(n->dtype))
+            r.f = n->value;
+        else if (n->dtype == KILN_BOOL)
+            r.i = n->value != 0;
+        else
+            r.i = n->ivalue;
+        break;
+    case KX_VAR: r.i = c->var[n->var]; break;
+    case KX_LOAD: r = kpe_load(c, n->buf, a[n->a[0]].i); break;
+    case KX_OP: {
+        kiln_dtype xd = k->x[n->a[0]].dtype;
+        if (n->op == IR_CAST) {
+            r = kpe_convert(xd, n->dtype, a[n->a[0]]);
+        } else if (n->op == IR_WHERE) {
+            r = a[n->a[0]].i ? a[n->a[1]] : a[n->a[2]];
+        } else if (kpe_fl(xd) || kpe_fl(n->dtype)) {
+            bool cmp;
+            double y = ir_ops[n->op].arity >= 2 ? kpe_as_f(k->x[n->a[1]].dtype, a[n->a[1]]) : 0;
+            double v = kpe_fop(n->op, kpe_as_f(xd, a[n->a[0]]), y, &cmp);
+            if (n->dtype == KILN_BOOL)
+                r.i = v != 0;
+            else if (kpe_fl(n->dtype))
+                r.f = kpe_round(n->dtype, v);
+            else
+                r = kpe_convert(KILN_F64, n->dtype, (kpe_val){v, 0});
+        } else {
+            int64_t y = ir_ops[n->op].arity >= 2 ? a[n->a[1]].i : 0;
+            r.i = kpe_wrap(n->dtype, kpe_iop(c, n->op, a[n->a[0]].i, y));
+        }
+        break;
+    }
+    case KX_IDIV:
+    case KX_IMOD:
+        if (a[n->a[1]].i == 0) {
+            kpe_fail(c, "index division by zero");
+            break;
+        }
+        r.i = n->kind == KX_IDIV ? a[n->a[0]].i / a[n->a[1]].i : a[n->a[0]].i % a[n->a[1]].i;
+        break;
+    case KX_RAND:
+    case KX_RANDN: {
+        uint64_t e = (uint64_t)a[n->a[0]].i;
+        bool nrm = n->kind == KX_RANDN;
+        if (n->dtype == KILN_F32)
+            r.f = nrm ? (double)ir_randn_f32(c->seed, n->stream, c->run, e)
+                      : (double)ir_rand_f32(c->seed, n->stream, c->run, e);
+        else
+            r.f = nrm ? ir_randn_f64(c->seed, n->stream, c->run, e)
+                      : ir_rand_f64(c->seed, n->stream, c->run, e);
+        break;
+    }
+    case KX_CHECK:
+        r.i = a[n->a[0]].i;
+        if (r.i < 0 || r.i >= n->size) {
+            char m[160];
+            snprintf(m, sizeof m, "index %lld is out of bounds for dimension %d with size %lld",
+                     (long long)r.i, n->axis, (long long)n->size);
+            kpe_fail(c, m);
+        }
+        break;
+    case KX_ACC: r = c->acc; break;
+    }
+    c->v[i] = r;
+}
+
+/* mask[i] = node i is an operand (transitively) of a root in roots. */
+static void kpe_mark(const kernel *k, bool *mask, int root)
+{
+    if (root < 0 || mask[root])
+        return;
+    mask[root] = true;
+    const kx_node *n = &k->x[root];
+    int ar = 0;
+    switch (n->kind) {
+    case KX_CONST:
+    case KX_VAR:
+    case KX_ACC: ar = 0; break;
+    case KX_LOAD:
+    case KX_RAND:
+    case KX_RANDN:
+    case KX_CHECK: ar = 1; break;
+    case KX_IDIV:
+    case KX_IMOD: ar = 2; break;
+    case KX_OP: ar = ir_ops[n->op].arity; break;
+    }
+    for (int j = 0; j < ar; j++)
+        kpe_mark(k, mask, n->a[j]);
+}
+
+static void kpe_eval_mask(kpe_ctx *c, const kernel *k, const bool *mask)
+{
+    for (int i = 0; i < k->nx && !c->failed; i++)
+        if (mask[i])
+            kpe_node(c, k, i);
+}
+
+static void kpe_stores(kpe_ctx *c, const kernel *k, const bool *smask)
+{
+    kpe_eval_mask(c, k, smask);
+    for (int s = 0; s < k->nstores && !c->failed; s++) {
+        const kk_store *st = &k->stores[s];
+        const kbuf *b = &c->p->bufs[st->buf];
+        int64_t i = c->v[st->index].i;
+        if (i < 0 || i >= b->numel) {
+            kpe_fail(c, "store out of bounds");
+            return;
+        }
+        kpe_val v = c->v[st->value];
+        if (st->accumulate) {
+            kpe_val o = kpe_load(c, st->buf, i);
+            if (kpe_fl(b->dtype))
+                v.f = kpe_round(b->dtype, o.f + v.f);
+            else
+                v.i = kpe_wrap(b->dtype, (int64_t)((uint64_t)o.i + (uint64_t)v.i));
+        }
+        if (kpe_fl(b->dtype))
+            ir_store_f(b->dtype, c->bufs[st->buf], i, v.f);
+        else
+            ir_store_i(b->dtype, c->bufs[st->buf], i, v.i);
+    }
+}
+
+/* Advances an odometer over dims; false when it wraps around. */
+static bool kpe_next(int64_t *v, int rank, const int64_t *dims)
+{
+    for (int d = rank - 1; d >= 0; d--) {
+        if (++v[d] < dims[d])
+            return true;
+        v[d] = 0;
+    }
+    return false;
+}
+
+static bool kpe_better(kiln_dtype dt, ir_op op, kpe_val v, kpe_val best)
+{
+    bool max = op == IR_MAX || op == IR_ARGMAX;
+    if (kpe_fl(dt)) {
+        if (isnan(best.f))
+            return false;
+        if (isnan(v.f))
+            return true;
+        return max ? v.f > best.f : v.f < best.f;
+    }
+    return max ? v.i > best.i : v.i < best.i;
+}
+
+static void kpe_reduce(kpe_ctx *c, const kernel *k, const bool *bmask, const bool *smask)
+{
+    int64_t *o = c->var, *r = c->var + k->rank;
+    kiln_dtype bd = k->x[k->body].dtype;
+    for (int d = 0; d < k->rank + k->rrank; d++)
+        c->var[d] = 0;
+    if (ir_shape_numel(k->rank, k->dims) == 0)
+        return;
+    do {
+        kpe_val acc = {0, 0}, best = {0, 0};
+        int64_t n = 0;
+        for (int d = 0; d < k->rrank; d++)
+            r[d] = 0;
+        if (ir_shape_numel(k->rrank, k->rdims) > 0) {
+            do {
+                kpe_eval_mask(c, k, bmask);
+                if (c->failed)
+                    return;
+                kpe_val v = c->v[k->body];
+                if (k->rop == IR_SUM) {
+                    if (kpe_fl(k->acc_dtype))
+                        acc.f += kpe_as_f(bd, v);
+                    else
+                        acc.i = (int64_t)((uint64_t)acc.i + (uint64_t)v.i);
+                } else if (n == 0 || kpe_better(bd, k->rop, v, best)) {
+                    best = v;
+                    acc = (k->rop == IR_ARGMAX || k->rop == IR_ARGMIN) ? (kpe_val){0, n} : v;
+                }
+                n++;
+            } while (kpe_next(r, k->rrank, k->rdims));
+        }
+        for (int d = 0; d < k->rrank; d++)
+            r[d] = 0;
+        c->acc = acc;
+        kpe_stores(c, k, smask);
+    } while (!c->failed && kpe_next(o, k->rank, k->dims));
+}
+
+static void kpe_matmul(kpe_ctx *c, const kernel *k, const bool *smask)
+{
+    const kk_matmul *m = &k->mm;
+    for (int d = 0; d < 3; d++)
+        c->var[d] = 0;
+    if (m->batch * m->m * m->n == 0)
+        return;
+    bool fl = kpe_fl(k->acc_dtype);
+    kiln_dtype ad = c->p->bufs[m->a].dtype, bd = c->p->bufs[m->b].dtype;
+    do {
+        kpe_val acc = {0, 0};
+        int64_t b = c->var[0], i = c->var[1], j = c->var[2];
+        for (int64_t q = 0; q < m->k && !c->failed; q++) {
+            kpe_val x =
+                kpe_load(c, m->a, b * m->a_stride[0] + i * m->a_stride[1] + q * m->a_stride[2]);
+            kpe_val y =
+                kpe_load(c, m->b, b * m->b_stride[0] + q * m->b_stride[1] + j * m->b_stride[2]);
+            if (fl)
+                acc.f += kpe_as_f(ad, x) * kpe_as_f(bd, y);
+            else
+                acc.i = (int64_t)((uint64_t)acc.i + (uint64_t)x.i * (uint64_t)y.i);
+        }
+        c->acc = acc;
+        kpe_stores(c, k, smask);
+    } while (!c->failed && kpe_next(c->var, 3, k->dims));
+}
+
+static void kpe_kernel(kpe_ctx *c, const kernel *k)
+{
+    bool *smask = calloc((size_t)k->nx + 1, 1), *bmask = calloc((size_t)k->nx + 1, 1);
+    c->v = calloc((size_t)k->nx + 1, sizeof(kpe_val));
+    if (!smask || !bmask || !c->v) {
+        kpe_fail(c, "out of memory");
+    } else {
+        for (int s = 0; s < k->nstores; s++) {
+            kpe_mark(k, smask, k->stores[s].index);
+            kpe_mark(k, smask, k->stores[s].value);
+        }
+        switch (k->kind) {
+        case KK_POINTWISE:
+            for (int d = 0; d < k->rank; d++)
+                c->var[d] = 0;
+            if (ir_shape_numel(k->rank, k->dims) > 0)
+                do
+                    kpe_stores(c, k, smask);
+                while (!c->failed && kpe_next(c->var, k->rank, k->dims));
+            break;
+        case KK_REDUCE:
+            kpe_mark(k, bmask, k->body);
+            kpe_reduce(c, k, bmask, smask);
+            break;
+        case KK_MATMUL: kpe_matmul(c, k, smask); break;
+        }
+    }
+    free(smask);
+    free(bmask);
+    free(c->v);
+    c->v = NULL;
+}
+
+/* Runs entry e: its kernels, then its copies. Returns false with msg set on a
+ * run-time error (index check, zero division) or a stray index. */
+static bool kpe_run(const kprogram *p, int e, void *const *bufs, uint64_t seed, uint32_t run,
+                    char *msg, size_t cap)
+{
+    kpe_ctx c = {.p = p, .bufs = bufs, .seed = seed, .run = run};
+    const kentry *x = &p->entries[e];
+    for (int i = 0; i < x->nkernels && !c.failed; i++) {
+        kpe_kernel(&c, &p->kernels[x->kernels[i]]);
+        if (c.failed && msg)
+            snprintf(msg, cap, "%s: %s", p->kernels[x->kernels[i]].name, c.msg);
+    }
+    if (c.failed)
+        return false;
+    for (int i = 0; i < x->ncopies; i++) {
+        const kbuf *s = &p->bufs[x->copies[i].src];
+        size_t nb = (size_t)s->numel * kiln_dtype_size(s->dtype);
+        if (nb)
+            memmove(bufs[x->copies[i].dst], bufs[x->copies[i].src], nb);
+    }
+    return true;
+}
+
+#endif /* KILN_KP_EVAL_H */

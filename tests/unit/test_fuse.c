@@ -1,0 +1,306 @@
+/*
+ * test_fuse.c - golden fusion tests and the passes' error paths.
+ *
+ * Each file in tests/golden/fuse/ holds cases split by a line "// -----".
+ * A case is a .kir graph, a line "// expect:", and the kp_print text of the
+ * program pass_pipeline makes from it. Expression lines ("    x..") are left
+ * out unless the case has a line "# full", so most goldens read as a fusion
+ * report: kernels, their domains, the graph nodes they cover and their stores.
+ * KILN_UPDATE_GOLDEN=1 rewrites the files with what the passes print now.
+ */
+#include "ir/ir.h"
+#include "passes/passes.h"
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* The program of a .kir text as the golden form; NULL on a parse or pass error. */
+static char *lower_text(const char *kir, bool full, char *err, size_t errlen)
+{
+    kiln_graph *g = kiln_graph_parse(kir, err, errlen);
+    if (!g)
+        return NULL;
+    kprogram *p = NULL;
+    char *out = NULL;
+    if (pass_pipeline(g, &p) == KILN_OK) {
+        size_t len = 0;
+        char *buf = NULL;
+        FILE *f = open_memstream(&buf, &len);
+        assert_non_null(f);
+        assert_int_equal(kp_print(p, f), KILN_OK);
+        fclose(f);
+        out = calloc(len + 1, 1);
+        assert_non_null(out);
+        size_t o = 0;
+        for (char *line = buf; line && *line;) {
+            char *nl = strchr(line, '\n');
+            size_t n = nl ? (size_t)(nl - line) + 1 : strlen(line);
+            if (full || strncmp(line, "    x", 5) != 0) {
+                memcpy(out + o, line, n);
+                o += n;
+            }
+            line += n;
+        }
+        free(buf);
+    } else {
+        snprintf(err, errlen, "%s", kiln_graph_error(g));
+    }
+    kp_free(p);
+    kiln_graph_free(g);
+    return out;
+}
+
+static void run_golden(const char *file)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/tests/golden/fuse/%s", KILN_SOURCE_DIR, file);
+    char *text = ku_read_file(path, NULL);
+    assert_non_null(text);
+    bool update = getenv("KILN_UPDATE_GOLDEN") != NULL;
+    size_t cap = strlen(text) * 4 + 65536, used = 0;
+    char *rewritten = calloc(cap, 1);
+    assert_non_null(rewritten);
+    int failures = 0, ncases = 0;
+    const char *sep = "// -----\n";
+    for (char *c = text; c && *c;) {
+        char *end = strstr(c, sep);
+        if (end)
+            *end = 0;
+        char *exp = strstr(c, "// expect:\n");
+        assert_non_null(exp);
+        *exp = 0;
+        const char *want = exp + strlen("// expect:\n");
+        bool full = strstr(c, "# full\n") != NULL;
+        char err[512] = "";
+        char *got = lower_text(c, full, err, sizeof err);
+        if (!got) {
+            fprintf(stderr, "%s case %d: %s\n", file, ncases, err);
+            fail();
+        }
+        if (strcmp(got, want) != 0 && !update) {
+            fprintf(stderr, "%s case %d differs.\n--- expected\n%s--- got\n%s", file, ncases, want,
+                    got);
+            failures++;
+        }
+        used += (size_t)snprintf(rewritten + used, cap - used, "%s// expect:\n%s%s", c, got,
+                                 end ? sep : "");
+        free(got);
+        ncases++;
+        c = end ? end + strlen(sep) : NULL;
+    }
+    if (update) {
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        fputs(rewritten, f);
+        fclose(f);
+    }
+    free(rewritten);
+    free(text);
+    assert_true(ncases > 0);
+    assert_int_equal(failures, 0);
+}
+
+static void test_golden_elementwise(void **state)
+{
+    (void)state;
+    run_golden("elementwise.kir");
+}
+
+static void test_golden_reduce(void **state)
+{
+    (void)state;
+    run_golden("reduce.kir");
+}
+
+static void test_golden_matmul(void **state)
+{
+    (void)state;
+    run_golden("matmul.kir");
+}
+
+static void test_golden_views(void **state)
+{
+    (void)state;
+    run_golden("views.kir");
+}
+
+/* ---- the passes' own contracts and error paths ------------------------------------- */
+
+static void test_dce_cse(void **state)
+{
+    (void)state;
+    kiln_graph *g = kiln_graph_new();
+    kiln_tensor *x = kiln_input(g, "x", KILN_F32, KILN_SHAPE(3));
+    kiln_tensor *unused = kiln_input(g, "unused", KILN_F32, KILN_SHAPE(3));
+    kiln_tensor *a = kiln_exp(g, x), *b = kiln_exp(g, x);
+    kiln_tensor *dead = kiln_sin(g, x);
+    kiln_tensor *r1 = kiln_rand(g, KILN_F32, KILN_SHAPE(3)),
+                *r2 = kiln_rand(g, KILN_F32, KILN_SHAPE(3));
+    kiln_tensor *y = kiln_add(g, kiln_add(g, a, b), kiln_add(g, r1, r2));
+    (void)unused;
+    (void)dead;
+    assert_int_equal(kiln_entry(g, "f", 1, &y, NULL), KILN_OK);
+    int before = g->nnodes;
+    assert_int_equal(pass_dce(g), KILN_OK);
+    assert_int_equal(g->nnodes, before - 1); /* sin is dead; the unused input stays */
+    assert_int_equal(pass_cse(g), KILN_OK);
+    assert_int_equal(g->nnodes, before - 2); /* one exp; both rands stay */
+    for (int i = 0; i < g->nnodes; i++) {
+        assert_int_equal(g->nodes[i]->id, i);
+        for (int k = 0; k < g->nodes[i]->nin; k++)
+            assert_true(g->nodes[i]->in[k]->id < i);
+    }
+    assert_ptr_equal(g->entries[0].outputs[0], g->nodes[g->nnodes - 1]);
+    assert_int_equal(ir_verify(g), KILN_OK);
+    kiln_graph_free(g);
+}
+
+static void test_null_arguments(void **state)
+{
+    (void)state;
+    kprogram *p = (kprogram *)1;
+    assert_int_equal(pass_pipeline(NULL, &p), KILN_ERR_INVALID);
+    assert_null(p);
+    kiln_graph *g = kiln_graph_new();
+    assert_int_equal(pass_pipeline(g, NULL), KILN_ERR_INVALID);
+    assert_int_equal(pass_dce(NULL), KILN_ERR_INVALID);
+    assert_int_equal(pass_cse(NULL), KILN_ERR_INVALID);
+    assert_int_equal(pass_compact(g, NULL), KILN_ERR_INVALID);
+    assert_int_equal(pass_fuse(NULL, NULL), KILN_ERR_INVALID);
+    assert_int_equal(pass_lower(g, NULL, &p), KILN_ERR_INVALID);
+    assert_int_equal(pass_memplan(g, NULL), KILN_ERR_INVALID);
+    assert_int_equal(kp_print(NULL, stderr), KILN_ERR_INVALID);
+    assert_int_equal(kp_verify(NULL, NULL, 0), KILN_ERR_INVALID);
+    assert_int_equal(kk_expr(NULL, (kx_node){.kind = KX_CONST}), -1);
+    assert_int_equal(kk_store_add(NULL, (kk_store){0}), -1);
+    assert_int_equal(kk_note_node(NULL, 0), -1);
+    assert_null(kp_kernel_new(NULL, KK_POINTWISE));
+    assert_int_equal(kp_buf_add(NULL, (kbuf){0}), -1);
+    kp_free(NULL);
+    fuse_plan_free(NULL);
+    /* an empty graph lowers to an empty program */
+    assert_int_equal(pass_pipeline(g, &p), KILN_OK);
+    assert_int_equal(p->nkernels, 0);
+    kp_free(p);
+    kiln_graph_free(g);
+}
+
+/* A plan that does not match the graph is refused. */
+static void test_lower_plan_mismatch(void **state)
+{
+    (void)state;
+    kiln_graph *g = kiln_graph_new();
+    kiln_tensor *x = kiln_input(g, "x", KILN_F32, KILN_SHAPE(3));
+    kiln_tensor *y = kiln_exp(g, x);
+    assert_int_equal(kiln_entry(g, "f", 1, &y, NULL), KILN_OK);
+    fuse_plan *plan = NULL;
+    assert_int_equal(pass_fuse(g, &plan), KILN_OK);
+    plan->nnodes--;
+    kprogram *p = NULL;
+    assert_int_equal(pass_lower(g, plan, &p), KILN_ERR_INVALID);
+    assert_null(p);
+    fuse_plan_free(plan);
+    kiln_graph_free(g);
+}
+
+/* The builders hash-cons and fold index arithmetic. */
+static void test_kernel_builders(void **state)
+{
+    (void)state;
+    kprogram p = {0};
+    kernel *k = kp_kernel_new(&p, KK_POINTWISE);
+    assert_non_null(k);
+    k->rank = 1;
+    k->dims[0] = 4;
+    int v = kk_var(k, 0);
+    assert_int_equal(kk_var(k, 0), v);
+    int one = kk_const_i(k, KILN_I64, 1), zero = kk_const_i(k, KILN_I64, 0);
+    kx_node mul = {.kind = KX_OP, .dtype = KILN_I64, .op = IR_MUL, .a = {v, one}};
+    assert_int_equal(kk_expr(k, mul), v);
+    kx_node add = {.kind = KX_OP, .dtype = KILN_I64, .op = IR_ADD, .a = {zero, v}};
+    assert_int_equal(kk_expr(k, add), v);
+    kx_node mod = {.kind = KX_IMOD, .dtype = KILN_I64, .a = {v, one}};
+    assert_int_equal(kk_expr(k, mod), zero);
+    int six = kk_const_i(k, KILN_I64, 6), four = kk_const_i(k, KILN_I64, 4);
+    kx_node div = {.kind = KX_IDIV, .dtype = KILN_I64, .a = {six, four}};
+    int q = kk_expr(k, div);
+    assert_int_equal(k->x[q].kind, KX_CONST);
+    assert_int_equal(k->x[q].ivalue, 1);
+    kx_node lt = {.kind = KX_OP, .dtype = KILN_BOOL, .op = IR_LT, .a = {four, six}};
+    int c = kk_expr(k, lt);
+    assert_true(k->x[c].kind == KX_CONST && k->x[c].value == 1.0);
+    kx_node w = {.kind = KX_OP, .dtype = KILN_I64, .op = IR_WHERE, .a = {c, v, six}};
+    assert_int_equal(kk_expr(k, w), v);
+    /* float constants are rounded to their dtype; an i32 constant saturates */
+    int f = kk_const_f(k, KILN_F32, 0.1);
+    assert_true(k->x[f].value == (double)0.1f);
+    int s = kk_const_f(k, KILN_I32, 1e12);
+    assert_int_equal(k->x[s].ivalue, INT32_MAX);
+    assert_int_equal(kk_note_node(k, 5), 0);
+    assert_int_equal(kk_note_node(k, 2), 0);
+    assert_int_equal(kk_note_node(k, 5), 1);
+    assert_int_equal(k->nnodes, 2);
+    /* the verifier finds an operand that does not precede its user */
+    kx_node bad = {.kind = KX_OP, .dtype = KILN_F32, .op = IR_EXP, .a = {k->nx + 3}};
+    assert_true(kk_expr(k, bad) >= 0);
+    char msg[128];
+    assert_int_equal(kp_verify(&p, msg, sizeof msg), KILN_ERR_INVALID);
+    assert_non_null(strstr(msg, "does not precede"));
+    ir_free(p.kernels[0].x);
+    ir_free(p.kernels[0].nodes);
+    ir_free(p.kernels);
+}
+
+/* KILN_DEBUG=2 prints the graph after each graph pass and the program. */
+static void test_debug_dump(void **state)
+{
+    (void)state;
+    char err[256];
+    kiln_graph *g = kiln_graph_parse("kiln 1 seed=0 streams=0\n%0 = input \"x\" : f32[2]\n"
+                                     "%1 = exp %0 : f32[2]\nentry \"f\" (%1 -> \"f.0\")\n",
+                                     err, sizeof err);
+    assert_non_null(g);
+    fflush(stderr);
+    FILE *saved = tmpfile();
+    assert_non_null(saved);
+    int fd = dup(fileno(stderr));
+    assert_true(fd >= 0);
+    assert_true(dup2(fileno(saved), fileno(stderr)) >= 0);
+    setenv("KILN_DEBUG", "2", 1);
+    kprogram *p = NULL;
+    kiln_status s = pass_pipeline(g, &p);
+    unsetenv("KILN_DEBUG");
+    fflush(stderr);
+    dup2(fd, fileno(stderr));
+    close(fd);
+    assert_int_equal(s, KILN_OK);
+    rewind(saved);
+    char text[4096] = "";
+    size_t n = fread(text, 1, sizeof text - 1, saved);
+    text[n] = 0;
+    fclose(saved);
+    assert_non_null(strstr(text, "graph after dce"));
+    assert_non_null(strstr(text, "graph after cse"));
+    assert_non_null(strstr(text, "k0_exp: pointwise [2]"));
+    kp_free(p);
+    kiln_graph_free(g);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_golden_elementwise),
+        cmocka_unit_test(test_golden_reduce),
+        cmocka_unit_test(test_golden_matmul),
+        cmocka_unit_test(test_golden_views),
+        cmocka_unit_test(test_dce_cse),
+        cmocka_unit_test(test_null_arguments),
+        cmocka_unit_test(test_lower_plan_mismatch),
+        cmocka_unit_test(test_kernel_builders),
+        cmocka_unit_test(test_debug_dump),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
