@@ -1,0 +1,24 @@
+/*
+ * cgen.h - the C renderer: a kernel-IR program as one C99 translation unit.
+ *
+ * The source defines, per kernel, `static int k<id>_<ops>(kiln_ctx *ctx, ...)`
+ * (typed restrict pointers for the buffers it touches), per entry i
+ * `int kiln_entry_<i>(kiln_ctx *ctx)` (runtime/abi.h), and `kiln_abi`.
+ * Nothing but kernel names matches k[0-9]+_ in it.
+ */
+#ifndef KILN_CGEN_H
+#define KILN_CGEN_H
+
+#include "ir/kernel.h"
+
+typedef struct {
+    bool openmp;         /* emit `#pragma omp` (parallel outer loops, simd reductions) */
+    bool debug_comments; /* a comment after each local naming its kernel-IR node */
+} cgen_opts;
+
+/* Renders the whole program as one C translation unit. Returns a NUL-terminated
+ * string allocated with ir_alloc (caller ir_free's), or NULL when out of memory
+ * (or p is NULL). o may be NULL: all options off. */
+char *cgen_c(const kprogram *p, const cgen_opts *o);
+
+#endif /* KILN_CGEN_H */

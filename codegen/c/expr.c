@@ -1,0 +1,618 @@
+/*
+ * expr.c - the shared expression table and printer (see expr.h).
+ *
+ * Requires a kernel whose operands precede their users (kp_verify). Produces
+ * C expressions with the interpreter's meaning (runtime/interp.c): floats in
+ * their own dtype (+ - * / sqrt round exactly as the interpreter's double
+ * rounded once), integers wrapping as two's complement, bool as 0/1.
+ */
+#include "codegen/c/expr.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+/* ---- a growing string --------------------------------------------------------- */
+
+static bool reserve(cgen_buf *b, size_t extra)
+{
+    if (b->oom)
+        return false;
+    if (b->len + extra + 1 <= b->cap)
+        return true;
+    size_t nc = b->cap ? b->cap : 4096;
+    while (nc < b->len + extra + 1)
+        nc *= 2;
+    char *s = ir_realloc(b->s, nc);
+    if (!s) {
+        b->oom = true;
+        return false;
+    }
+    b->s = s;
+    b->cap = nc;
+    return true;
+}
+
+void cgen_puts(cgen_buf *b, const char *s)
+{
+    size_t n = strlen(s);
+    if (!reserve(b, n))
+        return;
+    memcpy(b->s + b->len, s, n + 1);
+    b->len += n;
+}
+
+void cgen_printf(cgen_buf *b, const char *fmt, ...)
+{
+    char small[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        b->oom = true;
+        return;
+    }
+    if ((size_t)n < sizeof small) {
+        cgen_puts(b, small);
+        return;
+    }
+    if (!reserve(b, (size_t)n))
+        return;
+    va_start(ap, fmt);
+    vsnprintf(b->s + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+void cgen_indent(cgen_buf *b, int depth)
+{
+    for (int i = 0; i < depth; i++)
+        cgen_puts(b, "    ");
+}
+
+void cgen_buf_free(cgen_buf *b)
+{
+    ir_free(b->s);
+    b->s = NULL;
+    b->len = b->cap = 0;
+}
+
+/* ---- the table -------------------------------------------------------------- */
+
+#define WRAP2(o) "(int64_t)((uint64_t)$a " o " (uint64_t)$b)"
+
+const cgen_lang cgen_c_lang = {
+    .op =
+        {
+            [IR_NEG] =
+                {.f = "(-$a)", .i = "(int64_t)(0 - (uint64_t)$a)", .plain = "(-$a)", .b = "$a"},
+            [IR_ABS] = {.f = "fabs$f($a)",
+                        .i = "($a < 0 ? (int64_t)(0 - (uint64_t)$a) : (int64_t)$a)",
+                        .b = "$a"},
+            [IR_EXP] = {.f = "exp$f($a)"},
+            [IR_LOG] = {.f = "log$f($a)"},
+            [IR_SQRT] = {.f = "sqrt$f($a)"},
+            [IR_RSQRT] = {.f = "(1.0$f / sqrt$f($a))"},
+            [IR_SIN] = {.f = "sin$f($a)"},
+            [IR_COS] = {.f = "cos$f($a)"},
+            [IR_TANH] = {.f = "tanh$f($a)"},
+            [IR_ERF] = {.f = "erf$f($a)"},
+            [IR_SIGMOID] = {.f = "kiln_sigmoid$f($a)"},
+            [IR_RELU] = {.f = "($a < 0 ? ($t)0 : $a)",
+                         .i = "($a < 0 ? 0 : (int64_t)$a)",
+                         .b = "$a"},
+            [IR_DETACH] = {.any = "$a"},
+            [IR_ADD] = {.f = "($a + $b)", .i = WRAP2("+"), .plain = "($a + $b)", .b = "($a | $b)"},
+            [IR_SUB] = {.f = "($a - $b)", .i = WRAP2("-"), .plain = "($a - $b)", .b = "($a != $b)"},
+            [IR_MUL] = {.f = "($a * $b)", .i = WRAP2("*"), .plain = "($a * $b)", .b = "($a & $b)"},
+            [IR_DIV] = {.f = "($a / $b)", .i = "kiln_floordiv(ctx, $K, $a, $b)", .i_fails = true},
+            [IR_POW] = {.f = "pow$f($a, $b)", .i = "kiln_ipow(ctx, $K, $a, $b)", .i_fails = true},
+            [IR_MAXIMUM] = {.f = "kiln_fmax$f($a, $b)",
+                            .i = "($a > $b ? (int64_t)$a : (int64_t)$b)",
+                            .plain = "($a > $b ? $a : $b)",
+                            .b = "($a | $b)"},
+            [IR_MINIMUM] = {.f = "kiln_fmin$f($a, $b)",
+                            .i = "($a < $b ? (int64_t)$a : (int64_t)$b)",
+                            .plain = "($a < $b ? $a : $b)",
+                            .b = "($a & $b)"},
+            [IR_EQ] = {.any = "($a == $b)"},
+            [IR_NE] = {.any = "($a != $b)"},
+            [IR_LT] = {.any = "($a < $b)"},
+            [IR_LE] = {.any = "($a <= $b)"},
+            [IR_GT] = {.any = "($a > $b)"},
+            [IR_GE] = {.any = "($a >= $b)"},
+            [IR_WHERE] = {.any = "($a ? $b : $c)"},
+        },
+    .load = "b$B[$a]",
+    .var = "i$V",
+    .idiv = "($a / $b)",
+    .imod = "($a % $b)",
+    .rand = "kiln_rand_$d(ctx->seed, $Su, ctx->run, (uint64_t)$a)",
+    .randn = "kiln_randn_$d(ctx->seed, $Su, ctx->run, (uint64_t)$a)",
+    .check = "kiln_check(ctx, $K, $X, $Z, $a)",
+};
+
+const char *const cgen_helpers[] = {
+    "#define KILN_TWO_M24 (1.0 / 16777216.0)\n"
+    "#define KILN_TWO_M53 (1.0 / 9007199254740992.0)\n"
+    "#define KILN_TWO_PI  6.283185307179586\n"
+    "\n"
+    "/* Philox-4x32-10 block blk of (seed, stream, run), as ir/philox.c. */\n"
+    "KILN_FN void kiln_philox(uint64_t seed, uint32_t stream, uint32_t run, uint64_t blk,\n"
+    "                         uint32_t x[4])\n"
+    "{\n"
+    "    uint32_t c0 = (uint32_t)blk, c1 = (uint32_t)(blk >> 32), c2 = stream, c3 = run;\n"
+    "    uint32_t key0 = (uint32_t)seed, key1 = (uint32_t)(seed >> 32);\n"
+    "    for (int r = 0; r < 10; r++) {\n"
+    "        if (r > 0) {\n"
+    "            key0 += 0x9E3779B9u;\n"
+    "            key1 += 0xBB67AE85u;\n"
+    "        }\n"
+    "        uint64_t p0 = (uint64_t)0xD2511F53u * c0, p1 = (uint64_t)0xCD9E8D57u * c2;\n"
+    "        uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ key0;\n"
+    "        uint32_t n2 = (uint32_t)(p0 >> 32) ^ c3 ^ key1;\n"
+    "        c1 = (uint32_t)p1;\n"
+    "        c3 = (uint32_t)p0;\n"
+    "        c0 = n0;\n"
+    "        c2 = n2;\n"
+    "    }\n"
+    "    x[0] = c0;\n"
+    "    x[1] = c1;\n"
+    "    x[2] = c2;\n"
+    "    x[3] = c3;\n"
+    "}\n"
+    "\n"
+    "KILN_FN float kiln_rand_f32(uint64_t seed, uint32_t stream, uint32_t run, uint64_t i)\n"
+    "{\n"
+    "    uint32_t x[4];\n"
+    "    kiln_philox(seed, stream, run, i / 4, x);\n"
+    "    return (float)((double)(x[i % 4] >> 8) * KILN_TWO_M24);\n"
+    "}\n"
+    "\n"
+    "KILN_FN double kiln_rand_f64(uint64_t seed, uint32_t stream, uint32_t run, uint64_t i)\n"
+    "{\n"
+    "    uint32_t x[4];\n"
+    "    kiln_philox(seed, stream, run, i / 2, x);\n"
+    "    unsigned w = (unsigned)(i % 2) * 2;\n"
+    "    return (double)(((uint64_t)x[w + 1] << 32 | x[w]) >> 11) * KILN_TWO_M53;\n"
+    "}\n"
+    "\n"
+    "KILN_FN double kiln_box_muller(double u1, double u2, uint64_t i)\n"
+    "{\n"
+    "    double r = sqrt(-2.0 * log(u1));\n"
+    "    return (i % 2 == 0) ? r * cos(KILN_TWO_PI * u2) : r * sin(KILN_TWO_PI * u2);\n"
+    "}\n"
+    "\n"
+    "KILN_FN float kiln_randn_f32(uint64_t seed, uint32_t stream, uint32_t run, uint64_t i)\n"
+    "{\n"
+    "    uint32_t x[4];\n"
+    "    kiln_philox(seed, stream, run, i / 2, x);\n"
+    "    double u1 = (double)((x[0] >> 8) + 1) * KILN_TWO_M24;\n"
+    "    double u2 = (double)(x[1] >> 8) * KILN_TWO_M24;\n"
+    "    return (float)kiln_box_muller(u1, u2, i);\n"
+    "}\n"
+    "\n"
+    "KILN_FN double kiln_randn_f64(uint64_t seed, uint32_t stream, uint32_t run, uint64_t i)\n"
+    "{\n"
+    "    uint32_t x[4];\n"
+    "    kiln_philox(seed, stream, run, i / 2, x);\n"
+    "    double u1 = (double)((((uint64_t)x[1] << 32 | x[0]) >> 11) + 1) * KILN_TWO_M53;\n"
+    "    double u2 = (double)(((uint64_t)x[3] << 32 | x[2]) >> 11) * KILN_TWO_M53;\n"
+    "    return kiln_box_muller(u1, u2, i);\n"
+    "}\n"
+    "\n"
+    "",
+    /* split: C99 promises string literals of 4095 characters only */
+    "KILN_FN float kiln_sigmoidf(float x)\n"
+    "{\n"
+    "    return 1.0f / (1.0f + expf(-x));\n"
+    "}\n"
+    "\n"
+    "KILN_FN double kiln_sigmoid(double x)\n"
+    "{\n"
+    "    return 1.0 / (1.0 + exp(-x));\n"
+    "}\n"
+    "\n"
+    "/* maximum/minimum: NaN propagates (the first NaN wins) */\n"
+    "KILN_FN float kiln_fmaxf(float a, float b)\n"
+    "{\n"
+    "    return isnan(a) ? a : isnan(b) ? b : a > b ? a : b;\n"
+    "}\n"
+    "\n"
+    "KILN_FN float kiln_fminf(float a, float b)\n"
+    "{\n"
+    "    return isnan(a) ? a : isnan(b) ? b : a < b ? a : b;\n"
+    "}\n"
+    "\n"
+    "KILN_FN double kiln_fmax(double a, double b)\n"
+    "{\n"
+    "    return isnan(a) ? a : isnan(b) ? b : a > b ? a : b;\n"
+    "}\n"
+    "\n"
+    "KILN_FN double kiln_fmin(double a, double b)\n"
+    "{\n"
+    "    return isnan(a) ? a : isnan(b) ? b : a < b ? a : b;\n"
+    "}\n"
+    "\n"
+    "/* float -> integer conversions saturate; NaN becomes 0 */\n"
+    "KILN_FN int64_t kiln_f2i64(double v)\n"
+    "{\n"
+    "    if (isnan(v))\n"
+    "        return 0;\n"
+    "    if (v >= 9223372036854775807.0)\n"
+    "        return INT64_MAX;\n"
+    "    if (v <= -9223372036854775808.0)\n"
+    "        return INT64_MIN;\n"
+    "    return (int64_t)v;\n"
+    "}\n"
+    "\n"
+    "KILN_FN int32_t kiln_f2i32(double v)\n"
+    "{\n"
+    "    int64_t w = kiln_f2i64(v);\n"
+    "    return w > INT32_MAX ? INT32_MAX : w < INT32_MIN ? INT32_MIN : (int32_t)w;\n"
+    "}\n"
+    "\n"
+    "/* integer division floors (Python's //); INT64_MIN / -1 wraps */\n"
+    "KILN_FN int64_t kiln_floordiv(kiln_ctx *ctx, int32_t kernel, int64_t a, int64_t b)\n"
+    "{\n"
+    "    if (b == 0) {\n"
+    "        kiln_fail(ctx, KILN_RUNERR_ZERO_DIV, kernel, 0, 0, 0);\n"
+    "        return 0;\n"
+    "    }\n"
+    "    if (b == -1)\n"
+    "        return (int64_t)(0 - (uint64_t)a);\n"
+    "    int64_t q = a / b;\n"
+    "    if (a % b != 0 && ((a < 0) != (b < 0)))\n"
+    "        q--;\n"
+    "    return q;\n"
+    "}\n"
+    "\n"
+    "KILN_FN int64_t kiln_ipow(kiln_ctx *ctx, int32_t kernel, int64_t a, int64_t b)\n"
+    "{\n"
+    "    if (b < 0) {\n"
+    "        kiln_fail(ctx, KILN_RUNERR_NEG_POW, kernel, 0, 0, 0);\n"
+    "        return 0;\n"
+    "    }\n"
+    "    uint64_t r = 1, x = (uint64_t)a;\n"
+    "    while (b) {\n"
+    "        if (b & 1)\n"
+    "            r *= x;\n"
+    "        x *= x;\n"
+    "        b >>= 1;\n"
+    "    }\n"
+    "    return (int64_t)r;\n"
+    "}\n"
+    "\n"
+    "/* an index into an axis of size `size`; out of range fails (and reads 0) */\n"
+    "KILN_FN int64_t kiln_check(kiln_ctx *ctx, int32_t kernel, int32_t axis, int64_t size,\n"
+    "                           int64_t i)\n"
+    "{\n"
+    "    if (i >= 0 && i < size)\n"
+    "        return i;\n"
+    "    kiln_fail(ctx, KILN_RUNERR_INDEX, kernel, axis, i, size);\n"
+    "    return 0;\n"
+    "}\n",
+    NULL};
+
+/* ---- printing ---------------------------------------------------------------- */
+
+const char *cgen_ctype(kiln_dtype dt)
+{
+    switch (dt) {
+    case KILN_F32: return "float";
+    case KILN_F64: return "double";
+    case KILN_I32: return "int32_t";
+    case KILN_I64: return "int64_t";
+    case KILN_BOOL: return "bool";
+    }
+    return "void";
+}
+
+int cgen_operands(const kx_node *n, int ops[3])
+{
+    int ar = 0;
+    switch (n->kind) {
+    case KX_CONST:
+    case KX_VAR:
+    case KX_ACC: ar = 0; break;
+    case KX_LOAD:
+    case KX_RAND:
+    case KX_RANDN:
+    case KX_CHECK: ar = 1; break;
+    case KX_IDIV:
+    case KX_IMOD: ar = 2; break;
+    case KX_OP:
+        ar = n->op >= 0 && n->op < IR_OP_COUNT ? ir_ops[n->op].arity : 0;
+        ar = ar < 0 ? 0 : ar > 3 ? 3 : ar;
+        break;
+    }
+    for (int j = 0; j < ar; j++)
+        ops[j] = n->a[j];
+    return ar;
+}
+
+static bool valid_op(const kx_node *n)
+{
+    return n->kind == KX_OP && n->op >= 0 && n->op < IR_OP_COUNT;
+}
+
+bool *cgen_plain_nodes(const kernel *k)
+{
+    bool *plain = ir_alloc(sizeof(bool) * (size_t)(k->nx + 1));
+    if (!plain)
+        return NULL;
+    for (int i = 0; i < k->nx; i++) {
+        const kx_node *n = &k->x[i];
+        int ops[3], ar = cgen_operands(n, ops);
+        bool all = true;
+        for (int j = 0; j < ar; j++)
+            all = all && ops[j] >= 0 && ops[j] < i && plain[ops[j]];
+        plain[i] = false;
+        if (n->dtype != KILN_I64)
+            continue;
+        switch (n->kind) {
+        case KX_CONST:
+        case KX_VAR:
+        case KX_CHECK: plain[i] = true; break;
+        case KX_IDIV:
+        case KX_IMOD: plain[i] = all; break;
+        case KX_OP:
+            if (valid_op(n) && n->op == IR_WHERE)
+                plain[i] = ops[1] < i && ops[2] < i && plain[ops[1]] && plain[ops[2]];
+            else
+                plain[i] = all && valid_op(n) && cgen_c_lang.op[n->op].plain;
+            break;
+        case KX_LOAD:
+        case KX_RAND:
+        case KX_RANDN:
+        case KX_ACC: break;
+        }
+    }
+    return plain;
+}
+
+bool cgen_node_fails(const cgen_lang *l, const kernel *k, int i)
+{
+    const kx_node *n = &k->x[i];
+    if (n->kind == KX_CHECK)
+        return true;
+    return valid_op(n) && !ir_dtype_is_float(n->dtype) && l->op[n->op].i_fails && !l->op[n->op].any;
+}
+
+bool cgen_inline(const kx_node *n)
+{
+    return n->kind == KX_CONST || n->kind == KX_VAR || n->kind == KX_ACC;
+}
+
+static void float_literal(cgen_buf *b, double v, bool f32)
+{
+    if (isnan(v)) {
+        cgen_puts(b, f32 ? "NAN" : "(double)NAN");
+        return;
+    }
+    if (isinf(v)) {
+        cgen_puts(b, v < 0 ? (f32 ? "(-INFINITY)" : "(-(double)INFINITY)")
+                           : (f32 ? "INFINITY" : "(double)INFINITY"));
+        return;
+    }
+    char s[48];
+    snprintf(s, sizeof s, f32 ? "%.9g" : "%.17g", v);
+    bool dot = strpbrk(s, ".e") != NULL;
+    cgen_printf(b, "%s%s%s%s%s", v < 0 || (v == 0 && signbit(v)) ? "(" : "", s, dot ? "" : ".0",
+                f32 ? "f" : "", v < 0 || (v == 0 && signbit(v)) ? ")" : "");
+}
+
+static void int_literal(cgen_buf *b, int64_t v, kiln_dtype dt)
+{
+    if (v == INT64_MIN)
+        cgen_puts(b, "INT64_MIN");
+    else if (dt == KILN_I32 && v == INT32_MIN)
+        cgen_puts(b, "INT32_MIN");
+    else if (v < 0)
+        cgen_printf(b, "(%lld)", (long long)v);
+    else
+        cgen_printf(b, "%lld", (long long)v);
+}
+
+void cgen_literal(cgen_buf *b, const kx_node *n)
+{
+    switch (n->dtype) {
+    case KILN_F32: float_literal(b, n->value, true); return;
+    case KILN_F64: float_literal(b, n->value, false); return;
+    case KILN_I32:
+    case KILN_I64: int_literal(b, n->ivalue, n->dtype); return;
+    case KILN_BOOL: cgen_puts(b, n->value != 0 ? "true" : "false"); return;
+    }
+}
+
+void cgen_operand(cgen_buf *b, const cgen_ectx *e, int i)
+{
+    if (i < 0 || i >= e->k->nx) {
+        cgen_puts(b, "kiln_bad_operand");
+        return;
+    }
+    const kx_node *n = &e->k->x[i];
+    switch (n->kind) {
+    case KX_CONST: cgen_literal(b, n); return;
+    case KX_VAR: cgen_printf(b, "i%d", n->var); return;
+    case KX_ACC: cgen_puts(b, e->acc ? e->acc : "kiln_no_acc"); return;
+    case KX_LOAD:
+    case KX_OP:
+    case KX_IDIV:
+    case KX_IMOD:
+    case KX_RAND:
+    case KX_RANDN:
+    case KX_CHECK: cgen_printf(b, "v%d", i); return;
+    }
+}
+
+/* Expands template t for node n. fdt decides $t and $f; cast, when set, is
+ * applied to every operand ("double": integers computed in double). */
+static void expand(cgen_buf *b, const char *t, const cgen_ectx *e, const kx_node *n, kiln_dtype fdt,
+                   const char *cast)
+{
+    for (const char *s = t; *s; s++) {
+        if (*s != '$' || !s[1]) {
+            char c[2] = {*s, 0};
+            cgen_puts(b, c);
+            continue;
+        }
+        switch (*++s) {
+        case 'a':
+        case 'b':
+        case 'c':
+            if (cast)
+                cgen_printf(b, "((%s)", cast);
+            cgen_operand(b, e, n->a[*s - 'a']);
+            if (cast)
+                cgen_puts(b, ")");
+            break;
+        case 't': cgen_puts(b, cgen_ctype(fdt)); break;
+        case 'f': cgen_puts(b, fdt == KILN_F32 ? "f" : ""); break;
+        case 'd': cgen_puts(b, ir_dtype_kir(n->dtype)); break;
+        case 'K': cgen_printf(b, "%d", e->k->id); break;
+        case 'B': cgen_printf(b, "%d", n->buf); break;
+        case 'V': cgen_printf(b, "%d", n->var); break;
+        case 'S': cgen_printf(b, "%u", (unsigned)n->stream); break;
+        case 'X': cgen_printf(b, "%d", n->axis); break;
+        case 'Z': cgen_printf(b, "%lld", (long long)n->size); break;
+        default: {
+            char c[3] = {'$', *s, 0};
+            cgen_puts(b, c);
+        }
+        }
+    }
+}
+
+static void cast_expr(cgen_buf *b, const cgen_ectx *e, const kx_node *n)
+{
+    int a = n->a[0];
+    kiln_dtype src = a >= 0 && a < e->k->nx ? e->k->x[a].dtype : n->dtype, dst = n->dtype;
+    if (src == dst) {
+        cgen_operand(b, e, a);
+    } else if (dst == KILN_BOOL) {
+        cgen_puts(b, "(");
+        cgen_operand(b, e, a);
+        cgen_puts(b, " != 0)");
+    } else if (ir_dtype_is_float(src) && !ir_dtype_is_float(dst)) {
+        cgen_puts(b, dst == KILN_I32 ? "kiln_f2i32(" : "kiln_f2i64(");
+        cgen_operand(b, e, a);
+        cgen_puts(b, ")");
+    } else {
+        cgen_printf(b, "(%s)", cgen_ctype(dst));
+        cgen_operand(b, e, a);
+    }
+}
+
+/* An integer-form expression (an int64_t) converted to dt. */
+static void int_expr(cgen_buf *b, const cgen_ectx *e, const kx_node *n, const char *t)
+{
+    /* bool operands are widened first: `x < 0` on a bool is a tautology warning */
+    int a0 = n->a[0];
+    const char *w = a0 >= 0 && a0 < e->k->nx && e->k->x[a0].dtype == KILN_BOOL ? "int64_t" : NULL;
+    switch (n->dtype) {
+    case KILN_I64: expand(b, t, e, n, KILN_F64, w); return;
+    case KILN_I32:
+        cgen_puts(b, "(int32_t)");
+        expand(b, t, e, n, KILN_F64, w);
+        return;
+    case KILN_BOOL:
+        cgen_puts(b, "(");
+        expand(b, t, e, n, KILN_F64, w);
+        cgen_puts(b, " != 0)");
+        return;
+    case KILN_F32:
+    case KILN_F64: expand(b, t, e, n, n->dtype, NULL); return;
+    }
+}
+
+static void op_expr(cgen_buf *b, const cgen_ectx *e, const kx_node *n, int i)
+{
+    if (!valid_op(n)) {
+        cgen_puts(b, "kiln_bad_node");
+        return;
+    }
+    if (n->op == IR_CAST) {
+        cast_expr(b, e, n);
+        return;
+    }
+    const cgen_opfmt *f = &e->lang->op[n->op];
+    if (f->any) {
+        expand(b, f->any, e, n, n->dtype, NULL);
+    } else if (e->plain && e->plain[i] && f->plain) {
+        expand(b, f->plain, e, n, n->dtype, NULL);
+    } else if (ir_dtype_is_float(n->dtype)) {
+        if (f->f)
+            expand(b, f->f, e, n, n->dtype, NULL);
+        else
+            cgen_puts(b, "kiln_bad_node");
+    } else if (n->dtype == KILN_BOOL && f->b) {
+        expand(b, f->b, e, n, n->dtype, NULL);
+    } else if (f->i) {
+        int_expr(b, e, n, f->i);
+    } else if (f->f) {
+        /* a float-only op on integers: computed in double, converted as ir_store_f */
+        cgen_puts(b, n->dtype == KILN_I32   ? "kiln_f2i32("
+                     : n->dtype == KILN_I64 ? "kiln_f2i64("
+                                            : "(");
+        expand(b, f->f, e, n, KILN_F64, "double");
+        cgen_puts(b, n->dtype == KILN_BOOL ? " != 0)" : ")");
+    } else {
+        cgen_puts(b, "kiln_bad_node");
+    }
+}
+
+void cgen_expr(cgen_buf *b, const cgen_ectx *e, int i)
+{
+    if (i < 0 || i >= e->k->nx) {
+        cgen_puts(b, "kiln_bad_operand");
+        return;
+    }
+    const kx_node *n = &e->k->x[i];
+    const cgen_lang *l = e->lang;
+    switch (n->kind) {
+    case KX_CONST:
+    case KX_VAR:
+    case KX_ACC: cgen_operand(b, e, i); return;
+    case KX_LOAD: expand(b, l->load, e, n, n->dtype, NULL); return;
+    case KX_OP: op_expr(b, e, n, i); return;
+    case KX_IDIV: expand(b, l->idiv, e, n, n->dtype, NULL); return;
+    case KX_IMOD: expand(b, l->imod, e, n, n->dtype, NULL); return;
+    case KX_RAND: expand(b, l->rand, e, n, n->dtype, NULL); return;
+    case KX_RANDN: expand(b, l->randn, e, n, n->dtype, NULL); return;
+    case KX_CHECK: expand(b, l->check, e, n, n->dtype, NULL); return;
+    }
+}
+
+/* True when s is one parenthesised group: "(a + b)" but not "(a) + (b)". */
+static bool wrapped(const char *s, size_t len)
+{
+    if (len < 2 || s[0] != '(' || s[len - 1] != ')')
+        return false;
+    int depth = 0;
+    for (size_t i = 0; i < len; i++) {
+        depth += s[i] == '(' ? 1 : s[i] == ')' ? -1 : 0;
+        if (depth == 0 && i + 1 < len)
+            return false;
+    }
+    return true;
+}
+
+void cgen_decl(cgen_buf *b, const cgen_ectx *e, int i)
+{
+    cgen_buf x = {0};
+    cgen_expr(&x, e, i);
+    if (x.oom) {
+        b->oom = true;
+        cgen_buf_free(&x);
+        return;
+    }
+    const char *s = x.s ? x.s : "";
+    size_t len = x.len;
+    bool strip = wrapped(s, len);
+    cgen_printf(b, "const %s v%d = %.*s;", cgen_ctype(e->k->x[i].dtype), i,
+                (int)(strip ? len - 2 : len), strip ? s + 1 : s);
+    cgen_buf_free(&x);
+}

@@ -1,0 +1,879 @@
+/*
+ * render_c.c - the C renderer: a kprogram as one C99 translation unit.
+ *
+ * Requires a verified kprogram (kp_verify) and its graph (p->g, for the
+ * kernel header comments). Produces helpers, embedded constants, one static
+ * function per kernel (loop nest with literal bounds; every kx node a const
+ * local in dependency order, hoisted to the outermost loop it depends on;
+ * OpenMP on outer loops when asked and worth it), one kiln_entry_<i> per
+ * entry and kiln_abi (runtime/abi.h). Expressions come from codegen/c/expr.c,
+ * shared with the CUDA renderer; this file owns loops, reductions and GEMM.
+ */
+#include "codegen/c/cgen.h"
+#include "codegen/c/expr.h"
+#include "runtime/abi.h"
+
+#include <ctype.h>
+#include <string.h>
+
+/* Below this many loop iterations a kernel runs on one thread. */
+enum { PAR_WORK = 1 << 15 };
+/* GEMM cache blocks: a MM_MB x MM_NB double tile (64 KiB) stays in L2 while
+ * MM_KB rows of B stream through it. */
+enum { MM_MB = 32, MM_NB = 256, MM_KB = 256 };
+
+typedef struct {
+    cgen_buf *b;
+    const kprogram *p;
+    const kernel *k;
+    cgen_opts o;
+    bool *need;         /* the node reaches a store or the reduce body */
+    bool *post;         /* REDUCE: the node reads the accumulator */
+    bool *done;         /* already declared in an enclosing scope */
+    int *lev;           /* the loop depth it can be computed at (0 = before every loop) */
+    unsigned char *use; /* per buffer: 1 read, 2 written */
+    bool *plain;        /* cgen_plain_nodes */
+    bool fails, rng;
+    cgen_ectx e;
+} kr;
+
+/* ---- small printing helpers ------------------------------------------------------ */
+
+static int64_t numel(int rank, const int64_t *dims)
+{
+    int64_t n = 1;
+    for (int i = 0; i < rank; i++)
+        n *= dims[i];
+    return n;
+}
+
+static size_t column(const cgen_buf *b)
+{
+    size_t i = b->len;
+    while (i > 0 && b->s[i - 1] != '\n')
+        i--;
+    return b->len - i;
+}
+
+/* Names and graph text go into comments: keep them printable, never close the
+ * comment, and never form k<digits>_ (reserved for kernel names). */
+static void comment_text(cgen_buf *b, const char *s)
+{
+    int state = 0; /* 1: after 'k', 2: after 'k' and digits */
+    for (; s && *s; s++) {
+        char c = *s;
+        if (!isalnum((unsigned char)c) && !strchr("_.-:[], ", c))
+            c = '?';
+        if (c == '_' && state == 2)
+            c = '-';
+        state = c == 'k' ? 1 : (state >= 1 && isdigit((unsigned char)c)) ? 2 : 0;
+        char t[2] = {c, 0};
+        cgen_puts(b, t);
+    }
+}
+
+static void dims_text(cgen_buf *b, int rank, const int64_t *dims)
+{
+    cgen_puts(b, "[");
+    for (int i = 0; i < rank; i++)
+        cgen_printf(b, "%s%lld", i ? ", " : "", (long long)dims[i]);
+    cgen_puts(b, "]");
+}
+
+/* The kernel's C name: k->name when it is k<id>_<identifier>, else k<id>_kernel. */
+static void kernel_name(cgen_buf *b, const kernel *k)
+{
+    char want[24];
+    snprintf(want, sizeof want, "k%d_", k->id);
+    size_t n = strlen(want), len = strnlen(k->name, sizeof k->name);
+    bool ok = len > n && strncmp(k->name, want, n) == 0;
+    for (size_t i = n; ok && i < len; i++)
+        ok = isalnum((unsigned char)k->name[i]) || k->name[i] == '_';
+    if (ok)
+        cgen_printf(b, "%.*s", (int)len, k->name);
+    else
+        cgen_printf(b, "k%d_kernel", k->id);
+}
+
+static void pragma_for(kr *r, int ind, int collapse, const char *extra)
+{
+    cgen_indent(r->b, ind);
+    cgen_puts(r->b, "#pragma omp parallel for");
+    if (collapse > 1)
+        cgen_printf(r->b, " collapse(%d)", collapse);
+    cgen_printf(r->b, " schedule(static)%s num_threads(kiln_threads(ctx))\n", extra);
+}
+
+static void close_to(kr *r, int from, int to)
+{
+    for (int d = from; d > to; d--) {
+        cgen_indent(r->b, d);
+        cgen_puts(r->b, "}\n");
+    }
+}
+
+/* ---- node placement -------------------------------------------------------------- */
+
+static int var_level(const kernel *k, int var)
+{
+    if (k->kind == KK_MATMUL)
+        return var == 2 ? 2 : 1; /* epilogue loops: (b, i) rows, then j */
+    return var + 1;
+}
+
+static void mark(kr *r, int i)
+{
+    if (i >= 0 && i < r->k->nx)
+        r->need[i] = true;
+}
+
+static void place_nodes(kr *r)
+{
+    const kernel *k = r->k;
+    for (int i = 0; i < k->nstores; i++) {
+        mark(r, k->stores[i].index);
+        mark(r, k->stores[i].value);
+    }
+    if (k->kind == KK_REDUCE)
+        mark(r, k->body);
+    for (int i = k->nx - 1; i >= 0; i--) {
+        int ops[3], ar = cgen_operands(&k->x[i], ops);
+        if (r->need[i])
+            for (int j = 0; j < ar; j++)
+                mark(r, ops[j]);
+    }
+    for (int i = 0; i < k->nx; i++) {
+        const kx_node *n = &k->x[i];
+        int ops[3], ar = cgen_operands(n, ops), lev = 0;
+        bool post = false;
+        if (n->kind == KX_VAR)
+            lev = var_level(k, n->var);
+        if (n->kind == KX_ACC) {
+            lev = k->kind == KK_MATMUL ? 2 : k->kind == KK_REDUCE ? k->rank : 0;
+            post = k->kind == KK_REDUCE;
+        }
+        for (int j = 0; j < ar; j++)
+            if (ops[j] >= 0 && ops[j] < i) {
+                lev = r->lev[ops[j]] > lev ? r->lev[ops[j]] : lev;
+                post = post || r->post[ops[j]];
+            }
+        r->lev[i] = lev;
+        r->post[i] = post;
+        if (!r->need[i])
+            continue;
+        r->fails = r->fails || cgen_node_fails(r->e.lang, k, i);
+        r->rng = r->rng || n->kind == KX_RAND || n->kind == KX_RANDN;
+        if (n->kind == KX_LOAD && n->buf >= 0 && n->buf < r->p->nbufs)
+            r->use[n->buf] |= 1;
+    }
+    for (int i = 0; i < k->nstores; i++)
+        if (k->stores[i].buf >= 0 && k->stores[i].buf < r->p->nbufs)
+            r->use[k->stores[i].buf] |= 2;
+    if (k->kind == KK_MATMUL) {
+        if (k->mm.a >= 0 && k->mm.a < r->p->nbufs)
+            r->use[k->mm.a] |= 1;
+        if (k->mm.b >= 0 && k->mm.b < r->p->nbufs)
+            r->use[k->mm.b] |= 1;
+    }
+}
+
+static const char *node_desc(const kx_node *n)
+{
+    switch (n->kind) {
+    case KX_CONST: return "const";
+    case KX_VAR: return "var";
+    case KX_LOAD: return "load";
+    case KX_OP: return n->op >= 0 && n->op < IR_OP_COUNT ? ir_ops[n->op].name : "?";
+    case KX_IDIV: return "idiv";
+    case KX_IMOD: return "imod";
+    case KX_RAND: return "rand";
+    case KX_RANDN: return "randn";
+    case KX_CHECK: return "check";
+    case KX_ACC: return "acc";
+    }
+    return "?";
+}
+
+/* Declares every needed node of the phase computable at loop depth `depth`. */
+static void emit_at(kr *r, int depth, bool post, int ind)
+{
+    const kernel *k = r->k;
+    for (int i = 0; i < k->nx; i++) {
+        if (!r->need[i] || r->done[i] || r->post[i] != post || r->lev[i] > depth)
+            continue;
+        r->done[i] = true;
+        if (cgen_inline(&k->x[i]))
+            continue;
+        cgen_indent(r->b, ind);
+        cgen_decl(r->b, &r->e, i);
+        if (r->o.debug_comments)
+            cgen_printf(r->b, " /* x%d %s */", i, node_desc(&k->x[i]));
+        cgen_puts(r->b, "\n");
+    }
+}
+
+/* Nodes a REDUCE kernel needs after its reduction but cannot have there. */
+static void emit_leftovers(kr *r, int ind)
+{
+    for (int i = 0; i < r->k->nx; i++)
+        if (r->need[i] && !r->done[i]) {
+            cgen_indent(r->b, ind);
+            cgen_printf(r->b, "#error \"kernel IR: x%d is used outside its loops\"\n", i);
+            r->done[i] = true;
+        }
+}
+
+static void emit_stores(kr *r, int ind)
+{
+    cgen_buf *b = r->b;
+    for (int i = 0; i < r->k->nstores; i++) {
+        const kk_store *s = &r->k->stores[i];
+        kiln_dtype dt = s->buf >= 0 && s->buf < r->p->nbufs ? r->p->bufs[s->buf].dtype : KILN_F32;
+        cgen_indent(b, ind);
+        cgen_printf(b, "b%d[", s->buf);
+        cgen_operand(b, &r->e, s->index);
+        cgen_puts(b, "]");
+        if (!s->accumulate) {
+            cgen_puts(b, " = ");
+        } else {
+            switch (dt) {
+            case KILN_F32:
+            case KILN_F64: cgen_puts(b, " += "); break;
+            case KILN_I32:
+            case KILN_I64:
+            case KILN_BOOL: {
+                const char *u = dt == KILN_I32 ? "uint32_t" : "uint64_t";
+                cgen_printf(b, " = (%s)(", dt == KILN_BOOL ? "bool" : cgen_ctype(dt));
+                if (dt != KILN_BOOL)
+                    cgen_printf(b, "(%s)", u);
+                cgen_printf(b, "b%d[", s->buf);
+                cgen_operand(b, &r->e, s->index);
+                cgen_puts(b, dt == KILN_BOOL ? "] | " : "] + ");
+                if (dt != KILN_BOOL)
+                    cgen_printf(b, "(%s)", u);
+                cgen_operand(b, &r->e, s->value);
+                cgen_puts(b, ");\n");
+                continue;
+            }
+            }
+        }
+        cgen_operand(b, &r->e, s->value);
+        cgen_puts(b, ";\n");
+    }
+}
+
+static bool serial(const kernel *k)
+{
+    bool s = k->serial;
+    for (int i = 0; i < k->nstores; i++)
+        s = s || k->stores[i].accumulate;
+    return s;
+}
+
+/* How many outer loops one `omp parallel for` covers (0: none). */
+static int outer_collapse(const kr *r, int64_t work)
+{
+    const kernel *k = r->k;
+    if (!r->o.openmp || serial(k) || k->rank == 0 || work < PAR_WORK || numel(k->rank, k->dims) < 2)
+        return 0;
+    /* a short first axis leaves threads idle; collapse it with the next */
+    return k->rank >= 2 && k->dims[0] < 64 ? 2 : 1;
+}
+
+/* Opens the outer loops, declaring each node at the outermost loop it can live
+ * in (with collapse(c), nothing may sit between the first c loops). */
+static void open_outer(kr *r, int col)
+{
+    const kernel *k = r->k;
+    emit_at(r, 0, false, 1);
+    for (int d = 0; d < k->rank; d++) {
+        if (d == 0 && col)
+            pragma_for(r, 1, col, "");
+        cgen_indent(r->b, d + 1);
+        cgen_printf(r->b, "for (int64_t i%d = 0; i%d < %lld; i%d++) {\n", d, d,
+                    (long long)k->dims[d], d);
+        if (d + 1 >= col)
+            emit_at(r, d + 1, false, d + 2);
+    }
+}
+
+/* ---- POINTWISE ------------------------------------------------------------------- */
+
+static void render_pointwise(kr *r)
+{
+    const kernel *k = r->k;
+    open_outer(r, outer_collapse(r, numel(k->rank, k->dims)));
+    emit_leftovers(r, k->rank + 1);
+    emit_stores(r, k->rank + 1);
+    close_to(r, k->rank, 0);
+}
+
+/* ---- REDUCE ---------------------------------------------------------------------- */
+
+static void reduce_init(cgen_buf *b, ir_op rop, kiln_dtype dt)
+{
+    bool mx = rop == IR_MAX || rop == IR_ARGMAX;
+    switch (dt) {
+    case KILN_F32:
+    case KILN_F64: cgen_puts(b, mx ? "-INFINITY" : "INFINITY"); return;
+    case KILN_I32: cgen_puts(b, mx ? "INT32_MIN" : "INT32_MAX"); return;
+    case KILN_I64: cgen_puts(b, mx ? "INT64_MIN" : "INT64_MAX"); return;
+    case KILN_BOOL: cgen_puts(b, mx ? "false" : "true"); return;
+    }
+}
+
+/* The body's value, converted to dt when it has another dtype. */
+static void body_as(kr *r, kiln_dtype dt)
+{
+    const kernel *k = r->k;
+    if (k->x[k->body].dtype != dt)
+        cgen_printf(r->b, "(%s)", cgen_ctype(dt));
+    cgen_operand(r->b, &r->e, k->body);
+}
+
+/* acc = combine(acc, body) at indentation ind; NaN beats everything and the
+ * first extremum wins, as the interpreter's reduce(). */
+static void reduce_combine(kr *r, int ind)
+{
+    const kernel *k = r->k;
+    cgen_buf *b = r->b;
+    kiln_dtype bdt = k->x[k->body].dtype;
+    bool arg = k->rop == IR_ARGMAX || k->rop == IR_ARGMIN;
+    bool mx = k->rop == IR_MAX || k->rop == IR_ARGMAX;
+    const char *cur = arg ? "best" : "acc";
+    kiln_dtype cdt = arg ? bdt : k->acc_dtype;
+    cgen_indent(b, ind);
+    if (k->rop == IR_SUM) {
+        if (ir_dtype_is_float(k->acc_dtype)) {
+            cgen_puts(b, "acc += ");
+            body_as(r, k->acc_dtype);
+        } else {
+            cgen_puts(b, "acc += (uint64_t)");
+            cgen_operand(b, &r->e, k->body);
+        }
+        cgen_puts(b, ";\n");
+        return;
+    }
+    if (ir_dtype_is_float(cdt)) {
+        cgen_printf(b, "if (!isnan(%s) && (isnan(", cur);
+        body_as(r, cdt);
+        cgen_puts(b, ") || ");
+        body_as(r, cdt);
+        cgen_printf(b, " %s %s))", mx ? ">" : "<", cur);
+    } else {
+        cgen_puts(b, "if (");
+        body_as(r, cdt);
+        cgen_printf(b, " %s %s)", mx ? ">" : "<", cur);
+    }
+    cgen_puts(b, arg ? " {\n" : "\n");
+    cgen_indent(b, ind + 1);
+    cgen_printf(b, "%s = ", cur);
+    body_as(r, cdt);
+    cgen_puts(b, ";\n");
+    if (!arg)
+        return;
+    /* the flat row-major index over the reduced axes */
+    cgen_indent(b, ind + 1);
+    cgen_puts(b, "acc = ");
+    int64_t stride = 1;
+    int terms = 0;
+    for (int j = k->rrank - 1; j >= 0; j--) {
+        if (k->rdims[j] != 1) {
+            cgen_printf(b, "%si%d", terms++ ? " + " : "", k->rank + j);
+            if (stride != 1)
+                cgen_printf(b, " * %lld", (long long)stride);
+        }
+        stride *= k->rdims[j];
+    }
+    cgen_puts(b, terms ? ";\n" : "0;\n");
+    cgen_indent(b, ind);
+    cgen_puts(b, "}\n");
+}
+
+static void render_reduce(kr *r)
+{
+    const kernel *k = r->k;
+    cgen_buf *b = r->b;
+    if (k->body < 0 || k->body >= k->nx) {
+        cgen_puts(b, "#error \"kernel IR: reduce without a body\"\n");
+        return;
+    }
+    int64_t outer = numel(k->rank, k->dims), red = numel(k->rrank, k->rdims);
+    bool isum = k->rop == IR_SUM && !ir_dtype_is_float(k->acc_dtype);
+    bool arg = k->rop == IR_ARGMAX || k->rop == IR_ARGMIN;
+    /* a whole-tensor sum splits its first reduced loop across threads */
+    bool fullpar = r->o.openmp && !serial(k) && k->rank == 0 && k->rop == IR_SUM && k->rrank >= 1 &&
+                   red >= PAR_WORK;
+    /* sums may be reassociated (DESIGN.md); kiln_fail's critical section may
+     * not sit in a simd loop */
+    bool simd = r->o.openmp && k->rop == IR_SUM && k->rrank >= 1 && !r->fails;
+    open_outer(r, outer_collapse(r, outer * red));
+    int ind = k->rank + 1;
+    cgen_indent(b, ind);
+    if (isum) {
+        cgen_puts(b, "uint64_t acc = 0;\n");
+        r->e.acc = k->acc_dtype == KILN_I64 ? "(int64_t)acc" : "kiln_bad_acc";
+        if (k->acc_dtype == KILN_I32)
+            r->e.acc = "(int32_t)acc";
+        else if (k->acc_dtype == KILN_BOOL)
+            r->e.acc = "(acc != 0)";
+    } else {
+        cgen_printf(b, "%s acc = ", cgen_ctype(k->acc_dtype));
+        if (k->rop == IR_SUM || arg)
+            cgen_puts(b, "0");
+        else
+            reduce_init(b, k->rop, k->acc_dtype);
+        cgen_puts(b, ";\n");
+        r->e.acc = "acc";
+    }
+    if (arg) {
+        kiln_dtype bdt = k->x[k->body].dtype;
+        cgen_indent(b, ind);
+        cgen_printf(b, "%s best = ", cgen_ctype(bdt));
+        reduce_init(b, k->rop, bdt);
+        cgen_puts(b, ";\n");
+    }
+    for (int j = 0; j < k->rrank; j++) {
+        int d = k->rank + j;
+        bool inner = j == k->rrank - 1;
+        if (j == 0 && fullpar)
+            pragma_for(r, d + 1, 0, " reduction(+ : acc)");
+        if (inner && simd && !(j == 0 && fullpar)) {
+            cgen_indent(b, d + 1);
+            cgen_puts(b, "#pragma omp simd reduction(+ : acc)\n");
+        }
+        cgen_indent(b, d + 1);
+        cgen_printf(b, "for (int64_t i%d = 0; i%d < %lld; i%d++) {\n", d, d, (long long)k->rdims[j],
+                    d);
+        emit_at(r, d + 1, false, d + 2);
+    }
+    reduce_combine(r, k->rank + k->rrank + 1);
+    close_to(r, k->rank + k->rrank, k->rank);
+    emit_at(r, k->rank, true, ind);
+    emit_leftovers(r, ind);
+    emit_stores(r, ind);
+    close_to(r, k->rank, 0);
+}
+
+/* ---- MATMUL ---------------------------------------------------------------------- */
+
+/* " + i0 * 12 + p" for the nonzero strides */
+static void offset_terms(cgen_buf *b, int n, const char *const *vars, const int64_t *strides)
+{
+    for (int i = 0; i < n; i++) {
+        if (strides[i] == 0)
+            continue;
+        cgen_printf(b, " + %s", vars[i]);
+        if (strides[i] != 1)
+            cgen_printf(b, " * %lld", (long long)strides[i]);
+    }
+}
+
+static void render_matmul(kr *r)
+{
+    const kernel *k = r->k;
+    const kk_matmul *mm = &k->mm;
+    cgen_buf *b = r->b;
+    if (mm->a < 0 || mm->a >= r->p->nbufs || mm->b < 0 || mm->b >= r->p->nbufs) {
+        cgen_puts(b, "#error \"kernel IR: matmul operands\"\n");
+        return;
+    }
+    bool fl = ir_dtype_is_float(k->acc_dtype);
+    const char *tt = fl ? cgen_ctype(k->acc_dtype) : "uint64_t";
+    const char *ta = cgen_ctype(r->p->bufs[mm->a].dtype), *tb = cgen_ctype(r->p->bufs[mm->b].dtype);
+    int64_t mb = mm->m < MM_MB ? mm->m : MM_MB, nb = mm->n < MM_NB ? mm->n : MM_NB;
+    int64_t kb = mm->k < MM_KB ? mm->k : MM_KB;
+    const int64_t *sa = mm->a_stride, *sb = mm->b_stride;
+    /* B read along k (a transposed B) is a dot product; else i-k-j, B rows streamed */
+    bool dot = sb[2] != 1 && sb[1] == 1;
+    bool par =
+        r->o.openmp && !serial(k) && mm->batch * mm->m * mm->n * (mm->k ? mm->k : 1) >= PAR_WORK;
+    emit_at(r, 0, false, 1);
+    if (par)
+        pragma_for(r, 1, 3, "");
+    cgen_printf(b, "    for (int64_t i0 = 0; i0 < %lld; i0++) {\n", (long long)mm->batch);
+    cgen_printf(b, "        for (int64_t ib = 0; ib < %lld; ib += %lld) {\n", (long long)mm->m,
+                (long long)mb);
+    cgen_printf(b, "            for (int64_t jb = 0; jb < %lld; jb += %lld) {\n", (long long)mm->n,
+                (long long)nb);
+    cgen_printf(b, "                const int64_t ie = ib + %lld < %lld ? ib + %lld : %lld;\n",
+                (long long)mb, (long long)mm->m, (long long)mb, (long long)mm->m);
+    cgen_printf(b,
+                "                const int64_t jn = (jb + %lld < %lld ? jb + %lld : %lld) - jb;\n",
+                (long long)nb, (long long)mm->n, (long long)nb, (long long)mm->n);
+    cgen_printf(b, "                %s tile[%lld][%lld];\n", tt, (long long)mb, (long long)nb);
+    cgen_puts(b, "                memset(tile, 0, sizeof tile);\n");
+    if (mm->k > 0) {
+        const char *av[3] = {"i0", "i1", "p"}, *bv[3] = {"i0", "p", "jb"};
+        cgen_printf(b, "                for (int64_t kb = 0; kb < %lld; kb += %lld) {\n",
+                    (long long)mm->k, (long long)kb);
+        cgen_printf(b,
+                    "                    const int64_t ke = kb + %lld < %lld ? kb + %lld : %lld;\n",
+                    (long long)kb, (long long)mm->k, (long long)kb, (long long)mm->k);
+        cgen_puts(b, "                    for (int64_t i1 = ib; i1 < ie; i1++) {\n");
+        cgen_printf(b, "                        %s *restrict trow = tile[i1 - ib];\n", tt);
+        if (!dot) {
+            cgen_puts(b, "                        for (int64_t p = kb; p < ke; p++) {\n");
+            cgen_printf(b, "                            const %s a = (%s)b%d[0", tt, tt, mm->a);
+            offset_terms(b, 3, av, sa);
+            cgen_puts(b, "];\n");
+            cgen_printf(b, "                            const %s *restrict brow = b%d", tb, mm->b);
+            offset_terms(b, 3, bv, sb);
+            cgen_puts(b, ";\n");
+            cgen_puts(b, "                            for (int64_t j = 0; j < jn; j++)\n");
+            cgen_printf(b, "                                trow[j] += a * (%s)brow[j%s", tt,
+                        sb[2] == 1 ? "" : " * ");
+            if (sb[2] != 1)
+                cgen_printf(b, "%lld", (long long)sb[2]);
+            cgen_puts(b, "];\n");
+            cgen_puts(b, "                        }\n");
+        } else {
+            const char *rv[2] = {"i0", "i1"}, *cv[2] = {"i0", "(jb + j)"};
+            int64_t rs[2] = {sa[0], sa[1]}, cs[2] = {sb[0], sb[2]};
+            cgen_printf(b, "                        const %s *restrict arow = b%d", ta, mm->a);
+            offset_terms(b, 2, rv, rs);
+            cgen_puts(b, ";\n");
+            cgen_puts(b, "                        for (int64_t j = 0; j < jn; j++) {\n");
+            cgen_printf(b, "                            const %s *restrict bcol = b%d", tb, mm->b);
+            offset_terms(b, 2, cv, cs);
+            cgen_puts(b, ";\n");
+            cgen_printf(b, "                            %s s = 0;\n", tt);
+            if (r->o.openmp)
+                cgen_puts(b, "                            #pragma omp simd reduction(+ : s)\n");
+            cgen_puts(b, "                            for (int64_t p = kb; p < ke; p++)\n");
+            cgen_printf(b, "                                s += (%s)arow[p", tt);
+            if (sa[2] != 1)
+                cgen_printf(b, " * %lld", (long long)sa[2]);
+            cgen_printf(b, "] * (%s)bcol[p];\n", tt);
+            cgen_puts(b, "                            trow[j] += s;\n");
+            cgen_puts(b, "                        }\n");
+        }
+        cgen_puts(b, "                    }\n");
+        cgen_puts(b, "                }\n");
+    }
+    /* the epilogue: KX_ACC is the finished sum of (i0, i1, i2) */
+    cgen_puts(b, "                for (int64_t i1 = ib; i1 < ie; i1++) {\n");
+    emit_at(r, 1, false, 5);
+    cgen_puts(b, "                    for (int64_t i2 = jb; i2 < jb + jn; i2++) {\n");
+    cgen_printf(b, "                        const %s acc = ", cgen_ctype(k->acc_dtype));
+    if (!fl)
+        cgen_printf(b, "(%s)", cgen_ctype(k->acc_dtype));
+    cgen_puts(b, "tile[i1 - ib][i2 - jb];\n");
+    r->e.acc = "acc";
+    emit_at(r, 2, false, 6);
+    emit_leftovers(r, 6);
+    emit_stores(r, 6);
+    close_to(r, 5, 0);
+}
+
+/* ---- kernels ----------------------------------------------------------------------- */
+
+static void kernel_comment(kr *r)
+{
+    const kernel *k = r->k;
+    const kiln_graph *g = r->p->g;
+    cgen_buf *b = r->b;
+    cgen_puts(b, "/*\n * ");
+    kernel_name(b, k);
+    switch (k->kind) {
+    case KK_POINTWISE:
+        cgen_puts(b, ": pointwise over ");
+        dims_text(b, k->rank, k->dims);
+        break;
+    case KK_REDUCE:
+        cgen_printf(b, ": %s over ",
+                    k->rop >= 0 && k->rop < IR_OP_COUNT ? ir_ops[k->rop].name : "?");
+        dims_text(b, k->rrank, k->rdims);
+        cgen_puts(b, " for each of ");
+        dims_text(b, k->rank, k->dims);
+        cgen_printf(b, ", accumulating in %s", ir_dtype_kir(k->acc_dtype));
+        break;
+    case KK_MATMUL:
+        cgen_printf(b, ": matmul (%lld x %lld x %lld) x %lld batches, accumulating in %s",
+                    (long long)k->mm.m, (long long)k->mm.k, (long long)k->mm.n,
+                    (long long)k->mm.batch, ir_dtype_kir(k->acc_dtype));
+        break;
+    }
+    if (serial(k))
+        cgen_puts(b, ", serial");
+    cgen_puts(b, "\n");
+    for (int i = 0; i < k->nnodes; i++) {
+        int id = k->nodes[i];
+        cgen_printf(b, " *   %%%d", id);
+        if (!g || id < 0 || id >= g->nnodes) {
+            cgen_puts(b, "\n");
+            continue;
+        }
+        const kiln_tensor *t = g->nodes[id];
+        cgen_printf(b, " %s", t->op >= 0 && t->op < IR_OP_COUNT ? ir_ops[t->op].name : "?");
+        if (t->name) {
+            cgen_puts(b, " \"");
+            comment_text(b, t->name);
+            cgen_puts(b, "\"");
+        }
+        cgen_printf(b, " %s", ir_dtype_kir(t->dtype));
+        dims_text(b, t->rank, t->dims);
+        for (int j = 0; j < t->nin; j++)
+            cgen_printf(b, "%s%%%d", j ? ", " : " <- ", t->in[j]->id);
+        cgen_puts(b, "\n");
+    }
+    cgen_puts(b, " */\n");
+}
+
+/* "float *restrict b2, const float *restrict b0" or, for a call, the casts. */
+static void kernel_args(kr *r, bool call)
+{
+    cgen_buf *b = r->b;
+    cgen_puts(b, call ? "ctx" : "kiln_ctx *ctx");
+    for (int i = 0; i < r->p->nbufs; i++) {
+        if (!r->use[i])
+            continue;
+        const kbuf *kb = &r->p->bufs[i];
+        const char *cst = r->use[i] & 2 ? "" : "const ";
+        cgen_puts(b, ",");
+        cgen_puts(b, column(b) > 72 ? (call ? "\n            " : "\n    ") : " ");
+        if (!call)
+            cgen_printf(b, "%s%s *restrict b%d", cst, cgen_ctype(kb->dtype), i);
+        else if (kb->role == KB_CONST)
+            cgen_printf(b, "kiln_data_%d", i);
+        else
+            cgen_printf(b, "(%s%s *)ctx->bufs[%d]", cst, cgen_ctype(kb->dtype), i);
+    }
+}
+
+static bool kr_init(kr *r, cgen_buf *b, const kprogram *p, const kernel *k, const cgen_opts *o)
+{
+    memset(r, 0, sizeof(*r));
+    r->b = b;
+    r->p = p;
+    r->k = k;
+    r->o = *o;
+    size_t n = (size_t)(k->nx + 1);
+    r->need = ir_alloc(n);
+    r->post = ir_alloc(n);
+    r->done = ir_alloc(n);
+    r->lev = ir_alloc(sizeof(int) * n);
+    r->use = ir_alloc((size_t)p->nbufs + 1);
+    r->plain = cgen_plain_nodes(k);
+    r->e = (cgen_ectx){.lang = &cgen_c_lang, .k = k, .plain = r->plain};
+    if (!r->need || !r->post || !r->done || !r->lev || !r->use || !r->plain)
+        return false;
+    memset(r->need, 0, n);
+    memset(r->post, 0, n);
+    memset(r->done, 0, n);
+    memset(r->use, 0, (size_t)p->nbufs + 1);
+    place_nodes(r);
+    return true;
+}
+
+static void kr_free(kr *r)
+{
+    ir_free(r->need);
+    ir_free(r->post);
+    ir_free(r->done);
+    ir_free(r->lev);
+    ir_free(r->use);
+    ir_free(r->plain);
+}
+
+static bool empty_domain(const kernel *k)
+{
+    switch (k->kind) {
+    case KK_POINTWISE:
+    case KK_REDUCE: return numel(k->rank, k->dims) == 0;
+    case KK_MATMUL: return k->mm.batch * k->mm.m * k->mm.n == 0;
+    }
+    return false;
+}
+
+static bool render_kernel(cgen_buf *b, const kprogram *p, const kernel *k, const cgen_opts *o,
+                          bool call)
+{
+    kr r;
+    bool ok = kr_init(&r, b, p, k, o);
+    if (ok && call) {
+        kernel_name(b, k);
+        cgen_puts(b, "(");
+        kernel_args(&r, true);
+        cgen_puts(b, ")");
+    } else if (ok) {
+        kernel_comment(&r);
+        cgen_puts(b, "static int ");
+        kernel_name(b, k);
+        cgen_puts(b, "(");
+        kernel_args(&r, false);
+        cgen_puts(b, ")\n{\n");
+        if (empty_domain(k)) {
+            cgen_puts(b, "    /* an empty domain: nothing to compute */\n    (void)ctx;\n");
+            for (int i = 0; i < p->nbufs; i++)
+                if (r.use[i])
+                    cgen_printf(b, "    (void)b%d;\n", i);
+        } else {
+            if (k->kind == KK_MATMUL && k->mm.k == 0)
+                cgen_printf(b, "    (void)b%d; /* k = 0: the sums are 0 */\n    (void)b%d;\n",
+                            k->mm.a, k->mm.b);
+            if (!r.fails && !r.rng)
+                cgen_puts(b, "    (void)ctx;\n");
+            switch (k->kind) {
+            case KK_POINTWISE: render_pointwise(&r); break;
+            case KK_REDUCE: render_reduce(&r); break;
+            case KK_MATMUL: render_matmul(&r); break;
+            }
+        }
+        cgen_puts(b, r.fails && !empty_domain(k) ? "    return ctx->err_code;\n}\n\n"
+                                                 : "    return 0;\n}\n\n");
+    }
+    kr_free(&r);
+    return ok;
+}
+
+/* ---- the translation unit ------------------------------------------------------------ */
+
+static void render_consts(cgen_buf *b, const kprogram *p)
+{
+    for (int i = 0; i < p->nbufs; i++) {
+        const kbuf *kb = &p->bufs[i];
+        if (kb->role != KB_CONST)
+            continue;
+        int64_t n = kb->numel > 0 && kb->data ? kb->numel : 0;
+        cgen_printf(b, "/* buffer %d: an embedded constant, %s[%lld] */\n", i,
+                    ir_dtype_kir(kb->dtype), (long long)kb->numel);
+        cgen_printf(b, "static const %s kiln_data_%d[%lld] KILN_UNUSED = {", cgen_ctype(kb->dtype),
+                    i, (long long)(n ? n : 1));
+        for (int64_t j = 0; j < n; j++) {
+            kx_node c = {.kind = KX_CONST, .dtype = kb->dtype};
+            if (ir_dtype_is_float(kb->dtype) || kb->dtype == KILN_BOOL)
+                c.value = ir_load_f(kb->dtype, kb->data, j);
+            else
+                c.ivalue = ir_load_i(kb->dtype, kb->data, j);
+            cgen_puts(b, j % 8 == 0 ? "\n    " : " ");
+            cgen_literal(b, &c);
+            cgen_puts(b, ",");
+        }
+        cgen_puts(b, n ? "\n};\n\n" : "0};\n\n");
+    }
+}
+
+static bool render_entry(cgen_buf *b, const kprogram *p, int e, const cgen_opts *o)
+{
+    bool ok = true;
+    const kentry *x = &p->entries[e];
+    cgen_printf(b, "/* entry %d \"", e);
+    comment_text(b, x->name);
+    cgen_printf(b, "\": %d kernels, %d copies */\n", x->nkernels, x->ncopies);
+    cgen_printf(b, "KILN_EXPORT int kiln_entry_%d(kiln_ctx *ctx);\n", e);
+    cgen_printf(b, "KILN_EXPORT int kiln_entry_%d(kiln_ctx *ctx)\n{\n", e);
+    cgen_puts(b, "    ctx->err_code = 0;\n");
+    if (x->nkernels > 0)
+        cgen_puts(b, "    int rc;\n");
+    for (int i = 0; i < x->nkernels; i++) {
+        int ki = x->kernels[i];
+        if (ki < 0 || ki >= p->nkernels) {
+            cgen_puts(b, "#error \"kernel IR: an entry names a missing kernel\"\n");
+            continue;
+        }
+        cgen_puts(b, "    rc = ");
+        ok = render_kernel(b, p, &p->kernels[ki], o, true) && ok;
+        cgen_puts(b, ";\n    if (rc != 0)\n        return rc;\n");
+    }
+    for (int i = 0; i < x->ncopies; i++) {
+        int s = x->copies[i].src, d = x->copies[i].dst;
+        if (s < 0 || s >= p->nbufs || d < 0 || d >= p->nbufs) {
+            cgen_puts(b, "#error \"kernel IR: a copy names a missing buffer\"\n");
+            continue;
+        }
+        int64_t nb = p->bufs[d].numel * (int64_t)kiln_dtype_size(p->bufs[d].dtype);
+        if (nb <= 0)
+            continue;
+        cgen_printf(b, "    memcpy(ctx->bufs[%d], ", d);
+        if (p->bufs[s].role == KB_CONST)
+            cgen_printf(b, "kiln_data_%d", s);
+        else
+            cgen_printf(b, "ctx->bufs[%d]", s);
+        cgen_printf(b, ", %lld);\n", (long long)nb);
+    }
+    cgen_puts(b, "    return 0;\n}\n\n");
+    return ok;
+}
+
+static const char prelude[] = "#include <math.h>\n"
+                              "#include <stdbool.h>\n"
+                              "#include <stdint.h>\n"
+                              "#include <string.h>\n"
+                              "#ifdef _OPENMP\n"
+                              "#include <omp.h>\n"
+                              "#endif\n"
+                              "\n"
+                              "#if defined(__GNUC__)\n"
+                              "#define KILN_UNUSED __attribute__((unused))\n"
+                              "#define KILN_EXPORT __attribute__((visibility(\"default\")))\n"
+                              "#else\n"
+                              "#define KILN_UNUSED\n"
+                              "#define KILN_EXPORT\n"
+                              "#endif\n"
+                              "#define KILN_FN static inline KILN_UNUSED\n"
+                              "\n";
+
+static const char fail_fn[] =
+    "/* Records the entry's first run-time error; the kernel returns err_code. */\n"
+    "KILN_FN void kiln_fail(kiln_ctx *ctx, int32_t code, int32_t kernel, int32_t axis,\n"
+    "                       int64_t index, int64_t size)\n"
+    "{\n"
+    "#ifdef _OPENMP\n"
+    "#pragma omp critical(kiln_fail)\n"
+    "#endif\n"
+    "    {\n"
+    "        if (ctx->err_code == 0) {\n"
+    "            ctx->err_code = code;\n"
+    "            ctx->err_kernel = kernel;\n"
+    "            ctx->err_axis = axis;\n"
+    "            ctx->err_index = index;\n"
+    "            ctx->err_size = size;\n"
+    "        }\n"
+    "    }\n"
+    "}\n"
+    "\n"
+    "#ifdef _OPENMP\n"
+    "KILN_FN int kiln_threads(const kiln_ctx *ctx)\n"
+    "{\n"
+    "    return ctx->threads > 0 ? ctx->threads : omp_get_max_threads();\n"
+    "}\n"
+    "#endif\n"
+    "\n";
+
+char *cgen_c(const kprogram *p, const cgen_opts *o)
+{
+    if (!p)
+        return NULL;
+    cgen_opts none = {0};
+    o = o ? o : &none;
+    cgen_buf b = {0};
+    cgen_printf(&b,
+                "/*\n * Generated by Kiln's C renderer (codegen/c): %d kernels, %d entries%s.\n"
+                " * Each kernel is named after the ops it computes and lists the graph\n"
+                " * nodes it covers; kiln_entry_<i> runs entry i (runtime/abi.h).\n */\n",
+                p->nkernels, p->nentries, o->openmp ? ", OpenMP" : "");
+    cgen_puts(&b, prelude);
+    cgen_puts(&b, KILN_CTX_TEXT);
+    cgen_printf(&b,
+                "\n\nenum {\n    KILN_RUNERR_NONE = %d,\n    KILN_RUNERR_INDEX = %d,\n"
+                "    KILN_RUNERR_ZERO_DIV = %d,\n    KILN_RUNERR_NEG_POW = %d\n};\n\n",
+                KILN_RUNERR_NONE, KILN_RUNERR_INDEX, KILN_RUNERR_ZERO_DIV, KILN_RUNERR_NEG_POW);
+    cgen_puts(&b, fail_fn);
+    for (int i = 0; cgen_helpers[i]; i++)
+        cgen_puts(&b, cgen_helpers[i]);
+    cgen_puts(&b, "\n");
+    render_consts(&b, p);
+    bool ok = true;
+    for (int i = 0; i < p->nkernels && ok; i++)
+        ok = render_kernel(&b, p, &p->kernels[i], o, false);
+    for (int e = 0; e < p->nentries && ok; e++)
+        ok = render_entry(&b, p, e, o);
+    cgen_printf(&b, "extern const char kiln_abi[];\nKILN_EXPORT const char kiln_abi[] = \"%s\";\n",
+                KILN_ABI_TAG);
+    if (!ok || b.oom) {
+        cgen_buf_free(&b);
+        return NULL;
+    }
+    return b.s;
+}
