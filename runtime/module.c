@@ -278,7 +278,7 @@ kiln_status kiln_compile(kiln_graph *g, const kiln_compile_opts *opts, kiln_modu
     kiln_target target = opts ? opts->target : KILN_TARGET_C;
     const rt_executor *exec = NULL;
     switch (target) {
-    case KILN_TARGET_C:
+    case KILN_TARGET_C: exec = &rt_cexec; break;
     case KILN_TARGET_CUDA:
         return compile_fail(g, KILN_ERR_UNSUPPORTED,
                             "kiln_compile: the %s target is not available yet; use "
@@ -315,6 +315,11 @@ kiln_status kiln_compile(kiln_graph *g, const kiln_compile_opts *opts, kiln_modu
         return compile_fail(g, KILN_ERR_NOMEM, "kiln_compile: out of memory");
     }
     m->exec = exec;
+    if (target == KILN_TARGET_C && (s = rt_cexec_build(m, g, opts)) != KILN_OK) {
+        g->compile_error = true; /* the graph stays usable (ir_begin) */
+        module_destroy(m);
+        return s;
+    }
     *out = m;
     return KILN_OK;
 }

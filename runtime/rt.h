@@ -58,6 +58,11 @@ struct rt_executor {
 };
 
 extern const rt_executor rt_interp;
+extern const rt_executor rt_cexec; /* jit.c: generated C, compiled and loaded */
+
+/* jit.c: lowers m->g, renders C, compiles (or finds in the cache) and loads it
+ * as m's executor state. Errors are recorded on the user's graph g. */
+kiln_status rt_cexec_build(kiln_module *m, kiln_graph *g, const kiln_compile_opts *opts);
 
 /* Records a message on m ("kiln_module_xxx: reason") and returns s. */
 kiln_status rt_fail(kiln_module *m, kiln_status s, const char *fmt, ...)

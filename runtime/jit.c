@@ -1,0 +1,557 @@
+/*
+ * jit.c - the C target: pass pipeline -> C source -> clang -> .so -> dlopen,
+ * with a content-addressed compile cache, and the executor that runs it.
+ *
+ * Cache: <dir>/<key>.so where key = XXH3-64 of (source, flags, compiler
+ * identity, host CPU). <key>.so.xxh holds the XXH3-64 of the .so bytes and is
+ * checked before every load, so a corrupted entry is detected and rebuilt.
+ * Every file is written to a unique temporary name in the same directory,
+ * fsync'd and renamed, so concurrent processes never see half a file and two
+ * processes building one key both succeed. A cached compile starts no
+ * process: the compiler identity is its resolved path, size and mtime (read
+ * once per process), and the OpenMP probe's answer is cached on disk.
+ *
+ * One threading runtime per process: libkiln links no OpenMP; generated code
+ * uses clang's -fopenmp (libomp). If libgomp is already loaded (a host program
+ * built with gcc -fopenmp), the code is compiled without -fopenmp instead.
+ */
+#include "codegen/c/cgen.h"
+#include "ir/kernel.h"
+#include "passes/passes.h"
+#include "rt.h"
+#include "runtime/abi.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+extern char **environ;
+
+KILN_CTX_DEF
+
+typedef int (*entry_fn)(kiln_ctx *);
+
+typedef struct {
+    void *handle;
+    kiln_graph *pg; /* the pipeline's own copy of the graph (prog->g) */
+    kprogram *prog;
+    char *source;
+    entry_fn *entries;
+    void ***bufs; /* per entry: the pointer table handed to the code */
+    void **arena; /* per entry: TEMP storage */
+} cexec;
+
+/* ---- small helpers ---------------------------------------------------------- */
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static int debug_level(void)
+{
+    const char *d = getenv("KILN_DEBUG");
+    return d ? atoi(d) : 0;
+}
+
+/* Writes data to path atomically: unique temp file, fsync, rename. */
+static bool write_atomic(const char *path, const void *data, size_t n)
+{
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld.XXXXXX", path, (long)getpid());
+    int fd = mkstemp(tmp);
+    if (fd < 0)
+        return false;
+    const char *p = data;
+    size_t left = n;
+    while (left > 0) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            close(fd);
+            unlink(tmp);
+            return false;
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    fchmod(fd, 0644);
+    bool ok = fsync(fd) == 0;
+    ok = close(fd) == 0 && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return false;
+    }
+    return true;
+}
+
+/* Reads a whole file (ir_alloc'd, NUL-terminated); NULL when absent. */
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = NULL;
+    if (fseek(f, 0, SEEK_END) == 0) {
+        long n = ftell(f);
+        if (n >= 0 && fseek(f, 0, SEEK_SET) == 0 && (buf = ir_alloc((size_t)n + 1))) {
+            if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
+                ir_free(buf);
+                buf = NULL;
+            } else {
+                buf[n] = 0;
+                *len = (size_t)n;
+            }
+        }
+    }
+    fclose(f);
+    return buf;
+}
+
+static bool mkdir_p(const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s", dir);
+    for (char *p = path + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(path, 0755) != 0 && errno != EEXIST)
+                return false;
+            *p = '/';
+        }
+    return mkdir(path, 0755) == 0 || errno == EEXIST;
+}
+
+/* ---- the compiler --------------------------------------------------------------- */
+
+typedef struct {
+    char path[4096]; /* resolved compiler, "" when none */
+    char ident[4200];
+    char from[4200]; /* the KILN_CC value this was resolved for */
+} compiler;
+
+static bool find_in_path(const char *name, char *out, size_t cap)
+{
+    if (strchr(name, '/')) {
+        snprintf(out, cap, "%s", name);
+        return access(out, X_OK) == 0;
+    }
+    const char *path = getenv("PATH");
+    if (!path)
+        path = "/usr/bin:/bin";
+    while (*path) {
+        const char *end = strchr(path, ':');
+        size_t len = end ? (size_t)(end - path) : strlen(path);
+        snprintf(out, cap, "%.*s/%s", (int)len, len ? path : ".", name);
+        if (access(out, X_OK) == 0)
+            return true;
+        path += len + (end ? 1 : 0);
+    }
+    return false;
+}
+
+/* The compiler: $KILN_CC, else clang, else cc. Resolved once per process (again
+ * only when KILN_CC changes), so a cached compile starts no process. */
+static const compiler *find_compiler(void)
+{
+    static compiler c;
+    static bool done;
+    const char *env = getenv("KILN_CC");
+    if (done && strcmp(c.from, env ? env : "") == 0)
+        return &c;
+    memset(&c, 0, sizeof c);
+    snprintf(c.from, sizeof c.from, "%s", env ? env : "");
+    done = true;
+    bool found = env && *env ? find_in_path(env, c.path, sizeof c.path)
+                             : find_in_path("clang", c.path, sizeof c.path) ||
+                                   find_in_path("cc", c.path, sizeof c.path);
+    struct stat st;
+    if (!found || stat(c.path, &st) != 0) {
+        c.path[0] = 0;
+        return &c;
+    }
+    char real[4096];
+    snprintf(c.ident, sizeof c.ident, "%s:%lld:%lld", realpath(c.path, real) ? real : c.path,
+             (long long)st.st_size, (long long)st.st_mtime);
+    return &c;
+}
+
+/* The host CPU's feature flags: -march=native code is only valid on a CPU like
+ * the one that built it, so they are part of the cache key. */
+static uint64_t cpu_identity(void)
+{
+    static uint64_t id;
+    static bool done;
+    if (done)
+        return id;
+    done = true;
+    size_t len = 0;
+    char *info = read_file("/proc/cpuinfo", &len);
+    if (!info)
+        return id;
+    const char *flags = strstr(info, "\nflags");
+    const char *model = strstr(info, "model name");
+    const char *end = flags ? strchr(flags + 1, '\n') : NULL;
+    if (flags && end)
+        id = XXH3_64bits(flags, (size_t)(end - flags));
+    if (model)
+        id ^= XXH3_64bits(model, strcspn(model, "\n"));
+    ir_free(info);
+    return id;
+}
+
+/* Runs argv with stderr captured into errpath; returns the exit status or -1. */
+static int run_process(char *const argv[], const char *errpath)
+{
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 2, errpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    pid_t pid;
+    int rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0)
+        return -1;
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static int compile_c(const compiler *cc, const char *src, const char *out, bool openmp,
+                     const char *errpath)
+{
+    /* posix_spawn takes char *const argv[]: give it mutable copies */
+    char path[4096], o[4400], in[4400];
+    snprintf(path, sizeof path, "%s", cc->path);
+    snprintf(o, sizeof o, "%s", out);
+    snprintf(in, sizeof in, "%s", src);
+    char *argv[16];
+    int n = 0;
+    argv[n++] = path;
+    argv[n++] = "-O2";
+    argv[n++] = "-march=native";
+    argv[n++] = "-fPIC";
+    argv[n++] = "-shared";
+    if (openmp)
+        argv[n++] = "-fopenmp";
+    argv[n++] = "-o";
+    argv[n++] = o;
+    argv[n++] = in;
+    argv[n++] = "-lm";
+    argv[n] = NULL;
+    return run_process(argv, errpath);
+}
+
+/* Whether -fopenmp works with this compiler; the answer is kept in the cache
+ * dir (keyed by compiler identity) so later processes need not probe. */
+static bool openmp_works(const compiler *cc, const char *dir)
+{
+    void *gomp = dlopen("libgomp.so.1", RTLD_LAZY | RTLD_NOLOAD);
+    if (gomp) { /* the host already runs libgomp: do not bring libomp in too */
+        dlclose(gomp);
+        return false;
+    }
+    char path[4300];
+    snprintf(path, sizeof path, "%s/openmp-%016llx", dir,
+             (unsigned long long)XXH3_64bits(cc->ident, strlen(cc->ident)));
+    size_t len = 0;
+    char *ans = read_file(path, &len);
+    if (ans) {
+        bool yes = ans[0] == '1';
+        ir_free(ans);
+        return yes;
+    }
+    char src[4400], so[4400], err[4400];
+    snprintf(src, sizeof src, "%s.c", path);
+    snprintf(so, sizeof so, "%s.%ld.so", path, (long)getpid());
+    snprintf(err, sizeof err, "%s.%ld.err", path, (long)getpid());
+    static const char probe[] =
+        "#include <omp.h>\nint kiln_probe(void) { int n = 0;\n"
+        "#pragma omp parallel reduction(+:n)\n n += omp_get_num_threads() > 0;"
+        "\nreturn n; }\n";
+    bool yes = write_atomic(src, probe, sizeof probe - 1) && compile_c(cc, src, so, true, err) == 0;
+    if (yes) { /* it must also load */
+        void *h = dlopen(so, RTLD_NOW | RTLD_LOCAL);
+        yes = h != NULL;
+        if (h)
+            dlclose(h);
+    }
+    unlink(so);
+    unlink(err);
+    unlink(src);
+    write_atomic(path, yes ? "1" : "0", 1);
+    return yes;
+}
+
+static bool cache_dir(const kiln_compile_opts *opts, char *out, size_t cap)
+{
+    const char *d = opts && opts->cache_dir ? opts->cache_dir : getenv("KILN_CACHE_DIR");
+    if (d && *d)
+        snprintf(out, cap, "%s", d);
+    else if ((d = getenv("XDG_CACHE_HOME")) && *d)
+        snprintf(out, cap, "%s/kiln", d);
+    else if ((d = getenv("HOME")) && *d)
+        snprintf(out, cap, "%s/.cache/kiln", d);
+    else
+        snprintf(out, cap, "/tmp/kiln-cache-%ld", (long)getuid());
+    return mkdir_p(out);
+}
+
+/* Loads <so> when <so>.xxh matches its bytes; NULL otherwise (absent or corrupt). */
+static void *load_checked(const char *so)
+{
+    char sum_path[4400];
+    snprintf(sum_path, sizeof sum_path, "%s.xxh", so);
+    size_t n = 0, sn = 0;
+    char *bytes = read_file(so, &n);
+    char *sum = read_file(sum_path, &sn);
+    bool ok = false;
+    if (bytes && sum) {
+        char want[32];
+        snprintf(want, sizeof want, "%016llx", (unsigned long long)XXH3_64bits(bytes, n));
+        ok = sn == 16 && memcmp(sum, want, 16) == 0;
+    }
+    ir_free(bytes);
+    ir_free(sum);
+    return ok ? dlopen(so, RTLD_NOW | RTLD_LOCAL) : NULL;
+}
+
+/* Compiles (or finds in the cache) and loads the source. Errors go on g. */
+static void *build(kiln_graph *g, const kiln_compile_opts *opts, const char *source, bool *hit)
+{
+    const compiler *cc = find_compiler();
+    if (!cc->path[0]) {
+        ir_fail(g, KILN_ERR_COMPILE,
+                "kiln_compile: no C compiler found (tried %s); KILN_TARGET_INTERP needs none",
+                getenv("KILN_CC") && *getenv("KILN_CC") ? "$KILN_CC" : "clang, cc");
+        return NULL;
+    }
+    char dir[4096];
+    if (!cache_dir(opts, dir, sizeof dir)) {
+        ir_fail(g, KILN_ERR_IO, "kiln_compile: cannot create the cache directory '%s': %s", dir,
+                strerror(errno));
+        return NULL;
+    }
+    bool omp = openmp_works(cc, dir);
+    const char *flags = omp ? "-O2 -march=native -fPIC -shared -fopenmp -lm"
+                            : "-O2 -march=native -fPIC -shared -lm";
+    XXH3_state_t *st = XXH3_createState();
+    if (!st) {
+        ir_fail(g, KILN_ERR_NOMEM, "kiln_compile: out of memory");
+        return NULL;
+    }
+    uint64_t cpu = cpu_identity();
+    XXH3_64bits_reset(st);
+    XXH3_64bits_update(st, source, strlen(source) + 1);
+    XXH3_64bits_update(st, flags, strlen(flags) + 1);
+    XXH3_64bits_update(st, cc->ident, strlen(cc->ident) + 1);
+    XXH3_64bits_update(st, &cpu, sizeof cpu);
+    unsigned long long key = (unsigned long long)XXH3_64bits_digest(st);
+    XXH3_freeState(st);
+
+    char so[4400], src[4400], tmp[4500], err[4500];
+    snprintf(so, sizeof so, "%s/%016llx.so", dir, key);
+    snprintf(src, sizeof src, "%s/%016llx.c", dir, key);
+    const char *dump = getenv("KILN_DUMP");
+    if (dump && *dump && mkdir_p(dump)) {
+        char dpath[4400];
+        snprintf(dpath, sizeof dpath, "%s/%016llx.c", dump, key);
+        write_atomic(dpath, source, strlen(source));
+    }
+    void *h = load_checked(so);
+    *hit = h != NULL;
+    if (h)
+        return h;
+
+    /* miss (or a corrupt entry): build into a unique name, then publish */
+    if (!write_atomic(src, source, strlen(source))) {
+        ir_fail(g, KILN_ERR_IO, "kiln_compile: cannot write '%s': %s", src, strerror(errno));
+        return NULL;
+    }
+    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", so, (long)getpid());
+    snprintf(err, sizeof err, "%s.%ld.err", so, (long)getpid());
+    int rc = compile_c(cc, src, tmp, omp, err);
+    if (rc != 0) {
+        size_t n = 0;
+        char *diag = read_file(err, &n);
+        ir_fail(g, KILN_ERR_COMPILE, "kiln_compile: %s failed (exit %d) on %s:\n%.700s", cc->path,
+                rc, src, diag ? diag : "(no diagnostics)");
+        ir_free(diag);
+        unlink(err);
+        unlink(tmp);
+        return NULL;
+    }
+    unlink(err);
+    size_t n = 0;
+    char *bytes = read_file(tmp, &n);
+    bool ok = bytes != NULL;
+    if (ok) {
+        char sum[32];
+        snprintf(sum, sizeof sum, "%016llx", (unsigned long long)XXH3_64bits(bytes, n));
+        char sum_path[4500];
+        snprintf(sum_path, sizeof sum_path, "%s.xxh", so);
+        ok = write_atomic(sum_path, sum, 16) && rename(tmp, so) == 0;
+    }
+    ir_free(bytes);
+    if (!ok) {
+        unlink(tmp);
+        ir_fail(g, KILN_ERR_IO, "kiln_compile: cannot write the cache entry '%s'", so);
+        return NULL;
+    }
+    h = load_checked(so);
+    if (!h)
+        ir_fail(g, KILN_ERR_LOAD, "kiln_compile: cannot load '%s': %s", so, dlerror());
+    return h;
+}
+
+/* ---- the executor --------------------------------------------------------------- */
+
+static void cexec_destroy(kiln_module *m)
+{
+    cexec *c = m->impl;
+    if (!c)
+        return;
+    if (c->prog) {
+        for (int e = 0; e < c->prog->nentries; e++) {
+            if (c->bufs)
+                ir_free(c->bufs[e]);
+            if (c->arena)
+                ir_free(c->arena[e]);
+        }
+        kp_free(c->prog);
+    }
+    kiln_graph_free(c->pg);
+    ir_free(c->bufs);
+    ir_free(c->arena);
+    ir_free(c->entries);
+    ir_free(c->source);
+    if (c->handle)
+        dlclose(c->handle);
+    ir_free(c);
+    m->impl = NULL;
+}
+
+static rt_buf *named(kiln_module *m, const char *name)
+{
+    for (int i = 0; i < m->nbufs; i++)
+        if (m->bufs[i].role != RT_OUTPUT && strcmp(m->bufs[i].name, name) == 0)
+            return &m->bufs[i];
+    return NULL;
+}
+
+static kiln_status cexec_run(kiln_module *m, int e, const bool *needed)
+{
+    (void)needed;
+    cexec *c = m->impl;
+    const kprogram *p = c->prog;
+    void **bufs = c->bufs[e];
+    /* module storage may move (bind), so the table is refreshed every run */
+    for (int i = 0; i < p->nbufs; i++) {
+        const kbuf *b = &p->bufs[i];
+        switch (b->role) {
+        case KB_INPUT:
+        case KB_PARAM: bufs[i] = named(m, p->g->nodes[b->node]->name)->data; break;
+        case KB_OUTPUT: bufs[i] = m->bufs[m->entry_buf[b->entry] + b->index].data; break;
+        case KB_TEMP: bufs[i] = (char *)c->arena[e] + b->offset; break;
+        case KB_CONST: memcpy(&bufs[i], &b->data, sizeof(void *)); break; /* read-only */
+        }
+    }
+    kiln_ctx ctx = {.bufs = bufs, .seed = m->g->seed, .run = m->run};
+    int rc = c->entries[e](&ctx);
+    if (rc == KILN_RUNERR_NONE)
+        return KILN_OK;
+    /* the entry stops at the first failing kernel and applies no assign, so
+     * params are unchanged; outputs of this entry may be partly written */
+    if (rc == KILN_RUNERR_INDEX)
+        return rt_fail(m, KILN_ERR_INVALID,
+                       "kiln_module_run: index %lld is out of bounds for dimension %d with size "
+                       "%lld",
+                       (long long)ctx.err_index, ctx.err_axis, (long long)ctx.err_size);
+    if (rc == KILN_RUNERR_ZERO_DIV)
+        return rt_fail(m, KILN_ERR_INVALID, "kiln_module_run: ZeroDivisionError");
+    return rt_fail(m, KILN_ERR_INVALID,
+                   "kiln_module_run: Integers to negative integer powers are not allowed.");
+}
+
+static const char *cexec_source(kiln_module *m)
+{
+    return ((cexec *)m->impl)->source;
+}
+
+const rt_executor rt_cexec = {"c", cexec_run, cexec_source, cexec_destroy};
+
+/* Lowers m's graph, renders, compiles and loads it. Errors go on the user's g. */
+kiln_status rt_cexec_build(kiln_module *m, kiln_graph *g, const kiln_compile_opts *opts)
+{
+    double t0 = now_ms();
+    cexec *c = ir_alloc(sizeof *c);
+    if (!c)
+        return ir_fail_status(g, KILN_ERR_NOMEM, "kiln_compile: out of memory");
+    memset(c, 0, sizeof *c);
+    m->impl = c;
+    /* the pipeline rewrites its graph (DCE renumbers): give it its own copy so
+     * the module's layout keeps the user's node ids */
+    kiln_graph *pg = c->pg = ir_graph_clone(m->g);
+    if (!pg)
+        return ir_fail_status(g, KILN_ERR_NOMEM, "kiln_compile: out of memory");
+    kiln_status s = pass_pipeline(pg, &c->prog);
+    if (s != KILN_OK) {
+        ir_fail(g, s, "kiln_compile: %s", kiln_graph_error(pg));
+        return s;
+    }
+    const kprogram *p = c->prog;
+    cgen_opts co = {.openmp = true, .debug_comments = false};
+    c->source = cgen_c(p, &co);
+    int ne = p->nentries ? p->nentries : 1;
+    c->entries = ir_alloc(sizeof(*c->entries) * (size_t)ne);
+    c->bufs = ir_alloc(sizeof(*c->bufs) * (size_t)ne);
+    c->arena = ir_alloc(sizeof(*c->arena) * (size_t)ne);
+    if (!c->source || !c->entries || !c->bufs || !c->arena)
+        return ir_fail_status(g, KILN_ERR_NOMEM, "kiln_compile: out of memory");
+    memset(c->bufs, 0, sizeof(*c->bufs) * (size_t)ne);
+    memset(c->arena, 0, sizeof(*c->arena) * (size_t)ne);
+    int64_t arena_max = 0;
+    for (int e = 0; e < p->nentries; e++) {
+        c->bufs[e] = ir_alloc(sizeof(void *) * (size_t)(p->nbufs ? p->nbufs : 1));
+        c->arena[e] = ir_alloc((size_t)(p->entries[e].arena_bytes ? p->entries[e].arena_bytes : 1));
+        if (!c->bufs[e] || !c->arena[e])
+            return ir_fail_status(g, KILN_ERR_NOMEM, "kiln_compile: out of memory");
+        if (p->entries[e].arena_bytes > arena_max)
+            arena_max = p->entries[e].arena_bytes;
+    }
+    bool hit = false;
+    c->handle = build(g, opts, c->source, &hit);
+    if (!c->handle)
+        return g->status;
+    const char *abi = dlsym(c->handle, "kiln_abi");
+    if (!abi || strcmp(abi, KILN_ABI_TAG) != 0)
+        return ir_fail_status(g, KILN_ERR_LOAD, "kiln_compile: the compiled code is not %s",
+                              KILN_ABI_TAG);
+    for (int e = 0; e < p->nentries; e++) {
+        char sym[32];
+        snprintf(sym, sizeof sym, "kiln_entry_%d", e);
+        void *fp = dlsym(c->handle, sym);
+        if (!fp)
+            return ir_fail_status(g, KILN_ERR_LOAD, "kiln_compile: %s is missing", sym);
+        memcpy(&c->entries[e], &fp, sizeof fp);
+    }
+    if (debug_level() >= 1)
+        fprintf(stderr,
+                "kiln: compiled %d kernels for %d entries, %lld bytes arena, %.1f ms, cache %s\n",
+                p->nkernels, p->nentries, (long long)arena_max, now_ms() - t0,
+                hit ? "hit" : "miss");
+    return KILN_OK;
+}

@@ -1,0 +1,368 @@
+/*
+ * test_toolchain.c - the C target's toolchain and compile cache (runtime/jit.c):
+ * miss then hit with no process started, a missing compiler, compiler
+ * diagnostics, a corrupted entry rebuilt, two processes at once, KILN_DUMP,
+ * cache-directory fallbacks, generated source, and run-time errors.
+ */
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char dir[256]; /* a fresh temporary directory per test */
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(dir, sizeof dir, "/tmp/kiln-tc-XXXXXX");
+    if (!mkdtemp(dir))
+        return -1;
+    unsetenv("KILN_CC");
+    unsetenv("KILN_DUMP");
+    unsetenv("KILN_DEBUG");
+    setenv("KILN_CACHE_DIR", dir, 1);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* y = relu(x) * 2 + ids-gathered rows: a small graph with a run-time check. */
+static kiln_graph *small_graph(double scale)
+{
+    kiln_graph *g = kiln_graph_new();
+    kiln_tensor *x = kiln_input(g, "x", KILN_F32, KILN_SHAPE(3));
+    kiln_tensor *table = kiln_param(g, "table", KILN_F32, KILN_SHAPE(4, 2), kiln_init_const(1));
+    kiln_tensor *ids = kiln_input(g, "ids", KILN_I64, KILN_SHAPE(2));
+    kiln_tensor *y = kiln_mul(g, kiln_relu(g, x), kiln_scalar(g, scale));
+    kiln_tensor *rows = kiln_embedding(g, table, ids);
+    kiln_tensor *upd = kiln_assign(g, table, kiln_add(g, table, kiln_scalar(g, 1)));
+    kiln_tensor *outs[] = {y, rows, upd};
+    assert_int_equal(kiln_entry(g, "f", 3, outs, (const char *[]){"y", "rows", "upd"}), KILN_OK);
+    return g;
+}
+
+static kiln_module *compile_c(kiln_graph *g)
+{
+    kiln_module *m = NULL;
+    kiln_status s = kiln_compile(g, NULL, &m);
+    if (s != KILN_OK)
+        fprintf(stderr, "compile failed: %s\n", kiln_graph_error(g));
+    assert_int_equal(s, KILN_OK);
+    return m;
+}
+
+static void run_and_check(kiln_module *m)
+{
+    float x[3] = {-1, 2, 3}, y[3];
+    int64_t ids[2] = {3, 0};
+    assert_int_equal(kiln_module_set(m, "x", x, sizeof x), KILN_OK);
+    assert_int_equal(kiln_module_set(m, "ids", ids, sizeof ids), KILN_OK);
+    assert_int_equal(kiln_module_run(m, "f"), KILN_OK);
+    assert_int_equal(kiln_module_get(m, "y", y, sizeof y), KILN_OK);
+    assert_true(y[0] == 0 && y[1] == 4 && y[2] == 6);
+}
+
+/* A wrapper compiler that counts its invocations in <dir>/calls. */
+static void make_wrapper(const char *name, const char *body)
+{
+    char path[300];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "#!/bin/sh\necho x >> '%s/calls'\n%s\n", dir, body);
+    fclose(f);
+    chmod(path, 0755);
+    setenv("KILN_CC", path, 1);
+}
+
+static int calls(void)
+{
+    char path[300];
+    snprintf(path, sizeof path, "%s/calls", dir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    int n = 0, c;
+    while ((c = fgetc(f)) != EOF)
+        n += c == '\n';
+    fclose(f);
+    return n;
+}
+
+static int count_files(const char *suffix)
+{
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "ls '%s' | grep -c '%s$'", dir, suffix);
+    FILE *p = popen(cmd, "r");
+    int n = 0;
+    if (fscanf(p, "%d", &n) != 1)
+        n = -1;
+    pclose(p);
+    return n;
+}
+
+static void test_miss_then_hit_starts_no_process(void **state)
+{
+    (void)state;
+    make_wrapper("cc-count", "exec clang \"$@\"");
+    kiln_graph *g = small_graph(2);
+    kiln_module *m = compile_c(g);
+    int after_first = calls();
+    assert_true(after_first >= 1); /* the build (and the OpenMP probe) ran */
+    run_and_check(m);
+    kiln_module *m2 = compile_c(g);
+    assert_int_equal(calls(), after_first); /* a cache hit runs no compiler */
+    run_and_check(m2);
+    assert_int_equal(count_files(".so"), 1);
+    kiln_module_free(m);
+    kiln_module_free(m2);
+    /* a different graph is a different key */
+    kiln_graph *g3 = small_graph(3);
+    kiln_module *m3 = compile_c(g3);
+    assert_true(calls() > after_first);
+    assert_int_equal(count_files(".so"), 2);
+    kiln_module_free(m3);
+    kiln_graph_free(g3);
+    kiln_graph_free(g);
+}
+
+static void test_no_compiler(void **state)
+{
+    (void)state;
+    setenv("KILN_CC", "/nonexistent/kiln-cc", 1);
+    kiln_graph *g = small_graph(2);
+    kiln_module *m = (kiln_module *)&m;
+    assert_int_equal(kiln_compile(g, NULL, &m), KILN_ERR_COMPILE);
+    assert_null(m);
+    assert_graph_error(g, KILN_ERR_COMPILE, "kiln_compile: no C compiler found (tried $KILN_CC)");
+    assert_graph_error(g, KILN_ERR_COMPILE, "KILN_TARGET_INTERP needs none");
+    /* the interpreter target still works on the same graph */
+    kiln_compile_opts interp = {.target = KILN_TARGET_INTERP};
+    assert_int_equal(kiln_compile(g, &interp, &m), KILN_OK);
+    run_and_check(m);
+    kiln_module_free(m);
+    kiln_graph_free(g);
+}
+
+static void test_compiler_diagnostics_and_source_path(void **state)
+{
+    (void)state;
+    make_wrapper("cc-broken", "echo 'error: the compiler says boom' >&2\nexit 3");
+    kiln_graph *g = small_graph(2);
+    kiln_module *m = (kiln_module *)&m;
+    assert_int_equal(kiln_compile(g, NULL, &m), KILN_ERR_COMPILE);
+    assert_null(m);
+    assert_graph_error(g, KILN_ERR_COMPILE, "the compiler says boom");
+    assert_graph_error(g, KILN_ERR_COMPILE, "(exit 3)");
+    assert_graph_error(g, KILN_ERR_COMPILE, dir);          /* the kept source's path */
+    assert_non_null(strstr(kiln_graph_error(g), ".c:\n")); /* ... which is a .c file */
+    kiln_graph_free(g);
+}
+
+static void test_corrupted_entry_is_rebuilt(void **state)
+{
+    (void)state;
+    make_wrapper("cc-count", "exec clang \"$@\"");
+    kiln_graph *g = small_graph(2);
+    kiln_module_free(compile_c(g));
+    int before = calls();
+    char cmd[400];
+    /* overwrite bytes in the middle of the cached .so */
+    snprintf(cmd, sizeof cmd,
+             "f=$(ls '%s'/*.so) && printf 'garbage' | dd of=\"$f\" bs=1 seek=2000 conv=notrunc "
+             "2>/dev/null",
+             dir);
+    assert_int_equal(system(cmd), 0);
+    kiln_module *m = compile_c(g);
+    assert_int_equal(calls(), before + 1); /* detected and rebuilt */
+    run_and_check(m);
+    kiln_module_free(m);
+    /* the rebuilt entry is good again: a hit */
+    kiln_module_free(compile_c(g));
+    assert_int_equal(calls(), before + 1);
+    /* a truncated entry, and a missing checksum, are rebuilt too */
+    snprintf(cmd, sizeof cmd, "f=$(ls '%s'/*.so) && : > \"$f\"", dir);
+    assert_int_equal(system(cmd), 0);
+    kiln_module_free(compile_c(g));
+    assert_int_equal(calls(), before + 2);
+    snprintf(cmd, sizeof cmd, "rm '%s'/*.so.xxh", dir);
+    assert_int_equal(system(cmd), 0);
+    kiln_module_free(compile_c(g));
+    assert_int_equal(calls(), before + 3);
+    kiln_graph_free(g);
+}
+
+static void test_two_processes_at_once(void **state)
+{
+    (void)state;
+    pid_t kids[2];
+    for (int k = 0; k < 2; k++) {
+        kids[k] = fork();
+        assert_true(kids[k] >= 0);
+        if (kids[k] == 0) {
+            kiln_graph *g = small_graph(2);
+            kiln_module *m = NULL;
+            if (kiln_compile(g, NULL, &m) != KILN_OK)
+                _exit(1);
+            float x[3] = {-1, 2, 3}, y[3];
+            int64_t ids[2] = {1, 2};
+            kiln_module_set(m, "x", x, sizeof x);
+            kiln_module_set(m, "ids", ids, sizeof ids);
+            if (kiln_module_run(m, "f") != KILN_OK || kiln_module_get(m, "y", y, sizeof y))
+                _exit(2);
+            _exit(y[2] == 6 ? 0 : 3);
+        }
+    }
+    for (int k = 0; k < 2; k++) {
+        int st;
+        assert_int_equal(waitpid(kids[k], &st, 0), kids[k]);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 0);
+    }
+    assert_int_equal(count_files(".so"), 1);
+    assert_int_equal(count_files(".tmp"), 0); /* no half-written files left */
+}
+
+static void test_dump_debug_and_source(void **state)
+{
+    (void)state;
+    char dump[300], log[300];
+    snprintf(dump, sizeof dump, "%s/dump", dir);
+    snprintf(log, sizeof log, "%s/stderr", dir);
+    setenv("KILN_DUMP", dump, 1);
+    setenv("KILN_DEBUG", "1", 1);
+    fflush(stderr);
+    int saved = dup(2);
+    FILE *f = freopen(log, "w", stderr);
+    assert_non_null(f);
+    kiln_graph *g = small_graph(2);
+    kiln_module *m = compile_c(g);
+    kiln_module *m2 = compile_c(g);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    unsetenv("KILN_DEBUG");
+    unsetenv("KILN_DUMP");
+    char *text = ku_read_file(log, NULL);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "kiln: compiled"));
+    assert_non_null(strstr(text, "cache miss"));
+    assert_non_null(strstr(text, "cache hit"));
+    free(text);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "ls '%s'/*.c >/dev/null 2>&1", dump);
+    assert_int_equal(system(cmd), 0);
+    /* the generated source, also from a cache hit */
+    const char *src = kiln_module_source(m2);
+    assert_non_null(strstr(src, "kiln_entry_0"));
+    assert_non_null(strstr(src, "_relu"));
+    assert_string_equal(src, kiln_module_source(m));
+    kiln_module_free(m);
+    kiln_module_free(m2);
+    kiln_graph_free(g);
+}
+
+static void test_cache_dir_fallbacks(void **state)
+{
+    (void)state;
+    char xdg[300], home[300], opt[300], cmd[400];
+    snprintf(xdg, sizeof xdg, "%s/xdg", dir);
+    snprintf(home, sizeof home, "%s/home", dir);
+    snprintf(opt, sizeof opt, "%s/opt/nested", dir);
+    const char *old_home = getenv("HOME");
+    char saved_home[300];
+    snprintf(saved_home, sizeof saved_home, "%s", old_home ? old_home : "/");
+    unsetenv("KILN_CACHE_DIR");
+    setenv("XDG_CACHE_HOME", xdg, 1);
+    kiln_graph *g = small_graph(2);
+    kiln_module_free(compile_c(g));
+    snprintf(cmd, sizeof cmd, "ls '%s'/kiln/*.so >/dev/null 2>&1", xdg);
+    assert_int_equal(system(cmd), 0);
+    unsetenv("XDG_CACHE_HOME");
+    setenv("HOME", home, 1);
+    kiln_module_free(compile_c(g));
+    snprintf(cmd, sizeof cmd, "ls '%s'/.cache/kiln/*.so >/dev/null 2>&1", home);
+    assert_int_equal(system(cmd), 0);
+    kiln_compile_opts o = {.cache_dir = opt}; /* opts->cache_dir wins over everything */
+    setenv("KILN_CACHE_DIR", dir, 1);
+    kiln_module *m = NULL;
+    assert_int_equal(kiln_compile(g, &o, &m), KILN_OK);
+    kiln_module_free(m);
+    snprintf(cmd, sizeof cmd, "ls '%s'/*.so >/dev/null 2>&1", opt);
+    assert_int_equal(system(cmd), 0);
+    /* an unusable cache directory is an I/O error naming it */
+    kiln_compile_opts bad = {.cache_dir = "/proc/kiln-cannot-create"};
+    assert_int_equal(kiln_compile(g, &bad, &m), KILN_ERR_IO);
+    assert_graph_error(g, KILN_ERR_IO, "cannot create the cache directory '/proc/kiln-cannot");
+    setenv("HOME", saved_home, 1);
+    kiln_graph_free(g);
+}
+
+static void test_run_time_errors_leave_params(void **state)
+{
+    (void)state;
+    kiln_graph *g = small_graph(2);
+    kiln_module *m = compile_c(g);
+    float x[3] = {1, 2, 3}, table[8];
+    int64_t ids[2] = {1, 7};
+    kiln_module_set(m, "x", x, sizeof x);
+    kiln_module_set(m, "ids", ids, sizeof ids);
+    kiln_status s = kiln_module_run(m, "f");
+    assert_module_error(m, s, KILN_ERR_INVALID,
+                        "index 7 is out of bounds for dimension 0 with size 4");
+    assert_int_equal(kiln_module_get(m, "table", table, sizeof table), KILN_OK);
+    for (int i = 0; i < 8; i++)
+        assert_true(table[i] == 1); /* the assign was not applied */
+    ids[1] = 2;
+    kiln_module_set(m, "ids", ids, sizeof ids);
+    assert_int_equal(kiln_module_run(m, "f"), KILN_OK);
+    assert_int_equal(kiln_module_get(m, "table", table, sizeof table), KILN_OK);
+    assert_true(table[0] == 2 && table[7] == 2);
+    kiln_module_free(m);
+    kiln_graph_free(g);
+}
+
+static void test_bind_is_zero_copy(void **state)
+{
+    (void)state;
+    kiln_graph *g = small_graph(2);
+    kiln_module *m = compile_c(g);
+    float x[3] = {1, -2, 3}, y[3] = {0};
+    int64_t ids[2] = {0, 1};
+    assert_int_equal(kiln_module_bind(m, "x", x), KILN_OK);
+    assert_int_equal(kiln_module_bind(m, "y", y), KILN_OK);
+    kiln_module_set(m, "ids", ids, sizeof ids);
+    assert_int_equal(kiln_module_run(m, "f"), KILN_OK);
+    assert_true(y[0] == 2 && y[1] == 0 && y[2] == 6);
+    x[0] = 5; /* the module reads the user's memory on every run */
+    assert_int_equal(kiln_module_run(m, "f"), KILN_OK);
+    assert_true(y[0] == 10);
+    kiln_module_free(m);
+    kiln_graph_free(g);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_miss_then_hit_starts_no_process, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_compiler, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_compiler_diagnostics_and_source_path, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corrupted_entry_is_rebuilt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_two_processes_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dump_debug_and_source, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_dir_fallbacks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_run_time_errors_leave_params, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bind_is_zero_copy, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
