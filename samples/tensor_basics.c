@@ -7,8 +7,9 @@
  * tests/expected/tensor_basics.txt, which ctest compares with ours byte for byte.
  *
  * Kiln builds a graph first and runs it afterwards, so each section collects
- * what it wants printed (show, value, say), then compiles its graph for the
- * reference interpreter, runs it once and prints everything in order.
+ * what it wants printed (show, value, say), then compiles its graph, runs it
+ * once and prints everything in order. `--target c|interp` picks the target
+ * (default: the C target); both must print the same text.
  * Random tensors print their shape and a property that holds for any stream:
  * Kiln draws from Philox, so the values differ from PyTorch's.
  */
@@ -166,6 +167,9 @@ static void print_item(kiln_module *m, const char *name, const kiln_tensor *t)
     puts(buf);
 }
 
+/* The target every section is compiled for (--target). */
+static kiln_target target = KILN_TARGET_C;
+
 static void begin(section *s, const char *title)
 {
     static bool first = true;
@@ -178,8 +182,8 @@ static void begin(section *s, const char *title)
     kiln_graph_seed(s->g, 42); /* torch.manual_seed(42) */
 }
 
-/* Compiles the section's graph for the interpreter, runs it once and prints
- * every item in the order it was asked for. */
+/* Compiles the section's graph for the chosen target, runs it once and
+ * prints every item in the order it was asked for. */
 static void finish(section *s)
 {
     kiln_tensor *outs[MAX_ITEMS];
@@ -198,7 +202,7 @@ static void finish(section *s)
         kiln_entry(s->g, "show", nout, outs, names);
         if (kiln_graph_status(s->g) != KILN_OK)
             die("building the graph", kiln_graph_error(s->g));
-        kiln_compile_opts opts = {.target = KILN_TARGET_INTERP};
+        kiln_compile_opts opts = {.target = target};
         if (kiln_compile(s->g, &opts, &m) != KILN_OK)
             die("kiln_compile", kiln_graph_error(s->g));
         if (kiln_module_run(m, "show") != KILN_OK)
@@ -488,8 +492,16 @@ static void aggregation(section *s)
     finish(s);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    for (int i = 1; i < argc; i += 2) {
+        const char *v = i + 1 < argc ? argv[i + 1] : "";
+        if (strcmp(argv[i], "--target") != 0 || (strcmp(v, "c") != 0 && strcmp(v, "interp") != 0)) {
+            fprintf(stderr, "usage: tensor_basics [--target c|interp]\n");
+            return 2;
+        }
+        target = strcmp(v, "c") == 0 ? KILN_TARGET_C : KILN_TARGET_INTERP;
+    }
     static section s;
     initialize(&s);
     dtypes(&s);

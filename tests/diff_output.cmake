@@ -1,12 +1,19 @@
-# Runs PROG and compares its stdout byte for byte with the file EXPECTED.
-execute_process(COMMAND ${PROG} OUTPUT_VARIABLE out RESULT_VARIABLE rc)
+# Runs PROG (with the arguments in the ;-list ARGS, if given) and compares its
+# stdout byte for byte with the file EXPECTED.
+string(JOIN " " cmdline ${PROG} ${ARGS})
+execute_process(COMMAND ${PROG} ${ARGS} OUTPUT_VARIABLE out RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
-  message(FATAL_ERROR "${PROG} exited with ${rc}")
+  message(FATAL_ERROR "${cmdline} exited with ${rc}")
 endif()
 file(READ ${EXPECTED} want)
 if(NOT out STREQUAL want)
   get_filename_component(base ${EXPECTED} NAME)
+  string(REPLACE ";" "_" tag "${ARGS}")
+  string(REPLACE "-" "" tag "${tag}")
+  if(tag)
+    set(base "${tag}_${base}")
+  endif()
   file(WRITE ${CMAKE_CURRENT_BINARY_DIR}/actual_${base} "${out}")
   execute_process(COMMAND diff -u ${EXPECTED} ${CMAKE_CURRENT_BINARY_DIR}/actual_${base})
-  message(FATAL_ERROR "output of ${PROG} differs from ${EXPECTED}")
+  message(FATAL_ERROR "output of ${cmdline} differs from ${EXPECTED}")
 endif()
