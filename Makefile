@@ -6,7 +6,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build test demo format format-check clean install
+.PHONY: all deps build test demo bench format format-check clean install
 
 all: build
 
@@ -24,6 +24,9 @@ test: build
 
 demo: build
 	./$(BUILD)/samples/tensor_basics
+
+bench: build
+	./$(BUILD)/bench/bench_compile_time
 
 install: build
 	cmake --install $(BUILD)

@@ -19,10 +19,10 @@
 #define KILN_CTX_DEF                                                                               \
     typedef struct kiln_ctx {                                                                      \
         void *const *bufs;                                                                         \
-        uint64_t seed;   /* graph seed: Philox key */                                              \
-        uint32_t run;    /* the module's run counter: Philox counter word 3 */                     \
-        int32_t threads; /* OpenMP threads, 0 = default */                                         \
-        int32_t err_code;   /* set with a nonzero return: KILN_RUNERR_* */                          \
+        uint64_t seed;      /* graph seed: Philox key */                                           \
+        uint32_t run;       /* the module's run counter: Philox counter word 3 */                  \
+        int32_t threads;    /* OpenMP threads, 0 = default */                                      \
+        int32_t err_code;   /* set with a nonzero return: KILN_RUNERR_* */                         \
         int32_t err_kernel; /* the kernel's id */                                                  \
         int32_t err_axis;                                                                          \
         int64_t err_index, err_size;                                                               \
@@ -30,9 +30,9 @@
 
 enum {
     KILN_RUNERR_NONE = 0,
-    KILN_RUNERR_INDEX = 1,       /* "index %lld is out of bounds for dimension %d with size %lld" */
-    KILN_RUNERR_ZERO_DIV = 2,    /* "ZeroDivisionError" (integer division or remainder by 0) */
-    KILN_RUNERR_NEG_POW = 3      /* "Integers to negative integer powers are not allowed." */
+    KILN_RUNERR_INDEX = 1,    /* "index %lld is out of bounds for dimension %d with size %lld" */
+    KILN_RUNERR_ZERO_DIV = 2, /* "ZeroDivisionError" (integer division or remainder by 0) */
+    KILN_RUNERR_NEG_POW = 3   /* "Integers to negative integer powers are not allowed." */
 };
 
 #define KILN_ABI_XSTR_(...) #__VA_ARGS__

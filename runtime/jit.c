@@ -47,6 +47,7 @@ typedef struct {
     entry_fn *entries;
     void ***bufs; /* per entry: the pointer table handed to the code */
     void **arena; /* per entry: TEMP storage */
+    void **stash; /* per entry that can fail: a copy of its outputs, restored on failure */
 } cexec;
 
 /* ---- small helpers ---------------------------------------------------------- */
@@ -430,12 +431,15 @@ static void cexec_destroy(kiln_module *m)
                 ir_free(c->bufs[e]);
             if (c->arena)
                 ir_free(c->arena[e]);
+            if (c->stash)
+                ir_free(c->stash[e]);
         }
         kp_free(c->prog);
     }
     kiln_graph_free(c->pg);
     ir_free(c->bufs);
     ir_free(c->arena);
+    ir_free(c->stash);
     ir_free(c->entries);
     ir_free(c->source);
     if (c->handle)
@@ -469,12 +473,30 @@ static kiln_status cexec_run(kiln_module *m, int e, const bool *needed)
         case KB_CONST: memcpy(&bufs[i], &b->data, sizeof(void *)); break; /* read-only */
         }
     }
+    /* A failed run changes nothing, as on the interpreter: the entry stops at
+     * the first failing kernel and applies no assign (params are untouched),
+     * and an entry that can fail has its outputs stashed first. */
+    const ir_entry *x = &m->g->entries[e];
+    if (c->stash[e]) {
+        char *at = c->stash[e];
+        for (int i = 0; i < x->n; i++) {
+            const rt_buf *b = &m->bufs[m->entry_buf[e] + i];
+            memcpy(at, b->data, b->nbytes);
+            at += b->nbytes;
+        }
+    }
     kiln_ctx ctx = {.bufs = bufs, .seed = m->g->seed, .run = m->run};
     int rc = c->entries[e](&ctx);
     if (rc == KILN_RUNERR_NONE)
         return KILN_OK;
-    /* the entry stops at the first failing kernel and applies no assign, so
-     * params are unchanged; outputs of this entry may be partly written */
+    if (c->stash[e]) {
+        const char *at = c->stash[e];
+        for (int i = 0; i < x->n; i++) {
+            const rt_buf *b = &m->bufs[m->entry_buf[e] + i];
+            memcpy(b->data, at, b->nbytes);
+            at += b->nbytes;
+        }
+    }
     if (rc == KILN_RUNERR_INDEX)
         return rt_fail(m, KILN_ERR_INVALID,
                        "kiln_module_run: index %lld is out of bounds for dimension %d with size "
@@ -492,6 +514,19 @@ static const char *cexec_source(kiln_module *m)
 }
 
 const rt_executor rt_cexec = {"c", cexec_run, cexec_source, cexec_destroy};
+
+/* Whether a kernel can stop a run: a bounds check, or integer division or
+ * power (division by zero, negative exponents). */
+static bool kernel_can_fail(const kernel *k)
+{
+    for (int i = 0; i < k->nx; i++) {
+        const kx_node *n = &k->x[i];
+        if (n->kind == KX_CHECK || (n->kind == KX_OP && (n->op == IR_DIV || n->op == IR_POW) &&
+                                    !ir_dtype_is_float(n->dtype)))
+            return true;
+    }
+    return false;
+}
 
 /* Lowers m's graph, renders, compiles and loads it. Errors go on the user's g. */
 kiln_status rt_cexec_build(kiln_module *m, kiln_graph *g, const kiln_compile_opts *opts)
@@ -519,16 +554,28 @@ kiln_status rt_cexec_build(kiln_module *m, kiln_graph *g, const kiln_compile_opt
     c->entries = ir_alloc(sizeof(*c->entries) * (size_t)ne);
     c->bufs = ir_alloc(sizeof(*c->bufs) * (size_t)ne);
     c->arena = ir_alloc(sizeof(*c->arena) * (size_t)ne);
-    if (!c->source || !c->entries || !c->bufs || !c->arena)
+    c->stash = ir_alloc(sizeof(*c->stash) * (size_t)ne);
+    if (!c->source || !c->entries || !c->bufs || !c->arena || !c->stash)
         return ir_fail_status(g, KILN_ERR_NOMEM, "kiln_compile: out of memory");
     memset(c->bufs, 0, sizeof(*c->bufs) * (size_t)ne);
     memset(c->arena, 0, sizeof(*c->arena) * (size_t)ne);
+    memset(c->stash, 0, sizeof(*c->stash) * (size_t)ne);
     int64_t arena_max = 0;
     for (int e = 0; e < p->nentries; e++) {
         c->bufs[e] = ir_alloc(sizeof(void *) * (size_t)(p->nbufs ? p->nbufs : 1));
         c->arena[e] = ir_alloc((size_t)(p->entries[e].arena_bytes ? p->entries[e].arena_bytes : 1));
         if (!c->bufs[e] || !c->arena[e])
             return ir_fail_status(g, KILN_ERR_NOMEM, "kiln_compile: out of memory");
+        bool can_fail = false;
+        for (int k = 0; k < p->entries[e].nkernels; k++)
+            can_fail = can_fail || kernel_can_fail(&p->kernels[p->entries[e].kernels[k]]);
+        if (can_fail) {
+            size_t bytes = 0;
+            for (int i = 0; i < m->g->entries[e].n; i++)
+                bytes += m->bufs[m->entry_buf[e] + i].nbytes;
+            if (!(c->stash[e] = ir_alloc(bytes ? bytes : 1)))
+                return ir_fail_status(g, KILN_ERR_NOMEM, "kiln_compile: out of memory");
+        }
         if (p->entries[e].arena_bytes > arena_max)
             arena_max = p->entries[e].arena_bytes;
     }
