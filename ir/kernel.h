@@ -46,12 +46,12 @@ typedef enum {
 typedef struct {
     kx_kind kind;
     kiln_dtype dtype;
-    ir_op op;     /* KX_OP */
-    int a[3];     /* operands: indices of earlier nodes of the same kernel */
-    int var;      /* KX_VAR */
-    int buf;      /* KX_LOAD */
-    double value; /* KX_CONST of a float or bool dtype */
-    int64_t ivalue; /* KX_CONST of I32/I64 */
+    ir_op op;        /* KX_OP */
+    int a[3];        /* operands: indices of earlier nodes of the same kernel */
+    int var;         /* KX_VAR */
+    int buf;         /* KX_LOAD */
+    double value;    /* KX_CONST of a float or bool dtype */
+    int64_t ivalue;  /* KX_CONST of I32/I64 */
     uint32_t stream; /* KX_RAND, KX_RANDN */
     int64_t size;    /* KX_CHECK */
     int axis;        /* KX_CHECK */
@@ -63,13 +63,13 @@ typedef enum { KK_POINTWISE, KK_REDUCE, KK_MATMUL } kk_kind;
 
 typedef struct {
     int buf;
-    int index; /* kx node: linear element index into buf (I64) */
-    int value; /* kx node: the value, of buf's dtype */
+    int index;       /* kx node: linear element index into buf (I64) */
+    int value;       /* kx node: the value, of buf's dtype */
     bool accumulate; /* += instead of = (scatter_add); such kernels run serially */
 } kk_store;
 
 typedef struct {
-    int a, b;            /* buffers */
+    int a, b; /* buffers */
     int64_t batch, m, n, k;
     int64_t a_stride[3]; /* elements between consecutive (batch, row i, col k) of A */
     int64_t b_stride[3]; /* (batch, row k, col j) of B */
@@ -110,10 +110,10 @@ typedef struct {
     kb_role role;
     kiln_dtype dtype;
     int64_t numel;
-    int node;          /* graph node it holds (TEMP, INPUT, PARAM), or -1 */
-    int entry, index;  /* KB_OUTPUT */
-    int64_t offset;    /* KB_TEMP: bytes into the arena, aligned to 64 */
-    const void *data;  /* KB_CONST: the graph's CONST data (owned by the graph) */
+    int node;         /* graph node it holds (TEMP, INPUT, PARAM), or -1 */
+    int entry, index; /* KB_OUTPUT */
+    int64_t offset;   /* KB_TEMP: bytes into the arena, aligned to 64 */
+    const void *data; /* KB_CONST: the graph's CONST data (owned by the graph) */
 } kbuf;
 
 typedef struct {
@@ -140,7 +140,7 @@ typedef struct {
 } kprogram;
 
 /* Building (ir/kernel.c): every function returns -1 / NULL when out of memory. */
-int kk_expr(kernel *k, kx_node n);          /* appends (hash-consed: equal nodes are shared) */
+int kk_expr(kernel *k, kx_node n); /* appends (hash-consed: equal nodes are shared) */
 int kk_const_f(kernel *k, kiln_dtype dt, double v);
 int kk_const_i(kernel *k, kiln_dtype dt, int64_t v);
 int kk_var(kernel *k, int var);
