@@ -483,7 +483,7 @@ static bool kpe_run(const kprogram *p, int e, void *const *bufs, uint64_t seed, 
     for (int i = 0; i < x->nkernels && !c.failed; i++) {
         kpe_kernel(&c, &p->kernels[x->kernels[i]]);
         if (c.failed && msg)
-            snprintf(msg, cap, "%s: %s", p->kernels[x->kernels[i]].name, c.msg);
+            snprintf(msg, cap, "%.60s: %.180s", p->kernels[x->kernels[i]].name, c.msg);
     }
     if (c.failed)
         return false;
