@@ -11,6 +11,8 @@
  * process: the compiler identity is its resolved path, size and mtime (read
  * once per process), and the OpenMP probe's answer is cached on disk.
  *
+ * KILN_OPENMP=0 compiles without -fopenmp (single-threaded generated code).
+ *
  * One threading runtime per process: libkiln links no OpenMP; generated code
  * uses clang's -fopenmp (libomp). If libgomp is already loaded (a host program
  * built with gcc -fopenmp), the code is compiled without -fopenmp instead.
@@ -260,6 +262,9 @@ static int compile_c(const compiler *cc, const char *src, const char *out, bool 
  * dir (keyed by compiler identity) so later processes need not probe. */
 static bool openmp_works(const compiler *cc, const char *dir)
 {
+    const char *env = getenv("KILN_OPENMP");
+    if (env && strcmp(env, "0") == 0) /* asked for single-threaded code */
+        return false;
     void *gomp = dlopen("libgomp.so.1", RTLD_LAZY | RTLD_NOLOAD);
     if (gomp) { /* the host already runs libgomp: do not bring libomp in too */
         dlclose(gomp);
