@@ -185,6 +185,8 @@ void ir_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out
 /* The i-th value of a random tensor; see philox.c for the exact spec. */
 float ir_rand_f32(uint64_t seed, uint32_t stream, uint32_t run, uint64_t i);
 double ir_rand_f64(uint64_t seed, uint32_t stream, uint32_t run, uint64_t i);
+/* out[i] = ir_rand_f32(seed, stream, run, i) for i < n, a block at a time. */
+void ir_rand_f32_fill(uint64_t seed, uint32_t stream, uint32_t run, float *out, int64_t n);
 float ir_randn_f32(uint64_t seed, uint32_t stream, uint32_t run, uint64_t i);
 double ir_randn_f64(uint64_t seed, uint32_t stream, uint32_t run, uint64_t i);
 /* The run slot reserved for parameter initialisation. */

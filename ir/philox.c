@@ -97,6 +97,17 @@ float ir_rand_f32(uint64_t seed, uint32_t stream, uint32_t run, uint64_t i)
     return (float)((double)(x[i % 4] >> 8) * TWO_M24);
 }
 
+void ir_rand_f32_fill(uint64_t seed, uint32_t stream, uint32_t run, float *out, int64_t n)
+{
+    /* elements 0..n-1, one Philox block per four of them */
+    for (int64_t b = 0; b * 4 < n; b++) {
+        uint32_t x[4];
+        block(seed, stream, run, (uint64_t)b, x);
+        for (int w = 0; w < 4 && b * 4 + w < n; w++)
+            out[b * 4 + w] = (float)((double)(x[w] >> 8) * TWO_M24);
+    }
+}
+
 double ir_rand_f64(uint64_t seed, uint32_t stream, uint32_t run, uint64_t i)
 {
     uint32_t x[4];

@@ -146,6 +146,13 @@ static void init_param(const kiln_graph *g, const kiln_tensor *p, void *data)
         break;
     }
     }
+    if (p->dtype == KILN_F32) { /* the common case (nn.Linear): a block at a time */
+        float *f = data;
+        ir_rand_f32_fill(g->seed, p->stream, IR_RUN_INIT, f, n);
+        for (int64_t i = 0; i < n; i++)
+            f[i] = (float)(lo + span * (double)f[i]);
+        return;
+    }
     for (int64_t i = 0; i < n; i++)
         ir_store_f(p->dtype, data, i, lo + span * init_rand(g, p, i, false));
 }

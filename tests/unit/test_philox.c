@@ -3,6 +3,7 @@
 #include "testutil.h"
 
 #include <math.h>
+#include <string.h>
 
 static void check_kat(const uint32_t ctr[4], const uint32_t key[2], const uint32_t want[4])
 {
@@ -51,6 +52,21 @@ static void test_element_spec(void **state)
     uint64_t big = ((uint64_t)3 << 32 | 1) * 4 + 2;
     ir_philox4x32_10((const uint32_t[]){1, 3, 0, 0}, key, x);
     assert_true(ir_rand_f32(seed, 0, 0, big) == (float)((double)(x[2] >> 8) / 16777216.0));
+}
+
+/* The block-at-a-time fill is the per-element spec, for every length mod 4. */
+static void test_fill_matches_elements(void **state)
+{
+    (void)state;
+    float out[23];
+    for (int64_t n = 0; n <= 23; n++) {
+        memset(out, 0, sizeof out);
+        ir_rand_f32_fill(99, 3, 7, out, n);
+        for (int64_t i = 0; i < n; i++)
+            assert_true(out[i] == ir_rand_f32(99, 3, 7, (uint64_t)i));
+        for (int64_t i = n; i < 23; i++)
+            assert_true(out[i] == 0); /* nothing written past n */
+    }
 }
 
 static void test_uniform_moments(void **state)
@@ -127,7 +143,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_known_answers),         cmocka_unit_test(test_element_spec),
         cmocka_unit_test(test_uniform_moments),       cmocka_unit_test(test_normal_moments),
-        cmocka_unit_test(test_independent_sequences),
+        cmocka_unit_test(test_independent_sequences), cmocka_unit_test(test_fill_matches_elements),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
