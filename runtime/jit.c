@@ -3,13 +3,19 @@
  * with a content-addressed compile cache, and the executor that runs it.
  *
  * Cache: <dir>/<key>.so where key = XXH3-64 of (source, flags, compiler
- * identity, host CPU). <key>.so.xxh holds the XXH3-64 of the .so bytes and is
- * checked before every load, so a corrupted entry is detected and rebuilt.
- * Every file is written to a unique temporary name in the same directory,
- * fsync'd and renamed, so concurrent processes never see half a file and two
- * processes building one key both succeed. A cached compile starts no
- * process: the compiler identity is its resolved path, size and mtime (read
- * once per process), and the OpenMP probe's answer is cached on disk.
+ * identity, host CPU). The entry is the shared object followed by a 24-byte
+ * trailer, "KILNSO1\n" and the XXH3-64 (seeded with the key, 16 hex digits) of
+ * the bytes before it; the loader ignores bytes past the ELF contents. The
+ * trailer is checked before every load, so a truncated, overwritten or
+ * misnamed entry is detected and rebuilt. One file per entry means one rename
+ * publishes it: there is no pair of files that concurrent builders (or a
+ * compiler that is not bit-reproducible) could leave mismatched. Every file
+ * is written under a name unique to the process and call, fsync'd and
+ * renamed into place, so concurrent processes never see half a file and two
+ * processes building one key both succeed. <key>.c, the source, stays next
+ * to the entry for diagnostics. A cached compile starts no process: the
+ * compiler identity is its resolved path, size and mtime (read once per
+ * process), and the OpenMP probe's answer is cached on disk.
  *
  * KILN_OPENMP=0 compiles without -fopenmp (single-threaded generated code).
  *
@@ -26,7 +32,9 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <spawn.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -50,6 +58,7 @@ typedef struct {
     void ***bufs; /* per entry: the pointer table handed to the code */
     void **arena; /* per entry: TEMP storage */
     void **stash; /* per entry that can fail: a copy of its outputs, restored on failure */
+    int threads;  /* kiln_compile_opts.threads: 0 = every core */
 } cexec;
 
 /* ---- small helpers ---------------------------------------------------------- */
@@ -65,6 +74,14 @@ static int debug_level(void)
 {
     const char *d = getenv("KILN_DEBUG");
     return d ? atoi(d) : 0;
+}
+
+/* A file name suffix unique to this process and call: "<pid>.<n>". Temporary
+ * files of concurrent builders (other processes, other threads) never clash. */
+static void unique_suffix(char *out, size_t cap)
+{
+    static atomic_uint seq;
+    snprintf(out, cap, "%ld.%u", (long)getpid(), atomic_fetch_add(&seq, 1u));
 }
 
 /* Writes data to path atomically: unique temp file, fsync, rename. */
@@ -164,30 +181,35 @@ static bool find_in_path(const char *name, char *out, size_t cap)
     return false;
 }
 
+static pthread_mutex_t probe_lock = PTHREAD_MUTEX_INITIALIZER;
+
 /* The compiler: $KILN_CC, else clang, else cc. Resolved once per process (again
- * only when KILN_CC changes), so a cached compile starts no process. */
-static const compiler *find_compiler(void)
+ * only when KILN_CC changes), so a cached compile starts no process. The
+ * answer is copied out under a lock: compiles may run on several threads. */
+static void find_compiler(compiler *out)
 {
     static compiler c;
     static bool done;
+    pthread_mutex_lock(&probe_lock);
     const char *env = getenv("KILN_CC");
-    if (done && strcmp(c.from, env ? env : "") == 0)
-        return &c;
-    memset(&c, 0, sizeof c);
-    snprintf(c.from, sizeof c.from, "%s", env ? env : "");
-    done = true;
-    bool found = env && *env ? find_in_path(env, c.path, sizeof c.path)
-                             : find_in_path("clang", c.path, sizeof c.path) ||
-                                   find_in_path("cc", c.path, sizeof c.path);
-    struct stat st;
-    if (!found || stat(c.path, &st) != 0) {
-        c.path[0] = 0;
-        return &c;
+    if (!done || strcmp(c.from, env ? env : "") != 0) {
+        memset(&c, 0, sizeof c);
+        snprintf(c.from, sizeof c.from, "%s", env ? env : "");
+        done = true;
+        bool found = env && *env ? find_in_path(env, c.path, sizeof c.path)
+                                 : find_in_path("clang", c.path, sizeof c.path) ||
+                                       find_in_path("cc", c.path, sizeof c.path);
+        struct stat st;
+        char real[4096];
+        if (!found || stat(c.path, &st) != 0)
+            c.path[0] = 0;
+        else
+            snprintf(c.ident, sizeof c.ident, "%s:%lld:%lld",
+                     realpath(c.path, real) ? real : c.path, (long long)st.st_size,
+                     (long long)st.st_mtime);
     }
-    char real[4096];
-    snprintf(c.ident, sizeof c.ident, "%s:%lld:%lld", realpath(c.path, real) ? real : c.path,
-             (long long)st.st_size, (long long)st.st_mtime);
-    return &c;
+    *out = c;
+    pthread_mutex_unlock(&probe_lock);
 }
 
 /* The host CPU's feature flags: -march=native code is only valid on a CPU like
@@ -196,22 +218,25 @@ static uint64_t cpu_identity(void)
 {
     static uint64_t id;
     static bool done;
-    if (done)
-        return id;
-    done = true;
-    size_t len = 0;
-    char *info = read_file("/proc/cpuinfo", &len);
-    if (!info)
-        return id;
-    const char *flags = strstr(info, "\nflags");
-    const char *model = strstr(info, "model name");
-    const char *end = flags ? strchr(flags + 1, '\n') : NULL;
-    if (flags && end)
-        id = XXH3_64bits(flags, (size_t)(end - flags));
-    if (model)
-        id ^= XXH3_64bits(model, strcspn(model, "\n"));
-    ir_free(info);
-    return id;
+    pthread_mutex_lock(&probe_lock);
+    if (!done) {
+        size_t len = 0;
+        char *info = read_file("/proc/cpuinfo", &len);
+        if (info) {
+            const char *flags = strstr(info, "\nflags");
+            const char *model = strstr(info, "model name");
+            const char *end = flags ? strchr(flags + 1, '\n') : NULL;
+            if (flags && end)
+                id = XXH3_64bits(flags, (size_t)(end - flags));
+            if (model)
+                id ^= XXH3_64bits(model, strcspn(model, "\n"));
+            ir_free(info);
+            done = true; /* an allocation failure is retried next time */
+        }
+    }
+    uint64_t r = id;
+    pthread_mutex_unlock(&probe_lock);
+    return r;
 }
 
 /* Runs argv with stderr captured into errpath; returns the exit status or -1. */
@@ -280,10 +305,13 @@ static bool openmp_works(const compiler *cc, const char *dir)
         ir_free(ans);
         return yes;
     }
-    char src[4400], so[4400], err[4400];
-    snprintf(src, sizeof src, "%s.c", path);
-    snprintf(so, sizeof so, "%s.%ld.so", path, (long)getpid());
-    snprintf(err, sizeof err, "%s.%ld.err", path, (long)getpid());
+    /* names of this process and call: a concurrent prober must not delete the
+     * source this one is compiling (that would cache a wrong "no") */
+    char src[4400], so[4400], err[4400], uniq[48];
+    unique_suffix(uniq, sizeof uniq);
+    snprintf(src, sizeof src, "%s.%s.c", path, uniq);
+    snprintf(so, sizeof so, "%s.%s.so", path, uniq);
+    snprintf(err, sizeof err, "%s.%s.err", path, uniq);
     static const char probe[] =
         "#include <omp.h>\nint kiln_probe(void) { int n = 0;\n"
         "#pragma omp parallel reduction(+:n)\n n += omp_get_num_threads() > 0;"
@@ -316,29 +344,56 @@ static bool cache_dir(const kiln_compile_opts *opts, char *out, size_t cap)
     return mkdir_p(out);
 }
 
-/* Loads <so> when <so>.xxh matches its bytes; NULL otherwise (absent or corrupt). */
-static void *load_checked(const char *so)
+#define TRAILER_MAGIC "KILNSO1\n"
+enum { TRAILER_BYTES = 24 }; /* magic (8) + 16 hex digits */
+
+/* The trailer of an entry whose shared object is bytes[0, n) under key. */
+static void make_trailer(char out[TRAILER_BYTES + 1], const void *bytes, size_t n, uint64_t key)
 {
-    char sum_path[4400];
-    snprintf(sum_path, sizeof sum_path, "%s.xxh", so);
-    size_t n = 0, sn = 0;
+    snprintf(out, TRAILER_BYTES + 1, "%s%016llx", TRAILER_MAGIC,
+             (unsigned long long)XXH3_64bits_withSeed(bytes, n, key));
+}
+
+/* Loads the entry <so> when its trailer matches its bytes and key; NULL when
+ * it is absent, corrupt or does not load (the caller rebuilds it). */
+static void *load_checked(const char *so, uint64_t key)
+{
+    size_t n = 0;
     char *bytes = read_file(so, &n);
-    char *sum = read_file(sum_path, &sn);
     bool ok = false;
-    if (bytes && sum) {
-        char want[32];
-        snprintf(want, sizeof want, "%016llx", (unsigned long long)XXH3_64bits(bytes, n));
-        ok = sn == 16 && memcmp(sum, want, 16) == 0;
+    if (bytes && n > TRAILER_BYTES) {
+        char want[TRAILER_BYTES + 1];
+        make_trailer(want, bytes, n - TRAILER_BYTES, key);
+        ok = memcmp(bytes + n - TRAILER_BYTES, want, TRAILER_BYTES) == 0;
     }
     ir_free(bytes);
-    ir_free(sum);
     return ok ? dlopen(so, RTLD_NOW | RTLD_LOCAL) : NULL;
+}
+
+/* Appends the entry trailer to the freshly built shared object at tmp. */
+static bool seal_entry(const char *tmp, uint64_t key)
+{
+    size_t n = 0;
+    char *bytes = read_file(tmp, &n);
+    if (!bytes)
+        return false;
+    char trailer[TRAILER_BYTES + 1];
+    make_trailer(trailer, bytes, n, key);
+    ir_free(bytes);
+    int fd = open(tmp, O_WRONLY | O_APPEND);
+    if (fd < 0)
+        return false;
+    bool ok = write(fd, trailer, TRAILER_BYTES) == TRAILER_BYTES;
+    ok = fsync(fd) == 0 && ok;
+    return close(fd) == 0 && ok;
 }
 
 /* Compiles (or finds in the cache) and loads the source. Errors go on g. */
 static void *build(kiln_graph *g, const kiln_compile_opts *opts, const char *source, bool *hit)
 {
-    const compiler *cc = find_compiler();
+    compiler cstore;
+    find_compiler(&cstore);
+    const compiler *cc = &cstore;
     if (!cc->path[0]) {
         ir_fail(g, KILN_ERR_COMPILE,
                 "kiln_compile: no C compiler found (tried %s); KILN_TARGET_INTERP needs none",
@@ -365,19 +420,19 @@ static void *build(kiln_graph *g, const kiln_compile_opts *opts, const char *sou
     XXH3_64bits_update(st, flags, strlen(flags) + 1);
     XXH3_64bits_update(st, cc->ident, strlen(cc->ident) + 1);
     XXH3_64bits_update(st, &cpu, sizeof cpu);
-    unsigned long long key = (unsigned long long)XXH3_64bits_digest(st);
+    uint64_t key = XXH3_64bits_digest(st);
     XXH3_freeState(st);
 
     char so[4400], src[4400], tmp[4500], err[4500];
-    snprintf(so, sizeof so, "%s/%016llx.so", dir, key);
-    snprintf(src, sizeof src, "%s/%016llx.c", dir, key);
+    snprintf(so, sizeof so, "%s/%016llx.so", dir, (unsigned long long)key);
+    snprintf(src, sizeof src, "%s/%016llx.c", dir, (unsigned long long)key);
     const char *dump = getenv("KILN_DUMP");
     if (dump && *dump && mkdir_p(dump)) {
         char dpath[4400];
-        snprintf(dpath, sizeof dpath, "%s/%016llx.c", dump, key);
+        snprintf(dpath, sizeof dpath, "%s/%016llx.c", dump, (unsigned long long)key);
         write_atomic(dpath, source, strlen(source));
     }
-    void *h = load_checked(so);
+    void *h = load_checked(so, key);
     *hit = h != NULL;
     if (h)
         return h;
@@ -387,8 +442,10 @@ static void *build(kiln_graph *g, const kiln_compile_opts *opts, const char *sou
         ir_fail(g, KILN_ERR_IO, "kiln_compile: cannot write '%s': %s", src, strerror(errno));
         return NULL;
     }
-    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", so, (long)getpid());
-    snprintf(err, sizeof err, "%s.%ld.err", so, (long)getpid());
+    char uniq[48];
+    unique_suffix(uniq, sizeof uniq);
+    snprintf(tmp, sizeof tmp, "%s.%s.tmp", so, uniq);
+    snprintf(err, sizeof err, "%s.%s.err", so, uniq);
     int rc = compile_c(cc, src, tmp, omp, err);
     if (rc != 0) {
         size_t n = 0;
@@ -401,25 +458,20 @@ static void *build(kiln_graph *g, const kiln_compile_opts *opts, const char *sou
         return NULL;
     }
     unlink(err);
-    size_t n = 0;
-    char *bytes = read_file(tmp, &n);
-    bool ok = bytes != NULL;
-    if (ok) {
-        char sum[32];
-        snprintf(sum, sizeof sum, "%016llx", (unsigned long long)XXH3_64bits(bytes, n));
-        char sum_path[4500];
-        snprintf(sum_path, sizeof sum_path, "%s.xxh", so);
-        ok = write_atomic(sum_path, sum, 16) && rename(tmp, so) == 0;
-    }
-    ir_free(bytes);
-    if (!ok) {
+    if (!seal_entry(tmp, key) || rename(tmp, so) != 0) {
+        ir_fail(g, KILN_ERR_IO, "kiln_compile: cannot write the cache entry '%s': %s", so,
+                strerror(errno));
         unlink(tmp);
-        ir_fail(g, KILN_ERR_IO, "kiln_compile: cannot write the cache entry '%s'", so);
         return NULL;
     }
-    h = load_checked(so);
-    if (!h)
-        ir_fail(g, KILN_ERR_LOAD, "kiln_compile: cannot load '%s': %s", so, dlerror());
+    /* A concurrent builder may have renamed its own (whole, sealed) entry over
+     * ours meanwhile: either one loads. A failure here is the loader's. */
+    h = load_checked(so, key);
+    if (!h) {
+        const char *why = dlerror();
+        ir_fail(g, KILN_ERR_LOAD, "kiln_compile: cannot load '%s': %s", so,
+                why ? why : "the entry changed while it was loaded");
+    }
     return h;
 }
 
@@ -490,7 +542,7 @@ static kiln_status cexec_run(kiln_module *m, int e, const bool *needed)
             at += b->nbytes;
         }
     }
-    kiln_ctx ctx = {.bufs = bufs, .seed = m->g->seed, .run = m->run};
+    kiln_ctx ctx = {.bufs = bufs, .seed = m->g->seed, .run = m->run, .threads = c->threads};
     int rc = c->entries[e](&ctx);
     if (rc == KILN_RUNERR_NONE)
         return KILN_OK;
@@ -542,6 +594,7 @@ kiln_status rt_cexec_build(kiln_module *m, kiln_graph *g, const kiln_compile_opt
         return ir_fail_status(g, KILN_ERR_NOMEM, "kiln_compile: out of memory");
     memset(c, 0, sizeof *c);
     m->impl = c;
+    c->threads = opts && opts->threads > 0 ? opts->threads : 0;
     /* the pipeline rewrites its graph (DCE renumbers): give it its own copy so
      * the module's layout keeps the user's node ids */
     kiln_graph *pg = c->pg = ir_graph_clone(m->g);
@@ -565,7 +618,7 @@ kiln_status rt_cexec_build(kiln_module *m, kiln_graph *g, const kiln_compile_opt
     memset(c->bufs, 0, sizeof(*c->bufs) * (size_t)ne);
     memset(c->arena, 0, sizeof(*c->arena) * (size_t)ne);
     memset(c->stash, 0, sizeof(*c->stash) * (size_t)ne);
-    int64_t arena_max = 0;
+    int64_t arena_bytes = 0;
     for (int e = 0; e < p->nentries; e++) {
         c->bufs[e] = ir_alloc(sizeof(void *) * (size_t)(p->nbufs ? p->nbufs : 1));
         c->arena[e] = ir_alloc((size_t)(p->entries[e].arena_bytes ? p->entries[e].arena_bytes : 1));
@@ -581,8 +634,7 @@ kiln_status rt_cexec_build(kiln_module *m, kiln_graph *g, const kiln_compile_opt
             if (!(c->stash[e] = ir_alloc(bytes ? bytes : 1)))
                 return ir_fail_status(g, KILN_ERR_NOMEM, "kiln_compile: out of memory");
         }
-        if (p->entries[e].arena_bytes > arena_max)
-            arena_max = p->entries[e].arena_bytes;
+        arena_bytes += p->entries[e].arena_bytes;
     }
     bool hit = false;
     c->handle = build(g, opts, c->source, &hit);
@@ -600,10 +652,14 @@ kiln_status rt_cexec_build(kiln_module *m, kiln_graph *g, const kiln_compile_opt
             return ir_fail_status(g, KILN_ERR_LOAD, "kiln_compile: %s is missing", sym);
         memcpy(&c->entries[e], &fp, sizeof fp);
     }
-    if (debug_level() >= 1)
+    if (debug_level() >= 1) {
+        int groups = 0; /* kernels that compute more than one graph node */
+        for (int k = 0; k < p->nkernels; k++)
+            groups += p->kernels[k].nnodes > 1;
         fprintf(stderr,
-                "kiln: compiled %d kernels for %d entries, %lld bytes arena, %.1f ms, cache %s\n",
-                p->nkernels, p->nentries, (long long)arena_max, now_ms() - t0,
-                hit ? "hit" : "miss");
+                "kiln: compiled %d kernels (%d fused groups), %lld bytes arena, %.1f ms, "
+                "cache %s\n",
+                p->nkernels, groups, (long long)arena_bytes, now_ms() - t0, hit ? "hit" : "miss");
+    }
     return KILN_OK;
 }

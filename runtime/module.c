@@ -108,12 +108,14 @@ static double init_rand(const kiln_graph *g, const kiln_tensor *p, int64_t i, bo
                   : ir_rand_f64(g->seed, p->stream, IR_RUN_INIT, k);
 }
 
-/* Fills a param's buffer from its initialiser. Random inits draw from
- * (graph seed, the param's stream, IR_RUN_INIT); each value is computed in
- * double and rounded once to the dtype. */
+/* Fills a param's (uninitialised) buffer from its initialiser: every byte is
+ * written. Random inits draw from (graph seed, the param's stream,
+ * IR_RUN_INIT); each value is computed in double and rounded once to the
+ * dtype. Large params make this most of a cached compile's time. */
 static void init_param(const kiln_graph *g, const kiln_tensor *p, void *data)
 {
     int64_t n = ir_numel(p);
+    size_t nbytes = (size_t)n * kiln_dtype_size(p->dtype);
     double lo = 0, span = 0;
     switch (p->init.kind) {
     case KILN_INIT_ZEROS:
@@ -122,13 +124,23 @@ static void init_param(const kiln_graph *g, const kiln_tensor *p, void *data)
         double v = p->init.kind == KILN_INIT_ZEROS  ? 0
                    : p->init.kind == KILN_INIT_ONES ? 1
                                                     : p->init.a;
-        for (int64_t i = 0; i < n; i++)
-            ir_store_f(p->dtype, data, i, v);
+        if (v == 0 && !signbit(v)) {
+            memset(data, 0, nbytes);
+        } else if (p->dtype == KILN_F32) {
+            float *f = data;
+            for (int64_t i = 0; i < n; i++)
+                f[i] = (float)v;
+        } else {
+            for (int64_t i = 0; i < n; i++)
+                ir_store_f(p->dtype, data, i, v);
+        }
         return;
     }
     case KILN_INIT_DATA:
         if (p->data && n)
-            memcpy(data, p->data, (size_t)n * kiln_dtype_size(p->dtype));
+            memcpy(data, p->data, nbytes);
+        else
+            memset(data, 0, nbytes);
         return;
     case KILN_INIT_NORMAL:
         for (int64_t i = 0; i < n; i++)
@@ -171,6 +183,7 @@ static void module_destroy(kiln_module *m)
     ir_free(m);
 }
 
+/* Adds a buffer, zeroed unless it is a param (init_param writes all of it). */
 static bool add_buf(kiln_module *m, const char *name, rt_role role, kiln_tensor *node)
 {
     rt_buf *b = &m->bufs[m->nbufs++];
@@ -182,7 +195,8 @@ static bool add_buf(kiln_module *m, const char *name, rt_role role, kiln_tensor 
     b->owned = ir_alloc(b->nbytes ? b->nbytes : 1);
     if (!b->owned)
         return false;
-    memset(b->owned, 0, b->nbytes);
+    if (role != RT_PARAM)
+        memset(b->owned, 0, b->nbytes);
     b->data = b->owned;
     return true;
 }

@@ -6,12 +6,15 @@
  */
 #include "testutil.h"
 
+#include <dlfcn.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 static char dir[256]; /* a fresh temporary directory per test */
 
@@ -203,15 +206,164 @@ static void test_corrupted_entry_is_rebuilt(void **state)
     /* the rebuilt entry is good again: a hit */
     kiln_module_free(compile_c(g));
     assert_int_equal(calls(), before + 1);
-    /* a truncated entry, and a missing checksum, are rebuilt too */
+    /* an empty entry, and one that lost its checksum trailer, are rebuilt too */
     snprintf(cmd, sizeof cmd, "f=$(ls '%s'/*.so) && : > \"$f\"", dir);
     assert_int_equal(system(cmd), 0);
     kiln_module_free(compile_c(g));
     assert_int_equal(calls(), before + 2);
-    snprintf(cmd, sizeof cmd, "rm '%s'/*.so.xxh", dir);
+    snprintf(cmd, sizeof cmd, "f=$(ls '%s'/*.so) && truncate -s -24 \"$f\"", dir);
     assert_int_equal(system(cmd), 0);
     kiln_module_free(compile_c(g));
     assert_int_equal(calls(), before + 3);
+    kiln_module_free(compile_c(g)); /* and it is whole again */
+    assert_int_equal(calls(), before + 3);
+    kiln_graph_free(g);
+}
+
+/* Path of the one cache entry in dir other than `not` ("" for none). */
+static void find_entry(char *out, size_t cap, const char * not )
+{
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "ls '%s' | grep -E '^[0-9a-f]{16}[.]so$'", dir);
+    FILE *p = popen(cmd, "r");
+    char name[64];
+    out[0] = 0;
+    while (fscanf(p, "%63s", name) == 1) {
+        snprintf(out, cap, "%s/%s", dir, name);
+        if (!not || strcmp(out, not ) != 0)
+            break;
+        out[0] = 0;
+    }
+    pclose(p);
+}
+
+static void test_misnamed_and_unloadable_entries_are_rebuilt(void **state)
+{
+    (void)state;
+    make_wrapper("cc-count", "exec clang \"$@\"");
+    kiln_graph *g = small_graph(2), *g3 = small_graph(3);
+    kiln_module_free(compile_c(g));
+    char a[400], b[400], cmd[900];
+    find_entry(a, sizeof a, NULL);
+    kiln_module_free(compile_c(g3));
+    find_entry(b, sizeof b, a);
+    assert_true(a[0] && b[0]);
+    int before = calls();
+    /* another key's whole entry under this key's name: the trailer is seeded
+     * with the key, so it does not verify */
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", b, a);
+    assert_int_equal(system(cmd), 0);
+    kiln_module *m = compile_c(g);
+    assert_int_equal(calls(), before + 1);
+    run_and_check(m); /* scale 2, not 3 */
+    kiln_module_free(m);
+    /* bytes with a valid trailer that dlopen refuses: rebuilt as well */
+    const char junk[] = "this is not a shared object";
+    unsigned long long key = strtoull(strrchr(a, '/') + 1, NULL, 16);
+    FILE *f = fopen(a, "wb");
+    assert_non_null(f);
+    fprintf(f, "%sKILNSO1\n%016llx", junk,
+            (unsigned long long)XXH3_64bits_withSeed(junk, strlen(junk), key));
+    fclose(f);
+    m = compile_c(g);
+    assert_int_equal(calls(), before + 2);
+    run_and_check(m);
+    kiln_module_free(m);
+    kiln_module_free(compile_c(g));
+    assert_int_equal(calls(), before + 2);
+    kiln_graph_free(g);
+    kiln_graph_free(g3);
+}
+
+/* Several threads of one process compiling one graph at once. */
+static void *compile_thread(void *arg)
+{
+    kiln_module *m = NULL;
+    kiln_status s = kiln_compile(arg, NULL, &m);
+    if (s == KILN_OK) {
+        float x[3] = {-1, 2, 3}, y[3] = {0};
+        int64_t ids[2] = {0, 3};
+        kiln_module_set(m, "x", x, sizeof x);
+        kiln_module_set(m, "ids", ids, sizeof ids);
+        if (kiln_module_run(m, "f") != KILN_OK || kiln_module_get(m, "y", y, sizeof y) || y[2] != 6)
+            s = KILN_ERR_INVALID;
+    }
+    kiln_module_free(m);
+    return (void *)(intptr_t)s;
+}
+
+static void test_threads_compiling_at_once(void **state)
+{
+    (void)state;
+    kiln_graph *gs[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        gs[i] = small_graph(2); /* one graph per thread: builders are not thread-safe */
+        assert_int_equal(pthread_create(&th[i], NULL, compile_thread, gs[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        void *r;
+        assert_int_equal(pthread_join(th[i], &r), 0);
+        assert_int_equal((int)(intptr_t)r, KILN_OK);
+        kiln_graph_free(gs[i]);
+    }
+    assert_int_equal(count_files(".so"), 1);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "ls '%s' | grep -q -e tmp -e err", dir);
+    assert_int_not_equal(system(cmd), 0); /* no temporary file left behind */
+}
+
+/* One threading runtime per process: with libgomp already loaded, the code is
+ * built without -fopenmp, i.e. it is the KILN_OPENMP=0 entry. */
+static void test_libgomp_host_gets_serial_code(void **state)
+{
+    (void)state;
+    if (dlopen("libgomp.so.1", RTLD_NOW | RTLD_NOLOAD))
+        skip(); /* this process already has it: nothing to compare */
+    kiln_graph *g = small_graph(2);
+    const char *omp = getenv("KILN_OPENMP"); /* restored below (the sanitizer run sets 0) */
+    bool was_off = omp && strcmp(omp, "0") == 0;
+    setenv("KILN_OPENMP", "0", 1);
+    kiln_module_free(compile_c(g));
+    assert_int_equal(count_files(".so"), 1);
+    pid_t kid = fork();
+    assert_true(kid >= 0);
+    if (kid == 0) {
+        unsetenv("KILN_OPENMP"); /* OpenMP wanted: only libgomp's presence turns it off */
+        if (!dlopen("libgomp.so.1", RTLD_NOW | RTLD_GLOBAL))
+            _exit(77);
+        kiln_module *m = NULL;
+        if (kiln_compile(g, NULL, &m) != KILN_OK)
+            _exit(1);
+        kiln_module_free(m);
+        _exit(0);
+    }
+    int st;
+    assert_int_equal(waitpid(kid, &st, 0), kid);
+    if (!was_off)
+        unsetenv("KILN_OPENMP");
+    assert_true(WIFEXITED(st));
+    if (WEXITSTATUS(st) == 77) {
+        kiln_graph_free(g);
+        skip(); /* no libgomp on this machine */
+    }
+    assert_int_equal(WEXITSTATUS(st), 0);
+    assert_int_equal(count_files(".so"), 1); /* the serial entry was reused */
+    kiln_graph_free(g);
+}
+
+static void test_threads_option(void **state)
+{
+    (void)state;
+    kiln_graph *g = small_graph(2);
+    for (int t = 1; t <= 3; t += 2) {
+        kiln_compile_opts o = {.threads = t};
+        kiln_module *m = NULL;
+        assert_int_equal(kiln_compile(g, &o, &m), KILN_OK);
+        run_and_check(m);
+        kiln_module_free(m);
+    }
+    assert_int_equal(count_files(".so"), 1); /* the thread count is a run-time value */
     kiln_graph_free(g);
 }
 
@@ -243,7 +395,9 @@ static void test_two_processes_at_once(void **state)
         assert_int_equal(WEXITSTATUS(st), 0);
     }
     assert_int_equal(count_files(".so"), 1);
-    assert_int_equal(count_files(".so.[0-9]+.tmp"), 0); /* no half-written files left */
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "ls '%s' | grep -q -e tmp -e err", dir);
+    assert_int_not_equal(system(cmd), 0); /* no half-written files left */
 }
 
 static void test_dump_debug_and_source(void **state)
@@ -268,9 +422,24 @@ static void test_dump_debug_and_source(void **state)
     unsetenv("KILN_DUMP");
     char *text = ku_read_file(log, NULL);
     assert_non_null(text);
-    assert_non_null(strstr(text, "kiln: compiled"));
-    assert_non_null(strstr(text, "cache miss"));
-    assert_non_null(strstr(text, "cache hit"));
+    /* one line per compile, in order: the first builds, the second hits */
+    char *miss = strstr(text, "kiln: compiled ");
+    assert_non_null(miss);
+    int kernels = 0, groups = -1;
+    long long bytes = -1;
+    double ms = -1;
+    char what[8] = "";
+    assert_int_equal(sscanf(miss,
+                            "kiln: compiled %d kernels (%d fused groups), %lld bytes arena, "
+                            "%lf ms, cache %7s",
+                            &kernels, &groups, &bytes, &ms, what),
+                     5);
+    assert_true(kernels >= 2 && groups >= 1 && groups <= kernels && bytes >= 0 && ms > 0);
+    assert_string_equal(what, "miss");
+    char *hit = strstr(miss + 1, "kiln: compiled ");
+    assert_non_null(hit);
+    assert_non_null(strstr(hit, "cache hit\n"));
+    assert_null(strstr(hit + 1, "kiln: compiled ")); /* exactly two lines */
     free(text);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "ls '%s'/*.c >/dev/null 2>&1", dump);
@@ -371,7 +540,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_no_compiler, setup, teardown),
         cmocka_unit_test_setup_teardown(test_compiler_diagnostics_and_source_path, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupted_entry_is_rebuilt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_misnamed_and_unloadable_entries_are_rebuilt, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_two_processes_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_threads_compiling_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_threads_option, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_libgomp_host_gets_serial_code, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dump_debug_and_source, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_dir_fallbacks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_run_time_errors_leave_params, setup, teardown),
