@@ -8,6 +8,7 @@
  * namespace (inputs, params and every entry's outputs).
  */
 #include "fe.h"
+#include "passes/passes.h"
 
 #include <string.h>
 
@@ -171,14 +172,12 @@ kiln_optim kiln_adamw(double lr, double beta1, double beta2, double eps, double 
                         .weight_decay = weight_decay};
 }
 
-/* ---- autodiff (planned) ------------------------------------------------------------ */
+/* ---- autodiff ------------------------------------------------------------------------ */
 
 kiln_status kiln_grad(kiln_graph *g, kiln_tensor *y, int n, kiln_tensor *const *wrt,
                       kiln_tensor *seed, kiln_tensor **grads)
 {
-    (void)y;
-    (void)wrt;
-    (void)seed;
+    /* the VJP rules and the reverse sweep: passes/autodiff.c */
     if (grads)
         for (int i = 0; i < n; i++)
             grads[i] = NULL;
@@ -186,8 +185,7 @@ kiln_status kiln_grad(kiln_graph *g, kiln_tensor *y, int n, kiln_tensor *const *
         return KILN_ERR_INVALID;
     if (!ir_begin(g))
         return g->status;
-    return ir_fail_status(g, KILN_ERR_UNSUPPORTED,
-                          "kiln_grad: autodiff is not available yet (planned)");
+    return ad_grad(g, y, n, wrt, seed, grads);
 }
 
 kiln_status kiln_train_step(kiln_graph *g, const char *name, kiln_tensor *loss, kiln_optim opt)

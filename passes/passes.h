@@ -15,6 +15,12 @@
  * a kprogram the caller frees with kp_free; on failure *out is NULL. */
 kiln_status pass_pipeline(kiln_graph *g, kprogram **out);
 
+/* autodiff.c: kiln_grad's work. Appends the backward graph of y to g (one VJP
+ * rule per primitive, written with the builders) and sets grads[i] =
+ * d(sum(seed * y)) / d(wrt[i]); zeros for a wrt that y does not depend on. */
+kiln_status ad_grad(kiln_graph *g, kiln_tensor *y, int n, kiln_tensor *const *wrt,
+                    kiln_tensor *seed, kiln_tensor **grads);
+
 /* Drops nodes no entry output reaches (named leaves are kept: they are the
  * module's interface) and renumbers ids, keeping the topological order. */
 kiln_status pass_dce(kiln_graph *g);

@@ -1,0 +1,516 @@
+/*
+ * autodiff.c - reverse-mode autodiff (kiln_grad): one VJP rule per primitive.
+ *
+ * kiln_grad appends the backward nodes to the same graph, built from ordinary
+ * primitives (raw nodes of the operand's dtype and shape, so no promotion or
+ * broadcasting sneaks in), so the backward graph can itself be differentiated.
+ * Composites (softmax, mean, layer_norm, ...) get gradients through their
+ * primitives; broadcasting is an EXPAND node whose rule sums back.
+ *
+ * The sweep: dep[i] = node i depends (through differentiable, floating-point
+ * nodes) on some wrt; reach[i] = y depends on node i. Nodes with both get a
+ * gradient, visited in reverse id order from y, accumulated over fan-out.
+ *
+ * Non-differentiable points follow PyTorch: relu'(0) = 0, abs'(0) = 0,
+ * max/min reductions and maximum/minimum split the gradient evenly on ties,
+ * pow's exponent gradient is 0 where the base is 0 and the exponent >= 0.
+ * A wrt that y does not depend on gets zeros of its shape and dtype.
+ */
+#include "frontend/fe.h"
+#include "passes/passes.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ---- raw builders: operands share dtype and shape ---------------------------------- */
+
+static kiln_tensor *ad_full(kiln_graph *g, const kiln_tensor *like, double v)
+{
+    return like ? fe_full_raw(g, like->dtype, like->rank, like->dims, v) : NULL;
+}
+
+static kiln_tensor *ad_un(kiln_graph *g, ir_op op, kiln_tensor *a)
+{
+    return a ? ir_node_new(g, op, a->dtype, a->rank, a->dims, 1, &a) : NULL;
+}
+
+static kiln_tensor *ad_bin(kiln_graph *g, ir_op op, kiln_tensor *a, kiln_tensor *b)
+{
+    if (!a || !b)
+        return NULL;
+    kiln_tensor *in[2] = {a, b};
+    kiln_dtype dt = (ir_ops[op].flags & IR_F_CMP) ? KILN_BOOL : a->dtype;
+    return ir_node_new(g, op, dt, a->rank, a->dims, 2, in);
+}
+
+static kiln_tensor *ad_where(kiln_graph *g, kiln_tensor *c, kiln_tensor *a, kiln_tensor *b)
+{
+    if (!c || !a || !b)
+        return NULL;
+    kiln_tensor *in[3] = {c, a, b};
+    return ir_node_new(g, IR_WHERE, a->dtype, a->rank, a->dims, 3, in);
+}
+
+static kiln_tensor *ad_mul(kiln_graph *g, kiln_tensor *a, kiln_tensor *b)
+{
+    return ad_bin(g, IR_MUL, a, b);
+}
+
+static kiln_tensor *ad_scale(kiln_graph *g, kiln_tensor *a, double v)
+{
+    return ad_mul(g, a, ad_full(g, a, v));
+}
+
+/* where(c, g, 0) */
+static kiln_tensor *ad_mask(kiln_graph *g, kiln_tensor *c, kiln_tensor *gr)
+{
+    return ad_where(g, c, gr, ad_full(g, gr, 0));
+}
+
+/* a with its last two axes swapped */
+static kiln_tensor *ad_mT(kiln_graph *g, kiln_tensor *a)
+{
+    if (!a)
+        return NULL;
+    int perm[KILN_MAX_RANK];
+    int64_t dims[KILN_MAX_RANK];
+    for (int d = 0; d < a->rank; d++)
+        perm[d] = d;
+    perm[a->rank - 1] = a->rank - 2;
+    perm[a->rank - 2] = a->rank - 1;
+    for (int d = 0; d < a->rank; d++)
+        dims[d] = a->dims[perm[d]];
+    kiln_tensor *r = ir_node_new(g, IR_PERMUTE, a->dtype, a->rank, dims, 1, &a);
+    if (r)
+        memcpy(r->perm, perm, sizeof(perm));
+    return r;
+}
+
+/* a (..., M, K) @ b (..., K, N) */
+static kiln_tensor *ad_matmul(kiln_graph *g, kiln_tensor *a, kiln_tensor *b)
+{
+    if (!a || !b)
+        return NULL;
+    int64_t dims[KILN_MAX_RANK];
+    memcpy(dims, a->dims, sizeof(dims));
+    dims[a->rank - 1] = b->dims[b->rank - 1];
+    kiln_tensor *in[2] = {a, b};
+    return ir_node_new(g, IR_MATMUL, a->dtype, a->rank, dims, 2, in);
+}
+
+/* sum of gr over the axes where x has size 1 and gr does not (keepdim) */
+static kiln_tensor *ad_unexpand(kiln_graph *g, kiln_tensor *gr, const kiln_tensor *x)
+{
+    if (!gr)
+        return NULL;
+    uint32_t axes = 0;
+    for (int d = 0; d < x->rank; d++)
+        if (x->dims[d] != gr->dims[d])
+            axes |= 1u << d;
+    return axes ? fe_reduce(g, IR_SUM, gr, axes, true, gr->dtype) : gr;
+}
+
+/* gr (shape of a slice of x along axis d from begin with step) scattered back */
+static kiln_tensor *ad_unslice_axis(kiln_graph *g, kiln_tensor *gr, int d, int64_t begin,
+                                    int64_t step, int64_t size)
+{
+    if (!gr)
+        return NULL;
+    int64_t n = gr->dims[d];
+    if (begin == 0 && (step == 1 || n <= 1) && n == size)
+        return gr;
+    int64_t len[1] = {n};
+    kiln_tensor *ids = ir_node_new(g, IR_ARANGE, KILN_I64, 1, len, 0, NULL);
+    if (!ids)
+        return NULL;
+    ids->value = (double)begin;
+    ids->value2 = (double)step;
+    int64_t dims[KILN_MAX_RANK];
+    memcpy(dims, gr->dims, sizeof(dims));
+    dims[d] = size;
+    kiln_tensor *in[2] = {gr, ids};
+    kiln_tensor *r = ir_node_new(g, IR_SCATTER_ADD, gr->dtype, gr->rank, dims, 2, in);
+    if (r)
+        r->axis = d;
+    return r;
+}
+
+/* gr's window [begin, begin + x dims) along every axis, step 1 */
+static kiln_tensor *ad_window(kiln_graph *g, kiln_tensor *gr, const int64_t *begin,
+                              const kiln_tensor *x)
+{
+    if (!gr)
+        return NULL;
+    kiln_tensor *r = ir_node_new(g, IR_SLICE, gr->dtype, x->rank, x->dims, 1, &gr);
+    if (!r)
+        return NULL;
+    for (int d = 0; d < x->rank; d++) {
+        r->begin[d] = begin[d];
+        r->step[d] = 1;
+    }
+    return r;
+}
+
+/* ---- the rules -------------------------------------------------------------------- */
+
+typedef struct {
+    kiln_graph *g;
+    kiln_tensor **grad; /* by node id; NULL = none yet */
+    const bool *need;   /* by node id: gets a gradient */
+    int count;
+} ad_ctx;
+
+static bool ad_wants(const ad_ctx *c, const kiln_tensor *t)
+{
+    return t->id < c->count && c->need[t->id];
+}
+
+static void ad_accum(ad_ctx *c, kiln_tensor *t, kiln_tensor *gr)
+{
+    if (!ad_wants(c, t) || !gr)
+        return;
+    kiln_tensor *old = c->grad[t->id];
+    c->grad[t->id] = old ? ad_bin(c->g, IR_ADD, old, gr) : gr;
+}
+
+/* Appends the VJP of node t given its gradient gr; false when t has no rule. */
+static bool ad_rule(ad_ctx *c, kiln_tensor *t, kiln_tensor *gr)
+{
+    kiln_graph *g = c->g;
+    kiln_tensor *x = t->nin > 0 ? t->in[0] : NULL;
+    kiln_tensor *b = t->nin > 1 ? t->in[1] : NULL;
+    switch (t->op) {
+    /* no gradient: sources, comparisons, indices, detach, assign */
+    case IR_INPUT:
+    case IR_PARAM:
+    case IR_CONST:
+    case IR_FULL:
+    case IR_ARANGE:
+    case IR_RAND:
+    case IR_RANDN:
+    case IR_DETACH:
+    case IR_EQ:
+    case IR_NE:
+    case IR_LT:
+    case IR_LE:
+    case IR_GT:
+    case IR_GE:
+    case IR_ARGMAX:
+    case IR_ARGMIN:
+    case IR_ASSIGN: return false;
+
+    /* y = -x: dx = -g */
+    case IR_NEG: ad_accum(c, x, ad_un(g, IR_NEG, gr)); return true;
+    /* y = |x|: dx = g * sign(x), 0 at 0 */
+    case IR_ABS:
+        ad_accum(c, x,
+                 ad_where(g, ad_bin(g, IR_GT, x, ad_full(g, x, 0)), gr,
+                          ad_mask(g, ad_bin(g, IR_LT, x, ad_full(g, x, 0)), ad_un(g, IR_NEG, gr))));
+        return true;
+    /* y = exp(x): dx = g * y */
+    case IR_EXP: ad_accum(c, x, ad_mul(g, gr, t)); return true;
+    /* y = log(x): dx = g / x */
+    case IR_LOG: ad_accum(c, x, ad_bin(g, IR_DIV, gr, x)); return true;
+    /* y = sqrt(x): dx = g / (2 y) */
+    case IR_SQRT: ad_accum(c, x, ad_bin(g, IR_DIV, ad_scale(g, gr, 0.5), t)); return true;
+    /* y = x^-1/2: dx = -g y^3 / 2 */
+    case IR_RSQRT:
+        ad_accum(c, x, ad_mul(g, ad_scale(g, gr, -0.5), ad_mul(g, t, ad_mul(g, t, t))));
+        return true;
+    /* y = sin(x): dx = g cos(x) */
+    case IR_SIN: ad_accum(c, x, ad_mul(g, gr, ad_un(g, IR_COS, x))); return true;
+    /* y = cos(x): dx = -g sin(x) */
+    case IR_COS: ad_accum(c, x, ad_mul(g, ad_un(g, IR_NEG, gr), ad_un(g, IR_SIN, x))); return true;
+    /* y = tanh(x): dx = g (1 - y^2) */
+    case IR_TANH:
+        ad_accum(c, x, ad_mul(g, gr, ad_bin(g, IR_SUB, ad_full(g, t, 1), ad_mul(g, t, t))));
+        return true;
+    /* y = erf(x): dx = g 2/sqrt(pi) exp(-x^2) */
+    case IR_ERF:
+        ad_accum(c, x,
+                 ad_mul(g, ad_scale(g, gr, 1.1283791670955126),
+                        ad_un(g, IR_EXP, ad_un(g, IR_NEG, ad_mul(g, x, x)))));
+        return true;
+    /* y = sigmoid(x): dx = g y (1 - y) */
+    case IR_SIGMOID:
+        ad_accum(c, x, ad_mul(g, ad_mul(g, gr, t), ad_bin(g, IR_SUB, ad_full(g, t, 1), t)));
+        return true;
+    /* y = relu(x): dx = where(x > 0, g, 0) */
+    case IR_RELU:
+        ad_accum(c, x, ad_mask(g, ad_bin(g, IR_GT, x, ad_full(g, x, 0)), gr));
+        return true;
+    /* y = dt(x): dx = x.dtype(g) (float operands only reach here) */
+    case IR_CAST:
+        if (ad_wants(c, x))
+            ad_accum(c, x, fe_convert(g, gr, x->dtype));
+        return true;
+
+    /* y = a + b */
+    case IR_ADD:
+        ad_accum(c, x, gr);
+        ad_accum(c, b, gr);
+        return true;
+    /* y = a - b */
+    case IR_SUB:
+        ad_accum(c, x, gr);
+        if (ad_wants(c, b))
+            ad_accum(c, b, ad_un(g, IR_NEG, gr));
+        return true;
+    /* y = a * b: da = g b, db = g a */
+    case IR_MUL:
+        if (ad_wants(c, x))
+            ad_accum(c, x, ad_mul(g, gr, b));
+        if (ad_wants(c, b))
+            ad_accum(c, b, ad_mul(g, gr, x));
+        return true;
+    /* y = a / b: da = g / b, db = -g a / b^2 */
+    case IR_DIV:
+        if (ad_wants(c, x))
+            ad_accum(c, x, ad_bin(g, IR_DIV, gr, b));
+        if (ad_wants(c, b))
+            ad_accum(c, b, ad_bin(g, IR_DIV, ad_mul(g, ad_un(g, IR_NEG, gr), x), ad_mul(g, b, b)));
+        return true;
+    /* y = a^b: da = g b a^(b-1) (0 where b == 0); db = g y log(a) (0 where a == 0, b >= 0) */
+    case IR_POW:
+        if (ad_wants(c, x)) {
+            kiln_tensor *d =
+                ad_mul(g, b, ad_bin(g, IR_POW, x, ad_bin(g, IR_SUB, b, ad_full(g, b, 1))));
+            ad_accum(c, x,
+                     ad_where(g, ad_bin(g, IR_EQ, b, ad_full(g, b, 0)), ad_full(g, gr, 0),
+                              ad_mul(g, gr, d)));
+        }
+        if (ad_wants(c, b)) {
+            kiln_tensor *z = ad_full(g, x, 0);
+            kiln_tensor *at0 = ad_bin(g, IR_EQ, x, z);
+            kiln_tensor *bpos = ad_bin(g, IR_GE, b, ad_full(g, b, 0));
+            kiln_tensor *cut = ad_where(g, at0, bpos, ad_bin(g, IR_NE, z, z));
+            ad_accum(c, b,
+                     ad_where(g, cut, ad_full(g, gr, 0),
+                              ad_mul(g, gr, ad_mul(g, t, ad_un(g, IR_LOG, x)))));
+        }
+        return true;
+    /* y = max(a, b) / min(a, b): the chosen operand gets g, ties split g / 2 */
+    case IR_MAXIMUM:
+    case IR_MINIMUM: {
+        ir_op win = t->op == IR_MAXIMUM ? IR_GT : IR_LT;
+        kiln_tensor *half = ad_scale(g, gr, 0.5);
+        kiln_tensor *tie = ad_bin(g, IR_EQ, x, b);
+        if (ad_wants(c, x))
+            ad_accum(c, x, ad_where(g, ad_bin(g, win, x, b), gr, ad_mask(g, tie, half)));
+        if (ad_wants(c, b))
+            ad_accum(c, b, ad_where(g, ad_bin(g, win, b, x), gr, ad_mask(g, tie, half)));
+        return true;
+    }
+    /* y = where(cond, a, b): da = where(cond, g, 0), db = where(cond, 0, g) */
+    case IR_WHERE: {
+        kiln_tensor *a = t->in[1], *e = t->in[2];
+        if (ad_wants(c, a))
+            ad_accum(c, a, ad_mask(g, x, gr));
+        if (ad_wants(c, e))
+            ad_accum(c, e, ad_where(g, x, ad_full(g, gr, 0), gr));
+        return true;
+    }
+
+    /* y = sum(x, axes, keepdim): dx = expand(g) */
+    case IR_SUM: ad_accum(c, x, gr ? fe_expand_raw(g, gr, x->rank, x->dims) : NULL); return true;
+    /* y = amax/amin(x, axes): dx = g / count(ties) where x == y, else 0 */
+    case IR_MAX:
+    case IR_MIN: {
+        kiln_tensor *hit = ad_bin(g, IR_EQ, x, fe_expand_raw(g, t, x->rank, x->dims));
+        kiln_tensor *ones =
+            hit ? ir_node_new(g, IR_CAST, x->dtype, x->rank, x->dims, 1, &hit) : NULL;
+        kiln_tensor *cnt = ones ? fe_reduce(g, IR_SUM, ones, t->axes, true, x->dtype) : NULL;
+        kiln_tensor *share = ad_bin(g, IR_DIV, gr, cnt);
+        ad_accum(c, x, ad_mask(g, hit, share ? fe_expand_raw(g, share, x->rank, x->dims) : NULL));
+        return true;
+    }
+
+    /* y = reshape(x): dx = reshape(g, x.shape) */
+    case IR_RESHAPE:
+        ad_accum(c, x, gr ? fe_reshape_raw(g, gr, x->rank, x->dims) : NULL);
+        return true;
+    /* y = permute(x, p): dx = permute(g, p^-1) */
+    case IR_PERMUTE: {
+        kiln_tensor *r =
+            gr ? ir_node_new(g, IR_PERMUTE, gr->dtype, x->rank, x->dims, 1, &gr) : NULL;
+        if (r)
+            for (int d = 0; d < x->rank; d++)
+                r->perm[t->perm[d]] = d;
+        ad_accum(c, x, r);
+        return true;
+    }
+    /* y = expand(x): dx = sum of g over the broadcast axes (keepdim) */
+    case IR_EXPAND: ad_accum(c, x, ad_unexpand(g, gr, x)); return true;
+    /* y = x[begin::step]: dx = zeros with g scattered back, axis by axis */
+    case IR_SLICE: {
+        bool unit = true;
+        for (int d = 0; d < x->rank; d++)
+            unit = unit && (t->step[d] == 1 || t->dims[d] <= 1);
+        kiln_tensor *r = gr;
+        if (unit && gr) {
+            int64_t after[KILN_MAX_RANK];
+            for (int d = 0; d < x->rank; d++)
+                after[d] = x->dims[d] - t->begin[d] - t->dims[d];
+            r = ir_node_new(g, IR_PAD, gr->dtype, x->rank, x->dims, 1, &gr);
+            if (r) {
+                memcpy(r->begin, t->begin, sizeof(r->begin));
+                memcpy(r->after, after, sizeof(after));
+                r->value = 0;
+            }
+        } else {
+            for (int d = 0; d < x->rank; d++)
+                r = ad_unslice_axis(g, r, d, t->begin[d], t->step[d], x->dims[d]);
+        }
+        ad_accum(c, x, r);
+        return true;
+    }
+    /* y = pad(x, before, after): dx = g[before : before + x.shape] */
+    case IR_PAD: ad_accum(c, x, ad_window(g, gr, t->begin, x)); return true;
+    /* y = concat(x0..xn): dxi = g's slice for xi along axis */
+    case IR_CONCAT: {
+        int64_t begin[KILN_MAX_RANK] = {0};
+        for (int i = 0; i < t->nin; i++) {
+            if (ad_wants(c, t->in[i]))
+                ad_accum(c, t->in[i], ad_window(g, gr, begin, t->in[i]));
+            begin[t->axis] += t->in[i]->dims[t->axis];
+        }
+        return true;
+    }
+
+    /* y = a (..., M, K) @ b (..., K, N): da = g @ b^T, db = a^T @ g */
+    case IR_MATMUL:
+        if (ad_wants(c, x))
+            ad_accum(c, x, ad_matmul(g, gr, ad_mT(g, b)));
+        if (ad_wants(c, b))
+            ad_accum(c, b, ad_matmul(g, ad_mT(g, x), gr));
+        return true;
+    /* y = index_select(table, ids, axis): dtable = scatter_add(g, ids, axis) */
+    case IR_GATHER: {
+        kiln_tensor *in[2] = {gr, b};
+        kiln_tensor *r =
+            gr ? ir_node_new(g, IR_SCATTER_ADD, gr->dtype, x->rank, x->dims, 2, in) : NULL;
+        if (r)
+            r->axis = t->axis;
+        ad_accum(c, x, r);
+        return true;
+    }
+    /* y = scatter_add(src, ids, axis): dsrc = index_select(g, ids, axis) */
+    case IR_SCATTER_ADD: {
+        kiln_tensor *in[2] = {gr, b};
+        kiln_tensor *r = gr ? ir_node_new(g, IR_GATHER, gr->dtype, x->rank, x->dims, 2, in) : NULL;
+        if (r)
+            r->axis = t->axis;
+        ad_accum(c, x, r);
+        return true;
+    }
+    case IR_OP_COUNT: return false;
+    }
+    return false;
+}
+
+/* ---- kiln_grad -------------------------------------------------------------------- */
+
+static const char ad_float_msg[] =
+    "kiln_grad: only Tensors of floating point dtype can require gradients";
+
+kiln_status ad_grad(kiln_graph *g, kiln_tensor *y, int n, kiln_tensor *const *wrt,
+                    kiln_tensor *seed, kiln_tensor **grads)
+{
+    if (n < 0 || (n > 0 && (!wrt || !grads)))
+        return ir_fail_status(g, KILN_ERR_INVALID,
+                              "kiln_grad: wrt and grads must hold n >= 0 tensors");
+    if (!y || y->graph != g)
+        return ir_fail_status(g, KILN_ERR_INVALID, "kiln_grad: y must be a tensor of this graph");
+    for (int i = 0; i < n; i++)
+        if (!wrt[i] || wrt[i]->graph != g)
+            return ir_fail_status(g, KILN_ERR_INVALID,
+                                  "kiln_grad: wrt[%d] must be a tensor of this graph", i);
+    if (seed && seed->graph != g)
+        return ir_fail_status(g, KILN_ERR_INVALID,
+                              "kiln_grad: seed must be a tensor of this graph");
+    if (!ir_dtype_is_float(y->dtype))
+        return ir_fail_status(g, KILN_ERR_DTYPE, "%s (y is %s)", ad_float_msg,
+                              kiln_dtype_name(y->dtype));
+    for (int i = 0; i < n; i++)
+        if (!ir_dtype_is_float(wrt[i]->dtype))
+            return ir_fail_status(g, KILN_ERR_DTYPE, "%s (wrt[%d] is %s)", ad_float_msg, i,
+                                  kiln_dtype_name(wrt[i]->dtype));
+    char have[256], want[256];
+    if (!seed) {
+        if (ir_numel(y) != 1)
+            return ir_fail_status(g, KILN_ERR_SHAPE, /* PyTorch's words, exactly */
+                                  "kiln_grad: grad can be implicitly created only for scalar "
+                                  "outputs");
+    } else if (!ir_same_shape(seed, y)) {
+        return ir_fail_status(g, KILN_ERR_SHAPE,
+                              "kiln_grad: Mismatch in shape: grad_output[0] has a shape of %s and "
+                              "output[0] has a shape of %s",
+                              ir_shape_str(have, sizeof(have), seed->rank, seed->dims),
+                              ir_shape_str(want, sizeof(want), y->rank, y->dims));
+    }
+
+    int count = y->id + 1;
+    /* read g->nodes afresh each time: adding backward nodes may move the array
+     * (the nodes themselves live in the arena and never move) */
+    bool *need = ir_alloc(sizeof(bool) * 2 * (size_t)count);
+    kiln_tensor **gr = ir_alloc(sizeof(*gr) * (size_t)count);
+    if (!need || !gr) {
+        ir_free(need);
+        ir_free(gr);
+        return ir_fail_status(g, KILN_ERR_NOMEM, "kiln_grad: out of memory");
+    }
+    bool *reach = need + count;
+    memset(need, 0, sizeof(bool) * 2 * (size_t)count);
+    memset(gr, 0, sizeof(*gr) * (size_t)count);
+    /* dep (in need): depends on a wrt through differentiable float nodes */
+    for (int i = 0; i < n; i++)
+        if (wrt[i]->id < count)
+            need[wrt[i]->id] = true;
+    for (int i = 0; i < count; i++) {
+        kiln_tensor *t = g->nodes[i];
+        if (need[i] || !(ir_ops[t->op].flags & IR_F_DIFF) || !ir_dtype_is_float(t->dtype))
+            continue;
+        for (int k = 0; k < t->nin && !need[i]; k++)
+            need[i] = need[t->in[k]->id];
+    }
+    reach[y->id] = true;
+    for (int i = count - 1; i >= 0; i--)
+        if (reach[i] && need[i] && (ir_ops[g->nodes[i]->op].flags & IR_F_DIFF))
+            for (int k = 0; k < g->nodes[i]->nin; k++)
+                reach[g->nodes[i]->in[k]->id] = true;
+    for (int i = 0; i < count; i++)
+        need[i] = need[i] && reach[i];
+
+    ad_ctx c = {.g = g, .grad = gr, .need = need, .count = count};
+    kiln_status st = KILN_OK;
+    if (need[y->id])
+        gr[y->id] = seed ? fe_convert(g, seed, y->dtype) : ad_full(g, y, 1);
+    for (int i = count - 1; i >= 0 && g->status == KILN_OK; i--) {
+        kiln_tensor *t = g->nodes[i];
+        if (!need[i] || !gr[i])
+            continue;
+        bool diff = (ir_ops[t->op].flags & IR_F_DIFF) != 0;
+        bool ruled = ad_rule(&c, t, gr[i]);
+        if (diff != ruled) {
+            st = ir_fail_status(g, KILN_ERR_UNSUPPORTED,
+                                "kiln_grad: op '%s' is marked %sdifferentiable but has %s VJP rule",
+                                ir_ops[t->op].name, diff ? "" : "not ", ruled ? "a" : "no");
+            break;
+        }
+    }
+    if (st == KILN_OK && g->status != KILN_OK)
+        st = g->status;
+    for (int i = 0; i < n && st == KILN_OK; i++) {
+        kiln_tensor *w = wrt[i];
+        kiln_tensor *r = w->id < count ? gr[w->id] : NULL;
+        grads[i] = r ? r : kiln_zeros_like(g, w);
+        if (!grads[i])
+            st = g->status != KILN_OK ? g->status : KILN_ERR_NOMEM;
+    }
+    if (st != KILN_OK)
+        for (int i = 0; i < n; i++)
+            grads[i] = NULL;
+    ir_free(need);
+    ir_free(gr);
+    return st;
+}
