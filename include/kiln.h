@@ -247,7 +247,11 @@ KILN_API kiln_tensor *kiln_cross_entropy(kiln_graph *g, kiln_tensor *logits,
 
 /* ---- 4. Autodiff and assignment ------------------------------------------ */
 
-/* grads[i] = d(sum(seed * y)) / d(wrt[i]). seed NULL: y must have one element. */
+/* grads[i] = d(sum(seed * y)) / d(wrt[i]), appended to g as ordinary nodes (so
+ * they can be differentiated again). seed NULL: y must have one element. A wrt
+ * that y does not depend on gets zeros. Only float tensors have gradients;
+ * ties follow PyTorch: relu'(0) = abs'(0) = 0, max/min and maximum/minimum split
+ * the gradient evenly between tied elements. */
 KILN_API kiln_status kiln_grad(kiln_graph *g, kiln_tensor *y, int n, kiln_tensor *const *wrt,
                                kiln_tensor *seed, kiln_tensor **grads);
 KILN_API kiln_tensor *kiln_detach(kiln_graph *g, kiln_tensor *t);

@@ -536,13 +536,44 @@ static void test_grad_semantics(void **state)
     kiln_graph_free(g);
 }
 
+/* MIN ties split like MAX's, in f32 as the tutorials use: s = [[-1, 3], [-1, 5]],
+ * z = sum(amin(s, 0)) + sum(minimum(s, 3)):
+ *   amin over axis 0: column 0 ties (0.5 each), column 1 picks row 0;
+ *   minimum(s, 3): 1 below 3, 0.5 at the tie, 0 above. */
+static void test_grad_min_ties_f32(void **state)
+{
+    (void)state;
+    kiln_graph *g = kiln_graph_new();
+    kiln_tensor *s = kiln_input(g, "s", KILN_F32, KILN_SHAPE(2, 2));
+    kiln_tensor *z = kiln_add(g, kiln_sum(g, kiln_min(g, s, 0, false), KILN_ALL, false),
+                              kiln_sum(g, kiln_minimum(g, s, kiln_scalar(g, 3)), KILN_ALL, false));
+    kiln_tensor *gs = NULL;
+    assert_int_equal(kiln_grad(g, z, 1, &s, NULL, &gs), KILN_OK);
+    assert_int_equal(kiln_tensor_dtype(gs), KILN_F32);
+    assert_int_equal(kiln_entry(g, "e", 1, &gs, (const char *[]){"gs"}), KILN_OK);
+    static const kiln_target targets[2] = {KILN_TARGET_INTERP, KILN_TARGET_C};
+    for (int k = 0; k < 2; k++) {
+        kiln_module *m = NULL;
+        assert_int_equal(kiln_compile(g, &(kiln_compile_opts){.target = targets[k]}, &m), KILN_OK);
+        const float sv[4] = {-1, 3, -1, 5};
+        float got[4];
+        assert_int_equal(kiln_module_set(m, "s", sv, sizeof sv), KILN_OK);
+        assert_int_equal(kiln_module_run(m, "e"), KILN_OK);
+        assert_int_equal(kiln_module_get(m, "gs", got, sizeof got), KILN_OK);
+        const float want[4] = {1.5f, 1.5f, 1.5f, 0};
+        for (int i = 0; i < 4; i++)
+            assert_true(got[i] == want[i]);
+        kiln_module_free(m);
+    }
+    kiln_graph_free(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_grad_errors),
-        cmocka_unit_test(test_grad_every_op),
-        cmocka_unit_test(test_grad_second_order),
-        cmocka_unit_test(test_grad_semantics),
+        cmocka_unit_test(test_grad_errors),       cmocka_unit_test(test_grad_every_op),
+        cmocka_unit_test(test_grad_second_order), cmocka_unit_test(test_grad_semantics),
+        cmocka_unit_test(test_grad_min_ties_f32),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
