@@ -7,51 +7,6 @@
 #include <math.h>
 #include <string.h>
 
-static int next_name;
-
-/* A fresh input of the given dtype and shape. */
-static kiln_tensor *inp(kiln_graph *g, kiln_dtype dt, int rank, const int64_t *dims)
-{
-    char name[32];
-    snprintf(name, sizeof(name), "x%d", next_name++);
-    kiln_tensor *t = kiln_input(g, name, dt, rank, dims);
-    assert_non_null(t);
-    return t;
-}
-
-#define assert_shape(t, ...)                                                                       \
-    do {                                                                                           \
-        const int64_t want_[] = {__VA_ARGS__};                                                     \
-        int n_ = (int)(sizeof(want_) / sizeof(want_[0]));                                          \
-        assert_non_null(t);                                                                        \
-        assert_int_equal(kiln_tensor_rank(t), n_);                                                 \
-        for (int i_ = 0; i_ < n_; i_++)                                                            \
-            assert_int_equal(kiln_tensor_dim(t, i_), want_[i_]);                                   \
-    } while (0)
-
-#define assert_scalar_shape(t)                                                                     \
-    do {                                                                                           \
-        assert_non_null(t);                                                                        \
-        assert_int_equal(kiln_tensor_rank(t), 0);                                                  \
-    } while (0)
-
-static kiln_graph *new_graph(void)
-{
-    kiln_graph *g = kiln_graph_new();
-    assert_non_null(g);
-    return g;
-}
-
-/* No error, and every node built so far passes the IR verifier. */
-static void assert_ok(kiln_graph *g)
-{
-    if (kiln_graph_status(g) == KILN_OK)
-        ir_verify(g);
-    if (kiln_graph_status(g) != KILN_OK)
-        fprintf(stderr, "unexpected error: %s\n", kiln_graph_error(g));
-    assert_int_equal(kiln_graph_status(g), KILN_OK);
-}
-
 /* ---- promotion ------------------------------------------------------------ */
 
 static kiln_dtype add_dtype(kiln_graph *g, kiln_tensor *a, kiln_tensor *b)
@@ -64,7 +19,7 @@ static kiln_dtype add_dtype(kiln_graph *g, kiln_tensor *a, kiln_tensor *b)
 static void test_promotion_tensors(void **state)
 {
     (void)state;
-    kiln_graph *g = new_graph();
+    kiln_graph *g = ku_graph_new();
     const int64_t d[] = {3};
     struct {
         kiln_dtype a, b, want;
@@ -76,24 +31,24 @@ static void test_promotion_tensors(void **state)
         {KILN_F32, KILN_F32, KILN_F32},  {KILN_I32, KILN_I32, KILN_I32},
     };
     for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
-        kiln_tensor *a = inp(g, table[i].a, 1, d), *b = inp(g, table[i].b, 1, d);
+        kiln_tensor *a = ku_input(g, table[i].a, 1, d), *b = ku_input(g, table[i].b, 1, d);
         assert_int_equal(add_dtype(g, a, b), table[i].want);
         assert_int_equal(add_dtype(g, b, a), table[i].want);
     }
-    assert_ok(g);
+    ku_assert_ok(g);
     kiln_graph_free(g);
 }
 
 static void test_promotion_zero_dim_and_scalars(void **state)
 {
     (void)state;
-    kiln_graph *g = new_graph();
-    kiln_tensor *f32 = inp(g, KILN_F32, KILN_SHAPE(3));
-    kiln_tensor *i32 = inp(g, KILN_I32, KILN_SHAPE(3));
-    kiln_tensor *b = inp(g, KILN_BOOL, KILN_SHAPE(3));
-    kiln_tensor *f64_0d = inp(g, KILN_F64, 0, NULL);
-    kiln_tensor *i64_0d = inp(g, KILN_I64, 0, NULL);
-    kiln_tensor *f32_0d = inp(g, KILN_F32, 0, NULL);
+    kiln_graph *g = ku_graph_new();
+    kiln_tensor *f32 = ku_input(g, KILN_F32, KILN_SHAPE(3));
+    kiln_tensor *i32 = ku_input(g, KILN_I32, KILN_SHAPE(3));
+    kiln_tensor *b = ku_input(g, KILN_BOOL, KILN_SHAPE(3));
+    kiln_tensor *f64_0d = ku_input(g, KILN_F64, 0, NULL);
+    kiln_tensor *i64_0d = ku_input(g, KILN_I64, 0, NULL);
+    kiln_tensor *f32_0d = ku_input(g, KILN_F32, 0, NULL);
     /* a 0-d tensor does not widen a dimensioned one of the same category */
     assert_int_equal(add_dtype(g, f32, f64_0d), KILN_F32);
     assert_int_equal(add_dtype(g, i32, i64_0d), KILN_I32);
@@ -110,16 +65,16 @@ static void test_promotion_zero_dim_and_scalars(void **state)
     assert_int_equal(add_dtype(g, f32, kiln_scalar(g, 2)), KILN_F32);
     assert_int_equal(add_dtype(g, b, kiln_scalar(g, 2)), KILN_I64);
     assert_int_equal(add_dtype(g, kiln_scalar(g, 2), i32), KILN_I32);
-    assert_ok(g);
+    ku_assert_ok(g);
     kiln_graph_free(g);
 }
 
 static void test_binary_structure(void **state)
 {
     (void)state;
-    kiln_graph *g = new_graph();
-    kiln_tensor *a = inp(g, KILN_I32, KILN_SHAPE(3, 1));
-    kiln_tensor *b = inp(g, KILN_F32, KILN_SHAPE(4));
+    kiln_graph *g = ku_graph_new();
+    kiln_tensor *a = ku_input(g, KILN_I32, KILN_SHAPE(3, 1));
+    kiln_tensor *b = ku_input(g, KILN_F32, KILN_SHAPE(4));
     kiln_tensor *r = kiln_mul(g, a, b);
     assert_shape(r, 3, 4);
     assert_int_equal(r->op, IR_MUL);
@@ -139,25 +94,28 @@ static void test_binary_structure(void **state)
     assert_int_equal(s->op, IR_SUB);
     assert_ptr_equal(s->in[0], b);
     assert_ptr_equal(s->in[1], b);
-    assert_ok(g);
+    ku_assert_ok(g);
     kiln_graph_free(g);
 }
 
 static void test_broadcast_shapes(void **state)
 {
     (void)state;
-    kiln_graph *g = new_graph();
-    assert_shape(kiln_add(g, inp(g, KILN_F32, KILN_SHAPE(3, 1)), inp(g, KILN_F32, KILN_SHAPE(4))),
-                 3, 4);
+    kiln_graph *g = ku_graph_new();
     assert_shape(
-        kiln_sub(g, inp(g, KILN_F32, KILN_SHAPE(2, 1, 4)), inp(g, KILN_F32, KILN_SHAPE(3, 1))), 2,
+        kiln_add(g, ku_input(g, KILN_F32, KILN_SHAPE(3, 1)), ku_input(g, KILN_F32, KILN_SHAPE(4))),
         3, 4);
-    assert_shape(kiln_pow(g, inp(g, KILN_F32, KILN_SHAPE(0, 1)), inp(g, KILN_F32, KILN_SHAPE(5))),
-                 0, 5);
-    assert_shape(kiln_maximum(g, inp(g, KILN_F32, 0, NULL), inp(g, KILN_F32, KILN_SHAPE(2))), 2);
-    assert_scalar_shape(kiln_minimum(g, inp(g, KILN_F32, 0, NULL), kiln_scalar(g, 1)));
-    assert_ok(g);
-    kiln_add(g, inp(g, KILN_F32, KILN_SHAPE(2, 3)), inp(g, KILN_F32, KILN_SHAPE(4)));
+    assert_shape(kiln_sub(g, ku_input(g, KILN_F32, KILN_SHAPE(2, 1, 4)),
+                          ku_input(g, KILN_F32, KILN_SHAPE(3, 1))),
+                 2, 3, 4);
+    assert_shape(
+        kiln_pow(g, ku_input(g, KILN_F32, KILN_SHAPE(0, 1)), ku_input(g, KILN_F32, KILN_SHAPE(5))),
+        0, 5);
+    assert_shape(
+        kiln_maximum(g, ku_input(g, KILN_F32, 0, NULL), ku_input(g, KILN_F32, KILN_SHAPE(2))), 2);
+    assert_scalar_shape(kiln_minimum(g, ku_input(g, KILN_F32, 0, NULL), kiln_scalar(g, 1)));
+    ku_assert_ok(g);
+    kiln_add(g, ku_input(g, KILN_F32, KILN_SHAPE(2, 3)), ku_input(g, KILN_F32, KILN_SHAPE(4)));
     assert_graph_error(g, KILN_ERR_SHAPE,
                        "kiln_add: The size of tensor a (3) must match the size of tensor b (4) at "
                        "non-singleton dimension 1");
@@ -167,27 +125,29 @@ static void test_broadcast_shapes(void **state)
 static void test_div_is_true_division(void **state)
 {
     (void)state;
-    kiln_graph *g = new_graph();
-    kiln_tensor *i = inp(g, KILN_I32, KILN_SHAPE(3));
+    kiln_graph *g = ku_graph_new();
+    kiln_tensor *i = ku_input(g, KILN_I32, KILN_SHAPE(3));
     kiln_tensor *r = kiln_div(g, i, i);
     assert_int_equal(r->op, IR_DIV);
     assert_int_equal(r->dtype, KILN_F32);
     assert_int_equal(r->in[0]->dtype, KILN_F32);
     assert_int_equal(r->in[1]->dtype, KILN_F32);
     assert_int_equal(kiln_tensor_dtype(kiln_div(g, i, kiln_scalar(g, 2))), KILN_F32);
-    assert_int_equal(kiln_tensor_dtype(kiln_div(g, inp(g, KILN_BOOL, KILN_SHAPE(3)), i)), KILN_F32);
-    assert_int_equal(kiln_tensor_dtype(kiln_div(g, inp(g, KILN_F64, KILN_SHAPE(3)), i)), KILN_F64);
-    assert_int_equal(kiln_tensor_dtype(kiln_div(g, i, inp(g, KILN_F64, 0, NULL))), KILN_F64);
-    assert_ok(g);
+    assert_int_equal(kiln_tensor_dtype(kiln_div(g, ku_input(g, KILN_BOOL, KILN_SHAPE(3)), i)),
+                     KILN_F32);
+    assert_int_equal(kiln_tensor_dtype(kiln_div(g, ku_input(g, KILN_F64, KILN_SHAPE(3)), i)),
+                     KILN_F64);
+    assert_int_equal(kiln_tensor_dtype(kiln_div(g, i, ku_input(g, KILN_F64, 0, NULL))), KILN_F64);
+    ku_assert_ok(g);
     kiln_graph_free(g);
 }
 
 static void test_comparisons(void **state)
 {
     (void)state;
-    kiln_graph *g = new_graph();
-    kiln_tensor *i = inp(g, KILN_I32, KILN_SHAPE(2, 3));
-    kiln_tensor *f = inp(g, KILN_F32, KILN_SHAPE(3));
+    kiln_graph *g = ku_graph_new();
+    kiln_tensor *i = ku_input(g, KILN_I32, KILN_SHAPE(2, 3));
+    kiln_tensor *f = ku_input(g, KILN_F32, KILN_SHAPE(3));
     kiln_tensor *(*fns[])(kiln_graph *, kiln_tensor *, kiln_tensor *) = {kiln_eq, kiln_ne, kiln_lt,
                                                                          kiln_le, kiln_gt, kiln_ge};
     ir_op ops[] = {IR_EQ, IR_NE, IR_LT, IR_LE, IR_GT, IR_GE};
@@ -203,17 +163,17 @@ static void test_comparisons(void **state)
     kiln_tensor *r = kiln_lt(g, i, kiln_scalar(g, 2.5));
     assert_int_equal(r->dtype, KILN_BOOL);
     assert_int_equal(r->in[0]->dtype, KILN_F32);
-    assert_ok(g);
+    ku_assert_ok(g);
     kiln_graph_free(g);
 }
 
 static void test_where(void **state)
 {
     (void)state;
-    kiln_graph *g = new_graph();
-    kiln_tensor *c = inp(g, KILN_BOOL, KILN_SHAPE(3, 1));
-    kiln_tensor *a = inp(g, KILN_I32, KILN_SHAPE(4));
-    kiln_tensor *b = inp(g, KILN_F64, 0, NULL);
+    kiln_graph *g = ku_graph_new();
+    kiln_tensor *c = ku_input(g, KILN_BOOL, KILN_SHAPE(3, 1));
+    kiln_tensor *a = ku_input(g, KILN_I32, KILN_SHAPE(4));
+    kiln_tensor *b = ku_input(g, KILN_F64, 0, NULL);
     kiln_tensor *r = kiln_where(g, c, a, b);
     assert_shape(r, 3, 4);
     assert_int_equal(r->op, IR_WHERE);
@@ -222,25 +182,25 @@ static void test_where(void **state)
     assert_int_equal(r->in[1]->dtype, KILN_F64);
     /* a and b promote like a binary op: the condition takes no part */
     assert_int_equal(kiln_tensor_dtype(kiln_where(g, c, a, kiln_scalar(g, 0))), KILN_I32);
-    assert_int_equal(
-        kiln_tensor_dtype(kiln_where(g, c, inp(g, KILN_F32, KILN_SHAPE(4)), kiln_scalar(g, 0))),
-        KILN_F32);
-    assert_ok(g);
-    kiln_where(g, inp(g, KILN_F32, KILN_SHAPE(3)), a, b);
+    assert_int_equal(kiln_tensor_dtype(
+                         kiln_where(g, c, ku_input(g, KILN_F32, KILN_SHAPE(4)), kiln_scalar(g, 0))),
+                     KILN_F32);
+    ku_assert_ok(g);
+    kiln_where(g, ku_input(g, KILN_F32, KILN_SHAPE(3)), a, b);
     assert_graph_error(g, KILN_ERR_DTYPE,
                        "kiln_where: where expected condition to be a boolean tensor, but got a "
                        "tensor with dtype Float");
     kiln_graph_free(g);
 
-    g = new_graph();
-    kiln_where(g, inp(g, KILN_I64, KILN_SHAPE(3)), inp(g, KILN_F32, KILN_SHAPE(3)),
-               inp(g, KILN_F32, KILN_SHAPE(3)));
+    g = ku_graph_new();
+    kiln_where(g, ku_input(g, KILN_I64, KILN_SHAPE(3)), ku_input(g, KILN_F32, KILN_SHAPE(3)),
+               ku_input(g, KILN_F32, KILN_SHAPE(3)));
     assert_graph_error(g, KILN_ERR_DTYPE, "but got a tensor with dtype Long");
     kiln_graph_free(g);
 
-    g = new_graph();
-    kiln_where(g, inp(g, KILN_BOOL, KILN_SHAPE(3)), inp(g, KILN_F32, KILN_SHAPE(4)),
-               inp(g, KILN_F32, 0, NULL));
+    g = ku_graph_new();
+    kiln_where(g, ku_input(g, KILN_BOOL, KILN_SHAPE(3)), ku_input(g, KILN_F32, KILN_SHAPE(4)),
+               ku_input(g, KILN_F32, 0, NULL));
     assert_graph_error(g, KILN_ERR_SHAPE, "kiln_where: The size of tensor a");
     kiln_graph_free(g);
 }
@@ -248,25 +208,25 @@ static void test_where(void **state)
 static void test_bool_sub_and_neg(void **state)
 {
     (void)state;
-    kiln_graph *g = new_graph();
-    kiln_tensor *b = inp(g, KILN_BOOL, KILN_SHAPE(3));
+    kiln_graph *g = ku_graph_new();
+    kiln_tensor *b = ku_input(g, KILN_BOOL, KILN_SHAPE(3));
     assert_null(kiln_sub(g, b, b));
     assert_graph_error(g, KILN_ERR_DTYPE,
                        "kiln_sub: Subtraction, the `-` operator, with two bool tensors is not "
                        "supported. Use the `^` or `logical_xor()` operator instead.");
     kiln_graph_free(g);
 
-    g = new_graph();
-    b = inp(g, KILN_BOOL, KILN_SHAPE(3));
-    assert_null(kiln_sub(g, inp(g, KILN_F32, KILN_SHAPE(3)), b));
+    g = ku_graph_new();
+    b = ku_input(g, KILN_BOOL, KILN_SHAPE(3));
+    assert_null(kiln_sub(g, ku_input(g, KILN_F32, KILN_SHAPE(3)), b));
     assert_graph_error(g, KILN_ERR_DTYPE,
                        "kiln_sub: Subtraction, the `-` operator, with a bool tensor is not "
                        "supported. If you are trying to invert a mask, use the `~` or "
                        "`logical_not()` operator instead.");
     kiln_graph_free(g);
 
-    g = new_graph();
-    b = inp(g, KILN_BOOL, KILN_SHAPE(3));
+    g = ku_graph_new();
+    b = ku_input(g, KILN_BOOL, KILN_SHAPE(3));
     assert_null(kiln_neg(g, b));
     assert_graph_error(g, KILN_ERR_DTYPE,
                        "kiln_neg: Negation, the `-` operator, on a bool tensor is not supported. "
@@ -278,10 +238,10 @@ static void test_bool_sub_and_neg(void **state)
 static void test_unary_dtypes(void **state)
 {
     (void)state;
-    kiln_graph *g = new_graph();
-    kiln_tensor *i = inp(g, KILN_I32, KILN_SHAPE(2, 3));
-    kiln_tensor *l = inp(g, KILN_I64, KILN_SHAPE(2, 3));
-    kiln_tensor *d = inp(g, KILN_F64, KILN_SHAPE(2, 3));
+    kiln_graph *g = ku_graph_new();
+    kiln_tensor *i = ku_input(g, KILN_I32, KILN_SHAPE(2, 3));
+    kiln_tensor *l = ku_input(g, KILN_I64, KILN_SHAPE(2, 3));
+    kiln_tensor *d = ku_input(g, KILN_F64, KILN_SHAPE(2, 3));
     kiln_tensor *(*floaty[])(kiln_graph *, kiln_tensor *) = {
         kiln_exp,  kiln_log, kiln_sqrt,    kiln_rsqrt, kiln_sin, kiln_cos,
         kiln_tanh, kiln_erf, kiln_sigmoid, kiln_gelu,  kiln_silu};
@@ -290,7 +250,7 @@ static void test_unary_dtypes(void **state)
         assert_shape(r, 2, 3);
         assert_int_equal(r->dtype, KILN_F32);
         assert_int_equal(kiln_tensor_dtype(floaty[k](g, d)), KILN_F64);
-        assert_int_equal(kiln_tensor_dtype(floaty[k](g, inp(g, KILN_BOOL, KILN_SHAPE(2)))),
+        assert_int_equal(kiln_tensor_dtype(floaty[k](g, ku_input(g, KILN_BOOL, KILN_SHAPE(2)))),
                          KILN_F32);
     }
     assert_int_equal(kiln_exp(g, i)->op, IR_EXP);
@@ -304,7 +264,7 @@ static void test_unary_dtypes(void **state)
     assert_int_equal(kiln_neg(g, d)->op, IR_NEG);
     assert_int_equal(kiln_tensor_dtype(kiln_square(g, i)), KILN_I32);
     assert_int_equal(kiln_tensor_dtype(kiln_square(g, d)), KILN_F64);
-    assert_ok(g);
+    ku_assert_ok(g);
     kiln_graph_free(g);
 }
 
@@ -323,8 +283,8 @@ static bool has_op(const kiln_tensor *t, ir_op op, int depth)
 static void test_composite_structure(void **state)
 {
     (void)state;
-    kiln_graph *g = new_graph();
-    kiln_tensor *x = inp(g, KILN_F32, KILN_SHAPE(4));
+    kiln_graph *g = ku_graph_new();
+    kiln_tensor *x = ku_input(g, KILN_F32, KILN_SHAPE(4));
     kiln_tensor *gl = kiln_gelu(g, x);
     assert_int_equal(gl->op, IR_MUL);
     assert_true(has_op(gl, IR_ERF, 4));
@@ -337,22 +297,22 @@ static void test_composite_structure(void **state)
     assert_int_equal(q->op, IR_MUL);
     assert_ptr_equal(q->in[0], x);
     assert_ptr_equal(q->in[1], x);
-    assert_ok(g);
+    ku_assert_ok(g);
     kiln_graph_free(g);
 }
 
 static void test_cast(void **state)
 {
     (void)state;
-    kiln_graph *g = new_graph();
-    kiln_tensor *x = inp(g, KILN_F32, KILN_SHAPE(2, 2));
+    kiln_graph *g = ku_graph_new();
+    kiln_tensor *x = ku_input(g, KILN_F32, KILN_SHAPE(2, 2));
     kiln_tensor *c = kiln_cast(g, x, KILN_I64);
     assert_shape(c, 2, 2);
     assert_int_equal(c->op, IR_CAST);
     assert_int_equal(c->dtype, KILN_I64);
     assert_ptr_equal(kiln_cast(g, x, KILN_F32), x);
     assert_int_equal(kiln_tensor_dtype(kiln_cast(g, kiln_scalar(g, 2), KILN_F64)), KILN_F64);
-    assert_ok(g);
+    ku_assert_ok(g);
     assert_null(kiln_cast(g, x, (kiln_dtype)42));
     assert_graph_error(g, KILN_ERR_DTYPE, "kiln_cast: invalid dtype 42");
     kiln_graph_free(g);
@@ -361,8 +321,8 @@ static void test_cast(void **state)
 static void test_null_propagation(void **state)
 {
     (void)state;
-    kiln_graph *g = new_graph();
-    kiln_tensor *x = inp(g, KILN_F32, KILN_SHAPE(3));
+    kiln_graph *g = ku_graph_new();
+    kiln_tensor *x = ku_input(g, KILN_F32, KILN_SHAPE(3));
     int before = g->nnodes;
     assert_null(kiln_add(g, x, NULL));
     assert_null(kiln_add(g, NULL, x));
@@ -382,20 +342,20 @@ static void test_null_propagation(void **state)
     assert_null(kiln_sum_axes(g, x, 1, NULL, false));
     assert_null(kiln_mean_axes(g, x, 1, NULL, false));
     assert_int_equal(g->nnodes, before);
-    assert_ok(g);
+    ku_assert_ok(g);
 
     /* after an error every builder is a quiet NULL and the first error stays */
-    kiln_neg(g, inp(g, KILN_BOOL, KILN_SHAPE(2)));
+    kiln_neg(g, ku_input(g, KILN_BOOL, KILN_SHAPE(2)));
     assert_null(kiln_add(g, x, x));
     assert_null(kiln_sum(g, x, 5, false));
     assert_graph_error(g, KILN_ERR_DTYPE, "kiln_neg: Negation");
     kiln_graph_free(g);
 
     /* a tensor from another graph */
-    g = new_graph();
-    kiln_graph *h = new_graph();
-    kiln_tensor *y = inp(h, KILN_F32, KILN_SHAPE(3));
-    assert_null(kiln_add(g, inp(g, KILN_F32, KILN_SHAPE(3)), y));
+    g = ku_graph_new();
+    kiln_graph *h = ku_graph_new();
+    kiln_tensor *y = ku_input(h, KILN_F32, KILN_SHAPE(3));
+    assert_null(kiln_add(g, ku_input(g, KILN_F32, KILN_SHAPE(3)), y));
     assert_graph_error(g, KILN_ERR_INVALID, "operand 1 belongs to another graph");
     kiln_graph_free(g);
     kiln_graph_free(h);
@@ -406,8 +366,8 @@ static void test_null_propagation(void **state)
 static void test_sum_shapes(void **state)
 {
     (void)state;
-    kiln_graph *g = new_graph();
-    kiln_tensor *x = inp(g, KILN_F32, KILN_SHAPE(2, 3, 4));
+    kiln_graph *g = ku_graph_new();
+    kiln_tensor *x = ku_input(g, KILN_F32, KILN_SHAPE(2, 3, 4));
     kiln_tensor *s = kiln_sum(g, x, 1, false);
     assert_shape(s, 2, 4);
     assert_int_equal(s->dtype, KILN_F32);
@@ -423,30 +383,30 @@ static void test_sum_shapes(void **state)
     assert_int_equal(all->in[0]->axes, 7u);
     assert_shape(kiln_sum(g, x, KILN_ALL, true), 1, 1, 1);
     /* integer and bool sums are int64, cast first */
-    kiln_tensor *si = kiln_sum(g, inp(g, KILN_I32, KILN_SHAPE(3)), 0, false);
+    kiln_tensor *si = kiln_sum(g, ku_input(g, KILN_I32, KILN_SHAPE(3)), 0, false);
     assert_scalar_shape(si);
     assert_int_equal(si->dtype, KILN_I64);
     assert_int_equal(si->in[0]->op, IR_SUM);
     assert_int_equal(si->in[0]->in[0]->op, IR_CAST);
-    assert_int_equal(kiln_tensor_dtype(kiln_sum(g, inp(g, KILN_BOOL, KILN_SHAPE(3)), 0, false)),
-                     KILN_I64);
-    assert_int_equal(kiln_tensor_dtype(kiln_sum(g, inp(g, KILN_F64, KILN_SHAPE(3)), 0, false)),
+    assert_int_equal(
+        kiln_tensor_dtype(kiln_sum(g, ku_input(g, KILN_BOOL, KILN_SHAPE(3)), 0, false)), KILN_I64);
+    assert_int_equal(kiln_tensor_dtype(kiln_sum(g, ku_input(g, KILN_F64, KILN_SHAPE(3)), 0, false)),
                      KILN_F64);
     /* rank 0: axis 0 and -1 are allowed */
-    kiln_tensor *z = inp(g, KILN_F32, 0, NULL);
+    kiln_tensor *z = ku_input(g, KILN_F32, 0, NULL);
     assert_scalar_shape(kiln_sum(g, z, 0, false));
     assert_scalar_shape(kiln_sum(g, z, -1, true));
     assert_scalar_shape(kiln_max(g, z, 0, false));
     assert_scalar_shape(kiln_argmax(g, z, KILN_ALL, false));
-    assert_ok(g);
+    ku_assert_ok(g);
     kiln_sum(g, x, 3, false);
     assert_graph_error(g, KILN_ERR_SHAPE,
                        "kiln_sum: Dimension out of range (expected to be in range of [-3, 2], but "
                        "got 3)");
     kiln_graph_free(g);
 
-    g = new_graph();
-    kiln_sum(g, inp(g, KILN_F32, 0, NULL), 1, false);
+    g = ku_graph_new();
+    kiln_sum(g, ku_input(g, KILN_F32, 0, NULL), 1, false);
     assert_graph_error(g, KILN_ERR_SHAPE,
                        "kiln_sum: Dimension out of range (expected to be in range of [-1, 0], but "
                        "got 1)");
@@ -456,8 +416,8 @@ static void test_sum_shapes(void **state)
 static void test_mean(void **state)
 {
     (void)state;
-    kiln_graph *g = new_graph();
-    kiln_tensor *x = inp(g, KILN_F64, KILN_SHAPE(2, 3, 4));
+    kiln_graph *g = ku_graph_new();
+    kiln_tensor *x = ku_input(g, KILN_F64, KILN_SHAPE(2, 3, 4));
     kiln_tensor *m = kiln_mean(g, x, 1, false);
     assert_shape(m, 2, 4);
     assert_int_equal(m->dtype, KILN_F64);
@@ -467,13 +427,13 @@ static void test_mean(void **state)
     assert_true(m->in[1]->in[0]->in[0]->value == 3.0);
     assert_scalar_shape(kiln_mean(g, x, KILN_ALL, false));
     assert_shape(kiln_mean(g, x, KILN_ALL, true), 1, 1, 1);
-    assert_ok(g);
+    ku_assert_ok(g);
 
     const kiln_dtype bad[] = {KILN_I64, KILN_I32, KILN_BOOL};
     const char *names[] = {"Long", "Int", "Bool"};
     for (int i = 0; i < 3; i++) {
-        kiln_graph *h = new_graph();
-        assert_null(kiln_mean(h, inp(h, bad[i], KILN_SHAPE(3)), 0, false));
+        kiln_graph *h = ku_graph_new();
+        assert_null(kiln_mean(h, ku_input(h, bad[i], KILN_SHAPE(3)), 0, false));
         char want[256];
         snprintf(want, sizeof(want),
                  "kiln_mean: mean(): could not infer output dtype. Input dtype must be either a "
@@ -488,8 +448,8 @@ static void test_mean(void **state)
 static void test_max_min_arg(void **state)
 {
     (void)state;
-    kiln_graph *g = new_graph();
-    kiln_tensor *x = inp(g, KILN_I32, KILN_SHAPE(2, 3));
+    kiln_graph *g = ku_graph_new();
+    kiln_tensor *x = ku_input(g, KILN_I32, KILN_SHAPE(2, 3));
     kiln_tensor *mx = kiln_max(g, x, 1, false);
     assert_shape(mx, 2);
     assert_int_equal(mx->dtype, KILN_I32);
@@ -503,15 +463,15 @@ static void test_max_min_arg(void **state)
     assert_int_equal(am->in[0]->op, IR_ARGMAX);
     assert_int_equal(am->in[0]->axes, 3u);
     assert_shape(kiln_argmax(g, x, KILN_ALL, true), 1, 1);
-    kiln_tensor *an = kiln_argmin(g, inp(g, KILN_F32, KILN_SHAPE(4, 5)), -1, true);
+    kiln_tensor *an = kiln_argmin(g, ku_input(g, KILN_F32, KILN_SHAPE(4, 5)), -1, true);
     assert_shape(an, 4, 1);
     assert_int_equal(an->dtype, KILN_I64);
     assert_int_equal(an->op, IR_ARGMIN);
     /* max over a non-empty axis of a tensor that is empty elsewhere is fine */
-    assert_shape(kiln_max(g, inp(g, KILN_F32, KILN_SHAPE(0, 3)), 1, false), 0);
-    assert_int_equal(kiln_tensor_dtype(kiln_max(g, inp(g, KILN_BOOL, KILN_SHAPE(3)), 0, false)),
-                     KILN_BOOL);
-    assert_ok(g);
+    assert_shape(kiln_max(g, ku_input(g, KILN_F32, KILN_SHAPE(0, 3)), 1, false), 0);
+    assert_int_equal(
+        kiln_tensor_dtype(kiln_max(g, ku_input(g, KILN_BOOL, KILN_SHAPE(3)), 0, false)), KILN_BOOL);
+    ku_assert_ok(g);
     kiln_graph_free(g);
 }
 
@@ -541,20 +501,20 @@ static void test_empty_reduction_errors(void **state)
          "got 2)"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        kiln_graph *g = new_graph();
-        assert_null(cases[i].fn(g, inp(g, KILN_F32, KILN_SHAPE(0, 3)), cases[i].axis, false));
+        kiln_graph *g = ku_graph_new();
+        assert_null(cases[i].fn(g, ku_input(g, KILN_F32, KILN_SHAPE(0, 3)), cases[i].axis, false));
         assert_graph_error(g, KILN_ERR_SHAPE, cases[i].msg);
         kiln_graph_free(g);
     }
     /* the sum and mean of nothing are fine (0 and nan) */
-    kiln_graph *g = new_graph();
-    assert_scalar_shape(kiln_sum(g, inp(g, KILN_F32, KILN_SHAPE(0, 3)), KILN_ALL, false));
-    assert_shape(kiln_mean(g, inp(g, KILN_F32, KILN_SHAPE(0, 3)), 0, false), 3);
-    assert_ok(g);
+    kiln_graph *g = ku_graph_new();
+    assert_scalar_shape(kiln_sum(g, ku_input(g, KILN_F32, KILN_SHAPE(0, 3)), KILN_ALL, false));
+    assert_shape(kiln_mean(g, ku_input(g, KILN_F32, KILN_SHAPE(0, 3)), 0, false), 3);
+    ku_assert_ok(g);
     kiln_graph_free(g);
 
-    g = new_graph();
-    assert_null(kiln_argmax(g, inp(g, KILN_BOOL, KILN_SHAPE(3)), 0, false));
+    g = ku_graph_new();
+    assert_null(kiln_argmax(g, ku_input(g, KILN_BOOL, KILN_SHAPE(3)), 0, false));
     assert_graph_error(g, KILN_ERR_DTYPE, "kiln_argmax: \"argmax_cpu\" not implemented for 'Bool'");
     kiln_graph_free(g);
 }
@@ -562,15 +522,15 @@ static void test_empty_reduction_errors(void **state)
 static void test_sum_mean_axes(void **state)
 {
     (void)state;
-    kiln_graph *g = new_graph();
-    kiln_tensor *x = inp(g, KILN_F32, KILN_SHAPE(2, 3, 4));
+    kiln_graph *g = ku_graph_new();
+    kiln_tensor *x = ku_input(g, KILN_F32, KILN_SHAPE(2, 3, 4));
     kiln_tensor *s = kiln_sum_axes(g, x, 2, (const int[]){0, 2}, false);
     assert_shape(s, 3);
     assert_int_equal(s->in[0]->axes, 5u);
     assert_shape(kiln_sum_axes(g, x, 2, (const int[]){-1, 0}, true), 1, 3, 1);
     assert_scalar_shape(kiln_sum_axes(g, x, 0, NULL, false));
     assert_shape(kiln_sum_axes(g, x, 0, NULL, true), 1, 1, 1);
-    assert_int_equal(kiln_tensor_dtype(kiln_sum_axes(g, inp(g, KILN_I32, KILN_SHAPE(2, 2)), 1,
+    assert_int_equal(kiln_tensor_dtype(kiln_sum_axes(g, ku_input(g, KILN_I32, KILN_SHAPE(2, 2)), 1,
                                                      (const int[]){1}, false)),
                      KILN_I64);
     kiln_tensor *m = kiln_mean_axes(g, x, 2, (const int[]){0, 2}, false);
@@ -580,30 +540,30 @@ static void test_sum_mean_axes(void **state)
     kiln_tensor *ma = kiln_mean_axes(g, x, 0, NULL, false);
     assert_scalar_shape(ma);
     assert_true(ma->in[1]->value == 24.0);
-    assert_ok(g);
+    ku_assert_ok(g);
     kiln_sum_axes(g, x, 2, (const int[]){1, -2}, false);
     assert_graph_error(g, KILN_ERR_SHAPE,
                        "kiln_sum_axes: dim 1 appears multiple times in the list of dims");
     kiln_graph_free(g);
 
-    g = new_graph();
-    kiln_mean_axes(g, inp(g, KILN_F32, KILN_SHAPE(2)), 2, (const int[]){0, 0}, true);
+    g = ku_graph_new();
+    kiln_mean_axes(g, ku_input(g, KILN_F32, KILN_SHAPE(2)), 2, (const int[]){0, 0}, true);
     assert_graph_error(g, KILN_ERR_SHAPE,
                        "kiln_mean_axes: dim 0 appears multiple times in the list of dims");
     kiln_graph_free(g);
 
-    g = new_graph();
-    kiln_mean_axes(g, inp(g, KILN_F32, KILN_SHAPE(2)), 1, (const int[]){4}, true);
+    g = ku_graph_new();
+    kiln_mean_axes(g, ku_input(g, KILN_F32, KILN_SHAPE(2)), 1, (const int[]){4}, true);
     assert_graph_error(g, KILN_ERR_SHAPE, "kiln_mean_axes: Dimension out of range");
     kiln_graph_free(g);
 
-    g = new_graph();
-    kiln_mean_axes(g, inp(g, KILN_I32, KILN_SHAPE(2)), 1, (const int[]){0}, true);
+    g = ku_graph_new();
+    kiln_mean_axes(g, ku_input(g, KILN_I32, KILN_SHAPE(2)), 1, (const int[]){0}, true);
     assert_graph_error(g, KILN_ERR_DTYPE, "kiln_mean_axes: mean(): could not infer output dtype");
     kiln_graph_free(g);
 
-    g = new_graph();
-    kiln_sum_axes(g, inp(g, KILN_F32, KILN_SHAPE(2)), -1, (const int[]){0}, true);
+    g = ku_graph_new();
+    kiln_sum_axes(g, ku_input(g, KILN_F32, KILN_SHAPE(2)), -1, (const int[]){0}, true);
     assert_graph_error(g, KILN_ERR_INVALID,
                        "kiln_sum_axes: number of dims must be >= 0, but got -1");
     kiln_graph_free(g);
@@ -614,7 +574,7 @@ static void test_sum_mean_axes(void **state)
 /* Compiles g for the interpreter with the outputs as entry "f", runs it once. */
 static kiln_module *run_entry(kiln_graph *g, int n, kiln_tensor *const *outs)
 {
-    assert_ok(g);
+    ku_assert_ok(g);
     assert_int_equal(kiln_entry(g, "f", n, outs, NULL), KILN_OK);
     kiln_compile_opts opts = {0};
     opts.target = KILN_TARGET_INTERP;
@@ -663,7 +623,7 @@ static kiln_tensor *f32_from(kiln_graph *g, int rank, const int64_t *dims, const
 static void test_values_promotion(void **state)
 {
     (void)state;
-    kiln_graph *g = new_graph();
+    kiln_graph *g = ku_graph_new();
     const int32_t iv[] = {1, 2, 3};
     kiln_tensor *i = kiln_tensor_from(g, KILN_I32, KILN_SHAPE(3), iv);
     kiln_tensor *outs[] = {
@@ -699,7 +659,7 @@ static void test_values_promotion(void **state)
 static void test_values_unary(void **state)
 {
     (void)state;
-    kiln_graph *g = new_graph();
+    kiln_graph *g = ku_graph_new();
     const float xv[] = {-2.0f, -0.5f, 0.0f, 1.0f, 3.0f};
     kiln_tensor *x = f32_from(g, KILN_SHAPE(5), xv);
     kiln_tensor *outs[] = {kiln_gelu(g, x), kiln_silu(g, x), kiln_square(g, x),
@@ -727,7 +687,7 @@ static void test_values_unary(void **state)
 static void test_values_where_broadcast(void **state)
 {
     (void)state;
-    kiln_graph *g = new_graph();
+    kiln_graph *g = ku_graph_new();
     const bool cv[] = {true, false};
     const float av[] = {1, 2, 3};
     kiln_tensor *c = kiln_tensor_from(g, KILN_BOOL, KILN_SHAPE(2, 1), cv);
@@ -744,7 +704,7 @@ static void test_values_where_broadcast(void **state)
 static void test_values_reductions(void **state)
 {
     (void)state;
-    kiln_graph *g = new_graph();
+    kiln_graph *g = ku_graph_new();
     /* x = [[1, 5, 3], [4, 2, 6]] */
     const float xv[] = {1, 5, 3, 4, 2, 6};
     kiln_tensor *x = f32_from(g, KILN_SHAPE(2, 3), xv);

@@ -8,50 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int next_name;
-
-static kiln_tensor *inp(kiln_graph *g, kiln_dtype dt, int rank, const int64_t *dims)
-{
-    char name[32];
-    snprintf(name, sizeof(name), "x%d", next_name++);
-    kiln_tensor *t = kiln_input(g, name, dt, rank, dims);
-    assert_non_null(t);
-    return t;
-}
-
-#define assert_shape(t, ...)                                                                       \
-    do {                                                                                           \
-        const int64_t want_[] = {__VA_ARGS__};                                                     \
-        int n_ = (int)(sizeof(want_) / sizeof(want_[0]));                                          \
-        assert_non_null(t);                                                                        \
-        assert_int_equal(kiln_tensor_rank(t), n_);                                                 \
-        for (int i_ = 0; i_ < n_; i_++)                                                            \
-            assert_int_equal(kiln_tensor_dim(t, i_), want_[i_]);                                   \
-    } while (0)
-
-#define assert_scalar_shape(t)                                                                     \
-    do {                                                                                           \
-        assert_non_null(t);                                                                        \
-        assert_int_equal(kiln_tensor_rank(t), 0);                                                  \
-    } while (0)
-
-static kiln_graph *new_graph(void)
-{
-    kiln_graph *g = kiln_graph_new();
-    assert_non_null(g);
-    return g;
-}
-
-/* No error, and every node built so far passes the IR verifier. */
-static void assert_ok(kiln_graph *g)
-{
-    if (kiln_graph_status(g) == KILN_OK)
-        ir_verify(g);
-    if (kiln_graph_status(g) != KILN_OK)
-        fprintf(stderr, "unexpected error: %s\n", kiln_graph_error(g));
-    assert_int_equal(kiln_graph_status(g), KILN_OK);
-}
-
 /* Finds the MATMUL node under t (through reshapes). */
 static const kiln_tensor *find_matmul(const kiln_tensor *t)
 {
@@ -73,7 +29,7 @@ static int count_ops(const kiln_graph *g, ir_op op)
 typedef void (*build_fn)(kiln_graph *g);
 static void expect_error(build_fn build, kiln_status s, const char *msg)
 {
-    kiln_graph *g = new_graph();
+    kiln_graph *g = ku_graph_new();
     build(g);
     assert_graph_error(g, s, msg);
     kiln_graph_free(g);
@@ -84,27 +40,30 @@ static void expect_error(build_fn build, kiln_status s, const char *msg)
 static void test_matmul_shapes(void **state)
 {
     (void)state;
-    kiln_graph *g = new_graph();
-    kiln_tensor *r =
-        kiln_matmul(g, inp(g, KILN_F32, KILN_SHAPE(4, 3)), inp(g, KILN_F32, KILN_SHAPE(3, 2)));
+    kiln_graph *g = ku_graph_new();
+    kiln_tensor *r = kiln_matmul(g, ku_input(g, KILN_F32, KILN_SHAPE(4, 3)),
+                                 ku_input(g, KILN_F32, KILN_SHAPE(3, 2)));
     assert_shape(r, 4, 2);
     assert_int_equal(r->op, IR_MATMUL);
     assert_int_equal(r->dtype, KILN_F32);
 
     /* 1-D @ 1-D: a 0-d dot product */
-    r = kiln_matmul(g, inp(g, KILN_F64, KILN_SHAPE(3)), inp(g, KILN_F64, KILN_SHAPE(3)));
+    r = kiln_matmul(g, ku_input(g, KILN_F64, KILN_SHAPE(3)), ku_input(g, KILN_F64, KILN_SHAPE(3)));
     assert_scalar_shape(r);
     assert_int_equal(r->dtype, KILN_F64);
     assert_int_equal(find_matmul(r)->rank, 2);
 
     /* matrix-vector and vector-matrix */
-    assert_shape(
-        kiln_matmul(g, inp(g, KILN_F32, KILN_SHAPE(4, 3)), inp(g, KILN_F32, KILN_SHAPE(3))), 4);
-    assert_shape(
-        kiln_matmul(g, inp(g, KILN_F32, KILN_SHAPE(3)), inp(g, KILN_F32, KILN_SHAPE(3, 2))), 2);
+    assert_shape(kiln_matmul(g, ku_input(g, KILN_F32, KILN_SHAPE(4, 3)),
+                             ku_input(g, KILN_F32, KILN_SHAPE(3))),
+                 4);
+    assert_shape(kiln_matmul(g, ku_input(g, KILN_F32, KILN_SHAPE(3)),
+                             ku_input(g, KILN_F32, KILN_SHAPE(3, 2))),
+                 2);
 
     /* batched times a matrix folds into one 2-D product */
-    r = kiln_matmul(g, inp(g, KILN_F32, KILN_SHAPE(2, 4, 3)), inp(g, KILN_F32, KILN_SHAPE(3, 5)));
+    r = kiln_matmul(g, ku_input(g, KILN_F32, KILN_SHAPE(2, 4, 3)),
+                    ku_input(g, KILN_F32, KILN_SHAPE(3, 5)));
     assert_shape(r, 2, 4, 5);
     const kiln_tensor *mm = find_matmul(r);
     assert_int_equal(mm->rank, 2);
@@ -112,8 +71,8 @@ static void test_matmul_shapes(void **state)
     assert_int_equal(mm->dims[1], 5);
 
     /* broadcast batch dims: both operands expanded to the same batch */
-    r = kiln_matmul(g, inp(g, KILN_F32, KILN_SHAPE(5, 1, 4, 3)),
-                    inp(g, KILN_F32, KILN_SHAPE(2, 3, 6)));
+    r = kiln_matmul(g, ku_input(g, KILN_F32, KILN_SHAPE(5, 1, 4, 3)),
+                    ku_input(g, KILN_F32, KILN_SHAPE(2, 3, 6)));
     assert_shape(r, 5, 2, 4, 6);
     assert_int_equal(r->op, IR_MATMUL);
     assert_int_equal(r->in[0]->rank, 4);
@@ -124,67 +83,73 @@ static void test_matmul_shapes(void **state)
     }
 
     /* a matrix times a batch */
-    assert_shape(
-        kiln_matmul(g, inp(g, KILN_F32, KILN_SHAPE(4, 3)), inp(g, KILN_F32, KILN_SHAPE(2, 3, 5))),
-        2, 4, 5);
+    assert_shape(kiln_matmul(g, ku_input(g, KILN_F32, KILN_SHAPE(4, 3)),
+                             ku_input(g, KILN_F32, KILN_SHAPE(2, 3, 5))),
+                 2, 4, 5);
     /* 1-D with batched */
-    assert_shape(
-        kiln_matmul(g, inp(g, KILN_F32, KILN_SHAPE(3)), inp(g, KILN_F32, KILN_SHAPE(2, 3, 4))), 2,
-        4);
-    assert_shape(
-        kiln_matmul(g, inp(g, KILN_F32, KILN_SHAPE(2, 4, 3)), inp(g, KILN_F32, KILN_SHAPE(3))), 2,
-        4);
+    assert_shape(kiln_matmul(g, ku_input(g, KILN_F32, KILN_SHAPE(3)),
+                             ku_input(g, KILN_F32, KILN_SHAPE(2, 3, 4))),
+                 2, 4);
+    assert_shape(kiln_matmul(g, ku_input(g, KILN_F32, KILN_SHAPE(2, 4, 3)),
+                             ku_input(g, KILN_F32, KILN_SHAPE(3))),
+                 2, 4);
     /* integers are allowed (no promotion) */
-    assert_int_equal(kiln_tensor_dtype(kiln_matmul(g, inp(g, KILN_I64, KILN_SHAPE(2, 2)),
-                                                   inp(g, KILN_I64, KILN_SHAPE(2, 2)))),
+    assert_int_equal(kiln_tensor_dtype(kiln_matmul(g, ku_input(g, KILN_I64, KILN_SHAPE(2, 2)),
+                                                   ku_input(g, KILN_I64, KILN_SHAPE(2, 2)))),
                      KILN_I64);
     /* empty dims */
-    assert_shape(
-        kiln_matmul(g, inp(g, KILN_F32, KILN_SHAPE(0, 3)), inp(g, KILN_F32, KILN_SHAPE(3, 2))), 0,
-        2);
-    assert_ok(g);
+    assert_shape(kiln_matmul(g, ku_input(g, KILN_F32, KILN_SHAPE(0, 3)),
+                             ku_input(g, KILN_F32, KILN_SHAPE(3, 2))),
+                 0, 2);
+    ku_assert_ok(g);
     kiln_graph_free(g);
 }
 
 static void mm_0d(kiln_graph *g)
 {
-    kiln_matmul(g, inp(g, KILN_F32, 0, NULL), inp(g, KILN_F32, KILN_SHAPE(3)));
+    kiln_matmul(g, ku_input(g, KILN_F32, 0, NULL), ku_input(g, KILN_F32, KILN_SHAPE(3)));
 }
 static void mm_dot(kiln_graph *g)
 {
-    kiln_matmul(g, inp(g, KILN_F32, KILN_SHAPE(3)), inp(g, KILN_F32, KILN_SHAPE(4)));
+    kiln_matmul(g, ku_input(g, KILN_F32, KILN_SHAPE(3)), ku_input(g, KILN_F32, KILN_SHAPE(4)));
 }
 static void mm_2d(kiln_graph *g)
 {
-    kiln_matmul(g, inp(g, KILN_F32, KILN_SHAPE(4, 3)), inp(g, KILN_F32, KILN_SHAPE(4, 2)));
+    kiln_matmul(g, ku_input(g, KILN_F32, KILN_SHAPE(4, 3)),
+                ku_input(g, KILN_F32, KILN_SHAPE(4, 2)));
 }
 static void mm_mv(kiln_graph *g)
 {
-    kiln_matmul(g, inp(g, KILN_F32, KILN_SHAPE(4, 3)), inp(g, KILN_F32, KILN_SHAPE(4)));
+    kiln_matmul(g, ku_input(g, KILN_F32, KILN_SHAPE(4, 3)), ku_input(g, KILN_F32, KILN_SHAPE(4)));
 }
 static void mm_vm(kiln_graph *g)
 {
-    kiln_matmul(g, inp(g, KILN_F32, KILN_SHAPE(3)), inp(g, KILN_F32, KILN_SHAPE(4, 2)));
+    kiln_matmul(g, ku_input(g, KILN_F32, KILN_SHAPE(3)), ku_input(g, KILN_F32, KILN_SHAPE(4, 2)));
 }
 static void mm_batched(kiln_graph *g)
 {
-    kiln_matmul(g, inp(g, KILN_F32, KILN_SHAPE(2, 4, 3)), inp(g, KILN_F32, KILN_SHAPE(2, 4, 2)));
+    kiln_matmul(g, ku_input(g, KILN_F32, KILN_SHAPE(2, 4, 3)),
+                ku_input(g, KILN_F32, KILN_SHAPE(2, 4, 2)));
 }
 static void mm_batch_bcast(kiln_graph *g)
 {
-    kiln_matmul(g, inp(g, KILN_F32, KILN_SHAPE(2, 4, 3)), inp(g, KILN_F32, KILN_SHAPE(3, 3, 2)));
+    kiln_matmul(g, ku_input(g, KILN_F32, KILN_SHAPE(2, 4, 3)),
+                ku_input(g, KILN_F32, KILN_SHAPE(3, 3, 2)));
 }
 static void mm_dtype(kiln_graph *g)
 {
-    kiln_matmul(g, inp(g, KILN_F32, KILN_SHAPE(2, 2)), inp(g, KILN_F64, KILN_SHAPE(2, 2)));
+    kiln_matmul(g, ku_input(g, KILN_F32, KILN_SHAPE(2, 2)),
+                ku_input(g, KILN_F64, KILN_SHAPE(2, 2)));
 }
 static void mm_dtype2(kiln_graph *g)
 {
-    kiln_matmul(g, inp(g, KILN_I32, KILN_SHAPE(2, 2)), inp(g, KILN_I64, KILN_SHAPE(2, 2)));
+    kiln_matmul(g, ku_input(g, KILN_I32, KILN_SHAPE(2, 2)),
+                ku_input(g, KILN_I64, KILN_SHAPE(2, 2)));
 }
 static void mm_bool(kiln_graph *g)
 {
-    kiln_matmul(g, inp(g, KILN_BOOL, KILN_SHAPE(2, 2)), inp(g, KILN_BOOL, KILN_SHAPE(2, 2)));
+    kiln_matmul(g, ku_input(g, KILN_BOOL, KILN_SHAPE(2, 2)),
+                ku_input(g, KILN_BOOL, KILN_SHAPE(2, 2)));
 }
 
 static void test_matmul_errors(void **state)
@@ -221,8 +186,8 @@ static void test_matmul_errors(void **state)
 static void test_linear(void **state)
 {
     (void)state;
-    kiln_graph *g = new_graph();
-    kiln_tensor *x = inp(g, KILN_F32, KILN_SHAPE(4, 3));
+    kiln_graph *g = ku_graph_new();
+    kiln_tensor *x = ku_input(g, KILN_F32, KILN_SHAPE(4, 3));
     kiln_tensor *w = kiln_param(g, "w", KILN_F32, KILN_SHAPE(2, 3), kiln_init_kaiming_uniform());
     kiln_tensor *b = kiln_param(g, "b", KILN_F32, KILN_SHAPE(2), kiln_init_kaiming_uniform());
     assert_non_null(w);
@@ -239,9 +204,9 @@ static void test_linear(void **state)
     /* the bias takes the weight's fan_in, as nn.Linear's does */
     assert_int_equal(b->fan_in, 3);
 
-    assert_shape(kiln_linear(g, inp(g, KILN_F32, KILN_SHAPE(5, 4, 3)), w, NULL), 5, 4, 2);
+    assert_shape(kiln_linear(g, ku_input(g, KILN_F32, KILN_SHAPE(5, 4, 3)), w, NULL), 5, 4, 2);
     assert_int_equal(kiln_linear(g, x, w, NULL)->op, IR_MATMUL);
-    assert_shape(kiln_linear(g, inp(g, KILN_F32, KILN_SHAPE(3)), w, b), 2);
+    assert_shape(kiln_linear(g, ku_input(g, KILN_F32, KILN_SHAPE(3)), w, b), 2);
 
     /* a bias that is not a kaiming param, or already has a fan_in, is left alone */
     kiln_tensor *b2 = kiln_param(g, "b2", KILN_F32, KILN_SHAPE(2), kiln_init_zeros());
@@ -251,39 +216,43 @@ static void test_linear(void **state)
     b3->fan_in = 7;
     kiln_linear(g, x, w, b3);
     assert_int_equal(b3->fan_in, 7);
-    assert_ok(g);
+    ku_assert_ok(g);
     kiln_graph_free(g);
 }
 
 static void lin_mismatch(kiln_graph *g)
 {
-    kiln_linear(g, inp(g, KILN_F32, KILN_SHAPE(4, 3)), inp(g, KILN_F32, KILN_SHAPE(2, 4)), NULL);
+    kiln_linear(g, ku_input(g, KILN_F32, KILN_SHAPE(4, 3)), ku_input(g, KILN_F32, KILN_SHAPE(2, 4)),
+                NULL);
 }
 static void lin_mismatch_nd(kiln_graph *g)
 {
-    kiln_linear(g, inp(g, KILN_F32, KILN_SHAPE(2, 5, 3)), inp(g, KILN_F32, KILN_SHAPE(2, 4)), NULL);
+    kiln_linear(g, ku_input(g, KILN_F32, KILN_SHAPE(2, 5, 3)),
+                ku_input(g, KILN_F32, KILN_SHAPE(2, 4)), NULL);
 }
 static void lin_0d(kiln_graph *g)
 {
-    kiln_linear(g, inp(g, KILN_F32, 0, NULL), inp(g, KILN_F32, KILN_SHAPE(2, 4)), NULL);
+    kiln_linear(g, ku_input(g, KILN_F32, 0, NULL), ku_input(g, KILN_F32, KILN_SHAPE(2, 4)), NULL);
 }
 static void lin_w1d(kiln_graph *g)
 {
-    kiln_linear(g, inp(g, KILN_F32, KILN_SHAPE(4)), inp(g, KILN_F32, KILN_SHAPE(4)), NULL);
+    kiln_linear(g, ku_input(g, KILN_F32, KILN_SHAPE(4)), ku_input(g, KILN_F32, KILN_SHAPE(4)),
+                NULL);
 }
 static void lin_dtype(kiln_graph *g)
 {
-    kiln_linear(g, inp(g, KILN_F64, KILN_SHAPE(4, 3)), inp(g, KILN_F32, KILN_SHAPE(2, 3)), NULL);
+    kiln_linear(g, ku_input(g, KILN_F64, KILN_SHAPE(4, 3)), ku_input(g, KILN_F32, KILN_SHAPE(2, 3)),
+                NULL);
 }
 static void lin_bias_dtype(kiln_graph *g)
 {
-    kiln_linear(g, inp(g, KILN_F32, KILN_SHAPE(4, 3)), inp(g, KILN_F32, KILN_SHAPE(2, 3)),
-                inp(g, KILN_F64, KILN_SHAPE(2)));
+    kiln_linear(g, ku_input(g, KILN_F32, KILN_SHAPE(4, 3)), ku_input(g, KILN_F32, KILN_SHAPE(2, 3)),
+                ku_input(g, KILN_F64, KILN_SHAPE(2)));
 }
 static void lin_bias_shape(kiln_graph *g)
 {
-    kiln_linear(g, inp(g, KILN_F32, KILN_SHAPE(4, 3)), inp(g, KILN_F32, KILN_SHAPE(2, 3)),
-                inp(g, KILN_F32, KILN_SHAPE(3)));
+    kiln_linear(g, ku_input(g, KILN_F32, KILN_SHAPE(4, 3)), ku_input(g, KILN_F32, KILN_SHAPE(2, 3)),
+                ku_input(g, KILN_F32, KILN_SHAPE(3)));
 }
 
 static void test_linear_errors(void **state)
@@ -313,8 +282,8 @@ static void test_linear_errors(void **state)
 static void test_softmax_structure(void **state)
 {
     (void)state;
-    kiln_graph *g = new_graph();
-    kiln_tensor *x = inp(g, KILN_F32, KILN_SHAPE(2, 5));
+    kiln_graph *g = ku_graph_new();
+    kiln_tensor *x = ku_input(g, KILN_F32, KILN_SHAPE(2, 5));
     kiln_tensor *s = kiln_softmax(g, x, -1);
     assert_shape(s, 2, 5);
     assert_int_equal(s->dtype, KILN_F32);
@@ -333,33 +302,33 @@ static void test_softmax_structure(void **state)
     assert_int_equal(l->op, IR_SUB);
     assert_int_equal(l->in[1]->op, IR_EXPAND);
     assert_int_equal(l->in[1]->in[0]->op, IR_LOG);
-    assert_int_equal(kiln_tensor_dtype(kiln_softmax(g, inp(g, KILN_F64, KILN_SHAPE(3)), 0)),
+    assert_int_equal(kiln_tensor_dtype(kiln_softmax(g, ku_input(g, KILN_F64, KILN_SHAPE(3)), 0)),
                      KILN_F64);
-    assert_scalar_shape(kiln_softmax(g, inp(g, KILN_F32, 0, NULL), 0));
-    assert_shape(kiln_softmax(g, inp(g, KILN_F32, KILN_SHAPE(0, 4)), 0), 0, 4);
-    assert_ok(g);
+    assert_scalar_shape(kiln_softmax(g, ku_input(g, KILN_F32, 0, NULL), 0));
+    assert_shape(kiln_softmax(g, ku_input(g, KILN_F32, KILN_SHAPE(0, 4)), 0), 0, 4);
+    ku_assert_ok(g);
     kiln_graph_free(g);
 }
 
 static void sm_long(kiln_graph *g)
 {
-    kiln_softmax(g, inp(g, KILN_I64, KILN_SHAPE(2, 3)), 1);
+    kiln_softmax(g, ku_input(g, KILN_I64, KILN_SHAPE(2, 3)), 1);
 }
 static void sm_int_dim0(kiln_graph *g)
 {
-    kiln_softmax(g, inp(g, KILN_I32, KILN_SHAPE(2, 3)), 0);
+    kiln_softmax(g, ku_input(g, KILN_I32, KILN_SHAPE(2, 3)), 0);
 }
 static void lsm_long(kiln_graph *g)
 {
-    kiln_log_softmax(g, inp(g, KILN_I64, KILN_SHAPE(3)), -1);
+    kiln_log_softmax(g, ku_input(g, KILN_I64, KILN_SHAPE(3)), -1);
 }
 static void lsm_bool_dim0(kiln_graph *g)
 {
-    kiln_log_softmax(g, inp(g, KILN_BOOL, KILN_SHAPE(2, 3)), 0);
+    kiln_log_softmax(g, ku_input(g, KILN_BOOL, KILN_SHAPE(2, 3)), 0);
 }
 static void sm_axis(kiln_graph *g)
 {
-    kiln_softmax(g, inp(g, KILN_F32, KILN_SHAPE(2, 3)), 2);
+    kiln_softmax(g, ku_input(g, KILN_F32, KILN_SHAPE(2, 3)), 2);
 }
 
 static void test_softmax_errors(void **state)
@@ -384,10 +353,10 @@ static void test_softmax_errors(void **state)
 static void test_layer_norm_shapes(void **state)
 {
     (void)state;
-    kiln_graph *g = new_graph();
-    kiln_tensor *x = inp(g, KILN_F32, KILN_SHAPE(2, 3, 4));
-    kiln_tensor *w = inp(g, KILN_F32, KILN_SHAPE(4));
-    kiln_tensor *b = inp(g, KILN_F32, KILN_SHAPE(4));
+    kiln_graph *g = ku_graph_new();
+    kiln_tensor *x = ku_input(g, KILN_F32, KILN_SHAPE(2, 3, 4));
+    kiln_tensor *w = ku_input(g, KILN_F32, KILN_SHAPE(4));
+    kiln_tensor *b = ku_input(g, KILN_F32, KILN_SHAPE(4));
     kiln_tensor *y = kiln_layer_norm(g, x, w, b, 1e-5);
     assert_shape(y, 2, 3, 4);
     assert_int_equal(y->dtype, KILN_F32);
@@ -395,38 +364,38 @@ static void test_layer_norm_shapes(void **state)
     assert_int_equal(kiln_layer_norm(g, x, w, NULL, 1e-5)->op, IR_MUL);
     assert_shape(kiln_layer_norm(g, x, NULL, NULL, 1e-5), 2, 3, 4);
     assert_int_equal(kiln_layer_norm(g, x, NULL, b, 1e-5)->op, IR_ADD);
-    assert_int_equal(
-        kiln_tensor_dtype(kiln_layer_norm(g, inp(g, KILN_F64, KILN_SHAPE(3)), NULL, NULL, 0.1)),
-        KILN_F64);
+    assert_int_equal(kiln_tensor_dtype(
+                         kiln_layer_norm(g, ku_input(g, KILN_F64, KILN_SHAPE(3)), NULL, NULL, 0.1)),
+                     KILN_F64);
     assert_true(count_ops(g, IR_RSQRT) >= 5);
-    assert_ok(g);
+    ku_assert_ok(g);
     assert_null(kiln_layer_norm(g, NULL, w, b, 1e-5));
-    assert_ok(g);
+    ku_assert_ok(g);
     kiln_graph_free(g);
 }
 
 static void ln_weight(kiln_graph *g)
 {
-    kiln_layer_norm(g, inp(g, KILN_F32, KILN_SHAPE(2, 3)), inp(g, KILN_F32, KILN_SHAPE(4)), NULL,
-                    1e-5);
+    kiln_layer_norm(g, ku_input(g, KILN_F32, KILN_SHAPE(2, 3)),
+                    ku_input(g, KILN_F32, KILN_SHAPE(4)), NULL, 1e-5);
 }
 static void ln_bias(kiln_graph *g)
 {
-    kiln_layer_norm(g, inp(g, KILN_F32, KILN_SHAPE(2, 3)), NULL, inp(g, KILN_F32, KILN_SHAPE(1, 3)),
-                    1e-5);
+    kiln_layer_norm(g, ku_input(g, KILN_F32, KILN_SHAPE(2, 3)), NULL,
+                    ku_input(g, KILN_F32, KILN_SHAPE(1, 3)), 1e-5);
 }
 static void ln_int(kiln_graph *g)
 {
-    kiln_layer_norm(g, inp(g, KILN_I64, KILN_SHAPE(2, 3)), NULL, NULL, 1e-5);
+    kiln_layer_norm(g, ku_input(g, KILN_I64, KILN_SHAPE(2, 3)), NULL, NULL, 1e-5);
 }
 static void ln_0d(kiln_graph *g)
 {
-    kiln_layer_norm(g, inp(g, KILN_F32, 0, NULL), NULL, NULL, 1e-5);
+    kiln_layer_norm(g, ku_input(g, KILN_F32, 0, NULL), NULL, NULL, 1e-5);
 }
 static void ln_dtype(kiln_graph *g)
 {
-    kiln_layer_norm(g, inp(g, KILN_F32, KILN_SHAPE(2, 3)), inp(g, KILN_F64, KILN_SHAPE(3)), NULL,
-                    1e-5);
+    kiln_layer_norm(g, ku_input(g, KILN_F32, KILN_SHAPE(2, 3)),
+                    ku_input(g, KILN_F64, KILN_SHAPE(3)), NULL, 1e-5);
 }
 
 static void test_layer_norm_errors(void **state)
@@ -452,9 +421,9 @@ static void test_layer_norm_errors(void **state)
 static void test_embedding(void **state)
 {
     (void)state;
-    kiln_graph *g = new_graph();
-    kiln_tensor *table = inp(g, KILN_F32, KILN_SHAPE(10, 4));
-    kiln_tensor *ids = inp(g, KILN_I64, KILN_SHAPE(2, 3));
+    kiln_graph *g = ku_graph_new();
+    kiln_tensor *table = ku_input(g, KILN_F32, KILN_SHAPE(10, 4));
+    kiln_tensor *ids = ku_input(g, KILN_I64, KILN_SHAPE(2, 3));
     kiln_tensor *e = kiln_embedding(g, table, ids);
     assert_shape(e, 2, 3, 4);
     assert_int_equal(e->op, IR_GATHER);
@@ -462,28 +431,30 @@ static void test_embedding(void **state)
     assert_int_equal(e->dtype, KILN_F32);
     assert_ptr_equal(e->in[0], table);
     assert_ptr_equal(e->in[1], ids);
-    assert_shape(kiln_embedding(g, table, inp(g, KILN_I32, 0, NULL)), 4);
-    assert_shape(kiln_embedding(g, table, inp(g, KILN_I32, KILN_SHAPE(0))), 0, 4);
-    assert_ok(g);
+    assert_shape(kiln_embedding(g, table, ku_input(g, KILN_I32, 0, NULL)), 4);
+    assert_shape(kiln_embedding(g, table, ku_input(g, KILN_I32, KILN_SHAPE(0))), 0, 4);
+    ku_assert_ok(g);
     kiln_graph_free(g);
 }
 
 static void emb_float(kiln_graph *g)
 {
-    kiln_embedding(g, inp(g, KILN_F32, KILN_SHAPE(10, 4)), inp(g, KILN_F32, KILN_SHAPE(3)));
+    kiln_embedding(g, ku_input(g, KILN_F32, KILN_SHAPE(10, 4)),
+                   ku_input(g, KILN_F32, KILN_SHAPE(3)));
 }
 static void emb_bool(kiln_graph *g)
 {
-    kiln_embedding(g, inp(g, KILN_F32, KILN_SHAPE(10, 4)), inp(g, KILN_BOOL, KILN_SHAPE(3)));
+    kiln_embedding(g, ku_input(g, KILN_F32, KILN_SHAPE(10, 4)),
+                   ku_input(g, KILN_BOOL, KILN_SHAPE(3)));
 }
 static void emb_table(kiln_graph *g)
 {
-    kiln_embedding(g, inp(g, KILN_F32, KILN_SHAPE(10)), inp(g, KILN_I64, KILN_SHAPE(3)));
+    kiln_embedding(g, ku_input(g, KILN_F32, KILN_SHAPE(10)), ku_input(g, KILN_I64, KILN_SHAPE(3)));
 }
 static void emb_rank(kiln_graph *g)
 {
-    kiln_embedding(g, inp(g, KILN_F32, KILN_SHAPE(10, 4)),
-                   inp(g, KILN_I64, KILN_SHAPE(1, 1, 1, 1, 1, 1, 1, 1)));
+    kiln_embedding(g, ku_input(g, KILN_F32, KILN_SHAPE(10, 4)),
+                   ku_input(g, KILN_I64, KILN_SHAPE(1, 1, 1, 1, 1, 1, 1, 1)));
 }
 
 static void test_embedding_errors(void **state)
@@ -504,8 +475,8 @@ static void test_embedding_errors(void **state)
 static void test_dropout(void **state)
 {
     (void)state;
-    kiln_graph *g = new_graph();
-    kiln_tensor *x = inp(g, KILN_F32, KILN_SHAPE(4, 5));
+    kiln_graph *g = ku_graph_new();
+    kiln_tensor *x = ku_input(g, KILN_F32, KILN_SHAPE(4, 5));
     assert_ptr_equal(kiln_dropout(g, x, 0.0), x);
     kiln_tensor *z = kiln_dropout(g, x, 1.0);
     assert_shape(z, 4, 5);
@@ -523,31 +494,31 @@ static void test_dropout(void **state)
     assert_int_not_equal(keep1->in[0]->stream, keep2->in[0]->stream);
     assert_int_equal(count_ops(g, IR_RAND), 2);
     assert_int_equal(d1->in[1]->op, IR_DIV);
-    assert_int_equal(kiln_tensor_dtype(kiln_dropout(g, inp(g, KILN_F64, KILN_SHAPE(3)), 0.5)),
+    assert_int_equal(kiln_tensor_dtype(kiln_dropout(g, ku_input(g, KILN_F64, KILN_SHAPE(3)), 0.5)),
                      KILN_F64);
     /* integers: p == 0 and p == 1 are fine, as in PyTorch */
-    kiln_tensor *i = inp(g, KILN_I64, KILN_SHAPE(3));
+    kiln_tensor *i = ku_input(g, KILN_I64, KILN_SHAPE(3));
     assert_ptr_equal(kiln_dropout(g, i, 0.0), i);
     assert_int_equal(kiln_tensor_dtype(kiln_dropout(g, i, 1.0)), KILN_I64);
-    assert_ok(g);
+    ku_assert_ok(g);
     kiln_graph_free(g);
 }
 
 static void drop_big(kiln_graph *g)
 {
-    kiln_dropout(g, inp(g, KILN_F32, KILN_SHAPE(3)), 1.5);
+    kiln_dropout(g, ku_input(g, KILN_F32, KILN_SHAPE(3)), 1.5);
 }
 static void drop_neg(kiln_graph *g)
 {
-    kiln_dropout(g, inp(g, KILN_F32, KILN_SHAPE(3)), -0.5);
+    kiln_dropout(g, ku_input(g, KILN_F32, KILN_SHAPE(3)), -0.5);
 }
 static void drop_nan(kiln_graph *g)
 {
-    kiln_dropout(g, inp(g, KILN_F32, KILN_SHAPE(3)), (double)NAN);
+    kiln_dropout(g, ku_input(g, KILN_F32, KILN_SHAPE(3)), (double)NAN);
 }
 static void drop_int(kiln_graph *g)
 {
-    kiln_dropout(g, inp(g, KILN_I64, KILN_SHAPE(3)), 0.5);
+    kiln_dropout(g, ku_input(g, KILN_I64, KILN_SHAPE(3)), 0.5);
 }
 
 static void test_dropout_errors(void **state)
@@ -568,33 +539,33 @@ static void test_dropout_errors(void **state)
 static void test_mse_loss(void **state)
 {
     (void)state;
-    kiln_graph *g = new_graph();
-    kiln_tensor *p = inp(g, KILN_F32, KILN_SHAPE(4, 1));
-    kiln_tensor *t = inp(g, KILN_F32, KILN_SHAPE(4, 1));
+    kiln_graph *g = ku_graph_new();
+    kiln_tensor *p = ku_input(g, KILN_F32, KILN_SHAPE(4, 1));
+    kiln_tensor *t = ku_input(g, KILN_F32, KILN_SHAPE(4, 1));
     kiln_tensor *l = kiln_mse_loss(g, p, t);
     assert_scalar_shape(l);
     assert_int_equal(l->dtype, KILN_F32);
     assert_int_equal(l->op, IR_DIV);
     assert_true(l->in[1]->value == 4.0);
     /* broadcasting is allowed (PyTorch warns) */
-    kiln_tensor *lb = kiln_mse_loss(g, p, inp(g, KILN_F32, KILN_SHAPE(4)));
+    kiln_tensor *lb = kiln_mse_loss(g, p, ku_input(g, KILN_F32, KILN_SHAPE(4)));
     assert_scalar_shape(lb);
     assert_true(lb->in[1]->value == 16.0);
-    assert_int_equal(kiln_tensor_dtype(kiln_mse_loss(g, p, inp(g, KILN_F64, KILN_SHAPE(4, 1)))),
-                     KILN_F64);
-    assert_int_equal(kiln_tensor_dtype(kiln_mse_loss(g, p, inp(g, KILN_I64, KILN_SHAPE(4, 1)))),
-                     KILN_F32);
-    assert_ok(g);
+    assert_int_equal(
+        kiln_tensor_dtype(kiln_mse_loss(g, p, ku_input(g, KILN_F64, KILN_SHAPE(4, 1)))), KILN_F64);
+    assert_int_equal(
+        kiln_tensor_dtype(kiln_mse_loss(g, p, ku_input(g, KILN_I64, KILN_SHAPE(4, 1)))), KILN_F32);
+    ku_assert_ok(g);
     kiln_graph_free(g);
 }
 
 static void mse_int(kiln_graph *g)
 {
-    kiln_mse_loss(g, inp(g, KILN_I64, KILN_SHAPE(3)), inp(g, KILN_I64, KILN_SHAPE(3)));
+    kiln_mse_loss(g, ku_input(g, KILN_I64, KILN_SHAPE(3)), ku_input(g, KILN_I64, KILN_SHAPE(3)));
 }
 static void mse_shape(kiln_graph *g)
 {
-    kiln_mse_loss(g, inp(g, KILN_F32, KILN_SHAPE(3)), inp(g, KILN_F32, KILN_SHAPE(4)));
+    kiln_mse_loss(g, ku_input(g, KILN_F32, KILN_SHAPE(3)), ku_input(g, KILN_F32, KILN_SHAPE(4)));
 }
 
 static void test_mse_errors(void **state)
@@ -609,9 +580,9 @@ static void test_mse_errors(void **state)
 static void test_cross_entropy(void **state)
 {
     (void)state;
-    kiln_graph *g = new_graph();
-    kiln_tensor *x = inp(g, KILN_F32, KILN_SHAPE(3, 5));
-    kiln_tensor *y = inp(g, KILN_I64, KILN_SHAPE(3));
+    kiln_graph *g = ku_graph_new();
+    kiln_tensor *x = ku_input(g, KILN_F32, KILN_SHAPE(3, 5));
+    kiln_tensor *y = ku_input(g, KILN_I64, KILN_SHAPE(3));
     kiln_tensor *l = kiln_cross_entropy(g, x, y);
     assert_scalar_shape(l);
     assert_int_equal(l->dtype, KILN_F32);
@@ -619,47 +590,54 @@ static void test_cross_entropy(void **state)
     assert_int_equal(count_ops(g, IR_EQ), 1);
     assert_int_equal(count_ops(g, IR_WHERE), 1);
     assert_int_equal(count_ops(g, IR_LOG), 1);
-    assert_int_equal(kiln_tensor_dtype(kiln_cross_entropy(g, inp(g, KILN_F64, KILN_SHAPE(2, 4)),
-                                                          inp(g, KILN_I32, KILN_SHAPE(2)))),
-                     KILN_F64);
+    assert_int_equal(
+        kiln_tensor_dtype(kiln_cross_entropy(g, ku_input(g, KILN_F64, KILN_SHAPE(2, 4)),
+                                             ku_input(g, KILN_I32, KILN_SHAPE(2)))),
+        KILN_F64);
     /* one sample: logits (C), a 0-d label */
-    assert_scalar_shape(
-        kiln_cross_entropy(g, inp(g, KILN_F32, KILN_SHAPE(5)), inp(g, KILN_I64, 0, NULL)));
-    assert_ok(g);
+    assert_scalar_shape(kiln_cross_entropy(g, ku_input(g, KILN_F32, KILN_SHAPE(5)),
+                                           ku_input(g, KILN_I64, 0, NULL)));
+    ku_assert_ok(g);
     kiln_graph_free(g);
 }
 
 static void ce_float_labels(kiln_graph *g)
 {
-    kiln_cross_entropy(g, inp(g, KILN_F32, KILN_SHAPE(3, 5)), inp(g, KILN_F32, KILN_SHAPE(3)));
+    kiln_cross_entropy(g, ku_input(g, KILN_F32, KILN_SHAPE(3, 5)),
+                       ku_input(g, KILN_F32, KILN_SHAPE(3)));
 }
 static void ce_batch(kiln_graph *g)
 {
-    kiln_cross_entropy(g, inp(g, KILN_F32, KILN_SHAPE(3, 5)), inp(g, KILN_I64, KILN_SHAPE(4)));
+    kiln_cross_entropy(g, ku_input(g, KILN_F32, KILN_SHAPE(3, 5)),
+                       ku_input(g, KILN_I64, KILN_SHAPE(4)));
 }
 static void ce_batch_0d(kiln_graph *g)
 {
-    kiln_cross_entropy(g, inp(g, KILN_F32, KILN_SHAPE(3, 5)), inp(g, KILN_I64, 0, NULL));
+    kiln_cross_entropy(g, ku_input(g, KILN_F32, KILN_SHAPE(3, 5)), ku_input(g, KILN_I64, 0, NULL));
 }
 static void ce_multi(kiln_graph *g)
 {
-    kiln_cross_entropy(g, inp(g, KILN_F32, KILN_SHAPE(3, 5)), inp(g, KILN_I64, KILN_SHAPE(3, 1)));
+    kiln_cross_entropy(g, ku_input(g, KILN_F32, KILN_SHAPE(3, 5)),
+                       ku_input(g, KILN_I64, KILN_SHAPE(3, 1)));
 }
 static void ce_0d(kiln_graph *g)
 {
-    kiln_cross_entropy(g, inp(g, KILN_F32, 0, NULL), inp(g, KILN_I64, 0, NULL));
+    kiln_cross_entropy(g, ku_input(g, KILN_F32, 0, NULL), ku_input(g, KILN_I64, 0, NULL));
 }
 static void ce_rank3(kiln_graph *g)
 {
-    kiln_cross_entropy(g, inp(g, KILN_F32, KILN_SHAPE(2, 3, 4)), inp(g, KILN_I64, KILN_SHAPE(2)));
+    kiln_cross_entropy(g, ku_input(g, KILN_F32, KILN_SHAPE(2, 3, 4)),
+                       ku_input(g, KILN_I64, KILN_SHAPE(2)));
 }
 static void ce_1d_target(kiln_graph *g)
 {
-    kiln_cross_entropy(g, inp(g, KILN_F32, KILN_SHAPE(5)), inp(g, KILN_I64, KILN_SHAPE(1)));
+    kiln_cross_entropy(g, ku_input(g, KILN_F32, KILN_SHAPE(5)),
+                       ku_input(g, KILN_I64, KILN_SHAPE(1)));
 }
 static void ce_int_logits(kiln_graph *g)
 {
-    kiln_cross_entropy(g, inp(g, KILN_I64, KILN_SHAPE(3, 5)), inp(g, KILN_I64, KILN_SHAPE(3)));
+    kiln_cross_entropy(g, ku_input(g, KILN_I64, KILN_SHAPE(3, 5)),
+                       ku_input(g, KILN_I64, KILN_SHAPE(3)));
 }
 
 static void test_cross_entropy_errors(void **state)
@@ -690,9 +668,9 @@ static void test_cross_entropy_errors(void **state)
 static void test_null_propagation(void **state)
 {
     (void)state;
-    kiln_graph *g = new_graph();
-    kiln_tensor *x = inp(g, KILN_F32, KILN_SHAPE(3, 3));
-    kiln_tensor *ids = inp(g, KILN_I64, KILN_SHAPE(3));
+    kiln_graph *g = ku_graph_new();
+    kiln_tensor *x = ku_input(g, KILN_F32, KILN_SHAPE(3, 3));
+    kiln_tensor *ids = ku_input(g, KILN_I64, KILN_SHAPE(3));
     int before = g->nnodes;
     assert_null(kiln_matmul(g, x, NULL));
     assert_null(kiln_matmul(NULL, x, x));
@@ -708,7 +686,7 @@ static void test_null_propagation(void **state)
     assert_null(kiln_cross_entropy(g, x, NULL));
     assert_null(kiln_cross_entropy(g, NULL, ids));
     assert_int_equal(g->nnodes, before);
-    assert_ok(g);
+    ku_assert_ok(g);
     kiln_graph_free(g);
 }
 
@@ -754,9 +732,9 @@ static kiln_tensor *build_model(kiln_graph *g)
 static void test_out_of_memory(void **state)
 {
     (void)state;
-    kiln_graph *g = new_graph();
+    kiln_graph *g = ku_graph_new();
     assert_non_null(build_model(g));
-    assert_ok(g);
+    ku_assert_ok(g);
     kiln_graph_free(g);
     bool finished = false;
     for (alloc_fail_at = 0; !finished && alloc_fail_at < 100000; alloc_fail_at++) {
@@ -779,7 +757,7 @@ static void test_out_of_memory(void **state)
 
 static kiln_module *run_entry(kiln_graph *g, int n, kiln_tensor *const *outs)
 {
-    assert_ok(g);
+    ku_assert_ok(g);
     assert_int_equal(kiln_entry(g, "f", n, outs, NULL), KILN_OK);
     kiln_compile_opts opts = {0};
     opts.target = KILN_TARGET_INTERP;
@@ -821,7 +799,7 @@ static kiln_tensor *f32_from(kiln_graph *g, int rank, const int64_t *dims, const
 static void test_values_matmul(void **state)
 {
     (void)state;
-    kiln_graph *g = new_graph();
+    kiln_graph *g = ku_graph_new();
     const float av[] = {1, 2, 3, 4, 5, 6}; /* (2, 3) */
     const float bv[] = {1, 0, 0, 1, 1, 1}; /* (3, 2) */
     const float v3[] = {1, -1, 2};
@@ -866,7 +844,7 @@ static void test_values_matmul(void **state)
 static void test_values_linear(void **state)
 {
     (void)state;
-    kiln_graph *g = new_graph();
+    kiln_graph *g = ku_graph_new();
     const float xv[] = {1, 2, 3, 4, 5, 6};           /* (2, 3) */
     const float wv[] = {1, 0, -1, 0.5f, 0.5f, 0.5f}; /* (2, 3) */
     const float bv[] = {10, 20};
@@ -887,7 +865,7 @@ static void test_values_linear(void **state)
 static void test_values_softmax(void **state)
 {
     (void)state;
-    kiln_graph *g = new_graph();
+    kiln_graph *g = ku_graph_new();
     /* the second row would overflow exp without the max shift */
     const float xv[] = {1, 2, 3, 1000, 1001, 1002};
     kiln_tensor *x = f32_from(g, KILN_SHAPE(2, 3), xv);
@@ -915,7 +893,7 @@ static void test_values_softmax(void **state)
 static void test_values_layer_norm(void **state)
 {
     (void)state;
-    kiln_graph *g = new_graph();
+    kiln_graph *g = ku_graph_new();
     const float xv[] = {1, 2, 3, 4, -1, 0, 0, 5};
     const float wv[] = {1, 2, 0.5f, -1};
     const float bv[] = {0, 1, 0, 0.25f};
@@ -949,7 +927,7 @@ static void test_values_layer_norm(void **state)
 static void test_values_losses(void **state)
 {
     (void)state;
-    kiln_graph *g = new_graph();
+    kiln_graph *g = ku_graph_new();
     const float lv[] = {1, 2, 3, 1, 2, 3};
     const int64_t yv[] = {2, 0};
     const int32_t y1[] = {1};
@@ -980,7 +958,7 @@ static void test_values_losses(void **state)
 static void test_values_embedding(void **state)
 {
     (void)state;
-    kiln_graph *g = new_graph();
+    kiln_graph *g = ku_graph_new();
     const float tv[] = {0, 1, 10, 11, 20, 21};
     const int32_t iv[] = {2, 0, 2, 1};
     kiln_tensor *t = f32_from(g, KILN_SHAPE(3, 2), tv);
@@ -997,7 +975,7 @@ static void test_values_embedding(void **state)
 static void test_values_dropout(void **state)
 {
     (void)state;
-    kiln_graph *g = new_graph();
+    kiln_graph *g = ku_graph_new();
     kiln_graph_seed(g, 1234);
     kiln_tensor *x = kiln_ones(g, KILN_F32, KILN_SHAPE(1000));
     kiln_tensor *outs[] = {kiln_dropout(g, x, 0.25)};

@@ -1,6 +1,8 @@
 /* testutil.c - shared helpers for the cmocka unit tests. */
 #include "testutil.h"
 
+#include "ir/ir.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,4 +49,30 @@ char *ku_read_file(const char *path, size_t *len)
             *len = (size_t)n;
     }
     return buf;
+}
+
+kiln_graph *ku_graph_new(void)
+{
+    kiln_graph *g = kiln_graph_new();
+    assert_non_null(g);
+    return g;
+}
+
+kiln_tensor *ku_input(kiln_graph *g, kiln_dtype dt, int rank, const int64_t *dims)
+{
+    static int next_name;
+    char name[32];
+    snprintf(name, sizeof(name), "x%d", next_name++);
+    kiln_tensor *t = kiln_input(g, name, dt, rank, dims);
+    assert_non_null(t);
+    return t;
+}
+
+void ku_assert_ok(kiln_graph *g)
+{
+    if (kiln_graph_status(g) == KILN_OK)
+        ir_verify(g);
+    if (kiln_graph_status(g) != KILN_OK)
+        fprintf(stderr, "unexpected error: %s\n", kiln_graph_error(g));
+    assert_int_equal(kiln_graph_status(g), KILN_OK);
 }

@@ -24,6 +24,30 @@ void ku_assert_graph_error(const kiln_graph *g, kiln_status s, const char *needl
     ku_assert_module_error((m), (st), (want), (needle), __FILE__, __LINE__)
 void ku_assert_module_error(const kiln_module *m, kiln_status got, kiln_status want,
                             const char *needle, const char *file, int line);
+/* A fresh graph (asserted non-NULL). */
+kiln_graph *ku_graph_new(void);
+/* A fresh input "x<N>" of the given dtype and shape (asserted non-NULL). */
+kiln_tensor *ku_input(kiln_graph *g, kiln_dtype dt, int rank, const int64_t *dims);
+/* No error on g, and every node built so far passes the IR verifier. */
+void ku_assert_ok(kiln_graph *g);
+
+/* t is non-NULL with exactly these dims (rank 0: use assert_scalar_shape). */
+#define assert_shape(t, ...)                                                                       \
+    do {                                                                                           \
+        const int64_t want_[] = {__VA_ARGS__};                                                     \
+        int n_ = (int)(sizeof(want_) / sizeof(want_[0]));                                          \
+        assert_non_null(t);                                                                        \
+        assert_int_equal(kiln_tensor_rank(t), n_);                                                 \
+        for (int i_ = 0; i_ < n_; i_++)                                                            \
+            assert_int_equal(kiln_tensor_dim(t, i_), want_[i_]);                                   \
+    } while (0)
+
+#define assert_scalar_shape(t)                                                                     \
+    do {                                                                                           \
+        assert_non_null(t);                                                                        \
+        assert_int_equal(kiln_tensor_rank(t), 0);                                                  \
+    } while (0)
+
 /* Reads a whole file into a NUL-terminated malloc'd buffer (NULL on failure). */
 char *ku_read_file(const char *path, size_t *len);
 
