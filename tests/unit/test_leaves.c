@@ -772,44 +772,25 @@ static void test_fill_values(void **state)
 
 /* ---- out of memory --------------------------------------------------------------- */
 
-static int fail_after = -1;
-
-static void *counting_realloc(void *ctx, void *ptr, size_t size)
-{
-    (void)ctx;
-    if (fail_after == 0)
-        return NULL;
-    if (fail_after > 0)
-        fail_after--;
-    return realloc(ptr, size);
-}
-
-static void counting_free(void *ctx, void *ptr)
-{
-    (void)ctx;
-    free(ptr);
-}
-
 /* Fails the n-th allocation for every n until the build succeeds: each
  * attempt must either succeed or record KILN_ERR_NOMEM, never crash. */
 static void test_out_of_memory(void **state)
 {
     (void)state;
-    kiln_allocator a = {counting_realloc, counting_free, NULL};
-    kiln_set_allocator(&a);
+    kiln_set_allocator(&ku_failing_allocator);
     bool done = false;
     for (int n = 0; n < 200 && !done; n++) {
-        fail_after = -1;
+        ku_fail_after = -1;
         kiln_graph *g = kiln_graph_new();
         assert_non_null(g);
-        fail_after = n;
+        ku_fail_after = n;
         float data[4] = {1, 2, 3, 4};
         kiln_tensor *x = kiln_input(g, "x", KILN_F32, KILN_SHAPE(4));
         kiln_tensor *w = kiln_param(g, "w", KILN_F32, KILN_SHAPE(4), kiln_init_data(data));
         kiln_tensor *c = kiln_tensor_from(g, KILN_F32, KILN_SHAPE(4), data);
         kiln_tensor *l = kiln_linspace(g, KILN_F32, 0, 1, 4);
         kiln_tensor *r = kiln_arange(g, KILN_I64, 0, 4, 1);
-        fail_after = -1;
+        ku_fail_after = -1;
         if (x && w && c && l && r) {
             assert_int_equal(kiln_graph_status(g), KILN_OK);
             done = true;

@@ -571,39 +571,6 @@ static void test_sum_mean_axes(void **state)
 
 /* ---- values through the interpreter --------------------------------------- */
 
-/* Compiles g for the interpreter with the outputs as entry "f", runs it once. */
-static kiln_module *run_entry(kiln_graph *g, int n, kiln_tensor *const *outs)
-{
-    ku_assert_ok(g);
-    assert_int_equal(kiln_entry(g, "f", n, outs, NULL), KILN_OK);
-    kiln_compile_opts opts = {0};
-    opts.target = KILN_TARGET_INTERP;
-    kiln_module *m = NULL;
-    kiln_status s = kiln_compile(g, &opts, &m);
-    if (s != KILN_OK)
-        fprintf(stderr, "kiln_compile: %s\n", kiln_graph_error(g));
-    assert_int_equal(s, KILN_OK);
-    s = kiln_module_run(m, "f");
-    if (s != KILN_OK)
-        fprintf(stderr, "kiln_module_run: %s\n", kiln_module_error(m));
-    assert_int_equal(s, KILN_OK);
-    return m;
-}
-
-static void get_f32(kiln_module *m, int i, float *dst, size_t n)
-{
-    char name[16];
-    snprintf(name, sizeof(name), "f.%d", i);
-    assert_int_equal(kiln_module_get(m, name, dst, n * sizeof(float)), KILN_OK);
-}
-
-static void get_bytes(kiln_module *m, int i, void *dst, size_t nbytes)
-{
-    char name[16];
-    snprintf(name, sizeof(name), "f.%d", i);
-    assert_int_equal(kiln_module_get(m, name, dst, nbytes), KILN_OK);
-}
-
 static void assert_close_f32(const float *got, const double *want, size_t n, double tol)
 {
     for (size_t i = 0; i < n; i++)
@@ -634,23 +601,23 @@ static void test_values_promotion(void **state)
         kiln_sum(g, i, 0, false),                       /* i64 */
         kiln_exp(g, kiln_sub(g, i, kiln_scalar(g, 1))), /* f32 */
     };
-    kiln_module *m = run_entry(g, 6, outs);
+    kiln_module *m = ku_run_entry(g, 6, outs);
     float f[3];
-    get_f32(m, 0, f, 3);
+    ku_get_f32(m, 0, f, 3);
     assert_close_f32(f, (const double[]){3.5, 4.5, 5.5}, 3, 0);
     int32_t iv2[3];
-    get_bytes(m, 1, iv2, sizeof(iv2));
+    ku_get_bytes(m, 1, iv2, sizeof(iv2));
     assert_int_equal(iv2[0], 2);
     assert_int_equal(iv2[2], 6);
-    get_f32(m, 2, f, 3);
+    ku_get_f32(m, 2, f, 3);
     assert_close_f32(f, (const double[]){0.5, 1.0, 1.5}, 3, 0);
     bool lt[3];
-    get_bytes(m, 3, lt, sizeof(lt));
+    ku_get_bytes(m, 3, lt, sizeof(lt));
     assert_true(lt[0] && lt[1] && !lt[2]);
     int64_t sum;
-    get_bytes(m, 4, &sum, sizeof(sum));
+    ku_get_bytes(m, 4, &sum, sizeof(sum));
     assert_int_equal(sum, 6);
-    get_f32(m, 5, f, 3);
+    ku_get_f32(m, 5, f, 3);
     assert_close_f32(f, (const double[]){1.0, exp(1.0), exp(2.0)}, 3, 1e-6);
     kiln_module_free(m);
     kiln_graph_free(g);
@@ -664,7 +631,7 @@ static void test_values_unary(void **state)
     kiln_tensor *x = f32_from(g, KILN_SHAPE(5), xv);
     kiln_tensor *outs[] = {kiln_gelu(g, x), kiln_silu(g, x), kiln_square(g, x),
                            kiln_relu(g, x), kiln_abs(g, x),  kiln_neg(g, x)};
-    kiln_module *m = run_entry(g, 6, outs);
+    kiln_module *m = ku_run_entry(g, 6, outs);
     double want[6][5];
     for (int k = 0; k < 5; k++) {
         double v = (double)xv[k];
@@ -677,7 +644,7 @@ static void test_values_unary(void **state)
     }
     for (int o = 0; o < 6; o++) {
         float f[5];
-        get_f32(m, o, f, 5);
+        ku_get_f32(m, o, f, 5);
         assert_close_f32(f, want[o], 5, 1e-6);
     }
     kiln_module_free(m);
@@ -693,9 +660,9 @@ static void test_values_where_broadcast(void **state)
     kiln_tensor *c = kiln_tensor_from(g, KILN_BOOL, KILN_SHAPE(2, 1), cv);
     kiln_tensor *a = f32_from(g, KILN_SHAPE(3), av);
     kiln_tensor *outs[] = {kiln_where(g, c, a, kiln_scalar(g, -1))};
-    kiln_module *m = run_entry(g, 1, outs);
+    kiln_module *m = ku_run_entry(g, 1, outs);
     float f[6];
-    get_f32(m, 0, f, 6);
+    ku_get_f32(m, 0, f, 6);
     assert_close_f32(f, (const double[]){1, 2, 3, -1, -1, -1}, 6, 0);
     kiln_module_free(m);
     kiln_graph_free(g);
@@ -718,25 +685,25 @@ static void test_values_reductions(void **state)
         kiln_sum_axes(g, x, 0, NULL, false),                /* 21 */
         kiln_mean_axes(g, x, 2, (const int[]){0, 1}, true), /* [[3.5]] */
     };
-    kiln_module *m = run_entry(g, 8, outs);
+    kiln_module *m = ku_run_entry(g, 8, outs);
     float f[3];
-    get_f32(m, 0, f, 2);
+    ku_get_f32(m, 0, f, 2);
     assert_close_f32(f, (const double[]){9, 12}, 2, 0);
-    get_f32(m, 1, f, 3);
+    ku_get_f32(m, 1, f, 3);
     assert_close_f32(f, (const double[]){2.5, 3.5, 4.5}, 3, 0);
-    get_f32(m, 2, f, 2);
+    ku_get_f32(m, 2, f, 2);
     assert_close_f32(f, (const double[]){5, 6}, 2, 0);
-    get_f32(m, 3, f, 1);
+    ku_get_f32(m, 3, f, 1);
     assert_close_f32(f, (const double[]){1}, 1, 0);
     int64_t idx[2];
-    get_bytes(m, 4, idx, sizeof(int64_t));
+    ku_get_bytes(m, 4, idx, sizeof(int64_t));
     assert_int_equal(idx[0], 5);
-    get_bytes(m, 5, idx, sizeof(idx));
+    ku_get_bytes(m, 5, idx, sizeof(idx));
     assert_int_equal(idx[0], 0);
     assert_int_equal(idx[1], 1);
-    get_f32(m, 6, f, 1);
+    ku_get_f32(m, 6, f, 1);
     assert_close_f32(f, (const double[]){21}, 1, 0);
-    get_f32(m, 7, f, 1);
+    ku_get_f32(m, 7, f, 1);
     assert_close_f32(f, (const double[]){3.5}, 1, 0);
     kiln_module_free(m);
     kiln_graph_free(g);

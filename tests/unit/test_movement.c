@@ -707,46 +707,27 @@ static void test_movement_values(void **state)
 
 /* ---- out of memory ---------------------------------------------------------------- */
 
-static int fail_after = -1;
-
-static void *counting_realloc(void *ctx, void *ptr, size_t size)
-{
-    (void)ctx;
-    if (fail_after == 0)
-        return NULL;
-    if (fail_after > 0)
-        fail_after--;
-    return realloc(ptr, size);
-}
-
-static void counting_free(void *ctx, void *ptr)
-{
-    (void)ctx;
-    free(ptr);
-}
-
 /* Fails the n-th allocation for every n until the build succeeds: each
  * attempt either succeeds or records KILN_ERR_NOMEM, and never crashes. */
 static void test_out_of_memory(void **state)
 {
     (void)state;
-    kiln_allocator al = {counting_realloc, counting_free, NULL};
-    kiln_set_allocator(&al);
+    kiln_set_allocator(&ku_failing_allocator);
     bool done = false;
     for (int n = 0; n < 200 && !done; n++) {
-        fail_after = -1;
+        ku_fail_after = -1;
         kiln_graph *g = kiln_graph_new();
         kiln_tensor *x = kiln_input(g, "x", KILN_F32, KILN_SHAPE(2, 3));
         kiln_tensor *i = kiln_input(g, "i", KILN_I32, KILN_SHAPE(2, 3));
         assert_non_null(x);
-        fail_after = n;
+        ku_fail_after = n;
         kiln_tensor *st = kiln_stack(g, 3, (kiln_tensor *const[]){x, i, x}, 1);
         kiln_tensor *c = kiln_concat(g, 2, (kiln_tensor *const[]){i, x}, 0);
         kiln_tensor *s = kiln_select(g, x, 1, 2);
         kiln_tensor *p = kiln_pad(g, x, DIMS(1, 1), DIMS(0, 2), 0);
         kiln_tensor *e = kiln_expand(g, x, KILN_SHAPE(4, 2, 3));
         kiln_status es = kiln_entry(g, "f", 2, (kiln_tensor *const[]){st, c}, NULL);
-        fail_after = -1;
+        ku_fail_after = -1;
         if (st && c && s && p && e && es == KILN_OK) {
             assert_int_equal(kiln_graph_status(g), KILN_OK);
             done = true;

@@ -755,31 +755,6 @@ static void test_out_of_memory(void **state)
 
 /* ---- values through the interpreter --------------------------------------- */
 
-static kiln_module *run_entry(kiln_graph *g, int n, kiln_tensor *const *outs)
-{
-    ku_assert_ok(g);
-    assert_int_equal(kiln_entry(g, "f", n, outs, NULL), KILN_OK);
-    kiln_compile_opts opts = {0};
-    opts.target = KILN_TARGET_INTERP;
-    kiln_module *m = NULL;
-    kiln_status s = kiln_compile(g, &opts, &m);
-    if (s != KILN_OK)
-        fprintf(stderr, "kiln_compile: %s\n", kiln_graph_error(g));
-    assert_int_equal(s, KILN_OK);
-    s = kiln_module_run(m, "f");
-    if (s != KILN_OK)
-        fprintf(stderr, "kiln_module_run: %s\n", kiln_module_error(m));
-    assert_int_equal(s, KILN_OK);
-    return m;
-}
-
-static void get_f32(kiln_module *m, int i, float *dst, size_t n)
-{
-    char name[16];
-    snprintf(name, sizeof(name), "f.%d", i);
-    assert_int_equal(kiln_module_get(m, name, dst, n * sizeof(float)), KILN_OK);
-}
-
 static void assert_close_f32(const float *got, const double *want, size_t n, double tol)
 {
     for (size_t i = 0; i < n; i++)
@@ -823,19 +798,19 @@ static void test_values_matmul(void **state)
         kiln_matmul(g, ab, kiln_reshape(g, b, KILN_SHAPE(1, 3, 2))), /* (2, 2, 2) */
         kiln_matmul(g, u, kiln_reshape(g, b, KILN_SHAPE(1, 3, 2))),  /* (1, 2): [3, 1] */
     };
-    kiln_module *m = run_entry(g, 6, outs);
+    kiln_module *m = ku_run_entry(g, 6, outs);
     float f[8];
-    get_f32(m, 0, f, 4);
+    ku_get_f32(m, 0, f, 4);
     assert_close_f32(f, (const double[]){4, 5, 10, 11}, 4, 0);
-    get_f32(m, 1, f, 1);
+    ku_get_f32(m, 1, f, 1);
     assert_close_f32(f, (const double[]){6}, 1, 0);
-    get_f32(m, 2, f, 2);
+    ku_get_f32(m, 2, f, 2);
     assert_close_f32(f, (const double[]){5, 11}, 2, 0);
-    get_f32(m, 3, f, 3);
+    ku_get_f32(m, 3, f, 3);
     assert_close_f32(f, (const double[]){14, 19, 24}, 3, 0);
-    get_f32(m, 4, f, 8);
+    ku_get_f32(m, 4, f, 8);
     assert_close_f32(f, (const double[]){4, 5, 10, 11, 8, 10, 20, 22}, 8, 0);
-    get_f32(m, 5, f, 2);
+    ku_get_f32(m, 5, f, 2);
     assert_close_f32(f, (const double[]){3, 1}, 2, 0);
     kiln_module_free(m);
     kiln_graph_free(g);
@@ -852,11 +827,11 @@ static void test_values_linear(void **state)
     kiln_tensor *w = kiln_param(g, "w", KILN_F32, KILN_SHAPE(2, 3), kiln_init_data(wv));
     kiln_tensor *b = kiln_param(g, "b", KILN_F32, KILN_SHAPE(2), kiln_init_data(bv));
     kiln_tensor *outs[] = {kiln_linear(g, x, w, b), kiln_linear(g, x, w, NULL)};
-    kiln_module *m = run_entry(g, 2, outs);
+    kiln_module *m = ku_run_entry(g, 2, outs);
     float f[4];
-    get_f32(m, 0, f, 4);
+    ku_get_f32(m, 0, f, 4);
     assert_close_f32(f, (const double[]){8, 23, 8, 27.5}, 4, 1e-7);
-    get_f32(m, 1, f, 4);
+    ku_get_f32(m, 1, f, 4);
     assert_close_f32(f, (const double[]){-2, 3, -2, 7.5}, 4, 1e-7);
     kiln_module_free(m);
     kiln_graph_free(g);
@@ -871,7 +846,7 @@ static void test_values_softmax(void **state)
     kiln_tensor *x = f32_from(g, KILN_SHAPE(2, 3), xv);
     kiln_tensor *outs[] = {kiln_softmax(g, x, -1), kiln_log_softmax(g, x, 1),
                            kiln_softmax(g, x, 0)};
-    kiln_module *m = run_entry(g, 3, outs);
+    kiln_module *m = ku_run_entry(g, 3, outs);
     double lse = log(exp(1.0) + exp(2.0) + exp(3.0));
     double sm[6], lsm[6];
     for (int i = 0; i < 6; i++) {
@@ -880,11 +855,11 @@ static void test_values_softmax(void **state)
         lsm[i] = z - lse;
     }
     float f[6];
-    get_f32(m, 0, f, 6);
+    ku_get_f32(m, 0, f, 6);
     assert_close_f32(f, sm, 6, 1e-6);
-    get_f32(m, 1, f, 6);
+    ku_get_f32(m, 1, f, 6);
     assert_close_f32(f, lsm, 6, 1e-6);
-    get_f32(m, 2, f, 6);
+    ku_get_f32(m, 2, f, 6);
     assert_close_f32(f, (const double[]){0, 0, 0, 1, 1, 1}, 6, 1e-6);
     kiln_module_free(m);
     kiln_graph_free(g);
@@ -902,7 +877,7 @@ static void test_values_layer_norm(void **state)
     kiln_tensor *b = f32_from(g, KILN_SHAPE(4), bv);
     kiln_tensor *outs[] = {kiln_layer_norm(g, x, w, b, 1e-5),
                            kiln_layer_norm(g, x, NULL, NULL, 1e-5)};
-    kiln_module *m = run_entry(g, 2, outs);
+    kiln_module *m = ku_run_entry(g, 2, outs);
     double want[8], plain[8];
     for (int r = 0; r < 2; r++) {
         double mu = 0, var = 0;
@@ -916,9 +891,9 @@ static void test_values_layer_norm(void **state)
         }
     }
     float f[8];
-    get_f32(m, 0, f, 8);
+    ku_get_f32(m, 0, f, 8);
     assert_close_f32(f, want, 8, 1e-6);
-    get_f32(m, 1, f, 8);
+    ku_get_f32(m, 1, f, 8);
     assert_close_f32(f, plain, 8, 1e-6);
     kiln_module_free(m);
     kiln_graph_free(g);
@@ -942,14 +917,14 @@ static void test_values_losses(void **state)
                            one),
         kiln_mse_loss(g, f32_from(g, KILN_SHAPE(4), pv), f32_from(g, KILN_SHAPE(4), tv)),
     };
-    kiln_module *m = run_entry(g, 3, outs);
+    kiln_module *m = ku_run_entry(g, 3, outs);
     double lse = log(exp(1.0) + exp(2.0) + exp(3.0));
     float f[1];
-    get_f32(m, 0, f, 1);
+    ku_get_f32(m, 0, f, 1);
     assert_close_f32(f, (const double[]){((lse - 3) + (lse - 1)) / 2}, 1, 1e-6);
-    get_f32(m, 1, f, 1);
+    ku_get_f32(m, 1, f, 1);
     assert_close_f32(f, (const double[]){lse - 2}, 1, 1e-6);
-    get_f32(m, 2, f, 1);
+    ku_get_f32(m, 2, f, 1);
     assert_close_f32(f, (const double[]){(1.0 + 0 + 4 + 0) / 4}, 1, 1e-7);
     kiln_module_free(m);
     kiln_graph_free(g);
@@ -964,9 +939,9 @@ static void test_values_embedding(void **state)
     kiln_tensor *t = f32_from(g, KILN_SHAPE(3, 2), tv);
     kiln_tensor *ids = kiln_tensor_from(g, KILN_I32, KILN_SHAPE(2, 2), iv);
     kiln_tensor *outs[] = {kiln_embedding(g, t, ids)};
-    kiln_module *m = run_entry(g, 1, outs);
+    kiln_module *m = ku_run_entry(g, 1, outs);
     float f[8];
-    get_f32(m, 0, f, 8);
+    ku_get_f32(m, 0, f, 8);
     assert_close_f32(f, (const double[]){20, 21, 0, 1, 20, 21, 10, 11}, 8, 0);
     kiln_module_free(m);
     kiln_graph_free(g);
@@ -979,9 +954,9 @@ static void test_values_dropout(void **state)
     kiln_graph_seed(g, 1234);
     kiln_tensor *x = kiln_ones(g, KILN_F32, KILN_SHAPE(1000));
     kiln_tensor *outs[] = {kiln_dropout(g, x, 0.25)};
-    kiln_module *m = run_entry(g, 1, outs);
+    kiln_module *m = ku_run_entry(g, 1, outs);
     static float f[1000], f2[1000];
-    get_f32(m, 0, f, 1000);
+    ku_get_f32(m, 0, f, 1000);
     int kept = 0;
     for (int i = 0; i < 1000; i++) {
         assert_true(f[i] == 0.0f || fabsf(f[i] - 1.0f / 0.75f) < 1e-6f);
@@ -990,7 +965,7 @@ static void test_values_dropout(void **state)
     assert_in_range(kept, 650, 850);
     /* a new mask every run */
     assert_int_equal(kiln_module_run(m, "f"), KILN_OK);
-    get_f32(m, 0, f2, 1000);
+    ku_get_f32(m, 0, f2, 1000);
     assert_true(memcmp(f, f2, sizeof(f)) != 0);
     kiln_module_free(m);
     kiln_graph_free(g);

@@ -76,3 +76,52 @@ void ku_assert_ok(kiln_graph *g)
         fprintf(stderr, "unexpected error: %s\n", kiln_graph_error(g));
     assert_int_equal(kiln_graph_status(g), KILN_OK);
 }
+
+kiln_module *ku_run_entry(kiln_graph *g, int n, kiln_tensor *const *outs)
+{
+    ku_assert_ok(g);
+    assert_int_equal(kiln_entry(g, "f", n, outs, NULL), KILN_OK);
+    kiln_compile_opts opts = {.target = KILN_TARGET_INTERP};
+    kiln_module *m = NULL;
+    kiln_status s = kiln_compile(g, &opts, &m);
+    if (s != KILN_OK)
+        fprintf(stderr, "kiln_compile: %s\n", kiln_graph_error(g));
+    assert_int_equal(s, KILN_OK);
+    s = kiln_module_run(m, "f");
+    if (s != KILN_OK)
+        fprintf(stderr, "kiln_module_run: %s\n", kiln_module_error(m));
+    assert_int_equal(s, KILN_OK);
+    return m;
+}
+
+void ku_get_bytes(kiln_module *m, int i, void *dst, size_t nbytes)
+{
+    char name[16];
+    snprintf(name, sizeof(name), "f.%d", i);
+    assert_int_equal(kiln_module_get(m, name, dst, nbytes), KILN_OK);
+}
+
+void ku_get_f32(kiln_module *m, int i, float *dst, size_t n)
+{
+    ku_get_bytes(m, i, dst, n * sizeof(float));
+}
+
+int ku_fail_after = -1;
+
+static void *failing_realloc(void *ctx, void *ptr, size_t size)
+{
+    (void)ctx;
+    if (ku_fail_after == 0)
+        return NULL;
+    if (ku_fail_after > 0)
+        ku_fail_after--;
+    return realloc(ptr, size);
+}
+
+static void failing_free(void *ctx, void *ptr)
+{
+    (void)ctx;
+    free(ptr);
+}
+
+const kiln_allocator ku_failing_allocator = {failing_realloc, failing_free, NULL};

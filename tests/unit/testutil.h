@@ -31,6 +31,18 @@ kiln_tensor *ku_input(kiln_graph *g, kiln_dtype dt, int rank, const int64_t *dim
 /* No error on g, and every node built so far passes the IR verifier. */
 void ku_assert_ok(kiln_graph *g);
 
+/* Makes outs the outputs of entry "f", compiles g for the interpreter and runs
+ * it once (asserting success); the caller frees the module. */
+kiln_module *ku_run_entry(kiln_graph *g, int n, kiln_tensor *const *outs);
+/* Reads output i of entry "f" ("f.<i>"): nbytes bytes, or n floats. */
+void ku_get_bytes(kiln_module *m, int i, void *dst, size_t nbytes);
+void ku_get_f32(kiln_module *m, int i, float *dst, size_t n);
+
+/* An allocator that fails once ku_fail_after more allocations have succeeded
+ * (-1: never fails); for out-of-memory sweeps. */
+extern int ku_fail_after;
+extern const kiln_allocator ku_failing_allocator;
+
 /* t is non-NULL with exactly these dims (rank 0: use assert_scalar_shape). */
 #define assert_shape(t, ...)                                                                       \
     do {                                                                                           \
