@@ -7,6 +7,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 static void *default_realloc(void *ctx, void *ptr, size_t size)
 {
@@ -33,6 +34,32 @@ void kiln_set_allocator(const kiln_allocator *a)
 void *ir_alloc(size_t size)
 {
     return hook.realloc(hook.ctx, NULL, size ? size : 1);
+}
+
+void *ir_calloc(size_t size)
+{
+    /* the default hook's calloc hands large blocks over as fresh zero pages,
+     * which cost nothing until they are written */
+    if (hook.realloc == default_realloc)
+        return calloc(1, size ? size : 1);
+    void *p = ir_alloc(size);
+    if (p)
+        memset(p, 0, size);
+    return p;
+}
+
+void *ir_alloc_huge(size_t size)
+{
+    /* a big tensor about to be written whole: with the default hook, ask for
+     * transparent huge pages, one page fault per 2 MiB instead of per 4 KiB */
+    enum { HUGE = 2u << 20 };
+    if (hook.realloc != default_realloc || size < 2 * HUGE)
+        return ir_alloc(size);
+    void *p = NULL;
+    if (posix_memalign(&p, HUGE, (size + HUGE - 1) / HUGE * HUGE) != 0)
+        return NULL;
+    madvise(p, (size + HUGE - 1) / HUGE * HUGE, MADV_HUGEPAGE);
+    return p;
 }
 
 void *ir_realloc(void *ptr, size_t size)

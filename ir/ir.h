@@ -58,6 +58,8 @@ ir_op ir_op_from_name(const char *name, size_t len); /* IR_OP_COUNT when unknown
 
 /* Every allocation goes through the hook set by kiln_set_allocator. */
 void *ir_alloc(size_t size);              /* NULL when out of memory */
+void *ir_calloc(size_t size);             /* zeroed; NULL when out of memory */
+void *ir_alloc_huge(size_t size);         /* ir_alloc, on huge pages when it can */
 void *ir_realloc(void *ptr, size_t size); /* NULL when out of memory; ptr stays valid */
 void ir_free(void *ptr);                  /* NULL is a no-op */
 char *ir_strdup(const char *s);           /* NULL when out of memory */
@@ -185,8 +187,10 @@ void ir_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out
 /* The i-th value of a random tensor; see philox.c for the exact spec. */
 float ir_rand_f32(uint64_t seed, uint32_t stream, uint32_t run, uint64_t i);
 double ir_rand_f64(uint64_t seed, uint32_t stream, uint32_t run, uint64_t i);
-/* out[i] = ir_rand_f32(seed, stream, run, i) for i < n, a block at a time. */
-void ir_rand_f32_fill(uint64_t seed, uint32_t stream, uint32_t run, float *out, int64_t n);
+/* out[i] = ir_rand_f32(seed, stream, run, first + i) for i < n, sixteen
+ * blocks at a time (AVX-512 when the CPU has it). */
+void ir_rand_f32_fill(uint64_t seed, uint32_t stream, uint32_t run, uint64_t first, float *out,
+                      int64_t n);
 float ir_randn_f32(uint64_t seed, uint32_t stream, uint32_t run, uint64_t i);
 double ir_randn_f64(uint64_t seed, uint32_t stream, uint32_t run, uint64_t i);
 /* The run slot reserved for parameter initialisation. */

@@ -160,7 +160,7 @@ static void init_param(const kiln_graph *g, const kiln_tensor *p, void *data)
     }
     if (p->dtype == KILN_F32) { /* the common case (nn.Linear): a block at a time */
         float *f = data;
-        ir_rand_f32_fill(g->seed, p->stream, IR_RUN_INIT, f, n);
+        ir_rand_f32_fill(g->seed, p->stream, IR_RUN_INIT, 0, f, n);
         for (int64_t i = 0; i < n; i++)
             f[i] = (float)(lo + span * (double)f[i]);
         return;
@@ -192,11 +192,9 @@ static bool add_buf(kiln_module *m, const char *name, rt_role role, kiln_tensor 
     b->node = node;
     b->entry = b->index = -1;
     b->nbytes = (size_t)ir_numel(node) * kiln_dtype_size(node->dtype);
-    b->owned = ir_alloc(b->nbytes ? b->nbytes : 1);
+    b->owned = role == RT_PARAM ? ir_alloc_huge(b->nbytes) : ir_calloc(b->nbytes);
     if (!b->owned)
         return false;
-    if (role != RT_PARAM)
-        memset(b->owned, 0, b->nbytes);
     b->data = b->owned;
     return true;
 }

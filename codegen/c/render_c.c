@@ -469,23 +469,132 @@ static void offset_terms(cgen_buf *b, int n, const char *const *vars, const int6
     }
 }
 
+static bool empty_domain(const kernel *k)
+{
+    switch (k->kind) {
+    case KK_POINTWISE:
+    case KK_REDUCE: return numel(k->rank, k->dims) == 0;
+    case KK_MATMUL: return k->mm.batch * k->mm.m * k->mm.n == 0;
+    }
+    return false;
+}
+
+/* GEMM tiles go through one shared function per layout and dtypes, not a loop
+ * nest per kernel: clang then unrolls and schedules each inner loop once per
+ * translation unit (an MLP train step has eleven matmuls), which is most of a
+ * cold compile's time. The function adds A[i, k0:k1] @ B[k0:k1, j] into a
+ * tile of the accumulator type; its strides are arguments. Layouts:
+ *   ROWS     B's rows are contiguous along j: tile rows += a * B row (axpy)
+ *   DOT      B is read along k and A's rows are contiguous: dot products
+ *   STRIDED  anything else (axpy over a strided B row) */
+typedef enum { MMV_ROWS, MMV_DOT, MMV_STRIDED } mm_variant;
+
+static mm_variant mm_variant_of(const kk_matmul *mm)
+{
+    if (mm->b_stride[2] == 1)
+        return MMV_ROWS;
+    return mm->b_stride[1] == 1 && mm->a_stride[2] == 1 ? MMV_DOT : MMV_STRIDED;
+}
+
+/* "kiln_mm_rows_f64_f32_f32": layout, accumulator, A and B dtypes. */
+static void mm_fn_name(cgen_buf *b, const kprogram *p, const kernel *k)
+{
+    static const char *const layout[] = {"rows", "dot", "strided"};
+    const kk_matmul *mm = &k->mm;
+    cgen_printf(b, "kiln_mm_%s_%s_%s_%s", layout[mm_variant_of(mm)],
+                ir_dtype_is_float(k->acc_dtype) ? ir_dtype_kir(k->acc_dtype) : "u64",
+                ir_dtype_kir(p->bufs[mm->a].dtype), ir_dtype_kir(p->bufs[mm->b].dtype));
+}
+
+static bool mm_operands_ok(const kprogram *p, const kernel *k)
+{
+    return k->mm.a >= 0 && k->mm.a < p->nbufs && k->mm.b >= 0 && k->mm.b < p->nbufs;
+}
+
+/* The tile function of kernel k (see mm_variant). */
+static void render_mm_fn(cgen_buf *b, const kprogram *p, const kernel *k, const cgen_opts *o)
+{
+    const kk_matmul *mm = &k->mm;
+    bool fl = ir_dtype_is_float(k->acc_dtype);
+    const char *tt = fl ? cgen_ctype(k->acc_dtype) : "uint64_t";
+    const char *ta = cgen_ctype(p->bufs[mm->a].dtype), *tb = cgen_ctype(p->bufs[mm->b].dtype);
+    mm_variant v = mm_variant_of(mm);
+    cgen_puts(b, "/* tile[i][j] += sum over k0 <= p < k1 of a[i * sa1 + p * sa2] * "
+                 "b[p * sb1 + j * sb2] */\nstatic KILN_NOINLINE void ");
+    mm_fn_name(b, p, k);
+    cgen_printf(b,
+                "(%s *restrict tile, int64_t ldt, int64_t mi, int64_t nj,\n"
+                "    int64_t k0, int64_t k1, const %s *restrict a, int64_t sa1, int64_t sa2,\n"
+                "    const %s *restrict b, int64_t sb1, int64_t sb2)\n{\n",
+                tt, ta, tb);
+    cgen_puts(b, "    for (int64_t i = 0; i < mi; i++) {\n");
+    cgen_printf(b, "        %s *restrict trow = tile + i * ldt;\n", tt);
+    if (v == MMV_DOT) {
+        cgen_printf(b, "        const %s *restrict arow = a + i * sa1;\n", ta);
+        cgen_puts(b, "        (void)sa2;\n        (void)sb1;\n");
+        cgen_puts(b, "        for (int64_t j = 0; j < nj; j++) {\n");
+        cgen_printf(b, "            const %s *restrict bcol = b + j * sb2;\n", tb);
+        cgen_printf(b, "            %s s = 0;\n", tt);
+        if (o->openmp)
+            cgen_puts(b, "            #pragma omp simd reduction(+ : s)\n");
+        cgen_puts(b, "            for (int64_t p = k0; p < k1; p++)\n");
+        cgen_printf(b, "                s += (%s)arow[p] * (%s)bcol[p];\n", tt, tt);
+        cgen_puts(b, "            trow[j] += s;\n        }\n");
+    } else {
+        if (v == MMV_ROWS)
+            cgen_puts(b, "        (void)sb2;\n");
+        cgen_puts(b, "        for (int64_t p = k0; p < k1; p++) {\n");
+        cgen_printf(b, "            const %s av = (%s)a[i * sa1 + p * sa2];\n", tt, tt);
+        cgen_printf(b, "            const %s *restrict brow = b + p * sb1;\n", tb);
+        cgen_puts(b, "            for (int64_t j = 0; j < nj; j++)\n");
+        cgen_printf(b, "                trow[j] += av * (%s)brow[j%s];\n", tt,
+                    v == MMV_ROWS ? "" : " * sb2");
+        cgen_puts(b, "        }\n");
+    }
+    cgen_puts(b, "    }\n}\n\n");
+}
+
+/* Renders each distinct tile function the program's matmuls use, once. */
+static void render_mm_fns(cgen_buf *b, const kprogram *p, const cgen_opts *o)
+{
+    for (int i = 0; i < p->nkernels; i++) {
+        const kernel *k = &p->kernels[i];
+        if (k->kind != KK_MATMUL || !mm_operands_ok(p, k) || k->mm.k == 0 || empty_domain(k))
+            continue;
+        cgen_buf mine = {0}, other = {0};
+        mm_fn_name(&mine, p, k);
+        bool seen = false;
+        for (int j = 0; j < i && !seen && !mine.oom; j++) {
+            const kernel *q = &p->kernels[j];
+            if (q->kind != KK_MATMUL || !mm_operands_ok(p, q) || q->mm.k == 0 || empty_domain(q))
+                continue;
+            other.len = 0;
+            mm_fn_name(&other, p, q);
+            seen = !other.oom && strcmp(mine.s, other.s) == 0;
+        }
+        if (mine.oom || other.oom)
+            b->oom = true;
+        else if (!seen)
+            render_mm_fn(b, p, k, o);
+        cgen_buf_free(&mine);
+        cgen_buf_free(&other);
+    }
+}
+
 static void render_matmul(kr *r)
 {
     const kernel *k = r->k;
     const kk_matmul *mm = &k->mm;
     cgen_buf *b = r->b;
-    if (mm->a < 0 || mm->a >= r->p->nbufs || mm->b < 0 || mm->b >= r->p->nbufs) {
+    if (!mm_operands_ok(r->p, k)) {
         cgen_puts(b, "#error \"kernel IR: matmul operands\"\n");
         return;
     }
     bool fl = ir_dtype_is_float(k->acc_dtype);
     const char *tt = fl ? cgen_ctype(k->acc_dtype) : "uint64_t";
-    const char *ta = cgen_ctype(r->p->bufs[mm->a].dtype), *tb = cgen_ctype(r->p->bufs[mm->b].dtype);
     int64_t mb = mm->m < MM_MB ? mm->m : MM_MB, nb = mm->n < MM_NB ? mm->n : MM_NB;
     int64_t kb = mm->k < MM_KB ? mm->k : MM_KB;
     const int64_t *sa = mm->a_stride, *sb = mm->b_stride;
-    /* B read along k (a transposed B) is a dot product; else i-k-j, B rows streamed */
-    bool dot = sb[2] != 1 && sb[1] == 1;
     bool par =
         r->o.openmp && !serial(k) && mm->batch * mm->m * mm->n * (mm->k ? mm->k : 1) >= PAR_WORK;
     emit_at(r, 0, false, 1);
@@ -504,52 +613,20 @@ static void render_matmul(kr *r)
     cgen_printf(b, "                %s tile[%lld][%lld];\n", tt, (long long)mb, (long long)nb);
     cgen_puts(b, "                memset(tile, 0, sizeof tile);\n");
     if (mm->k > 0) {
-        const char *av[3] = {"i0", "i1", "p"}, *bv[3] = {"i0", "p", "jb"};
-        cgen_printf(b, "                for (int64_t kb = 0; kb < %lld; kb += %lld) {\n",
+        const char *av[2] = {"i0", "ib"}, *bv[2] = {"i0", "jb"};
+        const int64_t as[2] = {sa[0], sa[1]}, bs[2] = {sb[0], sb[2]};
+        cgen_printf(b, "                for (int64_t kb = 0; kb < %lld; kb += %lld)\n",
                     (long long)mm->k, (long long)kb);
-        cgen_printf(b,
-                    "                    const int64_t ke = kb + %lld < %lld ? kb + %lld : %lld;\n",
-                    (long long)kb, (long long)mm->k, (long long)kb, (long long)mm->k);
-        cgen_puts(b, "                    for (int64_t i1 = ib; i1 < ie; i1++) {\n");
-        cgen_printf(b, "                        %s *restrict trow = tile[i1 - ib];\n", tt);
-        if (!dot) {
-            cgen_puts(b, "                        for (int64_t p = kb; p < ke; p++) {\n");
-            cgen_printf(b, "                            const %s a = (%s)b%d[0", tt, tt, mm->a);
-            offset_terms(b, 3, av, sa);
-            cgen_puts(b, "];\n");
-            cgen_printf(b, "                            const %s *restrict brow = b%d", tb, mm->b);
-            offset_terms(b, 3, bv, sb);
-            cgen_puts(b, ";\n");
-            cgen_puts(b, "                            for (int64_t j = 0; j < jn; j++)\n");
-            cgen_printf(b, "                                trow[j] += a * (%s)brow[j%s", tt,
-                        sb[2] == 1 ? "" : " * ");
-            if (sb[2] != 1)
-                cgen_printf(b, "%lld", (long long)sb[2]);
-            cgen_puts(b, "];\n");
-            cgen_puts(b, "                        }\n");
-        } else {
-            const char *rv[2] = {"i0", "i1"}, *cv[2] = {"i0", "(jb + j)"};
-            int64_t rs[2] = {sa[0], sa[1]}, cs[2] = {sb[0], sb[2]};
-            cgen_printf(b, "                        const %s *restrict arow = b%d", ta, mm->a);
-            offset_terms(b, 2, rv, rs);
-            cgen_puts(b, ";\n");
-            cgen_puts(b, "                        for (int64_t j = 0; j < jn; j++) {\n");
-            cgen_printf(b, "                            const %s *restrict bcol = b%d", tb, mm->b);
-            offset_terms(b, 2, cv, cs);
-            cgen_puts(b, ";\n");
-            cgen_printf(b, "                            %s s = 0;\n", tt);
-            if (r->o.openmp)
-                cgen_puts(b, "                            #pragma omp simd reduction(+ : s)\n");
-            cgen_puts(b, "                            for (int64_t p = kb; p < ke; p++)\n");
-            cgen_printf(b, "                                s += (%s)arow[p", tt);
-            if (sa[2] != 1)
-                cgen_printf(b, " * %lld", (long long)sa[2]);
-            cgen_printf(b, "] * (%s)bcol[p];\n", tt);
-            cgen_puts(b, "                            trow[j] += s;\n");
-            cgen_puts(b, "                        }\n");
-        }
-        cgen_puts(b, "                    }\n");
-        cgen_puts(b, "                }\n");
+        cgen_puts(b, "                    ");
+        mm_fn_name(b, r->p, k);
+        cgen_printf(b, "(&tile[0][0], %lld, ie - ib, jn, kb,\n", (long long)nb);
+        cgen_printf(b, "                        kb + %lld < %lld ? kb + %lld : %lld, b%d",
+                    (long long)kb, (long long)mm->k, (long long)kb, (long long)mm->k, mm->a);
+        offset_terms(b, 2, av, as);
+        cgen_printf(b, ", %lld, %lld,\n                        b%d", (long long)sa[1],
+                    (long long)sa[2], mm->b);
+        offset_terms(b, 2, bv, bs);
+        cgen_printf(b, ", %lld, %lld);\n", (long long)sb[1], (long long)sb[2]);
     }
     /* the epilogue: KX_ACC is the finished sum of (i0, i1, i2) */
     cgen_puts(b, "                for (int64_t i1 = ib; i1 < ie; i1++) {\n");
@@ -676,16 +753,6 @@ static void kr_free(kr *r)
     ir_free(r->plain);
 }
 
-static bool empty_domain(const kernel *k)
-{
-    switch (k->kind) {
-    case KK_POINTWISE:
-    case KK_REDUCE: return numel(k->rank, k->dims) == 0;
-    case KK_MATMUL: return k->mm.batch * k->mm.m * k->mm.n == 0;
-    }
-    return false;
-}
-
 static bool render_kernel(cgen_buf *b, const kprogram *p, const kernel *k, const cgen_opts *o,
                           bool call)
 {
@@ -807,9 +874,11 @@ static const char prelude[] = "#include <math.h>\n"
                               "#if defined(__GNUC__)\n"
                               "#define KILN_UNUSED __attribute__((unused))\n"
                               "#define KILN_EXPORT __attribute__((visibility(\"default\")))\n"
+                              "#define KILN_NOINLINE __attribute__((noinline))\n"
                               "#else\n"
                               "#define KILN_UNUSED\n"
                               "#define KILN_EXPORT\n"
+                              "#define KILN_NOINLINE\n"
                               "#endif\n"
                               "#define KILN_FN static inline KILN_UNUSED\n"
                               "\n";
@@ -864,6 +933,7 @@ char *cgen_c(const kprogram *p, const cgen_opts *o)
         cgen_puts(&b, cgen_helpers[i]);
     cgen_puts(&b, "\n");
     render_consts(&b, p);
+    render_mm_fns(&b, p, o);
     bool ok = true;
     for (int i = 0; i < p->nkernels && ok; i++)
         ok = render_kernel(&b, p, &p->kernels[i], o, false);

@@ -6,6 +6,7 @@
  * kiln_graph_new), never a crash, and freeing the graph must release every
  * allocation that succeeded (live count back to zero).
  */
+#include "ir/ir.h"
 #include "testutil.h"
 
 #include <stdlib.h>
@@ -160,12 +161,44 @@ static void test_null_allocator_restores_default(void **state)
     kiln_graph_free(g);
 }
 
+/* Tensor storage: ir_calloc is zeroed and ir_alloc_huge is whole writable
+ * memory for ir_free, with the default hook (calloc, huge pages) and with a
+ * user hook, which sees every one of them and can refuse them. */
+static void test_tensor_storage(void **state)
+{
+    (void)state;
+    enum { BIG = 5 << 20 };
+    for (int hooked = 0; hooked < 2; hooked++) {
+        kiln_set_allocator(hooked ? &counting : NULL);
+        reset(-1);
+        unsigned char *z = ir_calloc(BIG), *h = ir_alloc_huge(BIG);
+        assert_non_null(z);
+        assert_non_null(h);
+        for (size_t i = 0; i < BIG; i += 4093)
+            assert_int_equal(z[i], 0);
+        memset(h, 0xA5, BIG);
+        assert_int_equal(h[BIG - 1], 0xA5);
+        assert_int_equal(A.live, hooked ? 2 : 0);
+        ir_free(z);
+        ir_free(h);
+        assert_int_equal(A.live, 0);
+        if (hooked) {
+            reset(0);
+            assert_null(ir_calloc(16));
+            reset(0);
+            assert_null(ir_alloc_huge(BIG));
+        }
+    }
+    kiln_set_allocator(NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_builders_survive_every_failed_allocation),
         cmocka_unit_test(test_compile_and_run_survive_every_failed_allocation),
         cmocka_unit_test(test_null_allocator_restores_default),
+        cmocka_unit_test(test_tensor_storage),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

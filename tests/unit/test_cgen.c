@@ -889,6 +889,64 @@ static void test_matmul_int(void **state)
     kp_free(p);
 }
 
+/* Matmuls of one layout and dtype share one tile function: rendered once,
+ * called by each kernel; a transposed B gets the dot-product layout. */
+static int count(const char *s, const char *needle)
+{
+    int n = 0;
+    for (const char *at = strstr(s, needle); at; at = strstr(at + 1, needle))
+        n++;
+    return n;
+}
+
+static void test_matmul_tile_functions_shared(void **state)
+{
+    (void)state;
+    kiln_graph *g = ku_graph_new();
+    kiln_tensor *x = kiln_input(g, "x", KILN_F32, KILN_SHAPE(3, 4));
+    kiln_tensor *w = kiln_input(g, "w", KILN_F32, KILN_SHAPE(4, 4));
+    kiln_tensor *h = kiln_matmul(g, kiln_matmul(g, x, w), w);
+    kiln_tensor *y = kiln_matmul(g, h, kiln_transpose(g, w, 0, 1));
+    assert_int_equal(kiln_entry(g, "f", 1, &y, NULL), KILN_OK);
+    kiln_module *m = NULL;
+    assert_int_equal(kiln_compile(g, NULL, &m), KILN_OK);
+    const char *src = kiln_module_source(m);
+    assert_int_equal(count(src, "void kiln_mm_rows_f64_f32_f32("), 1);
+    assert_int_equal(count(src, "kiln_mm_rows_f64_f32_f32(&tile"), 2);
+    assert_int_equal(count(src, "void kiln_mm_dot_f64_f32_f32("), 1);
+    assert_int_equal(count(src, "kiln_mm_dot_f64_f32_f32(&tile"), 1);
+    float xv[12], wv[16], got[12];
+    for (int i = 0; i < 12; i++)
+        xv[i] = (float)(i % 5) - 2;
+    for (int i = 0; i < 16; i++)
+        wv[i] = (float)(i % 3) - 1;
+    assert_int_equal(kiln_module_set(m, "x", xv, sizeof xv), KILN_OK);
+    assert_int_equal(kiln_module_set(m, "w", wv, sizeof wv), KILN_OK);
+    assert_int_equal(kiln_module_run(m, "f"), KILN_OK);
+    assert_int_equal(kiln_module_get(m, "f.0", got, sizeof got), KILN_OK);
+    for (int i = 0; i < 3; i++) { /* small integers: exact in f32 */
+        double a[4], b[4];
+        for (int j = 0; j < 4; j++) {
+            a[j] = 0;
+            for (int l = 0; l < 4; l++)
+                a[j] += (double)xv[i * 4 + l] * (double)wv[l * 4 + j];
+        }
+        for (int j = 0; j < 4; j++) {
+            b[j] = 0;
+            for (int l = 0; l < 4; l++)
+                b[j] += a[l] * (double)wv[l * 4 + j];
+        }
+        for (int j = 0; j < 4; j++) {
+            double want = 0;
+            for (int l = 0; l < 4; l++)
+                want += b[l] * (double)wv[j * 4 + l];
+            assert_true(got[i * 4 + j] == (float)want);
+        }
+    }
+    kiln_module_free(m);
+    kiln_graph_free(g);
+}
+
 /* ---- parallel loops ---------------------------------------------------------------- */
 
 /* Big enough for `omp parallel for`: a short first axis collapses with the
@@ -1224,6 +1282,7 @@ int main(void)
         cmocka_unit_test(test_integer_reductions),
         cmocka_unit_test(test_matmul),
         cmocka_unit_test(test_matmul_int),
+        cmocka_unit_test(test_matmul_tile_functions_shared),
         cmocka_unit_test(test_parallel_loops),
         cmocka_unit_test(test_accumulate_and_check),
         cmocka_unit_test(test_integer_errors),

@@ -54,18 +54,23 @@ static void test_element_spec(void **state)
     assert_true(ir_rand_f32(seed, 0, 0, big) == (float)((double)(x[2] >> 8) / 16777216.0));
 }
 
-/* The block-at-a-time fill is the per-element spec, for every length mod 4. */
+/* The sixteen-block fill is the per-element spec for every length and start
+ * (mod 4, across lane groups, and across the carry into counter word 1). */
 static void test_fill_matches_elements(void **state)
 {
     (void)state;
-    float out[23];
-    for (int64_t n = 0; n <= 23; n++) {
-        memset(out, 0, sizeof out);
-        ir_rand_f32_fill(99, 3, 7, out, n);
-        for (int64_t i = 0; i < n; i++)
-            assert_true(out[i] == ir_rand_f32(99, 3, 7, (uint64_t)i));
-        for (int64_t i = n; i < 23; i++)
-            assert_true(out[i] == 0); /* nothing written past n */
+    enum { CAP = 2 * 64 + 9 };
+    static const uint64_t firsts[] = {0, 1, 2, 3, 61, 4 * ((1ull << 32) - 5), 4 * (1ull << 32) - 7};
+    float out[CAP];
+    for (size_t f = 0; f < sizeof firsts / sizeof firsts[0]; f++) {
+        for (int64_t n = 0; n <= CAP; n += (n < 20 ? 1 : 13)) {
+            memset(out, 0, sizeof out);
+            ir_rand_f32_fill(99, 3, 7, firsts[f], out, n);
+            for (int64_t i = 0; i < n; i++)
+                assert_true(out[i] == ir_rand_f32(99, 3, 7, firsts[f] + (uint64_t)i));
+            for (int64_t i = n; i < CAP; i++)
+                assert_true(out[i] == 0); /* nothing written past n */
+        }
     }
 }
 
