@@ -185,19 +185,15 @@ kiln_status kiln_grad(kiln_graph *g, kiln_tensor *y, int n, kiln_tensor *const *
         return KILN_ERR_INVALID;
     if (!ir_begin(g))
         return g->status;
-    return ad_grad(g, y, n, wrt, seed, grads);
+    return ad_grad(g, y, n, wrt, seed, true, grads);
 }
 
 kiln_status kiln_train_step(kiln_graph *g, const char *name, kiln_tensor *loss, kiln_optim opt)
 {
-    (void)name;
-    (void)loss;
-    (void)opt;
+    /* gradients, optimizer update and the entry: passes/optim.c */
     if (!g)
         return KILN_ERR_INVALID;
     if (!ir_begin(g))
         return g->status;
-    return ir_fail_status(
-        g, KILN_ERR_UNSUPPORTED,
-        "kiln_train_step: autodiff and optimizers are not available yet (planned)");
+    return opt_train_step(g, name, loss, &opt);
 }

@@ -450,5 +450,15 @@ kiln_tensor *kiln_cross_entropy(kiln_graph *g, kiln_tensor *logits, kiln_tensor 
     kiln_tensor *mask = (classes && col) ? kiln_eq(g, col, classes) : NULL;
     kiln_tensor *picked = kiln_where(g, mask, logp, konst(g, logp->dtype, 0.0));
     kiln_tensor *nll = kiln_neg(g, kiln_sum(g, picked, 1, false));
+    /* a label outside [0, C) stops the run with an index error: gathering the
+     * labels from C zeros checks them and adds nothing */
+    kiln_tensor *zeros = fe_full_raw(g, logp->dtype, 1, &c, 0.0);
+    kiln_tensor *check = NULL;
+    if (zeros && y) {
+        kiln_tensor *in[2] = {zeros, y};
+        if ((check = ir_node_new(g, IR_GATHER, logp->dtype, 1, &n, 2, in)))
+            check->axis = 0;
+    }
+    nll = check ? kiln_add(g, nll, check) : NULL;
     return kiln_mean(g, nll, KILN_ALL, false);
 }

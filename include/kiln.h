@@ -277,6 +277,17 @@ KILN_API kiln_optim kiln_sgd(double lr, double momentum, double weight_decay);
 KILN_API kiln_optim kiln_adam(double lr, double beta1, double beta2, double eps);
 KILN_API kiln_optim kiln_adamw(double lr, double beta1, double beta2, double eps,
                                double weight_decay);
+/* Registers entry `name`: one run computes the loss ("<name>.loss"), its
+ * gradient for every float param it depends on (a param reached only through
+ * kiln_detach, or not at all, is left alone, as PyTorch skips params whose
+ * .grad is None) and updates those params in place with PyTorch's update
+ * formulas. Gradients are fresh each run; with opt.accumulate = k > 1 runs
+ * 1..k-1 only sum them ("<param>.grad") and run k updates from the sum.
+ * Module names: "<name>.lr" (f64, initially opt.lr, settable any time),
+ * "<name>.step" (f32, updates so far), "<param>.momentum_buffer",
+ * "<param>.exp_avg", "<param>.exp_avg_sq"; the updated values are also
+ * outputs "<name>.new.<tensor>". Bad hyperparameters give PyTorch's errors
+ * ("Invalid learning rate: -0.1"). */
 KILN_API kiln_status kiln_train_step(kiln_graph *g, const char *name, kiln_tensor *loss,
                                      kiln_optim opt);
 
@@ -304,6 +315,16 @@ KILN_API kiln_status kiln_module_bind(kiln_module *m, const char *name,
                                       void *host_ptr); /* zero-copy, C target */
 KILN_API kiln_status kiln_module_print(kiln_module *m, const char *name,
                                        FILE *f); /* PyTorch's format + "\n" */
+/* Checkpoints are safetensors files. save writes every param (optimizer state
+ * and the train step's "<name>.step"/"<name>.lr" included) under its name,
+ * sorted by name (one state, one byte-identical file), with __metadata__
+ * {"format": "kiln", "kiln.run": "<run counter>"}; it replaces path
+ * atomically (temp file, fsync, rename): a crash leaves the old file whole.
+ * load checks the whole file first and changes nothing on any error
+ * (KILN_ERR_IO, _FORMAT, or _NOT_FOUND / _DTYPE / _SHAPE for a tensor that is
+ * not a param of m or does not match it); params the file lacks keep their
+ * values, so files from other tools load too; kiln.run, when present,
+ * restores the run counter, so random ops resume bit for bit. */
 KILN_API kiln_status kiln_module_save(kiln_module *m, const char *path); /* safetensors, atomic */
 KILN_API kiln_status kiln_module_load(kiln_module *m, const char *path);
 KILN_API const char *kiln_module_source(kiln_module *m); /* the generated code */

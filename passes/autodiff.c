@@ -414,7 +414,7 @@ static const char ad_float_msg[] =
     "kiln_grad: only Tensors of floating point dtype can require gradients";
 
 kiln_status ad_grad(kiln_graph *g, kiln_tensor *y, int n, kiln_tensor *const *wrt,
-                    kiln_tensor *seed, kiln_tensor **grads)
+                    kiln_tensor *seed, bool zeros_if_unused, kiln_tensor **grads)
 {
     if (n < 0 || (n > 0 && (!wrt || !grads)))
         return ir_fail_status(g, KILN_ERR_INVALID,
@@ -503,8 +503,8 @@ kiln_status ad_grad(kiln_graph *g, kiln_tensor *y, int n, kiln_tensor *const *wr
     for (int i = 0; i < n && st == KILN_OK; i++) {
         kiln_tensor *w = wrt[i];
         kiln_tensor *r = w->id < count ? gr[w->id] : NULL;
-        grads[i] = r ? r : kiln_zeros_like(g, w);
-        if (!grads[i])
+        grads[i] = r ? r : zeros_if_unused ? kiln_zeros_like(g, w) : NULL;
+        if (!grads[i] && (r || zeros_if_unused))
             st = g->status != KILN_OK ? g->status : KILN_ERR_NOMEM;
     }
     if (st != KILN_OK)

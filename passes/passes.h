@@ -17,9 +17,17 @@ kiln_status pass_pipeline(kiln_graph *g, kprogram **out);
 
 /* autodiff.c: kiln_grad's work. Appends the backward graph of y to g (one VJP
  * rule per primitive, written with the builders) and sets grads[i] =
- * d(sum(seed * y)) / d(wrt[i]); zeros for a wrt that y does not depend on. */
+ * d(sum(seed * y)) / d(wrt[i]). For a wrt that y does not depend on through
+ * differentiable nodes, grads[i] is zeros, or NULL when !zeros_if_unused
+ * (PyTorch's None gradient, which optimizers skip). */
 kiln_status ad_grad(kiln_graph *g, kiln_tensor *y, int n, kiln_tensor *const *wrt,
-                    kiln_tensor *seed, kiln_tensor **grads);
+                    kiln_tensor *seed, bool zeros_if_unused, kiln_tensor **grads);
+
+/* optim.c: kiln_train_step's work. Differentiates loss with respect to every
+ * float param it depends on and appends the optimizer's update of each param
+ * and of its state as ASSIGN nodes of a new entry `name`. */
+kiln_status opt_train_step(kiln_graph *g, const char *name, kiln_tensor *loss,
+                           const kiln_optim *opt);
 
 /* Drops nodes no entry output reaches (named leaves are kept: they are the
  * module's interface) and renumbers ids, keeping the topological order. */

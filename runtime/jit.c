@@ -28,6 +28,7 @@
 #include "passes/passes.h"
 #include "rt.h"
 #include "runtime/abi.h"
+#include "runtime/fsutil.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -82,61 +83,6 @@ static void unique_suffix(char *out, size_t cap)
 {
     static atomic_uint seq;
     snprintf(out, cap, "%ld.%u", (long)getpid(), atomic_fetch_add(&seq, 1u));
-}
-
-/* Writes data to path atomically: unique temp file, fsync, rename. */
-static bool write_atomic(const char *path, const void *data, size_t n)
-{
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld.XXXXXX", path, (long)getpid());
-    int fd = mkstemp(tmp);
-    if (fd < 0)
-        return false;
-    const char *p = data;
-    size_t left = n;
-    while (left > 0) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            close(fd);
-            unlink(tmp);
-            return false;
-        }
-        p += w;
-        left -= (size_t)w;
-    }
-    fchmod(fd, 0644);
-    bool ok = fsync(fd) == 0;
-    ok = close(fd) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return false;
-    }
-    return true;
-}
-
-/* Reads a whole file (ir_alloc'd, NUL-terminated); NULL when absent. */
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *buf = NULL;
-    if (fseek(f, 0, SEEK_END) == 0) {
-        long n = ftell(f);
-        if (n >= 0 && fseek(f, 0, SEEK_SET) == 0 && (buf = ir_alloc((size_t)n + 1))) {
-            if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
-                ir_free(buf);
-                buf = NULL;
-            } else {
-                buf[n] = 0;
-                *len = (size_t)n;
-            }
-        }
-    }
-    fclose(f);
-    return buf;
 }
 
 static bool mkdir_p(const char *dir)
@@ -221,7 +167,7 @@ static uint64_t cpu_identity(void)
     pthread_mutex_lock(&probe_lock);
     if (!done) {
         size_t len = 0;
-        char *info = read_file("/proc/cpuinfo", &len);
+        char *info = rt_read_file("/proc/cpuinfo", &len);
         if (info) {
             const char *flags = strstr(info, "\nflags");
             const char *model = strstr(info, "model name");
@@ -308,7 +254,7 @@ static bool openmp_works(const compiler *cc, const char *dir)
     snprintf(path, sizeof path, "%s/openmp-%016llx", dir,
              (unsigned long long)XXH3_64bits(cc->ident, strlen(cc->ident)));
     size_t len = 0;
-    char *ans = read_file(path, &len);
+    char *ans = rt_read_file(path, &len);
     if (ans) {
         bool yes = ans[0] == '1';
         ir_free(ans);
@@ -325,7 +271,8 @@ static bool openmp_works(const compiler *cc, const char *dir)
         "#include <omp.h>\nint kiln_probe(void) { int n = 0;\n"
         "#pragma omp parallel reduction(+:n)\n n += omp_get_num_threads() > 0;"
         "\nreturn n; }\n";
-    bool yes = write_atomic(src, probe, sizeof probe - 1) && compile_c(cc, src, so, true, err) == 0;
+    bool yes =
+        rt_write_atomic(src, probe, sizeof probe - 1) && compile_c(cc, src, so, true, err) == 0;
     if (yes) { /* it must also load */
         void *h = dlopen(so, RTLD_NOW | RTLD_LOCAL);
         yes = h != NULL;
@@ -335,7 +282,7 @@ static bool openmp_works(const compiler *cc, const char *dir)
     unlink(so);
     unlink(err);
     unlink(src);
-    write_atomic(path, yes ? "1" : "0", 1);
+    rt_write_atomic(path, yes ? "1" : "0", 1);
     return yes;
 }
 
@@ -368,7 +315,7 @@ static void make_trailer(char out[TRAILER_BYTES + 1], const void *bytes, size_t 
 static void *load_checked(const char *so, uint64_t key)
 {
     size_t n = 0;
-    char *bytes = read_file(so, &n);
+    char *bytes = rt_read_file(so, &n);
     bool ok = false;
     if (bytes && n > TRAILER_BYTES) {
         char want[TRAILER_BYTES + 1];
@@ -383,7 +330,7 @@ static void *load_checked(const char *so, uint64_t key)
 static bool seal_entry(const char *tmp, uint64_t key)
 {
     size_t n = 0;
-    char *bytes = read_file(tmp, &n);
+    char *bytes = rt_read_file(tmp, &n);
     if (!bytes)
         return false;
     char trailer[TRAILER_BYTES + 1];
@@ -439,7 +386,7 @@ static void *build(kiln_graph *g, const kiln_compile_opts *opts, const char *sou
     if (dump && *dump && mkdir_p(dump)) {
         char dpath[4400];
         snprintf(dpath, sizeof dpath, "%s/%016llx.c", dump, (unsigned long long)key);
-        write_atomic(dpath, source, strlen(source));
+        rt_write_atomic(dpath, source, strlen(source));
     }
     void *h = load_checked(so, key);
     *hit = h != NULL;
@@ -447,7 +394,7 @@ static void *build(kiln_graph *g, const kiln_compile_opts *opts, const char *sou
         return h;
 
     /* miss (or a corrupt entry): build into a unique name, then publish */
-    if (!write_atomic(src, source, strlen(source))) {
+    if (!rt_write_atomic(src, source, strlen(source))) {
         ir_fail(g, KILN_ERR_IO, "kiln_compile: cannot write '%s': %s", src, strerror(errno));
         return NULL;
     }
@@ -458,7 +405,7 @@ static void *build(kiln_graph *g, const kiln_compile_opts *opts, const char *sou
     int rc = compile_c(cc, src, tmp, omp, err);
     if (rc != 0) {
         size_t n = 0;
-        char *diag = read_file(err, &n);
+        char *diag = rt_read_file(err, &n);
         ir_fail(g, KILN_ERR_COMPILE, "kiln_compile: %s failed (exit %d) on %s:\n%.700s", cc->path,
                 rc, src, diag ? diag : "(no diagnostics)");
         ir_free(diag);

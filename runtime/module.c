@@ -592,22 +592,6 @@ const char *kiln_module_source(kiln_module *m)
 
 /* ---- later issues ------------------------------------------------------------ */
 
-kiln_status kiln_module_save(kiln_module *m, const char *path)
-{
-    (void)path;
-    if (!m)
-        return KILN_ERR_INVALID;
-    return rt_fail(m, KILN_ERR_UNSUPPORTED, "kiln_module_save: not implemented yet");
-}
-
-kiln_status kiln_module_load(kiln_module *m, const char *path)
-{
-    (void)path;
-    if (!m)
-        return KILN_ERR_INVALID;
-    return rt_fail(m, KILN_ERR_UNSUPPORTED, "kiln_module_load: not implemented yet");
-}
-
 kiln_status kiln_module_profile(kiln_module *m, FILE *f)
 {
     (void)f;

@@ -136,6 +136,11 @@ static void place_nodes(kr *r)
     }
     if (k->kind == KK_REDUCE)
         mark(r, k->body);
+    /* a bounds check runs even when no store reads its value (a gather from
+     * a table whose elements are all equal needs no index, only the check) */
+    for (int i = 0; i < k->nx; i++)
+        if (k->x[i].kind == KX_CHECK)
+            mark(r, i);
     for (int i = k->nx - 1; i >= 0; i--) {
         int ops[3], ar = cgen_operands(&k->x[i], ops);
         if (r->need[i])

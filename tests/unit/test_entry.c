@@ -381,10 +381,9 @@ static void test_optimizers(void **state)
     assert_int_equal(w.accumulate, 0);
 }
 
-/* ---- grad is in; train_step is planned ---------------------------------------------------------
- */
+/* ---- grad and train_step (test_grad.c and test_optim.c have the rest) ---------------------- */
 
-static void test_grad_planned(void **state)
+static void test_grad_and_train_step(void **state)
 {
     (void)state;
     kiln_graph *g = kiln_graph_new();
@@ -396,16 +395,15 @@ static void test_grad_planned(void **state)
     assert_int_equal(kiln_tensor_rank(grads[0]), 1);
     kiln_graph_free(g);
 
+    /* a graph in error: kiln_grad and kiln_train_step return its first error */
     g = kiln_graph_new();
     w = kiln_param(g, "w", KILN_F32, KILN_SHAPE(3), kiln_init_ones());
     y = kiln_sum(g, w, KILN_ALL, false);
-    assert_int_equal(kiln_train_step(g, "train", y, kiln_sgd(0.1, 0, 0)), KILN_ERR_UNSUPPORTED);
-    assert_graph_error(g, KILN_ERR_UNSUPPORTED,
-                       "kiln_train_step: autodiff and optimizers are not "
-                       "available yet (planned)");
-    /* the first error sticks */
-    assert_int_equal(kiln_grad(g, y, 1, &w, NULL, NULL), KILN_ERR_UNSUPPORTED);
-    assert_graph_error(g, KILN_ERR_UNSUPPORTED, "kiln_train_step:");
+    assert_null(kiln_reshape(g, w, KILN_SHAPE(2)));
+    assert_int_equal(kiln_train_step(g, "train", y, kiln_sgd(0.1, 0, 0)), KILN_ERR_SHAPE);
+    assert_int_equal(kiln_grad(g, y, 1, &w, NULL, grads), KILN_ERR_SHAPE);
+    assert_null(grads[0]);
+    assert_graph_error(g, KILN_ERR_SHAPE, "kiln_reshape:");
     kiln_graph_free(g);
 
     assert_int_equal(kiln_grad(NULL, NULL, 0, NULL, NULL, NULL), KILN_ERR_INVALID);
@@ -426,7 +424,7 @@ int main(void)
         cmocka_unit_test(test_assign_values),
         cmocka_unit_test(test_entry_values),
         cmocka_unit_test(test_optimizers),
-        cmocka_unit_test(test_grad_planned),
+        cmocka_unit_test(test_grad_and_train_step),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

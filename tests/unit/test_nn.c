@@ -601,6 +601,46 @@ static void test_cross_entropy(void **state)
     kiln_graph_free(g);
 }
 
+/* A label outside [0, C) is a run-time error on both targets, also inside a
+ * train step (whose params then stay as they were); in-range labels run. */
+static void test_cross_entropy_label_out_of_range(void **state)
+{
+    (void)state;
+    for (int t = 0; t < 2; t++) {
+        kiln_graph *g = ku_graph_new();
+        kiln_tensor *w = kiln_param(g, "w", KILN_F32, KILN_SHAPE(3, 4), kiln_init_const(0.5));
+        kiln_tensor *x = kiln_input(g, "x", KILN_F32, KILN_SHAPE(2, 3));
+        kiln_tensor *y = kiln_input(g, "y", KILN_I64, KILN_SHAPE(2));
+        kiln_tensor *loss = kiln_cross_entropy(g, kiln_matmul(g, x, w), y);
+        assert_int_equal(kiln_train_step(g, "train", loss, kiln_sgd(0.1, 0, 0)), KILN_OK);
+        kiln_module *m = NULL;
+        kiln_compile_opts o = {.target = t ? KILN_TARGET_C : KILN_TARGET_INTERP};
+        assert_int_equal(kiln_compile(g, &o, &m), KILN_OK);
+        float xv[6] = {1, 2, 3, 4, 5, 6}, wv[12], before[12];
+        assert_int_equal(kiln_module_set(m, "x", xv, sizeof xv), KILN_OK);
+        assert_int_equal(kiln_module_get(m, "w", before, sizeof before), KILN_OK);
+        static const int64_t bad[][2] = {{0, 4}, {-1, 2}, {7, 0}};
+        static const char *const why[] = {"index 4 is out of bounds for dimension 0 with size 4",
+                                          "index -1 is out of bounds for dimension 0 with size 4",
+                                          "index 7 is out of bounds for dimension 0 with size 4"};
+        for (int i = 0; i < 3; i++) {
+            assert_int_equal(kiln_module_set(m, "y", bad[i], sizeof bad[i]), KILN_OK);
+            kiln_status s = kiln_module_run(m, "train");
+            assert_module_error(m, s, KILN_ERR_INVALID, why[i]);
+            assert_int_equal(kiln_module_get(m, "w", wv, sizeof wv), KILN_OK);
+            assert_memory_equal(wv, before, sizeof wv);
+        }
+        const int64_t good[2] = {3, 0};
+        assert_int_equal(kiln_module_set(m, "y", good, sizeof good), KILN_OK);
+        assert_int_equal(kiln_module_run(m, "train"), KILN_OK);
+        double l;
+        assert_int_equal(kiln_module_get_scalar(m, "train.loss", &l), KILN_OK);
+        assert_true(fabs(l - log(4.0)) < 1e-6); /* equal logits in every row */
+        kiln_module_free(m);
+        kiln_graph_free(g);
+    }
+}
+
 static void ce_float_labels(kiln_graph *g)
 {
     kiln_cross_entropy(g, ku_input(g, KILN_F32, KILN_SHAPE(3, 5)),
@@ -989,6 +1029,7 @@ int main(void)
         cmocka_unit_test(test_mse_loss),
         cmocka_unit_test(test_mse_errors),
         cmocka_unit_test(test_cross_entropy),
+        cmocka_unit_test(test_cross_entropy_label_out_of_range),
         cmocka_unit_test(test_cross_entropy_errors),
         cmocka_unit_test(test_null_propagation),
         cmocka_unit_test(test_out_of_memory),
