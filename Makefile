@@ -1,5 +1,5 @@
 # Thin wrapper over CMake. On a fresh Debian machine:
-#   make demo   installs what is missing, builds, runs the main sample
+#   make demo   installs what is missing, builds, trains an MLP on Fashion-MNIST (samples/mlp.c)
 #   make test   installs what is missing, builds, runs the whole suite (ctest + cmocka)
 #   make build  builds only
 BUILD ?= build
@@ -23,7 +23,7 @@ test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 demo: build
-	./$(BUILD)/samples/tensor_basics
+	./$(BUILD)/samples/mlp --checkpoint $(BUILD)/mlp.safetensors
 
 bench: build
 	./$(BUILD)/bench/bench_compile_time

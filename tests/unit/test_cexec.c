@@ -15,16 +15,6 @@
 
 static const kiln_target targets[2] = {KILN_TARGET_INTERP, KILN_TARGET_C};
 
-static kiln_module *compile_for(kiln_graph *g, kiln_target t)
-{
-    kiln_module *m = NULL;
-    kiln_status s = kiln_compile(g, &(kiln_compile_opts){.target = t}, &m);
-    if (s != KILN_OK)
-        fprintf(stderr, "compile failed: %s\n", kiln_graph_error(g));
-    assert_int_equal(s, KILN_OK);
-    return m;
-}
-
 static void assert_close(const float *c, const float *ref, int n)
 {
     for (int i = 0; i < n; i++) {
@@ -73,7 +63,7 @@ static void test_mlp_steps_match(void **state)
     kiln_graph *g = mlp(NULL);
     kiln_module *m[2];
     for (int t = 0; t < 2; t++)
-        m[t] = compile_for(g, targets[t]);
+        m[t] = ku_compile_for(g, targets[t]);
     float x[40];
     for (int i = 0; i < 40; i++)
         x[i] = (float)sin(i * 0.7) * 2;
@@ -134,7 +124,7 @@ static void test_integers_and_random_exact(void **state)
     float rv[2][15];
     double rnv[2][7];
     for (int t = 0; t < 2; t++) {
-        m[t] = compile_for(g, targets[t]);
+        m[t] = ku_compile_for(g, targets[t]);
         assert_int_equal(kiln_module_set(m[t], "a", av, sizeof av), KILN_OK);
     }
     for (int run = 0; run < 3; run++) {
@@ -170,7 +160,7 @@ static void test_print_same(void **state)
     assert_int_equal(kiln_entry(g, "f", 2, outs, (const char *[]){"y", "c"}), KILN_OK);
     char *text[2];
     for (int t = 0; t < 2; t++) {
-        kiln_module *m = compile_for(g, targets[t]);
+        kiln_module *m = ku_compile_for(g, targets[t]);
         float xv[4] = {0, 1, -1, 2};
         assert_int_equal(kiln_module_set(m, "x", xv, sizeof xv), KILN_OK);
         assert_int_equal(kiln_module_run(m, "f"), KILN_OK);
@@ -210,7 +200,7 @@ static void test_errors_same(void **state)
     char msgs[2][8][256];
     kiln_status sts[2][8];
     for (int t = 0; t < 2; t++) {
-        kiln_module *m = compile_for(g, targets[t]);
+        kiln_module *m = ku_compile_for(g, targets[t]);
         float buf[3] = {1, 2, 3};
         double v;
         int k = 0;
@@ -267,7 +257,7 @@ static void test_bind_input_param_output(void **state)
     kiln_tensor *outs[] = {kiln_mul(g, x, kiln_scalar(g, 3)), kiln_assign(g, p, kiln_add(g, p, x))};
     assert_int_equal(kiln_entry(g, "f", 2, outs, (const char *[]){"y", "pn"}), KILN_OK);
     for (int t = 0; t < 2; t++) {
-        kiln_module *m = compile_for(g, targets[t]);
+        kiln_module *m = ku_compile_for(g, targets[t]);
         float xv[4] = {1, 2, 3, 4}, pv[4] = {10, 20, 30, 40}, yv[4] = {0};
         assert_int_equal(kiln_module_bind(m, "x", xv), KILN_OK);
         assert_int_equal(kiln_module_bind(m, "p", pv), KILN_OK);
@@ -290,7 +280,7 @@ static void test_source(void **state)
 {
     (void)state;
     kiln_graph *g = mlp(NULL);
-    kiln_module *m = compile_for(g, KILN_TARGET_C);
+    kiln_module *m = ku_compile_for(g, KILN_TARGET_C);
     const char *src = kiln_module_source(m);
     assert_non_null(strstr(src, "kiln_entry_0"));
     assert_non_null(strstr(src, "kiln_entry_1"));

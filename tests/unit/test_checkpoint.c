@@ -56,16 +56,6 @@ static int remove_dir(void **state)
     return 0;
 }
 
-static kiln_module *compile_for(kiln_graph *g, kiln_target t)
-{
-    kiln_module *m = NULL;
-    kiln_status s = kiln_compile(g, &(kiln_compile_opts){.target = t}, &m);
-    if (s != KILN_OK)
-        fprintf(stderr, "kiln_compile: %s\n", kiln_graph_error(g));
-    assert_int_equal(s, KILN_OK);
-    return m;
-}
-
 static void run_ok(kiln_module *m, const char *entry)
 {
     kiln_status s = kiln_module_run(m, entry);
@@ -173,7 +163,7 @@ static void test_round_trip_every_dtype_across_targets(void **state)
     kiln_graph *g = every_dtype_graph();
     for (int from = 0; from < 2; from++)
         for (int to = 0; to < 2; to++) {
-            kiln_module *a = compile_for(g, targets[from]);
+            kiln_module *a = ku_compile_for(g, targets[from]);
             set_every_dtype(a);
             const float x[6] = {-0.0f, -0.0f, -0.0f, -0.0f, -0.0f, -0.0f}; /* v + -0 is v */
             set_ok(a, "x", x, sizeof x);
@@ -181,7 +171,7 @@ static void test_round_trip_every_dtype_across_targets(void **state)
             run_ok(a, "f");
             const char *path = tpath("every.safetensors");
             save_ok(a, path);
-            kiln_module *b = compile_for(g, targets[to]);
+            kiln_module *b = ku_compile_for(g, targets[to]);
             assert_int_equal(b->run, 0);
             load_ok(b, path);
             assert_every_dtype(b);
@@ -210,7 +200,7 @@ static void test_file_bytes(void **state)
     kiln_param(g, "c", KILN_BOOL, KILN_SHAPE(1, 1), kiln_init_ones());
     kiln_tensor *x = kiln_input(g, "x", KILN_F32, KILN_SHAPE(2));
     assert_int_equal(kiln_entry(g, "f", 1, &x, NULL), KILN_OK);
-    kiln_module *m = compile_for(g, KILN_TARGET_INTERP);
+    kiln_module *m = ku_compile_for(g, KILN_TARGET_INTERP);
     const char *path = tpath("bytes.safetensors");
     save_ok(m, path);
     size_t len = 0;
@@ -239,8 +229,8 @@ static void test_same_state_same_bytes(void **state)
 {
     (void)state;
     kiln_graph *g = every_dtype_graph();
-    kiln_module *a = compile_for(g, KILN_TARGET_INTERP);
-    kiln_module *b = compile_for(g, KILN_TARGET_C);
+    kiln_module *a = ku_compile_for(g, KILN_TARGET_INTERP);
+    kiln_module *b = ku_compile_for(g, KILN_TARGET_C);
     set_every_dtype(a);
     set_every_dtype(b);
     save_ok(a, tpath("same1.safetensors"));
@@ -281,7 +271,7 @@ static void test_escaped_names_and_bound_params(void **state)
     kiln_param(g, "bound", KILN_F64, KILN_SHAPE(2), kiln_init_const(4));
     kiln_tensor *x = kiln_input(g, "x", KILN_F32, KILN_SHAPE(2));
     assert_int_equal(kiln_entry(g, "f", 1, &x, NULL), KILN_OK);
-    kiln_module *m = compile_for(g, KILN_TARGET_INTERP);
+    kiln_module *m = ku_compile_for(g, KILN_TARGET_INTERP);
     double mine[2] = {-1, -2};
     assert_int_equal(kiln_module_bind(m, "bound", mine), KILN_OK);
     save_ok(m, tpath("odd.safetensors"));
@@ -318,7 +308,7 @@ static void test_training_resumes_bit_for_bit(void **state)
     (void)state;
     kiln_graph *g = noisy_graph();
     for (int t = 0; t < 2; t++) {
-        kiln_module *a = compile_for(g, targets[t]);
+        kiln_module *a = ku_compile_for(g, targets[t]);
         for (int i = 0; i < 3; i++)
             run_ok(a, "step");
         const char *path = tpath("resume.safetensors");
@@ -329,7 +319,7 @@ static void test_training_resumes_bit_for_bit(void **state)
         get_ok(a, "w", want, sizeof want);
         get_ok(a, "step.1", want_noise, sizeof want_noise);
 
-        kiln_module *b = compile_for(g, targets[t]);
+        kiln_module *b = ku_compile_for(g, targets[t]);
         load_ok(b, path);
         assert_int_equal(b->run, 3);
         run_ok(b, "step");
@@ -365,7 +355,7 @@ static void test_loads_pytorch_file(void **state)
     kiln_tensor *y = kiln_linear(g, x, w, b);
     assert_int_equal(kiln_entry(g, "f", 1, &y, NULL), KILN_OK);
     for (int t = 0; t < 2; t++) {
-        kiln_module *m = compile_for(g, targets[t]);
+        kiln_module *m = ku_compile_for(g, targets[t]);
         const float xv[3] = {1, 2, 3};
         set_ok(m, "x", xv, sizeof xv);
         run_ok(m, "f");
@@ -423,7 +413,7 @@ static kiln_module *error_module(kiln_graph **gp)
     kiln_param(g, "n", KILN_I64, 0, NULL, kiln_init_const(3));
     kiln_tensor *y = kiln_add(g, x, a);
     assert_int_equal(kiln_entry(g, "f", 1, &y, NULL), KILN_OK);
-    kiln_module *m = compile_for(g, KILN_TARGET_INTERP);
+    kiln_module *m = ku_compile_for(g, KILN_TARGET_INTERP);
     const float xv[2] = {0, 0};
     set_ok(m, "x", xv, sizeof xv);
     run_ok(m, "f");
@@ -753,8 +743,8 @@ static void test_killed_save_leaves_a_whole_checkpoint(void **state)
     kiln_param(g, "tag", KILN_I64, 0, NULL, kiln_init_zeros());
     kiln_tensor *x = kiln_input(g, "x", KILN_F32, KILN_SHAPE(1));
     assert_int_equal(kiln_entry(g, "f", 1, &x, NULL), KILN_OK);
-    kiln_module *m = compile_for(g, KILN_TARGET_INTERP);
-    kiln_module *back = compile_for(g, KILN_TARGET_INTERP);
+    kiln_module *m = ku_compile_for(g, KILN_TARGET_INTERP);
+    kiln_module *back = ku_compile_for(g, KILN_TARGET_INTERP);
     int32_t *scratch = malloc((size_t)BIG * sizeof(int32_t));
     assert_non_null(scratch);
     const char *path = tpath("crash.safetensors");

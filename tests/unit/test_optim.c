@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct {
     const char *name;
@@ -219,6 +220,78 @@ static void test_matches_pytorch_c(void **state)
     free(table);
 }
 
+/* Every param and state tensor of the model's module, as bytes. */
+static size_t module_state(kiln_module *m, unsigned char *out)
+{
+    static const char *const suffix[] = {"", ".exp_avg", ".exp_avg_sq"};
+    size_t at = 0;
+    for (int i = 0; i < 4; i++)
+        for (int s = 0; s < 3; s++) {
+            char key[64];
+            snprintf(key, sizeof key, "%s%s", params[i].name, suffix[s]);
+            size_t n = sizeof(float) *
+                       (size_t)(params[i].dims[0] * (params[i].rank == 2 ? params[i].dims[1] : 1));
+            assert_int_equal(kiln_module_get(m, key, out + at, n), KILN_OK);
+            at += n;
+        }
+    float step;
+    assert_int_equal(kiln_module_get(m, "train.step", &step, sizeof step), KILN_OK);
+    memcpy(out + at, &step, sizeof step);
+    return at + sizeof step;
+}
+
+/* Training resumes bit for bit from a checkpoint: 3 Adam steps, save, 2 more;
+ * a fresh module (of either target) that loads the checkpoint and runs the
+ * same 2 steps ends with identical params, state and step count. */
+static void test_resume_from_checkpoint(void **state)
+{
+    (void)state;
+    config c = configs(4); /* adam */
+    char path[] = "/tmp/kiln-optim-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    static const kiln_target targets[] = {KILN_TARGET_INTERP, KILN_TARGET_C};
+    for (int t = 0; t < 2; t++) {
+        kiln_graph *g = model(&c);
+        kiln_module *a = ku_compile_for(g, targets[t]);
+        for (int r = 0; r < 3; r++) {
+            set_batch(a, &c, r);
+            assert_int_equal(kiln_module_run(a, "train"), KILN_OK);
+        }
+        assert_int_equal(kiln_module_save(a, path), KILN_OK);
+        for (int r = 3; r < 5; r++) {
+            set_batch(a, &c, r % 3);
+            assert_int_equal(kiln_module_run(a, "train"), KILN_OK);
+        }
+        kiln_module *b = ku_compile_for(g, targets[1 - t]);
+        kiln_module *b2 = ku_compile_for(g, targets[t]);
+        assert_int_equal(kiln_module_load(b2, path), KILN_OK);
+        assert_int_equal(kiln_module_load(b, path), KILN_OK);
+        for (int r = 3; r < 5; r++) {
+            set_batch(b2, &c, r % 3);
+            assert_int_equal(kiln_module_run(b2, "train"), KILN_OK);
+            set_batch(b, &c, r % 3);
+            assert_int_equal(kiln_module_run(b, "train"), KILN_OK);
+        }
+        static unsigned char sa[4096], sb[4096], sc[4096];
+        size_t n = module_state(a, sa);
+        assert_int_equal(module_state(b2, sb), n);
+        assert_memory_equal(sa, sb, n); /* the same target: bit for bit */
+        assert_int_equal(module_state(b, sc), n);
+        const float *fa = (const float *)sa, *fc = (const float *)sc;
+        for (size_t i = 0; i < n / sizeof(float); i++) /* the other target: within tolerance */
+            if (!close_f32((double)fc[i], (double)fa[i]))
+                fail_msg("state[%zu]: %.9g after resuming on the other target, %.9g", i,
+                         (double)fc[i], (double)fa[i]);
+        kiln_module_free(a);
+        kiln_module_free(b);
+        kiln_module_free(b2);
+        kiln_graph_free(g);
+    }
+    close(fd);
+    unlink(path);
+}
+
 /* The entry's interface: the loss output, the lr and step scalars, and the
  * module names of DESIGN.md; a frozen (detached) param is not updated. */
 static void test_names_and_frozen_params(void **state)
@@ -384,6 +457,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matches_pytorch_interp),
         cmocka_unit_test(test_matches_pytorch_c),
+        cmocka_unit_test(test_resume_from_checkpoint),
         cmocka_unit_test(test_names_and_frozen_params),
         cmocka_unit_test(test_hyperparameter_errors),
         cmocka_unit_test(test_graph_errors),

@@ -125,3 +125,13 @@ static void failing_free(void *ctx, void *ptr)
 }
 
 const kiln_allocator ku_failing_allocator = {failing_realloc, failing_free, NULL};
+
+kiln_module *ku_compile_for(kiln_graph *g, kiln_target t)
+{
+    kiln_module *m = NULL;
+    kiln_status s = kiln_compile(g, &(kiln_compile_opts){.target = t}, &m);
+    if (s != KILN_OK)
+        fprintf(stderr, "compile failed: %s\n", kiln_graph_error(g));
+    assert_int_equal(s, KILN_OK);
+    return m;
+}

@@ -34,6 +34,9 @@ void ku_assert_ok(kiln_graph *g);
 /* Makes outs the outputs of entry "f", compiles g for the interpreter and runs
  * it once (asserting success); the caller frees the module. */
 kiln_module *ku_run_entry(kiln_graph *g, int n, kiln_tensor *const *outs);
+/* Compiles g for target t (asserting success, printing the graph's error
+ * first when it fails); the caller frees the module. */
+kiln_module *ku_compile_for(kiln_graph *g, kiln_target t);
 /* Reads output i of entry "f" ("f.<i>"): nbytes bytes, or n floats. */
 void ku_get_bytes(kiln_module *m, int i, void *dst, size_t nbytes);
 void ku_get_f32(kiln_module *m, int i, float *dst, size_t n);
