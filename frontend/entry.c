@@ -96,12 +96,9 @@ kiln_status kiln_entry(kiln_graph *g, const char *name, int n, kiln_tensor *cons
         return KILN_ERR_INVALID;
     if (!ir_begin(g))
         return g->status;
-    if (!name || !name[0])
-        return ir_fail_status(g, KILN_ERR_INVALID, "%s: the entry name must be a non-empty string",
-                              fn);
-    if (ir_find_entry(g, name))
-        return ir_fail_status(g, KILN_ERR_INVALID, "%s: an entry named '%s' already exists", fn,
-                              name);
+    kiln_status named = ir_check_entry_name(g, fn, name);
+    if (named != KILN_OK)
+        return named;
     if (n < 1 || !outputs)
         return ir_fail_status(g, KILN_ERR_INVALID, "%s: entry '%s' needs at least one output", fn,
                               name);

@@ -213,6 +213,17 @@ ir_entry *ir_find_entry(const kiln_graph *g, const char *name)
     return NULL;
 }
 
+kiln_status ir_check_entry_name(kiln_graph *g, const char *fn, const char *name)
+{
+    if (!name || !name[0])
+        return ir_fail_status(g, KILN_ERR_INVALID, "%s: the entry name must be a non-empty string",
+                              fn);
+    if (ir_find_entry(g, name))
+        return ir_fail_status(g, KILN_ERR_INVALID, "%s: an entry named '%s' already exists", fn,
+                              name);
+    return KILN_OK;
+}
+
 ir_entry *ir_entry_new(kiln_graph *g, const char *name, int n)
 {
     if (!grow((void **)&g->entries, &g->cap_entries, g->nentries + 1, sizeof(*g->entries))) {

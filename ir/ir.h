@@ -165,6 +165,8 @@ char *ir_shape_str(char *buf, size_t cap, int rank, const int64_t *dims);
 
 kiln_tensor *ir_find_leaf(const kiln_graph *g, const char *name); /* input or param */
 ir_entry *ir_find_entry(const kiln_graph *g, const char *name);
+/* KILN_OK when name can name a new entry; else records why (as fn) and fails. */
+kiln_status ir_check_entry_name(kiln_graph *g, const char *fn, const char *name);
 ir_entry *ir_entry_new(kiln_graph *g, const char *name, int n); /* outputs left NULL */
 
 /* A deep copy of g (nodes, data, entries); NULL when out of memory. */

@@ -190,12 +190,9 @@ kiln_status opt_train_step(kiln_graph *g, const char *name, kiln_tensor *loss,
                            const kiln_optim *opt)
 {
     const char *fn = "kiln_train_step";
-    if (!name || !name[0])
-        return ir_fail_status(g, KILN_ERR_INVALID, "%s: the entry name must be a non-empty string",
-                              fn);
-    if (ir_find_entry(g, name))
-        return ir_fail_status(g, KILN_ERR_INVALID, "%s: an entry named '%s' already exists", fn,
-                              name);
+    kiln_status named = ir_check_entry_name(g, fn, name);
+    if (named != KILN_OK)
+        return named;
     if (!loss || loss->graph != g)
         return ir_fail_status(g, KILN_ERR_INVALID, "%s: loss must be a tensor of this graph", fn);
     /* loss.backward()'s checks, before anything is built */

@@ -198,26 +198,26 @@ static char *load_table(void)
     return t;
 }
 
-static void test_matches_pytorch_interp(void **state)
+static void matches_pytorch(kiln_target target)
 {
-    (void)state;
     char *table = load_table();
     for (int i = 0; i < NCONFIGS; i++) {
         config c = configs(i);
-        check_against_table(table, &c, KILN_TARGET_INTERP);
+        check_against_table(table, &c, target);
     }
     free(table);
+}
+
+static void test_matches_pytorch_interp(void **state)
+{
+    (void)state;
+    matches_pytorch(KILN_TARGET_INTERP);
 }
 
 static void test_matches_pytorch_c(void **state)
 {
     (void)state;
-    char *table = load_table();
-    for (int i = 0; i < NCONFIGS; i++) {
-        config c = configs(i);
-        check_against_table(table, &c, KILN_TARGET_C);
-    }
-    free(table);
+    matches_pytorch(KILN_TARGET_C);
 }
 
 /* Every param and state tensor of the model's module, as bytes. */
