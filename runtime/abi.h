@@ -12,13 +12,19 @@
 
 #include <stdint.h>
 
-#define KILN_ABI_TAG "kiln-abi-1"
+#define KILN_ABI_TAG "kiln-abi-2"
 
 /* bufs[i] is the storage of program buffer i (kbuf): module buffers for
- * inputs, params and outputs, the entry's arena for temporaries. */
+ * inputs, params and outputs, the entry's arena for temporaries. prof[k]
+ * counts the calls of kernel k and the nanoseconds they took (the entry adds
+ * to it after every kernel call). */
 #define KILN_CTX_DEF                                                                               \
+    typedef struct kiln_prof {                                                                     \
+        uint64_t calls, ns;                                                                        \
+    } kiln_prof;                                                                                   \
     typedef struct kiln_ctx {                                                                      \
         void *const *bufs;                                                                         \
+        kiln_prof *prof;    /* one per kernel of the program */                                    \
         uint64_t seed;      /* graph seed: Philox key */                                           \
         uint32_t run;       /* the module's run counter: Philox counter word 3 */                  \
         int32_t threads;    /* OpenMP threads, 0 = default */                                      \

@@ -56,10 +56,11 @@ typedef struct {
     kprogram *prog;
     char *source;
     entry_fn *entries;
-    void ***bufs; /* per entry: the pointer table handed to the code */
-    void **arena; /* per entry: TEMP storage */
-    void **stash; /* per entry that can fail: a copy of its outputs, restored on failure */
-    int threads;  /* kiln_compile_opts.threads: 0 = every core */
+    void ***bufs;    /* per entry: the pointer table handed to the code */
+    void **arena;    /* per entry: TEMP storage */
+    void **stash;    /* per entry that can fail: a copy of its outputs, restored on failure */
+    int threads;     /* kiln_compile_opts.threads: 0 = every core */
+    kiln_prof *prof; /* per kernel id: calls and ns, kept by the generated code */
 } cexec;
 
 /* ---- small helpers ---------------------------------------------------------- */
@@ -454,6 +455,7 @@ static void cexec_destroy(kiln_module *m)
     ir_free(c->arena);
     ir_free(c->stash);
     ir_free(c->entries);
+    ir_free(c->prof);
     ir_free(c->source);
     if (c->handle)
         dlclose(c->handle);
@@ -498,7 +500,8 @@ static kiln_status cexec_run(kiln_module *m, int e, const bool *needed)
             at += b->nbytes;
         }
     }
-    kiln_ctx ctx = {.bufs = bufs, .seed = m->g->seed, .run = m->run, .threads = c->threads};
+    kiln_ctx ctx = {
+        .bufs = bufs, .prof = c->prof, .seed = m->g->seed, .run = m->run, .threads = c->threads};
     int rc = c->entries[e](&ctx);
     if (rc == KILN_RUNERR_NONE)
         return KILN_OK;
@@ -526,7 +529,37 @@ static const char *cexec_source(kiln_module *m)
     return ((cexec *)m->impl)->source;
 }
 
-const rt_executor rt_cexec = {"c", cexec_run, cexec_source, cexec_destroy};
+/* One row per kernel that ran, the most time first. */
+static void cexec_profile(kiln_module *m, FILE *f)
+{
+    const cexec *c = m->impl;
+    const kprogram *p = c->prog;
+    uint64_t total = 0;
+    int *order = ir_alloc(sizeof(int) * (size_t)(p->nkernels ? p->nkernels : 1)), n = 0;
+    if (!order)
+        return;
+    for (int k = 0; k < p->nkernels; k++)
+        if (c->prof[k].calls) {
+            total += c->prof[k].ns;
+            int at = n++;
+            while (at > 0 && c->prof[order[at - 1]].ns < c->prof[k].ns) {
+                order[at] = order[at - 1];
+                at--;
+            }
+            order[at] = k;
+        }
+    fprintf(f, "%-32s %10s %12s %12s %7s\n", "kernel", "calls", "total ms", "mean us", "share");
+    for (int i = 0; i < n; i++) {
+        const kiln_prof *q = &c->prof[order[i]];
+        fprintf(f, "%-32s %10llu %12.3f %12.2f %6.1f%%\n", p->kernels[order[i]].name,
+                (unsigned long long)q->calls, (double)q->ns / 1e6,
+                (double)q->ns / 1e3 / (double)q->calls,
+                total ? 100.0 * (double)q->ns / (double)total : 0.0);
+    }
+    ir_free(order);
+}
+
+const rt_executor rt_cexec = {"c", cexec_run, cexec_source, cexec_profile, cexec_destroy};
 
 /* Whether a kernel can stop a run: a bounds check, or integer division or
  * power (division by zero, negative exponents). */
@@ -569,7 +602,8 @@ kiln_status rt_cexec_build(kiln_module *m, kiln_graph *g, const kiln_compile_opt
     c->bufs = ir_alloc(sizeof(*c->bufs) * (size_t)ne);
     c->arena = ir_alloc(sizeof(*c->arena) * (size_t)ne);
     c->stash = ir_alloc(sizeof(*c->stash) * (size_t)ne);
-    if (!c->source || !c->entries || !c->bufs || !c->arena || !c->stash)
+    c->prof = ir_calloc(sizeof(*c->prof) * (size_t)(p->nkernels ? p->nkernels : 1));
+    if (!c->source || !c->entries || !c->bufs || !c->arena || !c->stash || !c->prof)
         return ir_fail_status(g, KILN_ERR_NOMEM, "kiln_compile: out of memory");
     memset(c->bufs, 0, sizeof(*c->bufs) * (size_t)ne);
     memset(c->arena, 0, sizeof(*c->arena) * (size_t)ne);

@@ -17,6 +17,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 kiln_status rt_fail(kiln_module *m, kiln_status s, const char *fmt, ...)
 {
@@ -171,6 +172,12 @@ static void init_param(const kiln_graph *g, const kiln_tensor *p, void *data)
 
 static void module_destroy(kiln_module *m)
 {
+    const char *debug = getenv("KILN_DEBUG");
+    bool ran = false;
+    for (int e = 0; m->entry_calls && e < m->g->nentries; e++)
+        ran = ran || m->entry_calls[e] > 0;
+    if (ran && debug && atoi(debug) >= 1) /* DESIGN: the profile at module free */
+        kiln_module_profile(m, stderr);
     if (m->exec && m->exec->destroy)
         m->exec->destroy(m);
     for (int i = 0; i < m->nbufs; i++)
@@ -178,6 +185,7 @@ static void module_destroy(kiln_module *m)
     ir_free(m->bufs);
     ir_free(m->leaf_buf);
     ir_free(m->entry_buf);
+    ir_free(m->entry_calls);
     ir_free(m->source);
     kiln_graph_free(m->g);
     ir_free(m);
@@ -211,8 +219,10 @@ static bool layout(kiln_module *m)
     m->bufs = ir_alloc(sizeof(*m->bufs) * (size_t)(n ? n : 1));
     m->leaf_buf = ir_alloc(sizeof(int) * (size_t)(g->nnodes ? g->nnodes : 1));
     m->entry_buf = ir_alloc(sizeof(int) * (size_t)(g->nentries ? g->nentries : 1));
-    if (!m->bufs || !m->leaf_buf || !m->entry_buf)
+    m->entry_calls = ir_calloc(sizeof(uint64_t) * 2 * (size_t)(g->nentries ? g->nentries : 1));
+    if (!m->bufs || !m->leaf_buf || !m->entry_buf || !m->entry_calls)
         return false;
+    m->entry_ns = m->entry_calls + (g->nentries ? g->nentries : 1);
     memset(m->bufs, 0, sizeof(*m->bufs) * (size_t)(n ? n : 1));
     for (int i = 0; i < g->nnodes; i++) {
         kiln_tensor *t = g->nodes[i];
@@ -391,8 +401,15 @@ kiln_status kiln_module_run(kiln_module *m, const char *entry)
         if (needed[i] && g->nodes[i]->op == IR_INPUT && !rt_leaf(m, g->nodes[i])->set)
             s = rt_fail(m, KILN_ERR_INVALID, "kiln_module_run: input '%s' was never set",
                         g->nodes[i]->name);
-    if (s == KILN_OK)
+    if (s == KILN_OK) {
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         s = m->exec->run(m, e, needed);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        m->entry_calls[e]++;
+        m->entry_ns[e] +=
+            (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec));
+    }
     ir_free(needed);
     if (s == KILN_OK)
         m->run++;
@@ -592,13 +609,30 @@ const char *kiln_module_source(kiln_module *m)
 
 /* ---- later issues ------------------------------------------------------------ */
 
+/* Entries (runs, time), then the executor's kernels: the C target times
+ * every kernel call in the generated code (ctx->prof); the interpreter has
+ * no kernels and says so. */
 kiln_status kiln_module_profile(kiln_module *m, FILE *f)
 {
-    (void)f;
     if (!m)
         return KILN_ERR_INVALID;
-    return rt_fail(m, KILN_ERR_UNSUPPORTED,
-                   "kiln_module_profile: not implemented yet (the interpreter has no kernels)");
+    if (!f)
+        return rt_fail(m, KILN_ERR_INVALID, "kiln_module_profile: the FILE is NULL");
+    fprintf(f, "kiln profile (%s target)\n", m->exec->name);
+    fprintf(f, "%-32s %10s %12s %12s\n", "entry", "runs", "total ms", "mean ms");
+    for (int e = 0; e < m->g->nentries; e++)
+        fprintf(f, "%-32s %10llu %12.3f %12.3f\n", m->g->entries[e].name,
+                (unsigned long long)m->entry_calls[e], (double)m->entry_ns[e] / 1e6,
+                m->entry_calls[e] ? (double)m->entry_ns[e] / 1e6 / (double)m->entry_calls[e] : 0.0);
+    if (m->exec->profile)
+        m->exec->profile(m, f);
+    else
+        fprintf(f,
+                "(the %s runs graph nodes, not kernels: compile for KILN_TARGET_C for "
+                "per-kernel times)\n",
+                m->exec->name);
+    return ferror(f) ? rt_fail(m, KILN_ERR_IO, "kiln_module_profile: cannot write the profile")
+                     : KILN_OK;
 }
 
 /* No module exists to hold these messages; they are documented here. */

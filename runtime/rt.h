@@ -37,6 +37,7 @@ struct kiln_module {
     int *leaf_buf;  /* node id -> buffer of that input/param, or -1 */
     int *entry_buf; /* entry index -> first of its output buffers (in output order) */
     uint32_t run;   /* the Philox run counter: the number of successful runs */
+    uint64_t *entry_calls, *entry_ns; /* per entry: runs started, their time (profile) */
     const rt_executor *exec;
     void *impl;       /* the executor's state */
     char *source;     /* kiln_module_source's text, made on first use */
@@ -54,6 +55,8 @@ struct rt_executor {
     kiln_status (*run)(kiln_module *m, int e, const bool *needed);
     /* The generated code, or NULL for "make it from the graph". */
     const char *(*source)(kiln_module *m);
+    /* Writes the per-kernel rows of kiln_module_profile, or NULL: no kernels. */
+    void (*profile)(kiln_module *m, FILE *f);
     void (*destroy)(kiln_module *m);
 };
 

@@ -199,7 +199,7 @@ static uint64_t checksum(kiln_module *m, const options *o)
 
 static bool load_split(const options *o, const char *prefix, idx_images *img, idx_labels *lab)
 {
-    char ip[1024], lp[1024], err[512];
+    char ip[1024], lp[1024], err[2048];
     snprintf(ip, sizeof ip, "%s/%s-images-idx3-ubyte.gz", o->data, prefix);
     snprintf(lp, sizeof lp, "%s/%s-labels-idx1-ubyte.gz", o->data, prefix);
     if (!idx_read_images(ip, img, err, sizeof err) || !idx_read_labels(lp, lab, err, sizeof err)) {

@@ -837,7 +837,7 @@ static bool render_entry(cgen_buf *b, const kprogram *p, int e, const cgen_opts 
     cgen_printf(b, "KILN_EXPORT int kiln_entry_%d(kiln_ctx *ctx)\n{\n", e);
     cgen_puts(b, "    ctx->err_code = 0;\n");
     if (x->nkernels > 0)
-        cgen_puts(b, "    int rc;\n");
+        cgen_puts(b, "    int rc;\n    uint64_t t = ctx->prof ? kiln_now() : 0;\n");
     for (int i = 0; i < x->nkernels; i++) {
         int ki = x->kernels[i];
         if (ki < 0 || ki >= p->nkernels) {
@@ -846,7 +846,8 @@ static bool render_entry(cgen_buf *b, const kprogram *p, int e, const cgen_opts 
         }
         cgen_puts(b, "    rc = ");
         ok = render_kernel(b, p, &p->kernels[ki], o, true) && ok;
-        cgen_puts(b, ";\n    if (rc != 0)\n        return rc;\n");
+        cgen_printf(b, ";\n    KILN_PROF(%d);\n    if (rc != 0)\n        return rc;\n",
+                    p->kernels[ki].id);
     }
     for (int i = 0; i < x->ncopies; i++) {
         int s = x->copies[i].src, d = x->copies[i].dst;
@@ -868,10 +869,14 @@ static bool render_entry(cgen_buf *b, const kprogram *p, int e, const cgen_opts 
     return ok;
 }
 
-static const char prelude[] = "#include <math.h>\n"
+static const char prelude[] = "#ifndef _POSIX_C_SOURCE\n"
+                              "#define _POSIX_C_SOURCE 200809L /* clock_gettime */\n"
+                              "#endif\n"
+                              "#include <math.h>\n"
                               "#include <stdbool.h>\n"
                               "#include <stdint.h>\n"
                               "#include <string.h>\n"
+                              "#include <time.h>\n"
                               "#ifdef _OPENMP\n"
                               "#include <omp.h>\n"
                               "#endif\n"
@@ -887,6 +892,26 @@ static const char prelude[] = "#include <math.h>\n"
                               "#endif\n"
                               "#define KILN_FN static inline KILN_UNUSED\n"
                               "\n";
+
+/* The profile: kiln_now() in nanoseconds; KILN_PROF(k) charges the time
+ * since t to kernel k (ctx->prof is NULL when nobody keeps count). */
+static const char prof_fn[] =
+    "KILN_FN uint64_t kiln_now(void)\n"
+    "{\n"
+    "    struct timespec ts;\n"
+    "    clock_gettime(CLOCK_MONOTONIC, &ts);\n"
+    "    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;\n"
+    "}\n"
+    "#define KILN_PROF(k)                           \\\n"
+    "    do {                                       \\\n"
+    "        if (ctx->prof) {                       \\\n"
+    "            uint64_t now_ = kiln_now();        \\\n"
+    "            ctx->prof[k].calls++;              \\\n"
+    "            ctx->prof[k].ns += now_ - t;       \\\n"
+    "            t = now_;                          \\\n"
+    "        }                                      \\\n"
+    "    } while (0)\n"
+    "\n";
 
 static const char fail_fn[] =
     "/* Records the entry's first run-time error; the kernel returns err_code. */\n"
@@ -934,6 +959,7 @@ char *cgen_c(const kprogram *p, const cgen_opts *o)
                 "    KILN_RUNERR_ZERO_DIV = %d,\n    KILN_RUNERR_NEG_POW = %d\n};\n\n",
                 KILN_RUNERR_NONE, KILN_RUNERR_INDEX, KILN_RUNERR_ZERO_DIV, KILN_RUNERR_NEG_POW);
     cgen_puts(&b, fail_fn);
+    cgen_puts(&b, prof_fn);
     for (int i = 0; cgen_helpers[i]; i++)
         cgen_puts(&b, cgen_helpers[i]);
     cgen_puts(&b, "\n");

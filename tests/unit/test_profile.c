@@ -1,0 +1,165 @@
+/*
+ * test_profile.c - kiln_module_profile: runs and time per entry on every
+ * target, calls and time per kernel on the C target (counted by the
+ * generated code), the profile printed at module free under KILN_DEBUG=1,
+ * and its errors.
+ */
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Two entries: "f" (two kernels: a reduction and what follows it) and "g". */
+static kiln_graph *two_entries(void)
+{
+    kiln_graph *g = ku_graph_new();
+    kiln_tensor *x = kiln_input(g, "x", KILN_F32, KILN_SHAPE(4, 8));
+    kiln_tensor *s = kiln_softmax(g, x, 1);
+    kiln_tensor *n = kiln_neg(g, x);
+    assert_int_equal(kiln_entry(g, "f", 1, &s, NULL), KILN_OK);
+    assert_int_equal(kiln_entry(g, "g", 1, &n, NULL), KILN_OK);
+    return g;
+}
+
+/* What kiln_module_profile writes, as a string (freed by the caller). */
+static char *profile_text(kiln_module *m)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
+    assert_int_equal(kiln_module_profile(m, f), KILN_OK);
+    assert_int_equal(fclose(f), 0);
+    return text;
+}
+
+/* The count in the row that starts with name (-1 when there is none). */
+static long long calls_of(const char *text, const char *name)
+{
+    char head[80];
+    snprintf(head, sizeof head, "\n%s ", name);
+    const char *row = strstr(text, head);
+    return row ? strtoll(row + strlen(head), NULL, 10) : -1;
+}
+
+static void run_times(kiln_module *m, const char *entry, int n)
+{
+    float x[32];
+    for (int i = 0; i < 32; i++)
+        x[i] = (float)i / 8;
+    assert_int_equal(kiln_module_set(m, "x", x, sizeof x), KILN_OK);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(kiln_module_run(m, entry), KILN_OK);
+}
+
+static void test_c_target_kernels(void **state)
+{
+    (void)state;
+    kiln_graph *g = two_entries();
+    kiln_module *m = ku_compile_for(g, KILN_TARGET_C);
+    run_times(m, "f", 3);
+    run_times(m, "g", 2);
+    char *text = profile_text(m);
+    assert_non_null(strstr(text, "kiln profile (c target)\n"));
+    assert_int_equal(calls_of(text, "f"), 3);
+    assert_int_equal(calls_of(text, "g"), 2);
+    /* every kernel of the source that ran has its row and count */
+    const char *src = kiln_module_source(m);
+    int kernels = 0;
+    for (const char *at = strstr(src, "\nstatic int k"); at;
+         at = strstr(at + 1, "\nstatic int k")) {
+        char name[64];
+        assert_int_equal(sscanf(at + 12, "%63[a-z0-9_]", name), 1);
+        long long c = calls_of(text, name);
+        assert_true(c == 3 || c == 2);
+        kernels++;
+    }
+    assert_true(kernels >= 3);
+    free(text);
+    kiln_module_free(m);
+    kiln_graph_free(g);
+}
+
+static void test_interpreter_entries(void **state)
+{
+    (void)state;
+    kiln_graph *g = two_entries();
+    kiln_module *m = ku_compile_for(g, KILN_TARGET_INTERP);
+    char *text = profile_text(m); /* nothing ran yet: zero rows */
+    assert_int_equal(calls_of(text, "f"), 0);
+    free(text);
+    run_times(m, "g", 4);
+    text = profile_text(m);
+    assert_non_null(strstr(text, "kiln profile (interpreter target)\n"));
+    assert_int_equal(calls_of(text, "f"), 0);
+    assert_int_equal(calls_of(text, "g"), 4);
+    assert_non_null(strstr(text, "compile for KILN_TARGET_C for per-kernel times"));
+    free(text);
+    kiln_module_free(m);
+    kiln_graph_free(g);
+}
+
+/* KILN_DEBUG=1 prints the profile on stderr when a module that ran is freed. */
+static void test_debug_prints_at_free(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/kiln-profile-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    kiln_graph *g = two_entries();
+    for (int ran = 0; ran < 2; ran++) {
+        kiln_module *m = ku_compile_for(g, KILN_TARGET_C);
+        if (ran)
+            run_times(m, "f", 1);
+        fflush(stderr);
+        int saved = dup(2);
+        assert_true(saved >= 0 && ftruncate(fd, 0) == 0 && dup2(fd, 2) == 2);
+        setenv("KILN_DEBUG", "1", 1);
+        kiln_module_free(m);
+        unsetenv("KILN_DEBUG");
+        fflush(stderr);
+        assert_int_equal(dup2(saved, 2), 2);
+        close(saved);
+        size_t len = 0;
+        char *out = ku_read_file(path, &len);
+        assert_non_null(out);
+        if (ran)
+            assert_non_null(strstr(out, "kiln profile (c target)"));
+        else
+            assert_null(strstr(out, "kiln profile")); /* nothing ran: nothing to say */
+        free(out);
+    }
+    kiln_graph_free(g);
+    close(fd);
+    unlink(path);
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    assert_int_equal(kiln_module_profile(NULL, stdout), KILN_ERR_INVALID);
+    kiln_graph *g = two_entries();
+    kiln_module *m = ku_compile_for(g, KILN_TARGET_INTERP);
+    kiln_status s = kiln_module_profile(m, NULL);
+    assert_module_error(m, s, KILN_ERR_INVALID, "kiln_module_profile: the FILE is NULL");
+    FILE *ro = fopen("/dev/null", "r"); /* writes to it fail */
+    assert_non_null(ro);
+    s = kiln_module_profile(m, ro);
+    assert_module_error(m, s, KILN_ERR_IO, "kiln_module_profile: cannot write the profile");
+    fclose(ro);
+    kiln_module_free(m);
+    kiln_graph_free(g);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_c_target_kernels),
+        cmocka_unit_test(test_interpreter_entries),
+        cmocka_unit_test(test_debug_prints_at_free),
+        cmocka_unit_test(test_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
