@@ -61,6 +61,8 @@ typedef struct {
     void **stash;    /* per entry that can fail: a copy of its outputs, restored on failure */
     int threads;     /* kiln_compile_opts.threads: 0 = every core */
     kiln_prof *prof; /* per kernel id: calls and ns, kept by the generated code */
+    int *modbuf;     /* per program buffer: the module buffer it is (inputs, params,
+                        outputs), else -1; looked up once, read on every run */
 } cexec;
 
 /* ---- small helpers ---------------------------------------------------------- */
@@ -456,6 +458,7 @@ static void cexec_destroy(kiln_module *m)
     ir_free(c->stash);
     ir_free(c->entries);
     ir_free(c->prof);
+    ir_free(c->modbuf);
     ir_free(c->source);
     if (c->handle)
         dlclose(c->handle);
@@ -482,8 +485,8 @@ static kiln_status cexec_run(kiln_module *m, int e, const bool *needed)
         const kbuf *b = &p->bufs[i];
         switch (b->role) {
         case KB_INPUT:
-        case KB_PARAM: bufs[i] = named(m, p->g->nodes[b->node]->name)->data; break;
-        case KB_OUTPUT: bufs[i] = m->bufs[m->entry_buf[b->entry] + b->index].data; break;
+        case KB_PARAM:
+        case KB_OUTPUT: bufs[i] = m->bufs[c->modbuf[i]].data; break;
         case KB_TEMP: bufs[i] = (char *)c->arena[e] + b->offset; break;
         case KB_CONST: memcpy(&bufs[i], &b->data, sizeof(void *)); break; /* read-only */
         }
@@ -603,8 +606,22 @@ kiln_status rt_cexec_build(kiln_module *m, kiln_graph *g, const kiln_compile_opt
     c->arena = ir_alloc(sizeof(*c->arena) * (size_t)ne);
     c->stash = ir_alloc(sizeof(*c->stash) * (size_t)ne);
     c->prof = ir_calloc(sizeof(*c->prof) * (size_t)(p->nkernels ? p->nkernels : 1));
-    if (!c->source || !c->entries || !c->bufs || !c->arena || !c->stash || !c->prof)
+    c->modbuf = ir_alloc(sizeof(int) * (size_t)(p->nbufs ? p->nbufs : 1));
+    if (!c->source || !c->entries || !c->bufs || !c->arena || !c->stash || !c->prof || !c->modbuf)
         return ir_fail_status(g, KILN_ERR_NOMEM, "kiln_compile: out of memory");
+    for (int i = 0; i < p->nbufs; i++) {
+        const kbuf *b = &p->bufs[i];
+        c->modbuf[i] = b->role == KB_OUTPUT ? m->entry_buf[b->entry] + b->index : -1;
+        if (b->role == KB_INPUT || b->role == KB_PARAM) {
+            const rt_buf *mb = named(m, p->g->nodes[b->node]->name);
+            if (!mb)
+                return ir_fail_status(g, KILN_ERR_INVALID,
+                                      "kiln_compile: internal error: the program reads '%s', "
+                                      "which the module does not have",
+                                      p->g->nodes[b->node]->name);
+            c->modbuf[i] = (int)(mb - m->bufs);
+        }
+    }
     memset(c->bufs, 0, sizeof(*c->bufs) * (size_t)ne);
     memset(c->arena, 0, sizeof(*c->arena) * (size_t)ne);
     memset(c->stash, 0, sizeof(*c->stash) * (size_t)ne);

@@ -78,12 +78,13 @@ int main(int argc, char **argv)
         return 2;
     }
     char *want = slurp(argv[1]), *got = slurp(argv[2]);
+    int rc = 0;
     if (!want || !got) {
         fprintf(stderr, "numdiff: cannot read %s\n", want ? argv[2] : argv[1]);
-        return 2;
+        rc = 2;
     }
     const char *a = want, *b = got;
-    while (*a || *b) {
+    while (rc == 0 && (*a || *b)) {
         /* a sign belongs to a number only where a number may start */
         bool starts = a == want || !isalnum((unsigned char)a[-1]);
         size_t na = starts ? number_len(a) : 0, nb = starts ? number_len(b) : 0;
@@ -96,7 +97,8 @@ int main(int argc, char **argv)
             if (!same_shape || fabs(x - y) > 1e-6 * fmax(fabs(x), fabs(y)) + 1e-7) {
                 fprintf(stderr, "numdiff: line %d: expected %.*s, got %.*s\n", line_of(want, a),
                         (int)na, a, (int)nb, b);
-                return 1;
+                rc = 1;
+                break;
             }
             a += na;
             b += nb;
@@ -105,12 +107,13 @@ int main(int argc, char **argv)
         if (*a != *b) {
             fprintf(stderr, "numdiff: line %d differs:\n  expected: %.*s\n  got:      %.*s\n",
                     line_of(want, a), (int)strcspn(a, "\n"), a, (int)strcspn(b, "\n"), b);
-            return 1;
+            rc = 1;
+            break;
         }
         a++;
         b++;
     }
     free(want);
     free(got);
-    return 0;
+    return rc;
 }
