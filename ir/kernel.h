@@ -127,6 +127,7 @@ typedef struct {
     kcopy *copies; /* applied in order after the last kernel */
     int ncopies;
     int64_t arena_bytes; /* bytes of TEMP storage this entry needs */
+    int64_t live_bytes;  /* the most TEMP bytes live at once: no plan needs less */
 } kentry;
 
 typedef struct {

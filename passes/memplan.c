@@ -2,10 +2,13 @@
  * memplan.c - places each entry's temporaries in its arena.
  *
  * Requires: a lowered kprogram (TEMP buffers carry their entry in kbuf.entry).
- * Produces: kbuf.offset for every TEMP (64-byte aligned) and kentry.arena_bytes.
+ * Produces: kbuf.offset for every TEMP (64-byte aligned), kentry.arena_bytes
+ * and kentry.live_bytes, the liveness lower bound (the most bytes of temps
+ * live during one kernel): arena_bytes / live_bytes measures the plan.
  * A temp lives from the first to the last kernel of its entry that touches it;
- * blocks whose lifetimes do not overlap share memory (best fit: the smallest
- * gap between live blocks that holds it, else the end of the arena).
+ * temps whose lifetimes do not overlap share memory. Placement is greedy by
+ * size (largest first), each temp at the best fit (the smallest gap that
+ * holds it) among the placed temps it overlaps in time.
  */
 #include "passes/passes.h"
 
@@ -15,8 +18,12 @@ enum { ALIGN = 64 };
 
 typedef struct {
     int64_t off, size;
-    int last;
 } block;
+
+static int64_t temp_bytes(const kbuf *b)
+{
+    return (b->numel * (int64_t)kiln_dtype_size(b->dtype) + ALIGN - 1) / ALIGN * ALIGN;
+}
 
 static void touch(int *first, int *last, const kprogram *p, int b, int pos)
 {
@@ -27,29 +34,26 @@ static void touch(int *first, int *last, const kprogram *p, int b, int pos)
     last[b] = pos;
 }
 
-static int64_t place(block *live, int *nlive, int64_t size, int start)
+/* The offset for a block of `size` among the placed blocks whose lifetimes
+ * overlap it (`busy`, n of them): the smallest gap that holds it, else the
+ * end of the highest. */
+static int64_t best_fit(block *busy, int n, int64_t size)
 {
-    int n = 0;
-    for (int i = 0; i < *nlive; i++)
-        if (live[i].last >= start)
-            live[n++] = live[i];
-    *nlive = n;
-    /* live blocks sorted by offset (insertion sort: few blocks) */
-    for (int i = 1; i < n; i++)
-        for (int j = i; j > 0 && live[j - 1].off > live[j].off; j--) {
-            block t = live[j];
-            live[j] = live[j - 1];
-            live[j - 1] = t;
+    for (int i = 1; i < n; i++) /* by offset (insertion sort: few blocks) */
+        for (int j = i; j > 0 && busy[j - 1].off > busy[j].off; j--) {
+            block t = busy[j];
+            busy[j] = busy[j - 1];
+            busy[j - 1] = t;
         }
     int64_t end = 0, best = -1, best_gap = INT64_MAX;
     for (int i = 0; i < n; i++) {
-        int64_t gap = live[i].off - end;
+        int64_t gap = busy[i].off - end;
         if (gap >= size && gap < best_gap) {
             best = end;
             best_gap = gap;
         }
-        if (live[i].off + live[i].size > end)
-            end = live[i].off + live[i].size;
+        if (busy[i].off + busy[i].size > end)
+            end = busy[i].off + busy[i].size;
     }
     return best >= 0 ? best : end;
 }
@@ -89,27 +93,50 @@ kiln_status pass_memplan(kiln_graph *g, kprogram *p)
         for (int b = 0; b < p->nbufs; b++)
             if (p->bufs[b].role == KB_TEMP && p->bufs[b].entry == e && first[b] >= 0)
                 order[n++] = b;
-        for (int i = 1; i < n; i++) /* by first use, then buffer index: stable */
-            for (int j = i; j > 0 && first[order[j - 1]] > first[order[j]]; j--) {
+        /* greedy by size: the largest temps first, each at the best fit among
+         * the already placed temps it is live together with (ties: first use,
+         * then buffer index, so plans are stable) */
+        for (int i = 1; i < n; i++)
+            for (int j = i; j > 0; j--) {
+                const kbuf *a = &p->bufs[order[j - 1]], *b = &p->bufs[order[j]];
+                int64_t sa = temp_bytes(a), sb = temp_bytes(b);
+                if (sa > sb || (sa == sb && first[order[j - 1]] <= first[order[j]]))
+                    break;
                 int t = order[j];
                 order[j] = order[j - 1];
                 order[j - 1] = t;
             }
-        int nlive = 0;
         int64_t arena = 0;
         for (int i = 0; i < n; i++) {
             kbuf *b = &p->bufs[order[i]];
-            int64_t size = b->numel * (int64_t)kiln_dtype_size(b->dtype);
-            size = (size + ALIGN - 1) / ALIGN * ALIGN;
+            int64_t size = temp_bytes(b);
             b->offset = 0;
             if (size == 0)
                 continue;
-            b->offset = place(live, &nlive, size, first[order[i]]);
-            live[nlive++] = (block){b->offset, size, last[order[i]]};
+            int nbusy = 0;
+            for (int k = 0; k < i; k++) {
+                int o = order[k];
+                if (first[o] <= last[order[i]] && first[order[i]] <= last[o] &&
+                    temp_bytes(&p->bufs[o]) > 0)
+                    live[nbusy++] = (block){p->bufs[o].offset, temp_bytes(&p->bufs[o])};
+            }
+            b->offset = best_fit(live, nbusy, size);
             if (b->offset + size > arena)
                 arena = b->offset + size;
         }
         x->arena_bytes = arena;
+        x->live_bytes = 0;
+        for (int pos = 0; pos < x->nkernels; pos++) {
+            int64_t at = 0;
+            for (int i = 0; i < n; i++)
+                if (first[order[i]] <= pos && pos <= last[order[i]])
+                    at += (p->bufs[order[i]].numel *
+                               (int64_t)kiln_dtype_size(p->bufs[order[i]].dtype) +
+                           ALIGN - 1) /
+                          ALIGN * ALIGN;
+            if (at > x->live_bytes)
+                x->live_bytes = at;
+        }
     }
     ir_free(first);
     ir_free(last);

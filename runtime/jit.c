@@ -625,7 +625,7 @@ kiln_status rt_cexec_build(kiln_module *m, kiln_graph *g, const kiln_compile_opt
     memset(c->bufs, 0, sizeof(*c->bufs) * (size_t)ne);
     memset(c->arena, 0, sizeof(*c->arena) * (size_t)ne);
     memset(c->stash, 0, sizeof(*c->stash) * (size_t)ne);
-    int64_t arena_bytes = 0;
+    int64_t arena_bytes = 0, live_bytes = 0;
     for (int e = 0; e < p->nentries; e++) {
         c->bufs[e] = ir_alloc(sizeof(void *) * (size_t)(p->nbufs ? p->nbufs : 1));
         c->arena[e] = ir_alloc((size_t)(p->entries[e].arena_bytes ? p->entries[e].arena_bytes : 1));
@@ -642,6 +642,7 @@ kiln_status rt_cexec_build(kiln_module *m, kiln_graph *g, const kiln_compile_opt
                 return ir_fail_status(g, KILN_ERR_NOMEM, "kiln_compile: out of memory");
         }
         arena_bytes += p->entries[e].arena_bytes;
+        live_bytes += p->entries[e].live_bytes;
     }
     bool hit = false;
     c->handle = build(g, opts, c->source, &hit);
@@ -664,9 +665,10 @@ kiln_status rt_cexec_build(kiln_module *m, kiln_graph *g, const kiln_compile_opt
         for (int k = 0; k < p->nkernels; k++)
             groups += p->kernels[k].nnodes > 1;
         fprintf(stderr,
-                "kiln: compiled %d kernels (%d fused groups), %lld bytes arena, %.1f ms, "
-                "cache %s\n",
-                p->nkernels, groups, (long long)arena_bytes, now_ms() - t0, hit ? "hit" : "miss");
+                "kiln: compiled %d kernels (%d fused groups), %lld bytes arena (liveness lower "
+                "bound %lld), %.1f ms, cache %s\n",
+                p->nkernels, groups, (long long)arena_bytes, (long long)live_bytes, now_ms() - t0,
+                hit ? "hit" : "miss");
     }
     return KILN_OK;
 }

@@ -426,15 +426,16 @@ static void test_dump_debug_and_source(void **state)
     char *miss = strstr(text, "kiln: compiled ");
     assert_non_null(miss);
     int kernels = 0, groups = -1;
-    long long bytes = -1;
+    long long bytes = -1, bound = -1;
     double ms = -1;
     char what[8] = "";
     assert_int_equal(sscanf(miss,
-                            "kiln: compiled %d kernels (%d fused groups), %lld bytes arena, "
-                            "%lf ms, cache %7s",
-                            &kernels, &groups, &bytes, &ms, what),
-                     5);
-    assert_true(kernels >= 2 && groups >= 1 && groups <= kernels && bytes >= 0 && ms > 0);
+                            "kiln: compiled %d kernels (%d fused groups), %lld bytes arena "
+                            "(liveness lower bound %lld), %lf ms, cache %7s",
+                            &kernels, &groups, &bytes, &bound, &ms, what),
+                     6);
+    assert_true(kernels >= 2 && groups >= 1 && groups <= kernels && ms > 0);
+    assert_true(bound >= 0 && bytes >= bound);
     assert_string_equal(what, "miss");
     char *hit = strstr(miss + 1, "kiln: compiled ");
     assert_non_null(hit);
