@@ -327,6 +327,25 @@ KILN_API kiln_status kiln_module_print(kiln_module *m, const char *name,
  * restores the run counter, so random ops resume bit for bit. */
 KILN_API kiln_status kiln_module_save(kiln_module *m, const char *path); /* safetensors, atomic */
 KILN_API kiln_status kiln_module_load(kiln_module *m, const char *path);
+
+/* .npy files (NumPy's format; the numpy bridge of the tutorials): C order,
+ * little-endian '<f4' '<f8' '<i4' '<i8' '|b1'. Written as numpy.save writes
+ * them (format 1.0, atomically); formats 1.0 to 3.0 are read. Every header
+ * field and size is checked: KILN_ERR_IO (the file), _FORMAT (malformed),
+ * _UNSUPPORTED (Fortran order, big-endian, other dtypes), _DTYPE / _SHAPE (not
+ * what was asked for). The file functions leave their message in
+ * kiln_npy_error() (per thread); the module helpers in kiln_module_error(m). */
+KILN_API kiln_status kiln_npy_save(const char *path, kiln_dtype dt, int rank, const int64_t *dims,
+                                   const void *data);
+/* The dtype, rank and dims (room for KILN_MAX_RANK) of a .npy file. */
+KILN_API kiln_status kiln_npy_info(const char *path, kiln_dtype *dt, int *rank, int64_t *dims);
+/* Reads a .npy that holds exactly dtype dt and these dims into dst. */
+KILN_API kiln_status kiln_npy_load(const char *path, kiln_dtype dt, int rank, const int64_t *dims,
+                                   void *dst);
+KILN_API const char *kiln_npy_error(void); /* "" when the last call succeeded */
+/* Sets module tensor `name` from a .npy of its dtype and shape; writes one. */
+KILN_API kiln_status kiln_module_set_npy(kiln_module *m, const char *name, const char *path);
+KILN_API kiln_status kiln_module_get_npy(kiln_module *m, const char *name, const char *path);
 KILN_API const char *kiln_module_source(kiln_module *m); /* the generated code */
 KILN_API kiln_status kiln_graph_dot(const kiln_graph *g, FILE *f);
 KILN_API kiln_status kiln_module_profile(kiln_module *m, FILE *f);

@@ -418,7 +418,7 @@ kiln_status kiln_module_run(kiln_module *m, const char *entry)
 
 /* ---- named tensors ----------------------------------------------------------- */
 
-static rt_buf *find_buf(kiln_module *m, const char *name)
+rt_buf *rt_find(kiln_module *m, const char *name)
 {
     for (int i = 0; i < m->nbufs; i++)
         if (strcmp(m->bufs[i].name, name) == 0)
@@ -434,7 +434,7 @@ static rt_buf *lookup(kiln_module *m, const char *fn, const char *name, kiln_sta
         *s = rt_fail(m, KILN_ERR_INVALID, "%s: the name is NULL", fn);
         return NULL;
     }
-    rt_buf *b = find_buf(m, name);
+    rt_buf *b = rt_find(m, name);
     if (!b)
         *s = rt_fail(m, KILN_ERR_NOT_FOUND, "%s: no tensor named '%s'", fn, name);
     return b;

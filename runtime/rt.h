@@ -71,6 +71,9 @@ kiln_status rt_cexec_build(kiln_module *m, kiln_graph *g, const kiln_compile_opt
 kiln_status rt_fail(kiln_module *m, kiln_status s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* The module tensor called name (input, param or output), or NULL. */
+rt_buf *rt_find(kiln_module *m, const char *name);
+
 /* The buffer of an input or param node (never NULL for a leaf of m->g). */
 rt_buf *rt_leaf(kiln_module *m, const kiln_tensor *leaf);
 

@@ -1,0 +1,330 @@
+/*
+ * test_npy.c - .npy files: files written by NumPy read back exactly
+ * (tests/ref/make_npy_fixtures.py made them), files Kiln writes are
+ * byte-identical to NumPy's, module tensors set from and written to .npy on
+ * the interpreter and the C target, every header error named, and an
+ * out-of-memory sweep.
+ */
+#include "testutil.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define FIX(name) KILN_SOURCE_DIR "/tests/data/npy/" name
+
+static char dir[] = "/tmp/kiln-npy-XXXXXX";
+
+static int setup(void **state)
+{
+    (void)state;
+    return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static const char *tmp_path(const char *name)
+{
+    static char path[128];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return path;
+}
+
+static void assert_same_file(const char *a, const char *b)
+{
+    size_t na = 0, nb = 0;
+    char *x = ku_read_file(a, &na), *y = ku_read_file(b, &nb);
+    assert_non_null(x);
+    assert_non_null(y);
+    assert_int_equal(na, nb);
+    assert_memory_equal(x, y, na);
+    free(x);
+    free(y);
+}
+
+static void test_reads_numpy_files(void **state)
+{
+    (void)state;
+    kiln_dtype dt;
+    int rank;
+    int64_t dims[KILN_MAX_RANK];
+    assert_int_equal(kiln_npy_info(FIX("f32_2x3.npy"), &dt, &rank, dims), KILN_OK);
+    assert_int_equal(dt, KILN_F32);
+    assert_int_equal(rank, 2);
+    assert_true(dims[0] == 2 && dims[1] == 3);
+    float f[6];
+    assert_int_equal(kiln_npy_load(FIX("f32_2x3.npy"), KILN_F32, KILN_SHAPE(2, 3), f), KILN_OK);
+    for (int i = 0; i < 6; i++)
+        assert_true(f[i] == (float)i / 4);
+    assert_string_equal(kiln_npy_error(), "");
+
+    double d;
+    assert_int_equal(kiln_npy_load(FIX("f64_scalar.npy"), KILN_F64, 0, NULL, &d), KILN_OK);
+    assert_true(d == -2.5);
+    int32_t i32[4];
+    assert_int_equal(kiln_npy_load(FIX("i32_4.npy"), KILN_I32, KILN_SHAPE(4), i32), KILN_OK);
+    assert_true(i32[1] == -2 && i32[3] == 2147483647);
+    int64_t i64[4];
+    assert_int_equal(kiln_npy_load(FIX("i64_2x2.npy"), KILN_I64, KILN_SHAPE(2, 2), i64), KILN_OK);
+    assert_true(i64[1] == (int64_t)1 << 40 && i64[3] == -((int64_t)1 << 62));
+    bool b[3];
+    assert_int_equal(kiln_npy_load(FIX("bool_3.npy"), KILN_BOOL, KILN_SHAPE(3), b), KILN_OK);
+    assert_true(b[0] && !b[1] && b[2]);
+    float none[1] = {42};
+    assert_int_equal(kiln_npy_load(FIX("f32_0x2.npy"), KILN_F32, KILN_SHAPE(0, 2), none), KILN_OK);
+    assert_true(none[0] == 42);
+    assert_int_equal(kiln_npy_load(FIX("v2_i64_3.npy"), KILN_I64, KILN_SHAPE(3), i64), KILN_OK);
+    assert_true(i64[0] == 7 && i64[2] == 9);
+    float two[2];
+    assert_int_equal(kiln_npy_load(FIX("spacing_f32_2.npy"), KILN_F32, KILN_SHAPE(2), two),
+                     KILN_OK);
+    assert_true(two[0] == 1.5f && two[1] == -1.0f);
+}
+
+/* What Kiln writes is what numpy.save wrote, byte for byte, and reads back. */
+static void test_writes_numpy_bytes(void **state)
+{
+    (void)state;
+    float f[6];
+    for (int i = 0; i < 6; i++)
+        f[i] = (float)i / 4;
+    assert_int_equal(kiln_npy_save(tmp_path("a.npy"), KILN_F32, KILN_SHAPE(2, 3), f), KILN_OK);
+    assert_same_file(tmp_path("a.npy"), FIX("f32_2x3.npy"));
+    double d = -2.5;
+    assert_int_equal(kiln_npy_save(tmp_path("b.npy"), KILN_F64, 0, NULL, &d), KILN_OK);
+    assert_same_file(tmp_path("b.npy"), FIX("f64_scalar.npy"));
+    const int32_t i32[4] = {1, -2, 3, 2147483647};
+    assert_int_equal(kiln_npy_save(tmp_path("c.npy"), KILN_I32, KILN_SHAPE(4), i32), KILN_OK);
+    assert_same_file(tmp_path("c.npy"), FIX("i32_4.npy"));
+    const int64_t i64[4] = {1, (int64_t)1 << 40, -3, -((int64_t)1 << 62)};
+    assert_int_equal(kiln_npy_save(tmp_path("d.npy"), KILN_I64, KILN_SHAPE(2, 2), i64), KILN_OK);
+    assert_same_file(tmp_path("d.npy"), FIX("i64_2x2.npy"));
+    const bool b[3] = {true, false, true};
+    assert_int_equal(kiln_npy_save(tmp_path("e.npy"), KILN_BOOL, KILN_SHAPE(3), b), KILN_OK);
+    assert_same_file(tmp_path("e.npy"), FIX("bool_3.npy"));
+    assert_int_equal(kiln_npy_save(tmp_path("f.npy"), KILN_F32, KILN_SHAPE(0, 2), NULL), KILN_OK);
+    assert_same_file(tmp_path("f.npy"), FIX("f32_0x2.npy"));
+    /* rank 8, read back */
+    int64_t dims[8] = {1, 2, 1, 2, 1, 2, 1, 2}, got[KILN_MAX_RANK];
+    float v[16], w[16];
+    for (int i = 0; i < 16; i++)
+        v[i] = (float)i - 8;
+    assert_int_equal(kiln_npy_save(tmp_path("g.npy"), KILN_F32, 8, dims, v), KILN_OK);
+    kiln_dtype dt;
+    int rank;
+    assert_int_equal(kiln_npy_info(tmp_path("g.npy"), &dt, &rank, got), KILN_OK);
+    assert_int_equal(rank, 8);
+    assert_memory_equal(got, dims, sizeof dims);
+    assert_int_equal(kiln_npy_load(tmp_path("g.npy"), KILN_F32, 8, dims, w), KILN_OK);
+    assert_memory_equal(v, w, sizeof v);
+}
+
+/* Writes raw bytes to a temp file and returns its path. */
+static const char *raw(const char *name, const char *bytes, size_t n)
+{
+    const char *path = tmp_path(name);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(bytes, 1, n, f), n);
+    assert_int_equal(fclose(f), 0);
+    return path;
+}
+
+/* A v1.0 file with this header text (padded) and n data bytes. */
+static const char *with_header(const char *name, const char *dict, size_t n)
+{
+    char buf[512];
+    size_t hl = strlen(dict);
+    memcpy(buf, "\x93NUMPY\x01\x00", 8);
+    buf[8] = (char)(hl & 0xff);
+    buf[9] = (char)(hl >> 8);
+    memcpy(buf + 10, dict, hl);
+    memset(buf + 10 + hl, 0, n);
+    return raw(name, buf, 10 + hl + n);
+}
+
+static void expect_error(const char *path, kiln_dtype dt, int rank, const int64_t *dims,
+                         kiln_status want, const char *needle)
+{
+    float dst[8] = {7, 7, 7, 7, 7, 7, 7, 7};
+    assert_int_equal(kiln_npy_load(path, dt, rank, dims, dst), want);
+    if (!strstr(kiln_npy_error(), needle) || !strstr(kiln_npy_error(), "kiln_npy_load: "))
+        fail_msg("'%s' does not contain '%s'", kiln_npy_error(), needle);
+    for (int i = 0; i < 8; i++)
+        assert_true(dst[i] == 7); /* untouched */
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    const int64_t d23[2] = {2, 3}, d6[1] = {6}, d2[1] = {2};
+    expect_error(FIX("f32_2x3.npy"), KILN_F64, 2, d23, KILN_ERR_DTYPE,
+                 "holds float32 [2, 3], not float64 [2, 3]");
+    expect_error(FIX("f32_2x3.npy"), KILN_F32, 1, d6, KILN_ERR_SHAPE,
+                 "holds float32 [2, 3], not float32 [6]");
+    expect_error(FIX("fortran.npy"), KILN_F32, 2, d23, KILN_ERR_UNSUPPORTED,
+                 "Fortran-order arrays are not supported");
+    expect_error(FIX("bigendian.npy"), KILN_F32, 1, d2, KILN_ERR_UNSUPPORTED,
+                 "big-endian data ('>f4') is not supported");
+    expect_error(FIX("f16.npy"), KILN_F32, 1, d2, KILN_ERR_UNSUPPORTED,
+                 "dtype '<f2' is not supported");
+    expect_error(tmp_path("missing.npy"), KILN_F32, 1, d2, KILN_ERR_IO, "cannot read");
+    expect_error(raw("short", "\x93NUM", 4), KILN_F32, 1, d2, KILN_ERR_FORMAT,
+                 "is not a .npy file");
+    expect_error(raw("magic", "\x93NUMPX\x01\x00\x00\x00", 10), KILN_F32, 1, d2, KILN_ERR_FORMAT,
+                 "no \\x93NUMPY magic");
+    expect_error(raw("version", "\x93NUMPY\x04\x00\x00\x00", 10), KILN_F32, 1, d2,
+                 KILN_ERR_UNSUPPORTED, "is .npy format 4.0; Kiln reads 1.0-3.0");
+    expect_error(raw("v2short", "\x93NUMPY\x02\x00\x00\x00", 10), KILN_F32, 1, d2, KILN_ERR_FORMAT,
+                 "truncated inside its header");
+    expect_error(raw("hlen", "\x93NUMPY\x01\x00\xff\x00{}", 12), KILN_F32, 1, d2, KILN_ERR_FORMAT,
+                 "the header says it is 255 bytes but only 2 follow");
+    static const struct {
+        const char *dict;
+        size_t data;
+        kiln_status st;
+        const char *needle;
+    } cases[] = {
+        {"[]", 0, KILN_ERR_FORMAT, "the header is not a dict"},
+        {"{'descr': '<f4', 'fortran_order': False}", 8, KILN_ERR_FORMAT, "no 'shape'"},
+        {"{'fortran_order': False, 'shape': (2,)}", 8, KILN_ERR_FORMAT, "no 'descr'"},
+        {"{'descr': '<f4', 'shape': (2,)}", 8, KILN_ERR_FORMAT, "no 'fortran_order'"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (2,), 'x': 1}", 8, KILN_ERR_FORMAT,
+         "an unknown key 'x'"},
+        {"{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': (2,)}", 8,
+         KILN_ERR_FORMAT, "a second key 'descr'"},
+        {"{'descr': '<f4', 'fortran_order': Maybe, 'shape': (2,)}", 8, KILN_ERR_FORMAT,
+         "'fortran_order' is not True or False"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (2)}", 8, KILN_ERR_FORMAT,
+         "'shape' (n) is not a tuple"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': [2]}", 8, KILN_ERR_FORMAT,
+         "'shape' is not a tuple"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (-2,)}", 8, KILN_ERR_FORMAT,
+         "other than non-negative integers"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (2 3)}", 8, KILN_ERR_FORMAT,
+         "'shape' is malformed"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,)}", 8,
+         KILN_ERR_FORMAT, "a dimension of 'shape' is too large"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296, 4)}", 8,
+         KILN_ERR_FORMAT, "the shape's byte count overflows"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (1,1,1,1,1,1,1,1,1)}", 4,
+         KILN_ERR_UNSUPPORTED, "more than 8 dimensions"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (2,), } x", 8, KILN_ERR_FORMAT,
+         "the header has text after its dict"},
+        {"{'descr': '<f4' 'fortran_order': False, 'shape': (2,)}", 8, KILN_ERR_FORMAT,
+         "expected ',' or '}'"},
+        {"{'descr' '<f4', 'fortran_order': False, 'shape': (2,)}", 8, KILN_ERR_FORMAT,
+         "expected ':'"},
+        {"{descr: '<f4'}", 8, KILN_ERR_FORMAT, "expected a quoted string"},
+        {"{'descr': '<f4", 8, KILN_ERR_FORMAT, "an unterminated string"},
+        {"{'de\\scr': '<f4'}", 8, KILN_ERR_FORMAT, "a string Kiln cannot read"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", 7, KILN_ERR_FORMAT,
+         "holds 7 bytes of data but float32 [2] needs 8"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", 9, KILN_ERR_FORMAT,
+         "holds 9 bytes of data but float32 [2] needs 8"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "case%zu.npy", i);
+        expect_error(with_header(name, cases[i].dict, cases[i].data), KILN_F32, 1, d2, cases[i].st,
+                     cases[i].needle);
+    }
+    /* arguments and writes */
+    kiln_dtype dt;
+    int rank;
+    int64_t dims[KILN_MAX_RANK];
+    float f[2] = {0, 0};
+    assert_int_equal(kiln_npy_info(NULL, &dt, &rank, dims), KILN_ERR_INVALID);
+    assert_int_equal(kiln_npy_info(FIX("f32_2x3.npy"), NULL, &rank, dims), KILN_ERR_INVALID);
+    assert_int_equal(kiln_npy_load(NULL, KILN_F32, 1, d2, f), KILN_ERR_INVALID);
+    assert_int_equal(kiln_npy_load(FIX("f32_2x3.npy"), KILN_F32, 9, dims, f), KILN_ERR_INVALID);
+    assert_int_equal(kiln_npy_info(raw("x", "junk", 4), &dt, &rank, dims), KILN_ERR_FORMAT);
+    assert_non_null(strstr(kiln_npy_error(), "kiln_npy_info: "));
+    assert_int_equal(kiln_npy_save(NULL, KILN_F32, 1, d2, f), KILN_ERR_INVALID);
+    assert_int_equal(kiln_npy_save(tmp_path("n.npy"), KILN_F32, 1, d2, NULL), KILN_ERR_INVALID);
+    assert_int_equal(kiln_npy_save(tmp_path("n.npy"), (kiln_dtype)9, 1, d2, f), KILN_ERR_INVALID);
+    const int64_t neg[1] = {-1};
+    assert_int_equal(kiln_npy_save(tmp_path("n.npy"), KILN_F32, 1, neg, f), KILN_ERR_SHAPE);
+    assert_non_null(strstr(kiln_npy_error(), "dimension 0 is -1"));
+    assert_int_equal(kiln_npy_save("/nonexistent-dir/kiln/x.npy", KILN_F32, 1, d2, f), KILN_ERR_IO);
+    assert_non_null(strstr(kiln_npy_error(), "cannot create '/nonexistent-dir/kiln/x.npy'"));
+    assert_int_equal(access(tmp_path("n.npy"), F_OK), -1); /* no failed save left a file */
+}
+
+/* set_npy / get_npy on a module of each target. */
+static void test_module_helpers(void **state)
+{
+    (void)state;
+    static const kiln_target targets[] = {KILN_TARGET_INTERP, KILN_TARGET_C};
+    for (int t = 0; t < 2; t++) {
+        kiln_graph *g = ku_graph_new();
+        kiln_tensor *x = kiln_input(g, "x", KILN_F32, KILN_SHAPE(2, 3));
+        kiln_tensor *y = kiln_mul(g, x, kiln_scalar(g, 2));
+        assert_int_equal(kiln_entry(g, "f", 1, &y, (const char *[]){"y"}), KILN_OK);
+        kiln_module *m = ku_compile_for(g, targets[t]);
+        assert_int_equal(kiln_module_set_npy(m, "x", FIX("f32_2x3.npy")), KILN_OK);
+        assert_int_equal(kiln_module_run(m, "f"), KILN_OK);
+        assert_int_equal(kiln_module_get_npy(m, "y", tmp_path("y.npy")), KILN_OK);
+        float got[6];
+        assert_int_equal(kiln_npy_load(tmp_path("y.npy"), KILN_F32, KILN_SHAPE(2, 3), got),
+                         KILN_OK);
+        for (int i = 0; i < 6; i++)
+            assert_true(got[i] == (float)i / 2);
+        kiln_status s = kiln_module_set_npy(m, "x", FIX("i32_4.npy"));
+        assert_module_error(m, s, KILN_ERR_DTYPE, "kiln_module_set_npy: ");
+        assert_module_error(m, s, KILN_ERR_DTYPE, "holds int32 [4], not float32 [2, 3] (for 'x')");
+        s = kiln_module_set_npy(m, "nope", FIX("f32_2x3.npy"));
+        assert_module_error(m, s, KILN_ERR_NOT_FOUND, "no tensor named 'nope'");
+        s = kiln_module_set_npy(m, NULL, FIX("f32_2x3.npy"));
+        assert_module_error(m, s, KILN_ERR_INVALID, "the name is NULL");
+        s = kiln_module_set_npy(m, "x", NULL);
+        assert_module_error(m, s, KILN_ERR_INVALID, "the path is NULL");
+        s = kiln_module_get_npy(m, "y", NULL);
+        assert_module_error(m, s, KILN_ERR_INVALID, "the path is NULL");
+        s = kiln_module_get_npy(m, "y", "/nonexistent-dir/y.npy");
+        assert_module_error(m, s, KILN_ERR_IO, "kiln_module_get_npy: cannot create");
+        assert_int_equal(kiln_module_set_npy(NULL, "x", "p"), KILN_ERR_INVALID);
+        assert_int_equal(kiln_module_get_npy(NULL, "x", "p"), KILN_ERR_INVALID);
+        kiln_module_free(m);
+        kiln_graph_free(g);
+    }
+}
+
+/* Every allocation failure is KILN_ERR_NOMEM and nothing leaks (ASan). */
+static void test_out_of_memory(void **state)
+{
+    (void)state;
+    float f[6];
+    for (int fail = 0;; fail++) {
+        kiln_set_allocator(&ku_failing_allocator);
+        ku_fail_after = fail;
+        kiln_status a = kiln_npy_load(FIX("f32_2x3.npy"), KILN_F32, KILN_SHAPE(2, 3), f);
+        ku_fail_after = fail;
+        kiln_status b = kiln_npy_save(tmp_path("oom.npy"), KILN_F32, KILN_SHAPE(2, 3), f);
+        ku_fail_after = -1;
+        kiln_set_allocator(NULL);
+        assert_true(a == KILN_OK || a == KILN_ERR_NOMEM);
+        assert_true(b == KILN_OK || b == KILN_ERR_IO || b == KILN_ERR_NOMEM);
+        if (a == KILN_OK && b == KILN_OK)
+            break;
+        assert_true(fail < 50);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_reads_numpy_files),
+        cmocka_unit_test(test_writes_numpy_bytes),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_module_helpers),
+        cmocka_unit_test(test_out_of_memory),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
