@@ -305,7 +305,8 @@ kiln_status kiln_npy_load(const char *path, kiln_dtype dt, int rank, const int64
     kiln_status s = load_file("kiln_npy_load", path, &h, &file, &data);
     if (s != KILN_OK)
         return s;
-    bool same_shape = h.rank == rank && memcmp(h.dims, dims, sizeof(*dims) * (size_t)rank) == 0;
+    bool same_shape =
+        h.rank == rank && (rank == 0 || memcmp(h.dims, dims, sizeof(*dims) * (size_t)rank) == 0);
     if (h.dt != dt || !same_shape) {
         char have[256], want[256];
         ir_shape_str(have, sizeof have, h.rank, h.dims);
