@@ -34,7 +34,51 @@ printf 'kiln 1 seed=0 streams=0\n%%0 = addd : f32[2]\n' >"$tmp/bad.kir"
 "$kilnc" 2>"$tmp/err"; check "no input" 2 $? "$tmp/err" "usage: kilnc"
 "$kilnc" --bogus "$golden" 2>"$tmp/err"; check "unknown option" 2 $? "$tmp/err" "unknown option '--bogus'"
 "$kilnc" "$golden" "$golden" 2>"$tmp/err"; check "two inputs" 2 $? "$tmp/err" "more than one input"
-"$kilnc" "$golden" --emit=c 2>"$tmp/err"; check "emit c" 2 $? "$tmp/err" "--emit=c is not available yet"
+"$kilnc" "$golden" --emit=cuda 2>"$tmp/err"; check "emit cuda" 2 $? "$tmp/err" "--emit=cuda is not available yet"
+"$kilnc" "$golden" --emit=asm 2>"$tmp/err"; check "emit unknown" 2 $? "$tmp/err" "--emit=asm is unknown (this kilnc emits: ir, c)"
+
+# --emit=c, --stats, --print-after-all on a small model
+cat >"$tmp/m.kir" <<'KIR'
+kiln 1 seed=0 streams=0
+%0 = input "x" : f32[2, 3]
+%1 = full value=2 weak : f32[]
+%2 = reshape %1 : f32[1, 1]
+%3 = expand %2 : f32[2, 3]
+%4 = mul %0, %3 : f32[2, 3]
+%5 = exp %4 : f32[2, 3]
+
+entry "f" (%4 -> "y", %5 -> "z")
+KIR
+"$kilnc" "$tmp/m.kir" --emit=c -o "$tmp/m.c"; check "emit c" 0 $? "$tmp/m.c" "KILN_EXPORT int kiln_entry_0(kiln_ctx *ctx)"
+check "emit c kernel" 0 0 "$tmp/m.c" "static int k0_mul("
+"$kilnc" "$tmp/m.kir" --stats >/dev/null 2>"$tmp/err"; check "stats" 0 $? "$tmp/err" "kernels: 2 (1 fused groups"
+check "stats flops" 0 0 "$tmp/err" "flops: 36"
+check "stats entry" 0 0 "$tmp/err" 'entry "f": 2 kernels, 36 flops, arena 0 bytes'
+"$kilnc" "$tmp/m.kir" --print-after-all >/dev/null 2>"$tmp/err"; check "print-after-all" 0 $? "$tmp/err" "// ---- graph after cse ----"
+check "print-after-all kernels" 0 0 "$tmp/err" "kernel program after lower, memplan"
+
+# kilnc run: .npy in, print and .npy out, on both targets; the output reads back
+npy=$(dirname "$golden")/../data/npy
+for target in c interp; do
+    "$kilnc" run "$tmp/m.kir" --entry f --in "x=$npy/f32_2x3.npy" --out "y=$tmp/y.npy" --print y \
+        --target $target >"$tmp/out" 2>"$tmp/err"
+    check "run $target" 0 $? "$tmp/out" "tensor([[0.0000, 0.5000, 1.0000],"
+    "$kilnc" run "$tmp/m.kir" --entry f --in "x=$tmp/y.npy" --print x --runs 2 >"$tmp/out" 2>"$tmp/err"
+    check "run reads its output ($target)" 0 $? "$tmp/out" "[1.5000, 2.0000, 2.5000]])"
+done
+"$kilnc" run "$tmp/m.kir" --in "x=$npy/f32_2x3.npy" 2>"$tmp/err"; check "run no entry" 2 $? "$tmp/err" "--entry NAME is required"
+"$kilnc" run --entry f 2>"$tmp/err"; check "run no model" 2 $? "$tmp/err" "no MODEL.kir given"
+"$kilnc" run "$tmp/m.kir" --entry f --runs 0 2>"$tmp/err"; check "run runs 0" 2 $? "$tmp/err" "--runs needs a count of 1 or more"
+"$kilnc" run "$tmp/m.kir" --entry f --in x 2>"$tmp/err"; check "run bad spec" 2 $? "$tmp/err" "'x' is not NAME=FILE.npy"
+"$kilnc" run "$tmp/m.kir" --entry 2>"$tmp/err"; check "run option without value" 2 $? "$tmp/err" "bad option '--entry' (it needs a value)"
+"$kilnc" run "$tmp/m.kir" "$tmp/m.kir" --entry f 2>"$tmp/err"; check "run two models" 2 $? "$tmp/err" "more than one input file"
+"$kilnc" run "$tmp/m.kir" --entry g --in "x=$npy/f32_2x3.npy" 2>"$tmp/err"; check "run unknown entry" 1 $? "$tmp/err" "no entry named 'g'"
+"$kilnc" run "$tmp/m.kir" --entry f 2>"$tmp/err"; check "run unset input" 1 $? "$tmp/err" "input 'x' was never set"
+"$kilnc" run "$tmp/m.kir" --entry f --in "x=$npy/i32_4.npy" 2>"$tmp/err"; check "run wrong npy" 1 $? "$tmp/err" "holds int32 [4], not float32 [2, 3] (for 'x')"
+"$kilnc" run "$tmp/m.kir" --entry f --in "w=$npy/f32_2x3.npy" 2>"$tmp/err"; check "run unknown name" 1 $? "$tmp/err" "no tensor named 'w'"
+"$kilnc" run "$tmp/m.kir" --entry f --in "x=$npy/f32_2x3.npy" --out "y=$tmp/no/dir/y.npy" 2>"$tmp/err"; check "run unwritable out" 1 $? "$tmp/err" "cannot create"
+"$kilnc" run "$tmp/m.kir" --entry f --in "x=$npy/f32_2x3.npy" --print nope 2>"$tmp/err"; check "run print unknown" 1 $? "$tmp/err" "nope"
+"$kilnc" run "$tmp/bad.kir" --entry f 2>"$tmp/err"; check "run parse error" 1 $? "$tmp/err" "line 2, column"
 "$kilnc" "$golden" -o "$tmp/no/such/dir/x" 2>"$tmp/err"; check "unwritable -o" 1 $? "$tmp/err" "cannot write"
 
 echo "kilnc: $passes passed, $fails failed"

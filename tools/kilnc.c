@@ -1,22 +1,52 @@
 /*
- * kilnc - Kiln's command-line compiler and IR inspector.
+ * kilnc - Kiln's command-line compiler, runner and IR inspector.
  *
- * This first version reads a .kir file, verifies it and prints it back in
- * canonical form (--emit=ir, the default). Code generation modes (c, cuda,
- * h, dot, so), `kilnc run` and --stats arrive with the C backend and export.
+ *   kilnc MODEL.kir [--emit=ir|c] [-o OUT] [--print-after-all] [--stats]
+ *   kilnc run MODEL.kir --entry NAME [--in NAME=FILE.npy]... [--out NAME=FILE.npy]...
+ *             [--print NAME]... [--runs N] [--target c|interp]
+ *
+ * Compiling reads and verifies a .kir graph (errors name the line and
+ * column), then writes it in canonical .kir form (--emit=ir) or as the C the
+ * C target compiles (--emit=c: the pass pipeline and the renderer, no C
+ * compiler needed). --stats describes the compiled program on stderr;
+ * --print-after-all prints the graph after every pass (KILN_DEBUG=2). The
+ * modes of later work (cuda, h, dot, so) say they are not available yet.
+ * `run` compiles the graph, sets inputs and params from .npy files, runs an
+ * entry and writes or prints named tensors. Exit status: 0 done, 1 the input
+ * or a run failed, 2 bad usage.
  */
+#include "codegen/c/cgen.h"
+#include "ir/ir.h"
+#include "ir/kernel.h"
+#include "passes/passes.h"
+
 #include <kiln.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static const char usage[] =
-    "usage: kilnc MODEL.kir [--emit=ir] [-o OUT]\n"
+    "usage: kilnc MODEL.kir [--emit=ir|c] [-o OUT] [--print-after-all] [--stats]\n"
+    "       kilnc run MODEL.kir --entry NAME [--in NAME=FILE.npy]... [--out NAME=FILE.npy]...\n"
+    "                 [--print NAME]... [--runs N] [--target c|interp]\n"
     "\n"
-    "Reads a .kir graph, checks it, and writes it back in canonical .kir form.\n"
-    "  --emit=ir   canonical .kir text (default)\n"
-    "  -o OUT      write to OUT instead of standard output\n"
-    "  --help      this text\n";
+    "Reads a .kir graph ('-' for standard input) and checks it; parse errors name the\n"
+    "line and column.\n"
+    "  --emit=ir           canonical .kir text (default)\n"
+    "  --emit=c            the C source the C target compiles for the graph\n"
+    "  -o OUT              write to OUT instead of standard output\n"
+    "  --print-after-all   print the graph after every pass and the kernel program\n"
+    "                      (standard error)\n"
+    "  --stats             kernels, fused groups, FLOPs, bytes and the memory plan\n"
+    "                      (standard error)\n"
+    "run compiles the graph and runs one entry:\n"
+    "  --entry NAME        the entry to run (required)\n"
+    "  --in NAME=FILE      set input or param NAME from a .npy file (repeatable)\n"
+    "  --out NAME=FILE     write tensor NAME to a .npy file after the runs (repeatable)\n"
+    "  --print NAME        print tensor NAME as PyTorch does (repeatable)\n"
+    "  --runs N            run the entry N times (default 1)\n"
+    "  --target c|interp   the C target (default) or the reference interpreter\n"
+    "  --help              this text\n";
 
 static char *read_all(FILE *f)
 {
@@ -36,9 +66,99 @@ static char *read_all(FILE *f)
     return buf;
 }
 
-int main(int argc, char **argv)
+/* Reads and parses the .kir file; NULL (with a message) on failure. */
+static kiln_graph *load(const char *in)
+{
+    FILE *f = strcmp(in, "-") == 0 ? stdin : fopen(in, "rb");
+    if (!f) {
+        fprintf(stderr, "kilnc: cannot open '%s'\n", in);
+        return NULL;
+    }
+    char *text = read_all(f);
+    if (f != stdin)
+        fclose(f);
+    if (!text) {
+        fprintf(stderr, "kilnc: out of memory reading '%s'\n", in);
+        return NULL;
+    }
+    char err[512];
+    kiln_graph *g = kiln_graph_parse(text, err, sizeof err);
+    free(text);
+    if (!g)
+        fprintf(stderr, "%s:%s\n", in, err);
+    return g;
+}
+
+/* ---- compile ------------------------------------------------------------------- */
+
+static int64_t numel(int rank, const int64_t *dims)
+{
+    int64_t n = 1;
+    for (int i = 0; i < rank; i++)
+        n *= dims[i];
+    return n;
+}
+
+/* FLOPs: 2 per multiply-add of a matmul, 1 per scalar op per loop iteration. */
+static double kernel_flops(const kernel *k)
+{
+    double ops = 0;
+    for (int i = 0; i < k->nx; i++)
+        ops += k->x[i].kind == KX_OP;
+    switch (k->kind) {
+    case KK_POINTWISE: return ops * (double)numel(k->rank, k->dims);
+    case KK_REDUCE:
+        return (ops + 1) * (double)numel(k->rank, k->dims) * (double)numel(k->rrank, k->rdims);
+    case KK_MATMUL:
+        return 2.0 * (double)k->mm.batch * (double)k->mm.m * (double)k->mm.n * (double)k->mm.k +
+               ops * (double)k->mm.batch * (double)k->mm.m * (double)k->mm.n;
+    }
+    return 0;
+}
+
+static void print_stats(const kprogram *p, FILE *f)
+{
+    static const char *const role[] = {"inputs", "params", "outputs", "temps", "constants"};
+    int groups = 0;
+    double flops = 0;
+    for (int k = 0; k < p->nkernels; k++) {
+        groups += p->kernels[k].nnodes > 1;
+        flops += kernel_flops(&p->kernels[k]);
+    }
+    fprintf(f, "kernels: %d (%d fused groups: kernels computing more than one graph node)\n",
+            p->nkernels, groups);
+    fprintf(f, "flops: %.0f (2 per matmul multiply-add, 1 per scalar op)\n", flops);
+    int64_t bytes[5] = {0, 0, 0, 0, 0};
+    int count[5] = {0, 0, 0, 0, 0};
+    for (int i = 0; i < p->nbufs; i++) {
+        const kbuf *b = &p->bufs[i];
+        bytes[b->role] += b->numel * (int64_t)kiln_dtype_size(b->dtype);
+        count[b->role]++;
+    }
+    fprintf(f, "buffers:");
+    for (int r = 0; r < 5; r++)
+        fprintf(f, "%s %d %s (%lld bytes)", r ? "," : "", count[r], role[r], (long long)bytes[r]);
+    fprintf(f, "\n");
+    for (int e = 0; e < p->nentries; e++) {
+        const kentry *x = &p->entries[e];
+        double ef = 0;
+        for (int i = 0; i < x->nkernels; i++)
+            ef += kernel_flops(&p->kernels[x->kernels[i]]);
+        fprintf(f,
+                "entry \"%s\": %d kernels, %.0f flops, arena %lld bytes (liveness lower bound "
+                "%lld), %d copies\n",
+                x->name ? x->name : "", x->nkernels, ef, (long long)x->arena_bytes,
+                (long long)x->live_bytes, x->ncopies);
+    }
+    for (int k = 0; k < p->nkernels; k++)
+        fprintf(f, "  %-32s %3d graph nodes %14.0f flops\n", p->kernels[k].name,
+                p->kernels[k].nnodes, kernel_flops(&p->kernels[k]));
+}
+
+static int compile_mode(int argc, char **argv)
 {
     const char *in = NULL, *out = NULL, *emit = "ir";
+    bool stats = false, after_all = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             fputs(usage, stdout);
@@ -47,6 +167,10 @@ int main(int argc, char **argv)
             emit = argv[i] + 7;
         } else if (strcmp(argv[i], "-o") == 0 && i + 1 < argc) {
             out = argv[++i];
+        } else if (strcmp(argv[i], "--stats") == 0) {
+            stats = true;
+        } else if (strcmp(argv[i], "--print-after-all") == 0) {
+            after_all = true;
         } else if (argv[i][0] == '-' && argv[i][1]) {
             fprintf(stderr, "kilnc: unknown option '%s'\n%s", argv[i], usage);
             return 2;
@@ -61,42 +185,176 @@ int main(int argc, char **argv)
         fputs(usage, stderr);
         return 2;
     }
-    if (strcmp(emit, "ir") != 0) {
-        fprintf(stderr, "kilnc: --emit=%s is not available yet (this kilnc emits: ir)\n", emit);
+    bool ir = strcmp(emit, "ir") == 0, c = strcmp(emit, "c") == 0;
+    if (!ir && !c) {
+        bool later = strcmp(emit, "cuda") == 0 || strcmp(emit, "h") == 0 ||
+                     strcmp(emit, "dot") == 0 || strcmp(emit, "so") == 0;
+        fprintf(stderr, "kilnc: --emit=%s is %s (this kilnc emits: ir, c)\n", emit,
+                later ? "not available yet" : "unknown");
         return 2;
     }
-    FILE *f = strcmp(in, "-") == 0 ? stdin : fopen(in, "rb");
-    if (!f) {
-        fprintf(stderr, "kilnc: cannot open '%s'\n", in);
+    kiln_graph *g = load(in);
+    if (!g)
         return 1;
+    char *source = NULL;
+    int rc = 0;
+    if (c || stats || after_all) { /* the pipeline, on a clone (it rewrites its graph) */
+        if (after_all)
+            setenv("KILN_DEBUG", "2", 1);
+        kiln_graph *clone = ir_graph_clone(g);
+        kprogram *p = NULL;
+        kiln_status s = clone ? pass_pipeline(clone, &p) : KILN_ERR_NOMEM;
+        if (s != KILN_OK) {
+            fprintf(stderr, "kilnc: %s: %s\n", in,
+                    clone ? kiln_graph_error(clone) : kiln_status_str(s));
+            rc = 1;
+        } else {
+            if (stats)
+                print_stats(p, stderr);
+            cgen_opts o = {.openmp = true};
+            if (c && !(source = cgen_c(p, &o))) {
+                fprintf(stderr, "kilnc: out of memory rendering C\n");
+                rc = 1;
+            }
+        }
+        kp_free(p);
+        kiln_graph_free(clone);
     }
-    char *text = read_all(f);
-    if (f != stdin)
-        fclose(f);
-    if (!text) {
-        fprintf(stderr, "kilnc: out of memory reading '%s'\n", in);
-        return 1;
+    if (rc == 0) {
+        FILE *o = out ? fopen(out, "wb") : stdout;
+        if (!o) {
+            fprintf(stderr, "kilnc: cannot write '%s'\n", out);
+            rc = 1;
+        } else {
+            kiln_status s =
+                c ? (fputs(source, o) < 0 ? KILN_ERR_IO : KILN_OK) : kiln_graph_print(g, o);
+            if ((o != stdout && fclose(o) != 0) || s != KILN_OK) {
+                fprintf(stderr, "kilnc: cannot write '%s'\n", out ? out : "standard output");
+                rc = 1;
+            }
+        }
     }
-    char err[512];
-    kiln_graph *g = kiln_graph_parse(text, err, sizeof err);
-    free(text);
-    if (!g) {
-        fprintf(stderr, "%s:%s\n", in, err);
-        return 1;
-    }
-    FILE *o = out ? fopen(out, "wb") : stdout;
-    if (!o) {
-        fprintf(stderr, "kilnc: cannot write '%s'\n", out);
-        kiln_graph_free(g);
-        return 1;
-    }
-    kiln_status s = kiln_graph_print(g, o);
-    if (o != stdout && fclose(o) != 0)
-        s = KILN_ERR_IO;
+    ir_free(source);
     kiln_graph_free(g);
-    if (s != KILN_OK) {
-        fprintf(stderr, "kilnc: %s\n", kiln_status_str(s));
-        return 1;
+    return rc;
+}
+
+/* ---- run ----------------------------------------------------------------------- */
+
+/* "NAME=FILE" split at the first '='; false when there is none. */
+static bool split(char *spec, char **name, char **file)
+{
+    char *eq = strchr(spec, '=');
+    if (!eq || eq == spec || !eq[1])
+        return false;
+    *eq = 0;
+    *name = spec;
+    *file = eq + 1;
+    return true;
+}
+
+static int run_mode(int argc, char **argv)
+{
+    const char *in = NULL, *entry = NULL;
+    kiln_compile_opts opts = {.target = KILN_TARGET_C};
+    long runs = 1;
+    int nin = 0, nout = 0, nprint = 0;
+    char **ins = calloc((size_t)argc, sizeof(char *)),
+         **outs = calloc((size_t)argc, sizeof(char *));
+    char **prints = calloc((size_t)argc, sizeof(char *));
+    int rc = 0;
+    if (!ins || !outs || !prints) {
+        fprintf(stderr, "kilnc: out of memory\n");
+        rc = 1;
     }
-    return 0;
+    for (int i = 2; i < argc && rc == 0; i++) {
+        const char *a = argv[i];
+        bool more = i + 1 < argc;
+        if (strcmp(a, "--entry") == 0 && more)
+            entry = argv[++i];
+        else if (strcmp(a, "--in") == 0 && more)
+            ins[nin++] = argv[++i];
+        else if (strcmp(a, "--out") == 0 && more)
+            outs[nout++] = argv[++i];
+        else if (strcmp(a, "--print") == 0 && more)
+            prints[nprint++] = argv[++i];
+        else if (strcmp(a, "--runs") == 0 && more)
+            runs = strtol(argv[++i], NULL, 10);
+        else if (strcmp(a, "--target") == 0 && more && strcmp(argv[i + 1], "c") == 0)
+            opts.target = KILN_TARGET_C, i++;
+        else if (strcmp(a, "--target") == 0 && more && strcmp(argv[i + 1], "interp") == 0)
+            opts.target = KILN_TARGET_INTERP, i++;
+        else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "kilnc run: bad option '%s'%s\n%s", a,
+                    more ? "" : " (it needs a value)", usage);
+            rc = 2;
+        } else if (!in) {
+            in = a;
+        } else {
+            fprintf(stderr, "kilnc run: more than one input file ('%s' and '%s')\n", in, a);
+            rc = 2;
+        }
+    }
+    if (rc == 0 && (!in || !entry || runs < 1)) {
+        fprintf(stderr, "kilnc run: %s\n%s",
+                !in      ? "no MODEL.kir given"
+                : !entry ? "--entry NAME is required"
+                         : "--runs needs a count of 1 or more",
+                usage);
+        rc = 2;
+    }
+    char *name, *file;
+    for (int i = 0; rc == 0 && i < nin + nout; i++)
+        if (!split(i < nin ? ins[i] : outs[i - nin], &name, &file)) {
+            fprintf(stderr, "kilnc run: '%s' is not NAME=FILE.npy\n",
+                    i < nin ? ins[i] : outs[i - nin]);
+            rc = 2;
+        }
+    kiln_graph *g = rc == 0 ? load(in) : NULL;
+    kiln_module *m = NULL;
+    if (rc == 0 && !g)
+        rc = 1;
+    if (rc == 0 && kiln_compile(g, &opts, &m) != KILN_OK) {
+        fprintf(stderr, "kilnc run: %s: %s\n", in, kiln_graph_error(g));
+        rc = 1;
+    }
+    for (int i = 0; rc == 0 && i < nin; i++) {
+        name = ins[i];
+        file = name + strlen(name) + 1; /* split() cut it at the '=' */
+        if (kiln_module_set_npy(m, name, file) != KILN_OK) {
+            fprintf(stderr, "kilnc run: %s\n", kiln_module_error(m));
+            rc = 1;
+        }
+    }
+    for (long r = 0; rc == 0 && r < runs; r++)
+        if (kiln_module_run(m, entry) != KILN_OK) {
+            fprintf(stderr, "kilnc run: %s\n", kiln_module_error(m));
+            rc = 1;
+        }
+    for (int i = 0; rc == 0 && i < nout; i++) {
+        name = outs[i];
+        file = name + strlen(name) + 1;
+        if (kiln_module_get_npy(m, name, file) != KILN_OK) {
+            fprintf(stderr, "kilnc run: %s\n", kiln_module_error(m));
+            rc = 1;
+        }
+    }
+    for (int i = 0; rc == 0 && i < nprint; i++)
+        if (kiln_module_print(m, prints[i], stdout) != KILN_OK) {
+            fprintf(stderr, "kilnc run: %s\n", kiln_module_error(m));
+            rc = 1;
+        }
+    kiln_module_free(m);
+    kiln_graph_free(g);
+    free(ins);
+    free(outs);
+    free(prints);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "run") == 0)
+        return run_mode(argc, argv);
+    return compile_mode(argc, argv);
 }
