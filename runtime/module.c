@@ -654,9 +654,3 @@ kiln_status kiln_export(kiln_graph *g, const kiln_compile_opts *opts, const char
         return g->status;
     return compile_fail(g, KILN_ERR_UNSUPPORTED, "kiln_export: not implemented yet");
 }
-
-kiln_status kiln_graph_dot(const kiln_graph *g, FILE *f)
-{
-    (void)f;
-    return g ? KILN_ERR_UNSUPPORTED : KILN_ERR_INVALID;
-}

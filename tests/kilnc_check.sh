@@ -35,7 +35,7 @@ printf 'kiln 1 seed=0 streams=0\n%%0 = addd : f32[2]\n' >"$tmp/bad.kir"
 "$kilnc" --bogus "$golden" 2>"$tmp/err"; check "unknown option" 2 $? "$tmp/err" "unknown option '--bogus'"
 "$kilnc" "$golden" "$golden" 2>"$tmp/err"; check "two inputs" 2 $? "$tmp/err" "more than one input"
 "$kilnc" "$golden" --emit=cuda 2>"$tmp/err"; check "emit cuda" 2 $? "$tmp/err" "--emit=cuda is not available yet"
-"$kilnc" "$golden" --emit=asm 2>"$tmp/err"; check "emit unknown" 2 $? "$tmp/err" "--emit=asm is unknown (this kilnc emits: ir, c)"
+"$kilnc" "$golden" --emit=asm 2>"$tmp/err"; check "emit unknown" 2 $? "$tmp/err" "--emit=asm is unknown (this kilnc emits: ir, c, dot)"
 
 # --emit=c, --stats, --print-after-all on a small model
 cat >"$tmp/m.kir" <<'KIR'
@@ -51,6 +51,13 @@ entry "f" (%4 -> "y", %5 -> "z")
 KIR
 "$kilnc" "$tmp/m.kir" --emit=c -o "$tmp/m.c"; check "emit c" 0 $? "$tmp/m.c" "KILN_EXPORT int kiln_entry_0(kiln_ctx *ctx)"
 check "emit c kernel" 0 0 "$tmp/m.c" "static int k0_mul("
+"$kilnc" "$tmp/m.kir" --emit=dot >"$tmp/m.dot"; check "emit dot" 0 $? "$tmp/m.dot" "subgraph cluster_k0 {"
+check "emit dot entry" 0 0 "$tmp/m.dot" 'label="entry f: y"'
+if command -v dot >/dev/null; then
+    dot -Tsvg "$tmp/m.dot" >"$tmp/m.svg"; check "dot renders" 0 $? "$tmp/m.svg" "<svg"
+else
+    echo "FAIL dot (graphviz) is not installed: run scripts/deps.sh"; fails=$((fails + 1))
+fi
 "$kilnc" "$tmp/m.kir" --stats >/dev/null 2>"$tmp/err"; check "stats" 0 $? "$tmp/err" "kernels: 2 (1 fused groups"
 check "stats flops" 0 0 "$tmp/err" "flops: 36"
 check "stats entry" 0 0 "$tmp/err" 'entry "f": 2 kernels, 36 flops, arena 0 bytes'

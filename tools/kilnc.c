@@ -1,16 +1,16 @@
 /*
  * kilnc - Kiln's command-line compiler, runner and IR inspector.
  *
- *   kilnc MODEL.kir [--emit=ir|c] [-o OUT] [--print-after-all] [--stats]
+ *   kilnc MODEL.kir [--emit=ir|c|dot] [-o OUT] [--print-after-all] [--stats]
  *   kilnc run MODEL.kir --entry NAME [--in NAME=FILE.npy]... [--out NAME=FILE.npy]...
  *             [--print NAME]... [--runs N] [--target c|interp]
  *
  * Compiling reads and verifies a .kir graph (errors name the line and
  * column), then writes it in canonical .kir form (--emit=ir) or as the C the
  * C target compiles (--emit=c: the pass pipeline and the renderer, no C
- * compiler needed). --stats describes the compiled program on stderr;
+ * compiler needed) or Graphviz (--emit=dot). --stats describes the compiled program on stderr;
  * --print-after-all prints the graph after every pass (KILN_DEBUG=2). The
- * modes of later work (cuda, h, dot, so) say they are not available yet.
+ * modes of later work (cuda, h, so) say they are not available yet.
  * `run` compiles the graph, sets inputs and params from .npy files, runs an
  * entry and writes or prints named tensors. Exit status: 0 done, 1 the input
  * or a run failed, 2 bad usage.
@@ -26,7 +26,7 @@
 #include <string.h>
 
 static const char usage[] =
-    "usage: kilnc MODEL.kir [--emit=ir|c] [-o OUT] [--print-after-all] [--stats]\n"
+    "usage: kilnc MODEL.kir [--emit=ir|c|dot] [-o OUT] [--print-after-all] [--stats]\n"
     "       kilnc run MODEL.kir --entry NAME [--in NAME=FILE.npy]... [--out NAME=FILE.npy]...\n"
     "                 [--print NAME]... [--runs N] [--target c|interp]\n"
     "\n"
@@ -34,6 +34,7 @@ static const char usage[] =
     "line and column.\n"
     "  --emit=ir           canonical .kir text (default)\n"
     "  --emit=c            the C source the C target compiles for the graph\n"
+    "  --emit=dot          Graphviz of the compiled graph, fused kernels as clusters\n"
     "  -o OUT              write to OUT instead of standard output\n"
     "  --print-after-all   print the graph after every pass and the kernel program\n"
     "                      (standard error)\n"
@@ -185,11 +186,10 @@ static int compile_mode(int argc, char **argv)
         fputs(usage, stderr);
         return 2;
     }
-    bool ir = strcmp(emit, "ir") == 0, c = strcmp(emit, "c") == 0;
-    if (!ir && !c) {
-        bool later = strcmp(emit, "cuda") == 0 || strcmp(emit, "h") == 0 ||
-                     strcmp(emit, "dot") == 0 || strcmp(emit, "so") == 0;
-        fprintf(stderr, "kilnc: --emit=%s is %s (this kilnc emits: ir, c)\n", emit,
+    bool ir = strcmp(emit, "ir") == 0, c = strcmp(emit, "c") == 0, dot = strcmp(emit, "dot") == 0;
+    if (!ir && !c && !dot) {
+        bool later = strcmp(emit, "cuda") == 0 || strcmp(emit, "h") == 0 || strcmp(emit, "so") == 0;
+        fprintf(stderr, "kilnc: --emit=%s is %s (this kilnc emits: ir, c, dot)\n", emit,
                 later ? "not available yet" : "unknown");
         return 2;
     }
@@ -226,8 +226,9 @@ static int compile_mode(int argc, char **argv)
             fprintf(stderr, "kilnc: cannot write '%s'\n", out);
             rc = 1;
         } else {
-            kiln_status s =
-                c ? (fputs(source, o) < 0 ? KILN_ERR_IO : KILN_OK) : kiln_graph_print(g, o);
+            kiln_status s = c     ? (fputs(source, o) < 0 ? KILN_ERR_IO : KILN_OK)
+                            : dot ? kiln_graph_dot(g, o)
+                                  : kiln_graph_print(g, o);
             if ((o != stdout && fclose(o) != 0) || s != KILN_OK) {
                 fprintf(stderr, "kilnc: cannot write '%s'\n", out ? out : "standard output");
                 rc = 1;
