@@ -516,8 +516,115 @@ static bool mm_operands_ok(const kprogram *p, const kernel *k)
     return k->mm.a >= 0 && k->mm.a < p->nbufs && k->mm.b >= 0 && k->mm.b < p->nbufs;
 }
 
+/* Register-blocked bodies of the ROWS and DOT tile functions: a 4 x 16
+ * block of the tile (ROWS: 4 rows of a broadcast against 16 contiguous
+ * elements of B's row) or 4 x 4 dot products over 8-wide chunks of k (DOT)
+ * stays in registers for the whole k range, then is added to the tile; the
+ * edges past the last whole block take the plain loops. KILN_UNROLL is a
+ * per-loop pragma: the code is compiled with -fno-unroll-loops, so only
+ * these block loops unroll, into straight-line code the SLP vectorizer packs
+ * into vector registers. TT, TA and TB are the accumulator, A and B types. */
+static const char mm_rows_body[] =
+    "    (void)sb2;\n"
+    "    int64_t i = 0;\n"
+    "    for (; i + 4 <= mi; i += 4) {\n"
+    "        int64_t j = 0;\n"
+    "        for (; j + 16 <= nj; j += 16) {\n"
+    "            TT acc[4][16] = {{0}};\n"
+    "            for (int64_t p = k0; p < k1; p++) {\n"
+    "                const TB *restrict brow = b + p * sb1 + j;\n"
+    "                KILN_UNROLL\n"
+    "                for (int r = 0; r < 4; r++) {\n"
+    "                    const TT av = (TT)a[(i + r) * sa1 + p * sa2];\n"
+    "                    KILN_UNROLL\n"
+    "                    for (int c = 0; c < 16; c++)\n"
+    "                        acc[r][c] += av * (TT)brow[c];\n"
+    "                }\n"
+    "            }\n"
+    "            KILN_UNROLL\n"
+    "            for (int r = 0; r < 4; r++)\n"
+    "                for (int c = 0; c < 16; c++)\n"
+    "                    tile[(i + r) * ldt + j + c] += acc[r][c];\n"
+    "        }\n"
+    "        for (int r = 0; r < 4 && j < nj; r++) /* the columns past the last 16 */\n"
+    "            for (int64_t p = k0; p < k1; p++) {\n"
+    "                const TT av = (TT)a[(i + r) * sa1 + p * sa2];\n"
+    "                for (int64_t c = j; c < nj; c++)\n"
+    "                    tile[(i + r) * ldt + c] += av * (TT)b[p * sb1 + c];\n"
+    "            }\n"
+    "    }\n"
+    "    for (; i < mi; i++) /* the rows past the last 4 */\n"
+    "        for (int64_t p = k0; p < k1; p++) {\n"
+    "            const TT av = (TT)a[i * sa1 + p * sa2];\n"
+    "            const TB *restrict brow = b + p * sb1;\n"
+    "            for (int64_t c = 0; c < nj; c++)\n"
+    "                tile[i * ldt + c] += av * (TT)brow[c];\n"
+    "        }\n";
+
+static const char mm_dot_body[] =
+    "    (void)sa2;\n"
+    "    (void)sb1;\n"
+    "    int64_t i = 0;\n"
+    "    for (; i + 4 <= mi; i += 4) {\n"
+    "        int64_t j = 0;\n"
+    "        for (; j + 4 <= nj; j += 4) {\n"
+    "            TT acc[4][4][8] = {{{0}}};\n"
+    "            int64_t p = k0;\n"
+    "            for (; p + 8 <= k1; p += 8) {\n"
+    "                KILN_UNROLL\n"
+    "                for (int r = 0; r < 4; r++) {\n"
+    "                    KILN_UNROLL\n"
+    "                    for (int c = 0; c < 4; c++) {\n"
+    "                        KILN_UNROLL\n"
+    "                        for (int v = 0; v < 8; v++)\n"
+    "                            acc[r][c][v] += (TT)a[(i + r) * sa1 + p + v] *\n"
+    "                                            (TT)b[(j + c) * sb2 + p + v];\n"
+    "                    }\n"
+    "                }\n"
+    "            }\n"
+    "            for (int r = 0; r < 4; r++)\n"
+    "                for (int c = 0; c < 4; c++) {\n"
+    "                    TT s = 0;\n"
+    "                    for (int v = 0; v < 8; v++)\n"
+    "                        s += acc[r][c][v];\n"
+    "                    for (int64_t q = p; q < k1; q++) /* k past the last 8 */\n"
+    "                        s += (TT)a[(i + r) * sa1 + q] * (TT)b[(j + c) * sb2 + q];\n"
+    "                    tile[(i + r) * ldt + j + c] += s;\n"
+    "                }\n"
+    "        }\n"
+    "        for (int r = 0; r < 4; r++) /* the columns past the last 4 */\n"
+    "            for (int64_t c = j; c < nj; c++) {\n"
+    "                TT s = 0;\n"
+    "                for (int64_t q = k0; q < k1; q++)\n"
+    "                    s += (TT)a[(i + r) * sa1 + q] * (TT)b[c * sb2 + q];\n"
+    "                tile[(i + r) * ldt + c] += s;\n"
+    "            }\n"
+    "    }\n"
+    "    for (; i < mi; i++) /* the rows past the last 4 */\n"
+    "        for (int64_t c = 0; c < nj; c++) {\n"
+    "            TT s = 0;\n"
+    "            for (int64_t q = k0; q < k1; q++)\n"
+    "                s += (TT)a[i * sa1 + q] * (TT)b[c * sb2 + q];\n"
+    "            tile[i * ldt + c] += s;\n"
+    "        }\n";
+
+/* Prints body with TT, TA and TB replaced by the C types. */
+static void typed_body(cgen_buf *b, const char *body, const char *tt, const char *ta,
+                       const char *tb)
+{
+    for (const char *s = body; *s; s++) {
+        if (s[0] == 'T' && (s[1] == 'T' || s[1] == 'A' || s[1] == 'B') &&
+            !(s[2] == '_' || (s[2] >= 'A' && s[2] <= 'Z'))) {
+            cgen_puts(b, s[1] == 'T' ? tt : s[1] == 'A' ? ta : tb);
+            s++;
+        } else {
+            cgen_printf(b, "%c", *s);
+        }
+    }
+}
+
 /* The tile function of kernel k (see mm_variant). */
-static void render_mm_fn(cgen_buf *b, const kprogram *p, const kernel *k, const cgen_opts *o)
+static void render_mm_fn(cgen_buf *b, const kprogram *p, const kernel *k)
 {
     const kk_matmul *mm = &k->mm;
     bool fl = ir_dtype_is_float(k->acc_dtype);
@@ -532,35 +639,23 @@ static void render_mm_fn(cgen_buf *b, const kprogram *p, const kernel *k, const 
                 "    int64_t k0, int64_t k1, const %s *restrict a, int64_t sa1, int64_t sa2,\n"
                 "    const %s *restrict b, int64_t sb1, int64_t sb2)\n{\n",
                 tt, ta, tb);
-    cgen_puts(b, "    for (int64_t i = 0; i < mi; i++) {\n");
-    cgen_printf(b, "        %s *restrict trow = tile + i * ldt;\n", tt);
-    if (v == MMV_DOT) {
-        cgen_printf(b, "        const %s *restrict arow = a + i * sa1;\n", ta);
-        cgen_puts(b, "        (void)sa2;\n        (void)sb1;\n");
-        cgen_puts(b, "        for (int64_t j = 0; j < nj; j++) {\n");
-        cgen_printf(b, "            const %s *restrict bcol = b + j * sb2;\n", tb);
-        cgen_printf(b, "            %s s = 0;\n", tt);
-        if (o->openmp)
-            cgen_puts(b, "            #pragma omp simd reduction(+ : s)\n");
-        cgen_puts(b, "            for (int64_t p = k0; p < k1; p++)\n");
-        cgen_printf(b, "                s += (%s)arow[p] * (%s)bcol[p];\n", tt, tt);
-        cgen_puts(b, "            trow[j] += s;\n        }\n");
-    } else {
-        if (v == MMV_ROWS)
-            cgen_puts(b, "        (void)sb2;\n");
+    if (v == MMV_STRIDED) {
+        cgen_puts(b, "    for (int64_t i = 0; i < mi; i++) {\n");
+        cgen_printf(b, "        %s *restrict trow = tile + i * ldt;\n", tt);
         cgen_puts(b, "        for (int64_t p = k0; p < k1; p++) {\n");
         cgen_printf(b, "            const %s av = (%s)a[i * sa1 + p * sa2];\n", tt, tt);
         cgen_printf(b, "            const %s *restrict brow = b + p * sb1;\n", tb);
         cgen_puts(b, "            for (int64_t j = 0; j < nj; j++)\n");
-        cgen_printf(b, "                trow[j] += av * (%s)brow[j%s];\n", tt,
-                    v == MMV_ROWS ? "" : " * sb2");
-        cgen_puts(b, "        }\n");
+        cgen_printf(b, "                trow[j] += av * (%s)brow[j * sb2];\n", tt);
+        cgen_puts(b, "        }\n    }\n");
+    } else {
+        typed_body(b, v == MMV_ROWS ? mm_rows_body : mm_dot_body, tt, ta, tb);
     }
-    cgen_puts(b, "    }\n}\n\n");
+    cgen_puts(b, "}\n\n");
 }
 
 /* Renders each distinct tile function the program's matmuls use, once. */
-static void render_mm_fns(cgen_buf *b, const kprogram *p, const cgen_opts *o)
+static void render_mm_fns(cgen_buf *b, const kprogram *p)
 {
     for (int i = 0; i < p->nkernels; i++) {
         const kernel *k = &p->kernels[i];
@@ -580,7 +675,7 @@ static void render_mm_fns(cgen_buf *b, const kprogram *p, const cgen_opts *o)
         if (mine.oom || other.oom)
             b->oom = true;
         else if (!seen)
-            render_mm_fn(b, p, k, o);
+            render_mm_fn(b, p, k);
         cgen_buf_free(&mine);
         cgen_buf_free(&other);
     }
@@ -891,6 +986,13 @@ static const char prelude[] = "#ifndef _POSIX_C_SOURCE\n"
                               "#define KILN_NOINLINE\n"
                               "#endif\n"
                               "#define KILN_FN static inline KILN_UNUSED\n"
+                              "#if defined(__clang__)\n"
+                              "#define KILN_UNROLL _Pragma(\"clang loop unroll(full)\")\n"
+                              "#elif defined(__GNUC__)\n"
+                              "#define KILN_UNROLL _Pragma(\"GCC unroll 16\")\n"
+                              "#else\n"
+                              "#define KILN_UNROLL\n"
+                              "#endif\n"
                               "\n";
 
 /* The profile: kiln_now() in nanoseconds; KILN_PROF(k) charges the time
@@ -964,7 +1066,7 @@ char *cgen_c(const kprogram *p, const cgen_opts *o)
         cgen_puts(&b, cgen_helpers[i]);
     cgen_puts(&b, "\n");
     render_consts(&b, p);
-    render_mm_fns(&b, p, o);
+    render_mm_fns(&b, p);
     bool ok = true;
     for (int i = 0; i < p->nkernels && ok; i++)
         ok = render_kernel(&b, p, &p->kernels[i], o, false);

@@ -947,6 +947,56 @@ static void test_matmul_tile_functions_shared(void **state)
     kiln_graph_free(g);
 }
 
+/* The register-blocked tile paths (4 x 16 ROWS blocks, 4 x 4 DOT blocks over
+ * 8-wide k) and every edge past them, for float and integer dtypes: shapes
+ * that are not multiples of the blocks, exact values (small integers). */
+static void test_matmul_blocked_paths(void **state)
+{
+    (void)state;
+    static const kiln_dtype dts[] = {KILN_F32, KILN_F64, KILN_I32, KILN_I64};
+    enum { M = 9, K = 37, N = 21 };
+    for (int d = 0; d < 4; d++)
+        for (int transposed = 0; transposed < 2; transposed++) {
+            kiln_graph *g = ku_graph_new();
+            kiln_tensor *a = kiln_input(g, "a", dts[d], KILN_SHAPE(M, K));
+            kiln_tensor *b = transposed ? kiln_input(g, "b", dts[d], KILN_SHAPE(N, K))
+                                        : kiln_input(g, "b", dts[d], KILN_SHAPE(K, N));
+            kiln_tensor *y = kiln_matmul(g, a, transposed ? kiln_transpose(g, b, 0, 1) : b);
+            assert_int_equal(kiln_entry(g, "f", 1, &y, NULL), KILN_OK);
+            kiln_module *m = NULL;
+            assert_int_equal(kiln_compile(g, NULL, &m), KILN_OK);
+            assert_non_null(
+                strstr(kiln_module_source(m), transposed ? "kiln_mm_dot_" : "kiln_mm_rows_"));
+            double av[M * K], bv[K * N];
+            for (int i = 0; i < M * K; i++)
+                av[i] = (double)((i * 7) % 11) - 5;
+            for (int i = 0; i < K * N; i++)
+                bv[i] = (double)((i * 5) % 13) - 6;
+            size_t es = kiln_dtype_size(dts[d]);
+            unsigned char ab[M * K * 8], bb[K * N * 8], yb[M * N * 8];
+            for (int i = 0; i < M * K; i++)
+                ku_store(dts[d], ab, i, av[i]);
+            for (int i = 0; i < K * N; i++)
+                ku_store(dts[d], bb, i, bv[i]);
+            assert_int_equal(kiln_module_set(m, "a", ab, es * M * K), KILN_OK);
+            assert_int_equal(kiln_module_set(m, "b", bb, es * K * N), KILN_OK);
+            assert_int_equal(kiln_module_run(m, "f"), KILN_OK);
+            assert_int_equal(kiln_module_get(m, "f.0", yb, es * M * N), KILN_OK);
+            for (int i = 0; i < M; i++)
+                for (int j = 0; j < N; j++) {
+                    double want = 0;
+                    for (int p = 0; p < K; p++)
+                        want += av[i * K + p] * (transposed ? bv[j * K + p] : bv[p * N + j]);
+                    if (ku_load(dts[d], yb, i * N + j) != want)
+                        fail_msg("%s%s [%d, %d] = %g, want %g", kiln_dtype_name(dts[d]),
+                                 transposed ? " (B transposed)" : "", i, j,
+                                 ku_load(dts[d], yb, i * N + j), want);
+                }
+            kiln_module_free(m);
+            kiln_graph_free(g);
+        }
+}
+
 /* ---- parallel loops ---------------------------------------------------------------- */
 
 /* Big enough for `omp parallel for`: a short first axis collapses with the
@@ -1283,6 +1333,7 @@ int main(void)
         cmocka_unit_test(test_matmul),
         cmocka_unit_test(test_matmul_int),
         cmocka_unit_test(test_matmul_tile_functions_shared),
+        cmocka_unit_test(test_matmul_blocked_paths),
         cmocka_unit_test(test_parallel_loops),
         cmocka_unit_test(test_accumulate_and_check),
         cmocka_unit_test(test_integer_errors),

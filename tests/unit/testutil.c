@@ -135,3 +135,26 @@ kiln_module *ku_compile_for(kiln_graph *g, kiln_target t)
     assert_int_equal(s, KILN_OK);
     return m;
 }
+
+void ku_store(kiln_dtype dt, void *base, int64_t i, double v)
+{
+    switch (dt) {
+    case KILN_F32: ((float *)base)[i] = (float)v; break;
+    case KILN_F64: ((double *)base)[i] = v; break;
+    case KILN_I32: ((int32_t *)base)[i] = (int32_t)v; break;
+    case KILN_I64: ((int64_t *)base)[i] = (int64_t)v; break;
+    case KILN_BOOL: ((bool *)base)[i] = v != 0; break;
+    }
+}
+
+double ku_load(kiln_dtype dt, const void *base, int64_t i)
+{
+    switch (dt) {
+    case KILN_F32: return (double)((const float *)base)[i];
+    case KILN_F64: return ((const double *)base)[i];
+    case KILN_I32: return (double)((const int32_t *)base)[i];
+    case KILN_I64: return (double)((const int64_t *)base)[i];
+    case KILN_BOOL: return ((const bool *)base)[i] ? 1 : 0;
+    }
+    return 0;
+}

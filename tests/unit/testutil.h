@@ -63,6 +63,10 @@ extern const kiln_allocator ku_failing_allocator;
         assert_int_equal(kiln_tensor_rank(t), 0);                                                  \
     } while (0)
 
+/* Element i of an array of dtype dt, stored from / read as a double. */
+void ku_store(kiln_dtype dt, void *base, int64_t i, double v);
+double ku_load(kiln_dtype dt, const void *base, int64_t i);
+
 /* Reads a whole file into a NUL-terminated malloc'd buffer (NULL on failure). */
 char *ku_read_file(const char *path, size_t *len);
 
