@@ -26,7 +26,9 @@ static kiln_graph *model(void)
     return g;
 }
 
-static char *dot_text(const kiln_graph *g)
+/* noinline: gcc 12 mistakes the buffer open_memstream filled for the local that
+ * held its address (-Wdangling-pointer) once this is inlined */
+__attribute__((noinline)) static char *dot_text(const kiln_graph *g)
 {
     char *text = NULL;
     size_t len = 0;
