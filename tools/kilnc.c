@@ -92,14 +92,6 @@ static kiln_graph *load(const char *in)
 
 /* ---- compile ------------------------------------------------------------------- */
 
-static int64_t numel(int rank, const int64_t *dims)
-{
-    int64_t n = 1;
-    for (int i = 0; i < rank; i++)
-        n *= dims[i];
-    return n;
-}
-
 /* FLOPs: 2 per multiply-add of a matmul, 1 per scalar op per loop iteration. */
 static double kernel_flops(const kernel *k)
 {
@@ -107,9 +99,10 @@ static double kernel_flops(const kernel *k)
     for (int i = 0; i < k->nx; i++)
         ops += k->x[i].kind == KX_OP;
     switch (k->kind) {
-    case KK_POINTWISE: return ops * (double)numel(k->rank, k->dims);
+    case KK_POINTWISE: return ops * (double)ir_shape_numel(k->rank, k->dims);
     case KK_REDUCE:
-        return (ops + 1) * (double)numel(k->rank, k->dims) * (double)numel(k->rrank, k->rdims);
+        return (ops + 1) * (double)ir_shape_numel(k->rank, k->dims) *
+               (double)ir_shape_numel(k->rrank, k->rdims);
     case KK_MATMUL:
         return 2.0 * (double)k->mm.batch * (double)k->mm.m * (double)k->mm.n * (double)k->mm.k +
                ops * (double)k->mm.batch * (double)k->mm.m * (double)k->mm.n;

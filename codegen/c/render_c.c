@@ -39,14 +39,6 @@ typedef struct {
 
 /* ---- small printing helpers ------------------------------------------------------ */
 
-static int64_t numel(int rank, const int64_t *dims)
-{
-    int64_t n = 1;
-    for (int i = 0; i < rank; i++)
-        n *= dims[i];
-    return n;
-}
-
 static size_t column(const cgen_buf *b)
 {
     size_t i = b->len;
@@ -279,7 +271,8 @@ static bool serial(const kernel *k)
 static int outer_collapse(const kr *r, int64_t work)
 {
     const kernel *k = r->k;
-    if (!r->o.openmp || serial(k) || k->rank == 0 || work < PAR_WORK || numel(k->rank, k->dims) < 2)
+    if (!r->o.openmp || serial(k) || k->rank == 0 || work < PAR_WORK ||
+        ir_shape_numel(k->rank, k->dims) < 2)
         return 0;
     /* a short first axis leaves threads idle; collapse it with the next */
     return k->rank >= 2 && k->dims[0] < 64 ? 2 : 1;
@@ -307,7 +300,7 @@ static void open_outer(kr *r, int col)
 static void render_pointwise(kr *r)
 {
     const kernel *k = r->k;
-    open_outer(r, outer_collapse(r, numel(k->rank, k->dims)));
+    open_outer(r, outer_collapse(r, ir_shape_numel(k->rank, k->dims)));
     emit_leftovers(r, k->rank + 1);
     emit_stores(r, k->rank + 1);
     close_to(r, k->rank, 0);
@@ -403,7 +396,7 @@ static void render_reduce(kr *r)
         cgen_puts(b, "#error \"kernel IR: reduce without a body\"\n");
         return;
     }
-    int64_t outer = numel(k->rank, k->dims), red = numel(k->rrank, k->rdims);
+    int64_t outer = ir_shape_numel(k->rank, k->dims), red = ir_shape_numel(k->rrank, k->rdims);
     bool isum = k->rop == IR_SUM && !ir_dtype_is_float(k->acc_dtype);
     bool arg = k->rop == IR_ARGMAX || k->rop == IR_ARGMIN;
     /* a whole-tensor sum splits its first reduced loop across threads */
@@ -478,7 +471,7 @@ static bool empty_domain(const kernel *k)
 {
     switch (k->kind) {
     case KK_POINTWISE:
-    case KK_REDUCE: return numel(k->rank, k->dims) == 0;
+    case KK_REDUCE: return ir_shape_numel(k->rank, k->dims) == 0;
     case KK_MATMUL: return k->mm.batch * k->mm.m * k->mm.n == 0;
     }
     return false;
