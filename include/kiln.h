@@ -302,8 +302,14 @@ typedef struct {
 } kiln_compile_opts;  /* NULL opts = all defaults */
 
 KILN_API kiln_status kiln_compile(kiln_graph *g, const kiln_compile_opts *opts, kiln_module **out);
+/* Loads a .so written by kiln_export as a C-target module (its params at the
+ * exported values). A .so that is not a Kiln export, or was built for another
+ * ABI or by another Kiln version, is refused (KILN_ERR_LOAD); the reason of a
+ * failed open is kiln_module_error(NULL) (per thread). */
 KILN_API kiln_status kiln_module_open(const char *so_path, kiln_module **out);
-KILN_API const char *kiln_module_error(const kiln_module *m); /* "" when none */
+/* The last failed call's message, "" when none; m == NULL: the calling
+ * thread's last failed kiln_module_open. */
+KILN_API const char *kiln_module_error(const kiln_module *m);
 KILN_API kiln_status kiln_module_run(kiln_module *m, const char *entry);
 KILN_API kiln_status kiln_module_set(kiln_module *m, const char *name, const void *src,
                                      size_t nbytes);
@@ -349,6 +355,10 @@ KILN_API kiln_status kiln_module_get_npy(kiln_module *m, const char *name, const
 KILN_API const char *kiln_module_source(kiln_module *m); /* the generated code */
 KILN_API kiln_status kiln_graph_dot(const kiln_graph *g, FILE *f);
 KILN_API kiln_status kiln_module_profile(kiln_module *m, FILE *f);
+/* Writes <dir>/<name>.so and <name>.h (name = opts->name, default "model", a C
+ * identifier) plus the sources <name>.c, <name>.kir and <name>.params.bin:
+ * a standalone library with a typed C API (<name>_create, one function per
+ * entry, <name>_save/_load, <name>_tensor) that needs no libkiln. C target only. */
 KILN_API kiln_status kiln_export(kiln_graph *g, const kiln_compile_opts *opts, const char *dir);
 KILN_API void kiln_module_free(kiln_module *m); /* NULL is a no-op */
 

@@ -34,6 +34,23 @@
         int64_t err_index, err_size;                                                               \
     } kiln_ctx;
 
+/* An exported .so (kiln_export) also defines
+ *     const kiln_export_info kiln_export_meta;
+ * what kiln_module_open needs besides the entries: the model's name, its
+ * graph as .kir text (NUL-terminated), the initial params (each param in
+ * module order at the next multiple of 64 bytes) and the XXH3-64 of the
+ * renderer's source for that graph, which must match the loading Kiln's. */
+#define KILN_EXPORT_VERSION 1
+#define KILN_EXPORT_DEF                                                                            \
+    typedef struct kiln_export_info {                                                              \
+        uint32_t version; /* KILN_EXPORT_VERSION */                                                \
+        const char *name;                                                                          \
+        const char *kir;                                                                           \
+        const unsigned char *params;                                                               \
+        uint64_t params_bytes;                                                                     \
+        uint64_t source_hash;                                                                      \
+    } kiln_export_info;
+
 enum {
     KILN_RUNERR_NONE = 0,
     KILN_RUNERR_INDEX = 1,    /* "index %lld is out of bounds for dimension %d with size %lld" */
@@ -43,7 +60,8 @@ enum {
 
 #define KILN_ABI_XSTR_(...) #__VA_ARGS__
 #define KILN_ABI_XSTR(...)  KILN_ABI_XSTR_(__VA_ARGS__)
-/* The C text of KILN_CTX_DEF, to print into generated sources. */
-#define KILN_CTX_TEXT KILN_ABI_XSTR(KILN_CTX_DEF)
+/* The C text of KILN_CTX_DEF and KILN_EXPORT_DEF, to print into generated sources. */
+#define KILN_CTX_TEXT    KILN_ABI_XSTR(KILN_CTX_DEF)
+#define KILN_EXPORT_TEXT KILN_ABI_XSTR(KILN_EXPORT_DEF)
 
 #endif /* KILN_ABI_H */

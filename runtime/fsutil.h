@@ -35,4 +35,7 @@ bool rt_write_atomic(const char *path, const void *data, size_t n);
  * out of memory, else the open or read error. */
 char *rt_read_file(const char *path, size_t *len);
 
+/* mkdir -p: creates dir and its missing parents (0755). */
+bool rt_mkdir_p(const char *dir);
+
 #endif /* KILN_FSUTIL_H */

@@ -88,20 +88,6 @@ static void unique_suffix(char *out, size_t cap)
     snprintf(out, cap, "%ld.%u", (long)getpid(), atomic_fetch_add(&seq, 1u));
 }
 
-static bool mkdir_p(const char *dir)
-{
-    char path[4096];
-    snprintf(path, sizeof path, "%s", dir);
-    for (char *p = path + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(path, 0755) != 0 && errno != EEXIST)
-                return false;
-            *p = '/';
-        }
-    return mkdir(path, 0755) == 0 || errno == EEXIST;
-}
-
 /* ---- the compiler --------------------------------------------------------------- */
 
 typedef struct {
@@ -188,11 +174,14 @@ static uint64_t cpu_identity(void)
     return r;
 }
 
-/* Runs argv with stderr captured into errpath; returns the exit status or -1. */
-static int run_process(char *const argv[], const char *errpath)
+/* Runs argv (in directory cwd, NULL: this one) with stderr captured into
+ * errpath; returns the exit status or -1. */
+static int run_process(char *const argv[], const char *cwd, const char *errpath)
 {
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
+    if (cwd)
+        posix_spawn_file_actions_addchdir_np(&fa, cwd);
     posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
     posix_spawn_file_actions_addopen(&fa, 2, errpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     pid_t pid;
@@ -214,31 +203,44 @@ static int run_process(char *const argv[], const char *errpath)
  * CPU performance work unrolls itself. */
 static const char *const cflags[] = {"-O2", "-march=native", "-fno-unroll-loops", "-fPIC",
                                      "-shared"};
-enum { NCFLAGS = sizeof cflags / sizeof cflags[0] };
+enum { NCFLAGS = sizeof cflags / sizeof cflags[0], MAXARGS = NCFLAGS + 10 };
 
-static int compile_c(const compiler *cc, const char *src, const char *out, bool openmp,
-                     const char *errpath)
+/* The compiler's argv (NULL-terminated; its strings are the arguments'):
+ * cc FLAGS [-fopenmp] [-Wl,-Bsymbolic] -o out src -lm. Exports bind their own
+ * symbols (-Bsymbolic): two exported models in one program never call each
+ * other's kiln_entry_<i>. */
+static int cc_argv(const char *cc, bool openmp, bool exported, const char *out, const char *src,
+                   const char *argv[MAXARGS])
 {
-    /* posix_spawn takes char *const argv[]: give it mutable copies */
-    char path[4096], o[4400], in[4400], flags[NCFLAGS][32];
-    snprintf(path, sizeof path, "%s", cc->path);
-    snprintf(o, sizeof o, "%s", out);
-    snprintf(in, sizeof in, "%s", src);
-    char *argv[NCFLAGS + 8];
     int n = 0;
-    argv[n++] = path;
-    for (int i = 0; i < NCFLAGS; i++) {
-        snprintf(flags[i], sizeof flags[i], "%s", cflags[i]);
-        argv[n++] = flags[i];
-    }
+    argv[n++] = cc;
+    for (int i = 0; i < NCFLAGS; i++)
+        argv[n++] = cflags[i];
     if (openmp)
         argv[n++] = "-fopenmp";
+    if (exported)
+        argv[n++] = "-Wl,-Bsymbolic";
     argv[n++] = "-o";
-    argv[n++] = o;
-    argv[n++] = in;
+    argv[n++] = out;
+    argv[n++] = src;
     argv[n++] = "-lm";
     argv[n] = NULL;
-    return run_process(argv, errpath);
+    return n;
+}
+
+static int compile_c(const char *cc, const char *src, const char *out, bool openmp, bool exported,
+                     const char *cwd, const char *errpath)
+{
+    const char *args[MAXARGS];
+    int n = cc_argv(cc, openmp, exported, out, src, args);
+    /* posix_spawn takes char *const argv[]: give it mutable copies */
+    char store[MAXARGS][4400], *argv[MAXARGS];
+    for (int i = 0; i < n; i++) {
+        snprintf(store[i], sizeof store[i], "%s", args[i]);
+        argv[i] = store[i];
+    }
+    argv[n] = NULL;
+    return run_process(argv, cwd, errpath);
 }
 
 /* Whether -fopenmp works with this compiler; the answer is kept in the cache
@@ -274,8 +276,8 @@ static bool openmp_works(const compiler *cc, const char *dir)
         "#include <omp.h>\nint kiln_probe(void) { int n = 0;\n"
         "#pragma omp parallel reduction(+:n)\n n += omp_get_num_threads() > 0;"
         "\nreturn n; }\n";
-    bool yes =
-        rt_write_atomic(src, probe, sizeof probe - 1) && compile_c(cc, src, so, true, err) == 0;
+    bool yes = rt_write_atomic(src, probe, sizeof probe - 1) &&
+               compile_c(cc->path, src, so, true, false, NULL, err) == 0;
     if (yes) { /* it must also load */
         void *h = dlopen(so, RTLD_NOW | RTLD_LOCAL);
         yes = h != NULL;
@@ -300,7 +302,7 @@ static bool cache_dir(const kiln_compile_opts *opts, char *out, size_t cap)
         snprintf(out, cap, "%s/.cache/kiln", d);
     else
         snprintf(out, cap, "/tmp/kiln-cache-%ld", (long)getuid());
-    return mkdir_p(out);
+    return rt_mkdir_p(out);
 }
 
 #define TRAILER_MAGIC "KILNSO1\n"
@@ -386,7 +388,7 @@ static void *build(kiln_graph *g, const kiln_compile_opts *opts, const char *sou
     snprintf(so, sizeof so, "%s/%016llx.so", dir, (unsigned long long)key);
     snprintf(src, sizeof src, "%s/%016llx.c", dir, (unsigned long long)key);
     const char *dump = getenv("KILN_DUMP");
-    if (dump && *dump && mkdir_p(dump)) {
+    if (dump && *dump && rt_mkdir_p(dump)) {
         char dpath[4400];
         snprintf(dpath, sizeof dpath, "%s/%016llx.c", dump, (unsigned long long)key);
         rt_write_atomic(dpath, source, strlen(source));
@@ -405,7 +407,7 @@ static void *build(kiln_graph *g, const kiln_compile_opts *opts, const char *sou
     unique_suffix(uniq, sizeof uniq);
     snprintf(tmp, sizeof tmp, "%s.%s.tmp", so, uniq);
     snprintf(err, sizeof err, "%s.%s.err", so, uniq);
-    int rc = compile_c(cc, src, tmp, omp, err);
+    int rc = compile_c(cc->path, src, tmp, omp, false, NULL, err);
     if (rc != 0) {
         size_t n = 0;
         char *diag = rt_read_file(err, &n);
@@ -577,24 +579,25 @@ static bool kernel_can_fail(const kernel *k)
     return false;
 }
 
-/* Lowers m's graph, renders, compiles and loads it. Errors go on the user's g. */
-kiln_status rt_cexec_build(kiln_module *m, kiln_graph *g, const kiln_compile_opts *opts)
+/* Lowers m's graph, renders it and allocates the run-time tables. */
+kiln_status rt_cexec_prepare(kiln_module *m, kiln_graph *g, const kiln_compile_opts *opts,
+                             const char *fn)
 {
-    double t0 = now_ms();
     cexec *c = ir_alloc(sizeof *c);
     if (!c)
-        return ir_fail_status(g, KILN_ERR_NOMEM, "kiln_compile: out of memory");
+        return ir_fail_status(g, KILN_ERR_NOMEM, "%s: out of memory", fn);
     memset(c, 0, sizeof *c);
     m->impl = c;
+    m->exec = &rt_cexec;
     c->threads = opts && opts->threads > 0 ? opts->threads : 0;
     /* the pipeline rewrites its graph (DCE renumbers): give it its own copy so
      * the module's layout keeps the user's node ids */
     kiln_graph *pg = c->pg = ir_graph_clone(m->g);
     if (!pg)
-        return ir_fail_status(g, KILN_ERR_NOMEM, "kiln_compile: out of memory");
+        return ir_fail_status(g, KILN_ERR_NOMEM, "%s: out of memory", fn);
     kiln_status s = pass_pipeline(pg, &c->prog);
     if (s != KILN_OK) {
-        ir_fail(g, s, "kiln_compile: %s", kiln_graph_error(pg));
+        ir_fail(g, s, "%s: %s", fn, kiln_graph_error(pg));
         return s;
     }
     const kprogram *p = c->prog;
@@ -608,7 +611,7 @@ kiln_status rt_cexec_build(kiln_module *m, kiln_graph *g, const kiln_compile_opt
     c->prof = ir_calloc(sizeof(*c->prof) * (size_t)(p->nkernels ? p->nkernels : 1));
     c->modbuf = ir_alloc(sizeof(int) * (size_t)(p->nbufs ? p->nbufs : 1));
     if (!c->source || !c->entries || !c->bufs || !c->arena || !c->stash || !c->prof || !c->modbuf)
-        return ir_fail_status(g, KILN_ERR_NOMEM, "kiln_compile: out of memory");
+        return ir_fail_status(g, KILN_ERR_NOMEM, "%s: out of memory", fn);
     for (int i = 0; i < p->nbufs; i++) {
         const kbuf *b = &p->bufs[i];
         c->modbuf[i] = b->role == KB_OUTPUT ? m->entry_buf[b->entry] + b->index : -1;
@@ -616,21 +619,20 @@ kiln_status rt_cexec_build(kiln_module *m, kiln_graph *g, const kiln_compile_opt
             const rt_buf *mb = named(m, p->g->nodes[b->node]->name);
             if (!mb)
                 return ir_fail_status(g, KILN_ERR_INVALID,
-                                      "kiln_compile: internal error: the program reads '%s', "
-                                      "which the module does not have",
-                                      p->g->nodes[b->node]->name);
+                                      "%s: internal error: the program reads '%s', which the "
+                                      "module does not have",
+                                      fn, p->g->nodes[b->node]->name);
             c->modbuf[i] = (int)(mb - m->bufs);
         }
     }
     memset(c->bufs, 0, sizeof(*c->bufs) * (size_t)ne);
     memset(c->arena, 0, sizeof(*c->arena) * (size_t)ne);
     memset(c->stash, 0, sizeof(*c->stash) * (size_t)ne);
-    int64_t arena_bytes = 0, live_bytes = 0;
     for (int e = 0; e < p->nentries; e++) {
         c->bufs[e] = ir_alloc(sizeof(void *) * (size_t)(p->nbufs ? p->nbufs : 1));
         c->arena[e] = ir_alloc((size_t)(p->entries[e].arena_bytes ? p->entries[e].arena_bytes : 1));
         if (!c->bufs[e] || !c->arena[e])
-            return ir_fail_status(g, KILN_ERR_NOMEM, "kiln_compile: out of memory");
+            return ir_fail_status(g, KILN_ERR_NOMEM, "%s: out of memory", fn);
         bool can_fail = false;
         for (int k = 0; k < p->entries[e].nkernels; k++)
             can_fail = can_fail || kernel_can_fail(&p->kernels[p->entries[e].kernels[k]]);
@@ -639,31 +641,66 @@ kiln_status rt_cexec_build(kiln_module *m, kiln_graph *g, const kiln_compile_opt
             for (int i = 0; i < m->g->entries[e].n; i++)
                 bytes += m->bufs[m->entry_buf[e] + i].nbytes;
             if (!(c->stash[e] = ir_alloc(bytes ? bytes : 1)))
-                return ir_fail_status(g, KILN_ERR_NOMEM, "kiln_compile: out of memory");
+                return ir_fail_status(g, KILN_ERR_NOMEM, "%s: out of memory", fn);
         }
-        arena_bytes += p->entries[e].arena_bytes;
-        live_bytes += p->entries[e].live_bytes;
     }
-    bool hit = false;
-    c->handle = build(g, opts, c->source, &hit);
-    if (!c->handle)
-        return g->status;
+    return KILN_OK;
+}
+
+void rt_cexec_parts(const kiln_module *m, const kprogram **p, const char **source,
+                    const int **modbuf)
+{
+    const cexec *c = m->impl;
+    *p = c->prog;
+    *source = c->source;
+    *modbuf = c->modbuf;
+}
+
+/* Takes the loaded code: its ABI tag and one kiln_entry_<i> per entry. */
+kiln_status rt_cexec_attach(kiln_module *m, kiln_graph *g, void *handle, const char *fn)
+{
+    cexec *c = m->impl;
+    c->handle = handle;
     const char *abi = dlsym(c->handle, "kiln_abi");
     if (!abi || strcmp(abi, KILN_ABI_TAG) != 0)
-        return ir_fail_status(g, KILN_ERR_LOAD, "kiln_compile: the compiled code is not %s",
+        return ir_fail_status(g, KILN_ERR_LOAD, "%s: the compiled code is not %s", fn,
                               KILN_ABI_TAG);
-    for (int e = 0; e < p->nentries; e++) {
+    for (int e = 0; e < c->prog->nentries; e++) {
         char sym[32];
         snprintf(sym, sizeof sym, "kiln_entry_%d", e);
         void *fp = dlsym(c->handle, sym);
         if (!fp)
-            return ir_fail_status(g, KILN_ERR_LOAD, "kiln_compile: %s is missing", sym);
+            return ir_fail_status(g, KILN_ERR_LOAD, "%s: %s is missing", fn, sym);
         memcpy(&c->entries[e], &fp, sizeof fp);
     }
+    return KILN_OK;
+}
+
+/* Lowers m's graph, renders, compiles (or finds in the cache) and loads it.
+ * Errors go on the user's g. */
+kiln_status rt_cexec_build(kiln_module *m, kiln_graph *g, const kiln_compile_opts *opts)
+{
+    double t0 = now_ms();
+    kiln_status s = rt_cexec_prepare(m, g, opts, "kiln_compile");
+    if (s != KILN_OK)
+        return s;
+    cexec *c = m->impl;
+    bool hit = false;
+    void *handle = build(g, opts, c->source, &hit);
+    if (!handle)
+        return g->status;
+    if ((s = rt_cexec_attach(m, g, handle, "kiln_compile")) != KILN_OK)
+        return s;
     if (debug_level() >= 1) {
+        const kprogram *p = c->prog;
         int groups = 0; /* kernels that compute more than one graph node */
+        int64_t arena_bytes = 0, live_bytes = 0;
         for (int k = 0; k < p->nkernels; k++)
             groups += p->kernels[k].nnodes > 1;
+        for (int e = 0; e < p->nentries; e++) {
+            arena_bytes += p->entries[e].arena_bytes;
+            live_bytes += p->entries[e].live_bytes;
+        }
         fprintf(stderr,
                 "kiln: compiled %d kernels (%d fused groups), %lld bytes arena (liveness lower "
                 "bound %lld), %.1f ms, cache %s\n",
@@ -671,4 +708,40 @@ kiln_status rt_cexec_build(kiln_module *m, kiln_graph *g, const kiln_compile_opt
                 hit ? "hit" : "miss");
     }
     return KILN_OK;
+}
+
+/* ---- the export toolchain ------------------------------------------------------ */
+
+kiln_status rt_toolchain_find(kiln_graph *g, const kiln_compile_opts *opts, const char *fn,
+                              rt_toolchain *tc)
+{
+    compiler cc;
+    find_compiler(&cc);
+    if (!cc.path[0])
+        return rt_compile_fail(g, KILN_ERR_COMPILE, "%s: no C compiler found (tried %s)", fn,
+                               getenv("KILN_CC") && *getenv("KILN_CC") ? "$KILN_CC" : "clang, cc");
+    char dir[4096];
+    if (!cache_dir(opts, dir, sizeof dir))
+        return rt_compile_fail(g, KILN_ERR_IO, "%s: cannot create the cache directory '%s': %s", fn,
+                               dir, strerror(errno));
+    snprintf(tc->cc, sizeof tc->cc, "%s", cc.path);
+    tc->openmp = openmp_works(&cc, dir);
+    return KILN_OK;
+}
+
+void rt_toolchain_command(const rt_toolchain *tc, const char *src, const char *so, char *out,
+                          size_t cap)
+{
+    const char *argv[MAXARGS];
+    int n = cc_argv(tc->cc, tc->openmp, true, so, src, argv);
+    size_t len = 0;
+    out[0] = 0;
+    for (int i = 0; i < n && len < cap; i++)
+        len += (size_t)snprintf(out + len, cap - len, "%s%s", i ? " " : "", argv[i]);
+}
+
+int rt_toolchain_run(const rt_toolchain *tc, const char *dir, const char *src, const char *so,
+                     const char *errpath)
+{
+    return compile_c(tc->cc, src, so, tc->openmp, true, dir, errpath);
 }

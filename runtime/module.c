@@ -35,9 +35,7 @@ rt_buf *rt_leaf(kiln_module *m, const kiln_tensor *leaf)
 
 /* ---- compiling ------------------------------------------------------------- */
 
-static kiln_status compile_fail(kiln_graph *g, kiln_status s, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static kiln_status compile_fail(kiln_graph *g, kiln_status s, const char *fmt, ...)
+kiln_status rt_compile_fail(kiln_graph *g, kiln_status s, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -51,7 +49,7 @@ static kiln_status compile_fail(kiln_graph *g, kiln_status s, const char *fmt, .
 
 /* Names of inputs, params and every entry's outputs are one namespace. Reads
  * the user's graph before the verifier, so it tolerates missing names. */
-static kiln_status check_names(kiln_graph *g)
+kiln_status rt_check_names(kiln_graph *g, const char *fn)
 {
     int n = 0;
     for (int i = 0; i < g->nnodes; i++)
@@ -61,7 +59,7 @@ static kiln_status check_names(kiln_graph *g)
         n += g->entries[e].n > 0 ? g->entries[e].n : 0;
     const char **names = ir_alloc(sizeof(*names) * (size_t)(n ? n : 1));
     if (!names)
-        return compile_fail(g, KILN_ERR_NOMEM, "kiln_compile: out of memory");
+        return rt_compile_fail(g, KILN_ERR_NOMEM, "%s: out of memory", fn);
     int k = 0;
     for (int i = 0; i < g->nnodes; i++)
         if ((ir_ops[g->nodes[i]->op].flags & IR_F_LEAF) && g->nodes[i]->name)
@@ -76,10 +74,10 @@ static kiln_status check_names(kiln_graph *g)
                 clash = names[i];
     kiln_status s = KILN_OK;
     if (clash)
-        s = compile_fail(g, KILN_ERR_INVALID,
-                         "kiln_compile: the name '%s' is used twice (inputs, params and entry "
-                         "outputs share one namespace)",
-                         clash);
+        s = rt_compile_fail(g, KILN_ERR_INVALID,
+                            "%s: the name '%s' is used twice (inputs, params and entry "
+                            "outputs share one namespace)",
+                            fn, clash);
     ir_free(names);
     return s;
 }
@@ -260,28 +258,12 @@ static const char *target_name(kiln_target t)
 /* KILN_CHECK_KIR=1 (set for the whole test suite): every compiled graph must
  * print, parse and print again to the same .kir text, so the text format
  * covers every graph the suite builds. Records the difference on g. */
-static char *print_kir(const kiln_graph *g)
-{
-    char *text = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
-    if (!f)
-        return NULL;
-    kiln_status s = ir_print(g, f);
-    fclose(f);
-    if (s != KILN_OK) {
-        free(text);
-        return NULL;
-    }
-    return text;
-}
-
 static kiln_status check_kir_round_trip(kiln_graph *g)
 {
     char err[256] = "";
-    char *first = print_kir(g);
+    char *first = rt_graph_text(g);
     kiln_graph *back = first ? kiln_graph_parse(first, err, sizeof err) : NULL;
-    char *second = back ? print_kir(back) : NULL;
+    char *second = back ? rt_graph_text(back) : NULL;
     kiln_status s = KILN_OK;
     if (!first || (!back && strstr(err, "out of memory")) || (back && !second))
         s = ir_fail_status(g, KILN_ERR_NOMEM, "out of memory");
@@ -290,10 +272,50 @@ static kiln_status check_kir_round_trip(kiln_graph *g)
                            ".kir round trip: the printed graph does not parse: %s", err);
     else if (strcmp(first, second) != 0)
         s = ir_fail_status(g, KILN_ERR_INVALID, ".kir round trip: print -> parse -> print differs");
-    free(first);
-    free(second);
+    ir_free(first);
+    ir_free(second);
     kiln_graph_free(back);
     return s;
+}
+
+/* The module around mg (taken over; freed on failure): verified, laid out,
+ * params initialised, no executor yet. Errors go on g, prefixed "fn: ". */
+kiln_status rt_module_new(kiln_graph *g, kiln_graph *mg, kiln_target target, const char *fn,
+                          kiln_module **out)
+{
+    *out = NULL;
+    kiln_module *m = ir_alloc(sizeof(*m));
+    if (!m) {
+        kiln_graph_free(mg);
+        return rt_compile_fail(g, KILN_ERR_NOMEM, "%s: out of memory", fn);
+    }
+    memset(m, 0, sizeof(*m));
+    m->target = target;
+    m->g = mg;
+    if (!m->g) {
+        module_destroy(m);
+        return rt_compile_fail(g, KILN_ERR_NOMEM, "%s: out of memory", fn);
+    }
+    kiln_status s = ir_verify(m->g);
+    if (s == KILN_OK && getenv("KILN_CHECK_KIR"))
+        s = check_kir_round_trip(m->g);
+    if (s != KILN_OK) {
+        rt_compile_fail(g, s, "%s: %s", fn, kiln_graph_error(m->g));
+        module_destroy(m);
+        return s;
+    }
+    if (!layout(m)) {
+        module_destroy(m);
+        return rt_compile_fail(g, KILN_ERR_NOMEM, "%s: out of memory", fn);
+    }
+    *out = m;
+    return KILN_OK;
+}
+
+void rt_module_destroy(kiln_module *m)
+{
+    if (m)
+        module_destroy(m);
 }
 
 kiln_status kiln_compile(kiln_graph *g, const kiln_compile_opts *opts, kiln_module **out)
@@ -309,40 +331,21 @@ kiln_status kiln_compile(kiln_graph *g, const kiln_compile_opts *opts, kiln_modu
     switch (target) {
     case KILN_TARGET_C: exec = &rt_cexec; break;
     case KILN_TARGET_CUDA:
-        return compile_fail(g, KILN_ERR_UNSUPPORTED,
-                            "kiln_compile: the %s target is not available yet; use "
-                            "KILN_TARGET_INTERP",
-                            target_name(target));
+        return rt_compile_fail(g, KILN_ERR_UNSUPPORTED,
+                               "kiln_compile: the %s target is not available yet; use "
+                               "KILN_TARGET_INTERP",
+                               target_name(target));
     case KILN_TARGET_INTERP: exec = &rt_interp; break;
     }
     if (!exec)
-        return compile_fail(g, KILN_ERR_INVALID, "kiln_compile: unknown target %d", (int)target);
+        return rt_compile_fail(g, KILN_ERR_INVALID, "kiln_compile: unknown target %d", (int)target);
 
-    kiln_status s = check_names(g);
+    kiln_status s = rt_check_names(g, "kiln_compile");
+    kiln_module *m = NULL;
+    if (s == KILN_OK)
+        s = rt_module_new(g, ir_graph_clone(g), target, "kiln_compile", &m);
     if (s != KILN_OK)
         return s;
-    kiln_module *m = ir_alloc(sizeof(*m));
-    if (!m)
-        return compile_fail(g, KILN_ERR_NOMEM, "kiln_compile: out of memory");
-    memset(m, 0, sizeof(*m));
-    m->target = target;
-    m->g = ir_graph_clone(g);
-    if (!m->g) {
-        module_destroy(m);
-        return compile_fail(g, KILN_ERR_NOMEM, "kiln_compile: out of memory");
-    }
-    s = ir_verify(m->g);
-    if (s == KILN_OK && getenv("KILN_CHECK_KIR"))
-        s = check_kir_round_trip(m->g);
-    if (s != KILN_OK) {
-        compile_fail(g, s, "kiln_compile: %s", kiln_graph_error(m->g));
-        module_destroy(m);
-        return s;
-    }
-    if (!layout(m)) {
-        module_destroy(m);
-        return compile_fail(g, KILN_ERR_NOMEM, "kiln_compile: out of memory");
-    }
     m->exec = exec;
     if (target == KILN_TARGET_C && (s = rt_cexec_build(m, g, opts)) != KILN_OK) {
         g->compile_error = true; /* the graph stays usable (ir_begin) */
@@ -361,7 +364,7 @@ void kiln_module_free(kiln_module *m)
 
 const char *kiln_module_error(const kiln_module *m)
 {
-    return m ? m->error : "kiln_module_error: module is NULL";
+    return m ? m->error : rt_open_error();
 }
 
 /* ---- running --------------------------------------------------------------- */
@@ -577,8 +580,8 @@ kiln_status kiln_module_print(kiln_module *m, const char *name, FILE *f)
     return KILN_OK;
 }
 
-/* The .kir text of the module's graph: what the interpreter runs. */
-static char *graph_text(const kiln_graph *g)
+/* The .kir text of a graph (ir_alloc'd), or NULL when out of memory. */
+char *rt_graph_text(const kiln_graph *g)
 {
     char *mem = NULL;
     size_t len = 0;
@@ -603,7 +606,7 @@ const char *kiln_module_source(kiln_module *m)
     if (m->exec->source)
         return m->exec->source(m);
     if (!m->source)
-        m->source = graph_text(m->g);
+        m->source = rt_graph_text(m->g);
     return m->source ? m->source : "";
 }
 
@@ -633,24 +636,4 @@ kiln_status kiln_module_profile(kiln_module *m, FILE *f)
                 m->exec->name);
     return ferror(f) ? rt_fail(m, KILN_ERR_IO, "kiln_module_profile: cannot write the profile")
                      : KILN_OK;
-}
-
-/* No module exists to hold these messages; they are documented here. */
-kiln_status kiln_module_open(const char *so_path, kiln_module **out)
-{
-    (void)so_path;
-    if (out)
-        *out = NULL;
-    return out ? KILN_ERR_UNSUPPORTED : KILN_ERR_INVALID;
-}
-
-kiln_status kiln_export(kiln_graph *g, const kiln_compile_opts *opts, const char *dir)
-{
-    (void)opts;
-    (void)dir;
-    if (!g)
-        return KILN_ERR_INVALID;
-    if (!ir_begin(g))
-        return g->status;
-    return compile_fail(g, KILN_ERR_UNSUPPORTED, "kiln_export: not implemented yet");
 }

@@ -12,6 +12,7 @@
 #define KILN_RT_H
 
 #include "ir/ir.h"
+#include "ir/kernel.h"
 
 typedef enum { RT_INPUT, RT_PARAM, RT_OUTPUT } rt_role;
 
@@ -66,6 +67,52 @@ extern const rt_executor rt_cexec; /* jit.c: generated C, compiled and loaded */
 /* jit.c: lowers m->g, renders C, compiles (or finds in the cache) and loads it
  * as m's executor state. Errors are recorded on the user's graph g. */
 kiln_status rt_cexec_build(kiln_module *m, kiln_graph *g, const kiln_compile_opts *opts);
+
+/* module.c: the module around mg (taken over; freed on failure): verified,
+ * laid out, params initialised; the caller attaches the executor. Errors go
+ * on g as "fn: reason". */
+kiln_status rt_module_new(kiln_graph *g, kiln_graph *mg, kiln_target target, const char *fn,
+                          kiln_module **out);
+void rt_module_destroy(kiln_module *m); /* NULL is a no-op */
+/* The namespace check of kiln_compile (inputs, params, outputs: no name twice). */
+kiln_status rt_check_names(kiln_graph *g, const char *fn);
+/* Records a compile-time error on g (first one wins; the graph stays usable). */
+kiln_status rt_compile_fail(kiln_graph *g, kiln_status s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The .kir text of g (ir_alloc'd), or NULL when out of memory. */
+char *rt_graph_text(const kiln_graph *g);
+
+/* jit.c, in steps for kiln_export and kiln_module_open: prepare lowers m->g
+ * and renders the C source (no compiler yet); attach takes a loaded shared
+ * object of that source (ownership of handle passes to m). */
+kiln_status rt_cexec_prepare(kiln_module *m, kiln_graph *g, const kiln_compile_opts *opts,
+                             const char *fn);
+kiln_status rt_cexec_attach(kiln_module *m, kiln_graph *g, void *handle, const char *fn);
+/* The prepared program, its C source and, per program buffer, the module
+ * buffer it is (inputs, params, outputs) or -1. */
+void rt_cexec_parts(const kiln_module *m, const kprogram **p, const char **source,
+                    const int **modbuf);
+
+/* The C toolchain kiln_export builds with: the JIT's compiler and flags. */
+typedef struct {
+    char cc[4096];
+    bool openmp;
+} rt_toolchain;
+kiln_status rt_toolchain_find(kiln_graph *g, const kiln_compile_opts *opts, const char *fn,
+                              rt_toolchain *tc);
+/* The command line that builds so from src (both relative to the directory it
+ * runs in), as text, and running it in dir with stderr to errpath: the exit
+ * status, or -1. Exports add -Wl,-Bsymbolic to the JIT's flags. */
+void rt_toolchain_command(const rt_toolchain *tc, const char *src, const char *so, char *out,
+                          size_t cap);
+int rt_toolchain_run(const rt_toolchain *tc, const char *dir, const char *src, const char *so,
+                     const char *errpath);
+
+/* export.c: the header kiln_export would write for g under name (ir_alloc'd
+ * into *header), without building anything; errors on g. */
+kiln_status rt_export_header(kiln_graph *g, const char *name, char **header);
+/* export.c: the message of this thread's last failed kiln_module_open ("" when none). */
+const char *rt_open_error(void);
 
 /* Records a message on m ("kiln_module_xxx: reason") and returns s. */
 kiln_status rt_fail(kiln_module *m, kiln_status s, const char *fmt, ...)

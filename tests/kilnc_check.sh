@@ -35,7 +35,27 @@ printf 'kiln 1 seed=0 streams=0\n%%0 = addd : f32[2]\n' >"$tmp/bad.kir"
 "$kilnc" --bogus "$golden" 2>"$tmp/err"; check "unknown option" 2 $? "$tmp/err" "unknown option '--bogus'"
 "$kilnc" "$golden" "$golden" 2>"$tmp/err"; check "two inputs" 2 $? "$tmp/err" "more than one input"
 "$kilnc" "$golden" --emit=cuda 2>"$tmp/err"; check "emit cuda" 2 $? "$tmp/err" "--emit=cuda is not available yet"
-"$kilnc" "$golden" --emit=asm 2>"$tmp/err"; check "emit unknown" 2 $? "$tmp/err" "--emit=asm is unknown (this kilnc emits: ir, c, dot)"
+"$kilnc" "$golden" --emit=asm 2>"$tmp/err"; check "emit unknown" 2 $? "$tmp/err" "--emit=asm is unknown (this kilnc emits: ir, c, dot, h, so)"
+
+# --emit=so / --emit=h: kiln_export from the command line
+mkdir -p "$tmp/exp"
+cp "$golden" "$tmp/exp/my-model.kir"
+(cd "$tmp/exp" && "$kilnc" my-model.kir --emit=so); check "emit so (default name)" 0 $?
+for f in my_model.so my_model.h my_model.c my_model.kir my_model.params.bin; do
+    [ -f "$tmp/exp/$f" ] || { echo "FAIL emit so wrote no $f"; fails=$((fails + 1)); }
+done
+nm -D --defined-only "$tmp/exp/my_model.so" >"$tmp/syms"; check "emit so symbols" 0 $? "$tmp/syms" "my_model_create"
+check "emit so abi" 0 0 "$tmp/syms" "kiln_abi"
+"$kilnc" "$golden" --emit=so -o "$tmp/exp/sub/net.so"; check "emit so -o" 0 $?
+[ -f "$tmp/exp/sub/net.so" ] && [ -f "$tmp/exp/sub/net.h" ] || { echo "FAIL emit so -o wrote no net.so/net.h"; fails=$((fails + 1)); }
+"$kilnc" "$golden" --emit=h >"$tmp/h.h"; gn=$(basename "$golden" .kir); check "emit h" 0 $? "$tmp/h.h" "typedef struct ${gn}_state ${gn}_state;"
+"$kilnc" - --emit=h <"$golden" >"$tmp/h.h"; check "emit h stdin" 0 $? "$tmp/h.h" "typedef struct model_state model_state;"
+"$kilnc" "$golden" --emit=h -o "$tmp/exp/sub/other.h"; check "emit h -o" 0 $? "$tmp/exp/sub/other.h" "other_state *other_create(void);"
+cmp -s <(sed 's/net/X/g; s/NET/X/g' "$tmp/exp/sub/net.h") <(sed 's/other/X/g; s/OTHER/X/g' "$tmp/exp/sub/other.h") ||
+    { echo "FAIL --emit=h differs from the header --emit=so writes"; fails=$((fails + 1)); }
+"$kilnc" "$golden" --emit=so -o "$tmp/exp/net.dll" 2>"$tmp/err"; check "emit so bad ext" 2 $? "$tmp/err" "does not end in .so"
+"$kilnc" "$golden" --emit=so -o "$tmp/exp/1net.so" 2>"$tmp/err"; check "emit so bad name" 1 $? "$tmp/err" "the name '1net' is not a C identifier"
+KILN_CC=false "$kilnc" "$golden" --emit=so -o "$tmp/exp/cc.so" 2>"$tmp/err"; check "emit so compiler fails" 1 $? "$tmp/err" "failed (exit 1)"
 
 # --emit=c, --stats, --print-after-all on a small model
 cat >"$tmp/m.kir" <<'KIR'

@@ -1,16 +1,18 @@
 /*
  * kilnc - Kiln's command-line compiler, runner and IR inspector.
  *
- *   kilnc MODEL.kir [--emit=ir|c|dot] [-o OUT] [--print-after-all] [--stats]
+ *   kilnc MODEL.kir [--emit=ir|c|dot|h|so] [-o OUT] [--print-after-all] [--stats]
  *   kilnc run MODEL.kir --entry NAME [--in NAME=FILE.npy]... [--out NAME=FILE.npy]...
  *             [--print NAME]... [--runs N] [--target c|interp]
  *
  * Compiling reads and verifies a .kir graph (errors name the line and
  * column), then writes it in canonical .kir form (--emit=ir) or as the C the
  * C target compiles (--emit=c: the pass pipeline and the renderer, no C
- * compiler needed) or Graphviz (--emit=dot). --stats describes the compiled program on stderr;
- * --print-after-all prints the graph after every pass (KILN_DEBUG=2). The
- * modes of later work (cuda, h, so) say they are not available yet.
+ * compiler needed) or Graphviz (--emit=dot), or exports it (kiln_export):
+ * --emit=so writes OUT (default <model>.so) with its header and sources
+ * beside it, --emit=h only the header. --stats describes the compiled
+ * program on stderr; --print-after-all prints the graph after every pass
+ * (KILN_DEBUG=2). --emit=cuda says it is not available yet.
  * `run` compiles the graph, sets inputs and params from .npy files, runs an
  * entry and writes or prints named tensors. Exit status: 0 done, 1 the input
  * or a run failed, 2 bad usage.
@@ -19,6 +21,7 @@
 #include "ir/ir.h"
 #include "ir/kernel.h"
 #include "passes/passes.h"
+#include "runtime/rt.h"
 
 #include <kiln.h>
 #include <stdio.h>
@@ -26,7 +29,7 @@
 #include <string.h>
 
 static const char usage[] =
-    "usage: kilnc MODEL.kir [--emit=ir|c|dot] [-o OUT] [--print-after-all] [--stats]\n"
+    "usage: kilnc MODEL.kir [--emit=ir|c|dot|h|so] [-o OUT] [--print-after-all] [--stats]\n"
     "       kilnc run MODEL.kir --entry NAME [--in NAME=FILE.npy]... [--out NAME=FILE.npy]...\n"
     "                 [--print NAME]... [--runs N] [--target c|interp]\n"
     "\n"
@@ -35,6 +38,10 @@ static const char usage[] =
     "  --emit=ir           canonical .kir text (default)\n"
     "  --emit=c            the C source the C target compiles for the graph\n"
     "  --emit=dot          Graphviz of the compiled graph, fused kernels as clusters\n"
+    "  --emit=so           export: OUT (default MODEL.so in this directory) plus, beside\n"
+    "                      it, OUT's .h, .c, .kir and .params.bin; the name of OUT\n"
+    "                      without .so names the C API (kiln_export)\n"
+    "  --emit=h            only the header --emit=so would write\n"
     "  -o OUT              write to OUT instead of standard output\n"
     "  --print-after-all   print the graph after every pass and the kernel program\n"
     "                      (standard error)\n"
@@ -149,6 +156,69 @@ static void print_stats(const kprogram *p, FILE *f)
                 p->kernels[k].nnodes, kernel_flops(&p->kernels[k]));
 }
 
+/* The export name and directory for OUT ("dir/name.so" or "dir/name.h"), or
+ * from the input's file name when there is no OUT. */
+static void export_target(const char *in, const char *out, const char *ext, char *dir, char *name,
+                          size_t cap)
+{
+    const char *path = out ? out : in;
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    if (out && slash)
+        snprintf(dir, cap, "%.*s", slash == out ? 1 : (int)(slash - out), out);
+    else
+        snprintf(dir, cap, ".");
+    size_t n = strlen(base);
+    const char *strip = out ? ext : ".kir";
+    if (n > strlen(strip) && strcmp(base + n - strlen(strip), strip) == 0)
+        n -= strlen(strip);
+    if (!out && strcmp(in, "-") == 0) {
+        snprintf(name, cap, "model");
+        return;
+    }
+    snprintf(name, cap, "%.*s", (int)n, base);
+    if (!out) /* a file name need not be an identifier: make it one */
+        for (char *p = name; *p; p++)
+            if (!(*p == '_' || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                  (*p >= '0' && *p <= '9' && p != name)))
+                *p = '_';
+}
+
+/* --emit=so: kiln_export into OUT's directory; --emit=h: the header to OUT or
+ * standard output. */
+static int export_mode(kiln_graph *g, const char *in, const char *out, bool so)
+{
+    char dir[4096], name[4096];
+    export_target(in, out, so ? ".so" : ".h", dir, name, sizeof dir);
+    if (so) {
+        if (out && (strlen(out) < 4 || strcmp(out + strlen(out) - 3, ".so") != 0)) {
+            fprintf(stderr, "kilnc: --emit=so writes a .so: '%s' does not end in .so\n", out);
+            return 2;
+        }
+        kiln_compile_opts o = {.name = name};
+        if (kiln_export(g, &o, dir) != KILN_OK) {
+            fprintf(stderr, "kilnc: %s: %s\n", in, kiln_graph_error(g));
+            return 1;
+        }
+        return 0;
+    }
+    char *header = NULL;
+    if (rt_export_header(g, name, &header) != KILN_OK) {
+        fprintf(stderr, "kilnc: %s: %s\n", in, kiln_graph_error(g));
+        return 1;
+    }
+    FILE *f = out ? fopen(out, "wb") : stdout;
+    bool ok = f && fputs(header, f) >= 0;
+    if (f && f != stdout)
+        ok = fclose(f) == 0 && ok;
+    ir_free(header);
+    if (!ok) {
+        fprintf(stderr, "kilnc: cannot write '%s'\n", out ? out : "standard output");
+        return 1;
+    }
+    return 0;
+}
+
 static int compile_mode(int argc, char **argv)
 {
     const char *in = NULL, *out = NULL, *emit = "ir";
@@ -180,15 +250,20 @@ static int compile_mode(int argc, char **argv)
         return 2;
     }
     bool ir = strcmp(emit, "ir") == 0, c = strcmp(emit, "c") == 0, dot = strcmp(emit, "dot") == 0;
-    if (!ir && !c && !dot) {
-        bool later = strcmp(emit, "cuda") == 0 || strcmp(emit, "h") == 0 || strcmp(emit, "so") == 0;
-        fprintf(stderr, "kilnc: --emit=%s is %s (this kilnc emits: ir, c, dot)\n", emit,
-                later ? "not available yet" : "unknown");
+    bool h = strcmp(emit, "h") == 0, so = strcmp(emit, "so") == 0;
+    if (!ir && !c && !dot && !h && !so) {
+        fprintf(stderr, "kilnc: --emit=%s is %s (this kilnc emits: ir, c, dot, h, so)\n", emit,
+                strcmp(emit, "cuda") == 0 ? "not available yet" : "unknown");
         return 2;
     }
     kiln_graph *g = load(in);
     if (!g)
         return 1;
+    if (h || so) {
+        int r = export_mode(g, in, out, so);
+        kiln_graph_free(g);
+        return r;
+    }
     char *source = NULL;
     int rc = 0;
     if (c || stats || after_all) { /* the pipeline, on a clone (it rewrites its graph) */

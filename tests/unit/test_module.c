@@ -688,27 +688,8 @@ static void test_free_and_error_basics(void **state)
 {
     (void)state;
     kiln_module_free(NULL);
-    assert_string_equal(kiln_module_error(NULL), "kiln_module_error: module is NULL");
-}
-
-static void test_later_issues(void **state)
-{
-    (void)state;
-    kiln_graph *g = two_entries();
-    kiln_module *m = compile_ok(g);
-    /* save/load: test_checkpoint.c; profile: test_profile.c */
-    kiln_module *o = (kiln_module *)&o;
-    assert_int_equal(kiln_module_open("model.so", &o), KILN_ERR_UNSUPPORTED);
-    assert_null(o);
-    assert_int_equal(kiln_module_open("model.so", NULL), KILN_ERR_INVALID);
-    /* kiln_graph_dot: test_dot.c */
-    assert_int_equal(kiln_export(NULL, NULL, "/tmp"), KILN_ERR_INVALID);
-    assert_int_equal(kiln_export(g, NULL, "/tmp"), KILN_ERR_UNSUPPORTED);
-    assert_graph_error(g, KILN_ERR_UNSUPPORTED, "kiln_export: not implemented yet");
-    kiln_module_free(m);
-    m = compile_ok(g); /* a failed export leaves the graph usable too */
-    kiln_module_free(m);
-    kiln_graph_free(g);
+    /* NULL: this thread's last failed kiln_module_open (none yet) */
+    assert_string_equal(kiln_module_error(NULL), "");
 }
 
 /* ---- out of memory ------------------------------------------------------------------ */
@@ -801,7 +782,6 @@ int main(void)
         cmocka_unit_test(test_print),
         cmocka_unit_test(test_source_is_the_graph),
         cmocka_unit_test(test_free_and_error_basics),
-        cmocka_unit_test(test_later_issues),
         cmocka_unit_test(test_out_of_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,841 @@
+/*
+ * export.c - kiln_export (a model as a standalone .so + typed .h) and
+ * kiln_module_open (such a .so back into the module API).
+ *
+ * kiln_export(g, opts, dir) writes, for name = opts->name (default "model"):
+ *   <name>.kir         the graph (the text the .so embeds)
+ *   <name>.params.bin  the initial value of every param, each at a multiple of 64 bytes
+ *   <name>.h           the typed C API: state create/free/error, one function
+ *                      per entry, save/load of checkpoints, tensor access
+ *   <name>.c           the generated kernels and entries (exactly the JIT's
+ *                      source for the graph), the metadata, the tables and the
+ *                      standalone runtime (runtime/export_rt.inc)
+ *   <name>.so          built from <name>.c in dir with the JIT's compiler and
+ *                      flags (plus -Wl,-Bsymbolic); the .kir and params are
+ *                      assembled in with .incbin, so the .so needs no other file
+ * Every file is replaced atomically. The module is built from the .kir text
+ * (print, then parse), exactly as kiln_module_open rebuilds it, so both see
+ * one graph.
+ *
+ * kiln_module_open(path) loads the .so, checks kiln_abi (KILN_ABI_TAG) and
+ * kiln_export_meta, parses the embedded graph, lays the module out with the
+ * embedded params, renders the graph again and compares the source's hash
+ * with the one the .so was built from (another Kiln version would run
+ * different code against this layout), then runs the .so's entries as the C
+ * target does. A failure leaves its message for kiln_module_error(NULL).
+ */
+#include "codegen/c/expr.h"
+#include "rt.h"
+#include "runtime/abi.h"
+#include "runtime/fsutil.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+KILN_CTX_DEF
+KILN_EXPORT_DEF
+
+extern const char rt_export_runtime_text[]; /* runtime/export_rt.inc, embedded by CMake */
+
+enum { NAME_MAX_LEN = 64 };
+
+/* ---- names ------------------------------------------------------------------ */
+
+static bool is_ident(const char *s)
+{
+    if (!s || !*s || strlen(s) > NAME_MAX_LEN || (*s >= '0' && *s <= '9'))
+        return false;
+    for (; *s; s++)
+        if (!(*s == '_' || (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+              (*s >= '0' && *s <= '9')))
+            return false;
+    return true;
+}
+
+/* s as a C identifier: other characters become '_', a leading digit gets
+ * prefix (or "t"). */
+static void to_ident(char *out, size_t cap, const char *s, const char *prefix)
+{
+    size_t n = 0;
+    if (*s >= '0' && *s <= '9')
+        n = (size_t)snprintf(out, cap, "%s", prefix ? prefix : "t");
+    for (; *s && n + 1 < cap; s++) {
+        char c = *s;
+        bool ok =
+            c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+        out[n++] = ok ? c : '_';
+    }
+    out[n < cap ? n : cap - 1] = 0;
+    if (n == 0)
+        snprintf(out, cap, "%s", prefix ? prefix : "t");
+}
+
+/* Words an argument name must not be in C or C++. */
+static bool reserved(const char *s)
+{
+    static const char *const words[] = {
+        "auto",     "bool",     "break",   "case",      "catch",  "char",     "class",
+        "const",    "continue", "default", "delete",    "do",     "double",   "else",
+        "enum",     "explicit", "extern",  "false",     "float",  "for",      "friend",
+        "goto",     "if",       "inline",  "int",       "long",   "mutable",  "namespace",
+        "new",      "operator", "private", "protected", "public", "register", "restrict",
+        "return",   "short",    "signed",  "sizeof",    "static", "struct",   "switch",
+        "template", "this",     "throw",   "true",      "try",    "typedef",  "typename",
+        "union",    "unsigned", "using",   "virtual",   "void",   "volatile", "while",
+        "and",      "or",       "not",     "xor",       "s"};
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+        if (strcmp(s, words[i]) == 0)
+            return true;
+    return false;
+}
+
+/* ---- the export's shape ------------------------------------------------------------ */
+
+typedef struct {
+    char arg[NAME_MAX_LEN + 8];
+    int tensor; /* module buffer */
+} xarg;
+
+typedef struct {
+    char fn[2 * NAME_MAX_LEN + 8]; /* "<name>_<entry>" */
+    xarg *in, *out;                /* out: outputs that are not assigns */
+    int nin, nout;
+} xentry;
+
+typedef struct {
+    kiln_module *m;
+    const kprogram *p;
+    const char *source; /* the renderer's: what the hash covers */
+    const int *modbuf;
+    const char *name;
+    xentry *e;
+    uint64_t *init; /* per module buffer: offset in the params blob (params) */
+    uint64_t params_bytes;
+    int *order; /* params sorted by name (the checkpoint order) */
+    int nparams;
+} xspec;
+
+static void spec_free(xspec *x)
+{
+    for (int e = 0; x->e && e < x->m->g->nentries; e++) {
+        ir_free(x->e[e].in);
+        ir_free(x->e[e].out);
+    }
+    ir_free(x->e);
+    ir_free(x->init);
+    ir_free(x->order);
+}
+
+static bool arg_taken(const xarg *a, int n, const char *s)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(a[i].arg, s) == 0)
+            return true;
+    return false;
+}
+
+/* Gives args[n] a unique, non-reserved name from base. */
+static void name_arg(xarg *args, int n, const char *base)
+{
+    char s[NAME_MAX_LEN + 8];
+    snprintf(s, sizeof s, "%.*s", NAME_MAX_LEN, base);
+    while ((reserved(s) || arg_taken(args, n, s)) && strlen(s) + 1 < sizeof s)
+        strcat(s, "_");
+    snprintf(args[n].arg, sizeof args[n].arg, "%s", s);
+}
+
+static int by_param_name(const void *a, const void *b, void *arg)
+{
+    const kiln_module *m = arg;
+    return strcmp(m->bufs[*(const int *)a].name, m->bufs[*(const int *)b].name);
+}
+
+/* Function and argument names, per-entry inputs (what the entry reads, in
+ * module order), the params blob layout and the checkpoint order. */
+static kiln_status make_spec(xspec *x, kiln_graph *g)
+{
+    kiln_module *m = x->m;
+    const kiln_graph *mg = m->g;
+    int ne = mg->nentries;
+    x->e = ir_calloc(sizeof(*x->e) * (size_t)(ne ? ne : 1));
+    x->init = ir_calloc(sizeof(uint64_t) * (size_t)(m->nbufs ? m->nbufs : 1));
+    x->order = ir_alloc(sizeof(int) * (size_t)(m->nbufs ? m->nbufs : 1));
+    bool *needed = ir_alloc(sizeof(bool) * (size_t)(mg->nnodes ? mg->nnodes : 1));
+    if (!x->e || !x->init || !x->order || !needed) {
+        ir_free(needed);
+        return rt_compile_fail(g, KILN_ERR_NOMEM, "kiln_export: out of memory");
+    }
+    for (int i = 0; i < m->nbufs; i++)
+        if (m->bufs[i].role == RT_PARAM) {
+            x->init[i] = x->params_bytes;
+            x->params_bytes += (m->bufs[i].nbytes + 63) / 64 * 64;
+            x->order[x->nparams++] = i;
+        }
+    qsort_r(x->order, (size_t)x->nparams, sizeof(int), by_param_name, m);
+
+    static const char *const api[] = {"create", "free", "error", "save", "load", "tensor"};
+    kiln_status s = KILN_OK;
+    for (int e = 0; e < ne && s == KILN_OK; e++) {
+        const ir_entry *ie = &mg->entries[e];
+        xentry *xe = &x->e[e];
+        char id[NAME_MAX_LEN + 8];
+        to_ident(id, sizeof id, ie->name, "e");
+        snprintf(xe->fn, sizeof xe->fn, "%s_%s", x->name, id);
+        for (size_t k = 0; k < sizeof api / sizeof api[0]; k++)
+            if (strcmp(id, api[k]) == 0)
+                s = rt_compile_fail(g, KILN_ERR_INVALID,
+                                    "kiln_export: entry '%s' would be %s, which the API already "
+                                    "uses for the state; rename the entry",
+                                    ie->name, xe->fn);
+        for (int k = 0; k < e && s == KILN_OK; k++)
+            if (strcmp(x->e[k].fn, xe->fn) == 0)
+                s = rt_compile_fail(g, KILN_ERR_INVALID,
+                                    "kiln_export: entries '%s' and '%s' both become the C "
+                                    "function %s; rename one",
+                                    mg->entries[k].name, ie->name, xe->fn);
+        memset(needed, 0, sizeof(bool) * (size_t)mg->nnodes);
+        for (int k = 0; k < ie->n; k++)
+            needed[ie->outputs[k]->id] = true;
+        for (int i = mg->nnodes - 1; i >= 0; i--)
+            if (needed[i])
+                for (int k = 0; k < mg->nodes[i]->nin; k++)
+                    needed[mg->nodes[i]->in[k]->id] = true;
+        int nin = 0;
+        for (int i = 0; i < mg->nnodes; i++)
+            nin += needed[i] && mg->nodes[i]->op == IR_INPUT;
+        xe->in = ir_alloc(sizeof(xarg) * (size_t)(nin + 1));
+        xe->out = ir_alloc(sizeof(xarg) * (size_t)(ie->n + 1));
+        if (!xe->in || !xe->out) {
+            s = rt_compile_fail(g, KILN_ERR_NOMEM, "kiln_export: out of memory");
+            break;
+        }
+        for (int i = 0; i < mg->nnodes; i++)
+            if (needed[i] && mg->nodes[i]->op == IR_INPUT) {
+                char base[NAME_MAX_LEN + 8];
+                to_ident(base, sizeof base, mg->nodes[i]->name, "in");
+                name_arg(xe->in, xe->nin, base);
+                xe->in[xe->nin++].tensor = m->leaf_buf[i];
+            }
+        for (int k = 0; k < ie->n; k++) {
+            if (ie->outputs[k]->op == IR_ASSIGN)
+                continue; /* applied to the param; readable with <name>_tensor */
+            const char *on = ie->output_names[k];
+            size_t pre = strlen(ie->name);
+            if (strncmp(on, ie->name, pre) == 0 && on[pre] == '.' && on[pre + 1])
+                on += pre + 1; /* "train.loss" -> "loss" */
+            char base[NAME_MAX_LEN + 8];
+            to_ident(base, sizeof base, on, "out");
+            /* unique against the inputs too: both are parameters of one function */
+            xarg *tmp = ir_alloc(sizeof(xarg) * (size_t)(xe->nin + xe->nout + 1));
+            if (!tmp) {
+                s = rt_compile_fail(g, KILN_ERR_NOMEM, "kiln_export: out of memory");
+                break;
+            }
+            memcpy(tmp, xe->in, sizeof(xarg) * (size_t)xe->nin);
+            memcpy(tmp + xe->nin, xe->out, sizeof(xarg) * (size_t)xe->nout);
+            name_arg(tmp, xe->nin + xe->nout, base);
+            xe->out[xe->nout] = tmp[xe->nin + xe->nout];
+            ir_free(tmp);
+            xe->out[xe->nout++].tensor = m->entry_buf[e] + k;
+        }
+    }
+    ir_free(needed);
+    return s;
+}
+
+/* ---- texts --------------------------------------------------------------------- */
+
+static const char *dtype_enum(kiln_dtype dt)
+{
+    switch (dt) {
+    case KILN_F32: return "KSO_F32";
+    case KILN_F64: return "KSO_F64";
+    case KILN_I32: return "KSO_I32";
+    case KILN_I64: return "KSO_I64";
+    case KILN_BOOL: return "KSO_BOOL";
+    }
+    return "?";
+}
+
+static const char *role_word(rt_role r)
+{
+    return r == RT_INPUT ? "input" : r == RT_PARAM ? "param" : "output";
+}
+
+static void tensor_type(cgen_buf *b, const rt_buf *t)
+{
+    char shape[256];
+    ir_shape_str(shape, sizeof shape, t->node->rank, t->node->dims);
+    cgen_printf(b, "%s%s", ir_dtype_kir(t->node->dtype), shape);
+}
+
+/* "int model_train(model_state *s, const float *x, ..., float *loss)" */
+static void signature(cgen_buf *b, const xspec *x, const xentry *xe)
+{
+    cgen_printf(b, "int %s(%s_state *s", xe->fn, x->name);
+    for (int i = 0; i < xe->nin; i++)
+        cgen_printf(b, ", const %s *%s", cgen_ctype(x->m->bufs[xe->in[i].tensor].node->dtype),
+                    xe->in[i].arg);
+    for (int i = 0; i < xe->nout; i++)
+        cgen_printf(b, ", %s *%s", cgen_ctype(x->m->bufs[xe->out[i].tensor].node->dtype),
+                    xe->out[i].arg);
+    cgen_puts(b, ")");
+}
+
+static char *make_header(const xspec *x, const rt_toolchain *tc)
+{
+    const kiln_module *m = x->m;
+    cgen_buf b = {0};
+    char guard[NAME_MAX_LEN + 8];
+    size_t n = 0;
+    for (const char *c = x->name; *c; c++)
+        guard[n++] = (char)(*c >= 'a' && *c <= 'z' ? *c - 'a' + 'A' : *c);
+    guard[n] = 0;
+    cgen_printf(&b,
+                "/*\n * %s.h - the C API of %s.so, exported by Kiln (kiln_export) from the "
+                "graph in %s.kir.\n *\n"
+                " * A program needs only this header and the .so:\n"
+                " *     cc prog.c -I DIR DIR/%s.so -Wl,-rpath,DIR\n"
+                " * %s.so needs libc, libm%s; it was built for the CPU that exported it.\n *\n"
+                " * Tensors (row-major, contiguous, native byte order):\n",
+                x->name, x->name, x->name, x->name, x->name,
+                tc->openmp ? " and the OpenMP runtime (libomp)" : "");
+    for (int i = 0; i < m->nbufs; i++) {
+        cgen_printf(&b, " *   %-6s %-28s ", role_word(m->bufs[i].role), m->bufs[i].name);
+        tensor_type(&b, &m->bufs[i]);
+        cgen_puts(&b, "\n");
+    }
+    cgen_printf(&b,
+                " *\n * Every int function returns 0, or -1 with the reason in %s_error(s).\n"
+                " * An entry that fails (an index out of range) changes no param.\n */\n"
+                "#ifndef %s_H\n#define %s_H\n\n#include <stdbool.h>\n#include <stddef.h>\n"
+                "#include <stdint.h>\n\n#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n"
+                "typedef struct %s_state %s_state;\n\n"
+                "/* A state with every param at its exported initial value; NULL when out of "
+                "memory. */\n%s_state *%s_create(void);\n"
+                "void %s_free(%s_state *s); /* NULL is a no-op */\n"
+                "/* The last failing call's message (\"\" when none). */\n"
+                "const char *%s_error(const %s_state *s);\n\n",
+                x->name, guard, guard, x->name, x->name, x->name, x->name, x->name, x->name,
+                x->name, x->name);
+    for (int e = 0; e < m->g->nentries; e++) {
+        const xentry *xe = &x->e[e];
+        cgen_printf(&b, "/* entry \"%s\":", m->g->entries[e].name);
+        for (int i = 0; i < xe->nin; i++) {
+            cgen_printf(&b, "%s%s = '%s' ", i ? ", " : " reads ", xe->in[i].arg,
+                        m->bufs[xe->in[i].tensor].name);
+            tensor_type(&b, &m->bufs[xe->in[i].tensor]);
+        }
+        for (int i = 0; i < xe->nout; i++) {
+            cgen_printf(&b, "%s%s = '%s' ", i ? ", " : (xe->nin ? ";\n   writes " : " writes "),
+                        xe->out[i].arg, m->bufs[xe->out[i].tensor].name);
+            tensor_type(&b, &m->bufs[xe->out[i].tensor]);
+        }
+        int assigns = m->g->entries[e].n - xe->nout;
+        if (assigns)
+            cgen_printf(&b, ";\n   updates %d param%s in place", assigns, assigns == 1 ? "" : "s");
+        cgen_puts(&b,
+                  xe->nout ? ".\n   An output pointer may be NULL: not copied. */\n" : ". */\n");
+        signature(&b, x, xe);
+        cgen_puts(&b, ";\n\n");
+    }
+    cgen_printf(&b,
+                "/* Checkpoints: safetensors files of every param (optimizer state included), "
+                "the\n   bytes kiln_module_save writes; load checks the whole file before it "
+                "changes\n   anything. save replaces the file atomically. */\n"
+                "int %s_save(%s_state *s, const char *path);\nint %s_load(%s_state *s, const "
+                "char *path);\n\n"
+                "/* The storage of a param or output by its Kiln name (\"train.lr\"), or NULL; "
+                "*nbytes\n   (may be NULL) gets its size. A param written here is used by the "
+                "next run. */\n"
+                "void *%s_tensor(%s_state *s, const char *name, size_t *nbytes);\n\n"
+                "#ifdef __cplusplus\n}\n#endif\n\n#endif /* %s_H */\n",
+                x->name, x->name, x->name, x->name, x->name, x->name, guard);
+    if (b.oom) {
+        cgen_buf_free(&b);
+        return NULL;
+    }
+    return b.s;
+}
+
+/* A global, hidden label over an .incbin'd file in .rodata, 64-byte aligned;
+ * nul adds a 0 byte after it. */
+static void incbin(cgen_buf *b, const char *label, const char *file, bool nul)
+{
+    cgen_printf(b,
+                "__asm__(\".section .rodata.%s,\\\"a\\\",%%progbits\\n\"\n"
+                "        \".balign 64\\n\"\n"
+                "        \".globl %s\\n\"\n"
+                "        \".hidden %s\\n\"\n"
+                "        \"%s:\\n\"\n"
+                "        \".incbin \\\"%s\\\"\\n\"\n"
+                "%s"
+                "        \".previous\\n\");\n"
+                "extern const unsigned char %s[];\n",
+                label, label, label, label, file, nul ? "        \".byte 0\\n\"\n" : "", label);
+}
+
+static char *make_source(const xspec *x, const char *cmd)
+{
+    const kiln_module *m = x->m;
+    const kprogram *p = x->p;
+    const char *split = strstr(rt_export_runtime_text, "/* @tables@ */");
+    if (!split)
+        return NULL;
+    cgen_buf b = {0};
+    cgen_printf(&b,
+                "/*\n * %s.c - the model \"%s\", exported by Kiln (kiln_export). Built in this "
+                "directory with\n *     %s\n * It is the JIT's code for %s.kir, the metadata "
+                "kiln_module_open reads, and the\n * standalone API of %s.h.\n */\n",
+                x->name, x->name, cmd, x->name, x->name);
+    cgen_puts(&b, x->source);
+    cgen_printf(&b,
+                "\n/* ==== the export ==== */\n\n#define kso_state %s_state\n#include \"%s.h\"\n\n",
+                x->name, x->name);
+    cgen_printf(&b, "%.*s", (int)(split - rt_export_runtime_text), rt_export_runtime_text);
+    /* the tables */
+    cgen_printf(&b,
+                "/* ---- this model's tables ---- */\n\n#define KSO_NTENSORS %d\n#define "
+                "KSO_NPBUFS %d\n#define KSO_NENTRIES %d\n#define KSO_NPARAMS %d\n"
+                "#define KSO_SEED UINT64_C(%llu)\n\n",
+                m->nbufs, p->nbufs, m->g->nentries, x->nparams, (unsigned long long)m->g->seed);
+    char file[NAME_MAX_LEN + 16];
+    snprintf(file, sizeof file, "%s.params.bin", x->name);
+    incbin(&b, "kso_params_begin", file, false);
+    cgen_puts(&b, "\nstatic const kso_tensor kso_tensors[KSO_NTENSORS + 1] = {\n");
+    for (int i = 0; i < m->nbufs; i++) {
+        const rt_buf *t = &m->bufs[i];
+        cgen_printf(&b, "    {\"%s\", %s, %s, %d, {", t->name,
+                    t->role == RT_INPUT   ? "KSO_INPUT"
+                    : t->role == RT_PARAM ? "KSO_PARAM"
+                                          : "KSO_OUTPUT",
+                    dtype_enum(t->node->dtype), t->node->rank);
+        for (int d = 0; d < t->node->rank; d++)
+            cgen_printf(&b, "%s%lld", d ? ", " : "", (long long)t->node->dims[d]);
+        cgen_printf(&b, "}, %zu, %llu},\n", t->nbytes, (unsigned long long)x->init[i]);
+    }
+    cgen_puts(&b, "    {0}};\n\nstatic const kso_pbuf kso_pbufs[KSO_NPBUFS + 1] = {\n");
+    for (int i = 0; i < p->nbufs; i++) {
+        const kbuf *kb = &p->bufs[i];
+        if (kb->role == KB_TEMP)
+            cgen_printf(&b, "    {KSO_TEMP, -1, %lld},\n", (long long)kb->offset);
+        else if (kb->role == KB_CONST)
+            cgen_puts(&b, "    {KSO_CONST, -1, 0},\n");
+        else
+            cgen_printf(&b, "    {KSO_TENSOR, %d, 0},\n", x->modbuf[i]);
+    }
+    cgen_puts(&b, "    {0}};\n\n");
+    for (int e = 0; e < m->g->nentries; e++) {
+        cgen_printf(&b, "static const int kso_in_%d[] = {", e);
+        for (int i = 0; i < x->e[e].nin; i++)
+            cgen_printf(&b, "%d, ", x->e[e].in[i].tensor);
+        cgen_puts(&b, "-1};\n");
+    }
+    cgen_puts(&b, "static const kso_entry kso_entries[KSO_NENTRIES + 1] = {\n");
+    for (int e = 0; e < m->g->nentries; e++)
+        cgen_printf(&b, "    {\"%s\", kiln_entry_%d, %lld, %d, %d, kso_in_%d, %d},\n", x->e[e].fn,
+                    e, (long long)p->entries[e].arena_bytes, m->entry_buf[e], m->g->entries[e].n, e,
+                    x->e[e].nin);
+    cgen_puts(&b, "    {0}};\n\nstatic const int kso_param_order[KSO_NPARAMS + 1] = {");
+    for (int i = 0; i < x->nparams; i++)
+        cgen_printf(&b, "%d, ", x->order[i]);
+    cgen_puts(&b, "-1};\n\n");
+    cgen_puts(&b, split + strlen("/* @tables@ */"));
+    /* the public API */
+    const char *n = x->name;
+    cgen_printf(&b,
+                "\n/* ---- the API of %s.h ---- */\n\n"
+                "KILN_EXPORT %s_state *%s_create(void)\n{\n    return kso_create();\n}\n\n"
+                "KILN_EXPORT void %s_free(%s_state *s)\n{\n    kso_destroy(s);\n}\n\n"
+                "KILN_EXPORT const char *%s_error(const %s_state *s)\n{\n"
+                "    return kso_error(s);\n}\n\n",
+                n, n, n, n, n, n, n);
+    for (int e = 0; e < m->g->nentries; e++) {
+        const xentry *xe = &x->e[e];
+        cgen_puts(&b, "KILN_EXPORT ");
+        signature(&b, x, xe);
+        cgen_puts(&b, "\n{\n    const void *in[] = {");
+        for (int i = 0; i < xe->nin; i++)
+            cgen_printf(&b, "%s, ", xe->in[i].arg);
+        cgen_puts(&b, "NULL};\n    void *out[] = {");
+        for (int k = 0, j = 0; k < m->g->entries[e].n; k++)
+            if (j < xe->nout && xe->out[j].tensor == m->entry_buf[e] + k)
+                cgen_printf(&b, "%s, ", xe->out[j++].arg);
+            else
+                cgen_puts(&b, "NULL, ");
+        cgen_printf(&b, "NULL};\n    return kso_run(s, %d, in, out);\n}\n\n", e);
+    }
+    cgen_printf(&b,
+                "KILN_EXPORT int %s_save(%s_state *s, const char *path)\n{\n"
+                "    return kso_save(s, \"%s_save\", path);\n}\n\n"
+                "KILN_EXPORT int %s_load(%s_state *s, const char *path)\n{\n"
+                "    return kso_load(s, \"%s_load\", path);\n}\n\n"
+                "KILN_EXPORT void *%s_tensor(%s_state *s, const char *name, size_t *nbytes)\n{\n"
+                "    return kso_tensor_data(s, name, nbytes);\n}\n\n",
+                n, n, n, n, n, n, n, n);
+    /* what kiln_module_open reads */
+    cgen_puts(&b, "/* ---- the metadata of kiln_module_open (runtime/abi.h) ---- */\n\n");
+    cgen_puts(&b, KILN_EXPORT_TEXT);
+    cgen_puts(&b, "\n\n");
+    snprintf(file, sizeof file, "%s.kir", x->name);
+    incbin(&b, "kso_kir_begin", file, true);
+    cgen_printf(&b,
+                "extern const kiln_export_info kiln_export_meta;\n"
+                "KILN_EXPORT const kiln_export_info kiln_export_meta = {\n"
+                "    %d, \"%s\", (const char *)kso_kir_begin, kso_params_begin, %llu,\n"
+                "    UINT64_C(0x%016llx)};\n",
+                KILN_EXPORT_VERSION, n, (unsigned long long)x->params_bytes,
+                (unsigned long long)XXH3_64bits(x->source, strlen(x->source)));
+    if (b.oom) {
+        cgen_buf_free(&b);
+        return NULL;
+    }
+    return b.s;
+}
+
+/* ---- kiln_export ------------------------------------------------------------------ */
+
+/* The module kiln_module_open will see: built from the graph's .kir text. */
+static kiln_status module_from_text(kiln_graph *g, kiln_module **m, char **kir)
+{
+    kiln_graph *c = ir_graph_clone(g);
+    if (!c)
+        return rt_compile_fail(g, KILN_ERR_NOMEM, "kiln_export: out of memory");
+    kiln_status s = ir_verify(c);
+    if (s != KILN_OK) {
+        rt_compile_fail(g, s, "kiln_export: %s", kiln_graph_error(c));
+        kiln_graph_free(c);
+        return s;
+    }
+    *kir = rt_graph_text(c);
+    kiln_graph_free(c);
+    if (!*kir)
+        return rt_compile_fail(g, KILN_ERR_NOMEM, "kiln_export: out of memory");
+    char err[512] = "";
+    kiln_graph *back = kiln_graph_parse(*kir, err, sizeof err);
+    if (!back)
+        return rt_compile_fail(g, strstr(err, "out of memory") ? KILN_ERR_NOMEM : KILN_ERR_INVALID,
+                               "kiln_export: internal error: the graph's .kir text does not "
+                               "parse: %s",
+                               err);
+    return rt_module_new(g, back, KILN_TARGET_C, "kiln_export", m);
+}
+
+static kiln_status write_file(kiln_graph *g, const char *dir, const char *file, const void *data,
+                              size_t n)
+{
+    char path[4400];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    if (rt_write_atomic(path, data, n))
+        return KILN_OK;
+    return rt_compile_fail(g, KILN_ERR_IO, "kiln_export: cannot write '%s': %s", path,
+                           strerror(errno));
+}
+
+/* Compiles <name>.c into <name>.so in dir (a temporary name, then renamed). */
+static kiln_status build_so(kiln_graph *g, const rt_toolchain *tc, const char *dir,
+                            const char *name)
+{
+    char src[NAME_MAX_LEN + 8], tmp[NAME_MAX_LEN + 48], err[4500], from[4500], to[4500];
+    snprintf(src, sizeof src, "%s.c", name);
+    snprintf(tmp, sizeof tmp, "%s.so.tmp.%ld", name, (long)getpid());
+    snprintf(err, sizeof err, "%s/%s.so.err.%ld", dir, name, (long)getpid());
+    snprintf(from, sizeof from, "%s/%s", dir, tmp);
+    snprintf(to, sizeof to, "%s/%s.so", dir, name);
+    int rc = rt_toolchain_run(tc, dir, src, tmp, err);
+    if (rc != 0) {
+        size_t n = 0;
+        char *diag = rt_read_file(err, &n);
+        rt_compile_fail(g, KILN_ERR_COMPILE, "kiln_export: %s failed (exit %d) on %s/%s:\n%.700s",
+                        tc->cc, rc, dir, src, diag ? diag : "(no diagnostics)");
+        ir_free(diag);
+        unlink(err);
+        unlink(from);
+        return KILN_ERR_COMPILE;
+    }
+    unlink(err);
+    if (rename(from, to) != 0) {
+        int e = errno;
+        unlink(from);
+        return rt_compile_fail(g, KILN_ERR_IO, "kiln_export: cannot write '%s': %s", to,
+                               strerror(e));
+    }
+    return KILN_OK;
+}
+
+/* Everything an export needs short of writing files: checks the request,
+ * builds the module from the .kir text, lowers and renders it and names the
+ * API. On failure the message is on g and x holds nothing to free. */
+static kiln_status export_prepare(kiln_graph *g, const kiln_compile_opts *opts, const char *name,
+                                  xspec *x, char **kir, rt_toolchain *tc)
+{
+    *kir = NULL;
+    memset(x, 0, sizeof *x);
+    x->name = name;
+    kiln_target target = opts ? opts->target : KILN_TARGET_C;
+    if (target == KILN_TARGET_CUDA)
+        return rt_compile_fail(g, KILN_ERR_UNSUPPORTED,
+                               "kiln_export: the CUDA target is not available yet; export "
+                               "KILN_TARGET_C");
+    if (target != KILN_TARGET_C)
+        return rt_compile_fail(g, KILN_ERR_INVALID,
+                               "kiln_export: only KILN_TARGET_C code can be exported (the "
+                               "interpreter generates none)");
+    if (!is_ident(name))
+        return rt_compile_fail(g, KILN_ERR_INVALID,
+                               "kiln_export: the name '%s' is not a C identifier (letters, "
+                               "digits and '_', not starting with a digit, at most %d)",
+                               name, NAME_MAX_LEN);
+    kiln_status s = rt_check_names(g, "kiln_export");
+    kiln_module *m = NULL;
+    if (s == KILN_OK)
+        s = module_from_text(g, &m, kir);
+    if (s == KILN_OK)
+        s = rt_cexec_prepare(m, g, opts, "kiln_export");
+    if (s == KILN_OK) {
+        x->m = m;
+        rt_cexec_parts(m, &x->p, &x->source, &x->modbuf);
+        s = make_spec(x, g);
+    }
+    if (s == KILN_OK)
+        s = rt_toolchain_find(g, opts, "kiln_export", tc);
+    if (s != KILN_OK) {
+        g->compile_error = true; /* the graph stays usable (ir_begin) */
+        if (x->m)
+            spec_free(x);
+        rt_module_destroy(m);
+        ir_free(*kir);
+        *kir = NULL;
+        x->m = NULL;
+    }
+    return s;
+}
+
+static void export_done(xspec *x, char *kir)
+{
+    kiln_module *m = x->m;
+    spec_free(x);
+    rt_module_destroy(m);
+    ir_free(kir);
+}
+
+kiln_status rt_export_header(kiln_graph *g, const char *name, char **header)
+{
+    *header = NULL;
+    if (!ir_begin(g))
+        return g->status;
+    xspec x;
+    char *kir = NULL;
+    rt_toolchain tc;
+    kiln_status s = export_prepare(g, NULL, name, &x, &kir, &tc);
+    if (s != KILN_OK)
+        return s;
+    if (!(*header = make_header(&x, &tc)))
+        s = rt_compile_fail(g, KILN_ERR_NOMEM, "kiln_export: out of memory");
+    export_done(&x, kir);
+    return s;
+}
+
+kiln_status kiln_export(kiln_graph *g, const kiln_compile_opts *opts, const char *dir)
+{
+    if (!g)
+        return KILN_ERR_INVALID;
+    if (!ir_begin(g))
+        return g->status;
+    if (!dir)
+        return rt_compile_fail(g, KILN_ERR_INVALID, "kiln_export: the directory is NULL");
+    const char *name = opts && opts->name ? opts->name : "model";
+    xspec x;
+    char *kir = NULL, *header = NULL, *source = NULL;
+    rt_toolchain tc;
+    kiln_status s = export_prepare(g, opts, name, &x, &kir, &tc);
+    if (s != KILN_OK)
+        return s;
+    if (!rt_mkdir_p(dir))
+        s = rt_compile_fail(g, KILN_ERR_IO, "kiln_export: cannot create the directory '%s': %s",
+                            dir, strerror(errno));
+    kiln_module *m = x.m;
+    unsigned char *params = NULL;
+    if (s == KILN_OK) {
+        params = ir_calloc(x.params_bytes ? x.params_bytes : 1);
+        char cmd[5000], so[NAME_MAX_LEN + 8], src[NAME_MAX_LEN + 8];
+        snprintf(so, sizeof so, "%s.so", name);
+        snprintf(src, sizeof src, "%s.c", name);
+        rt_toolchain_command(&tc, src, so, cmd, sizeof cmd);
+        header = make_header(&x, &tc);
+        source = make_source(&x, cmd);
+        if (!params || !header || !source)
+            s = rt_compile_fail(g, KILN_ERR_NOMEM, "kiln_export: out of memory");
+    }
+    if (s == KILN_OK) {
+        for (int i = 0; i < m->nbufs; i++)
+            if (m->bufs[i].role == RT_PARAM)
+                memcpy(params + x.init[i], m->bufs[i].data, m->bufs[i].nbytes);
+        const struct {
+            const char *ext;
+            const void *data;
+            size_t n;
+        } files[] = {{"kir", kir, strlen(kir)},
+                     {"params.bin", params, x.params_bytes},
+                     {"h", header, strlen(header)},
+                     {"c", source, strlen(source)}};
+        for (size_t i = 0; i < sizeof files / sizeof files[0] && s == KILN_OK; i++) {
+            char file[NAME_MAX_LEN + 16];
+            snprintf(file, sizeof file, "%s.%s", name, files[i].ext);
+            s = write_file(g, dir, file, files[i].data, files[i].n);
+        }
+    }
+    if (s == KILN_OK)
+        s = build_so(g, &tc, dir, name);
+    export_done(&x, kir);
+    ir_free(header);
+    ir_free(source);
+    ir_free(params);
+    return s;
+}
+
+/* ---- kiln_module_open ------------------------------------------------------------ */
+
+static _Thread_local char open_error[1024];
+
+const char *rt_open_error(void)
+{
+    return open_error;
+}
+
+static kiln_status open_fail(kiln_status s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static kiln_status open_fail(kiln_status s, const char *fmt, ...)
+{
+    int n = snprintf(open_error, sizeof open_error, "kiln_module_open: ");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(open_error + n, sizeof open_error - (size_t)n, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+/* Checks that handle is a Kiln export of this ABI; its metadata, or NULL. */
+static const kiln_export_info *export_meta(void *handle, const char *path, kiln_status *s)
+{
+    const char *abi = dlsym(handle, "kiln_abi");
+    if (!abi) {
+        *s = open_fail(KILN_ERR_LOAD, "'%s' is not a Kiln export (it has no kiln_abi)", path);
+        return NULL;
+    }
+    if (strnlen(abi, 32) == 32 || strcmp(abi, KILN_ABI_TAG) != 0) {
+        *s = open_fail(KILN_ERR_LOAD,
+                       "'%s' was built for %.31s; this Kiln runs %s code: export the model "
+                       "again with this Kiln",
+                       path, strnlen(abi, 32) < 32 ? abi : "another ABI", KILN_ABI_TAG);
+        return NULL;
+    }
+    const kiln_export_info *meta = dlsym(handle, "kiln_export_meta");
+    if (!meta) {
+        *s = open_fail(KILN_ERR_LOAD,
+                       "'%s' is Kiln code but not an export (it has no kiln_export_meta); open "
+                       "the .so that kiln_export wrote",
+                       path);
+        return NULL;
+    }
+    if (meta->version != KILN_EXPORT_VERSION) {
+        *s = open_fail(KILN_ERR_LOAD,
+                       "'%s' has export metadata version %u; this Kiln reads version %d", path,
+                       meta->version, KILN_EXPORT_VERSION);
+        return NULL;
+    }
+    return meta;
+}
+
+kiln_status kiln_module_open(const char *so_path, kiln_module **out)
+{
+    open_error[0] = 0;
+    if (out)
+        *out = NULL;
+    if (!out)
+        return open_fail(KILN_ERR_INVALID, "out is NULL");
+    if (!so_path)
+        return open_fail(KILN_ERR_INVALID, "the path is NULL");
+    /* a name without '/' would be searched for in the library path */
+    char path[4200];
+    snprintf(path, sizeof path, "%s%s", strchr(so_path, '/') ? "" : "./", so_path);
+    if (access(path, R_OK) != 0)
+        return open_fail(errno == ENOENT ? KILN_ERR_NOT_FOUND : KILN_ERR_IO, "cannot open '%s': %s",
+                         so_path, strerror(errno));
+    dlerror();
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        const char *why = dlerror();
+        return open_fail(KILN_ERR_LOAD, "cannot load '%s': %s", so_path,
+                         why ? why : "unknown error");
+    }
+    kiln_status s = KILN_OK;
+    const kiln_export_info *meta = export_meta(h, so_path, &s);
+    if (!meta) {
+        dlclose(h);
+        return s;
+    }
+    char err[512] = "";
+    kiln_graph *pg = kiln_graph_parse(meta->kir, err, sizeof err);
+    if (!pg) {
+        dlclose(h);
+        return open_fail(strstr(err, "out of memory") ? KILN_ERR_NOMEM : KILN_ERR_FORMAT,
+                         "'%s': the embedded graph does not parse: %s", so_path, err);
+    }
+    kiln_module *m = NULL;
+    kiln_graph *mg = ir_graph_clone(pg);
+    s = mg ? rt_module_new(pg, mg, KILN_TARGET_C, "kiln_module_open", &m)
+           : rt_compile_fail(pg, KILN_ERR_NOMEM, "kiln_module_open: out of memory");
+    if (s == KILN_OK) {
+        uint64_t want = 0;
+        for (int i = 0; i < m->nbufs; i++)
+            if (m->bufs[i].role == RT_PARAM)
+                want += (m->bufs[i].nbytes + 63) / 64 * 64;
+        if (want != meta->params_bytes)
+            s = rt_compile_fail(pg, KILN_ERR_FORMAT,
+                                "kiln_module_open: '%s': the embedded params are %llu bytes; its "
+                                "graph's params take %llu",
+                                so_path, (unsigned long long)meta->params_bytes,
+                                (unsigned long long)want);
+        for (int i = 0, at = 0; i < m->nbufs && s == KILN_OK; i++)
+            if (m->bufs[i].role == RT_PARAM) {
+                memcpy(m->bufs[i].data, meta->params + at, m->bufs[i].nbytes);
+                at += (int)((m->bufs[i].nbytes + 63) / 64 * 64);
+            }
+    }
+    if (s == KILN_OK)
+        s = rt_cexec_prepare(m, pg, NULL, "kiln_module_open");
+    if (s == KILN_OK) {
+        const kprogram *p;
+        const char *source;
+        const int *modbuf;
+        rt_cexec_parts(m, &p, &source, &modbuf);
+        if (XXH3_64bits(source, strlen(source)) != meta->source_hash)
+            s = rt_compile_fail(pg, KILN_ERR_LOAD,
+                                "kiln_module_open: '%s' was exported by another version of "
+                                "Kiln (this one generates other code for its graph): export "
+                                "the model again with this Kiln",
+                                so_path);
+    }
+    if (s == KILN_OK) {
+        s = rt_cexec_attach(m, pg, h, "kiln_module_open");
+        h = NULL; /* the module owns it now */
+    }
+    if (s != KILN_OK) {
+        /* the message on pg already starts "kiln_module_open: " */
+        snprintf(open_error, sizeof open_error, "%s", kiln_graph_error(pg));
+        rt_module_destroy(m);
+        if (h)
+            dlclose(h);
+        kiln_graph_free(pg);
+        return s;
+    }
+    kiln_graph_free(pg);
+    *out = m;
+    return KILN_OK;
+}

@@ -1,0 +1,717 @@
+/* test_export.c - kiln_export and kiln_module_open: the files, the standalone
+ * API against the JIT bit for bit, checkpoints both ways, and every error. */
+#include "testutil.h"
+
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum { B = 8, IN = 4, HID = 16, OUT = 3 };
+
+/* A small classifier: train (Adam, cross-entropy) and predict. */
+static kiln_graph *mlp_graph(void)
+{
+    kiln_graph *g = ku_graph_new();
+    kiln_graph_seed(g, 7);
+    const int64_t xd[] = {B, IN}, yd[] = {B}, w1d[] = {HID, IN}, b1d[] = {HID}, w2d[] = {OUT, HID},
+                  b2d[] = {OUT};
+    kiln_tensor *x = kiln_input(g, "x", KILN_F32, 2, xd);
+    kiln_tensor *y = kiln_input(g, "y", KILN_I64, 1, yd);
+    kiln_tensor *w1 = kiln_param(g, "fc1.weight", KILN_F32, 2, w1d, kiln_init_kaiming_uniform());
+    kiln_tensor *b1 = kiln_param(g, "fc1.bias", KILN_F32, 1, b1d, kiln_init_kaiming_uniform());
+    kiln_tensor *w2 = kiln_param(g, "fc2.weight", KILN_F32, 2, w2d, kiln_init_kaiming_uniform());
+    kiln_tensor *b2 = kiln_param(g, "fc2.bias", KILN_F32, 1, b2d, kiln_init_kaiming_uniform());
+    kiln_tensor *logits = kiln_linear(g, kiln_relu(g, kiln_linear(g, x, w1, b1)), w2, b2);
+    kiln_tensor *loss = kiln_cross_entropy(g, logits, y);
+    assert_int_equal(kiln_train_step(g, "train", loss, kiln_adam(1e-2, 0.9, 0.999, 1e-8)), KILN_OK);
+    const char *names[] = {"logits"};
+    assert_int_equal(kiln_entry(g, "predict", 1, &logits, names), KILN_OK);
+    return g;
+}
+
+static void batch(float *x, int64_t *y, int step)
+{
+    for (int i = 0; i < B * IN; i++)
+        x[i] = (float)((i * 37 + step * 5) % 11) / 5.0f - 1.0f;
+    for (int i = 0; i < B; i++)
+        y[i] = (i + step) % OUT;
+}
+
+/* A fresh directory under the build tree. */
+static void temp_dir(char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/export-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    assert_non_null(mkdtemp(out));
+}
+
+static void export_to(kiln_graph *g, const char *dir, const char *name)
+{
+    kiln_compile_opts o = {.name = name};
+    kiln_status s = kiln_export(g, &o, dir);
+    if (s != KILN_OK)
+        fprintf(stderr, "%s\n", kiln_graph_error(g));
+    assert_int_equal(s, KILN_OK);
+}
+
+static bool exists(const char *dir, const char *file)
+{
+    char p[4200];
+    snprintf(p, sizeof p, "%s/%s", dir, file);
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+static void rm_rf(const char *dir)
+{
+    char cmd[4300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* The module's params (sorted by name in a checkpoint) as bytes. */
+static char *save_bytes(kiln_module *m, const char *dir, size_t *n)
+{
+    char p[4200];
+    snprintf(p, sizeof p, "%s/jit.safetensors", dir);
+    assert_int_equal(kiln_module_save(m, p), KILN_OK);
+    char *b = ku_read_file(p, n);
+    assert_non_null(b);
+    return b;
+}
+
+static void test_export_writes_the_files(void **state)
+{
+    (void)state;
+    char dir[256];
+    temp_dir(dir, sizeof dir);
+    kiln_graph *g = mlp_graph();
+    export_to(g, dir, "mlp");
+    const char *files[] = {"mlp.so", "mlp.h", "mlp.c", "mlp.kir", "mlp.params.bin"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
+        assert_true(exists(dir, files[i]));
+    /* nothing else: no temporaries or diagnostics left behind */
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "test $(ls '%s' | wc -l) -eq 5", dir);
+    assert_int_equal(system(cmd), 0);
+    /* the header declares the typed API */
+    char p[300];
+    snprintf(p, sizeof p, "%s/mlp.h", dir);
+    char *h = ku_read_file(p, NULL);
+    assert_non_null(h);
+    assert_non_null(strstr(h, "int mlp_train(mlp_state *s, const float *x, const int64_t *y, "
+                              "float *loss);"));
+    assert_non_null(strstr(h, "int mlp_predict(mlp_state *s, const float *x, float *logits);"));
+    assert_non_null(strstr(h, "mlp_state *mlp_create(void);"));
+    assert_non_null(strstr(h, "int mlp_save(mlp_state *s, const char *path);"));
+    free(h);
+    /* the graph is untouched: it still compiles and exports again */
+    kiln_module *m = ku_compile_for(g, KILN_TARGET_C);
+    kiln_module_free(m);
+    export_to(g, dir, "mlp");
+    kiln_graph_free(g);
+    rm_rf(dir);
+}
+
+/* kiln_module_open: the same params and the same numbers as kiln_compile. */
+static void test_open_matches_the_jit_bit_for_bit(void **state)
+{
+    (void)state;
+    char dir[256], so[300];
+    temp_dir(dir, sizeof dir);
+    kiln_graph *g = mlp_graph();
+    export_to(g, dir, "net");
+    snprintf(so, sizeof so, "%s/net.so", dir);
+    kiln_module *o = NULL;
+    kiln_status s = kiln_module_open(so, &o);
+    if (s != KILN_OK)
+        fprintf(stderr, "%s\n", kiln_module_error(NULL));
+    assert_int_equal(s, KILN_OK);
+    assert_string_equal(kiln_module_error(NULL), "");
+    kiln_module *j = ku_compile_for(g, KILN_TARGET_C);
+    assert_string_equal(kiln_module_source(o), kiln_module_source(j));
+    size_t n1 = 0, n2 = 0;
+    char *a = save_bytes(o, dir, &n1), *b = save_bytes(j, dir, &n2);
+    assert_int_equal(n1, n2);
+    assert_memory_equal(a, b, n1); /* initial params, bit for bit */
+    free(a);
+    free(b);
+    float x[B * IN], lo, lj, po[B * OUT], pj[B * OUT];
+    int64_t y[B];
+    for (int step = 0; step < 4; step++) {
+        batch(x, y, step);
+        kiln_module *ms[] = {o, j};
+        for (int k = 0; k < 2; k++) {
+            assert_int_equal(kiln_module_set(ms[k], "x", x, sizeof x), KILN_OK);
+            assert_int_equal(kiln_module_set(ms[k], "y", y, sizeof y), KILN_OK);
+            assert_int_equal(kiln_module_run(ms[k], "train"), KILN_OK);
+        }
+        assert_int_equal(kiln_module_get(o, "train.loss", &lo, sizeof lo), KILN_OK);
+        assert_int_equal(kiln_module_get(j, "train.loss", &lj, sizeof lj), KILN_OK);
+        assert_memory_equal(&lo, &lj, sizeof lo);
+    }
+    assert_int_equal(kiln_module_run(o, "predict"), KILN_OK);
+    assert_int_equal(kiln_module_run(j, "predict"), KILN_OK);
+    assert_int_equal(kiln_module_get(o, "logits", po, sizeof po), KILN_OK);
+    assert_int_equal(kiln_module_get(j, "logits", pj, sizeof pj), KILN_OK);
+    assert_memory_equal(po, pj, sizeof po);
+    /* an opened module has the C target's profile */
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_int_equal(kiln_module_profile(o, f), KILN_OK);
+    fclose(f);
+    assert_non_null(strstr(text, "train"));
+    assert_non_null(strstr(text, "mean us"));
+    free(text);
+    kiln_module_free(o);
+    kiln_module_free(j);
+    kiln_graph_free(g);
+    rm_rf(dir);
+}
+
+/* The standalone API, loaded the way a program without libkiln sees it. */
+typedef struct {
+    void *h;
+    void *(*create)(void);
+    void (*free_)(void *);
+    const char *(*error)(const void *);
+    int (*train)(void *, const float *, const int64_t *, float *);
+    int (*predict)(void *, const float *, float *);
+    int (*save)(void *, const char *);
+    int (*load)(void *, const char *);
+    void *(*tensor)(void *, const char *, size_t *);
+} api;
+
+static void *sym(void *h, const char *name)
+{
+    void *p = dlsym(h, name);
+    assert_non_null(p);
+    return p;
+}
+
+static api open_api(const char *dir)
+{
+    char so[300];
+    snprintf(so, sizeof so, "%s/mlp.so", dir);
+    api a;
+    a.h = dlopen(so, RTLD_NOW | RTLD_LOCAL);
+    assert_non_null(a.h);
+    *(void **)&a.create = sym(a.h, "mlp_create");
+    *(void **)&a.free_ = sym(a.h, "mlp_free");
+    *(void **)&a.error = sym(a.h, "mlp_error");
+    *(void **)&a.train = sym(a.h, "mlp_train");
+    *(void **)&a.predict = sym(a.h, "mlp_predict");
+    *(void **)&a.save = sym(a.h, "mlp_save");
+    *(void **)&a.load = sym(a.h, "mlp_load");
+    *(void **)&a.tensor = sym(a.h, "mlp_tensor");
+    return a;
+}
+
+static void test_standalone_matches_the_jit(void **state)
+{
+    (void)state;
+    char dir[256], path[300];
+    temp_dir(dir, sizeof dir);
+    kiln_graph *g = mlp_graph();
+    export_to(g, dir, "mlp");
+    api a = open_api(dir);
+    void *s = a.create();
+    assert_non_null(s);
+    assert_string_equal(a.error(s), "");
+    kiln_module *j = ku_compile_for(g, KILN_TARGET_C);
+    float x[B * IN], ls, lj, ps[B * OUT], pj[B * OUT];
+    int64_t y[B];
+    for (int step = 0; step < 5; step++) {
+        batch(x, y, step);
+        assert_int_equal(a.train(s, x, y, &ls), 0);
+        assert_int_equal(kiln_module_set(j, "x", x, sizeof x), KILN_OK);
+        assert_int_equal(kiln_module_set(j, "y", y, sizeof y), KILN_OK);
+        assert_int_equal(kiln_module_run(j, "train"), KILN_OK);
+        assert_int_equal(kiln_module_get(j, "train.loss", &lj, sizeof lj), KILN_OK);
+        assert_memory_equal(&ls, &lj, sizeof ls);
+    }
+    assert_int_equal(a.train(s, x, y, NULL), 0); /* outputs may be NULL */
+    assert_int_equal(kiln_module_run(j, "train"), KILN_OK);
+    assert_int_equal(a.predict(s, x, ps), 0);
+    assert_int_equal(kiln_module_run(j, "predict"), KILN_OK);
+    assert_int_equal(kiln_module_get(j, "logits", pj, sizeof pj), KILN_OK);
+    assert_memory_equal(ps, pj, sizeof ps);
+    /* tensors by name: params and outputs, not inputs */
+    size_t nb = 0;
+    double *lr = a.tensor(s, "train.lr", &nb);
+    assert_non_null(lr);
+    assert_int_equal(nb, sizeof(double));
+    assert_true(*lr == 1e-2);
+    float *logits = a.tensor(s, "logits", &nb);
+    assert_int_equal(nb, sizeof pj);
+    assert_memory_equal(logits, pj, sizeof pj);
+    assert_null(a.tensor(s, "x", &nb));
+    assert_null(a.tensor(s, "nope", &nb));
+    assert_null(a.tensor(s, NULL, &nb));
+    /* a checkpoint from the standalone state is the JIT's, byte for byte */
+    snprintf(path, sizeof path, "%s/sa.safetensors", dir);
+    assert_int_equal(a.save(s, path), 0);
+    size_t n1 = 0, n2 = 0;
+    char *sa = ku_read_file(path, &n1), *jit = save_bytes(j, dir, &n2);
+    assert_non_null(sa);
+    assert_int_equal(n1, n2);
+    assert_memory_equal(sa, jit, n1);
+    free(sa);
+    free(jit);
+    /* and loads both ways */
+    void *s2 = a.create();
+    snprintf(path, sizeof path, "%s/jit.safetensors", dir);
+    assert_int_equal(a.load(s2, path), 0);
+    assert_int_equal(a.predict(s2, x, ps), 0);
+    assert_memory_equal(ps, pj, sizeof ps);
+    kiln_module *j2 = ku_compile_for(g, KILN_TARGET_C);
+    snprintf(path, sizeof path, "%s/sa.safetensors", dir);
+    assert_int_equal(kiln_module_load(j2, path), KILN_OK);
+    assert_int_equal(kiln_module_set(j2, "x", x, sizeof x), KILN_OK);
+    assert_int_equal(kiln_module_run(j2, "predict"), KILN_OK);
+    assert_int_equal(kiln_module_get(j2, "logits", pj, sizeof pj), KILN_OK);
+    assert_memory_equal(ps, pj, sizeof ps);
+    /* the run counter travels too: the next train step is the same on both */
+    assert_int_equal(a.train(s2, x, y, &ls), 0);
+    assert_int_equal(kiln_module_set(j2, "y", y, sizeof y), KILN_OK);
+    assert_int_equal(kiln_module_run(j2, "train"), KILN_OK);
+    assert_int_equal(kiln_module_get(j2, "train.loss", &lj, sizeof lj), KILN_OK);
+    assert_memory_equal(&ls, &lj, sizeof ls);
+    a.free_(s);
+    a.free_(s2);
+    a.free_(NULL);
+    kiln_module_free(j);
+    kiln_module_free(j2);
+    dlclose(a.h);
+    kiln_graph_free(g);
+    rm_rf(dir);
+}
+
+static void test_standalone_run_errors(void **state)
+{
+    (void)state;
+    char dir[256];
+    temp_dir(dir, sizeof dir);
+    kiln_graph *g = mlp_graph();
+    export_to(g, dir, "mlp");
+    api a = open_api(dir);
+    void *s = a.create();
+    float x[B * IN], l;
+    int64_t y[B];
+    batch(x, y, 0);
+    size_t nb = 0;
+    float before[HID * IN];
+    memcpy(before, a.tensor(s, "fc1.weight", &nb), sizeof before);
+    y[3] = OUT; /* a label out of range */
+    assert_int_equal(a.train(s, x, y, &l), -1);
+    assert_string_equal(a.error(s),
+                        "mlp_train: index 3 is out of bounds for dimension 0 with size 3");
+    assert_memory_equal(a.tensor(s, "fc1.weight", NULL), before, sizeof before);
+    assert_int_equal(a.train(s, NULL, y, &l), -1);
+    assert_string_equal(a.error(s), "mlp_train: input 'x' is NULL");
+    assert_int_equal(a.train(NULL, x, y, &l), -1);
+    assert_string_equal(a.error(NULL), "the state is NULL");
+    assert_int_equal(a.save(s, NULL), -1);
+    assert_string_equal(a.error(s), "mlp_save: the path is NULL");
+    assert_int_equal(a.load(s, NULL), -1);
+    assert_string_equal(a.error(s), "mlp_load: the path is NULL");
+    assert_int_equal(a.save(s, "/nonexistent-dir/x.safetensors"), -1);
+    assert_non_null(strstr(a.error(s), "mlp_save: cannot write '/nonexistent-dir/x.safetensors'"));
+    assert_int_equal(a.load(s, "/nonexistent-dir/x.safetensors"), -1);
+    assert_non_null(strstr(a.error(s), "mlp_load: cannot read '/nonexistent-dir/x.safetensors': "
+                                       "No such file or directory"));
+    a.free_(s);
+    dlclose(a.h);
+    kiln_graph_free(g);
+    rm_rf(dir);
+}
+
+/* Writes a safetensors file with header text h and n bytes of data. */
+static void write_st(const char *path, const char *h, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    uint64_t len = strlen(h);
+    unsigned char l8[8];
+    for (int i = 0; i < 8; i++)
+        l8[i] = (unsigned char)(len >> (8 * i));
+    fwrite(l8, 1, 8, f);
+    fwrite(h, 1, len, f);
+    for (size_t i = 0; i < n; i++)
+        fputc(0x3f, f);
+    fclose(f);
+}
+
+static void test_standalone_load_validates_everything(void **state)
+{
+    (void)state;
+    char dir[256], path[300];
+    temp_dir(dir, sizeof dir);
+    kiln_graph *g = mlp_graph();
+    export_to(g, dir, "mlp");
+    api a = open_api(dir);
+    void *s = a.create();
+    snprintf(path, sizeof path, "%s/bad.safetensors", dir);
+    size_t nb = 0;
+    float before[OUT];
+    memcpy(before, a.tensor(s, "fc2.bias", &nb), sizeof before);
+    static const struct {
+        const char *header;
+        size_t data;
+        const char *why;
+    } cases[] = {
+        {"", 0, "the header is not a JSON object"},
+        {"[]", 0, "the header is not a JSON object"},
+        {"{\"fc2.bias\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,12]}", 12,
+         "expected '}'"},
+        {"{\"fc2.bias\":{\"dtype\":\"F16\",\"shape\":[3],\"data_offsets\":[0,6]}}", 6,
+         "tensor 'fc2.bias' is F16 in the file; the model's is F32"},
+        {"{\"fc2.bias\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 16,
+         "tensor 'fc2.bias' has another shape in the file than in the model"},
+        {"{\"fc2.bias\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", 8,
+         "data_offsets [0, 8] do not hold its 12 bytes"},
+        {"{\"fc2.bias\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[4,16]}}", 16,
+         "starts at data byte 4, expected 0"},
+        {"{\"fc2.bias\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,12]}}", 20,
+         "the data section is 20 bytes; the tensors cover 12"},
+        {"{\"fc2.bias\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,12]},"
+         "\"fc2.bias\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[12,24]}}",
+         24, "tensor 'fc2.bias' appears twice"},
+        {"{\"x\":{\"dtype\":\"F32\",\"shape\":[8,4],\"data_offsets\":[0,128]}}", 128,
+         "tensor 'x' is not a param of this model"},
+        {"{\"fc2.bias\":{\"dtype\":\"F32\",\"shape\":[3]}}", 0,
+         "\"dtype\", \"shape\" and \"data_offsets\" are required"},
+        {"{\"fc2.bias\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,12],\"x\":1}}", 12,
+         "an unexpected or repeated key"},
+        {"{\"fc2.bias\":{\"dtype\":\"F32\",\"shape\":[3.5],\"data_offsets\":[0,12]}}", 12,
+         "expected a whole number"},
+        {"{\"fc2.bias\":{\"dtype\":\"F32\",\"shape\":[-3],\"data_offsets\":[0,12]}}", 12,
+         "expected a non-negative integer"},
+        {"{\"__metadata__\":{\"kiln.run\":\"-1\"}}", 0, "\"kiln.run\" is \"-1\", not a run count"},
+        {"{\"__metadata__\":{},\"__metadata__\":{}}", 0, "\"__metadata__\" appears twice"},
+        {"{\"fc2\\u0000bias\":{}}", 0, "a \\u escape outside ASCII (or NUL)"},
+        {"{\"fc2.bias\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,12]}} x", 12,
+         "text after the header object"},
+        {"{\"fc2.bias\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,12]", 12,
+         "expected '}'"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        write_st(path, cases[i].header, cases[i].data);
+        assert_int_equal(a.load(s, path), -1);
+        if (!strstr(a.error(s), cases[i].why))
+            fail_msg("case %zu: '%s' lacks '%s'", i, a.error(s), cases[i].why);
+        assert_memory_equal(a.tensor(s, "fc2.bias", NULL), before, sizeof before);
+    }
+    /* a header length past the end of the file, and a file too short */
+    FILE *f = fopen(path, "wb");
+    fwrite("\xff\x00\x00\x00\x00\x00\x00\x00{}", 1, 10, f);
+    fclose(f);
+    assert_int_equal(a.load(s, path), -1);
+    assert_non_null(strstr(a.error(s), "the header length 255 exceeds the file (10 bytes)"));
+    f = fopen(path, "wb");
+    fwrite("abc", 1, 3, f);
+    fclose(f);
+    assert_int_equal(a.load(s, path), -1);
+    assert_non_null(strstr(a.error(s), "the file is 3 bytes; a safetensors file has at least 8"));
+    /* a valid partial file loads what it has (escapes decoded), keeps the rest */
+    write_st(path,
+             "{\"__metadata__\":{\"format\":\"pt\"},\"fc2\\u002ebias\":{\"dtype\":\"F32\","
+             "\"shape\":[3],\"data_offsets\":[0,12]}}",
+             12);
+    assert_int_equal(a.load(s, path), 0);
+    const unsigned char *got = a.tensor(s, "fc2.bias", NULL);
+    for (int i = 0; i < 12; i++)
+        assert_int_equal(got[i], 0x3f);
+    a.free_(s);
+    dlclose(a.h);
+    kiln_graph_free(g);
+    rm_rf(dir);
+}
+
+/* Replaces the first occurrence of from by to (same length) in a file copy. */
+static void patch_copy(const char *src, const char *dst, const char *from, const char *to)
+{
+    size_t n = 0;
+    char *b = ku_read_file(src, &n);
+    assert_non_null(b);
+    size_t k = strlen(from);
+    assert_int_equal(k, strlen(to));
+    char *at = NULL;
+    for (size_t i = 0; i + k <= n && !at; i++)
+        if (memcmp(b + i, from, k) == 0)
+            at = b + i;
+    assert_non_null(at);
+    memcpy(at, to, k);
+    FILE *f = fopen(dst, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(b, 1, n, f), n);
+    fclose(f);
+    free(b);
+}
+
+static void assert_open_fails(const char *path, kiln_status want, const char *needle)
+{
+    kiln_module *m = (kiln_module *)&m; /* must come back NULL */
+    assert_int_equal(kiln_module_open(path, &m), want);
+    assert_null(m);
+    if (!strstr(kiln_module_error(NULL), needle))
+        fail_msg("'%s' lacks '%s'", kiln_module_error(NULL), needle);
+}
+
+static void test_open_refuses_what_is_not_a_kiln_export(void **state)
+{
+    (void)state;
+    char dir[256], so[300], p[300];
+    temp_dir(dir, sizeof dir);
+    kiln_graph *g = mlp_graph();
+    export_to(g, dir, "mlp");
+    snprintf(so, sizeof so, "%s/mlp.so", dir);
+
+    kiln_module *m = NULL;
+    assert_int_equal(kiln_module_open(so, NULL), KILN_ERR_INVALID);
+    assert_string_equal(kiln_module_error(NULL), "kiln_module_open: out is NULL");
+    assert_int_equal(kiln_module_open(NULL, &m), KILN_ERR_INVALID);
+    assert_string_equal(kiln_module_error(NULL), "kiln_module_open: the path is NULL");
+    snprintf(p, sizeof p, "%s/missing.so", dir);
+    assert_open_fails(p, KILN_ERR_NOT_FOUND, "No such file or directory");
+    snprintf(p, sizeof p, "%s/mlp.h", dir);
+    assert_open_fails(p, KILN_ERR_LOAD, "cannot load");
+    /* a shared object that is not Kiln's */
+    assert_open_fails("/lib/x86_64-linux-gnu/libm.so.6", KILN_ERR_LOAD,
+                      "'/lib/x86_64-linux-gnu/libm.so.6' is not a Kiln export (it has no "
+                      "kiln_abi)");
+    /* another ABI version */
+    snprintf(p, sizeof p, "%s/old.so", dir);
+    patch_copy(so, p, "kiln-abi-2", "kiln-abi-1");
+    assert_open_fails(p, KILN_ERR_LOAD, "was built for kiln-abi-1; this Kiln runs kiln-abi-2 code");
+    /* a graph whose code is not what this Kiln generates (another version) */
+    snprintf(p, sizeof p, "%s/other.so", dir);
+    patch_copy(so, p, "= relu ", "= tanh ");
+    assert_open_fails(p, KILN_ERR_LOAD, "was exported by another version of Kiln");
+    /* an embedded graph that does not parse */
+    snprintf(p, sizeof p, "%s/garbled.so", dir);
+    patch_copy(so, p, "= relu ", "= relx ");
+    assert_open_fails(p, KILN_ERR_FORMAT, "the embedded graph does not parse");
+    /* a relative name is a file in this directory, not a library search */
+    char cwd[4096];
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    assert_int_equal(chdir(dir), 0);
+    assert_int_equal(kiln_module_open("mlp.so", &m), KILN_OK);
+    kiln_module_free(m);
+    assert_int_equal(chdir(cwd), 0);
+    kiln_graph_free(g);
+    rm_rf(dir);
+}
+
+/* A compile-cache entry is Kiln code but no export. */
+static void test_open_refuses_a_cache_entry(void **state)
+{
+    (void)state;
+    char dir[256], cmd[700];
+    temp_dir(dir, sizeof dir);
+    kiln_graph *g = mlp_graph();
+    kiln_compile_opts o = {.cache_dir = dir};
+    kiln_module *m = NULL;
+    assert_int_equal(kiln_compile(g, &o, &m), KILN_OK);
+    kiln_module_free(m);
+    snprintf(cmd, sizeof cmd, "cp \"$(ls %s/*.so | head -1)\" %s/entry.so", dir, dir);
+    assert_int_equal(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "%s/entry.so", dir);
+    assert_open_fails(cmd, KILN_ERR_LOAD, "is Kiln code but not an export");
+    kiln_graph_free(g);
+    rm_rf(dir);
+}
+
+static void test_export_errors(void **state)
+{
+    (void)state;
+    char dir[256], p[300];
+    temp_dir(dir, sizeof dir);
+    kiln_graph *g = mlp_graph();
+    assert_int_equal(kiln_export(NULL, NULL, dir), KILN_ERR_INVALID);
+    assert_int_equal(kiln_export(g, NULL, NULL), KILN_ERR_INVALID);
+    assert_graph_error(g, KILN_ERR_INVALID, "kiln_export: the directory is NULL");
+    char long_name[66];
+    memset(long_name, 'a', 65);
+    long_name[65] = 0; /* one past the limit */
+    const char *bad[] = {"1model", "my-model", "", long_name};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        kiln_compile_opts o = {.name = bad[i]};
+        assert_int_equal(kiln_export(g, &o, dir), KILN_ERR_INVALID);
+        assert_graph_error(g, KILN_ERR_INVALID, "is not a C identifier");
+    }
+    kiln_compile_opts cuda = {.target = KILN_TARGET_CUDA};
+    assert_int_equal(kiln_export(g, &cuda, dir), KILN_ERR_UNSUPPORTED);
+    assert_graph_error(g, KILN_ERR_UNSUPPORTED, "the CUDA target is not available yet");
+    kiln_compile_opts interp = {.target = KILN_TARGET_INTERP};
+    assert_int_equal(kiln_export(g, &interp, dir), KILN_ERR_INVALID);
+    assert_graph_error(g, KILN_ERR_INVALID, "only KILN_TARGET_C code can be exported");
+    /* a directory that cannot be made */
+    snprintf(p, sizeof p, "%s/file", dir);
+    FILE *f = fopen(p, "w");
+    fclose(f);
+    snprintf(p, sizeof p, "%s/file/sub", dir);
+    assert_int_equal(kiln_export(g, NULL, p), KILN_ERR_IO);
+    assert_graph_error(g, KILN_ERR_IO, "cannot create the directory");
+    /* the compiler fails */
+    setenv("KILN_CC", "false", 1);
+    assert_int_equal(kiln_export(g, NULL, dir), KILN_ERR_COMPILE);
+    assert_graph_error(g, KILN_ERR_COMPILE, "failed (exit 1) on");
+    unsetenv("KILN_CC");
+    assert_false(exists(dir, "model.so"));
+    kiln_graph_free(g);
+
+    /* entry names that do not make distinct C functions */
+    g = ku_graph_new();
+    const int64_t d[] = {2};
+    kiln_tensor *x = kiln_input(g, "x", KILN_F32, 1, d);
+    kiln_tensor *y = kiln_exp(g, x);
+    const char *n1[] = {"a"}, *n2[] = {"b"};
+    assert_int_equal(kiln_entry(g, "save", 1, &y, n1), KILN_OK);
+    assert_int_equal(kiln_export(g, NULL, dir), KILN_ERR_INVALID);
+    assert_graph_error(g, KILN_ERR_INVALID, "entry 'save' would be model_save");
+    kiln_graph_free(g);
+    g = ku_graph_new();
+    x = kiln_input(g, "x", KILN_F32, 1, d);
+    y = kiln_exp(g, x);
+    assert_int_equal(kiln_entry(g, "f.g", 1, &y, n1), KILN_OK);
+    assert_int_equal(kiln_entry(g, "f_g", 1, &y, n2), KILN_OK);
+    assert_int_equal(kiln_export(g, NULL, dir), KILN_ERR_INVALID);
+    assert_graph_error(g, KILN_ERR_INVALID, "entries 'f.g' and 'f_g' both become the C function");
+    kiln_graph_free(g);
+    rm_rf(dir);
+}
+
+/* Names that are not C identifiers or are keywords still make a valid API. */
+static void test_export_argument_names(void **state)
+{
+    (void)state;
+    char dir[256], p[300];
+    temp_dir(dir, sizeof dir);
+    kiln_graph *g = ku_graph_new();
+    const int64_t d[] = {3};
+    kiln_tensor *a = kiln_input(g, "int", KILN_F32, 1, d);
+    kiln_tensor *b = kiln_input(g, "s", KILN_F32, 1, d);
+    kiln_tensor *c = kiln_input(g, "my input", KILN_F32, 1, d);
+    kiln_tensor *outs[] = {kiln_add(g, kiln_add(g, a, b), c), kiln_mul(g, a, b)};
+    const char *names[] = {"run.0", "int_"};
+    assert_int_equal(kiln_entry(g, "run", 2, outs, names), KILN_OK);
+    export_to(g, dir, "m");
+    snprintf(p, sizeof p, "%s/m.h", dir);
+    char *h = ku_read_file(p, NULL);
+    assert_non_null(h);
+    assert_non_null(strstr(h, "int m_run(m_state *s, const float *int_, const float *s_, const "
+                              "float *my_input, float *out0, float *int__);"));
+    free(h);
+    snprintf(p, sizeof p, "%s/m.so", dir);
+    void *so = dlopen(p, RTLD_NOW | RTLD_LOCAL);
+    assert_non_null(so);
+    void *(*create)(void);
+    void (*destroy)(void *);
+    int (*run)(void *, const float *, const float *, const float *, float *, float *);
+    *(void **)&create = sym(so, "m_create");
+    *(void **)&destroy = sym(so, "m_free");
+    *(void **)&run = sym(so, "m_run");
+    void *s = create();
+    const float x1[] = {1, 2, 3}, x2[] = {10, 20, 30}, x3[] = {100, 200, 300};
+    float sum[3], prod[3];
+    assert_int_equal(run(s, x1, x2, x3, sum, prod), 0);
+    const float want_sum[] = {111, 222, 333}, want_prod[] = {10, 40, 90};
+    assert_memory_equal(sum, want_sum, sizeof sum);
+    assert_memory_equal(prod, want_prod, sizeof prod);
+    destroy(s);
+    dlclose(so);
+    kiln_graph_free(g);
+    rm_rf(dir);
+}
+
+/* ---- out of memory ------------------------------------------------------------------ */
+
+static long live; /* allocations made through the hook and not yet freed */
+
+static void *counting_realloc(void *ctx, void *ptr, size_t size)
+{
+    void *p = ku_failing_allocator.realloc(ctx, ptr, size);
+    if (p && !ptr)
+        live++;
+    return p;
+}
+
+static void counting_free(void *ctx, void *ptr)
+{
+    if (ptr)
+        live--;
+    ku_failing_allocator.free(ctx, ptr);
+}
+
+static const kiln_allocator counting = {counting_realloc, counting_free, NULL};
+
+/* Every allocation of kiln_export and kiln_module_open may fail: each failure
+ * is KILN_ERR_NOMEM with a message and frees what it took; the graph stays
+ * usable. Allocation n for every n up to 400, then every 53rd (the pipeline
+ * makes thousands; each failure point costs a pipeline run). */
+static void test_out_of_memory(void **state)
+{
+    (void)state;
+    char dir[256], so[300];
+    temp_dir(dir, sizeof dir);
+    kiln_graph *g = mlp_graph();
+    kiln_compile_opts o = {.name = "mlp"};
+    kiln_set_allocator(&counting);
+    kiln_status s = KILN_ERR_NOMEM;
+    int n, tried = 0;
+    for (n = 0; s != KILN_OK && n < 1000000; n += n < 400 ? 1 : 53, tried++) {
+        ku_fail_after = n;
+        live = 0;
+        s = kiln_export(g, &o, dir);
+        ku_fail_after = -1;
+        if (s != KILN_OK) {
+            assert_graph_error(g, KILN_ERR_NOMEM, "out of memory");
+            assert_int_equal(live, 0);
+        }
+    }
+    assert_int_equal(s, KILN_OK);
+    assert_true(tried > 100);
+    snprintf(so, sizeof so, "%s/mlp.so", dir);
+    s = KILN_ERR_NOMEM;
+    for (n = 0, tried = 0; s != KILN_OK && n < 1000000; n += n < 400 ? 1 : 53, tried++) {
+        kiln_module *m = (kiln_module *)&m;
+        ku_fail_after = n;
+        live = 0;
+        s = kiln_module_open(so, &m);
+        ku_fail_after = -1;
+        if (s != KILN_OK) {
+            assert_null(m);
+            assert_int_equal(s, KILN_ERR_NOMEM);
+            assert_non_null(strstr(kiln_module_error(NULL), "out of memory"));
+            assert_int_equal(live, 0);
+        } else {
+            kiln_module_free(m);
+        }
+    }
+    assert_int_equal(s, KILN_OK);
+    assert_true(tried > 100);
+    kiln_set_allocator(NULL);
+    kiln_graph_free(g);
+    rm_rf(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_export_writes_the_files),
+        cmocka_unit_test(test_open_matches_the_jit_bit_for_bit),
+        cmocka_unit_test(test_standalone_matches_the_jit),
+        cmocka_unit_test(test_standalone_run_errors),
+        cmocka_unit_test(test_standalone_load_validates_everything),
+        cmocka_unit_test(test_open_refuses_what_is_not_a_kiln_export),
+        cmocka_unit_test(test_open_refuses_a_cache_entry),
+        cmocka_unit_test(test_export_errors),
+        cmocka_unit_test(test_export_argument_names),
+        cmocka_unit_test(test_out_of_memory),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
