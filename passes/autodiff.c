@@ -86,6 +86,12 @@ static kiln_tensor *ad_mT(kiln_graph *g, kiln_tensor *a)
     return r;
 }
 
+/* Whether t is a rank-2 transpose (a permute swapping its two axes). */
+static bool is_mT(const kiln_tensor *t)
+{
+    return t->op == IR_PERMUTE && t->rank == 2 && t->perm[0] == 1 && t->perm[1] == 0;
+}
+
 /* a (..., M, K) @ b (..., K, N) */
 static kiln_tensor *ad_matmul(kiln_graph *g, kiln_tensor *a, kiln_tensor *b)
 {
@@ -157,6 +163,7 @@ typedef struct {
     kiln_graph *g;
     kiln_tensor **grad; /* by node id; NULL = none yet */
     const bool *need;   /* by node id: gets a gradient */
+    const bool *target; /* by node id: one of the wrt tensors */
     int count;
 } ad_ctx;
 
@@ -377,13 +384,20 @@ static bool ad_rule(ad_ctx *c, kiln_tensor *t, kiln_tensor *gr)
         return true;
     }
 
-    /* y = a (..., M, K) @ b (..., K, N): da = g @ b^T, db = a^T @ g */
-    case IR_MATMUL:
+    /* y = a (..., M, K) @ b (..., K, N): da = g @ b^T, db = a^T @ g. When b
+     * is a transposed matrix w^T (a linear layer's weight), dw = g^T @ a goes
+     * straight to w in w's own layout, instead of a^T @ g read transposed by
+     * every consumer (the optimizer's update walks it column by column). */
+    case IR_MATMUL: {
         if (ad_wants(c, x))
             ad_accum(c, x, ad_matmul(g, gr, ad_mT(g, b)));
-        if (ad_wants(c, b))
+        kiln_tensor *w = x->rank == 2 && is_mT(b) && !c->target[b->id] ? b->in[0] : NULL;
+        if (w && ad_wants(c, w))
+            ad_accum(c, w, ad_matmul(g, ad_mT(g, gr), x));
+        else if (ad_wants(c, b))
             ad_accum(c, b, ad_matmul(g, ad_mT(g, x), gr));
         return true;
+    }
     /* y = index_select(table, ids, axis): dtable = scatter_add(g, ids, axis) */
     case IR_GATHER: {
         kiln_tensor *in[2] = {gr, b};
@@ -452,20 +466,20 @@ kiln_status ad_grad(kiln_graph *g, kiln_tensor *y, int n, kiln_tensor *const *wr
     int count = y->id + 1;
     /* read g->nodes afresh each time: adding backward nodes may move the array
      * (the nodes themselves live in the arena and never move) */
-    bool *need = ir_alloc(sizeof(bool) * 2 * (size_t)count);
+    bool *need = ir_alloc(sizeof(bool) * 3 * (size_t)count);
     kiln_tensor **gr = ir_alloc(sizeof(*gr) * (size_t)count);
     if (!need || !gr) {
         ir_free(need);
         ir_free(gr);
         return ir_fail_status(g, KILN_ERR_NOMEM, "kiln_grad: out of memory");
     }
-    bool *reach = need + count;
-    memset(need, 0, sizeof(bool) * 2 * (size_t)count);
+    bool *reach = need + count, *target = need + 2 * count;
+    memset(need, 0, sizeof(bool) * 3 * (size_t)count);
     memset(gr, 0, sizeof(*gr) * (size_t)count);
     /* dep (in need): depends on a wrt through differentiable float nodes */
     for (int i = 0; i < n; i++)
         if (wrt[i]->id < count)
-            need[wrt[i]->id] = true;
+            need[wrt[i]->id] = target[wrt[i]->id] = true;
     for (int i = 0; i < count; i++) {
         kiln_tensor *t = g->nodes[i];
         if (need[i] || !(ir_ops[t->op].flags & IR_F_DIFF) || !ir_dtype_is_float(t->dtype))
@@ -481,7 +495,7 @@ kiln_status ad_grad(kiln_graph *g, kiln_tensor *y, int n, kiln_tensor *const *wr
     for (int i = 0; i < count; i++)
         need[i] = need[i] && reach[i];
 
-    ad_ctx c = {.g = g, .grad = gr, .need = need, .count = count};
+    ad_ctx c = {.g = g, .grad = gr, .need = need, .target = target, .count = count};
     kiln_status st = KILN_OK;
     if (need[y->id])
         gr[y->id] = seed ? fe_convert(g, seed, y->dtype) : ad_full(g, y, 1);

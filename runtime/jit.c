@@ -605,9 +605,10 @@ kiln_status rt_cexec_prepare(kiln_module *m, kiln_graph *g, const kiln_compile_o
     c->source = cgen_c(p, &co);
     int ne = p->nentries ? p->nentries : 1;
     c->entries = ir_alloc(sizeof(*c->entries) * (size_t)ne);
-    c->bufs = ir_alloc(sizeof(*c->bufs) * (size_t)ne);
-    c->arena = ir_alloc(sizeof(*c->arena) * (size_t)ne);
-    c->stash = ir_alloc(sizeof(*c->stash) * (size_t)ne);
+    /* zeroed: cexec_destroy frees their entries after a partial failure */
+    c->bufs = ir_calloc(sizeof(*c->bufs) * (size_t)ne);
+    c->arena = ir_calloc(sizeof(*c->arena) * (size_t)ne);
+    c->stash = ir_calloc(sizeof(*c->stash) * (size_t)ne);
     c->prof = ir_calloc(sizeof(*c->prof) * (size_t)(p->nkernels ? p->nkernels : 1));
     c->modbuf = ir_alloc(sizeof(int) * (size_t)(p->nbufs ? p->nbufs : 1));
     if (!c->source || !c->entries || !c->bufs || !c->arena || !c->stash || !c->prof || !c->modbuf)
@@ -625,9 +626,6 @@ kiln_status rt_cexec_prepare(kiln_module *m, kiln_graph *g, const kiln_compile_o
             c->modbuf[i] = (int)(mb - m->bufs);
         }
     }
-    memset(c->bufs, 0, sizeof(*c->bufs) * (size_t)ne);
-    memset(c->arena, 0, sizeof(*c->arena) * (size_t)ne);
-    memset(c->stash, 0, sizeof(*c->stash) * (size_t)ne);
     for (int e = 0; e < p->nentries; e++) {
         c->bufs[e] = ir_alloc(sizeof(void *) * (size_t)(p->nbufs ? p->nbufs : 1));
         c->arena[e] = ir_alloc((size_t)(p->entries[e].arena_bytes ? p->entries[e].arena_bytes : 1));

@@ -21,6 +21,11 @@ enum { PAR_WORK = 1 << 15 };
 /* GEMM cache blocks: a MM_MB x MM_NB double tile (64 KiB) stays in L2 while
  * MM_KB rows of B stream through it. */
 enum { MM_MB = 32, MM_NB = 256, MM_KB = 256 };
+/* The packed f32 path's tiles are taller: B's packed KB x NB block is reused
+ * by all MB rows (64 x 256 measured best of 32..128 x 128..256 on the MLP
+ * step; the AVX-512 block is 6 x 32 doubles: 24 accumulators, 4 B loads and 6
+ * broadcasts per k; AVX2 4 x 12 in 16 registers). */
+enum { MM_PMB = 64, MM_PNB = 256 };
 
 typedef struct {
     cgen_buf *b;
@@ -485,10 +490,26 @@ static bool empty_domain(const kernel *k)
  *   ROWS     B's rows are contiguous along j: tile rows += a * B row (axpy)
  *   DOT      B is read along k and A's rows are contiguous: dot products
  *   STRIDED  anything else (axpy over a strided B row) */
-typedef enum { MMV_ROWS, MMV_DOT, MMV_STRIDED } mm_variant;
+typedef enum { MMV_ROWS, MMV_DOT, MMV_STRIDED, MMV_PACKED } mm_variant;
 
-static mm_variant mm_variant_of(const kk_matmul *mm)
+/* Whether the host has AVX-512 (the packed microkernel's width); generated
+ * code is built with -march=native for this host, and the CPU is in the
+ * compile cache's key. */
+static bool host_avx512(void)
 {
+#if defined(__x86_64__) && defined(__GNUC__)
+    return __builtin_cpu_supports("avx512f");
+#else
+    return false;
+#endif
+}
+
+static mm_variant mm_variant_of(const kprogram *p, const kernel *k)
+{
+    const kk_matmul *mm = &k->mm;
+    if (k->acc_dtype == KILN_F64 && p->bufs[mm->a].dtype == KILN_F32 &&
+        p->bufs[mm->b].dtype == KILN_F32)
+        return MMV_PACKED;
     if (mm->b_stride[2] == 1)
         return MMV_ROWS;
     return mm->b_stride[1] == 1 && mm->a_stride[2] == 1 ? MMV_DOT : MMV_STRIDED;
@@ -497,9 +518,9 @@ static mm_variant mm_variant_of(const kk_matmul *mm)
 /* "kiln_mm_rows_f64_f32_f32": layout, accumulator, A and B dtypes. */
 static void mm_fn_name(cgen_buf *b, const kprogram *p, const kernel *k)
 {
-    static const char *const layout[] = {"rows", "dot", "strided"};
+    static const char *const layout[] = {"rows", "dot", "strided", "packed"};
     const kk_matmul *mm = &k->mm;
-    cgen_printf(b, "kiln_mm_%s_%s_%s_%s", layout[mm_variant_of(mm)],
+    cgen_printf(b, "kiln_mm_%s_%s_%s_%s", layout[mm_variant_of(p, k)],
                 ir_dtype_is_float(k->acc_dtype) ? ir_dtype_kir(k->acc_dtype) : "u64",
                 ir_dtype_kir(p->bufs[mm->a].dtype), ir_dtype_kir(p->bufs[mm->b].dtype));
 }
@@ -601,6 +622,80 @@ static const char mm_dot_body[] =
     "            tile[i * ldt + c] += s;\n"
     "        }\n";
 
+/* The f32 x f32 tile (f64 tile): both operands are packed into contiguous
+ * panels first, A as MR-row panels [k][MR] and B as NR-column panels [k][NR],
+ * zero-padded, so every layout (transposes included) runs the same
+ * microkernel: an MR x NR block of accumulators in vector registers, per k
+ * one broadcast of A per row and NR / VL loads of B. Packing converts to
+ * double: an f32 x f32 product is exact in double, so the block sums exactly
+ * as the interpreter does up to order (the 1e-5 numerics contract; f32
+ * accumulation missed it by 1e-6 absolute on cancelling sums), at half the
+ * f32 FMA rate. The panels live on the stack (at most MM_PMB x MM_KB and
+ * MM_KB x MM_PNB doubles). */
+static const char mm_packed_body[] =
+    "    const int64_t kn = k1 - k0, mp = (mi + MR - 1) / MR, np = (nj + NR - 1) / NR;\n"
+    "    double apbuf[mp * MR * kn + 8], bpbuf[np * NR * kn + 8];\n"
+    "    double *restrict ap = (double *)(((uintptr_t)apbuf + 63) & ~(uintptr_t)63);\n"
+    "    double *restrict bp = (double *)(((uintptr_t)bpbuf + 63) & ~(uintptr_t)63);\n"
+    "    /* packing reads along whichever axis is contiguous in memory */\n"
+    "    for (int64_t ip = 0; ip < mp; ip++)\n"
+    "        for (int r = 0; r < MR; r++) {\n"
+    "            const int64_t i = ip * MR + r;\n"
+    "            double *restrict dst = ap + ip * kn * MR + r;\n"
+    "            if (i >= mi)\n"
+    "                for (int64_t p = 0; p < kn; p++)\n"
+    "                    dst[p * MR] = 0.0;\n"
+    "            else if (sa2 == 1)\n"
+    "                for (int64_t p = 0; p < kn; p++)\n"
+    "                    dst[p * MR] = a[i * sa1 + k0 + p];\n"
+    "            else\n"
+    "                for (int64_t p = 0; p < kn; p++)\n"
+    "                    dst[p * MR] = a[i * sa1 + (k0 + p) * sa2];\n"
+    "        }\n"
+    "    if (sb1 == 1 || sb2 != 1) /* B[k][j] contiguous along k (a transposed weight) */\n"
+    "        for (int64_t jp = 0; jp < np; jp++)\n"
+    "            for (int c = 0; c < NR; c++) {\n"
+    "                const int64_t j = jp * NR + c;\n"
+    "                double *restrict dst = bp + jp * kn * NR + c;\n"
+    "                for (int64_t p = 0; p < kn; p++)\n"
+    "                    dst[p * NR] = j < nj ? b[(k0 + p) * sb1 + j * sb2] : 0.0;\n"
+    "            }\n"
+    "    else /* contiguous along j */\n"
+    "        for (int64_t jp = 0; jp < np; jp++)\n"
+    "            for (int64_t p = 0; p < kn; p++)\n"
+    "                for (int c = 0; c < NR; c++) {\n"
+    "                    const int64_t j = jp * NR + c;\n"
+    "                    bp[(jp * kn + p) * NR + c] = j < nj ? b[(k0 + p) * sb1 + j] : 0.0;\n"
+    "                }\n"
+    "    for (int64_t ip = 0; ip < mp; ip++)\n"
+    "        for (int64_t jp = 0; jp < np; jp++) {\n"
+    "            const double *restrict pa = ap + ip * kn * MR, *restrict pb = bp + jp * kn * NR;\n"
+    "            kiln_vf acc[MR][NR / VL];\n"
+    "            KILN_UNROLL\n"
+    "            for (int r = 0; r < MR; r++)\n"
+    "                KILN_UNROLL\n"
+    "                for (int v = 0; v < NR / VL; v++)\n"
+    "                    acc[r][v] = (kiln_vf){0};\n"
+    "            for (int64_t p = 0; p < kn; p++) {\n"
+    "                const kiln_vf *restrict bv = (const kiln_vf *)(pb + p * NR);\n"
+    "                KILN_UNROLL\n"
+    "                for (int r = 0; r < MR; r++) {\n"
+    "                    const kiln_vf av = (kiln_vf){0} + pa[p * MR + r];\n"
+    "                    KILN_UNROLL\n"
+    "                    for (int v = 0; v < NR / VL; v++)\n"
+    "                        acc[r][v] += av * bv[v];\n"
+    "                }\n"
+    "            }\n"
+    "            double out[MR][NR];\n"
+    "            memcpy(out, acc, sizeof out);\n"
+    "            const int64_t rn = mi - ip * MR < MR ? mi - ip * MR : MR;\n"
+    "            const int64_t cn = nj - jp * NR < NR ? nj - jp * NR : NR;\n"
+    "            double *restrict t = tile + ip * MR * ldt + jp * NR;\n"
+    "            for (int64_t r = 0; r < rn; r++)\n"
+    "                for (int64_t c = 0; c < cn; c++)\n"
+    "                    t[r * ldt + c] += out[r][c];\n"
+    "        }\n";
+
 /* Prints body with TT, TA and TB replaced by the C types. */
 static void typed_body(cgen_buf *b, const char *body, const char *tt, const char *ta,
                        const char *tb)
@@ -623,7 +718,7 @@ static void render_mm_fn(cgen_buf *b, const kprogram *p, const kernel *k)
     bool fl = ir_dtype_is_float(k->acc_dtype);
     const char *tt = fl ? cgen_ctype(k->acc_dtype) : "uint64_t";
     const char *ta = cgen_ctype(p->bufs[mm->a].dtype), *tb = cgen_ctype(p->bufs[mm->b].dtype);
-    mm_variant v = mm_variant_of(mm);
+    mm_variant v = mm_variant_of(p, k);
     cgen_puts(b, "/* tile[i][j] += sum over k0 <= p < k1 of a[i * sa1 + p * sa2] * "
                  "b[p * sb1 + j * sb2] */\nstatic KILN_NOINLINE void ");
     mm_fn_name(b, p, k);
@@ -632,7 +727,14 @@ static void render_mm_fn(cgen_buf *b, const kprogram *p, const kernel *k)
                 "    int64_t k0, int64_t k1, const %s *restrict a, int64_t sa1, int64_t sa2,\n"
                 "    const %s *restrict b, int64_t sb1, int64_t sb2)\n{\n",
                 tt, ta, tb);
-    if (v == MMV_STRIDED) {
+    if (v == MMV_PACKED) {
+        bool wide = host_avx512();
+        cgen_printf(b,
+                    "    typedef double kiln_vf __attribute__((vector_size(%d)));\n"
+                    "    enum { MR = %d, NR = %d, VL = %d };\n",
+                    wide ? 64 : 32, wide ? 6 : 4, wide ? 32 : 12, wide ? 8 : 4);
+        cgen_puts(b, mm_packed_body);
+    } else if (v == MMV_STRIDED) {
         cgen_puts(b, "    for (int64_t i = 0; i < mi; i++) {\n");
         cgen_printf(b, "        %s *restrict trow = tile + i * ldt;\n", tt);
         cgen_puts(b, "        for (int64_t p = k0; p < k1; p++) {\n");
@@ -685,7 +787,9 @@ static void render_matmul(kr *r)
     }
     bool fl = ir_dtype_is_float(k->acc_dtype);
     const char *tt = fl ? cgen_ctype(k->acc_dtype) : "uint64_t";
-    int64_t mb = mm->m < MM_MB ? mm->m : MM_MB, nb = mm->n < MM_NB ? mm->n : MM_NB;
+    bool packed = mm_variant_of(r->p, k) == MMV_PACKED;
+    int64_t bm = packed ? MM_PMB : MM_MB, bn = packed ? MM_PNB : MM_NB;
+    int64_t mb = mm->m < bm ? mm->m : bm, nb = mm->n < bn ? mm->n : bn;
     int64_t kb = mm->k < MM_KB ? mm->k : MM_KB;
     const int64_t *sa = mm->a_stride, *sb = mm->b_stride;
     bool par =

@@ -536,6 +536,57 @@ static void test_grad_semantics(void **state)
     kiln_graph_free(g);
 }
 
+/* y = x @ w^T (a linear layer): dw comes out as g^T @ x in w's own layout
+ * (a matmul, not the transpose of x^T @ g), and asking for the transposed
+ * view itself still gets x^T @ g; both are checked by value. */
+static void test_grad_linear_weight_layout(void **state)
+{
+    (void)state;
+    enum { B = 3, K = 4, N = 2 };
+    kiln_graph *g = kiln_graph_new();
+    kiln_tensor *x = kiln_input(g, "x", KILN_F64, KILN_SHAPE(B, K));
+    kiln_tensor *w = kiln_input(g, "w", KILN_F64, KILN_SHAPE(N, K));
+    kiln_tensor *wt = kiln_transpose(g, w, 0, 1);
+    kiln_tensor *y = kiln_matmul(g, x, wt);
+    kiln_tensor *seed = kiln_input(g, "s", KILN_F64, KILN_SHAPE(B, N));
+    kiln_tensor *dw = NULL, *both[2];
+    assert_int_equal(kiln_grad(g, y, 1, &w, seed, &dw), KILN_OK);
+    assert_int_equal(dw->op, IR_MATMUL);
+    kiln_tensor *wrt[2] = {w, wt};
+    assert_int_equal(kiln_grad(g, y, 2, wrt, seed, both), KILN_OK);
+    assert_int_equal(both[1]->op, IR_MATMUL); /* d/d(w^T) = x^T @ s: [K, N] */
+    assert_int_equal(kiln_tensor_dim(both[1], 0), K);
+    kiln_tensor *outs[3] = {dw, both[0], both[1]};
+    const char *names[3] = {"dw", "dw2", "dwt"};
+    assert_int_equal(kiln_entry(g, "e", 3, outs, names), KILN_OK);
+    kiln_module *m = ku_compile_for(g, KILN_TARGET_C);
+    double xv[B * K], wv[N * K], sv[B * N], got[N * K], got2[N * K], gott[K * N];
+    for (int i = 0; i < B * K; i++)
+        xv[i] = i - 5;
+    for (int i = 0; i < N * K; i++)
+        wv[i] = 0.5 * i;
+    for (int i = 0; i < B * N; i++)
+        sv[i] = 2 - i;
+    assert_int_equal(kiln_module_set(m, "x", xv, sizeof xv), KILN_OK);
+    assert_int_equal(kiln_module_set(m, "w", wv, sizeof wv), KILN_OK);
+    assert_int_equal(kiln_module_set(m, "s", sv, sizeof sv), KILN_OK);
+    assert_int_equal(kiln_module_run(m, "e"), KILN_OK);
+    assert_int_equal(kiln_module_get(m, "dw", got, sizeof got), KILN_OK);
+    assert_int_equal(kiln_module_get(m, "dw2", got2, sizeof got2), KILN_OK);
+    assert_int_equal(kiln_module_get(m, "dwt", gott, sizeof gott), KILN_OK);
+    for (int n = 0; n < N; n++)
+        for (int k = 0; k < K; k++) {
+            double want = 0; /* dw[n][k] = sum_b s[b][n] x[b][k] */
+            for (int b = 0; b < B; b++)
+                want += sv[b * N + n] * xv[b * K + k];
+            assert_true(got[n * K + k] == want);
+            assert_true(got2[n * K + k] == want);
+            assert_true(gott[k * N + n] == want);
+        }
+    kiln_module_free(m);
+    kiln_graph_free(g);
+}
+
 /* MIN ties split like MAX's, in f32 as the tutorials use: s = [[-1, 3], [-1, 5]],
  * z = sum(amin(s, 0)) + sum(minimum(s, 3)):
  *   amin over axis 0: column 0 ties (0.5 each), column 1 picks row 0;
@@ -573,7 +624,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_grad_errors),       cmocka_unit_test(test_grad_every_op),
         cmocka_unit_test(test_grad_second_order), cmocka_unit_test(test_grad_semantics),
-        cmocka_unit_test(test_grad_min_ties_f32),
+        cmocka_unit_test(test_grad_min_ties_f32), cmocka_unit_test(test_grad_linear_weight_layout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
