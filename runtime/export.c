@@ -656,9 +656,13 @@ kiln_status kiln_export(kiln_graph *g, const kiln_compile_opts *opts, const char
     kiln_status s = export_prepare(g, opts, name, &x, &kir, &tc);
     if (s != KILN_OK)
         return s;
-    if (!rt_mkdir_p(dir))
+    /* the compiler runs in dir: every path handed to it is absolute */
+    char absdir[4096];
+    if (!rt_mkdir_p(dir) || !realpath(dir, absdir))
         s = rt_compile_fail(g, KILN_ERR_IO, "kiln_export: cannot create the directory '%s': %s",
                             dir, strerror(errno));
+    else
+        dir = absdir;
     kiln_module *m = x.m;
     unsigned char *params = NULL;
     if (s == KILN_OK) {

@@ -333,7 +333,7 @@ kiln_status kiln_compile(kiln_graph *g, const kiln_compile_opts *opts, kiln_modu
     case KILN_TARGET_CUDA:
         return rt_compile_fail(g, KILN_ERR_UNSUPPORTED,
                                "kiln_compile: the %s target is not available yet; use "
-                               "KILN_TARGET_INTERP",
+                               "KILN_TARGET_C (the CPU)",
                                target_name(target));
     case KILN_TARGET_INTERP: exec = &rt_interp; break;
     }

@@ -34,8 +34,9 @@ printf 'kiln 1 seed=0 streams=0\n%%0 = addd : f32[2]\n' >"$tmp/bad.kir"
 "$kilnc" 2>"$tmp/err"; check "no input" 2 $? "$tmp/err" "usage: kilnc"
 "$kilnc" --bogus "$golden" 2>"$tmp/err"; check "unknown option" 2 $? "$tmp/err" "unknown option '--bogus'"
 "$kilnc" "$golden" "$golden" 2>"$tmp/err"; check "two inputs" 2 $? "$tmp/err" "more than one input"
-"$kilnc" "$golden" --emit=cuda 2>"$tmp/err"; check "emit cuda" 2 $? "$tmp/err" "--emit=cuda is not available yet"
-"$kilnc" "$golden" --emit=asm 2>"$tmp/err"; check "emit unknown" 2 $? "$tmp/err" "--emit=asm is unknown (this kilnc emits: ir, c, dot, h, so)"
+"$kilnc" "$golden" --emit=cuda >"$tmp/k.cu" 2>"$tmp/err"; check "emit cuda" 0 $? "$tmp/k.cu" 'extern "C" __global__ void k0_'
+check "emit cuda context" 0 0 "$tmp/k.cu" "typedef struct kiln_ctx {"
+"$kilnc" "$golden" --emit=asm 2>"$tmp/err"; check "emit unknown" 2 $? "$tmp/err" "--emit=asm is unknown (this kilnc emits: ir, c, cuda, dot, h, so)"
 
 # --emit=so / --emit=h: kiln_export from the command line
 mkdir -p "$tmp/exp"

@@ -1,7 +1,7 @@
 /*
  * kilnc - Kiln's command-line compiler, runner and IR inspector.
  *
- *   kilnc MODEL.kir [--emit=ir|c|dot|h|so] [-o OUT] [--print-after-all] [--stats]
+ *   kilnc MODEL.kir [--emit=ir|c|cuda|dot|h|so] [-o OUT] [--print-after-all] [--stats]
  *   kilnc run MODEL.kir --entry NAME [--in NAME=FILE.npy]... [--out NAME=FILE.npy]...
  *             [--print NAME]... [--runs N] [--target c|interp]
  *
@@ -12,12 +12,14 @@
  * --emit=so writes OUT (default <model>.so) with its header and sources
  * beside it, --emit=h only the header. --stats describes the compiled
  * program on stderr; --print-after-all prints the graph after every pass
- * (KILN_DEBUG=2). --emit=cuda says it is not available yet.
+ * (KILN_DEBUG=2). --emit=cuda prints the CUDA kernels the CUDA target
+ * compiles with NVRTC.
  * `run` compiles the graph, sets inputs and params from .npy files, runs an
  * entry and writes or prints named tensors. Exit status: 0 done, 1 the input
  * or a run failed, 2 bad usage.
  */
 #include "codegen/c/cgen.h"
+#include "codegen/cuda/cuda.h"
 #include "ir/ir.h"
 #include "ir/kernel.h"
 #include "passes/passes.h"
@@ -29,7 +31,7 @@
 #include <string.h>
 
 static const char usage[] =
-    "usage: kilnc MODEL.kir [--emit=ir|c|dot|h|so] [-o OUT] [--print-after-all] [--stats]\n"
+    "usage: kilnc MODEL.kir [--emit=ir|c|cuda|dot|h|so] [-o OUT] [--print-after-all] [--stats]\n"
     "       kilnc run MODEL.kir --entry NAME [--in NAME=FILE.npy]... [--out NAME=FILE.npy]...\n"
     "                 [--print NAME]... [--runs N] [--target c|interp]\n"
     "\n"
@@ -37,6 +39,7 @@ static const char usage[] =
     "line and column.\n"
     "  --emit=ir           canonical .kir text (default)\n"
     "  --emit=c            the C source the C target compiles for the graph\n"
+    "  --emit=cuda         the CUDA kernels (for NVRTC) of the graph\n"
     "  --emit=dot          Graphviz of the compiled graph, fused kernels as clusters\n"
     "  --emit=so           export: OUT (default MODEL.so in this directory) plus, beside\n"
     "                      it, OUT's .h, .c, .kir and .params.bin; the name of OUT\n"
@@ -251,9 +254,10 @@ static int compile_mode(int argc, char **argv)
     }
     bool ir = strcmp(emit, "ir") == 0, c = strcmp(emit, "c") == 0, dot = strcmp(emit, "dot") == 0;
     bool h = strcmp(emit, "h") == 0, so = strcmp(emit, "so") == 0;
-    if (!ir && !c && !dot && !h && !so) {
-        fprintf(stderr, "kilnc: --emit=%s is %s (this kilnc emits: ir, c, dot, h, so)\n", emit,
-                strcmp(emit, "cuda") == 0 ? "not available yet" : "unknown");
+    bool cuda = strcmp(emit, "cuda") == 0;
+    if (!ir && !c && !dot && !h && !so && !cuda) {
+        fprintf(stderr, "kilnc: --emit=%s is unknown (this kilnc emits: ir, c, cuda, dot, h, so)\n",
+                emit);
         return 2;
     }
     kiln_graph *g = load(in);
@@ -266,7 +270,7 @@ static int compile_mode(int argc, char **argv)
     }
     char *source = NULL;
     int rc = 0;
-    if (c || stats || after_all) { /* the pipeline, on a clone (it rewrites its graph) */
+    if (c || cuda || stats || after_all) { /* the pipeline, on a clone (it rewrites its graph) */
         if (after_all)
             setenv("KILN_DEBUG", "2", 1);
         kiln_graph *clone = ir_graph_clone(g);
@@ -280,8 +284,8 @@ static int compile_mode(int argc, char **argv)
             if (stats)
                 print_stats(p, stderr);
             cgen_opts o = {.openmp = true};
-            if (c && !(source = cgen_c(p, &o))) {
-                fprintf(stderr, "kilnc: out of memory rendering C\n");
+            if ((c && !(source = cgen_c(p, &o))) || (cuda && !(source = cgen_cuda(p)))) {
+                fprintf(stderr, "kilnc: out of memory rendering %s\n", c ? "C" : "CUDA");
                 rc = 1;
             }
         }
@@ -294,9 +298,9 @@ static int compile_mode(int argc, char **argv)
             fprintf(stderr, "kilnc: cannot write '%s'\n", out);
             rc = 1;
         } else {
-            kiln_status s = c     ? (fputs(source, o) < 0 ? KILN_ERR_IO : KILN_OK)
-                            : dot ? kiln_graph_dot(g, o)
-                                  : kiln_graph_print(g, o);
+            kiln_status s = c || cuda ? (fputs(source, o) < 0 ? KILN_ERR_IO : KILN_OK)
+                            : dot     ? kiln_graph_dot(g, o)
+                                      : kiln_graph_print(g, o);
             if ((o != stdout && fclose(o) != 0) || s != KILN_OK) {
                 fprintf(stderr, "kilnc: cannot write '%s'\n", out ? out : "standard output");
                 rc = 1;

@@ -9,6 +9,7 @@
 #ifndef KILN_CGEN_H
 #define KILN_CGEN_H
 
+#include "codegen/c/expr.h"
 #include "ir/kernel.h"
 
 typedef struct {
@@ -20,5 +21,9 @@ typedef struct {
  * string allocated with ir_alloc (caller ir_free's), or NULL when out of memory
  * (or p is NULL). o may be NULL: all options off. */
 char *cgen_c(const kprogram *p, const cgen_opts *o);
+
+/* The comment heading kernel k in both renderers: its name, domain and
+ * accumulator, then every graph node it computes with dtype, shape and operands. */
+void cgen_kernel_comment(cgen_buf *b, const kprogram *p, const kernel *k);
 
 #endif /* KILN_CGEN_H */

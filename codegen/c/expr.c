@@ -616,3 +616,132 @@ void cgen_decl(cgen_buf *b, const cgen_ectx *e, int i)
                 (int)(strip ? len - 2 : len), strip ? s + 1 : s);
     cgen_buf_free(&x);
 }
+
+/* ---- pieces of kernels both renderers print ------------------------------------------- */
+
+void cgen_reduce_init(cgen_buf *b, ir_op rop, kiln_dtype dt)
+{
+    bool mx = rop == IR_MAX || rop == IR_ARGMAX;
+    switch (dt) {
+    case KILN_F32:
+    case KILN_F64: cgen_puts(b, mx ? "-INFINITY" : "INFINITY"); return;
+    case KILN_I32: cgen_puts(b, mx ? "INT32_MIN" : "INT32_MAX"); return;
+    case KILN_I64: cgen_puts(b, mx ? "INT64_MIN" : "INT64_MAX"); return;
+    case KILN_BOOL: cgen_puts(b, mx ? "false" : "true"); return;
+    }
+}
+
+/* The body's value, converted to dt when it has another dtype. */
+static void body_as(cgen_buf *b, const cgen_ectx *e, kiln_dtype dt)
+{
+    const kernel *k = e->k;
+    if (k->x[k->body].dtype != dt)
+        cgen_printf(b, "(%s)", cgen_ctype(dt));
+    cgen_operand(b, e, k->body);
+}
+
+/* acc = combine(acc, body) at indentation ind; NaN beats everything and the
+ * first extremum wins, as the interpreter's reduce(). */
+void cgen_reduce_combine(cgen_buf *b, const cgen_ectx *e, int ind)
+{
+    const kernel *k = e->k;
+    kiln_dtype bdt = k->x[k->body].dtype;
+    bool arg = k->rop == IR_ARGMAX || k->rop == IR_ARGMIN;
+    bool mx = k->rop == IR_MAX || k->rop == IR_ARGMAX;
+    const char *cur = arg ? "best" : "acc";
+    kiln_dtype cdt = arg ? bdt : k->acc_dtype;
+    cgen_indent(b, ind);
+    if (k->rop == IR_SUM) {
+        if (ir_dtype_is_float(k->acc_dtype)) {
+            cgen_puts(b, "acc += ");
+            body_as(b, e, k->acc_dtype);
+        } else {
+            cgen_puts(b, "acc += (uint64_t)");
+            cgen_operand(b, e, k->body);
+        }
+        cgen_puts(b, ";\n");
+        return;
+    }
+    if (ir_dtype_is_float(cdt)) {
+        cgen_printf(b, "if (!isnan(%s) && (isnan(", cur);
+        body_as(b, e, cdt);
+        cgen_puts(b, ") || ");
+        body_as(b, e, cdt);
+        cgen_printf(b, " %s %s))", mx ? ">" : "<", cur);
+    } else {
+        cgen_puts(b, "if (");
+        body_as(b, e, cdt);
+        cgen_printf(b, " %s %s)", mx ? ">" : "<", cur);
+    }
+    cgen_puts(b, arg ? " {\n" : "\n");
+    cgen_indent(b, ind + 1);
+    cgen_printf(b, "%s = ", cur);
+    body_as(b, e, cdt);
+    cgen_puts(b, ";\n");
+    if (!arg)
+        return;
+    /* the flat row-major index over the reduced axes */
+    cgen_indent(b, ind + 1);
+    cgen_puts(b, "acc = ");
+    int64_t stride = 1;
+    int terms = 0;
+    for (int j = k->rrank - 1; j >= 0; j--) {
+        if (k->rdims[j] != 1) {
+            cgen_printf(b, "%si%d", terms++ ? " + " : "", k->rank + j);
+            if (stride != 1)
+                cgen_printf(b, " * %lld", (long long)stride);
+        }
+        stride *= k->rdims[j];
+    }
+    cgen_puts(b, terms ? ";\n" : "0;\n");
+    cgen_indent(b, ind);
+    cgen_puts(b, "}\n");
+}
+
+void cgen_store(cgen_buf *b, const cgen_ectx *e, const kprogram *p, const kk_store *s, int ind,
+                bool atomic)
+{
+    kiln_dtype dt = s->buf >= 0 && s->buf < p->nbufs ? p->bufs[s->buf].dtype : KILN_F32;
+    cgen_indent(b, ind);
+    if (atomic && s->accumulate) { /* concurrent threads: one read-modify-write */
+        if (dt == KILN_BOOL) {     /* or: only a true changes anything */
+            cgen_puts(b, "if (");
+            cgen_operand(b, e, s->value);
+            cgen_printf(b, ")\n");
+            cgen_indent(b, ind + 1);
+            cgen_printf(b, "b%d[", s->buf);
+            cgen_operand(b, e, s->index);
+            cgen_puts(b, "] = true;\n");
+            return;
+        }
+        if (dt == KILN_I64)
+            cgen_printf(b, "atomicAdd((unsigned long long *)&b%d[", s->buf);
+        else
+            cgen_printf(b, "atomicAdd(&b%d[", s->buf);
+        cgen_operand(b, e, s->index);
+        cgen_puts(b, dt == KILN_I64 ? "], (unsigned long long)" : "], ");
+        cgen_operand(b, e, s->value);
+        cgen_puts(b, ");\n");
+        return;
+    }
+    cgen_printf(b, "b%d[", s->buf);
+    cgen_operand(b, e, s->index);
+    cgen_puts(b, "]");
+    if (s->accumulate && dt != KILN_F32 && dt != KILN_F64) {
+        const char *u = dt == KILN_I32 ? "uint32_t" : "uint64_t";
+        cgen_printf(b, " = (%s)(", dt == KILN_BOOL ? "bool" : cgen_ctype(dt));
+        if (dt != KILN_BOOL)
+            cgen_printf(b, "(%s)", u);
+        cgen_printf(b, "b%d[", s->buf);
+        cgen_operand(b, e, s->index);
+        cgen_puts(b, dt == KILN_BOOL ? "] | " : "] + ");
+        if (dt != KILN_BOOL)
+            cgen_printf(b, "(%s)", u);
+        cgen_operand(b, e, s->value);
+        cgen_puts(b, ");\n");
+        return;
+    }
+    cgen_puts(b, s->accumulate ? " += " : " = ");
+    cgen_operand(b, e, s->value);
+    cgen_puts(b, ";\n");
+}

@@ -84,4 +84,17 @@ void cgen_expr(cgen_buf *b, const cgen_ectx *e, int i); /* node i's value */
 /* "const <type> v<i> = <expr>;" without the indentation or newline. */
 void cgen_decl(cgen_buf *b, const cgen_ectx *e, int i);
 
+/* ---- pieces of kernels ------------------------------------------------------- */
+
+/* The identity of reduction rop in dtype dt (for MAX, MIN and the arg ops). */
+void cgen_reduce_init(cgen_buf *b, ir_op rop, kiln_dtype dt);
+/* One step of e->k's reduction at indentation ind: acc (SUM: acc +=; MAX/MIN:
+ * NaN wins, then the first extremum) or, for ARGMAX/ARGMIN, best and acc = the
+ * flat index over the reduced loop variables. */
+void cgen_reduce_combine(cgen_buf *b, const cgen_ectx *e, int ind);
+/* Store s of e->k: "b<buf>[index] = value;"; an accumulating store adds
+ * (integers wrap, bools or), with atomicAdd when atomic (CUDA). */
+void cgen_store(cgen_buf *b, const cgen_ectx *e, const kprogram *p, const kk_store *s, int ind,
+                bool atomic);
+
 #endif /* KILN_CGEN_EXPR_H */

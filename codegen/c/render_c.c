@@ -227,41 +227,8 @@ static void emit_leftovers(kr *r, int ind)
 
 static void emit_stores(kr *r, int ind)
 {
-    cgen_buf *b = r->b;
-    for (int i = 0; i < r->k->nstores; i++) {
-        const kk_store *s = &r->k->stores[i];
-        kiln_dtype dt = s->buf >= 0 && s->buf < r->p->nbufs ? r->p->bufs[s->buf].dtype : KILN_F32;
-        cgen_indent(b, ind);
-        cgen_printf(b, "b%d[", s->buf);
-        cgen_operand(b, &r->e, s->index);
-        cgen_puts(b, "]");
-        if (!s->accumulate) {
-            cgen_puts(b, " = ");
-        } else {
-            switch (dt) {
-            case KILN_F32:
-            case KILN_F64: cgen_puts(b, " += "); break;
-            case KILN_I32:
-            case KILN_I64:
-            case KILN_BOOL: {
-                const char *u = dt == KILN_I32 ? "uint32_t" : "uint64_t";
-                cgen_printf(b, " = (%s)(", dt == KILN_BOOL ? "bool" : cgen_ctype(dt));
-                if (dt != KILN_BOOL)
-                    cgen_printf(b, "(%s)", u);
-                cgen_printf(b, "b%d[", s->buf);
-                cgen_operand(b, &r->e, s->index);
-                cgen_puts(b, dt == KILN_BOOL ? "] | " : "] + ");
-                if (dt != KILN_BOOL)
-                    cgen_printf(b, "(%s)", u);
-                cgen_operand(b, &r->e, s->value);
-                cgen_puts(b, ");\n");
-                continue;
-            }
-            }
-        }
-        cgen_operand(b, &r->e, s->value);
-        cgen_puts(b, ";\n");
-    }
+    for (int i = 0; i < r->k->nstores; i++)
+        cgen_store(r->b, &r->e, r->p, &r->k->stores[i], ind, false);
 }
 
 static bool serial(const kernel *k)
@@ -313,86 +280,6 @@ static void render_pointwise(kr *r)
 
 /* ---- REDUCE ---------------------------------------------------------------------- */
 
-static void reduce_init(cgen_buf *b, ir_op rop, kiln_dtype dt)
-{
-    bool mx = rop == IR_MAX || rop == IR_ARGMAX;
-    switch (dt) {
-    case KILN_F32:
-    case KILN_F64: cgen_puts(b, mx ? "-INFINITY" : "INFINITY"); return;
-    case KILN_I32: cgen_puts(b, mx ? "INT32_MIN" : "INT32_MAX"); return;
-    case KILN_I64: cgen_puts(b, mx ? "INT64_MIN" : "INT64_MAX"); return;
-    case KILN_BOOL: cgen_puts(b, mx ? "false" : "true"); return;
-    }
-}
-
-/* The body's value, converted to dt when it has another dtype. */
-static void body_as(kr *r, kiln_dtype dt)
-{
-    const kernel *k = r->k;
-    if (k->x[k->body].dtype != dt)
-        cgen_printf(r->b, "(%s)", cgen_ctype(dt));
-    cgen_operand(r->b, &r->e, k->body);
-}
-
-/* acc = combine(acc, body) at indentation ind; NaN beats everything and the
- * first extremum wins, as the interpreter's reduce(). */
-static void reduce_combine(kr *r, int ind)
-{
-    const kernel *k = r->k;
-    cgen_buf *b = r->b;
-    kiln_dtype bdt = k->x[k->body].dtype;
-    bool arg = k->rop == IR_ARGMAX || k->rop == IR_ARGMIN;
-    bool mx = k->rop == IR_MAX || k->rop == IR_ARGMAX;
-    const char *cur = arg ? "best" : "acc";
-    kiln_dtype cdt = arg ? bdt : k->acc_dtype;
-    cgen_indent(b, ind);
-    if (k->rop == IR_SUM) {
-        if (ir_dtype_is_float(k->acc_dtype)) {
-            cgen_puts(b, "acc += ");
-            body_as(r, k->acc_dtype);
-        } else {
-            cgen_puts(b, "acc += (uint64_t)");
-            cgen_operand(b, &r->e, k->body);
-        }
-        cgen_puts(b, ";\n");
-        return;
-    }
-    if (ir_dtype_is_float(cdt)) {
-        cgen_printf(b, "if (!isnan(%s) && (isnan(", cur);
-        body_as(r, cdt);
-        cgen_puts(b, ") || ");
-        body_as(r, cdt);
-        cgen_printf(b, " %s %s))", mx ? ">" : "<", cur);
-    } else {
-        cgen_puts(b, "if (");
-        body_as(r, cdt);
-        cgen_printf(b, " %s %s)", mx ? ">" : "<", cur);
-    }
-    cgen_puts(b, arg ? " {\n" : "\n");
-    cgen_indent(b, ind + 1);
-    cgen_printf(b, "%s = ", cur);
-    body_as(r, cdt);
-    cgen_puts(b, ";\n");
-    if (!arg)
-        return;
-    /* the flat row-major index over the reduced axes */
-    cgen_indent(b, ind + 1);
-    cgen_puts(b, "acc = ");
-    int64_t stride = 1;
-    int terms = 0;
-    for (int j = k->rrank - 1; j >= 0; j--) {
-        if (k->rdims[j] != 1) {
-            cgen_printf(b, "%si%d", terms++ ? " + " : "", k->rank + j);
-            if (stride != 1)
-                cgen_printf(b, " * %lld", (long long)stride);
-        }
-        stride *= k->rdims[j];
-    }
-    cgen_puts(b, terms ? ";\n" : "0;\n");
-    cgen_indent(b, ind);
-    cgen_puts(b, "}\n");
-}
-
 static void render_reduce(kr *r)
 {
     const kernel *k = r->k;
@@ -425,7 +312,7 @@ static void render_reduce(kr *r)
         if (k->rop == IR_SUM || arg)
             cgen_puts(b, "0");
         else
-            reduce_init(b, k->rop, k->acc_dtype);
+            cgen_reduce_init(b, k->rop, k->acc_dtype);
         cgen_puts(b, ";\n");
         r->e.acc = "acc";
     }
@@ -433,7 +320,7 @@ static void render_reduce(kr *r)
         kiln_dtype bdt = k->x[k->body].dtype;
         cgen_indent(b, ind);
         cgen_printf(b, "%s best = ", cgen_ctype(bdt));
-        reduce_init(b, k->rop, bdt);
+        cgen_reduce_init(b, k->rop, bdt);
         cgen_puts(b, ";\n");
     }
     for (int j = 0; j < k->rrank; j++) {
@@ -450,7 +337,7 @@ static void render_reduce(kr *r)
                     d);
         emit_at(r, d + 1, false, d + 2);
     }
-    reduce_combine(r, k->rank + k->rrank + 1);
+    cgen_reduce_combine(b, &r->e, k->rank + k->rrank + 1);
     close_to(r, k->rank + k->rrank, k->rank);
     emit_at(r, k->rank, true, ind);
     emit_leftovers(r, ind);
@@ -792,8 +679,11 @@ static void render_matmul(kr *r)
     int64_t mb = mm->m < bm ? mm->m : bm, nb = mm->n < bn ? mm->n : bn;
     int64_t kb = mm->k < MM_KB ? mm->k : MM_KB;
     const int64_t *sa = mm->a_stride, *sb = mm->b_stride;
-    bool par =
-        r->o.openmp && !serial(k) && mm->batch * mm->m * mm->n * (mm->k ? mm->k : 1) >= PAR_WORK;
+    /* threads split tiles: one tile alone would only pay the team's start */
+    int64_t tiles =
+        mm->batch * ((mm->m + mb - 1) / (mb ? mb : 1)) * ((mm->n + nb - 1) / (nb ? nb : 1));
+    bool par = r->o.openmp && !serial(k) && tiles >= 2 &&
+               mm->batch * mm->m * mm->n * (mm->k ? mm->k : 1) >= PAR_WORK;
     emit_at(r, 0, false, 1);
     if (par)
         pragma_for(r, 1, 3, "");
@@ -842,11 +732,9 @@ static void render_matmul(kr *r)
 
 /* ---- kernels ----------------------------------------------------------------------- */
 
-static void kernel_comment(kr *r)
+void cgen_kernel_comment(cgen_buf *b, const kprogram *p, const kernel *k)
 {
-    const kernel *k = r->k;
-    const kiln_graph *g = r->p->g;
-    cgen_buf *b = r->b;
+    const kiln_graph *g = p->g;
     cgen_puts(b, "/*\n * ");
     kernel_name(b, k);
     switch (k->kind) {
@@ -961,7 +849,7 @@ static bool render_kernel(cgen_buf *b, const kprogram *p, const kernel *k, const
         kernel_args(&r, true);
         cgen_puts(b, ")");
     } else if (ok) {
-        kernel_comment(&r);
+        cgen_kernel_comment(b, p, k);
         cgen_puts(b, "static int ");
         kernel_name(b, k);
         cgen_puts(b, "(");

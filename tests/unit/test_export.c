@@ -495,11 +495,15 @@ static void test_open_refuses_what_is_not_a_kiln_export(void **state)
     snprintf(p, sizeof p, "%s/garbled.so", dir);
     patch_copy(so, p, "= relu ", "= relx ");
     assert_open_fails(p, KILN_ERR_FORMAT, "the embedded graph does not parse");
-    /* a relative name is a file in this directory, not a library search */
+    /* a relative name is a file in this directory, not a library search; a
+     * relative export directory is one under this directory */
     char cwd[4096];
     assert_non_null(getcwd(cwd, sizeof cwd));
     assert_int_equal(chdir(dir), 0);
     assert_int_equal(kiln_module_open("mlp.so", &m), KILN_OK);
+    kiln_module_free(m);
+    export_to(g, "rel/sub", "mlp");
+    assert_int_equal(kiln_module_open("rel/sub/mlp.so", &m), KILN_OK);
     kiln_module_free(m);
     assert_int_equal(chdir(cwd), 0);
     kiln_graph_free(g);

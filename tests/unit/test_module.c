@@ -125,7 +125,7 @@ static void test_compile_cuda_not_yet(void **state)
     assert_null(m);
     assert_graph_error(
         g, KILN_ERR_UNSUPPORTED,
-        "kiln_compile: the CUDA target is not available yet; use KILN_TARGET_INTERP");
+        "kiln_compile: the CUDA target is not available yet; use KILN_TARGET_C (the CPU)");
     /* the graph stays usable: the interpreter compiles it and the error is gone */
     m = compile_ok(g);
     assert_int_equal(kiln_graph_status(g), KILN_OK);

@@ -16,6 +16,9 @@
  * Until the C target exists kiln_compile refuses it and that test FAILS (it
  * is never skipped); the interpreter-vs-interpreter tests check the harness.
  */
+#include "codegen/cuda/cuda.h"
+#include "passes/passes.h"
+#include "runtime/nvrtc.h"
 #include "sweep_harness.h"
 
 typedef kiln_tensor *(*unop)(kiln_graph *, kiln_tensor *);
@@ -1368,8 +1371,65 @@ static void test_c_target_matches_interpreter(void **state)
         fail_msg("the C target differs from the interpreter in %d (case, moment) pairs", bad);
 }
 
-int main(void)
+/* The sweep's CUDA source (every op x dtype, one program) compiles through
+ * NVRTC for the oldest and the newest architecture Kiln targets, with an
+ * empty log: no error and no warning. NVRTC needs no GPU; ctest runs this
+ * alone as sweep_nvrtc (test_sweep --nvrtc). */
+/* Lowers g (a copy), renders CUDA and compiles it for sm_<arch> with NVRTC:
+ * no error and an empty log. */
+static void nvrtc_check(const kiln_graph *g0, const char *name, int arch)
 {
+    kiln_graph *g = ir_graph_clone(g0);
+    assert_non_null(g);
+    kprogram *p = NULL;
+    assert_int_equal(pass_pipeline(g, &p), KILN_OK);
+    char *src = cgen_cuda(p);
+    assert_non_null(src);
+    assert_non_null(strstr(src, "extern \"C\" __global__ void k0_"));
+    char *log = NULL;
+    void *cubin = NULL;
+    size_t n = 0;
+    kiln_status s = rt_nvrtc_compile(src, name, arch, &cubin, &n, &log);
+    if (s != KILN_OK || log)
+        fail_msg("NVRTC %s sm_%d: %s\n%.4000s", name, arch, kiln_status_str(s),
+                 log ? log : "(no log)");
+    assert_true(n > 100); /* a cubin came back */
+    ir_free(cubin);
+    ir_free(src);
+    kp_free(p);
+    kiln_graph_free(g);
+}
+
+static void test_cuda_source_compiles_with_nvrtc(void **state)
+{
+    (void)state;
+    char why[512];
+    if (!rt_nvrtc_available(why, sizeof why))
+        fail_msg("%s", why);
+    nvrtc_check(sw->g, "sweep.cu", 75); /* the oldest architecture the toolkit targets */
+    nvrtc_check(sw->g, "sweep.cu", 90); /* the lent GPUs' */
+    static const char *const golden[] = {"all_ops.kir", "mlp.kir", "values.kir"};
+    for (size_t i = 0; i < sizeof golden / sizeof golden[0]; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/tests/golden/%s", KILN_SOURCE_DIR, golden[i]);
+        char *text = ku_read_file(path, NULL);
+        assert_non_null(text);
+        char err[256] = "";
+        kiln_graph *g = kiln_graph_parse(text, err, sizeof err);
+        if (!g)
+            fail_msg("%s: %s", path, err);
+        nvrtc_check(g, golden[i], 90);
+        kiln_graph_free(g);
+        free(text);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "--nvrtc") == 0) {
+        const struct CMUnitTest nvrtc[] = {cmocka_unit_test(test_cuda_source_compiles_with_nvrtc)};
+        return cmocka_run_group_tests(nvrtc, group_setup, group_teardown);
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_op_has_cases),
         cmocka_unit_test(test_comparison_rules),

@@ -1,0 +1,371 @@
+/*
+ * render_cuda.c - the CUDA renderer: a kernel-IR program as CUDA C for NVRTC.
+ *
+ * The kernels, their names and header comments are the C renderer's (same
+ * kernel IR, same expression table cgen_c_lang, same helpers: Philox is
+ * bit-identical); what differs is the loop structure, printed as
+ * `extern "C" __global__` functions:
+ *   POINTWISE  a grid-stride loop over the flattened domain, one element
+ *              per thread and step;
+ *   REDUCE     SUM: one warp per output element, the lanes stride over the
+ *              reduced domain and combine with warp shuffles; MAX, MIN and
+ *              the arg ops (first extremum wins, NaN beats everything): one
+ *              thread per output, the reduced domain in order;
+ *   MATMUL     one thread per output element, K summed in the accumulator's
+ *              dtype, the fused epilogue applied on store;
+ * accumulating stores (scatter_add) use atomicAdd. Every kernel takes the
+ * device-side kiln_ctx (seed, run counter, the first error) and then its
+ * buffers, constants included (the executor uploads them). The host side (launching kernels in
+ * schedule order, the arena, cuBLASLt for big matmuls) belongs to the CUDA executor.
+ */
+#include "codegen/c/cgen.h"
+#include "codegen/cuda/cuda.h"
+#include "runtime/abi.h"
+
+#include <string.h>
+
+/* A warp per output of a SUM; the launch gives blocks of KILN_CUDA_BLOCK threads. */
+enum { WARP = 32 };
+
+/* Per kernel: which nodes a store or the reduce body needs, what each one
+ * depends on (loop variables as a bit mask, the accumulator), and which
+ * buffers it reads and writes. */
+typedef struct {
+    const kprogram *p;
+    const kernel *k;
+    cgen_buf *b;
+    cgen_ectx e;
+    bool *need, *plain, *post, *red;
+    unsigned char *use;               /* per buffer: 1 read, 2 written */
+    bool vars[2 * KILN_MAX_RANK + 3]; /* the loop variables the code reads */
+} cr;
+
+static void cr_free(cr *r)
+{
+    ir_free(r->need);
+    ir_free(r->plain);
+    ir_free(r->post);
+    ir_free(r->red);
+    ir_free(r->use);
+}
+
+static void mark(cr *r, int i)
+{
+    if (i < 0 || i >= r->k->nx || r->need[i])
+        return;
+    r->need[i] = true;
+    int ops[3];
+    int n = cgen_operands(&r->k->x[i], ops);
+    for (int j = 0; j < n; j++)
+        mark(r, ops[j]);
+}
+
+static bool cr_init(cr *r, cgen_buf *b, const kprogram *p, const kernel *k)
+{
+    memset(r, 0, sizeof *r);
+    r->p = p;
+    r->k = k;
+    r->b = b;
+    size_t nx = (size_t)(k->nx ? k->nx : 1);
+    r->need = ir_calloc(nx);
+    r->post = ir_calloc(nx);
+    r->red = ir_calloc(nx);
+    r->use = ir_calloc((size_t)(p->nbufs ? p->nbufs : 1));
+    r->plain = cgen_plain_nodes(k);
+    if (!r->need || !r->post || !r->red || !r->use || !r->plain)
+        return false;
+    r->e = (cgen_ectx){.lang = &cgen_c_lang, .k = k, .plain = r->plain, .acc = "acc"};
+    for (int i = 0; i < k->nstores; i++) {
+        mark(r, k->stores[i].index);
+        mark(r, k->stores[i].value);
+        if (k->stores[i].buf >= 0 && k->stores[i].buf < p->nbufs)
+            r->use[k->stores[i].buf] |= 2;
+    }
+    if (k->kind == KK_REDUCE)
+        mark(r, k->body);
+    if (k->kind == KK_MATMUL) {
+        r->use[k->mm.a] |= 1;
+        r->use[k->mm.b] |= 1;
+        r->vars[0] = r->vars[1] = r->vars[2] = true; /* the operands' offsets */
+    }
+    if (k->kind == KK_REDUCE && (k->rop == IR_ARGMAX || k->rop == IR_ARGMIN))
+        for (int j = 0; j < k->rrank; j++) /* the flat index of the extremum */
+            r->vars[k->rank + j] = k->rdims[j] != 1;
+    for (int i = 0; i < k->nx; i++) {
+        const kx_node *n = &k->x[i];
+        int ops[3], m = cgen_operands(n, ops);
+        r->post[i] = n->kind == KX_ACC;
+        r->red[i] = n->kind == KX_VAR && n->var >= k->rank;
+        for (int j = 0; j < m; j++) {
+            r->post[i] = r->post[i] || r->post[ops[j]];
+            r->red[i] = r->red[i] || r->red[ops[j]];
+        }
+        if (r->need[i] && n->kind == KX_LOAD && n->buf >= 0 && n->buf < p->nbufs)
+            r->use[n->buf] |= 1;
+        if (r->need[i] && n->kind == KX_VAR && n->var >= 0 && n->var < 2 * KILN_MAX_RANK + 3)
+            r->vars[n->var] = true;
+    }
+    return true;
+}
+
+/* Declares the needed nodes selected by want (post: reads the accumulator;
+ * red: varies over the reduced loops). */
+static void emit_nodes(cr *r, int ind, bool post, bool red)
+{
+    for (int i = 0; i < r->k->nx; i++)
+        if (r->need[i] && !cgen_inline(&r->k->x[i]) && r->post[i] == post && r->red[i] == red) {
+            cgen_indent(r->b, ind);
+            cgen_decl(r->b, &r->e, i);
+            cgen_puts(r->b, "\n");
+        }
+}
+
+static void emit_stores(cr *r, int ind)
+{
+    for (int i = 0; i < r->k->nstores; i++)
+        cgen_store(r->b, &r->e, r->p, &r->k->stores[i], ind, true);
+}
+
+/* const int64_t i<first..first+n-1> from the flat index `flat` (row-major),
+ * for the variables the kernel reads (r->vars). */
+static void unflatten(cr *r, int ind, const char *flat, int first, int n, const int64_t *dims)
+{
+    bool any = false;
+    for (int d = 0; d < n; d++)
+        any = any || r->vars[first + d];
+    if (!any)
+        return;
+    cgen_indent(r->b, ind);
+    cgen_printf(r->b, "int64_t rest = %s;\n", flat);
+    for (int d = n - 1; d >= 0; d--) {
+        bool later = false; /* a variable before this one is still to come */
+        for (int e = 0; e < d; e++)
+            later = later || r->vars[first + e];
+        if (r->vars[first + d]) {
+            cgen_indent(r->b, ind);
+            if (d == 0)
+                cgen_printf(r->b, "const int64_t i%d = rest;\n", first);
+            else
+                cgen_printf(r->b, "const int64_t i%d = rest %% %lld;\n", first + d,
+                            (long long)dims[d]);
+        }
+        if (later) {
+            cgen_indent(r->b, ind);
+            cgen_printf(r->b, "rest /= %lld;\n", (long long)dims[d]);
+        }
+    }
+}
+
+/* for (t = this thread's (or warp's, per = 32) first element; t < n; t += all of them) */
+static void grid_loop(cgen_buf *b, int64_t n, int per)
+{
+    const char *div = per == 1 ? "" : " / 32";
+    cgen_printf(b,
+                "    const int64_t n = %lld, step = (int64_t)gridDim.x * blockDim.x%s;\n"
+                "    for (int64_t t = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x)%s; t < n; "
+                "t += step) {\n",
+                (long long)n, div, div);
+}
+
+static void render_pointwise(cr *r)
+{
+    const kernel *k = r->k;
+    grid_loop(r->b, ir_shape_numel(k->rank, k->dims), 1);
+    unflatten(r, 2, "t", 0, k->rank, k->dims);
+    emit_nodes(r, 2, false, false);
+    emit_stores(r, 2);
+    cgen_puts(r->b, "    }\n");
+}
+
+/* The accumulator's declaration (and best's for the arg ops), as the C renderer. */
+static void reduce_decl(cr *r, int ind)
+{
+    const kernel *k = r->k;
+    cgen_buf *b = r->b;
+    bool isum = k->rop == IR_SUM && !ir_dtype_is_float(k->acc_dtype);
+    bool arg = k->rop == IR_ARGMAX || k->rop == IR_ARGMIN;
+    cgen_indent(b, ind);
+    if (isum) {
+        cgen_puts(b, "uint64_t acc = 0;\n");
+        r->e.acc = k->acc_dtype == KILN_I64   ? "(int64_t)acc"
+                   : k->acc_dtype == KILN_I32 ? "(int32_t)acc"
+                                              : "(acc != 0)";
+    } else {
+        cgen_printf(b, "%s acc = ", cgen_ctype(k->acc_dtype));
+        if (k->rop == IR_SUM || arg)
+            cgen_puts(b, "0");
+        else
+            cgen_reduce_init(b, k->rop, k->acc_dtype);
+        cgen_puts(b, ";\n");
+    }
+    if (arg) {
+        cgen_indent(b, ind);
+        cgen_printf(b, "%s best = ", cgen_ctype(k->x[k->body].dtype));
+        cgen_reduce_init(b, k->rop, k->x[k->body].dtype);
+        cgen_puts(b, ";\n");
+    }
+}
+
+static void render_reduce(cr *r)
+{
+    const kernel *k = r->k;
+    cgen_buf *b = r->b;
+    int64_t red = ir_shape_numel(k->rrank, k->rdims);
+    bool warp = k->rop == IR_SUM;
+    grid_loop(b, ir_shape_numel(k->rank, k->dims), warp ? WARP : 1);
+    unflatten(r, 2, "t", 0, k->rank, k->dims);
+    emit_nodes(r, 2, false, false);
+    reduce_decl(r, 2);
+    if (red > 0) { /* else the accumulator keeps its initial value */
+        cgen_printf(b, "        for (int64_t q = %s; q < %lld; q += %d) {\n",
+                    warp ? "threadIdx.x % 32" : "0", (long long)red, warp ? WARP : 1);
+        unflatten(r, 3, "q", k->rank, k->rrank, k->rdims);
+        emit_nodes(r, 3, false, true);
+        cgen_reduce_combine(b, &r->e, 3);
+        cgen_puts(b, "        }\n");
+    }
+    if (warp) { /* lane 0 ends with the warp's sum; the order is a tree (DESIGN: sums reassociate)
+                 */
+        const char *t = ir_dtype_is_float(k->acc_dtype) ? cgen_ctype(k->acc_dtype) : "uint64_t";
+        cgen_printf(b,
+                    "        for (int o = 16; o > 0; o /= 2)\n"
+                    "            acc += (%s)__shfl_down_sync(0xffffffffu, acc, o);\n"
+                    "        if (threadIdx.x %% 32 != 0)\n"
+                    "            continue;\n",
+                    t);
+    }
+    emit_nodes(r, 2, true, false);
+    emit_stores(r, 2);
+    cgen_puts(b, "    }\n");
+}
+
+static void render_matmul(cr *r)
+{
+    const kernel *k = r->k;
+    const kk_matmul *mm = &k->mm;
+    cgen_buf *b = r->b;
+    bool fl = ir_dtype_is_float(k->acc_dtype);
+    const char *tt = fl ? cgen_ctype(k->acc_dtype) : "uint64_t";
+    grid_loop(b, mm->batch * mm->m * mm->n, 1);
+    const int64_t dims[3] = {mm->batch, mm->m, mm->n};
+    unflatten(r, 2, "t", 0, 3, dims);
+    cgen_printf(b, "        %s sum = 0;\n", tt);
+    cgen_printf(b, "        for (int64_t p = 0; p < %lld; p++)\n", (long long)mm->k);
+    cgen_printf(b,
+                "            sum += (%s)b%d[i0 * %lld + i1 * %lld + p * %lld] *\n"
+                "                   (%s)b%d[i0 * %lld + p * %lld + i2 * %lld];\n",
+                tt, mm->a, (long long)mm->a_stride[0], (long long)mm->a_stride[1],
+                (long long)mm->a_stride[2], tt, mm->b, (long long)mm->b_stride[0],
+                (long long)mm->b_stride[1], (long long)mm->b_stride[2]);
+    cgen_printf(b, "        const %s acc = (%s)sum;\n", cgen_ctype(k->acc_dtype),
+                cgen_ctype(k->acc_dtype));
+    emit_nodes(r, 2, false, false);
+    emit_nodes(r, 2, true, false);
+    emit_stores(r, 2);
+    cgen_puts(b, "    }\n");
+}
+
+/* Whether the kernel's output domain is empty (nothing to compute). */
+static bool empty_domain(const kernel *k)
+{
+    if (k->kind == KK_MATMUL)
+        return k->mm.batch * k->mm.m * k->mm.n == 0;
+    return ir_shape_numel(k->rank, k->dims) == 0;
+}
+
+static bool render_kernel(cgen_buf *b, const kprogram *p, const kernel *k)
+{
+    cr r;
+    bool ok = cr_init(&r, b, p, k);
+    if (ok) {
+        cgen_kernel_comment(b, p, k);
+        cgen_printf(b, "extern \"C\" __global__ void %s(kiln_ctx *ctx", k->name);
+        for (int i = 0; i < p->nbufs; i++)
+            if (r.use[i])
+                cgen_printf(b, ",\n    %s%s *__restrict__ b%d", r.use[i] & 2 ? "" : "const ",
+                            cgen_ctype(p->bufs[i].dtype), i);
+        cgen_puts(b, ")\n{\n    (void)ctx;\n");
+        if (empty_domain(k))
+            cgen_puts(b, "    /* an empty domain: nothing to compute */\n");
+        else if (k->kind == KK_POINTWISE)
+            render_pointwise(&r);
+        else if (k->kind == KK_REDUCE)
+            render_reduce(&r);
+        else
+            render_matmul(&r);
+        cgen_puts(b, "}\n\n");
+    }
+    cr_free(&r);
+    return ok;
+}
+
+/* NVRTC has no C library headers: the few types and limits the shared
+ * helpers use, and the device-side context. */
+static const char prelude[] =
+    "typedef signed char int8_t;\n"
+    "typedef int int32_t;\n"
+    "typedef unsigned int uint32_t;\n"
+    "typedef long long int64_t;\n"
+    "typedef unsigned long long uint64_t;\n"
+    "typedef unsigned long long uintptr_t;\n"
+    "#define INT32_MIN (-2147483647 - 1)\n"
+    "#define INT32_MAX 2147483647\n"
+    "#define INT64_MIN (-9223372036854775807LL - 1)\n"
+    "#define INT64_MAX 9223372036854775807LL\n"
+    "#define INFINITY __int_as_float(0x7f800000)\n"
+    "#define NAN __int_as_float(0x7fffffff)\n"
+    "#define KILN_UNUSED\n"
+    "#define KILN_FN __device__ __forceinline__ /* not static: unused ones are silent */\n"
+    "\n"
+    "/* the device-side context: the Philox key and counter, the first error */\n"
+    "typedef struct kiln_ctx {\n"
+    "    uint64_t seed;\n"
+    "    uint32_t run;\n"
+    "    int32_t err_code, err_kernel, err_axis;\n"
+    "    int64_t err_index, err_size;\n"
+    "} kiln_ctx;\n"
+    "\n";
+
+static const char fail_fn[] =
+    "/* Records the first run-time error of the launch sequence. */\n"
+    "KILN_FN void kiln_fail(kiln_ctx *ctx, int32_t code, int32_t kernel, int32_t axis,\n"
+    "                       int64_t index, int64_t size)\n"
+    "{\n"
+    "    if (atomicCAS(&ctx->err_code, 0, code) == 0) {\n"
+    "        ctx->err_kernel = kernel;\n"
+    "        ctx->err_axis = axis;\n"
+    "        ctx->err_index = index;\n"
+    "        ctx->err_size = size;\n"
+    "    }\n"
+    "}\n"
+    "\n";
+
+char *cgen_cuda(const kprogram *p)
+{
+    if (!p)
+        return NULL;
+    cgen_buf b = {0};
+    cgen_printf(&b,
+                "/*\n * Generated by Kiln's CUDA renderer (codegen/cuda): %d kernels, %d "
+                "entries.\n * Each kernel is named after the ops it computes and lists the "
+                "graph nodes it\n * covers; the CUDA executor launches them in schedule order.\n"
+                " */\n",
+                p->nkernels, p->nentries);
+    cgen_puts(&b, prelude);
+    cgen_printf(&b,
+                "enum {\n    KILN_RUNERR_NONE = %d,\n    KILN_RUNERR_INDEX = %d,\n"
+                "    KILN_RUNERR_ZERO_DIV = %d,\n    KILN_RUNERR_NEG_POW = %d\n};\n\n",
+                KILN_RUNERR_NONE, KILN_RUNERR_INDEX, KILN_RUNERR_ZERO_DIV, KILN_RUNERR_NEG_POW);
+    cgen_puts(&b, fail_fn);
+    for (int i = 0; cgen_helpers[i]; i++)
+        cgen_puts(&b, cgen_helpers[i]);
+    cgen_puts(&b, "\n");
+    bool ok = true;
+    for (int i = 0; i < p->nkernels && ok; i++)
+        ok = render_kernel(&b, p, &p->kernels[i]);
+    if (!ok || b.oom) {
+        cgen_buf_free(&b);
+        return NULL;
+    }
+    return b.s;
+}
