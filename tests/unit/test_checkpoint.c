@@ -799,24 +799,6 @@ static void test_killed_save_leaves_a_whole_checkpoint(void **state)
 
 /* ---- out of memory -------------------------------------------------------------- */
 
-static long live; /* allocations made through the hook and not yet freed */
-
-static void *counting_realloc(void *ctx, void *ptr, size_t size)
-{
-    void *p = ku_failing_allocator.realloc(ctx, ptr, size);
-    if (p && !ptr)
-        live++;
-    return p;
-}
-
-static void counting_free(void *ctx, void *ptr)
-{
-    live--;
-    ku_failing_allocator.free(ctx, ptr);
-}
-
-static const kiln_allocator counting = {counting_realloc, counting_free, NULL};
-
 /* Every allocation of save and load (cJSON's included) may fail: each failure
  * is KILN_ERR_NOMEM with a message, frees what it took, leaves no temporary
  * file and changes nothing. */
@@ -833,15 +815,15 @@ static void test_out_of_memory(void **state)
                                              "\"data_offsets\":[32,40]}}",
              40);
     const char *path = tpath("oom.safetensors");
-    kiln_set_allocator(&counting);
+    kiln_set_allocator(&ku_counting_allocator);
     int n;
     kiln_status s = KILN_ERR_NOMEM;
     for (n = 0; s != KILN_OK; n++) {
         ku_fail_after = n;
-        live = 0;
+        ku_live = 0;
         s = kiln_module_save(m, path);
         ku_fail_after = -1;
-        assert_int_equal(live, 0);
+        assert_int_equal(ku_live, 0);
         if (s != KILN_OK)
             assert_module_error(m, s, KILN_ERR_NOMEM, "kiln_module_save: out of memory");
         assert_int_equal(count_temp_files("oom.safetensors"), 0);
@@ -850,10 +832,10 @@ static void test_out_of_memory(void **state)
     s = KILN_ERR_NOMEM;
     for (n = 0; s != KILN_OK; n++) {
         ku_fail_after = n;
-        live = 0;
+        ku_live = 0;
         s = kiln_module_load(m, good);
         ku_fail_after = -1;
-        assert_int_equal(live, 0);
+        assert_int_equal(ku_live, 0);
         if (s != KILN_OK) {
             assert_module_error(m, s, KILN_ERR_NOMEM, "kiln_module_load: out of memory");
             assert_unchanged(m, &before);

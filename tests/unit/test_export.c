@@ -634,25 +634,6 @@ static void test_export_argument_names(void **state)
 
 /* ---- out of memory ------------------------------------------------------------------ */
 
-static long live; /* allocations made through the hook and not yet freed */
-
-static void *counting_realloc(void *ctx, void *ptr, size_t size)
-{
-    void *p = ku_failing_allocator.realloc(ctx, ptr, size);
-    if (p && !ptr)
-        live++;
-    return p;
-}
-
-static void counting_free(void *ctx, void *ptr)
-{
-    if (ptr)
-        live--;
-    ku_failing_allocator.free(ctx, ptr);
-}
-
-static const kiln_allocator counting = {counting_realloc, counting_free, NULL};
-
 /* Every allocation of kiln_export and kiln_module_open may fail: each failure
  * is KILN_ERR_NOMEM with a message and frees what it took; the graph stays
  * usable. Allocation n for every n up to 400, then every 53rd (the pipeline
@@ -664,17 +645,17 @@ static void test_out_of_memory(void **state)
     temp_dir(dir, sizeof dir);
     kiln_graph *g = mlp_graph();
     kiln_compile_opts o = {.name = "mlp"};
-    kiln_set_allocator(&counting);
+    kiln_set_allocator(&ku_counting_allocator);
     kiln_status s = KILN_ERR_NOMEM;
     int n, tried = 0;
     for (n = 0; s != KILN_OK && n < 1000000; n += n < 400 ? 1 : 53, tried++) {
         ku_fail_after = n;
-        live = 0;
+        ku_live = 0;
         s = kiln_export(g, &o, dir);
         ku_fail_after = -1;
         if (s != KILN_OK) {
             assert_graph_error(g, KILN_ERR_NOMEM, "out of memory");
-            assert_int_equal(live, 0);
+            assert_int_equal(ku_live, 0);
         }
     }
     assert_int_equal(s, KILN_OK);
@@ -684,14 +665,14 @@ static void test_out_of_memory(void **state)
     for (n = 0, tried = 0; s != KILN_OK && n < 1000000; n += n < 400 ? 1 : 53, tried++) {
         kiln_module *m = (kiln_module *)&m;
         ku_fail_after = n;
-        live = 0;
+        ku_live = 0;
         s = kiln_module_open(so, &m);
         ku_fail_after = -1;
         if (s != KILN_OK) {
             assert_null(m);
             assert_int_equal(s, KILN_ERR_NOMEM);
             assert_non_null(strstr(kiln_module_error(NULL), "out of memory"));
-            assert_int_equal(live, 0);
+            assert_int_equal(ku_live, 0);
         } else {
             kiln_module_free(m);
         }

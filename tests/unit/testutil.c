@@ -126,6 +126,25 @@ static void failing_free(void *ctx, void *ptr)
 
 const kiln_allocator ku_failing_allocator = {failing_realloc, failing_free, NULL};
 
+long ku_live;
+
+static void *counting_realloc(void *ctx, void *ptr, size_t size)
+{
+    void *p = failing_realloc(ctx, ptr, size);
+    if (p && !ptr)
+        ku_live++;
+    return p;
+}
+
+static void counting_free(void *ctx, void *ptr)
+{
+    if (ptr)
+        ku_live--;
+    failing_free(ctx, ptr);
+}
+
+const kiln_allocator ku_counting_allocator = {counting_realloc, counting_free, NULL};
+
 kiln_module *ku_compile_for(kiln_graph *g, kiln_target t)
 {
     kiln_module *m = NULL;

@@ -45,6 +45,10 @@ void ku_get_f32(kiln_module *m, int i, float *dst, size_t n);
  * (-1: never fails); for out-of-memory sweeps. */
 extern int ku_fail_after;
 extern const kiln_allocator ku_failing_allocator;
+/* ku_failing_allocator that also counts in ku_live the allocations not yet
+ * freed: a failed call that frees what it took leaves ku_live where it was. */
+extern long ku_live;
+extern const kiln_allocator ku_counting_allocator;
 
 /* t is non-NULL with exactly these dims (rank 0: use assert_scalar_shape). */
 #define assert_shape(t, ...)                                                                       \
