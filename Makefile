@@ -27,6 +27,7 @@ demo: build
 
 bench: build
 	./$(BUILD)/bench/bench_compile_time
+	bash bench/cpu.sh ./$(BUILD)/bench/bench_cpu
 
 install: build
 	cmake --install $(BUILD)

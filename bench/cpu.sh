@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# cpu.sh - Kiln beside its peers on this machine, in one run (make bench).
+#
+#   bash bench/cpu.sh BENCH_CPU [PYTHON]
+#
+# Measures the machine's own FP32 FMA peak and triad bandwidth first (the
+# hosts differ from day to day, so targets are ratios), then runs each case
+# in rounds, alternating Kiln and its peers (PyTorch eager at 1 and 2
+# threads, numpy/OpenBLAS with its SkylakeX kernels for SGEMM, torch.compile
+# when a PyTorch 2.x is importable), keeps the best time of each and prints
+# a markdown table per case with the issue's targets. BENCH_QUICK=1: one
+# round, small sizes (a smoke test of the harness, not figures).
+set -u
+kiln=$1
+py=${2:-/usr/bin/python3}
+here=$(cd "$(dirname "$0")" && pwd)
+rounds=${BENCH_ROUNDS:-2}
+sizes="512 1024 2048 4096"
+tut_runs=3
+if [ "${BENCH_QUICK:-0}" = 1 ]; then
+    rounds=1
+    sizes=512
+    tut_runs=1
+fi
+compile_py=$py
+[ -x "$here/.venv/bin/python" ] && compile_py=$here/.venv/bin/python
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# best <file>: the smallest seconds column of RESULT lines
+best() { awk '$1 == "RESULT" && ($3 < b || b == "") { b = $3 } END { print b }' "$1"; }
+rate() { awk -v t="$2" '$1 == "RESULT" && $3 == t { print $4; exit }' "$1"; }
+
+echo "# Kiln CPU benchmarks, $(date -u +%Y-%m-%d)"
+echo
+echo "machine: $(lscpu | sed -n 's/^Model name: *//p' | head -n1), $(nproc) cores; $("$py" -c 'import torch; print("PyTorch", torch.__version__)' 2>/dev/null), $("$py" -c 'import numpy; print("numpy", numpy.__version__)' 2>/dev/null)"
+"$kiln" probe >"$tmp/probe" || exit 1
+peak=$(awk '$2 == "fma_peak" { print $4 }' "$tmp/probe")
+triad=$(awk '$2 == "triad" { print $4 }' "$tmp/probe")
+echo "probe: FP32 FMA peak $peak GFLOP/s (all cores), triad $triad GB/s"
+echo
+
+# run <name> <cmd...>: appends the command's RESULT lines to $tmp/<name>
+run() {
+    local name=$1
+    shift
+    "$@" >>"$tmp/$name" 2>>"$tmp/$name.err" || echo "(failed: $*: $(tail -n1 "$tmp/$name.err"))" >&2
+}
+
+# table <case> <unit> <target text> <peers...>: one row per runner
+table() {
+    local c=$1 unit=$2 target=$3
+    shift 3
+    local kt
+    kt=$(best "$tmp/kiln.$c")
+    echo "### $c"
+    echo
+    echo "| runner | time (s) | $unit | Kiln speedup | of machine peak |"
+    echo "|---|---|---|---|---|"
+    for r in kiln "$@"; do
+        [ -s "$tmp/$r.$c" ] || continue
+        if grep -q '^NOTE' "$tmp/$r.$c"; then
+            echo "| $r | $(sed -n 's/^NOTE //p' "$tmp/$r.$c" | head -n1) | | | |"
+            continue
+        fi
+        local t v ref
+        t=$(best "$tmp/$r.$c")
+        [ -n "$t" ] || continue
+        v=$(rate "$tmp/$r.$c" "$t")
+        ref=$([ "$unit" = "GB/s" ] && echo "$triad" || echo "$peak")
+        awk -v r="$r" -v t="$t" -v v="$v" -v k="$kt" -v p="$ref" 'BEGIN {
+            printf "| %s | %.4f | %.1f | %s | %.0f%% |\n", r, t, v,
+                   r == "kiln" ? "" : sprintf("%.2fx", t / k), 100 * v / p }'
+    done
+    echo
+    echo "target: $target"
+    echo
+}
+
+peers="torch1 torch2 compile"
+for ((round = 0; round < rounds; round++)); do
+    for n in $sizes; do
+        run kiln.sgemm_$n "$kiln" sgemm "$n"
+        run torch1.sgemm_$n "$py" "$here/peers.py" sgemm "$n" --threads 1
+        run torch2.sgemm_$n "$py" "$here/peers.py" sgemm "$n" --threads 2
+        run openblas.sgemm_$n env OPENBLAS_CORETYPE=SkylakeX "$py" "$here/peers.py" sgemm "$n" --peer numpy
+    done
+    for c in mlp chain; do
+        run kiln.$c "$kiln" "$c"
+        run torch1.$c "$py" "$here/peers.py" "$c" --threads 1
+        run torch2.$c "$py" "$here/peers.py" "$c" --threads 2
+        run compile.$c "$compile_py" "$here/peers.py" "$c" --peer compile
+    done
+    run kiln.tutorial "$kiln" tutorial "$tut_runs"
+    run torch1.tutorial "$py" "$here/peers.py" tutorial "$tut_runs" --threads 1
+    run torch2.tutorial "$py" "$here/peers.py" tutorial "$tut_runs" --threads 2
+done
+
+for n in $sizes; do
+    table "sgemm_$n" "GFLOP/s" ">= 70% of the FMA peak and >= 0.9x OpenBLAS (SkylakeX)" \
+        torch1 torch2 openblas
+done
+table mlp "GFLOP/s" ">= 65% of peak, >= 1.5x PyTorch eager at its best thread count, faster than torch.compile" $peers
+table chain "GB/s" ">= 85% of triad bandwidth" $peers
+table tutorial "GB/s" ">= 20x PyTorch eager (GB/s: the 400 MB written)" torch1 torch2
