@@ -27,6 +27,8 @@
  *      root's kernel becomes the matmul kernel and stores the epilogue.
  *   6. An output that only reshapes (or detaches) a single-use root aliases it:
  *      the root's kernel stores into the output's buffers, in the same order.
+ *      So does an assign output whose value is a root of its dtype and shape,
+ *      whatever else reads that root (the root's readers read the output).
  */
 #include "passes/passes.h"
 
@@ -204,8 +206,30 @@ static void absorb_epilogues(const kiln_graph *g, unsigned char *kind, int *epi,
 static void alias_outputs(const kiln_graph *g, const unsigned char *kind, int *alias,
                           const int *uses, const int *user, const bool *isout)
 {
-    for (int i = 0; i < g->nnodes; i++) {
+    for (int i = 0; i < g->nnodes; i++)
         alias[i] = -1;
+    /* An assign output whose value is a root of the same dtype and shape
+     * (read elsewhere too: an optimizer state feeding the param's update)
+     * takes that root's stores: its readers read the output's buffer, and no
+     * kernel copies the value into it. */
+    for (int u = 0; u < g->nnodes; u++) {
+        const kiln_tensor *a = g->nodes[u];
+        if (a->op != IR_ASSIGN || kind[u] != FUSE_ROOT || !isout[u])
+            continue;
+        const kiln_tensor *v = a->in[1];
+        if (kind[v->id] == FUSE_ROOT && !isout[v->id] && alias[v->id] < 0 &&
+            v->dtype == a->dtype && v->rank == a->rank &&
+            memcmp(v->dims, a->dims, sizeof(int64_t) * (size_t)a->rank) == 0) {
+            bool taken = false; /* one root per output */
+            for (int j = 0; j < g->nnodes && !taken; j++)
+                taken = alias[j] == u;
+            if (!taken)
+                alias[v->id] = u;
+        }
+    }
+    for (int i = 0; i < g->nnodes; i++) {
+        if (alias[i] >= 0)
+            continue;
         if (kind[i] != FUSE_ROOT || isout[i] || uses[i] != 1)
             continue;
         int cur = i;
