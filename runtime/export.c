@@ -624,7 +624,7 @@ static void export_done(xspec *x, char *kir)
     ir_free(kir);
 }
 
-kiln_status rt_export_header(kiln_graph *g, const char *name, char **header)
+kiln_status rt_export_header(kiln_graph *g, const kiln_compile_opts *opts, char **header)
 {
     *header = NULL;
     if (!ir_begin(g))
@@ -632,7 +632,8 @@ kiln_status rt_export_header(kiln_graph *g, const char *name, char **header)
     xspec x;
     char *kir = NULL;
     rt_toolchain tc;
-    kiln_status s = export_prepare(g, NULL, name, &x, &kir, &tc);
+    const char *name = opts && opts->name ? opts->name : "model";
+    kiln_status s = export_prepare(g, opts, name, &x, &kir, &tc);
     if (s != KILN_OK)
         return s;
     if (!(*header = make_header(&x, &tc)))

@@ -108,9 +108,9 @@ void rt_toolchain_command(const rt_toolchain *tc, const char *src, const char *s
 int rt_toolchain_run(const rt_toolchain *tc, const char *dir, const char *src, const char *so,
                      const char *errpath);
 
-/* export.c: the header kiln_export would write for g under name (ir_alloc'd
- * into *header), without building anything; errors on g. */
-kiln_status rt_export_header(kiln_graph *g, const char *name, char **header);
+/* export.c: the header kiln_export(g, opts, ...) would write (ir_alloc'd into
+ * *header), without building anything; errors on g. */
+kiln_status rt_export_header(kiln_graph *g, const kiln_compile_opts *opts, char **header);
 /* export.c: the message of this thread's last failed kiln_module_open ("" when none). */
 const char *rt_open_error(void);
 

@@ -1,9 +1,10 @@
 /*
  * kilnc - Kiln's command-line compiler, runner and IR inspector.
  *
- *   kilnc MODEL.kir [--emit=ir|c|cuda|dot|h|so] [-o OUT] [--print-after-all] [--stats]
+ *   kilnc MODEL.kir [--emit=ir|c|cuda|dot|h|so] [-o OUT] [--target c|cuda]
+ *             [--print-after-all] [--stats]
  *   kilnc run MODEL.kir --entry NAME [--in NAME=FILE.npy]... [--out NAME=FILE.npy]...
- *             [--print NAME]... [--runs N] [--target c|interp]
+ *             [--print NAME]... [--runs N] [--target c|cuda|interp]
  *
  * Compiling reads and verifies a .kir graph (errors name the line and
  * column), then writes it in canonical .kir form (--emit=ir) or as the C the
@@ -31,9 +32,10 @@
 #include <string.h>
 
 static const char usage[] =
-    "usage: kilnc MODEL.kir [--emit=ir|c|cuda|dot|h|so] [-o OUT] [--print-after-all] [--stats]\n"
+    "usage: kilnc MODEL.kir [--emit=ir|c|cuda|dot|h|so] [-o OUT] [--target c|cuda]\n"
+    "                 [--print-after-all] [--stats]\n"
     "       kilnc run MODEL.kir --entry NAME [--in NAME=FILE.npy]... [--out NAME=FILE.npy]...\n"
-    "                 [--print NAME]... [--runs N] [--target c|interp]\n"
+    "                 [--print NAME]... [--runs N] [--target c|cuda|interp]\n"
     "\n"
     "Reads a .kir graph ('-' for standard input) and checks it; parse errors name the\n"
     "line and column.\n"
@@ -45,6 +47,7 @@ static const char usage[] =
     "                      it, OUT's .h, .c, .kir and .params.bin; the name of OUT\n"
     "                      without .so names the C API (kiln_export)\n"
     "  --emit=h            only the header --emit=so would write\n"
+    "  --target c|cuda     the target --emit=so|h exports (default c)\n"
     "  -o OUT              write to OUT instead of standard output\n"
     "  --print-after-all   print the graph after every pass and the kernel program\n"
     "                      (standard error)\n"
@@ -56,7 +59,7 @@ static const char usage[] =
     "  --out NAME=FILE     write tensor NAME to a .npy file after the runs (repeatable)\n"
     "  --print NAME        print tensor NAME as PyTorch does (repeatable)\n"
     "  --runs N            run the entry N times (default 1)\n"
-    "  --target c|interp   the C target (default) or the reference interpreter\n"
+    "  --target T          c (default), cuda or interp (the reference interpreter)\n"
     "  --help              this text\n";
 
 static char *read_all(FILE *f)
@@ -189,7 +192,7 @@ static void export_target(const char *in, const char *out, const char *ext, char
 
 /* --emit=so: kiln_export into OUT's directory; --emit=h: the header to OUT or
  * standard output. */
-static int export_mode(kiln_graph *g, const char *in, const char *out, bool so)
+static int export_mode(kiln_graph *g, const char *in, const char *out, bool so, kiln_target target)
 {
     char dir[4096], name[4096];
     export_target(in, out, so ? ".so" : ".h", dir, name, sizeof dir);
@@ -198,7 +201,7 @@ static int export_mode(kiln_graph *g, const char *in, const char *out, bool so)
             fprintf(stderr, "kilnc: --emit=so writes a .so: '%s' does not end in .so\n", out);
             return 2;
         }
-        kiln_compile_opts o = {.name = name};
+        kiln_compile_opts o = {.target = target, .name = name};
         if (kiln_export(g, &o, dir) != KILN_OK) {
             fprintf(stderr, "kilnc: %s: %s\n", in, kiln_graph_error(g));
             return 1;
@@ -206,7 +209,8 @@ static int export_mode(kiln_graph *g, const char *in, const char *out, bool so)
         return 0;
     }
     char *header = NULL;
-    if (rt_export_header(g, name, &header) != KILN_OK) {
+    kiln_compile_opts o = {.target = target, .name = name};
+    if (rt_export_header(g, &o, &header) != KILN_OK) {
         fprintf(stderr, "kilnc: %s: %s\n", in, kiln_graph_error(g));
         return 1;
     }
@@ -226,6 +230,7 @@ static int compile_mode(int argc, char **argv)
 {
     const char *in = NULL, *out = NULL, *emit = "ir";
     bool stats = false, after_all = false;
+    kiln_target target = KILN_TARGET_C;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             fputs(usage, stdout);
@@ -234,6 +239,9 @@ static int compile_mode(int argc, char **argv)
             emit = argv[i] + 7;
         } else if (strcmp(argv[i], "-o") == 0 && i + 1 < argc) {
             out = argv[++i];
+        } else if (strcmp(argv[i], "--target") == 0 && i + 1 < argc &&
+                   (strcmp(argv[i + 1], "c") == 0 || strcmp(argv[i + 1], "cuda") == 0)) {
+            target = strcmp(argv[++i], "c") == 0 ? KILN_TARGET_C : KILN_TARGET_CUDA;
         } else if (strcmp(argv[i], "--stats") == 0) {
             stats = true;
         } else if (strcmp(argv[i], "--print-after-all") == 0) {
@@ -263,8 +271,14 @@ static int compile_mode(int argc, char **argv)
     kiln_graph *g = load(in);
     if (!g)
         return 1;
+    if (target == KILN_TARGET_CUDA && (c || cuda)) {
+        fprintf(stderr, "kilnc: --target applies to --emit=h|so; --emit=%s names its target\n",
+                emit);
+        kiln_graph_free(g);
+        return 2;
+    }
     if (h || so) {
-        int r = export_mode(g, in, out, so);
+        int r = export_mode(g, in, out, so, target);
         kiln_graph_free(g);
         return r;
     }
@@ -357,6 +371,8 @@ static int run_mode(int argc, char **argv)
             opts.target = KILN_TARGET_C, i++;
         else if (strcmp(a, "--target") == 0 && more && strcmp(argv[i + 1], "interp") == 0)
             opts.target = KILN_TARGET_INTERP, i++;
+        else if (strcmp(a, "--target") == 0 && more && strcmp(argv[i + 1], "cuda") == 0)
+            opts.target = KILN_TARGET_CUDA, i++;
         else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "kilnc run: bad option '%s'%s\n%s", a,
                     more ? "" : " (it needs a value)", usage);
