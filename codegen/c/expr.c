@@ -91,14 +91,14 @@ const cgen_lang cgen_c_lang = {
             [IR_ABS] = {.f = "fabs$f($a)",
                         .i = "($a < 0 ? (int64_t)(0 - (uint64_t)$a) : (int64_t)$a)",
                         .b = "$a"},
-            [IR_EXP] = {.f = "exp$f($a)"},
-            [IR_LOG] = {.f = "log$f($a)"},
+            [IR_EXP] = {.f = "$vexp$f($a)"},
+            [IR_LOG] = {.f = "$vlog$f($a)"},
             [IR_SQRT] = {.f = "sqrt$f($a)"},
             [IR_RSQRT] = {.f = "(1.0$f / sqrt$f($a))"},
             [IR_SIN] = {.f = "sin$f($a)"},
             [IR_COS] = {.f = "cos$f($a)"},
-            [IR_TANH] = {.f = "tanh$f($a)"},
-            [IR_ERF] = {.f = "erf$f($a)"},
+            [IR_TANH] = {.f = "$vtanh$f($a)"},
+            [IR_ERF] = {.f = "$verf$f($a)"},
             [IR_SIGMOID] = {.f = "kiln_sigmoid$f($a)"},
             [IR_RELU] = {.f = "($a < 0 ? ($t)0 : $a)",
                          .i = "($a < 0 ? 0 : (int64_t)$a)",
@@ -207,7 +207,7 @@ const char *const cgen_helpers[] = {
     /* split: C99 promises string literals of 4095 characters only */
     "KILN_FN float kiln_sigmoidf(float x)\n"
     "{\n"
-    "    return 1.0f / (1.0f + expf(-x));\n"
+    "    return 1.0f / (1.0f + kiln_expf(-x));\n"
     "}\n"
     "\n"
     "KILN_FN double kiln_sigmoid(double x)\n"
@@ -471,6 +471,7 @@ static void expand(cgen_buf *b, const char *t, const cgen_ectx *e, const kx_node
             break;
         case 't': cgen_puts(b, cgen_ctype(fdt)); break;
         case 'f': cgen_puts(b, fdt == KILN_F32 ? "f" : ""); break;
+        case 'v': cgen_puts(b, fdt == KILN_F32 ? "kiln_" : ""); break;
         case 'd': cgen_puts(b, ir_dtype_kir(n->dtype)); break;
         case 'K': cgen_printf(b, "%d", e->k->id); break;
         case 'B': cgen_printf(b, "%d", n->buf); break;

@@ -10,7 +10,9 @@
  * arithmetic, which is bounded by the loop domain.
  *
  * Format strings: $a $b $c operands; $t the result's C type; $f "f" for f32
- * and "" for f64 (libm suffix and literal suffix); $d the dtype ("f32");
+ * and "" for f64 (libm suffix and literal suffix); $v "kiln_" for f32 and ""
+ * for f64 (f32 exp/log/tanh/erf are codegen/c/vmath.inc's vectorizable
+ * versions, within 2 ulp; f64 stays libm); $d the dtype ("f32");
  * $K the kernel id; $B buffer; $V loop variable; $S stream; $X axis; $Z size.
  */
 #ifndef KILN_CGEN_EXPR_H
@@ -57,6 +59,9 @@ extern const cgen_lang cgen_c_lang;
  *     void kiln_fail(kiln_ctx *ctx, int32_t code, int32_t kernel, int32_t axis,
  *                    int64_t index, int64_t size);   (records the first error) */
 extern const char *const cgen_helpers[]; /* NULL-terminated pieces */
+/* codegen/c/vmath.inc (embedded by CMake): kiln_expf, kiln_logf, kiln_tanhf,
+ * kiln_erff; printed before cgen_helpers (which use kiln_expf). */
+extern const char cgen_vmath_text[];
 
 /* ---- printing ---------------------------------------------------------------- */
 

@@ -1047,6 +1047,7 @@ char *cgen_c(const kprogram *p, const cgen_opts *o)
                 KILN_RUNERR_NONE, KILN_RUNERR_INDEX, KILN_RUNERR_ZERO_DIV, KILN_RUNERR_NEG_POW);
     cgen_puts(&b, fail_fn);
     cgen_puts(&b, prof_fn);
+    cgen_puts(&b, cgen_vmath_text);
     for (int i = 0; cgen_helpers[i]; i++)
         cgen_puts(&b, cgen_helpers[i]);
     cgen_puts(&b, "\n");

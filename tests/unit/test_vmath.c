@@ -1,0 +1,260 @@
+/* test_vmath.c - the vectorizable f32 math of generated C code (codegen/c/vmath.inc).
+ *
+ * Each function against libm's double result: within 2 ulp of it (and of it
+ * rounded to f32) over a strided sweep of every bit pattern and dense sweeps of
+ * the ranges that matter (reduction boundaries, branch thresholds, overflow,
+ * underflow, subnormals, near 0 and 1), and its special values exact. */
+#include "testutil.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* as the generated code defines it */
+#define KILN_FN static inline __attribute__((unused))
+#include "codegen/c/vmath.inc"
+
+/* Kiln's contract for the fast f32 math. */
+#define MAX_ULP 2.0
+
+typedef struct {
+    const char *name;
+    float (*f)(float);
+    double (*ref)(double);
+    double max_ulp; /* the largest error seen, in ulp of the exact (double) result */
+    float worst;    /* where */
+    uint64_t n;     /* inputs checked */
+} vm_fn;
+
+static float from_bits(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static uint32_t to_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+/* Floats in order as integers: consecutive floats differ by 1, -0 == +0, and
+ * +inf is one past FLT_MAX. */
+static int64_t ordinal(float f)
+{
+    uint32_t u = to_bits(f);
+    return u >> 31 ? -(int64_t)(u & 0x7fffffffu) : (int64_t)u;
+}
+
+static float from_ordinal(int64_t o)
+{
+    return o < 0 ? from_bits(0x80000000u | (uint32_t)-o) : from_bits((uint32_t)o);
+}
+
+/* The f32 ulp at |r| (r finite): 2^(e - 23) for |r| in [2^e, 2^(e+1)),
+ * 2^-149 below 2^-126. */
+static double ulp_at(double r)
+{
+    int e;
+    frexp(fabs(r), &e);
+    e -= 1;
+    return ldexp(1.0, (e < -126 ? -126 : e) - 23);
+}
+
+static void check(vm_fn *fn, float x)
+{
+    float y = fn->f(x);
+    double r = fn->ref((double)x);
+    float want = (float)r;
+    fn->n++;
+    if (isnan(want) || isnan(y)) {
+        if (!isnan(want) || !isnan(y))
+            fail_msg("%s(%a) = %a, want %a", fn->name, (double)x, (double)y, (double)want);
+        return;
+    }
+    int64_t d = ordinal(y) - ordinal(want);
+    if (d > 2 || d < -2)
+        fail_msg("%s(%a) = %a, want %a (%lld ulp apart)", fn->name, (double)x, (double)y,
+                 (double)want, (long long)d);
+    if (isinf(y) || isinf(want))
+        return; /* equal, or FLT_MAX against an r that rounds past it */
+    double e = fabs((double)y - r) / ulp_at(r);
+    if (e > fn->max_ulp) {
+        fn->max_ulp = e;
+        fn->worst = x;
+    }
+}
+
+/* Every step-th float from a up to b (in the order of ordinal). */
+static void sweep(vm_fn *fn, float a, float b, int64_t step)
+{
+    for (int64_t o = ordinal(a), end = ordinal(b); o <= end; o += step)
+        check(fn, from_ordinal(o));
+}
+
+/* Every step-th bit pattern of the whole 32-bit range: NaNs, infinities,
+ * subnormals and both signs included. */
+static void sweep_all_bits(vm_fn *fn, uint32_t step)
+{
+    for (uint64_t u = 0; u <= UINT32_MAX; u += step)
+        check(fn, from_bits((uint32_t)u));
+}
+
+/* n floats either side of x */
+static void around(vm_fn *fn, float x, int64_t n)
+{
+    sweep(fn, from_ordinal(ordinal(x) - n), from_ordinal(ordinal(x) + n), 1);
+}
+
+static void finish(vm_fn *fn)
+{
+    print_message("%-10s max %.3f ulp (at %a) over %llu inputs\n", fn->name, fn->max_ulp,
+                  (double)fn->worst, (unsigned long long)fn->n);
+    assert_true(fn->max_ulp <= MAX_ULP);
+}
+
+/* got is want bit for bit (any NaN matches any NaN) */
+#define assert_same(got, want) assert_same_((got), (want), #got, __FILE__, __LINE__)
+static void assert_same_(float got, float want, const char *expr, const char *file, int line)
+{
+    if (isnan(got) && isnan(want))
+        return;
+    if (to_bits(got) != to_bits(want)) {
+        print_error("%s:%d: %s = %a, want %a\n", file, line, expr, (double)got, (double)want);
+        fail();
+    }
+}
+
+/* the sweeps' strides: the whole range, and the dense ranges */
+#define ALL_STEP   509
+#define RANGE_STEP 401
+
+static void test_expf(void **state)
+{
+    (void)state;
+    vm_fn fn = {"kiln_expf", kiln_expf, exp, 0, 0, 0};
+    sweep_all_bits(&fn, ALL_STEP);
+    sweep(&fn, -104.0f, 89.0f, RANGE_STEP);
+    sweep(&fn, -0x1p-20f, 0x1p-20f, 997);
+    /* the reduction's boundaries, x = (k + 1/2) ln2 */
+    for (int k = -151; k <= 128; k++)
+        around(&fn, (float)((k + 0.5) * 0.69314718055994531), 64);
+    sweep(&fn, 88.6f, 88.8f, 1);     /* overflow */
+    sweep(&fn, -87.5f, -87.2f, 1);   /* results going subnormal */
+    sweep(&fn, -104.0f, -103.0f, 1); /* and to 0 */
+    finish(&fn);
+
+    assert_same(kiln_expf(0.0f), 1.0f);
+    assert_same(kiln_expf(-0.0f), 1.0f);
+    assert_same(kiln_expf(1.0f), 0x1.5bf0a8p+1f);
+    assert_same(kiln_expf(INFINITY), INFINITY);
+    assert_same(kiln_expf(-INFINITY), 0.0f);
+    assert_same(kiln_expf(FLT_MAX), INFINITY);
+    assert_same(kiln_expf(-FLT_MAX), 0.0f);
+    assert_true(isnan(kiln_expf(NAN)));
+    assert_true(isnan(kiln_expf(-NAN)));
+    /* the last finite result and the first overflow */
+    assert_same(kiln_expf(0x1.62e42ep+6f), 0x1.ffff08p+127f);
+    assert_same(kiln_expf(0x1.62e430p+6f), INFINITY);
+    /* the smallest subnormal and underflow to 0 */
+    assert_same(kiln_expf(-0x1.9fe368p+6f), 0x1p-149f);
+    assert_same(kiln_expf(-0x1.9fe36ap+6f), 0.0f);
+    assert_same(kiln_expf(-104.0f), 0.0f);
+}
+
+static void test_logf(void **state)
+{
+    (void)state;
+    vm_fn fn = {"kiln_logf", kiln_logf, log, 0, 0, 0};
+    sweep_all_bits(&fn, ALL_STEP);
+    sweep(&fn, 0x1p-149f, FLT_MAX, RANGE_STEP);
+    sweep(&fn, 0x1p-149f, 0x1p-126f, 7); /* subnormals */
+    sweep(&fn, 0.99f, 1.01f, 1);         /* log(x) -> 0 */
+    /* where the reduction's exponent steps, at sqrt(2) 2^k */
+    for (int k = -126; k <= 127; k++)
+        around(&fn, ldexpf(0x1.6a09e6p+0f, k), 256);
+    for (int k = -149; k <= 127; k++)
+        check(&fn, ldexpf(1.0f, k));
+    finish(&fn);
+
+    assert_same(kiln_logf(1.0f), 0.0f); /* +0 */
+    assert_same(kiln_logf(0.0f), -INFINITY);
+    assert_same(kiln_logf(-0.0f), -INFINITY);
+    assert_same(kiln_logf(INFINITY), INFINITY);
+    assert_same(kiln_logf(2.0f), 0x1.62e430p-1f);
+    assert_same(kiln_logf(0x1p-149f), -0x1.9d1da0p+6f);
+    assert_true(isnan(kiln_logf(-0x1p-149f)));
+    assert_true(isnan(kiln_logf(-1.0f)));
+    assert_true(isnan(kiln_logf(-INFINITY)));
+    assert_true(isnan(kiln_logf(NAN)));
+}
+
+static void test_tanhf(void **state)
+{
+    (void)state;
+    vm_fn fn = {"kiln_tanhf", kiln_tanhf, tanh, 0, 0, 0};
+    sweep_all_bits(&fn, ALL_STEP);
+    sweep(&fn, -10.0f, 10.0f, RANGE_STEP);
+    sweep(&fn, 0.99f, 1.01f, 1); /* the branch threshold */
+    sweep(&fn, -1.01f, -0.99f, 1);
+    sweep(&fn, 8.5f, 9.5f, 4); /* saturation */
+    sweep(&fn, 0x1p-16f, 0x1p-2f, 97);
+    finish(&fn);
+
+    assert_same(kiln_tanhf(0.0f), 0.0f);
+    assert_same(kiln_tanhf(-0.0f), -0.0f);
+    assert_same(kiln_tanhf(INFINITY), 1.0f);
+    assert_same(kiln_tanhf(-INFINITY), -1.0f);
+    assert_same(kiln_tanhf(9.1f), 1.0f);
+    assert_same(kiln_tanhf(-9.1f), -1.0f);
+    assert_same(kiln_tanhf(FLT_MAX), 1.0f);
+    assert_true(isnan(kiln_tanhf(NAN)));
+    /* tanh(x) rounds to x for |x| <= 2^-13, subnormals included */
+    for (uint32_t u = 1; u <= to_bits(0x1p-13f); u += 9973) {
+        assert_same(kiln_tanhf(from_bits(u)), from_bits(u));
+        assert_same(kiln_tanhf(-from_bits(u)), -from_bits(u));
+    }
+    /* odd */
+    for (float x = 0x1p-10f; x < 12.0f; x *= 1.01f)
+        assert_same(kiln_tanhf(-x), -kiln_tanhf(x));
+}
+
+static void test_erff(void **state)
+{
+    (void)state;
+    vm_fn fn = {"kiln_erff", kiln_erff, erf, 0, 0, 0};
+    sweep_all_bits(&fn, ALL_STEP);
+    sweep(&fn, -4.5f, 4.5f, RANGE_STEP);
+    sweep(&fn, 0.99f, 1.01f, 1); /* the branch threshold */
+    sweep(&fn, -1.01f, -0.99f, 1);
+    sweep(&fn, 3.8f, 4.1f, 8); /* saturation */
+    sweep(&fn, 0x1p-16f, 0x1p-2f, 97);
+    sweep(&fn, 0x1p-149f, 0x1p-126f, 97); /* subnormals */
+    finish(&fn);
+
+    assert_same(kiln_erff(0.0f), 0.0f);
+    assert_same(kiln_erff(-0.0f), -0.0f);
+    assert_same(kiln_erff(INFINITY), 1.0f);
+    assert_same(kiln_erff(-INFINITY), -1.0f);
+    assert_same(kiln_erff(4.0f), 1.0f);
+    assert_same(kiln_erff(-4.0f), -1.0f);
+    assert_same(kiln_erff(FLT_MAX), 1.0f);
+    assert_same(kiln_erff(-FLT_MAX), -1.0f);
+    assert_true(isnan(kiln_erff(NAN)));
+    for (float x = 0x1p-10f; x < 12.0f; x *= 1.01f)
+        assert_same(kiln_erff(-x), -kiln_erff(x));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_expf),
+        cmocka_unit_test(test_logf),
+        cmocka_unit_test(test_tanhf),
+        cmocka_unit_test(test_erff),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
