@@ -217,8 +217,8 @@ static void alias_outputs(const kiln_graph *g, const unsigned char *kind, int *a
         if (a->op != IR_ASSIGN || kind[u] != FUSE_ROOT || !isout[u])
             continue;
         const kiln_tensor *v = a->in[1];
-        if (kind[v->id] == FUSE_ROOT && !isout[v->id] && alias[v->id] < 0 &&
-            v->dtype == a->dtype && v->rank == a->rank &&
+        if (kind[v->id] == FUSE_ROOT && !isout[v->id] && alias[v->id] < 0 && v->dtype == a->dtype &&
+            v->rank == a->rank &&
             memcmp(v->dims, a->dims, sizeof(int64_t) * (size_t)a->rank) == 0) {
             bool taken = false; /* one root per output */
             for (int j = 0; j < g->nnodes && !taken; j++)
