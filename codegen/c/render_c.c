@@ -22,10 +22,11 @@ enum { PAR_WORK = 1 << 15 };
  * MM_KB rows of B stream through it. */
 enum { MM_MB = 32, MM_NB = 256, MM_KB = 256 };
 /* The packed f32 path's tiles are taller: B's packed KB x NB block is reused
- * by all MB rows (64 x 256 measured best of 32..128 x 128..256 on the MLP
- * step; the AVX-512 block is 6 x 32 doubles: 24 accumulators, 4 B loads and 6
- * broadcasts per k; AVX2 4 x 12 in 16 registers). */
-enum { MM_PMB = 64, MM_PNB = 256 };
+ * by all MB rows, and A's packed MB x K row block by all of a thread's tiles
+ * in that row (on the stack up to MM_APK_STACK bytes, else on the heap up
+ * to MM_APK_MAX; past that each tile packs its own). 128 x 256 measured best
+ * of 64..192 x 256..512 for SGEMM 1024..4096 on a 2-core Zen 4. */
+enum { MM_PMB = 128, MM_PNB = 256, MM_APK_STACK = 1 << 20, MM_APK_MAX = 64 << 20 };
 
 typedef struct {
     cgen_buf *b;
@@ -391,6 +392,16 @@ static bool host_avx512(void)
 #endif
 }
 
+/* The packed microkernel's register block: MR rows x NR columns of f32
+ * accumulators in VL-wide vectors (AVX-512: 12 of 32 registers; AVX2: 12 of
+ * 16). */
+static void mm_block(int *mr, int *nr, int *vl)
+{
+    bool wide = host_avx512();
+    *mr = wide ? 6 : 4;
+    *nr = wide ? 32 : 24;
+    *vl = wide ? 16 : 8;
+}
 static mm_variant mm_variant_of(const kprogram *p, const kernel *k)
 {
     const kk_matmul *mm = &k->mm;
@@ -510,70 +521,67 @@ static const char mm_dot_body[] =
     "        }\n";
 
 /* The f32 x f32 tile (f64 tile): both operands are packed into contiguous
- * panels first, A as MR-row panels [k][MR] and B as NR-column panels [k][NR],
- * zero-padded, so every layout (transposes included) runs the same
- * microkernel: an MR x NR block of accumulators in vector registers, per k
- * one broadcast of A per row and NR / VL loads of B. Packing converts to
- * double: an f32 x f32 product is exact in double, so the block sums exactly
- * as the interpreter does up to order (the 1e-5 numerics contract; f32
- * accumulation missed it by 1e-6 absolute on cancelling sums), at half the
- * f32 FMA rate. The panels live on the stack (at most MM_PMB x MM_KB and
- * MM_KB x MM_PNB doubles). */
+ * panels first, A as MR-row panels [k][MR] (apk: packed by the caller, once
+ * per row block; NULL: here) and B as NR-column panels [k][NR], zero-padded,
+ * so every layout (transposes included) runs the same microkernel: an MR x NR
+ * block of f32 accumulators in vector registers, per k one broadcast of A per
+ * row and NR / VL loads of B. The block sums in f32 over at most MM_KB terms
+ * and is added to the f64 tile, as BLAS accumulates: the full f32 FMA rate,
+ * within the 1e-5 contract on sums that do not cancel, and within the
+ * recursive-summation bound MM_KB * 2^-24 * sum |a b| on those that do (the
+ * f64 tile keeps the error from growing with k past one block). The B panels
+ * live on the stack (MM_KB x MM_PNB floats). */
 static const char mm_packed_body[] =
     "    const int64_t kn = k1 - k0, mp = (mi + MR - 1) / MR, np = (nj + NR - 1) / NR;\n"
-    "    double apbuf[mp * MR * kn + 8], bpbuf[np * NR * kn + 8];\n"
-    "    double *restrict ap = (double *)(((uintptr_t)apbuf + 63) & ~(uintptr_t)63);\n"
-    "    double *restrict bp = (double *)(((uintptr_t)bpbuf + 63) & ~(uintptr_t)63);\n"
-    "    /* packing reads along whichever axis is contiguous in memory */\n"
-    "    for (int64_t ip = 0; ip < mp; ip++)\n"
-    "        for (int r = 0; r < MR; r++) {\n"
-    "            const int64_t i = ip * MR + r;\n"
-    "            double *restrict dst = ap + ip * kn * MR + r;\n"
-    "            if (i >= mi)\n"
-    "                for (int64_t p = 0; p < kn; p++)\n"
-    "                    dst[p * MR] = 0.0;\n"
-    "            else if (sa2 == 1)\n"
-    "                for (int64_t p = 0; p < kn; p++)\n"
-    "                    dst[p * MR] = a[i * sa1 + k0 + p];\n"
-    "            else\n"
-    "                for (int64_t p = 0; p < kn; p++)\n"
-    "                    dst[p * MR] = a[i * sa1 + (k0 + p) * sa2];\n"
-    "        }\n"
+    "    float apbuf[apk ? 16 : mp * MR * kn + 16], bpbuf[np * NR * kn + 16];\n"
+    "    const float *restrict ap = apk;\n"
+    "    float *restrict bp = (float *)(((uintptr_t)bpbuf + 63) & ~(uintptr_t)63);\n"
+    "    if (!ap) {\n"
+    "        float *restrict own = (float *)(((uintptr_t)apbuf + 63) & ~(uintptr_t)63);\n"
+    "        kiln_mm_pack_a_f32(own, mi, k0, k1, a, sa1, sa2);\n"
+    "        ap = own;\n"
+    "    }\n"
     "    if (sb1 == 1 || sb2 != 1) /* B[k][j] contiguous along k (a transposed weight) */\n"
     "        for (int64_t jp = 0; jp < np; jp++)\n"
     "            for (int c = 0; c < NR; c++) {\n"
     "                const int64_t j = jp * NR + c;\n"
-    "                double *restrict dst = bp + jp * kn * NR + c;\n"
+    "                float *restrict dst = bp + jp * kn * NR + c;\n"
     "                for (int64_t p = 0; p < kn; p++)\n"
-    "                    dst[p * NR] = j < nj ? b[(k0 + p) * sb1 + j * sb2] : 0.0;\n"
+    "                    dst[p * NR] = j < nj ? b[(k0 + p) * sb1 + j * sb2] : 0.0f;\n"
     "            }\n"
-    "    else /* contiguous along j */\n"
-    "        for (int64_t jp = 0; jp < np; jp++)\n"
-    "            for (int64_t p = 0; p < kn; p++)\n"
-    "                for (int c = 0; c < NR; c++) {\n"
-    "                    const int64_t j = jp * NR + c;\n"
-    "                    bp[(jp * kn + p) * NR + c] = j < nj ? b[(k0 + p) * sb1 + j] : 0.0;\n"
-    "                }\n"
+    "    else /* contiguous along j: each row of B read once, in order */\n"
+    "        for (int64_t p = 0; p < kn; p++) {\n"
+    "            const float *restrict brow = b + (k0 + p) * sb1;\n"
+    "            int64_t jp = 0;\n"
+    "            for (; jp < nj / NR; jp++) {\n"
+    "                KILN_PREFETCH(brow + 8 * sb1 + jp * NR);\n"
+    "                KILN_PREFETCH(brow + 8 * sb1 + jp * NR + NR - 1);\n"
+    "                memcpy(bp + (jp * kn + p) * NR, brow + jp * NR, sizeof(float) * NR);\n"
+    "            }\n"
+    "            for (int c = 0; jp < np && c < NR; c++) /* the zero-padded last panel */\n"
+    "                bp[(jp * kn + p) * NR + c] = jp * NR + c < nj ? brow[jp * NR + c] : 0.0f;\n"
+    "        }\n"
     "    for (int64_t ip = 0; ip < mp; ip++)\n"
     "        for (int64_t jp = 0; jp < np; jp++) {\n"
-    "            const double *restrict pa = ap + ip * kn * MR, *restrict pb = bp + jp * kn * NR;\n"
+    "            const float *restrict pa = ap + ip * kn * MR, *restrict pb = bp + jp * kn * NR;\n"
     "            kiln_vf acc[MR][NR / VL];\n"
     "            KILN_UNROLL\n"
     "            for (int r = 0; r < MR; r++)\n"
     "                KILN_UNROLL\n"
     "                for (int v = 0; v < NR / VL; v++)\n"
     "                    acc[r][v] = (kiln_vf){0};\n"
+    "            KILN_UNROLL_K\n"
     "            for (int64_t p = 0; p < kn; p++) {\n"
     "                const kiln_vf *restrict bv = (const kiln_vf *)(pb + p * NR);\n"
     "                KILN_UNROLL\n"
     "                for (int r = 0; r < MR; r++) {\n"
-    "                    const kiln_vf av = (kiln_vf){0} + pa[p * MR + r];\n"
+    "                    const float av = pa[p * MR + r];\n"
     "                    KILN_UNROLL\n"
     "                    for (int v = 0; v < NR / VL; v++)\n"
     "                        acc[r][v] += av * bv[v];\n"
     "                }\n"
     "            }\n"
-    "            double out[MR][NR];\n"
+    "            float out[MR][NR];\n"
     "            memcpy(out, acc, sizeof out);\n"
     "            const int64_t rn = mi - ip * MR < MR ? mi - ip * MR : MR;\n"
     "            const int64_t cn = nj - jp * NR < NR ? nj - jp * NR : NR;\n"
@@ -582,6 +590,27 @@ static const char mm_packed_body[] =
     "                for (int64_t c = 0; c < cn; c++)\n"
     "                    t[r * ldt + c] += out[r][c];\n"
     "        }\n";
+
+/* Packs rows [0, mi) x columns [k0, k1) of A into MR-row panels [k][MR],
+ * zero-padded to whole panels: the microkernel's A operand. Packing reads
+ * along whichever axis is contiguous in memory. */
+static const char mm_pack_a_body[] =
+    "    const int64_t kn = k1 - k0, mp = (mi + MR - 1) / MR;\n"
+    "    for (int64_t ip = 0; ip < mp; ip++) {\n"
+    "        const int64_t rn = mi - ip * MR < MR ? mi - ip * MR : MR;\n"
+    "        float *restrict dst = ap + ip * kn * MR;\n"
+    "        const float *restrict src = a + ip * MR * sa1 + k0 * sa2;\n"
+    "        if (sa2 == 1 && rn == MR) /* rows contiguous: one stream per row */\n"
+    "            for (int r = 0; r < MR; r++)\n"
+    "                KILN_NOVEC\n"
+    "                for (int64_t p = 0; p < kn; p++)\n"
+    "                    dst[p * MR + r] = src[r * sa1 + p];\n"
+    "        else\n"
+    "            for (int64_t p = 0; p < kn; p++)\n"
+    "                KILN_UNROLL\n"
+    "                for (int r = 0; r < MR; r++)\n"
+    "                    dst[p * MR + r] = r < rn ? src[r * sa1 + p * sa2] : 0.0f;\n"
+    "    }\n";
 
 /* Prints body with TT, TA and TB replaced by the C types. */
 static void typed_body(cgen_buf *b, const char *body, const char *tt, const char *ta,
@@ -606,20 +635,30 @@ static void render_mm_fn(cgen_buf *b, const kprogram *p, const kernel *k)
     const char *tt = fl ? cgen_ctype(k->acc_dtype) : "uint64_t";
     const char *ta = cgen_ctype(p->bufs[mm->a].dtype), *tb = cgen_ctype(p->bufs[mm->b].dtype);
     mm_variant v = mm_variant_of(p, k);
+    int mr, nr, vl;
+    mm_block(&mr, &nr, &vl);
+    if (v == MMV_PACKED) {
+        cgen_puts(b,
+                  "static KILN_NOINLINE void kiln_mm_pack_a_f32(float *restrict ap, int64_t mi,\n"
+                  "    int64_t k0, int64_t k1, const float *restrict a, int64_t sa1, int64_t sa2)\n"
+                  "{\n");
+        cgen_printf(b, "    enum { MR = %d };\n", mr);
+        cgen_puts(b, mm_pack_a_body);
+        cgen_puts(b, "}\n\n");
+    }
     cgen_puts(b, "/* tile[i][j] += sum over k0 <= p < k1 of a[i * sa1 + p * sa2] * "
                  "b[p * sb1 + j * sb2] */\nstatic KILN_NOINLINE void ");
     mm_fn_name(b, p, k);
     cgen_printf(b,
                 "(%s *restrict tile, int64_t ldt, int64_t mi, int64_t nj,\n"
                 "    int64_t k0, int64_t k1, const %s *restrict a, int64_t sa1, int64_t sa2,\n"
-                "    const %s *restrict b, int64_t sb1, int64_t sb2)\n{\n",
-                tt, ta, tb);
+                "    const %s *restrict b, int64_t sb1, int64_t sb2%s)\n{\n",
+                tt, ta, tb, v == MMV_PACKED ? ", const float *restrict apk" : "");
     if (v == MMV_PACKED) {
-        bool wide = host_avx512();
         cgen_printf(b,
-                    "    typedef double kiln_vf __attribute__((vector_size(%d)));\n"
+                    "    typedef float kiln_vf __attribute__((vector_size(%d)));\n"
                     "    enum { MR = %d, NR = %d, VL = %d };\n",
-                    wide ? 64 : 32, wide ? 6 : 4, wide ? 32 : 12, wide ? 8 : 4);
+                    vl * 4, mr, nr, vl);
         cgen_puts(b, mm_packed_body);
     } else if (v == MMV_STRIDED) {
         cgen_puts(b, "    for (int64_t i = 0; i < mi; i++) {\n");
@@ -685,8 +724,31 @@ static void render_matmul(kr *r)
     bool par = r->o.openmp && !serial(k) && tiles >= 2 &&
                mm->batch * mm->m * mm->n * (mm->k ? mm->k : 1) >= PAR_WORK;
     emit_at(r, 0, false, 1);
-    if (par)
+    /* The packed path packs A's row block for the whole k range once per
+     * thread and row block (consecutive tiles of a thread share ib), not once
+     * per tile: mpad x K floats on the thread's stack, or its heap when big
+     * (malloc failing falls back to packing per tile). */
+    int mr, nr, vl;
+    mm_block(&mr, &nr, &vl);
+    int64_t mpad = (mb + mr - 1) / mr * mr, apk_bytes = mpad * mm->k * 4;
+    bool apk = packed && mm->k > 0 && apk_bytes <= MM_APK_MAX;
+    bool apk_heap = apk_bytes > MM_APK_STACK;
+    if (apk) {
+        if (par)
+            cgen_puts(b, "#pragma omp parallel num_threads(kiln_threads(ctx))\n");
+        if (apk_heap)
+            cgen_printf(b, "    {\n    float *apk = malloc(%lld);\n", (long long)apk_bytes);
+        else
+            cgen_printf(b,
+                        "    {\n    float apk_buf[%lld];\n"
+                        "    float *apk = (float *)(((uintptr_t)apk_buf + 63) & ~(uintptr_t)63);\n",
+                        (long long)(mpad * mm->k + 16));
+        cgen_puts(b, "    int64_t apk_at = -1; /* the (i0, ib) packed in apk */\n");
+        if (par)
+            cgen_puts(b, "#pragma omp for collapse(3) schedule(static)\n");
+    } else if (par) {
         pragma_for(r, 1, 3, "");
+    }
     cgen_printf(b, "    for (int64_t i0 = 0; i0 < %lld; i0++) {\n", (long long)mm->batch);
     cgen_printf(b, "        for (int64_t ib = 0; ib < %lld; ib += %lld) {\n", (long long)mm->m,
                 (long long)mb);
@@ -702,6 +764,21 @@ static void render_matmul(kr *r)
     if (mm->k > 0) {
         const char *av[2] = {"i0", "ib"}, *bv[2] = {"i0", "jb"};
         const int64_t as[2] = {sa[0], sa[1]}, bs[2] = {sb[0], sb[2]};
+        if (apk) {
+            cgen_printf(b, "                if (apk && apk_at != i0 * %lld + ib) {\n",
+                        (long long)mm->m);
+            cgen_printf(b, "                    for (int64_t kb = 0; kb < %lld; kb += %lld)\n",
+                        (long long)mm->k, (long long)kb);
+            cgen_printf(
+                b, "                        kiln_mm_pack_a_f32(apk + %lld * kb, ie - ib, kb,\n",
+                (long long)mpad);
+            cgen_printf(b, "                            kb + %lld < %lld ? kb + %lld : %lld, b%d",
+                        (long long)kb, (long long)mm->k, (long long)kb, (long long)mm->k, mm->a);
+            offset_terms(b, 2, av, as);
+            cgen_printf(b, ", %lld, %lld);\n", (long long)sa[1], (long long)sa[2]);
+            cgen_printf(b, "                    apk_at = i0 * %lld + ib;\n                }\n",
+                        (long long)mm->m);
+        }
         cgen_printf(b, "                for (int64_t kb = 0; kb < %lld; kb += %lld)\n",
                     (long long)mm->k, (long long)kb);
         cgen_puts(b, "                    ");
@@ -713,7 +790,12 @@ static void render_matmul(kr *r)
         cgen_printf(b, ", %lld, %lld,\n                        b%d", (long long)sa[1],
                     (long long)sa[2], mm->b);
         offset_terms(b, 2, bv, bs);
-        cgen_printf(b, ", %lld, %lld);\n", (long long)sb[1], (long long)sb[2]);
+        cgen_printf(b, ", %lld, %lld", (long long)sb[1], (long long)sb[2]);
+        if (apk)
+            cgen_printf(b, ", apk ? apk + %lld * kb : NULL", (long long)mpad);
+        else if (packed)
+            cgen_puts(b, ", NULL");
+        cgen_puts(b, ");\n");
     }
     /* the epilogue: KX_ACC is the finished sum of (i0, i1, i2) */
     cgen_puts(b, "                for (int64_t i1 = ib; i1 < ie; i1++) {\n");
@@ -728,6 +810,8 @@ static void render_matmul(kr *r)
     emit_leftovers(r, 6);
     emit_stores(r, 6);
     close_to(r, 5, 0);
+    if (apk)
+        cgen_puts(b, apk_heap ? "    free(apk);\n    }\n" : "    }\n");
 }
 
 /* ---- kernels ----------------------------------------------------------------------- */
@@ -955,6 +1039,7 @@ static const char prelude[] = "#ifndef _POSIX_C_SOURCE\n"
                               "#include <math.h>\n"
                               "#include <stdbool.h>\n"
                               "#include <stdint.h>\n"
+                              "#include <stdlib.h>\n"
                               "#include <string.h>\n"
                               "#include <time.h>\n"
                               "#ifdef _OPENMP\n"
@@ -965,18 +1050,26 @@ static const char prelude[] = "#ifndef _POSIX_C_SOURCE\n"
                               "#define KILN_UNUSED __attribute__((unused))\n"
                               "#define KILN_EXPORT __attribute__((visibility(\"default\")))\n"
                               "#define KILN_NOINLINE __attribute__((noinline))\n"
+                              "#define KILN_PREFETCH(p) __builtin_prefetch(p)\n"
                               "#else\n"
                               "#define KILN_UNUSED\n"
                               "#define KILN_EXPORT\n"
                               "#define KILN_NOINLINE\n"
+                              "#define KILN_PREFETCH(p) ((void)(p))\n"
                               "#endif\n"
                               "#define KILN_FN static inline KILN_UNUSED\n"
                               "#if defined(__clang__)\n"
                               "#define KILN_UNROLL _Pragma(\"clang loop unroll(full)\")\n"
+                              "#define KILN_UNROLL_K _Pragma(\"clang loop unroll_count(4)\")\n"
+                              "#define KILN_NOVEC _Pragma(\"clang loop vectorize(disable)\")\n"
                               "#elif defined(__GNUC__)\n"
                               "#define KILN_UNROLL _Pragma(\"GCC unroll 16\")\n"
+                              "#define KILN_UNROLL_K _Pragma(\"GCC unroll 4\")\n"
+                              "#define KILN_NOVEC\n"
                               "#else\n"
                               "#define KILN_UNROLL\n"
+                              "#define KILN_UNROLL_K\n"
+                              "#define KILN_NOVEC\n"
                               "#endif\n"
                               "\n";
 

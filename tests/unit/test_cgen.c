@@ -819,14 +819,23 @@ static void matmul_case(int64_t batch, int64_t m, int64_t kk, int64_t n, bool bt
     for (int64_t q = 0; q < batch; q++)
         for (int64_t i = 0; i < m; i++)
             for (int64_t j = 0; j < n; j++) {
-                double sum = 0;
-                for (int64_t l = 0; l < kk; l++)
-                    sum += (double)av[q * as[0] + i * as[1] + l * as[2]] *
-                           (double)bv[q * bs[0] + l * bs[1] + j * bs[2]];
+                double sum = 0, mag = 0;
+                for (int64_t l = 0; l < kk; l++) {
+                    double t = (double)av[q * as[0] + i * as[1] + l * as[2]] *
+                               (double)bv[q * bs[0] + l * bs[1] + j * bs[2]];
+                    sum += t;
+                    mag += fabs(t);
+                }
                 float want = (float)sum + cv[j];
                 want = want < 0 ? 0 : want;
                 float got = ov[(q * m + i) * n + j];
-                if (!close_to((double)got, (double)want, 1e-5, 1e-6))
+                /* f32 x f32 products sum in f32 within each k block of at most
+                 * 256 (then in f64 across blocks), as BLAS does: the
+                 * recursive-summation bound n u sum |a b| with u = 2^-24 on top
+                 * of the 1e-5 contract, which it is for sums that do not
+                 * cancel. */
+                double blk = (double)(kk < 256 ? kk : 256) * 0x1p-24 * mag;
+                if (!close_to((double)got, (double)want, 1e-5, 1e-6 + blk))
                     fail_msg("matmul [%lld, %lld, %lld] = %.9g, want %.9g", (long long)q,
                              (long long)i, (long long)j, (double)got, (double)want);
             }
@@ -842,6 +851,10 @@ static void test_matmul(void **state)
     matmul_case(2, 5, 7, 3, false, true, true);
     matmul_case(1, 70, 300, 300, false, false, true); /* crosses every cache block */
     matmul_case(3, 33, 260, 257, true, true, true);
+    /* row blocks (128) with a ragged last one, A packed once per row block
+     * and batch, threaded and not */
+    matmul_case(2, 300, 520, 70, false, false, true);
+    matmul_case(1, 130, 300, 40, false, false, false);
     matmul_case(1, 4, 0, 3, false, false, false); /* k = 0: bias only */
 }
 
