@@ -23,23 +23,30 @@
  *   rand f32:  block = i / 4, w = x[i % 4],  u = (w >> 8) * 2^-24         in [0, 1)
  *   rand f64:  block = i / 2, lo = x[2*(i%2)], hi = x[2*(i%2)+1],
  *              u = (((hi << 32) | lo) >> 11) * 2^-53                     in [0, 1)
- *   randn:     block = i / 2 (one Box-Muller pair per block)
- *              f32: u1 = ((x0 >> 8) + 1) * 2^-24                           in (0, 1]
- *                   u2 = (x1 >> 8) * 2^-24                                 in [0, 1)
- *              f64: u1 = ((((x1 << 32) | x0) >> 11) + 1) * 2^-53           in (0, 1]
- *                   u2 = (((x3 << 32) | x2) >> 11) * 2^-53                 in [0, 1)
+ *   randn f32: block = i / 4: words (x0, x1) make elements 4 block and
+ *              4 block + 1, words (x2, x3) elements 4 block + 2 and 4 block + 3,
+ *              by kiln_box_mullerf (ir/vmath.inc) in f32: u1 = ((xa >> 8) + 1)
+ *              * 2^-24 in (0, 1], r = sqrtf(-2 kiln_logf(u1)), (c, s) =
+ *              kiln_cossin_turn24(xb >> 8), the cos and sin of 2 pi (xb >> 8)
+ *              2^-24; the even element is r c, the odd one r s. Every backend
+ *              runs that same code, whose results do not depend on FP
+ *              contraction: the values agree bit for bit.
+ *   randn f64: block = i / 2 (one Box-Muller pair per block)
+ *              u1 = ((((x1 << 32) | x0) >> 11) + 1) * 2^-53           in (0, 1]
+ *              u2 = (((x3 << 32) | x2) >> 11) * 2^-53                 in [0, 1)
  *              r = sqrt(-2 ln u1); z = (i even) ? r cos(2 pi u2) : r sin(2 pi u2)
- *              with every step in double (2 pi = the double 6.283185307179586),
- *              rounded once to the dtype.
- * The uniform values are exact in both dtypes; randn depends on libm's log,
- * sqrt, cos and sin in double, which agree with CUDA's to well under an f32
- * ulp (an f32 result may differ only when the double lies within a double
- * ulp of an f32 rounding boundary).
+ *              in double (2 pi = the double 6.283185307179586), with libm's
+ *              log, sqrt, cos and sin, which agree with CUDA's to about a
+ *              double ulp.
+ * The uniform values are exact in both dtypes.
  */
 #include "ir.h"
 
 #include <math.h>
 #include <string.h>
+
+#define KILN_FN static inline __attribute__((unused))
+#include "ir/vmath.inc"
 #if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
 #include <immintrin.h>
 #define KILN_PHILOX_AVX512 1
@@ -233,10 +240,11 @@ static double box_muller(double u1, double u2, uint64_t i)
 float ir_randn_f32(uint64_t seed, uint32_t stream, uint32_t run, uint64_t i)
 {
     uint32_t x[4];
-    block(seed, stream, run, i / 2, x);
-    double u1 = (double)((x[0] >> 8) + 1) * TWO_M24;
-    double u2 = (double)(x[1] >> 8) * TWO_M24;
-    return (float)box_muller(u1, u2, i);
+    block(seed, stream, run, i / 4, x);
+    unsigned w = (unsigned)(i % 4) & 2u;
+    float z[2];
+    kiln_box_mullerf(x[w], x[w + 1], &z[0], &z[1]);
+    return z[i % 2];
 }
 
 double ir_randn_f64(uint64_t seed, uint32_t stream, uint32_t run, uint64_t i)

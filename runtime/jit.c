@@ -200,9 +200,11 @@ static int run_process(char *const argv[], const char *cwd, const char *errpath)
  * unrolling every vectorised loop tripled clang's time (loop strength
  * reduction over the copies) and made the step no faster; the GEMM tile
  * functions are where unrolling would pay, and the packed microkernel of the
- * CPU performance work unrolls itself. */
-static const char *const cflags[] = {"-O2", "-march=native", "-fno-unroll-loops", "-fPIC",
-                                     "-shared"};
+ * CPU performance work unrolls itself. -fno-math-errno: generated code never
+ * reads errno, and without it sqrtf is a call behind a branch that stops the
+ * loop vectorizer. */
+static const char *const cflags[] = {"-O2",   "-march=native",   "-fno-unroll-loops",
+                                     "-fPIC", "-fno-math-errno", "-shared"};
 enum { NCFLAGS = sizeof cflags / sizeof cflags[0], MAXARGS = NCFLAGS + 10 };
 
 /* The compiler's argv (NULL-terminated; its strings are the arguments'):

@@ -11,7 +11,7 @@
  *
  * Format strings: $a $b $c operands; $t the result's C type; $f "f" for f32
  * and "" for f64 (libm suffix and literal suffix); $v "kiln_" for f32 and ""
- * for f64 (f32 exp/log/tanh/erf are codegen/c/vmath.inc's vectorizable
+ * for f64 (f32 exp/log/tanh/erf are ir/vmath.inc's vectorizable
  * versions, within 2 ulp; f64 stays libm); $d the dtype ("f32");
  * $K the kernel id; $B buffer; $V loop variable; $S stream; $X axis; $Z size.
  */
@@ -59,7 +59,7 @@ extern const cgen_lang cgen_c_lang;
  *     void kiln_fail(kiln_ctx *ctx, int32_t code, int32_t kernel, int32_t axis,
  *                    int64_t index, int64_t size);   (records the first error) */
 extern const char *const cgen_helpers[]; /* NULL-terminated pieces */
-/* codegen/c/vmath.inc (embedded by CMake): kiln_expf, kiln_logf, kiln_tanhf,
+/* ir/vmath.inc (embedded by CMake): kiln_expf, kiln_logf, kiln_tanhf,
  * kiln_erff; printed before cgen_helpers (which use kiln_expf). */
 extern const char cgen_vmath_text[];
 

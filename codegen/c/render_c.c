@@ -39,6 +39,7 @@ typedef struct {
     int *lev;           /* the loop depth it can be computed at (0 = before every loop) */
     unsigned char *use; /* per buffer: 1 read, 2 written */
     bool *plain;        /* cgen_plain_nodes */
+    bool *chunk;        /* POINTWISE: an f32 rand/randn filled a chunk at a time */
     bool fails, rng;
     cgen_ectx e;
 } kr;
@@ -125,9 +126,14 @@ static void mark(kr *r, int i)
         r->need[i] = true;
 }
 
-static void place_nodes(kr *r)
+static int rng_chunk_base(const kr *r, int i);
+
+/* need[]: the nodes that reach a store, the reduce body or a check; a chunked
+ * rng node needs only its base, not its index. */
+static void mark_needs(kr *r)
 {
     const kernel *k = r->k;
+    memset(r->need, 0, (size_t)k->nx + 1);
     for (int i = 0; i < k->nstores; i++) {
         mark(r, k->stores[i].index);
         mark(r, k->stores[i].value);
@@ -141,10 +147,18 @@ static void place_nodes(kr *r)
             mark(r, i);
     for (int i = k->nx - 1; i >= 0; i--) {
         int ops[3], ar = cgen_operands(&k->x[i], ops);
-        if (r->need[i])
+        if (r->need[i] && r->chunk[i])
+            mark(r, rng_chunk_base(r, i));
+        else if (r->need[i])
             for (int j = 0; j < ar; j++)
                 mark(r, ops[j]);
     }
+}
+
+static void place_nodes(kr *r)
+{
+    const kernel *k = r->k;
+    mark_needs(r);
     for (int i = 0; i < k->nx; i++) {
         const kx_node *n = &k->x[i];
         int ops[3], ar = cgen_operands(n, ops), lev = 0;
@@ -208,7 +222,10 @@ static void emit_at(kr *r, int depth, bool post, int ind)
         if (cgen_inline(&k->x[i]))
             continue;
         cgen_indent(r->b, ind);
-        cgen_decl(r->b, &r->e, i);
+        if (r->chunk[i])
+            cgen_printf(r->b, "const float v%d = rn%d[i%d - c%d];", i, i, k->rank - 1, k->rank - 1);
+        else
+            cgen_decl(r->b, &r->e, i);
         if (r->o.debug_comments)
             cgen_printf(r->b, " /* x%d %s */", i, node_desc(&k->x[i]));
         cgen_puts(r->b, "\n");
@@ -251,13 +268,13 @@ static int outer_collapse(const kr *r, int64_t work)
     return k->rank >= 2 && k->dims[0] < 64 ? 2 : 1;
 }
 
-/* Opens the outer loops, declaring each node at the outermost loop it can live
- * in (with collapse(c), nothing may sit between the first c loops). */
-static void open_outer(kr *r, int col)
+/* Opens the first n loops, declaring each node at the outermost loop it can
+ * live in (with collapse(c), nothing may sit between the first c loops). */
+static void open_outer(kr *r, int col, int n)
 {
     const kernel *k = r->k;
     emit_at(r, 0, false, 1);
-    for (int d = 0; d < k->rank; d++) {
+    for (int d = 0; d < n; d++) {
         if (d == 0 && col)
             pragma_for(r, 1, col, "");
         cgen_indent(r->b, d + 1);
@@ -270,13 +287,86 @@ static void open_outer(kr *r, int col)
 
 /* ---- POINTWISE ------------------------------------------------------------------- */
 
+/* An f32 rand or randn node whose element index is the innermost loop
+ * variable plus a value computed outside that loop can be filled KILN_RCHUNK
+ * values at a time, a Philox block per 4 elements and vectorized over blocks,
+ * into a small buffer the loop then reads: no random tensor is materialized
+ * and no block is computed 4 times. Returns the added node, -1 when the index
+ * is the variable alone, -2 when node i is not such a node. */
+static int rng_chunk_base(const kr *r, int i)
+{
+    const kernel *k = r->k;
+    const kx_node *n = &k->x[i];
+    int inner = k->rank - 1;
+    if (k->kind != KK_POINTWISE || k->rank < 1 || !r->need[i] || n->dtype != KILN_F32 ||
+        (n->kind != KX_RAND && n->kind != KX_RANDN) || n->a[0] < 0 || n->a[0] >= i)
+        return -2;
+    const kx_node *x = &k->x[n->a[0]];
+    if (x->kind == KX_VAR && x->var == inner)
+        return -1;
+    if (x->kind != KX_OP || x->op != IR_ADD)
+        return -2;
+    for (int s = 0; s < 2; s++) {
+        int v = x->a[s], o = x->a[1 - s];
+        if (v >= 0 && v < n->a[0] && o >= 0 && o < n->a[0] && k->x[v].kind == KX_VAR &&
+            k->x[v].var == inner && r->lev[o] < k->rank)
+            return o;
+    }
+    return -2;
+}
+
 static void render_pointwise(kr *r)
 {
     const kernel *k = r->k;
-    open_outer(r, outer_collapse(r, ir_shape_numel(k->rank, k->dims)));
-    emit_leftovers(r, k->rank + 1);
-    emit_stores(r, k->rank + 1);
-    close_to(r, k->rank, 0);
+    cgen_buf *b = r->b;
+    int col = outer_collapse(r, ir_shape_numel(k->rank, k->dims)), nchunk = 0;
+    for (int i = 0; i < k->nx; i++)
+        nchunk += r->chunk[i] = rng_chunk_base(r, i) >= -1;
+    if (nchunk)
+        mark_needs(r); /* their indices may be needed no more */
+    if (!nchunk) {
+        open_outer(r, col, k->rank);
+        emit_leftovers(r, k->rank + 1);
+        emit_stores(r, k->rank + 1);
+        close_to(r, k->rank, 0);
+        return;
+    }
+    /* the innermost loop d runs in chunks: fill, then consume */
+    int d = k->rank - 1;
+    long long dim = (long long)k->dims[d];
+    open_outer(r, col, d);
+    if (d == 0 && col)
+        pragma_for(r, 1, col, "");
+    cgen_indent(b, d + 1);
+    cgen_printf(b, "for (int64_t c%d = 0; c%d < %lld; c%d += KILN_RCHUNK) {\n", d, d, dim, d);
+    emit_at(r, d, false, d + 2);
+    cgen_indent(b, d + 2);
+    cgen_printf(b, "const int64_t e%d = c%d + KILN_RCHUNK < %lld ? c%d + KILN_RCHUNK : %lld;\n", d,
+                d, dim, d, dim);
+    for (int i = 0; i < k->nx; i++) {
+        if (!r->chunk[i])
+            continue;
+        int base = rng_chunk_base(r, i);
+        cgen_indent(b, d + 2);
+        cgen_printf(b, "float rnb%d[KILN_RCHUNK + 8];\n", i);
+        cgen_indent(b, d + 2);
+        cgen_printf(b, "const float *restrict rn%d = kiln_%s_f32_chunk(ctx->seed, %uu, ctx->run,\n",
+                    i, k->x[i].kind == KX_RANDN ? "randn" : "rand", (unsigned)k->x[i].stream);
+        cgen_indent(b, d + 3);
+        cgen_puts(b, "(uint64_t)(");
+        if (base >= 0) {
+            cgen_operand(b, &r->e, base);
+            cgen_puts(b, " + ");
+        }
+        cgen_printf(b, "c%d), e%d - c%d, rnb%d);\n", d, d, d, i);
+    }
+    cgen_indent(b, d + 2);
+    cgen_printf(b, "for (int64_t i%d = c%d; i%d < e%d; i%d++) {\n", d, d, d, d, d);
+    emit_at(r, d + 1, false, d + 3);
+    emit_leftovers(r, d + 3);
+    emit_stores(r, d + 3);
+    close_to(r, d + 2, d);
+    close_to(r, d, 0);
 }
 
 /* ---- REDUCE ---------------------------------------------------------------------- */
@@ -298,7 +388,7 @@ static void render_reduce(kr *r)
     /* sums may be reassociated (DESIGN.md); kiln_fail's critical section may
      * not sit in a simd loop */
     bool simd = r->o.openmp && k->rop == IR_SUM && k->rrank >= 1 && !r->fails;
-    open_outer(r, outer_collapse(r, outer * red));
+    open_outer(r, outer_collapse(r, outer * red), k->rank);
     int ind = k->rank + 1;
     cgen_indent(b, ind);
     if (isum) {
@@ -901,9 +991,11 @@ static bool kr_init(kr *r, cgen_buf *b, const kprogram *p, const kernel *k, cons
     r->lev = ir_alloc(sizeof(int) * n);
     r->use = ir_alloc((size_t)p->nbufs + 1);
     r->plain = cgen_plain_nodes(k);
+    r->chunk = ir_alloc(n);
     r->e = (cgen_ectx){.lang = &cgen_c_lang, .k = k, .plain = r->plain};
-    if (!r->need || !r->post || !r->done || !r->lev || !r->use || !r->plain)
+    if (!r->need || !r->post || !r->done || !r->lev || !r->use || !r->plain || !r->chunk)
         return false;
+    memset(r->chunk, 0, n);
     memset(r->need, 0, n);
     memset(r->post, 0, n);
     memset(r->done, 0, n);
@@ -920,6 +1012,7 @@ static void kr_free(kr *r)
     ir_free(r->lev);
     ir_free(r->use);
     ir_free(r->plain);
+    ir_free(r->chunk);
 }
 
 static bool render_kernel(cgen_buf *b, const kprogram *p, const kernel *k, const cgen_opts *o,

@@ -315,6 +315,8 @@ static const char prelude[] =
     "#define INFINITY __int_as_float(0x7f800000)\n"
     "#define NAN __int_as_float(0x7fffffff)\n"
     "#define KILN_UNUSED\n"
+    "#define KILN_UNROLL _Pragma(\"unroll\")\n"
+    "#define restrict __restrict__\n"
     "#define KILN_FN __device__ __forceinline__ /* not static: unused ones are silent */\n"
     "\n"
     "/* the device-side context: the Philox key and counter, the first error */\n"

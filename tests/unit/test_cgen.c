@@ -611,6 +611,56 @@ static void test_rng_bit_identical(void **state)
     kp_free(p);
 }
 
+/* f32 rand/randn indexed by (something outside the innermost loop) + the
+ * innermost variable fill chunks of KILN_RCHUNK values, a Philox block per 4
+ * elements (starting mid-block, several chunks per row, a ragged last one);
+ * any other index takes the per-element helper. Both are the spec. */
+static void test_rng_chunks(void **state)
+{
+    (void)state;
+    enum { R = 3, C = 2100 };
+    kprogram *p = prog_new();
+    int out[3];
+    for (int i = 0; i < 3; i++)
+        out[i] = buf(p, KILN_F32, R * C);
+    kernel *k = kern(p, KK_POINTWISE, "rand_randn", 2, (const int64_t[]){R, C});
+    int i0 = var(k, 0), i1 = var(k, 1);
+    int row = op(k, IR_ADD, KILN_I64, op(k, IR_MUL, KILN_I64, i0, ci(k, C), 0), i1, 0);
+    int shifted = op(k, IR_ADD, KILN_I64, op(k, IR_MUL, KILN_I64, i0, ci(k, C + 1), 0), i1, 0);
+    int col = op(k, IR_ADD, KILN_I64, op(k, IR_MUL, KILN_I64, i1, ci(k, R), 0), i0, 0);
+    const int at[3] = {row, shifted, col};
+    for (int j = 0; j < 3; j++)
+        st(k, out[j], row,
+           nx(k, (kx_node){.kind = j == 1 ? KX_RAND : KX_RANDN,
+                           .dtype = KILN_F32,
+                           .stream = 9u + (unsigned)j,
+                           .a = {at[j]}}),
+           false);
+    entry_all(p);
+    built B;
+    build(&B, p, true);
+    /* the first two fill chunks; the transposed index cannot */
+    assert_non_null(strstr(B.src, "kiln_randn_f32_chunk(ctx->seed, 9u"));
+    assert_non_null(strstr(B.src, "kiln_rand_f32_chunk(ctx->seed, 10u"));
+    assert_non_null(strstr(B.src, "kiln_randn_f32(ctx->seed, 11u"));
+    store_set s = alloc_bufs(p);
+    kiln_ctx c = ctx_of(&s);
+    c.seed = 77;
+    c.run = 3;
+    assert_int_equal(run(&B, 0, &c), 0);
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t q = 0; q < C; q++) {
+            float want[3] = {ir_randn_f32(77, 9, 3, (uint64_t)(r * C + q)),
+                             ir_rand_f32(77, 10, 3, (uint64_t)(r * (C + 1) + q)),
+                             ir_randn_f32(77, 11, 3, (uint64_t)(q * R + r))};
+            for (int j = 0; j < 3; j++)
+                assert_memory_equal(&((float *)s.bufs[out[j]])[r * C + q], &want[j], sizeof(float));
+        }
+    free_bufs(&s);
+    unbuild(&B);
+    kp_free(p);
+}
+
 /* ---- reductions ---------------------------------------------------------------------- */
 
 /* A REDUCE kernel of x (rows x cols, f32 or other) over axis `axis` (or both: -1). */
@@ -1344,6 +1394,7 @@ int main(void)
         cmocka_unit_test(test_integer_ops),
         cmocka_unit_test(test_casts),
         cmocka_unit_test(test_rng_bit_identical),
+        cmocka_unit_test(test_rng_chunks),
         cmocka_unit_test(test_reductions),
         cmocka_unit_test(test_integer_reductions),
         cmocka_unit_test(test_matmul),

@@ -5,6 +5,15 @@
 #include <math.h>
 #include <string.h>
 
+#define KILN_FN static inline __attribute__((unused))
+#include "ir/vmath.inc"
+
+/* |got - want| within 2 f32 ulp of want (an absolute ulp near 0) */
+static bool near_f32(float got, double want)
+{
+    return fabs((double)got - want) <= 2.0 * 0x1p-24 * (fabs(want) > 1 ? fabs(want) : 1);
+}
+
 static void check_kat(const uint32_t ctr[4], const uint32_t key[2], const uint32_t want[4])
 {
     uint32_t out[4];
@@ -39,11 +48,21 @@ static void test_element_spec(void **state)
     /* rand f64 element 5: block 2, words 2 (lo) and 3 (hi) */
     uint64_t w = (uint64_t)x[3] << 32 | x[2];
     assert_true(ir_rand_f64(seed, 5, 7, 5) == (double)(w >> 11) / 9007199254740992.0);
-    /* randn f32 elements 4 and 5: block 2, a Box-Muller pair */
-    double u1 = (double)((x[0] >> 8) + 1) / 16777216.0, u2 = (double)(x[1] >> 8) / 16777216.0;
-    double r = sqrt(-2.0 * log(u1));
-    assert_true(ir_randn_f32(seed, 5, 7, 4) == (float)(r * cos(6.283185307179586 * u2)));
-    assert_true(ir_randn_f32(seed, 5, 7, 5) == (float)(r * sin(6.283185307179586 * u2)));
+    /* randn f32 elements 8 .. 11: block 2, Box-Muller pairs (x0, x1), (x2, x3)
+     * through kiln_box_mullerf bit for bit, within 2 ulp of the exact pairs */
+    for (int pair = 0; pair < 2; pair++) {
+        uint32_t xa = x[2 * pair], xb = x[2 * pair + 1];
+        float z0, z1;
+        kiln_box_mullerf(xa, xb, &z0, &z1);
+        uint64_t e = 8 + 2 * (uint64_t)pair;
+        assert_true(ir_randn_f32(seed, 5, 7, e) == z0);
+        assert_true(ir_randn_f32(seed, 5, 7, e + 1) == z1);
+        double u1 = (double)((xa >> 8) + 1) / 16777216.0, u2 = (double)(xb >> 8) / 16777216.0;
+        double r = sqrt(-2.0 * log(u1));
+        assert_true(near_f32(z0, r * cos(6.283185307179586 * u2)));
+        assert_true(near_f32(z1, r * sin(6.283185307179586 * u2)));
+    }
+    double u1, u2;
     /* randn f64 element 5 */
     u1 = (double)((((uint64_t)x[1] << 32 | x[0]) >> 11) + 1) / 9007199254740992.0;
     u2 = (double)(w >> 11) / 9007199254740992.0;
@@ -103,20 +122,21 @@ static void test_normal_moments(void **state)
 {
     (void)state;
     const int n = 200000;
-    double s32 = 0, q32 = 0, s64 = 0, q64 = 0, k64 = 0;
+    double s32 = 0, q32 = 0, k32 = 0, s64 = 0, q64 = 0, k64 = 0;
     for (int i = 0; i < n; i++) {
         double a = (double)ir_randn_f32(7, 1, 2, (uint64_t)i);
         double b = ir_randn_f64(7, 1, 2, (uint64_t)i);
         assert_true(isfinite(a) && isfinite(b));
         s32 += a;
         q32 += a * a;
+        k32 += a * a * a * a;
         s64 += b;
         q64 += b * b;
         k64 += b * b * b * b;
     }
     assert_true(fabs(s32 / n) < 0.01 && fabs(s64 / n) < 0.01);
     assert_true(fabs(q32 / n - 1) < 0.01 && fabs(q64 / n - 1) < 0.01);
-    assert_true(fabs(k64 / n - 3) < 0.1); /* the normal's kurtosis */
+    assert_true(fabs(k32 / n - 3) < 0.1 && fabs(k64 / n - 3) < 0.1); /* the normal's kurtosis */
 }
 
 /* Seeds, streams and runs each select a different sequence. */
