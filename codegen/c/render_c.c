@@ -631,11 +631,14 @@ static const char mm_packed_body[] =
     "        kiln_mm_pack_a_f32(own, mi, k0, k1, a, sa1, sa2);\n"
     "        ap = own;\n"
     "    }\n"
-    "    if (sb1 == 1 || sb2 != 1) /* B[k][j] contiguous along k (a transposed weight) */\n"
+    "    if (sb1 == 1) /* B[k][j] contiguous along k (a transposed weight) */\n"
+    "        kiln_mm_pack_bt_f32(bp, kn, nj, b + k0, sb2);\n"
+    "    else if (sb2 != 1) /* neither */\n"
     "        for (int64_t jp = 0; jp < np; jp++)\n"
     "            for (int c = 0; c < NR; c++) {\n"
     "                const int64_t j = jp * NR + c;\n"
     "                float *restrict dst = bp + jp * kn * NR + c;\n"
+    "                KILN_NOVEC\n"
     "                for (int64_t p = 0; p < kn; p++)\n"
     "                    dst[p * NR] = j < nj ? b[(k0 + p) * sb1 + j * sb2] : 0.0f;\n"
     "            }\n"
@@ -702,6 +705,66 @@ static const char mm_pack_a_body[] =
     "                    dst[p * MR + r] = r < rn ? src[r * sa1 + p * sa2] : 0.0f;\n"
     "    }\n";
 
+/* Packs B[p][j] = b[p + j * sb2] (p < kn, j < nj: a transposed weight) into
+ * NR-column panels [k][NR], zero-padded. With AVX-512 whole 16 x 16 blocks
+ * are transposed in registers (16 row loads, 64 shuffles, 16 stores); the
+ * rest goes element by element (vectorizing it made scatters, slower). */
+static const char mm_pack_bt_body[] =
+    "    const int64_t np = (nj + NR - 1) / NR;\n"
+    "    for (int64_t jp = 0; jp < np; jp++)\n"
+    "        for (int g = 0; g < NR; g += 16) {\n"
+    "            const int64_t j0 = jp * NR + g;\n"
+    "            float *restrict dst = bp + jp * kn * NR + g;\n"
+    "            int64_t p = 0;\n"
+    "#if defined(__AVX512F__)\n"
+    "            for (; g + 16 <= NR && j0 + 16 <= nj && p + 16 <= kn; p += 16) {\n"
+    "                __m512 r[16], t[16], u[16], v[16];\n"
+    "                KILN_UNROLL\n"
+    "                for (int i = 0; i < 16; i++)\n"
+    "                    r[i] = _mm512_loadu_ps(b + (j0 + i) * sb2 + p);\n"
+    "                KILN_UNROLL\n"
+    "                for (int i = 0; i < 8; i++) { /* pairs of rows, 32-bit interleave */\n"
+    "                    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);\n"
+    "                    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);\n"
+    "                }\n"
+    "                KILN_UNROLL\n"
+    "                for (int i = 0; i < 4; i++) { /* u[4i + e]: element e of rows 4i.. */\n"
+    "                    __m512d a0 = _mm512_castps_pd(t[4 * i]), a1 = _mm512_castps_pd(t[4 * i + "
+    "1]);\n"
+    "                    __m512d a2 = _mm512_castps_pd(t[4 * i + 2]), a3 = _mm512_castps_pd(t[4 * "
+    "i + 3]);\n"
+    "                    u[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));\n"
+    "                    u[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));\n"
+    "                    u[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));\n"
+    "                    u[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));\n"
+    "                }\n"
+    "                KILN_UNROLL\n"
+    "                for (int q = 0; q < 4; q++) { /* then 128-bit lanes */\n"
+    "                    v[q] = _mm512_shuffle_f32x4(u[q], u[4 + q], 0x88);\n"
+    "                    v[4 + q] = _mm512_shuffle_f32x4(u[q], u[4 + q], 0xDD);\n"
+    "                    v[8 + q] = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0x88);\n"
+    "                    v[12 + q] = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0xDD);\n"
+    "                }\n"
+    "                KILN_UNROLL\n"
+    "                for (int q = 0; q < 4; q++) { /* r[e]: element e of the 16 rows */\n"
+    "                    r[q] = _mm512_shuffle_f32x4(v[q], v[8 + q], 0x88);\n"
+    "                    r[4 + q] = _mm512_shuffle_f32x4(v[4 + q], v[12 + q], 0x88);\n"
+    "                    r[8 + q] = _mm512_shuffle_f32x4(v[q], v[8 + q], 0xDD);\n"
+    "                    r[12 + q] = _mm512_shuffle_f32x4(v[4 + q], v[12 + q], 0xDD);\n"
+    "                }\n"
+    "                KILN_UNROLL\n"
+    "                for (int e = 0; e < 16; e++)\n"
+    "                    _mm512_storeu_ps(dst + (p + e) * NR, r[e]);\n"
+    "            }\n"
+    "#endif\n"
+    "            for (int c = 0; c < 16 && g + c < NR; c++) {\n"
+    "                const int64_t j = j0 + c;\n"
+    "                KILN_NOVEC\n"
+    "                for (int64_t q = p; q < kn; q++)\n"
+    "                    dst[q * NR + c] = j < nj ? b[j * sb2 + q] : 0.0f;\n"
+    "            }\n"
+    "        }\n";
+
 /* Prints body with TT, TA and TB replaced by the C types. */
 static void typed_body(cgen_buf *b, const char *body, const char *tt, const char *ta,
                        const char *tb)
@@ -734,6 +797,12 @@ static void render_mm_fn(cgen_buf *b, const kprogram *p, const kernel *k)
                   "{\n");
         cgen_printf(b, "    enum { MR = %d };\n", mr);
         cgen_puts(b, mm_pack_a_body);
+        cgen_puts(b, "}\n\n");
+        cgen_puts(b,
+                  "static KILN_NOINLINE void kiln_mm_pack_bt_f32(float *restrict bp, int64_t kn,\n"
+                  "    int64_t nj, const float *restrict b, int64_t sb2)\n{\n");
+        cgen_printf(b, "    enum { NR = %d };\n", nr);
+        cgen_puts(b, mm_pack_bt_body);
         cgen_puts(b, "}\n\n");
     }
     cgen_puts(b, "/* tile[i][j] += sum over k0 <= p < k1 of a[i * sa1 + p * sa2] * "

@@ -918,6 +918,13 @@ static void test_matmul(void **state)
     matmul_case(2, 300, 520, 70, false, false, true);
     matmul_case(1, 130, 300, 40, false, false, false);
     matmul_case(1, 4, 0, 3, false, false, false); /* k = 0: bias only */
+    /* this host's vector extensions: AVX-512 packs transposed B by 16 x 16
+     * register transposes (whole blocks, a ragged edge, zero-padded panels) */
+    build_flags = "-march=native";
+    matmul_case(1, 40, 300, 70, true, false, true);
+    matmul_case(2, 33, 260, 257, true, true, true);
+    matmul_case(1, 130, 33, 17, true, false, false);
+    build_flags = "";
 }
 
 static void test_matmul_int(void **state)
