@@ -172,6 +172,29 @@ static int fold(kernel *k, const kx_node *n, int64_t *cv, kiln_dtype *cdt)
     return -1;
 }
 
+int kx_operands(const kx_node *n, int ops[3])
+{
+    int ar = 0;
+    switch (n->kind) {
+    case KX_CONST:
+    case KX_VAR:
+    case KX_ACC: ar = 0; break;
+    case KX_LOAD:
+    case KX_RAND:
+    case KX_RANDN:
+    case KX_CHECK: ar = 1; break;
+    case KX_IDIV:
+    case KX_IMOD: ar = 2; break;
+    case KX_OP:
+        ar = n->op >= 0 && n->op < IR_OP_COUNT ? ir_ops[n->op].arity : 0;
+        ar = ar < 0 ? 0 : ar > 3 ? 3 : ar;
+        break;
+    }
+    for (int j = 0; j < ar; j++)
+        ops[j] = n->a[j];
+    return ar;
+}
+
 int kk_expr(kernel *k, kx_node n)
 {
     if (!k)

@@ -2,7 +2,7 @@
  * passes.h - the graph passes and the lowering to the kernel IR.
  *
  * pass_pipeline (pipeline.c) reads as the pipeline: dce -> cse -> fuse ->
- * lower -> memplan. Each pass states its contract at the top of its file.
+ * lower -> hfuse -> memplan. Each pass states its contract at the top of its file.
  * Errors are recorded on the graph (ir_fail_status) and returned.
  */
 #ifndef KILN_PASSES_H
@@ -78,6 +78,9 @@ bool fuse_strided(const kiln_tensor *t, const unsigned char *kind, fuse_view *v,
 bool fuse_matmul_strides(const kiln_tensor *t, const fuse_view *v, int64_t st[3]);
 
 kiln_status pass_lower(kiln_graph *g, const fuse_plan *plan, kprogram **out);
+
+/* hfuse.c: merges pointwise kernels of an entry over the same domain. */
+kiln_status pass_hfuse(kiln_graph *g, kprogram *p);
 /* Gives every TEMP buffer an arena offset and sets each entry's arena_bytes. */
 kiln_status pass_memplan(kiln_graph *g, kprogram *p);
 

@@ -41,7 +41,7 @@ static kiln_status kernel_check(kiln_graph *g, const kprogram *p, kiln_status s)
         return s;
     int dbg = debug_level();
     if (dbg >= 2) {
-        fprintf(stderr, "// ---- kernel program after lower, memplan ----\n");
+        fprintf(stderr, "// ---- kernel program after lower, hfuse, memplan ----\n");
         kp_print(p, stderr);
     }
 #ifdef NDEBUG
@@ -67,6 +67,7 @@ kiln_status pass_pipeline(kiln_graph *g, kprogram **out)
     s = s ? s : graph_check(g, "cse", pass_cse(g));
     s = s ? s : pass_fuse(g, &plan);
     s = s ? s : pass_lower(g, plan, &p);
+    s = s ? s : pass_hfuse(g, p);
     s = s ? s : kernel_check(g, p, pass_memplan(g, p));
     fuse_plan_free(plan);
     if (s != KILN_OK) {

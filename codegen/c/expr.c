@@ -409,25 +409,7 @@ const char *cgen_ctype(kiln_dtype dt)
 
 int cgen_operands(const kx_node *n, int ops[3])
 {
-    int ar = 0;
-    switch (n->kind) {
-    case KX_CONST:
-    case KX_VAR:
-    case KX_ACC: ar = 0; break;
-    case KX_LOAD:
-    case KX_RAND:
-    case KX_RANDN:
-    case KX_CHECK: ar = 1; break;
-    case KX_IDIV:
-    case KX_IMOD: ar = 2; break;
-    case KX_OP:
-        ar = n->op >= 0 && n->op < IR_OP_COUNT ? ir_ops[n->op].arity : 0;
-        ar = ar < 0 ? 0 : ar > 3 ? 3 : ar;
-        break;
-    }
-    for (int j = 0; j < ar; j++)
-        ops[j] = n->a[j];
-    return ar;
+    return kx_operands(n, ops);
 }
 
 static bool valid_op(const kx_node *n)

@@ -1,0 +1,370 @@
+/*
+ * hfuse.c - horizontal fusion: pointwise kernels of one entry over the same
+ * domain become one loop nest.
+ *
+ * Requires: a lowered kprogram, before pass_memplan. Produces: the same
+ * program with fewer kernels (renumbered, names k<id>_...), each entry's
+ * list in an order that keeps every dependence.
+ *
+ * A pointwise kernel B merges into an earlier pointwise kernel A of its entry
+ * (at most WINDOW kernels back) over the same domain when
+ *   - B can move up to A: no kernel in between writes a buffer B touches or
+ *     reads a buffer B writes;
+ *   - within the merged loop nothing crosses iterations: a buffer A writes is
+ *     read by B only at the element A wrote in that iteration (that load
+ *     becomes A's value: no reload), a buffer B writes is read by A only at
+ *     that element, and no buffer is written by both;
+ *   - neither kernel can fail at run time (an index check or integer
+ *     division), so a failing entry stops where it stopped before.
+ * The merged kernel shares equal subexpressions (kk_expr hash-conses), so an
+ * optimizer's moment update written once for the state and once more inside
+ * the parameter update is computed once. Stores to temporaries that no kernel
+ * reads any more are dropped, and so are those temporaries.
+ */
+#include "passes/passes.h"
+
+#include <stdio.h>
+#include <string.h>
+
+enum { WINDOW = 8 };
+
+static bool can_fail(const kernel *k)
+{
+    for (int i = 0; i < k->nx; i++) {
+        const kx_node *n = &k->x[i];
+        if (n->kind == KX_CHECK || (n->kind == KX_OP && (n->op == IR_DIV || n->op == IR_POW) &&
+                                    !ir_dtype_is_float(n->dtype)))
+            return true;
+    }
+    return false;
+}
+
+static bool mergeable(const kernel *k)
+{
+    if (k->kind != KK_POINTWISE || k->serial || can_fail(k))
+        return false;
+    for (int i = 0; i < k->nstores; i++)
+        if (k->stores[i].accumulate)
+            return false;
+    return true;
+}
+
+static bool reads(const kernel *k, int buf)
+{
+    for (int i = 0; i < k->nx; i++)
+        if (k->x[i].kind == KX_LOAD && k->x[i].buf == buf)
+            return true;
+    return k->kind == KK_MATMUL && (k->mm.a == buf || k->mm.b == buf);
+}
+
+static bool writes(const kernel *k, int buf)
+{
+    for (int i = 0; i < k->nstores; i++)
+        if (k->stores[i].buf == buf)
+            return true;
+    return false;
+}
+
+/* True when kernel c, run between A and B, keeps B from moving above it. */
+static bool blocks(const kernel *c, const kernel *b)
+{
+    for (int i = 0; i < b->nx; i++)
+        if (b->x[i].kind == KX_LOAD && writes(c, b->x[i].buf))
+            return true;
+    for (int i = 0; i < b->nstores; i++)
+        if (reads(c, b->stores[i].buf) || writes(c, b->stores[i].buf))
+            return true;
+    return false;
+}
+
+/* A's store to buf, or -1. */
+static int store_of(const kernel *a, int buf)
+{
+    for (int i = 0; i < a->nstores; i++)
+        if (a->stores[i].buf == buf)
+            return i;
+    return -1;
+}
+
+static void kernel_release(kernel *k)
+{
+    ir_free(k->x);
+    ir_free(k->stores);
+    ir_free(k->nodes);
+    k->x = NULL;
+    k->stores = NULL;
+    k->nodes = NULL;
+}
+
+/* A deep copy of k (arrays included); false when out of memory. */
+static bool kernel_copy(kernel *dst, const kernel *k)
+{
+    *dst = *k;
+    dst->x = ir_alloc(sizeof(kx_node) * (size_t)(k->capx ? k->capx : 1));
+    dst->stores = ir_alloc(sizeof(kk_store) * (size_t)(k->capstores ? k->capstores : 1));
+    dst->nodes = ir_alloc(sizeof(int) * (size_t)(k->capnodes ? k->capnodes : 1));
+    if (!dst->x || !dst->stores || !dst->nodes) {
+        kernel_release(dst);
+        return false;
+    }
+    memcpy(dst->x, k->x, sizeof(kx_node) * (size_t)k->nx);
+    memcpy(dst->stores, k->stores, sizeof(kk_store) * (size_t)k->nstores);
+    memcpy(dst->nodes, k->nodes, sizeof(int) * (size_t)k->nnodes);
+    return true;
+}
+
+/* Builds A + B into m (a copy of A). Returns 1 merged, 0 not legal, -1 out
+ * of memory. */
+static int merge(kernel *m, const kernel *a, const kernel *b)
+{
+    if (!kernel_copy(m, a))
+        return -1;
+    int *map = ir_alloc(sizeof(int) * (size_t)(b->nx ? b->nx : 1));
+    int rc = map ? 1 : -1;
+    for (int i = 0; i < b->nx && rc == 1; i++) {
+        kx_node n = b->x[i];
+        int ops[3], ar = kx_operands(&n, ops);
+        for (int j = 0; j < ar; j++)
+            n.a[j] = ops[j] >= 0 && ops[j] < i ? map[ops[j]] : -1;
+        int s = n.kind == KX_LOAD ? store_of(a, n.buf) : -1;
+        if (s >= 0) { /* A's value of that element, when it is that element */
+            map[i] = m->stores[s].index == n.a[0] ? m->stores[s].value : -1;
+            rc = map[i] >= 0 ? 1 : 0;
+        } else {
+            map[i] = kk_expr(m, n);
+            rc = map[i] >= 0 ? 1 : -1;
+        }
+    }
+    for (int i = 0; i < b->nstores && rc == 1; i++) {
+        kk_store s = b->stores[i];
+        s.index = map[s.index];
+        s.value = map[s.value];
+        if (store_of(a, s.buf) >= 0) {
+            rc = 0;
+            break;
+        }
+        /* A may read what B writes only at the element B writes */
+        for (int j = 0; j < a->nx && rc == 1; j++)
+            if (a->x[j].kind == KX_LOAD && a->x[j].buf == s.buf && a->x[j].a[0] != s.index)
+                rc = 0;
+        if (rc == 1 && kk_store_add(m, s) < 0)
+            rc = -1;
+    }
+    for (int i = 0; i < b->nnodes && rc == 1; i++)
+        if (kk_note_node(m, b->nodes[i]) < 0)
+            rc = -1;
+    ir_free(map);
+    if (rc != 1) {
+        kernel_release(m);
+        return rc;
+    }
+    /* "k<id>_<A's ops>_<B's ops>", cut to fit */
+    const char *bops = strchr(b->name, '_');
+    char name[sizeof m->name];
+    snprintf(name, sizeof name, "%s%s", a->name, bops ? bops : "");
+    memcpy(m->name, name, sizeof name);
+    return 1;
+}
+
+/* Drops the stores to temporaries of entry e that no kernel reads. */
+static void drop_dead_stores(kprogram *p, const kentry *x)
+{
+    for (int pos = 0; pos < x->nkernels; pos++) {
+        kernel *k = &p->kernels[x->kernels[pos]];
+        for (int i = 0; i < k->nstores;) {
+            int buf = k->stores[i].buf;
+            bool read = false;
+            for (int q = 0; q < x->nkernels && !read; q++)
+                read = reads(&p->kernels[x->kernels[q]], buf);
+            for (int c = 0; c < x->ncopies && !read; c++)
+                read = x->copies[c].src == buf;
+            if (p->bufs[buf].role == KB_TEMP && !read && k->nstores > 1) {
+                memmove(&k->stores[i], &k->stores[i + 1],
+                        sizeof(kk_store) * (size_t)(k->nstores - i - 1));
+                k->nstores--;
+            } else {
+                i++;
+            }
+        }
+    }
+}
+
+/* Removes the kernels marked dead and renumbers the rest in execution order
+ * (entry by entry), so the source lists them as they run: ids, names, entry
+ * lists. */
+static kiln_status compact(kprogram *p, const bool *dead)
+{
+    size_t nk = (size_t)(p->nkernels ? p->nkernels : 1);
+    int *newid = ir_alloc(sizeof(int) * nk);
+    kernel *ks = ir_alloc(sizeof(kernel) * nk);
+    if (!newid || !ks) {
+        ir_free(newid);
+        ir_free(ks);
+        return KILN_ERR_NOMEM;
+    }
+    int n = 0;
+    for (int i = 0; i < p->nkernels; i++)
+        newid[i] = -1;
+    for (int e = 0; e < p->nentries; e++)
+        for (int i = 0; i < p->entries[e].nkernels; i++) {
+            int old = p->entries[e].kernels[i];
+            if (!dead[old] && newid[old] < 0)
+                newid[old] = n++;
+        }
+    for (int i = 0; i < p->nkernels; i++) /* in no entry: kept, after the rest */
+        if (!dead[i] && newid[i] < 0)
+            newid[i] = n++;
+    for (int i = 0; i < p->nkernels; i++) {
+        kernel *k = &p->kernels[i];
+        if (dead[i]) {
+            kernel_release(k);
+            continue;
+        }
+        const char *ops = strchr(k->name, '_');
+        char name[sizeof k->name];
+        snprintf(name, sizeof name, "k%d%s", newid[i], ops ? ops : "");
+        memcpy(k->name, name, sizeof name);
+        k->id = newid[i];
+        ks[newid[i]] = *k;
+    }
+    memcpy(p->kernels, ks, sizeof(kernel) * (size_t)n);
+    p->nkernels = n;
+    for (int e = 0; e < p->nentries; e++) {
+        kentry *x = &p->entries[e];
+        int m = 0;
+        for (int i = 0; i < x->nkernels; i++)
+            if (newid[x->kernels[i]] >= 0)
+                x->kernels[m++] = newid[x->kernels[i]];
+        x->nkernels = m;
+    }
+    ir_free(newid);
+    ir_free(ks);
+    return KILN_OK;
+}
+
+static void renumber(int *buf, const int *newbuf)
+{
+    if (*buf >= 0)
+        *buf = newbuf[*buf];
+}
+
+/* Removes the temporaries no kernel touches any more (their stores were
+ * dropped), renumbering the other buffers everywhere they are named. */
+static kiln_status drop_unused_temps(kprogram *p)
+{
+    int *newbuf = ir_alloc(sizeof(int) * (size_t)(p->nbufs ? p->nbufs : 1));
+    if (!newbuf)
+        return KILN_ERR_NOMEM;
+    for (int b = 0; b < p->nbufs; b++)
+        newbuf[b] = p->bufs[b].role == KB_TEMP ? -1 : b;
+    for (int i = 0; i < p->nkernels; i++) {
+        const kernel *k = &p->kernels[i];
+        for (int j = 0; j < k->nx; j++)
+            if (k->x[j].kind == KX_LOAD && k->x[j].buf >= 0 && k->x[j].buf < p->nbufs)
+                newbuf[k->x[j].buf] = k->x[j].buf;
+        for (int j = 0; j < k->nstores; j++)
+            if (k->stores[j].buf >= 0 && k->stores[j].buf < p->nbufs)
+                newbuf[k->stores[j].buf] = k->stores[j].buf;
+        if (k->kind == KK_MATMUL && k->mm.a >= 0 && k->mm.a < p->nbufs && k->mm.b >= 0 &&
+            k->mm.b < p->nbufs)
+            newbuf[k->mm.a] = k->mm.a, newbuf[k->mm.b] = k->mm.b;
+    }
+    for (int e = 0; e < p->nentries; e++)
+        for (int c = 0; c < p->entries[e].ncopies; c++) {
+            newbuf[p->entries[e].copies[c].src] = p->entries[e].copies[c].src;
+            newbuf[p->entries[e].copies[c].dst] = p->entries[e].copies[c].dst;
+        }
+    int n = 0;
+    for (int b = 0; b < p->nbufs; b++)
+        if (newbuf[b] >= 0) {
+            p->bufs[n] = p->bufs[b];
+            newbuf[b] = n++;
+        }
+    p->nbufs = n;
+    for (int i = 0; i < p->nkernels; i++) {
+        kernel *k = &p->kernels[i];
+        for (int j = 0; j < k->nx; j++)
+            if (k->x[j].kind == KX_LOAD)
+                renumber(&k->x[j].buf, newbuf);
+        for (int j = 0; j < k->nstores; j++)
+            renumber(&k->stores[j].buf, newbuf);
+        if (k->kind == KK_MATMUL) {
+            renumber(&k->mm.a, newbuf);
+            renumber(&k->mm.b, newbuf);
+        }
+    }
+    for (int e = 0; e < p->nentries; e++)
+        for (int c = 0; c < p->entries[e].ncopies; c++) {
+            renumber(&p->entries[e].copies[c].src, newbuf);
+            renumber(&p->entries[e].copies[c].dst, newbuf);
+        }
+    ir_free(newbuf);
+    return KILN_OK;
+}
+
+/* Moves scalar pointwise kernels (an optimizer's bias corrections) as early
+ * as their dependences allow, so they do not sit between kernels that could
+ * merge. */
+static void hoist_scalars(kprogram *p, kentry *x)
+{
+    for (int pos = 1; pos < x->nkernels; pos++) {
+        const kernel *c = &p->kernels[x->kernels[pos]];
+        if (c->kind != KK_POINTWISE || c->rank != 0)
+            continue;
+        int at = pos;
+        while (at > 0 && !blocks(&p->kernels[x->kernels[at - 1]], c)) {
+            x->kernels[at] = x->kernels[at - 1];
+            at--;
+        }
+        x->kernels[at] = c->id;
+    }
+}
+
+kiln_status pass_hfuse(kiln_graph *g, kprogram *p)
+{
+    if (!g || !p)
+        return KILN_ERR_INVALID;
+    bool *dead = ir_alloc((size_t)p->nkernels + 1);
+    if (!dead)
+        return ir_fail_status(g, KILN_ERR_NOMEM, "kiln_compile: out of memory");
+    memset(dead, 0, (size_t)p->nkernels + 1);
+    kiln_status s = KILN_OK;
+    for (int e = 0; e < p->nentries && s == KILN_OK; e++) {
+        kentry *x = &p->entries[e];
+        hoist_scalars(p, x);
+        for (int bpos = 1; bpos < x->nkernels && s == KILN_OK; bpos++) {
+            kernel *b = &p->kernels[x->kernels[bpos]];
+            if (!mergeable(b))
+                continue;
+            for (int apos = bpos - 1; apos >= 0 && apos >= bpos - WINDOW; apos--) {
+                kernel *a = &p->kernels[x->kernels[apos]];
+                if (mergeable(a) && a->rank == b->rank &&
+                    memcmp(a->dims, b->dims, sizeof(int64_t) * (size_t)a->rank) == 0) {
+                    kernel m;
+                    int rc = merge(&m, a, b);
+                    if (rc < 0) {
+                        s = KILN_ERR_NOMEM;
+                        break;
+                    }
+                    if (rc == 1) {
+                        kernel_release(a);
+                        *a = m;
+                        dead[b->id] = true;
+                        memmove(&x->kernels[bpos], &x->kernels[bpos + 1],
+                                sizeof(int) * (size_t)(x->nkernels - bpos - 1));
+                        x->nkernels--;
+                        bpos--;
+                        break;
+                    }
+                }
+                if (blocks(a, b))
+                    break;
+            }
+        }
+        drop_dead_stores(p, x);
+    }
+    s = s == KILN_OK ? compact(p, dead) : s;
+    s = s == KILN_OK ? drop_unused_temps(p) : s;
+    ir_free(dead);
+    return s == KILN_OK ? KILN_OK : ir_fail_status(g, s, "kiln_compile: out of memory");
+}
