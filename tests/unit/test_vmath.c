@@ -282,6 +282,23 @@ static void test_cossin_turn24(void **state)
     }
 }
 
+/* kiln_logf_normal is kiln_logf on normal positive floats: every Box-Muller
+ * radius k 2^-24, and a sweep of the whole normal range. */
+static void test_logf_normal(void **state)
+{
+    (void)state;
+    for (uint32_t k = 1; k <= (1u << 24); k++) {
+        float x = (float)k * 0x1p-24f;
+        if (kiln_logf_normal(x) != kiln_logf(x))
+            fail_msg("kiln_logf_normal(%a) = %a, kiln_logf %a", (double)x,
+                     (double)kiln_logf_normal(x), (double)kiln_logf(x));
+    }
+    for (uint32_t u = 0x00800000u; u < 0x7f800000u; u += 4099) {
+        float x = from_bits(u);
+        assert_true(to_bits(kiln_logf_normal(x)) == to_bits(kiln_logf(x)));
+    }
+}
+
 /* Box-Muller from two words: r = sqrt(-2 log u1), u1 = ((x0 >> 8) + 1) 2^-24,
  * within 2 ulp of the double formula; the extremes of u1. */
 static void test_box_mullerf(void **state)
@@ -312,7 +329,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_expf),          cmocka_unit_test(test_logf),
         cmocka_unit_test(test_tanhf),         cmocka_unit_test(test_erff),
-        cmocka_unit_test(test_cossin_turn24), cmocka_unit_test(test_box_mullerf),
+        cmocka_unit_test(test_cossin_turn24), cmocka_unit_test(test_logf_normal),
+        cmocka_unit_test(test_box_mullerf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
