@@ -195,6 +195,17 @@ int kx_operands(const kx_node *n, int ops[3])
     return ar;
 }
 
+bool kk_can_fail(const kernel *k)
+{
+    for (int i = 0; i < k->nx; i++) {
+        const kx_node *n = &k->x[i];
+        if (n->kind == KX_CHECK || (n->kind == KX_OP && (n->op == IR_DIV || n->op == IR_POW) &&
+                                    !ir_dtype_is_float(n->dtype)))
+            return true;
+    }
+    return false;
+}
+
 int kk_expr(kernel *k, kx_node n)
 {
     if (!k)

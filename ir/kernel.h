@@ -143,6 +143,9 @@ typedef struct {
 /* Building (ir/kernel.c): every function returns -1 / NULL when out of memory. */
 /* Operands of node n (its `a` slots in use); returns how many. */
 int kx_operands(const kx_node *n, int ops[3]);
+/* Whether kernel k can stop a run: a bounds check, or integer division or
+ * power (division by zero, negative exponents). */
+bool kk_can_fail(const kernel *k);
 int kk_expr(kernel *k, kx_node n); /* appends (hash-consed: equal nodes are shared) */
 int kk_const_f(kernel *k, kiln_dtype dt, double v);
 int kk_const_i(kernel *k, kiln_dtype dt, int64_t v);

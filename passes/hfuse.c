@@ -28,20 +28,9 @@
 
 enum { WINDOW = 8 };
 
-static bool can_fail(const kernel *k)
-{
-    for (int i = 0; i < k->nx; i++) {
-        const kx_node *n = &k->x[i];
-        if (n->kind == KX_CHECK || (n->kind == KX_OP && (n->op == IR_DIV || n->op == IR_POW) &&
-                                    !ir_dtype_is_float(n->dtype)))
-            return true;
-    }
-    return false;
-}
-
 static bool mergeable(const kernel *k)
 {
-    if (k->kind != KK_POINTWISE || k->serial || can_fail(k))
+    if (k->kind != KK_POINTWISE || k->serial || kk_can_fail(k))
         return false;
     for (int i = 0; i < k->nstores; i++)
         if (k->stores[i].accumulate)

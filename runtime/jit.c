@@ -568,19 +568,6 @@ static void cexec_profile(kiln_module *m, FILE *f)
 
 const rt_executor rt_cexec = {"c", cexec_run, cexec_source, cexec_profile, cexec_destroy};
 
-/* Whether a kernel can stop a run: a bounds check, or integer division or
- * power (division by zero, negative exponents). */
-static bool kernel_can_fail(const kernel *k)
-{
-    for (int i = 0; i < k->nx; i++) {
-        const kx_node *n = &k->x[i];
-        if (n->kind == KX_CHECK || (n->kind == KX_OP && (n->op == IR_DIV || n->op == IR_POW) &&
-                                    !ir_dtype_is_float(n->dtype)))
-            return true;
-    }
-    return false;
-}
-
 /* Lowers m's graph, renders it and allocates the run-time tables. */
 kiln_status rt_cexec_prepare(kiln_module *m, kiln_graph *g, const kiln_compile_opts *opts,
                              const char *fn)
@@ -635,7 +622,7 @@ kiln_status rt_cexec_prepare(kiln_module *m, kiln_graph *g, const kiln_compile_o
             return ir_fail_status(g, KILN_ERR_NOMEM, "%s: out of memory", fn);
         bool can_fail = false;
         for (int k = 0; k < p->entries[e].nkernels; k++)
-            can_fail = can_fail || kernel_can_fail(&p->kernels[p->entries[e].kernels[k]]);
+            can_fail = can_fail || kk_can_fail(&p->kernels[p->entries[e].kernels[k]]);
         if (can_fail) {
             size_t bytes = 0;
             for (int i = 0; i < m->g->entries[e].n; i++)

@@ -300,22 +300,9 @@ static void kpe_mark(const kernel *k, bool *mask, int root)
     if (root < 0 || mask[root])
         return;
     mask[root] = true;
-    const kx_node *n = &k->x[root];
-    int ar = 0;
-    switch (n->kind) {
-    case KX_CONST:
-    case KX_VAR:
-    case KX_ACC: ar = 0; break;
-    case KX_LOAD:
-    case KX_RAND:
-    case KX_RANDN:
-    case KX_CHECK: ar = 1; break;
-    case KX_IDIV:
-    case KX_IMOD: ar = 2; break;
-    case KX_OP: ar = ir_ops[n->op].arity; break;
-    }
+    int ops[3], ar = kx_operands(&k->x[root], ops);
     for (int j = 0; j < ar; j++)
-        kpe_mark(k, mask, n->a[j]);
+        kpe_mark(k, mask, ops[j]);
 }
 
 static void kpe_eval_mask(kpe_ctx *c, const kernel *k, const bool *mask)

@@ -86,36 +86,13 @@ static double check_plan(const kprogram *p)
     return worst;
 }
 
-static kiln_graph *mlp(int64_t batch, const int64_t *sizes, int layers, kiln_optim opt)
-{
-    kiln_graph *g = ku_graph_new();
-    kiln_tensor *h = kiln_input(g, "x", KILN_F32, KILN_SHAPE(batch, sizes[0]));
-    for (int l = 0; l < layers; l++) {
-        char wn[16], bn[16];
-        snprintf(wn, sizeof wn, "w%d", l);
-        snprintf(bn, sizeof bn, "b%d", l);
-        kiln_tensor *w = kiln_param(g, wn, KILN_F32, KILN_SHAPE(sizes[l + 1], sizes[l]),
-                                    kiln_init_kaiming_uniform());
-        kiln_tensor *b =
-            kiln_param(g, bn, KILN_F32, KILN_SHAPE(sizes[l + 1]), kiln_init_kaiming_uniform());
-        h = kiln_linear(g, h, w, b);
-        if (l + 1 < layers)
-            h = kiln_relu(g, h);
-    }
-    kiln_tensor *loss = kiln_cross_entropy(g, h, kiln_input(g, "y", KILN_I64, KILN_SHAPE(batch)));
-    assert_int_equal(kiln_train_step(g, "train", loss, opt), KILN_OK);
-    assert_int_equal(kiln_entry(g, "predict", 1, &h, NULL), KILN_OK);
-    ku_assert_ok(g);
-    return g;
-}
-
 static void test_mlp_train_step(void **state)
 {
     (void)state;
     const int64_t big[] = {784, 1024, 1024, 10}, small[] = {32, 16, 8, 4};
     kiln_optim opts[] = {kiln_adam(1e-3, 0.9, 0.999, 1e-8), kiln_sgd(0.1, 0.9, 1e-4)};
     for (int i = 0; i < 4; i++) {
-        kiln_graph *g = i < 2 ? mlp(256, big, 3, opts[i]) : mlp(5, small, 3, opts[i - 2]);
+        kiln_graph *g = i < 2 ? ku_mlp(256, big, 3, opts[i]) : ku_mlp(5, small, 3, opts[i - 2]);
         kiln_graph *clone;
         kprogram *p = plan(g, &clone);
         double ratio = check_plan(p);

@@ -177,3 +177,29 @@ double ku_load(kiln_dtype dt, const void *base, int64_t i)
     }
     return 0;
 }
+
+/* An MLP sizes[0] -> ... -> sizes[layers] (ReLU between, params "w<l>" and
+ * "b<l>", kaiming init), cross-entropy on labels "y": entries "train" (a
+ * train step with opt) and "predict" (the logits). */
+kiln_graph *ku_mlp(int64_t batch, const int64_t *sizes, int layers, kiln_optim opt)
+{
+    kiln_graph *g = ku_graph_new();
+    kiln_tensor *h = kiln_input(g, "x", KILN_F32, KILN_SHAPE(batch, sizes[0]));
+    for (int l = 0; l < layers; l++) {
+        char wn[16], bn[16];
+        snprintf(wn, sizeof wn, "w%d", l);
+        snprintf(bn, sizeof bn, "b%d", l);
+        kiln_tensor *w = kiln_param(g, wn, KILN_F32, KILN_SHAPE(sizes[l + 1], sizes[l]),
+                                    kiln_init_kaiming_uniform());
+        kiln_tensor *b =
+            kiln_param(g, bn, KILN_F32, KILN_SHAPE(sizes[l + 1]), kiln_init_kaiming_uniform());
+        h = kiln_linear(g, h, w, b);
+        if (l + 1 < layers)
+            h = kiln_relu(g, h);
+    }
+    kiln_tensor *loss = kiln_cross_entropy(g, h, kiln_input(g, "y", KILN_I64, KILN_SHAPE(batch)));
+    assert_int_equal(kiln_train_step(g, "train", loss, opt), KILN_OK);
+    assert_int_equal(kiln_entry(g, "predict", 1, &h, NULL), KILN_OK);
+    ku_assert_ok(g);
+    return g;
+}

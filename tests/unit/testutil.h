@@ -26,6 +26,8 @@ void ku_assert_module_error(const kiln_module *m, kiln_status got, kiln_status w
                             const char *needle, const char *file, int line);
 /* A fresh graph (asserted non-NULL). */
 kiln_graph *ku_graph_new(void);
+/* testutil.c: an MLP train step and predict entry (see there). */
+kiln_graph *ku_mlp(int64_t batch, const int64_t *sizes, int layers, kiln_optim opt);
 /* A fresh input "x<N>" of the given dtype and shape (asserted non-NULL). */
 kiln_tensor *ku_input(kiln_graph *g, kiln_dtype dt, int rank, const int64_t *dims);
 /* No error on g, and every node built so far passes the IR verifier. */
