@@ -719,7 +719,7 @@ void cgen_reduce_init(cgen_buf *b, ir_op rop, kiln_dtype dt)
 }
 
 /* The body's value, converted to dt when it has another dtype. */
-static void body_as(cgen_buf *b, const cgen_ectx *e, kiln_dtype dt)
+void cgen_body_as(cgen_buf *b, const cgen_ectx *e, kiln_dtype dt)
 {
     const kernel *k = e->k;
     if (k->x[k->body].dtype != dt)
@@ -741,7 +741,7 @@ void cgen_reduce_combine(cgen_buf *b, const cgen_ectx *e, int ind)
     if (k->rop == IR_SUM) {
         if (ir_dtype_is_float(k->acc_dtype)) {
             cgen_puts(b, "acc += ");
-            body_as(b, e, k->acc_dtype);
+            cgen_body_as(b, e, k->acc_dtype);
         } else {
             cgen_puts(b, "acc += (uint64_t)");
             cgen_operand(b, e, k->body);
@@ -751,19 +751,19 @@ void cgen_reduce_combine(cgen_buf *b, const cgen_ectx *e, int ind)
     }
     if (ir_dtype_is_float(cdt)) {
         cgen_printf(b, "if (!isnan(%s) && (isnan(", cur);
-        body_as(b, e, cdt);
+        cgen_body_as(b, e, cdt);
         cgen_puts(b, ") || ");
-        body_as(b, e, cdt);
+        cgen_body_as(b, e, cdt);
         cgen_printf(b, " %s %s))", mx ? ">" : "<", cur);
     } else {
         cgen_puts(b, "if (");
-        body_as(b, e, cdt);
+        cgen_body_as(b, e, cdt);
         cgen_printf(b, " %s %s)", mx ? ">" : "<", cur);
     }
     cgen_puts(b, arg ? " {\n" : "\n");
     cgen_indent(b, ind + 1);
     cgen_printf(b, "%s = ", cur);
-    body_as(b, e, cdt);
+    cgen_body_as(b, e, cdt);
     cgen_puts(b, ";\n");
     if (!arg)
         return;

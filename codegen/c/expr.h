@@ -91,6 +91,8 @@ void cgen_decl(cgen_buf *b, const cgen_ectx *e, int i);
 
 /* ---- pieces of kernels ------------------------------------------------------- */
 
+/* The reduce body's value (e->k->body) converted to dt. */
+void cgen_body_as(cgen_buf *b, const cgen_ectx *e, kiln_dtype dt);
 /* The identity of reduction rop in dtype dt (for MAX, MIN and the arg ops). */
 void cgen_reduce_init(cgen_buf *b, ir_op rop, kiln_dtype dt);
 /* One step of e->k's reduction at indentation ind: acc (SUM: acc +=; MAX/MIN:

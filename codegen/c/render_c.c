@@ -40,6 +40,8 @@ typedef struct {
     unsigned char *use; /* per buffer: 1 read, 2 written */
     bool *plain;        /* cgen_plain_nodes */
     bool *chunk;        /* POINTWISE: an f32 rand/randn filled a chunk at a time */
+    bool *defer;        /* REDUCE by columns: the node needs the last kept variable */
+    bool inner;         /* REDUCE by columns: emitting inside the innermost loop */
     bool fails, rng;
     cgen_ectx e;
 } kr;
@@ -216,7 +218,8 @@ static void emit_at(kr *r, int depth, bool post, int ind)
 {
     const kernel *k = r->k;
     for (int i = 0; i < k->nx; i++) {
-        if (!r->need[i] || r->done[i] || r->post[i] != post || r->lev[i] > depth)
+        if (!r->need[i] || r->done[i] || r->post[i] != post || r->lev[i] > depth ||
+            (r->defer && r->defer[i] && !r->inner && !post && depth > r->k->rank))
             continue;
         r->done[i] = true;
         if (cgen_inline(&k->x[i]))
@@ -371,6 +374,132 @@ static void render_pointwise(kr *r)
 
 /* ---- REDUCE ---------------------------------------------------------------------- */
 
+/* True when an index node is `v + something` or `v` alone: loads through it
+ * walk memory contiguously as loop variable v runs. */
+static bool unit_stride(const kernel *k, int idx, int v)
+{
+    if (idx < 0 || idx >= k->nx)
+        return false;
+    const kx_node *n = &k->x[idx];
+    if (n->kind == KX_VAR)
+        return n->var == v;
+    if (n->kind != KX_OP || n->op != IR_ADD)
+        return false;
+    for (int s = 0; s < 2; s++)
+        if (n->a[s] >= 0 && n->a[s] < idx && k->x[n->a[s]].kind == KX_VAR && k->x[n->a[s]].var == v)
+            return true;
+    return false;
+}
+
+/* A float sum whose loads run contiguously along the last kept axis and not
+ * along the innermost reduced one (a sum over rows: a bias gradient) is
+ * better computed a block of kept columns at a time, each reduced row adding
+ * into a vector of accumulators: see render_reduce_columns. */
+static bool by_columns(const kr *r)
+{
+    const kernel *k = r->k;
+    if (k->rop != IR_SUM || !ir_dtype_is_float(k->acc_dtype) || k->rank < 1 || k->rrank < 1 ||
+        k->dims[k->rank - 1] < 16 || r->fails)
+        return false;
+    int last = k->rank - 1, red = k->rank + k->rrank - 1;
+    bool along_last = false;
+    for (int i = 0; i < k->nx; i++)
+        if (r->need[i] && !r->post[i] && k->x[i].kind == KX_LOAD) {
+            if (unit_stride(k, k->x[i].a[0], red))
+                return false;
+            along_last = along_last || unit_stride(k, k->x[i].a[0], last);
+        }
+    return along_last;
+}
+
+enum { COLS = 64 };
+
+/* The sum over the reduced axes for COLS columns of the last kept axis at a
+ * time: accv[COLS] in the accumulator's dtype, the reduced loops outside and
+ * the columns innermost (contiguous loads that vectorize), then the epilogue
+ * per column. Nodes that need the last kept variable are computed in the
+ * innermost loop (and again in the epilogue loop when it needs them). */
+static void render_reduce_columns(kr *r, int col)
+{
+    const kernel *k = r->k;
+    cgen_buf *b = r->b;
+    int last = k->rank - 1;
+    long long dim = (long long)k->dims[last];
+    for (int i = 0; i < k->nx; i++) { /* defer: depends on the last kept variable */
+        int ops[3], ar = cgen_operands(&k->x[i], ops);
+        r->defer[i] = k->x[i].kind == KX_VAR && k->x[i].var == last;
+        for (int j = 0; j < ar; j++)
+            r->defer[i] = r->defer[i] || (ops[j] >= 0 && ops[j] < i && r->defer[ops[j]]);
+    }
+    open_outer(r, col > last ? last : col, last);
+    if (last == 0 && col)
+        pragma_for(r, 1, 0, "");
+    int ind = last + 1;
+    cgen_indent(b, ind);
+    cgen_printf(b, "for (int64_t c%d = 0; c%d < %lld; c%d += %d) {\n", last, last, dim, last, COLS);
+    cgen_indent(b, ind + 1);
+    cgen_printf(b, "const int64_t e%d = c%d + %d < %lld ? c%d + %d : %lld;\n", last, last, COLS,
+                dim, last, COLS, dim);
+    cgen_indent(b, ind + 1);
+    cgen_printf(b, "%s accv[%d] = {0};\n", cgen_ctype(k->acc_dtype), COLS);
+    for (int j = 0; j < k->rrank; j++) {
+        int d = k->rank + j;
+        cgen_indent(b, ind + 1 + j);
+        cgen_printf(b, "for (int64_t i%d = 0; i%d < %lld; i%d++) {\n", d, d, (long long)k->rdims[j],
+                    d);
+        emit_at(r, d + 1, false, ind + 2 + j);
+    }
+    int in = ind + 1 + k->rrank;
+    cgen_indent(b, in);
+    cgen_printf(b, "for (int64_t i%d = c%d; i%d < e%d; i%d++) {\n", last, last, last, last, last);
+    /* only what the body reads: the epilogue's per-column nodes come later */
+    bool *body = ir_alloc((size_t)k->nx + 1), *hidden = ir_alloc((size_t)k->nx + 1);
+    if (!body || !hidden) {
+        b->oom = true;
+        ir_free(body);
+        ir_free(hidden);
+        return;
+    }
+    memset(body, 0, (size_t)k->nx + 1);
+    if (k->body >= 0 && k->body < k->nx)
+        body[k->body] = true;
+    for (int i = k->nx - 1; i >= 0; i--) {
+        int ops[3], ar = cgen_operands(&k->x[i], ops);
+        for (int j = 0; j < ar && body[i]; j++)
+            if (ops[j] >= 0 && ops[j] < i)
+                body[ops[j]] = true;
+        hidden[i] = r->need[i] && r->defer[i] && !body[i];
+        r->need[i] = r->need[i] && !hidden[i];
+    }
+    r->inner = true;
+    emit_at(r, k->rank + k->rrank, false, in + 1);
+    r->inner = false;
+    for (int i = 0; i < k->nx; i++)
+        r->need[i] = r->need[i] || hidden[i];
+    ir_free(body);
+    ir_free(hidden);
+    cgen_indent(b, in + 1);
+    cgen_printf(b, "accv[i%d - c%d] += ", last, last);
+    cgen_body_as(b, &r->e, k->acc_dtype);
+    cgen_puts(b, ";\n");
+    close_to(r, in, ind);
+    /* the epilogue, per column: what it needs of the last variable again */
+    for (int i = 0; i < k->nx; i++)
+        if (r->defer[i] && r->lev[i] <= k->rank)
+            r->done[i] = false;
+    cgen_indent(b, ind + 1);
+    cgen_printf(b, "for (int64_t i%d = c%d; i%d < e%d; i%d++) {\n", last, last, last, last, last);
+    cgen_indent(b, ind + 2);
+    cgen_printf(b, "const %s acc = accv[i%d - c%d];\n", cgen_ctype(k->acc_dtype), last, last);
+    r->e.acc = "acc";
+    emit_at(r, k->rank, false, ind + 2);
+    emit_at(r, k->rank, true, ind + 2);
+    emit_leftovers(r, ind + 2);
+    emit_stores(r, ind + 2);
+    close_to(r, ind + 1, ind - 1);
+    close_to(r, last, 0);
+}
+
 static void render_reduce(kr *r)
 {
     const kernel *k = r->k;
@@ -388,6 +517,10 @@ static void render_reduce(kr *r)
     /* sums may be reassociated (DESIGN.md); kiln_fail's critical section may
      * not sit in a simd loop */
     bool simd = r->o.openmp && k->rop == IR_SUM && k->rrank >= 1 && !r->fails;
+    if (by_columns(r)) {
+        render_reduce_columns(r, outer_collapse(r, outer * red));
+        return;
+    }
     open_outer(r, outer_collapse(r, outer * red), k->rank);
     int ind = k->rank + 1;
     cgen_indent(b, ind);
@@ -1061,10 +1194,13 @@ static bool kr_init(kr *r, cgen_buf *b, const kprogram *p, const kernel *k, cons
     r->use = ir_alloc((size_t)p->nbufs + 1);
     r->plain = cgen_plain_nodes(k);
     r->chunk = ir_alloc(n);
+    r->defer = ir_alloc(n);
     r->e = (cgen_ectx){.lang = &cgen_c_lang, .k = k, .plain = r->plain};
-    if (!r->need || !r->post || !r->done || !r->lev || !r->use || !r->plain || !r->chunk)
+    if (!r->need || !r->post || !r->done || !r->lev || !r->use || !r->plain || !r->chunk ||
+        !r->defer)
         return false;
     memset(r->chunk, 0, n);
+    memset(r->defer, 0, n);
     memset(r->need, 0, n);
     memset(r->post, 0, n);
     memset(r->done, 0, n);
@@ -1082,6 +1218,7 @@ static void kr_free(kr *r)
     ir_free(r->use);
     ir_free(r->plain);
     ir_free(r->chunk);
+    ir_free(r->defer);
 }
 
 static bool render_kernel(cgen_buf *b, const kprogram *p, const kernel *k, const cgen_opts *o,

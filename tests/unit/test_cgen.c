@@ -796,6 +796,7 @@ static void test_reductions(void **state)
     reductions(4, 6, false, true);
     reductions(4, 6, true, true);
     reductions(300, 257, true, false); /* parallel outer loops and a parallel whole sum */
+    reductions(70, 100, false, false); /* sums over rows, 64 columns at a time */
 }
 
 static void test_integer_reductions(void **state)

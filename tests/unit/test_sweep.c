@@ -560,6 +560,13 @@ static void cases_SUM(sweep *s)
                 "%s.mse_loss", dn(dt));
             out(s, kiln_sum(g, sw_operand(s, 0, dt, SH1(12), G_SPECIAL, F_CONTIG), 0, false),
                 "%s.special", dn(dt));
+            /* sums over rows, whole columns at a time (render_c's by_columns):
+             * a ragged last block of columns, a kept axis before them, and an
+             * epilogue */
+            kiln_tensor *w = sw_operand(s, 0, dt, SH3(3, 40, 70), G_UNIT, F_CONTIG);
+            out(s, kiln_sum(g, w, 1, false), "%s.cols_ax1", dn(dt));
+            out(s, kiln_mean(g, sw_operand(s, 1, dt, SH2(50, 33), G_UNIT, F_CONTIG), 0, true),
+                "%s.cols_mean_ax0", dn(dt));
         }
     }
     kiln_tensor *xi = sw_operand(s, 0, KILN_I32, SH3(3, 4, 5), G_UNIT, F_CONTIG);
