@@ -841,9 +841,10 @@ static const char mm_pack_a_body[] =
     "    }\n";
 
 /* Packs B[p][j] = b[p + j * sb2] (p < kn, j < nj: a transposed weight) into
- * NR-column panels [k][NR], zero-padded. With AVX-512 whole 16 x 16 blocks
- * are transposed in registers (16 row loads, 64 shuffles, 16 stores); the
- * rest goes element by element (vectorizing it made scatters, slower). */
+ * NR-column panels [k][NR], zero-padded. With GNU C vector extensions whole
+ * 16 x 16 blocks are transposed in registers (16 row loads, 64 shuffles that
+ * AVX-512 does as unpacks and 128-bit lane shuffles, 16 stores); the rest goes
+ * element by element (vectorizing it made scatters, slower). */
 static const char mm_pack_bt_body[] =
     "    const int64_t np = (nj + NR - 1) / NR;\n"
     "    for (int64_t jp = 0; jp < np; jp++)\n"
@@ -851,45 +852,41 @@ static const char mm_pack_bt_body[] =
     "            const int64_t j0 = jp * NR + g;\n"
     "            float *restrict dst = bp + jp * kn * NR + g;\n"
     "            int64_t p = 0;\n"
-    "#if defined(__AVX512F__)\n"
+    "#if defined(__GNUC__)\n"
     "            for (; g + 16 <= NR && j0 + 16 <= nj && p + 16 <= kn; p += 16) {\n"
-    "                __m512 r[16], t[16], u[16], v[16];\n"
+    "                kiln_v16f r[16], t[16], u[16], v[16];\n"
     "                KILN_UNROLL\n"
     "                for (int i = 0; i < 16; i++)\n"
-    "                    r[i] = _mm512_loadu_ps(b + (j0 + i) * sb2 + p);\n"
+    "                    memcpy(&r[i], b + (j0 + i) * sb2 + p, sizeof r[i]);\n"
     "                KILN_UNROLL\n"
     "                for (int i = 0; i < 8; i++) { /* pairs of rows, 32-bit interleave */\n"
-    "                    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);\n"
-    "                    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);\n"
+    "                    t[2 * i] = KILN_SHUF(r[2 * i], r[2 * i + 1], KILN_LO32);\n"
+    "                    t[2 * i + 1] = KILN_SHUF(r[2 * i], r[2 * i + 1], KILN_HI32);\n"
     "                }\n"
     "                KILN_UNROLL\n"
     "                for (int i = 0; i < 4; i++) { /* u[4i + e]: element e of rows 4i.. */\n"
-    "                    __m512d a0 = _mm512_castps_pd(t[4 * i]), a1 = _mm512_castps_pd(t[4 * i + "
-    "1]);\n"
-    "                    __m512d a2 = _mm512_castps_pd(t[4 * i + 2]), a3 = _mm512_castps_pd(t[4 * "
-    "i + 3]);\n"
-    "                    u[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));\n"
-    "                    u[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));\n"
-    "                    u[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));\n"
-    "                    u[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));\n"
+    "                    u[4 * i] = KILN_SHUF(t[4 * i], t[4 * i + 2], KILN_LO64);\n"
+    "                    u[4 * i + 1] = KILN_SHUF(t[4 * i], t[4 * i + 2], KILN_HI64);\n"
+    "                    u[4 * i + 2] = KILN_SHUF(t[4 * i + 1], t[4 * i + 3], KILN_LO64);\n"
+    "                    u[4 * i + 3] = KILN_SHUF(t[4 * i + 1], t[4 * i + 3], KILN_HI64);\n"
     "                }\n"
     "                KILN_UNROLL\n"
     "                for (int q = 0; q < 4; q++) { /* then 128-bit lanes */\n"
-    "                    v[q] = _mm512_shuffle_f32x4(u[q], u[4 + q], 0x88);\n"
-    "                    v[4 + q] = _mm512_shuffle_f32x4(u[q], u[4 + q], 0xDD);\n"
-    "                    v[8 + q] = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0x88);\n"
-    "                    v[12 + q] = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0xDD);\n"
+    "                    v[q] = KILN_SHUF(u[q], u[4 + q], KILN_EVEN128);\n"
+    "                    v[4 + q] = KILN_SHUF(u[q], u[4 + q], KILN_ODD128);\n"
+    "                    v[8 + q] = KILN_SHUF(u[8 + q], u[12 + q], KILN_EVEN128);\n"
+    "                    v[12 + q] = KILN_SHUF(u[8 + q], u[12 + q], KILN_ODD128);\n"
     "                }\n"
     "                KILN_UNROLL\n"
     "                for (int q = 0; q < 4; q++) { /* r[e]: element e of the 16 rows */\n"
-    "                    r[q] = _mm512_shuffle_f32x4(v[q], v[8 + q], 0x88);\n"
-    "                    r[4 + q] = _mm512_shuffle_f32x4(v[4 + q], v[12 + q], 0x88);\n"
-    "                    r[8 + q] = _mm512_shuffle_f32x4(v[q], v[8 + q], 0xDD);\n"
-    "                    r[12 + q] = _mm512_shuffle_f32x4(v[4 + q], v[12 + q], 0xDD);\n"
+    "                    r[q] = KILN_SHUF(v[q], v[8 + q], KILN_EVEN128);\n"
+    "                    r[4 + q] = KILN_SHUF(v[4 + q], v[12 + q], KILN_EVEN128);\n"
+    "                    r[8 + q] = KILN_SHUF(v[q], v[8 + q], KILN_ODD128);\n"
+    "                    r[12 + q] = KILN_SHUF(v[4 + q], v[12 + q], KILN_ODD128);\n"
     "                }\n"
     "                KILN_UNROLL\n"
     "                for (int e = 0; e < 16; e++)\n"
-    "                    _mm512_storeu_ps(dst + (p + e) * NR, r[e]);\n"
+    "                    memcpy(dst + (p + e) * NR, &r[e], sizeof r[e]);\n"
     "            }\n"
     "#endif\n"
     "            for (int c = 0; c < 16 && g + c < NR; c++) {\n"
@@ -1334,45 +1331,60 @@ static bool render_entry(cgen_buf *b, const kprogram *p, int e, const cgen_opts 
     return ok;
 }
 
-static const char prelude[] = "#ifndef _POSIX_C_SOURCE\n"
-                              "#define _POSIX_C_SOURCE 200809L /* clock_gettime */\n"
-                              "#endif\n"
-                              "#include <math.h>\n"
-                              "#include <stdbool.h>\n"
-                              "#include <stdint.h>\n"
-                              "#include <stdlib.h>\n"
-                              "#include <string.h>\n"
-                              "#include <time.h>\n"
-                              "#ifdef _OPENMP\n"
-                              "#include <omp.h>\n"
-                              "#endif\n"
-                              "\n"
-                              "#if defined(__GNUC__)\n"
-                              "#define KILN_UNUSED __attribute__((unused))\n"
-                              "#define KILN_EXPORT __attribute__((visibility(\"default\")))\n"
-                              "#define KILN_NOINLINE __attribute__((noinline))\n"
-                              "#define KILN_PREFETCH(p) __builtin_prefetch(p)\n"
-                              "#else\n"
-                              "#define KILN_UNUSED\n"
-                              "#define KILN_EXPORT\n"
-                              "#define KILN_NOINLINE\n"
-                              "#define KILN_PREFETCH(p) ((void)(p))\n"
-                              "#endif\n"
-                              "#define KILN_FN static inline KILN_UNUSED\n"
-                              "#if defined(__clang__)\n"
-                              "#define KILN_UNROLL _Pragma(\"clang loop unroll(full)\")\n"
-                              "#define KILN_UNROLL_K _Pragma(\"clang loop unroll_count(4)\")\n"
-                              "#define KILN_NOVEC _Pragma(\"clang loop vectorize(disable)\")\n"
-                              "#elif defined(__GNUC__)\n"
-                              "#define KILN_UNROLL _Pragma(\"GCC unroll 16\")\n"
-                              "#define KILN_UNROLL_K _Pragma(\"GCC unroll 4\")\n"
-                              "#define KILN_NOVEC\n"
-                              "#else\n"
-                              "#define KILN_UNROLL\n"
-                              "#define KILN_UNROLL_K\n"
-                              "#define KILN_NOVEC\n"
-                              "#endif\n"
-                              "\n";
+static const char prelude[] =
+    "#ifndef _POSIX_C_SOURCE\n"
+    "#define _POSIX_C_SOURCE 200809L /* clock_gettime */\n"
+    "#endif\n"
+    "#include <math.h>\n"
+    "#include <stdbool.h>\n"
+    "#include <stdint.h>\n"
+    "#include <stdlib.h>\n"
+    "#include <string.h>\n"
+    "#include <time.h>\n"
+    "#ifdef _OPENMP\n"
+    "#include <omp.h>\n"
+    "#endif\n"
+    "\n"
+    "#if defined(__GNUC__)\n"
+    "#define KILN_UNUSED __attribute__((unused))\n"
+    "#define KILN_EXPORT __attribute__((visibility(\"default\")))\n"
+    "#define KILN_NOINLINE __attribute__((noinline))\n"
+    "#define KILN_PREFETCH(p) __builtin_prefetch(p)\n"
+    "/* 16-float shuffles (vector extensions, no intrinsics header) */\n"
+    "typedef float kiln_v16f __attribute__((vector_size(64)));\n"
+    "typedef int32_t kiln_v16i __attribute__((vector_size(64)));\n"
+    "#if defined(__clang__)\n"
+    "#define KILN_SHUF(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)\n"
+    "#else\n"
+    "#define KILN_SHUF(a, b, ...) __builtin_shuffle(a, b, (kiln_v16i){__VA_ARGS__})\n"
+    "#endif\n"
+    "#define KILN_LO32 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29\n"
+    "#define KILN_HI32 2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31\n"
+    "#define KILN_LO64 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29\n"
+    "#define KILN_HI64 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31\n"
+    "#define KILN_EVEN128 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27\n"
+    "#define KILN_ODD128 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31\n"
+    "#else\n"
+    "#define KILN_UNUSED\n"
+    "#define KILN_EXPORT\n"
+    "#define KILN_NOINLINE\n"
+    "#define KILN_PREFETCH(p) ((void)(p))\n"
+    "#endif\n"
+    "#define KILN_FN static inline KILN_UNUSED\n"
+    "#if defined(__clang__)\n"
+    "#define KILN_UNROLL _Pragma(\"clang loop unroll(full)\")\n"
+    "#define KILN_UNROLL_K _Pragma(\"clang loop unroll_count(4)\")\n"
+    "#define KILN_NOVEC _Pragma(\"clang loop vectorize(disable)\")\n"
+    "#elif defined(__GNUC__)\n"
+    "#define KILN_UNROLL _Pragma(\"GCC unroll 16\")\n"
+    "#define KILN_UNROLL_K _Pragma(\"GCC unroll 4\")\n"
+    "#define KILN_NOVEC\n"
+    "#else\n"
+    "#define KILN_UNROLL\n"
+    "#define KILN_UNROLL_K\n"
+    "#define KILN_NOVEC\n"
+    "#endif\n"
+    "\n";
 
 /* The profile: kiln_now() in nanoseconds; KILN_PROF(k) charges the time
  * since t to kernel k (ctx->prof is NULL when nobody keeps count). */
@@ -1471,6 +1483,14 @@ char *cgen_c(const kprogram *p, const cgen_opts *o)
     cgen_puts(&b, fail_fn);
     cgen_puts(&b, o->openmp ? copy_fn_omp : copy_fn);
     cgen_puts(&b, prof_fn);
+    for (int i = 0, rng = 0; i < p->nkernels && !rng; i++) /* kiln_philox_soa */
+        for (int j = 0; j < p->kernels[i].nx && !rng; j++) {
+            const kx_node *n = &p->kernels[i].x[j];
+            rng = p->kernels[i].kind == KK_POINTWISE && n->dtype == KILN_F32 &&
+                  (n->kind == KX_RAND || n->kind == KX_RANDN);
+            if (rng)
+                cgen_puts(&b, "#define KILN_RNG_INTRINSICS 1\n");
+        }
     cgen_puts(&b, cgen_vmath_text);
     for (int i = 0; cgen_helpers[i]; i++)
         cgen_puts(&b, cgen_helpers[i]);
