@@ -22,11 +22,16 @@ if [ "${BENCH_QUICK:-0}" = 1 ]; then
     sizes=512
     tut_runs=1
 fi
-# The peers' BLAS: Debian's python3-torch and numpy use the reference BLAS
-# unless OpenBLAS is installed (matmuls 40x slower): install it first.
-if ! ls /usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3 >/dev/null 2>&1; then
-    (apt-get install -y libopenblas0-pthread || (apt-get update && apt-get install -y libopenblas0-pthread)) >/dev/null 2>&1 ||
-        echo "bench: could not install OpenBLAS; the peers use the reference BLAS" >&2
+# The peers: Debian's python3-torch and python3-numpy, which use the reference
+# BLAS unless OpenBLAS is installed (matmuls 40x slower): install what is missing.
+pkgs=""
+"$py" -c 'import torch' 2>/dev/null || pkgs="$pkgs python3-torch"
+"$py" -c 'import numpy' 2>/dev/null || pkgs="$pkgs python3-numpy"
+ls /usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3 >/dev/null 2>&1 || pkgs="$pkgs libopenblas0-pthread"
+if [ -n "$pkgs" ]; then
+    # shellcheck disable=SC2086
+    (apt-get install -y $pkgs || (apt-get update && apt-get install -y $pkgs)) >/dev/null 2>&1 ||
+        echo "bench: could not install$pkgs; those peers are missing or slow" >&2
 fi
 compile_py=$py
 [ -x "$here/.venv/bin/python" ] && compile_py=$here/.venv/bin/python
