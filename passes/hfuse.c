@@ -96,9 +96,12 @@ static bool kernel_copy(kernel *dst, const kernel *k)
         kernel_release(dst);
         return false;
     }
-    memcpy(dst->x, k->x, sizeof(kx_node) * (size_t)k->nx);
-    memcpy(dst->stores, k->stores, sizeof(kk_store) * (size_t)k->nstores);
-    memcpy(dst->nodes, k->nodes, sizeof(int) * (size_t)k->nnodes);
+    if (k->nx > 0)
+        memcpy(dst->x, k->x, sizeof(kx_node) * (size_t)k->nx);
+    if (k->nstores > 0)
+        memcpy(dst->stores, k->stores, sizeof(kk_store) * (size_t)k->nstores);
+    if (k->nnodes > 0)
+        memcpy(dst->nodes, k->nodes, sizeof(int) * (size_t)k->nnodes);
     return true;
 }
 
@@ -216,7 +219,8 @@ static kiln_status compact(kprogram *p, const bool *dead)
         k->id = newid[i];
         ks[newid[i]] = *k;
     }
-    memcpy(p->kernels, ks, sizeof(kernel) * (size_t)n);
+    if (n > 0)
+        memcpy(p->kernels, ks, sizeof(kernel) * (size_t)n);
     p->nkernels = n;
     for (int e = 0; e < p->nentries; e++) {
         kentry *x = &p->entries[e];
