@@ -26,9 +26,10 @@ enum { MM_MB = 32, MM_NB = 256, MM_KB = 192 };
 /* The packed f32 path's tiles are taller: B's packed KB x NB block is reused
  * by all MB rows, and A's packed MB x K row block by all of a thread's tiles
  * in that row (on the stack up to MM_APK_STACK bytes, else on the heap up
- * to MM_APK_MAX; past that each tile packs its own). 128 x 256 measured best
- * of 64..192 x 256..512 for SGEMM 1024..4096 on a 2-core Zen 4. */
-enum { MM_PMB = 128, MM_PNB = 256, MM_APK_STACK = 1 << 20, MM_APK_MAX = 64 << 20 };
+ * to MM_APK_MAX; past that each tile packs its own). 256 x 256 measured best
+ * of 128..384 x 256 for SGEMM 512..4096 on a 2-core Zen 4 (2048: 145 -> 175
+ * GFLOP/s from 128 rows); the f64 tile is 512 KiB of the thread's stack. */
+enum { MM_PMB = 256, MM_PNB = 256, MM_APK_STACK = 512 << 10, MM_APK_MAX = 64 << 20 };
 
 typedef struct {
     cgen_buf *b;
@@ -1005,7 +1006,9 @@ static void render_matmul(kr *r)
     bool fl = ir_dtype_is_float(k->acc_dtype);
     const char *tt = fl ? cgen_ctype(k->acc_dtype) : "uint64_t";
     bool packed = mm_variant_of(r->p, k) == MMV_PACKED;
-    int64_t bm = packed ? MM_PMB : MM_MB, bn = packed ? MM_PNB : MM_NB;
+    /* fewer than two row blocks of MM_PMB: half-height ones, one per thread */
+    int64_t bm = packed ? (mm->m >= 2 * MM_PMB ? MM_PMB : MM_PMB / 2) : MM_MB;
+    int64_t bn = packed ? MM_PNB : MM_NB;
     int64_t mb = mm->m < bm ? mm->m : bm, nb = mm->n < bn ? mm->n : bn;
     int64_t kb = mm->k < MM_KB ? mm->k : MM_KB;
     const int64_t *sa = mm->a_stride, *sb = mm->b_stride;
