@@ -919,7 +919,7 @@ static void test_matmul(void **state)
     matmul_case(2, 300, 520, 70, false, false, true);
     matmul_case(1, 130, 300, 40, false, false, false);
     matmul_case(1, 520, 40, 33, false, true, true); /* full-height (256-row) blocks */
-    matmul_case(1, 4, 0, 3, false, false, false); /* k = 0: bias only */
+    matmul_case(1, 4, 0, 3, false, false, false);   /* k = 0: bias only */
     /* this host's vector extensions: AVX-512 packs transposed B by 16 x 16
      * register transposes (whole blocks, a ragged edge, zero-padded panels) */
     build_flags = "-march=native";
