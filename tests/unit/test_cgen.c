@@ -39,21 +39,6 @@ static int buf(kprogram *p, kiln_dtype dt, int64_t n)
     return b;
 }
 
-/* One entry running every kernel in order. */
-static void entry_all(kprogram *p)
-{
-    p->entries = ir_alloc(sizeof(kentry));
-    assert_non_null(p->entries);
-    memset(p->entries, 0, sizeof(kentry));
-    p->nentries = 1;
-    p->entries[0].name = "main";
-    p->entries[0].kernels = ir_alloc(sizeof(int) * (size_t)(p->nkernels + 1));
-    assert_non_null(p->entries[0].kernels);
-    for (int i = 0; i < p->nkernels; i++)
-        p->entries[0].kernels[i] = i;
-    p->entries[0].nkernels = p->nkernels;
-}
-
 static kernel *kern(kprogram *p, kk_kind kind, const char *ops, int rank, const int64_t *dims)
 {
     kernel *k = kp_kernel_new(p, kind);
@@ -368,7 +353,7 @@ static void float_ops(kiln_dtype dt, bool openmp)
         st(k, out[NU + i], idx, op(k, binary_f[i], p->bufs[out[NU + i]].dtype, x, y, 0), false);
     int lt = op(k, IR_LT, KILN_BOOL, x, y, 0);
     st(k, out[NU + NB], idx, op(k, IR_WHERE, dt, lt, x, y), false);
-    entry_all(p);
+    ku_entry_all(p);
 
     built B;
     build(&B, p, openmp);
@@ -449,7 +434,7 @@ static void integer_ops(kiln_dtype dt)
         st(k, out[i], idx, op(k, o, p->bufs[out[i]].dtype, x, rhs, 0), false);
     }
     st(k, out[NI], idx, op(k, IR_WHERE, dt, op(k, IR_GT, KILN_BOOL, x, y, 0), x, y), false);
-    entry_all(p);
+    ku_entry_all(p);
     built B;
     build(&B, p, true);
     store_set s = alloc_bufs(p);
@@ -520,7 +505,7 @@ static void test_casts(void **state)
     for (int i = 0; i < 5; i++)
         for (int j = 0; j < 5; j++)
             st(k, out[i][j], idx, cast(k, ld(k, p, src[i], idx), dts[j]), false);
-    entry_all(p);
+    ku_entry_all(p);
     built B;
     build(&B, p, false);
     store_set s = alloc_bufs(p);
@@ -582,7 +567,7 @@ static void test_rng_bit_identical(void **state)
            nx(k, (kx_node){.kind = kind, .dtype = dt, .stream = 5u + (unsigned)j, .a = {at}}),
            false);
     }
-    entry_all(p);
+    ku_entry_all(p);
     built B;
     build(&B, p, true);
     store_set s = alloc_bufs(p);
@@ -638,7 +623,7 @@ static void rng_chunks(void)
                            .stream = 9u + (unsigned)j,
                            .a = {at[j]}}),
            false);
-    entry_all(p);
+    ku_entry_all(p);
     built B;
     build(&B, p, true);
     /* the first two fill chunks; the transposed index cannot */
@@ -754,7 +739,7 @@ static void reductions(int64_t rows, int64_t cols, bool openmp, bool special)
             out[a][r] = buf(p, r >= 3 ? KILN_I64 : KILN_F32, n);
             reduce_kernel(p, rops[r], x, out[a][r], rows, cols, a == 2 ? -1 : a);
         }
-    entry_all(p);
+    ku_entry_all(p);
     built B;
     build(&B, p, openmp);
     store_set s = alloc_bufs(p);
@@ -811,7 +796,7 @@ static void test_integer_reductions(void **state)
     reduce_kernel(p, IR_ARGMIN, y, am, 2, 3, 1);
     reduce_kernel(p, IR_MAX, b, bmax, 2, 3, 1);
     reduce_kernel(p, IR_MIN, b, bmin, 2, 3, 1);
-    entry_all(p);
+    ku_entry_all(p);
     built B;
     build(&B, p, true);
     store_set s = alloc_bufs(p);
@@ -865,7 +850,7 @@ static void matmul_case(int64_t batch, int64_t m, int64_t kk, int64_t n, bool bt
                     op(k, IR_MUL, KILN_I64, var(k, 1), ci(k, n), 0), 0),
                  var(k, 2), 0);
     st(k, out, idx, v, false);
-    entry_all(p);
+    ku_entry_all(p);
     built B;
     build(&B, p, openmp);
     store_set s = alloc_bufs(p);
@@ -952,7 +937,7 @@ static void test_matmul_int(void **state)
     st(k, out,
        op(k, IR_ADD, KILN_I64, op(k, IR_MUL, KILN_I64, var(k, 1), ci(k, 2), 0), var(k, 2), 0), acc,
        false);
-    entry_all(p);
+    ku_entry_all(p);
     built B;
     build(&B, p, true);
     store_set s = alloc_bufs(p);
@@ -1108,7 +1093,7 @@ static void test_parallel_loops(void **state)
     idx = op(k, IR_ADD, KILN_I64, op(k, IR_MUL, KILN_I64, o, ci(k, RED), 0), var(k, 2), 0);
     k->body = ld(k, p, x, idx);
     st(k, sum, o, nx(k, (kx_node){.kind = KX_ACC, .dtype = KILN_F64}), false);
-    entry_all(p);
+    ku_entry_all(p);
     built B;
     build(&B, p, true);
     assert_non_null(strstr(B.src, "collapse(2)"));
@@ -1158,7 +1143,7 @@ static kprogram *scatter_prog(int *src, int *ids, int *out, int *iout)
     int v = ld(k, p, *src, j);
     st(k, *out, id, v, true);
     st(k, *iout, id, cast(k, v, KILN_I32), true);
-    entry_all(p);
+    ku_entry_all(p);
     return p;
 }
 
@@ -1222,7 +1207,7 @@ static void test_integer_errors(void **state)
        op(k, IR_POW, KILN_I32, cast(k, ld(k, p, a, i), KILN_I32), cast(k, ld(k, p, b, i), KILN_I32),
           0),
        false);
-    entry_all(p);
+    ku_entry_all(p);
     built B;
     build(&B, p, true);
     store_set s = alloc_bufs(p);
@@ -1269,7 +1254,7 @@ static void test_consts_and_copies(void **state)
     st(k, iout, i, ld(k, p, ib, i), false);
     k = kern(p, KK_POINTWISE, "empty", 2, (const int64_t[]){0, 3});
     st(k, empty, var(k, 1), kk_const_f(k, KILN_F32, 1), false);
-    entry_all(p);
+    ku_entry_all(p);
     p->entries[0].copies = ir_alloc(sizeof(kcopy));
     assert_non_null(p->entries[0].copies);
     p->entries[0].copies[0] = (kcopy){out, param};
@@ -1313,7 +1298,7 @@ static void test_names_and_comments(void **state)
     k->name[0] = 0; /* no name: the renderer makes one up */
     assert_true(kk_note_node(k, x->id) >= 0);
     st(k, zb, var(k, 0), ld(k, p, xb, var(k, 0)), false);
-    entry_all(p);
+    ku_entry_all(p);
     p->entries[0].name = "k3_entry";
 
     built B;

@@ -85,20 +85,6 @@ static int reversed(kernel *k)
     return op2(k, IR_SUB, KILN_I64, ci(k, N - 1), i0(k));
 }
 
-static void entry_all(kprogram *p)
-{
-    p->entries = ir_alloc(sizeof(kentry));
-    assert_non_null(p->entries);
-    memset(p->entries, 0, sizeof(kentry));
-    p->nentries = 1;
-    p->entries[0].name = "main";
-    p->entries[0].kernels = ir_alloc(sizeof(int) * (size_t)(p->nkernels + 1));
-    assert_non_null(p->entries[0].kernels);
-    for (int i = 0; i < p->nkernels; i++)
-        p->entries[0].kernels[i] = i;
-    p->entries[0].nkernels = p->nkernels;
-}
-
 /* The programs of one case, by number; buffers 0 .. 3 are x (input), y, z,
  * w (outputs, numel N), 4 a scalar input, then temps. */
 static kprogram *build(int which)
@@ -178,7 +164,7 @@ static kprogram *build(int which)
     }
     default: fail();
     }
-    entry_all(p);
+    ku_entry_all(p);
     return p;
 }
 

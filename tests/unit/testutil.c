@@ -203,3 +203,18 @@ kiln_graph *ku_mlp(int64_t batch, const int64_t *sizes, int layers, kiln_optim o
     ku_assert_ok(g);
     return g;
 }
+
+/* One entry, "main", running every kernel of p in order. */
+void ku_entry_all(kprogram *p)
+{
+    p->entries = ir_alloc(sizeof(kentry));
+    assert_non_null(p->entries);
+    memset(p->entries, 0, sizeof(kentry));
+    p->nentries = 1;
+    p->entries[0].name = "main";
+    p->entries[0].kernels = ir_alloc(sizeof(int) * (size_t)(p->nkernels + 1));
+    assert_non_null(p->entries[0].kernels);
+    for (int i = 0; i < p->nkernels; i++)
+        p->entries[0].kernels[i] = i;
+    p->entries[0].nkernels = p->nkernels;
+}

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 // clang-format on
 
+#include "ir/kernel.h"
 #include "kiln.h"
 
 #include <stdint.h>
@@ -26,6 +27,8 @@ void ku_assert_module_error(const kiln_module *m, kiln_status got, kiln_status w
                             const char *needle, const char *file, int line);
 /* A fresh graph (asserted non-NULL). */
 kiln_graph *ku_graph_new(void);
+/* One entry, "main", running every kernel of the hand-built program p. */
+void ku_entry_all(kprogram *p);
 /* testutil.c: an MLP train step and predict entry (see there). */
 kiln_graph *ku_mlp(int64_t batch, const int64_t *sizes, int layers, kiln_optim opt);
 /* A fresh input "x<N>" of the given dtype and shape (asserted non-NULL). */
