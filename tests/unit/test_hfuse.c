@@ -274,6 +274,42 @@ static void test_scalar_hoisted(void **state)
     kp_free(p);
 }
 
+/* Every failed allocation in the pass is KILN_ERR_NOMEM with its message, and
+ * leaves a valid program that still computes what the unmerged one does. */
+static void test_out_of_memory(void **state)
+{
+    (void)state;
+    const int cases[3] = {0, 6, 9};
+    for (int c = 0; c < 3; c++)
+        for (int fail = 0;; fail++) {
+            kprogram *ref = build(cases[c]), *p = build(cases[c]);
+            kiln_graph *g = kiln_graph_new();
+            kiln_set_allocator(&ku_failing_allocator);
+            ku_fail_after = fail;
+            kiln_status st = pass_hfuse(g, p);
+            ku_fail_after = -1;
+            kiln_set_allocator(NULL);
+            char msg[256];
+            assert_int_equal(kp_verify(p, msg, sizeof msg), KILN_OK);
+            float *want = run(ref), *got = run(p);
+            assert_memory_equal(got, want, sizeof(float) * 3 * N);
+            free(want);
+            free(got);
+            bool done = st == KILN_OK;
+            if (!done) {
+                assert_int_equal(st, KILN_ERR_NOMEM);
+                assert_non_null(strstr(kiln_graph_error(g), "kiln_compile: out of memory"));
+            }
+            kp_free(ref);
+            kp_free(p);
+            kiln_graph_free(g);
+            if (done) {
+                assert_true(fail > 2);
+                break;
+            }
+        }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -283,6 +319,7 @@ int main(void)
         cmocka_unit_test(test_kernels_between),
         cmocka_unit_test(test_failing_and_other_domain),
         cmocka_unit_test(test_scalar_hoisted),
+        cmocka_unit_test(test_out_of_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
