@@ -73,15 +73,6 @@ void ir_free(void *ptr)
         hook.free(hook.ctx, ptr);
 }
 
-char *ir_strdup(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *p = ir_alloc(n);
-    if (p)
-        memcpy(p, s, n);
-    return p;
-}
-
 /* Arena blocks: a header followed by the bytes handed out. Large requests
  * get a block of their own so small ones keep packing. */
 struct ir_arena_block {

@@ -34,11 +34,34 @@ enum {
     IR_F_FLOATY = 1 << 1, /* integer operands are computed as float32 */
     IR_F_CMP = 1 << 2,    /* result is bool */
     IR_F_RANDOM = 1 << 3, /* draws from Philox */
-    IR_F_LEAF = 1 << 4    /* a named leaf: input or param */
+    IR_F_LEAF = 1 << 4,   /* a named leaf: input or param */
+    IR_F_EFFECT = 1 << 5, /* changes state when its entry runs (assign) */
+    IR_F_DATA = 1 << 6    /* carries a block of values (t->data) */
 };
 
+/* The attributes a node may carry, in the order the .kir text writes them
+ * (docs/kir.md); the last column of kiln_ops.def is a set of these. */
 typedef enum {
-#define KILN_OP(e, name, arity, cls, flags) IR_##e,
+    IR_A_INIT,   /* init=normal(0, 1): t->init (param) */
+    IR_A_FAN_IN, /* fan_in=N: t->fan_in, optional (param, kaiming) */
+    IR_A_STREAM, /* stream=N: t->stream, optional (param, rand, randn) */
+    IR_A_START,  /* start=X: t->value (arange) */
+    IR_A_DELTA,  /* step=X: t->value2 (arange) */
+    IR_A_AXES,   /* axes=[..]: t->axes (reductions) */
+    IR_A_PERM,   /* perm=[..]: t->perm, one per axis */
+    IR_A_BEGIN,  /* begin=[..]: t->begin, one per axis (slice) */
+    IR_A_STEP,   /* step=[..]: t->step, one per axis (slice) */
+    IR_A_BEFORE, /* before=[..]: t->begin, one per axis (pad) */
+    IR_A_AFTER,  /* after=[..]: t->after, one per axis (pad) */
+    IR_A_VALUE,  /* value=X: t->value (full, pad) */
+    IR_A_WEAK,   /* weak: t->weak, a flag (full) */
+    IR_A_AXIS,   /* axis=N: t->axis */
+    IR_A_COUNT
+} ir_attr;
+#define IR_AT(a) (1u << IR_A_##a)
+
+typedef enum {
+#define KILN_OP(e, name, arity, cls, flags, attrs) IR_##e,
 #include "kiln_ops.def"
 #undef KILN_OP
     IR_OP_COUNT
@@ -49,10 +72,23 @@ typedef struct {
     int arity; /* -1: variadic */
     ir_class cls;
     unsigned flags;
+    unsigned attrs; /* IR_AT bits */
 } ir_op_info;
 
 extern const ir_op_info ir_ops[IR_OP_COUNT];
 ir_op ir_op_from_name(const char *name, size_t len); /* IR_OP_COUNT when unknown */
+/* Pure: two nodes with equal op, operands, dtype, shape and attributes have
+ * equal values (not random, not a leaf, no effect). */
+bool ir_op_pure(ir_op op);
+
+typedef struct {
+    const char *name; /* its .kir key */
+    bool optional;    /* may be absent from the .kir text (then zero) */
+    bool per_axis;    /* a list with one value per axis of the node */
+} ir_attr_info;
+extern const ir_attr_info ir_attrs[IR_A_COUNT];
+/* True when a and b (same op and rank) have equal values of attribute a_. */
+bool ir_attr_equal(const kiln_tensor *a, const kiln_tensor *b, ir_attr at);
 
 /* ---- allocation ------------------------------------------------------------ */
 
@@ -62,7 +98,6 @@ void *ir_calloc(size_t size);             /* zeroed; NULL when out of memory */
 void *ir_alloc_huge(size_t size);         /* ir_alloc, on huge pages when it can */
 void *ir_realloc(void *ptr, size_t size); /* NULL when out of memory; ptr stays valid */
 void ir_free(void *ptr);                  /* NULL is a no-op */
-char *ir_strdup(const char *s);           /* NULL when out of memory */
 
 /* A bump arena: everything a graph owns dies with it. */
 typedef struct ir_arena_block ir_arena_block;
@@ -98,7 +133,7 @@ struct kiln_tensor {
     int nin;
     kiln_tensor **in;
 
-    /* attributes; which are used depends on op (see kir_print.c for the text form) */
+    /* attributes; which are used depends on op (its ir_attr set in kiln_ops.def) */
     uint32_t axes;                /* reductions: bit i set = axis i reduced */
     int axis;                     /* concat, gather, scatter_add */
     int perm[KILN_MAX_RANK];      /* permute: out axis i = in axis perm[i] */

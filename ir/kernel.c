@@ -86,22 +86,20 @@ static int fold(kernel *k, const kx_node *n, int64_t *cv, kiln_dtype *cdt)
         (ir_ops[n->op].arity >= 2 && (n->a[1] < 0 || n->a[1] >= k->nx)))
         return -1;
     const kx_node *x = icon(k, n->a[0]), *y = ir_ops[n->op].arity >= 2 ? icon(k, n->a[1]) : NULL;
-    switch (n->op) {
-    case IR_ADD:
+    /* Only the ops index arithmetic is made of fold; any other op is left as it is. */
+    if (n->op == IR_ADD) {
         if (x && y)
             return *cv = wadd(x->ivalue, y->ivalue), -2;
         if (y && y->ivalue == 0)
             return n->a[0];
         if (x && x->ivalue == 0)
             return n->a[1];
-        return -1;
-    case IR_SUB:
+    } else if (n->op == IR_SUB) {
         if (x && y)
             return *cv = (int64_t)((uint64_t)x->ivalue - (uint64_t)y->ivalue), -2;
         if (y && y->ivalue == 0)
             return n->a[0];
-        return -1;
-    case IR_MUL:
+    } else if (n->op == IR_MUL) {
         if (x && y)
             return *cv = wmul(x->ivalue, y->ivalue), -2;
         if ((y && y->ivalue == 0) || (x && x->ivalue == 0))
@@ -110,64 +108,14 @@ static int fold(kernel *k, const kx_node *n, int64_t *cv, kiln_dtype *cdt)
             return n->a[0];
         if (x && x->ivalue == 1)
             return n->a[1];
-        return -1;
-    case IR_MINIMUM:
+    } else if (n->op == IR_MINIMUM) {
         if (x && y)
             return *cv = x->ivalue < y->ivalue ? x->ivalue : y->ivalue, -2;
         return n->a[0] == n->a[1] ? n->a[0] : -1;
-    case IR_LT:
-    case IR_GE:
-        if (x && y) {
-            *cdt = KILN_BOOL;
-            *cv = n->op == IR_LT ? x->ivalue < y->ivalue : x->ivalue >= y->ivalue;
-            return -2;
-        }
-        return -1;
-    case IR_INPUT:
-    case IR_PARAM:
-    case IR_CONST:
-    case IR_FULL:
-    case IR_ARANGE:
-    case IR_RAND:
-    case IR_RANDN:
-    case IR_NEG:
-    case IR_ABS:
-    case IR_EXP:
-    case IR_LOG:
-    case IR_SQRT:
-    case IR_RSQRT:
-    case IR_SIN:
-    case IR_COS:
-    case IR_TANH:
-    case IR_ERF:
-    case IR_SIGMOID:
-    case IR_RELU:
-    case IR_DETACH:
-    case IR_CAST:
-    case IR_DIV:
-    case IR_POW:
-    case IR_MAXIMUM:
-    case IR_EQ:
-    case IR_NE:
-    case IR_LE:
-    case IR_GT:
-    case IR_WHERE:
-    case IR_SUM:
-    case IR_MAX:
-    case IR_MIN:
-    case IR_ARGMAX:
-    case IR_ARGMIN:
-    case IR_RESHAPE:
-    case IR_PERMUTE:
-    case IR_EXPAND:
-    case IR_SLICE:
-    case IR_PAD:
-    case IR_CONCAT:
-    case IR_MATMUL:
-    case IR_GATHER:
-    case IR_SCATTER_ADD:
-    case IR_ASSIGN:
-    case IR_OP_COUNT: return -1;
+    } else if ((n->op == IR_LT || n->op == IR_GE) && x && y) {
+        *cdt = KILN_BOOL;
+        *cv = n->op == IR_LT ? x->ivalue < y->ivalue : x->ivalue >= y->ivalue;
+        return -2;
     }
     return -1;
 }

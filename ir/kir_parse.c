@@ -26,38 +26,17 @@ typedef struct {
     int err_col;
 } tok;
 
-/* Attributes, one bit each in the allowed/required/seen masks. */
-enum {
-    A_INIT,
-    A_FAN_IN,
-    A_STREAM,
-    A_VALUE,
-    A_WEAK,
-    A_START,
-    A_STEP, /* arange: a number; slice: a list */
-    A_AXES,
-    A_PERM,
-    A_BEGIN,
-    A_BEFORE,
-    A_AFTER,
-    A_AXIS,
-    A_COUNT
-};
-
-static const char *const attr_names[A_COUNT] = {
-    "init", "fan_in", "stream", "value",  "weak",  "start", "step",
-    "axes", "perm",   "begin",  "before", "after", "axis",
-};
-
+/* Attributes are ir_attr (ir/ir.h), one bit each in the seen mask; which an
+ * op takes is its row of kiln_ops.def. */
 typedef struct {
     unsigned seen;
-    tok key[A_COUNT];
-    int nlist[A_COUNT];
-    int64_t list[A_COUNT][KILN_MAX_RANK];
+    tok key[IR_A_COUNT];
+    int nlist[IR_A_COUNT];
+    int64_t list[IR_A_COUNT][KILN_MAX_RANK];
     kiln_init init;
     int64_t fan_in, axis;
     uint32_t stream, axes;
-    double value, start, step;
+    double value, start, delta;
     bool weak;
 } attrs;
 
@@ -464,73 +443,6 @@ static bool parse_operand(parser *P, kiln_tensor **out)
 
 /* ---- attributes ------------------------------------------------------------------ */
 
-/* Which attributes an op takes, and which of those it must have. */
-static void op_attrs(ir_op op, unsigned *allowed, unsigned *required)
-{
-    unsigned a = 0, r = 0;
-    switch (op) {
-    case IR_PARAM:
-        a = 1u << A_INIT | 1u << A_FAN_IN | 1u << A_STREAM;
-        r = 1u << A_INIT;
-        break;
-    case IR_FULL:
-        a = 1u << A_VALUE | 1u << A_WEAK;
-        r = 1u << A_VALUE;
-        break;
-    case IR_ARANGE: a = r = 1u << A_START | 1u << A_STEP; break;
-    case IR_RAND:
-    case IR_RANDN: a = 1u << A_STREAM; break;
-    case IR_SUM:
-    case IR_MAX:
-    case IR_MIN:
-    case IR_ARGMAX:
-    case IR_ARGMIN: a = r = 1u << A_AXES; break;
-    case IR_PERMUTE: a = r = 1u << A_PERM; break;
-    case IR_SLICE: a = r = 1u << A_BEGIN | 1u << A_STEP; break;
-    case IR_PAD: a = r = 1u << A_BEFORE | 1u << A_AFTER | 1u << A_VALUE; break;
-    case IR_CONCAT:
-    case IR_GATHER:
-    case IR_SCATTER_ADD: a = r = 1u << A_AXIS; break;
-    case IR_INPUT:
-    case IR_CONST:
-    case IR_NEG:
-    case IR_ABS:
-    case IR_EXP:
-    case IR_LOG:
-    case IR_SQRT:
-    case IR_RSQRT:
-    case IR_SIN:
-    case IR_COS:
-    case IR_TANH:
-    case IR_ERF:
-    case IR_SIGMOID:
-    case IR_RELU:
-    case IR_DETACH:
-    case IR_CAST:
-    case IR_ADD:
-    case IR_SUB:
-    case IR_MUL:
-    case IR_DIV:
-    case IR_POW:
-    case IR_MAXIMUM:
-    case IR_MINIMUM:
-    case IR_EQ:
-    case IR_NE:
-    case IR_LT:
-    case IR_LE:
-    case IR_GT:
-    case IR_GE:
-    case IR_WHERE:
-    case IR_RESHAPE:
-    case IR_EXPAND:
-    case IR_MATMUL:
-    case IR_ASSIGN:
-    case IR_OP_COUNT: break;
-    }
-    *allowed = a;
-    *required = r;
-}
-
 /* [v, v, ...] with at most KILN_MAX_RANK integers in [lo, hi]. */
 static bool parse_list(parser *P, attrs *A, int which, int64_t lo, int64_t hi, const char *what)
 {
@@ -556,14 +468,14 @@ static bool parse_list(parser *P, attrs *A, int which, int64_t lo, int64_t hi, c
 static bool parse_axes(parser *P, attrs *A)
 {
     tok at = P->t;
-    if (!parse_list(P, A, A_AXES, 0, KILN_MAX_RANK - 1, "an axis (0 to 7)"))
+    if (!parse_list(P, A, IR_A_AXES, 0, KILN_MAX_RANK - 1, "an axis (0 to 7)"))
         return false;
     A->axes = 0;
-    for (int i = 0; i < A->nlist[A_AXES]; i++) {
-        unsigned bit = 1u << A->list[A_AXES][i];
+    for (int i = 0; i < A->nlist[IR_A_AXES]; i++) {
+        unsigned bit = 1u << A->list[IR_A_AXES][i];
         if (A->axes & bit)
             return fail_at(P, at.line, at.col, "axis %lld appears twice in 'axes'",
-                           (long long)A->list[A_AXES][i]);
+                           (long long)A->list[IR_A_AXES][i]);
         A->axes |= bit;
     }
     return true;
@@ -601,84 +513,86 @@ static bool parse_init(parser *P, kiln_init *init)
     return expect_punct(P, ")");
 }
 
-static bool parse_attr_value(parser *P, ir_op op, attrs *A, int which)
+static bool parse_attr_value(parser *P, attrs *A, ir_attr which)
 {
     int64_t v;
     switch (which) {
-    case A_INIT: return parse_init(P, &A->init);
-    case A_FAN_IN:
-        if (!parse_int(P, 0, INT64_MAX, &A->fan_in, "a fan_in (an integer >= 0)"))
-            return false;
-        return true;
-    case A_STREAM:
+    case IR_A_INIT: return parse_init(P, &A->init);
+    case IR_A_FAN_IN: return parse_int(P, 0, INT64_MAX, &A->fan_in, "a fan_in (an integer >= 0)");
+    case IR_A_STREAM:
         if (!parse_int(P, 0, UINT32_MAX, &v, "a stream id (0 to 4294967295)"))
             return false;
         A->stream = (uint32_t)v;
         return true;
-    case A_VALUE: return parse_real(P, false, &A->value, "a number");
-    case A_START: return parse_real(P, false, &A->start, "a number");
-    case A_STEP:
-        if (op == IR_ARANGE)
-            return parse_real(P, false, &A->step, "a number");
-        return parse_list(P, A, A_STEP, INT64_MIN, INT64_MAX, "an integer");
-    case A_AXES: return parse_axes(P, A);
-    case A_PERM: return parse_list(P, A, A_PERM, 0, KILN_MAX_RANK - 1, "an axis (0 to 7)");
-    case A_BEGIN:
-    case A_BEFORE:
-    case A_AFTER: return parse_list(P, A, which, INT64_MIN, INT64_MAX, "an integer");
-    case A_AXIS: return parse_int(P, INT32_MIN, INT32_MAX, &A->axis, "an axis (an integer)");
+    case IR_A_VALUE: return parse_real(P, false, &A->value, "a number");
+    case IR_A_START: return parse_real(P, false, &A->start, "a number");
+    case IR_A_DELTA: return parse_real(P, false, &A->delta, "a number");
+    case IR_A_AXES: return parse_axes(P, A);
+    case IR_A_PERM: return parse_list(P, A, which, 0, KILN_MAX_RANK - 1, "an axis (0 to 7)");
+    case IR_A_BEGIN:
+    case IR_A_STEP:
+    case IR_A_BEFORE:
+    case IR_A_AFTER: return parse_list(P, A, which, INT64_MIN, INT64_MAX, "an integer");
+    case IR_A_AXIS: return parse_int(P, INT32_MIN, INT32_MAX, &A->axis, "an axis (an integer)");
+    case IR_A_WEAK: /* a flag: no value */
+    case IR_A_COUNT: break;
     }
-    return false;
+    return true;
+}
+
+/* The attribute of op whose key is the current word, or IR_A_COUNT. Keys are
+ * unique within an op (arange's number "step" and slice's list "step" are
+ * different attributes). */
+static ir_attr attr_of(const parser *P, ir_op op)
+{
+    for (int at = 0; at < IR_A_COUNT; at++)
+        if ((ir_ops[op].attrs & (1u << at)) && is_word(P, ir_attrs[at].name))
+            return (ir_attr)at;
+    return IR_A_COUNT;
 }
 
 /* key=value ... up to the ':' that starts the type. */
 static bool parse_attrs(parser *P, ir_op op, const tok *op_tok, attrs *A)
 {
-    unsigned allowed, required;
-    op_attrs(op, &allowed, &required);
+    unsigned allowed = ir_ops[op].attrs;
     while (P->t.kind == T_WORD) {
-        int which = 0;
-        while (which < A_COUNT && !is_word(P, attr_names[which]))
-            which++;
-        char buf[128];
         if (!allowed)
             break; /* "expected ':'" says it best */
-        if (which == A_COUNT || !(allowed >> which & 1u))
+        ir_attr which = attr_of(P, op);
+        char buf[128];
+        if (which == IR_A_COUNT)
             return fail_at(P, P->t.line, P->t.col, "'%.*s' has no attribute %s", (int)op_tok->len,
                            op_tok->s, tok_desc(&P->t, buf, sizeof(buf)));
         if (A->seen >> which & 1u)
             return fail_at(P, P->t.line, P->t.col, "attribute '%s' appears twice",
-                           attr_names[which]);
+                           ir_attrs[which].name);
         A->seen |= 1u << which;
         A->key[which] = P->t;
         lex(P);
-        if (which == A_WEAK) {
+        if (which == IR_A_WEAK) {
             A->weak = true;
             continue;
         }
-        if (!expect_punct(P, "=") || !parse_attr_value(P, op, A, which))
+        if (!expect_punct(P, "=") || !parse_attr_value(P, A, which))
             return false;
     }
-    for (int which = 0; which < A_COUNT; which++)
-        if ((required >> which & 1u) && !(A->seen >> which & 1u)) {
+    for (int at = 0; at < IR_A_COUNT; at++)
+        if ((allowed >> at & 1u) && !ir_attrs[at].optional && !(A->seen >> at & 1u)) {
             char what[40];
-            snprintf(what, sizeof(what), "attribute '%s'", attr_names[which]);
+            snprintf(what, sizeof(what), "attribute '%s'", ir_attrs[at].name);
             return expected(P, what);
         }
     return true;
 }
 
 /* perm, begin, step, before, after: one value per axis. */
-static bool check_list_lengths(parser *P, ir_op op, const attrs *A, int rank)
+static bool check_list_lengths(parser *P, const attrs *A, int rank)
 {
-    for (int which = 0; which < A_COUNT; which++) {
-        bool per_axis = which == A_PERM || which == A_BEGIN || which == A_BEFORE ||
-                        which == A_AFTER || (which == A_STEP && op == IR_SLICE);
-        if (per_axis && (A->seen >> which & 1u) && A->nlist[which] != rank)
-            return fail_at(P, A->key[which].line, A->key[which].col,
-                           "'%s' has %d value%s but the rank is %d", attr_names[which],
-                           A->nlist[which], A->nlist[which] == 1 ? "" : "s", rank);
-    }
+    for (int at = 0; at < IR_A_COUNT; at++)
+        if (ir_attrs[at].per_axis && (A->seen >> at & 1u) && A->nlist[at] != rank)
+            return fail_at(P, A->key[at].line, A->key[at].col,
+                           "'%s' has %d value%s but the rank is %d", ir_attrs[at].name,
+                           A->nlist[at], A->nlist[at] == 1 ? "" : "s", rank);
     return true;
 }
 
@@ -804,22 +718,18 @@ static void set_attrs(kiln_tensor *t, const attrs *A)
     t->weak = A->weak;
     t->axes = A->axes;
     t->axis = (int)A->axis;
-    if (t->op == IR_ARANGE) {
-        t->value = A->start;
-        t->value2 = A->step;
-    } else {
-        t->value = A->value;
-    }
-    for (int d = 0; d < A->nlist[A_PERM]; d++)
-        t->perm[d] = (int)A->list[A_PERM][d];
-    for (int d = 0; d < A->nlist[A_BEGIN]; d++)
-        t->begin[d] = A->list[A_BEGIN][d];
-    for (int d = 0; d < A->nlist[A_STEP]; d++)
-        t->step[d] = A->list[A_STEP][d];
-    for (int d = 0; d < A->nlist[A_BEFORE]; d++)
-        t->begin[d] = A->list[A_BEFORE][d];
-    for (int d = 0; d < A->nlist[A_AFTER]; d++)
-        t->after[d] = A->list[A_AFTER][d];
+    t->value = (A->seen & IR_AT(START)) ? A->start : A->value;
+    t->value2 = A->delta;
+    for (int d = 0; d < A->nlist[IR_A_PERM]; d++)
+        t->perm[d] = (int)A->list[IR_A_PERM][d];
+    for (int d = 0; d < A->nlist[IR_A_BEGIN]; d++)
+        t->begin[d] = A->list[IR_A_BEGIN][d];
+    for (int d = 0; d < A->nlist[IR_A_STEP]; d++)
+        t->step[d] = A->list[IR_A_STEP][d];
+    for (int d = 0; d < A->nlist[IR_A_BEFORE]; d++)
+        t->begin[d] = A->list[IR_A_BEFORE][d];
+    for (int d = 0; d < A->nlist[IR_A_AFTER]; d++)
+        t->after[d] = A->list[IR_A_AFTER][d];
 }
 
 /* %N = op ["name"] [%a, %b, ...] [key=value ...] : dtype[dims] [{data}] */
@@ -874,11 +784,11 @@ static bool parse_node(parser *P)
     kiln_dtype dt = KILN_F32;
     int rank = 0;
     int64_t dims[KILN_MAX_RANK];
-    if (!parse_dtype(P, &dt) || !parse_shape(P, &rank, dims) ||
-        !check_list_lengths(P, op, &A, rank))
+    if (!parse_dtype(P, &dt) || !parse_shape(P, &rank, dims) || !check_list_lengths(P, &A, rank))
         return false;
     size_t bytes = 0;
-    bool data = op == IR_CONST || (op == IR_PARAM && A.init.kind == KILN_INIT_DATA);
+    bool data = (ir_ops[op].flags & IR_F_DATA) &&
+                (!(ir_ops[op].attrs & IR_AT(INIT)) || A.init.kind == KILN_INIT_DATA);
     if (data && !parse_data(P, dt, ir_shape_numel(rank, dims), &bytes))
         return false;
     if (P->t.kind != T_NL && P->t.kind != T_EOF)

@@ -129,97 +129,60 @@ static void print_data(FILE *f, const kiln_tensor *t)
     fputc('}', f);
 }
 
-/* The attributes each op carries, in canonical order (docs/kir.md). */
-static void print_attrs(FILE *f, const kiln_tensor *t)
+/* One attribute of t, as " key=value" (weak: " weak"; an optional one that is
+ * zero: nothing). */
+static void print_attr(FILE *f, const kiln_tensor *t, ir_attr at)
 {
-    int64_t list[32];
+    const char *key = ir_attrs[at].name;
+    int64_t list[KILN_MAX_RANK];
     int n = 0;
-    switch (t->op) {
-    case IR_INPUT: return;
-    case IR_PARAM:
-        print_init(f, &t->init);
+    switch (at) {
+    case IR_A_INIT: print_init(f, &t->init); return;
+    case IR_A_FAN_IN:
         if (t->fan_in)
-            fprintf(f, " fan_in=%lld", (long long)t->fan_in);
-        fprintf(f, " stream=%u", (unsigned)t->stream);
+            fprintf(f, " %s=%lld", key, (long long)t->fan_in);
         return;
-    case IR_CONST: return;
-    case IR_FULL:
-        print_f64_attr(f, "value", t->value);
-        if (t->weak)
-            fputs(" weak", f);
-        return;
-    case IR_ARANGE:
-        print_f64_attr(f, "start", t->value);
-        print_f64_attr(f, "step", t->value2);
-        return;
-    case IR_RAND:
-    case IR_RANDN: fprintf(f, " stream=%u", (unsigned)t->stream); return;
-    case IR_NEG:
-    case IR_ABS:
-    case IR_EXP:
-    case IR_LOG:
-    case IR_SQRT:
-    case IR_RSQRT:
-    case IR_SIN:
-    case IR_COS:
-    case IR_TANH:
-    case IR_ERF:
-    case IR_SIGMOID:
-    case IR_RELU:
-    case IR_DETACH:
-    case IR_CAST:
-    case IR_ADD:
-    case IR_SUB:
-    case IR_MUL:
-    case IR_DIV:
-    case IR_POW:
-    case IR_MAXIMUM:
-    case IR_MINIMUM:
-    case IR_EQ:
-    case IR_NE:
-    case IR_LT:
-    case IR_LE:
-    case IR_GT:
-    case IR_GE:
-    case IR_WHERE: return;
-    case IR_SUM:
-    case IR_MAX:
-    case IR_MIN:
-    case IR_ARGMAX:
-    case IR_ARGMIN:
-        for (int d = 0; d < 32; d++)
+    case IR_A_STREAM: fprintf(f, " %s=%u", key, (unsigned)t->stream); return;
+    case IR_A_START:
+    case IR_A_VALUE: print_f64_attr(f, key, t->value); return;
+    case IR_A_DELTA: print_f64_attr(f, key, t->value2); return;
+    case IR_A_AXES:
+        for (int d = 0; d < KILN_MAX_RANK; d++)
             if ((t->axes >> d) & 1u)
                 list[n++] = d;
-        print_list(f, "axes", n, list);
+        print_list(f, key, n, list);
         return;
-    case IR_RESHAPE: return;
-    case IR_PERMUTE:
+    case IR_A_PERM:
         for (int d = 0; d < t->rank; d++)
             list[d] = t->perm[d];
-        print_list(f, "perm", t->rank, list);
+        print_list(f, key, t->rank, list);
         return;
-    case IR_EXPAND: return;
-    case IR_SLICE:
-        print_list(f, "begin", t->rank, t->begin);
-        print_list(f, "step", t->rank, t->step);
+    case IR_A_BEGIN:
+    case IR_A_BEFORE: print_list(f, key, t->rank, t->begin); return;
+    case IR_A_STEP: print_list(f, key, t->rank, t->step); return;
+    case IR_A_AFTER: print_list(f, key, t->rank, t->after); return;
+    case IR_A_WEAK:
+        if (t->weak)
+            fprintf(f, " %s", key);
         return;
-    case IR_PAD:
-        print_list(f, "before", t->rank, t->begin);
-        print_list(f, "after", t->rank, t->after);
-        print_f64_attr(f, "value", t->value);
-        return;
-    case IR_CONCAT:
-    case IR_GATHER:
-    case IR_SCATTER_ADD: fprintf(f, " axis=%d", t->axis); return;
-    case IR_MATMUL:
-    case IR_ASSIGN: return;
-    case IR_OP_COUNT: return;
+    case IR_A_AXIS: fprintf(f, " %s=%d", key, t->axis); return;
+    case IR_A_COUNT: return;
     }
+}
+
+/* The attributes of t's op (its row of kiln_ops.def), in canonical order. */
+static void print_attrs(FILE *f, const kiln_tensor *t)
+{
+    for (int at = 0; at < IR_A_COUNT; at++)
+        if (ir_ops[t->op].attrs & (1u << at))
+            print_attr(f, t, (ir_attr)at);
 }
 
 static bool has_data(const kiln_tensor *t)
 {
-    return t->data && (t->op == IR_CONST || (t->op == IR_PARAM && t->init.kind == KILN_INIT_DATA));
+    unsigned flags = ir_ops[t->op].flags, attrs = ir_ops[t->op].attrs;
+    return t->data && (flags & IR_F_DATA) &&
+           (!(attrs & IR_AT(INIT)) || t->init.kind == KILN_INIT_DATA);
 }
 
 static void print_node(FILE *f, const kiln_tensor *t)

@@ -7,10 +7,54 @@
 #include <string.h>
 
 const ir_op_info ir_ops[IR_OP_COUNT] = {
-#define KILN_OP(e, name, arity, cls, flags) [IR_##e] = {name, arity, IR_CLASS_##cls, flags},
+#define KILN_OP(e, name, arity, cls, flags, attrs)                                                 \
+    [IR_##e] = {name, arity, IR_CLASS_##cls, flags, attrs},
 #include "kiln_ops.def"
 #undef KILN_OP
 };
+
+bool ir_op_pure(ir_op op)
+{
+    return !(ir_ops[op].flags & (IR_F_RANDOM | IR_F_LEAF | IR_F_EFFECT));
+}
+
+const ir_attr_info ir_attrs[IR_A_COUNT] = {
+    [IR_A_INIT] = {"init", false, false},    [IR_A_FAN_IN] = {"fan_in", true, false},
+    [IR_A_STREAM] = {"stream", true, false}, [IR_A_START] = {"start", false, false},
+    [IR_A_DELTA] = {"step", false, false},   [IR_A_AXES] = {"axes", false, false},
+    [IR_A_PERM] = {"perm", false, true},     [IR_A_BEGIN] = {"begin", false, true},
+    [IR_A_STEP] = {"step", false, true},     [IR_A_BEFORE] = {"before", false, true},
+    [IR_A_AFTER] = {"after", false, true},   [IR_A_VALUE] = {"value", false, false},
+    [IR_A_WEAK] = {"weak", true, false},     [IR_A_AXIS] = {"axis", false, false},
+};
+
+static bool same_double(double a, double b)
+{
+    return memcmp(&a, &b, sizeof a) == 0; /* bitwise: -0.0 and NaN payloads differ */
+}
+
+bool ir_attr_equal(const kiln_tensor *a, const kiln_tensor *b, ir_attr at)
+{
+    size_t r = (size_t)a->rank;
+    switch (at) {
+    case IR_A_INIT: return memcmp(&a->init, &b->init, sizeof a->init) == 0;
+    case IR_A_FAN_IN: return a->fan_in == b->fan_in;
+    case IR_A_STREAM: return a->stream == b->stream;
+    case IR_A_START:
+    case IR_A_VALUE: return same_double(a->value, b->value);
+    case IR_A_DELTA: return same_double(a->value2, b->value2);
+    case IR_A_AXES: return a->axes == b->axes;
+    case IR_A_PERM: return memcmp(a->perm, b->perm, sizeof(int) * r) == 0;
+    case IR_A_BEGIN:
+    case IR_A_BEFORE: return memcmp(a->begin, b->begin, sizeof(int64_t) * r) == 0;
+    case IR_A_STEP: return memcmp(a->step, b->step, sizeof(int64_t) * r) == 0;
+    case IR_A_AFTER: return memcmp(a->after, b->after, sizeof(int64_t) * r) == 0;
+    case IR_A_WEAK: return a->weak == b->weak;
+    case IR_A_AXIS: return a->axis == b->axis;
+    case IR_A_COUNT: break;
+    }
+    return false;
+}
 
 ir_op ir_op_from_name(const char *name, size_t len)
 {

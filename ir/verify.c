@@ -100,7 +100,7 @@ static kiln_status check_node_form(vctx *v, int id)
             return node_fail(v, "operand %d is %%%d, which is not defined before this node", k,
                              x->id);
     }
-    if (t->weak && t->op != IR_FULL)
+    if (t->weak && !(ir_ops[t->op].attrs & IR_AT(WEAK)))
         return node_fail(v, "only a full node can be weak");
     return KILN_OK;
 }
@@ -421,68 +421,47 @@ static kiln_status check_assign(vctx *v)
     return same_shape_as_result(v, 1);
 }
 
-/* Chains a class-wide check and an op-specific one. */
+/* Chains a check and a further one (f NULL: none). */
 static kiln_status both(kiln_status s, vctx *v, kiln_status (*f)(vctx *))
 {
-    return s != KILN_OK ? s : f(v);
+    return s != KILN_OK || !f ? s : f(v);
 }
 
+/* The shape and dtype rule of the op's class (kiln_ops.def). */
+static kiln_status check_class(vctx *v)
+{
+    const kiln_tensor *t = v->t;
+    switch (ir_ops[t->op].cls) {
+    case IR_CLASS_SOURCE: return KILN_OK; /* leaf names are checked graph-wide */
+    case IR_CLASS_UNARY:
+    case IR_CLASS_BINARY:
+    case IR_CLASS_TERNARY: return check_elementwise(v);
+    case IR_CLASS_REDUCE: return check_reduce(v);
+    case IR_CLASS_MOVEMENT:
+        if (ir_ops[t->op].arity < 0)
+            return check_concat(v);
+        return both(check_view(v), v, t->op == IR_EXPAND ? check_expand : NULL);
+    case IR_CLASS_MATMUL: return check_matmul(v);
+    case IR_CLASS_INDEX: return check_index(v);
+    case IR_CLASS_ASSIGN: return check_assign(v);
+    }
+    return node_fail(v, "class %d is not an op class", (int)ir_ops[t->op].cls);
+}
+
+/* A node's class rule, then the rules its attributes and flags bring. */
 static kiln_status check_node(vctx *v)
 {
-    switch (v->t->op) {
-    case IR_INPUT:
-    case IR_FULL: return KILN_OK; /* leaf names are checked graph-wide */
-    case IR_PARAM: return check_param(v);
-    case IR_CONST: return check_const(v);
-    case IR_ARANGE: return check_arange(v);
-    case IR_RAND:
-    case IR_RANDN: return check_random(v);
-    case IR_NEG:
-    case IR_ABS:
-    case IR_EXP:
-    case IR_LOG:
-    case IR_SQRT:
-    case IR_RSQRT:
-    case IR_SIN:
-    case IR_COS:
-    case IR_TANH:
-    case IR_ERF:
-    case IR_SIGMOID:
-    case IR_RELU:
-    case IR_DETACH:
-    case IR_CAST:
-    case IR_ADD:
-    case IR_SUB:
-    case IR_MUL:
-    case IR_DIV:
-    case IR_POW:
-    case IR_MAXIMUM:
-    case IR_MINIMUM:
-    case IR_EQ:
-    case IR_NE:
-    case IR_LT:
-    case IR_LE:
-    case IR_GT:
-    case IR_GE:
-    case IR_WHERE: return check_elementwise(v);
-    case IR_SUM:
-    case IR_MAX:
-    case IR_MIN:
-    case IR_ARGMAX:
-    case IR_ARGMIN: return check_reduce(v);
-    case IR_RESHAPE: return check_view(v);
-    case IR_PERMUTE: return both(check_view(v), v, check_permute);
-    case IR_EXPAND: return both(check_view(v), v, check_expand);
-    case IR_SLICE: return both(check_view(v), v, check_slice);
-    case IR_PAD: return both(check_view(v), v, check_pad);
-    case IR_CONCAT: return check_concat(v);
-    case IR_MATMUL: return check_matmul(v);
-    case IR_GATHER:
-    case IR_SCATTER_ADD: return check_index(v);
-    case IR_ASSIGN: return check_assign(v);
-    case IR_OP_COUNT: break;
-    }
-    return node_fail(v, "op %d is not in the op table", (int)v->t->op);
+    unsigned at = ir_ops[v->t->op].attrs, flags = ir_ops[v->t->op].flags;
+    kiln_status s = check_class(v);
+    if (s == KILN_OK && (at & IR_AT(INIT)))
+        s = check_param(v);
+    else if (s == KILN_OK && (flags & IR_F_DATA))
+        s = check_const(v);
+    s = both(s, v, (at & IR_AT(START)) ? check_arange : NULL);
+    s = both(s, v, (flags & IR_F_RANDOM) ? check_random : NULL);
+    s = both(s, v, (at & IR_AT(PERM)) ? check_permute : NULL);
+    s = both(s, v, (at & IR_AT(STEP)) ? check_slice : NULL);
+    return both(s, v, (at & IR_AT(BEFORE)) ? check_pad : NULL);
 }
 
 /* ---- names and entries ------------------------------------------------------------ */

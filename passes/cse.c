@@ -4,141 +4,24 @@
  * Requires: a verified graph. Produces: a graph where no two pure nodes have
  * the same op, operands, dtype, shape and attributes: later duplicates are
  * replaced by the first (operands and entry outputs rewritten) and removed.
- * INPUT, PARAM, RAND, RANDN and ASSIGN are never merged (each is its own
- * value or effect).
+ * Impure ops (ir_op_pure: leaves, random draws, effects) are never merged:
+ * each is its own value or effect. What "same attributes" means comes from
+ * the op's attribute set in kiln_ops.def.
  */
 #include "passes/passes.h"
 
 #include <string.h>
 
-static bool mergeable(const kiln_tensor *t)
-{
-    switch (t->op) {
-    case IR_INPUT:
-    case IR_PARAM:
-    case IR_RAND:
-    case IR_RANDN:
-    case IR_ASSIGN: return false;
-    case IR_CONST:
-    case IR_FULL:
-    case IR_ARANGE:
-    case IR_NEG:
-    case IR_ABS:
-    case IR_EXP:
-    case IR_LOG:
-    case IR_SQRT:
-    case IR_RSQRT:
-    case IR_SIN:
-    case IR_COS:
-    case IR_TANH:
-    case IR_ERF:
-    case IR_SIGMOID:
-    case IR_RELU:
-    case IR_DETACH:
-    case IR_CAST:
-    case IR_ADD:
-    case IR_SUB:
-    case IR_MUL:
-    case IR_DIV:
-    case IR_POW:
-    case IR_MAXIMUM:
-    case IR_MINIMUM:
-    case IR_EQ:
-    case IR_NE:
-    case IR_LT:
-    case IR_LE:
-    case IR_GT:
-    case IR_GE:
-    case IR_WHERE:
-    case IR_SUM:
-    case IR_MAX:
-    case IR_MIN:
-    case IR_ARGMAX:
-    case IR_ARGMIN:
-    case IR_RESHAPE:
-    case IR_PERMUTE:
-    case IR_EXPAND:
-    case IR_SLICE:
-    case IR_PAD:
-    case IR_CONCAT:
-    case IR_MATMUL:
-    case IR_GATHER:
-    case IR_SCATTER_ADD: return true;
-    case IR_OP_COUNT: return false;
-    }
-    return false;
-}
-
-static bool same_doubles(double a, double b)
-{
-    return memcmp(&a, &b, sizeof a) == 0;
-}
-
+/* Equal attributes (the op's set in kiln_ops.def) and equal data blocks. */
 static bool same_attrs(const kiln_tensor *a, const kiln_tensor *b)
 {
-    size_t r = (size_t)a->rank;
-    switch (a->op) {
-    case IR_CONST: {
-        size_t nb = (size_t)ir_numel(a) * kiln_dtype_size(a->dtype);
-        return nb == 0 || (a->data && b->data && memcmp(a->data, b->data, nb) == 0);
-    }
-    case IR_FULL: return same_doubles(a->value, b->value) && a->weak == b->weak;
-    case IR_ARANGE: return same_doubles(a->value, b->value) && same_doubles(a->value2, b->value2);
-    case IR_SUM:
-    case IR_MAX:
-    case IR_MIN:
-    case IR_ARGMAX:
-    case IR_ARGMIN: return a->axes == b->axes;
-    case IR_PERMUTE: return memcmp(a->perm, b->perm, sizeof(int) * r) == 0;
-    case IR_SLICE:
-        return memcmp(a->begin, b->begin, sizeof(int64_t) * r) == 0 &&
-               memcmp(a->step, b->step, sizeof(int64_t) * r) == 0;
-    case IR_PAD:
-        return memcmp(a->begin, b->begin, sizeof(int64_t) * r) == 0 &&
-               memcmp(a->after, b->after, sizeof(int64_t) * r) == 0 &&
-               same_doubles(a->value, b->value);
-    case IR_CONCAT:
-    case IR_GATHER:
-    case IR_SCATTER_ADD: return a->axis == b->axis;
-    case IR_INPUT:
-    case IR_PARAM:
-    case IR_RAND:
-    case IR_RANDN:
-    case IR_ASSIGN: return false;
-    case IR_NEG:
-    case IR_ABS:
-    case IR_EXP:
-    case IR_LOG:
-    case IR_SQRT:
-    case IR_RSQRT:
-    case IR_SIN:
-    case IR_COS:
-    case IR_TANH:
-    case IR_ERF:
-    case IR_SIGMOID:
-    case IR_RELU:
-    case IR_DETACH:
-    case IR_CAST:
-    case IR_ADD:
-    case IR_SUB:
-    case IR_MUL:
-    case IR_DIV:
-    case IR_POW:
-    case IR_MAXIMUM:
-    case IR_MINIMUM:
-    case IR_EQ:
-    case IR_NE:
-    case IR_LT:
-    case IR_LE:
-    case IR_GT:
-    case IR_GE:
-    case IR_WHERE:
-    case IR_RESHAPE:
-    case IR_EXPAND:
-    case IR_MATMUL: return true;
-    case IR_OP_COUNT: return false;
-    }
-    return false;
+    for (int at = 0; at < IR_A_COUNT; at++)
+        if ((ir_ops[a->op].attrs & (1u << at)) && !ir_attr_equal(a, b, (ir_attr)at))
+            return false;
+    if (!(ir_ops[a->op].flags & IR_F_DATA))
+        return true;
+    size_t nb = (size_t)ir_numel(a) * kiln_dtype_size(a->dtype);
+    return nb == 0 || (a->data && b->data && memcmp(a->data, b->data, nb) == 0);
 }
 
 static bool same_node(const kiln_tensor *a, const kiln_tensor *b)
@@ -189,7 +72,7 @@ kiln_status pass_cse(kiln_graph *g)
             t->in[k] = rep[t->in[k]->id];
         rep[i] = t;
         keep[i] = true;
-        if (!mergeable(t))
+        if (!ir_op_pure(t->op))
             continue;
         size_t h = (size_t)hash_node(t) & (cap - 1);
         while (table[h] && !same_node(table[h], t))

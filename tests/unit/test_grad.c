@@ -461,7 +461,7 @@ static void gradcheck(const gcase *list, int n, bool by_op)
 static void test_grad_every_op(void **state)
 {
     (void)state;
-#define KILN_OP(e, name, arity, cls, flags)                                                        \
+#define KILN_OP(e, name, arity, cls, flags, attrs)                                                 \
     if (!cases[IR_##e].fn) {                                                                       \
         fprintf(stderr, "op %s has no gradient check case\n", name);                               \
         fail();                                                                                    \

@@ -1130,7 +1130,7 @@ static void cases_RANDN(sweep *s)
 typedef void (*case_builder)(sweep *s);
 
 static const case_builder case_builders[IR_OP_COUNT] = {
-#define KILN_OP(e, name, arity, cls, flags) [IR_##e] = cases_##e,
+#define KILN_OP(e, name, arity, cls, flags, attrs) [IR_##e] = cases_##e,
 #include "kiln_ops.def"
 #undef KILN_OP
 };
