@@ -1,14 +1,14 @@
 /*
  * entry.c - what turns a graph into callable functions: detach, in-place
- * assignment of params, named entries, optimizer settings, and the autodiff
- * entry points (which land with a later issue).
+ * assignment of params, named entries and optimizer settings. kiln_grad and
+ * kiln_train_step live beside their passes (passes/autodiff.c, optim.c),
+ * which build on these builders.
  *
  * Requires tensors of one graph; produces DETACH and ASSIGN nodes and
  * ir_entry records whose output names are unique across the graph's
  * namespace (inputs, params and every entry's outputs).
  */
 #include "fe.h"
-#include "passes/passes.h"
 
 #include <string.h>
 
@@ -170,27 +170,3 @@ kiln_optim kiln_adamw(double lr, double beta1, double beta2, double eps, double 
 }
 
 /* ---- autodiff ------------------------------------------------------------------------ */
-
-kiln_status kiln_grad(kiln_graph *g, kiln_tensor *y, int n, kiln_tensor *const *wrt,
-                      kiln_tensor *seed, kiln_tensor **grads)
-{
-    /* the VJP rules and the reverse sweep: passes/autodiff.c */
-    if (grads)
-        for (int i = 0; i < n; i++)
-            grads[i] = NULL;
-    if (!g)
-        return KILN_ERR_INVALID;
-    if (!ir_begin(g))
-        return g->status;
-    return ad_grad(g, y, n, wrt, seed, true, grads);
-}
-
-kiln_status kiln_train_step(kiln_graph *g, const char *name, kiln_tensor *loss, kiln_optim opt)
-{
-    /* gradients, optimizer update and the entry: passes/optim.c */
-    if (!g)
-        return KILN_ERR_INVALID;
-    if (!ir_begin(g))
-        return g->status;
-    return opt_train_step(g, name, loss, &opt);
-}

@@ -304,3 +304,9 @@ oom:
     kiln_graph_free(c);
     return NULL;
 }
+
+int ir_debug_level(void)
+{
+    const char *s = getenv("KILN_DEBUG");
+    return s && *s ? atoi(s) : 0;
+}

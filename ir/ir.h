@@ -204,6 +204,10 @@ ir_entry *ir_find_entry(const kiln_graph *g, const char *name);
 kiln_status ir_check_entry_name(kiln_graph *g, const char *fn, const char *name);
 ir_entry *ir_entry_new(kiln_graph *g, const char *name, int n); /* outputs left NULL */
 
+/* $KILN_DEBUG as a number (0 when unset): 1 = a line per compile and the
+ * profile at module free, 2 = also the IR after each pass. */
+int ir_debug_level(void);
+
 /* A deep copy of g (nodes, data, entries); NULL when out of memory. */
 kiln_graph *ir_graph_clone(const kiln_graph *g);
 

@@ -511,3 +511,33 @@ kiln_status kp_verify(const kprogram *p, char *msg, size_t cap)
                 return bad(msg, cap, "entry names a missing kernel", NULL, i);
     return KILN_OK;
 }
+
+double kk_flops(const kernel *k)
+{
+    double ops = 0;
+    for (int i = 0; i < k->nx; i++)
+        ops += k->x[i].kind == KX_OP;
+    switch (k->kind) {
+    case KK_POINTWISE: return ops * (double)ir_shape_numel(k->rank, k->dims);
+    case KK_REDUCE:
+        return (ops + 1) * (double)ir_shape_numel(k->rank, k->dims) *
+               (double)ir_shape_numel(k->rrank, k->rdims);
+    case KK_MATMUL:
+        return 2.0 * (double)k->mm.batch * (double)k->mm.m * (double)k->mm.n * (double)k->mm.k +
+               ops * (double)k->mm.batch * (double)k->mm.m * (double)k->mm.n;
+    }
+    return 0;
+}
+
+void kp_stats_of(const kprogram *p, kp_stats *st)
+{
+    *st = (kp_stats){p->nkernels, 0, 0, 0, 0};
+    for (int k = 0; k < p->nkernels; k++) {
+        st->groups += p->kernels[k].nnodes > 1;
+        st->flops += kk_flops(&p->kernels[k]);
+    }
+    for (int e = 0; e < p->nentries; e++) {
+        st->arena_bytes += p->entries[e].arena_bytes;
+        st->live_bytes += p->entries[e].live_bytes;
+    }
+}

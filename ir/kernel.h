@@ -162,4 +162,15 @@ kiln_status kp_print(const kprogram *p, FILE *f);
  * index nodes I64). KILN_OK, or KILN_ERR_INVALID with a message in msg. */
 kiln_status kp_verify(const kprogram *p, char *msg, size_t cap);
 
+/* FLOPs of one call of k: 2 per matmul multiply-add, 1 per scalar op per
+ * loop iteration. */
+double kk_flops(const kernel *k);
+/* What kilnc --stats and KILN_DEBUG=1 say about a program. */
+typedef struct {
+    int kernels, groups; /* groups: kernels that compute more than one graph node */
+    double flops;
+    int64_t arena_bytes, live_bytes; /* summed over entries */
+} kp_stats;
+void kp_stats_of(const kprogram *p, kp_stats *st);
+
 #endif /* KILN_KERNEL_H */

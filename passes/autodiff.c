@@ -528,3 +528,16 @@ kiln_status ad_grad(kiln_graph *g, kiln_tensor *y, int n, kiln_tensor *const *wr
     ir_free(gr);
     return st;
 }
+
+kiln_status kiln_grad(kiln_graph *g, kiln_tensor *y, int n, kiln_tensor *const *wrt,
+                      kiln_tensor *seed, kiln_tensor **grads)
+{
+    if (grads)
+        for (int i = 0; i < n; i++)
+            grads[i] = NULL;
+    if (!g)
+        return KILN_ERR_INVALID;
+    if (!ir_begin(g))
+        return g->status;
+    return ad_grad(g, y, n, wrt, seed, true, grads);
+}

@@ -186,8 +186,8 @@ static kiln_status check_hyper(kiln_graph *g, const kiln_optim *o)
     return KILN_OK;
 }
 
-kiln_status opt_train_step(kiln_graph *g, const char *name, kiln_tensor *loss,
-                           const kiln_optim *opt)
+static kiln_status train_step(kiln_graph *g, const char *name, kiln_tensor *loss,
+                              const kiln_optim *opt)
 {
     const char *fn = "kiln_train_step";
     kiln_status named = ir_check_entry_name(g, fn, name);
@@ -287,4 +287,13 @@ done:
     ir_free(c.outs);
     ir_free(c.names);
     return s;
+}
+
+kiln_status kiln_train_step(kiln_graph *g, const char *name, kiln_tensor *loss, kiln_optim opt)
+{
+    if (!g)
+        return KILN_ERR_INVALID;
+    if (!ir_begin(g))
+        return g->status;
+    return train_step(g, name, loss, &opt);
 }

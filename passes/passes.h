@@ -23,11 +23,8 @@ kiln_status pass_pipeline(kiln_graph *g, kprogram **out);
 kiln_status ad_grad(kiln_graph *g, kiln_tensor *y, int n, kiln_tensor *const *wrt,
                     kiln_tensor *seed, bool zeros_if_unused, kiln_tensor **grads);
 
-/* optim.c: kiln_train_step's work. Differentiates loss with respect to every
- * float param it depends on and appends the optimizer's update of each param
- * and of its state as ASSIGN nodes of a new entry `name`. */
-kiln_status opt_train_step(kiln_graph *g, const char *name, kiln_tensor *loss,
-                           const kiln_optim *opt);
+/* optim.c defines kiln_train_step: ad_grad, then the optimizer's update of
+ * each param and of its state as ASSIGN nodes of a new entry. */
 
 /* Drops nodes no entry output reaches (named leaves are kept: they are the
  * module's interface) and renumbers ids, keeping the topological order. */

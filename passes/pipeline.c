@@ -3,35 +3,26 @@
  *
  * Requires: a verified graph that the caller owns (the module's private clone;
  * passes rewrite it). Produces: a kprogram ready for a renderer. The verifier
- * runs after each graph pass when KILN_DEBUG is set or in debug builds;
- * KILN_DEBUG=2 prints the graph after each graph pass and the kernel program
- * at the end, to stderr.
+ * runs after each graph pass and the kernel-IR verifier at the end, in every
+ * build; KILN_DEBUG=2 prints the graph after each graph pass and the kernel
+ * program at the end, to stderr.
  */
 #include "passes/passes.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 
-static int debug_level(void)
-{
-    const char *s = getenv("KILN_DEBUG");
-    return s && *s ? atoi(s) : 0;
-}
-
-/* Verifies and dumps the graph after a graph pass (debug builds, KILN_DEBUG). */
+/* Verifies the graph after a graph pass (always: it is cheap next to the
+ * passes) and prints it for KILN_DEBUG=2. */
 static kiln_status graph_check(kiln_graph *g, const char *pass, kiln_status s)
 {
     if (s != KILN_OK)
         return s;
-    int dbg = debug_level();
+    int dbg = ir_debug_level();
     if (dbg >= 2) {
         fprintf(stderr, "// ---- graph after %s ----\n", pass);
         ir_print(g, stderr);
     }
-#ifdef NDEBUG
-    if (dbg <= 0)
-        return KILN_OK;
-#endif
     return ir_verify(g);
 }
 
@@ -39,15 +30,11 @@ static kiln_status kernel_check(kiln_graph *g, const kprogram *p, kiln_status s)
 {
     if (s != KILN_OK)
         return s;
-    int dbg = debug_level();
+    int dbg = ir_debug_level();
     if (dbg >= 2) {
         fprintf(stderr, "// ---- kernel program after lower, hfuse, memplan ----\n");
         kp_print(p, stderr);
     }
-#ifdef NDEBUG
-    if (dbg <= 0)
-        return KILN_OK;
-#endif
     char msg[256];
     if (kp_verify(p, msg, sizeof msg) != KILN_OK)
         return ir_fail_status(g, KILN_ERR_INVALID, "kiln_compile: internal error: %s", msg);

@@ -25,8 +25,8 @@
  * target does. A failure leaves its message for kiln_module_error(NULL).
  */
 #include "codegen/c/expr.h"
+#include "ir/abi.h"
 #include "rt.h"
-#include "runtime/abi.h"
 #include "runtime/fsutil.h"
 
 #include <dlfcn.h>
@@ -479,7 +479,7 @@ static char *make_source(const xspec *x, const char *cmd)
                 "    return kso_tensor_data(s, name, nbytes);\n}\n\n",
                 n, n, n, n, n, n, n, n);
     /* what kiln_module_open reads */
-    cgen_puts(&b, "/* ---- the metadata of kiln_module_open (runtime/abi.h) ---- */\n\n");
+    cgen_puts(&b, "/* ---- the metadata of kiln_module_open (ir/abi.h) ---- */\n\n");
     cgen_puts(&b, KILN_EXPORT_TEXT);
     cgen_puts(&b, "\n\n");
     snprintf(file, sizeof file, "%s.kir", x->name);
@@ -501,7 +501,8 @@ static char *make_source(const xspec *x, const char *cmd)
 /* ---- kiln_export ------------------------------------------------------------------ */
 
 /* The module kiln_module_open will see: built from the graph's .kir text. */
-static kiln_status module_from_text(kiln_graph *g, kiln_module **m, char **kir)
+static kiln_status module_from_text(kiln_graph *g, const kiln_compile_opts *opts, kiln_module **m,
+                                    char **kir)
 {
     kiln_graph *c = ir_graph_clone(g);
     if (!c)
@@ -523,7 +524,7 @@ static kiln_status module_from_text(kiln_graph *g, kiln_module **m, char **kir)
                                "kiln_export: internal error: the graph's .kir text does not "
                                "parse: %s",
                                err);
-    return rt_module_new(g, back, KILN_TARGET_C, "kiln_export", m);
+    return rt_prepare(g, back, opts, "kiln_export", m);
 }
 
 static kiln_status write_file(kiln_graph *g, const char *dir, const char *file, const void *data,
@@ -594,9 +595,7 @@ static kiln_status export_prepare(kiln_graph *g, const kiln_compile_opts *opts, 
     kiln_status s = rt_check_names(g, "kiln_export");
     kiln_module *m = NULL;
     if (s == KILN_OK)
-        s = module_from_text(g, &m, kir);
-    if (s == KILN_OK)
-        s = rt_cexec_prepare(m, g, opts, "kiln_export");
+        s = module_from_text(g, opts, &m, kir);
     if (s == KILN_OK) {
         x->m = m;
         rt_cexec_parts(m, &x->p, &x->source, &x->modbuf);
@@ -706,52 +705,33 @@ kiln_status kiln_export(kiln_graph *g, const kiln_compile_opts *opts, const char
 
 /* ---- kiln_module_open ------------------------------------------------------------ */
 
-static _Thread_local char open_error[1024];
-
-const char *rt_open_error(void)
-{
-    return open_error;
-}
-
-static kiln_status open_fail(kiln_status s, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static kiln_status open_fail(kiln_status s, const char *fmt, ...)
-{
-    int n = snprintf(open_error, sizeof open_error, "kiln_module_open: ");
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(open_error + n, sizeof open_error - (size_t)n, fmt, ap);
-    va_end(ap);
-    return s;
-}
-
 /* Checks that handle is a Kiln export of this ABI; its metadata, or NULL. */
 static const kiln_export_info *export_meta(void *handle, const char *path, kiln_status *s)
 {
     const char *abi = dlsym(handle, "kiln_abi");
     if (!abi) {
-        *s = open_fail(KILN_ERR_LOAD, "'%s' is not a Kiln export (it has no kiln_abi)", path);
+        *s = rt_open_fail(KILN_ERR_LOAD, "'%s' is not a Kiln export (it has no kiln_abi)", path);
         return NULL;
     }
     if (strnlen(abi, 32) == 32 || strcmp(abi, KILN_ABI_TAG) != 0) {
-        *s = open_fail(KILN_ERR_LOAD,
-                       "'%s' was built for %.31s; this Kiln runs %s code: export the model "
-                       "again with this Kiln",
-                       path, strnlen(abi, 32) < 32 ? abi : "another ABI", KILN_ABI_TAG);
+        *s = rt_open_fail(KILN_ERR_LOAD,
+                          "'%s' was built for %.31s; this Kiln runs %s code: export the model "
+                          "again with this Kiln",
+                          path, strnlen(abi, 32) < 32 ? abi : "another ABI", KILN_ABI_TAG);
         return NULL;
     }
     const kiln_export_info *meta = dlsym(handle, "kiln_export_meta");
     if (!meta) {
-        *s = open_fail(KILN_ERR_LOAD,
-                       "'%s' is Kiln code but not an export (it has no kiln_export_meta); open "
-                       "the .so that kiln_export wrote",
-                       path);
+        *s = rt_open_fail(KILN_ERR_LOAD,
+                          "'%s' is Kiln code but not an export (it has no kiln_export_meta); open "
+                          "the .so that kiln_export wrote",
+                          path);
         return NULL;
     }
     if (meta->version != KILN_EXPORT_VERSION) {
-        *s = open_fail(KILN_ERR_LOAD,
-                       "'%s' has export metadata version %u; this Kiln reads version %d", path,
-                       meta->version, KILN_EXPORT_VERSION);
+        *s = rt_open_fail(KILN_ERR_LOAD,
+                          "'%s' has export metadata version %u; this Kiln reads version %d", path,
+                          meta->version, KILN_EXPORT_VERSION);
         return NULL;
     }
     return meta;
@@ -759,25 +739,25 @@ static const kiln_export_info *export_meta(void *handle, const char *path, kiln_
 
 kiln_status kiln_module_open(const char *so_path, kiln_module **out)
 {
-    open_error[0] = 0;
+    rt_open_set("");
     if (out)
         *out = NULL;
     if (!out)
-        return open_fail(KILN_ERR_INVALID, "out is NULL");
+        return rt_open_fail(KILN_ERR_INVALID, "out is NULL");
     if (!so_path)
-        return open_fail(KILN_ERR_INVALID, "the path is NULL");
+        return rt_open_fail(KILN_ERR_INVALID, "the path is NULL");
     /* a name without '/' would be searched for in the library path */
     char path[4200];
     snprintf(path, sizeof path, "%s%s", strchr(so_path, '/') ? "" : "./", so_path);
     if (access(path, R_OK) != 0)
-        return open_fail(errno == ENOENT ? KILN_ERR_NOT_FOUND : KILN_ERR_IO, "cannot open '%s': %s",
-                         so_path, strerror(errno));
+        return rt_open_fail(errno == ENOENT ? KILN_ERR_NOT_FOUND : KILN_ERR_IO,
+                            "cannot open '%s': %s", so_path, strerror(errno));
     dlerror();
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!h) {
         const char *why = dlerror();
-        return open_fail(KILN_ERR_LOAD, "cannot load '%s': %s", so_path,
-                         why ? why : "unknown error");
+        return rt_open_fail(KILN_ERR_LOAD, "cannot load '%s': %s", so_path,
+                            why ? why : "unknown error");
     }
     kiln_status s = KILN_OK;
     const kiln_export_info *meta = export_meta(h, so_path, &s);
@@ -789,12 +769,12 @@ kiln_status kiln_module_open(const char *so_path, kiln_module **out)
     kiln_graph *pg = kiln_graph_parse(meta->kir, err, sizeof err);
     if (!pg) {
         dlclose(h);
-        return open_fail(strstr(err, "out of memory") ? KILN_ERR_NOMEM : KILN_ERR_FORMAT,
-                         "'%s': the embedded graph does not parse: %s", so_path, err);
+        return rt_open_fail(strstr(err, "out of memory") ? KILN_ERR_NOMEM : KILN_ERR_FORMAT,
+                            "'%s': the embedded graph does not parse: %s", so_path, err);
     }
     kiln_module *m = NULL;
     kiln_graph *mg = ir_graph_clone(pg);
-    s = mg ? rt_module_new(pg, mg, KILN_TARGET_C, "kiln_module_open", &m)
+    s = mg ? rt_prepare(pg, mg, NULL, "kiln_module_open", &m)
            : rt_compile_fail(pg, KILN_ERR_NOMEM, "kiln_module_open: out of memory");
     if (s == KILN_OK) {
         uint64_t want = 0;
@@ -813,8 +793,6 @@ kiln_status kiln_module_open(const char *so_path, kiln_module **out)
                 at += (int)((m->bufs[i].nbytes + 63) / 64 * 64);
             }
     }
-    if (s == KILN_OK)
-        s = rt_cexec_prepare(m, pg, NULL, "kiln_module_open");
     if (s == KILN_OK) {
         const kprogram *p;
         const char *source;
@@ -828,12 +806,12 @@ kiln_status kiln_module_open(const char *so_path, kiln_module **out)
                                 so_path);
     }
     if (s == KILN_OK) {
-        s = rt_cexec_attach(m, pg, h, "kiln_module_open");
+        s = rt_cexec_load(m, pg, h, "kiln_module_open");
         h = NULL; /* the module owns it now */
     }
     if (s != KILN_OK) {
         /* the message on pg already starts "kiln_module_open: " */
-        snprintf(open_error, sizeof open_error, "%s", kiln_graph_error(pg));
+        rt_open_set(kiln_graph_error(pg));
         rt_module_destroy(m);
         if (h)
             dlclose(h);

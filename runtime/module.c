@@ -1,16 +1,12 @@
 /*
- * module.c - kiln_compile and the module API, for every target.
+ * module.c - the module API, for every target: one buffer per name (inputs,
+ * params, entry outputs: one namespace) over the module's own graph, params
+ * initialised from the graph seed, and run/set/get/bind/print/profile.
  *
- * kiln_compile copies the user's graph (it never changes it), verifies the
- * copy, lays out one buffer per name (inputs, params, entry outputs: one
- * namespace), initialises every param from the graph seed and attaches the
- * target's executor. Everything here is target-independent: an executor
- * (rt.h) only computes an entry's outputs and assignments.
- *
- * Errors: kiln_compile records its message on the graph (the graph stays
- * usable: the next kiln_compile clears an error a compile recorded); every
- * other call records "kiln_module_xxx: reason" on the module, where it stays
- * until the next failing call.
+ * Everything here is target-independent: an executor (rt.h) only computes an
+ * entry's outputs and assignments; compile.c builds the module and attaches
+ * it. Every call records "kiln_module_xxx: reason" on the module, where it
+ * stays until the next failing call (error.c).
  */
 #include "rt.h"
 
@@ -19,33 +15,12 @@
 #include <string.h>
 #include <time.h>
 
-kiln_status rt_fail(kiln_module *m, kiln_status s, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(m->error, sizeof(m->error), fmt, ap);
-    va_end(ap);
-    return s;
-}
-
 rt_buf *rt_leaf(kiln_module *m, const kiln_tensor *leaf)
 {
     return &m->bufs[m->leaf_buf[leaf->id]];
 }
 
 /* ---- compiling ------------------------------------------------------------- */
-
-kiln_status rt_compile_fail(kiln_graph *g, kiln_status s, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    if (g->status == KILN_OK) {
-        ir_vfail(g, s, fmt, ap);
-        g->compile_error = true;
-    }
-    va_end(ap);
-    return s;
-}
 
 /* Names of inputs, params and every entry's outputs are one namespace. Reads
  * the user's graph before the verifier, so it tolerates missing names. */
@@ -170,11 +145,10 @@ static void init_param(const kiln_graph *g, const kiln_tensor *p, void *data)
 
 static void module_destroy(kiln_module *m)
 {
-    const char *debug = getenv("KILN_DEBUG");
     bool ran = false;
     for (int e = 0; m->entry_calls && e < m->g->nentries; e++)
         ran = ran || m->entry_calls[e] > 0;
-    if (ran && debug && atoi(debug) >= 1) /* DESIGN: the profile at module free */
+    if (ran && ir_debug_level() >= 1) /* DESIGN: the profile at module free */
         kiln_module_profile(m, stderr);
     if (m->exec && m->exec->destroy)
         m->exec->destroy(m);
@@ -245,65 +219,23 @@ static bool layout(kiln_module *m)
     return true;
 }
 
-static const char *target_name(kiln_target t)
-{
-    switch (t) {
-    case KILN_TARGET_C: return "C";
-    case KILN_TARGET_CUDA: return "CUDA";
-    case KILN_TARGET_INTERP: return "interpreter";
-    }
-    return "?";
-}
-
-/* KILN_CHECK_KIR=1 (set for the whole test suite): every compiled graph must
- * print, parse and print again to the same .kir text, so the text format
- * covers every graph the suite builds. Records the difference on g. */
-static kiln_status check_kir_round_trip(kiln_graph *g)
-{
-    char err[256] = "";
-    char *first = rt_graph_text(g);
-    kiln_graph *back = first ? kiln_graph_parse(first, err, sizeof err) : NULL;
-    char *second = back ? rt_graph_text(back) : NULL;
-    kiln_status s = KILN_OK;
-    if (!first || (!back && strstr(err, "out of memory")) || (back && !second))
-        s = ir_fail_status(g, KILN_ERR_NOMEM, "out of memory");
-    else if (!back)
-        s = ir_fail_status(g, KILN_ERR_INVALID,
-                           ".kir round trip: the printed graph does not parse: %s", err);
-    else if (strcmp(first, second) != 0)
-        s = ir_fail_status(g, KILN_ERR_INVALID, ".kir round trip: print -> parse -> print differs");
-    ir_free(first);
-    ir_free(second);
-    kiln_graph_free(back);
-    return s;
-}
-
-/* The module around mg (taken over; freed on failure): verified, laid out,
- * params initialised, no executor yet. Errors go on g, prefixed "fn: ". */
-kiln_status rt_module_new(kiln_graph *g, kiln_graph *mg, kiln_target target, const char *fn,
+/* The module around *mg (taken over: *mg is NULL afterwards; freed on
+ * failure), a verified graph: laid out, params initialised, no executor yet.
+ * Errors go on g, prefixed "fn: ". */
+kiln_status rt_module_new(kiln_graph *g, kiln_graph **mg, kiln_target target, const char *fn,
                           kiln_module **out)
 {
     *out = NULL;
     kiln_module *m = ir_alloc(sizeof(*m));
     if (!m) {
-        kiln_graph_free(mg);
+        kiln_graph_free(*mg);
+        *mg = NULL;
         return rt_compile_fail(g, KILN_ERR_NOMEM, "%s: out of memory", fn);
     }
     memset(m, 0, sizeof(*m));
     m->target = target;
-    m->g = mg;
-    if (!m->g) {
-        module_destroy(m);
-        return rt_compile_fail(g, KILN_ERR_NOMEM, "%s: out of memory", fn);
-    }
-    kiln_status s = ir_verify(m->g);
-    if (s == KILN_OK && getenv("KILN_CHECK_KIR"))
-        s = check_kir_round_trip(m->g);
-    if (s != KILN_OK) {
-        rt_compile_fail(g, s, "%s: %s", fn, kiln_graph_error(m->g));
-        module_destroy(m);
-        return s;
-    }
+    m->g = *mg;
+    *mg = NULL;
     if (!layout(m)) {
         module_destroy(m);
         return rt_compile_fail(g, KILN_ERR_NOMEM, "%s: out of memory", fn);
@@ -318,53 +250,10 @@ void rt_module_destroy(kiln_module *m)
         module_destroy(m);
 }
 
-kiln_status kiln_compile(kiln_graph *g, const kiln_compile_opts *opts, kiln_module **out)
-{
-    if (out)
-        *out = NULL;
-    if (!g || !out)
-        return KILN_ERR_INVALID;
-    if (!ir_begin(g)) /* an error left by an earlier failed compile does not count */
-        return g->status;
-    kiln_target target = opts ? opts->target : KILN_TARGET_C;
-    const rt_executor *exec = NULL;
-    switch (target) {
-    case KILN_TARGET_C: exec = &rt_cexec; break;
-    case KILN_TARGET_CUDA:
-        return rt_compile_fail(g, KILN_ERR_UNSUPPORTED,
-                               "kiln_compile: the %s target is not available yet; use "
-                               "KILN_TARGET_C (the CPU)",
-                               target_name(target));
-    case KILN_TARGET_INTERP: exec = &rt_interp; break;
-    }
-    if (!exec)
-        return rt_compile_fail(g, KILN_ERR_INVALID, "kiln_compile: unknown target %d", (int)target);
-
-    kiln_status s = rt_check_names(g, "kiln_compile");
-    kiln_module *m = NULL;
-    if (s == KILN_OK)
-        s = rt_module_new(g, ir_graph_clone(g), target, "kiln_compile", &m);
-    if (s != KILN_OK)
-        return s;
-    m->exec = exec;
-    if (target == KILN_TARGET_C && (s = rt_cexec_build(m, g, opts)) != KILN_OK) {
-        g->compile_error = true; /* the graph stays usable (ir_begin) */
-        module_destroy(m);
-        return s;
-    }
-    *out = m;
-    return KILN_OK;
-}
-
 void kiln_module_free(kiln_module *m)
 {
     if (m)
         module_destroy(m);
-}
-
-const char *kiln_module_error(const kiln_module *m)
-{
-    return m ? m->error : rt_open_error();
 }
 
 /* ---- running --------------------------------------------------------------- */
@@ -610,7 +499,7 @@ const char *kiln_module_source(kiln_module *m)
     return m->source ? m->source : "";
 }
 
-/* ---- later issues ------------------------------------------------------------ */
+/* ---- profile ----------------------------------------------------------------- */
 
 /* Entries (runs, time), then the executor's kernels: the C target times
  * every kernel call in the generated code (ctx->prof); the interpreter has

@@ -3,10 +3,12 @@
  * (inputs, params, entry outputs) over a private copy of the graph, plus an
  * executor that runs an entry against that table.
  *
- * module.c owns everything target-independent: compiling the graph copy,
- * the namespace, buffers, parameter initialisation, set/get/bind/print, the
- * run counter and the checks made before a run. An executor (the interpreter
- * in interp.c; the C and CUDA backends later) only computes an entry.
+ * compile.c builds a module (kiln_compile's pipeline); module.c owns everything
+ * target-independent: the namespace, buffers, parameter initialisation,
+ * set/get/bind/print, the run counter and the checks made before a run. An
+ * executor (the interpreter in interp.c, compiled C in cexec.c) only computes
+ * an entry. cc.c runs the C compiler and keeps the compile cache; error.c
+ * keeps the messages.
  */
 #ifndef KILN_RT_H
 #define KILN_RT_H
@@ -61,37 +63,63 @@ struct rt_executor {
     void (*destroy)(kiln_module *m);
 };
 
-extern const rt_executor rt_interp;
-extern const rt_executor rt_cexec; /* jit.c: generated C, compiled and loaded */
+extern const rt_executor rt_interp; /* interp.c: runs the graph itself */
+extern const rt_executor rt_cexec;  /* cexec.c: generated C, compiled and loaded */
 
-/* jit.c: lowers m->g, renders C, compiles (or finds in the cache) and loads it
- * as m's executor state. Errors are recorded on the user's graph g. */
-kiln_status rt_cexec_build(kiln_module *m, kiln_graph *g, const kiln_compile_opts *opts);
+/* ---- compile.c: the steps of kiln_compile -------------------------------- */
 
-/* module.c: the module around mg (taken over; freed on failure): verified,
- * laid out, params initialised; the caller attaches the executor. Errors go
- * on g as "fn: reason". */
-kiln_status rt_module_new(kiln_graph *g, kiln_graph *mg, kiln_target target, const char *fn,
+/* A kernel program and the source a renderer made of it. */
+typedef struct {
+    kprogram *prog; /* over the graph the passes rewrote */
+    char *source;   /* ir_alloc'd C (or CUDA) text */
+} rt_code;
+void rt_code_free(rt_code *code); /* cexec.c: frees both, leaves it empty */
+
+/* The passes over mg (a verified graph the caller owns: they rewrite it), then
+ * the target's renderer. Nothing for the interpreter. Errors on g as "fn: ". */
+kiln_status rt_render(kiln_graph *g, kiln_graph *mg, kiln_target target, const char *fn,
+                      rt_code *code);
+/* verify -> render -> module -> executor over mg (taken over): everything
+ * kiln_compile does short of building and loading code (kiln_export and
+ * kiln_module_open take it from there). Errors on g as "fn: ". */
+kiln_status rt_prepare(kiln_graph *g, kiln_graph *mg, const kiln_compile_opts *opts, const char *fn,
+                       kiln_module **out);
+
+/* ---- module.c --------------------------------------------------------------- */
+
+/* The module around *mg, a verified graph (taken over: *mg becomes NULL; freed
+ * on failure): laid out, params initialised; the caller attaches the
+ * executor. Errors go on g as "fn: reason". */
+kiln_status rt_module_new(kiln_graph *g, kiln_graph **mg, kiln_target target, const char *fn,
                           kiln_module **out);
 void rt_module_destroy(kiln_module *m); /* NULL is a no-op */
 /* The namespace check of kiln_compile (inputs, params, outputs: no name twice). */
 kiln_status rt_check_names(kiln_graph *g, const char *fn);
-/* Records a compile-time error on g (first one wins; the graph stays usable). */
-kiln_status rt_compile_fail(kiln_graph *g, kiln_status s, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 /* The .kir text of g (ir_alloc'd), or NULL when out of memory. */
 char *rt_graph_text(const kiln_graph *g);
+/* The module tensor called name (input, param or output), or NULL. */
+rt_buf *rt_find(kiln_module *m, const char *name);
+/* The buffer of an input or param node (never NULL for a leaf of m->g). */
+rt_buf *rt_leaf(kiln_module *m, const kiln_tensor *leaf);
 
-/* jit.c, in steps for kiln_export and kiln_module_open: prepare lowers m->g
- * and renders the C source (no compiler yet); attach takes a loaded shared
- * object of that source (ownership of handle passes to m). */
-kiln_status rt_cexec_prepare(kiln_module *m, kiln_graph *g, const kiln_compile_opts *opts,
-                             const char *fn);
-kiln_status rt_cexec_attach(kiln_module *m, kiln_graph *g, void *handle, const char *fn);
-/* The prepared program, its C source and, per program buffer, the module
- * buffer it is (inputs, params, outputs) or -1. */
+/* ---- cexec.c: the executor of compiled C ------------------------------------ */
+
+/* The executor of code (taken over, also on failure) for m, with its run-time
+ * tables; threads as kiln_compile_opts.threads. The code is loaded later. */
+kiln_status rt_cexec_new(kiln_module *m, kiln_graph *g, rt_code *code, int threads, const char *fn);
+/* Takes a loaded shared object of the code (ownership passes to m): its ABI
+ * tag and one kiln_entry_<i> per entry. */
+kiln_status rt_cexec_load(kiln_module *m, kiln_graph *g, void *handle, const char *fn);
+/* The program, its C source and, per program buffer, the module buffer it is
+ * (inputs, params, outputs) or -1. */
 void rt_cexec_parts(const kiln_module *m, const kprogram **p, const char **source,
                     const int **modbuf);
+
+/* ---- cc.c: the C toolchain and the compile cache ------------------------------ */
+
+/* Compiles source (or finds it in the cache) and dlopens it; NULL with the
+ * error on g. *hit: it came from the cache. */
+void *rt_cc_build(kiln_graph *g, const kiln_compile_opts *opts, const char *source, bool *hit);
 
 /* The C toolchain kiln_export builds with: the JIT's compiler and flags. */
 typedef struct {
@@ -108,20 +136,23 @@ void rt_toolchain_command(const rt_toolchain *tc, const char *src, const char *s
 int rt_toolchain_run(const rt_toolchain *tc, const char *dir, const char *src, const char *so,
                      const char *errpath);
 
-/* export.c: the header kiln_export(g, opts, ...) would write (ir_alloc'd into
- * *header), without building anything; errors on g. */
+/* ---- export.c ------------------------------------------------------------------ */
+
+/* The header kiln_export(g, opts, ...) would write (ir_alloc'd into *header),
+ * without building anything; errors on g. */
 kiln_status rt_export_header(kiln_graph *g, const kiln_compile_opts *opts, char **header);
-/* export.c: the message of this thread's last failed kiln_module_open ("" when none). */
-const char *rt_open_error(void);
+
+/* ---- error.c -------------------------------------------------------------------- */
 
 /* Records a message on m ("kiln_module_xxx: reason") and returns s. */
 kiln_status rt_fail(kiln_module *m, kiln_status s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-
-/* The module tensor called name (input, param or output), or NULL. */
-rt_buf *rt_find(kiln_module *m, const char *name);
-
-/* The buffer of an input or param node (never NULL for a leaf of m->g). */
-rt_buf *rt_leaf(kiln_module *m, const kiln_tensor *leaf);
+/* Records a compile-time error on g (first one wins; the graph stays usable). */
+kiln_status rt_compile_fail(kiln_graph *g, kiln_status s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The message of this thread's failed kiln_module_open: "kiln_module_open: "
+ * + fmt, or msg as it is. */
+kiln_status rt_open_fail(kiln_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void rt_open_set(const char *msg);
 
 #endif /* KILN_RT_H */

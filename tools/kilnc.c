@@ -19,11 +19,8 @@
  * entry and writes or prints named tensors. Exit status: 0 done, 1 the input
  * or a run failed, 2 bad usage.
  */
-#include "codegen/c/cgen.h"
-#include "codegen/cuda/cuda.h"
 #include "ir/ir.h"
 #include "ir/kernel.h"
-#include "passes/passes.h"
 #include "runtime/rt.h"
 
 #include <kiln.h>
@@ -105,36 +102,14 @@ static kiln_graph *load(const char *in)
 
 /* ---- compile ------------------------------------------------------------------- */
 
-/* FLOPs: 2 per multiply-add of a matmul, 1 per scalar op per loop iteration. */
-static double kernel_flops(const kernel *k)
-{
-    double ops = 0;
-    for (int i = 0; i < k->nx; i++)
-        ops += k->x[i].kind == KX_OP;
-    switch (k->kind) {
-    case KK_POINTWISE: return ops * (double)ir_shape_numel(k->rank, k->dims);
-    case KK_REDUCE:
-        return (ops + 1) * (double)ir_shape_numel(k->rank, k->dims) *
-               (double)ir_shape_numel(k->rrank, k->rdims);
-    case KK_MATMUL:
-        return 2.0 * (double)k->mm.batch * (double)k->mm.m * (double)k->mm.n * (double)k->mm.k +
-               ops * (double)k->mm.batch * (double)k->mm.m * (double)k->mm.n;
-    }
-    return 0;
-}
-
 static void print_stats(const kprogram *p, FILE *f)
 {
     static const char *const role[] = {"inputs", "params", "outputs", "temps", "constants"};
-    int groups = 0;
-    double flops = 0;
-    for (int k = 0; k < p->nkernels; k++) {
-        groups += p->kernels[k].nnodes > 1;
-        flops += kernel_flops(&p->kernels[k]);
-    }
+    kp_stats st;
+    kp_stats_of(p, &st);
     fprintf(f, "kernels: %d (%d fused groups: kernels computing more than one graph node)\n",
-            p->nkernels, groups);
-    fprintf(f, "flops: %.0f (2 per matmul multiply-add, 1 per scalar op)\n", flops);
+            st.kernels, st.groups);
+    fprintf(f, "flops: %.0f (2 per matmul multiply-add, 1 per scalar op)\n", st.flops);
     int64_t bytes[5] = {0, 0, 0, 0, 0};
     int count[5] = {0, 0, 0, 0, 0};
     for (int i = 0; i < p->nbufs; i++) {
@@ -150,7 +125,7 @@ static void print_stats(const kprogram *p, FILE *f)
         const kentry *x = &p->entries[e];
         double ef = 0;
         for (int i = 0; i < x->nkernels; i++)
-            ef += kernel_flops(&p->kernels[x->kernels[i]]);
+            ef += kk_flops(&p->kernels[x->kernels[i]]);
         fprintf(f,
                 "entry \"%s\": %d kernels, %.0f flops, arena %lld bytes (liveness lower bound "
                 "%lld), %d copies\n",
@@ -159,7 +134,7 @@ static void print_stats(const kprogram *p, FILE *f)
     }
     for (int k = 0; k < p->nkernels; k++)
         fprintf(f, "  %-32s %3d graph nodes %14.0f flops\n", p->kernels[k].name,
-                p->kernels[k].nnodes, kernel_flops(&p->kernels[k]));
+                p->kernels[k].nnodes, kk_flops(&p->kernels[k]));
 }
 
 /* The export name and directory for OUT ("dir/name.so" or "dir/name.h"), or
@@ -284,26 +259,25 @@ static int compile_mode(int argc, char **argv)
     }
     char *source = NULL;
     int rc = 0;
-    if (c || cuda || stats || after_all) { /* the pipeline, on a clone (it rewrites its graph) */
+    if (c || cuda || stats || after_all) { /* the compiler's render step, on a clone */
         if (after_all)
             setenv("KILN_DEBUG", "2", 1);
         kiln_graph *clone = ir_graph_clone(g);
-        kprogram *p = NULL;
-        kiln_status s = clone ? pass_pipeline(clone, &p) : KILN_ERR_NOMEM;
+        rt_code code = {NULL, NULL};
+        kiln_status s = clone ? rt_render(g, clone, cuda ? KILN_TARGET_CUDA : KILN_TARGET_C,
+                                          "kiln_compile", &code)
+                              : KILN_ERR_NOMEM;
         if (s != KILN_OK) {
             fprintf(stderr, "kilnc: %s: %s\n", in,
-                    clone ? kiln_graph_error(clone) : kiln_status_str(s));
+                    clone ? kiln_graph_error(g) : kiln_status_str(s));
             rc = 1;
         } else {
             if (stats)
-                print_stats(p, stderr);
-            cgen_opts o = {.openmp = true};
-            if ((c && !(source = cgen_c(p, &o))) || (cuda && !(source = cgen_cuda(p)))) {
-                fprintf(stderr, "kilnc: out of memory rendering %s\n", c ? "C" : "CUDA");
-                rc = 1;
-            }
+                print_stats(code.prog, stderr);
+            source = code.source;
+            code.source = NULL;
         }
-        kp_free(p);
+        rt_code_free(&code);
         kiln_graph_free(clone);
     }
     if (rc == 0) {

@@ -3,7 +3,7 @@
  *
  * The source defines, per kernel, `static int k<id>_<ops>(kiln_ctx *ctx, ...)`
  * (typed restrict pointers for the buffers it touches), per entry i
- * `int kiln_entry_<i>(kiln_ctx *ctx)` (runtime/abi.h), and `kiln_abi`.
+ * `int kiln_entry_<i>(kiln_ctx *ctx)` (ir/abi.h), and `kiln_abi`.
  * Nothing but kernel names matches k[0-9]+_ in it.
  */
 #ifndef KILN_CGEN_H

@@ -20,7 +20,7 @@
  */
 #include "codegen/c/cgen.h"
 #include "codegen/cuda/cuda.h"
-#include "runtime/abi.h"
+#include "ir/abi.h"
 
 #include <string.h>
 

@@ -6,7 +6,7 @@
  */
 #include "codegen/c/cgen.h"
 #include "ir/kernel.h"
-#include "runtime/abi.h"
+#include "ir/abi.h"
 #include "testutil.h"
 
 #include <dlfcn.h>

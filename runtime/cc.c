@@ -1,6 +1,6 @@
 /*
- * jit.c - the C target: pass pipeline -> C source -> clang -> .so -> dlopen,
- * with a content-addressed compile cache, and the executor that runs it.
+ * cc.c - the C toolchain: finding the compiler, running it as a process (no
+ * shell), and the content-addressed compile cache that keeps what it built.
  *
  * Cache: <dir>/<key>.so where key = XXH3-64 of (source, flags, compiler
  * identity, host CPU). The entry is the shared object followed by a 24-byte
@@ -23,11 +23,7 @@
  * uses clang's -fopenmp (libomp). If libgomp is already loaded (a host program
  * built with gcc -fopenmp), the code is compiled without -fopenmp instead.
  */
-#include "codegen/c/cgen.h"
-#include "ir/kernel.h"
-#include "passes/passes.h"
 #include "rt.h"
-#include "runtime/abi.h"
 #include "runtime/fsutil.h"
 
 #include <dlfcn.h>
@@ -40,45 +36,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
 extern char **environ;
-
-KILN_CTX_DEF
-
-typedef int (*entry_fn)(kiln_ctx *);
-
-typedef struct {
-    void *handle;
-    kiln_graph *pg; /* the pipeline's own copy of the graph (prog->g) */
-    kprogram *prog;
-    char *source;
-    entry_fn *entries;
-    void ***bufs;    /* per entry: the pointer table handed to the code */
-    void **arena;    /* per entry: TEMP storage */
-    void **stash;    /* per entry that can fail: a copy of its outputs, restored on failure */
-    int threads;     /* kiln_compile_opts.threads: 0 = every core */
-    kiln_prof *prof; /* per kernel id: calls and ns, kept by the generated code */
-    int *modbuf;     /* per program buffer: the module buffer it is (inputs, params,
-                        outputs), else -1; looked up once, read on every run */
-} cexec;
-
-/* ---- small helpers ---------------------------------------------------------- */
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static int debug_level(void)
-{
-    const char *d = getenv("KILN_DEBUG");
-    return d ? atoi(d) : 0;
-}
 
 /* A file name suffix unique to this process and call: "<pid>.<n>". Temporary
  * files of concurrent builders (other processes, other threads) never clash. */
@@ -352,7 +313,7 @@ static bool seal_entry(const char *tmp, uint64_t key)
 }
 
 /* Compiles (or finds in the cache) and loads the source. Errors go on g. */
-static void *build(kiln_graph *g, const kiln_compile_opts *opts, const char *source, bool *hit)
+void *rt_cc_build(kiln_graph *g, const kiln_compile_opts *opts, const char *source, bool *hit)
 {
     compiler cstore;
     find_compiler(&cstore);
@@ -436,265 +397,6 @@ static void *build(kiln_graph *g, const kiln_compile_opts *opts, const char *sou
                 why ? why : "the entry changed while it was loaded");
     }
     return h;
-}
-
-/* ---- the executor --------------------------------------------------------------- */
-
-static void cexec_destroy(kiln_module *m)
-{
-    cexec *c = m->impl;
-    if (!c)
-        return;
-    if (c->prog) {
-        for (int e = 0; e < c->prog->nentries; e++) {
-            if (c->bufs)
-                ir_free(c->bufs[e]);
-            if (c->arena)
-                ir_free(c->arena[e]);
-            if (c->stash)
-                ir_free(c->stash[e]);
-        }
-        kp_free(c->prog);
-    }
-    kiln_graph_free(c->pg);
-    ir_free(c->bufs);
-    ir_free(c->arena);
-    ir_free(c->stash);
-    ir_free(c->entries);
-    ir_free(c->prof);
-    ir_free(c->modbuf);
-    ir_free(c->source);
-    if (c->handle)
-        dlclose(c->handle);
-    ir_free(c);
-    m->impl = NULL;
-}
-
-static rt_buf *named(kiln_module *m, const char *name)
-{
-    for (int i = 0; i < m->nbufs; i++)
-        if (m->bufs[i].role != RT_OUTPUT && strcmp(m->bufs[i].name, name) == 0)
-            return &m->bufs[i];
-    return NULL;
-}
-
-static kiln_status cexec_run(kiln_module *m, int e, const bool *needed)
-{
-    (void)needed;
-    cexec *c = m->impl;
-    const kprogram *p = c->prog;
-    void **bufs = c->bufs[e];
-    /* module storage may move (bind), so the table is refreshed every run */
-    for (int i = 0; i < p->nbufs; i++) {
-        const kbuf *b = &p->bufs[i];
-        switch (b->role) {
-        case KB_INPUT:
-        case KB_PARAM:
-        case KB_OUTPUT: bufs[i] = m->bufs[c->modbuf[i]].data; break;
-        case KB_TEMP: bufs[i] = (char *)c->arena[e] + b->offset; break;
-        case KB_CONST: memcpy(&bufs[i], &b->data, sizeof(void *)); break; /* read-only */
-        }
-    }
-    /* A failed run changes nothing, as on the interpreter: the entry stops at
-     * the first failing kernel and applies no assign (params are untouched),
-     * and an entry that can fail has its outputs stashed first. */
-    const ir_entry *x = &m->g->entries[e];
-    if (c->stash[e]) {
-        char *at = c->stash[e];
-        for (int i = 0; i < x->n; i++) {
-            const rt_buf *b = &m->bufs[m->entry_buf[e] + i];
-            memcpy(at, b->data, b->nbytes);
-            at += b->nbytes;
-        }
-    }
-    kiln_ctx ctx = {
-        .bufs = bufs, .prof = c->prof, .seed = m->g->seed, .run = m->run, .threads = c->threads};
-    int rc = c->entries[e](&ctx);
-    if (rc == KILN_RUNERR_NONE)
-        return KILN_OK;
-    if (c->stash[e]) {
-        const char *at = c->stash[e];
-        for (int i = 0; i < x->n; i++) {
-            const rt_buf *b = &m->bufs[m->entry_buf[e] + i];
-            memcpy(b->data, at, b->nbytes);
-            at += b->nbytes;
-        }
-    }
-    if (rc == KILN_RUNERR_INDEX)
-        return rt_fail(m, KILN_ERR_INVALID,
-                       "kiln_module_run: index %lld is out of bounds for dimension %d with size "
-                       "%lld",
-                       (long long)ctx.err_index, ctx.err_axis, (long long)ctx.err_size);
-    if (rc == KILN_RUNERR_ZERO_DIV)
-        return rt_fail(m, KILN_ERR_INVALID, "kiln_module_run: ZeroDivisionError");
-    return rt_fail(m, KILN_ERR_INVALID,
-                   "kiln_module_run: Integers to negative integer powers are not allowed.");
-}
-
-static const char *cexec_source(kiln_module *m)
-{
-    return ((cexec *)m->impl)->source;
-}
-
-/* One row per kernel that ran, the most time first. */
-static void cexec_profile(kiln_module *m, FILE *f)
-{
-    const cexec *c = m->impl;
-    const kprogram *p = c->prog;
-    uint64_t total = 0;
-    int *order = ir_alloc(sizeof(int) * (size_t)(p->nkernels ? p->nkernels : 1)), n = 0;
-    if (!order)
-        return;
-    for (int k = 0; k < p->nkernels; k++)
-        if (c->prof[k].calls) {
-            total += c->prof[k].ns;
-            int at = n++;
-            while (at > 0 && c->prof[order[at - 1]].ns < c->prof[k].ns) {
-                order[at] = order[at - 1];
-                at--;
-            }
-            order[at] = k;
-        }
-    fprintf(f, "%-32s %10s %12s %12s %7s\n", "kernel", "calls", "total ms", "mean us", "share");
-    for (int i = 0; i < n; i++) {
-        const kiln_prof *q = &c->prof[order[i]];
-        fprintf(f, "%-32s %10llu %12.3f %12.2f %6.1f%%\n", p->kernels[order[i]].name,
-                (unsigned long long)q->calls, (double)q->ns / 1e6,
-                (double)q->ns / 1e3 / (double)q->calls,
-                total ? 100.0 * (double)q->ns / (double)total : 0.0);
-    }
-    ir_free(order);
-}
-
-const rt_executor rt_cexec = {"c", cexec_run, cexec_source, cexec_profile, cexec_destroy};
-
-/* Lowers m's graph, renders it and allocates the run-time tables. */
-kiln_status rt_cexec_prepare(kiln_module *m, kiln_graph *g, const kiln_compile_opts *opts,
-                             const char *fn)
-{
-    cexec *c = ir_alloc(sizeof *c);
-    if (!c)
-        return ir_fail_status(g, KILN_ERR_NOMEM, "%s: out of memory", fn);
-    memset(c, 0, sizeof *c);
-    m->impl = c;
-    m->exec = &rt_cexec;
-    c->threads = opts && opts->threads > 0 ? opts->threads : 0;
-    /* the pipeline rewrites its graph (DCE renumbers): give it its own copy so
-     * the module's layout keeps the user's node ids */
-    kiln_graph *pg = c->pg = ir_graph_clone(m->g);
-    if (!pg)
-        return ir_fail_status(g, KILN_ERR_NOMEM, "%s: out of memory", fn);
-    kiln_status s = pass_pipeline(pg, &c->prog);
-    if (s != KILN_OK) {
-        ir_fail(g, s, "%s: %s", fn, kiln_graph_error(pg));
-        return s;
-    }
-    const kprogram *p = c->prog;
-    cgen_opts co = {.openmp = true, .debug_comments = false};
-    c->source = cgen_c(p, &co);
-    int ne = p->nentries ? p->nentries : 1;
-    c->entries = ir_alloc(sizeof(*c->entries) * (size_t)ne);
-    /* zeroed: cexec_destroy frees their entries after a partial failure */
-    c->bufs = ir_calloc(sizeof(*c->bufs) * (size_t)ne);
-    c->arena = ir_calloc(sizeof(*c->arena) * (size_t)ne);
-    c->stash = ir_calloc(sizeof(*c->stash) * (size_t)ne);
-    c->prof = ir_calloc(sizeof(*c->prof) * (size_t)(p->nkernels ? p->nkernels : 1));
-    c->modbuf = ir_alloc(sizeof(int) * (size_t)(p->nbufs ? p->nbufs : 1));
-    if (!c->source || !c->entries || !c->bufs || !c->arena || !c->stash || !c->prof || !c->modbuf)
-        return ir_fail_status(g, KILN_ERR_NOMEM, "%s: out of memory", fn);
-    for (int i = 0; i < p->nbufs; i++) {
-        const kbuf *b = &p->bufs[i];
-        c->modbuf[i] = b->role == KB_OUTPUT ? m->entry_buf[b->entry] + b->index : -1;
-        if (b->role == KB_INPUT || b->role == KB_PARAM) {
-            const rt_buf *mb = named(m, p->g->nodes[b->node]->name);
-            if (!mb)
-                return ir_fail_status(g, KILN_ERR_INVALID,
-                                      "%s: internal error: the program reads '%s', which the "
-                                      "module does not have",
-                                      fn, p->g->nodes[b->node]->name);
-            c->modbuf[i] = (int)(mb - m->bufs);
-        }
-    }
-    for (int e = 0; e < p->nentries; e++) {
-        c->bufs[e] = ir_alloc(sizeof(void *) * (size_t)(p->nbufs ? p->nbufs : 1));
-        c->arena[e] = ir_alloc((size_t)(p->entries[e].arena_bytes ? p->entries[e].arena_bytes : 1));
-        if (!c->bufs[e] || !c->arena[e])
-            return ir_fail_status(g, KILN_ERR_NOMEM, "%s: out of memory", fn);
-        bool can_fail = false;
-        for (int k = 0; k < p->entries[e].nkernels; k++)
-            can_fail = can_fail || kk_can_fail(&p->kernels[p->entries[e].kernels[k]]);
-        if (can_fail) {
-            size_t bytes = 0;
-            for (int i = 0; i < m->g->entries[e].n; i++)
-                bytes += m->bufs[m->entry_buf[e] + i].nbytes;
-            if (!(c->stash[e] = ir_alloc(bytes ? bytes : 1)))
-                return ir_fail_status(g, KILN_ERR_NOMEM, "%s: out of memory", fn);
-        }
-    }
-    return KILN_OK;
-}
-
-void rt_cexec_parts(const kiln_module *m, const kprogram **p, const char **source,
-                    const int **modbuf)
-{
-    const cexec *c = m->impl;
-    *p = c->prog;
-    *source = c->source;
-    *modbuf = c->modbuf;
-}
-
-/* Takes the loaded code: its ABI tag and one kiln_entry_<i> per entry. */
-kiln_status rt_cexec_attach(kiln_module *m, kiln_graph *g, void *handle, const char *fn)
-{
-    cexec *c = m->impl;
-    c->handle = handle;
-    const char *abi = dlsym(c->handle, "kiln_abi");
-    if (!abi || strcmp(abi, KILN_ABI_TAG) != 0)
-        return ir_fail_status(g, KILN_ERR_LOAD, "%s: the compiled code is not %s", fn,
-                              KILN_ABI_TAG);
-    for (int e = 0; e < c->prog->nentries; e++) {
-        char sym[32];
-        snprintf(sym, sizeof sym, "kiln_entry_%d", e);
-        void *fp = dlsym(c->handle, sym);
-        if (!fp)
-            return ir_fail_status(g, KILN_ERR_LOAD, "%s: %s is missing", fn, sym);
-        memcpy(&c->entries[e], &fp, sizeof fp);
-    }
-    return KILN_OK;
-}
-
-/* Lowers m's graph, renders, compiles (or finds in the cache) and loads it.
- * Errors go on the user's g. */
-kiln_status rt_cexec_build(kiln_module *m, kiln_graph *g, const kiln_compile_opts *opts)
-{
-    double t0 = now_ms();
-    kiln_status s = rt_cexec_prepare(m, g, opts, "kiln_compile");
-    if (s != KILN_OK)
-        return s;
-    cexec *c = m->impl;
-    bool hit = false;
-    void *handle = build(g, opts, c->source, &hit);
-    if (!handle)
-        return g->status;
-    if ((s = rt_cexec_attach(m, g, handle, "kiln_compile")) != KILN_OK)
-        return s;
-    if (debug_level() >= 1) {
-        const kprogram *p = c->prog;
-        int groups = 0; /* kernels that compute more than one graph node */
-        int64_t arena_bytes = 0, live_bytes = 0;
-        for (int k = 0; k < p->nkernels; k++)
-            groups += p->kernels[k].nnodes > 1;
-        for (int e = 0; e < p->nentries; e++) {
-            arena_bytes += p->entries[e].arena_bytes;
-            live_bytes += p->entries[e].live_bytes;
-        }
-        fprintf(stderr,
-                "kiln: compiled %d kernels (%d fused groups), %lld bytes arena (liveness lower "
-                "bound %lld), %.1f ms, cache %s\n",
-                p->nkernels, groups, (long long)arena_bytes, (long long)live_bytes, now_ms() - t0,
-                hit ? "hit" : "miss");
-    }
-    return KILN_OK;
 }
 
 /* ---- the export toolchain ------------------------------------------------------ */

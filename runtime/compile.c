@@ -1,0 +1,158 @@
+/*
+ * compile.c - kiln_compile: the whole compiler, one step per line.
+ *
+ *   check names -> clone once -> verify -> passes + render -> module (buffers,
+ *   params) -> executor -> build (clang, or the compile cache) -> load
+ *
+ * The clone is the module's graph from then on: the passes rewrite it (DCE
+ * renumbers, CSE merges) before the module lays out its buffers, so the
+ * kernel program and the module read the same nodes. kiln_export and
+ * kiln_module_open (export.c) and kilnc share the steps through rt_prepare
+ * and rt_render. Errors are recorded on the user's graph, which stays usable.
+ */
+#include "codegen/c/cgen.h"
+#include "codegen/cuda/cuda.h"
+#include "passes/passes.h"
+#include "rt.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static kiln_status clone(kiln_graph *g, const char *fn, kiln_graph **mg)
+{
+    *mg = ir_graph_clone(g);
+    return *mg ? KILN_OK : rt_compile_fail(g, KILN_ERR_NOMEM, "%s: out of memory", fn);
+}
+
+static kiln_status verify(kiln_graph *g, kiln_graph *mg, const char *fn)
+{
+    kiln_status s = ir_verify(mg);
+    return s == KILN_OK ? s : rt_compile_fail(g, s, "%s: %s", fn, kiln_graph_error(mg));
+}
+
+kiln_status rt_render(kiln_graph *g, kiln_graph *mg, kiln_target target, const char *fn,
+                      rt_code *code)
+{
+    *code = (rt_code){NULL, NULL};
+    if (target == KILN_TARGET_INTERP) /* it runs the graph itself */
+        return KILN_OK;
+    kiln_status s = pass_pipeline(mg, &code->prog);
+    if (s != KILN_OK)
+        return rt_compile_fail(g, s, "%s: %s", fn, kiln_graph_error(mg));
+    cgen_opts co = {.openmp = true};
+    code->source = target == KILN_TARGET_CUDA ? cgen_cuda(code->prog) : cgen_c(code->prog, &co);
+    if (!code->source) {
+        rt_code_free(code);
+        return rt_compile_fail(g, KILN_ERR_NOMEM, "%s: out of memory", fn);
+    }
+    return KILN_OK;
+}
+
+/* The executor: the interpreter runs the graph; the C target takes the code. */
+static kiln_status attach(kiln_module *m, kiln_graph *g, rt_code *code,
+                          const kiln_compile_opts *opts, const char *fn)
+{
+    if (m->target == KILN_TARGET_INTERP) {
+        m->exec = &rt_interp;
+        return KILN_OK;
+    }
+    return rt_cexec_new(m, g, code, opts ? opts->threads : 0, fn);
+}
+
+kiln_status rt_prepare(kiln_graph *g, kiln_graph *mg, const kiln_compile_opts *opts, const char *fn,
+                       kiln_module **out)
+{
+    kiln_target target = opts ? opts->target : KILN_TARGET_C;
+    rt_code code = {NULL, NULL};
+    kiln_module *m = NULL;
+    kiln_status s = verify(g, mg, fn);
+    s = s ? s : rt_render(g, mg, target, fn, &code);
+    s = s ? s : rt_module_new(g, &mg, target, fn, &m);
+    s = s ? s : attach(m, g, &code, opts, fn);
+    kiln_graph_free(mg);
+    rt_code_free(&code);
+    if (s != KILN_OK)
+        rt_module_destroy(m);
+    *out = s == KILN_OK ? m : NULL;
+    return s;
+}
+
+/* The C target's code compiled (or found in the cache) and loaded. */
+static kiln_status build(kiln_module *m, kiln_graph *g, const kiln_compile_opts *opts, bool *hit)
+{
+    if (m->target == KILN_TARGET_INTERP)
+        return KILN_OK;
+    const kprogram *p;
+    const char *source;
+    const int *modbuf;
+    rt_cexec_parts(m, &p, &source, &modbuf);
+    void *so = rt_cc_build(g, opts, source, hit);
+    return so ? rt_cexec_load(m, g, so, "kiln_compile") : g->status;
+}
+
+/* KILN_DEBUG=1: one line per compile. */
+static void debug_line(const kiln_module *m, double t0, bool hit)
+{
+    const kprogram *p;
+    const char *source;
+    const int *modbuf;
+    rt_cexec_parts(m, &p, &source, &modbuf);
+    kp_stats st;
+    kp_stats_of(p, &st);
+    fprintf(stderr,
+            "kiln: compiled %d kernels (%d fused groups), %lld bytes arena (liveness lower "
+            "bound %lld), %.1f ms, cache %s\n",
+            st.kernels, st.groups, (long long)st.arena_bytes, (long long)st.live_bytes,
+            now_ms() - t0, hit ? "hit" : "miss");
+}
+
+kiln_status kiln_compile(kiln_graph *g, const kiln_compile_opts *opts, kiln_module **out)
+{
+    const char *fn = "kiln_compile";
+    if (out)
+        *out = NULL;
+    if (!g || !out)
+        return KILN_ERR_INVALID;
+    if (!ir_begin(g)) /* an error left by an earlier failed compile does not count */
+        return g->status;
+    kiln_target target = opts ? opts->target : KILN_TARGET_C;
+    if (target == KILN_TARGET_CUDA)
+        return rt_compile_fail(g, KILN_ERR_UNSUPPORTED,
+                               "%s: the CUDA target is not available yet; use KILN_TARGET_C (the "
+                               "CPU)",
+                               fn);
+    if (target != KILN_TARGET_C && target != KILN_TARGET_INTERP)
+        return rt_compile_fail(g, KILN_ERR_INVALID, "%s: unknown target %d", fn, (int)target);
+
+    double t0 = now_ms();
+    kiln_graph *mg = NULL;
+    rt_code code = {NULL, NULL};
+    kiln_module *m = NULL;
+    bool hit = false;
+    kiln_status s = rt_check_names(g, fn);             /* one namespace */
+    s = s ? s : clone(g, fn, &mg);                     /* the module's own graph */
+    s = s ? s : verify(g, mg, fn);                     /* every invariant of docs/ir.md */
+    s = s ? s : rt_render(g, mg, target, fn, &code);   /* passes, then C source */
+    s = s ? s : rt_module_new(g, &mg, target, fn, &m); /* buffers, params initialised */
+    s = s ? s : attach(m, g, &code, opts, fn);         /* the executor */
+    s = s ? s : build(m, g, opts, &hit);               /* clang or the cache, then dlopen */
+    kiln_graph_free(mg);
+    rt_code_free(&code);
+    if (s != KILN_OK) {
+        g->compile_error = true; /* the graph stays usable (ir_begin) */
+        rt_module_destroy(m);
+        return s;
+    }
+    if (target == KILN_TARGET_C && ir_debug_level() >= 1)
+        debug_line(m, t0, hit);
+    *out = m;
+    return KILN_OK;
+}
