@@ -96,7 +96,8 @@ for target in c interp; do
     "$kilnc" run "$tmp/m.kir" --entry f --in "x=$npy/f32_2x3.npy" --out "y=$tmp/y.npy" --print y \
         --target $target >"$tmp/out" 2>"$tmp/err"
     check "run $target" 0 $? "$tmp/out" "tensor([[0.0000, 0.5000, 1.0000],"
-    "$kilnc" run "$tmp/m.kir" --entry f --in "x=$tmp/y.npy" --print x --runs 2 >"$tmp/out" 2>"$tmp/err"
+    "$kilnc" run "$tmp/m.kir" --entry f --in "x=$tmp/y.npy" --print x --runs 2 \
+        --target $target >"$tmp/out" 2>"$tmp/err"
     check "run reads its output ($target)" 0 $? "$tmp/out" "[1.5000, 2.0000, 2.5000]])"
 done
 "$kilnc" run "$tmp/m.kir" --in "x=$npy/f32_2x3.npy" 2>"$tmp/err"; check "run no entry" 2 $? "$tmp/err" "--entry NAME is required"
