@@ -203,6 +203,7 @@ KILN_API kiln_tensor *kiln_neg(kiln_graph *g, kiln_tensor *a);
 KILN_API kiln_tensor *kiln_abs(kiln_graph *g, kiln_tensor *a);
 KILN_API kiln_tensor *kiln_exp(kiln_graph *g, kiln_tensor *a);
 KILN_API kiln_tensor *kiln_log(kiln_graph *g, kiln_tensor *a);
+KILN_API kiln_tensor *kiln_log1p(kiln_graph *g, kiln_tensor *a); /* log(1 + a), exact near 0 */
 KILN_API kiln_tensor *kiln_sqrt(kiln_graph *g, kiln_tensor *a);
 KILN_API kiln_tensor *kiln_rsqrt(kiln_graph *g, kiln_tensor *a);
 KILN_API kiln_tensor *kiln_sin(kiln_graph *g, kiln_tensor *a);

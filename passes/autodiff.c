@@ -218,6 +218,10 @@ static bool ad_rule(ad_ctx *c, kiln_tensor *t, kiln_tensor *gr)
     case IR_EXP: ad_accum(c, x, ad_mul(g, gr, t)); return true;
     /* y = log(x): dx = g / x */
     case IR_LOG: ad_accum(c, x, ad_bin(g, IR_DIV, gr, x)); return true;
+    /* y = log(1 + x): dx = g / (1 + x) */
+    case IR_LOG1P:
+        ad_accum(c, x, ad_bin(g, IR_DIV, gr, ad_bin(g, IR_ADD, x, ad_full(g, x, 1))));
+        return true;
     /* y = sqrt(x): dx = g / (2 y) */
     case IR_SQRT: ad_accum(c, x, ad_bin(g, IR_DIV, ad_scale(g, gr, 0.5), t)); return true;
     /* y = x^-1/2: dx = -g y^3 / 2 */

@@ -697,6 +697,7 @@ static kiln_status eval(ictx *c, const kiln_tensor *t, void *out)
     case IR_ABS: unary(t, x, out, fabs, i_abs); return KILN_OK;
     case IR_EXP: unary(t, x, out, exp, NULL); return KILN_OK;
     case IR_LOG: unary(t, x, out, log, NULL); return KILN_OK;
+    case IR_LOG1P: unary(t, x, out, log1p, NULL); return KILN_OK;
     case IR_SQRT: unary(t, x, out, sqrt, NULL); return KILN_OK;
     case IR_RSQRT: unary(t, x, out, f_rsqrt, NULL); return KILN_OK;
     case IR_SIN: unary(t, x, out, sin, NULL); return KILN_OK;

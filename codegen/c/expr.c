@@ -93,6 +93,7 @@ const cgen_lang cgen_c_lang = {
                         .b = "$a"},
             [IR_EXP] = {.f = "$vexp$f($a)"},
             [IR_LOG] = {.f = "$vlog$f($a)"},
+            [IR_LOG1P] = {.f = "log1p$f($a)"},
             [IR_SQRT] = {.f = "sqrt$f($a)"},
             [IR_RSQRT] = {.f = "(1.0$f / sqrt$f($a))"},
             [IR_SIN] = {.f = "sin$f($a)"},

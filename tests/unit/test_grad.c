@@ -115,6 +115,7 @@ U(neg, kiln_neg(g, x[0]))
 U(abs, kiln_abs(g, x[0]))
 U(exp, kiln_exp(g, x[0]))
 U(log, kiln_log(g, x[0]))
+U(log1p, kiln_log1p(g, x[0]))
 U(sqrt, kiln_sqrt(g, x[0]))
 U(rsqrt, kiln_rsqrt(g, x[0]))
 U(sin, kiln_sin(g, x[0]))
@@ -212,6 +213,7 @@ static const gcase cases[IR_OP_COUNT] = {
     [IR_ABS] = {c_abs, false, BIN, -1, 1, false},
     [IR_EXP] = {c_exp, false, BIN, -1, 1, false},
     [IR_LOG] = {c_log, false, BIN, 0.5, 2, false},
+    [IR_LOG1P] = {c_log1p, false, BIN, -0.5, 2, false},
     [IR_SQRT] = {c_sqrt, false, BIN, 0.5, 2, false},
     [IR_RSQRT] = {c_rsqrt, false, BIN, 0.5, 2, false},
     [IR_SIN] = {c_sin, false, BIN, -1, 1, false},

@@ -243,8 +243,8 @@ static void test_unary_dtypes(void **state)
     kiln_tensor *l = ku_input(g, KILN_I64, KILN_SHAPE(2, 3));
     kiln_tensor *d = ku_input(g, KILN_F64, KILN_SHAPE(2, 3));
     kiln_tensor *(*floaty[])(kiln_graph *, kiln_tensor *) = {
-        kiln_exp,  kiln_log, kiln_sqrt,    kiln_rsqrt, kiln_sin, kiln_cos,
-        kiln_tanh, kiln_erf, kiln_sigmoid, kiln_gelu,  kiln_silu};
+        kiln_exp, kiln_log,  kiln_log1p, kiln_sqrt,    kiln_rsqrt, kiln_sin,
+        kiln_cos, kiln_tanh, kiln_erf,   kiln_sigmoid, kiln_gelu,  kiln_silu};
     for (size_t k = 0; k < sizeof(floaty) / sizeof(floaty[0]); k++) {
         kiln_tensor *r = floaty[k](g, i);
         assert_shape(r, 2, 3);
@@ -651,6 +651,47 @@ static void test_values_unary(void **state)
     kiln_graph_free(g);
 }
 
+/* log1p(x) = log(1 + x), exact near 0 where log(1 + x) is not: against the
+ * series x - x^2/2 + x^3/3 there, and ln 2, 1, -inf, nan elsewhere; f64 and
+ * f32, on the interpreter and the C target. */
+static void test_values_log1p(void **state)
+{
+    (void)state;
+    const double xv[] = {0.0, 1e-10, -3e-9, -0.5, 1.718281828459045 /* e - 1 */, -1.0, -2.0};
+    double want[7];
+    for (int k = 0; k < 3; k++) {
+        double x = xv[k];
+        want[k] = x - x * x / 2 + x * x * x / 3;
+    }
+    want[3] = -0.6931471805599453 /* -ln 2 */, want[4] = 1.0;
+    want[5] = -(double)INFINITY, want[6] = (double)NAN;
+    for (int target = 0; target < 2; target++) {
+        kiln_graph *g = ku_graph_new();
+        kiln_tensor *x = kiln_tensor_from(g, KILN_F64, KILN_SHAPE(7), xv);
+        kiln_tensor *outs[] = {kiln_log1p(g, x), kiln_log1p(g, kiln_cast(g, x, KILN_F32))};
+        assert_int_equal(kiln_entry(g, "f", 2, outs, (const char *[]){"d", "s"}), KILN_OK);
+        kiln_compile_opts o = {.target = target ? KILN_TARGET_C : KILN_TARGET_INTERP};
+        kiln_module *m = NULL;
+        assert_int_equal(kiln_compile(g, &o, &m), KILN_OK);
+        assert_int_equal(kiln_module_run(m, "f"), KILN_OK);
+        double d[7];
+        float f[7];
+        assert_int_equal(kiln_module_get(m, "d", d, sizeof d), KILN_OK);
+        assert_int_equal(kiln_module_get(m, "s", f, sizeof f), KILN_OK);
+        for (int k = 0; k < 5; k++) {
+            double fk = (double)(float)xv[k], wf = k < 3 ? fk - fk * fk / 2 : want[k];
+            if (fabs(d[k] - want[k]) > 1e-15 * fabs(want[k]) ||
+                fabs((double)f[k] - wf) > 2e-7 * fabs(wf))
+                fail_msg("target %d: log1p(%g) = %.17g (f64), %.9g (f32); want %.17g, %.9g", target,
+                         xv[k], d[k], (double)f[k], want[k], wf);
+        }
+        assert_true(isinf(d[5]) && d[5] < 0 && isinf((double)f[5]) && f[5] < 0);
+        assert_true(isnan(d[6]) && isnan((double)f[6]));
+        kiln_module_free(m);
+        kiln_graph_free(g);
+    }
+}
+
 static void test_values_where_broadcast(void **state)
 {
     (void)state;
@@ -731,6 +772,7 @@ int main(void)
         cmocka_unit_test(test_sum_mean_axes),
         cmocka_unit_test(test_values_promotion),
         cmocka_unit_test(test_values_unary),
+        cmocka_unit_test(test_values_log1p),
         cmocka_unit_test(test_values_where_broadcast),
         cmocka_unit_test(test_values_reductions),
     };

@@ -163,6 +163,11 @@ static void cases_LOG(sweep *s)
     unary_sweep(s, kiln_log, DT_ALL, G_POS, true);
 }
 
+static void cases_LOG1P(sweep *s)
+{
+    unary_sweep(s, kiln_log1p, DT_ALL, G_POS, true);
+}
+
 static void cases_SQRT(sweep *s)
 {
     unary_sweep(s, kiln_sqrt, DT_ALL, G_POS, true);
@@ -1152,6 +1157,7 @@ static unsigned accepted_dtypes(ir_op op)
     case IR_ABS: return DT_ALL;
     case IR_EXP:
     case IR_LOG:
+    case IR_LOG1P:
     case IR_SQRT:
     case IR_RSQRT:
     case IR_SIN:
