@@ -199,14 +199,16 @@ static kiln_status check_elementwise(vctx *v)
     return KILN_OK;
 }
 
+/* The axes of a mask the verifier is refusing: any of its 32 bits may be set,
+ * so the first KILN_MAX_RANK set bits are listed. */
 static char *axes_str(char *buf, size_t cap, uint32_t axes)
 {
-    int64_t list[32];
+    int64_t list[KILN_MAX_RANK];
     int n = 0;
-    for (int d = 0; d < 32; d++)
+    for (int d = 0; d < 32 && n < KILN_MAX_RANK; d++)
         if ((axes >> d) & 1u)
             list[n++] = d;
-    return ir_shape_str(buf, cap, n > KILN_MAX_RANK ? KILN_MAX_RANK : n, list);
+    return ir_shape_str(buf, cap, n, list);
 }
 
 static kiln_status check_reduce(vctx *v)
