@@ -1,7 +1,7 @@
 /*
  * interp.c - the reference interpreter (KILN_TARGET_INTERP): docs/ir.md, op by op.
  *
- * Requires a verified graph (module.c verifies its copy) and every needed
+ * Requires a verified graph (compile.c verifies its copy) and every needed
  * input set. Walks the nodes an entry needs in id order (a topological
  * order), giving each computed node a fresh row-major buffer that is freed
  * after its last use. Floats are computed in double and rounded once to the
