@@ -75,23 +75,87 @@ static void to_ident(char *out, size_t cap, const char *s, const char *prefix)
         snprintf(out, cap, "%s", prefix ? prefix : "t");
 }
 
-/* Words an argument name must not be in C or C++. */
-static bool reserved(const char *s)
+/* Keywords of C and C++ and the macros of the headers an export includes or
+ * its users commonly do: no name of the export's API may be one. */
+static bool c_word(const char *s)
 {
-    static const char *const words[] = {
-        "auto",     "bool",     "break",   "case",      "catch",  "char",     "class",
-        "const",    "continue", "default", "delete",    "do",     "double",   "else",
-        "enum",     "explicit", "extern",  "false",     "float",  "for",      "friend",
-        "goto",     "if",       "inline",  "int",       "long",   "mutable",  "namespace",
-        "new",      "operator", "private", "protected", "public", "register", "restrict",
-        "return",   "short",    "signed",  "sizeof",    "static", "struct",   "switch",
-        "template", "this",     "throw",   "true",      "try",    "typedef",  "typename",
-        "union",    "unsigned", "using",   "virtual",   "void",   "volatile", "while",
-        "and",      "or",       "not",     "xor",       "s"};
+    static const char *const words[] = {"auto",     "bool",         "break",    "case",
+                                        "catch",    "char",         "class",    "const",
+                                        "continue", "default",      "delete",   "do",
+                                        "double",   "else",         "enum",     "explicit",
+                                        "extern",   "false",        "float",    "for",
+                                        "friend",   "goto",         "if",       "inline",
+                                        "int",      "long",         "mutable",  "namespace",
+                                        "new",      "operator",     "private",  "protected",
+                                        "public",   "register",     "restrict", "return",
+                                        "short",    "signed",       "sizeof",   "static",
+                                        "struct",   "switch",       "template", "this",
+                                        "throw",    "true",         "try",      "typedef",
+                                        "typename", "union",        "unsigned", "using",
+                                        "virtual",  "void",         "volatile", "while",
+                                        "and",      "or",           "not",      "xor",
+                                        "nullptr",  "constexpr",    "typeof",   "asm",
+                                        "_Bool",    "NULL",         "errno",    "EOF",
+                                        "stdin",    "stdout",       "stderr",   "assert",
+                                        "offsetof", "alignas",      "alignof",  "static_assert",
+                                        "noreturn", "thread_local", "complex",  "imaginary",
+                                        "I",        "INFINITY",     "NAN",      "HUGE_VAL"};
     for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
         if (strcmp(s, words[i]) == 0)
             return true;
     return false;
+}
+
+/* The export's own symbols: kiln_entry_<i>, kiln_abi, kso_* and their macros. */
+static bool own_prefix(const char *s)
+{
+    static const char *const prefixes[] = {"kiln_", "kso_", "KILN_", "KSO_"};
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
+        if (strncmp(s, prefixes[i], strlen(prefixes[i])) == 0)
+            return true;
+    return false;
+}
+
+/* Words an argument name must not be: C words and the names the API's
+ * functions use for their locals (in, out, s). Such a name gets a '_'
+ * appended; one with the export's own prefix gets "arg_" in front. */
+static bool reserved(const char *s)
+{
+    return c_word(s) || strcmp(s, "s") == 0 || strcmp(s, "in") == 0 || strcmp(s, "out") == 0;
+}
+
+/* Untrusted text (a tensor or entry name, a path) inside a C comment: it can
+ * neither end nor open a comment nor form a trigraph ("*" "/", "/" "*" and
+ * "?" "?" get a backslash between them), and control bytes become '?'. */
+static void comment_text(cgen_buf *b, const char *s)
+{
+    char out[2 * 4096 + 8];
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p && n + 3 < sizeof out; p++) {
+        unsigned char prev = p > (const unsigned char *)s ? p[-1] : 0;
+        if ((*p == '/' && prev == '*') || (*p == '*' && prev == '/') || (*p == '?' && prev == '?'))
+            out[n++] = '\\';
+        out[n++] = *p < 0x20 || *p == 0x7f ? '?' : (char)*p;
+    }
+    out[n] = 0;
+    cgen_puts(b, out);
+}
+
+/* Untrusted text as a C string literal that means exactly its bytes: '"', '\\'
+ * and '?' (trigraphs) are escaped, anything but printable ASCII is an octal
+ * escape of three digits (never read together with a following digit). */
+static void string_literal(cgen_buf *b, const char *s)
+{
+    cgen_puts(b, "\"");
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\' || *p == '?')
+            cgen_printf(b, "\\%c", *p);
+        else if (*p < 0x20 || *p >= 0x7f)
+            cgen_printf(b, "\\%03o", *p);
+        else
+            cgen_printf(b, "%c", *p);
+    }
+    cgen_puts(b, "\"");
 }
 
 /* ---- the export's shape ------------------------------------------------------------ */
@@ -143,7 +207,7 @@ static bool arg_taken(const xarg *a, int n, const char *s)
 static void name_arg(xarg *args, int n, const char *base)
 {
     char s[NAME_MAX_LEN + 8];
-    snprintf(s, sizeof s, "%.*s", NAME_MAX_LEN, base);
+    snprintf(s, sizeof s, "%s%.*s", own_prefix(base) ? "arg_" : "", NAME_MAX_LEN, base);
     while ((reserved(s) || arg_taken(args, n, s)) && strlen(s) + 1 < sizeof s)
         strcat(s, "_");
     snprintf(args[n].arg, sizeof args[n].arg, "%s", s);
@@ -306,7 +370,10 @@ static char *make_header(const xspec *x, const rt_toolchain *tc)
                 x->name, x->name, x->name, x->name, x->name,
                 tc->openmp ? " and the OpenMP runtime (libomp)" : "");
     for (int i = 0; i < m->nbufs; i++) {
-        cgen_printf(&b, " *   %-6s %-28s ", role_word(m->bufs[i].role), m->bufs[i].name);
+        cgen_printf(&b, " *   %-6s ", role_word(m->bufs[i].role));
+        size_t at = b.len;
+        comment_text(&b, m->bufs[i].name);
+        cgen_printf(&b, "%*s ", b.len - at < 28 ? (int)(28 - (b.len - at)) : 0, "");
         tensor_type(&b, &m->bufs[i]);
         cgen_puts(&b, "\n");
     }
@@ -325,15 +392,20 @@ static char *make_header(const xspec *x, const rt_toolchain *tc)
                 x->name, x->name);
     for (int e = 0; e < m->g->nentries; e++) {
         const xentry *xe = &x->e[e];
-        cgen_printf(&b, "/* entry \"%s\":", m->g->entries[e].name);
+        cgen_puts(&b, "/* entry \"");
+        comment_text(&b, m->g->entries[e].name);
+        cgen_puts(&b, "\":");
         for (int i = 0; i < xe->nin; i++) {
-            cgen_printf(&b, "%s%s = '%s' ", i ? ", " : " reads ", xe->in[i].arg,
-                        m->bufs[xe->in[i].tensor].name);
+            cgen_printf(&b, "%s%s = '", i ? ", " : " reads ", xe->in[i].arg);
+            comment_text(&b, m->bufs[xe->in[i].tensor].name);
+            cgen_puts(&b, "' ");
             tensor_type(&b, &m->bufs[xe->in[i].tensor]);
         }
         for (int i = 0; i < xe->nout; i++) {
-            cgen_printf(&b, "%s%s = '%s' ", i ? ", " : (xe->nin ? ";\n   writes " : " writes "),
-                        xe->out[i].arg, m->bufs[xe->out[i].tensor].name);
+            cgen_printf(&b, "%s%s = '", i ? ", " : (xe->nin ? ";\n   writes " : " writes "),
+                        xe->out[i].arg);
+            comment_text(&b, m->bufs[xe->out[i].tensor].name);
+            cgen_puts(&b, "' ");
             tensor_type(&b, &m->bufs[xe->out[i].tensor]);
         }
         int assigns = m->g->entries[e].n - xe->nout;
@@ -390,9 +462,13 @@ static char *make_source(const xspec *x, const char *cmd)
     cgen_buf b = {0};
     cgen_printf(&b,
                 "/*\n * %s.c - the model \"%s\", exported by Kiln (kiln_export). Built in this "
-                "directory with\n *     %s\n * It is the JIT's code for %s.kir, the metadata "
-                "kiln_module_open reads, and the\n * standalone API of %s.h.\n */\n",
-                x->name, x->name, cmd, x->name, x->name);
+                "directory with\n *     ",
+                x->name, x->name);
+    comment_text(&b, cmd);
+    cgen_printf(&b,
+                "\n * It is the JIT's code for %s.kir, the metadata kiln_module_open reads, and "
+                "the\n * standalone API of %s.h.\n */\n",
+                x->name, x->name);
     cgen_puts(&b, x->source);
     cgen_printf(&b,
                 "\n/* ==== the export ==== */\n\n#define kso_state %s_state\n#include \"%s.h\"\n\n",
@@ -410,7 +486,9 @@ static char *make_source(const xspec *x, const char *cmd)
     cgen_puts(&b, "\nstatic const kso_tensor kso_tensors[KSO_NTENSORS + 1] = {\n");
     for (int i = 0; i < m->nbufs; i++) {
         const rt_buf *t = &m->bufs[i];
-        cgen_printf(&b, "    {\"%s\", %s, %s, %d, {", t->name,
+        cgen_puts(&b, "    {");
+        string_literal(&b, t->name);
+        cgen_printf(&b, ", %s, %s, %d, {",
                     t->role == RT_INPUT   ? "KSO_INPUT"
                     : t->role == RT_PARAM ? "KSO_PARAM"
                                           : "KSO_OUTPUT",
@@ -592,6 +670,13 @@ static kiln_status export_prepare(kiln_graph *g, const kiln_compile_opts *opts, 
                                "kiln_export: the name '%s' is not a C identifier (letters, "
                                "digits and '_', not starting with a digit, at most %d)",
                                name, NAME_MAX_LEN);
+    char prefixed[NAME_MAX_LEN + 8];
+    snprintf(prefixed, sizeof prefixed, "%s_", name);
+    if (c_word(name) || own_prefix(prefixed))
+        return rt_compile_fail(g, KILN_ERR_INVALID,
+                               "kiln_export: the name '%s' is a C keyword or macro, or the "
+                               "export's own prefix (kiln, kso): choose another",
+                               name);
     kiln_status s = rt_check_names(g, "kiln_export");
     kiln_module *m = NULL;
     if (s == KILN_OK)

@@ -632,6 +632,135 @@ static void test_export_argument_names(void **state)
     rm_rf(dir);
 }
 
+/* The C text of src without its comments (string literals kept as they are). */
+static char *strip_comments(const char *src)
+{
+    char *out = malloc(strlen(src) + 1), *o = out;
+    assert_non_null(out);
+    for (const char *p = src; *p;) {
+        if (p[0] == '/' && p[1] == '*') {
+            const char *end = strstr(p + 2, "*/");
+            p = end ? end + 2 : p + strlen(p);
+            *o++ = ' ';
+        } else if (*p == '"') {
+            *o++ = *p++;
+            while (*p && *p != '"') {
+                if (*p == '\\' && p[1])
+                    *o++ = *p++;
+                *o++ = *p++;
+            }
+            if (*p)
+                *o++ = *p++;
+        } else {
+            *o++ = *p++;
+        }
+    }
+    *o = 0;
+    return out;
+}
+
+/* Names are untrusted: quotes, backslashes, trigraphs, comment ends, newlines
+ * and bytes >= 0x80 reach the exported .c (a string literal) and .h (comments)
+ * as text that means exactly the name and nothing else. */
+static void test_export_hostile_names(void **state)
+{
+    (void)state;
+    char dir[256], p[512];
+    temp_dir(dir, sizeof dir);
+    const char *wild = "a\"); system(\"touch pwned\"); (\" \\ ?\?/ */ int evil; /*\n\xc3\xa9";
+    kiln_graph *g = ku_graph_new();
+    const int64_t d[] = {3};
+    kiln_tensor *x = kiln_input(g, wild, KILN_F32, 1, d);
+    kiln_tensor *w = kiln_param(g, "w*/ int evil2; /*", KILN_F32, 1, d, kiln_init_const(2));
+    kiln_tensor *y = kiln_mul(g, x, w);
+    const char *names[] = {"y\"*/"};
+    assert_int_equal(kiln_entry(g, "run*/ int evil3; /*", 1, &y, names), KILN_OK);
+    export_to(g, dir, "m");
+    /* the header: every comment it opens closes once, at its own end */
+    snprintf(p, sizeof p, "%s/m.h", dir);
+    char *h = ku_read_file(p, NULL);
+    assert_non_null(h);
+    char *code = strip_comments(h);
+    assert_null(strstr(code, "int evil"));
+    assert_non_null(strstr(code, "int m_run___int_evil3____(m_state *s"));
+    free(code);
+    free(h);
+    /* a strict C11 program that includes it compiles without a warning */
+    snprintf(p, sizeof p,
+             "printf '#include \"m.h\"\\nint main(void) { m_free(m_create()); return 0; }\\n' > "
+             "'%s/use.c' && cd '%s' && cc -std=c11 -pedantic -Wall -Wextra -Wtrigraphs -Werror "
+             "-fsyntax-only -I . use.c",
+             dir, dir);
+    assert_int_equal(system(p), 0);
+    snprintf(p, sizeof p, "%s/pwned", dir);
+    assert_int_not_equal(access(p, F_OK), 0);
+    /* the .so finds the tensor by the very bytes of its name */
+    snprintf(p, sizeof p, "%s/m.so", dir);
+    void *so = dlopen(p, RTLD_NOW | RTLD_LOCAL);
+    assert_non_null(so);
+    void *(*create)(void);
+    void (*destroy)(void *);
+    void *(*tensor)(void *, const char *, size_t *);
+    *(void **)&create = sym(so, "m_create");
+    *(void **)&destroy = sym(so, "m_free");
+    *(void **)&tensor = sym(so, "m_tensor");
+    void *st = create();
+    size_t nbytes = 0;
+    float *wv = tensor(st, "w*/ int evil2; /*", &nbytes);
+    assert_non_null(wv);
+    assert_int_equal(nbytes, 3 * sizeof(float));
+    assert_true(wv[0] == 2.0f && wv[2] == 2.0f);
+    assert_non_null(tensor(st, "y\"*/", NULL));
+    destroy(st);
+    dlclose(so);
+    /* kiln_module_open reads the names back as they were */
+    kiln_module *m = NULL;
+    assert_int_equal(kiln_module_open(p, &m), KILN_OK);
+    const float xv[] = {1, 2, 3};
+    assert_int_equal(kiln_module_set(m, wild, xv, sizeof xv), KILN_OK);
+    assert_int_equal(kiln_module_run(m, "run*/ int evil3; /*"), KILN_OK);
+    float yv[3];
+    assert_int_equal(kiln_module_get(m, "y\"*/", yv, sizeof yv), KILN_OK);
+    assert_true(yv[0] == 2.0f && yv[1] == 4.0f && yv[2] == 6.0f);
+    kiln_module_free(m);
+    kiln_graph_free(g);
+    rm_rf(dir);
+}
+
+/* The export's name is the prefix of every symbol it defines: a C word or the
+ * export's own prefix is refused; argument names that are macros or the
+ * API's own locals are renamed. */
+static void test_export_reserved_names(void **state)
+{
+    (void)state;
+    char dir[256], p[300];
+    temp_dir(dir, sizeof dir);
+    kiln_graph *g = ku_graph_new();
+    const int64_t d[] = {2};
+    kiln_tensor *ins[] = {
+        kiln_input(g, "in", KILN_F32, 1, d), kiln_input(g, "NULL", KILN_F32, 1, d),
+        kiln_input(g, "errno", KILN_F32, 1, d), kiln_input(g, "kso_state", KILN_F32, 1, d)};
+    kiln_tensor *y = kiln_add(g, kiln_add(g, ins[0], ins[1]), kiln_add(g, ins[2], ins[3]));
+    const char *names[] = {"out"};
+    assert_int_equal(kiln_entry(g, "f", 1, &y, names), KILN_OK);
+    const char *bad[] = {"NULL", "int", "errno", "kiln", "kso", "kiln_model", "EOF"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        kiln_compile_opts o = {.name = bad[i]};
+        assert_int_equal(kiln_export(g, &o, dir), KILN_ERR_INVALID);
+        assert_graph_error(g, KILN_ERR_INVALID,
+                           "is a C keyword or macro, or the export's own prefix");
+    }
+    export_to(g, dir, "m");
+    snprintf(p, sizeof p, "%s/m.h", dir);
+    char *h = ku_read_file(p, NULL);
+    assert_non_null(h);
+    assert_non_null(strstr(h, "int m_f(m_state *s, const float *in_, const float *NULL_, const "
+                              "float *errno_, const float *arg_kso_state, float *out_);"));
+    free(h);
+    kiln_graph_free(g);
+    rm_rf(dir);
+}
+
 /* ---- out of memory ------------------------------------------------------------------ */
 
 /* Every allocation of kiln_export and kiln_module_open may fail: each failure
@@ -696,6 +825,8 @@ int main(void)
         cmocka_unit_test(test_open_refuses_a_cache_entry),
         cmocka_unit_test(test_export_errors),
         cmocka_unit_test(test_export_argument_names),
+        cmocka_unit_test(test_export_hostile_names),
+        cmocka_unit_test(test_export_reserved_names),
         cmocka_unit_test(test_out_of_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
