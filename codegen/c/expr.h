@@ -19,19 +19,7 @@
 #define KILN_CGEN_EXPR_H
 
 #include "ir/kernel.h"
-
-/* ---- a growing string --------------------------------------------------------- */
-
-typedef struct {
-    char *s; /* NUL-terminated, ir_alloc'd */
-    size_t len, cap;
-    bool oom; /* set once an allocation failed; later appends are dropped */
-} cgen_buf;
-
-void cgen_puts(cgen_buf *b, const char *s);
-void cgen_printf(cgen_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void cgen_indent(cgen_buf *b, int depth); /* 4 spaces per level */
-void cgen_buf_free(cgen_buf *b);
+#include "ir/strbuf.h"
 
 /* ---- the table -------------------------------------------------------------- */
 
