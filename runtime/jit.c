@@ -590,7 +590,7 @@ kiln_status rt_cexec_prepare(kiln_module *m, kiln_graph *g, const kiln_compile_o
         return s;
     }
     const kprogram *p = c->prog;
-    cgen_opts co = {.openmp = true, .debug_comments = false};
+    cgen_opts co = {.openmp = true, .features = cgen_host_features()};
     c->source = cgen_c(p, &co);
     int ne = p->nentries ? p->nentries : 1;
     c->entries = ir_alloc(sizeof(*c->entries) * (size_t)ne);

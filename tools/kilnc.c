@@ -297,7 +297,7 @@ static int compile_mode(int argc, char **argv)
         } else {
             if (stats)
                 print_stats(p, stderr);
-            cgen_opts o = {.openmp = true};
+            cgen_opts o = {.openmp = true, .features = cgen_host_features()};
             if ((c && !(source = cgen_c(p, &o))) || (cuda && !(source = cgen_cuda(p)))) {
                 fprintf(stderr, "kilnc: out of memory rendering %s\n", c ? "C" : "CUDA");
                 rc = 1;

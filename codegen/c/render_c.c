@@ -606,28 +606,19 @@ static bool empty_domain(const kernel *k)
  *   STRIDED  anything else (axpy over a strided B row) */
 typedef enum { MMV_ROWS, MMV_DOT, MMV_STRIDED, MMV_PACKED } mm_variant;
 
-/* Whether the host has AVX-512 (the packed microkernel's width); generated
- * code is built with -march=native for this host, and the CPU is in the
- * compile cache's key. */
-static bool host_avx512(void)
-{
-#if defined(__x86_64__) && defined(__GNUC__)
-    return __builtin_cpu_supports("avx512f");
-#else
-    return false;
-#endif
-}
-
 /* The packed microkernel's register block: MR rows x NR columns of f32
  * accumulators in VL-wide vectors (AVX-512: 12 of 32 registers; AVX2: 12 of
- * 16). */
-static void mm_block(int *mr, int *nr, int *vl)
+ * 16). Generated code is built with -march=native for the host whose
+ * features the caller passed (cgen_host_features); the CPU is in the compile
+ * cache's key. */
+static void mm_block(const cgen_opts *o, int *mr, int *nr, int *vl)
 {
-    bool wide = host_avx512();
+    bool wide = o->features & CGEN_AVX512F;
     *mr = wide ? 6 : 4;
     *nr = wide ? 32 : 24;
     *vl = wide ? 16 : 8;
 }
+
 static mm_variant mm_variant_of(const kprogram *p, const kernel *k)
 {
     const kk_matmul *mm = &k->mm;
@@ -914,7 +905,7 @@ static void typed_body(cgen_buf *b, const char *body, const char *tt, const char
 }
 
 /* The tile function of kernel k (see mm_variant). */
-static void render_mm_fn(cgen_buf *b, const kprogram *p, const kernel *k)
+static void render_mm_fn(cgen_buf *b, const kprogram *p, const kernel *k, const cgen_opts *o)
 {
     const kk_matmul *mm = &k->mm;
     bool fl = ir_dtype_is_float(k->acc_dtype);
@@ -922,7 +913,7 @@ static void render_mm_fn(cgen_buf *b, const kprogram *p, const kernel *k)
     const char *ta = cgen_ctype(p->bufs[mm->a].dtype), *tb = cgen_ctype(p->bufs[mm->b].dtype);
     mm_variant v = mm_variant_of(p, k);
     int mr, nr, vl;
-    mm_block(&mr, &nr, &vl);
+    mm_block(o, &mr, &nr, &vl);
     if (v == MMV_PACKED) {
         cgen_puts(b,
                   "static KILN_NOINLINE void kiln_mm_pack_a_f32(float *restrict ap, int64_t mi,\n"
@@ -968,7 +959,7 @@ static void render_mm_fn(cgen_buf *b, const kprogram *p, const kernel *k)
 }
 
 /* Renders each distinct tile function the program's matmuls use, once. */
-static void render_mm_fns(cgen_buf *b, const kprogram *p)
+static void render_mm_fns(cgen_buf *b, const kprogram *p, const cgen_opts *o)
 {
     for (int i = 0; i < p->nkernels; i++) {
         const kernel *k = &p->kernels[i];
@@ -988,7 +979,7 @@ static void render_mm_fns(cgen_buf *b, const kprogram *p)
         if (mine.oom || other.oom)
             b->oom = true;
         else if (!seen)
-            render_mm_fn(b, p, k);
+            render_mm_fn(b, p, k, o);
         cgen_buf_free(&mine);
         cgen_buf_free(&other);
     }
@@ -1023,7 +1014,7 @@ static void render_matmul(kr *r)
      * per tile: mpad x K floats on the thread's stack, or its heap when big
      * (malloc failing falls back to packing per tile). */
     int mr, nr, vl;
-    mm_block(&mr, &nr, &vl);
+    mm_block(&r->o, &mr, &nr, &vl);
     int64_t mpad = (mb + mr - 1) / mr * mr, apk_bytes = mpad * mm->k * 4;
     bool apk = packed && mm->k > 0 && apk_bytes <= MM_APK_MAX;
     bool apk_heap = apk_bytes > MM_APK_STACK;
@@ -1465,6 +1456,15 @@ static const char copy_fn_omp[] =
     "}\n"
     "\n";
 
+unsigned cgen_host_features(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    return __builtin_cpu_supports("avx512f") ? CGEN_AVX512F : 0;
+#else
+    return 0;
+#endif
+}
+
 char *cgen_c(const kprogram *p, const cgen_opts *o)
 {
     if (!p)
@@ -1499,7 +1499,7 @@ char *cgen_c(const kprogram *p, const cgen_opts *o)
         cgen_puts(&b, cgen_helpers[i]);
     cgen_puts(&b, "\n");
     render_consts(&b, p);
-    render_mm_fns(&b, p);
+    render_mm_fns(&b, p, o);
     bool ok = true;
     for (int i = 0; i < p->nkernels && ok; i++)
         ok = render_kernel(&b, p, &p->kernels[i], o, false);

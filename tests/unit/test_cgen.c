@@ -117,7 +117,7 @@ static void build(built *B, const kprogram *p, bool openmp)
      * but compiled without -fopenmp, as the runtime does */
     const char *env = getenv("KILN_OPENMP");
     bool compile_omp = openmp && !(env && strcmp(env, "0") == 0);
-    cgen_opts o = {.openmp = openmp, .debug_comments = true};
+    cgen_opts o = {.openmp = openmp, .debug_comments = true, .features = cgen_host_features()};
     B->src = cgen_c(p, &o);
     assert_non_null(B->src);
     strcpy(B->dir, "/tmp/kiln_cgen_XXXXXX");
