@@ -40,16 +40,48 @@ typedef struct {
 
 extern const cgen_lang cgen_c_lang;
 
-/* Static helper functions every source needs (Philox, rand/randn, sigmoid,
- * NaN-propagating max/min, saturating float->int, floor division, integer
- * power, index checks). The renderer defines first: KILN_FN (the function
- * qualifiers), kiln_ctx, the KILN_RUNERR_* codes and
- *     void kiln_fail(kiln_ctx *ctx, int32_t code, int32_t kernel, int32_t axis,
- *                    int64_t index, int64_t size);   (records the first error) */
-extern const char *const cgen_helpers[]; /* NULL-terminated pieces */
-/* ir/vmath.inc (embedded by CMake): kiln_expf, kiln_logf, kiln_tanhf,
- * kiln_erff; printed before cgen_helpers (which use kiln_expf). */
-extern const char cgen_vmath_text[];
+/* ---- helpers ------------------------------------------------------------------ */
+
+/* The helper C sources carry lives in .inc files embedded by CMake, cut into
+ * sections at marker lines `@helper NAME...` (in a comment of its own): a
+ * section runs from its marker to the next one, and a source carries it when
+ * the source's text, or a section it carries, uses one of its NAMEs as a whole
+ * identifier (every helper name starts with kiln_ or KILN_). What comes
+ * before a file's first marker is its header comment, never printed.
+ *   ir/vmath.inc                 kiln_expf, kiln_logf, kiln_tanhf, kiln_erff,
+ *                                kiln_box_mullerf (C and CUDA)
+ *   codegen/c/helpers.inc        Philox, rand/randn, sigmoid, NaN-propagating
+ *                                max/min, float->int, floor division, ipow,
+ *                                index checks (C and CUDA; they call kiln_fail)
+ *   codegen/c/prelude.inc        C: includes and portability macros
+ *   codegen/c/runtime.inc        C: kiln_fail, kiln_threads, copies, profile
+ *   codegen/c/gemm.inc           C: GEMM tile templates (cgen_template) */
+extern const char cgen_vmath_text[], cgen_helpers_text[], cgen_prelude_text[], cgen_runtime_text[],
+    cgen_gemm_text[];
+
+enum { CGEN_MAX_SECTIONS = 96 };
+
+typedef struct {
+    const char *text, *end;        /* the section, after its marker line */
+    const char *names, *names_end; /* the marker's names */
+    bool need;
+} cgen_section;
+
+typedef struct {
+    cgen_section s[CGEN_MAX_SECTIONS];
+    int n;
+} cgen_helpers;
+
+/* Cuts texts[0..n) into sections; false when they have too many. */
+bool cgen_helpers_init(cgen_helpers *h, const char *const *texts, int n);
+/* Marks the sections text uses, and the sections those use, and so on. */
+void cgen_helpers_use(cgen_helpers *h, const char *text);
+/* Prints, in order, the needed sections cut from text (one of init's texts). */
+void cgen_helpers_print(cgen_buf *b, const cgen_helpers *h, const char *text);
+/* Prints the section of text that lists name with each whole identifier
+ * from[i] replaced by to[i]; false when text has no such section. */
+bool cgen_template(cgen_buf *b, const char *text, const char *name, int n, const char *const *from,
+                   const char *const *to);
 
 /* ---- printing ---------------------------------------------------------------- */
 
