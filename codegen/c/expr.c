@@ -58,7 +58,7 @@ const cgen_lang cgen_c_lang = {
             [IR_GE] = {.any = "($a >= $b)"},
             [IR_WHERE] = {.any = "($a ? $b : $c)"},
         },
-    .load = "b$B[$a]",
+    .load = "$B[$a]",
     .var = "i$V",
     .idiv = "($a / $b)",
     .imod = "($a % $b)",
@@ -68,6 +68,45 @@ const cgen_lang cgen_c_lang = {
 };
 
 /* ---- printing ---------------------------------------------------------------- */
+
+/* The graph's name for buffer i: its tensor's (an input or param) or its
+ * output's; NULL for a temporary or a constant. */
+static const char *buf_tensor_name(const kprogram *p, int i)
+{
+    if (!p || !p->g || i < 0 || i >= p->nbufs)
+        return NULL;
+    const kbuf *kb = &p->bufs[i];
+    const kiln_graph *g = p->g;
+    if (kb->role == KB_OUTPUT && kb->entry >= 0 && kb->entry < g->nentries && kb->index >= 0 &&
+        kb->index < g->entries[kb->entry].n && g->entries[kb->entry].output_names)
+        return g->entries[kb->entry].output_names[kb->index];
+    if ((kb->role == KB_INPUT || kb->role == KB_PARAM) && kb->node >= 0 && kb->node < g->nnodes)
+        return g->nodes[kb->node]->name;
+    return NULL;
+}
+
+void cgen_buf_name(cgen_buf *b, const kprogram *p, int i)
+{
+    enum { MAXLEN = 24 };
+    const char *name = buf_tensor_name(p, i);
+    char s[MAXLEN + 1];
+    size_t n = 0;
+    for (; name && name[n] && n < MAXLEN; n++) {
+        char c = name[n];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+        s[n] = ok ? c : '_';
+    }
+    s[n] = 0;
+    /* k<digits>_ is reserved for kernel names */
+    for (size_t j = 0; j < n; j++) {
+        size_t d = j + 1;
+        while (d < n && s[d] >= '0' && s[d] <= '9')
+            d++;
+        if (s[j] == 'k' && d > j + 1 && d < n && s[d] == '_')
+            s[j] = 'K';
+    }
+    cgen_printf(b, n ? "b%d_%s" : "b%d", i, s);
+}
 
 const char *cgen_ctype(kiln_dtype dt)
 {
@@ -227,7 +266,7 @@ static void expand(cgen_buf *b, const char *t, const cgen_ectx *e, const kx_node
         case 'v': cgen_puts(b, fdt == KILN_F32 ? "kiln_" : ""); break;
         case 'd': cgen_puts(b, ir_dtype_kir(n->dtype)); break;
         case 'K': cgen_printf(b, "%d", e->k->id); break;
-        case 'B': cgen_printf(b, "%d", n->buf); break;
+        case 'B': cgen_buf_name(b, e->p, n->buf); break;
         case 'V': cgen_printf(b, "%d", n->var); break;
         case 'S': cgen_printf(b, "%u", (unsigned)n->stream); break;
         case 'X': cgen_printf(b, "%d", n->axis); break;
@@ -463,22 +502,29 @@ void cgen_store(cgen_buf *b, const cgen_ectx *e, const kprogram *p, const kk_sto
             cgen_operand(b, e, s->value);
             cgen_printf(b, ")\n");
             cgen_indent(b, ind + 1);
-            cgen_printf(b, "b%d[", s->buf);
+            cgen_buf_name(b, e->p, s->buf);
+            cgen_puts(b, "[");
             cgen_operand(b, e, s->index);
             cgen_puts(b, "] = true;\n");
             return;
         }
-        if (dt == KILN_I64)
-            cgen_printf(b, "atomicAdd((unsigned long long *)&b%d[", s->buf);
-        else
-            cgen_printf(b, "atomicAdd(&b%d[", s->buf);
+        if (dt == KILN_I64) {
+            cgen_puts(b, "atomicAdd((unsigned long long *)&");
+            cgen_buf_name(b, e->p, s->buf);
+            cgen_puts(b, "[");
+        } else {
+            cgen_puts(b, "atomicAdd(&");
+            cgen_buf_name(b, e->p, s->buf);
+            cgen_puts(b, "[");
+        }
         cgen_operand(b, e, s->index);
         cgen_puts(b, dt == KILN_I64 ? "], (unsigned long long)" : "], ");
         cgen_operand(b, e, s->value);
         cgen_puts(b, ");\n");
         return;
     }
-    cgen_printf(b, "b%d[", s->buf);
+    cgen_buf_name(b, e->p, s->buf);
+    cgen_puts(b, "[");
     cgen_operand(b, e, s->index);
     cgen_puts(b, "]");
     if (s->accumulate && dt != KILN_F32 && dt != KILN_F64) {
@@ -486,7 +532,8 @@ void cgen_store(cgen_buf *b, const cgen_ectx *e, const kprogram *p, const kk_sto
         cgen_printf(b, " = (%s)(", dt == KILN_BOOL ? "bool" : cgen_ctype(dt));
         if (dt != KILN_BOOL)
             cgen_printf(b, "(%s)", u);
-        cgen_printf(b, "b%d[", s->buf);
+        cgen_buf_name(b, e->p, s->buf);
+        cgen_puts(b, "[");
         cgen_operand(b, e, s->index);
         cgen_puts(b, dt == KILN_BOOL ? "] | " : "] + ");
         if (dt != KILN_BOOL)

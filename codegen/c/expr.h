@@ -88,10 +88,14 @@ bool cgen_template(cgen_buf *b, const char *text, const char *name, int n, const
 typedef struct {
     const cgen_lang *lang;
     const kernel *k;
+    const kprogram *p; /* for buffer names; NULL: b<N> */
     const bool *plain; /* per node: bounded I64 index arithmetic (cgen_plain_nodes) */
     const char *acc;   /* how KX_ACC reads */
 } cgen_ectx;
 
+/* Buffer i's C name: b<i>_<its tensor's name> (as a C identifier, at most 24
+ * characters, never k<digits>_), or b<i> for temporaries and constants. */
+void cgen_buf_name(cgen_buf *b, const kprogram *p, int i);
 const char *cgen_ctype(kiln_dtype dt); /* "float", "double", "int32_t", "int64_t", "bool" */
 /* Operands of node n (its `a` slots in use); returns how many. */
 int cgen_operands(const kx_node *n, int ops[3]);

@@ -614,9 +614,10 @@ static void kernel_args(kr *r, bool call)
         const char *cst = r->use[i] & 2 ? "" : "const ";
         cgen_puts(b, ",");
         cgen_puts(b, column(b) > 72 ? (call ? "\n            " : "\n    ") : " ");
-        if (!call)
-            cgen_printf(b, "%s%s *restrict b%d", cst, cgen_ctype(kb->dtype), i);
-        else if (kb->role == KB_CONST)
+        if (!call) {
+            cgen_printf(b, "%s%s *restrict ", cst, cgen_ctype(kb->dtype));
+            cgen_buf_name(b, r->p, i);
+        } else if (kb->role == KB_CONST)
             cgen_printf(b, "kiln_data_%d", i);
         else
             cgen_printf(b, "(%s%s *)ctx->bufs[%d]", cst, cgen_ctype(kb->dtype), i);
@@ -639,7 +640,7 @@ static bool kr_init(kr *r, cgen_buf *b, const kprogram *p, const kernel *k, cons
     r->plain = cgen_plain_nodes(k);
     r->chunk = ir_alloc(n);
     r->defer = ir_alloc(n);
-    r->e = (cgen_ectx){.lang = &cgen_c_lang, .k = k, .plain = r->plain};
+    r->e = (cgen_ectx){.lang = &cgen_c_lang, .k = k, .p = p, .plain = r->plain};
     if (!r->need || !r->post || !r->done || !r->lev || !r->use || !r->plain || !r->chunk ||
         !r->defer)
         return false;
@@ -685,12 +686,19 @@ static bool render_kernel(cgen_buf *b, const kprogram *p, const kernel *k, const
         if (cgen_empty_domain(k)) {
             cgen_puts(b, "    /* an empty domain: nothing to compute */\n    (void)ctx;\n");
             for (int i = 0; i < p->nbufs; i++)
-                if (r.use[i])
-                    cgen_printf(b, "    (void)b%d;\n", i);
+                if (r.use[i]) {
+                    cgen_puts(b, "    (void)");
+                    cgen_buf_name(b, p, i);
+                    cgen_puts(b, ";\n");
+                }
         } else {
-            if (k->kind == KK_MATMUL && k->mm.k == 0)
-                cgen_printf(b, "    (void)b%d; /* k = 0: the sums are 0 */\n    (void)b%d;\n",
-                            k->mm.a, k->mm.b);
+            if (k->kind == KK_MATMUL && k->mm.k == 0) {
+                cgen_puts(b, "    (void)");
+                cgen_buf_name(b, p, k->mm.a);
+                cgen_puts(b, "; /* k = 0: the sums are 0 */\n    (void)");
+                cgen_buf_name(b, p, k->mm.b);
+                cgen_puts(b, ";\n");
+            }
             if (!r.fails && !r.rng)
                 cgen_puts(b, "    (void)ctx;\n");
             switch (k->kind) {

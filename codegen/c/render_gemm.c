@@ -216,8 +216,9 @@ void cgen_render_matmul(kr *r)
             cgen_printf(
                 b, "                        kiln_mm_pack_a_f32(apk + %lld * kb, ie - ib, kb,\n",
                 (long long)mpad);
-            cgen_printf(b, "                            kb + %lld < %lld ? kb + %lld : %lld, b%d",
-                        (long long)kb, (long long)mm->k, (long long)kb, (long long)mm->k, mm->a);
+            cgen_printf(b, "                            kb + %lld < %lld ? kb + %lld : %lld, ",
+                        (long long)kb, (long long)mm->k, (long long)kb, (long long)mm->k);
+            cgen_buf_name(b, r->p, mm->a);
             offset_terms(b, 2, av, as);
             cgen_printf(b, ", %lld, %lld);\n", (long long)sa[1], (long long)sa[2]);
             cgen_printf(b, "                    apk_at = i0 * %lld + ib;\n                }\n",
@@ -228,11 +229,13 @@ void cgen_render_matmul(kr *r)
         cgen_puts(b, "                    ");
         mm_fn_name(b, r->p, k);
         cgen_printf(b, "(&tile[0][0], %lld, ie - ib, jn, kb,\n", (long long)nb);
-        cgen_printf(b, "                        kb + %lld < %lld ? kb + %lld : %lld, b%d",
-                    (long long)kb, (long long)mm->k, (long long)kb, (long long)mm->k, mm->a);
+        cgen_printf(b, "                        kb + %lld < %lld ? kb + %lld : %lld, ",
+                    (long long)kb, (long long)mm->k, (long long)kb, (long long)mm->k);
+        cgen_buf_name(b, r->p, mm->a);
         offset_terms(b, 2, av, as);
-        cgen_printf(b, ", %lld, %lld,\n                        b%d", (long long)sa[1],
-                    (long long)sa[2], mm->b);
+        cgen_printf(b, ", %lld, %lld,\n                        ", (long long)sa[1],
+                    (long long)sa[2]);
+        cgen_buf_name(b, r->p, mm->b);
         offset_terms(b, 2, bv, bs);
         cgen_printf(b, ", %lld, %lld", (long long)sb[1], (long long)sb[2]);
         if (apk)

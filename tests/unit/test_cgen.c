@@ -1310,7 +1310,8 @@ static void test_names_and_comments(void **state)
     assert_non_null(strstr(src, want));
     snprintf(want, sizeof want, " *   %%%d add f32[2, 3] <- %%%d, %%%d\n", z->id, y->id, y->id);
     assert_non_null(strstr(src, want));
-    assert_non_null(strstr(src, "static int k0_exp_add(kiln_ctx *ctx, const float *restrict b0,"));
+    assert_non_null(strstr(
+        src, "static int k0_exp_add(kiln_ctx *ctx, const float *restrict b0_K9_evil__name,"));
     assert_non_null(strstr(src, "static int k1_kernel("));
     assert_non_null(strstr(src, "k9-evil??name")); /* sanitized: no k<N>_, no comment end */
     assert_non_null(strstr(src, "KILN_EXPORT const char kiln_abi[] = \"" KILN_ABI_TAG "\";"));
