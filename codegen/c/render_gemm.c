@@ -22,18 +22,6 @@ enum { MM_MB = 32, MM_NB = 256, MM_KB = 192 };
  * GFLOP/s from 128 rows); the f64 tile is 512 KiB of the thread's stack. */
 enum { MM_PMB = 256, MM_PNB = 256, MM_APK_STACK = 512 << 10, MM_APK_MAX = 64 << 20 };
 
-/* " + i0 * 12 + p" for the nonzero strides */
-static void offset_terms(cgen_buf *b, int n, const char *const *vars, const int64_t *strides)
-{
-    for (int i = 0; i < n; i++) {
-        if (strides[i] == 0)
-            continue;
-        cgen_printf(b, " + %s", vars[i]);
-        if (strides[i] != 1)
-            cgen_printf(b, " * %lld", (long long)strides[i]);
-    }
-}
-
 /* GEMM tiles go through one shared function per layout and dtypes, not a loop
  * nest per kernel: clang then unrolls and schedules each inner loop once per
  * translation unit (an MLP train step has eleven matmuls), which is most of a
@@ -144,6 +132,128 @@ void cgen_render_mm_fns(cgen_buf *b, const kprogram *p, const cgen_opts *o)
     }
 }
 
+/* One blocked axis of the GEMM driver: `v` runs over [0, n) in steps of
+ * `step`. A single block needs no loop (v is 0 and folds away); lengths and
+ * ends that are the same for every block are printed as constants. */
+typedef struct {
+    const char *v, *end; /* "ib"; the local holding a ragged block's end: "ie" */
+    int64_t n, step;
+} mm_axis;
+
+static bool one_block(const mm_axis *a)
+{
+    return a->n <= a->step;
+}
+
+static bool ragged(const mm_axis *a)
+{
+    return !one_block(a) && a->n % a->step != 0;
+}
+
+/* Opens a's loop at indentation ind; false (nothing printed) for one block. */
+static bool open_block(cgen_buf *b, const mm_axis *a, int ind)
+{
+    if (one_block(a))
+        return false;
+    cgen_indent(b, ind);
+    cgen_printf(b, "for (int64_t %s = 0; %s < %lld; %s", a->v, a->v, (long long)a->n, a->v);
+    if (a->step == 1)
+        cgen_puts(b, "++) {\n");
+    else
+        cgen_printf(b, " += %lld) {\n", (long long)a->step);
+    if (ragged(a)) {
+        cgen_indent(b, ind + 1);
+        cgen_printf(b, "const int64_t %s = %s + %lld < %lld ? %s + %lld : %lld;\n", a->end, a->v,
+                    (long long)a->step, (long long)a->n, a->v, (long long)a->step, (long long)a->n);
+    }
+    return true;
+}
+
+static void block_start(cgen_buf *b, const mm_axis *a)
+{
+    cgen_puts(b, one_block(a) ? "0" : a->v);
+}
+
+static void block_end(cgen_buf *b, const mm_axis *a)
+{
+    if (one_block(a))
+        cgen_printf(b, "%lld", (long long)a->n);
+    else if (ragged(a))
+        cgen_puts(b, a->end);
+    else
+        cgen_printf(b, "%s + %lld", a->v, (long long)a->step);
+}
+
+static void block_len(cgen_buf *b, const mm_axis *a)
+{
+    if (ragged(a))
+        cgen_printf(b, "%s - %s", a->end, a->v);
+    else
+        cgen_printf(b, "%lld", (long long)(one_block(a) ? a->n : a->step));
+}
+
+/* "x - ib" or "x" when the block starts at 0 */
+static void minus_start(cgen_buf *b, const char *x, const mm_axis *a)
+{
+    cgen_puts(b, x);
+    if (!one_block(a))
+        cgen_printf(b, " - %s", a->v);
+}
+
+/* ", " or, past column 64, ",\n" and a continuation line at ind + 1 */
+static void arg_sep(cgen_buf *b, int ind)
+{
+    size_t col = b->len;
+    while (col > 0 && b->s[col - 1] != '\n')
+        col--;
+    if (b->len - col <= 64) {
+        cgen_puts(b, ", ");
+        return;
+    }
+    cgen_puts(b, ",\n");
+    cgen_indent(b, ind + 1);
+}
+
+/* "b0_x + i0 * 12 + ib * 4": an operand's block, for the blocks that move */
+static void operand_at(cgen_buf *b, const kprogram *p, int buf, const mm_axis *const ax[2],
+                       const int64_t strides[2])
+{
+    cgen_buf_name(b, p, buf);
+    for (int i = 0; i < 2; i++) {
+        if (strides[i] == 0 || one_block(ax[i]))
+            continue;
+        cgen_printf(b, " + %s", ax[i]->v);
+        if (strides[i] != 1)
+            cgen_printf(b, " * %lld", (long long)strides[i]);
+    }
+}
+
+/* Packs A's row block (i0, ib) for the whole k range into apk. */
+static void pack_a(kr *r, const mm_axis *bat, const mm_axis *ax, const mm_axis *kx, int64_t mpad,
+                   int ind)
+{
+    cgen_buf *b = r->b;
+    const kk_matmul *mm = &r->k->mm;
+    const mm_axis *av[2] = {bat, ax};
+    const int64_t as[2] = {mm->a_stride[0], mm->a_stride[1]};
+    bool loop = open_block(b, kx, ind);
+    cgen_indent(b, ind + loop);
+    cgen_puts(b, "kiln_mm_pack_a_f32(apk");
+    if (loop)
+        cgen_printf(b, " + %lld * kb", (long long)mpad);
+    cgen_puts(b, ", ");
+    block_len(b, ax);
+    cgen_puts(b, ", ");
+    block_start(b, kx);
+    cgen_puts(b, ", ");
+    block_end(b, kx);
+    arg_sep(b, ind + loop);
+    operand_at(b, r->p, mm->a, av, as);
+    cgen_printf(b, ", %lld, %lld);\n", (long long)mm->a_stride[1], (long long)mm->a_stride[2]);
+    if (loop)
+        cgen_close_to(r, ind, ind - 1);
+}
+
 void cgen_render_matmul(kr *r)
 {
     const kernel *k = r->k;
@@ -167,6 +277,14 @@ void cgen_render_matmul(kr *r)
         mm->batch * ((mm->m + mb - 1) / (mb ? mb : 1)) * ((mm->n + nb - 1) / (nb ? nb : 1));
     bool par = r->o.openmp && !cgen_serial(k) && tiles >= 2 &&
                mm->batch * mm->m * mm->n * (mm->k ? mm->k : 1) >= PAR_WORK;
+    const mm_axis bat = {"i0", "", mm->batch, 1}, ax = {"ib", "ie", mm->m, mb ? mb : 1},
+                  bx = {"jb", "je", mm->n, nb ? nb : 1}, kx = {"kb", "ke", mm->k, kb ? kb : 1};
+    int loops = !one_block(&bat) + !one_block(&ax) + !one_block(&bx);
+    bool need_i0 = false; /* the epilogue reads the batch index */
+    for (int i = 0; i < k->nx; i++)
+        need_i0 = need_i0 || (r->need[i] && k->x[i].kind == KX_VAR && k->x[i].var == 0);
+    if (need_i0 && one_block(&bat))
+        cgen_puts(b, "    const int64_t i0 = 0;\n");
     cgen_emit_at(r, 0, false, 1);
     /* The packed path packs A's row block for the whole k range once per
      * thread and row block (consecutive tiles of a thread share ib), not once
@@ -177,86 +295,132 @@ void cgen_render_matmul(kr *r)
     int64_t mpad = (mb + mr - 1) / mr * mr, apk_bytes = mpad * mm->k * 4;
     bool apk = packed && mm->k > 0 && apk_bytes <= MM_APK_MAX;
     bool apk_heap = apk_bytes > MM_APK_STACK;
+    int ind = 1;
     if (apk) {
-        if (par)
-            cgen_puts(b, "#pragma omp parallel num_threads(kiln_threads(ctx))\n");
+        if (par) /* a packed block per thread */
+            cgen_puts(b, "    #pragma omp parallel num_threads(kiln_threads(ctx))\n    {\n");
+        ind = par ? 2 : 1;
+        cgen_indent(b, ind);
         if (apk_heap)
-            cgen_printf(b, "    {\n    float *apk = malloc(%lld);\n", (long long)apk_bytes);
+            cgen_printf(b, "float *apk = malloc(%lld);\n", (long long)apk_bytes);
         else
-            cgen_printf(b,
-                        "    {\n    float apk_buf[%lld];\n"
-                        "    float *apk = (float *)(((uintptr_t)apk_buf + 63) & ~(uintptr_t)63);\n",
-                        (long long)(mpad * mm->k + 16));
-        cgen_puts(b, "    int64_t apk_at = -1; /* the (i0, ib) packed in apk */\n");
-        if (par)
-            cgen_puts(b, "#pragma omp for collapse(3) schedule(static)\n");
-    } else if (par) {
-        cgen_pragma_for(r, 1, 3, "");
-    }
-    cgen_printf(b, "    for (int64_t i0 = 0; i0 < %lld; i0++) {\n", (long long)mm->batch);
-    cgen_printf(b, "        for (int64_t ib = 0; ib < %lld; ib += %lld) {\n", (long long)mm->m,
-                (long long)mb);
-    cgen_printf(b, "            for (int64_t jb = 0; jb < %lld; jb += %lld) {\n", (long long)mm->n,
-                (long long)nb);
-    cgen_printf(b, "                const int64_t ie = ib + %lld < %lld ? ib + %lld : %lld;\n",
-                (long long)mb, (long long)mm->m, (long long)mb, (long long)mm->m);
-    cgen_printf(b,
-                "                const int64_t jn = (jb + %lld < %lld ? jb + %lld : %lld) - jb;\n",
-                (long long)nb, (long long)mm->n, (long long)nb, (long long)mm->n);
-    cgen_printf(b, "                %s tile[%lld][%lld];\n", tt, (long long)mb, (long long)nb);
-    cgen_puts(b, "                memset(tile, 0, sizeof tile);\n");
-    if (mm->k > 0) {
-        const char *av[2] = {"i0", "ib"}, *bv[2] = {"i0", "jb"};
-        const int64_t as[2] = {sa[0], sa[1]}, bs[2] = {sb[0], sb[2]};
-        if (apk) {
-            cgen_printf(b, "                if (apk && apk_at != i0 * %lld + ib) {\n",
-                        (long long)mm->m);
-            cgen_printf(b, "                    for (int64_t kb = 0; kb < %lld; kb += %lld)\n",
-                        (long long)mm->k, (long long)kb);
-            cgen_printf(
-                b, "                        kiln_mm_pack_a_f32(apk + %lld * kb, ie - ib, kb,\n",
-                (long long)mpad);
-            cgen_printf(b, "                            kb + %lld < %lld ? kb + %lld : %lld, ",
-                        (long long)kb, (long long)mm->k, (long long)kb, (long long)mm->k);
-            cgen_buf_name(b, r->p, mm->a);
-            offset_terms(b, 2, av, as);
-            cgen_printf(b, ", %lld, %lld);\n", (long long)sa[1], (long long)sa[2]);
-            cgen_printf(b, "                    apk_at = i0 * %lld + ib;\n                }\n",
-                        (long long)mm->m);
+            cgen_printf(b, "float apk_buf[%lld];\n", (long long)(mpad * mm->k + 16));
+        if (!apk_heap) {
+            cgen_indent(b, ind);
+            cgen_puts(b, "float *apk = (float *)(((uintptr_t)apk_buf + 63) & ~(uintptr_t)63);\n");
         }
-        cgen_printf(b, "                for (int64_t kb = 0; kb < %lld; kb += %lld)\n",
-                    (long long)mm->k, (long long)kb);
-        cgen_puts(b, "                    ");
+        if (par) {
+            cgen_indent(b, ind);
+            cgen_puts(b, "int64_t apk_at = -1; /* the (i0, ib) packed in apk */\n");
+            cgen_indent(b, ind);
+            cgen_puts(b, "#pragma omp for");
+            if (loops > 1)
+                cgen_printf(b, " collapse(%d)", loops);
+            cgen_puts(b, " schedule(static)\n");
+        }
+    } else if (par) {
+        cgen_pragma_for(r, 1, loops, "");
+    }
+    int ind0 = ind;
+    ind += open_block(b, &bat, ind);
+    ind += open_block(b, &ax, ind);
+    /* one thread runs the tiles of a row block in turn: pack A there */
+    if (apk && !par) {
+        if (apk_heap) {
+            cgen_indent(b, ind);
+            cgen_puts(b, "if (apk)\n");
+        }
+        pack_a(r, &bat, &ax, &kx, mpad, ind + apk_heap);
+    }
+    ind += open_block(b, &bx, ind);
+    cgen_indent(b, ind);
+    cgen_printf(b, "%s tile[%lld][%lld];\n", tt, (long long)mb, (long long)nb);
+    cgen_indent(b, ind);
+    cgen_puts(b, "memset(tile, 0, sizeof tile);\n");
+    if (mm->k > 0) {
+        const mm_axis *av[2] = {&bat, &ax}, *bv[2] = {&bat, &bx};
+        const int64_t as[2] = {sa[0], sa[1]}, bs[2] = {sb[0], sb[2]};
+        if (apk && par) {
+            cgen_indent(b, ind);
+            cgen_printf(b, "if (%sapk_at != ", apk_heap ? "apk && " : "");
+            if (!one_block(&bat))
+                cgen_printf(b, "i0 * %lld + ", (long long)mm->m);
+            block_start(b, &ax);
+            cgen_puts(b, ") {\n");
+            pack_a(r, &bat, &ax, &kx, mpad, ind + 1);
+            cgen_indent(b, ind + 1);
+            cgen_puts(b, "apk_at = ");
+            if (!one_block(&bat))
+                cgen_printf(b, "i0 * %lld + ", (long long)mm->m);
+            block_start(b, &ax);
+            cgen_puts(b, ";\n");
+            cgen_indent(b, ind);
+            cgen_puts(b, "}\n");
+        }
+        bool kloop = open_block(b, &kx, ind);
+        int in = ind + kloop;
+        cgen_indent(b, in);
         mm_fn_name(b, r->p, k);
-        cgen_printf(b, "(&tile[0][0], %lld, ie - ib, jn, kb,\n", (long long)nb);
-        cgen_printf(b, "                        kb + %lld < %lld ? kb + %lld : %lld, ",
-                    (long long)kb, (long long)mm->k, (long long)kb, (long long)mm->k);
-        cgen_buf_name(b, r->p, mm->a);
-        offset_terms(b, 2, av, as);
-        cgen_printf(b, ", %lld, %lld,\n                        ", (long long)sa[1],
-                    (long long)sa[2]);
-        cgen_buf_name(b, r->p, mm->b);
-        offset_terms(b, 2, bv, bs);
+        cgen_printf(b, "(&tile[0][0], %lld, ", (long long)nb);
+        block_len(b, &ax);
+        cgen_puts(b, ", ");
+        block_len(b, &bx);
+        cgen_puts(b, ", ");
+        block_start(b, &kx);
+        cgen_puts(b, ", ");
+        block_end(b, &kx);
+        arg_sep(b, in);
+        operand_at(b, r->p, mm->a, av, as);
+        cgen_printf(b, ", %lld, %lld", (long long)sa[1], (long long)sa[2]);
+        arg_sep(b, in);
+        operand_at(b, r->p, mm->b, bv, bs);
         cgen_printf(b, ", %lld, %lld", (long long)sb[1], (long long)sb[2]);
-        if (apk)
-            cgen_printf(b, ", apk ? apk + %lld * kb : NULL", (long long)mpad);
-        else if (packed)
-            cgen_puts(b, ", NULL");
+        if (apk) {
+            arg_sep(b, in);
+            cgen_puts(b, apk_heap ? "apk ? apk" : "apk");
+            if (kloop)
+                cgen_printf(b, " + %lld * kb", (long long)mpad);
+            cgen_puts(b, apk_heap ? " : NULL" : "");
+        } else if (packed) {
+            arg_sep(b, in);
+            cgen_puts(b, "NULL");
+        }
         cgen_puts(b, ");\n");
+        if (kloop)
+            cgen_close_to(r, ind, ind - 1);
     }
     /* the epilogue: KX_ACC is the finished sum of (i0, i1, i2) */
-    cgen_puts(b, "                for (int64_t i1 = ib; i1 < ie; i1++) {\n");
-    cgen_emit_at(r, 1, false, 5);
-    cgen_puts(b, "                    for (int64_t i2 = jb; i2 < jb + jn; i2++) {\n");
-    cgen_printf(b, "                        const %s acc = ", cgen_ctype(k->acc_dtype));
+    cgen_indent(b, ind);
+    cgen_puts(b, "for (int64_t i1 = ");
+    block_start(b, &ax);
+    cgen_puts(b, "; i1 < ");
+    block_end(b, &ax);
+    cgen_puts(b, "; i1++) {\n");
+    cgen_emit_at(r, 1, false, ind + 1);
+    cgen_indent(b, ind + 1);
+    cgen_puts(b, "for (int64_t i2 = ");
+    block_start(b, &bx);
+    cgen_puts(b, "; i2 < ");
+    block_end(b, &bx);
+    cgen_puts(b, "; i2++) {\n");
+    cgen_indent(b, ind + 2);
+    cgen_printf(b, "const %s acc = ", cgen_ctype(k->acc_dtype));
     if (!fl)
         cgen_printf(b, "(%s)", cgen_ctype(k->acc_dtype));
-    cgen_puts(b, "tile[i1 - ib][i2 - jb];\n");
+    cgen_puts(b, "tile[");
+    minus_start(b, "i1", &ax);
+    cgen_puts(b, "][");
+    minus_start(b, "i2", &bx);
+    cgen_puts(b, "];\n");
     r->e.acc = "acc";
-    cgen_emit_at(r, 2, false, 6);
-    cgen_emit_leftovers(r, 6);
-    cgen_emit_stores(r, 6);
-    cgen_close_to(r, 5, 0);
-    if (apk)
-        cgen_puts(b, apk_heap ? "    free(apk);\n    }\n" : "    }\n");
+    cgen_emit_at(r, 2, false, ind + 2);
+    cgen_emit_leftovers(r, ind + 2);
+    cgen_emit_stores(r, ind + 2);
+    cgen_close_to(r, ind + 1, ind0 - 1);
+    if (apk && apk_heap) {
+        cgen_indent(b, ind0);
+        cgen_puts(b, "free(apk);\n");
+    }
+    if (apk && par)
+        cgen_puts(b, "    }\n");
 }
