@@ -100,6 +100,40 @@ void cgen_helpers_print(cgen_buf *b, const cgen_helpers *h, const char *text)
             put_section(b, &h->s[i]);
 }
 
+/* Prints [at, end) with each whole identifier from[i] replaced by to[i],
+ * leaving out "// clang-format" lines (they keep the templates' signatures
+ * one parameter list per line, however long the names they get). */
+static void substitute(cgen_buf *b, const char *at, const char *end, int n, const char *const *from,
+                       const char *const *to)
+{
+    static const char skip[] = "// clang-format ";
+    bool bol = true;
+    while (at < end) {
+        if (bol && strncmp(at, skip, sizeof skip - 1) == 0) {
+            const char *eol = memchr(at, '\n', (size_t)(end - at));
+            at = eol ? eol + 1 : end;
+            continue;
+        }
+        const char *id = at;
+        while (at < end && ident_char(*at))
+            at++;
+        bol = false;
+        if (at == id) {
+            bol = *at == '\n';
+            cgen_printf(b, "%c", *at++);
+            continue;
+        }
+        size_t len = (size_t)(at - id);
+        int j = 0;
+        while (j < n && !(strlen(from[j]) == len && strncmp(from[j], id, len) == 0))
+            j++;
+        if (j < n)
+            cgen_puts(b, to[j]);
+        else
+            cgen_printf(b, "%.*s", (int)len, id);
+    }
+}
+
 bool cgen_template(cgen_buf *b, const char *text, const char *name, int n, const char *const *from,
                    const char *const *to)
 {
@@ -114,24 +148,7 @@ bool cgen_template(cgen_buf *b, const char *text, const char *name, int n, const
         const char *end = s->end;
         while (end > s->text && end[-1] == '\n')
             end--;
-        for (const char *at = s->text; at < end;) {
-            const char *id = at;
-            while (at < end && ident_char(*at))
-                at++;
-            if (at == id) {
-                at++;
-                cgen_printf(b, "%c", *id);
-                continue;
-            }
-            int j = 0;
-            while (j < n && !(strlen(from[j]) == (size_t)(at - id) &&
-                              strncmp(from[j], id, (size_t)(at - id)) == 0))
-                j++;
-            if (j < n)
-                cgen_puts(b, to[j]);
-            else
-                cgen_printf(b, "%.*s", (int)(at - id), id);
-        }
+        substitute(b, s->text, end, n, from, to);
         cgen_puts(b, "\n\n");
         return true;
     }
