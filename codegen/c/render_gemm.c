@@ -200,13 +200,13 @@ static void minus_start(cgen_buf *b, const char *x, const mm_axis *a)
         cgen_printf(b, " - %s", a->v);
 }
 
-/* ", " or, past column 64, ",\n" and a continuation line at ind + 1 */
+/* ", " or, past column 76, ",\n" and a continuation line at ind + 1 */
 static void arg_sep(cgen_buf *b, int ind)
 {
     size_t col = b->len;
     while (col > 0 && b->s[col - 1] != '\n')
         col--;
-    if (b->len - col <= 64) {
+    if (b->len - col <= 76) {
         cgen_puts(b, ", ");
         return;
     }
