@@ -1,10 +1,8 @@
 /*
- * helpers.c - the helper C of the .inc files, cut at their marker lines, so
- * that a generated source carries only the helpers it uses (see expr.h).
- *
- * Requires texts whose sections start at lines "/" "* @helper NAME... *" "/".
- * Produces the needed sections in text order, and GEMM tile functions
- * instantiated from gemm.inc's templates.
+ * helpers.c - cuts the .inc files' helper C at their marker lines, so that a
+ * generated source carries only the helpers it uses (see expr.h), and
+ * instantiates gemm.inc's tile templates. A marker is a line of its own:
+ * a comment whose text starts with "@helper " and lists the section's names.
  */
 #include "codegen/c/expr.h"
 

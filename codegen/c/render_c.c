@@ -1,13 +1,11 @@
 /*
  * render_c.c - the C renderer: a kprogram as one C99 translation unit.
  *
- * Requires a verified kprogram (kp_verify) and its graph (p->g, for the
- * kernel header comments). Produces helpers, embedded constants, one static
- * function per kernel (loop nest with literal bounds; every kx node a const
- * local in dependency order, hoisted to the outermost loop it depends on;
- * OpenMP on outer loops when asked and worth it), one kiln_entry_<i> per
- * entry and kiln_abi (runtime/abi.h). Expressions come from codegen/c/expr.c,
- * shared with the CUDA renderer; this file owns loops, reductions and GEMM.
+ * Requires a verified kprogram and its graph (p->g, for header comments).
+ * Produces the helpers the rest uses, constants, one static function per
+ * kernel (literal loop bounds, each kx node a const local hoisted to the
+ * outermost loop it depends on, OpenMP where worth it), the entries and
+ * kiln_abi. Expressions: expr.c (shared with CUDA); matmul: render_gemm.c.
  */
 #include "codegen/c/cgen.h"
 #include "codegen/c/expr.h"
