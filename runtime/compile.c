@@ -47,7 +47,7 @@ kiln_status rt_render(kiln_graph *g, kiln_graph *mg, kiln_target target, const c
     kiln_status s = pass_pipeline(mg, &code->prog);
     if (s != KILN_OK)
         return rt_compile_fail(g, s, "%s: %s", fn, kiln_graph_error(mg));
-    cgen_opts co = {.openmp = true};
+    cgen_opts co = {.openmp = true, .features = cgen_host_features()};
     code->source = target == KILN_TARGET_CUDA ? cgen_cuda(code->prog) : cgen_c(code->prog, &co);
     if (!code->source) {
         rt_code_free(code);

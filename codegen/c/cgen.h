@@ -12,10 +12,17 @@
 #include "codegen/c/expr.h"
 #include "ir/kernel.h"
 
+/* CPU features of the machine the source will be compiled for (-march=native). */
+enum { CGEN_AVX512F = 1 << 0 };
+
 typedef struct {
     bool openmp;         /* emit `#pragma omp` (parallel outer loops, simd reductions) */
     bool debug_comments; /* a comment after each local naming its kernel-IR node */
+    unsigned features;   /* CGEN_* bits: what the GEMM microkernel may assume */
 } cgen_opts;
+
+/* The CGEN_* features of this machine, for a source compiled here. */
+unsigned cgen_host_features(void);
 
 /* Renders the whole program as one C translation unit. Returns a NUL-terminated
  * string allocated with ir_alloc (caller ir_free's), or NULL when out of memory

@@ -9,75 +9,8 @@
 #include "codegen/c/expr.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-
-/* ---- a growing string --------------------------------------------------------- */
-
-static bool reserve(cgen_buf *b, size_t extra)
-{
-    if (b->oom)
-        return false;
-    if (b->len + extra + 1 <= b->cap)
-        return true;
-    size_t nc = b->cap ? b->cap : 4096;
-    while (nc < b->len + extra + 1)
-        nc *= 2;
-    char *s = ir_realloc(b->s, nc);
-    if (!s) {
-        b->oom = true;
-        return false;
-    }
-    b->s = s;
-    b->cap = nc;
-    return true;
-}
-
-void cgen_puts(cgen_buf *b, const char *s)
-{
-    size_t n = strlen(s);
-    if (!reserve(b, n))
-        return;
-    memcpy(b->s + b->len, s, n + 1);
-    b->len += n;
-}
-
-void cgen_printf(cgen_buf *b, const char *fmt, ...)
-{
-    char small[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(small, sizeof small, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        b->oom = true;
-        return;
-    }
-    if ((size_t)n < sizeof small) {
-        cgen_puts(b, small);
-        return;
-    }
-    if (!reserve(b, (size_t)n))
-        return;
-    va_start(ap, fmt);
-    vsnprintf(b->s + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-}
-
-void cgen_indent(cgen_buf *b, int depth)
-{
-    for (int i = 0; i < depth; i++)
-        cgen_puts(b, "    ");
-}
-
-void cgen_buf_free(cgen_buf *b)
-{
-    ir_free(b->s);
-    b->s = NULL;
-    b->len = b->cap = 0;
-}
 
 /* ---- the table -------------------------------------------------------------- */
 
@@ -126,7 +59,7 @@ const cgen_lang cgen_c_lang = {
             [IR_GE] = {.any = "($a >= $b)"},
             [IR_WHERE] = {.any = "($a ? $b : $c)"},
         },
-    .load = "b$B[$a]",
+    .load = "$B[$a]",
     .var = "i$V",
     .idiv = "($a / $b)",
     .imod = "($a % $b)",
@@ -135,280 +68,46 @@ const cgen_lang cgen_c_lang = {
     .check = "kiln_check(ctx, $K, $X, $Z, $a)",
 };
 
-const char *const cgen_helpers[] = {
-    "#define KILN_TWO_M24 (1.0 / 16777216.0)\n"
-    "#define KILN_TWO_M53 (1.0 / 9007199254740992.0)\n"
-    "#define KILN_TWO_PI  6.283185307179586\n"
-    "\n"
-    "/* Philox-4x32-10 block blk of (seed, stream, run), as ir/philox.c. */\n"
-    "KILN_FN void kiln_philox(uint64_t seed, uint32_t stream, uint32_t run, uint64_t blk,\n"
-    "                         uint32_t x[4])\n"
-    "{\n"
-    "    uint32_t c0 = (uint32_t)blk, c1 = (uint32_t)(blk >> 32), c2 = stream, c3 = run;\n"
-    "    uint32_t key0 = (uint32_t)seed, key1 = (uint32_t)(seed >> 32);\n"
-    "    KILN_UNROLL\n"
-    "    for (int r = 0; r < 10; r++) {\n"
-    "        uint64_t p0 = (uint64_t)0xD2511F53u * c0, p1 = (uint64_t)0xCD9E8D57u * c2;\n"
-    "        uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ key0;\n"
-    "        uint32_t n2 = (uint32_t)(p0 >> 32) ^ c3 ^ key1;\n"
-    "        c1 = (uint32_t)p1;\n"
-    "        c3 = (uint32_t)p0;\n"
-    "        c0 = n0;\n"
-    "        c2 = n2;\n"
-    "        key0 += 0x9E3779B9u;\n"
-    "        key1 += 0xBB67AE85u;\n"
-    "    }\n"
-    "    x[0] = c0;\n"
-    "    x[1] = c1;\n"
-    "    x[2] = c2;\n"
-    "    x[3] = c3;\n"
-    "}\n"
-    "\n"
-    "KILN_FN float kiln_rand_f32(uint64_t seed, uint32_t stream, uint32_t run, uint64_t i)\n"
-    "{\n"
-    "    uint32_t x[4];\n"
-    "    kiln_philox(seed, stream, run, i / 4, x);\n"
-    "    return (float)((double)(x[i % 4] >> 8) * KILN_TWO_M24);\n"
-    "}\n"
-    "\n"
-    "KILN_FN double kiln_rand_f64(uint64_t seed, uint32_t stream, uint32_t run, uint64_t i)\n"
-    "{\n"
-    "    uint32_t x[4];\n"
-    "    kiln_philox(seed, stream, run, i / 2, x);\n"
-    "    unsigned w = (unsigned)(i % 2) * 2;\n"
-    "    return (double)(((uint64_t)x[w + 1] << 32 | x[w]) >> 11) * KILN_TWO_M53;\n"
-    "}\n"
-    "\n"
-    "KILN_FN double kiln_box_muller(double u1, double u2, uint64_t i) /* f64 */\n"
-    "{\n"
-    "    double r = sqrt(-2.0 * log(u1));\n"
-    "    return (i % 2 == 0) ? r * cos(KILN_TWO_PI * u2) : r * sin(KILN_TWO_PI * u2);\n"
-    "}\n"
-    "\n"
-    "KILN_FN float kiln_randn_f32(uint64_t seed, uint32_t stream, uint32_t run, uint64_t i)\n"
-    "{\n"
-    "    uint32_t x[4];\n"
-    "    kiln_philox(seed, stream, run, i / 4, x);\n"
-    "    unsigned w = (unsigned)(i % 4) & 2u;\n"
-    "    float z0, z1;\n"
-    "    kiln_box_mullerf(x[w], x[w + 1], &z0, &z1);\n"
-    "    return i % 2 ? z1 : z0;\n"
-    "}\n"
-    "\n"
-    "KILN_FN double kiln_randn_f64(uint64_t seed, uint32_t stream, uint32_t run, uint64_t i)\n"
-    "{\n"
-    "    uint32_t x[4];\n"
-    "    kiln_philox(seed, stream, run, i / 2, x);\n"
-    "    double u1 = (double)((((uint64_t)x[1] << 32 | x[0]) >> 11) + 1) * KILN_TWO_M53;\n"
-    "    double u2 = (double)(((uint64_t)x[3] << 32 | x[2]) >> 11) * KILN_TWO_M53;\n"
-    "    return kiln_box_muller(u1, u2, i);\n"
-    "}\n"
-    "\n"
-    "",
-    /* split: C99 promises string literals of 4095 characters only */
-    "/* Words 0..3 of Philox blocks b0 .. b0 + nb - 1 into w[q * ld + j]\n"
-    " * (structure of arrays, nb rounded up to 16). With AVX-512 sixteen blocks\n"
-    " * per vector, each round's 32 x 32 -> 64 products as even and odd\n"
-    " * vpmuludq; otherwise a loop the vectorizer takes. The renderer defines\n"
-    " * KILN_RNG_INTRINSICS only for programs that draw f32 random numbers: the\n"
-    " * intrinsics header alone costs clang 150 ms. */\n"
-    "#define KILN_RCHUNK 1024\n"
-    "#define KILN_RBLOCKS (KILN_RCHUNK / 4 + 16)\n"
-    "#if defined(KILN_RNG_INTRINSICS) && defined(__AVX512F__) && !defined(__CUDACC__)\n"
-    "#include <immintrin.h>\n"
-    "#define KILN_HILO(m, c, hi, lo)                                                   \\\n"
-    "    do {                                                                          \\\n"
-    "        __m512i e_ = _mm512_mul_epu32(m, c);                                      \\\n"
-    "        __m512i o_ = _mm512_mul_epu32(m, _mm512_srli_epi64(c, 32));               \\\n"
-    "        hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(e_, 32), o_);      \\\n"
-    "        lo = _mm512_mask_blend_epi32(0xAAAA, e_, _mm512_slli_epi64(o_, 32));      \\\n"
-    "    } while (0)\n"
-    "KILN_FN void kiln_philox_soa(uint64_t seed, uint32_t stream, uint32_t run, uint64_t b0,\n"
-    "                             int64_t nb, uint32_t *restrict w, int64_t ld)\n"
-    "{\n"
-    "    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13,\n"
-    "                                           14, 15);\n"
-    "    const __m512i m0 = _mm512_set1_epi32((int)0xD2511F53u);\n"
-    "    const __m512i m1 = _mm512_set1_epi32((int)0xCD9E8D57u);\n"
-    "    for (int64_t j = 0; j < nb; j += 16) {\n"
-    "        const uint64_t b = b0 + (uint64_t)j;\n"
-    "        const __m512i lo = _mm512_set1_epi32((int)(uint32_t)b);\n"
-    "        const __m512i hi = _mm512_set1_epi32((int)(uint32_t)(b >> 32));\n"
-    "        __m512i c0 = _mm512_add_epi32(lo, lane); /* a carry bumps word 1 */\n"
-    "        __m512i c1 = _mm512_mask_add_epi32(hi, _mm512_cmplt_epu32_mask(c0, lo), hi,\n"
-    "                                           _mm512_set1_epi32(1));\n"
-    "        __m512i c2 = _mm512_set1_epi32((int)stream), c3 = _mm512_set1_epi32((int)run);\n"
-    "        uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);\n"
-    "        KILN_UNROLL\n"
-    "        for (int r = 0; r < 10; r++) {\n"
-    "            __m512i hi0, lo0, hi1, lo1;\n"
-    "            KILN_HILO(m0, c0, hi0, lo0);\n"
-    "            KILN_HILO(m1, c2, hi1, lo1);\n"
-    "            c0 = _mm512_ternarylogic_epi32(hi1, c1, _mm512_set1_epi32((int)k0), 0x96);\n"
-    "            c2 = _mm512_ternarylogic_epi32(hi0, c3, _mm512_set1_epi32((int)k1), 0x96);\n"
-    "            c1 = lo1;\n"
-    "            c3 = lo0;\n"
-    "            k0 += 0x9E3779B9u;\n"
-    "            k1 += 0xBB67AE85u;\n"
-    "        }\n"
-    "        _mm512_storeu_si512(w + j, c0);\n"
-    "        _mm512_storeu_si512(w + ld + j, c1);\n"
-    "        _mm512_storeu_si512(w + 2 * ld + j, c2);\n"
-    "        _mm512_storeu_si512(w + 3 * ld + j, c3);\n"
-    "    }\n"
-    "}\n"
-    "#else\n"
-    "KILN_FN void kiln_philox_soa(uint64_t seed, uint32_t stream, uint32_t run, uint64_t b0,\n"
-    "                             int64_t nb, uint32_t *restrict w, int64_t ld)\n"
-    "{\n"
-    "    for (int64_t j = 0; j < nb; j++) {\n"
-    "        uint32_t x[4];\n"
-    "        kiln_philox(seed, stream, run, b0 + (uint64_t)j, x);\n"
-    "        KILN_UNROLL\n"
-    "        for (int q = 0; q < 4; q++)\n"
-    "            w[q * ld + j] = x[q];\n"
-    "    }\n"
-    "}\n"
-    "#endif\n"
-    "\n",
-    "/* The Philox words of the blocks that hold elements first .. first + n - 1\n"
-    " * into w (4 x KILN_RBLOCKS, structure of arrays); returns how many blocks. */\n"
-    "KILN_FN int64_t kiln_rng_words(uint64_t seed, uint32_t stream, uint32_t run, uint64_t first,\n"
-    "                               int64_t n, uint32_t *restrict w)\n"
-    "{\n"
-    "    const uint64_t b0 = first / 4;\n"
-    "    const int64_t nb = (int64_t)((first + (uint64_t)n + 3) / 4 - b0);\n"
-    "    kiln_philox_soa(seed, stream, run, b0, nb, w, KILN_RBLOCKS);\n"
-    "    return nb;\n"
-    "}\n"
-    "\n"
-    "/* Elements first .. first + n - 1 (n <= KILN_RCHUNK) of a rand or randn f32\n"
-    " * tensor into buf (KILN_RCHUNK + 8 floats), a whole Philox block per 4\n"
-    " * elements, both passes vectorized over blocks. Returns where element\n"
-    " * first landed. */\n"
-    "KILN_FN const float *kiln_rand_f32_chunk(uint64_t seed, uint32_t stream, uint32_t run,\n"
-    "                                         uint64_t first, int64_t n, float *restrict buf)\n"
-    "{\n"
-    "    uint32_t w[4 * KILN_RBLOCKS];\n"
-    "    const int64_t nb = kiln_rng_words(seed, stream, run, first, n, w);\n"
-    "    for (int64_t j = 0; j < nb; j++)\n"
-    "        KILN_UNROLL\n"
-    "        for (int q = 0; q < 4; q++)\n"
-    "            buf[4 * j + q] = (float)(w[q * KILN_RBLOCKS + j] >> 8) * 0x1p-24f;\n"
-    "    return buf + first % 4;\n"
-    "}\n"
-    "\n"
-    "KILN_FN const float *kiln_randn_f32_chunk(uint64_t seed, uint32_t stream, uint32_t run,\n"
-    "                                          uint64_t first, int64_t n, float *restrict buf)\n"
-    "{\n"
-    "    uint32_t w[4 * KILN_RBLOCKS];\n"
-    "    const int64_t nb = kiln_rng_words(seed, stream, run, first, n, w);\n"
-    "    /* z[q][j]: element 4 j + q; one pair per loop keeps the registers free */\n"
-    "    float z[4][KILN_RBLOCKS];\n"
-    "    for (int64_t j = 0; j < nb; j++)\n"
-    "        kiln_box_mullerf(w[j], w[KILN_RBLOCKS + j], &z[0][j], &z[1][j]);\n"
-    "    for (int64_t j = 0; j < nb; j++)\n"
-    "        kiln_box_mullerf(w[2 * KILN_RBLOCKS + j], w[3 * KILN_RBLOCKS + j], &z[2][j], "
-    "&z[3][j]);\n"
-    "    for (int64_t j = 0; j < nb; j++)\n"
-    "        KILN_UNROLL\n"
-    "        for (int q = 0; q < 4; q++)\n"
-    "            buf[4 * j + q] = z[q][j];\n"
-    "    return buf + first % 4;\n"
-    "}\n"
-    "\n",
-    "KILN_FN float kiln_sigmoidf(float x)\n"
-    "{\n"
-    "    return 1.0f / (1.0f + kiln_expf(-x));\n"
-    "}\n"
-    "\n"
-    "KILN_FN double kiln_sigmoid(double x)\n"
-    "{\n"
-    "    return 1.0 / (1.0 + exp(-x));\n"
-    "}\n"
-    "\n"
-    "/* maximum/minimum: NaN propagates (the first NaN wins) */\n"
-    "KILN_FN float kiln_fmaxf(float a, float b)\n"
-    "{\n"
-    "    return isnan(a) ? a : isnan(b) ? b : a > b ? a : b;\n"
-    "}\n"
-    "\n"
-    "KILN_FN float kiln_fminf(float a, float b)\n"
-    "{\n"
-    "    return isnan(a) ? a : isnan(b) ? b : a < b ? a : b;\n"
-    "}\n"
-    "\n"
-    "KILN_FN double kiln_fmax(double a, double b)\n"
-    "{\n"
-    "    return isnan(a) ? a : isnan(b) ? b : a > b ? a : b;\n"
-    "}\n"
-    "\n"
-    "KILN_FN double kiln_fmin(double a, double b)\n"
-    "{\n"
-    "    return isnan(a) ? a : isnan(b) ? b : a < b ? a : b;\n"
-    "}\n"
-    "\n"
-    "/* float -> integer conversions saturate; NaN becomes 0 */\n"
-    "KILN_FN int64_t kiln_f2i64(double v)\n"
-    "{\n"
-    "    if (isnan(v))\n"
-    "        return 0;\n"
-    "    if (v >= 9223372036854775807.0)\n"
-    "        return INT64_MAX;\n"
-    "    if (v <= -9223372036854775808.0)\n"
-    "        return INT64_MIN;\n"
-    "    return (int64_t)v;\n"
-    "}\n"
-    "\n"
-    "KILN_FN int32_t kiln_f2i32(double v)\n"
-    "{\n"
-    "    int64_t w = kiln_f2i64(v);\n"
-    "    return w > INT32_MAX ? INT32_MAX : w < INT32_MIN ? INT32_MIN : (int32_t)w;\n"
-    "}\n"
-    "\n"
-    "/* integer division floors (Python's //); INT64_MIN / -1 wraps */\n"
-    "KILN_FN int64_t kiln_floordiv(kiln_ctx *ctx, int32_t kernel, int64_t a, int64_t b)\n"
-    "{\n"
-    "    if (b == 0) {\n"
-    "        kiln_fail(ctx, KILN_RUNERR_ZERO_DIV, kernel, 0, 0, 0);\n"
-    "        return 0;\n"
-    "    }\n"
-    "    if (b == -1)\n"
-    "        return (int64_t)(0 - (uint64_t)a);\n"
-    "    int64_t q = a / b;\n"
-    "    if (a % b != 0 && ((a < 0) != (b < 0)))\n"
-    "        q--;\n"
-    "    return q;\n"
-    "}\n"
-    "\n"
-    "KILN_FN int64_t kiln_ipow(kiln_ctx *ctx, int32_t kernel, int64_t a, int64_t b)\n"
-    "{\n"
-    "    if (b < 0) {\n"
-    "        kiln_fail(ctx, KILN_RUNERR_NEG_POW, kernel, 0, 0, 0);\n"
-    "        return 0;\n"
-    "    }\n"
-    "    uint64_t r = 1, x = (uint64_t)a;\n"
-    "    while (b) {\n"
-    "        if (b & 1)\n"
-    "            r *= x;\n"
-    "        x *= x;\n"
-    "        b >>= 1;\n"
-    "    }\n"
-    "    return (int64_t)r;\n"
-    "}\n"
-    "\n"
-    "/* an index into an axis of size `size`; out of range fails (and reads 0) */\n"
-    "KILN_FN int64_t kiln_check(kiln_ctx *ctx, int32_t kernel, int32_t axis, int64_t size,\n"
-    "                           int64_t i)\n"
-    "{\n"
-    "    if (i >= 0 && i < size)\n"
-    "        return i;\n"
-    "    kiln_fail(ctx, KILN_RUNERR_INDEX, kernel, axis, i, size);\n"
-    "    return 0;\n"
-    "}\n",
-    NULL};
-
 /* ---- printing ---------------------------------------------------------------- */
+
+/* The graph's name for buffer i: its tensor's (an input or param) or its
+ * output's; NULL for a temporary or a constant. */
+static const char *buf_tensor_name(const kprogram *p, int i)
+{
+    if (!p || !p->g || i < 0 || i >= p->nbufs)
+        return NULL;
+    const kbuf *kb = &p->bufs[i];
+    const kiln_graph *g = p->g;
+    if (kb->role == KB_OUTPUT && kb->entry >= 0 && kb->entry < g->nentries && kb->index >= 0 &&
+        kb->index < g->entries[kb->entry].n && g->entries[kb->entry].output_names)
+        return g->entries[kb->entry].output_names[kb->index];
+    if ((kb->role == KB_INPUT || kb->role == KB_PARAM) && kb->node >= 0 && kb->node < g->nnodes)
+        return g->nodes[kb->node]->name;
+    return NULL;
+}
+
+void cgen_buf_name(cgen_buf *b, const kprogram *p, int i)
+{
+    enum { MAXLEN = 24 };
+    const char *name = buf_tensor_name(p, i);
+    char s[MAXLEN + 1];
+    size_t n = 0;
+    for (; name && name[n] && n < MAXLEN; n++) {
+        char c = name[n];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+        s[n] = ok ? c : '_';
+    }
+    s[n] = 0;
+    /* k<digits>_ is reserved for kernel names */
+    for (size_t j = 0; j < n; j++) {
+        size_t d = j + 1;
+        while (d < n && s[d] >= '0' && s[d] <= '9')
+            d++;
+        if (s[j] == 'k' && d > j + 1 && d < n && s[d] == '_')
+            s[j] = 'K';
+    }
+    cgen_printf(b, n ? "b%d_%s" : "b%d", i, s);
+}
 
 const char *cgen_ctype(kiln_dtype dt)
 {
@@ -568,7 +267,7 @@ static void expand(cgen_buf *b, const char *t, const cgen_ectx *e, const kx_node
         case 'v': cgen_puts(b, fdt == KILN_F32 ? "kiln_" : ""); break;
         case 'd': cgen_puts(b, ir_dtype_kir(n->dtype)); break;
         case 'K': cgen_printf(b, "%d", e->k->id); break;
-        case 'B': cgen_printf(b, "%d", n->buf); break;
+        case 'B': cgen_buf_name(b, e->p, n->buf); break;
         case 'V': cgen_printf(b, "%d", n->var); break;
         case 'S': cgen_printf(b, "%u", (unsigned)n->stream); break;
         case 'X': cgen_printf(b, "%d", n->axis); break;
@@ -804,22 +503,29 @@ void cgen_store(cgen_buf *b, const cgen_ectx *e, const kprogram *p, const kk_sto
             cgen_operand(b, e, s->value);
             cgen_printf(b, ")\n");
             cgen_indent(b, ind + 1);
-            cgen_printf(b, "b%d[", s->buf);
+            cgen_buf_name(b, e->p, s->buf);
+            cgen_puts(b, "[");
             cgen_operand(b, e, s->index);
             cgen_puts(b, "] = true;\n");
             return;
         }
-        if (dt == KILN_I64)
-            cgen_printf(b, "atomicAdd((unsigned long long *)&b%d[", s->buf);
-        else
-            cgen_printf(b, "atomicAdd(&b%d[", s->buf);
+        if (dt == KILN_I64) {
+            cgen_puts(b, "atomicAdd((unsigned long long *)&");
+            cgen_buf_name(b, e->p, s->buf);
+            cgen_puts(b, "[");
+        } else {
+            cgen_puts(b, "atomicAdd(&");
+            cgen_buf_name(b, e->p, s->buf);
+            cgen_puts(b, "[");
+        }
         cgen_operand(b, e, s->index);
         cgen_puts(b, dt == KILN_I64 ? "], (unsigned long long)" : "], ");
         cgen_operand(b, e, s->value);
         cgen_puts(b, ");\n");
         return;
     }
-    cgen_printf(b, "b%d[", s->buf);
+    cgen_buf_name(b, e->p, s->buf);
+    cgen_puts(b, "[");
     cgen_operand(b, e, s->index);
     cgen_puts(b, "]");
     if (s->accumulate && dt != KILN_F32 && dt != KILN_F64) {
@@ -827,7 +533,8 @@ void cgen_store(cgen_buf *b, const cgen_ectx *e, const kprogram *p, const kk_sto
         cgen_printf(b, " = (%s)(", dt == KILN_BOOL ? "bool" : cgen_ctype(dt));
         if (dt != KILN_BOOL)
             cgen_printf(b, "(%s)", u);
-        cgen_printf(b, "b%d[", s->buf);
+        cgen_buf_name(b, e->p, s->buf);
+        cgen_puts(b, "[");
         cgen_operand(b, e, s->index);
         cgen_puts(b, dt == KILN_BOOL ? "] | " : "] + ");
         if (dt != KILN_BOOL)

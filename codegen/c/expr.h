@@ -19,19 +19,7 @@
 #define KILN_CGEN_EXPR_H
 
 #include "ir/kernel.h"
-
-/* ---- a growing string --------------------------------------------------------- */
-
-typedef struct {
-    char *s; /* NUL-terminated, ir_alloc'd */
-    size_t len, cap;
-    bool oom; /* set once an allocation failed; later appends are dropped */
-} cgen_buf;
-
-void cgen_puts(cgen_buf *b, const char *s);
-void cgen_printf(cgen_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void cgen_indent(cgen_buf *b, int depth); /* 4 spaces per level */
-void cgen_buf_free(cgen_buf *b);
+#include "ir/strbuf.h"
 
 /* ---- the table -------------------------------------------------------------- */
 
@@ -52,26 +40,62 @@ typedef struct {
 
 extern const cgen_lang cgen_c_lang;
 
-/* Static helper functions every source needs (Philox, rand/randn, sigmoid,
- * NaN-propagating max/min, saturating float->int, floor division, integer
- * power, index checks). The renderer defines first: KILN_FN (the function
- * qualifiers), kiln_ctx, the KILN_RUNERR_* codes and
- *     void kiln_fail(kiln_ctx *ctx, int32_t code, int32_t kernel, int32_t axis,
- *                    int64_t index, int64_t size);   (records the first error) */
-extern const char *const cgen_helpers[]; /* NULL-terminated pieces */
-/* ir/vmath.inc (embedded by CMake): kiln_expf, kiln_logf, kiln_tanhf,
- * kiln_erff; printed before cgen_helpers (which use kiln_expf). */
-extern const char cgen_vmath_text[];
+/* ---- helpers ------------------------------------------------------------------ */
+
+/* The helper C sources carry lives in .inc files embedded by CMake, cut into
+ * sections at marker lines `@helper NAME...` (in a comment of its own): a
+ * section runs from its marker to the next one, and a source carries it when
+ * the source's text, or a section it carries, uses one of its NAMEs as a whole
+ * identifier (every helper name starts with kiln_ or KILN_). What comes
+ * before a file's first marker is its header comment, never printed.
+ *   ir/vmath.inc                 kiln_expf, kiln_logf, kiln_tanhf, kiln_erff,
+ *                                kiln_box_mullerf (C and CUDA)
+ *   codegen/c/helpers.inc        Philox, rand/randn, sigmoid, NaN-propagating
+ *                                max/min, float->int, floor division, ipow,
+ *                                index checks (C and CUDA; they call kiln_fail)
+ *   codegen/c/prelude.inc        C: includes and portability macros
+ *   codegen/c/runtime.inc        C: kiln_fail, kiln_threads, copies, profile
+ *   codegen/c/gemm.inc           C: GEMM tile templates (cgen_template) */
+extern const char cgen_vmath_text[], cgen_helpers_text[], cgen_prelude_text[], cgen_runtime_text[],
+    cgen_gemm_text[];
+
+enum { CGEN_MAX_SECTIONS = 96 };
+
+typedef struct {
+    const char *text, *end;        /* the section, after its marker line */
+    const char *names, *names_end; /* the marker's names */
+    bool need;
+} cgen_section;
+
+typedef struct {
+    cgen_section s[CGEN_MAX_SECTIONS];
+    int n;
+} cgen_helpers;
+
+/* Cuts texts[0..n) into sections; false when they have too many. */
+bool cgen_helpers_init(cgen_helpers *h, const char *const *texts, int n);
+/* Marks the sections text uses, and the sections those use, and so on. */
+void cgen_helpers_use(cgen_helpers *h, const char *text);
+/* Prints, in order, the needed sections cut from text (one of init's texts). */
+void cgen_helpers_print(cgen_buf *b, const cgen_helpers *h, const char *text);
+/* Prints the section of text that lists name with each whole identifier
+ * from[i] replaced by to[i]; false when text has no such section. */
+bool cgen_template(cgen_buf *b, const char *text, const char *name, int n, const char *const *from,
+                   const char *const *to);
 
 /* ---- printing ---------------------------------------------------------------- */
 
 typedef struct {
     const cgen_lang *lang;
     const kernel *k;
+    const kprogram *p; /* for buffer names; NULL: b<N> */
     const bool *plain; /* per node: bounded I64 index arithmetic (cgen_plain_nodes) */
     const char *acc;   /* how KX_ACC reads */
 } cgen_ectx;
 
+/* Buffer i's C name: b<i>_<its tensor's name> (as a C identifier, at most 24
+ * characters, never k<digits>_), or b<i> for temporaries and constants. */
+void cgen_buf_name(cgen_buf *b, const kprogram *p, int i);
 const char *cgen_ctype(kiln_dtype dt); /* "float", "double", "int32_t", "int64_t", "bool" */
 /* Operands of node n (its `a` slots in use); returns how many. */
 int cgen_operands(const kx_node *n, int ops[3]);

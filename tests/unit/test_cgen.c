@@ -117,7 +117,7 @@ static void build(built *B, const kprogram *p, bool openmp)
      * but compiled without -fopenmp, as the runtime does */
     const char *env = getenv("KILN_OPENMP");
     bool compile_omp = openmp && !(env && strcmp(env, "0") == 0);
-    cgen_opts o = {.openmp = openmp, .debug_comments = true};
+    cgen_opts o = {.openmp = openmp, .debug_comments = true, .features = cgen_host_features()};
     B->src = cgen_c(p, &o);
     assert_non_null(B->src);
     strcpy(B->dir, "/tmp/kiln_cgen_XXXXXX");
@@ -1310,7 +1310,8 @@ static void test_names_and_comments(void **state)
     assert_non_null(strstr(src, want));
     snprintf(want, sizeof want, " *   %%%d add f32[2, 3] <- %%%d, %%%d\n", z->id, y->id, y->id);
     assert_non_null(strstr(src, want));
-    assert_non_null(strstr(src, "static int k0_exp_add(kiln_ctx *ctx, const float *restrict b0,"));
+    assert_non_null(strstr(
+        src, "static int k0_exp_add(kiln_ctx *ctx, const float *restrict b0_K9_evil__name,"));
     assert_non_null(strstr(src, "static int k1_kernel("));
     assert_non_null(strstr(src, "k9-evil??name")); /* sanitized: no k<N>_, no comment end */
     assert_non_null(strstr(src, "KILN_EXPORT const char kiln_abi[] = \"" KILN_ABI_TAG "\";"));
@@ -1333,6 +1334,45 @@ static void test_names_and_comments(void **state)
     unbuild(&B);
     kp_free(p);
     kiln_graph_free(g);
+}
+
+/* A source carries the helpers its kernels call and what those call, no others. */
+static void test_only_used_helpers(void **state)
+{
+    (void)state;
+    kprogram *p = prog_new();
+    int xb = buf(p, KILN_F32, 6), yb = buf(p, KILN_F32, 6), ib, qb;
+    kernel *k = kern(p, KK_POINTWISE, "sigmoid", 1, (const int64_t[]){6});
+    int i = var(k, 0);
+    st(k, yb, i, op(k, IR_SIGMOID, KILN_F32, ld(k, p, xb, i), 0, 0), false);
+    ku_entry_all(p);
+    built B;
+    build(&B, p, true);
+    assert_non_null(strstr(B.src, "KILN_FN float kiln_sigmoidf(float x)"));
+    assert_non_null(strstr(B.src, "KILN_FN float kiln_expf(float x)"));      /* sigmoid calls it */
+    assert_non_null(strstr(B.src, "KILN_FN uint32_t kiln_vm_f2u(float f)")); /* and expf this */
+    const char *absent[] = {"kiln_philox", "kiln_rand",     "kiln_tanhf",         "kiln_logf",
+                            "kiln_fail",   "kiln_floordiv", "kiln_copy",          "kiln_mm_",
+                            "KILN_SHUF",   "KILN_UNROLL",   "kiln_sigmoid(double"};
+    for (size_t j = 0; j < sizeof absent / sizeof *absent; j++)
+        if (strstr(B.src, absent[j]))
+            fail_msg("the source carries %s, which nothing calls", absent[j]);
+    unbuild(&B);
+    kp_free(p);
+    /* an integer division fails on 0: floordiv brings kiln_fail */
+    p = prog_new();
+    ib = buf(p, KILN_I64, 6);
+    qb = buf(p, KILN_I64, 6);
+    k = kern(p, KK_POINTWISE, "div", 1, (const int64_t[]){6});
+    i = var(k, 0);
+    st(k, qb, i, op(k, IR_DIV, KILN_I64, ld(k, p, ib, i), ld(k, p, ib, i), 0), false);
+    ku_entry_all(p);
+    build(&B, p, true);
+    assert_non_null(strstr(B.src, "KILN_FN int64_t kiln_floordiv("));
+    assert_non_null(strstr(B.src, "KILN_FN void kiln_fail("));
+    assert_null(strstr(B.src, "kiln_ipow"));
+    unbuild(&B);
+    kp_free(p);
 }
 
 static void test_null_and_no_options(void **state)
@@ -1412,6 +1452,7 @@ int main(void)
         cmocka_unit_test(test_integer_errors),
         cmocka_unit_test(test_consts_and_copies),
         cmocka_unit_test(test_names_and_comments),
+        cmocka_unit_test(test_only_used_helpers),
         cmocka_unit_test(test_null_and_no_options),
         cmocka_unit_test(test_out_of_memory),
     };

@@ -1,0 +1,426 @@
+/*
+ * render_gemm.c - MATMUL kernels: a cache-blocked driver over tiles of the
+ * accumulator that calls one shared tile function per layout and dtypes
+ * (instantiated from gemm.inc), then the fused epilogue per element. Requires
+ * a verified kprogram; the epilogue's nodes come from render_c.c's placement.
+ */
+#include "codegen/c/render.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* GEMM cache blocks: a MM_MB x MM_NB double tile (64 KiB) stays in L2 while
+ * MM_KB rows of B stream through it. In the packed path a B micro-panel of
+ * MM_KB x NR floats (24 KiB) stays in L1 while A's panels stream past it
+ * (192 measured a little better than 128 and 256 on SGEMM and the MLP). */
+enum { MM_MB = 32, MM_NB = 256, MM_KB = 192 };
+/* The packed f32 path's tiles are taller: B's packed KB x NB block is reused
+ * by all MB rows, and A's packed MB x K row block by all of a thread's tiles
+ * in that row (on the stack up to MM_APK_STACK bytes, else on the heap up
+ * to MM_APK_MAX; past that each tile packs its own). 256 x 256 measured best
+ * of 128..384 x 256 for SGEMM 512..4096 on a 2-core Zen 4 (2048: 145 -> 175
+ * GFLOP/s from 128 rows); the f64 tile is 512 KiB of the thread's stack. */
+enum { MM_PMB = 256, MM_PNB = 256, MM_APK_STACK = 512 << 10, MM_APK_MAX = 64 << 20 };
+
+/* GEMM tiles go through one shared function per layout and dtypes, not a loop
+ * nest per kernel: clang then unrolls and schedules each inner loop once per
+ * translation unit (an MLP train step has eleven matmuls), which is most of a
+ * cold compile's time. The function adds A[i, k0:k1] @ B[k0:k1, j] into a
+ * tile of the accumulator type; its strides are arguments. Layouts:
+ *   ROWS     B's rows are contiguous along j: tile rows += a * B row (axpy)
+ *   DOT      B is read along k and A's rows are contiguous: dot products
+ *   STRIDED  anything else (axpy over a strided B row) */
+typedef enum { MMV_ROWS, MMV_DOT, MMV_STRIDED, MMV_PACKED } mm_variant;
+
+/* The packed microkernel's register block: MR rows x NR columns of f32
+ * accumulators in VL-wide vectors (AVX-512: 12 of 32 registers; AVX2: 12 of
+ * 16). Generated code is built with -march=native for the host whose
+ * features the caller passed (cgen_host_features); the CPU is in the compile
+ * cache's key. */
+static void mm_block(const cgen_opts *o, int *mr, int *nr, int *vl)
+{
+    bool wide = o->features & CGEN_AVX512F;
+    *mr = wide ? 6 : 4;
+    *nr = wide ? 32 : 24;
+    *vl = wide ? 16 : 8;
+}
+
+static mm_variant mm_variant_of(const kprogram *p, const kernel *k)
+{
+    const kk_matmul *mm = &k->mm;
+    if (k->acc_dtype == KILN_F64 && p->bufs[mm->a].dtype == KILN_F32 &&
+        p->bufs[mm->b].dtype == KILN_F32)
+        return MMV_PACKED;
+    if (mm->b_stride[2] == 1)
+        return MMV_ROWS;
+    return mm->b_stride[1] == 1 && mm->a_stride[2] == 1 ? MMV_DOT : MMV_STRIDED;
+}
+
+/* "kiln_mm_rows_f64_f32_f32": layout, accumulator, A and B dtypes. */
+static void mm_fn_name(cgen_buf *b, const kprogram *p, const kernel *k)
+{
+    static const char *const layout[] = {"rows", "dot", "strided", "packed"};
+    const kk_matmul *mm = &k->mm;
+    cgen_printf(b, "kiln_mm_%s_%s_%s_%s", layout[mm_variant_of(p, k)],
+                ir_dtype_is_float(k->acc_dtype) ? ir_dtype_kir(k->acc_dtype) : "u64",
+                ir_dtype_kir(p->bufs[mm->a].dtype), ir_dtype_kir(p->bufs[mm->b].dtype));
+}
+
+static bool mm_operands_ok(const kprogram *p, const kernel *k)
+{
+    return k->mm.a >= 0 && k->mm.a < p->nbufs && k->mm.b >= 0 && k->mm.b < p->nbufs;
+}
+
+/* The tile function of kernel k (see mm_variant), and for the packed one the
+ * packing routines it calls, from gemm.inc's templates. */
+static void render_mm_fn(cgen_buf *b, const kprogram *p, const kernel *k, const cgen_opts *o)
+{
+    static const char *const tmpl[] = {"kiln_mm_rows", "kiln_mm_dot", "kiln_mm_strided",
+                                       "kiln_mm_packed"};
+    const kk_matmul *mm = &k->mm;
+    bool fl = ir_dtype_is_float(k->acc_dtype);
+    int mr, nr, vl;
+    mm_block(o, &mr, &nr, &vl);
+    char smr[16], snr[16], svl[16];
+    snprintf(smr, sizeof smr, "%d", mr);
+    snprintf(snr, sizeof snr, "%d", nr);
+    snprintf(svl, sizeof svl, "%d", vl);
+    cgen_buf name = {0};
+    mm_fn_name(&name, p, k);
+    mm_variant v = mm_variant_of(p, k);
+    const char *from[] = {"TT", "TA", "TB", "KILN_MR", "KILN_NR", "KILN_VL", tmpl[v]};
+    const char *to[] = {fl ? cgen_ctype(k->acc_dtype) : "uint64_t",
+                        cgen_ctype(p->bufs[mm->a].dtype),
+                        cgen_ctype(p->bufs[mm->b].dtype),
+                        smr,
+                        snr,
+                        svl,
+                        name.s ? name.s : ""};
+    if (v == MMV_PACKED) {
+        cgen_template(b, cgen_gemm_text, "kiln_mm_pack_a_f32", 6, from, to);
+        cgen_template(b, cgen_gemm_text, "kiln_mm_pack_bt_f32", 6, from, to);
+    }
+    if (name.oom || !cgen_template(b, cgen_gemm_text, tmpl[v], 7, from, to))
+        b->oom = true;
+    cgen_buf_free(&name);
+}
+
+void cgen_render_mm_fns(cgen_buf *b, const kprogram *p, const cgen_opts *o)
+{
+    for (int i = 0; i < p->nkernels; i++) {
+        const kernel *k = &p->kernels[i];
+        if (k->kind != KK_MATMUL || !mm_operands_ok(p, k) || k->mm.k == 0 || cgen_empty_domain(k))
+            continue;
+        cgen_buf mine = {0}, other = {0};
+        mm_fn_name(&mine, p, k);
+        bool seen = false;
+        for (int j = 0; j < i && !seen && !mine.oom; j++) {
+            const kernel *q = &p->kernels[j];
+            if (q->kind != KK_MATMUL || !mm_operands_ok(p, q) || q->mm.k == 0 ||
+                cgen_empty_domain(q))
+                continue;
+            other.len = 0;
+            mm_fn_name(&other, p, q);
+            seen = !other.oom && strcmp(mine.s, other.s) == 0;
+        }
+        if (mine.oom || other.oom)
+            b->oom = true;
+        else if (!seen)
+            render_mm_fn(b, p, k, o);
+        cgen_buf_free(&mine);
+        cgen_buf_free(&other);
+    }
+}
+
+/* One blocked axis of the GEMM driver: `v` runs over [0, n) in steps of
+ * `step`. A single block needs no loop (v is 0 and folds away); lengths and
+ * ends that are the same for every block are printed as constants. */
+typedef struct {
+    const char *v, *end; /* "ib"; the local holding a ragged block's end: "ie" */
+    int64_t n, step;
+} mm_axis;
+
+static bool one_block(const mm_axis *a)
+{
+    return a->n <= a->step;
+}
+
+static bool ragged(const mm_axis *a)
+{
+    return !one_block(a) && a->n % a->step != 0;
+}
+
+/* Opens a's loop at indentation ind; false (nothing printed) for one block. */
+static bool open_block(cgen_buf *b, const mm_axis *a, int ind)
+{
+    if (one_block(a))
+        return false;
+    cgen_indent(b, ind);
+    cgen_printf(b, "for (int64_t %s = 0; %s < %lld; %s", a->v, a->v, (long long)a->n, a->v);
+    if (a->step == 1)
+        cgen_puts(b, "++) {\n");
+    else
+        cgen_printf(b, " += %lld) {\n", (long long)a->step);
+    if (ragged(a)) {
+        cgen_indent(b, ind + 1);
+        cgen_printf(b, "const int64_t %s = %s + %lld < %lld ? %s + %lld : %lld;\n", a->end, a->v,
+                    (long long)a->step, (long long)a->n, a->v, (long long)a->step, (long long)a->n);
+    }
+    return true;
+}
+
+static void block_start(cgen_buf *b, const mm_axis *a)
+{
+    cgen_puts(b, one_block(a) ? "0" : a->v);
+}
+
+static void block_end(cgen_buf *b, const mm_axis *a)
+{
+    if (one_block(a))
+        cgen_printf(b, "%lld", (long long)a->n);
+    else if (ragged(a))
+        cgen_puts(b, a->end);
+    else
+        cgen_printf(b, "%s + %lld", a->v, (long long)a->step);
+}
+
+static void block_len(cgen_buf *b, const mm_axis *a)
+{
+    if (ragged(a))
+        cgen_printf(b, "%s - %s", a->end, a->v);
+    else
+        cgen_printf(b, "%lld", (long long)(one_block(a) ? a->n : a->step));
+}
+
+/* "x - ib" or "x" when the block starts at 0 */
+static void minus_start(cgen_buf *b, const char *x, const mm_axis *a)
+{
+    cgen_puts(b, x);
+    if (!one_block(a))
+        cgen_printf(b, " - %s", a->v);
+}
+
+/* ", " or, past column 76, ",\n" and a continuation line at ind + 1 */
+static void arg_sep(cgen_buf *b, int ind)
+{
+    size_t col = b->len;
+    while (col > 0 && b->s[col - 1] != '\n')
+        col--;
+    if (b->len - col <= 76) {
+        cgen_puts(b, ", ");
+        return;
+    }
+    cgen_puts(b, ",\n");
+    cgen_indent(b, ind + 1);
+}
+
+/* "b0_x + i0 * 12 + ib * 4": an operand's block, for the blocks that move */
+static void operand_at(cgen_buf *b, const kprogram *p, int buf, const mm_axis *const ax[2],
+                       const int64_t strides[2])
+{
+    cgen_buf_name(b, p, buf);
+    for (int i = 0; i < 2; i++) {
+        if (strides[i] == 0 || one_block(ax[i]))
+            continue;
+        cgen_printf(b, " + %s", ax[i]->v);
+        if (strides[i] != 1)
+            cgen_printf(b, " * %lld", (long long)strides[i]);
+    }
+}
+
+/* Packs A's row block (i0, ib) for the whole k range into apk. */
+static void pack_a(kr *r, const mm_axis *bat, const mm_axis *ax, const mm_axis *kx, int64_t mpad,
+                   int ind)
+{
+    cgen_buf *b = r->b;
+    const kk_matmul *mm = &r->k->mm;
+    const mm_axis *av[2] = {bat, ax};
+    const int64_t as[2] = {mm->a_stride[0], mm->a_stride[1]};
+    bool loop = open_block(b, kx, ind);
+    cgen_indent(b, ind + loop);
+    cgen_puts(b, "kiln_mm_pack_a_f32(apk");
+    if (loop)
+        cgen_printf(b, " + %lld * kb", (long long)mpad);
+    cgen_puts(b, ", ");
+    block_len(b, ax);
+    cgen_puts(b, ", ");
+    block_start(b, kx);
+    cgen_puts(b, ", ");
+    block_end(b, kx);
+    arg_sep(b, ind + loop);
+    operand_at(b, r->p, mm->a, av, as);
+    cgen_printf(b, ", %lld, %lld);\n", (long long)mm->a_stride[1], (long long)mm->a_stride[2]);
+    if (loop)
+        cgen_close_to(r, ind, ind - 1);
+}
+
+void cgen_render_matmul(kr *r)
+{
+    const kernel *k = r->k;
+    const kk_matmul *mm = &k->mm;
+    cgen_buf *b = r->b;
+    if (!mm_operands_ok(r->p, k)) {
+        cgen_puts(b, "#error \"kernel IR: matmul operands\"\n");
+        return;
+    }
+    bool fl = ir_dtype_is_float(k->acc_dtype);
+    const char *tt = fl ? cgen_ctype(k->acc_dtype) : "uint64_t";
+    bool packed = mm_variant_of(r->p, k) == MMV_PACKED;
+    /* fewer than two row blocks of MM_PMB: half-height ones, one per thread */
+    int64_t bm = packed ? (mm->m >= 2 * MM_PMB ? MM_PMB : MM_PMB / 2) : MM_MB;
+    int64_t bn = packed ? MM_PNB : MM_NB;
+    int64_t mb = mm->m < bm ? mm->m : bm, nb = mm->n < bn ? mm->n : bn;
+    int64_t kb = mm->k < MM_KB ? mm->k : MM_KB;
+    const int64_t *sa = mm->a_stride, *sb = mm->b_stride;
+    /* threads split tiles: one tile alone would only pay the team's start */
+    int64_t tiles =
+        mm->batch * ((mm->m + mb - 1) / (mb ? mb : 1)) * ((mm->n + nb - 1) / (nb ? nb : 1));
+    bool par = r->o.openmp && !cgen_serial(k) && tiles >= 2 &&
+               mm->batch * mm->m * mm->n * (mm->k ? mm->k : 1) >= PAR_WORK;
+    const mm_axis bat = {"i0", "", mm->batch, 1}, ax = {"ib", "ie", mm->m, mb ? mb : 1},
+                  bx = {"jb", "je", mm->n, nb ? nb : 1}, kx = {"kb", "ke", mm->k, kb ? kb : 1};
+    int loops = !one_block(&bat) + !one_block(&ax) + !one_block(&bx);
+    bool need_i0 = false; /* the epilogue reads the batch index */
+    for (int i = 0; i < k->nx; i++)
+        need_i0 = need_i0 || (r->need[i] && k->x[i].kind == KX_VAR && k->x[i].var == 0);
+    if (need_i0 && one_block(&bat))
+        cgen_puts(b, "    const int64_t i0 = 0;\n");
+    cgen_emit_at(r, 0, false, 1);
+    /* The packed path packs A's row block for the whole k range once per
+     * thread and row block (consecutive tiles of a thread share ib), not once
+     * per tile: mpad x K floats on the thread's stack, or its heap when big
+     * (malloc failing falls back to packing per tile). */
+    int mr, nr, vl;
+    mm_block(&r->o, &mr, &nr, &vl);
+    int64_t mpad = (mb + mr - 1) / mr * mr, apk_bytes = mpad * mm->k * 4;
+    bool apk = packed && mm->k > 0 && apk_bytes <= MM_APK_MAX;
+    bool apk_heap = apk_bytes > MM_APK_STACK;
+    int ind = 1;
+    if (apk) {
+        if (par) /* a packed block per thread */
+            cgen_puts(b, "    #pragma omp parallel num_threads(kiln_threads(ctx))\n    {\n");
+        ind = par ? 2 : 1;
+        cgen_indent(b, ind);
+        if (apk_heap)
+            cgen_printf(b, "float *apk = malloc(%lld);\n", (long long)apk_bytes);
+        else
+            cgen_printf(b, "float apk_buf[%lld];\n", (long long)(mpad * mm->k + 16));
+        if (!apk_heap) {
+            cgen_indent(b, ind);
+            cgen_puts(b, "float *apk = (float *)(((uintptr_t)apk_buf + 63) & ~(uintptr_t)63);\n");
+        }
+        if (par) {
+            cgen_indent(b, ind);
+            cgen_puts(b, "int64_t apk_at = -1; /* the (i0, ib) packed in apk */\n");
+            cgen_indent(b, ind);
+            cgen_puts(b, "#pragma omp for");
+            if (loops > 1)
+                cgen_printf(b, " collapse(%d)", loops);
+            cgen_puts(b, " schedule(static)\n");
+        }
+    } else if (par) {
+        cgen_pragma_for(r, 1, loops, "");
+    }
+    int ind0 = ind;
+    ind += open_block(b, &bat, ind);
+    ind += open_block(b, &ax, ind);
+    /* one thread runs the tiles of a row block in turn: pack A there */
+    if (apk && !par) {
+        if (apk_heap) {
+            cgen_indent(b, ind);
+            cgen_puts(b, "if (apk)\n");
+        }
+        pack_a(r, &bat, &ax, &kx, mpad, ind + apk_heap);
+    }
+    ind += open_block(b, &bx, ind);
+    cgen_indent(b, ind);
+    cgen_printf(b, "%s tile[%lld][%lld];\n", tt, (long long)mb, (long long)nb);
+    cgen_indent(b, ind);
+    cgen_puts(b, "memset(tile, 0, sizeof tile);\n");
+    if (mm->k > 0) {
+        const mm_axis *av[2] = {&bat, &ax}, *bv[2] = {&bat, &bx};
+        const int64_t as[2] = {sa[0], sa[1]}, bs[2] = {sb[0], sb[2]};
+        if (apk && par) {
+            cgen_indent(b, ind);
+            cgen_printf(b, "if (%sapk_at != ", apk_heap ? "apk && " : "");
+            if (!one_block(&bat))
+                cgen_printf(b, "i0 * %lld + ", (long long)mm->m);
+            block_start(b, &ax);
+            cgen_puts(b, ") {\n");
+            pack_a(r, &bat, &ax, &kx, mpad, ind + 1);
+            cgen_indent(b, ind + 1);
+            cgen_puts(b, "apk_at = ");
+            if (!one_block(&bat))
+                cgen_printf(b, "i0 * %lld + ", (long long)mm->m);
+            block_start(b, &ax);
+            cgen_puts(b, ";\n");
+            cgen_indent(b, ind);
+            cgen_puts(b, "}\n");
+        }
+        bool kloop = open_block(b, &kx, ind);
+        int in = ind + kloop;
+        cgen_indent(b, in);
+        mm_fn_name(b, r->p, k);
+        cgen_printf(b, "(&tile[0][0], %lld, ", (long long)nb);
+        block_len(b, &ax);
+        cgen_puts(b, ", ");
+        block_len(b, &bx);
+        cgen_puts(b, ", ");
+        block_start(b, &kx);
+        cgen_puts(b, ", ");
+        block_end(b, &kx);
+        arg_sep(b, in);
+        operand_at(b, r->p, mm->a, av, as);
+        cgen_printf(b, ", %lld, %lld", (long long)sa[1], (long long)sa[2]);
+        arg_sep(b, in);
+        operand_at(b, r->p, mm->b, bv, bs);
+        cgen_printf(b, ", %lld, %lld", (long long)sb[1], (long long)sb[2]);
+        if (apk) {
+            arg_sep(b, in);
+            cgen_puts(b, apk_heap ? "apk ? apk" : "apk");
+            if (kloop)
+                cgen_printf(b, " + %lld * kb", (long long)mpad);
+            cgen_puts(b, apk_heap ? " : NULL" : "");
+        } else if (packed) {
+            arg_sep(b, in);
+            cgen_puts(b, "NULL");
+        }
+        cgen_puts(b, ");\n");
+        if (kloop)
+            cgen_close_to(r, ind, ind - 1);
+    }
+    /* the epilogue: KX_ACC is the finished sum of (i0, i1, i2) */
+    cgen_indent(b, ind);
+    cgen_puts(b, "for (int64_t i1 = ");
+    block_start(b, &ax);
+    cgen_puts(b, "; i1 < ");
+    block_end(b, &ax);
+    cgen_puts(b, "; i1++) {\n");
+    cgen_emit_at(r, 1, false, ind + 1);
+    cgen_indent(b, ind + 1);
+    cgen_puts(b, "for (int64_t i2 = ");
+    block_start(b, &bx);
+    cgen_puts(b, "; i2 < ");
+    block_end(b, &bx);
+    cgen_puts(b, "; i2++) {\n");
+    cgen_indent(b, ind + 2);
+    cgen_printf(b, "const %s acc = ", cgen_ctype(k->acc_dtype));
+    if (!fl)
+        cgen_printf(b, "(%s)", cgen_ctype(k->acc_dtype));
+    cgen_puts(b, "tile[");
+    minus_start(b, "i1", &ax);
+    cgen_puts(b, "][");
+    minus_start(b, "i2", &bx);
+    cgen_puts(b, "];\n");
+    r->e.acc = "acc";
+    cgen_emit_at(r, 2, false, ind + 2);
+    cgen_emit_leftovers(r, ind + 2);
+    cgen_emit_stores(r, ind + 2);
+    cgen_close_to(r, ind + 1, ind0 - 1);
+    if (apk && apk_heap) {
+        cgen_indent(b, ind0);
+        cgen_puts(b, "free(apk);\n");
+    }
+    if (apk && par)
+        cgen_puts(b, "    }\n");
+}
