@@ -55,6 +55,20 @@ static bool names(const cgen_section *s, const char *id, size_t len)
     return false;
 }
 
+/* The names that can select a section: Kiln's own (kiln_, KILN_) and the C
+ * library functions whose headers the prelude includes only when used. */
+static bool helper_name(const char *id, size_t len)
+{
+    static const char *const libc[] = {"memcpy", "memset",        "malloc",
+                                       "free",   "clock_gettime", "omp_get_max_threads"};
+    if (len > 5 && (strncmp(id, "kiln_", 5) == 0 || strncmp(id, "KILN_", 5) == 0))
+        return true;
+    for (size_t i = 0; i < sizeof libc / sizeof libc[0]; i++)
+        if (strlen(libc[i]) == len && strncmp(id, libc[i], len) == 0)
+            return true;
+    return false;
+}
+
 static void use_range(cgen_helpers *h, const char *at, const char *end)
 {
     while (at < end) {
@@ -66,7 +80,7 @@ static void use_range(cgen_helpers *h, const char *at, const char *end)
         while (at < end && ident_char(*at))
             at++;
         size_t len = (size_t)(at - id);
-        if (len < 6 || (strncmp(id, "kiln_", 5) != 0 && strncmp(id, "KILN_", 5) != 0))
+        if (!helper_name(id, len))
             continue;
         for (int i = 0; i < h->n; i++)
             if (!h->s[i].need && names(&h->s[i], id, len)) {

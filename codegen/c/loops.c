@@ -43,15 +43,18 @@ static void mark(kr *r, int i)
  * variable plus a value computed outside that loop can be filled KILN_RCHUNK
  * values at a time, a Philox block per 4 elements and vectorized over blocks,
  * into a small buffer the loop then reads: no random tensor is materialized
- * and no block is computed 4 times. Returns the added node, -1 when the index
- * is the variable alone, -2 when node i is not such a node. */
+ * and no block is computed 4 times. Rows shorter than CGEN_RCHUNK_MIN draw
+ * element by element (the same numbers: a short row does not fill one vector
+ * of blocks). Returns the added node, -1 when the index is the variable alone,
+ * -2 when node i is not such a node. */
 int cgen_rng_chunk_base(const kr *r, int i)
 {
     const kernel *k = r->k;
     const kx_node *n = &k->x[i];
     int inner = k->rank - 1;
     if (k->kind != KK_POINTWISE || k->rank < 1 || !r->need[i] || n->dtype != KILN_F32 ||
-        (n->kind != KX_RAND && n->kind != KX_RANDN) || n->a[0] < 0 || n->a[0] >= i)
+        (n->kind != KX_RAND && n->kind != KX_RANDN) || n->a[0] < 0 || n->a[0] >= i ||
+        k->dims[inner] < CGEN_RCHUNK_MIN)
         return -2;
     const kx_node *x = &k->x[n->a[0]];
     if (x->kind == KX_VAR && x->var == inner)

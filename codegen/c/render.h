@@ -12,6 +12,9 @@
 
 /* Below this many loop iterations a kernel runs on one thread. */
 enum { PAR_WORK = 1 << 15 };
+/* Rows of f32 rand/randn shorter than this draw element by element: 64
+ * elements are 16 Philox blocks, one AVX-512 vector of them. */
+enum { CGEN_RCHUNK_MIN = 64 };
 
 typedef struct {
     cgen_buf *b;

@@ -519,18 +519,26 @@ static bool render_entry(cgen_buf *b, const kprogram *p, int e, const cgen_opts 
     cgen_printf(b, "KILN_EXPORT int kiln_entry_%d(kiln_ctx *ctx);\n", e);
     cgen_printf(b, "KILN_EXPORT int kiln_entry_%d(kiln_ctx *ctx)\n{\n", e);
     cgen_puts(b, "    ctx->err_code = 0;\n");
+    bool can_fail = false; /* only kernels that can fail have their status read */
+    for (int i = 0; i < x->nkernels; i++)
+        can_fail |= x->kernels[i] >= 0 && x->kernels[i] < p->nkernels &&
+                    kk_can_fail(&p->kernels[x->kernels[i]]);
+    if (can_fail)
+        cgen_puts(b, "    int rc;\n");
     if (x->nkernels > 0)
-        cgen_puts(b, "    int rc;\n    uint64_t t = ctx->prof ? kiln_now() : 0;\n");
+        cgen_puts(b, "    uint64_t t = ctx->prof ? kiln_now() : 0;\n");
     for (int i = 0; i < x->nkernels; i++) {
         int ki = x->kernels[i];
         if (ki < 0 || ki >= p->nkernels) {
             cgen_puts(b, "#error \"kernel IR: an entry names a missing kernel\"\n");
             continue;
         }
-        cgen_puts(b, "    rc = ");
+        bool fails = kk_can_fail(&p->kernels[ki]);
+        cgen_puts(b, fails ? "    rc = " : "    ");
         ok = render_kernel(b, p, &p->kernels[ki], o, true) && ok;
-        cgen_printf(b, ";\n    KILN_PROF(%d);\n    if (rc != 0)\n        return rc;\n",
-                    p->kernels[ki].id);
+        cgen_printf(b, ";\n    KILN_PROF(%d);\n", p->kernels[ki].id);
+        if (fails)
+            cgen_puts(b, "    if (rc != 0)\n        return rc;\n");
     }
     for (int i = 0; i < x->ncopies; i++) {
         int s = x->copies[i].src, d = x->copies[i].dst;

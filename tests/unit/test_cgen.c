@@ -5,8 +5,8 @@
  * (runtime/interp.c, ir_store_f/ir_store_i, ir/philox.c).
  */
 #include "codegen/c/cgen.h"
-#include "ir/kernel.h"
 #include "ir/abi.h"
+#include "ir/kernel.h"
 #include "testutil.h"
 
 #include <dlfcn.h>
@@ -601,11 +601,13 @@ static void test_rng_bit_identical(void **state)
 
 /* f32 rand/randn indexed by (something outside the innermost loop) + the
  * innermost variable fill chunks of KILN_RCHUNK values, a Philox block per 4
- * elements (starting mid-block, several chunks per row, a ragged last one);
- * any other index takes the per-element helper. Both are the spec. */
-static void rng_chunks(void)
+ * elements (starting mid-block, several chunks per row, a ragged last one),
+ * when a row has at least 64 (CGEN_RCHUNK_MIN); any other index, and shorter
+ * rows, take the per-element helper. Both are the spec. */
+static void rng_chunks(int64_t C)
 {
-    enum { R = 3, C = 2100 };
+    enum { R = 3 };
+    bool chunked = C >= 64;
     kprogram *p = prog_new();
     int out[3];
     for (int i = 0; i < 3; i++)
@@ -626,9 +628,11 @@ static void rng_chunks(void)
     ku_entry_all(p);
     built B;
     build(&B, p, true);
-    /* the first two fill chunks; the transposed index cannot */
-    assert_non_null(strstr(B.src, "kiln_randn_f32_chunk(ctx->seed, 9u"));
-    assert_non_null(strstr(B.src, "kiln_rand_f32_chunk(ctx->seed, 10u"));
+    /* the first two fill chunks (long rows); the transposed index cannot */
+    assert_true(!strstr(B.src, "kiln_randn_f32_chunk(ctx->seed, 9u") == !chunked);
+    assert_true(!strstr(B.src, "kiln_rand_f32_chunk(ctx->seed, 10u") == !chunked);
+    assert_true(!strstr(B.src, "kiln_randn_f32(ctx->seed, 9u") == chunked);
+    assert_true(!strstr(B.src, "kiln_rand_f32(ctx->seed, 10u") == chunked);
     assert_non_null(strstr(B.src, "kiln_randn_f32(ctx->seed, 11u"));
     store_set s = alloc_bufs(p);
     kiln_ctx c = ctx_of(&s);
@@ -652,10 +656,13 @@ static void rng_chunks(void)
 static void test_rng_chunks(void **state)
 {
     (void)state;
-    rng_chunks();
-    build_flags = "-march=native";
-    rng_chunks();
-    build_flags = "";
+    const int64_t cols[] = {2100, 64, 63, 3};
+    for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++) {
+        rng_chunks(cols[i]);
+        build_flags = "-march=native";
+        rng_chunks(cols[i]);
+        build_flags = "";
+    }
 }
 
 /* ---- reductions ---------------------------------------------------------------------- */
