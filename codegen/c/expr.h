@@ -2,8 +2,9 @@
  * expr.h - the expression printer shared by the C and CUDA renderers.
  *
  * tinygrad style: a table (cgen_lang) maps every elementwise op and every
- * kernel-IR node kind to a format string; codegen/c prints with cgen_c_lang,
- * codegen/cuda copies it and overrides a few entries. The printer turns one
+ * kernel-IR node kind to a format string, cgen_c_lang; codegen/c and
+ * codegen/cuda both print with it (every entry is also valid CUDA C, the
+ * helpers it names exist in both). The printer turns one
  * kx node into an expression over its operands: kx nodes are locals v<N>,
  * loop variables i<N>, constants literals. Integer arithmetic never reaches
  * C's undefined behaviour (it wraps through uint64_t) except plain index

@@ -275,11 +275,10 @@ static void render_reduce(kr *r)
     cgen_indent(b, ind);
     if (isum) {
         cgen_puts(b, "uint64_t acc = 0;\n");
-        r->e.acc = k->acc_dtype == KILN_I64 ? "(int64_t)acc" : "kiln_bad_acc";
-        if (k->acc_dtype == KILN_I32)
-            r->e.acc = "(int32_t)acc";
-        else if (k->acc_dtype == KILN_BOOL)
-            r->e.acc = "(acc != 0)";
+        /* an integer sum: i64, i32 or bool (the only non-float dtypes) */
+        r->e.acc = k->acc_dtype == KILN_I32    ? "(int32_t)acc"
+                   : k->acc_dtype == KILN_BOOL ? "(acc != 0)"
+                                               : "(int64_t)acc";
     } else {
         cgen_printf(b, "%s acc = ", cgen_ctype(k->acc_dtype));
         if (k->rop == IR_SUM || arg)
