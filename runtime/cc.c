@@ -26,16 +26,19 @@
 #include "rt.h"
 #include "runtime/fsutil.h"
 
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <spawn.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -57,11 +60,18 @@ typedef struct {
     char from[4200]; /* the KILN_CC value this was resolved for */
 } compiler;
 
+/* A regular file this user may execute (a directory passes access(X_OK)). */
+static bool executable(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
+}
+
 static bool find_in_path(const char *name, char *out, size_t cap)
 {
     if (strchr(name, '/')) {
         snprintf(out, cap, "%s", name);
-        return access(out, X_OK) == 0;
+        return executable(out);
     }
     const char *path = getenv("PATH");
     if (!path)
@@ -70,7 +80,7 @@ static bool find_in_path(const char *name, char *out, size_t cap)
         const char *end = strchr(path, ':');
         size_t len = end ? (size_t)(end - path) : strlen(path);
         snprintf(out, cap, "%.*s/%s", (int)len, len ? path : ".", name);
-        if (access(out, X_OK) == 0)
+        if (executable(out))
             return true;
         path += len + (end ? 1 : 0);
     }
@@ -135,25 +145,60 @@ static uint64_t cpu_identity(void)
     return r;
 }
 
-/* Runs argv (in directory cwd, NULL: this one) with stderr captured into
- * errpath; returns the exit status or -1. */
+/* Runs argv (in directory cwd, NULL: this one) with stdout to /dev/null and
+ * stderr captured into errpath; returns the exit status, or -1 with errno
+ * set when it could not be started. No shell: argv[0] is executed as it is.
+ * The compiler dies with the thread that waits for it (PR_SET_PDEATHSIG):
+ * a caller killed mid-compile leaves no compiler running. Between fork and
+ * exec the child makes system calls only. */
 static int run_process(char *const argv[], const char *cwd, const char *errpath)
 {
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    if (cwd)
-        posix_spawn_file_actions_addchdir_np(&fa, cwd);
-    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 2, errpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    pid_t pid;
-    int rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0)
+    int err = open(errpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    int sync[2] = {-1, -1}; /* the child's exec errno, or EOF when exec worked */
+    if (err < 0 || null < 0 || pipe2(sync, O_CLOEXEC) != 0) {
+        int e = errno;
+        close(err);
+        close(null);
+        errno = e;
         return -1;
+    }
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(sync[0]);
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+            _exit(127); /* the caller is already gone */
+        if ((cwd && chdir(cwd) != 0) || dup2(null, 1) < 0 || dup2(err, 2) < 0)
+            _exit(127);
+        execve(argv[0], argv, environ);
+        int e = errno;
+        ssize_t w = write(sync[1], &e, sizeof e);
+        (void)w;
+        _exit(127);
+    }
+    close(sync[1]);
+    close(err);
+    close(null);
+    if (pid < 0) {
+        int e = errno;
+        close(sync[0]);
+        errno = e;
+        return -1;
+    }
+    int child_errno = 0;
+    ssize_t got;
+    while ((got = read(sync[0], &child_errno, sizeof child_errno)) < 0 && errno == EINTR)
+        ;
+    close(sync[0]);
     int status;
     while (waitpid(pid, &status, 0) < 0)
         if (errno != EINTR)
             return -1;
+    if (got == (ssize_t)sizeof child_errno) {
+        errno = child_errno;
+        return -1;
+    }
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
@@ -196,7 +241,7 @@ static int compile_c(const char *cc, const char *src, const char *out, bool open
 {
     const char *args[MAXARGS];
     int n = cc_argv(cc, openmp, exported, out, src, args);
-    /* posix_spawn takes char *const argv[]: give it mutable copies */
+    /* execve takes char *const argv[]: give it mutable copies */
     char store[MAXARGS][4400], *argv[MAXARGS];
     for (int i = 0; i < n; i++) {
         snprintf(store[i], sizeof store[i], "%s", args[i]);
@@ -223,11 +268,12 @@ static bool openmp_works(const compiler *cc, const char *dir)
              (unsigned long long)XXH3_64bits(cc->ident, strlen(cc->ident)));
     size_t len = 0;
     char *ans = rt_read_file(path, &len);
-    if (ans) {
+    if (ans && len == 1 && (ans[0] == '0' || ans[0] == '1')) {
         bool yes = ans[0] == '1';
         ir_free(ans);
         return yes;
     }
+    ir_free(ans); /* absent, or not an answer this code wrote: probe again */
     /* names of this process and call: a concurrent prober must not delete the
      * source this one is compiling (that would cache a wrong "no") */
     char src[4400], so[4400], err[4400], uniq[48];
@@ -254,18 +300,97 @@ static bool openmp_works(const compiler *cc, const char *dir)
     return yes;
 }
 
-static bool cache_dir(const kiln_compile_opts *opts, char *out, size_t cap)
+/* The compile cache directory, as an absolute path (no part of it can reach
+ * the compiler as an option): opts->cache_dir, $KILN_CACHE_DIR,
+ * $XDG_CACHE_HOME/kiln, ~/.cache/kiln, else /tmp/kiln-cache-<uid>. Kiln loads
+ * and runs code from it, so, as ssh does with ~/.ssh, it must belong to this
+ * user and be writable by no one else; Kiln creates it 0700. On failure the
+ * reason is on g as "fn: ...". */
+static kiln_status cache_dir(kiln_graph *g, const kiln_compile_opts *opts, const char *fn,
+                             char *out, size_t cap)
 {
+    char want[4096];
     const char *d = opts && opts->cache_dir ? opts->cache_dir : getenv("KILN_CACHE_DIR");
     if (d && *d)
-        snprintf(out, cap, "%s", d);
+        snprintf(want, sizeof want, "%s", d);
     else if ((d = getenv("XDG_CACHE_HOME")) && *d)
-        snprintf(out, cap, "%s/kiln", d);
+        snprintf(want, sizeof want, "%s/kiln", d);
     else if ((d = getenv("HOME")) && *d)
-        snprintf(out, cap, "%s/.cache/kiln", d);
+        snprintf(want, sizeof want, "%s/.cache/kiln", d);
     else
-        snprintf(out, cap, "/tmp/kiln-cache-%ld", (long)getuid());
-    return rt_mkdir_p(out);
+        snprintf(want, sizeof want, "/tmp/kiln-cache-%ld", (long)getuid());
+    struct stat st;
+    if (stat(want, &st) != 0 && errno == ENOENT) {
+        char parent[4096];
+        snprintf(parent, sizeof parent, "%s", want);
+        char *slash = strrchr(parent, '/');
+        if (slash && slash != parent) {
+            *slash = 0;
+            rt_mkdir_p(parent);
+        }
+        if (mkdir(want, 0700) != 0 && errno != EEXIST)
+            return rt_compile_fail(g, KILN_ERR_IO, "%s: cannot create the cache directory '%s': %s",
+                                   fn, want, strerror(errno));
+    }
+    if (!realpath(want, out) || stat(out, &st) != 0)
+        return rt_compile_fail(g, KILN_ERR_IO, "%s: cannot create the cache directory '%s': %s", fn,
+                               want, strerror(errno));
+    (void)cap;
+    if (!S_ISDIR(st.st_mode))
+        return rt_compile_fail(g, KILN_ERR_IO, "%s: the cache directory '%s' is not a directory",
+                               fn, want);
+    if (st.st_uid != geteuid())
+        return rt_compile_fail(g, KILN_ERR_INVALID,
+                               "%s: the cache directory '%s' belongs to another user (uid %ld): "
+                               "Kiln runs the code it finds there, so it must be yours; set "
+                               "KILN_CACHE_DIR to a directory of your own",
+                               fn, want, (long)st.st_uid);
+    if (st.st_mode & (S_IWGRP | S_IWOTH))
+        return rt_compile_fail(g, KILN_ERR_INVALID,
+                               "%s: the cache directory '%s' may be written by others (mode "
+                               "%03o): Kiln runs the code it finds there; chmod go-w it",
+                               fn, want, (unsigned)(st.st_mode & 0777));
+    return KILN_OK;
+}
+
+/* Removes what builders killed mid-compile left in dir: files named
+ * "*.<pid>.<n>.<tmp|err|c|so>" whose process is gone and that are older than
+ * a minute (a process in another PID namespace that shares the directory may
+ * look gone; no compile stays unfinished that long without touching them). */
+static void clean_stale(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    time_t now = time(NULL);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *ext = strrchr(e->d_name, '.');
+        if (!ext ||
+            (strcmp(ext, ".tmp") && strcmp(ext, ".err") && strcmp(ext, ".c") && strcmp(ext, ".so")))
+            continue;
+        /* back over ".<n>" and ".<pid>" */
+        const char *p = ext;
+        long pid = 0;
+        for (int field = 0; field < 2; field++) {
+            const char *q = p;
+            while (q > e->d_name && q[-1] >= '0' && q[-1] <= '9')
+                q--;
+            if (q == p || q == e->d_name || q[-1] != '.')
+                break;
+            if (field == 1)
+                pid = strtol(q, NULL, 10);
+            p = q - 1;
+        }
+        char path[8192];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        struct stat st;
+        if (pid <= 0 || pid == (long)getpid() || (kill((pid_t)pid, 0) == 0 || errno != ESRCH) ||
+            lstat(path, &st) != 0 || !S_ISREG(st.st_mode) || now - st.st_mtime < 60)
+            continue;
+        unlink(path);
+    }
+    closedir(d);
 }
 
 #define TRAILER_MAGIC "KILNSO1\n"
@@ -312,6 +437,57 @@ static bool seal_entry(const char *tmp, uint64_t key)
     return close(fd) == 0 && ok;
 }
 
+/* Why no compiler was found, on g as "fn: ...". */
+static kiln_status no_compiler(kiln_graph *g, const char *fn)
+{
+    const char *env = getenv("KILN_CC");
+    if (env && *env)
+        return rt_compile_fail(g, KILN_ERR_COMPILE,
+                               "%s: KILN_CC is '%s', which is not an executable file%s", fn, env,
+                               strchr(env, '/') ? "" : " on the PATH");
+    return rt_compile_fail(g, KILN_ERR_COMPILE,
+                           "%s: no C compiler found (tried clang, cc); KILN_TARGET_INTERP needs "
+                           "none",
+                           fn);
+}
+
+/* True when the file at path starts as an ELF shared object does. */
+static bool looks_like_so(const char *path)
+{
+    unsigned char head[18] = {0};
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, head, sizeof head);
+    close(fd);
+    return n == (ssize_t)sizeof head && memcmp(head, "\177ELF", 4) == 0 &&
+           head[16] == 3 /* ET_DYN */;
+}
+
+/* Why the compiler run failed: its exit status and diagnostics, or why it
+ * could not be started, or that it wrote nothing loadable. */
+static void compile_failed(kiln_graph *g, const char *cc, int rc, int spawn_errno, const char *src,
+                           const char *errpath)
+{
+    if (rc < 0 && spawn_errno) {
+        rt_compile_fail(g, KILN_ERR_COMPILE, "kiln_compile: cannot run the compiler '%s': %s", cc,
+                        strerror(spawn_errno));
+        return;
+    }
+    size_t n = 0;
+    char *diag = rt_read_file(errpath, &n);
+    if (rc == 0)
+        rt_compile_fail(g, KILN_ERR_COMPILE,
+                        "kiln_compile: the compiler '%s' exited 0 on %s but wrote no shared "
+                        "object:\n%.700s",
+                        cc, src, diag && *diag ? diag : "(no diagnostics)");
+    else
+        rt_compile_fail(g, KILN_ERR_COMPILE, "kiln_compile: %s failed (%s %d) on %s:\n%.700s", cc,
+                        rc < 0 ? "killed by signal or" : "exit", rc, src,
+                        diag ? diag : "(no diagnostics)");
+    ir_free(diag);
+}
+
 /* Compiles (or finds in the cache) and loads the source. Errors go on g. */
 void *rt_cc_build(kiln_graph *g, const kiln_compile_opts *opts, const char *source, bool *hit)
 {
@@ -319,17 +495,12 @@ void *rt_cc_build(kiln_graph *g, const kiln_compile_opts *opts, const char *sour
     find_compiler(&cstore);
     const compiler *cc = &cstore;
     if (!cc->path[0]) {
-        ir_fail(g, KILN_ERR_COMPILE,
-                "kiln_compile: no C compiler found (tried %s); KILN_TARGET_INTERP needs none",
-                getenv("KILN_CC") && *getenv("KILN_CC") ? "$KILN_CC" : "clang, cc");
+        no_compiler(g, "kiln_compile");
         return NULL;
     }
     char dir[4096];
-    if (!cache_dir(opts, dir, sizeof dir)) {
-        ir_fail(g, KILN_ERR_IO, "kiln_compile: cannot create the cache directory '%s': %s", dir,
-                strerror(errno));
+    if (cache_dir(g, opts, "kiln_compile", dir, sizeof dir) != KILN_OK)
         return NULL;
-    }
     bool omp = openmp_works(cc, dir);
     XXH3_state_t *st = XXH3_createState();
     if (!st) {
@@ -362,6 +533,14 @@ void *rt_cc_build(kiln_graph *g, const kiln_compile_opts *opts, const char *sour
         return h;
 
     /* miss (or a corrupt entry): build into a unique name, then publish */
+    clean_stale(dir);
+    struct stat est;
+    if (lstat(so, &est) == 0 && !S_ISREG(est.st_mode) && rmdir(so) != 0 && unlink(so) != 0) {
+        ir_fail(g, KILN_ERR_IO,
+                "kiln_compile: the cache entry '%s' is not a file and cannot be removed: %s", so,
+                strerror(errno));
+        return NULL;
+    }
     if (!rt_write_atomic(src, source, strlen(source))) {
         ir_fail(g, KILN_ERR_IO, "kiln_compile: cannot write '%s': %s", src, strerror(errno));
         return NULL;
@@ -370,13 +549,11 @@ void *rt_cc_build(kiln_graph *g, const kiln_compile_opts *opts, const char *sour
     unique_suffix(uniq, sizeof uniq);
     snprintf(tmp, sizeof tmp, "%s.%s.tmp", so, uniq);
     snprintf(err, sizeof err, "%s.%s.err", so, uniq);
+    errno = 0;
     int rc = compile_c(cc->path, src, tmp, omp, false, NULL, err);
-    if (rc != 0) {
-        size_t n = 0;
-        char *diag = rt_read_file(err, &n);
-        ir_fail(g, KILN_ERR_COMPILE, "kiln_compile: %s failed (exit %d) on %s:\n%.700s", cc->path,
-                rc, src, diag ? diag : "(no diagnostics)");
-        ir_free(diag);
+    int spawn_errno = rc < 0 ? errno : 0;
+    if (rc != 0 || !looks_like_so(tmp)) {
+        compile_failed(g, cc->path, rc, spawn_errno, src, err);
         unlink(err);
         unlink(tmp);
         return NULL;
@@ -407,12 +584,11 @@ kiln_status rt_toolchain_find(kiln_graph *g, const kiln_compile_opts *opts, cons
     compiler cc;
     find_compiler(&cc);
     if (!cc.path[0])
-        return rt_compile_fail(g, KILN_ERR_COMPILE, "%s: no C compiler found (tried %s)", fn,
-                               getenv("KILN_CC") && *getenv("KILN_CC") ? "$KILN_CC" : "clang, cc");
+        return no_compiler(g, fn);
     char dir[4096];
-    if (!cache_dir(opts, dir, sizeof dir))
-        return rt_compile_fail(g, KILN_ERR_IO, "%s: cannot create the cache directory '%s': %s", fn,
-                               dir, strerror(errno));
+    kiln_status s = cache_dir(g, opts, fn, dir, sizeof dir);
+    if (s != KILN_OK)
+        return s;
     snprintf(tc->cc, sizeof tc->cc, "%s", cc.path);
     tc->openmp = openmp_works(&cc, dir);
     return KILN_OK;

@@ -1,18 +1,22 @@
 /*
- * test_toolchain.c - the C target's toolchain and compile cache (runtime/jit.c):
- * miss then hit with no process started, a missing compiler, compiler
- * diagnostics, a corrupted entry rebuilt, two processes at once, KILN_DUMP,
- * cache-directory fallbacks, generated source, and run-time errors.
+ * test_toolchain.c - the C target's toolchain and compile cache (runtime/cc.c):
+ * miss then hit with no process started, a missing or broken compiler,
+ * compiler diagnostics, a corrupted entry rebuilt, two processes at once,
+ * KILN_DUMP, cache-directory fallbacks and ownership, leftovers of killed
+ * builders, generated source, and run-time errors.
  */
 #include "testutil.h"
 
 #include <dlfcn.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -172,8 +176,23 @@ static void test_no_compiler(void **state)
     kiln_module *m = (kiln_module *)&m;
     assert_int_equal(kiln_compile(g, NULL, &m), KILN_ERR_COMPILE);
     assert_null(m);
-    assert_graph_error(g, KILN_ERR_COMPILE, "kiln_compile: no C compiler found (tried $KILN_CC)");
+    assert_graph_error(g, KILN_ERR_COMPILE,
+                       "kiln_compile: KILN_CC is '/nonexistent/kiln-cc', which is not an "
+                       "executable file");
+    /* a directory is not a compiler (it passes access(X_OK)) */
+    setenv("KILN_CC", "/tmp", 1);
+    assert_int_equal(kiln_compile(g, NULL, &m), KILN_ERR_COMPILE);
+    assert_graph_error(g, KILN_ERR_COMPILE, "KILN_CC is '/tmp', which is not an executable file");
+    /* none at all */
+    unsetenv("KILN_CC");
+    const char *path = getenv("PATH");
+    char saved[4096];
+    snprintf(saved, sizeof saved, "%s", path ? path : "/usr/bin:/bin");
+    setenv("PATH", dir, 1);
+    assert_int_equal(kiln_compile(g, NULL, &m), KILN_ERR_COMPILE);
+    assert_graph_error(g, KILN_ERR_COMPILE, "no C compiler found (tried clang, cc)");
     assert_graph_error(g, KILN_ERR_COMPILE, "KILN_TARGET_INTERP needs none");
+    setenv("PATH", saved, 1);
     /* the interpreter target still works on the same graph */
     kiln_compile_opts interp = {.target = KILN_TARGET_INTERP};
     assert_int_equal(kiln_compile(g, &interp, &m), KILN_OK);
@@ -503,6 +522,189 @@ static void test_cache_dir_fallbacks(void **state)
     kiln_graph_free(g);
 }
 
+/* A compiler that exits 0 but writes no shared object (or an empty one) is
+ * an error naming it, and nothing is sealed into the cache: the next compile
+ * with a working compiler succeeds. */
+static void test_compiler_that_writes_nothing(void **state)
+{
+    (void)state;
+    kiln_graph *g = small_graph(2);
+    kiln_module *m = NULL;
+    setenv("KILN_CC", "/bin/true", 1);
+    assert_int_equal(kiln_compile(g, NULL, &m), KILN_ERR_COMPILE);
+    assert_graph_error(g, KILN_ERR_COMPILE, "the compiler '/bin/true' exited 0 on");
+    assert_graph_error(g, KILN_ERR_COMPILE, "but wrote no shared object");
+    make_wrapper("cc-empty",
+                 "while [ $# -gt 0 ]; do\n  if [ \"$1\" = -o ]; then : > \"$2\"; fi\n  shift\n"
+                 "done\nexit 0");
+    assert_int_equal(kiln_compile(g, NULL, &m), KILN_ERR_COMPILE);
+    assert_graph_error(g, KILN_ERR_COMPILE, "but wrote no shared object");
+    assert_int_equal(count_files(".so"), 0);
+    unsetenv("KILN_CC");
+    m = compile_c(g);
+    run_and_check(m);
+    kiln_module_free(m);
+    kiln_graph_free(g);
+}
+
+/* Kiln runs the code it finds in its cache: the directory must be this
+ * user's and writable by no one else (as ssh demands of ~/.ssh); Kiln makes
+ * it 0700; a path starting with '-' never reaches the compiler as an option. */
+static void test_cache_dir_must_be_ours(void **state)
+{
+    (void)state;
+    char sub[300], cmd[700];
+    kiln_graph *g = small_graph(2);
+    kiln_module *m = NULL;
+    /* made by Kiln: 0700 */
+    snprintf(sub, sizeof sub, "%s/fresh", dir);
+    kiln_compile_opts o = {.cache_dir = sub};
+    assert_int_equal(kiln_compile(g, &o, &m), KILN_OK);
+    kiln_module_free(m);
+    struct stat st;
+    assert_int_equal(stat(sub, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0700);
+    /* writable by others */
+    snprintf(sub, sizeof sub, "%s/open", dir);
+    assert_int_equal(mkdir(sub, 0700), 0);
+    assert_int_equal(chmod(sub, 0777), 0);
+    assert_int_equal(kiln_compile(g, &o, &m), KILN_ERR_INVALID);
+    assert_null(m);
+    assert_graph_error(g, KILN_ERR_INVALID, "may be written by others (mode 777)");
+    assert_int_equal(chmod(sub, 0770), 0);
+    assert_int_equal(kiln_compile(g, &o, &m), KILN_ERR_INVALID);
+    assert_graph_error(g, KILN_ERR_INVALID, "may be written by others (mode 770)");
+    /* someone else's (as root: give it away; otherwise /tmp's sticky root dir is not ours) */
+    if (geteuid() == 0) {
+        snprintf(sub, sizeof sub, "%s/theirs", dir);
+        assert_int_equal(mkdir(sub, 0700), 0);
+        assert_int_equal(chown(sub, 65534, 65534), 0);
+    } else {
+        snprintf(sub, sizeof sub, "/");
+    }
+    assert_int_equal(kiln_compile(g, &o, &m), KILN_ERR_INVALID);
+    assert_graph_error(g, KILN_ERR_INVALID, "belongs to another user");
+    /* the fallback without HOME: /tmp/kiln-cache-<uid> planted by another user */
+    /* a relative path that looks like an option */
+    char cwd[4096];
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    assert_int_equal(chdir(dir), 0);
+    kiln_compile_opts dash = {.cache_dir = "-Bdash"};
+    assert_int_equal(kiln_compile(g, &dash, &m), KILN_OK);
+    run_and_check(m);
+    kiln_module_free(m);
+    assert_int_equal(chdir(cwd), 0);
+    snprintf(cmd, sizeof cmd, "ls '%s'/-Bdash/*.so >/dev/null 2>&1", dir);
+    assert_int_equal(system(cmd), 0);
+    kiln_graph_free(g);
+}
+
+/* What killed builders leave (temporaries of processes that are gone) is
+ * removed by the next build in the directory; a live builder's are kept. A
+ * cache entry that is a directory, or a probe answer that is garbage, is
+ * rebuilt rather than trusted. */
+static void test_leftovers_are_cleaned(void **state)
+{
+    (void)state;
+    char dead[400], live[400], young[400];
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(0);
+    assert_true(pid > 0);
+    waitpid(pid, NULL, 0);
+    snprintf(dead, sizeof dead, "%s/0123456789abcdef.so.%ld.7.tmp", dir, (long)pid);
+    snprintf(young, sizeof young, "%s/0123456789abcdef.so.%ld.8.err", dir, (long)pid);
+    snprintf(live, sizeof live, "%s/0123456789abcdef.so.%ld.9.tmp", dir, (long)getpid());
+    const char *files[] = {dead, young, live};
+    for (int i = 0; i < 3; i++) {
+        FILE *f = fopen(files[i], "w");
+        assert_non_null(f);
+        fclose(f);
+    }
+    struct timeval old[2] = {{time(NULL) - 3600, 0}, {time(NULL) - 3600, 0}};
+    assert_int_equal(utimes(dead, old), 0);
+    assert_int_equal(utimes(live, old), 0);
+    kiln_graph *g = small_graph(3);
+    kiln_module_free(compile_c(g));
+    assert_int_not_equal(access(dead, F_OK), 0); /* gone */
+    assert_int_equal(access(young, F_OK), 0);    /* too recent to judge */
+    assert_int_equal(access(live, F_OK), 0);     /* its builder runs */
+    kiln_graph_free(g);
+
+    /* a directory where the entry should be */
+    g = small_graph(2);
+    kiln_module_free(compile_c(g));
+    char cmd[700];
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && for f in [0-9a-f]*.so; do rm \"$f\" && mkdir \"$f\"; done", dir);
+    assert_int_equal(system(cmd), 0);
+    kiln_module *m = compile_c(g);
+    run_and_check(m);
+    kiln_module_free(m);
+    kiln_graph_free(g);
+
+    /* a garbage OpenMP probe answer is probed again, not read as "no" */
+    if (!getenv("KILN_OPENMP")) {
+        snprintf(cmd, sizeof cmd, "cd '%s' && for f in openmp-*; do printf 'x' > \"$f\"; done",
+                 dir);
+        assert_int_equal(system(cmd), 0);
+        g = small_graph(5);
+        kiln_module_free(compile_c(g));
+        snprintf(cmd, sizeof cmd, "cd '%s' && test \"$(cat openmp-*)\" = 1", dir);
+        assert_int_equal(system(cmd), 0);
+        kiln_graph_free(g);
+    }
+}
+
+/* A caller killed mid-compile leaves no compiler running (PR_SET_PDEATHSIG). */
+static void test_killed_caller_kills_the_compiler(void **state)
+{
+    (void)state;
+    char pidfile[300], body[600];
+    snprintf(pidfile, sizeof pidfile, "%s/cc.pid", dir);
+    snprintf(body, sizeof body, "echo $$ > '%s'\nexec sleep 30", pidfile);
+    make_wrapper("cc-slow", body);
+    pid_t child = fork();
+    if (child == 0) {
+        kiln_graph *g = small_graph(6);
+        kiln_module *m = NULL;
+        kiln_compile(g, NULL, &m);
+        _exit(0);
+    }
+    assert_true(child > 0);
+    long cc = 0;
+    for (int i = 0; i < 200 && cc <= 0; i++) { /* up to 10 s for it to start */
+        usleep(50000);
+        FILE *f = fopen(pidfile, "r");
+        if (f) {
+            if (fscanf(f, "%ld", &cc) != 1)
+                cc = 0;
+            fclose(f);
+        }
+    }
+    assert_true(cc > 0);
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
+    bool gone = false;
+    for (int i = 0; i < 100 && !gone; i++) { /* up to 5 s */
+        char stat[64], state_ = 0;
+        snprintf(stat, sizeof stat, "/proc/%ld/stat", cc);
+        FILE *f = fopen(stat, "r");
+        if (!f) {
+            gone = true;
+            break;
+        }
+        gone = fscanf(f, "%*d %*s %c", &state_) == 1 && state_ == 'Z';
+        fclose(f);
+        if (!gone)
+            usleep(50000);
+    }
+    if (!gone)
+        kill((pid_t)cc, SIGKILL);
+    assert_true(gone);
+    unsetenv("KILN_CC");
+}
+
 static void test_run_time_errors_leave_params(void **state)
 {
     (void)state;
@@ -561,6 +763,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_libgomp_host_gets_serial_code, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dump_debug_and_source, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_dir_fallbacks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_compiler_that_writes_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_dir_must_be_ours, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_leftovers_are_cleaned, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_killed_caller_kills_the_compiler, setup, teardown),
         cmocka_unit_test_setup_teardown(test_run_time_errors_leave_params, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bind_is_zero_copy, setup, teardown),
     };
