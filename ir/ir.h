@@ -186,8 +186,13 @@ kiln_tensor *ir_vfail(kiln_graph *g, kiln_status s, const char *fmt, va_list ap)
 kiln_status ir_fail_status(kiln_graph *g, kiln_status s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* True when a tensor of dtype dt and this shape (dims >= 0) has an element
+ * count and byte size that fit int64; else writes the reason ("the shape
+ * [...] has more elements than int64 can count") to why. */
+bool ir_shape_fits(char *why, size_t cap, kiln_dtype dt, int rank, const int64_t *dims);
 /* Creates a node with the given operands, dtype and shape; attributes zeroed.
- * Records KILN_ERR_NOMEM and returns NULL when out of memory. */
+ * Records KILN_ERR_NOMEM and returns NULL when out of memory, KILN_ERR_SHAPE
+ * when the shape fails ir_shape_fits. */
 kiln_tensor *ir_node_new(kiln_graph *g, ir_op op, kiln_dtype dt, int rank, const int64_t *dims,
                          int nin, kiln_tensor *const *in);
 int64_t ir_numel(const kiln_tensor *t);
