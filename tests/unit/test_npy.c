@@ -252,6 +252,11 @@ static void test_errors(void **state)
     const int64_t neg[1] = {-1};
     assert_int_equal(kiln_npy_save(tmp_path("n.npy"), KILN_F32, 1, neg, f), KILN_ERR_SHAPE);
     assert_non_null(strstr(kiln_npy_error(), "dimension 0 is -1"));
+    /* 2^64 bytes wrapped to 0: the save wrote a header its own reader refuses */
+    assert_int_equal(kiln_npy_save(tmp_path("n.npy"), KILN_F32, KILN_SHAPE(INT64_C(1) << 62, 4), f),
+                     KILN_ERR_SHAPE);
+    assert_string_equal(kiln_npy_error(), "kiln_npy_save: the shape [4611686018427387904, 4] of "
+                                          "dtype float32 has more bytes than int64 can count");
     assert_int_equal(kiln_npy_save("/nonexistent-dir/kiln/x.npy", KILN_F32, 1, d2, f), KILN_ERR_IO);
     assert_non_null(strstr(kiln_npy_error(), "cannot create '/nonexistent-dir/kiln/x.npy'"));
     assert_int_equal(access(tmp_path("n.npy"), F_OK), -1); /* no failed save left a file */
