@@ -103,6 +103,8 @@ static void *copy_data(kiln_graph *g, const char *fn, const kiln_tensor *t, cons
     }
     if (n)
         memcpy(p, src, n);
+    if (t->dtype == KILN_BOOL)
+        ir_bool_normalise(p, n);
     return p;
 }
 

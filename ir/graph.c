@@ -165,6 +165,13 @@ int64_t ir_shape_numel(int rank, const int64_t *dims)
     return over ? INT64_MAX : n;
 }
 
+void ir_bool_normalise(void *p, size_t n)
+{
+    unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        b[i] = b[i] != 0;
+}
+
 int64_t ir_numel(const kiln_tensor *t)
 {
     return ir_shape_numel(t->rank, t->dims);

@@ -200,6 +200,9 @@ int64_t ir_shape_numel(int rank, const int64_t *dims);
 bool ir_same_shape(const kiln_tensor *a, const kiln_tensor *b);
 /* Row-major strides of a shape, in elements. */
 void ir_strides(int rank, const int64_t *dims, int64_t *strides);
+/* Stores each of n bool bytes as 0 or 1 (any other byte reads as true): the
+ * generated C and the interpreter assume 0/1, so every way in passes this. */
+void ir_bool_normalise(void *p, size_t n);
 /* "[3, 4]" into buf (PyTorch's list form); returns buf. */
 char *ir_shape_str(char *buf, size_t cap, int rank, const int64_t *dims);
 

@@ -356,6 +356,8 @@ kiln_status kiln_module_set(kiln_module *m, const char *name, const void *src, s
         return rt_fail(m, KILN_ERR_INVALID, "kiln_module_set: src is NULL");
     if (nbytes && b->data != src)
         memmove(b->data, src, nbytes);
+    if (b->node->dtype == KILN_BOOL)
+        ir_bool_normalise(b->data, nbytes);
     b->set = true;
     return KILN_OK;
 }

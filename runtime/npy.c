@@ -316,6 +316,8 @@ kiln_status kiln_npy_load(const char *path, kiln_dtype dt, int rank, const int64
                      have, kiln_dtype_name(dt), want);
     } else if (h.nbytes) {
         memcpy(dst, data, h.nbytes);
+        if (dt == KILN_BOOL)
+            ir_bool_normalise(dst, h.nbytes);
     }
     ir_free(file);
     return s;
