@@ -321,7 +321,9 @@ KILN_API kiln_status kiln_module_get_scalar(kiln_module *m, const char *name,
 /* Bool data is one byte per element; a byte other than 0 or 1 is read as true
  * and stored as 1 by set, set_npy, load, kiln_npy_load, kiln_tensor_from and
  * kiln_init_data. bind is zero-copy, so bound bool memory must hold only 0
- * and 1 whenever the module runs (other bytes give unspecified results). */
+ * and 1 whenever the module runs (other bytes give unspecified results).
+ * No two bound tensors may share memory: a bind whose memory overlaps another
+ * bound tensor's is refused (KILN_ERR_INVALID). */
 KILN_API kiln_status kiln_module_bind(kiln_module *m, const char *name,
                                       void *host_ptr); /* zero-copy, C target */
 KILN_API kiln_status kiln_module_print(kiln_module *m, const char *name,

@@ -420,6 +420,23 @@ kiln_status kiln_module_get_scalar(kiln_module *m, const char *name, double *v)
     return KILN_OK;
 }
 
+/* Another bound tensor whose memory overlaps b->nbytes at p, or NULL. Kernels
+ * assume distinct buffers: an output written over an input it still reads
+ * gives wrong results, so no two bound tensors may share a byte. */
+static const rt_buf *bound_overlap(const kiln_module *m, const rt_buf *b, const void *p)
+{
+    uintptr_t lo = (uintptr_t)p, hi = lo + b->nbytes;
+    for (int i = 0; i < m->nbufs; i++) {
+        const rt_buf *o = &m->bufs[i];
+        if (o == b || o->owned || !o->nbytes || !b->nbytes)
+            continue;
+        uintptr_t olo = (uintptr_t)o->data, ohi = olo + o->nbytes;
+        if (lo < ohi && olo < hi)
+            return o;
+    }
+    return NULL;
+}
+
 /* host_ptr becomes the tensor's storage: the module reads its current
  * contents as the value (an input counts as set) and writes results into it.
  * NULL gives the module its own storage back, keeping the current value. */
@@ -432,6 +449,12 @@ kiln_status kiln_module_bind(kiln_module *m, const char *name, void *host_ptr)
     if (!b)
         return s;
     if (host_ptr) {
+        const rt_buf *o = bound_overlap(m, b, host_ptr);
+        if (o)
+            return rt_fail(m, KILN_ERR_INVALID,
+                           "kiln_module_bind: the memory for '%s' (%zu bytes) overlaps the memory "
+                           "bound to '%s' (%zu bytes); bound tensors must not share memory",
+                           b->name, b->nbytes, o->name, o->nbytes);
         ir_free(b->owned);
         b->owned = NULL;
         b->data = host_ptr;
