@@ -257,7 +257,8 @@ KILN_API kiln_status kiln_grad(kiln_graph *g, kiln_tensor *y, int n, kiln_tensor
                                kiln_tensor *seed, kiln_tensor **grads);
 KILN_API kiln_tensor *kiln_detach(kiln_graph *g, kiln_tensor *t);
 /* In-place update of a param when the entry that outputs the returned value
- * runs, applied after every output of that entry is computed. */
+ * runs, applied after every output of that entry is computed. An entry may
+ * assign a param at most once (kiln_entry refuses two assigns to one param). */
 KILN_API kiln_tensor *kiln_assign(kiln_graph *g, kiln_tensor *param, kiln_tensor *value);
 
 /* ---- 5. Entries, compiling and running ------------------------------------ */
