@@ -116,14 +116,25 @@ kiln_tensor *kiln_input(kiln_graph *g, const char *name, kiln_dtype dt, int rank
     return named_leaf(g, __func__, IR_INPUT, name, dt, rank, dims);
 }
 
+/* A fill value for dtype dt: NaN or out of range for an integer dtype is an
+ * error in PyTorch, not a saturated value. */
+static bool check_value(kiln_graph *g, const char *fn, kiln_dtype dt, double v)
+{
+    if (ir_value_fits(dt, v))
+        return true;
+    fe_fail(g, KILN_ERR_INVALID, fn, "value cannot be converted to type %s without overflow",
+            kiln_dtype_name(dt));
+    return false;
+}
+
 /* The initialiser must suit the dtype, as torch.nn.init's in-place fills require. */
 static bool check_init(kiln_graph *g, const char *fn, kiln_dtype dt, kiln_init init)
 {
     switch (init.kind) {
     case KILN_INIT_ZEROS:
     case KILN_INIT_ONES:
-    case KILN_INIT_CONST:
     case KILN_INIT_DATA: return true;
+    case KILN_INIT_CONST: return check_value(g, fn, dt, init.a);
     case KILN_INIT_NORMAL:
         if (!ir_dtype_is_float(dt)) {
             fe_fail(g, KILN_ERR_DTYPE, fn, "\"normal_kernel_cpu\" not implemented for '%s'",
@@ -216,7 +227,8 @@ static kiln_tensor *full(kiln_graph *g, const char *fn, kiln_dtype dt, int rank,
 {
     if (!fe_begin(g, 0, NULL) || (rank > 0 && !dims))
         return NULL;
-    if (!check_dtype(g, fn, dt) || !fe_check_shape(g, fn, dt, rank, dims))
+    if (!check_dtype(g, fn, dt) || !fe_check_shape(g, fn, dt, rank, dims) ||
+        !check_value(g, fn, dt, v))
         return NULL;
     return fe_full_raw(g, dt, rank, dims, v);
 }
@@ -238,7 +250,7 @@ kiln_tensor *kiln_ones(kiln_graph *g, kiln_dtype dt, int rank, const int64_t *di
 
 kiln_tensor *kiln_full_like(kiln_graph *g, kiln_tensor *t, double v)
 {
-    if (!fe_begin(g, 1, &t))
+    if (!fe_begin(g, 1, &t) || !check_value(g, __func__, t->dtype, v))
         return NULL;
     return fe_full_raw(g, t->dtype, t->rank, t->dims, v);
 }

@@ -120,6 +120,10 @@ const char *ir_dtype_torch(kiln_dtype dt); /* "Float", "Double", "Int", "Long", 
 double ir_load_f(kiln_dtype dt, const void *base, int64_t i);    /* as double */
 int64_t ir_load_i(kiln_dtype dt, const void *base, int64_t i);   /* as int64 (floats truncate) */
 void ir_store_f(kiln_dtype dt, void *base, int64_t i, double v); /* rounds/converts to dt */
+/* False when v is NaN or outside the range of integer dtype dt (c10's
+ * overflows check); true for float and bool dtypes. A user's value that fails
+ * is PyTorch's "value cannot be converted to type int64 without overflow". */
+bool ir_value_fits(kiln_dtype dt, double v);
 void ir_store_i(kiln_dtype dt, void *base, int64_t i, int64_t v);
 
 /* ---- nodes ----------------------------------------------------------------- */

@@ -399,6 +399,11 @@ kiln_status kiln_module_set_scalar(kiln_module *m, const char *name, double v)
         return s;
     if ((s = check_scalar(m, __func__, b)) != KILN_OK)
         return s;
+    if (!ir_value_fits(b->node->dtype, v))
+        return rt_fail(m, KILN_ERR_INVALID,
+                       "kiln_module_set_scalar: value cannot be converted to type %s without "
+                       "overflow",
+                       kiln_dtype_name(b->node->dtype));
     ir_store_f(b->node->dtype, b->data, 0, v);
     b->set = true;
     return KILN_OK;

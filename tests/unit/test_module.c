@@ -578,6 +578,7 @@ static void test_scalars(void **state)
     kiln_module *m = compile_ok(g);
     assert_true(scalar(m, "k") == 41); /* any rank with one element */
     assert_true(scalar(m, "d") == 0.1);
+    kiln_status s0;
     assert_int_equal(kiln_module_set_scalar(m, "i", 2.7), KILN_OK); /* converted */
     assert_true(scalar(m, "i") == 2);
     assert_int_equal(kiln_module_set_scalar(m, "i", -2.7), KILN_OK);
@@ -588,6 +589,20 @@ static void test_scalars(void **state)
     int64_t k;
     assert_int_equal(kiln_module_get(m, "k", &k, 8), KILN_OK);
     assert_true(k == 1000000000000000);
+    /* NaN and values past the range are errors, as in PyTorch; nothing changes */
+    s0 = kiln_module_set_scalar(m, "k", 1e20);
+    assert_module_error(m, s0, KILN_ERR_INVALID,
+                        "kiln_module_set_scalar: value cannot be converted to type int64 without "
+                        "overflow");
+    s0 = kiln_module_set_scalar(m, "i", (double)NAN);
+    assert_module_error(m, s0, KILN_ERR_INVALID,
+                        "kiln_module_set_scalar: value cannot be converted to type int32 without "
+                        "overflow");
+    s0 = kiln_module_set_scalar(m, "i", 2147483648.0);
+    assert_module_error(m, s0, KILN_ERR_INVALID, "to type int32 without overflow");
+    assert_true(scalar(m, "k") == 1e15 && scalar(m, "i") == -2);
+    assert_int_equal(kiln_module_set_scalar(m, "i", -2147483648.0), KILN_OK);
+    assert_true(scalar(m, "i") == -2147483648.0);
     double v;
     kiln_status s = kiln_module_get_scalar(m, "x", &v);
     assert_module_error(m, s, KILN_ERR_SHAPE,
