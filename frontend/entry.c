@@ -111,6 +111,16 @@ kiln_status kiln_entry(kiln_graph *g, const char *name, int n, kiln_tensor *cons
                                   "%s: output %d of entry '%s' belongs to another graph", fn, i,
                                   name);
     }
+    /* the entry commits its assigns in output order: a second one to the same
+     * param would silently overwrite the first */
+    for (int j = 1; j < n; j++)
+        for (int i = 0; i < j; i++)
+            if (outputs[i]->op == IR_ASSIGN && outputs[j]->op == IR_ASSIGN &&
+                outputs[i] != outputs[j] && outputs[i]->in[0] == outputs[j]->in[0])
+                return ir_fail_status(g, KILN_ERR_INVALID,
+                                      "%s: outputs %d and %d of entry '%s' both assign param "
+                                      "'%s'; an entry may assign a param at most once",
+                                      fn, i, j, name, outputs[i]->in[0]->name);
     char **names = ir_arena_alloc(&g->arena, sizeof(*names) * (size_t)n);
     if (!names)
         return ir_fail_status(g, KILN_ERR_NOMEM, "%s: out of memory", fn);

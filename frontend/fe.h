@@ -29,9 +29,10 @@ kiln_tensor *fe_fail(kiln_graph *g, kiln_status s, const char *fn, const char *f
  * as PyTorch does); on failure records PyTorch's "Dimension out of range" error. */
 bool fe_axis(kiln_graph *g, const char *fn, int axis, int rank, int *out);
 
-/* A shape given by the user: 0 <= rank <= KILN_MAX_RANK, dims >= 0, numel fits
- * int64 (frontend/leaves.c). Records the error naming fn and returns false. */
-bool fe_check_shape(kiln_graph *g, const char *fn, int rank, const int64_t *dims);
+/* A shape given by the user or made by a builder: 0 <= rank <= KILN_MAX_RANK,
+ * dims >= 0, element count and byte size of dtype dt fit int64 (ir_shape_fits;
+ * frontend/fe_core.c). Records the error naming fn and returns false. */
+bool fe_check_shape(kiln_graph *g, const char *fn, kiln_dtype dt, int rank, const int64_t *dims);
 
 /* PyTorch's result_type: dimensioned tensors outrank 0-d tensors, which outrank
  * weak scalars, unless a lower tier has a higher category (bool < int < float). */

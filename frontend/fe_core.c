@@ -47,6 +47,32 @@ bool fe_axis(kiln_graph *g, const char *fn, int axis, int rank, int *out)
     return true;
 }
 
+bool fe_check_shape(kiln_graph *g, const char *fn, kiln_dtype dt, int rank, const int64_t *dims)
+{
+    if (rank < 0) {
+        fe_fail(g, KILN_ERR_INVALID, fn, "rank must be non-negative, but got %d", rank);
+        return false;
+    }
+    if (rank > KILN_MAX_RANK) {
+        fe_fail(g, KILN_ERR_UNSUPPORTED, fn,
+                "tensors of rank %d are not supported (KILN_MAX_RANK is %d)", rank, KILN_MAX_RANK);
+        return false;
+    }
+    char buf[400];
+    for (int d = 0; d < rank; d++)
+        if (dims[d] < 0) {
+            fe_fail(g, KILN_ERR_SHAPE, fn,
+                    "Trying to create tensor with negative dimension %lld: %s", (long long)dims[d],
+                    ir_shape_str(buf, sizeof(buf), rank, dims));
+            return false;
+        }
+    if (!ir_shape_fits(buf, sizeof(buf), dt, rank, dims)) {
+        fe_fail(g, KILN_ERR_SHAPE, fn, "%s", buf);
+        return false;
+    }
+    return true;
+}
+
 static int category(kiln_dtype dt)
 {
     return dt == KILN_BOOL ? 0 : ir_dtype_is_int(dt) ? 1 : 2;
@@ -177,7 +203,7 @@ kiln_tensor *fe_elementwise(kiln_graph *g, const char *fn, ir_op op, int n, kiln
 {
     int rank;
     int64_t dims[KILN_MAX_RANK];
-    if (!fe_broadcast(g, fn, n, ts, &rank, dims))
+    if (!fe_broadcast(g, fn, n, ts, &rank, dims) || !fe_check_shape(g, fn, compute, rank, dims))
         return NULL;
     kiln_tensor *ops[3];
     for (int i = 0; i < n; i++) {

@@ -52,35 +52,6 @@ kiln_init kiln_init_data(const void *ptr)
 
 /* ---- shared checks -------------------------------------------------------- */
 
-bool fe_check_shape(kiln_graph *g, const char *fn, int rank, const int64_t *dims)
-{
-    if (rank < 0) {
-        fe_fail(g, KILN_ERR_INVALID, fn, "rank must be non-negative, but got %d", rank);
-        return false;
-    }
-    if (rank > KILN_MAX_RANK) {
-        fe_fail(g, KILN_ERR_UNSUPPORTED, fn,
-                "tensors of rank %d are not supported (KILN_MAX_RANK is %d)", rank, KILN_MAX_RANK);
-        return false;
-    }
-    char buf[256];
-    for (int d = 0; d < rank; d++)
-        if (dims[d] < 0) {
-            fe_fail(g, KILN_ERR_SHAPE, fn,
-                    "Trying to create tensor with negative dimension %lld: %s", (long long)dims[d],
-                    ir_shape_str(buf, sizeof(buf), rank, dims));
-            return false;
-        }
-    int64_t n = 1;
-    for (int d = 0; d < rank; d++)
-        if (__builtin_mul_overflow(n, dims[d], &n)) {
-            fe_fail(g, KILN_ERR_SHAPE, fn, "the shape %s has more elements than int64 can count",
-                    ir_shape_str(buf, sizeof(buf), rank, dims));
-            return false;
-        }
-    return true;
-}
-
 static bool check_dtype(kiln_graph *g, const char *fn, kiln_dtype dt)
 {
     if (ir_dtype_valid((int)dt))
@@ -108,7 +79,7 @@ static kiln_tensor *named_leaf(kiln_graph *g, const char *fn, ir_op op, const ch
         return NULL;
     if (!name[0])
         return fe_fail(g, KILN_ERR_INVALID, fn, "the name must be a non-empty string");
-    if (!check_dtype(g, fn, dt) || !fe_check_shape(g, fn, rank, dims))
+    if (!check_dtype(g, fn, dt) || !fe_check_shape(g, fn, dt, rank, dims))
         return NULL;
     if (name_is_used(g, name))
         return fe_fail(g, KILN_ERR_INVALID, fn, "name '%s' is already used", name);
@@ -132,6 +103,8 @@ static void *copy_data(kiln_graph *g, const char *fn, const kiln_tensor *t, cons
     }
     if (n)
         memcpy(p, src, n);
+    if (t->dtype == KILN_BOOL)
+        ir_bool_normalise(p, n);
     return p;
 }
 
@@ -143,14 +116,25 @@ kiln_tensor *kiln_input(kiln_graph *g, const char *name, kiln_dtype dt, int rank
     return named_leaf(g, __func__, IR_INPUT, name, dt, rank, dims);
 }
 
+/* A fill value for dtype dt: NaN or out of range for an integer dtype is an
+ * error in PyTorch, not a saturated value. */
+static bool check_value(kiln_graph *g, const char *fn, kiln_dtype dt, double v)
+{
+    if (ir_value_fits(dt, v))
+        return true;
+    fe_fail(g, KILN_ERR_INVALID, fn, "value cannot be converted to type %s without overflow",
+            kiln_dtype_name(dt));
+    return false;
+}
+
 /* The initialiser must suit the dtype, as torch.nn.init's in-place fills require. */
 static bool check_init(kiln_graph *g, const char *fn, kiln_dtype dt, kiln_init init)
 {
     switch (init.kind) {
     case KILN_INIT_ZEROS:
     case KILN_INIT_ONES:
-    case KILN_INIT_CONST:
     case KILN_INIT_DATA: return true;
+    case KILN_INIT_CONST: return check_value(g, fn, dt, init.a);
     case KILN_INIT_NORMAL:
         if (!ir_dtype_is_float(dt)) {
             fe_fail(g, KILN_ERR_DTYPE, fn, "\"normal_kernel_cpu\" not implemented for '%s'",
@@ -215,7 +199,7 @@ kiln_tensor *kiln_tensor_from(kiln_graph *g, kiln_dtype dt, int rank, const int6
 {
     if (!fe_begin(g, 0, NULL) || !data || (rank > 0 && !dims))
         return NULL;
-    if (!check_dtype(g, __func__, dt) || !fe_check_shape(g, __func__, rank, dims))
+    if (!check_dtype(g, __func__, dt) || !fe_check_shape(g, __func__, dt, rank, dims))
         return NULL;
     kiln_tensor *t = ir_node_new(g, IR_CONST, dt, rank, dims, 0, NULL);
     if (!t)
@@ -243,7 +227,8 @@ static kiln_tensor *full(kiln_graph *g, const char *fn, kiln_dtype dt, int rank,
 {
     if (!fe_begin(g, 0, NULL) || (rank > 0 && !dims))
         return NULL;
-    if (!check_dtype(g, fn, dt) || !fe_check_shape(g, fn, rank, dims))
+    if (!check_dtype(g, fn, dt) || !fe_check_shape(g, fn, dt, rank, dims) ||
+        !check_value(g, fn, dt, v))
         return NULL;
     return fe_full_raw(g, dt, rank, dims, v);
 }
@@ -265,7 +250,7 @@ kiln_tensor *kiln_ones(kiln_graph *g, kiln_dtype dt, int rank, const int64_t *di
 
 kiln_tensor *kiln_full_like(kiln_graph *g, kiln_tensor *t, double v)
 {
-    if (!fe_begin(g, 1, &t))
+    if (!fe_begin(g, 1, &t) || !check_value(g, __func__, t->dtype, v))
         return NULL;
     return fe_full_raw(g, t->dtype, t->rank, t->dims, v);
 }
@@ -299,9 +284,11 @@ static bool to_i64(kiln_graph *g, const char *fn, double v, const char *type, do
     return true;
 }
 
-static kiln_tensor *arange_node(kiln_graph *g, kiln_dtype dt, int64_t size, double start,
-                                double step)
+static kiln_tensor *arange_node(kiln_graph *g, const char *fn, kiln_dtype dt, int64_t size,
+                                double start, double step)
 {
+    if (!fe_check_shape(g, fn, dt, 1, &size))
+        return NULL;
     kiln_tensor *t = ir_node_new(g, IR_ARANGE, dt, 1, (const int64_t[]){size}, 0, NULL);
     if (t) {
         t->value = start;
@@ -346,7 +333,7 @@ kiln_tensor *kiln_arange(kiln_graph *g, kiln_dtype dt, double start, double end,
     }
     if (!(size >= 0 && size < 0x1p63))
         return fe_fail(g, KILN_ERR_INVALID, fn, "invalid size, possible overflow?");
-    return arange_node(g, dt, (int64_t)size, start, step);
+    return arange_node(g, __func__, dt, (int64_t)size, start, step);
 }
 
 /* linspace's endpoints as PyTorch's CPU kernel holds them: converted to the
@@ -418,8 +405,8 @@ kiln_tensor *kiln_linspace(kiln_graph *g, kiln_dtype dt, double start, double en
     if (steps <= 1)
         return fe_full_raw(g, dt, 1, (const int64_t[]){steps}, s);
     kiln_dtype ct = ir_dtype_is_float(dt) ? dt : KILN_F64;
-    kiln_tensor *idx = arange_node(g, KILN_I64, steps, 0, 1);
-    kiln_tensor *rev = arange_node(g, KILN_I64, steps, (double)(steps - 1), -1);
+    kiln_tensor *idx = arange_node(g, fn, KILN_I64, steps, 0, 1);
+    kiln_tensor *rev = arange_node(g, fn, KILN_I64, steps, (double)(steps - 1), -1);
     if (!idx || !rev)
         return NULL;
     kiln_tensor *fidx = fe_convert(g, idx, ct), *frev = fe_convert(g, rev, ct);
@@ -450,7 +437,7 @@ static kiln_tensor *random_source(kiln_graph *g, const char *fn, ir_op op, kiln_
         return fe_fail(g, KILN_ERR_DTYPE, fn, "\"%s\" not implemented for '%s'",
                        op == IR_RAND ? "check_uniform_bounds" : "normal_kernel_cpu",
                        ir_dtype_torch(dt));
-    if (!fe_check_shape(g, fn, rank, dims))
+    if (!fe_check_shape(g, fn, dt, rank, dims))
         return NULL;
     kiln_tensor *t = ir_node_new(g, op, dt, rank, dims, 0, NULL);
     if (t)

@@ -58,7 +58,7 @@ static kiln_tensor *reshape(kiln_graph *g, const char *fn, kiln_tensor *t, int r
                                ir_shape_str(buf, sizeof(buf), rank, dims));
             out[infer] = numel / known;
         }
-        return fe_reshape_raw(g, t, rank, out);
+        return fe_check_shape(g, fn, t->dtype, rank, out) ? fe_reshape_raw(g, t, rank, out) : NULL;
     }
     return fe_fail(g, KILN_ERR_SHAPE, fn, "shape '%s' is invalid for input of size %lld",
                    ir_shape_str(buf, sizeof(buf), rank, dims), (long long)numel);
@@ -220,6 +220,8 @@ kiln_tensor *kiln_expand(kiln_graph *g, kiln_tensor *t, int rank, const int64_t 
                            ir_shape_str(have, sizeof(have), t->rank, t->dims));
         out[i] = target;
     }
+    if (!fe_check_shape(g, fn, t->dtype, rank, out))
+        return NULL;
     return fe_expand_to(g, t, rank, out);
 }
 
@@ -318,6 +320,8 @@ static kiln_tensor *concat_raw(kiln_graph *g, const char *fn, int n, kiln_tensor
             goto out;
         dims[axis] += ts[i]->dims[axis];
     }
+    if (!fe_check_shape(g, fn, dt, ts[0]->rank, dims))
+        goto out;
     r = ir_node_new(g, IR_CONCAT, dt, ts[0]->rank, dims, n, ops);
     if (r)
         r->axis = axis;
@@ -425,6 +429,8 @@ kiln_tensor *kiln_pad(kiln_graph *g, kiln_tensor *t, const int64_t *before, cons
     }
     if (none)
         return t;
+    if (!fe_check_shape(g, fn, t->dtype, t->rank, dims))
+        return NULL;
     kiln_tensor *r = ir_node_new(g, IR_PAD, t->dtype, t->rank, dims, 1, &t);
     if (!r)
         return NULL;

@@ -127,6 +127,15 @@ static kiln_tensor *matmul_impl(kiln_graph *g, const char *fn, kiln_tensor *a, k
     int64_t out[KILN_MAX_RANK];
     if (!batch_broadcast(g, fn, r2a - 2, a2->dims, r2b - 2, b2->dims, &br, out))
         return NULL;
+    /* the result and both operands expanded to the broadcast batch */
+    int64_t full[KILN_MAX_RANK + 2];
+    memcpy(full, out, sizeof(*out) * (size_t)br);
+    const int64_t mats[3][2] = {{m, n}, {m, ka}, {kb, n}};
+    for (int i = 0; i < 3; i++) {
+        full[br] = mats[i][0], full[br + 1] = mats[i][1];
+        if (!fe_check_shape(g, fn, a->dtype, br + 2, full))
+            return NULL;
+    }
     kiln_tensor *prod;
     if (r2b == 2 && r2a > 2) {
         int64_t rows = ir_shape_numel(r2a - 1, a2->dims);
@@ -347,6 +356,8 @@ kiln_tensor *kiln_embedding(kiln_graph *g, kiln_tensor *table, kiln_tensor *ids)
     int64_t dims[KILN_MAX_RANK];
     memcpy(dims, ids->dims, sizeof(*dims) * (size_t)ids->rank);
     dims[ids->rank] = table->dims[1];
+    if (!fe_check_shape(g, __func__, table->dtype, ids->rank + 1, dims))
+        return NULL;
     kiln_tensor *r = ir_node_new(g, IR_GATHER, table->dtype, ids->rank + 1, dims, 2, ts);
     if (r)
         r->axis = 0;

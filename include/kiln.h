@@ -257,7 +257,8 @@ KILN_API kiln_status kiln_grad(kiln_graph *g, kiln_tensor *y, int n, kiln_tensor
                                kiln_tensor *seed, kiln_tensor **grads);
 KILN_API kiln_tensor *kiln_detach(kiln_graph *g, kiln_tensor *t);
 /* In-place update of a param when the entry that outputs the returned value
- * runs, applied after every output of that entry is computed. */
+ * runs, applied after every output of that entry is computed. An entry may
+ * assign a param at most once (kiln_entry refuses two assigns to one param). */
 KILN_API kiln_tensor *kiln_assign(kiln_graph *g, kiln_tensor *param, kiln_tensor *value);
 
 /* ---- 5. Entries, compiling and running ------------------------------------ */
@@ -318,6 +319,12 @@ KILN_API kiln_status kiln_module_get(kiln_module *m, const char *name, void *dst
 KILN_API kiln_status kiln_module_set_scalar(kiln_module *m, const char *name, double v);
 KILN_API kiln_status kiln_module_get_scalar(kiln_module *m, const char *name,
                                             double *v); /* like .item() */
+/* Bool data is one byte per element; a byte other than 0 or 1 is read as true
+ * and stored as 1 by set, set_npy, load, kiln_npy_load, kiln_tensor_from and
+ * kiln_init_data. bind is zero-copy, so bound bool memory must hold only 0
+ * and 1 whenever the module runs (other bytes give unspecified results).
+ * No two bound tensors may share memory: a bind whose memory overlaps another
+ * bound tensor's is refused (KILN_ERR_INVALID). */
 KILN_API kiln_status kiln_module_bind(kiln_module *m, const char *name,
                                       void *host_ptr); /* zero-copy, C target */
 KILN_API kiln_status kiln_module_print(kiln_module *m, const char *name,

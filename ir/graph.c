@@ -101,9 +101,33 @@ static bool grow(void **arr, int *cap, int need, size_t elem)
     return true;
 }
 
+bool ir_shape_fits(char *why, size_t cap, kiln_dtype dt, int rank, const int64_t *dims)
+{
+    /* a zero-size axis counts as 1: strides and batch counts multiply the
+     * other axes, so their product must fit even when the tensor is empty */
+    int64_t n = 1, bytes;
+    char buf[256];
+    for (int i = 0; i < rank; i++)
+        if (__builtin_mul_overflow(n, dims[i] > 1 ? dims[i] : 1, &n)) {
+            snprintf(why, cap, "the shape %s has more elements than int64 can count",
+                     ir_shape_str(buf, sizeof(buf), rank, dims));
+            return false;
+        }
+    if (__builtin_mul_overflow(n, (int64_t)kiln_dtype_size(dt), &bytes)) {
+        snprintf(why, cap, "the shape %s of dtype %s has more bytes than int64 can count",
+                 ir_shape_str(buf, sizeof(buf), rank, dims), kiln_dtype_name(dt));
+        return false;
+    }
+    return true;
+}
+
 kiln_tensor *ir_node_new(kiln_graph *g, ir_op op, kiln_dtype dt, int rank, const int64_t *dims,
                          int nin, kiln_tensor *const *in)
 {
+    char why[400];
+    /* the builders refuse such shapes naming themselves; this catches the rest */
+    if (!ir_shape_fits(why, sizeof(why), dt, rank, dims))
+        return ir_fail(g, KILN_ERR_SHAPE, "%s node: %s", ir_ops[op].name, why);
     if (!grow((void **)&g->nodes, &g->cap_nodes, g->nnodes + 1, sizeof(*g->nodes)))
         return ir_fail(g, KILN_ERR_NOMEM, "out of memory");
     kiln_tensor *t = ir_arena_alloc(&g->arena, sizeof(*t));
@@ -129,10 +153,23 @@ kiln_tensor *ir_node_new(kiln_graph *g, ir_op op, kiln_dtype dt, int rank, const
 
 int64_t ir_shape_numel(int rank, const int64_t *dims)
 {
+    /* nodes pass ir_shape_fits, so only a shape from elsewhere can overflow:
+     * it saturates (0 if an axis is empty) rather than wrap */
     int64_t n = 1;
-    for (int i = 0; i < rank; i++)
-        n *= dims[i];
-    return n;
+    bool over = false;
+    for (int i = 0; i < rank; i++) {
+        if (dims[i] == 0)
+            return 0;
+        over = over || __builtin_mul_overflow(n, dims[i], &n);
+    }
+    return over ? INT64_MAX : n;
+}
+
+void ir_bool_normalise(void *p, size_t n)
+{
+    unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        b[i] = b[i] != 0;
 }
 
 int64_t ir_numel(const kiln_tensor *t)

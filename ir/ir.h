@@ -120,6 +120,10 @@ const char *ir_dtype_torch(kiln_dtype dt); /* "Float", "Double", "Int", "Long", 
 double ir_load_f(kiln_dtype dt, const void *base, int64_t i);    /* as double */
 int64_t ir_load_i(kiln_dtype dt, const void *base, int64_t i);   /* as int64 (floats truncate) */
 void ir_store_f(kiln_dtype dt, void *base, int64_t i, double v); /* rounds/converts to dt */
+/* False when v is NaN or outside the range of integer dtype dt (c10's
+ * overflows check); true for float and bool dtypes. A user's value that fails
+ * is PyTorch's "value cannot be converted to type int64 without overflow". */
+bool ir_value_fits(kiln_dtype dt, double v);
 void ir_store_i(kiln_dtype dt, void *base, int64_t i, int64_t v);
 
 /* ---- nodes ----------------------------------------------------------------- */
@@ -186,8 +190,13 @@ kiln_tensor *ir_vfail(kiln_graph *g, kiln_status s, const char *fmt, va_list ap)
 kiln_status ir_fail_status(kiln_graph *g, kiln_status s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* True when a tensor of dtype dt and this shape (dims >= 0) has an element
+ * count and byte size that fit int64; else writes the reason ("the shape
+ * [...] has more elements than int64 can count") to why. */
+bool ir_shape_fits(char *why, size_t cap, kiln_dtype dt, int rank, const int64_t *dims);
 /* Creates a node with the given operands, dtype and shape; attributes zeroed.
- * Records KILN_ERR_NOMEM and returns NULL when out of memory. */
+ * Records KILN_ERR_NOMEM and returns NULL when out of memory, KILN_ERR_SHAPE
+ * when the shape fails ir_shape_fits. */
 kiln_tensor *ir_node_new(kiln_graph *g, ir_op op, kiln_dtype dt, int rank, const int64_t *dims,
                          int nin, kiln_tensor *const *in);
 int64_t ir_numel(const kiln_tensor *t);
@@ -195,6 +204,9 @@ int64_t ir_shape_numel(int rank, const int64_t *dims);
 bool ir_same_shape(const kiln_tensor *a, const kiln_tensor *b);
 /* Row-major strides of a shape, in elements. */
 void ir_strides(int rank, const int64_t *dims, int64_t *strides);
+/* Stores each of n bool bytes as 0 or 1 (any other byte reads as true): the
+ * generated C and the interpreter assume 0/1, so every way in passes this. */
+void ir_bool_normalise(void *p, size_t n);
 /* "[3, 4]" into buf (PyTorch's list form); returns buf. */
 char *ir_shape_str(char *buf, size_t cap, int rank, const int64_t *dims);
 

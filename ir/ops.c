@@ -188,6 +188,18 @@ static int32_t f_to_i32(double v)
     return w > INT32_MAX ? INT32_MAX : w < INT32_MIN ? INT32_MIN : (int32_t)w;
 }
 
+bool ir_value_fits(kiln_dtype dt, double v)
+{
+    switch (dt) {
+    case KILN_I32: return v >= -2147483648.0 && v <= 2147483647.0;
+    case KILN_I64: return v >= -9223372036854775808.0 && v < 9223372036854775808.0;
+    case KILN_F32:
+    case KILN_F64:
+    case KILN_BOOL: return true;
+    }
+    return true;
+}
+
 void ir_store_f(kiln_dtype dt, void *base, int64_t i, double v)
 {
     switch (dt) {

@@ -356,6 +356,8 @@ kiln_status kiln_module_set(kiln_module *m, const char *name, const void *src, s
         return rt_fail(m, KILN_ERR_INVALID, "kiln_module_set: src is NULL");
     if (nbytes && b->data != src)
         memmove(b->data, src, nbytes);
+    if (b->node->dtype == KILN_BOOL)
+        ir_bool_normalise(b->data, nbytes);
     b->set = true;
     return KILN_OK;
 }
@@ -397,6 +399,11 @@ kiln_status kiln_module_set_scalar(kiln_module *m, const char *name, double v)
         return s;
     if ((s = check_scalar(m, __func__, b)) != KILN_OK)
         return s;
+    if (!ir_value_fits(b->node->dtype, v))
+        return rt_fail(m, KILN_ERR_INVALID,
+                       "kiln_module_set_scalar: value cannot be converted to type %s without "
+                       "overflow",
+                       kiln_dtype_name(b->node->dtype));
     ir_store_f(b->node->dtype, b->data, 0, v);
     b->set = true;
     return KILN_OK;
@@ -418,6 +425,23 @@ kiln_status kiln_module_get_scalar(kiln_module *m, const char *name, double *v)
     return KILN_OK;
 }
 
+/* Another bound tensor whose memory overlaps b->nbytes at p, or NULL. Kernels
+ * assume distinct buffers: an output written over an input it still reads
+ * gives wrong results, so no two bound tensors may share a byte. */
+static const rt_buf *bound_overlap(const kiln_module *m, const rt_buf *b, const void *p)
+{
+    uintptr_t lo = (uintptr_t)p, hi = lo + b->nbytes;
+    for (int i = 0; i < m->nbufs; i++) {
+        const rt_buf *o = &m->bufs[i];
+        if (o == b || o->owned || !o->nbytes || !b->nbytes)
+            continue;
+        uintptr_t olo = (uintptr_t)o->data, ohi = olo + o->nbytes;
+        if (lo < ohi && olo < hi)
+            return o;
+    }
+    return NULL;
+}
+
 /* host_ptr becomes the tensor's storage: the module reads its current
  * contents as the value (an input counts as set) and writes results into it.
  * NULL gives the module its own storage back, keeping the current value. */
@@ -430,6 +454,12 @@ kiln_status kiln_module_bind(kiln_module *m, const char *name, void *host_ptr)
     if (!b)
         return s;
     if (host_ptr) {
+        const rt_buf *o = bound_overlap(m, b, host_ptr);
+        if (o)
+            return rt_fail(m, KILN_ERR_INVALID,
+                           "kiln_module_bind: the memory for '%s' (%zu bytes) overlaps the memory "
+                           "bound to '%s' (%zu bytes); bound tensors must not share memory",
+                           b->name, b->nbytes, o->name, o->nbytes);
         ir_free(b->owned);
         b->owned = NULL;
         b->data = host_ptr;

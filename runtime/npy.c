@@ -316,6 +316,8 @@ kiln_status kiln_npy_load(const char *path, kiln_dtype dt, int rank, const int64
                      have, kiln_dtype_name(dt), want);
     } else if (h.nbytes) {
         memcpy(dst, data, h.nbytes);
+        if (dt == KILN_BOOL)
+            ir_bool_normalise(dst, h.nbytes);
     }
     ir_free(file);
     return s;
@@ -333,6 +335,16 @@ kiln_status kiln_npy_save(const char *path, kiln_dtype dt, int rank, const int64
         if (dims[d] < 0)
             return npy_fail(KILN_ERR_SHAPE, "kiln_npy_save: dimension %d is %lld", d,
                             (long long)dims[d]);
+    }
+    /* the reader's rule (parse_dict), so that what is saved loads back */
+    for (int d = 0; d < rank; d++) {
+        if (dims[d] != 0 && n > (uint64_t)INT64_MAX / (uint64_t)dims[d]) {
+            char buf[256];
+            return npy_fail(KILN_ERR_SHAPE,
+                            "kiln_npy_save: the shape %s of dtype %s has more bytes than int64 "
+                            "can count",
+                            ir_shape_str(buf, sizeof(buf), rank, dims), kiln_dtype_name(dt));
+        }
         n *= (uint64_t)dims[d];
     }
     if (n && !data)

@@ -233,6 +233,36 @@ static void test_entry_errors(void **state)
     }
 }
 
+/* Two assigns to one param in one entry: the last used to win silently. */
+static void test_entry_assigns_a_param_once(void **state)
+{
+    (void)state;
+    kiln_graph *g = kiln_graph_new();
+    kiln_tensor *x = kiln_input(g, "x", KILN_F32, KILN_SHAPE(2));
+    kiln_tensor *p = kiln_param(g, "p", KILN_F32, KILN_SHAPE(2), kiln_init_zeros());
+    kiln_tensor *q = kiln_param(g, "q", KILN_F32, KILN_SHAPE(2), kiln_init_zeros());
+    kiln_tensor *a = kiln_assign(g, p, x);
+    kiln_tensor *b = kiln_assign(g, q, x);
+    kiln_tensor *c = kiln_assign(g, p, kiln_neg(g, x));
+    kiln_status s = kiln_entry(g, "f", 4, (kiln_tensor *const[]){a, x, b, c}, NULL);
+    assert_int_equal(s, KILN_ERR_INVALID);
+    assert_graph_error(g, KILN_ERR_INVALID,
+                       "kiln_entry: outputs 0 and 3 of entry 'f' both assign param 'p'; an entry "
+                       "may assign a param at most once");
+    assert_int_equal(g->nentries, 0);
+    kiln_graph_free(g);
+
+    /* one assign listed twice writes one value: allowed, as are separate entries */
+    g = kiln_graph_new();
+    x = kiln_input(g, "x", KILN_F32, KILN_SHAPE(2));
+    p = kiln_param(g, "p", KILN_F32, KILN_SHAPE(2), kiln_init_zeros());
+    a = kiln_assign(g, p, x);
+    c = kiln_assign(g, p, kiln_neg(g, x));
+    assert_int_equal(kiln_entry(g, "f", 2, (kiln_tensor *const[]){a, a}, NULL), KILN_OK);
+    assert_int_equal(kiln_entry(g, "g", 1, &c, NULL), KILN_OK);
+    kiln_graph_free(g);
+}
+
 static void test_entry_default_name_clash(void **state)
 {
     (void)state;
@@ -419,6 +449,7 @@ int main(void)
         cmocka_unit_test(test_entry),
         cmocka_unit_test(test_entry_names_copied),
         cmocka_unit_test(test_entry_errors),
+        cmocka_unit_test(test_entry_assigns_a_param_once),
         cmocka_unit_test(test_entry_default_name_clash),
         cmocka_unit_test(test_entry_after_error),
         cmocka_unit_test(test_assign_values),

@@ -147,10 +147,19 @@ static void test_nodes_shapes_and_accessors(void **state)
     assert_string_equal(ir_shape_str(buf, sizeof buf, 2, b->dims), "[3, 4]");
     assert_string_equal(ir_shape_str(buf, sizeof buf, 0, NULL), "[]");
     assert_int_equal(ir_shape_numel(2, (int64_t[]){0, 5}), 0);
+    /* counts past int64 saturate instead of wrapping (2^64 wrapped to 0) */
+    const int64_t big = INT64_C(1) << 32;
+    assert_int_equal(ir_shape_numel(2, (int64_t[]){big, big}), INT64_MAX);
+    assert_int_equal(ir_shape_numel(3, (int64_t[]){big, big, 0}), 0);
     /* growth past the first node-array capacity keeps earlier nodes intact */
     for (int i = 0; i < 1000; i++)
         assert_non_null(ir_node_new(g, IR_NEG, KILN_F32, 2, a->dims, 1, &b));
     assert_ptr_equal(g->nodes[1], b);
+    /* the node constructor refuses what a builder let through */
+    assert_null(ir_node_new(g, IR_EXPAND, KILN_F32, 2, (int64_t[]){big, big}, 1, &b));
+    assert_graph_error(g, KILN_ERR_SHAPE,
+                       "expand node: the shape [4294967296, 4294967296] has more elements than "
+                       "int64 can count");
     kiln_graph_free(g);
 }
 

@@ -420,6 +420,61 @@ static void test_full_and_friends(void **state)
     kiln_graph_free(g);
 }
 
+/* NaN, infinities and values outside the range into an integer tensor used
+ * to saturate silently; PyTorch raises (torch.full((1,), 1e20,
+ * dtype=torch.int64)): "value cannot be converted to type int64 without
+ * overflow". */
+static void test_integer_fill_overflow(void **state)
+{
+    (void)state;
+    struct {
+        kiln_dtype dt;
+        double v;
+        bool param; /* kiln_param with kiln_init_const, else kiln_full */
+        const char *msg;
+    } cases[] = {
+        {KILN_I64, (double)NAN, false,
+         "kiln_full: value cannot be converted to type int64 without overflow"},
+        {KILN_I64, 1e20, false,
+         "kiln_full: value cannot be converted to type int64 without overflow"},
+        {KILN_I64, 9223372036854775808.0, false, "to type int64 without overflow"},
+        {KILN_I64, -(double)INFINITY, false, "to type int64 without overflow"},
+        {KILN_I32, 3e9, false,
+         "kiln_full: value cannot be converted to type int32 without overflow"},
+        {KILN_I32, 2147483648.0, false, "to type int32 without overflow"},
+        {KILN_I32, -2147483649.0, false, "to type int32 without overflow"},
+        {KILN_I32, 1e10, true,
+         "kiln_param: value cannot be converted to type int32 without overflow"},
+        {KILN_I64, (double)NAN, true,
+         "kiln_param: value cannot be converted to type int64 without overflow"},
+        {KILN_I32, 2147483647.0, false, NULL},
+        {KILN_I32, -2147483648.0, false, NULL},
+        {KILN_I64, -9223372036854775808.0, false, NULL},
+        {KILN_I64, 1e18, true, NULL},
+        {KILN_F32, (double)NAN, false, NULL},
+        {KILN_BOOL, (double)NAN, false, NULL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        kiln_graph *g = kiln_graph_new();
+        kiln_tensor *t = cases[i].param ? kiln_param(g, "p", cases[i].dt, KILN_SHAPE(2),
+                                                     kiln_init_const(cases[i].v))
+                                        : kiln_full(g, cases[i].dt, KILN_SHAPE(2), cases[i].v);
+        if (cases[i].msg) {
+            assert_null(t);
+            assert_graph_error(g, KILN_ERR_INVALID, cases[i].msg);
+        } else {
+            assert_non_null(t);
+        }
+        kiln_graph_free(g);
+    }
+    kiln_graph *g = kiln_graph_new();
+    kiln_tensor *x = kiln_input(g, "x", KILN_I32, KILN_SHAPE(2));
+    assert_null(kiln_full_like(g, x, (double)NAN));
+    assert_graph_error(g, KILN_ERR_INVALID,
+                       "kiln_full_like: value cannot be converted to type int32 without overflow");
+    kiln_graph_free(g);
+}
+
 static void test_like_foreign_graph(void **state)
 {
     (void)state;
@@ -820,6 +875,7 @@ int main(void)
         cmocka_unit_test(test_scalar),
         cmocka_unit_test(test_scalar_is_weak_in_promotion),
         cmocka_unit_test(test_full_and_friends),
+        cmocka_unit_test(test_integer_fill_overflow),
         cmocka_unit_test(test_like_foreign_graph),
         cmocka_unit_test(test_arange),
         cmocka_unit_test(test_arange_errors),

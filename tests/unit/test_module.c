@@ -578,6 +578,7 @@ static void test_scalars(void **state)
     kiln_module *m = compile_ok(g);
     assert_true(scalar(m, "k") == 41); /* any rank with one element */
     assert_true(scalar(m, "d") == 0.1);
+    kiln_status s0;
     assert_int_equal(kiln_module_set_scalar(m, "i", 2.7), KILN_OK); /* converted */
     assert_true(scalar(m, "i") == 2);
     assert_int_equal(kiln_module_set_scalar(m, "i", -2.7), KILN_OK);
@@ -588,6 +589,20 @@ static void test_scalars(void **state)
     int64_t k;
     assert_int_equal(kiln_module_get(m, "k", &k, 8), KILN_OK);
     assert_true(k == 1000000000000000);
+    /* NaN and values past the range are errors, as in PyTorch; nothing changes */
+    s0 = kiln_module_set_scalar(m, "k", 1e20);
+    assert_module_error(m, s0, KILN_ERR_INVALID,
+                        "kiln_module_set_scalar: value cannot be converted to type int64 without "
+                        "overflow");
+    s0 = kiln_module_set_scalar(m, "i", (double)NAN);
+    assert_module_error(m, s0, KILN_ERR_INVALID,
+                        "kiln_module_set_scalar: value cannot be converted to type int32 without "
+                        "overflow");
+    s0 = kiln_module_set_scalar(m, "i", 2147483648.0);
+    assert_module_error(m, s0, KILN_ERR_INVALID, "to type int32 without overflow");
+    assert_true(scalar(m, "k") == 1e15 && scalar(m, "i") == -2);
+    assert_int_equal(kiln_module_set_scalar(m, "i", -2147483648.0), KILN_OK);
+    assert_true(scalar(m, "i") == -2147483648.0);
     double v;
     kiln_status s = kiln_module_get_scalar(m, "x", &v);
     assert_module_error(m, s, KILN_ERR_SHAPE,
@@ -637,6 +652,42 @@ static void test_bind(void **state)
     kiln_status s = kiln_module_bind(m, "nope", xs);
     assert_module_error(m, s, KILN_ERR_NOT_FOUND, "kiln_module_bind: no tensor named 'nope'");
     assert_int_equal(kiln_module_bind(NULL, "x", xs), KILN_ERR_INVALID);
+    kiln_module_free(m);
+    kiln_graph_free(g);
+}
+
+/* Bound tensors that share memory gave wrong results silently (an output
+ * written over an input it still reads): bind refuses any overlap. */
+static void test_bind_overlap(void **state)
+{
+    (void)state;
+    kiln_graph *g = kiln_graph_new();
+    kiln_tensor *x = kiln_input(g, "x", KILN_F32, KILN_SHAPE(4));
+    kiln_tensor *y = kiln_mul(g, x, kiln_scalar(g, 2));
+    assert_int_equal(kiln_entry(g, "f", 1, &y, (const char *const[]){"y"}), KILN_OK);
+    kiln_module *m = compile_ok(g);
+    float buf[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    assert_int_equal(kiln_module_bind(m, "x", buf), KILN_OK);
+    assert_int_equal(kiln_module_bind(m, "x", buf), KILN_OK); /* rebinding itself is fine */
+    kiln_status s = kiln_module_bind(m, "y", buf + 3);
+    assert_module_error(m, s, KILN_ERR_INVALID,
+                        "kiln_module_bind: the memory for 'y' (16 bytes) overlaps the memory "
+                        "bound to 'x' (16 bytes); bound tensors must not share memory");
+    s = kiln_module_bind(m, "y", buf);
+    assert_module_error(m, s, KILN_ERR_INVALID, "overlaps the memory bound to 'x'");
+    /* adjacent is not overlapping */
+    assert_int_equal(kiln_module_bind(m, "y", buf + 4), KILN_OK);
+    run_ok(m, "f");
+    for (int i = 0; i < 4; i++)
+        assert_true(buf[4 + i] == 2 * (float)(i + 1));
+    /* once x is unbound its old memory is free to bind */
+    assert_int_equal(kiln_module_bind(m, "x", NULL), KILN_OK);
+    s = kiln_module_bind(m, "x", buf + 5);
+    assert_module_error(m, s, KILN_ERR_INVALID,
+                        "the memory for 'x' (16 bytes) overlaps the "
+                        "memory bound to 'y' (16 bytes)");
+    assert_int_equal(kiln_module_bind(m, "y", NULL), KILN_OK);
+    assert_int_equal(kiln_module_bind(m, "x", buf + 5), KILN_OK);
     kiln_module_free(m);
     kiln_graph_free(g);
 }
@@ -779,6 +830,7 @@ int main(void)
         cmocka_unit_test(test_set_get_every_name),
         cmocka_unit_test(test_scalars),
         cmocka_unit_test(test_bind),
+        cmocka_unit_test(test_bind_overlap),
         cmocka_unit_test(test_print),
         cmocka_unit_test(test_source_is_the_graph),
         cmocka_unit_test(test_free_and_error_basics),

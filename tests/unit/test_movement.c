@@ -606,6 +606,86 @@ static void test_pad(void **state)
     kiln_graph_free(g);
 }
 
+/* A shape whose element count or byte size does not fit int64 is refused by
+ * every builder that makes a new shape, naming the function and the shape:
+ * the counts would otherwise wrap (kiln_tensor_numel gave 0 or 2^32). */
+static void test_shapes_past_int64_are_refused(void **state)
+{
+    (void)state;
+    const int64_t big = INT64_C(1) << 40;
+    kiln_tensor *x, *y;
+    kiln_graph *g = g_with(KILN_SHAPE(1, 1, 1), &x);
+    assert_null(kiln_expand(g, x, KILN_SHAPE(big, big, 1)));
+    assert_graph_error(g, KILN_ERR_SHAPE,
+                       "kiln_expand: the shape [1099511627776, 1099511627776, 1] has more elements "
+                       "than int64 can count");
+    kiln_graph_free(g);
+
+    /* 2^60 elements fit as float32 (2^62 bytes), not as float64 (2^63 bytes) */
+    g = g_with(KILN_SHAPE(1, 1), &x);
+    assert_non_null(kiln_expand(g, x, KILN_SHAPE(INT64_C(1) << 30, INT64_C(1) << 30)));
+    kiln_tensor *d = kiln_cast(g, x, KILN_F64);
+    assert_null(kiln_expand(g, d, KILN_SHAPE(INT64_C(1) << 30, INT64_C(1) << 30)));
+    assert_graph_error(g, KILN_ERR_SHAPE,
+                       "kiln_expand: the shape [1073741824, 1073741824] of dtype float64 has "
+                       "more bytes than int64 can count");
+    kiln_graph_free(g);
+
+    g = g_with(KILN_SHAPE(big, 1), &x);
+    assert_null(kiln_pad(g, x, DIMS(0, 0), DIMS(0, big), 0));
+    assert_graph_error(g, KILN_ERR_SHAPE,
+                       "kiln_pad: the shape [1099511627776, 1099511627777] has more elements than "
+                       "int64 can count");
+    kiln_graph_free(g);
+
+    g = g_with(KILN_SHAPE(big, 1), &x);
+    y = ku_input(g, KILN_F32, KILN_SHAPE(1, big));
+    assert_null(kiln_add(g, x, y));
+    assert_graph_error(g, KILN_ERR_SHAPE,
+                       "kiln_add: the shape [1099511627776, 1099511627776] has more elements than "
+                       "int64 can count");
+    kiln_graph_free(g);
+
+    /* batched matmul: the broadcast batch (2^40 x 2^40) times 1x1 matrices */
+    g = g_with(KILN_SHAPE(big, 1, 1, 1), &x);
+    y = ku_input(g, KILN_F32, KILN_SHAPE(big, 1, 1));
+    assert_null(kiln_matmul(g, x, y));
+    assert_graph_error(g, KILN_ERR_SHAPE,
+                       "kiln_matmul: the shape [1099511627776, 1099511627776, 1");
+    kiln_graph_free(g);
+
+    g = kiln_graph_new();
+    x = ku_input(g, KILN_BOOL, KILN_SHAPE(INT64_C(1) << 31, INT64_C(1) << 31));
+    y = ku_input(g, KILN_BOOL, KILN_SHAPE(INT64_C(1) << 31, INT64_C(1) << 31));
+    assert_null(kiln_concat(g, 2, (kiln_tensor *const[]){x, y}, 1));
+    assert_graph_error(g, KILN_ERR_SHAPE,
+                       "kiln_concat: the shape [2147483648, 4294967296] has more elements");
+    kiln_graph_free(g);
+
+    g = kiln_graph_new();
+    x = ku_input(g, KILN_F32, KILN_SHAPE(10, big));
+    y = ku_input(g, KILN_I64, KILN_SHAPE(big));
+    assert_null(kiln_embedding(g, x, y));
+    assert_graph_error(
+        g, KILN_ERR_SHAPE,
+        "kiln_embedding: the shape [1099511627776, 1099511627776] has more elements");
+    kiln_graph_free(g);
+
+    g = kiln_graph_new();
+    assert_null(kiln_full(g, KILN_I64, KILN_SHAPE(INT64_C(1) << 60, 2), 0));
+    assert_graph_error(g, KILN_ERR_SHAPE,
+                       "kiln_full: the shape [1152921504606846976, 2] of dtype int64 has more "
+                       "bytes than int64 can count");
+    kiln_graph_free(g);
+
+    /* a zero-size axis does not excuse the others: strides are products of them */
+    g = kiln_graph_new();
+    assert_null(kiln_zeros(g, KILN_F32, KILN_SHAPE(big, big, 0)));
+    assert_graph_error(g, KILN_ERR_SHAPE,
+                       "kiln_zeros: the shape [1099511627776, 1099511627776, 0]");
+    kiln_graph_free(g);
+}
+
 /* ---- values (reference interpreter) ------------------------------------------------ */
 
 /* Makes t the one output of entry "f", runs it in the interpreter and copies
@@ -802,6 +882,7 @@ int main(void)
         cmocka_unit_test(test_concat_errors),
         cmocka_unit_test(test_stack),
         cmocka_unit_test(test_pad),
+        cmocka_unit_test(test_shapes_past_int64_are_refused),
         cmocka_unit_test(test_movement_values),
         cmocka_unit_test(test_out_of_memory),
         cmocka_unit_test(test_null_and_sticky),

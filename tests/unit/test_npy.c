@@ -252,9 +252,65 @@ static void test_errors(void **state)
     const int64_t neg[1] = {-1};
     assert_int_equal(kiln_npy_save(tmp_path("n.npy"), KILN_F32, 1, neg, f), KILN_ERR_SHAPE);
     assert_non_null(strstr(kiln_npy_error(), "dimension 0 is -1"));
+    /* 2^64 bytes wrapped to 0: the save wrote a header its own reader refuses */
+    assert_int_equal(kiln_npy_save(tmp_path("n.npy"), KILN_F32, KILN_SHAPE(INT64_C(1) << 62, 4), f),
+                     KILN_ERR_SHAPE);
+    assert_string_equal(kiln_npy_error(), "kiln_npy_save: the shape [4611686018427387904, 4] of "
+                                          "dtype float32 has more bytes than int64 can count");
     assert_int_equal(kiln_npy_save("/nonexistent-dir/kiln/x.npy", KILN_F32, 1, d2, f), KILN_ERR_IO);
     assert_non_null(strstr(kiln_npy_error(), "cannot create '/nonexistent-dir/kiln/x.npy'"));
     assert_int_equal(access(tmp_path("n.npy"), F_OK), -1); /* no failed save left a file */
+}
+
+/* A bool byte other than 0 or 1 reads as true and is stored as 1 on every way
+ * in (npy load, kiln_module_set, kiln_tensor_from): a raw 255 or 2 made
+ * casts give 255 and 2, and eq(b, True) differ between the C target and the
+ * interpreter. */
+static void test_bool_bytes_are_normalised(void **state)
+{
+    (void)state;
+    static const char odd[4] = {(char)255, 2, 0, 1};
+    char file[128] = "\x93NUMPY\x01\x00";
+    const char *dict = "{'descr': '|b1', 'fortran_order': False, 'shape': (4,), }\n";
+    size_t hl = strlen(dict);
+    file[8] = (char)hl;
+    memcpy(file + 10, dict, hl);
+    memcpy(file + 10 + hl, odd, 4);
+    const char *path = raw("odd_bool.npy", file, 10 + hl + 4);
+    unsigned char got[4];
+    assert_int_equal(kiln_npy_load(path, KILN_BOOL, KILN_SHAPE(4), got), KILN_OK);
+    assert_memory_equal(got, ((const unsigned char[]){1, 1, 0, 1}), 4);
+
+    static const kiln_target targets[] = {KILN_TARGET_INTERP, KILN_TARGET_C};
+    for (int t = 0; t < 2; t++) {
+        kiln_graph *g = ku_graph_new();
+        kiln_tensor *b = kiln_input(g, "b", KILN_BOOL, KILN_SHAPE(4));
+        kiln_tensor *c = kiln_tensor_from(g, KILN_BOOL, KILN_SHAPE(4), odd);
+        kiln_tensor *outs[3] = {kiln_cast(g, b, KILN_I32), kiln_eq(g, b, kiln_scalar(g, 1)),
+                                kiln_cast(g, c, KILN_I32)};
+        assert_int_equal(kiln_entry(g, "f", 3, outs, (const char *[]){"i", "e", "k"}), KILN_OK);
+        kiln_module *m = ku_compile_for(g, targets[t]);
+        for (int way = 0; way < 2; way++) {
+            if (way == 0)
+                assert_int_equal(kiln_module_set_npy(m, "b", path), KILN_OK);
+            else
+                assert_int_equal(kiln_module_set(m, "b", odd, 4), KILN_OK);
+            assert_int_equal(kiln_module_get(m, "b", got, 4), KILN_OK);
+            assert_memory_equal(got, ((const unsigned char[]){1, 1, 0, 1}), 4);
+            assert_int_equal(kiln_module_run(m, "f"), KILN_OK);
+            int32_t i[4], k[4];
+            assert_int_equal(kiln_module_get(m, "i", i, sizeof i), KILN_OK);
+            assert_int_equal(kiln_module_get(m, "k", k, sizeof k), KILN_OK);
+            assert_int_equal(kiln_module_get(m, "e", got, 4), KILN_OK);
+            for (int j = 0; j < 4; j++) {
+                assert_int_equal(i[j], j == 2 ? 0 : 1);
+                assert_int_equal(k[j], j == 2 ? 0 : 1);
+                assert_int_equal(got[j], j == 2 ? 0 : 1);
+            }
+        }
+        kiln_module_free(m);
+        kiln_graph_free(g);
+    }
 }
 
 /* set_npy / get_npy on a module of each target. */
@@ -324,6 +380,7 @@ int main(void)
         cmocka_unit_test(test_writes_numpy_bytes),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_module_helpers),
+        cmocka_unit_test(test_bool_bytes_are_normalised),
         cmocka_unit_test(test_out_of_memory),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
