@@ -556,8 +556,12 @@ static char *make_source(const xspec *x, const char *cmd)
                 "KILN_EXPORT void *%s_tensor(%s_state *s, const char *name, size_t *nbytes)\n{\n"
                 "    return kso_tensor_data(s, name, nbytes);\n}\n\n",
                 n, n, n, n, n, n, n, n);
-    /* what kiln_module_open reads */
+    /* what kiln_module_open reads: first, without loading, the section */
     cgen_puts(&b, "/* ---- the metadata of kiln_module_open (ir/abi.h) ---- */\n\n");
+    cgen_printf(&b,
+                "__attribute__((section(\"%s\"), used)) static const char kso_mark[] =\n"
+                "    \"%s%s\";\n",
+                RT_EXPORT_SECTION, RT_EXPORT_MARK, KILN_ABI_TAG);
     cgen_puts(&b, KILN_EXPORT_TEXT);
     cgen_puts(&b, "\n\n");
     snprintf(file, sizeof file, "%s.kir", x->name);
@@ -834,15 +838,18 @@ kiln_status kiln_module_open(const char *so_path, kiln_module **out)
     /* a name without '/' would be searched for in the library path */
     char path[4200];
     snprintf(path, sizeof path, "%s%s", strchr(so_path, '/') ? "" : "./", so_path);
-    if (access(path, R_OK) != 0)
-        return rt_open_fail(errno == ENOENT ? KILN_ERR_NOT_FOUND : KILN_ERR_IO,
-                            "cannot open '%s': %s", so_path, strerror(errno));
+    char why[256];
+    kiln_status checked = rt_check_export_file(path, why, sizeof why);
+    if (checked == KILN_ERR_NOT_FOUND || checked == KILN_ERR_IO)
+        return rt_open_fail(checked, "cannot open '%s': %s", so_path, why);
+    if (checked != KILN_OK)
+        return rt_open_fail(checked, "'%s': %s; it was not loaded", so_path, why);
     dlerror();
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!h) {
-        const char *why = dlerror();
+        const char *dl = dlerror();
         return rt_open_fail(KILN_ERR_LOAD, "cannot load '%s': %s", so_path,
-                            why ? why : "unknown error");
+                            dl ? dl : "unknown error");
     }
     kiln_status s = KILN_OK;
     const kiln_export_info *meta = export_meta(h, so_path, &s);

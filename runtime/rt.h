@@ -142,6 +142,16 @@ int rt_toolchain_run(const rt_toolchain *tc, const char *dir, const char *src, c
  * without building anything; errors on g. */
 kiln_status rt_export_header(kiln_graph *g, const kiln_compile_opts *opts, char **header);
 
+/* ---- elf.c -------------------------------------------------------------------------- */
+
+/* The section kiln_export puts into every export, and how it starts. */
+#define RT_EXPORT_SECTION ".kiln_export"
+#define RT_EXPORT_MARK    "KILN-EXPORT "
+/* KILN_OK when path is, by its bytes alone (nothing is loaded), a shared
+ * object for this machine whose segments lie inside the file and which
+ * carries the export section; else a status and the reason in why. */
+kiln_status rt_check_export_file(const char *path, char *why, size_t cap);
+
 /* ---- error.c -------------------------------------------------------------------- */
 
 /* Records a message on m ("kiln_module_xxx: reason") and returns s. */

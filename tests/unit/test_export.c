@@ -478,11 +478,40 @@ static void test_open_refuses_what_is_not_a_kiln_export(void **state)
     snprintf(p, sizeof p, "%s/missing.so", dir);
     assert_open_fails(p, KILN_ERR_NOT_FOUND, "No such file or directory");
     snprintf(p, sizeof p, "%s/mlp.h", dir);
-    assert_open_fails(p, KILN_ERR_LOAD, "cannot load");
-    /* a shared object that is not Kiln's */
+    assert_open_fails(p, KILN_ERR_LOAD,
+                      "it is not a shared object (no ELF header); it was not "
+                      "loaded");
+    assert_open_fails(dir, KILN_ERR_LOAD, "it is not a regular file");
+    /* a shared object that is not Kiln's is refused before dlopen runs its
+     * constructors: this one would create a file */
+    snprintf(p, sizeof p,
+             "printf '__attribute__((constructor)) static void c(void) { "
+             "__builtin_fclose(__builtin_fopen(\"%s/ran\", \"w\")); }\\n' > '%s/ctor.c' && "
+             "cc -shared -fPIC -o '%s/ctor.so' '%s/ctor.c'",
+             dir, dir, dir, dir);
+    assert_int_equal(system(p), 0);
+    snprintf(p, sizeof p, "%s/ctor.so", dir);
+    assert_open_fails(p, KILN_ERR_LOAD, "it is not a Kiln export (it has no .kiln_export section)");
+    snprintf(p, sizeof p, "%s/ran", dir);
+    assert_int_not_equal(access(p, F_OK), 0);
     assert_open_fails("/lib/x86_64-linux-gnu/libm.so.6", KILN_ERR_LOAD,
-                      "'/lib/x86_64-linux-gnu/libm.so.6' is not a Kiln export (it has no "
-                      "kiln_abi)");
+                      "'/lib/x86_64-linux-gnu/libm.so.6': it is not a Kiln export (it has no "
+                      ".kiln_export section); it was not loaded");
+    /* a truncated export: refused by its headers, never mapped (SIGBUS) */
+    char cmd[800];
+    snprintf(p, sizeof p, "%s/cut.so", dir);
+    snprintf(cmd, sizeof cmd, "head -c $(($(stat -c %%s '%s') / 2)) '%s' > '%s'", so, so, p);
+    assert_int_equal(system(cmd), 0);
+    assert_open_fails(p, KILN_ERR_LOAD, "it is truncated or damaged");
+    snprintf(cmd, sizeof cmd, "head -c 100 '%s' > '%s'", so, p);
+    assert_int_equal(system(cmd), 0);
+    assert_open_fails(p, KILN_ERR_LOAD, "it is truncated or damaged");
+    /* the section but no metadata: refused after loading, by its symbols */
+    snprintf(p, sizeof p, "%s/nometa.so", dir);
+    patch_copy(so, p, "kiln_export_meta", "kiln_export_metx");
+    assert_open_fails(p, KILN_ERR_LOAD,
+                      "is Kiln code but not an export (it has no "
+                      "kiln_export_meta)");
     /* another ABI version */
     snprintf(p, sizeof p, "%s/old.so", dir);
     patch_copy(so, p, "kiln-abi-2", "kiln-abi-1");
@@ -524,7 +553,8 @@ static void test_open_refuses_a_cache_entry(void **state)
     snprintf(cmd, sizeof cmd, "cp \"$(ls %s/*.so | head -1)\" %s/entry.so", dir, dir);
     assert_int_equal(system(cmd), 0);
     snprintf(cmd, sizeof cmd, "%s/entry.so", dir);
-    assert_open_fails(cmd, KILN_ERR_LOAD, "is Kiln code but not an export");
+    assert_open_fails(cmd, KILN_ERR_LOAD,
+                      "it is not a Kiln export (it has no .kiln_export section)");
     kiln_graph_free(g);
     rm_rf(dir);
 }
