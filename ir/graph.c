@@ -347,3 +347,34 @@ int ir_debug_level(void)
     const char *s = getenv("KILN_DEBUG");
     return s && *s ? atoi(s) : 0;
 }
+
+static int by_name_then_index(const void *a, const void *b, void *arg)
+{
+    const char *const *s = arg;
+    int i = *(const int *)a, j = *(const int *)b;
+    int c = strcmp(s[i], s[j]);
+    return c ? c : (i > j) - (i < j);
+}
+
+bool ir_first_equal(const char *const *s, int n, int *first)
+{
+    int *order = ir_alloc(sizeof(int) * (size_t)(n > 0 ? n : 1));
+    if (!order)
+        return false;
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        first[i] = -1;
+        if (s[i])
+            order[m++] = i;
+    }
+    union {
+        const char *const *in;
+        void *arg;
+    } u = {s}; /* qsort_r's argument is not const; by_name_then_index reads it only */
+    qsort_r(order, (size_t)m, sizeof(int), by_name_then_index, u.arg);
+    for (int r = 1; r < m; r++)
+        if (strcmp(s[order[r]], s[order[r - 1]]) == 0)
+            first[order[r]] = first[order[r - 1]] >= 0 ? first[order[r - 1]] : order[r - 1];
+    ir_free(order);
+    return true;
+}

@@ -211,6 +211,9 @@ void ir_bool_normalise(void *p, size_t n);
 char *ir_shape_str(char *buf, size_t cap, int rank, const int64_t *dims);
 
 kiln_tensor *ir_find_leaf(const kiln_graph *g, const char *name); /* input or param */
+/* first[i] = the smallest j < i with s[j] equal to s[i], else -1 (NULL
+ * strings equal nothing), in O(n log n); false when out of memory. */
+bool ir_first_equal(const char *const *s, int n, int *first);
 ir_entry *ir_find_entry(const kiln_graph *g, const char *name);
 /* KILN_OK when name can name a new entry; else records why (as fn) and fails. */
 kiln_status ir_check_entry_name(kiln_graph *g, const char *fn, const char *name);

@@ -473,69 +473,119 @@ static bool is_leaf(const kiln_tensor *t)
     return (ir_ops[t->op].flags & IR_F_LEAF) != 0;
 }
 
+/* The names of the graph's leaves and entry outputs, and for each the first
+ * equal one before it (ir_first_equal): leaves in id order, then outputs in
+ * entry order. NULL when out of memory. */
+typedef struct {
+    const char **s;
+    int *first_leaf;   /* per leaf: the first earlier leaf of that name, or -1 */
+    int *first_output; /* per output: the first earlier output of that name, or -1 */
+    int *first_any;    /* per output: the first leaf or output of that name, or -1 */
+    int *leaf_node;    /* per leaf: its node id */
+    int nleaves, noutputs;
+} names;
+
+static void names_free(names *n)
+{
+    ir_free(n->s);
+    ir_free(n->first_leaf);
+    ir_free(n->first_output);
+    ir_free(n->first_any);
+    ir_free(n->leaf_node);
+}
+
+static bool names_make(names *n, const kiln_graph *g)
+{
+    memset(n, 0, sizeof *n);
+    for (int i = 0; i < g->nnodes; i++)
+        n->nleaves += is_leaf(g->nodes[i]);
+    for (int e = 0; e < g->nentries; e++)
+        n->noutputs += g->entries[e].n > 0 ? g->entries[e].n : 0;
+    size_t all = (size_t)(n->nleaves + n->noutputs) + 1;
+    n->s = ir_alloc(sizeof(*n->s) * all);
+    n->first_leaf = ir_alloc(sizeof(int) * all);
+    n->first_output = ir_alloc(sizeof(int) * all);
+    n->first_any = ir_alloc(sizeof(int) * all);
+    n->leaf_node = ir_alloc(sizeof(int) * all);
+    if (!n->s || !n->first_leaf || !n->first_output || !n->first_any || !n->leaf_node)
+        return false;
+    int k = 0;
+    for (int i = 0; i < g->nnodes; i++)
+        if (is_leaf(g->nodes[i])) {
+            n->leaf_node[k] = i;
+            n->s[k++] = g->nodes[i]->name && g->nodes[i]->name[0] ? g->nodes[i]->name : NULL;
+        }
+    for (int e = 0; e < g->nentries; e++)
+        for (int j = 0; j < g->entries[e].n; j++)
+            n->s[k++] = g->entries[e].output_names ? g->entries[e].output_names[j] : NULL;
+    return ir_first_equal(n->s, n->nleaves, n->first_leaf) &&
+           ir_first_equal(n->s + n->nleaves, n->noutputs, n->first_output) &&
+           ir_first_equal(n->s, n->nleaves + n->noutputs, n->first_any);
+}
+
 /* Leaf names: non-empty and unique. Checked after every node is well-formed. */
-static kiln_status check_leaf_names(vctx *v)
+static kiln_status check_leaf_names(vctx *v, const names *n)
 {
     kiln_graph *g = v->g;
-    for (int i = 0; i < g->nnodes; i++) {
+    for (int l = 0; l < n->nleaves; l++) {
+        int i = n->leaf_node[l];
         const kiln_tensor *t = g->nodes[i];
-        if (!is_leaf(t))
-            continue;
         v->t = t;
         v->index = i;
         if (!t->name || !t->name[0])
             return node_fail(v, "%s needs a non-empty name",
                              t->op == IR_INPUT ? "an input" : "a param");
-        for (int j = 0; j < i; j++) {
-            const kiln_tensor *u = g->nodes[j];
-            if (is_leaf(u) && strcmp(u->name, t->name) == 0)
-                return node_fail(v, "name \"%s\" is already used by %%%d (%s)", t->name, u->id,
-                                 op_name(u));
+        if (n->first_leaf[l] >= 0) {
+            const kiln_tensor *u = g->nodes[n->leaf_node[n->first_leaf[l]]];
+            return node_fail(v, "name \"%s\" is already used by %%%d (%s)", t->name, u->id,
+                             op_name(u));
         }
     }
     return KILN_OK;
 }
 
-static bool output_name_used(const kiln_graph *g, int e, int k, const char *name)
-{
-    for (int i = 0; i <= e; i++) {
-        const ir_entry *x = &g->entries[i];
-        int n = i == e ? k : x->n;
-        for (int j = 0; j < n; j++)
-            if (strcmp(x->output_names[j], name) == 0)
-                return true;
-    }
-    return false;
-}
-
-static kiln_status check_entries(vctx *v)
+static kiln_status check_entries(vctx *v, const names *n)
 {
     kiln_graph *g = v->g;
-    for (int e = 0; e < g->nentries; e++) {
+    const char **entry_names = ir_alloc(sizeof(char *) * (size_t)(g->nentries + 1));
+    int *first_entry = ir_alloc(sizeof(int) * (size_t)(g->nentries + 1));
+    bool ok = entry_names && first_entry;
+    for (int e = 0; ok && e < g->nentries; e++)
+        entry_names[e] = g->entries[e].name;
+    ok = ok && ir_first_equal(entry_names, g->nentries, first_entry);
+    ir_free(entry_names);
+    if (!ok) {
+        ir_free(first_entry);
+        return ir_fail_status(g, KILN_ERR_NOMEM, "out of memory");
+    }
+    kiln_status s = KILN_OK;
+    for (int e = 0, at = 0; e < g->nentries && s == KILN_OK; e++) {
         const ir_entry *x = &g->entries[e];
         if (!x->name || !x->name[0])
-            return entry_fail(v, e, "an entry needs a non-empty name");
-        for (int j = 0; j < e; j++)
-            if (strcmp(g->entries[j].name, x->name) == 0)
-                return entry_fail(v, e, "another entry has the same name");
-        if (x->n < 0 || (x->n > 0 && (!x->outputs || !x->output_names)))
-            return entry_fail(v, e, "the output list is malformed");
-        for (int k = 0; k < x->n; k++) {
+            s = entry_fail(v, e, "an entry needs a non-empty name");
+        else if (first_entry[e] >= 0)
+            s = entry_fail(v, e, "another entry has the same name");
+        else if (x->n < 0 || (x->n > 0 && (!x->outputs || !x->output_names)))
+            s = entry_fail(v, e, "the output list is malformed");
+        for (int k = 0; k < x->n && s == KILN_OK; k++, at++) {
             const kiln_tensor *t = x->outputs[k];
             const char *name = x->output_names[k];
+            int any = n->first_any[n->nleaves + at];
             if (!t || t->graph != g || t->id < 0 || t->id >= g->nnodes || g->nodes[t->id] != t)
-                return entry_fail(v, e, "output %d is not a node of this graph", k);
-            if (!name || !name[0])
-                return entry_fail(v, e, "output %d needs a non-empty name", k);
-            if (output_name_used(g, e, k, name))
-                return entry_fail(v, e, "output name \"%s\" is used twice", name);
-            const kiln_tensor *leaf = ir_find_leaf(g, name);
-            if (leaf)
-                return entry_fail(v, e, "output name \"%s\" is already the name of %%%d (%s)", name,
-                                  leaf->id, op_name(leaf));
+                s = entry_fail(v, e, "output %d is not a node of this graph", k);
+            else if (!name || !name[0])
+                s = entry_fail(v, e, "output %d needs a non-empty name", k);
+            else if (n->first_output[at] >= 0)
+                s = entry_fail(v, e, "output name \"%s\" is used twice", name);
+            else if (any >= 0 && any < n->nleaves) {
+                const kiln_tensor *leaf = g->nodes[n->leaf_node[any]];
+                s = entry_fail(v, e, "output name \"%s\" is already the name of %%%d (%s)", name,
+                               leaf->id, op_name(leaf));
+            }
         }
     }
-    return KILN_OK;
+    ir_free(first_entry);
+    return s;
 }
 
 kiln_status ir_verify_where(kiln_graph *g, int *node, int *entry)
@@ -557,10 +607,14 @@ kiln_status ir_verify_where(kiln_graph *g, int *node, int *entry)
             if (s == KILN_OK)
                 s = check_node(&v);
         }
+        names n = {0};
+        if (s == KILN_OK && !names_make(&n, g))
+            s = ir_fail_status(g, KILN_ERR_NOMEM, "out of memory");
         if (s == KILN_OK)
-            s = check_leaf_names(&v);
+            s = check_leaf_names(&v, &n);
         if (s == KILN_OK)
-            s = check_entries(&v);
+            s = check_entries(&v, &n);
+        names_free(&n);
     } else {
         s = g->status;
     }

@@ -42,11 +42,20 @@ kiln_status rt_check_names(kiln_graph *g, const char *fn)
     for (int e = 0; e < g->nentries; e++)
         for (int j = 0; j < g->entries[e].n; j++)
             names[k++] = g->entries[e].output_names ? g->entries[e].output_names[j] : NULL;
-    const char *clash = NULL;
-    for (int i = 0; i < k && !clash; i++)
-        for (int j = i + 1; j < k && !clash; j++)
-            if (names[i] && names[j] && strcmp(names[i], names[j]) == 0)
-                clash = names[i];
+    int *first = ir_alloc(sizeof(int) * (size_t)(k ? k : 1));
+    if (!first || !ir_first_equal(names, k, first)) {
+        ir_free(first);
+        ir_free(names);
+        return rt_compile_fail(g, KILN_ERR_NOMEM, "%s: out of memory", fn);
+    }
+    const char *clash = NULL; /* the first name that comes again later */
+    int at = k;
+    for (int i = 0; i < k; i++)
+        if (first[i] >= 0 && first[i] < at)
+            at = first[i];
+    if (at < k)
+        clash = names[at];
+    ir_free(first);
     kiln_status s = KILN_OK;
     if (clash)
         s = rt_compile_fail(g, KILN_ERR_INVALID,
