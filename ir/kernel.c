@@ -154,6 +154,78 @@ bool kk_can_fail(const kernel *k)
     return false;
 }
 
+static uint64_t node_hash(const kx_node *n)
+{
+    uint64_t h = 1469598103934665603ull, bits;
+    memcpy(&bits, &n->value, sizeof bits);
+#define MIX(v) (h = (h ^ (uint64_t)(v)) * 1099511628211ull)
+    MIX(n->kind);
+    MIX(n->dtype);
+    MIX(n->op);
+    MIX((uint32_t)n->a[0]);
+    MIX((uint32_t)n->a[1]);
+    MIX((uint32_t)n->a[2]);
+    MIX((uint32_t)n->var);
+    MIX((uint32_t)n->buf);
+    MIX(bits);
+    MIX(n->ivalue);
+    MIX(n->stream);
+    MIX(n->size);
+    MIX((uint32_t)n->axis);
+#undef MIX
+    return h ^ (h >> 29);
+}
+
+/* Puts x[i] in the map, replacing an equal node's slot: the map keeps the
+ * last of equal nodes, as a scan from the end would find. */
+static void xmap_put(kernel *k, int i)
+{
+    size_t mask = (size_t)k->capxmap - 1, at = (size_t)node_hash(&k->x[i]) & mask;
+    while (k->xmap[at] && !same_node(&k->x[k->xmap[at] - 1], &k->x[i]))
+        at = (at + 1) & mask;
+    k->xmap[at] = i + 1;
+}
+
+/* Brings the map up to x[0..nx) (nodes appended without kk_expr, a copied or
+ * shrunk kernel); false when out of memory (callers then scan). */
+static bool xmap_sync(kernel *k)
+{
+    if (k->nxmap > k->nx || !k->xmap || (size_t)k->capxmap < 2 * (size_t)(k->nx + 1)) {
+        int cap = 64;
+        while ((size_t)cap < 4 * (size_t)(k->nx + 1))
+            cap *= 2;
+        if (cap != k->capxmap || !k->xmap) {
+            int *m = ir_alloc(sizeof(int) * (size_t)cap);
+            if (!m)
+                return false;
+            ir_free(k->xmap);
+            k->xmap = m;
+            k->capxmap = cap;
+        }
+        memset(k->xmap, 0, sizeof(int) * (size_t)k->capxmap);
+        k->nxmap = 0;
+    }
+    for (; k->nxmap < k->nx; k->nxmap++)
+        xmap_put(k, k->nxmap);
+    return true;
+}
+
+/* The last node of x equal to n, or -1. */
+static int find_node(kernel *k, const kx_node *n)
+{
+    if (xmap_sync(k)) {
+        size_t mask = (size_t)k->capxmap - 1, at = (size_t)node_hash(n) & mask;
+        for (; k->xmap[at]; at = (at + 1) & mask)
+            if (same_node(&k->x[k->xmap[at] - 1], n))
+                return k->xmap[at] - 1;
+        return -1;
+    }
+    for (int i = k->nx - 1; i >= 0; i--)
+        if (same_node(&k->x[i], n))
+            return i;
+    return -1;
+}
+
 int kk_expr(kernel *k, kx_node n)
 {
     if (!k)
@@ -165,9 +237,9 @@ int kk_expr(kernel *k, kx_node n)
         return f;
     if (f == -2)
         return cdt == KILN_BOOL ? kk_const_f(k, KILN_BOOL, (double)cv) : kk_const_i(k, cdt, cv);
-    for (int i = k->nx - 1; i >= 0; i--)
-        if (same_node(&k->x[i], &n))
-            return i;
+    int i = find_node(k, &n);
+    if (i >= 0)
+        return i;
     if (!grow((void **)&k->x, &k->capx, k->nx + 1, sizeof(kx_node)))
         return -1;
     k->x[k->nx] = n;
@@ -271,6 +343,7 @@ void kp_free(kprogram *p)
         return;
     for (int i = 0; i < p->nkernels; i++) {
         ir_free(p->kernels[i].x);
+        ir_free(p->kernels[i].xmap);
         ir_free(p->kernels[i].stores);
         ir_free(p->kernels[i].nodes);
     }

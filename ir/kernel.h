@@ -90,6 +90,8 @@ typedef struct {
     bool serial;                  /* no parallel loop (accumulating stores) */
     kx_node *x;
     int nx, capx;
+    int *xmap; /* kk_expr's hash of x[0..nxmap): slot = index + 1, 0 empty */
+    int capxmap, nxmap;
     kk_store *stores;
     int nstores, capstores;
     int *nodes; /* graph node ids this kernel computes (its fusion report) */

@@ -77,6 +77,8 @@ static int store_of(const kernel *a, int buf)
 
 static void kernel_release(kernel *k)
 {
+    ir_free(k->xmap);
+    k->xmap = NULL;
     ir_free(k->x);
     ir_free(k->stores);
     ir_free(k->nodes);
@@ -89,6 +91,8 @@ static void kernel_release(kernel *k)
 static bool kernel_copy(kernel *dst, const kernel *k)
 {
     *dst = *k;
+    dst->xmap = NULL; /* kk_expr makes its own */
+    dst->capxmap = dst->nxmap = 0;
     dst->x = ir_alloc(sizeof(kx_node) * (size_t)(k->capx ? k->capx : 1));
     dst->stores = ir_alloc(sizeof(kk_store) * (size_t)(k->capstores ? k->capstores : 1));
     dst->nodes = ir_alloc(sizeof(int) * (size_t)(k->capnodes ? k->capnodes : 1));
