@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -700,6 +701,134 @@ static void test_save_errors(void **state)
     kiln_graph_free(g);
 }
 
+/* ---- what save replaces and what load reads --------------------------------------- */
+
+/* A save refuses to replace anything but a regular file: a FIFO, a device
+ * node (root only: mknod needs CAP_MKNOD), a symlink (dangling or not). The
+ * thing stays as it was, the file a symlink points to too, and no temporary
+ * file is left. */
+static void test_save_refuses_special_files(void **state)
+{
+    (void)state;
+    kiln_graph *g;
+    kiln_module *m = error_module(&g);
+    struct stat st;
+    char want[700];
+
+    const char *fifo = tpath("fifo.safetensors");
+    assert_int_equal(mkfifo(fifo, 0644), 0);
+    kiln_status s = kiln_module_save(m, fifo);
+    snprintf(want, sizeof want, "kiln_module_save: '%s' is a FIFO, not a regular file", fifo);
+    assert_module_error(m, s, KILN_ERR_IO, want);
+    assert_int_equal(lstat(fifo, &st), 0);
+    assert_true(S_ISFIFO(st.st_mode));
+    assert_int_equal(count_temp_files("fifo.safetensors"), 0);
+
+    const char *dev = tpath("null.safetensors");
+    if (geteuid() == 0 && mknod(dev, S_IFCHR | 0666, makedev(1, 3)) == 0) {
+        s = kiln_module_save(m, dev);
+        snprintf(want, sizeof want,
+                 "kiln_module_save: '%s' is a character device, not a regular file", dev);
+        assert_module_error(m, s, KILN_ERR_IO, want);
+        assert_int_equal(lstat(dev, &st), 0);
+        assert_true(S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3));
+    } else {
+        fprintf(stderr, "note: not root, the device-node case is not run\n");
+    }
+
+    const char *real = tpath("real.safetensors"), *link = tpath("link.safetensors");
+    save_ok(m, real);
+    size_t n0, n1;
+    unsigned char *before = slurp(real, &n0);
+    float a[2] = {5, 6};
+    set_ok(m, "a", a, sizeof a);
+    assert_int_equal(symlink("real.safetensors", link), 0);
+    s = kiln_module_save(m, link);
+    snprintf(want, sizeof want,
+             "kiln_module_save: '%s' is a symbolic link: save to the file it points to", link);
+    assert_module_error(m, s, KILN_ERR_IO, want);
+    assert_int_equal(lstat(link, &st), 0);
+    assert_true(S_ISLNK(st.st_mode));
+    unsigned char *after = slurp(real, &n1);
+    assert_int_equal(n0, n1);
+    assert_memory_equal(before, after, n0);
+    free(before);
+    free(after);
+    assert_int_equal(count_temp_files("link.safetensors"), 0);
+
+    const char *dangling = tpath("dangling.safetensors");
+    assert_int_equal(symlink("nowhere.safetensors", dangling), 0);
+    s = kiln_module_save(m, dangling);
+    assert_module_error(m, s, KILN_ERR_IO, "is a symbolic link: save to the file it points to");
+    assert_int_equal(lstat(dangling, &st), 0);
+    assert_true(S_ISLNK(st.st_mode));
+    assert_int_equal(access(tpath("nowhere.safetensors"), F_OK), -1);
+    kiln_module_free(m);
+    kiln_graph_free(g);
+}
+
+/* Refuses single allocations over 64 MB: an unbounded read fails fast. */
+static void *capped_realloc(void *ctx, void *p, size_t n)
+{
+    (void)ctx;
+    return n > ((size_t)64 << 20) ? NULL : realloc(p, n);
+}
+
+static void capped_free(void *ctx, void *p)
+{
+    (void)ctx;
+    free(p);
+}
+
+static const kiln_allocator capped = {capped_realloc, capped_free, NULL};
+
+/* Loads path in a child that has 5 seconds: a load that blocks (a FIFO) or
+ * reads without end (/dev/zero) fails the test instead of hanging it. */
+static void load_in_child(kiln_module *m, const char *path, const char *needle)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        alarm(5);
+        kiln_set_allocator(&capped);
+        kiln_status s = kiln_module_load(m, path);
+        const char *msg = kiln_module_error(m);
+        bool ok = s == KILN_ERR_IO && strstr(msg, needle) && strstr(msg, "kiln_module_load: '") &&
+                  m->run == 1;
+        if (!ok)
+            fprintf(stderr, "loading '%s': status %d, '%s'\n", path, s, msg);
+        _exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
+        fail_msg("loading '%s' did not return within 5 seconds", path);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+/* A load reads only regular files: a FIFO would block it for ever, a device
+ * like /dev/zero would feed it without end. A symlink to a checkpoint loads. */
+static void test_load_refuses_special_files(void **state)
+{
+    (void)state;
+    kiln_graph *g;
+    kiln_module *m = error_module(&g);
+    const snapshot before = snap(m);
+    const char *fifo = tpath("load.fifo");
+    assert_int_equal(mkfifo(fifo, 0644), 0);
+    load_in_child(m, fifo, "load.fifo' is a FIFO, not a regular file");
+    load_in_child(m, "/dev/zero", "'/dev/zero' is a character device, not a regular file");
+    assert_int_equal(unlink(fifo), 0);
+
+    save_ok(m, tpath("target.safetensors"));
+    assert_int_equal(symlink("target.safetensors", tpath("via-link.safetensors")), 0);
+    load_ok(m, tpath("via-link.safetensors"));
+    assert_unchanged(m, &before);
+    kiln_module_free(m);
+    kiln_graph_free(g);
+}
+
 /* ---- crash safety ---------------------------------------------------------------- */
 
 enum { BIG = 16 * 1024 * 1024 }; /* 64 MB of I32 */
@@ -866,6 +995,8 @@ int main(void)
         cmocka_unit_test(test_load_errors_change_nothing),
         cmocka_unit_test(test_load_bad_sizes_and_io),
         cmocka_unit_test(test_save_errors),
+        cmocka_unit_test(test_save_refuses_special_files),
+        cmocka_unit_test(test_load_refuses_special_files),
         cmocka_unit_test(test_killed_save_leaves_a_whole_checkpoint),
         cmocka_unit_test(test_out_of_memory),
     };
