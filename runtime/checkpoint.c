@@ -16,7 +16,8 @@
  * "kiln.run": "<run counter>"}: restoring the Philox run counter makes random
  * ops resume bit for bit. The file is replaced atomically (fsutil.h): a crash
  * mid-save leaves the old checkpoint whole (and a stray "<path>.tmp.*"); only
- * a regular file is replaced, and only a regular file is loaded.
+ * a regular file is replaced, keeping its mode, and only a regular file is
+ * loaded.
  *
  * load validates the whole file before it changes anything (all or nothing):
  * the header's size (at most 100000000 bytes, as safetensors), its JSON, each

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Why a file of this type is not read or replaced; NULL for a regular file. */
@@ -56,10 +57,35 @@ static const char *split_path(const char *path, char *dir, size_t cap)
     return slash ? slash + 1 : path;
 }
 
+static const char tmp_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+/* Creates f->tmp exclusively (never through a symlink planted there) with
+ * mode, to which open applies the umask. */
+static bool create_temp(rt_atomic_file *f, mode_t mode)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t x = (uint64_t)ts.tv_nsec ^ (uint64_t)ts.tv_sec << 30 ^ (uint64_t)(uintptr_t)f;
+    for (int tries = 0; tries < 100; tries++) {
+        char suffix[7];
+        for (int i = 0; i < 6; i++) {
+            x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+            suffix[i] = tmp_chars[(x >> 33) % (sizeof tmp_chars - 1)];
+        }
+        suffix[6] = 0;
+        snprintf(f->tmp, sizeof f->tmp, "%s.tmp.%ld.%s", f->path, (long)getpid(), suffix);
+        f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+        if (f->fd >= 0 || errno != EEXIST)
+            return f->fd >= 0;
+    }
+    return false;
+}
+
 bool rt_atomic_begin(rt_atomic_file *f, const char *path)
 {
     f->fd = -1;
     f->refused = NULL;
+    f->keep_mode = false;
     f->tmp[0] = 0;
     snprintf(f->path, sizeof f->path, "%s", path);
     struct stat st;
@@ -74,9 +100,11 @@ bool rt_atomic_begin(rt_atomic_file *f, const char *path)
         errno = S_ISLNK(st.st_mode) ? ELOOP : EINVAL;
         return false;
     }
-    snprintf(f->tmp, sizeof f->tmp, "%s.tmp.%ld.XXXXXX", path, (long)getpid());
-    f->fd = mkstemp(f->tmp);
-    return f->fd >= 0;
+    /* a new file gets 0666 & ~umask from open itself; one that replaces a
+     * file is private until it has that file's mode */
+    f->keep_mode = exists;
+    f->mode = exists ? st.st_mode & 0777 : 0;
+    return create_temp(f, exists ? 0600 : 0666);
 }
 
 bool rt_atomic_write(rt_atomic_file *f, const void *data, size_t n)
@@ -123,8 +151,7 @@ static void sync_dir(const char *path)
 
 bool rt_atomic_commit(rt_atomic_file *f)
 {
-    fchmod(f->fd, 0644); /* mkstemp makes it 0600 */
-    if (fsync(f->fd) != 0) {
+    if ((f->keep_mode && fchmod(f->fd, f->mode) != 0) || fsync(f->fd) != 0) {
         rt_atomic_abort(f);
         return false;
     }

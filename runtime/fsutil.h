@@ -14,6 +14,8 @@
 /* A file being written under a temporary name next to its target. */
 typedef struct {
     int fd;
+    bool keep_mode; /* the target exists: the new file gets its mode */
+    mode_t mode;
     /* When rt_atomic_begin refused the target: why, as the end of a sentence
      * that names it ("is a FIFO, not a regular file"); NULL otherwise. */
     const char *refused;
@@ -30,8 +32,9 @@ bool rt_atomic_begin(rt_atomic_file *f, const char *path);
 /* Appends n bytes (retrying short writes and EINTR). */
 bool rt_atomic_write(rt_atomic_file *f, const void *data, size_t n);
 /* fsync, close, rename over the target, fsync the directory. Until the rename
- * the target keeps its old contents, whatever happens to this process. On
- * failure the temporary file is removed. */
+ * the target keeps its old contents, whatever happens to this process. The
+ * new file has the mode of the file it replaces, or 0666 & ~umask. On failure
+ * the temporary file is removed. */
 bool rt_atomic_commit(rt_atomic_file *f);
 /* Closes and removes the temporary file; errno is kept. */
 void rt_atomic_abort(rt_atomic_file *f);

@@ -767,6 +767,37 @@ static void test_save_refuses_special_files(void **state)
     kiln_graph_free(g);
 }
 
+static unsigned mode_of(const char *path)
+{
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    return (unsigned)(st.st_mode & 07777);
+}
+
+/* A save keeps the mode of the file it replaces, and a new file gets
+ * 0666 & ~umask, as open(2) would give it: a 0600 checkpoint stays private. */
+static void test_save_keeps_the_mode(void **state)
+{
+    (void)state;
+    kiln_graph *g;
+    kiln_module *m = error_module(&g);
+    mode_t old = umask(077);
+    save_ok(m, tpath("private.safetensors"));
+    assert_int_equal(mode_of(tpath("private.safetensors")), 0600);
+    umask(022);
+    save_ok(m, tpath("shared.safetensors"));
+    assert_int_equal(mode_of(tpath("shared.safetensors")), 0644);
+    assert_int_equal(chmod(tpath("shared.safetensors"), 0600), 0);
+    save_ok(m, tpath("shared.safetensors"));
+    assert_int_equal(mode_of(tpath("shared.safetensors")), 0600);
+    assert_int_equal(chmod(tpath("shared.safetensors"), 0640), 0);
+    save_ok(m, tpath("shared.safetensors"));
+    assert_int_equal(mode_of(tpath("shared.safetensors")), 0640);
+    umask(old);
+    kiln_module_free(m);
+    kiln_graph_free(g);
+}
+
 /* Refuses single allocations over 64 MB: an unbounded read fails fast. */
 static void *capped_realloc(void *ctx, void *p, size_t n)
 {
@@ -996,6 +1027,7 @@ int main(void)
         cmocka_unit_test(test_load_bad_sizes_and_io),
         cmocka_unit_test(test_save_errors),
         cmocka_unit_test(test_save_refuses_special_files),
+        cmocka_unit_test(test_save_keeps_the_mode),
         cmocka_unit_test(test_load_refuses_special_files),
         cmocka_unit_test(test_killed_save_leaves_a_whole_checkpoint),
         cmocka_unit_test(test_out_of_memory),

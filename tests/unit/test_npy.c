@@ -329,6 +329,34 @@ static void test_save_refuses_special_files(void **state)
     kiln_graph_free(gr);
 }
 
+static unsigned mode_of(const char *path)
+{
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    return (unsigned)(st.st_mode & 07777);
+}
+
+/* A save keeps the mode of the file it replaces; a new file gets
+ * 0666 & ~umask. */
+static void test_save_keeps_the_mode(void **state)
+{
+    (void)state;
+    const float f[2] = {1, 2};
+    char p[128];
+    mode_t old = umask(077);
+    assert_int_equal(kiln_npy_save(at(p, sizeof p, "private.npy"), KILN_F32, KILN_SHAPE(2), f),
+                     KILN_OK);
+    assert_int_equal(mode_of(p), 0600);
+    umask(022);
+    assert_int_equal(kiln_npy_save(at(p, sizeof p, "shared.npy"), KILN_F32, KILN_SHAPE(2), f),
+                     KILN_OK);
+    assert_int_equal(mode_of(p), 0644);
+    assert_int_equal(chmod(p, 0600), 0);
+    assert_int_equal(kiln_npy_save(p, KILN_F32, KILN_SHAPE(2), f), KILN_OK);
+    assert_int_equal(mode_of(p), 0600);
+    umask(old);
+}
+
 static void *capped_realloc(void *ctx, void *p, size_t n)
 {
     (void)ctx;
@@ -479,6 +507,7 @@ int main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_module_helpers),
         cmocka_unit_test(test_save_refuses_special_files),
+        cmocka_unit_test(test_save_keeps_the_mode),
         cmocka_unit_test(test_read_refuses_special_files),
         cmocka_unit_test(test_out_of_memory),
     };
