@@ -15,9 +15,9 @@
  * gives one byte-identical file. __metadata__ is {"format": "kiln",
  * "kiln.run": "<run counter>"}: restoring the Philox run counter makes random
  * ops resume bit for bit. The file is replaced atomically (fsutil.h): a crash
- * mid-save leaves the old checkpoint whole (and a stray "<path>.tmp.*"); only
- * a regular file is replaced, keeping its mode, and only a regular file is
- * loaded.
+ * mid-save leaves the old checkpoint whole (and a stray "<path>.tmp.<pid>.*",
+ * which the next save removes); only a regular file is replaced, keeping its
+ * mode, and only a regular file is loaded.
  *
  * load validates the whole file before it changes anything (all or nothing):
  * the header's size (at most 100000000 bytes, as safetensors), its JSON, each

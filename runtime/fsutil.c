@@ -6,7 +6,8 @@
  * fsyncing it, renaming it over the target and fsyncing the directory so the
  * rename itself survives a power loss. Readers see the old file or the new
  * one, never a mixture. A process killed mid-write leaves the old target and
- * a stray "<path>.tmp.<pid>.XXXXXX".
+ * a stray "<path>.tmp.<pid>.XXXXXX"; the pid names its owner, so the next
+ * save of that target removes it once that process is gone.
  *
  * Only regular files are replaced or read: the type is checked before the
  * write (lstat: a symlink is refused, not followed or replaced) and before
@@ -16,8 +17,10 @@
 
 #include "ir/ir.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +61,43 @@ static const char *split_path(const char *path, char *dir, size_t cap)
 }
 
 static const char tmp_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+/* name is "<base>.tmp.<pid>.XXXXXX" (X from tmp_chars); *pid is the pid. */
+static bool temp_of(const char *name, const char *base, long *pid)
+{
+    size_t n = strlen(base);
+    if (strncmp(name, base, n) != 0 || strncmp(name + n, ".tmp.", 5) != 0)
+        return false;
+    const char *s = name + n + 5;
+    long v = 0;
+    int digits = 0;
+    for (; *s >= '0' && *s <= '9' && digits < 10; s++, digits++)
+        v = v * 10 + (*s - '0');
+    if (digits == 0 || v <= 0 || v > INT32_MAX || *s++ != '.' || strlen(s) != 6 ||
+        strspn(s, tmp_chars) != 6)
+        return false;
+    *pid = v;
+    return true;
+}
+
+/* Removes the temporary files of path whose process no longer exists. Only
+ * ESRCH counts as gone: a live process of another user answers EPERM. Best
+ * effort: a file that cannot be removed only stays behind. */
+static void remove_stale_temps(const char *path)
+{
+    char dir[4096];
+    const char *base = split_path(path, dir, sizeof dir);
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    long pid;
+    while ((e = readdir(d)))
+        if (temp_of(e->d_name, base, &pid) && pid != (long)getpid() && kill((pid_t)pid, 0) != 0 &&
+            errno == ESRCH)
+            unlinkat(dirfd(d), e->d_name, 0);
+    closedir(d);
+}
 
 /* Creates f->tmp exclusively (never through a symlink planted there) with
  * mode, to which open applies the umask. */
@@ -100,6 +140,7 @@ bool rt_atomic_begin(rt_atomic_file *f, const char *path)
         errno = S_ISLNK(st.st_mode) ? ELOOP : EINVAL;
         return false;
     }
+    remove_stale_temps(path);
     /* a new file gets 0666 & ~umask from open itself; one that replaces a
      * file is private until it has that file's mode */
     f->keep_mode = exists;

@@ -27,7 +27,8 @@ typedef struct {
  * that is not a regular file (f->refused says why; errno is ELOOP for a
  * symlink, EISDIR for a directory, else EINVAL): replacing a FIFO or a device
  * node with a file would break whoever uses it, and replacing a symlink would
- * cut the link instead of updating the file it points to. */
+ * cut the link instead of updating the file it points to. First removes the
+ * temporary files of target left by processes that no longer exist. */
 bool rt_atomic_begin(rt_atomic_file *f, const char *path);
 /* Appends n bytes (retrying short writes and EINTR). */
 bool rt_atomic_write(rt_atomic_file *f, const void *data, size_t n);

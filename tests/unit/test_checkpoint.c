@@ -798,6 +798,47 @@ static void test_save_keeps_the_mode(void **state)
     kiln_graph_free(g);
 }
 
+static void touch(const char *path)
+{
+    write_raw(path, "x", 1);
+}
+
+/* The temporary files of saves killed midway ("<target>.tmp.<pid>.<6>") are
+ * removed by the next save of that target once their process is gone; those
+ * of a live process and of other targets stay. */
+static void test_save_removes_stale_temp_files(void **state)
+{
+    (void)state;
+    kiln_graph *g;
+    kiln_module *m = error_module(&g);
+    fflush(NULL);
+    pid_t dead = fork();
+    assert_true(dead >= 0);
+    if (dead == 0)
+        _exit(0);
+    assert_int_equal(waitpid(dead, NULL, 0), dead);
+    assert_true(kill(dead, 0) == -1 && errno == ESRCH);
+    char stale[64], live[64], other[64], odd[64];
+    snprintf(stale, sizeof stale, "st.safetensors.tmp.%ld.AbC123", (long)dead);
+    snprintf(live, sizeof live, "st.safetensors.tmp.%ld.XyZ789", (long)getpid());
+    snprintf(other, sizeof other, "other.safetensors.tmp.%ld.AbC123", (long)dead);
+    snprintf(odd, sizeof odd, "st.safetensors.tmp.%ld.AbC123.keep", (long)dead);
+    touch(tpath(stale));
+    touch(tpath(live));
+    touch(tpath(other));
+    touch(tpath(odd));
+    save_ok(m, tpath("st.safetensors"));
+    assert_int_equal(access(tpath(stale), F_OK), -1);
+    assert_int_equal(access(tpath(live), F_OK), 0);
+    assert_int_equal(access(tpath(other), F_OK), 0);
+    assert_int_equal(access(tpath(odd), F_OK), 0);
+    unlink(tpath(live));
+    unlink(tpath(other));
+    unlink(tpath(odd));
+    kiln_module_free(m);
+    kiln_graph_free(g);
+}
+
 /* Refuses single allocations over 64 MB: an unbounded read fails fast. */
 static void *capped_realloc(void *ctx, void *p, size_t n)
 {
@@ -1028,6 +1069,7 @@ int main(void)
         cmocka_unit_test(test_save_errors),
         cmocka_unit_test(test_save_refuses_special_files),
         cmocka_unit_test(test_save_keeps_the_mode),
+        cmocka_unit_test(test_save_removes_stale_temp_files),
         cmocka_unit_test(test_load_refuses_special_files),
         cmocka_unit_test(test_killed_save_leaves_a_whole_checkpoint),
         cmocka_unit_test(test_out_of_memory),

@@ -357,6 +357,34 @@ static void test_save_keeps_the_mode(void **state)
     umask(old);
 }
 
+/* A killed save's temporary file goes at the next save of its target once
+ * its process is gone; one of a live process stays. */
+static void test_save_removes_stale_temp_files(void **state)
+{
+    (void)state;
+    fflush(NULL);
+    pid_t dead = fork();
+    assert_true(dead >= 0);
+    if (dead == 0)
+        _exit(0);
+    assert_int_equal(waitpid(dead, NULL, 0), dead);
+    assert_true(kill(dead, 0) == -1 && errno == ESRCH);
+    char name[64], stale[128], live[128], p[128];
+    snprintf(name, sizeof name, "t.npy.tmp.%ld.q1W2e3", (long)dead);
+    at(stale, sizeof stale, name);
+    snprintf(name, sizeof name, "t.npy.tmp.%ld.q1W2e3", (long)getpid());
+    at(live, sizeof live, name);
+    raw("stale", "x", 1);
+    assert_int_equal(rename(tmp_path("stale"), stale), 0);
+    raw("live", "x", 1);
+    assert_int_equal(rename(tmp_path("live"), live), 0);
+    const float f[2] = {1, 2};
+    assert_int_equal(kiln_npy_save(at(p, sizeof p, "t.npy"), KILN_F32, KILN_SHAPE(2), f), KILN_OK);
+    assert_int_equal(access(stale, F_OK), -1);
+    assert_int_equal(access(live, F_OK), 0);
+    unlink(live);
+}
+
 static void *capped_realloc(void *ctx, void *p, size_t n)
 {
     (void)ctx;
@@ -508,6 +536,7 @@ int main(void)
         cmocka_unit_test(test_module_helpers),
         cmocka_unit_test(test_save_refuses_special_files),
         cmocka_unit_test(test_save_keeps_the_mode),
+        cmocka_unit_test(test_save_removes_stale_temp_files),
         cmocka_unit_test(test_read_refuses_special_files),
         cmocka_unit_test(test_out_of_memory),
     };
