@@ -10,10 +10,12 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
@@ -901,6 +903,60 @@ static void test_load_refuses_special_files(void **state)
     kiln_graph_free(g);
 }
 
+/* A disk that fills mid-save (a 64 KB tmpfs, mounted in a mount namespace of
+ * this process so nothing outlives it; needs root): KILN_ERR_IO naming the
+ * file and ENOSPC, the old checkpoint intact, no temporary file. */
+static void test_save_disk_full(void **state)
+{
+    (void)state;
+    const char *full = tpath("full");
+    assert_int_equal(mkdir(full, 0755), 0);
+    if (geteuid() != 0 || unshare(CLONE_NEWNS) != 0 ||
+        mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+        mount("tmpfs", full, "tmpfs", 0, "size=64k") != 0) {
+        rmdir(full);
+        skip(); /* cannot mount a small tmpfs: not root or no CAP_SYS_ADMIN */
+    }
+    kiln_graph *g;
+    kiln_module *small = error_module(&g);
+    const char *path = tpath("full/ck.safetensors");
+    save_ok(small, path);
+    size_t n0, n1;
+    unsigned char *before = slurp(path, &n0);
+
+    kiln_graph *bg = ku_graph_new();
+    kiln_param(bg, "a", KILN_F32, KILN_SHAPE(32768), kiln_init_const(1)); /* 128 KB */
+    kiln_tensor *x = kiln_input(bg, "x", KILN_F32, KILN_SHAPE(1));
+    assert_int_equal(kiln_entry(bg, "f", 1, &x, NULL), KILN_OK);
+    kiln_module *big = ku_compile_for(bg, KILN_TARGET_INTERP);
+    kiln_status s = kiln_module_save(big, path);
+    char want[700];
+    snprintf(want, sizeof want, "kiln_module_save: cannot write '%s': No space left on device",
+             path);
+    assert_module_error(big, s, KILN_ERR_IO, want);
+    unsigned char *after = slurp(path, &n1);
+    assert_int_equal(n0, n1);
+    assert_memory_equal(before, after, n0);
+    free(before);
+    free(after);
+    load_ok(small, path);
+
+    DIR *d = opendir(full);
+    assert_non_null(d);
+    struct dirent *e;
+    int others = 0;
+    while ((e = readdir(d)))
+        others += e->d_name[0] != '.' && strcmp(e->d_name, "ck.safetensors") != 0;
+    closedir(d);
+    assert_int_equal(others, 0);
+    assert_int_equal(umount(full), 0);
+    assert_int_equal(rmdir(full), 0);
+    kiln_module_free(big);
+    kiln_graph_free(bg);
+    kiln_module_free(small);
+    kiln_graph_free(g);
+}
+
 /* ---- crash safety ---------------------------------------------------------------- */
 
 enum { BIG = 16 * 1024 * 1024 }; /* 64 MB of I32 */
@@ -1071,6 +1127,7 @@ int main(void)
         cmocka_unit_test(test_save_keeps_the_mode),
         cmocka_unit_test(test_save_removes_stale_temp_files),
         cmocka_unit_test(test_load_refuses_special_files),
+        cmocka_unit_test(test_save_disk_full),
         cmocka_unit_test(test_killed_save_leaves_a_whole_checkpoint),
         cmocka_unit_test(test_out_of_memory),
     };

@@ -9,9 +9,11 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
@@ -467,6 +469,46 @@ static void test_read_refuses_special_files(void **state)
     kiln_graph_free(g);
 }
 
+/* A disk that fills mid-save (a 64 KB tmpfs in a mount namespace of this
+ * process; needs root): KILN_ERR_IO naming the file and ENOSPC, the old file
+ * intact, no temporary file. */
+static void test_save_disk_full(void **state)
+{
+    (void)state;
+    char full[128], p[160];
+    at(full, sizeof full, "full");
+    assert_int_equal(mkdir(full, 0755), 0);
+    if (geteuid() != 0 || unshare(CLONE_NEWNS) != 0 ||
+        mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+        mount("tmpfs", full, "tmpfs", 0, "size=64k") != 0) {
+        rmdir(full);
+        skip(); /* cannot mount a small tmpfs: not root or no CAP_SYS_ADMIN */
+    }
+    snprintf(p, sizeof p, "%s/a.npy", full);
+    const float small[2] = {1, 2};
+    assert_int_equal(kiln_npy_save(p, KILN_F32, KILN_SHAPE(2), small), KILN_OK);
+    float *big = calloc(32768, sizeof(float)); /* 128 KB */
+    assert_non_null(big);
+    assert_int_equal(kiln_npy_save(p, KILN_F32, KILN_SHAPE(32768), big), KILN_ERR_IO);
+    char want[256];
+    snprintf(want, sizeof want, "kiln_npy_save: cannot write '%s': No space left on device", p);
+    assert_string_equal(kiln_npy_error(), want);
+    free(big);
+    float back[2];
+    assert_int_equal(kiln_npy_load(p, KILN_F32, KILN_SHAPE(2), back), KILN_OK);
+    assert_true(back[0] == 1 && back[1] == 2);
+    DIR *d = opendir(full);
+    assert_non_null(d);
+    struct dirent *e;
+    int others = 0;
+    while ((e = readdir(d)))
+        others += e->d_name[0] != '.' && strcmp(e->d_name, "a.npy") != 0;
+    closedir(d);
+    assert_int_equal(others, 0);
+    assert_int_equal(umount(full), 0);
+    assert_int_equal(rmdir(full), 0);
+}
+
 /* set_npy / get_npy on a module of each target. */
 static void test_module_helpers(void **state)
 {
@@ -538,6 +580,7 @@ int main(void)
         cmocka_unit_test(test_save_keeps_the_mode),
         cmocka_unit_test(test_save_removes_stale_temp_files),
         cmocka_unit_test(test_read_refuses_special_files),
+        cmocka_unit_test(test_save_disk_full),
         cmocka_unit_test(test_out_of_memory),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
