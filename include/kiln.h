@@ -333,22 +333,32 @@ KILN_API kiln_status kiln_module_print(kiln_module *m, const char *name,
  * and the train step's "<name>.step"/"<name>.lr" included) under its name,
  * sorted by name (one state, one byte-identical file), with __metadata__
  * {"format": "kiln", "kiln.run": "<run counter>"}; it replaces path
- * atomically (temp file, fsync, rename): a crash leaves the old file whole.
- * load checks the whole file first and changes nothing on any error
- * (KILN_ERR_IO, _FORMAT, or _NOT_FOUND / _DTYPE / _SHAPE for a tensor that is
- * not a param of m or does not match it); params the file lacks keep their
- * values, so files from other tools load too; kiln.run, when present,
- * restores the run counter, so random ops resume bit for bit. */
+ * atomically (temp file, fsync, rename): a crash leaves the old file whole,
+ * and the next save of path removes the "<path>.tmp.<pid>.*" file of a save
+ * whose process is gone. The new file keeps the mode of the one it replaces
+ * (a 0600 checkpoint stays private); a new file gets 0666 & ~umask. Only a
+ * regular file is replaced: a FIFO or a device node is refused (KILN_ERR_IO),
+ * and so is a symbolic link ("... is a symbolic link: save to the file it
+ * points to"), since replacing it would cut the link and leave its target
+ * stale. load reads only regular files (a symlink to one is fine), refusing
+ * FIFOs and devices before it opens them; it checks the whole file first and
+ * changes nothing on any error (KILN_ERR_IO, _FORMAT, or _NOT_FOUND / _DTYPE
+ * / _SHAPE for a tensor that is not a param of m or does not match it);
+ * params the file lacks keep their values, so files from other tools load
+ * too; kiln.run, when present, restores the run counter, so random ops
+ * resume bit for bit. */
 KILN_API kiln_status kiln_module_save(kiln_module *m, const char *path); /* safetensors, atomic */
 KILN_API kiln_status kiln_module_load(kiln_module *m, const char *path);
 
 /* .npy files (NumPy's format; the numpy bridge of the tutorials): C order,
  * little-endian '<f4' '<f8' '<i4' '<i8' '|b1'. Written as numpy.save writes
- * them (format 1.0, atomically); formats 1.0 to 3.0 are read. Every header
- * field and size is checked: KILN_ERR_IO (the file), _FORMAT (malformed),
- * _UNSUPPORTED (Fortran order, big-endian, other dtypes), _DTYPE / _SHAPE (not
- * what was asked for). The file functions leave their message in
- * kiln_npy_error() (per thread); the module helpers in kiln_module_error(m). */
+ * them (format 1.0, atomically, replacing only regular files and keeping
+ * their mode, as kiln_module_save); formats 1.0 to 3.0 are read, from
+ * regular files only. Every header field and size is checked: KILN_ERR_IO
+ * (the file), _FORMAT (malformed), _UNSUPPORTED (Fortran order, big-endian,
+ * other dtypes), _DTYPE / _SHAPE (not what was asked for). The file
+ * functions leave their message in kiln_npy_error() (per thread); the module
+ * helpers in kiln_module_error(m). */
 KILN_API kiln_status kiln_npy_save(const char *path, kiln_dtype dt, int rank, const int64_t *dims,
                                    const void *data);
 /* The dtype, rank and dims (room for KILN_MAX_RANK) of a .npy file. */

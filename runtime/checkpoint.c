@@ -15,7 +15,9 @@
  * gives one byte-identical file. __metadata__ is {"format": "kiln",
  * "kiln.run": "<run counter>"}: restoring the Philox run counter makes random
  * ops resume bit for bit. The file is replaced atomically (fsutil.h): a crash
- * mid-save leaves the old checkpoint whole (and a stray "<path>.tmp.*").
+ * mid-save leaves the old checkpoint whole (and a stray "<path>.tmp.<pid>.*",
+ * which the next save removes); only a regular file is replaced, keeping its
+ * mode, and only a regular file is loaded.
  *
  * load validates the whole file before it changes anything (all or nothing):
  * the header's size (at most 100000000 bytes, as safetensors), its JSON, each
@@ -185,6 +187,8 @@ static kiln_status write_file(kiln_module *m, const char *path, const sbuf *h,
         else
             rt_atomic_abort(&f);
     }
+    if (!ok && f.refused)
+        return rt_fail(m, KILN_ERR_IO, "kiln_module_save: '%s' %s", path, f.refused);
     if (!ok)
         return rt_fail(m, KILN_ERR_IO, "kiln_module_save: cannot write '%s': %s", path,
                        strerror(errno));
@@ -576,9 +580,12 @@ kiln_status kiln_module_load(kiln_module *m, const char *path)
         return rt_fail(m, KILN_ERR_INVALID, "kiln_module_load: the path is NULL");
     pthread_once(&json_once, json_init);
     loader L = {.m = m, .path = path};
-    L.file = rt_read_file(path, &L.size);
+    const char *refused;
+    L.file = rt_read_regular(path, &L.size, &refused);
     kiln_status s = KILN_OK;
-    if (!L.file)
+    if (!L.file && refused)
+        s = rt_fail(m, KILN_ERR_IO, "kiln_module_load: '%s' %s", path, refused);
+    else if (!L.file)
         s = errno == ENOMEM ? rt_fail(m, KILN_ERR_NOMEM, "kiln_module_load: out of memory")
                             : rt_fail(m, KILN_ERR_IO, "kiln_module_load: cannot read '%s': %s",
                                       path, strerror(errno));

@@ -261,7 +261,10 @@ static kiln_status load_file(const char *fn, const char *path, npy_head *h, char
                              const unsigned char **data)
 {
     size_t len = 0;
-    *file = rt_read_file(path, &len);
+    const char *refused;
+    *file = rt_read_regular(path, &len, &refused);
+    if (!*file && refused)
+        return npy_fail(KILN_ERR_IO, "%s: '%s' %s", fn, path, refused);
     if (!*file)
         return errno == ENOMEM
                    ? npy_fail(KILN_ERR_NOMEM, "%s: out of memory", fn)
@@ -365,8 +368,9 @@ kiln_status kiln_npy_save(const char *path, kiln_dtype dt, int rank, const int64
     head[9] = (char)((total - 10) >> 8);
     rt_atomic_file f;
     if (!rt_atomic_begin(&f, path))
-        return npy_fail(KILN_ERR_IO, "kiln_npy_save: cannot create '%s': %s", path,
-                        strerror(errno));
+        return f.refused ? npy_fail(KILN_ERR_IO, "kiln_npy_save: '%s' %s", path, f.refused)
+                         : npy_fail(KILN_ERR_IO, "kiln_npy_save: cannot create '%s': %s", path,
+                                    strerror(errno));
     if (!rt_atomic_write(&f, head, (size_t)total) || (n && !rt_atomic_write(&f, data, n))) {
         int e = errno;
         rt_atomic_abort(&f);

@@ -10,11 +10,14 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -700,6 +703,260 @@ static void test_save_errors(void **state)
     kiln_graph_free(g);
 }
 
+/* ---- what save replaces and what load reads --------------------------------------- */
+
+/* A save refuses to replace anything but a regular file: a FIFO, a device
+ * node (root only: mknod needs CAP_MKNOD), a symlink (dangling or not). The
+ * thing stays as it was, the file a symlink points to too, and no temporary
+ * file is left. */
+static void test_save_refuses_special_files(void **state)
+{
+    (void)state;
+    kiln_graph *g;
+    kiln_module *m = error_module(&g);
+    struct stat st;
+    char want[700];
+
+    const char *fifo = tpath("fifo.safetensors");
+    assert_int_equal(mkfifo(fifo, 0644), 0);
+    kiln_status s = kiln_module_save(m, fifo);
+    snprintf(want, sizeof want, "kiln_module_save: '%s' is a FIFO, not a regular file", fifo);
+    assert_module_error(m, s, KILN_ERR_IO, want);
+    assert_int_equal(lstat(fifo, &st), 0);
+    assert_true(S_ISFIFO(st.st_mode));
+    assert_int_equal(count_temp_files("fifo.safetensors"), 0);
+
+    const char *dev = tpath("null.safetensors");
+    if (geteuid() == 0 && mknod(dev, S_IFCHR | 0666, makedev(1, 3)) == 0) {
+        s = kiln_module_save(m, dev);
+        snprintf(want, sizeof want,
+                 "kiln_module_save: '%s' is a character device, not a regular file", dev);
+        assert_module_error(m, s, KILN_ERR_IO, want);
+        assert_int_equal(lstat(dev, &st), 0);
+        assert_true(S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3));
+    } else {
+        fprintf(stderr, "note: not root, the device-node case is not run\n");
+    }
+
+    const char *real = tpath("real.safetensors"), *link = tpath("link.safetensors");
+    save_ok(m, real);
+    size_t n0, n1;
+    unsigned char *before = slurp(real, &n0);
+    float a[2] = {5, 6};
+    set_ok(m, "a", a, sizeof a);
+    assert_int_equal(symlink("real.safetensors", link), 0);
+    s = kiln_module_save(m, link);
+    snprintf(want, sizeof want,
+             "kiln_module_save: '%s' is a symbolic link: save to the file it points to", link);
+    assert_module_error(m, s, KILN_ERR_IO, want);
+    assert_int_equal(lstat(link, &st), 0);
+    assert_true(S_ISLNK(st.st_mode));
+    unsigned char *after = slurp(real, &n1);
+    assert_int_equal(n0, n1);
+    assert_memory_equal(before, after, n0);
+    free(before);
+    free(after);
+    assert_int_equal(count_temp_files("link.safetensors"), 0);
+
+    const char *dangling = tpath("dangling.safetensors");
+    assert_int_equal(symlink("nowhere.safetensors", dangling), 0);
+    s = kiln_module_save(m, dangling);
+    assert_module_error(m, s, KILN_ERR_IO, "is a symbolic link: save to the file it points to");
+    assert_int_equal(lstat(dangling, &st), 0);
+    assert_true(S_ISLNK(st.st_mode));
+    assert_int_equal(access(tpath("nowhere.safetensors"), F_OK), -1);
+    kiln_module_free(m);
+    kiln_graph_free(g);
+}
+
+static unsigned mode_of(const char *path)
+{
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    return (unsigned)(st.st_mode & 07777);
+}
+
+/* A save keeps the mode of the file it replaces, and a new file gets
+ * 0666 & ~umask, as open(2) would give it: a 0600 checkpoint stays private. */
+static void test_save_keeps_the_mode(void **state)
+{
+    (void)state;
+    kiln_graph *g;
+    kiln_module *m = error_module(&g);
+    mode_t old = umask(077);
+    save_ok(m, tpath("private.safetensors"));
+    assert_int_equal(mode_of(tpath("private.safetensors")), 0600);
+    umask(022);
+    save_ok(m, tpath("shared.safetensors"));
+    assert_int_equal(mode_of(tpath("shared.safetensors")), 0644);
+    assert_int_equal(chmod(tpath("shared.safetensors"), 0600), 0);
+    save_ok(m, tpath("shared.safetensors"));
+    assert_int_equal(mode_of(tpath("shared.safetensors")), 0600);
+    assert_int_equal(chmod(tpath("shared.safetensors"), 0640), 0);
+    save_ok(m, tpath("shared.safetensors"));
+    assert_int_equal(mode_of(tpath("shared.safetensors")), 0640);
+    umask(old);
+    kiln_module_free(m);
+    kiln_graph_free(g);
+}
+
+static void touch(const char *path)
+{
+    write_raw(path, "x", 1);
+}
+
+/* The temporary files of saves killed midway ("<target>.tmp.<pid>.<6>") are
+ * removed by the next save of that target once their process is gone; those
+ * of a live process and of other targets stay. */
+static void test_save_removes_stale_temp_files(void **state)
+{
+    (void)state;
+    kiln_graph *g;
+    kiln_module *m = error_module(&g);
+    fflush(NULL);
+    pid_t dead = fork();
+    assert_true(dead >= 0);
+    if (dead == 0)
+        _exit(0);
+    assert_int_equal(waitpid(dead, NULL, 0), dead);
+    assert_true(kill(dead, 0) == -1 && errno == ESRCH);
+    char stale[64], live[64], other[64], odd[64];
+    snprintf(stale, sizeof stale, "st.safetensors.tmp.%ld.AbC123", (long)dead);
+    snprintf(live, sizeof live, "st.safetensors.tmp.%ld.XyZ789", (long)getpid());
+    snprintf(other, sizeof other, "other.safetensors.tmp.%ld.AbC123", (long)dead);
+    snprintf(odd, sizeof odd, "st.safetensors.tmp.%ld.AbC123.keep", (long)dead);
+    touch(tpath(stale));
+    touch(tpath(live));
+    touch(tpath(other));
+    touch(tpath(odd));
+    save_ok(m, tpath("st.safetensors"));
+    assert_int_equal(access(tpath(stale), F_OK), -1);
+    assert_int_equal(access(tpath(live), F_OK), 0);
+    assert_int_equal(access(tpath(other), F_OK), 0);
+    assert_int_equal(access(tpath(odd), F_OK), 0);
+    unlink(tpath(live));
+    unlink(tpath(other));
+    unlink(tpath(odd));
+    kiln_module_free(m);
+    kiln_graph_free(g);
+}
+
+/* Refuses single allocations over 64 MB: an unbounded read fails fast. */
+static void *capped_realloc(void *ctx, void *p, size_t n)
+{
+    (void)ctx;
+    return n > ((size_t)64 << 20) ? NULL : realloc(p, n);
+}
+
+static void capped_free(void *ctx, void *p)
+{
+    (void)ctx;
+    free(p);
+}
+
+static const kiln_allocator capped = {capped_realloc, capped_free, NULL};
+
+/* Loads path in a child that has 5 seconds: a load that blocks (a FIFO) or
+ * reads without end (/dev/zero) fails the test instead of hanging it. */
+static void load_in_child(kiln_module *m, const char *path, const char *needle)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        alarm(5);
+        kiln_set_allocator(&capped);
+        kiln_status s = kiln_module_load(m, path);
+        const char *msg = kiln_module_error(m);
+        bool ok = s == KILN_ERR_IO && strstr(msg, needle) && strstr(msg, "kiln_module_load: '") &&
+                  m->run == 1;
+        if (!ok)
+            fprintf(stderr, "loading '%s': status %d, '%s'\n", path, s, msg);
+        _exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
+        fail_msg("loading '%s' did not return within 5 seconds", path);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+/* A load reads only regular files: a FIFO would block it for ever, a device
+ * like /dev/zero would feed it without end. A symlink to a checkpoint loads. */
+static void test_load_refuses_special_files(void **state)
+{
+    (void)state;
+    kiln_graph *g;
+    kiln_module *m = error_module(&g);
+    const snapshot before = snap(m);
+    const char *fifo = tpath("load.fifo");
+    assert_int_equal(mkfifo(fifo, 0644), 0);
+    load_in_child(m, fifo, "load.fifo' is a FIFO, not a regular file");
+    load_in_child(m, "/dev/zero", "'/dev/zero' is a character device, not a regular file");
+    assert_int_equal(unlink(fifo), 0);
+
+    save_ok(m, tpath("target.safetensors"));
+    assert_int_equal(symlink("target.safetensors", tpath("via-link.safetensors")), 0);
+    load_ok(m, tpath("via-link.safetensors"));
+    assert_unchanged(m, &before);
+    kiln_module_free(m);
+    kiln_graph_free(g);
+}
+
+/* A disk that fills mid-save (a 64 KB tmpfs, mounted in a mount namespace of
+ * this process so nothing outlives it; needs root): KILN_ERR_IO naming the
+ * file and ENOSPC, the old checkpoint intact, no temporary file. */
+static void test_save_disk_full(void **state)
+{
+    (void)state;
+    const char *full = tpath("full");
+    assert_int_equal(mkdir(full, 0755), 0);
+    if (geteuid() != 0 || unshare(CLONE_NEWNS) != 0 ||
+        mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+        mount("tmpfs", full, "tmpfs", 0, "size=64k") != 0) {
+        rmdir(full);
+        skip(); /* cannot mount a small tmpfs: not root or no CAP_SYS_ADMIN */
+    }
+    kiln_graph *g;
+    kiln_module *small = error_module(&g);
+    const char *path = tpath("full/ck.safetensors");
+    save_ok(small, path);
+    size_t n0, n1;
+    unsigned char *before = slurp(path, &n0);
+
+    kiln_graph *bg = ku_graph_new();
+    kiln_param(bg, "a", KILN_F32, KILN_SHAPE(32768), kiln_init_const(1)); /* 128 KB */
+    kiln_tensor *x = kiln_input(bg, "x", KILN_F32, KILN_SHAPE(1));
+    assert_int_equal(kiln_entry(bg, "f", 1, &x, NULL), KILN_OK);
+    kiln_module *big = ku_compile_for(bg, KILN_TARGET_INTERP);
+    kiln_status s = kiln_module_save(big, path);
+    char want[700];
+    snprintf(want, sizeof want, "kiln_module_save: cannot write '%s': No space left on device",
+             path);
+    assert_module_error(big, s, KILN_ERR_IO, want);
+    unsigned char *after = slurp(path, &n1);
+    assert_int_equal(n0, n1);
+    assert_memory_equal(before, after, n0);
+    free(before);
+    free(after);
+    load_ok(small, path);
+
+    DIR *d = opendir(full);
+    assert_non_null(d);
+    struct dirent *e;
+    int others = 0;
+    while ((e = readdir(d)))
+        others += e->d_name[0] != '.' && strcmp(e->d_name, "ck.safetensors") != 0;
+    closedir(d);
+    assert_int_equal(others, 0);
+    assert_int_equal(umount(full), 0);
+    assert_int_equal(rmdir(full), 0);
+    kiln_module_free(big);
+    kiln_graph_free(bg);
+    kiln_module_free(small);
+    kiln_graph_free(g);
+}
+
 /* ---- crash safety ---------------------------------------------------------------- */
 
 enum { BIG = 16 * 1024 * 1024 }; /* 64 MB of I32 */
@@ -866,6 +1123,11 @@ int main(void)
         cmocka_unit_test(test_load_errors_change_nothing),
         cmocka_unit_test(test_load_bad_sizes_and_io),
         cmocka_unit_test(test_save_errors),
+        cmocka_unit_test(test_save_refuses_special_files),
+        cmocka_unit_test(test_save_keeps_the_mode),
+        cmocka_unit_test(test_save_removes_stale_temp_files),
+        cmocka_unit_test(test_load_refuses_special_files),
+        cmocka_unit_test(test_save_disk_full),
         cmocka_unit_test(test_killed_save_leaves_a_whole_checkpoint),
         cmocka_unit_test(test_out_of_memory),
     };

@@ -7,8 +7,16 @@
  */
 #include "testutil.h"
 
+#include <dirent.h>
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define FIX(name) KILN_SOURCE_DIR "/tests/data/npy/" name
@@ -262,55 +270,248 @@ static void test_errors(void **state)
     assert_int_equal(access(tmp_path("n.npy"), F_OK), -1); /* no failed save left a file */
 }
 
-/* A bool byte other than 0 or 1 reads as true and is stored as 1 on every way
- * in (npy load, kiln_module_set, kiln_tensor_from): a raw 255 or 2 made
- * casts give 255 and 2, and eq(b, True) differ between the C target and the
- * interpreter. */
-static void test_bool_bytes_are_normalised(void **state)
+/* ---- what save replaces and what load reads --------------------------------------- */
+
+/* <dir>/<name> into buf. */
+static const char *at(char *buf, size_t n, const char *name)
+{
+    snprintf(buf, n, "%s/%s", dir, name);
+    return buf;
+}
+
+static void expect_npy_error(kiln_status got, const char *fn, const char *path, const char *tail)
+{
+    char want[512];
+    snprintf(want, sizeof want, "%s: '%s' %s", fn, path, tail);
+    assert_int_equal(got, KILN_ERR_IO);
+    if (strcmp(kiln_npy_error(), want) != 0)
+        fail_msg("'%s' is not '%s'", kiln_npy_error(), want);
+}
+
+/* Only a regular file is replaced: a FIFO, a device node (root only: mknod
+ * needs CAP_MKNOD) and a symlink stay what they were, and so does the file
+ * the symlink points to. get_npy says the same on the module. */
+static void test_save_refuses_special_files(void **state)
 {
     (void)state;
-    static const char odd[4] = {(char)255, 2, 0, 1};
-    char file[128] = "\x93NUMPY\x01\x00";
-    const char *dict = "{'descr': '|b1', 'fortran_order': False, 'shape': (4,), }\n";
-    size_t hl = strlen(dict);
-    file[8] = (char)hl;
-    memcpy(file + 10, dict, hl);
-    memcpy(file + 10 + hl, odd, 4);
-    const char *path = raw("odd_bool.npy", file, 10 + hl + 4);
-    unsigned char got[4];
-    assert_int_equal(kiln_npy_load(path, KILN_BOOL, KILN_SHAPE(4), got), KILN_OK);
-    assert_memory_equal(got, ((const unsigned char[]){1, 1, 0, 1}), 4);
+    const float f[2] = {1, 2}, g[2] = {3, 4};
+    char fifo[128], dev[128], real[128], link[128];
+    struct stat st;
+    at(fifo, sizeof fifo, "fifo.npy");
+    assert_int_equal(mkfifo(fifo, 0644), 0);
+    expect_npy_error(kiln_npy_save(fifo, KILN_F32, KILN_SHAPE(2), f), "kiln_npy_save", fifo,
+                     "is a FIFO, not a regular file");
+    assert_true(lstat(fifo, &st) == 0 && S_ISFIFO(st.st_mode));
 
-    static const kiln_target targets[] = {KILN_TARGET_INTERP, KILN_TARGET_C};
-    for (int t = 0; t < 2; t++) {
-        kiln_graph *g = ku_graph_new();
-        kiln_tensor *b = kiln_input(g, "b", KILN_BOOL, KILN_SHAPE(4));
-        kiln_tensor *c = kiln_tensor_from(g, KILN_BOOL, KILN_SHAPE(4), odd);
-        kiln_tensor *outs[3] = {kiln_cast(g, b, KILN_I32), kiln_eq(g, b, kiln_scalar(g, 1)),
-                                kiln_cast(g, c, KILN_I32)};
-        assert_int_equal(kiln_entry(g, "f", 3, outs, (const char *[]){"i", "e", "k"}), KILN_OK);
-        kiln_module *m = ku_compile_for(g, targets[t]);
-        for (int way = 0; way < 2; way++) {
-            if (way == 0)
-                assert_int_equal(kiln_module_set_npy(m, "b", path), KILN_OK);
-            else
-                assert_int_equal(kiln_module_set(m, "b", odd, 4), KILN_OK);
-            assert_int_equal(kiln_module_get(m, "b", got, 4), KILN_OK);
-            assert_memory_equal(got, ((const unsigned char[]){1, 1, 0, 1}), 4);
-            assert_int_equal(kiln_module_run(m, "f"), KILN_OK);
-            int32_t i[4], k[4];
-            assert_int_equal(kiln_module_get(m, "i", i, sizeof i), KILN_OK);
-            assert_int_equal(kiln_module_get(m, "k", k, sizeof k), KILN_OK);
-            assert_int_equal(kiln_module_get(m, "e", got, 4), KILN_OK);
-            for (int j = 0; j < 4; j++) {
-                assert_int_equal(i[j], j == 2 ? 0 : 1);
-                assert_int_equal(k[j], j == 2 ? 0 : 1);
-                assert_int_equal(got[j], j == 2 ? 0 : 1);
-            }
-        }
-        kiln_module_free(m);
-        kiln_graph_free(g);
+    at(dev, sizeof dev, "null.npy");
+    if (geteuid() == 0 && mknod(dev, S_IFCHR | 0666, makedev(1, 3)) == 0) {
+        expect_npy_error(kiln_npy_save(dev, KILN_F32, KILN_SHAPE(2), f), "kiln_npy_save", dev,
+                         "is a character device, not a regular file");
+        assert_true(lstat(dev, &st) == 0 && S_ISCHR(st.st_mode));
+    } else {
+        fprintf(stderr, "note: not root, the device-node case is not run\n");
     }
+
+    at(real, sizeof real, "real.npy");
+    at(link, sizeof link, "link.npy");
+    assert_int_equal(kiln_npy_save(real, KILN_F32, KILN_SHAPE(2), f), KILN_OK);
+    assert_int_equal(symlink("real.npy", link), 0);
+    expect_npy_error(kiln_npy_save(link, KILN_F32, KILN_SHAPE(2), g), "kiln_npy_save", link,
+                     "is a symbolic link: save to the file it points to");
+    assert_true(lstat(link, &st) == 0 && S_ISLNK(st.st_mode));
+    float back[2];
+    assert_int_equal(kiln_npy_load(real, KILN_F32, KILN_SHAPE(2), back), KILN_OK);
+    assert_true(back[0] == 1 && back[1] == 2);
+
+    kiln_graph *gr = ku_graph_new();
+    kiln_tensor *x = kiln_input(gr, "x", KILN_F32, KILN_SHAPE(2));
+    assert_int_equal(kiln_entry(gr, "f", 1, &x, (const char *[]){"y"}), KILN_OK);
+    kiln_module *m = ku_compile_for(gr, KILN_TARGET_INTERP);
+    kiln_status s = kiln_module_get_npy(m, "x", link);
+    char want[256];
+    snprintf(want, sizeof want,
+             "kiln_module_get_npy: '%s' is a symbolic link: save to the file it points to", link);
+    assert_module_error(m, s, KILN_ERR_IO, want);
+    kiln_module_free(m);
+    kiln_graph_free(gr);
+}
+
+static unsigned mode_of(const char *path)
+{
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    return (unsigned)(st.st_mode & 07777);
+}
+
+/* A save keeps the mode of the file it replaces; a new file gets
+ * 0666 & ~umask. */
+static void test_save_keeps_the_mode(void **state)
+{
+    (void)state;
+    const float f[2] = {1, 2};
+    char p[128];
+    mode_t old = umask(077);
+    assert_int_equal(kiln_npy_save(at(p, sizeof p, "private.npy"), KILN_F32, KILN_SHAPE(2), f),
+                     KILN_OK);
+    assert_int_equal(mode_of(p), 0600);
+    umask(022);
+    assert_int_equal(kiln_npy_save(at(p, sizeof p, "shared.npy"), KILN_F32, KILN_SHAPE(2), f),
+                     KILN_OK);
+    assert_int_equal(mode_of(p), 0644);
+    assert_int_equal(chmod(p, 0600), 0);
+    assert_int_equal(kiln_npy_save(p, KILN_F32, KILN_SHAPE(2), f), KILN_OK);
+    assert_int_equal(mode_of(p), 0600);
+    umask(old);
+}
+
+/* A killed save's temporary file goes at the next save of its target once
+ * its process is gone; one of a live process stays. */
+static void test_save_removes_stale_temp_files(void **state)
+{
+    (void)state;
+    fflush(NULL);
+    pid_t dead = fork();
+    assert_true(dead >= 0);
+    if (dead == 0)
+        _exit(0);
+    assert_int_equal(waitpid(dead, NULL, 0), dead);
+    assert_true(kill(dead, 0) == -1 && errno == ESRCH);
+    char name[64], stale[128], live[128], p[128];
+    snprintf(name, sizeof name, "t.npy.tmp.%ld.q1W2e3", (long)dead);
+    at(stale, sizeof stale, name);
+    snprintf(name, sizeof name, "t.npy.tmp.%ld.q1W2e3", (long)getpid());
+    at(live, sizeof live, name);
+    raw("stale", "x", 1);
+    assert_int_equal(rename(tmp_path("stale"), stale), 0);
+    raw("live", "x", 1);
+    assert_int_equal(rename(tmp_path("live"), live), 0);
+    const float f[2] = {1, 2};
+    assert_int_equal(kiln_npy_save(at(p, sizeof p, "t.npy"), KILN_F32, KILN_SHAPE(2), f), KILN_OK);
+    assert_int_equal(access(stale, F_OK), -1);
+    assert_int_equal(access(live, F_OK), 0);
+    unlink(live);
+}
+
+static void *capped_realloc(void *ctx, void *p, size_t n)
+{
+    (void)ctx;
+    return n > ((size_t)64 << 20) ? NULL : realloc(p, n);
+}
+
+static void capped_free(void *ctx, void *p)
+{
+    (void)ctx;
+    free(p);
+}
+
+/* Refuses single allocations over 64 MB: an unbounded read fails fast. */
+static const kiln_allocator capped = {capped_realloc, capped_free, NULL};
+
+/* Runs info, load and set_npy on path in a child with 5 seconds: a reader
+ * that blocks (a FIFO) or reads without end (/dev/zero) fails the test
+ * instead of hanging it. Each must refuse with KILN_ERR_IO and the tail. */
+static void read_in_child(kiln_module *m, const char *path, const char *tail)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        alarm(5);
+        kiln_set_allocator(&capped);
+        kiln_dtype dt;
+        int rank;
+        int64_t dims[KILN_MAX_RANK];
+        float v[2];
+        char want[3][256];
+        snprintf(want[0], sizeof want[0], "kiln_npy_info: '%s' %s", path, tail);
+        snprintf(want[1], sizeof want[1], "kiln_npy_load: '%s' %s", path, tail);
+        snprintf(want[2], sizeof want[2], "kiln_module_set_npy: '%s' %s (for 'x')", path, tail);
+        kiln_status s[3];
+        const char *msg[3];
+        s[0] = kiln_npy_info(path, &dt, &rank, dims);
+        msg[0] = strdup(kiln_npy_error());
+        s[1] = kiln_npy_load(path, KILN_F32, KILN_SHAPE(2), v);
+        msg[1] = strdup(kiln_npy_error());
+        s[2] = kiln_module_set_npy(m, "x", path);
+        msg[2] = kiln_module_error(m);
+        int bad = 0;
+        for (int i = 0; i < 3; i++)
+            if (s[i] != KILN_ERR_IO || strcmp(msg[i], want[i]) != 0) {
+                fprintf(stderr, "status %d, '%s', not '%s'\n", s[i], msg[i], want[i]);
+                bad = 1;
+            }
+        _exit(bad);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
+        fail_msg("reading '%s' did not return within 5 seconds", path);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+/* The readers read only regular files (a symlink to one is fine). */
+static void test_read_refuses_special_files(void **state)
+{
+    (void)state;
+    kiln_graph *g = ku_graph_new();
+    kiln_tensor *x = kiln_input(g, "x", KILN_F32, KILN_SHAPE(2));
+    assert_int_equal(kiln_entry(g, "f", 1, &x, (const char *[]){"y"}), KILN_OK);
+    kiln_module *m = ku_compile_for(g, KILN_TARGET_INTERP);
+    char fifo[128], link[128];
+    at(fifo, sizeof fifo, "read.fifo");
+    assert_int_equal(mkfifo(fifo, 0644), 0);
+    read_in_child(m, fifo, "is a FIFO, not a regular file");
+    read_in_child(m, "/dev/zero", "is a character device, not a regular file");
+    unlink(fifo);
+    at(link, sizeof link, "to-f32.npy");
+    assert_int_equal(symlink(FIX("f32_2x3.npy"), link), 0);
+    kiln_dtype dt;
+    int rank;
+    int64_t dims[KILN_MAX_RANK];
+    assert_int_equal(kiln_npy_info(link, &dt, &rank, dims), KILN_OK);
+    assert_true(dt == KILN_F32 && rank == 2 && dims[0] == 2 && dims[1] == 3);
+    kiln_module_free(m);
+    kiln_graph_free(g);
+}
+
+/* A disk that fills mid-save (a 64 KB tmpfs in a mount namespace of this
+ * process; needs root): KILN_ERR_IO naming the file and ENOSPC, the old file
+ * intact, no temporary file. */
+static void test_save_disk_full(void **state)
+{
+    (void)state;
+    char full[128], p[160];
+    at(full, sizeof full, "full");
+    assert_int_equal(mkdir(full, 0755), 0);
+    if (geteuid() != 0 || unshare(CLONE_NEWNS) != 0 ||
+        mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+        mount("tmpfs", full, "tmpfs", 0, "size=64k") != 0) {
+        rmdir(full);
+        skip(); /* cannot mount a small tmpfs: not root or no CAP_SYS_ADMIN */
+    }
+    snprintf(p, sizeof p, "%s/a.npy", full);
+    const float small[2] = {1, 2};
+    assert_int_equal(kiln_npy_save(p, KILN_F32, KILN_SHAPE(2), small), KILN_OK);
+    float *big = calloc(32768, sizeof(float)); /* 128 KB */
+    assert_non_null(big);
+    assert_int_equal(kiln_npy_save(p, KILN_F32, KILN_SHAPE(32768), big), KILN_ERR_IO);
+    char want[256];
+    snprintf(want, sizeof want, "kiln_npy_save: cannot write '%s': No space left on device", p);
+    assert_string_equal(kiln_npy_error(), want);
+    free(big);
+    float back[2];
+    assert_int_equal(kiln_npy_load(p, KILN_F32, KILN_SHAPE(2), back), KILN_OK);
+    assert_true(back[0] == 1 && back[1] == 2);
+    DIR *d = opendir(full);
+    assert_non_null(d);
+    struct dirent *e;
+    int others = 0;
+    while ((e = readdir(d)))
+        others += e->d_name[0] != '.' && strcmp(e->d_name, "a.npy") != 0;
+    closedir(d);
+    assert_int_equal(others, 0);
+    assert_int_equal(umount(full), 0);
+    assert_int_equal(rmdir(full), 0);
 }
 
 /* set_npy / get_npy on a module of each target. */
@@ -373,6 +574,57 @@ static void test_out_of_memory(void **state)
     }
 }
 
+/* A bool byte other than 0 or 1 reads as true and is stored as 1 on every way
+ * in (npy load, kiln_module_set, kiln_tensor_from): a raw 255 or 2 made
+ * casts give 255 and 2, and eq(b, True) differ between the C target and the
+ * interpreter. */
+static void test_bool_bytes_are_normalised(void **state)
+{
+    (void)state;
+    static const char odd[4] = {(char)255, 2, 0, 1};
+    char file[128] = "\x93NUMPY\x01\x00";
+    const char *dict = "{'descr': '|b1', 'fortran_order': False, 'shape': (4,), }\n";
+    size_t hl = strlen(dict);
+    file[8] = (char)hl;
+    memcpy(file + 10, dict, hl);
+    memcpy(file + 10 + hl, odd, 4);
+    const char *path = raw("odd_bool.npy", file, 10 + hl + 4);
+    unsigned char got[4];
+    assert_int_equal(kiln_npy_load(path, KILN_BOOL, KILN_SHAPE(4), got), KILN_OK);
+    assert_memory_equal(got, ((const unsigned char[]){1, 1, 0, 1}), 4);
+
+    static const kiln_target targets[] = {KILN_TARGET_INTERP, KILN_TARGET_C};
+    for (int t = 0; t < 2; t++) {
+        kiln_graph *g = ku_graph_new();
+        kiln_tensor *b = kiln_input(g, "b", KILN_BOOL, KILN_SHAPE(4));
+        kiln_tensor *c = kiln_tensor_from(g, KILN_BOOL, KILN_SHAPE(4), odd);
+        kiln_tensor *outs[3] = {kiln_cast(g, b, KILN_I32), kiln_eq(g, b, kiln_scalar(g, 1)),
+                                kiln_cast(g, c, KILN_I32)};
+        assert_int_equal(kiln_entry(g, "f", 3, outs, (const char *[]){"i", "e", "k"}), KILN_OK);
+        kiln_module *m = ku_compile_for(g, targets[t]);
+        for (int way = 0; way < 2; way++) {
+            if (way == 0)
+                assert_int_equal(kiln_module_set_npy(m, "b", path), KILN_OK);
+            else
+                assert_int_equal(kiln_module_set(m, "b", odd, 4), KILN_OK);
+            assert_int_equal(kiln_module_get(m, "b", got, 4), KILN_OK);
+            assert_memory_equal(got, ((const unsigned char[]){1, 1, 0, 1}), 4);
+            assert_int_equal(kiln_module_run(m, "f"), KILN_OK);
+            int32_t i[4], k[4];
+            assert_int_equal(kiln_module_get(m, "i", i, sizeof i), KILN_OK);
+            assert_int_equal(kiln_module_get(m, "k", k, sizeof k), KILN_OK);
+            assert_int_equal(kiln_module_get(m, "e", got, 4), KILN_OK);
+            for (int j = 0; j < 4; j++) {
+                assert_int_equal(i[j], j == 2 ? 0 : 1);
+                assert_int_equal(k[j], j == 2 ? 0 : 1);
+                assert_int_equal(got[j], j == 2 ? 0 : 1);
+            }
+        }
+        kiln_module_free(m);
+        kiln_graph_free(g);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -381,6 +633,11 @@ int main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_module_helpers),
         cmocka_unit_test(test_bool_bytes_are_normalised),
+        cmocka_unit_test(test_save_refuses_special_files),
+        cmocka_unit_test(test_save_keeps_the_mode),
+        cmocka_unit_test(test_save_removes_stale_temp_files),
+        cmocka_unit_test(test_read_refuses_special_files),
+        cmocka_unit_test(test_save_disk_full),
         cmocka_unit_test(test_out_of_memory),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
