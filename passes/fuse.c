@@ -29,12 +29,18 @@
  *      the root's kernel stores into the output's buffers, in the same order.
  *      So does an assign output whose value is a root of its dtype and shape,
  *      whatever else reads that root (the root's readers read the output).
+ *   7. A node that would be inlined at depth MAX_DEPTH (the longest chain of
+ *      inlined operands under it) is a root instead, so a kernel's expression
+ *      is at most MAX_DEPTH deep however long the graph's chain.
  */
 #include "passes/passes.h"
 
 #include <string.h>
 
 enum { CHEAP_OPS = 4, CHEAP_LOADS = 2, RAND_COST = 8, COST_CAP = 1 << 20 };
+/* The deepest expression a kernel inlines (rule 7): lowering and rendering
+ * walk it recursively, and no real model comes near it. */
+enum { MAX_DEPTH = 512 };
 
 static bool has_buf(unsigned char k)
 {
@@ -248,8 +254,8 @@ static void alias_outputs(const kiln_graph *g, const unsigned char *kind, int *a
     }
 }
 
-static void fuse_entry(const kiln_graph *g, fuse_plan *plan, int e, int *ops, int *loads, int *user,
-                       bool *isout)
+static void fuse_entry(const kiln_graph *g, fuse_plan *plan, int e, int *ops, int *loads,
+                       int *depth, int *user, bool *isout)
 {
     int nn = g->nnodes;
     unsigned char *kind = plan->kind + (size_t)e * (size_t)nn;
@@ -280,6 +286,7 @@ static void fuse_entry(const kiln_graph *g, fuse_plan *plan, int e, int *ops, in
         const kiln_tensor *t = g->nodes[i];
         ops[i] = own_cost(t);
         loads[i] = 0;
+        depth[i] = 1;
         for (int k = 0; k < t->nin; k++) {
             int o = t->in[k]->id;
             if (has_buf(kind[o]) || kind[o] == FUSE_ABSORBED) {
@@ -287,6 +294,7 @@ static void fuse_entry(const kiln_graph *g, fuse_plan *plan, int e, int *ops, in
             } else {
                 ops[i] = cap_add(ops[i], ops[o]);
                 loads[i] = cap_add(loads[i], loads[o]);
+                depth[i] = depth[o] + 1 > depth[i] ? depth[o] + 1 : depth[i];
             }
         }
         bool cheap = ops[i] <= CHEAP_OPS && loads[i] <= CHEAP_LOADS;
@@ -298,6 +306,8 @@ static void fuse_entry(const kiln_graph *g, fuse_plan *plan, int e, int *ops, in
         else if (isout[i] || c == IR_CLASS_REDUCE || c == IR_CLASS_MATMUL ||
                  t->op == IR_SCATTER_ADD)
             kind[i] = FUSE_ROOT;
+        else if (depth[i] >= MAX_DEPTH)
+            kind[i] = FUSE_ROOT; /* a kernel inlines at most MAX_DEPTH levels */
         else
             kind[i] = uses[i] <= 1 || cheap ? FUSE_INLINE : FUSE_ROOT;
         if (t->op == IR_MATMUL) {
@@ -329,6 +339,7 @@ kiln_status pass_fuse(kiln_graph *g, fuse_plan **out)
     size_t nn = (size_t)g->nnodes, cells = nn * (size_t)g->nentries + 1;
     fuse_plan *p = ir_alloc(sizeof(*p));
     int *ops = ir_alloc(sizeof(int) * (nn + 1)), *loads = ir_alloc(sizeof(int) * (nn + 1));
+    int *depth = ir_alloc(sizeof(int) * (nn + 1));
     int *user = ir_alloc(sizeof(int) * (nn + 1));
     bool *isout = ir_alloc(sizeof(bool) * (nn + 1));
     if (p) {
@@ -339,8 +350,8 @@ kiln_status pass_fuse(kiln_graph *g, fuse_plan **out)
         p->alias = ir_alloc(sizeof(int) * cells);
     }
     kiln_status s = KILN_OK;
-    if (!p || !p->kind || !p->epilogue || !p->uses || !p->alias || !ops || !loads || !user ||
-        !isout) {
+    if (!p || !p->kind || !p->epilogue || !p->uses || !p->alias || !ops || !loads || !depth ||
+        !user || !isout) {
         fuse_plan_free(p);
         s = ir_fail_status(g, KILN_ERR_NOMEM, "kiln_compile: out of memory");
     } else {
@@ -349,11 +360,12 @@ kiln_status pass_fuse(kiln_graph *g, fuse_plan **out)
         memset(p->kind, FUSE_UNUSED, cells);
         memset(p->uses, 0, sizeof(int) * cells);
         for (int e = 0; e < g->nentries; e++)
-            fuse_entry(g, p, e, ops, loads, user, isout);
+            fuse_entry(g, p, e, ops, loads, depth, user, isout);
         *out = p;
     }
     ir_free(ops);
     ir_free(loads);
+    ir_free(depth);
     ir_free(user);
     ir_free(isout);
     return s;

@@ -102,7 +102,9 @@ for target in c interp; do
 done
 "$kilnc" run "$tmp/m.kir" --in "x=$npy/f32_2x3.npy" 2>"$tmp/err"; check "run no entry" 2 $? "$tmp/err" "--entry NAME is required"
 "$kilnc" run --entry f 2>"$tmp/err"; check "run no model" 2 $? "$tmp/err" "no MODEL.kir given"
-"$kilnc" run "$tmp/m.kir" --entry f --runs 0 2>"$tmp/err"; check "run runs 0" 2 $? "$tmp/err" "--runs needs a count of 1 or more"
+for bad in 0 -3 99999999999999999999 1000000001 5x ""; do
+    "$kilnc" run "$tmp/m.kir" --entry f --runs "$bad" 2>"$tmp/err"; check "run runs '$bad'" 2 $? "$tmp/err" "--runs needs a count of 1 to 1000000000"
+done
 "$kilnc" run "$tmp/m.kir" --entry f --in x 2>"$tmp/err"; check "run bad spec" 2 $? "$tmp/err" "'x' is not NAME=FILE.npy"
 "$kilnc" run "$tmp/m.kir" --entry 2>"$tmp/err"; check "run option without value" 2 $? "$tmp/err" "bad option '--entry' (it needs a value)"
 "$kilnc" run "$tmp/m.kir" "$tmp/m.kir" --entry f 2>"$tmp/err"; check "run two models" 2 $? "$tmp/err" "more than one input file"

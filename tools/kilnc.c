@@ -23,6 +23,7 @@
 #include "ir/kernel.h"
 #include "runtime/rt.h"
 
+#include <errno.h>
 #include <kiln.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -314,6 +315,18 @@ static bool split(char *spec, char **name, char **file)
     return true;
 }
 
+/* A decimal count in [1, 1e9], or 0 for anything else (a sign, trailing
+ * text, a value strtol would saturate). */
+static long count_arg(const char *s)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || *s == '+' || *s == '-' || v < 1 || v > 1000000000L)
+        return 0;
+    return v;
+}
+
 static int run_mode(int argc, char **argv)
 {
     const char *in = NULL, *entry = NULL;
@@ -340,7 +353,7 @@ static int run_mode(int argc, char **argv)
         else if (strcmp(a, "--print") == 0 && more)
             prints[nprint++] = argv[++i];
         else if (strcmp(a, "--runs") == 0 && more)
-            runs = strtol(argv[++i], NULL, 10);
+            runs = count_arg(argv[++i]);
         else if (strcmp(a, "--target") == 0 && more && strcmp(argv[i + 1], "c") == 0)
             opts.target = KILN_TARGET_C, i++;
         else if (strcmp(a, "--target") == 0 && more && strcmp(argv[i + 1], "interp") == 0)
@@ -362,7 +375,7 @@ static int run_mode(int argc, char **argv)
         fprintf(stderr, "kilnc run: %s\n%s",
                 !in      ? "no MODEL.kir given"
                 : !entry ? "--entry NAME is required"
-                         : "--runs needs a count of 1 or more",
+                         : "--runs needs a count of 1 to 1000000000",
                 usage);
         rc = 2;
     }
