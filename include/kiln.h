@@ -295,23 +295,32 @@ KILN_API kiln_status kiln_train_step(kiln_graph *g, const char *name, kiln_tenso
 
 typedef enum { KILN_TARGET_C, KILN_TARGET_CUDA, KILN_TARGET_INTERP } kiln_target;
 typedef struct {
-    kiln_target target; /* 0 = KILN_TARGET_C */
-    int opt_level;      /* 0 = default */
-    const char
-        *cache_dir;   /* NULL: $KILN_CACHE_DIR, then $XDG_CACHE_HOME/kiln, then ~/.cache/kiln */
-    int threads;      /* 0 = every available core */
-    const char *name; /* export name; NULL = "model" */
-} kiln_compile_opts;  /* NULL opts = all defaults */
+    kiln_target target;    /* 0 = KILN_TARGET_C */
+    int opt_level;         /* 0 = default */
+    const char *cache_dir; /* NULL: $KILN_CACHE_DIR, then $XDG_CACHE_HOME/kiln, then
+                              ~/.cache/kiln, else /tmp/kiln-cache-<uid>; Kiln runs the code it
+                              finds there, so it must be the user's own and writable by no one
+                              else (Kiln creates it 0700; anything else is refused) */
+    int threads;           /* 0 = every available core */
+    const char *name;      /* export name; NULL = "model" */
+} kiln_compile_opts;       /* NULL opts = all defaults */
 
 KILN_API kiln_status kiln_compile(kiln_graph *g, const kiln_compile_opts *opts, kiln_module **out);
 /* Loads a .so written by kiln_export as a C-target module (its params at the
- * exported values). A .so that is not a Kiln export, or was built for another
- * ABI or by another Kiln version, is refused (KILN_ERR_LOAD); the reason of a
- * failed open is kiln_module_error(NULL) (per thread). */
+ * exported values). The file is checked before it is loaded (an ELF shared
+ * object for this machine, whole, with the section every export carries): a
+ * .so that is not a Kiln export is refused without running any of its code;
+ * one built for another ABI or by another Kiln version is refused after
+ * loading (KILN_ERR_LOAD). An export is code: open only exports you trust.
+ * The reason of a failed open is kiln_module_error(NULL) (per thread). */
 KILN_API kiln_status kiln_module_open(const char *so_path, kiln_module **out);
 /* The last failed call's message, "" when none; m == NULL: the calling
  * thread's last failed kiln_module_open. */
 KILN_API const char *kiln_module_error(const kiln_module *m);
+/* A module is used by one thread at a time: a run, set, get, bind, save or
+ * load made while another thread is inside one of them is refused
+ * (KILN_ERR_INVALID, "... the module is in use by another thread"). Give each
+ * thread its own module, or hold a lock around the calls. */
 KILN_API kiln_status kiln_module_run(kiln_module *m, const char *entry);
 KILN_API kiln_status kiln_module_set(kiln_module *m, const char *name, const void *src,
                                      size_t nbytes);

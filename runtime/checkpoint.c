@@ -195,7 +195,7 @@ static kiln_status write_file(kiln_module *m, const char *path, const sbuf *h,
     return KILN_OK;
 }
 
-kiln_status kiln_module_save(kiln_module *m, const char *path)
+static kiln_status save_body(kiln_module *m, const char *path)
 {
     if (!m)
         return KILN_ERR_INVALID;
@@ -218,6 +218,17 @@ kiln_status kiln_module_save(kiln_module *m, const char *path)
                           : write_file(m, path, &h, params, n);
     ir_free(h.p);
     ir_free(params);
+    return s;
+}
+
+kiln_status kiln_module_save(kiln_module *m, const char *path)
+{
+    if (!m)
+        return KILN_ERR_INVALID;
+    if (!rt_enter(m))
+        return rt_busy(m, "kiln_module_save");
+    kiln_status s = save_body(m, path);
+    rt_leave(m);
     return s;
 }
 
@@ -572,7 +583,7 @@ static void apply(loader *L)
         L->m->run = L->run;
 }
 
-kiln_status kiln_module_load(kiln_module *m, const char *path)
+static kiln_status load_body(kiln_module *m, const char *path)
 {
     if (!m)
         return KILN_ERR_INVALID;
@@ -598,5 +609,16 @@ kiln_status kiln_module_load(kiln_module *m, const char *path)
     cJSON_Delete(L.root);
     ir_free(L.t);
     ir_free(L.file);
+    return s;
+}
+
+kiln_status kiln_module_load(kiln_module *m, const char *path)
+{
+    if (!m)
+        return KILN_ERR_INVALID;
+    if (!rt_enter(m))
+        return rt_busy(m, "kiln_module_load");
+    kiln_status s = load_body(m, path);
+    rt_leave(m);
     return s;
 }

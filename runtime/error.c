@@ -52,3 +52,21 @@ const char *kiln_module_error(const kiln_module *m)
 {
     return m ? m->error : open_error;
 }
+
+bool rt_enter(kiln_module *m)
+{
+    return !atomic_flag_test_and_set_explicit(&m->busy, memory_order_acquire);
+}
+
+void rt_leave(kiln_module *m)
+{
+    atomic_flag_clear_explicit(&m->busy, memory_order_release);
+}
+
+kiln_status rt_busy(kiln_module *m, const char *fn)
+{
+    return rt_fail(m, KILN_ERR_INVALID,
+                   "%s: the module is in use by another thread; a module is not thread-safe: give "
+                   "each thread its own, or hold a lock around its calls",
+                   fn);
+}

@@ -242,6 +242,7 @@ kiln_status rt_module_new(kiln_graph *g, kiln_graph **mg, kiln_target target, co
         return rt_compile_fail(g, KILN_ERR_NOMEM, "%s: out of memory", fn);
     }
     memset(m, 0, sizeof(*m));
+    atomic_flag_clear(&m->busy);
     m->target = target;
     m->g = *mg;
     *mg = NULL;
@@ -275,7 +276,7 @@ static int find_entry(const kiln_graph *g, const char *name)
     return -1;
 }
 
-kiln_status kiln_module_run(kiln_module *m, const char *entry)
+static kiln_status run_body(kiln_module *m, const char *entry)
 {
     if (!m)
         return KILN_ERR_INVALID;
@@ -317,6 +318,17 @@ kiln_status kiln_module_run(kiln_module *m, const char *entry)
     return s;
 }
 
+kiln_status kiln_module_run(kiln_module *m, const char *entry)
+{
+    if (!m)
+        return KILN_ERR_INVALID;
+    if (!rt_enter(m))
+        return rt_busy(m, "kiln_module_run");
+    kiln_status s = run_body(m, entry);
+    rt_leave(m);
+    return s;
+}
+
 /* ---- named tensors ----------------------------------------------------------- */
 
 rt_buf *rt_find(kiln_module *m, const char *name)
@@ -351,15 +363,15 @@ static kiln_status check_bytes(kiln_module *m, const char *fn, const rt_buf *b, 
                    kiln_dtype_name(b->node->dtype), shape, b->nbytes, nbytes);
 }
 
-kiln_status kiln_module_set(kiln_module *m, const char *name, const void *src, size_t nbytes)
+static kiln_status set_body(kiln_module *m, const char *name, const void *src, size_t nbytes)
 {
     if (!m)
         return KILN_ERR_INVALID;
     kiln_status s = KILN_OK;
-    rt_buf *b = lookup(m, __func__, name, &s);
+    rt_buf *b = lookup(m, "kiln_module_set", name, &s);
     if (!b)
         return s;
-    if ((s = check_bytes(m, __func__, b, nbytes)) != KILN_OK)
+    if ((s = check_bytes(m, "kiln_module_set", b, nbytes)) != KILN_OK)
         return s;
     if (!src && nbytes)
         return rt_fail(m, KILN_ERR_INVALID, "kiln_module_set: src is NULL");
@@ -371,21 +383,43 @@ kiln_status kiln_module_set(kiln_module *m, const char *name, const void *src, s
     return KILN_OK;
 }
 
-kiln_status kiln_module_get(kiln_module *m, const char *name, void *dst, size_t nbytes)
+kiln_status kiln_module_set(kiln_module *m, const char *name, const void *src, size_t nbytes)
+{
+    if (!m)
+        return KILN_ERR_INVALID;
+    if (!rt_enter(m))
+        return rt_busy(m, "kiln_module_set");
+    kiln_status s = set_body(m, name, src, nbytes);
+    rt_leave(m);
+    return s;
+}
+
+static kiln_status get_body(kiln_module *m, const char *name, void *dst, size_t nbytes)
 {
     if (!m)
         return KILN_ERR_INVALID;
     kiln_status s = KILN_OK;
-    rt_buf *b = lookup(m, __func__, name, &s);
+    rt_buf *b = lookup(m, "kiln_module_get", name, &s);
     if (!b)
         return s;
-    if ((s = check_bytes(m, __func__, b, nbytes)) != KILN_OK)
+    if ((s = check_bytes(m, "kiln_module_get", b, nbytes)) != KILN_OK)
         return s;
     if (!dst && nbytes)
         return rt_fail(m, KILN_ERR_INVALID, "kiln_module_get: dst is NULL");
     if (nbytes && b->data != dst)
         memmove(dst, b->data, nbytes);
     return KILN_OK;
+}
+
+kiln_status kiln_module_get(kiln_module *m, const char *name, void *dst, size_t nbytes)
+{
+    if (!m)
+        return KILN_ERR_INVALID;
+    if (!rt_enter(m))
+        return rt_busy(m, "kiln_module_get");
+    kiln_status s = get_body(m, name, dst, nbytes);
+    rt_leave(m);
+    return s;
 }
 
 static kiln_status check_scalar(kiln_module *m, const char *fn, const rt_buf *b)
@@ -454,12 +488,12 @@ static const rt_buf *bound_overlap(const kiln_module *m, const rt_buf *b, const 
 /* host_ptr becomes the tensor's storage: the module reads its current
  * contents as the value (an input counts as set) and writes results into it.
  * NULL gives the module its own storage back, keeping the current value. */
-kiln_status kiln_module_bind(kiln_module *m, const char *name, void *host_ptr)
+static kiln_status bind_body(kiln_module *m, const char *name, void *host_ptr)
 {
     if (!m)
         return KILN_ERR_INVALID;
     kiln_status s = KILN_OK;
-    rt_buf *b = lookup(m, __func__, name, &s);
+    rt_buf *b = lookup(m, "kiln_module_bind", name, &s);
     if (!b)
         return s;
     if (host_ptr) {
@@ -483,6 +517,17 @@ kiln_status kiln_module_bind(kiln_module *m, const char *name, void *host_ptr)
     memcpy(p, b->data, b->nbytes);
     b->owned = b->data = p;
     return KILN_OK;
+}
+
+kiln_status kiln_module_bind(kiln_module *m, const char *name, void *host_ptr)
+{
+    if (!m)
+        return KILN_ERR_INVALID;
+    if (!rt_enter(m))
+        return rt_busy(m, "kiln_module_bind");
+    kiln_status s = bind_body(m, name, host_ptr);
+    rt_leave(m);
+    return s;
 }
 
 kiln_status kiln_module_print(kiln_module *m, const char *name, FILE *f)

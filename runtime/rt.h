@@ -16,6 +16,8 @@
 #include "ir/ir.h"
 #include "ir/kernel.h"
 
+#include <stdatomic.h>
+
 typedef enum { RT_INPUT, RT_PARAM, RT_OUTPUT } rt_role;
 
 /* One named tensor of the module. */
@@ -45,6 +47,7 @@ struct kiln_module {
     void *impl;       /* the executor's state */
     char *source;     /* kiln_module_source's text, made on first use */
     char error[1024]; /* the most recent failed call's message; "" when none */
+    atomic_flag busy; /* a call that reads or writes buffers is running (rt_enter) */
 };
 
 /* A target's way of running entries. */
@@ -164,5 +167,11 @@ kiln_status rt_compile_fail(kiln_graph *g, kiln_status s, const char *fmt, ...)
  * + fmt, or msg as it is. */
 kiln_status rt_open_fail(kiln_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void rt_open_set(const char *msg);
+/* A module is used by one thread at a time: run, set, get, bind, save and
+ * load enter it (false: another thread is inside) and leave it; rt_busy is
+ * the refusal's message. */
+bool rt_enter(kiln_module *m);
+void rt_leave(kiln_module *m);
+kiln_status rt_busy(kiln_module *m, const char *fn);
 
 #endif /* KILN_RT_H */

@@ -4,11 +4,15 @@
  * counter, set/get/bind/print/source, and every error path's status and message.
  */
 #include "ir/ir.h"
+#include "runtime/rt.h"
 #include "testutil.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const kiln_compile_opts interp = {.target = KILN_TARGET_INTERP};
 
@@ -765,6 +769,64 @@ static void plain_free(void *ctx, void *ptr)
 
 /* Every allocation of kiln_compile and kiln_module_run may fail: each
  * failure is KILN_ERR_NOMEM with a message, never a crash or a leak. */
+/* A module is used by one thread at a time: while one thread runs an entry,
+ * another's run, set, get, bind, save or load is refused with a message (not
+ * a race); once the first returns, the module works as before. */
+typedef struct {
+    kiln_module *m;
+    atomic_int started;
+    kiln_status s;
+} runner;
+
+static void *run_long(void *arg)
+{
+    runner *r = arg;
+    atomic_store(&r->started, 1);
+    r->s = kiln_module_run(r->m, "f");
+    return NULL;
+}
+
+static void test_one_thread_at_a_time(void **state)
+{
+    (void)state;
+    kiln_graph *g = ku_graph_new();
+    kiln_tensor *a = kiln_param(g, "a", KILN_F64, KILN_SHAPE(600, 600), kiln_init_const(1));
+    kiln_tensor *y = kiln_sum(g, kiln_matmul(g, a, kiln_matmul(g, a, a)), KILN_ALL, false);
+    assert_int_equal(kiln_entry(g, "f", 1, &y, (const char *[]){"y"}), KILN_OK);
+    kiln_module *m = ku_compile_for(g, KILN_TARGET_INTERP); /* 432M multiply-adds: long */
+    /* another thread inside, exactly: the calls are refused and change nothing */
+    assert_true(rt_enter(m));
+    assert_int_equal(kiln_module_run(m, "f"), KILN_ERR_INVALID);
+    assert_non_null(strstr(kiln_module_error(m), "kiln_module_run: the module is in use by another "
+                                                 "thread; a module is not thread-safe"));
+    rt_leave(m);
+    /* and for real: a second thread's calls while the first runs */
+    runner r = {m, 0, KILN_ERR_INVALID};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, run_long, &r), 0);
+    while (!atomic_load(&r.started))
+        ;
+    usleep(5000);
+    double v = 0, buf[1];
+    assert_int_equal(kiln_module_run(m, "f"), KILN_ERR_INVALID);
+    assert_non_null(strstr(kiln_module_error(m), "kiln_module_run: the module is in use by another "
+                                                 "thread; a module is not thread-safe"));
+    assert_int_equal(kiln_module_get(m, "y", buf, sizeof buf), KILN_ERR_INVALID);
+    assert_non_null(strstr(kiln_module_error(m), "kiln_module_get: the module is in use"));
+    assert_int_equal(kiln_module_set(m, "a", NULL, 0), KILN_ERR_INVALID);
+    assert_int_equal(kiln_module_bind(m, "a", NULL), KILN_ERR_INVALID);
+    assert_int_equal(kiln_module_save(m, "/nonexistent/x"), KILN_ERR_INVALID);
+    assert_non_null(strstr(kiln_module_error(m), "kiln_module_save: the module is in use"));
+    assert_int_equal(kiln_module_load(m, "/nonexistent/x"), KILN_ERR_INVALID);
+    pthread_join(t, NULL);
+    assert_int_equal(r.s, KILN_OK);
+    assert_int_equal(kiln_module_get_scalar(m, "y", &v), KILN_OK);
+    assert_true(v == 600.0 * 600 * 600 * 600); /* every entry of a @ a @ a is 600^2 */
+    assert_int_equal(kiln_module_run(m, "f"), KILN_OK);
+    kiln_module_free(m);
+    kiln_graph_free(g);
+}
+
 static void test_out_of_memory(void **state)
 {
     (void)state;
@@ -831,6 +893,7 @@ int main(void)
         cmocka_unit_test(test_scalars),
         cmocka_unit_test(test_bind),
         cmocka_unit_test(test_bind_overlap),
+        cmocka_unit_test(test_one_thread_at_a_time),
         cmocka_unit_test(test_print),
         cmocka_unit_test(test_source_is_the_graph),
         cmocka_unit_test(test_free_and_error_basics),
