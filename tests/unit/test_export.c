@@ -464,7 +464,7 @@ static void assert_open_fails(const char *path, kiln_status want, const char *ne
 static void test_open_refuses_what_is_not_a_kiln_export(void **state)
 {
     (void)state;
-    char dir[256], so[300], p[300];
+    char dir[256], so[300], p[2048];
     temp_dir(dir, sizeof dir);
     kiln_graph *g = mlp_graph();
     export_to(g, dir, "mlp");
@@ -498,7 +498,7 @@ static void test_open_refuses_what_is_not_a_kiln_export(void **state)
                       "'/lib/x86_64-linux-gnu/libm.so.6': it is not a Kiln export (it has no "
                       ".kiln_export section); it was not loaded");
     /* a truncated export: refused by its headers, never mapped (SIGBUS) */
-    char cmd[800];
+    char cmd[4096];
     snprintf(p, sizeof p, "%s/cut.so", dir);
     snprintf(cmd, sizeof cmd, "head -c $(($(stat -c %%s '%s') / 2)) '%s' > '%s'", so, so, p);
     assert_int_equal(system(cmd), 0);
@@ -695,7 +695,7 @@ static char *strip_comments(const char *src)
 static void test_export_hostile_names(void **state)
 {
     (void)state;
-    char dir[256], p[512];
+    char dir[256], p[2048];
     temp_dir(dir, sizeof dir);
     const char *wild = "a\"); system(\"touch pwned\"); (\" \\ ?\?/ */ int evil; /*\n\xc3\xa9";
     kiln_graph *g = ku_graph_new();
