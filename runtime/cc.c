@@ -403,6 +403,16 @@ static void make_trailer(char out[TRAILER_BYTES + 1], const void *bytes, size_t 
              (unsigned long long)XXH3_64bits_withSeed(bytes, n, key));
 }
 
+void rt_pin_openmp(void)
+{
+    static const char *const runtimes[] = {"libgomp.so.1", "libomp.so.5", "libomp.so"};
+    for (size_t i = 0; i < sizeof runtimes / sizeof runtimes[0]; i++) {
+        void *h = dlopen(runtimes[i], RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE);
+        if (h)
+            dlclose(h); /* the reference goes; RTLD_NODELETE stays */
+    }
+}
+
 /* Loads the entry <so> when its trailer matches its bytes and key; NULL when
  * it is absent, corrupt or does not load (the caller rebuilds it). */
 static void *load_checked(const char *so, uint64_t key)
@@ -416,7 +426,10 @@ static void *load_checked(const char *so, uint64_t key)
         ok = memcmp(bytes + n - TRAILER_BYTES, want, TRAILER_BYTES) == 0;
     }
     ir_free(bytes);
-    return ok ? dlopen(so, RTLD_NOW | RTLD_LOCAL) : NULL;
+    void *h = ok ? dlopen(so, RTLD_NOW | RTLD_LOCAL) : NULL;
+    if (h)
+        rt_pin_openmp();
+    return h;
 }
 
 /* Appends the entry trailer to the freshly built shared object at tmp. */

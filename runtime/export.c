@@ -846,6 +846,8 @@ kiln_status kiln_module_open(const char *so_path, kiln_module **out)
         return rt_open_fail(checked, "'%s': %s; it was not loaded", so_path, why);
     dlerror();
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (h)
+        rt_pin_openmp();
     if (!h) {
         const char *dl = dlerror();
         return rt_open_fail(KILN_ERR_LOAD, "cannot load '%s': %s", so_path,
