@@ -353,18 +353,17 @@ static kiln_status cache_dir(kiln_graph *g, const kiln_compile_opts *opts, const
     return KILN_OK;
 }
 
-/* Removes what builders killed mid-compile left in dir: files named
- * "*.<pid>.<n>.<tmp|err|c|so>" whose process is gone and that are older than
- * a minute (a process in another PID namespace that shares the directory may
- * look gone; no compile stays unfinished that long without touching them). */
-static void clean_stale(const char *dir)
+void rt_clean_stale(const char *dir, const char *prefix)
 {
+    size_t plen = strlen(prefix);
     DIR *d = opendir(dir);
     if (!d)
         return;
     time_t now = time(NULL);
     struct dirent *e;
     while ((e = readdir(d))) {
+        if (strncmp(e->d_name, prefix, plen) != 0)
+            continue;
         const char *ext = strrchr(e->d_name, '.');
         if (!ext ||
             (strcmp(ext, ".tmp") && strcmp(ext, ".err") && strcmp(ext, ".c") && strcmp(ext, ".so")))
@@ -546,7 +545,7 @@ void *rt_cc_build(kiln_graph *g, const kiln_compile_opts *opts, const char *sour
         return h;
 
     /* miss (or a corrupt entry): build into a unique name, then publish */
-    clean_stale(dir);
+    rt_clean_stale(dir, "");
     struct stat est;
     if (lstat(so, &est) == 0 && !S_ISREG(est.st_mode) && rmdir(so) != 0 && unlink(so) != 0) {
         ir_fail(g, KILN_ERR_IO,

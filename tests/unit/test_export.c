@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 enum { B = 8, IN = 4, HID = 16, OUT = 3 };
@@ -92,6 +95,30 @@ static void test_export_writes_the_files(void **state)
     const char *files[] = {"mlp.so", "mlp.h", "mlp.c", "mlp.kir", "mlp.params.bin"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
         assert_true(exists(dir, files[i]));
+    /* an export killed mid-build left its temporaries: the next one removes
+     * them (their process is gone), and keeps a live builder's and the user's */
+    char stale[400], live[400], mine[400];
+    pid_t dead = fork();
+    if (dead == 0)
+        _exit(0);
+    waitpid(dead, NULL, 0);
+    snprintf(stale, sizeof stale, "%s/mlp.so.%ld.0.tmp", dir, (long)dead);
+    snprintf(live, sizeof live, "%s/mlp.so.%ld.0.tmp", dir, (long)getpid());
+    snprintf(mine, sizeof mine, "%s/notes.%ld.0.tmp", dir, (long)dead);
+    const char *planted[] = {stale, live, mine};
+    struct timeval old[2] = {{time(NULL) - 3600, 0}, {time(NULL) - 3600, 0}};
+    for (int i = 0; i < 3; i++) {
+        FILE *f = fopen(planted[i], "w");
+        assert_non_null(f);
+        fclose(f);
+        assert_int_equal(utimes(planted[i], old), 0);
+    }
+    export_to(g, dir, "mlp");
+    assert_int_not_equal(access(stale, F_OK), 0);
+    assert_int_equal(access(live, F_OK), 0);
+    assert_int_equal(access(mine, F_OK), 0); /* not an export's name */
+    unlink(live);
+    unlink(mine);
     /* nothing else: no temporaries or diagnostics left behind */
     char cmd[512];
     snprintf(cmd, sizeof cmd, "test $(ls '%s' | wc -l) -eq 5", dir);
