@@ -250,6 +250,7 @@ static void test_kernel_builders(void **state)
     assert_int_equal(kp_verify(&p, msg, sizeof msg), KILN_ERR_INVALID);
     assert_non_null(strstr(msg, "does not precede"));
     ir_free(p.kernels[0].x);
+    ir_free(p.kernels[0].xmap);
     ir_free(p.kernels[0].nodes);
     ir_free(p.kernels);
 }
