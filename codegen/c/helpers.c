@@ -5,6 +5,7 @@
  * a comment whose text starts with "@helper " and lists the section's names.
  */
 #include "codegen/c/expr.h"
+#include "ir/abi.h"
 
 #include <string.h>
 
@@ -165,4 +166,12 @@ bool cgen_template(cgen_buf *b, const char *text, const char *name, int n, const
         return true;
     }
     return false;
+}
+
+void cgen_runerr_enum(cgen_buf *b)
+{
+    cgen_printf(b,
+                "enum {\n    KILN_RUNERR_NONE = %d,\n    KILN_RUNERR_INDEX = %d,\n"
+                "    KILN_RUNERR_ZERO_DIV = %d,\n    KILN_RUNERR_NEG_POW = %d\n};\n\n",
+                KILN_RUNERR_NONE, KILN_RUNERR_INDEX, KILN_RUNERR_ZERO_DIV, KILN_RUNERR_NEG_POW);
 }

@@ -601,10 +601,7 @@ char *cgen_c(const kprogram *p, const cgen_opts *o)
         cgen_puts(&b, KILN_CTX_TEXT);
         cgen_puts(&b, "\n\n");
         /* the run-time error codes are ABI, like kiln_ctx: kiln_export's runtime reads them */
-        cgen_printf(&b,
-                    "enum {\n    KILN_RUNERR_NONE = %d,\n    KILN_RUNERR_INDEX = %d,\n"
-                    "    KILN_RUNERR_ZERO_DIV = %d,\n    KILN_RUNERR_NEG_POW = %d\n};\n\n",
-                    KILN_RUNERR_NONE, KILN_RUNERR_INDEX, KILN_RUNERR_ZERO_DIV, KILN_RUNERR_NEG_POW);
+        cgen_runerr_enum(&b);
         for (int i = 1; i < 4; i++)
             cgen_helpers_print(&b, &h, texts[i]);
         cgen_puts(&b, body.s);

@@ -363,10 +363,7 @@ char *cgen_cuda(const kprogram *p)
                     "order.\n */\n",
                     p->nkernels, p->nentries);
         cgen_puts(&b, prelude);
-        cgen_printf(&b,
-                    "enum {\n    KILN_RUNERR_NONE = %d,\n    KILN_RUNERR_INDEX = %d,\n"
-                    "    KILN_RUNERR_ZERO_DIV = %d,\n    KILN_RUNERR_NEG_POW = %d\n};\n\n",
-                    KILN_RUNERR_NONE, KILN_RUNERR_INDEX, KILN_RUNERR_ZERO_DIV, KILN_RUNERR_NEG_POW);
+        cgen_runerr_enum(&b);
         cgen_puts(&b, fail_fn);
         cgen_helpers_print(&b, &h, cgen_vmath_text);
         cgen_helpers_print(&b, &h, cgen_helpers_text);

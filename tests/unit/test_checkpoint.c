@@ -841,21 +841,6 @@ static void test_save_removes_stale_temp_files(void **state)
     kiln_graph_free(g);
 }
 
-/* Refuses single allocations over 64 MB: an unbounded read fails fast. */
-static void *capped_realloc(void *ctx, void *p, size_t n)
-{
-    (void)ctx;
-    return n > ((size_t)64 << 20) ? NULL : realloc(p, n);
-}
-
-static void capped_free(void *ctx, void *p)
-{
-    (void)ctx;
-    free(p);
-}
-
-static const kiln_allocator capped = {capped_realloc, capped_free, NULL};
-
 /* Loads path in a child that has 5 seconds: a load that blocks (a FIFO) or
  * reads without end (/dev/zero) fails the test instead of hanging it. */
 static void load_in_child(kiln_module *m, const char *path, const char *needle)
@@ -865,7 +850,7 @@ static void load_in_child(kiln_module *m, const char *path, const char *needle)
     assert_true(pid >= 0);
     if (pid == 0) {
         alarm(5);
-        kiln_set_allocator(&capped);
+        kiln_set_allocator(&ku_capped_allocator);
         kiln_status s = kiln_module_load(m, path);
         const char *msg = kiln_module_error(m);
         bool ok = s == KILN_ERR_IO && strstr(msg, needle) && strstr(msg, "kiln_module_load: '") &&

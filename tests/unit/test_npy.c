@@ -392,21 +392,6 @@ static void test_save_removes_stale_temp_files(void **state)
     unlink(live);
 }
 
-static void *capped_realloc(void *ctx, void *p, size_t n)
-{
-    (void)ctx;
-    return n > ((size_t)64 << 20) ? NULL : realloc(p, n);
-}
-
-static void capped_free(void *ctx, void *p)
-{
-    (void)ctx;
-    free(p);
-}
-
-/* Refuses single allocations over 64 MB: an unbounded read fails fast. */
-static const kiln_allocator capped = {capped_realloc, capped_free, NULL};
-
 /* Runs info, load and set_npy on path in a child with 5 seconds: a reader
  * that blocks (a FIFO) or reads without end (/dev/zero) fails the test
  * instead of hanging it. Each must refuse with KILN_ERR_IO and the tail. */
@@ -417,7 +402,7 @@ static void read_in_child(kiln_module *m, const char *path, const char *tail)
     assert_true(pid >= 0);
     if (pid == 0) {
         alarm(5);
-        kiln_set_allocator(&capped);
+        kiln_set_allocator(&ku_capped_allocator);
         kiln_dtype dt;
         int rank;
         int64_t dims[KILN_MAX_RANK];

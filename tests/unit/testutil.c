@@ -241,3 +241,17 @@ kiln_status __wrap_kiln_compile(kiln_graph *g, const kiln_compile_opts *opts, ki
     kiln_graph_free(back);
     return s;
 }
+
+static void *capped_realloc(void *ctx, void *p, size_t n)
+{
+    (void)ctx;
+    return n > ((size_t)64 << 20) ? NULL : realloc(p, n);
+}
+
+static void capped_free(void *ctx, void *p)
+{
+    (void)ctx;
+    free(p);
+}
+
+const kiln_allocator ku_capped_allocator = {capped_realloc, capped_free, NULL};

@@ -21,6 +21,10 @@
 kiln_status __real_kiln_compile(kiln_graph *g, const kiln_compile_opts *opts, kiln_module **out);
 kiln_status __wrap_kiln_compile(kiln_graph *g, const kiln_compile_opts *opts, kiln_module **out);
 
+/* An allocator that refuses single allocations over 64 MB, so a reader that
+ * reads without bound (/dev/zero) fails fast instead of filling the machine. */
+extern const kiln_allocator ku_capped_allocator;
+
 /* Asserts that g holds an error with status s whose message contains needle. */
 #define assert_graph_error(g, s, needle)                                                           \
     ku_assert_graph_error((g), (s), (needle), __FILE__, __LINE__)
