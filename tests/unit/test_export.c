@@ -3,9 +3,11 @@
 #include "testutil.h"
 
 #include <dlfcn.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -818,6 +820,61 @@ static void test_export_reserved_names(void **state)
     rm_rf(dir);
 }
 
+/* A full disk during an export: KILN_ERR_IO naming the file and the reason,
+ * no temporary file left, the .so exported before still opens, and the graph
+ * stays usable. Needs a small tmpfs (root, in a private mount namespace). */
+static void test_export_disk_full(void **state)
+{
+    (void)state;
+    char dir[256], full[300], so[400];
+    temp_dir(dir, sizeof dir);
+    snprintf(full, sizeof full, "%s/full", dir);
+    assert_int_equal(mkdir(full, 0755), 0);
+    if (geteuid() != 0 || unshare(CLONE_NEWNS) != 0 ||
+        mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+        mount("tmpfs", full, "tmpfs", 0, "size=256k") != 0) {
+        rm_rf(dir);
+        printf("skipped: cannot mount a small tmpfs (not root, or no CAP_SYS_ADMIN)\n");
+        skip();
+    }
+    kiln_graph *g = ku_graph_new();
+    kiln_tensor *x = kiln_input(g, "x", KILN_F32, KILN_SHAPE(4));
+    kiln_tensor *w = kiln_param(g, "w", KILN_F32, KILN_SHAPE(4), kiln_init_const(2));
+    kiln_tensor *y = kiln_mul(g, x, w);
+    assert_int_equal(kiln_entry(g, "f", 1, &y, (const char *[]){"y"}), KILN_OK);
+    export_to(g, full, "m");
+    /* the same name again, with 512 KB of params: more than the disk has */
+    kiln_graph *big = ku_graph_new();
+    kiln_tensor *bx = kiln_input(big, "x", KILN_F32, KILN_SHAPE(131072));
+    kiln_tensor *bw = kiln_param(big, "w", KILN_F32, KILN_SHAPE(131072), kiln_init_const(2));
+    kiln_tensor *by = kiln_mul(big, bx, bw);
+    assert_int_equal(kiln_entry(big, "f", 1, &by, (const char *[]){"y"}), KILN_OK);
+    kiln_compile_opts o = {.name = "m"};
+    assert_int_equal(kiln_export(big, &o, full), KILN_ERR_IO);
+    assert_graph_error(big, KILN_ERR_IO, "kiln_export: cannot write '");
+    assert_graph_error(big, KILN_ERR_IO, "No space left on device");
+    char cmd[800];
+    snprintf(cmd, sizeof cmd,
+             "test -z \"$(ls '%s' | grep -v -e '^m\\.\\(so\\|h\\|c\\|kir\\|params\\.bin\\)$')\"",
+             full);
+    assert_int_equal(system(cmd), 0); /* no temporaries */
+    snprintf(so, sizeof so, "%s/m.so", full);
+    kiln_module *m = NULL;
+    assert_int_equal(kiln_module_open(so, &m), KILN_OK);
+    float xv[4] = {1, 2, 3, 4}, yv[4];
+    assert_int_equal(kiln_module_set(m, "x", xv, sizeof xv), KILN_OK);
+    assert_int_equal(kiln_module_run(m, "f"), KILN_OK);
+    assert_int_equal(kiln_module_get(m, "y", yv, sizeof yv), KILN_OK);
+    assert_true(yv[0] == 2 && yv[3] == 8);
+    kiln_module_free(m);
+    /* the graph that failed still compiles */
+    kiln_module_free(ku_compile_for(big, KILN_TARGET_INTERP));
+    assert_int_equal(umount(full), 0);
+    kiln_graph_free(big);
+    kiln_graph_free(g);
+    rm_rf(dir);
+}
+
 /* ---- out of memory ------------------------------------------------------------------ */
 
 /* Every allocation of kiln_export and kiln_module_open may fail: each failure
@@ -884,6 +941,7 @@ int main(void)
         cmocka_unit_test(test_export_argument_names),
         cmocka_unit_test(test_export_hostile_names),
         cmocka_unit_test(test_export_reserved_names),
+        cmocka_unit_test(test_export_disk_full),
         cmocka_unit_test(test_out_of_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
