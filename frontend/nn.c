@@ -24,6 +24,9 @@ static const char *c_name(kiln_dtype dt)
     return "?";
 }
 
+/* The label nn.CrossEntropyLoss ignores by default (ignore_index). */
+#define IGNORE_INDEX (-100.0)
+
 static kiln_tensor *konst(kiln_graph *g, kiln_dtype dt, double v)
 {
     return fe_full_raw(g, dt, 0, NULL, v);
@@ -461,15 +464,20 @@ kiln_tensor *kiln_cross_entropy(kiln_graph *g, kiln_tensor *logits, kiln_tensor 
     kiln_tensor *mask = (classes && col) ? kiln_eq(g, col, classes) : NULL;
     kiln_tensor *picked = kiln_where(g, mask, logp, konst(g, logp->dtype, 0.0));
     kiln_tensor *nll = kiln_neg(g, kiln_sum(g, picked, 1, false));
-    /* a label outside [0, C) stops the run with an index error: gathering the
-     * labels from C zeros checks them and adds nothing */
+    /* PyTorch's ignore_index = -100: such a label picks no class (its nll is
+     * 0) and does not count in the mean, sum(nll) / (labels kept): nan when
+     * none is. Any other label outside [0, C) stops the run with an index
+     * error: gathering the labels from C zeros checks them and adds nothing. */
+    kiln_tensor *kept = kiln_ne(g, y, fe_full_raw(g, y->dtype, 1, &n, IGNORE_INDEX));
+    kiln_tensor *ids = kiln_where(g, kept, y, fe_full_raw(g, y->dtype, 1, &n, 0.0));
     kiln_tensor *zeros = fe_full_raw(g, logp->dtype, 1, &c, 0.0);
     kiln_tensor *check = NULL;
-    if (zeros && y) {
-        kiln_tensor *in[2] = {zeros, y};
+    if (zeros && ids) {
+        kiln_tensor *in[2] = {zeros, ids};
         if ((check = ir_node_new(g, IR_GATHER, logp->dtype, 1, &n, 2, in)))
             check->axis = 0;
     }
     nll = check ? kiln_add(g, nll, check) : NULL;
-    return kiln_mean(g, nll, KILN_ALL, false);
+    kiln_tensor *count = kiln_sum(g, kiln_cast(g, kept, logp->dtype), KILN_ALL, false);
+    return kiln_div(g, kiln_sum(g, nll, KILN_ALL, false), count);
 }

@@ -243,8 +243,11 @@ KILN_API kiln_tensor *kiln_embedding(kiln_graph *g, kiln_tensor *table, kiln_ten
 KILN_API kiln_tensor *kiln_dropout(kiln_graph *g, kiln_tensor *t, double p);
 KILN_API kiln_tensor *kiln_mse_loss(kiln_graph *g, kiln_tensor *pred,
                                     kiln_tensor *target); /* mean */
+/* nn.CrossEntropyLoss(): the mean over the labels that are not -100 (PyTorch's
+ * default ignore_index: such a label adds nothing and does not count; nan when
+ * every label is -100); any other label outside [0, C) is a run-time error. */
 KILN_API kiln_tensor *kiln_cross_entropy(kiln_graph *g, kiln_tensor *logits,
-                                         kiln_tensor *labels); /* mean, int labels */
+                                         kiln_tensor *labels); /* int labels */
 
 /* ---- 4. Autodiff and assignment ------------------------------------------ */
 

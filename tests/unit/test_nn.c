@@ -588,7 +588,8 @@ static void test_cross_entropy(void **state)
     assert_int_equal(l->dtype, KILN_F32);
     assert_int_equal(count_ops(g, IR_ARANGE), 1);
     assert_int_equal(count_ops(g, IR_EQ), 1);
-    assert_int_equal(count_ops(g, IR_WHERE), 1);
+    assert_int_equal(count_ops(g, IR_NE), 1);    /* labels kept: not ignore_index */
+    assert_int_equal(count_ops(g, IR_WHERE), 2); /* the picked log-prob, the checked id */
     assert_int_equal(count_ops(g, IR_LOG), 1);
     assert_int_equal(
         kiln_tensor_dtype(kiln_cross_entropy(g, ku_input(g, KILN_F64, KILN_SHAPE(2, 4)),
@@ -636,6 +637,58 @@ static void test_cross_entropy_label_out_of_range(void **state)
         double l;
         assert_int_equal(kiln_module_get_scalar(m, "train.loss", &l), KILN_OK);
         assert_true(fabs(l - log(4.0)) < 1e-6); /* equal logits in every row */
+        kiln_module_free(m);
+        kiln_graph_free(g);
+    }
+}
+
+/* PyTorch's ignore_index = -100: a -100 label adds nothing to the loss or the
+ * gradient and does not count in the mean; every label -100 gives nan; -101
+ * is still out of range. Values against log-softmax computed here in double,
+ * on both targets. */
+static void test_cross_entropy_ignores_minus_100(void **state)
+{
+    (void)state;
+    static const double lv[3][4] = {{1, 2, 3, 4}, {0.5, -1, 2, 0}, {3, 3, -2, 1}};
+    for (int t = 0; t < 2; t++) {
+        kiln_graph *g = ku_graph_new();
+        kiln_tensor *x = kiln_input(g, "x", KILN_F64, KILN_SHAPE(3, 4));
+        kiln_tensor *y = kiln_input(g, "y", KILN_I64, KILN_SHAPE(3));
+        kiln_tensor *loss = kiln_cross_entropy(g, x, y), *dx;
+        assert_int_equal(kiln_grad(g, loss, 1, &x, NULL, &dx), KILN_OK);
+        kiln_tensor *outs[] = {loss, dx};
+        assert_int_equal(kiln_entry(g, "f", 2, outs, (const char *[]){"loss", "dx"}), KILN_OK);
+        kiln_module *m = ku_compile_for(g, t ? KILN_TARGET_C : KILN_TARGET_INTERP);
+        assert_int_equal(kiln_module_set(m, "x", lv, sizeof lv), KILN_OK);
+        const int64_t labels[3] = {2, -100, 0};
+        assert_int_equal(kiln_module_set(m, "y", labels, sizeof labels), KILN_OK);
+        assert_int_equal(kiln_module_run(m, "f"), KILN_OK);
+        double got, dxv[3][4], want = 0, p[3][4];
+        for (int r = 0; r < 3; r++) {
+            double z = 0;
+            for (int c = 0; c < 4; c++)
+                z += exp(lv[r][c]);
+            for (int c = 0; c < 4; c++)
+                p[r][c] = exp(lv[r][c]) / z;
+        }
+        want = (-log(p[0][2]) - log(p[2][0])) / 2; /* the -100 row does not count */
+        assert_int_equal(kiln_module_get_scalar(m, "loss", &got), KILN_OK);
+        assert_true(fabs(got - want) < 1e-12);
+        assert_int_equal(kiln_module_get(m, "dx", dxv, sizeof dxv), KILN_OK);
+        for (int r = 0; r < 3; r++)
+            for (int c = 0; c < 4; c++) {
+                double wd = r == 1 ? 0 : (p[r][c] - (c == labels[r])) / 2;
+                assert_true(fabs(dxv[r][c] - wd) < 1e-12);
+            }
+        const int64_t none[3] = {-100, -100, -100}, bad[3] = {0, -101, 1};
+        assert_int_equal(kiln_module_set(m, "y", none, sizeof none), KILN_OK);
+        assert_int_equal(kiln_module_run(m, "f"), KILN_OK);
+        assert_int_equal(kiln_module_get_scalar(m, "loss", &got), KILN_OK);
+        assert_true(isnan(got));
+        assert_int_equal(kiln_module_set(m, "y", bad, sizeof bad), KILN_OK);
+        kiln_status s = kiln_module_run(m, "f");
+        assert_module_error(m, s, KILN_ERR_INVALID,
+                            "index -101 is out of bounds for dimension 0 with size 4");
         kiln_module_free(m);
         kiln_graph_free(g);
     }
@@ -1030,6 +1083,7 @@ int main(void)
         cmocka_unit_test(test_mse_errors),
         cmocka_unit_test(test_cross_entropy),
         cmocka_unit_test(test_cross_entropy_label_out_of_range),
+        cmocka_unit_test(test_cross_entropy_ignores_minus_100),
         cmocka_unit_test(test_cross_entropy_errors),
         cmocka_unit_test(test_null_propagation),
         cmocka_unit_test(test_out_of_memory),
