@@ -900,7 +900,7 @@ static void test_save_disk_full(void **state)
         mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
         mount("tmpfs", full, "tmpfs", 0, "size=64k") != 0) {
         rmdir(full);
-        skip(); /* cannot mount a small tmpfs: not root or no CAP_SYS_ADMIN */
+        ku_skip("cannot mount a small tmpfs (not root, or no CAP_SYS_ADMIN)");
     }
     kiln_graph *g;
     kiln_module *small = error_module(&g);
@@ -1116,5 +1116,5 @@ int main(void)
         cmocka_unit_test(test_killed_save_leaves_a_whole_checkpoint),
         cmocka_unit_test(test_out_of_memory),
     };
-    return cmocka_run_group_tests(tests, make_dir, remove_dir);
+    return ku_exit(cmocka_run_group_tests(tests, make_dir, remove_dir));
 }

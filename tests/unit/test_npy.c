@@ -472,7 +472,7 @@ static void test_save_disk_full(void **state)
         mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
         mount("tmpfs", full, "tmpfs", 0, "size=64k") != 0) {
         rmdir(full);
-        skip(); /* cannot mount a small tmpfs: not root or no CAP_SYS_ADMIN */
+        ku_skip("cannot mount a small tmpfs (not root, or no CAP_SYS_ADMIN)");
     }
     snprintf(p, sizeof p, "%s/a.npy", full);
     const float small[2] = {1, 2};
@@ -625,5 +625,5 @@ int main(void)
         cmocka_unit_test(test_save_disk_full),
         cmocka_unit_test(test_out_of_memory),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return ku_exit(cmocka_run_group_tests(tests, setup, teardown));
 }

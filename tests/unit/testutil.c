@@ -255,3 +255,10 @@ static void capped_free(void *ctx, void *p)
 }
 
 const kiln_allocator ku_capped_allocator = {capped_realloc, capped_free, NULL};
+
+const char *ku_skipped;
+
+int ku_exit(int failed)
+{
+    return failed ? failed : ku_skipped ? 77 : 0;
+}
