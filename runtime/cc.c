@@ -208,9 +208,13 @@ static int run_process(char *const argv[], const char *cwd, const char *errpath)
  * functions are where unrolling would pay, and the packed microkernel of the
  * CPU performance work unrolls itself. -fno-math-errno: generated code never
  * reads errno, and without it sqrtf is a call behind a branch that stops the
- * loop vectorizer. */
-static const char *const cflags[] = {"-O2",   "-march=native",   "-fno-unroll-loops",
-                                     "-fPIC", "-fno-math-errno", "-shared"};
+ * loop vectorizer. -ffp-contract=off: gcc contracts a * b + c across
+ * statements by default and clang does not, so the same training run gave
+ * different params with each; off in both, with the GEMM tiles opting back in
+ * (KILN_FMA_FN, prelude.inc), they round alike and keep their FMAs. */
+static const char *const cflags[] = {
+    "-O2",    "-march=native", "-ffp-contract=off", "-fno-unroll-loops", "-fPIC", "-fno-math-errno",
+    "-shared"};
 enum { NCFLAGS = sizeof cflags / sizeof cflags[0], MAXARGS = NCFLAGS + 10 };
 
 /* The compiler's argv (NULL-terminated; its strings are the arguments'):
