@@ -769,13 +769,6 @@ static void test_save_refuses_special_files(void **state)
     kiln_graph_free(g);
 }
 
-static unsigned mode_of(const char *path)
-{
-    struct stat st;
-    assert_int_equal(stat(path, &st), 0);
-    return (unsigned)(st.st_mode & 07777);
-}
-
 /* A save keeps the mode of the file it replaces, and a new file gets
  * 0666 & ~umask, as open(2) would give it: a 0600 checkpoint stays private. */
 static void test_save_keeps_the_mode(void **state)
@@ -785,16 +778,16 @@ static void test_save_keeps_the_mode(void **state)
     kiln_module *m = error_module(&g);
     mode_t old = umask(077);
     save_ok(m, tpath("private.safetensors"));
-    assert_int_equal(mode_of(tpath("private.safetensors")), 0600);
+    assert_int_equal(ku_mode_of(tpath("private.safetensors")), 0600);
     umask(022);
     save_ok(m, tpath("shared.safetensors"));
-    assert_int_equal(mode_of(tpath("shared.safetensors")), 0644);
+    assert_int_equal(ku_mode_of(tpath("shared.safetensors")), 0644);
     assert_int_equal(chmod(tpath("shared.safetensors"), 0600), 0);
     save_ok(m, tpath("shared.safetensors"));
-    assert_int_equal(mode_of(tpath("shared.safetensors")), 0600);
+    assert_int_equal(ku_mode_of(tpath("shared.safetensors")), 0600);
     assert_int_equal(chmod(tpath("shared.safetensors"), 0640), 0);
     save_ok(m, tpath("shared.safetensors"));
-    assert_int_equal(mode_of(tpath("shared.safetensors")), 0640);
+    assert_int_equal(ku_mode_of(tpath("shared.safetensors")), 0640);
     umask(old);
     kiln_module_free(m);
     kiln_graph_free(g);

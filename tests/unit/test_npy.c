@@ -336,13 +336,6 @@ static void test_save_refuses_special_files(void **state)
     kiln_graph_free(gr);
 }
 
-static unsigned mode_of(const char *path)
-{
-    struct stat st;
-    assert_int_equal(stat(path, &st), 0);
-    return (unsigned)(st.st_mode & 07777);
-}
-
 /* A save keeps the mode of the file it replaces; a new file gets
  * 0666 & ~umask. */
 static void test_save_keeps_the_mode(void **state)
@@ -353,14 +346,14 @@ static void test_save_keeps_the_mode(void **state)
     mode_t old = umask(077);
     assert_int_equal(kiln_npy_save(at(p, sizeof p, "private.npy"), KILN_F32, KILN_SHAPE(2), f),
                      KILN_OK);
-    assert_int_equal(mode_of(p), 0600);
+    assert_int_equal(ku_mode_of(p), 0600);
     umask(022);
     assert_int_equal(kiln_npy_save(at(p, sizeof p, "shared.npy"), KILN_F32, KILN_SHAPE(2), f),
                      KILN_OK);
-    assert_int_equal(mode_of(p), 0644);
+    assert_int_equal(ku_mode_of(p), 0644);
     assert_int_equal(chmod(p, 0600), 0);
     assert_int_equal(kiln_npy_save(p, KILN_F32, KILN_SHAPE(2), f), KILN_OK);
-    assert_int_equal(mode_of(p), 0600);
+    assert_int_equal(ku_mode_of(p), 0600);
     umask(old);
 }
 

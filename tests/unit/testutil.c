@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 void ku_assert_graph_error(const kiln_graph *g, kiln_status s, const char *needle, const char *file,
                            int line)
@@ -261,4 +262,11 @@ const char *ku_skipped;
 int ku_exit(int failed)
 {
     return failed ? failed : ku_skipped ? 77 : 0;
+}
+
+unsigned ku_mode_of(const char *path)
+{
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    return (unsigned)(st.st_mode & 07777);
 }

@@ -34,6 +34,9 @@ extern const char *ku_skipped;
     } while (0)
 int ku_exit(int failed);
 
+/* The permission bits of the file at path (07777 mask). */
+unsigned ku_mode_of(const char *path);
+
 /* An allocator that refuses single allocations over 64 MB, so a reader that
  * reads without bound (/dev/zero) fails fast instead of filling the machine. */
 extern const kiln_allocator ku_capped_allocator;
