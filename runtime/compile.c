@@ -14,6 +14,7 @@
 #include "codegen/cuda/cuda.h"
 #include "passes/passes.h"
 #include "rt.h"
+#include "runtime/cuda_driver.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -114,6 +115,17 @@ static void debug_line(const kiln_module *m, double t0, bool hit)
             now_ms() - t0, hit ? "hit" : "miss");
 }
 
+kiln_status rt_cuda_refuse(kiln_graph *g, const char *fn)
+{
+    char why[512];
+    if (rt_cuda_driver(NULL, why, sizeof why) != KILN_OK)
+        return rt_compile_fail(g, KILN_ERR_DEVICE, "%s: the CUDA target needs a GPU: %s", fn, why);
+    /* a GPU is there, but nothing may pretend to run on it yet */
+    return rt_compile_fail(g, KILN_ERR_UNSUPPORTED,
+                           "%s: the CUDA executor is not written yet; use KILN_TARGET_C (the CPU)",
+                           fn);
+}
+
 kiln_status kiln_compile(kiln_graph *g, const kiln_compile_opts *opts, kiln_module **out)
 {
     const char *fn = "kiln_compile";
@@ -125,10 +137,7 @@ kiln_status kiln_compile(kiln_graph *g, const kiln_compile_opts *opts, kiln_modu
         return g->status;
     kiln_target target = opts ? opts->target : KILN_TARGET_C;
     if (target == KILN_TARGET_CUDA)
-        return rt_compile_fail(g, KILN_ERR_UNSUPPORTED,
-                               "%s: the CUDA target is not available yet; use KILN_TARGET_C (the "
-                               "CPU)",
-                               fn);
+        return rt_cuda_refuse(g, fn);
     if (target != KILN_TARGET_C && target != KILN_TARGET_INTERP)
         return rt_compile_fail(g, KILN_ERR_INVALID, "%s: unknown target %d", fn, (int)target);
 

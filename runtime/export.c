@@ -668,9 +668,7 @@ static kiln_status export_prepare(kiln_graph *g, const kiln_compile_opts *opts, 
     x->name = name;
     kiln_target target = opts ? opts->target : KILN_TARGET_C;
     if (target == KILN_TARGET_CUDA)
-        return rt_compile_fail(g, KILN_ERR_UNSUPPORTED,
-                               "kiln_export: the CUDA target is not available yet; export "
-                               "KILN_TARGET_C");
+        return rt_cuda_refuse(g, "kiln_export");
     if (target != KILN_TARGET_C)
         return rt_compile_fail(g, KILN_ERR_INVALID,
                                "kiln_export: only KILN_TARGET_C code can be exported (the "

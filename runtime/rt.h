@@ -87,6 +87,10 @@ kiln_status rt_render(kiln_graph *g, kiln_graph *mg, kiln_target target, const c
  * kiln_module_open take it from there). Errors on g as "fn: ". */
 kiln_status rt_prepare(kiln_graph *g, kiln_graph *mg, const kiln_compile_opts *opts, const char *fn,
                        kiln_module **out);
+/* The answer to KILN_TARGET_CUDA until its executor exists: KILN_ERR_DEVICE
+ * with the driver's reason when there is no usable GPU, else
+ * KILN_ERR_UNSUPPORTED. Errors on g as "fn: ". */
+kiln_status rt_cuda_refuse(kiln_graph *g, const char *fn);
 
 /* ---- module.c --------------------------------------------------------------- */
 

@@ -4,6 +4,8 @@
 set -u
 kilnc=$1 src=$2
 tmp=$(mktemp -d)
+# the --target cuda cases fail the same way on a machine with a GPU
+export KILN_LIBCUDA=/nonexistent/kiln-test/libcuda.so.1
 trap 'rm -rf "$tmp"' EXIT
 fails=0 passes=0
 check() { # name, expected exit code, actual exit code, [file that must contain text, text]
@@ -58,8 +60,8 @@ cmp -s <(sed 's/net/X/g; s/NET/X/g' "$tmp/exp/sub/net.h") <(sed 's/other/X/g; s/
 "$kilnc" "$golden" --emit=so -o "$tmp/exp/1net.so" 2>"$tmp/err"; check "emit so bad name" 1 $? "$tmp/err" "the name '1net' is not a C identifier"
 KILN_CC=false "$kilnc" "$golden" --emit=so -o "$tmp/exp/cc.so" 2>"$tmp/err"; check "emit so compiler fails" 1 $? "$tmp/err" "failed (exit 1)"
 "$kilnc" "$golden" --emit=so --target c -o "$tmp/exp/tc.so"; check "emit so --target c" 0 $?
-"$kilnc" "$golden" --emit=so --target cuda -o "$tmp/exp/cu.so" 2>"$tmp/err"; check "emit so --target cuda" 1 $? "$tmp/err" "kiln_export: the CUDA target is not available yet"
-"$kilnc" "$golden" --emit=h --target cuda 2>"$tmp/err"; check "emit h --target cuda" 1 $? "$tmp/err" "the CUDA target is not available yet"
+"$kilnc" "$golden" --emit=so --target cuda -o "$tmp/exp/cu.so" 2>"$tmp/err"; check "emit so --target cuda" 1 $? "$tmp/err" "kiln_export: the CUDA target needs a GPU: the NVIDIA driver is not installed"
+"$kilnc" "$golden" --emit=h --target cuda 2>"$tmp/err"; check "emit h --target cuda" 1 $? "$tmp/err" "the CUDA target needs a GPU"
 "$kilnc" "$golden" --emit=c --target cuda 2>"$tmp/err"; check "emit c --target cuda" 2 $? "$tmp/err" "--target applies to --emit=h|so"
 "$kilnc" "$golden" --target gpu 2>"$tmp/err"; check "bad --target" 2 $? "$tmp/err" "unknown option '--target'"
 
@@ -115,7 +117,7 @@ done
 "$kilnc" run "$tmp/m.kir" --entry f --in "x=$npy/f32_2x3.npy" --out "y=$tmp/no/dir/y.npy" 2>"$tmp/err"; check "run unwritable out" 1 $? "$tmp/err" "cannot create"
 "$kilnc" run "$tmp/m.kir" --entry f --in "x=$npy/f32_2x3.npy" --print nope 2>"$tmp/err"; check "run print unknown" 1 $? "$tmp/err" "nope"
 "$kilnc" run "$tmp/bad.kir" --entry f 2>"$tmp/err"; check "run parse error" 1 $? "$tmp/err" "line 2, column"
-"$kilnc" run "$tmp/m.kir" --entry f --in "x=$npy/f32_2x3.npy" --target cuda 2>"$tmp/err"; check "run --target cuda" 1 $? "$tmp/err" "the CUDA target is not available yet"
+"$kilnc" run "$tmp/m.kir" --entry f --in "x=$npy/f32_2x3.npy" --target cuda 2>"$tmp/err"; check "run --target cuda" 1 $? "$tmp/err" "kiln_compile: the CUDA target needs a GPU: the NVIDIA driver is not installed"
 "$kilnc" "$golden" -o "$tmp/no/such/dir/x" 2>"$tmp/err"; check "unwritable -o" 1 $? "$tmp/err" "cannot write"
 
 echo "kilnc: $passes passed, $fails failed"

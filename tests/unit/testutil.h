@@ -37,6 +37,10 @@ int ku_exit(int failed);
 /* The permission bits of the file at path (07777 mask). */
 unsigned ku_mode_of(const char *path);
 
+/* A $KILN_LIBCUDA that does not exist: tests that set it before the driver is
+ * first probed (once per process) see "no driver" on a machine with a GPU too. */
+#define KU_NO_LIBCUDA "/nonexistent/kiln-test/libcuda.so.1"
+
 /* An allocator that refuses single allocations over 64 MB, so a reader that
  * reads without bound (/dev/zero) fails fast instead of filling the machine. */
 extern const kiln_allocator ku_capped_allocator;
