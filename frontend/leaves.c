@@ -472,3 +472,8 @@ kiln_tensor *kiln_randn_like(kiln_graph *g, kiln_tensor *t)
         return NULL;
     return random_source(g, __func__, IR_RANDN, t->dtype, t->rank, t->dims);
 }
+
+kiln_tensor *kiln_graph_find(kiln_graph *g, const char *name)
+{
+    return g && name ? ir_find_leaf(g, name) : NULL;
+}

@@ -374,3 +374,57 @@ kiln_tensor *kiln_argmin(kiln_graph *g, kiln_tensor *t, int axis, bool keepdim)
 {
     return extremum(g, __func__, "argmin", IR_ARGMIN, t, axis, keepdim);
 }
+
+/* ---- masks: tril, triu, masked_fill --------------------------------------- */
+
+/* torch.tril / torch.triu over the last two axes: element (i, j) is kept when
+ * j - i <= diagonal (lower) or j - i >= diagonal (upper), else zero (false). */
+static kiln_tensor *triangle(kiln_graph *g, const char *fn, kiln_tensor *t, int64_t diagonal,
+                             bool lower)
+{
+    if (!fe_begin(g, 1, &t))
+        return NULL;
+    if (t->rank < 2)
+        return fe_fail(g, KILN_ERR_SHAPE, fn, "%s: input tensor must have at least 2 dimensions",
+                       lower ? "tril" : "triu");
+    int64_t r = t->dims[t->rank - 2], c = t->dims[t->rank - 1];
+    kiln_tensor *rows = ir_node_new(g, IR_ARANGE, KILN_I64, 1, &r, 0, NULL);
+    kiln_tensor *cols = ir_node_new(g, IR_ARANGE, KILN_I64, 1, &c, 0, NULL);
+    if (!rows || !cols)
+        return NULL;
+    rows->value = cols->value = 0.0;
+    rows->value2 = cols->value2 = 1.0;
+    kiln_tensor *diff = kiln_sub(g, fe_reshape_raw(g, cols, 2, (const int64_t[]){1, c}),
+                                 fe_reshape_raw(g, rows, 2, (const int64_t[]){r, 1}));
+    kiln_tensor *d = fe_full_raw(g, KILN_I64, 0, NULL, (double)diagonal);
+    kiln_tensor *keep = lower ? kiln_le(g, diff, d) : kiln_ge(g, diff, d);
+    return kiln_where(g, keep, t, fe_full_raw(g, t->dtype, 0, NULL, 0.0));
+}
+
+kiln_tensor *kiln_tril(kiln_graph *g, kiln_tensor *t, int64_t diagonal)
+{
+    return triangle(g, __func__, t, diagonal, true);
+}
+
+kiln_tensor *kiln_triu(kiln_graph *g, kiln_tensor *t, int64_t diagonal)
+{
+    return triangle(g, __func__, t, diagonal, false);
+}
+
+/* torch.masked_fill: value (converted to t's dtype, as PyTorch does) where the
+ * bool mask is true, t elsewhere; mask and t broadcast. */
+kiln_tensor *kiln_masked_fill(kiln_graph *g, kiln_tensor *t, kiln_tensor *mask, double value)
+{
+    kiln_tensor *ts[2] = {t, mask};
+    if (!fe_begin(g, 2, ts))
+        return NULL;
+    if (mask->dtype != KILN_BOOL)
+        return fe_fail(g, KILN_ERR_DTYPE, __func__,
+                       "masked_fill_ only supports boolean masks, but got mask with dtype %s",
+                       ir_dtype_torch(mask->dtype));
+    if (!ir_value_fits(t->dtype, value))
+        return fe_fail(g, KILN_ERR_INVALID, __func__,
+                       "value cannot be converted to type %s without overflow",
+                       kiln_dtype_name(t->dtype));
+    return kiln_where(g, mask, fe_full_raw(g, t->dtype, 0, NULL, value), t);
+}

@@ -135,6 +135,9 @@ KILN_API kiln_init kiln_init_data(const void *ptr); /* the param's dtype, row-ma
 /* Named leaves: set before a run (inputs) or persistent across runs (params). */
 KILN_API kiln_tensor *kiln_input(kiln_graph *g, const char *name, kiln_dtype dt, int rank,
                                  const int64_t *dims);
+/* The input or param called name, NULL when there is none: a second entry (say
+ * batch-1 inference beside training) reuses the weights by name. */
+KILN_API kiln_tensor *kiln_graph_find(kiln_graph *g, const char *name);
 KILN_API kiln_tensor *kiln_param(kiln_graph *g, const char *name, kiln_dtype dt, int rank,
                                  const int64_t *dims, kiln_init init);
 /* Constants: data is copied (row-major, dt's C type: float, double, int32_t, int64_t, bool). */
@@ -199,6 +202,14 @@ KILN_API kiln_tensor *kiln_le(kiln_graph *g, kiln_tensor *a, kiln_tensor *b);
 KILN_API kiln_tensor *kiln_gt(kiln_graph *g, kiln_tensor *a, kiln_tensor *b);
 KILN_API kiln_tensor *kiln_ge(kiln_graph *g, kiln_tensor *a, kiln_tensor *b);
 KILN_API kiln_tensor *kiln_where(kiln_graph *g, kiln_tensor *cond, kiln_tensor *a, kiln_tensor *b);
+/* torch.tril / torch.triu over the last two axes: elements with j - i <= diagonal
+ * (tril) or >= diagonal (triu) are kept, the others are zero (false). */
+KILN_API kiln_tensor *kiln_tril(kiln_graph *g, kiln_tensor *t, int64_t diagonal);
+KILN_API kiln_tensor *kiln_triu(kiln_graph *g, kiln_tensor *t, int64_t diagonal);
+/* torch.masked_fill: value (converted to t's dtype) where the bool mask is true;
+ * t and mask broadcast. */
+KILN_API kiln_tensor *kiln_masked_fill(kiln_graph *g, kiln_tensor *t, kiln_tensor *mask,
+                                       double value);
 KILN_API kiln_tensor *kiln_neg(kiln_graph *g, kiln_tensor *a);
 KILN_API kiln_tensor *kiln_abs(kiln_graph *g, kiln_tensor *a);
 KILN_API kiln_tensor *kiln_exp(kiln_graph *g, kiln_tensor *a);
