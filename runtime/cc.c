@@ -26,7 +26,6 @@
 #include "rt.h"
 #include "runtime/fsutil.h"
 
-#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -282,9 +281,9 @@ static bool openmp_works(const compiler *cc, const char *dir)
      * source this one is compiling (that would cache a wrong "no") */
     char src[4400], so[4400], err[4400], uniq[48];
     unique_suffix(uniq, sizeof uniq);
-    snprintf(src, sizeof src, "%s.%s.c", path, uniq);
-    snprintf(so, sizeof so, "%s.%s.so", path, uniq);
-    snprintf(err, sizeof err, "%s.%s.err", path, uniq);
+    snprintf(src, sizeof src, "%s.tmp.%s.c", path, uniq);
+    snprintf(so, sizeof so, "%s.tmp.%s.so", path, uniq);
+    snprintf(err, sizeof err, "%s.tmp.%s.err", path, uniq);
     static const char probe[] =
         "#include <omp.h>\nint kiln_probe(void) { int n = 0;\n"
         "#pragma omp parallel reduction(+:n)\n n += omp_get_num_threads() > 0;"
@@ -355,45 +354,6 @@ static kiln_status cache_dir(kiln_graph *g, const kiln_compile_opts *opts, const
                                "%03o): Kiln runs the code it finds there; chmod go-w it",
                                fn, want, (unsigned)(st.st_mode & 0777));
     return KILN_OK;
-}
-
-void rt_clean_stale(const char *dir, const char *prefix)
-{
-    size_t plen = strlen(prefix);
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    time_t now = time(NULL);
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (strncmp(e->d_name, prefix, plen) != 0)
-            continue;
-        const char *ext = strrchr(e->d_name, '.');
-        if (!ext ||
-            (strcmp(ext, ".tmp") && strcmp(ext, ".err") && strcmp(ext, ".c") && strcmp(ext, ".so")))
-            continue;
-        /* back over ".<n>" and ".<pid>" */
-        const char *p = ext;
-        long pid = 0;
-        for (int field = 0; field < 2; field++) {
-            const char *q = p;
-            while (q > e->d_name && q[-1] >= '0' && q[-1] <= '9')
-                q--;
-            if (q == p || q == e->d_name || q[-1] != '.')
-                break;
-            if (field == 1)
-                pid = strtol(q, NULL, 10);
-            p = q - 1;
-        }
-        char path[8192];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        struct stat st;
-        if (pid <= 0 || pid == (long)getpid() || (kill((pid_t)pid, 0) == 0 || errno != ESRCH) ||
-            lstat(path, &st) != 0 || !S_ISREG(st.st_mode) || now - st.st_mtime < 60)
-            continue;
-        unlink(path);
-    }
-    closedir(d);
 }
 
 #define TRAILER_MAGIC "KILNSO1\n"
@@ -549,7 +509,7 @@ void *rt_cc_build(kiln_graph *g, const kiln_compile_opts *opts, const char *sour
         return h;
 
     /* miss (or a corrupt entry): build into a unique name, then publish */
-    rt_clean_stale(dir, "");
+    rt_remove_stale(dir, "", 60);
     struct stat est;
     if (lstat(so, &est) == 0 && !S_ISREG(est.st_mode) && rmdir(so) != 0 && unlink(so) != 0) {
         ir_fail(g, KILN_ERR_IO,
@@ -563,8 +523,8 @@ void *rt_cc_build(kiln_graph *g, const kiln_compile_opts *opts, const char *sour
     }
     char uniq[48];
     unique_suffix(uniq, sizeof uniq);
-    snprintf(tmp, sizeof tmp, "%s.%s.tmp", so, uniq);
-    snprintf(err, sizeof err, "%s.%s.err", so, uniq);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%s", so, uniq);
+    snprintf(err, sizeof err, "%s.tmp.%s.err", so, uniq);
     errno = 0;
     int rc = compile_c(cc->path, src, tmp, omp, false, NULL, err);
     int spawn_errno = rc < 0 ? errno : 0;

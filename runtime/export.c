@@ -628,12 +628,12 @@ static kiln_status build_so(kiln_graph *g, const rt_toolchain *tc, const char *d
     char src[NAME_MAX_LEN + 8], tmp[NAME_MAX_LEN + 48], err[4500], from[4500], to[4500];
     char prefix[NAME_MAX_LEN + 8];
     snprintf(prefix, sizeof prefix, "%s.so.", name);
-    rt_clean_stale(dir, prefix); /* what exports killed mid-build left */
+    rt_remove_stale(dir, prefix, 60); /* what exports killed mid-build left */
     static atomic_uint seq;
     unsigned call = atomic_fetch_add(&seq, 1u);
     snprintf(src, sizeof src, "%s.c", name);
-    snprintf(tmp, sizeof tmp, "%s.so.%ld.%u.tmp", name, (long)getpid(), call);
-    snprintf(err, sizeof err, "%s/%s.so.%ld.%u.err", dir, name, (long)getpid(), call);
+    snprintf(tmp, sizeof tmp, "%s.so.tmp.%ld.%u", name, (long)getpid(), call);
+    snprintf(err, sizeof err, "%s/%s.so.tmp.%ld.%u.err", dir, name, (long)getpid(), call);
     snprintf(from, sizeof from, "%s/%s", dir, tmp);
     snprintf(to, sizeof to, "%s/%s.so", dir, name);
     int rc = rt_toolchain_run(tc, dir, src, tmp, err);

@@ -60,42 +60,44 @@ static const char *split_path(const char *path, char *dir, size_t cap)
     return slash ? slash + 1 : path;
 }
 
-static const char tmp_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+static const char alnum[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
-/* name is "<base>.tmp.<pid>.XXXXXX" (X from tmp_chars); *pid is the pid. */
-static bool temp_of(const char *name, const char *base, long *pid)
+/* The owner of a temporary name "<stem>.tmp.<pid>.<token>[.c|.so|.err]"
+ * (token: letters and digits), or 0 when name is not one. */
+static long temp_owner(const char *name)
 {
-    size_t n = strlen(base);
-    if (strncmp(name, base, n) != 0 || strncmp(name + n, ".tmp.", 5) != 0)
-        return false;
-    const char *s = name + n + 5;
-    long v = 0;
-    int digits = 0;
-    for (; *s >= '0' && *s <= '9' && digits < 10; s++, digits++)
-        v = v * 10 + (*s - '0');
-    if (digits == 0 || v <= 0 || v > INT32_MAX || *s++ != '.' || strlen(s) != 6 ||
-        strspn(s, tmp_chars) != 6)
-        return false;
-    *pid = v;
-    return true;
+    for (const char *p = strstr(name, ".tmp."); p; p = strstr(p + 1, ".tmp.")) {
+        const char *s = p + 5;
+        long v = 0;
+        int digits = 0;
+        for (; *s >= '0' && *s <= '9' && digits < 10; s++, digits++)
+            v = v * 10 + (*s - '0');
+        if (digits == 0 || *s++ != '.' || strspn(s, alnum) == 0)
+            continue;
+        s += strspn(s, alnum);
+        if (*s == 0 || strcmp(s, ".c") == 0 || strcmp(s, ".so") == 0 || strcmp(s, ".err") == 0)
+            return v > 0 && v <= INT32_MAX ? v : 0;
+    }
+    return 0;
 }
 
-/* Removes the temporary files of path whose process no longer exists. Only
- * ESRCH counts as gone: a live process of another user answers EPERM. Best
- * effort: a file that cannot be removed only stays behind. */
-static void remove_stale_temps(const char *path)
+void rt_remove_stale(const char *dir, const char *prefix, int min_age)
 {
-    char dir[4096];
-    const char *base = split_path(path, dir, sizeof dir);
     DIR *d = opendir(dir);
     if (!d)
         return;
+    size_t plen = strlen(prefix);
+    time_t now = time(NULL);
     struct dirent *e;
-    long pid;
-    while ((e = readdir(d)))
-        if (temp_of(e->d_name, base, &pid) && pid != (long)getpid() && kill((pid_t)pid, 0) != 0 &&
-            errno == ESRCH)
-            unlinkat(dirfd(d), e->d_name, 0);
+    while ((e = readdir(d))) {
+        long pid = strncmp(e->d_name, prefix, plen) == 0 ? temp_owner(e->d_name) : 0;
+        struct stat st;
+        if (pid == 0 || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH ||
+            fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
+            now - st.st_mtime < min_age)
+            continue;
+        unlinkat(dirfd(d), e->d_name, 0);
+    }
     closedir(d);
 }
 
@@ -110,7 +112,7 @@ static bool create_temp(rt_atomic_file *f, mode_t mode)
         char suffix[7];
         for (int i = 0; i < 6; i++) {
             x = x * 6364136223846793005ULL + 1442695040888963407ULL;
-            suffix[i] = tmp_chars[(x >> 33) % (sizeof tmp_chars - 1)];
+            suffix[i] = alnum[(x >> 33) % (sizeof alnum - 1)];
         }
         suffix[6] = 0;
         snprintf(f->tmp, sizeof f->tmp, "%s.tmp.%ld.%s", f->path, (long)getpid(), suffix);
@@ -140,7 +142,9 @@ bool rt_atomic_begin(rt_atomic_file *f, const char *path)
         errno = S_ISLNK(st.st_mode) ? ELOOP : EINVAL;
         return false;
     }
-    remove_stale_temps(path);
+    char dir[4096], prefix[4200];
+    snprintf(prefix, sizeof prefix, "%s.", split_path(path, dir, sizeof dir));
+    rt_remove_stale(dir, prefix, 0);
     /* a new file gets 0666 & ~umask from open itself; one that replaces a
      * file is private until it has that file's mode */
     f->keep_mode = exists;

@@ -53,6 +53,15 @@ char *rt_read_regular(const char *path, size_t *len, const char **refused);
 /* rt_read_regular for callers that report errno only (EINVAL when refused). */
 char *rt_read_file(const char *path, size_t *len);
 
+/* Removes what writers killed midway left in dir: files whose names start
+ * with prefix and are temporary names "<stem>.tmp.<pid>.<token>", optionally
+ * ending .c, .so or .err (the atomic writer's, the compile cache's and
+ * kiln_export's), whose process is gone (kill(pid, 0) says ESRCH: a live
+ * process of another user answers EPERM) and that are at least min_age
+ * seconds old (a process in another PID namespace sharing the directory may
+ * look gone; no build stays unfinished that long without touching its files). */
+void rt_remove_stale(const char *dir, const char *prefix, int min_age);
+
 /* mkdir -p: creates dir and its missing parents (0755). */
 bool rt_mkdir_p(const char *dir);
 

@@ -128,13 +128,6 @@ void rt_cexec_parts(const kiln_module *m, const kprogram **p, const char **sourc
  * error on g. *hit: it came from the cache. */
 void *rt_cc_build(kiln_graph *g, const kiln_compile_opts *opts, const char *source, bool *hit);
 
-/* Removes what builders killed mid-compile left in dir: files whose names
- * start with prefix and end ".<pid>.<n>.<tmp|err|c|so>" (unique_suffix's
- * names), whose process is gone and that are older than a minute (a process
- * in another PID namespace sharing the directory may look gone; no build
- * stays unfinished that long without touching its files). */
-void rt_clean_stale(const char *dir, const char *prefix);
-
 /* Keeps the OpenMP runtime that loaded code brought in (libgomp for gcc's
  * code, libomp for clang's) loaded for good: its worker threads outlive the
  * module, and unloading it under them crashed when the module was freed. */

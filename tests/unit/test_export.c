@@ -104,9 +104,9 @@ static void test_export_writes_the_files(void **state)
     if (dead == 0)
         _exit(0);
     waitpid(dead, NULL, 0);
-    snprintf(stale, sizeof stale, "%s/mlp.so.%ld.0.tmp", dir, (long)dead);
-    snprintf(live, sizeof live, "%s/mlp.so.%ld.0.tmp", dir, (long)getpid());
-    snprintf(mine, sizeof mine, "%s/notes.%ld.0.tmp", dir, (long)dead);
+    snprintf(stale, sizeof stale, "%s/mlp.so.tmp.%ld.0", dir, (long)dead);
+    snprintf(live, sizeof live, "%s/mlp.so.tmp.%ld.0", dir, (long)getpid());
+    snprintf(mine, sizeof mine, "%s/notes.tmp.%ld.0", dir, (long)dead);
     const char *planted[] = {stale, live, mine};
     struct timeval old[2] = {{time(NULL) - 3600, 0}, {time(NULL) - 3600, 0}};
     for (int i = 0; i < 3; i++) {

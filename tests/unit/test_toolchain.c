@@ -600,9 +600,9 @@ static void test_leftovers_are_cleaned(void **state)
         _exit(0);
     assert_true(pid > 0);
     waitpid(pid, NULL, 0);
-    snprintf(dead, sizeof dead, "%s/0123456789abcdef.so.%ld.7.tmp", dir, (long)pid);
-    snprintf(young, sizeof young, "%s/0123456789abcdef.so.%ld.8.err", dir, (long)pid);
-    snprintf(live, sizeof live, "%s/0123456789abcdef.so.%ld.9.tmp", dir, (long)getpid());
+    snprintf(dead, sizeof dead, "%s/0123456789abcdef.so.tmp.%ld.7", dir, (long)pid);
+    snprintf(young, sizeof young, "%s/0123456789abcdef.so.tmp.%ld.8.err", dir, (long)pid);
+    snprintf(live, sizeof live, "%s/0123456789abcdef.so.tmp.%ld.9", dir, (long)getpid());
     const char *files[] = {dead, young, live};
     for (int i = 0; i < 3; i++) {
         FILE *f = fopen(files[i], "w");
