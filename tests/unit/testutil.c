@@ -4,10 +4,13 @@
 #include "ir/ir.h"
 #include "runtime/rt.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 void ku_assert_graph_error(const kiln_graph *g, kiln_status s, const char *needle, const char *file,
                            int line)
@@ -269,4 +272,21 @@ unsigned ku_mode_of(const char *path)
     struct stat st;
     assert_int_equal(stat(path, &st), 0);
     return (unsigned)(st.st_mode & 07777);
+}
+
+void ku_in_child(const char *what, int (*fn)(void *), void *arg)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        alarm(5);
+        kiln_set_allocator(&ku_capped_allocator);
+        _exit(fn(arg));
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
+        fail_msg("%s did not return within 5 seconds", what);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }

@@ -34,6 +34,12 @@ extern const char *ku_skipped;
     } while (0)
 int ku_exit(int failed);
 
+/* Runs fn(arg) in a child that has 5 seconds and ku_capped_allocator: a call
+ * that blocks (a FIFO) or reads without end (/dev/zero) fails the test
+ * instead of hanging it. fn returns 0 when its checks held; what names the
+ * call in the failure. */
+void ku_in_child(const char *what, int (*fn)(void *), void *arg);
+
 /* The permission bits of the file at path (07777 mask). */
 unsigned ku_mode_of(const char *path);
 
