@@ -366,14 +366,16 @@ static void make_trailer(char out[TRAILER_BYTES + 1], const void *bytes, size_t 
              (unsigned long long)XXH3_64bits_withSeed(bytes, n, key));
 }
 
-void rt_pin_openmp(void)
+void *rt_load_code(const char *path)
 {
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     static const char *const runtimes[] = {"libgomp.so.1", "libomp.so.5", "libomp.so"};
-    for (size_t i = 0; i < sizeof runtimes / sizeof runtimes[0]; i++) {
-        void *h = dlopen(runtimes[i], RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE);
-        if (h)
-            dlclose(h); /* the reference goes; RTLD_NODELETE stays */
+    for (size_t i = 0; h && i < sizeof runtimes / sizeof runtimes[0]; i++) {
+        void *rt = dlopen(runtimes[i], RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE);
+        if (rt)
+            dlclose(rt); /* the reference goes; RTLD_NODELETE stays */
     }
+    return h;
 }
 
 /* Loads the entry <so> when its trailer matches its bytes and key; NULL when
@@ -389,10 +391,7 @@ static void *load_checked(const char *so, uint64_t key)
         ok = memcmp(bytes + n - TRAILER_BYTES, want, TRAILER_BYTES) == 0;
     }
     ir_free(bytes);
-    void *h = ok ? dlopen(so, RTLD_NOW | RTLD_LOCAL) : NULL;
-    if (h)
-        rt_pin_openmp();
-    return h;
+    return ok ? rt_load_code(so) : NULL;
 }
 
 /* Appends the entry trailer to the freshly built shared object at tmp. */

@@ -849,9 +849,7 @@ kiln_status kiln_module_open(const char *so_path, kiln_module **out)
     if (checked != KILN_OK)
         return rt_open_fail(checked, "'%s': %s; it was not loaded", so_path, why);
     dlerror();
-    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    if (h)
-        rt_pin_openmp();
+    void *h = rt_load_code(path);
     if (!h) {
         const char *dl = dlerror();
         return rt_open_fail(KILN_ERR_LOAD, "cannot load '%s': %s", so_path,

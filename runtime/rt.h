@@ -128,10 +128,11 @@ void rt_cexec_parts(const kiln_module *m, const kprogram **p, const char **sourc
  * error on g. *hit: it came from the cache. */
 void *rt_cc_build(kiln_graph *g, const kiln_compile_opts *opts, const char *source, bool *hit);
 
-/* Keeps the OpenMP runtime that loaded code brought in (libgomp for gcc's
- * code, libomp for clang's) loaded for good: its worker threads outlive the
- * module, and unloading it under them crashed when the module was freed. */
-void rt_pin_openmp(void);
+/* dlopens compiled code (RTLD_NOW | RTLD_LOCAL; NULL with dlerror set) and
+ * keeps the OpenMP runtime it brought in (libgomp for gcc's code, libomp for
+ * clang's) loaded for good: its worker threads outlive the module, and
+ * unloading it under them crashed when the module was freed. */
+void *rt_load_code(const char *path);
 
 /* The C toolchain kiln_export builds with: the JIT's compiler and flags. */
 typedef struct {
