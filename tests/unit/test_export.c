@@ -493,7 +493,7 @@ static void assert_open_fails(const char *path, kiln_status want, const char *ne
 static void test_open_refuses_what_is_not_a_kiln_export(void **state)
 {
     (void)state;
-    char dir[256], so[300], p[2048];
+    char dir[256], so[300], p[2048], cmd0[8192];
     temp_dir(dir, sizeof dir);
     kiln_graph *g = mlp_graph();
     export_to(g, dir, "mlp");
@@ -526,6 +526,13 @@ static void test_open_refuses_what_is_not_a_kiln_export(void **state)
     assert_open_fails("/lib/x86_64-linux-gnu/libm.so.6", KILN_ERR_LOAD,
                       "'/lib/x86_64-linux-gnu/libm.so.6': it is not a Kiln export (it has no "
                       ".kiln_export section); it was not loaded");
+    /* an ELF shared object for another machine (e_machine patched to ARM) */
+    snprintf(p, sizeof p, "%s/arm.so", dir);
+    snprintf(cmd0, sizeof cmd0,
+             "cp '%s' '%s' && printf '\\050' | dd of='%s' bs=1 seek=18 conv=notrunc 2>/dev/null",
+             so, p, p);
+    assert_int_equal(system(cmd0), 0);
+    assert_open_fails(p, KILN_ERR_LOAD, "it is not a shared object for this machine");
     /* a truncated export: refused by its headers, never mapped (SIGBUS) */
     char cmd[4096];
     snprintf(p, sizeof p, "%s/cut.so", dir);

@@ -528,6 +528,21 @@ static void test_compiler_that_writes_nothing(void **state)
     assert_int_equal(kiln_compile(g, NULL, &m), KILN_ERR_COMPILE);
     assert_graph_error(g, KILN_ERR_COMPILE, "but wrote no shared object");
     assert_int_equal(count_files(".so"), 0);
+    /* a compiler that cannot be executed (no #! line, not ELF), one killed by a signal */
+    char path[300];
+    snprintf(path, sizeof path, "%s/cc-text", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("this is not a program\n", f);
+    fclose(f);
+    assert_int_equal(chmod(path, 0755), 0);
+    setenv("KILN_CC", path, 1);
+    assert_int_equal(kiln_compile(g, NULL, &m), KILN_ERR_COMPILE);
+    assert_graph_error(g, KILN_ERR_COMPILE, "cannot run the compiler '");
+    assert_graph_error(g, KILN_ERR_COMPILE, "Exec format error");
+    make_wrapper("cc-killed", "kill -9 $$");
+    assert_int_equal(kiln_compile(g, NULL, &m), KILN_ERR_COMPILE);
+    assert_graph_error(g, KILN_ERR_COMPILE, "failed (killed by signal or -1) on");
     unsetenv("KILN_CC");
     m = compile_c(g);
     run_and_check(m);
@@ -572,7 +587,13 @@ static void test_cache_dir_must_be_ours(void **state)
     }
     assert_int_equal(kiln_compile(g, &o, &m), KILN_ERR_INVALID);
     assert_graph_error(g, KILN_ERR_INVALID, "belongs to another user");
-    /* the fallback without HOME: /tmp/kiln-cache-<uid> planted by another user */
+    /* a file where the directory should be */
+    snprintf(sub, sizeof sub, "%s/afile", dir);
+    FILE *f = fopen(sub, "w");
+    assert_non_null(f);
+    fclose(f);
+    assert_int_equal(kiln_compile(g, &o, &m), KILN_ERR_IO);
+    assert_graph_error(g, KILN_ERR_IO, "/afile' is not a directory");
     /* a relative path that looks like an option */
     char cwd[4096];
     assert_non_null(getcwd(cwd, sizeof cwd));
@@ -629,6 +650,16 @@ static void test_leftovers_are_cleaned(void **state)
     kiln_module *m = compile_c(g);
     run_and_check(m);
     kiln_module_free(m);
+    /* ... and one that cannot be removed (not empty) is an error naming it */
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && for f in [0-9a-f]*.so; do rm \"$f\" && mkdir \"$f\" && touch \"$f/x\"; "
+             "done",
+             dir);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(kiln_compile(g, NULL, &m), KILN_ERR_IO);
+    assert_graph_error(g, KILN_ERR_IO, "is not a file and cannot be removed");
+    snprintf(cmd, sizeof cmd, "cd '%s' && rm -r [0-9a-f]*.so", dir);
+    assert_int_equal(system(cmd), 0);
     kiln_graph_free(g);
 
     /* a garbage OpenMP probe answer is probed again, not read as "no" */
