@@ -652,7 +652,7 @@ static void test_leftovers_are_cleaned(void **state)
     kiln_module_free(m);
     /* ... and one that cannot be removed (not empty) is an error naming it */
     snprintf(cmd, sizeof cmd,
-             "cd '%s' && for f in [0-9a-f]*.so; do rm \"$f\" && mkdir \"$f\" && touch \"$f/x\"; "
+             "cd '%s' && for f in [0-9a-f]*.so; do rm -r \"$f\" && mkdir \"$f\" && touch \"$f/x\"; "
              "done",
              dir);
     assert_int_equal(system(cmd), 0);
