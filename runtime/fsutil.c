@@ -94,8 +94,8 @@ void rt_remove_stale(const char *dir, const char *prefix, int min_age)
         struct stat st;
         if (pid == 0 || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH ||
             fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
-            now - st.st_mtime < min_age)
-            continue;
+            (min_age > 0 && now - st.st_mtime < min_age))
+            continue; /* (a fresh file's mtime can read a second past time(NULL)) */
         unlinkat(dirfd(d), e->d_name, 0);
     }
     closedir(d);
