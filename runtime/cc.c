@@ -394,6 +394,44 @@ static void *load_checked(const char *so, uint64_t key)
     return ok ? rt_load_code(so) : NULL;
 }
 
+kiln_status rt_cache_dir(kiln_graph *g, const kiln_compile_opts *opts, const char *fn, char *out,
+                         size_t cap)
+{
+    return cache_dir(g, opts, fn, out, cap);
+}
+
+void *rt_cache_get(const char *dir, uint64_t key, const char *ext, size_t *n)
+{
+    char path[4400];
+    snprintf(path, sizeof path, "%s/%016llx.%s", dir, (unsigned long long)key, ext);
+    size_t len = 0;
+    char *bytes = rt_read_file(path, &len);
+    if (bytes && len > TRAILER_BYTES) {
+        char want[TRAILER_BYTES + 1];
+        make_trailer(want, bytes, len - TRAILER_BYTES, key);
+        if (memcmp(bytes + len - TRAILER_BYTES, want, TRAILER_BYTES) == 0) {
+            *n = len - TRAILER_BYTES;
+            return bytes;
+        }
+    }
+    ir_free(bytes);
+    return NULL;
+}
+
+bool rt_cache_put(const char *dir, uint64_t key, const char *ext, const void *bytes, size_t n)
+{
+    char path[4400], trailer[TRAILER_BYTES + 1];
+    snprintf(path, sizeof path, "%s/%016llx.%s", dir, (unsigned long long)key, ext);
+    make_trailer(trailer, bytes, n, key);
+    rt_atomic_file f;
+    if (!rt_atomic_begin(&f, path))
+        return false;
+    if (rt_atomic_write(&f, bytes, n) && rt_atomic_write(&f, trailer, TRAILER_BYTES))
+        return rt_atomic_commit(&f);
+    rt_atomic_abort(&f);
+    return false;
+}
+
 /* Appends the entry trailer to the freshly built shared object at tmp. */
 static bool seal_entry(const char *tmp, uint64_t key)
 {

@@ -112,15 +112,7 @@ static kiln_status cexec_run(kiln_module *m, int e, const bool *needed)
             at += b->nbytes;
         }
     }
-    if (rc == KILN_RUNERR_INDEX)
-        return rt_fail(m, KILN_ERR_INVALID,
-                       "kiln_module_run: index %lld is out of bounds for dimension %d with size "
-                       "%lld",
-                       (long long)ctx.err_index, ctx.err_axis, (long long)ctx.err_size);
-    if (rc == KILN_RUNERR_ZERO_DIV)
-        return rt_fail(m, KILN_ERR_INVALID, "kiln_module_run: ZeroDivisionError");
-    return rt_fail(m, KILN_ERR_INVALID,
-                   "kiln_module_run: Integers to negative integer powers are not allowed.");
+    return rt_runerr_fail(m, rc, ctx.err_axis, ctx.err_index, ctx.err_size);
 }
 
 static const char *cexec_source(kiln_module *m)
@@ -128,20 +120,17 @@ static const char *cexec_source(kiln_module *m)
     return ((cexec *)m->impl)->source;
 }
 
-/* One row per kernel that ran, the most time first. */
-static void cexec_profile(kiln_module *m, FILE *f)
+void rt_profile_rows(FILE *f, const kprogram *p, const kiln_prof *prof)
 {
-    const cexec *c = m->impl;
-    const kprogram *p = c->prog;
     uint64_t total = 0;
     int *order = ir_alloc(sizeof(int) * (size_t)(p->nkernels ? p->nkernels : 1)), n = 0;
     if (!order)
         return;
     for (int k = 0; k < p->nkernels; k++)
-        if (c->prof[k].calls) {
-            total += c->prof[k].ns;
+        if (prof[k].calls) {
+            total += prof[k].ns;
             int at = n++;
-            while (at > 0 && c->prof[order[at - 1]].ns < c->prof[k].ns) {
+            while (at > 0 && prof[order[at - 1]].ns < prof[k].ns) {
                 order[at] = order[at - 1];
                 at--;
             }
@@ -149,7 +138,7 @@ static void cexec_profile(kiln_module *m, FILE *f)
         }
     fprintf(f, "%-32s %10s %12s %12s %7s\n", "kernel", "calls", "total ms", "mean us", "share");
     for (int i = 0; i < n; i++) {
-        const kiln_prof *q = &c->prof[order[i]];
+        const kiln_prof *q = &prof[order[i]];
         fprintf(f, "%-32s %10llu %12.3f %12.2f %6.1f%%\n", p->kernels[order[i]].name,
                 (unsigned long long)q->calls, (double)q->ns / 1e6,
                 (double)q->ns / 1e3 / (double)q->calls,
@@ -158,7 +147,14 @@ static void cexec_profile(kiln_module *m, FILE *f)
     ir_free(order);
 }
 
-const rt_executor rt_cexec = {"c", cexec_run, cexec_source, cexec_profile, cexec_destroy};
+static void cexec_profile(kiln_module *m, FILE *f)
+{
+    const cexec *c = m->impl;
+    rt_profile_rows(f, c->prog, c->prof);
+}
+
+const rt_executor rt_cexec = {"c",           cexec_run, cexec_source, cexec_profile,
+                              cexec_destroy, NULL,      NULL};
 
 void rt_code_free(rt_code *code)
 {

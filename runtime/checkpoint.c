@@ -208,14 +208,21 @@ static kiln_status save_body(kiln_module *m, const char *path)
     if (!params)
         return rt_fail(m, KILN_ERR_NOMEM, "kiln_module_save: out of memory");
     n = 0;
-    for (int i = 0; i < m->nbufs; i++)
-        if (m->bufs[i].role == RT_PARAM)
+    kiln_status s = KILN_OK;
+    for (int i = 0; i < m->nbufs && s == KILN_OK; i++)
+        if (m->bufs[i].role == RT_PARAM) {
             params[n++] = &m->bufs[i];
+            s = rt_host_read(m, &m->bufs[i]); /* a device's value */
+        }
+    if (s != KILN_OK) {
+        ir_free(params);
+        return s;
+    }
     qsort(params, (size_t)n, sizeof(*params), by_name);
     sbuf h = {0};
     make_header(&h, m, params, n);
-    kiln_status s = h.oom ? rt_fail(m, KILN_ERR_NOMEM, "kiln_module_save: out of memory")
-                          : write_file(m, path, &h, params, n);
+    s = h.oom ? rt_fail(m, KILN_ERR_NOMEM, "kiln_module_save: out of memory")
+              : write_file(m, path, &h, params, n);
     ir_free(h.p);
     ir_free(params);
     return s;
@@ -578,6 +585,7 @@ static void apply(loader *L)
         } else if (n) {
             memcpy(t->buf->data, src, n);
         }
+        rt_host_wrote(L->m, t->buf);
     }
     if (L->has_run)
         L->m->run = L->run;

@@ -15,8 +15,10 @@
 #include "passes/passes.h"
 #include "rt.h"
 #include "runtime/cuda_driver.h"
+#include "runtime/device.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -39,8 +41,8 @@ static kiln_status verify(kiln_graph *g, kiln_graph *mg, const char *fn)
     return s == KILN_OK ? s : rt_compile_fail(g, s, "%s: %s", fn, kiln_graph_error(mg));
 }
 
-kiln_status rt_render(kiln_graph *g, kiln_graph *mg, kiln_target target, const char *fn,
-                      rt_code *code)
+kiln_status rt_render(kiln_graph *g, kiln_graph *mg, kiln_target target, bool launch,
+                      const char *fn, rt_code *code)
 {
     *code = (rt_code){NULL, NULL};
     if (target == KILN_TARGET_INTERP) /* it runs the graph itself */
@@ -48,7 +50,7 @@ kiln_status rt_render(kiln_graph *g, kiln_graph *mg, kiln_target target, const c
     kiln_status s = pass_pipeline(mg, &code->prog);
     if (s != KILN_OK)
         return rt_compile_fail(g, s, "%s: %s", fn, kiln_graph_error(mg));
-    cgen_opts co = {.openmp = true, .features = cgen_host_features()};
+    cgen_opts co = {.openmp = true, .features = cgen_host_features(), .launch = launch};
     code->source = target == KILN_TARGET_CUDA ? cgen_cuda(code->prog) : cgen_c(code->prog, &co);
     if (!code->source) {
         rt_code_free(code);
@@ -57,14 +59,24 @@ kiln_status rt_render(kiln_graph *g, kiln_graph *mg, kiln_target target, const c
     return KILN_OK;
 }
 
-/* The executor: the interpreter runs the graph; the C target takes the code. */
+bool rt_launch_wanted(void)
+{
+    const char *e = getenv("KILN_EXECUTOR");
+    return e && strcmp(e, "launch") == 0;
+}
+
+/* The executor: the interpreter runs the graph; compiled C runs whole
+ * entries; CUDA (and C under KILN_EXECUTOR=launch) goes through the device
+ * executor. */
 static kiln_status attach(kiln_module *m, kiln_graph *g, rt_code *code,
-                          const kiln_compile_opts *opts, const char *fn)
+                          const kiln_compile_opts *opts, bool launch, const char *fn)
 {
     if (m->target == KILN_TARGET_INTERP) {
         m->exec = &rt_interp;
         return KILN_OK;
     }
+    if (m->target == KILN_TARGET_CUDA || launch)
+        return rt_dexec_new(m, g, code, fn);
     return rt_cexec_new(m, g, code, opts ? opts->threads : 0, fn);
 }
 
@@ -75,9 +87,9 @@ kiln_status rt_prepare(kiln_graph *g, kiln_graph *mg, const kiln_compile_opts *o
     rt_code code = {NULL, NULL};
     kiln_module *m = NULL;
     kiln_status s = verify(g, mg, fn);
-    s = s ? s : rt_render(g, mg, target, fn, &code);
+    s = s ? s : rt_render(g, mg, target, false, fn, &code);
     s = s ? s : rt_module_new(g, &mg, target, fn, &m);
-    s = s ? s : attach(m, g, &code, opts, fn);
+    s = s ? s : attach(m, g, &code, opts, false, fn);
     kiln_graph_free(mg);
     rt_code_free(&code);
     if (s != KILN_OK)
@@ -86,17 +98,47 @@ kiln_status rt_prepare(kiln_graph *g, kiln_graph *mg, const kiln_compile_opts *o
     return s;
 }
 
-/* The C target's code compiled (or found in the cache) and loaded. */
+/* The module's kernel program and source (compiled targets). */
+static void parts(const kiln_module *m, const kprogram **p, const char **source)
+{
+    const int *modbuf;
+    if (m->exec == &rt_cexec)
+        rt_cexec_parts(m, p, source, &modbuf);
+    else
+        rt_dexec_parts(m, p, source);
+}
+
+/* The code compiled (clang or NVRTC, or found in the cache) and loaded; the
+ * device executor gets its device. */
 static kiln_status build(kiln_module *m, kiln_graph *g, const kiln_compile_opts *opts, bool *hit)
 {
+    const char *fn = "kiln_compile";
     if (m->target == KILN_TARGET_INTERP)
         return KILN_OK;
     const kprogram *p;
     const char *source;
-    const int *modbuf;
-    rt_cexec_parts(m, &p, &source, &modbuf);
+    parts(m, &p, &source);
+    char why[1024];
+    rt_device *dev = NULL;
+    if (m->target == KILN_TARGET_CUDA) {
+        char dir[4096];
+        kiln_status s = rt_cache_dir(g, opts, fn, dir, sizeof dir);
+        if (s != KILN_OK)
+            return s;
+        dev = rt_cudev_new(p, source, dir, hit, &s, why, sizeof why);
+        if (!dev)
+            return rt_compile_fail(g, s, "%s: %s%s", fn,
+                                   s == KILN_ERR_DEVICE ? "the GPU cannot be used: " : "", why);
+        return rt_dexec_attach(m, g, dev, fn);
+    }
     void *so = rt_cc_build(g, opts, source, hit);
-    return so ? rt_cexec_load(m, g, so, "kiln_compile") : g->status;
+    if (!so)
+        return g->status;
+    if (m->exec == &rt_cexec)
+        return rt_cexec_load(m, g, so, fn);
+    if (!(dev = rt_cdev_new(so, p, opts ? opts->threads : 0, why, sizeof why)))
+        return rt_compile_fail(g, KILN_ERR_LOAD, "%s: %s", fn, why);
+    return rt_dexec_attach(m, g, dev, fn);
 }
 
 /* KILN_DEBUG=1: one line per compile. */
@@ -104,15 +146,14 @@ static void debug_line(const kiln_module *m, double t0, bool hit)
 {
     const kprogram *p;
     const char *source;
-    const int *modbuf;
-    rt_cexec_parts(m, &p, &source, &modbuf);
+    parts(m, &p, &source);
     kp_stats st;
     kp_stats_of(p, &st);
     fprintf(stderr,
-            "kiln: compiled %d kernels (%d fused groups), %lld bytes arena (liveness lower "
-            "bound %lld), %.1f ms, cache %s\n",
-            st.kernels, st.groups, (long long)st.arena_bytes, (long long)st.live_bytes,
-            now_ms() - t0, hit ? "hit" : "miss");
+            "kiln: compiled %d kernels (%d fused groups) for %s, %lld bytes arena (liveness "
+            "lower bound %lld), %.1f ms, cache %s\n",
+            st.kernels, st.groups, m->exec->name, (long long)st.arena_bytes,
+            (long long)st.live_bytes, now_ms() - t0, hit ? "hit" : "miss");
 }
 
 kiln_status rt_cuda_refuse(kiln_graph *g, const char *fn)
@@ -120,9 +161,10 @@ kiln_status rt_cuda_refuse(kiln_graph *g, const char *fn)
     char why[512];
     if (rt_cuda_driver(NULL, why, sizeof why) != KILN_OK)
         return rt_compile_fail(g, KILN_ERR_DEVICE, "%s: the CUDA target needs a GPU: %s", fn, why);
-    /* a GPU is there, but nothing may pretend to run on it yet */
+    /* a GPU is there, but exports embed no cubin yet */
     return rt_compile_fail(g, KILN_ERR_UNSUPPORTED,
-                           "%s: the CUDA executor is not written yet; use KILN_TARGET_C (the CPU)",
+                           "%s: exporting for the CUDA target is not written yet; export for "
+                           "KILN_TARGET_C (the CPU)",
                            fn);
 }
 
@@ -136,9 +178,10 @@ kiln_status kiln_compile(kiln_graph *g, const kiln_compile_opts *opts, kiln_modu
     if (!ir_begin(g)) /* an error left by an earlier failed compile does not count */
         return g->status;
     kiln_target target = opts ? opts->target : KILN_TARGET_C;
-    if (target == KILN_TARGET_CUDA)
-        return rt_cuda_refuse(g, fn);
-    if (target != KILN_TARGET_C && target != KILN_TARGET_INTERP)
+    char why[512];
+    if (target == KILN_TARGET_CUDA && rt_cuda_driver(NULL, why, sizeof why) != KILN_OK)
+        return rt_compile_fail(g, KILN_ERR_DEVICE, "%s: the CUDA target needs a GPU: %s", fn, why);
+    if (target != KILN_TARGET_C && target != KILN_TARGET_CUDA && target != KILN_TARGET_INTERP)
         return rt_compile_fail(g, KILN_ERR_INVALID, "%s: unknown target %d", fn, (int)target);
 
     double t0 = now_ms();
@@ -146,13 +189,14 @@ kiln_status kiln_compile(kiln_graph *g, const kiln_compile_opts *opts, kiln_modu
     rt_code code = {NULL, NULL};
     kiln_module *m = NULL;
     bool hit = false;
-    kiln_status s = rt_check_names(g, fn);             /* one namespace */
-    s = s ? s : clone(g, fn, &mg);                     /* the module's own graph */
-    s = s ? s : verify(g, mg, fn);                     /* every invariant of docs/ir.md */
-    s = s ? s : rt_render(g, mg, target, fn, &code);   /* passes, then C source */
-    s = s ? s : rt_module_new(g, &mg, target, fn, &m); /* buffers, params initialised */
-    s = s ? s : attach(m, g, &code, opts, fn);         /* the executor */
-    s = s ? s : build(m, g, opts, &hit);               /* clang or the cache, then dlopen */
+    kiln_status s = rt_check_names(g, fn); /* one namespace */
+    s = s ? s : clone(g, fn, &mg);         /* the module's own graph */
+    s = s ? s : verify(g, mg, fn);         /* every invariant of docs/ir.md */
+    bool launch = target == KILN_TARGET_C && rt_launch_wanted();
+    s = s ? s : rt_render(g, mg, target, launch, fn, &code); /* passes, then C or CUDA */
+    s = s ? s : rt_module_new(g, &mg, target, fn, &m);       /* buffers, params initialised */
+    s = s ? s : attach(m, g, &code, opts, launch, fn);       /* the executor */
+    s = s ? s : build(m, g, opts, &hit);                     /* compiled or cached, loaded */
     kiln_graph_free(mg);
     rt_code_free(&code);
     if (s != KILN_OK) {
@@ -160,7 +204,7 @@ kiln_status kiln_compile(kiln_graph *g, const kiln_compile_opts *opts, kiln_modu
         rt_module_destroy(m);
         return s;
     }
-    if (target == KILN_TARGET_C && ir_debug_level() >= 1)
+    if (target != KILN_TARGET_INTERP && ir_debug_level() >= 1)
         debug_line(m, t0, hit);
     *out = m;
     return KILN_OK;

@@ -63,6 +63,7 @@ static bool resolve(void *h, const char *lib)
         {(void **)&api.mem_free, "cuMemFree_v2", NULL},
         {(void **)&api.memcpy_htod_async, "cuMemcpyHtoDAsync_v2", NULL},
         {(void **)&api.memcpy_dtoh_async, "cuMemcpyDtoHAsync_v2", NULL},
+        {(void **)&api.memcpy_dtod_async, "cuMemcpyDtoDAsync_v2", NULL},
         {(void **)&api.memset_d8_async, "cuMemsetD8Async", NULL},
         {(void **)&api.stream_create, "cuStreamCreate", NULL},
         {(void **)&api.stream_destroy, "cuStreamDestroy_v2", NULL},

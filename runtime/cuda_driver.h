@@ -40,6 +40,7 @@ typedef struct {
     rt_cu_result (*mem_free)(rt_cu_deviceptr);
     rt_cu_result (*memcpy_htod_async)(rt_cu_deviceptr, const void *, size_t, rt_cu_stream);
     rt_cu_result (*memcpy_dtoh_async)(void *, rt_cu_deviceptr, size_t, rt_cu_stream);
+    rt_cu_result (*memcpy_dtod_async)(rt_cu_deviceptr, rt_cu_deviceptr, size_t, rt_cu_stream);
     rt_cu_result (*memset_d8_async)(rt_cu_deviceptr, unsigned char, size_t, rt_cu_stream);
     rt_cu_result (*stream_create)(rt_cu_stream *, unsigned);
     rt_cu_result (*stream_destroy)(rt_cu_stream);

@@ -6,6 +6,7 @@
  * graph stays usable: the next compile clears it); a failed kiln_module_open
  * has no module yet, so its message is kept per thread.
  */
+#include "ir/abi.h"
 #include "rt.h"
 
 #include <stdio.h>
@@ -69,4 +70,17 @@ kiln_status rt_busy(kiln_module *m, const char *fn)
                    "%s: the module is in use by another thread; a module is not thread-safe: give "
                    "each thread its own, or hold a lock around its calls",
                    fn);
+}
+
+kiln_status rt_runerr_fail(kiln_module *m, int code, int axis, int64_t index, int64_t size)
+{
+    if (code == KILN_RUNERR_INDEX)
+        return rt_fail(m, KILN_ERR_INVALID,
+                       "kiln_module_run: index %lld is out of bounds for dimension %d with size "
+                       "%lld",
+                       (long long)index, axis, (long long)size);
+    if (code == KILN_RUNERR_ZERO_DIV)
+        return rt_fail(m, KILN_ERR_INVALID, "kiln_module_run: ZeroDivisionError");
+    return rt_fail(m, KILN_ERR_INVALID,
+                   "kiln_module_run: Integers to negative integer powers are not allowed.");
 }

@@ -836,4 +836,4 @@ static kiln_status interp_run(kiln_module *m, int e, const bool *needed)
     return s;
 }
 
-const rt_executor rt_interp = {"interpreter", interp_run, NULL, NULL, NULL};
+const rt_executor rt_interp = {"interpreter", interp_run, NULL, NULL, NULL, NULL, NULL};

@@ -331,6 +331,17 @@ kiln_status kiln_module_run(kiln_module *m, const char *entry)
 
 /* ---- named tensors ----------------------------------------------------------- */
 
+kiln_status rt_host_read(kiln_module *m, rt_buf *b)
+{
+    return m->exec && m->exec->host_read ? m->exec->host_read(m, b) : KILN_OK;
+}
+
+void rt_host_wrote(kiln_module *m, rt_buf *b)
+{
+    if (m->exec && m->exec->host_wrote)
+        m->exec->host_wrote(m, b);
+}
+
 rt_buf *rt_find(kiln_module *m, const char *name)
 {
     for (int i = 0; i < m->nbufs; i++)
@@ -380,6 +391,7 @@ static kiln_status set_body(kiln_module *m, const char *name, const void *src, s
     if (b->node->dtype == KILN_BOOL)
         ir_bool_normalise(b->data, nbytes);
     b->set = true;
+    rt_host_wrote(m, b);
     return KILN_OK;
 }
 
@@ -406,6 +418,8 @@ static kiln_status get_body(kiln_module *m, const char *name, void *dst, size_t 
         return s;
     if (!dst && nbytes)
         return rt_fail(m, KILN_ERR_INVALID, "kiln_module_get: dst is NULL");
+    if ((s = rt_host_read(m, b)) != KILN_OK)
+        return s;
     if (nbytes && b->data != dst)
         memmove(dst, b->data, nbytes);
     return KILN_OK;
@@ -449,6 +463,7 @@ kiln_status kiln_module_set_scalar(kiln_module *m, const char *name, double v)
                        kiln_dtype_name(b->node->dtype));
     ir_store_f(b->node->dtype, b->data, 0, v);
     b->set = true;
+    rt_host_wrote(m, b);
     return KILN_OK;
 }
 
@@ -463,6 +478,8 @@ kiln_status kiln_module_get_scalar(kiln_module *m, const char *name, double *v)
     if (!v)
         return rt_fail(m, KILN_ERR_INVALID, "kiln_module_get_scalar: v is NULL");
     if ((s = check_scalar(m, __func__, b)) != KILN_OK)
+        return s;
+    if ((s = rt_host_read(m, b)) != KILN_OK)
         return s;
     *v = ir_load_f(b->node->dtype, b->data, 0);
     return KILN_OK;
@@ -496,6 +513,11 @@ static kiln_status bind_body(kiln_module *m, const char *name, void *host_ptr)
     rt_buf *b = lookup(m, "kiln_module_bind", name, &s);
     if (!b)
         return s;
+    if (host_ptr && m->exec && m->exec->host_read)
+        return rt_fail(m, KILN_ERR_INVALID,
+                       "kiln_module_bind: '%s' lives on the %s device: host memory cannot be "
+                       "bound to it; use kiln_module_set and kiln_module_get",
+                       b->name, m->exec->name + strlen("device:"));
     if (host_ptr) {
         const rt_buf *o = bound_overlap(m, b, host_ptr);
         if (o)
@@ -540,6 +562,8 @@ kiln_status kiln_module_print(kiln_module *m, const char *name, FILE *f)
         return s;
     if (!f)
         return rt_fail(m, KILN_ERR_INVALID, "kiln_module_print: the FILE is NULL");
+    if ((s = rt_host_read(m, b)) != KILN_OK)
+        return s;
     const kiln_tensor *t = b->node;
     size_t len = kiln_format(NULL, 0, t->dtype, t->rank, t->dims, b->data);
     char *text = ir_alloc(len + 1);

@@ -124,3 +124,11 @@ kiln_status rt_nvrtc_compile(const char *src, const char *name, int sm, void **c
     api.destroy(&prog);
     return s;
 }
+
+int rt_nvrtc_version(void)
+{
+    int major = 0, minor = 0;
+    if (!rt_nvrtc_available(NULL, 0) || api.version(&major, &minor) != 0)
+        return 0;
+    return major * 1000 + minor * 10;
+}

@@ -17,4 +17,7 @@ bool rt_nvrtc_available(char *why, size_t cap);
 kiln_status rt_nvrtc_compile(const char *src, const char *name, int sm, void **cubin, size_t *n,
                              char **log);
 
+/* NVRTC's version as major * 1000 + minor * 10 (12080: 12.8); 0 without NVRTC. */
+int rt_nvrtc_version(void);
+
 #endif /* KILN_NVRTC_H */

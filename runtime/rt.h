@@ -33,6 +33,7 @@ typedef struct {
 } rt_buf;
 
 typedef struct rt_executor rt_executor;
+struct kiln_prof; /* ir/abi.h's per-kernel profile counters */
 
 struct kiln_module {
     kiln_graph *g; /* the module's own copy, verified */
@@ -64,10 +65,17 @@ struct rt_executor {
     /* Writes the per-kernel rows of kiln_module_profile, or NULL: no kernels. */
     void (*profile)(kiln_module *m, FILE *f);
     void (*destroy)(kiln_module *m);
+    /* Executors whose buffers live on a device (NULL for the others): the
+     * host copy of b brought up to date before the host reads it, and told
+     * that the host wrote it. */
+    kiln_status (*host_read)(kiln_module *m, rt_buf *b);
+    void (*host_wrote)(kiln_module *m, rt_buf *b);
 };
 
-extern const rt_executor rt_interp; /* interp.c: runs the graph itself */
-extern const rt_executor rt_cexec;  /* cexec.c: generated C, compiled and loaded */
+extern const rt_executor rt_interp;     /* interp.c: runs the graph itself */
+extern const rt_executor rt_cexec;      /* cexec.c: generated C, compiled and loaded */
+extern const rt_executor rt_dexec_c;    /* dexec.c over the C device (KILN_EXECUTOR=launch) */
+extern const rt_executor rt_dexec_cuda; /* dexec.c over the CUDA device */
 
 /* ---- compile.c: the steps of kiln_compile -------------------------------- */
 
@@ -79,17 +87,18 @@ typedef struct {
 void rt_code_free(rt_code *code); /* cexec.c: frees both, leaves it empty */
 
 /* The passes over mg (a verified graph the caller owns: they rewrite it), then
- * the target's renderer. Nothing for the interpreter. Errors on g as "fn: ". */
-kiln_status rt_render(kiln_graph *g, kiln_graph *mg, kiln_target target, const char *fn,
-                      rt_code *code);
+ * the target's renderer (C with launch: one launch function per kernel, for
+ * the C device). Nothing for the interpreter. Errors on g as "fn: ". */
+kiln_status rt_render(kiln_graph *g, kiln_graph *mg, kiln_target target, bool launch,
+                      const char *fn, rt_code *code);
 /* verify -> render -> module -> executor over mg (taken over): everything
  * kiln_compile does short of building and loading code (kiln_export and
  * kiln_module_open take it from there). Errors on g as "fn: ". */
 kiln_status rt_prepare(kiln_graph *g, kiln_graph *mg, const kiln_compile_opts *opts, const char *fn,
                        kiln_module **out);
-/* The answer to KILN_TARGET_CUDA until its executor exists: KILN_ERR_DEVICE
- * with the driver's reason when there is no usable GPU, else
- * KILN_ERR_UNSUPPORTED. Errors on g as "fn: ". */
+/* kiln_export's answer to KILN_TARGET_CUDA: KILN_ERR_DEVICE with the driver's
+ * reason when there is no usable GPU, else KILN_ERR_UNSUPPORTED (a CUDA export
+ * is not written yet). Errors on g as "fn: ". */
 kiln_status rt_cuda_refuse(kiln_graph *g, const char *fn);
 
 /* ---- module.c --------------------------------------------------------------- */
@@ -100,6 +109,11 @@ kiln_status rt_cuda_refuse(kiln_graph *g, const char *fn);
 kiln_status rt_module_new(kiln_graph *g, kiln_graph **mg, kiln_target target, const char *fn,
                           kiln_module **out);
 void rt_module_destroy(kiln_module *m); /* NULL is a no-op */
+/* Before the host reads b's data (get, print, save): the current value there;
+ * a device executor copies it back. Errors are recorded on m. */
+kiln_status rt_host_read(kiln_module *m, rt_buf *b);
+/* After the host wrote b's data (set, load): a device copy is stale. */
+void rt_host_wrote(kiln_module *m, rt_buf *b);
 /* The namespace check of kiln_compile (inputs, params, outputs: no name twice). */
 kiln_status rt_check_names(kiln_graph *g, const char *fn);
 /* The .kir text of g (ir_alloc'd), or NULL when out of memory. */
@@ -121,6 +135,22 @@ kiln_status rt_cexec_load(kiln_module *m, kiln_graph *g, void *handle, const cha
  * (inputs, params, outputs) or -1. */
 void rt_cexec_parts(const kiln_module *m, const kprogram **p, const char **source,
                     const int **modbuf);
+
+/* The kernel rows of kiln_module_profile: one per kernel that ran (prof[k]
+ * of kernel k), the most time first. */
+void rt_profile_rows(FILE *f, const kprogram *p, const struct kiln_prof *prof);
+
+/* ---- dexec.c: the device executor (device.h) ----------------------------------- */
+
+typedef struct rt_device rt_device;
+/* The executor of code (taken over) for m; the device comes later. */
+kiln_status rt_dexec_new(kiln_module *m, kiln_graph *g, rt_code *code, const char *fn);
+/* Gives the executor its device (taken over): memory for every buffer. */
+kiln_status rt_dexec_attach(kiln_module *m, kiln_graph *g, rt_device *dev, const char *fn);
+void rt_dexec_parts(const kiln_module *m, const kprogram **p, const char **source);
+/* Whether the C target runs through the device executor's C device
+ * ($KILN_EXECUTOR=launch, read at compile time: a testing knob). */
+bool rt_launch_wanted(void);
 
 /* ---- cc.c: the C toolchain and the compile cache ------------------------------ */
 
@@ -148,6 +178,17 @@ void rt_toolchain_command(const rt_toolchain *tc, const char *src, const char *s
                           size_t cap);
 int rt_toolchain_run(const rt_toolchain *tc, const char *dir, const char *src, const char *so,
                      const char *errpath);
+
+/* The compile cache directory (kiln_compile_opts.cache_dir and its
+ * defaults), checked as rt_cc_build checks it; errors on g as "fn: ". */
+kiln_status rt_cache_dir(kiln_graph *g, const kiln_compile_opts *opts, const char *fn, char *out,
+                         size_t cap);
+
+/* A cache entry other than compiled C: dir/<key>.<ext>, its bytes sealed by
+ * the same trailer as a shared object's. get: the bytes (ir_alloc'd, *n of
+ * them) when the entry is whole, else NULL; put: written atomically. */
+void *rt_cache_get(const char *dir, uint64_t key, const char *ext, size_t *n);
+bool rt_cache_put(const char *dir, uint64_t key, const char *ext, const void *bytes, size_t n);
 
 /* ---- export.c ------------------------------------------------------------------ */
 
@@ -183,5 +224,7 @@ void rt_open_set(const char *msg);
 bool rt_enter(kiln_module *m);
 void rt_leave(kiln_module *m);
 kiln_status rt_busy(kiln_module *m, const char *fn);
+/* A run's error KILN_RUNERR_* (ir/abi.h) as kiln_module_run's message. */
+kiln_status rt_runerr_fail(kiln_module *m, int code, int axis, int64_t index, int64_t size);
 
 #endif /* KILN_RT_H */

@@ -265,7 +265,7 @@ static int compile_mode(int argc, char **argv)
             setenv("KILN_DEBUG", "2", 1);
         kiln_graph *clone = ir_graph_clone(g);
         rt_code code = {NULL, NULL};
-        kiln_status s = clone ? rt_render(g, clone, cuda ? KILN_TARGET_CUDA : KILN_TARGET_C,
+        kiln_status s = clone ? rt_render(g, clone, cuda ? KILN_TARGET_CUDA : KILN_TARGET_C, false,
                                           "kiln_compile", &code)
                               : KILN_ERR_NOMEM;
         if (s != KILN_OK) {

@@ -19,6 +19,8 @@ typedef struct {
     bool openmp;         /* emit `#pragma omp` (parallel outer loops, simd reductions) */
     bool debug_comments; /* a comment after each local naming its kernel-IR node */
     unsigned features;   /* CGEN_* bits: what the GEMM microkernel may assume */
+    bool launch;         /* also `int kiln_kernel_<id>(kiln_ctx *)` per kernel, which the
+                            device executor's C device launches one at a time */
 } cgen_opts;
 
 /* The CGEN_* features of this machine, for a source compiled here. */

@@ -559,6 +559,18 @@ static bool render_entry(cgen_buf *b, const kprogram *p, int e, const cgen_opts 
     return ok;
 }
 
+/* The device executor's C device launches kernels one at a time (runtime/dexec.c). */
+static bool render_launch(cgen_buf *b, const kprogram *p, const kernel *k, const cgen_opts *o)
+{
+    cgen_printf(b, "KILN_EXPORT int kiln_kernel_%d(kiln_ctx *ctx);\n", k->id);
+    cgen_printf(b, "KILN_EXPORT int kiln_kernel_%d(kiln_ctx *ctx)\n{\n    ", k->id);
+    if (kk_can_fail(k))
+        cgen_puts(b, "return ");
+    bool ok = render_kernel(b, p, k, o, true);
+    cgen_puts(b, kk_can_fail(k) ? ";\n}\n\n" : ";\n    return 0;\n}\n\n");
+    return ok;
+}
+
 unsigned cgen_host_features(void)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -583,6 +595,8 @@ char *cgen_c(const kprogram *p, const cgen_opts *o)
         ok = render_kernel(&body, p, &p->kernels[i], o, false);
     for (int e = 0; e < p->nentries && ok; e++)
         ok = render_entry(&body, p, e, o);
+    for (int i = 0; i < p->nkernels && ok && o->launch; i++)
+        ok = render_launch(&body, p, &p->kernels[i], o);
     cgen_printf(&body,
                 "extern const char kiln_abi[];\nKILN_EXPORT const char kiln_abi[] = \"%s\";\n",
                 KILN_ABI_TAG);

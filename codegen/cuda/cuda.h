@@ -11,6 +11,12 @@
  * kernel. Returns an ir_alloc'd string, or NULL when out of memory. */
 char *cgen_cuda(const kprogram *p);
 
+/* How the executor launches kernel k of p: its buffer arguments after the
+ * context (program buffer ids, in order, into args: room for p->nbufs) and
+ * the number of threads its loops are written for (the grid may hold fewer:
+ * they stride), 0 for an empty domain; -1 when out of memory. */
+int64_t cgen_cuda_launch(const kprogram *p, const kernel *k, int *args, int *nargs);
+
 /* Threads per block the kernels are written for (a multiple of the warp). */
 #define KILN_CUDA_BLOCK 256
 

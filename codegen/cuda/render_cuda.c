@@ -284,7 +284,8 @@ static bool render_kernel(cgen_buf *b, const kprogram *p, const kernel *k)
             if (r.use[i])
                 cgen_printf(b, ",\n    %s%s *__restrict__ b%d", r.use[i] & 2 ? "" : "const ",
                             cgen_ctype(p->bufs[i].dtype), i);
-        cgen_puts(b, ")\n{\n    (void)ctx;\n");
+        /* a kernel after a failed one computes nothing (the C target stops there) */
+        cgen_puts(b, ")\n{\n    if (ctx->err_code != 0)\n        return;\n");
         if (empty_domain(k))
             cgen_puts(b, "    /* an empty domain: nothing to compute */\n");
         else if (k->kind == KK_POINTWISE)
@@ -297,6 +298,27 @@ static bool render_kernel(cgen_buf *b, const kprogram *p, const kernel *k)
     }
     cr_free(&r);
     return ok;
+}
+
+int64_t cgen_cuda_launch(const kprogram *p, const kernel *k, int *args, int *nargs)
+{
+    cr r;
+    cgen_buf unused = {0};
+    *nargs = 0;
+    if (!cr_init(&r, &unused, p, k)) {
+        cr_free(&r);
+        return -1;
+    }
+    for (int i = 0; i < p->nbufs; i++)
+        if (r.use[i])
+            args[(*nargs)++] = i;
+    cr_free(&r);
+    if (empty_domain(k))
+        return 0;
+    if (k->kind == KK_MATMUL)
+        return k->mm.batch * k->mm.m * k->mm.n;
+    int64_t n = ir_shape_numel(k->rank, k->dims);
+    return k->kind == KK_REDUCE && k->rop == IR_SUM ? n * WARP : n;
 }
 
 /* NVRTC has no C library headers: the few types and limits the shared

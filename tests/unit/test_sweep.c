@@ -1468,6 +1468,17 @@ static void test_c_target_matches_interpreter(void **state)
         fail_msg("the C target differs from the interpreter in %d (case, moment) pairs", bad);
 }
 
+/* The CUDA target (ctest sweep_cuda, label gpu): the same check on the GPU.
+ * Skipped (77) where kiln_compile says there is no usable GPU. */
+static void test_cuda_target_matches_interpreter(void **state)
+{
+    (void)state;
+    kiln_compile_opts cuda = {.target = KILN_TARGET_CUDA};
+    int bad = sw_check_target(sw, &cuda, "CUDA", false);
+    if (bad)
+        fail_msg("the CUDA target differs from the interpreter in %d (case, moment) pairs", bad);
+}
+
 /* The sweep's CUDA source (every op x dtype, one program) compiles through
  * NVRTC for the oldest and the newest architecture Kiln targets, with an
  * empty log: no error and no warning. NVRTC needs no GPU; ctest runs this
@@ -1533,6 +1544,22 @@ int main(int argc, char **argv)
         }
         const struct CMUnitTest nvrtc[] = {cmocka_unit_test(test_cuda_source_compiles_with_nvrtc)};
         return cmocka_run_group_tests(nvrtc, group_setup, group_teardown);
+    }
+    if (argc > 1 && strcmp(argv[1], "--cuda") == 0) {
+        kiln_graph *g = kiln_graph_new();
+        kiln_tensor *x = kiln_input(g, "x", KILN_F32, KILN_SHAPE(1));
+        kiln_entry(g, "f", 1, &x, NULL);
+        kiln_module *m = NULL;
+        kiln_status s = kiln_compile(g, &(kiln_compile_opts){.target = KILN_TARGET_CUDA}, &m);
+        if (s == KILN_ERR_DEVICE) {
+            printf("no usable GPU: %s\n", kiln_graph_error(g));
+            kiln_graph_free(g);
+            return 77;
+        }
+        kiln_module_free(m);
+        kiln_graph_free(g);
+        const struct CMUnitTest cuda[] = {cmocka_unit_test(test_cuda_target_matches_interpreter)};
+        return cmocka_run_group_tests(cuda, group_setup, group_teardown);
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_op_has_cases),

@@ -447,12 +447,13 @@ static void test_dump_debug_and_source(void **state)
     int kernels = 0, groups = -1;
     long long bytes = -1, bound = -1;
     double ms = -1;
-    char what[8] = "";
+    char what[8] = "", exec[16] = "";
     assert_int_equal(sscanf(miss,
-                            "kiln: compiled %d kernels (%d fused groups), %lld bytes arena "
+                            "kiln: compiled %d kernels (%d fused groups) for %15s %lld bytes arena "
                             "(liveness lower bound %lld), %lf ms, cache %7s",
-                            &kernels, &groups, &bytes, &bound, &ms, what),
-                     6);
+                            &kernels, &groups, exec, &bytes, &bound, &ms, what),
+                     7);
+    assert_string_equal(exec, "c,");
     assert_true(kernels >= 2 && groups >= 1 && groups <= kernels && ms > 0);
     assert_true(bound >= 0 && bytes >= bound);
     assert_string_equal(what, "miss");

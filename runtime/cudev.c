@@ -1,0 +1,360 @@
+/*
+ * cudev.c - the CUDA device of the device executor (device.h): driver calls
+ * and nothing else, so that everything above it is tested on the CPU through
+ * the C device.
+ *
+ * The first GPU's primary context and one stream. The program's CUDA source
+ * (codegen/cuda) is compiled by NVRTC for the device's own compute
+ * capability, or found in the compile cache (key: source, architecture,
+ * NVRTC version), and loaded with cuModuleLoadData. A launch passes the
+ * device-side kiln_ctx (seed, run counter, the first error) and the kernel's
+ * buffers (cgen_cuda_launch) with blocks of KILN_CUDA_BLOCK threads, as many
+ * as the grid-stride loops need up to a few per multiprocessor. Everything is
+ * asynchronous on the stream; finish waits once and reads the error record.
+ * With KILN_DEBUG=1 each launch is timed with a pair of events (the profile).
+ */
+#include "codegen/cuda/cuda.h"
+#include "rt.h"
+#include "runtime/cuda_driver.h"
+#include "runtime/device.h"
+#include "runtime/nvrtc.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <xxhash.h>
+
+/* The device-side kiln_ctx of render_cuda.c's prelude, byte for byte. */
+typedef struct {
+    uint64_t seed;
+    uint32_t run;
+    int32_t err_code, err_kernel, err_axis;
+    int64_t err_index, err_size;
+} dev_ctx;
+_Static_assert(sizeof(dev_ctx) == 40, "dev_ctx must match render_cuda.c's kiln_ctx");
+
+enum { CU_ATTR_MP_COUNT = 16, CU_ATTR_CC_MAJOR = 75, CU_ATTR_CC_MINOR = 76 };
+
+typedef struct {
+    rt_device base;
+    const rt_cuda_api *cu;
+    rt_cu_device dev;
+    rt_cu_context ctx;
+    bool retained;
+    rt_cu_stream stream;
+    rt_cu_module mod;
+    const kprogram *p;
+    rt_cu_function *fns; /* per kernel index */
+    int **args;          /* per kernel index: its buffer arguments */
+    int *nargs;
+    int64_t *threads; /* per kernel index: threads its loops are written for */
+    rt_dptr *vals;    /* launch scratch: the argument values */
+    void **params;    /* launch scratch: pointers to them */
+    rt_dptr dctx;     /* the device's kiln_ctx */
+    dev_ctx hctx;     /* its host copy (upload at begin, download at finish) */
+    int sms;
+    bool timing;            /* KILN_DEBUG >= 1: events around each launch */
+    rt_cu_event *ev0, *ev1; /* per kernel index */
+    bool *timed;            /* per kernel index: launched (timed) in this run */
+    uint64_t *calls, *ns;   /* per kernel index */
+} cudev;
+
+/* "what failed: the driver's text" into d->error. */
+static kiln_status cu_check(cudev *c, rt_cu_result r, const char *what)
+{
+    if (r == 0)
+        return KILN_OK;
+    const char *text = NULL;
+    if (c->cu->get_error_string(r, &text) != 0 || !text)
+        text = "unknown error";
+    return rt_device_fail(&c->base, KILN_ERR_DEVICE, "%s failed: %s (CUDA error %d)", what, text,
+                          r);
+}
+
+static kiln_status current(cudev *c)
+{
+    return cu_check(c, c->cu->ctx_set_current(c->ctx), "cuCtxSetCurrent");
+}
+
+static void cu_destroy(rt_device *d)
+{
+    cudev *c = (cudev *)d;
+    if (c->ctx)
+        c->cu->ctx_set_current(c->ctx);
+    if (c->stream)
+        c->cu->stream_synchronize(c->stream);
+    for (int k = 0; c->p && k < c->p->nkernels; k++) {
+        if (c->ev0 && c->ev0[k])
+            c->cu->event_destroy(c->ev0[k]);
+        if (c->ev1 && c->ev1[k])
+            c->cu->event_destroy(c->ev1[k]);
+        if (c->args)
+            ir_free(c->args[k]);
+    }
+    if (c->dctx)
+        c->cu->mem_free(c->dctx);
+    if (c->mod)
+        c->cu->module_unload(c->mod);
+    if (c->stream)
+        c->cu->stream_destroy(c->stream);
+    if (c->retained)
+        c->cu->primary_ctx_release(c->dev);
+    ir_free(c->fns);
+    ir_free(c->args);
+    ir_free(c->nargs);
+    ir_free(c->threads);
+    ir_free(c->vals);
+    ir_free(c->params);
+    ir_free(c->ev0);
+    ir_free(c->ev1);
+    ir_free(c->timed);
+    ir_free(c->calls);
+    ir_free(c);
+}
+
+static kiln_status cu_alloc(rt_device *d, size_t n, rt_dptr *p)
+{
+    cudev *c = (cudev *)d;
+    rt_cu_deviceptr q = 0;
+    size_t bytes = n ? (n + 255) & ~(size_t)255 : 256;
+    kiln_status s = current(c);
+    s = s ? s : cu_check(c, c->cu->mem_alloc(&q, bytes), "cuMemAlloc");
+    if (s == KILN_OK)
+        s = cu_check(c, c->cu->memset_d8_async(q, 0, bytes, c->stream), "cuMemsetD8Async");
+    if (s != KILN_OK) {
+        if (q)
+            c->cu->mem_free(q);
+        return rt_device_fail(d, KILN_ERR_NOMEM, "cannot allocate %zu bytes on the GPU: %.900s", n,
+                              d->error);
+    }
+    *p = q;
+    return KILN_OK;
+}
+
+static void cu_free(rt_device *d, rt_dptr p)
+{
+    cudev *c = (cudev *)d;
+    c->cu->ctx_set_current(c->ctx);
+    c->cu->mem_free(p);
+}
+
+static kiln_status cu_upload(rt_device *d, rt_dptr dst, const void *src, size_t n)
+{
+    cudev *c = (cudev *)d;
+    kiln_status s = current(c);
+    return s ? s
+             : cu_check(c, c->cu->memcpy_htod_async(dst, src, n, c->stream), "cuMemcpyHtoDAsync");
+}
+
+static kiln_status cu_download(rt_device *d, void *dst, rt_dptr src, size_t n)
+{
+    cudev *c = (cudev *)d;
+    kiln_status s = current(c);
+    s = s ? s : cu_check(c, c->cu->memcpy_dtoh_async(dst, src, n, c->stream), "cuMemcpyDtoHAsync");
+    return s ? s : cu_check(c, c->cu->stream_synchronize(c->stream), "cuStreamSynchronize");
+}
+
+static kiln_status cu_copy(rt_device *d, rt_dptr dst, rt_dptr src, size_t n)
+{
+    cudev *c = (cudev *)d;
+    kiln_status s = current(c);
+    return s ? s
+             : cu_check(c, c->cu->memcpy_dtod_async(dst, src, n, c->stream), "cuMemcpyDtoDAsync");
+}
+
+static kiln_status cu_begin(rt_device *d, uint64_t seed, uint32_t run)
+{
+    cudev *c = (cudev *)d;
+    c->hctx = (dev_ctx){.seed = seed, .run = run};
+    if (c->timing)
+        memset(c->timed, 0, sizeof(bool) * (size_t)c->p->nkernels);
+    kiln_status s = current(c);
+    return s ? s : cu_upload(d, c->dctx, &c->hctx, sizeof c->hctx);
+}
+
+static kiln_status cu_launch(rt_device *d, int k, const rt_dptr *table)
+{
+    cudev *c = (cudev *)d;
+    int64_t n = c->threads[k];
+    if (n == 0) /* an empty domain */
+        return KILN_OK;
+    int64_t blocks = (n + KILN_CUDA_BLOCK - 1) / KILN_CUDA_BLOCK, most = (int64_t)c->sms * 32;
+    if (blocks > most) /* the loops stride over the rest */
+        blocks = most;
+    c->vals[0] = c->dctx;
+    c->params[0] = &c->vals[0];
+    for (int i = 0; i < c->nargs[k]; i++) {
+        c->vals[i + 1] = table[c->args[k][i]];
+        c->params[i + 1] = &c->vals[i + 1];
+    }
+    kiln_status s = KILN_OK;
+    if (c->timing && !c->timed[k])
+        s = cu_check(c, c->cu->event_record(c->ev0[k], c->stream), "cuEventRecord");
+    s = s ? s
+          : cu_check(c,
+                     c->cu->launch_kernel(c->fns[k], (unsigned)blocks, 1, 1, KILN_CUDA_BLOCK, 1, 1,
+                                          0, c->stream, c->params, NULL),
+                     c->p->kernels[k].name);
+    if (s == KILN_OK && c->timing && !c->timed[k]) {
+        s = cu_check(c, c->cu->event_record(c->ev1[k], c->stream), "cuEventRecord");
+        c->timed[k] = true;
+    }
+    c->calls[k]++;
+    return s;
+}
+
+static kiln_status cu_finish(rt_device *d, rt_runerr *err)
+{
+    cudev *c = (cudev *)d;
+    kiln_status s = current(c);
+    s = s ? s : cu_download(d, &c->hctx, c->dctx, sizeof c->hctx);
+    if (s != KILN_OK)
+        return s;
+    for (int k = 0; c->timing && k < c->p->nkernels; k++) {
+        float ms = 0;
+        if (c->timed[k] && c->cu->event_elapsed_time(&ms, c->ev0[k], c->ev1[k]) == 0)
+            c->ns[k] += (uint64_t)((double)ms * 1e6);
+    }
+    *err = (rt_runerr){c->hctx.err_code, c->hctx.err_kernel, c->hctx.err_axis, c->hctx.err_index,
+                       c->hctx.err_size};
+    return KILN_OK;
+}
+
+static void cu_kernel_time(rt_device *d, int k, uint64_t *calls, uint64_t *ns)
+{
+    cudev *c = (cudev *)d;
+    *calls = c->calls[k];
+    *ns = c->ns[k];
+}
+
+static const rt_device_ops cu_ops = {"cuda",    cu_destroy,  cu_alloc,      cu_free,
+                                     cu_upload, cu_download, cu_copy,       cu_begin,
+                                     cu_launch, cu_finish,   cu_kernel_time};
+
+/* The cubin of source for sm_<arch>: from the cache, else NVRTC's (then cached). */
+static kiln_status cubin_of(cudev *c, const char *source, int arch, const char *cache_dir,
+                            bool *hit, void **cubin, size_t *n)
+{
+    XXH3_state_t *st = XXH3_createState();
+    if (!st)
+        return rt_device_fail(&c->base, KILN_ERR_NOMEM, "out of memory");
+    int ver = rt_nvrtc_version();
+    XXH3_64bits_reset(st);
+    XXH3_64bits_update(st, source, strlen(source) + 1);
+    XXH3_64bits_update(st, &arch, sizeof arch);
+    XXH3_64bits_update(st, &ver, sizeof ver);
+    uint64_t key = XXH3_64bits_digest(st);
+    XXH3_freeState(st);
+    *cubin = cache_dir ? rt_cache_get(cache_dir, key, "cubin", n) : NULL;
+    *hit = *cubin != NULL;
+    if (*hit)
+        return KILN_OK;
+    char *log = NULL;
+    kiln_status s = rt_nvrtc_compile(source, "kiln.cu", arch, cubin, n, &log);
+    if (s != KILN_OK) {
+        rt_device_fail(&c->base, s, "NVRTC could not compile the kernels for sm_%d:\n%.900s", arch,
+                       log ? log : "(no log)");
+        ir_free(log);
+        return s;
+    }
+    ir_free(log);
+    if (cache_dir)
+        rt_cache_put(cache_dir, key, "cubin", *cubin, *n);
+    return KILN_OK;
+}
+
+/* Context, stream, module, functions and launch tables; false with the error set. */
+static kiln_status open_device(cudev *c, const char *source, const char *cache_dir, bool *hit)
+{
+    const rt_cuda_api *cu = c->cu;
+    int major = 0, minor = 0;
+    kiln_status s = cu_check(c, cu->device_get(&c->dev, 0), "cuDeviceGet");
+    s = s ? s
+          : cu_check(c, cu->device_get_attribute(&major, CU_ATTR_CC_MAJOR, c->dev),
+                     "cuDeviceGetAttribute");
+    s = s ? s
+          : cu_check(c, cu->device_get_attribute(&minor, CU_ATTR_CC_MINOR, c->dev),
+                     "cuDeviceGetAttribute");
+    s = s ? s
+          : cu_check(c, cu->device_get_attribute(&c->sms, CU_ATTR_MP_COUNT, c->dev),
+                     "cuDeviceGetAttribute");
+    s = s ? s : cu_check(c, cu->primary_ctx_retain(&c->ctx, c->dev), "cuDevicePrimaryCtxRetain");
+    if (s != KILN_OK)
+        return s;
+    c->retained = true;
+    s = current(c);
+    s = s ? s : cu_check(c, cu->stream_create(&c->stream, 1 /* non-blocking */), "cuStreamCreate");
+    if (s != KILN_OK)
+        return s;
+    void *cubin = NULL;
+    size_t n = 0;
+    if ((s = cubin_of(c, source, major * 10 + minor, cache_dir, hit, &cubin, &n)) != KILN_OK)
+        return s;
+    s = cu_check(c, cu->module_load_data(&c->mod, cubin), "cuModuleLoadData");
+    ir_free(cubin);
+    rt_cu_deviceptr q = 0;
+    s = s ? s : cu_check(c, cu->mem_alloc(&q, sizeof(dev_ctx)), "cuMemAlloc");
+    c->dctx = q;
+    int most = 1;
+    for (int k = 0; k < c->p->nkernels && s == KILN_OK; k++) {
+        const kernel *kk = &c->p->kernels[k];
+        s = cu_check(c, cu->module_get_function(&c->fns[k], c->mod, kk->name), kk->name);
+        c->args[k] = ir_alloc(sizeof(int) * (size_t)(c->p->nbufs ? c->p->nbufs : 1));
+        if (s == KILN_OK && !c->args[k])
+            s = rt_device_fail(&c->base, KILN_ERR_NOMEM, "out of memory");
+        if (s == KILN_OK &&
+            (c->threads[k] = cgen_cuda_launch(c->p, kk, c->args[k], &c->nargs[k])) < 0)
+            s = rt_device_fail(&c->base, KILN_ERR_NOMEM, "out of memory");
+        most = c->nargs[k] + 1 > most ? c->nargs[k] + 1 : most;
+        if (s == KILN_OK && c->timing) {
+            s = cu_check(c, cu->event_create(&c->ev0[k], 0), "cuEventCreate");
+            s = s ? s : cu_check(c, cu->event_create(&c->ev1[k], 0), "cuEventCreate");
+        }
+    }
+    if (s == KILN_OK) {
+        c->vals = ir_alloc(sizeof(rt_dptr) * (size_t)most);
+        c->params = ir_alloc(sizeof(void *) * (size_t)most);
+        if (!c->vals || !c->params)
+            s = rt_device_fail(&c->base, KILN_ERR_NOMEM, "out of memory");
+    }
+    return s;
+}
+
+rt_device *rt_cudev_new(const kprogram *p, const char *source, const char *cache_dir, bool *hit,
+                        kiln_status *status, char *why, size_t cap)
+{
+    const rt_cuda_api *cu = NULL;
+    *hit = false;
+    if ((*status = rt_cuda_driver(&cu, why, cap)) != KILN_OK)
+        return NULL;
+    cudev *c = ir_calloc(sizeof *c);
+    size_t nk = (size_t)(p->nkernels ? p->nkernels : 1);
+    if (c) {
+        c->base.ops = &cu_ops;
+        c->cu = cu;
+        c->p = p;
+        c->timing = ir_debug_level() >= 1;
+        c->fns = ir_calloc(sizeof *c->fns * nk);
+        c->args = ir_calloc(sizeof *c->args * nk);
+        c->nargs = ir_calloc(sizeof *c->nargs * nk);
+        c->threads = ir_calloc(sizeof *c->threads * nk);
+        c->ev0 = ir_calloc(sizeof *c->ev0 * nk);
+        c->ev1 = ir_calloc(sizeof *c->ev1 * nk);
+        c->timed = ir_calloc(sizeof *c->timed * nk);
+        c->calls = ir_calloc(sizeof *c->calls * 2 * nk);
+    }
+    if (!c || !c->fns || !c->args || !c->nargs || !c->threads || !c->ev0 || !c->ev1 || !c->timed ||
+        !c->calls) {
+        snprintf(why, cap, "out of memory");
+        *status = KILN_ERR_NOMEM;
+        if (c)
+            cu_destroy(&c->base);
+        return NULL;
+    }
+    c->ns = c->calls + nk;
+    if ((*status = open_device(c, source, cache_dir, hit)) != KILN_OK) {
+        snprintf(why, cap, "%s", c->base.error);
+        cu_destroy(&c->base);
+        return NULL;
+    }
+    return &c->base;
+}

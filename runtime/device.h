@@ -1,0 +1,74 @@
+/*
+ * device.h - the device interface of the device executor (dexec.c): what a
+ * machine that holds its own memory and runs kernels must offer.
+ *
+ * Two devices implement it: the CUDA GPU (cudev.c, driver calls and nothing
+ * else) and the C device (cdev.c: the C target's kernels, compiled with one
+ * exported launch function each, run one launch at a time over memory kept
+ * apart from the module's host buffers). The executor, and so everything a
+ * module does with device memory, is the same code for both: the CPU suite
+ * tests it through the C device (KILN_EXECUTOR=launch).
+ *
+ * Calls are ordered as made (one stream). Copies and launches may run
+ * asynchronously; download and finish wait. Any failure leaves the reason in
+ * d->error and returns KILN_ERR_DEVICE (KILN_ERR_NOMEM for a failed alloc).
+ */
+#ifndef KILN_DEVICE_H
+#define KILN_DEVICE_H
+
+#include "ir/ir.h"
+#include "ir/kernel.h"
+
+#include <stdint.h>
+
+typedef uint64_t rt_dptr; /* a device address; 0 is none */
+
+/* The first run-time error of a run (ir/abi.h's KILN_RUNERR_* and details). */
+typedef struct {
+    int32_t code, kernel, axis;
+    int64_t index, size;
+} rt_runerr;
+
+typedef struct rt_device rt_device;
+typedef struct {
+    const char *name; /* "c", "cuda" */
+    void (*destroy)(rt_device *d);
+    kiln_status (*alloc)(rt_device *d, size_t n, rt_dptr *p); /* zeroed */
+    void (*free)(rt_device *d, rt_dptr p);
+    kiln_status (*upload)(rt_device *d, rt_dptr dst, const void *src, size_t n);
+    kiln_status (*download)(rt_device *d, void *dst, rt_dptr src, size_t n); /* waits */
+    kiln_status (*copy)(rt_device *d, rt_dptr dst, rt_dptr src, size_t n);
+    /* A run: begin (the Philox key and counter; the error record cleared),
+     * kernels launched in order with the program's buffer table (a kernel
+     * after a failed one does nothing), then finish: waits, and *err is the
+     * run's first error (code 0: none). */
+    kiln_status (*begin)(rt_device *d, uint64_t seed, uint32_t run);
+    kiln_status (*launch)(rt_device *d, int kernel, const rt_dptr *table);
+    kiln_status (*finish)(rt_device *d, rt_runerr *err);
+    /* Per kernel id: launches and nanoseconds of device time measured so far
+     * (zero where the device does not time its kernels). */
+    void (*kernel_time)(rt_device *d, int kernel, uint64_t *calls, uint64_t *ns);
+} rt_device_ops;
+
+struct rt_device {
+    const rt_device_ops *ops;
+    char error[1024];
+};
+
+/* Records why the device failed (d->error) and returns s. */
+kiln_status rt_device_fail(rt_device *d, kiln_status s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* The C device over a shared object of the C target's source rendered with
+ * cgen_opts.launch (taken over; dlclose'd on destroy), for program p (which
+ * must outlive the device). NULL with the reason in why. */
+rt_device *rt_cdev_new(void *handle, const kprogram *p, int threads, char *why, size_t cap);
+
+/* The CUDA device (the current process's first GPU): compiles source for the
+ * device's own architecture with NVRTC (or finds the cubin in the compile
+ * cache dir; *hit), loads it and finds p's kernels. NULL with the reason in
+ * why and *status (KILN_ERR_DEVICE: no GPU; KILN_ERR_COMPILE: NVRTC failed). */
+rt_device *rt_cudev_new(const kprogram *p, const char *source, const char *cache_dir, bool *hit,
+                        kiln_status *status, char *why, size_t cap);
+
+#endif /* KILN_DEVICE_H */
