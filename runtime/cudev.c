@@ -19,7 +19,10 @@
 #include "runtime/device.h"
 #include "runtime/nvrtc.h"
 
+#include <dlfcn.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
 
@@ -33,6 +36,32 @@ typedef struct {
 _Static_assert(sizeof(dev_ctx) == 40, "dev_ctx must match render_cuda.c's kiln_ctx");
 
 enum { CU_ATTR_MP_COUNT = 16, CU_ATTR_CC_MAJOR = 75, CU_ATTR_CC_MINOR = 76 };
+
+/* cuBLAS (libcublas, dlopen'd; its types as int and pointers). */
+typedef struct cublas_ctx *cublas_handle;
+typedef int (*gemm_fn)(cublas_handle, int, int, int, int, int, const void *, const void *, int,
+                       long long, const void *, int, long long, const void *, void *, int,
+                       long long, int);
+typedef struct {
+    void *lib;
+    cublas_handle h;
+    int (*create)(cublas_handle *);
+    int (*destroy)(cublas_handle);
+    int (*set_stream)(cublas_handle, rt_cu_stream);
+    int (*set_math_mode)(cublas_handle, int);
+    gemm_fn sgemm, dgemm; /* cublas[SD]gemmStridedBatched */
+} cublas_api;
+enum { CUBLAS_OP_N = 0, CUBLAS_OP_T = 1, CUBLAS_TF32_TENSOR_OP_MATH = 3 };
+
+/* A MATMUL kernel run as a cuBLAS GEMM into the scratch, then its epilogue:
+ * row-major C = A B is, column-major, C^T = B^T A^T (x = B^T, y = A^T). */
+typedef struct {
+    bool on;
+    int opx, opy, ldx, ldy, m, n, k, batch;
+    long long sx, sy;
+    rt_cu_function epi;
+    int *args, nargs;
+} gemm_plan;
 
 typedef struct {
     rt_device base;
@@ -56,6 +85,9 @@ typedef struct {
     rt_cu_event *ev0, *ev1; /* per kernel index */
     bool *timed;            /* per kernel index: launched (timed) in this run */
     uint64_t *calls, *ns;   /* per kernel index */
+    cublas_api blas;        /* .lib NULL: none (KILN_CUBLAS=0, or not installed) */
+    gemm_plan *gemm;        /* per kernel index */
+    rt_dptr scratch;        /* the GEMMs' products */
 } cudev;
 
 /* "what failed: the driver's text" into d->error. */
@@ -90,6 +122,15 @@ static void cu_destroy(rt_device *d)
         if (c->args)
             ir_free(c->args[k]);
     }
+    for (int k = 0; c->gemm && c->p && k < c->p->nkernels; k++)
+        ir_free(c->gemm[k].args);
+    ir_free(c->gemm);
+    if (c->blas.h)
+        c->blas.destroy(c->blas.h);
+    if (c->blas.lib)
+        dlclose(c->blas.lib);
+    if (c->scratch)
+        c->cu->mem_free(c->scratch);
     if (c->dctx)
         c->cu->mem_free(c->dctx);
     if (c->mod)
@@ -171,6 +212,37 @@ static kiln_status cu_begin(rt_device *d, uint64_t seed, uint32_t run)
     return s ? s : cu_upload(d, c->dctx, &c->hctx, sizeof c->hctx);
 }
 
+/* cuBLAS's product into the scratch, then the kernel's epilogue over it. */
+static kiln_status gemm_launch(cudev *c, int k, const rt_dptr *table, int64_t blocks)
+{
+    const gemm_plan *g = &c->gemm[k];
+    const kk_matmul *mm = &c->p->kernels[k].mm;
+    const double one = 1, zero = 0;
+    const float onef = 1, zerof = 0;
+    bool f64 = c->p->kernels[k].acc_dtype == KILN_F64;
+    const void *x = (const void *)(uintptr_t)table[mm->b];
+    const void *y = (const void *)(uintptr_t)table[mm->a];
+    int r = (f64 ? c->blas.dgemm : c->blas.sgemm)(
+        c->blas.h, g->opx, g->opy, g->n, g->m, g->k, f64 ? (const void *)&one : &onef, x, g->ldx,
+        g->sx, y, g->ldy, g->sy, f64 ? (const void *)&zero : &zerof, (void *)(uintptr_t)c->scratch,
+        g->n, (long long)g->m * g->n, g->batch);
+    if (r != 0)
+        return rt_device_fail(&c->base, KILN_ERR_DEVICE, "cuBLAS GEMM of %s failed (status %d)",
+                              c->p->kernels[k].name, r);
+    c->vals[0] = c->dctx;
+    c->params[0] = &c->vals[0];
+    for (int i = 0; i < g->nargs; i++) {
+        c->vals[i + 1] = table[g->args[i]];
+        c->params[i + 1] = &c->vals[i + 1];
+    }
+    c->vals[g->nargs + 1] = c->scratch;
+    c->params[g->nargs + 1] = &c->vals[g->nargs + 1];
+    return cu_check(c,
+                    c->cu->launch_kernel(g->epi, (unsigned)blocks, 1, 1, KILN_CUDA_BLOCK, 1, 1, 0,
+                                         c->stream, c->params, NULL),
+                    c->p->kernels[k].name);
+}
+
 static kiln_status cu_launch(rt_device *d, int k, const rt_dptr *table)
 {
     cudev *c = (cudev *)d;
@@ -189,11 +261,14 @@ static kiln_status cu_launch(rt_device *d, int k, const rt_dptr *table)
     kiln_status s = KILN_OK;
     if (c->timing && !c->timed[k])
         s = cu_check(c, c->cu->event_record(c->ev0[k], c->stream), "cuEventRecord");
-    s = s ? s
-          : cu_check(c,
-                     c->cu->launch_kernel(c->fns[k], (unsigned)blocks, 1, 1, KILN_CUDA_BLOCK, 1, 1,
-                                          0, c->stream, c->params, NULL),
-                     c->p->kernels[k].name);
+    if (s == KILN_OK && c->gemm[k].on)
+        s = gemm_launch(c, k, table, blocks);
+    else
+        s = s ? s
+              : cu_check(c,
+                         c->cu->launch_kernel(c->fns[k], (unsigned)blocks, 1, 1, KILN_CUDA_BLOCK, 1,
+                                              1, 0, c->stream, c->params, NULL),
+                         c->p->kernels[k].name);
     if (s == KILN_OK && c->timing && !c->timed[k]) {
         s = cu_check(c, c->cu->event_record(c->ev1[k], c->stream), "cuEventRecord");
         c->timed[k] = true;
@@ -262,6 +337,93 @@ static kiln_status cubin_of(cudev *c, const char *source, int arch, const char *
     return KILN_OK;
 }
 
+/* cuBLAS, when installed and not turned off (KILN_CUBLAS=0): on the stream,
+ * TF32 only when KILN_TF32=1 (PyTorch's default is off as well). */
+static void open_cublas(cudev *c)
+{
+    const char *env = getenv("KILN_CUBLAS");
+    if (env && strcmp(env, "0") == 0)
+        return;
+    static const char *const names[] = {"libcublas.so.13", "libcublas.so.12", "libcublas.so",
+                                        "/usr/local/cuda/lib64/libcublas.so"};
+    cublas_api *b = &c->blas;
+    for (size_t i = 0; i < sizeof names / sizeof names[0] && !b->lib; i++)
+        b->lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+    if (!b->lib)
+        return;
+    struct {
+        void **slot;
+        const char *name;
+    } syms[] = {{(void **)&b->create, "cublasCreate_v2"},
+                {(void **)&b->destroy, "cublasDestroy_v2"},
+                {(void **)&b->set_stream, "cublasSetStream_v2"},
+                {(void **)&b->set_math_mode, "cublasSetMathMode"},
+                {(void **)&b->sgemm, "cublasSgemmStridedBatched"},
+                {(void **)&b->dgemm, "cublasDgemmStridedBatched"}};
+    bool ok = true;
+    for (size_t i = 0; i < sizeof syms / sizeof syms[0] && ok; i++) {
+        void *f = dlsym(b->lib, syms[i].name);
+        ok = f != NULL;
+        memcpy(syms[i].slot, &f, sizeof f);
+    }
+    const char *tf32 = getenv("KILN_TF32");
+    ok = ok && b->create(&b->h) == 0 && b->set_stream(b->h, c->stream) == 0;
+    ok = ok && (!tf32 || strcmp(tf32, "1") != 0 ||
+                b->set_math_mode(b->h, CUBLAS_TF32_TENSOR_OP_MATH) == 0);
+    if (!ok) {
+        if (b->h)
+            b->destroy(b->h);
+        dlclose(b->lib);
+        memset(b, 0, sizeof *b);
+    }
+}
+
+/* One operand of the column-major GEMM: element (row, col) of a rows x cols
+ * matrix lies at row * rs + col * cs. Op N with ld = cs when rows are
+ * contiguous, op T with ld = rs when columns are; false when neither. */
+static bool operand(int64_t rows, int64_t cols, int64_t rs, int64_t cs, int *op, int *ld)
+{
+    if (rows == 1 || rs == 1) { /* column-major already */
+        int64_t l = cols == 1 ? rows : cs;
+        *op = CUBLAS_OP_N;
+        *ld = (int)(l < rows ? rows : l);
+        return (cols == 1 || cs >= rows) && l <= INT_MAX;
+    }
+    if (cols == 1 || cs == 1) { /* the transpose is column-major */
+        int64_t l = rows == 1 ? cols : rs;
+        *op = CUBLAS_OP_T;
+        *ld = (int)(l < cols ? cols : l);
+        return (rows == 1 || rs >= cols) && l <= INT_MAX;
+    }
+    return false;
+}
+
+/* Whether kernel k runs as a cuBLAS GEMM, and how. */
+static bool plan_gemm(cudev *c, const kernel *k, gemm_plan *g)
+{
+    const kk_matmul *mm = &k->mm;
+    const kprogram *p = c->p;
+    kiln_dtype dt = k->acc_dtype;
+    if (!c->blas.lib || k->kind != KK_MATMUL || (dt != KILN_F32 && dt != KILN_F64) ||
+        p->bufs[mm->a].dtype != dt || p->bufs[mm->b].dtype != dt || mm->batch * mm->m * mm->n == 0)
+        return false;
+    int64_t lim = INT_MAX;
+    if (mm->m > lim || mm->n > lim || mm->k > lim || mm->batch > lim || mm->m * mm->n > lim)
+        return false;
+    /* x = B^T: n x k, element (j, p) at j * b_stride[2] + p * b_stride[1];
+     * y = A^T: k x m, element (p, i) at p * a_stride[2] + i * a_stride[1] */
+    if (!operand(mm->n, mm->k, mm->b_stride[2], mm->b_stride[1], &g->opx, &g->ldx) ||
+        !operand(mm->k, mm->m, mm->a_stride[2], mm->a_stride[1], &g->opy, &g->ldy))
+        return false;
+    g->m = (int)mm->m;
+    g->n = (int)mm->n;
+    g->k = (int)mm->k;
+    g->batch = (int)mm->batch;
+    g->sx = (long long)mm->b_stride[0];
+    g->sy = (long long)mm->a_stride[0];
+    return true;
+}
+
 /* Context, stream, module, functions and launch tables; false with the error set. */
 static kiln_status open_device(cudev *c, const char *source, const char *cache_dir, bool *hit)
 {
@@ -295,20 +457,42 @@ static kiln_status open_device(cudev *c, const char *source, const char *cache_d
     s = s ? s : cu_check(c, cu->mem_alloc(&q, sizeof(dev_ctx)), "cuMemAlloc");
     c->dctx = q;
     int most = 1;
+    size_t scratch = 0;
+    if (s == KILN_OK)
+        open_cublas(c);
     for (int k = 0; k < c->p->nkernels && s == KILN_OK; k++) {
         const kernel *kk = &c->p->kernels[k];
+        gemm_plan *g = &c->gemm[k];
+        if (plan_gemm(c, kk, g)) {
+            char name[80];
+            snprintf(name, sizeof name, "%s_epi", kk->name);
+            s = cu_check(c, cu->module_get_function(&g->epi, c->mod, name), name);
+            g->args = ir_alloc(sizeof(int) * (size_t)(c->p->nbufs ? c->p->nbufs : 1));
+            if (s == KILN_OK &&
+                (!g->args || cgen_cuda_launch(c->p, kk, true, g->args, &g->nargs) < 0))
+                s = rt_device_fail(&c->base, KILN_ERR_NOMEM, "out of memory");
+            g->on = s == KILN_OK;
+            size_t bytes =
+                (size_t)(kk->mm.batch * kk->mm.m * kk->mm.n) * kiln_dtype_size(kk->acc_dtype);
+            scratch = bytes > scratch ? bytes : scratch;
+            most = g->nargs + 2 > most ? g->nargs + 2 : most;
+        }
         s = cu_check(c, cu->module_get_function(&c->fns[k], c->mod, kk->name), kk->name);
         c->args[k] = ir_alloc(sizeof(int) * (size_t)(c->p->nbufs ? c->p->nbufs : 1));
         if (s == KILN_OK && !c->args[k])
             s = rt_device_fail(&c->base, KILN_ERR_NOMEM, "out of memory");
         if (s == KILN_OK &&
-            (c->threads[k] = cgen_cuda_launch(c->p, kk, c->args[k], &c->nargs[k])) < 0)
+            (c->threads[k] = cgen_cuda_launch(c->p, kk, false, c->args[k], &c->nargs[k])) < 0)
             s = rt_device_fail(&c->base, KILN_ERR_NOMEM, "out of memory");
         most = c->nargs[k] + 1 > most ? c->nargs[k] + 1 : most;
         if (s == KILN_OK && c->timing) {
             s = cu_check(c, cu->event_create(&c->ev0[k], 0), "cuEventCreate");
             s = s ? s : cu_check(c, cu->event_create(&c->ev1[k], 0), "cuEventCreate");
         }
+    }
+    if (s == KILN_OK && scratch) {
+        s = cu_check(c, cu->mem_alloc(&q, scratch), "cuMemAlloc");
+        c->scratch = s == KILN_OK ? q : 0;
     }
     if (s == KILN_OK) {
         c->vals = ir_alloc(sizeof(rt_dptr) * (size_t)most);
@@ -341,9 +525,10 @@ rt_device *rt_cudev_new(const kprogram *p, const char *source, const char *cache
         c->ev1 = ir_calloc(sizeof *c->ev1 * nk);
         c->timed = ir_calloc(sizeof *c->timed * nk);
         c->calls = ir_calloc(sizeof *c->calls * 2 * nk);
+        c->gemm = ir_calloc(sizeof *c->gemm * nk);
     }
     if (!c || !c->fns || !c->args || !c->nargs || !c->threads || !c->ev0 || !c->ev1 || !c->timed ||
-        !c->calls) {
+        !c->gemm || !c->calls) {
         snprintf(why, cap, "out of memory");
         *status = KILN_ERR_NOMEM;
         if (c)

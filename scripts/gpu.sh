@@ -3,8 +3,8 @@
 # no package registry). It unpacks the .deb files scripts/gpu-prepare.sh
 # downloaded into .gpu/debs to a prefix, .gpu/prefix (never into /), configures
 # a fresh build-gpu/ against that prefix, builds with every core, runs the
-# gpu-labelled tests, the whole CPU suite as a sanity check and `make
-# bench-gpu` where that target exists. Every log lands in .gpu/out/ (and in
+# gpu-labelled tests, compute-sanitizer's memcheck on the device tests, `make
+# bench-gpu`, then the CPU suite as a sanity check when time is left. Every log lands in .gpu/out/ (and in
 # $OUT when set, which the GPU tool copies back); a one-screen summary ends it.
 # Exits non-zero when any step fails. tests/gpu_prefix_check.sh runs the unpack
 # and configure steps on a CPU machine, so no GPU minute goes to finding out
@@ -132,8 +132,13 @@ gpu_main() {
             [ -n "${excluded:-}" ] && echo "left out of the CPU suite: $excluded"
             echo "status: $([ $status = 0 ] && echo ALL OK || echo FAILED)"
         } | tee "$out/summary.txt"
+        # The GPU tool brings back at most 8 files: the set-up logs as one.
         if [ -n "${OUT:-}" ] && [ "$OUT" != "$out" ]; then
-            mkdir -p "$OUT" && cp -r "$out"/. "$OUT"/
+            mkdir -p "$OUT" && cat "$out"/machine.log "$out"/unpack.log "$out"/configure.log \
+                >"$OUT"/setup.log 2>/dev/null
+            for f in summary.txt build.log ctest-gpu.log sanitizer.log bench-gpu.log ctest-cpu.log; do
+                [ -f "$out/$f" ] && cp "$out/$f" "$OUT/"
+            done
         fi
     }
     start=$(date +%s)
@@ -155,9 +160,25 @@ gpu_main() {
     export LD_LIBRARY_PATH=$GPU_LIBDIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
     export LIBRARY_PATH=$GPU_LIBDIR${LIBRARY_PATH:+:$LIBRARY_PATH}
     export PATH=$PATH:$prefix/bin
-    # No gpu-labelled test yet is 0 tests, not a failure (--no-tests: ctest >= 3.17).
+    # NVRTC opens its builtins library by name: the toolkit's lib64 must be on the path.
+    local cu
+    for cu in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
+        [ -d "$cu" ] && export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$cu
+    done
+    # The GPU tests one at a time: they share one device.
     step "ctest -L gpu" ctest-gpu.log in_dir "$build" ctest -L gpu --no-tests=ignore \
-        --output-on-failure -j "$jobs" --timeout 240
+        --output-on-failure --timeout 240
+    if command -v compute-sanitizer >/dev/null; then
+        step "compute-sanitizer" sanitizer.log compute-sanitizer --tool memcheck \
+            --leak-check no --error-exitcode 9 "$build/test_device" --cuda
+    else
+        summary+=("$(printf '%-22s %-6s' compute-sanitizer skip) (not installed)")
+    fi
+    if grep -qE '^bench-gpu:' "$GPU_ROOT/Makefile"; then
+        step "make bench-gpu" bench-gpu.log make -C "$GPU_ROOT" bench-gpu BUILD=build-gpu
+    else
+        summary+=("$(printf '%-22s %-6s' "make bench-gpu" skip) (no bench-gpu target in the Makefile)")
+    fi
     # What this machine lacks and only one test needs (scripts/gpu-prepare.sh
     # says why they are not shipped): those tests are left out, named in the summary.
     excluded=""
@@ -165,12 +186,13 @@ gpu_main() {
     [ -d /usr/share/datasets/fashion-mnist ] || excluded="$excluded${excluded:+|}sample_mlp"
     local ex=()
     [ -n "$excluded" ] && ex=(-E "^($excluded)\$")
-    step "ctest (CPU suite)" ctest-cpu.log in_dir "$build" ctest "${ex[@]}" \
-        --output-on-failure -j "$jobs" --timeout 240
-    if grep -qE '^bench-gpu:' "$GPU_ROOT/Makefile"; then
-        step "make bench-gpu" bench-gpu.log make -C "$GPU_ROOT" bench-gpu BUILD=build-gpu
+    # Last, and only with time left (GPU_BUDGET seconds for the whole command,
+    # default 330): a sanity check that the CPU suite passes there too.
+    if [ $(($(date +%s) - start)) -lt $((${GPU_BUDGET:-330} - 120)) ]; then
+        step "ctest (CPU suite)" ctest-cpu.log in_dir "$build" ctest "${ex[@]}" -LE gpu \
+            --output-on-failure -j "$jobs" --timeout 120
     else
-        summary+=("$(printf '%-22s %-6s' "make bench-gpu" skip) (no bench-gpu target in the Makefile)")
+        summary+=("$(printf '%-22s %-6s' "ctest (CPU suite)" skip) (no time left in GPU_BUDGET)")
     fi
     summary+=("$(printf '%-22s %-6s %4ss' total "" $(($(date +%s) - start)))")
     finish

@@ -14,8 +14,11 @@ char *cgen_cuda(const kprogram *p);
 /* How the executor launches kernel k of p: its buffer arguments after the
  * context (program buffer ids, in order, into args: room for p->nbufs) and
  * the number of threads its loops are written for (the grid may hold fewer:
- * they stride), 0 for an empty domain; -1 when out of memory. */
-int64_t cgen_cuda_launch(const kprogram *p, const kernel *k, int *args, int *nargs);
+ * they stride), 0 for an empty domain; -1 when out of memory. epi: the
+ * kernel's epilogue `<name>_epi` instead (a float MATMUL of a non-empty
+ * domain has one: the stores of the fused kernel over a product a library
+ * GEMM wrote; its last argument, after these, is that product). */
+int64_t cgen_cuda_launch(const kprogram *p, const kernel *k, bool epi, int *args, int *nargs);
 
 /* Threads per block the kernels are written for (a multiple of the warp). */
 #define KILN_CUDA_BLOCK 256

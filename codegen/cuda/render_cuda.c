@@ -60,7 +60,9 @@ static void mark(cr *r, int i)
         mark(r, ops[j]);
 }
 
-static bool cr_init(cr *r, cgen_buf *b, const kprogram *p, const kernel *k)
+/* epi: the epilogue of a MATMUL (render_epilogue), which reads the product
+ * from a buffer instead of its operands. */
+static bool cr_init(cr *r, cgen_buf *b, const kprogram *p, const kernel *k, bool epi)
 {
     memset(r, 0, sizeof *r);
     r->p = p;
@@ -83,7 +85,7 @@ static bool cr_init(cr *r, cgen_buf *b, const kprogram *p, const kernel *k)
     }
     if (k->kind == KK_REDUCE)
         mark(r, k->body);
-    if (k->kind == KK_MATMUL) {
+    if (k->kind == KK_MATMUL && !epi) {
         r->use[k->mm.a] |= 1;
         r->use[k->mm.b] |= 1;
         r->vars[0] = r->vars[1] = r->vars[2] = true; /* the operands' offsets */
@@ -265,6 +267,36 @@ static void render_matmul(cr *r)
     cgen_puts(b, "    }\n");
 }
 
+/* The epilogue of a MATMUL whose product a library GEMM wrote to mmacc
+ * (row-major batch x m x n): the same stores, one thread per element. */
+static bool render_epilogue(cgen_buf *b, const kprogram *p, const kernel *k)
+{
+    cr r;
+    bool ok = cr_init(&r, b, p, k, true);
+    if (ok) {
+        const kk_matmul *mm = &k->mm;
+        const char *acc = cgen_ctype(k->acc_dtype);
+        cgen_printf(b, "/* %s after a library GEMM: its fused epilogue */\n", k->name);
+        cgen_printf(b, "extern \"C\" __global__ void %s_epi(kiln_ctx *ctx", k->name);
+        for (int i = 0; i < p->nbufs; i++)
+            if (r.use[i])
+                cgen_printf(b, ",\n    %s%s *__restrict__ b%d", r.use[i] & 2 ? "" : "const ",
+                            cgen_ctype(p->bufs[i].dtype), i);
+        cgen_printf(b, ",\n    const %s *__restrict__ mmacc)\n{\n", acc);
+        cgen_puts(b, "    if (ctx->err_code != 0)\n        return;\n");
+        grid_loop(b, mm->batch * mm->m * mm->n, 1);
+        const int64_t dims[3] = {mm->batch, mm->m, mm->n};
+        unflatten(&r, 2, "t", 0, 3, dims);
+        cgen_printf(b, "        const %s acc = mmacc[t];\n", acc);
+        emit_nodes(&r, 2, false, false);
+        emit_nodes(&r, 2, true, false);
+        emit_stores(&r, 2);
+        cgen_puts(b, "    }\n}\n\n");
+    }
+    cr_free(&r);
+    return ok;
+}
+
 /* Whether the kernel's output domain is empty (nothing to compute). */
 static bool empty_domain(const kernel *k)
 {
@@ -276,7 +308,7 @@ static bool empty_domain(const kernel *k)
 static bool render_kernel(cgen_buf *b, const kprogram *p, const kernel *k)
 {
     cr r;
-    bool ok = cr_init(&r, b, p, k);
+    bool ok = cr_init(&r, b, p, k, false);
     if (ok) {
         cgen_kernel_comment(b, p, k);
         cgen_printf(b, "extern \"C\" __global__ void %s(kiln_ctx *ctx", k->name);
@@ -300,12 +332,12 @@ static bool render_kernel(cgen_buf *b, const kprogram *p, const kernel *k)
     return ok;
 }
 
-int64_t cgen_cuda_launch(const kprogram *p, const kernel *k, int *args, int *nargs)
+int64_t cgen_cuda_launch(const kprogram *p, const kernel *k, bool epi, int *args, int *nargs)
 {
     cr r;
     cgen_buf unused = {0};
     *nargs = 0;
-    if (!cr_init(&r, &unused, p, k)) {
+    if (!cr_init(&r, &unused, p, k, epi)) {
         cr_free(&r);
         return -1;
     }
@@ -371,8 +403,12 @@ char *cgen_cuda(const kprogram *p)
     /* the kernels first: the helpers before them are only those they use */
     cgen_buf body = {0}, b = {0};
     bool ok = true;
-    for (int i = 0; i < p->nkernels && ok; i++)
-        ok = render_kernel(&body, p, &p->kernels[i]);
+    for (int i = 0; i < p->nkernels && ok; i++) {
+        const kernel *k = &p->kernels[i];
+        ok = render_kernel(&body, p, k);
+        if (ok && k->kind == KK_MATMUL && !empty_domain(k) && ir_dtype_is_float(k->acc_dtype))
+            ok = render_epilogue(&body, p, k);
+    }
     const char *const texts[] = {cgen_vmath_text, cgen_helpers_text};
     cgen_helpers h;
     ok = ok && !body.oom && cgen_helpers_init(&h, texts, 2);
