@@ -49,6 +49,8 @@ def main():
         import torch
     except ImportError as e:
         return all_notes(f"torch is not installed for {sys.executable} ({e})")
+    if "info" in labels:
+        print(f"INFO torch {torch.__version__} CUDA {torch.version.cuda}", flush=True)
     # BENCH_PEERS_DEVICE=cpu: a test of the harness where there is no GPU, not a benchmark
     dev = torch.device(os.environ.get("BENCH_PEERS_DEVICE", "cuda"))
     if dev.type == "cuda" and not torch.cuda.is_available():
@@ -138,7 +140,6 @@ def main():
         if label == "info":
             if dev.type == "cuda":
                 print(f"INFO gpu {torch.cuda.get_device_name(0)}", flush=True)
-            print(f"INFO torch {torch.__version__} CUDA {torch.version.cuda}", flush=True)
             continue
         try:
             cases[spec[0]](int(float(spec[1])), int(spec[2]) if len(spec) > 2 else 20)
