@@ -2,11 +2,13 @@
 #   make demo   installs what is missing, builds, trains an MLP on Fashion-MNIST (samples/mlp.c)
 #   make test   installs what is missing, builds, runs the whole suite (ctest + cmocka)
 #   make build  builds only
+#   make bench-gpu  Kiln's CUDA target beside PyTorch eager and torch.compile on this machine's
+#               GPU (bench/gpu.sh); installs nothing: the GPU machines have no package registry
 BUILD ?= build
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build test demo bench format format-check clean install
+.PHONY: all deps build test demo bench bench-gpu format format-check clean install
 
 all: build
 
@@ -28,6 +30,10 @@ demo: build
 bench: build
 	./$(BUILD)/bench/bench_compile_time
 	bash bench/cpu.sh ./$(BUILD)/bench/bench_cpu
+
+bench-gpu: $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS) --target bench_gpu
+	bash bench/gpu.sh ./$(BUILD)/bench/bench_gpu
 
 install: build
 	cmake --install $(BUILD)
