@@ -51,14 +51,12 @@ typedef struct {
     int (*set_math_mode)(cublas_handle, int);
     gemm_fn sgemm, dgemm; /* cublas[SD]gemmStridedBatched */
 } cublas_api;
-enum { CUBLAS_OP_N = 0, CUBLAS_OP_T = 1, CUBLAS_TF32_TENSOR_OP_MATH = 3 };
+enum { CUBLAS_TF32_TENSOR_OP_MATH = 3 };
 
-/* A MATMUL kernel run as a cuBLAS GEMM into the scratch, then its epilogue:
- * row-major C = A B is, column-major, C^T = B^T A^T (x = B^T, y = A^T). */
+/* A MATMUL kernel run as a cuBLAS GEMM into the scratch, then its epilogue. */
 typedef struct {
     bool on;
-    int opx, opy, ldx, ldy, m, n, k, batch;
-    long long sx, sy;
+    rt_gemm_plan g;
     rt_cu_function epi;
     int *args, nargs;
 } gemm_plan;
@@ -215,11 +213,11 @@ static kiln_status cu_begin(rt_device *d, uint64_t seed, uint32_t run)
 /* cuBLAS's product into the scratch, then the kernel's epilogue over it. */
 static kiln_status gemm_launch(cudev *c, int k, const rt_dptr *table, int64_t blocks)
 {
-    const gemm_plan *g = &c->gemm[k];
+    const rt_gemm_plan *g = &c->gemm[k].g;
     const kk_matmul *mm = &c->p->kernels[k].mm;
     const double one = 1, zero = 0;
     const float onef = 1, zerof = 0;
-    bool f64 = c->p->kernels[k].acc_dtype == KILN_F64;
+    bool f64 = g->f64;
     const void *x = (const void *)(uintptr_t)table[mm->b];
     const void *y = (const void *)(uintptr_t)table[mm->a];
     int r = (f64 ? c->blas.dgemm : c->blas.sgemm)(
@@ -231,14 +229,15 @@ static kiln_status gemm_launch(cudev *c, int k, const rt_dptr *table, int64_t bl
                               c->p->kernels[k].name, r);
     c->vals[0] = c->dctx;
     c->params[0] = &c->vals[0];
-    for (int i = 0; i < g->nargs; i++) {
-        c->vals[i + 1] = table[g->args[i]];
+    const gemm_plan *e = &c->gemm[k];
+    for (int i = 0; i < e->nargs; i++) {
+        c->vals[i + 1] = table[e->args[i]];
         c->params[i + 1] = &c->vals[i + 1];
     }
-    c->vals[g->nargs + 1] = c->scratch;
-    c->params[g->nargs + 1] = &c->vals[g->nargs + 1];
+    c->vals[e->nargs + 1] = c->scratch;
+    c->params[e->nargs + 1] = &c->vals[e->nargs + 1];
     return cu_check(c,
-                    c->cu->launch_kernel(g->epi, (unsigned)blocks, 1, 1, KILN_CUDA_BLOCK, 1, 1, 0,
+                    c->cu->launch_kernel(e->epi, (unsigned)blocks, 1, 1, KILN_CUDA_BLOCK, 1, 1, 0,
                                          c->stream, c->params, NULL),
                     c->p->kernels[k].name);
 }
@@ -385,27 +384,30 @@ static bool operand(int64_t rows, int64_t cols, int64_t rs, int64_t cs, int *op,
 {
     if (rows == 1 || rs == 1) { /* column-major already */
         int64_t l = cols == 1 ? rows : cs;
-        *op = CUBLAS_OP_N;
-        *ld = (int)(l < rows ? rows : l);
+        *op = RT_GEMM_N;
+        l = l < rows ? rows : l;
+        *ld = (int)(l < 1 ? 1 : l); /* cuBLAS: ld >= max(1, rows) */
         return (cols == 1 || cs >= rows) && l <= INT_MAX;
     }
     if (cols == 1 || cs == 1) { /* the transpose is column-major */
         int64_t l = rows == 1 ? cols : rs;
-        *op = CUBLAS_OP_T;
-        *ld = (int)(l < cols ? cols : l);
+        *op = RT_GEMM_T;
+        l = l < cols ? cols : l;
+        *ld = (int)(l < 1 ? 1 : l);
         return (rows == 1 || rs >= cols) && l <= INT_MAX;
     }
     return false;
 }
 
-/* Whether kernel k runs as a cuBLAS GEMM, and how. */
-static bool plan_gemm(cudev *c, const kernel *k, gemm_plan *g)
+bool rt_gemm_plan_of(const kprogram *p, const kernel *k, rt_gemm_plan *g)
 {
     const kk_matmul *mm = &k->mm;
-    const kprogram *p = c->p;
-    kiln_dtype dt = k->acc_dtype;
-    if (!c->blas.lib || k->kind != KK_MATMUL || (dt != KILN_F32 && dt != KILN_F64) ||
-        p->bufs[mm->a].dtype != dt || p->bufs[mm->b].dtype != dt || mm->batch * mm->m * mm->n == 0)
+    /* f32 operands accumulate in f32 there (as PyTorch's matmuls do); the
+     * kernel's own loop sums them in f64 */
+    kiln_dtype dt = p->bufs[mm->a].dtype;
+    if (k->kind != KK_MATMUL || !ir_dtype_is_float(k->acc_dtype) ||
+        (dt != KILN_F32 && dt != KILN_F64) || p->bufs[mm->b].dtype != dt ||
+        mm->batch * mm->m * mm->n == 0)
         return false;
     int64_t lim = INT_MAX;
     if (mm->m > lim || mm->n > lim || mm->k > lim || mm->batch > lim || mm->m * mm->n > lim)
@@ -415,6 +417,7 @@ static bool plan_gemm(cudev *c, const kernel *k, gemm_plan *g)
     if (!operand(mm->n, mm->k, mm->b_stride[2], mm->b_stride[1], &g->opx, &g->ldx) ||
         !operand(mm->k, mm->m, mm->a_stride[2], mm->a_stride[1], &g->opy, &g->ldy))
         return false;
+    g->f64 = dt == KILN_F64;
     g->m = (int)mm->m;
     g->n = (int)mm->n;
     g->k = (int)mm->k;
@@ -463,7 +466,7 @@ static kiln_status open_device(cudev *c, const char *source, const char *cache_d
     for (int k = 0; k < c->p->nkernels && s == KILN_OK; k++) {
         const kernel *kk = &c->p->kernels[k];
         gemm_plan *g = &c->gemm[k];
-        if (plan_gemm(c, kk, g)) {
+        if (c->blas.lib && rt_gemm_plan_of(c->p, kk, &g->g)) {
             char name[80];
             snprintf(name, sizeof name, "%s_epi", kk->name);
             s = cu_check(c, cu->module_get_function(&g->epi, c->mod, name), name);
@@ -472,8 +475,7 @@ static kiln_status open_device(cudev *c, const char *source, const char *cache_d
                 (!g->args || cgen_cuda_launch(c->p, kk, true, g->args, &g->nargs) < 0))
                 s = rt_device_fail(&c->base, KILN_ERR_NOMEM, "out of memory");
             g->on = s == KILN_OK;
-            size_t bytes =
-                (size_t)(kk->mm.batch * kk->mm.m * kk->mm.n) * kiln_dtype_size(kk->acc_dtype);
+            size_t bytes = (size_t)(kk->mm.batch * kk->mm.m * kk->mm.n) * (g->g.f64 ? 8 : 4);
             scratch = bytes > scratch ? bytes : scratch;
             most = g->nargs + 2 > most ? g->nargs + 2 : most;
         }

@@ -71,4 +71,19 @@ rt_device *rt_cdev_new(void *handle, const kprogram *p, int threads, char *why, 
 rt_device *rt_cudev_new(const kprogram *p, const char *source, const char *cache_dir, bool *hit,
                         kiln_status *status, char *why, size_t cap);
 
+/* A MATMUL kernel as one column-major strided-batched GEMM (cuBLAS's
+ * [SD]gemmStridedBatched): row-major C = A B per batch is, column-major,
+ * C^T = B^T A^T, so x = B^T (n x k) and y = A^T (k x m), written to a
+ * contiguous m x n product per batch (ldc = n). op: 0 = N, 1 = T. */
+typedef struct {
+    bool f64; /* the operands' dtype: DGEMM, else SGEMM (f32 sums, also where the
+                 kernel's own loop sums f32 operands in f64) */
+    int opx, opy, ldx, ldy, m, n, k, batch;
+    long long sx, sy; /* elements between batches of x and y (0: broadcast) */
+} rt_gemm_plan;
+enum { RT_GEMM_N = 0, RT_GEMM_T = 1 };
+/* Whether kernel k of p maps to such a GEMM (float, both operands f32 or f64,
+ * each with a contiguous row or column, sizes within int), and how. */
+bool rt_gemm_plan_of(const kprogram *p, const kernel *k, rt_gemm_plan *g);
+
 #endif /* KILN_DEVICE_H */

@@ -170,7 +170,7 @@ gpu_main() {
         --output-on-failure --timeout 240
     if command -v compute-sanitizer >/dev/null; then
         step "compute-sanitizer" sanitizer.log compute-sanitizer --tool memcheck \
-            --leak-check no --error-exitcode 9 "$build/test_device" --cuda
+            --leak-check no --error-exitcode 9 "$build/tests/test_device" --cuda
     else
         summary+=("$(printf '%-22s %-6s' compute-sanitizer skip) (not installed)")
     fi

@@ -85,6 +85,9 @@ static bool cr_init(cr *r, cgen_buf *b, const kprogram *p, const kernel *k, bool
     }
     if (k->kind == KK_REDUCE)
         mark(r, k->body);
+    for (int i = 0; i < k->nx; i++) /* a bounds check is needed for its error alone */
+        if (k->x[i].kind == KX_CHECK)
+            mark(r, i);
     if (k->kind == KK_MATMUL && !epi) {
         r->use[k->mm.a] |= 1;
         r->use[k->mm.b] |= 1;
@@ -276,18 +279,21 @@ static bool render_epilogue(cgen_buf *b, const kprogram *p, const kernel *k)
     if (ok) {
         const kk_matmul *mm = &k->mm;
         const char *acc = cgen_ctype(k->acc_dtype);
+        /* the product has the operands' dtype (an f32 GEMM for f32 operands) */
+        kiln_dtype pd = p->bufs[mm->a].dtype;
+        const char *prod = cgen_ctype(ir_dtype_is_float(pd) ? pd : k->acc_dtype);
         cgen_printf(b, "/* %s after a library GEMM: its fused epilogue */\n", k->name);
         cgen_printf(b, "extern \"C\" __global__ void %s_epi(kiln_ctx *ctx", k->name);
         for (int i = 0; i < p->nbufs; i++)
             if (r.use[i])
                 cgen_printf(b, ",\n    %s%s *__restrict__ b%d", r.use[i] & 2 ? "" : "const ",
                             cgen_ctype(p->bufs[i].dtype), i);
-        cgen_printf(b, ",\n    const %s *__restrict__ mmacc)\n{\n", acc);
+        cgen_printf(b, ",\n    const %s *__restrict__ mmacc)\n{\n", prod);
         cgen_puts(b, "    if (ctx->err_code != 0)\n        return;\n");
         grid_loop(b, mm->batch * mm->m * mm->n, 1);
         const int64_t dims[3] = {mm->batch, mm->m, mm->n};
         unflatten(&r, 2, "t", 0, 3, dims);
-        cgen_printf(b, "        const %s acc = mmacc[t];\n", acc);
+        cgen_printf(b, "        const %s acc = (%s)mmacc[t];\n", acc, acc);
         emit_nodes(&r, 2, false, false);
         emit_nodes(&r, 2, true, false);
         emit_stores(&r, 2);

@@ -19,6 +19,7 @@
  */
 #include "codegen/cuda/cuda.h"
 #include "passes/passes.h"
+#include "runtime/device.h"
 #include "runtime/nvrtc.h"
 #include "sweep_harness.h"
 
@@ -1312,6 +1313,12 @@ static void test_every_op_has_cases(void **state)
 static void test_comparison_rules(void **state)
 {
     (void)state;
+    sw_exact_f64_ulps = 2; /* the CUDA sweep's: two ULPs of an exact f64, not three */
+    assert_true(sw_close(KILN_F64, true, 1.0, nextafter(nextafter(1.0, 2), 2)));
+    assert_false(sw_close(KILN_F64, true, 1.0, nextafter(nextafter(nextafter(1.0, 2), 2), 2)));
+    assert_false(sw_close(KILN_F32, true, 1.0, 1.0 + 1e-7));
+    sw_exact_f64_ulps = 0;
+    assert_false(sw_close(KILN_F64, true, 1.0, nextafter(1.0, 2)));
     assert_true(sw_close(KILN_F32, false, 1.0, 1.0 + 0.9e-5));
     assert_false(sw_close(KILN_F32, false, 1.0, 1.0 + 1.1e-5));
     assert_true(sw_close(KILN_F32, false, 0.0, 0.9e-6));
@@ -1468,13 +1475,71 @@ static void test_c_target_matches_interpreter(void **state)
         fail_msg("the C target differs from the interpreter in %d (case, moment) pairs", bad);
 }
 
+/* Every float matmul of the sweep that the CUDA device hands to cuBLAS keeps
+ * cuBLAS's argument rules (ld >= the stored rows, sizes >= 0) and addresses
+ * every operand element where the kernel does: x = B^T, y = A^T. */
+static void test_gemm_plans_address_like_the_kernel(void **state)
+{
+    (void)state;
+    kiln_graph *g = ir_graph_clone(sw->g);
+    assert_non_null(g);
+    kprogram *p = NULL;
+    assert_int_equal(pass_pipeline(g, &p), KILN_OK);
+    int planned = 0, refused = 0, bad = 0;
+    for (int ki = 0; ki < p->nkernels; ki++) {
+        const kernel *k = &p->kernels[ki];
+        rt_gemm_plan pl;
+        if (k->kind != KK_MATMUL)
+            continue;
+        if (!rt_gemm_plan_of(p, k, &pl)) {
+            refused++;
+            continue;
+        }
+        planned++;
+        const kk_matmul *mm = &k->mm;
+        int64_t lx = pl.opx == RT_GEMM_N ? pl.n : pl.k, ly = pl.opy == RT_GEMM_N ? pl.k : pl.m;
+        bool ok = pl.m == mm->m && pl.n == mm->n && pl.k == mm->k && pl.batch == mm->batch &&
+                  pl.ldx >= (lx > 1 ? lx : 1) && pl.ldy >= (ly > 1 ? ly : 1);
+        for (int64_t b = 0; b < mm->batch && ok; b++)
+            for (int64_t q = 0; q < mm->k && ok; q++) {
+                for (int64_t j = 0; j < mm->n && ok; j++) {
+                    int64_t x = b * pl.sx + (pl.opx == RT_GEMM_N ? j + q * pl.ldx : q + j * pl.ldx);
+                    ok = x == b * mm->b_stride[0] + q * mm->b_stride[1] + j * mm->b_stride[2];
+                }
+                for (int64_t i = 0; i < mm->m && ok; i++) {
+                    int64_t y = b * pl.sy + (pl.opy == RT_GEMM_N ? q + i * pl.ldy : i + q * pl.ldy);
+                    ok = y == b * mm->a_stride[0] + i * mm->a_stride[1] + q * mm->a_stride[2];
+                }
+            }
+        if (!ok) {
+            print_message(
+                "GEMM PLAN %s: batch %lld m %lld n %lld k %lld, A strides %lld %lld %lld, "
+                "B strides %lld %lld %lld -> opx %d ldx %d sx %lld, opy %d ldy %d sy "
+                "%lld\n",
+                k->name, (long long)mm->batch, (long long)mm->m, (long long)mm->n, (long long)mm->k,
+                (long long)mm->a_stride[0], (long long)mm->a_stride[1], (long long)mm->a_stride[2],
+                (long long)mm->b_stride[0], (long long)mm->b_stride[1], (long long)mm->b_stride[2],
+                pl.opx, pl.ldx, pl.sx, pl.opy, pl.ldy, pl.sy);
+            bad++;
+        }
+    }
+    print_message("GEMM plans: %d matmul kernels to cuBLAS, %d to the generated kernel\n", planned,
+                  refused);
+    assert_true(planned >= 10 && refused >= 1);
+    assert_int_equal(bad, 0);
+    kp_free(p);
+    kiln_graph_free(g);
+}
+
 /* The CUDA target (ctest sweep_cuda, label gpu): the same check on the GPU.
  * Skipped (77) where kiln_compile says there is no usable GPU. */
 static void test_cuda_target_matches_interpreter(void **state)
 {
     (void)state;
     kiln_compile_opts cuda = {.target = KILN_TARGET_CUDA};
+    sw_exact_f64_ulps = 2;
     int bad = sw_check_target(sw, &cuda, "CUDA", false);
+    sw_exact_f64_ulps = 0;
     if (bad)
         fail_msg("the CUDA target differs from the interpreter in %d (case, moment) pairs", bad);
 }
@@ -1567,6 +1632,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_interpreter_matches_hand_computed),
         cmocka_unit_test(test_harness_catches_a_difference),
         cmocka_unit_test(test_c_target_matches_interpreter),
+        cmocka_unit_test(test_gemm_plans_address_like_the_kernel),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
