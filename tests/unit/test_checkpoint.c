@@ -25,38 +25,24 @@
 #define FIXTURE KILN_SOURCE_DIR "/tests/data/torch_linear.safetensors"
 
 static const kiln_target targets[2] = {KILN_TARGET_INTERP, KILN_TARGET_C};
-static char dir[256]; /* this run's scratch directory */
+#define dir ku_scratch_dir /* this run's scratch directory (testutil) */
 
 /* <dir>/<name>, in one of a few rotating buffers. */
 static const char *tpath(const char *name)
 {
-    static char bufs[4][512];
-    static int next;
-    char *p = bufs[next++ % 4];
-    snprintf(p, sizeof bufs[0], "%s/%s", dir, name);
-    return p;
+    return ku_scratch(name);
 }
 
 static int make_dir(void **state)
 {
     (void)state;
-    const char *tmp = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/kiln-ckpt-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    return mkdtemp(dir) ? 0 : -1;
+    return ku_scratch_make("ckpt");
 }
 
 static int remove_dir(void **state)
 {
     (void)state;
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    while (d && (e = readdir(d)))
-        if (e->d_name[0] != '.')
-            unlink(tpath(e->d_name));
-    if (d)
-        closedir(d);
-    rmdir(dir);
-    return 0;
+    return ku_scratch_remove();
 }
 
 static void run_ok(kiln_module *m, const char *entry)

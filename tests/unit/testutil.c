@@ -4,6 +4,7 @@
 #include "ir/ir.h"
 #include "runtime/rt.h"
 
+#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -289,4 +290,36 @@ void ku_in_child(const char *what, int (*fn)(void *), void *arg)
     if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
         fail_msg("%s did not return within 5 seconds", what);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+char ku_scratch_dir[256];
+
+int ku_scratch_make(const char *tag)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(ku_scratch_dir, sizeof ku_scratch_dir, "%s/kiln-%s-XXXXXX", tmp && *tmp ? tmp : "/tmp",
+             tag);
+    return mkdtemp(ku_scratch_dir) ? 0 : -1;
+}
+
+const char *ku_scratch(const char *name)
+{
+    static char bufs[4][512];
+    static int next;
+    char *p = bufs[next++ % 4];
+    snprintf(p, sizeof bufs[0], "%s/%s", ku_scratch_dir, name);
+    return p;
+}
+
+int ku_scratch_remove(void)
+{
+    DIR *d = opendir(ku_scratch_dir);
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        if (e->d_name[0] != '.')
+            unlink(ku_scratch(e->d_name));
+    if (d)
+        closedir(d);
+    rmdir(ku_scratch_dir);
+    return 0;
 }

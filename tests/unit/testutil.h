@@ -115,4 +115,13 @@ double ku_load(kiln_dtype dt, const void *base, int64_t i);
 /* Reads a whole file into a NUL-terminated malloc'd buffer (NULL on failure). */
 char *ku_read_file(const char *path, size_t *len);
 
+/* A test program's scratch directory: ku_scratch_make(tag) creates
+ * $TMPDIR/kiln-<tag>-XXXXXX (a cmocka group setup: 0 or -1), ku_scratch(name)
+ * is a path in it (one of four rotating buffers), ku_scratch_remove empties
+ * and removes it (its files only: no subdirectories). */
+extern char ku_scratch_dir[256];
+int ku_scratch_make(const char *tag);
+const char *ku_scratch(const char *name);
+int ku_scratch_remove(void);
+
 #endif
