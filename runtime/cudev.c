@@ -21,6 +21,7 @@
 
 #include <dlfcn.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,7 +47,6 @@ typedef struct {
     void *lib;
     cublas_handle h;
     int (*create)(cublas_handle *);
-    int (*destroy)(cublas_handle);
     int (*set_stream)(cublas_handle, rt_cu_stream);
     int (*set_math_mode)(cublas_handle, int);
     gemm_fn sgemm, dgemm; /* cublas[SD]gemmStridedBatched */
@@ -66,7 +66,6 @@ typedef struct {
     const rt_cuda_api *cu;
     rt_cu_device dev;
     rt_cu_context ctx;
-    bool retained;
     rt_cu_stream stream;
     rt_cu_module mod;
     const kprogram *p;
@@ -83,10 +82,22 @@ typedef struct {
     rt_cu_event *ev0, *ev1; /* per kernel index */
     bool *timed;            /* per kernel index: launched (timed) in this run */
     uint64_t *calls, *ns;   /* per kernel index */
-    cublas_api blas;        /* .lib NULL: none (KILN_CUBLAS=0, or not installed) */
+    bool blas;              /* GEMMs go to cuBLAS (installed, and not KILN_CUBLAS=0) */
     gemm_plan *gemm;        /* per kernel index */
     rt_dptr scratch;        /* the GEMMs' products */
 } cudev;
+
+/* Process-wide, made once and kept (as PyTorch keeps them): the primary
+ * context (creating it costs a tenth of a second; a module freed and another
+ * compiled must not pay it again), and cuBLAS, loaded at the first compile
+ * that wants it and given a handle at the first GEMM, which every module
+ * shares under a lock (a handle serves one stream at a time). */
+static struct {
+    pthread_mutex_t mu;
+    rt_cu_context ctx;
+    bool tried_blas;
+    cublas_api blas; /* .lib NULL: not installed */
+} proc = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 /* "what failed: the driver's text" into d->error. */
 static kiln_status cu_check(cudev *c, rt_cu_result r, const char *what)
@@ -123,10 +134,6 @@ static void cu_destroy(rt_device *d)
     for (int k = 0; c->gemm && c->p && k < c->p->nkernels; k++)
         ir_free(c->gemm[k].args);
     ir_free(c->gemm);
-    if (c->blas.h)
-        c->blas.destroy(c->blas.h);
-    if (c->blas.lib)
-        dlclose(c->blas.lib);
     if (c->scratch)
         c->cu->mem_free(c->scratch);
     if (c->dctx)
@@ -135,8 +142,6 @@ static void cu_destroy(rt_device *d)
         c->cu->module_unload(c->mod);
     if (c->stream)
         c->cu->stream_destroy(c->stream);
-    if (c->retained)
-        c->cu->primary_ctx_release(c->dev);
     ir_free(c->fns);
     ir_free(c->args);
     ir_free(c->nargs);
@@ -220,10 +225,22 @@ static kiln_status gemm_launch(cudev *c, int k, const rt_dptr *table, int64_t bl
     bool f64 = g->f64;
     const void *x = (const void *)(uintptr_t)table[mm->b];
     const void *y = (const void *)(uintptr_t)table[mm->a];
-    int r = (f64 ? c->blas.dgemm : c->blas.sgemm)(
-        c->blas.h, g->opx, g->opy, g->n, g->m, g->k, f64 ? (const void *)&one : &onef, x, g->ldx,
-        g->sx, y, g->ldy, g->sy, f64 ? (const void *)&zero : &zerof, (void *)(uintptr_t)c->scratch,
-        g->n, (long long)g->m * g->n, g->batch);
+    cublas_api *b = &proc.blas;
+    pthread_mutex_lock(&proc.mu);
+    int r = 0;
+    if (!b->h) { /* TF32 only when asked: PyTorch's default is off as well */
+        const char *tf32 = getenv("KILN_TF32");
+        r = b->create(&b->h);
+        if (r == 0 && tf32 && strcmp(tf32, "1") == 0)
+            r = b->set_math_mode(b->h, CUBLAS_TF32_TENSOR_OP_MATH);
+    }
+    r = r ? r : b->set_stream(b->h, c->stream);
+    r = r ? r
+          : (f64 ? b->dgemm : b->sgemm)(
+                b->h, g->opx, g->opy, g->n, g->m, g->k, f64 ? (const void *)&one : &onef, x, g->ldx,
+                g->sx, y, g->ldy, g->sy, f64 ? (const void *)&zero : &zerof,
+                (void *)(uintptr_t)c->scratch, g->n, (long long)g->m * g->n, g->batch);
+    pthread_mutex_unlock(&proc.mu);
     if (r != 0)
         return rt_device_fail(&c->base, KILN_ERR_DEVICE, "cuBLAS GEMM of %s failed (status %d)",
                               c->p->kernels[k].name, r);
@@ -336,45 +353,41 @@ static kiln_status cubin_of(cudev *c, const char *source, int arch, const char *
     return KILN_OK;
 }
 
-/* cuBLAS, when installed and not turned off (KILN_CUBLAS=0): on the stream,
- * TF32 only when KILN_TF32=1 (PyTorch's default is off as well). */
-static void open_cublas(cudev *c)
+/* Whether GEMMs go to cuBLAS: installed (opened once per process) and not
+ * turned off (KILN_CUBLAS=0). Call under proc.mu. */
+static bool want_cublas(void)
 {
     const char *env = getenv("KILN_CUBLAS");
     if (env && strcmp(env, "0") == 0)
-        return;
+        return false;
+    cublas_api *b = &proc.blas;
+    if (proc.tried_blas)
+        return b->lib != NULL;
+    proc.tried_blas = true;
     static const char *const names[] = {"libcublas.so.13", "libcublas.so.12", "libcublas.so",
                                         "/usr/local/cuda/lib64/libcublas.so"};
-    cublas_api *b = &c->blas;
     for (size_t i = 0; i < sizeof names / sizeof names[0] && !b->lib; i++)
         b->lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
     if (!b->lib)
-        return;
+        return false;
     struct {
         void **slot;
         const char *name;
     } syms[] = {{(void **)&b->create, "cublasCreate_v2"},
-                {(void **)&b->destroy, "cublasDestroy_v2"},
                 {(void **)&b->set_stream, "cublasSetStream_v2"},
                 {(void **)&b->set_math_mode, "cublasSetMathMode"},
                 {(void **)&b->sgemm, "cublasSgemmStridedBatched"},
                 {(void **)&b->dgemm, "cublasDgemmStridedBatched"}};
-    bool ok = true;
-    for (size_t i = 0; i < sizeof syms / sizeof syms[0] && ok; i++) {
+    for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++) {
         void *f = dlsym(b->lib, syms[i].name);
-        ok = f != NULL;
+        if (!f) { /* too old a cuBLAS: the generated kernels do the matmuls */
+            dlclose(b->lib);
+            memset(b, 0, sizeof *b);
+            return false;
+        }
         memcpy(syms[i].slot, &f, sizeof f);
     }
-    const char *tf32 = getenv("KILN_TF32");
-    ok = ok && b->create(&b->h) == 0 && b->set_stream(b->h, c->stream) == 0;
-    ok = ok && (!tf32 || strcmp(tf32, "1") != 0 ||
-                b->set_math_mode(b->h, CUBLAS_TF32_TENSOR_OP_MATH) == 0);
-    if (!ok) {
-        if (b->h)
-            b->destroy(b->h);
-        dlclose(b->lib);
-        memset(b, 0, sizeof *b);
-    }
+    return true;
 }
 
 /* One operand of the column-major GEMM: element (row, col) of a rows x cols
@@ -442,10 +455,14 @@ static kiln_status open_device(cudev *c, const char *source, const char *cache_d
     s = s ? s
           : cu_check(c, cu->device_get_attribute(&c->sms, CU_ATTR_MP_COUNT, c->dev),
                      "cuDeviceGetAttribute");
-    s = s ? s : cu_check(c, cu->primary_ctx_retain(&c->ctx, c->dev), "cuDevicePrimaryCtxRetain");
+    pthread_mutex_lock(&proc.mu);
+    if (s == KILN_OK && !proc.ctx)
+        s = cu_check(c, cu->primary_ctx_retain(&proc.ctx, c->dev), "cuDevicePrimaryCtxRetain");
+    c->ctx = proc.ctx;
+    c->blas = s == KILN_OK && want_cublas();
+    pthread_mutex_unlock(&proc.mu);
     if (s != KILN_OK)
         return s;
-    c->retained = true;
     s = current(c);
     s = s ? s : cu_check(c, cu->stream_create(&c->stream, 1 /* non-blocking */), "cuStreamCreate");
     if (s != KILN_OK)
@@ -461,12 +478,10 @@ static kiln_status open_device(cudev *c, const char *source, const char *cache_d
     c->dctx = q;
     int most = 1;
     size_t scratch = 0;
-    if (s == KILN_OK)
-        open_cublas(c);
     for (int k = 0; k < c->p->nkernels && s == KILN_OK; k++) {
         const kernel *kk = &c->p->kernels[k];
         gemm_plan *g = &c->gemm[k];
-        if (c->blas.lib && rt_gemm_plan_of(c->p, kk, &g->g)) {
+        if (c->blas && rt_gemm_plan_of(c->p, kk, &g->g)) {
             char name[80];
             snprintf(name, sizeof name, "%s_epi", kk->name);
             s = cu_check(c, cu->module_get_function(&g->epi, c->mod, name), name);

@@ -4,7 +4,7 @@
  *
  *   mlp [--epochs N] [--hidden H] [--batch B] [--lr LR] [--gamma G] [--data DIR]
  *       [--checkpoint FILE] [--resume] [--limit N] [--threads T]
- *       [--target c|interp]
+ *       [--target c|interp|cuda]
  *
  * The data is Debian's dataset-fashion-mnist (/usr/share/datasets/fashion-
  * mnist, IDX files, gzip'd or not; samples/idx.h reads them). Each epoch
@@ -47,7 +47,7 @@ static int usage(const char *why)
     fprintf(stderr,
             "mlp: %s\nusage: mlp [--epochs N] [--hidden H] [--batch B] [--lr LR] [--gamma G]\n"
             "           [--data DIR] [--checkpoint FILE] [--resume] [--limit N] [--threads T]\n"
-            "           [--target c|interp]\n",
+            "           [--target c|interp|cuda]\n",
             why);
     return 2;
 }
@@ -93,6 +93,8 @@ static bool parse(int argc, char **argv, options *o)
             o->target = KILN_TARGET_C;
         else if (strcmp(a, "--target") == 0 && strcmp(v, "interp") == 0)
             o->target = KILN_TARGET_INTERP;
+        else if (strcmp(a, "--target") == 0 && strcmp(v, "cuda") == 0)
+            o->target = KILN_TARGET_CUDA;
         else
             return false;
     }

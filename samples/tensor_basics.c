@@ -8,8 +8,9 @@
  *
  * Kiln builds a graph first and runs it afterwards, so each section collects
  * what it wants printed (show, value, say), then compiles its graph, runs it
- * once and prints everything in order. `--target c|interp` picks the target
- * (default: the C target); both must print the same text.
+ * once and prints everything in order. `--target c|interp|cuda` picks the
+ * target (default: the C target); all must print the same text. For cuda
+ * without a usable GPU it says why and exits 77 before printing anything.
  * Random tensors print their shape and a property that holds for any stream:
  * Kiln draws from Philox, so the values differ from PyTorch's.
  */
@@ -496,11 +497,27 @@ int main(int argc, char **argv)
 {
     for (int i = 1; i < argc; i += 2) {
         const char *v = i + 1 < argc ? argv[i + 1] : "";
-        if (strcmp(argv[i], "--target") != 0 || (strcmp(v, "c") != 0 && strcmp(v, "interp") != 0)) {
-            fprintf(stderr, "usage: tensor_basics [--target c|interp]\n");
+        if (strcmp(argv[i], "--target") != 0 ||
+            (strcmp(v, "c") != 0 && strcmp(v, "interp") != 0 && strcmp(v, "cuda") != 0)) {
+            fprintf(stderr, "usage: tensor_basics [--target c|interp|cuda]\n");
             return 2;
         }
-        target = strcmp(v, "c") == 0 ? KILN_TARGET_C : KILN_TARGET_INTERP;
+        target = strcmp(v, "c") == 0      ? KILN_TARGET_C
+                 : strcmp(v, "cuda") == 0 ? KILN_TARGET_CUDA
+                                          : KILN_TARGET_INTERP;
+    }
+    if (target == KILN_TARGET_CUDA) { /* is there a GPU? (torch.cuda.is_available()) */
+        kiln_graph *g = kiln_graph_new();
+        kiln_tensor *x = kiln_ones(g, KILN_F32, KILN_SHAPE(1));
+        kiln_entry(g, "f", 1, &x, NULL);
+        kiln_module *m = NULL;
+        kiln_status st = kiln_compile(g, &(kiln_compile_opts){.target = target}, &m);
+        if (st != KILN_OK)
+            fprintf(stderr, "tensor_basics: %s\n", kiln_graph_error(g));
+        kiln_module_free(m);
+        kiln_graph_free(g);
+        if (st != KILN_OK)
+            return st == KILN_ERR_DEVICE ? 77 : 1;
     }
     static section s;
     initialize(&s);

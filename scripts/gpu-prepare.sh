@@ -48,6 +48,16 @@ for p in "${pkgs[@]}"; do
   mv "$tmp"/*.deb "$dir"/
   rmdir "$tmp"
 done
+# Fashion-MNIST (30 MiB, from dataset-fashion-mnist) for the GPU run of
+# samples/mlp.c (ctest sample_mlp_cuda): carry .gpu/data too.
+mnist=/usr/share/datasets/fashion-mnist
+if [ -f "$mnist/train-images-idx3-ubyte.gz" ]; then
+  mkdir -p .gpu/data/fashion-mnist
+  cp -u "$mnist"/*.gz .gpu/data/fashion-mnist/
+  echo "gpu-prepare: Fashion-MNIST in .gpu/data/fashion-mnist"
+else
+  echo "gpu-prepare: no $mnist (apt-get install dataset-fashion-mnist): sample_mlp_cuda will skip" >&2
+fi
 echo "gpu-prepare: $(ls "$dir"/*.deb | wc -l) packages in $dir:"
 ls -1 "$dir"
 total=$(du -cb "$dir"/*.deb | tail -n1 | cut -f1)
@@ -56,4 +66,4 @@ if [ "$total" -gt $((48 * 1024 * 1024)) ]; then
   echo "gpu-prepare: over 48 MiB, too close to the 64 MiB limit" >&2
   exit 1
 fi
-echo "gpu-prepare: now run there: bash scripts/gpu.sh (with carry: .gpu/debs)"
+echo "gpu-prepare: now run there: bash scripts/gpu.sh (with carry: .gpu/debs .gpu/data)"

@@ -165,6 +165,8 @@ gpu_main() {
     for cu in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
         [ -d "$cu" ] && export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$cu
     done
+    # samples/mlp.c's data (scripts/gpu-prepare.sh copied it; the machine has no registry)
+    [ -d "$GPU_ROOT/.gpu/data/fashion-mnist" ] && export KILN_MNIST_DIR=$GPU_ROOT/.gpu/data/fashion-mnist
     # The GPU tests one at a time: they share one device.
     step "ctest -L gpu" ctest-gpu.log in_dir "$build" ctest -L gpu --no-tests=ignore \
         --output-on-failure --timeout 240

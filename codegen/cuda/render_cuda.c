@@ -172,10 +172,30 @@ static void grid_loop(cgen_buf *b, int64_t n, int per)
                 (long long)n, div, div);
 }
 
+/* Four elements a trip, each a block of its own: nothing orders one element's
+ * loads after another's stores (the buffers are __restrict__), so the four
+ * loads are in flight together, which a memory-bound kernel needs to come
+ * near the copy bandwidth; then the rest one at a time. The launch gives a
+ * thread per four elements (cgen_cuda_launch). */
 static void render_pointwise(cr *r)
 {
     const kernel *k = r->k;
-    grid_loop(r->b, ir_shape_numel(k->rank, k->dims), 1);
+    cgen_printf(r->b,
+                "    const int64_t n = %lld, step = (int64_t)gridDim.x * blockDim.x;\n"
+                "    int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;\n"
+                "    for (; t + 3 * step < n; t += 4 * step) {\n"
+                "#pragma unroll\n"
+                "        for (int u = 0; u < 4; u++) {\n",
+                (long long)ir_shape_numel(k->rank, k->dims));
+    bool any = false; /* a loop variable is read (else nothing needs the index) */
+    for (int d = 0; d < k->rank; d++)
+        any = any || r->vars[d];
+    cgen_puts(r->b, any ? "            const int64_t te = t + u * step;\n"
+                        : "            (void)u; /* every element alike */\n");
+    unflatten(r, 3, "te", 0, k->rank, k->dims);
+    emit_nodes(r, 3, false, false);
+    emit_stores(r, 3);
+    cgen_puts(r->b, "        }\n    }\n    for (; t < n; t += step) {\n");
     unflatten(r, 2, "t", 0, k->rank, k->dims);
     emit_nodes(r, 2, false, false);
     emit_stores(r, 2);
@@ -356,6 +376,8 @@ int64_t cgen_cuda_launch(const kprogram *p, const kernel *k, bool epi, int *args
     if (k->kind == KK_MATMUL)
         return k->mm.batch * k->mm.m * k->mm.n;
     int64_t n = ir_shape_numel(k->rank, k->dims);
+    if (k->kind == KK_POINTWISE)
+        return (n + 3) / 4; /* render_pointwise: four elements a thread */
     return k->kind == KK_REDUCE && k->rop == IR_SUM ? n * WARP : n;
 }
 
