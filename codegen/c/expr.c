@@ -66,6 +66,7 @@ const cgen_lang cgen_c_lang = {
     .rand = "kiln_rand_$d(ctx->seed, $Su, ctx->run, (uint64_t)$a)",
     .randn = "kiln_randn_$d(ctx->seed, $Su, ctx->run, (uint64_t)$a)",
     .check = "kiln_check(ctx, $K, $X, $Z, $a)",
+    .vprefix = "kiln_",
 };
 
 /* ---- printing ---------------------------------------------------------------- */
@@ -264,7 +265,7 @@ static void expand(cgen_buf *b, const char *t, const cgen_ectx *e, const kx_node
             break;
         case 't': cgen_puts(b, cgen_ctype(fdt)); break;
         case 'f': cgen_puts(b, fdt == KILN_F32 ? "f" : ""); break;
-        case 'v': cgen_puts(b, fdt == KILN_F32 ? "kiln_" : ""); break;
+        case 'v': cgen_puts(b, fdt == KILN_F32 ? e->lang->vprefix : ""); break;
         case 'd': cgen_puts(b, ir_dtype_kir(n->dtype)); break;
         case 'K': cgen_printf(b, "%d", e->k->id); break;
         case 'B': cgen_buf_name(b, e->p, n->buf); break;

@@ -37,6 +37,10 @@ typedef struct {
 typedef struct {
     cgen_opfmt op[IR_OP_COUNT]; /* CAST is printed by cgen_expr itself */
     const char *load, *var, *idiv, *imod, *rand, *randn, *check;
+    /* $v: the prefix of f32 exp/log/tanh/erf. C: "kiln_" (ir/vmath.inc's,
+     * vectorizable and bit-identical to the interpreter); CUDA: "" (the
+     * device's own expf..., within 2 ULP and much faster there). */
+    const char *vprefix;
 } cgen_lang;
 
 extern const cgen_lang cgen_c_lang;

@@ -22,6 +22,7 @@
 #include "codegen/cuda/cuda.h"
 #include "ir/abi.h"
 
+#include <stdint.h>
 #include <string.h>
 
 /* A warp per output of a SUM; the launch gives blocks of KILN_CUDA_BLOCK threads. */
@@ -34,6 +35,7 @@ typedef struct {
     const kprogram *p;
     const kernel *k;
     cgen_buf *b;
+    cgen_lang lang; /* C's expression table, the device's f32 math */
     cgen_ectx e;
     bool *need, *plain, *post, *red;
     unsigned char *use;               /* per buffer: 1 read, 2 written */
@@ -76,7 +78,9 @@ static bool cr_init(cr *r, cgen_buf *b, const kprogram *p, const kernel *k, bool
     r->plain = cgen_plain_nodes(k);
     if (!r->need || !r->post || !r->red || !r->use || !r->plain)
         return false;
-    r->e = (cgen_ectx){.lang = &cgen_c_lang, .k = k, .plain = r->plain, .acc = "acc"};
+    r->lang = cgen_c_lang;
+    r->lang.vprefix = ""; /* the device's expf, logf, tanhf, erff */
+    r->e = (cgen_ectx){.lang = &r->lang, .k = k, .plain = r->plain, .acc = "acc"};
     for (int i = 0; i < k->nstores; i++) {
         mark(r, k->stores[i].index);
         mark(r, k->stores[i].value);
@@ -140,8 +144,15 @@ static void unflatten(cr *r, int ind, const char *flat, int first, int n, const 
         any = any || r->vars[first + d];
     if (!any)
         return;
+    /* 64-bit division is a long software sequence on a GPU: under 2^32
+     * elements the divisions are 32-bit */
+    bool narrow = ir_shape_numel(n, dims) <= (int64_t)UINT32_MAX;
+    const char *u = narrow ? "u" : "";
     cgen_indent(r->b, ind);
-    cgen_printf(r->b, "int64_t rest = %s;\n", flat);
+    if (narrow)
+        cgen_printf(r->b, "uint32_t rest = (uint32_t)%s;\n", flat);
+    else
+        cgen_printf(r->b, "int64_t rest = %s;\n", flat);
     for (int d = n - 1; d >= 0; d--) {
         bool later = false; /* a variable before this one is still to come */
         for (int e = 0; e < d; e++)
@@ -151,12 +162,12 @@ static void unflatten(cr *r, int ind, const char *flat, int first, int n, const 
             if (d == 0)
                 cgen_printf(r->b, "const int64_t i%d = rest;\n", first);
             else
-                cgen_printf(r->b, "const int64_t i%d = rest %% %lld;\n", first + d,
-                            (long long)dims[d]);
+                cgen_printf(r->b, "const int64_t i%d = rest %% %lld%s;\n", first + d,
+                            (long long)dims[d], u);
         }
         if (later) {
             cgen_indent(r->b, ind);
-            cgen_printf(r->b, "rest /= %lld;\n", (long long)dims[d]);
+            cgen_printf(r->b, "rest /= %lld%s;\n", (long long)dims[d], u);
         }
     }
 }
