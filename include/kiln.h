@@ -202,6 +202,21 @@ KILN_API kiln_tensor *kiln_le(kiln_graph *g, kiln_tensor *a, kiln_tensor *b);
 KILN_API kiln_tensor *kiln_gt(kiln_graph *g, kiln_tensor *a, kiln_tensor *b);
 KILN_API kiln_tensor *kiln_ge(kiln_graph *g, kiln_tensor *a, kiln_tensor *b);
 KILN_API kiln_tensor *kiln_where(kiln_graph *g, kiln_tensor *cond, kiln_tensor *a, kiln_tensor *b);
+/* Convolution and pooling, NCHW (a 3-D input is one unbatched image), as
+ * F.conv2d, F.max_pool2d, F.avg_pool2d (count_include_pad) and
+ * F.adaptive_avg_pool2d, with PyTorch's error texts. */
+typedef struct {
+    int64_t stride[2], padding[2], dilation[2], groups;
+} kiln_conv_opts; /* zero fields = PyTorch's defaults: stride 1, padding 0, dilation 1, groups 1 */
+KILN_API kiln_tensor *kiln_conv2d(kiln_graph *g, kiln_tensor *x, kiln_tensor *w,
+                                  kiln_tensor *b /* NULL: none */,
+                                  kiln_conv_opts o); /* x [N,C,H,W], w [O,C/groups,kH,kW] */
+KILN_API kiln_tensor *kiln_max_pool2d(kiln_graph *g, kiln_tensor *x, int64_t kernel,
+                                      int64_t stride /* 0 = kernel */, int64_t padding);
+KILN_API kiln_tensor *kiln_avg_pool2d(kiln_graph *g, kiln_tensor *x, int64_t kernel,
+                                      int64_t stride /* 0 = kernel */, int64_t padding);
+KILN_API kiln_tensor *kiln_adaptive_avg_pool2d(kiln_graph *g, kiln_tensor *x, int64_t out_h,
+                                               int64_t out_w);
 /* torch.tril / torch.triu over the last two axes: elements with j - i <= diagonal
  * (tril) or >= diagonal (triu) are kept, the others are zero (false). */
 KILN_API kiln_tensor *kiln_tril(kiln_graph *g, kiln_tensor *t, int64_t diagonal);

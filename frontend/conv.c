@@ -1,0 +1,301 @@
+/*
+ * conv.c - convolution and pooling (NCHW), as PyTorch's F.conv2d,
+ * F.max_pool2d, F.avg_pool2d and F.adaptive_avg_pool2d, with their error texts.
+ *
+ * Built from existing ops, so autodiff, the interpreter and both renderers
+ * know them already:
+ *   conv2d   the padded input's kH x kW taps (strided slices, stacked: an
+ *            im2col the fusion keeps as a view where it can), one batched
+ *            matmul per group against the weight as [O/g, C/g*kH*kW], bias;
+ *   pooling  a window that tiles the input (kernel == stride, no padding) is
+ *            a reshape and a reduction over the two window axes; any other is
+ *            the same taps and a max (padding -inf) or a mean (padding 0,
+ *            count_include_pad) over them;
+ *   adaptive windows [floor(i H/o), ceil((i+1) H/o)): the reshape when o
+ *            divides the size (global pooling included), else one mean per
+ *            output row and column, concatenated.
+ * A 3-D (unbatched) input gets a batch axis of 1 and loses it at the end.
+ */
+#include "frontend/fe.h"
+
+#include <math.h>
+#include <stdio.h>
+
+/* "[2, 4, 5, 5]" */
+static void dims_str(char *out, size_t cap, const kiln_tensor *t)
+{
+    size_t n = (size_t)snprintf(out, cap, "[");
+    for (int d = 0; d < t->rank && n < cap; d++)
+        n += (size_t)snprintf(out + n, cap - n, "%s%lld", d ? ", " : "", (long long)t->dims[d]);
+    if (n < cap)
+        snprintf(out + n, cap - n, "]");
+}
+
+/* The input as 4-D: a 3-D one gains a batch axis (*unbatched). */
+static kiln_tensor *batched(kiln_graph *g, kiln_tensor *x, bool *unbatched)
+{
+    *unbatched = x->rank == 3;
+    return *unbatched ? kiln_unsqueeze(g, x, 0) : x;
+}
+
+static kiln_tensor *unbatch(kiln_graph *g, kiln_tensor *y, bool unbatched)
+{
+    return unbatched && y ? kiln_squeeze(g, y, 0) : y;
+}
+
+/* x [N, C, H, W] (padded) -> its taps [N, C, kh*kw, oh, ow]: tap (i, j) is
+ * x[:, :, i*dh + sh*a, j*dw + sw*b] for output (a, b). */
+static kiln_tensor *taps(kiln_graph *g, kiln_tensor *x, const int64_t k[2], const int64_t s[2],
+                         const int64_t d[2], const int64_t o[2])
+{
+    int n = (int)(k[0] * k[1]);
+    kiln_tensor **t = ir_alloc(sizeof *t * (size_t)n);
+    if (!t)
+        return fe_fail(g, KILN_ERR_NOMEM, "kiln_conv2d", "out of memory");
+    for (int64_t i = 0; i < k[0]; i++)
+        for (int64_t j = 0; j < k[1]; j++) {
+            kiln_tensor *a = kiln_slice(g, x, 2, i * d[0], i * d[0] + s[0] * (o[0] - 1) + 1, s[0]);
+            t[i * k[1] + j] = kiln_slice(g, a, 3, j * d[1], j * d[1] + s[1] * (o[1] - 1) + 1, s[1]);
+        }
+    kiln_tensor *r = kiln_stack(g, n, t, 2);
+    ir_free(t);
+    return r;
+}
+
+static int64_t or_default(int64_t v, int64_t dflt)
+{
+    return v ? v : dflt;
+}
+
+kiln_tensor *kiln_conv2d(kiln_graph *g, kiln_tensor *x, kiln_tensor *w, kiln_tensor *b,
+                         kiln_conv_opts o)
+{
+    const char *fn = __func__;
+    if (!fe_begin(g, 1, &x) || !fe_begin(g, 1, &w) || (b && !fe_begin(g, 1, &b)))
+        return NULL;
+    char xs[128], ws[128], bs[128];
+    dims_str(xs, sizeof xs, x);
+    dims_str(ws, sizeof ws, w);
+    if (x->rank != 3 && x->rank != 4)
+        return fe_fail(g, KILN_ERR_SHAPE, fn,
+                       "Expected 3D (unbatched) or 4D (batched) input to conv2d, but got input of "
+                       "size: %s",
+                       xs);
+    if (w->rank != 4)
+        return fe_fail(g, KILN_ERR_SHAPE, fn,
+                       "Expected 4-dimensional weight for 4-dimensional input %s, but got "
+                       "%d-dimensional weight of size %s instead",
+                       xs, w->rank, ws);
+    int64_t s[2] = {or_default(o.stride[0], 1), or_default(o.stride[1], 1)};
+    int64_t p[2] = {o.padding[0], o.padding[1]};
+    int64_t d[2] = {or_default(o.dilation[0], 1), or_default(o.dilation[1], 1)};
+    int64_t groups = or_default(o.groups, 1);
+    if (s[0] < 0 || s[1] < 0)
+        return fe_fail(g, KILN_ERR_INVALID, fn, "non-positive stride is not supported");
+    if (p[0] < 0 || p[1] < 0)
+        return fe_fail(g, KILN_ERR_INVALID, fn, "negative padding is not supported");
+    if (d[0] < 0 || d[1] < 0)
+        return fe_fail(g, KILN_ERR_INVALID, fn, "non-positive dilation is not supported");
+    if (groups < 0)
+        return fe_fail(g, KILN_ERR_INVALID, fn, "non-positive groups is not supported");
+    if (!ir_dtype_is_float(x->dtype))
+        return fe_fail(g, KILN_ERR_DTYPE, fn, "\"slow_conv2d_cpu\" not implemented for '%s'",
+                       ir_dtype_torch(x->dtype));
+    const kiln_tensor *other = w->dtype != x->dtype ? w : b && b->dtype != x->dtype ? b : NULL;
+    if (other)
+        return fe_fail(g, KILN_ERR_DTYPE, fn, "expected scalar type %s but found %s",
+                       ir_dtype_torch(x->dtype), ir_dtype_torch(other->dtype));
+    bool unb;
+    int at = x->rank - 3; /* x's channel axis */
+    int64_t n = at ? x->dims[0] : 1, c = x->dims[at], hw[2] = {x->dims[at + 1], x->dims[at + 2]};
+    int64_t out = w->dims[0], cg = w->dims[1];
+    if (out % groups != 0)
+        return fe_fail(g, KILN_ERR_SHAPE, fn,
+                       "Given groups=%lld, expected weight to be divisible by %lld at dimension 0, "
+                       "but got weight of size [%s] instead",
+                       (long long)groups, (long long)groups, ws);
+    if (cg * groups != c) {
+        char in4[128];
+        snprintf(in4, sizeof in4, "%s", xs);
+        if (x->rank == 3) /* PyTorch names the batched shape */
+            snprintf(in4, sizeof in4, "[1, %s", xs + 1);
+        return fe_fail(g, KILN_ERR_SHAPE, fn,
+                       "Given groups=%lld, weight of size %s, expected input%s to have %lld "
+                       "channels, but got %lld channels instead",
+                       (long long)groups, ws, in4, (long long)(cg * groups), (long long)c);
+    }
+    if (b && (b->rank != 1 || b->dims[0] != out)) {
+        dims_str(bs, sizeof bs, b);
+        return fe_fail(g, KILN_ERR_SHAPE, fn,
+                       "Given weight of size %s, expected bias to be 1-dimensional with %lld "
+                       "elements, but got bias of size %s instead",
+                       ws, (long long)out, bs);
+    }
+    int64_t k[2] = {w->dims[2], w->dims[3]}, oh[2];
+    for (int a = 0; a < 2; a++) {
+        int64_t padded = hw[a] + 2 * p[a], span = d[a] * (k[a] - 1) + 1;
+        if (padded < span)
+            return fe_fail(g, KILN_ERR_SHAPE, fn,
+                           "Calculated padded input size per channel: (%lld x %lld). Kernel "
+                           "size: (%lld x %lld). Kernel size can't be greater than actual input "
+                           "size",
+                           (long long)(hw[0] + 2 * p[0]), (long long)(hw[1] + 2 * p[1]),
+                           (long long)(d[0] * (k[0] - 1) + 1), (long long)(d[1] * (k[1] - 1) + 1));
+        oh[a] = (padded - span) / s[a] + 1;
+    }
+    kiln_tensor *x4 = batched(g, x, &unb);
+    if (p[0] || p[1])
+        x4 = kiln_pad(g, x4, (const int64_t[]){0, 0, p[0], p[1]},
+                      (const int64_t[]){0, 0, p[0], p[1]}, 0);
+    int64_t kk = cg * k[0] * k[1];
+    kiln_tensor *t = taps(g, x4, k, s, d, oh);
+    /* [N, C, kh*kw, oh, ow] -> [N, groups, C/g * kh*kw, oh*ow]; the weight alike */
+    kiln_tensor *cols = kiln_reshape(g, t, 4, (const int64_t[]){n, groups, kk, oh[0] * oh[1]});
+    kiln_tensor *wm = kiln_reshape(g, w, 3, (const int64_t[]){groups, out / groups, kk});
+    kiln_tensor *y = kiln_matmul(g, wm, cols); /* [N, groups, O/g, oh*ow] */
+    y = kiln_reshape(g, y, 4, (const int64_t[]){n, out, oh[0], oh[1]});
+    if (b)
+        y = kiln_add(g, y, kiln_reshape(g, b, 3, (const int64_t[]){out, 1, 1}));
+    return unbatch(g, y, unb);
+}
+
+/* ---- pooling ----------------------------------------------------------------- */
+
+typedef enum { POOL_MAX, POOL_AVG } pool_kind;
+
+/* The pooled input x4 [N, C, H, W] when the windows tile it (kernel ==
+ * stride, no padding): [N, C, o0, k0, o1, k1] reduced over axes 3 and 5. */
+static kiln_tensor *tiled(kiln_graph *g, kiln_tensor *x4, pool_kind kind, const int64_t k[2],
+                          const int64_t o[2])
+{
+    kiln_tensor *x = x4;
+    if (o[0] * k[0] != x->dims[2]) /* floor mode drops the last rows */
+        x = kiln_slice(g, x, 2, 0, o[0] * k[0], 1);
+    if (o[1] * k[1] != x4->dims[3])
+        x = kiln_slice(g, x, 3, 0, o[1] * k[1], 1);
+    x = kiln_reshape(g, x, 6, (const int64_t[]){x4->dims[0], x4->dims[1], o[0], k[0], o[1], k[1]});
+    if (kind == POOL_MAX)
+        return kiln_max(g, kiln_max(g, x, 5, false), 3, false);
+    return kiln_mean_axes(g, x, 2, (const int[]){3, 5}, false);
+}
+
+static kiln_tensor *pool2d(kiln_graph *g, const char *fn, pool_kind kind, kiln_tensor *x,
+                           int64_t kernel, int64_t stride, int64_t padding)
+{
+    const char *name = kind == POOL_MAX ? "max_pool2d" : "avg_pool2d";
+    if (!fe_begin(g, 1, &x))
+        return NULL;
+    if ((x->rank != 3 && x->rank != 4) || ir_numel(x) == 0)
+        return fe_fail(g, KILN_ERR_SHAPE, fn,
+                       "non-empty 3D or 4D (batch mode) tensor expected for input");
+    if (kind == POOL_AVG && !ir_dtype_is_float(x->dtype))
+        return fe_fail(g, KILN_ERR_DTYPE, fn, "\"%s\" not implemented for '%s'", name,
+                       ir_dtype_torch(x->dtype));
+    if (x->dtype == KILN_BOOL)
+        return fe_fail(g, KILN_ERR_DTYPE, fn, "\"%s\" not implemented for 'Bool'", name);
+    if (kernel <= 0)
+        return fe_fail(g, KILN_ERR_INVALID, fn,
+                       "%s: kernel_size must be greater than zero, but got kH: %lld kW: %lld", name,
+                       (long long)kernel, (long long)kernel);
+    stride = stride ? stride : kernel;
+    if (stride < 0)
+        return fe_fail(g, KILN_ERR_INVALID, fn, "stride should not be zero");
+    if (padding < 0 || padding > kernel / 2)
+        return fe_fail(g, KILN_ERR_INVALID, fn,
+                       "pad should be at most half of kernel size, but got pad=%lld and "
+                       "kernel_size=%lld",
+                       (long long)padding, (long long)kernel);
+    bool unb;
+    kiln_tensor *x4 = batched(g, x, &unb);
+    int64_t k[2] = {kernel, kernel}, s[2] = {stride, stride}, d[2] = {1, 1}, o[2];
+    for (int a = 0; a < 2; a++)
+        o[a] = x4->dims[2 + a] + 2 * padding < kernel
+                   ? 0 /* PyTorch's floor division */
+                   : (x4->dims[2 + a] + 2 * padding - kernel) / stride + 1;
+    if (o[0] < 1 || o[1] < 1 || x4->dims[2] + 2 * padding < kernel ||
+        x4->dims[3] + 2 * padding < kernel)
+        return fe_fail(g, KILN_ERR_SHAPE, fn,
+                       "Given input size: (%lldx%lldx%lld). Calculated output size: "
+                       "(%lldx%lldx%lld). Output size is too small",
+                       (long long)x4->dims[1], (long long)x4->dims[2], (long long)x4->dims[3],
+                       (long long)x4->dims[1], (long long)(o[0] > 0 ? o[0] : 0),
+                       (long long)(o[1] > 0 ? o[1] : 0));
+    if (stride == kernel && padding == 0)
+        return unbatch(g, tiled(g, x4, kind, k, o), unb);
+    if (padding) {
+        double fill = kind == POOL_AVG              ? 0
+                      : ir_dtype_is_float(x->dtype) ? -(double)INFINITY
+                      : x->dtype == KILN_I32        ? (double)INT32_MIN
+                                                    : (double)INT64_MIN;
+        x4 = kiln_pad(g, x4, (const int64_t[]){0, 0, padding, padding},
+                      (const int64_t[]){0, 0, padding, padding}, fill);
+    }
+    kiln_tensor *t = taps(g, x4, k, s, d, o);
+    kiln_tensor *y = kind == POOL_MAX ? kiln_max(g, t, 2, false) : kiln_mean(g, t, 2, false);
+    return unbatch(g, y, unb);
+}
+
+kiln_tensor *kiln_max_pool2d(kiln_graph *g, kiln_tensor *x, int64_t kernel, int64_t stride,
+                             int64_t padding)
+{
+    return pool2d(g, __func__, POOL_MAX, x, kernel, stride, padding);
+}
+
+kiln_tensor *kiln_avg_pool2d(kiln_graph *g, kiln_tensor *x, int64_t kernel, int64_t stride,
+                             int64_t padding)
+{
+    return pool2d(g, __func__, POOL_AVG, x, kernel, stride, padding);
+}
+
+/* The means of x over the windows [floor(i n/o), ceil((i+1) n/o)) of axis a,
+ * one per output index, concatenated along a. */
+static kiln_tensor *adaptive_axis(kiln_graph *g, kiln_tensor *x, int a, int64_t o)
+{
+    int64_t n = x->dims[a];
+    kiln_tensor **parts = ir_alloc(sizeof *parts * (size_t)o);
+    if (!parts)
+        return fe_fail(g, KILN_ERR_NOMEM, "kiln_adaptive_avg_pool2d", "out of memory");
+    for (int64_t i = 0; i < o; i++) {
+        int64_t lo = i * n / o, hi = ((i + 1) * n + o - 1) / o;
+        parts[i] = kiln_mean(g, kiln_slice(g, x, a, lo, hi, 1), a, true);
+    }
+    kiln_tensor *r = kiln_concat(g, (int)o, parts, a);
+    ir_free(parts);
+    return r;
+}
+
+kiln_tensor *kiln_adaptive_avg_pool2d(kiln_graph *g, kiln_tensor *x, int64_t out_h, int64_t out_w)
+{
+    const char *fn = __func__;
+    if (!fe_begin(g, 1, &x))
+        return NULL;
+    char xs[128];
+    dims_str(xs, sizeof xs, x);
+    if (x->rank != 3 && x->rank != 4)
+        return fe_fail(g, KILN_ERR_SHAPE, fn,
+                       "adaptive_avg_pool2d(): Expected 3D or 4D tensor, but got %s", xs);
+    if (!ir_dtype_is_float(x->dtype))
+        return fe_fail(g, KILN_ERR_DTYPE, fn, "\"adaptive_avg_pool2d\" not implemented for '%s'",
+                       ir_dtype_torch(x->dtype));
+    if (out_h <= 0 || out_w <= 0)
+        return fe_fail(g, KILN_ERR_INVALID, fn,
+                       "adaptive_avg_pool2d(): output_size must be positive, but got [%lld, %lld]",
+                       (long long)out_h, (long long)out_w);
+    bool unb;
+    kiln_tensor *x4 = batched(g, x, &unb);
+    for (int a = 2; a < 4; a++)
+        if (x4->dims[a] == 0)
+            return fe_fail(g, KILN_ERR_SHAPE, fn,
+                           "adaptive_avg_pool2d(): Expected input to have non-zero size for "
+                           "non-batch dimensions, but input has sizes %s with dimension %d being "
+                           "empty",
+                           xs, a - (unb ? 1 : 0));
+    int64_t h = x4->dims[2], w = x4->dims[3];
+    kiln_tensor *y;
+    if (h % out_h == 0 && w % out_w == 0)
+        y = tiled(g, x4, POOL_AVG, (const int64_t[]){h / out_h, w / out_w},
+                  (const int64_t[]){out_h, out_w});
+    else
+        y = adaptive_axis(g, adaptive_axis(g, x4, 2, out_h), 3, out_w);
+    return unbatch(g, y, unb);
+}
