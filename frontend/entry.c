@@ -88,6 +88,81 @@ static char *default_name(kiln_graph *g, const char *entry, int i)
 /* Checks everything before the entry is recorded, so a failed call leaves
  * the graph's entries as they were. An output name that is NULL (or
  * output_names NULL) gets the default "<entry>.<i>". */
+bool fe_add_update(kiln_graph *g, kiln_tensor *trigger, kiln_tensor *assign)
+{
+    if (g->nupdates == g->cap_updates) {
+        int cap = g->cap_updates ? 2 * g->cap_updates : 4;
+        kiln_tensor **u = ir_arena_alloc(&g->arena, sizeof *u * 2 * (size_t)cap);
+        if (!u)
+            return ir_fail(g, KILN_ERR_NOMEM, "out of memory"), false;
+        if (g->nupdates)
+            memcpy(u, g->updates, sizeof *u * 2 * (size_t)g->nupdates);
+        g->updates = u;
+        g->cap_updates = cap;
+    }
+    g->updates[2 * g->nupdates] = trigger;
+    g->updates[2 * g->nupdates + 1] = assign;
+    g->nupdates++;
+    return true;
+}
+
+/* The registered updates (fe_add_update) whose trigger the outputs depend
+ * on, appended to them with names "<entry>.new.<param>": *outs and *names
+ * (arena) hold the n outputs and then the updates; *total counts them. */
+static kiln_status with_updates(kiln_graph *g, const char *name, int n, kiln_tensor *const *outputs,
+                                const char *const *output_names, kiln_tensor *const **outs,
+                                const char *const **names, int *total)
+{
+    *outs = outputs;
+    *names = output_names;
+    *total = n;
+    if (!g->nupdates)
+        return KILN_OK;
+    bool *need = ir_calloc(sizeof(bool) * (size_t)(g->nnodes ? g->nnodes : 1));
+    if (!need)
+        return ir_fail_status(g, KILN_ERR_NOMEM, "kiln_entry: out of memory");
+    for (int i = 0; i < n; i++)
+        need[outputs[i]->id] = true;
+    for (int i = g->nnodes - 1; i >= 0; i--) /* operands have smaller ids */
+        if (need[i])
+            for (int k = 0; k < g->nodes[i]->nin; k++)
+                need[g->nodes[i]->in[k]->id] = true;
+    int extra = 0;
+    for (int u = 0; u < g->nupdates; u++)
+        extra += need[g->updates[2 * u]->id];
+    kiln_tensor **o = extra ? ir_arena_alloc(&g->arena, sizeof *o * (size_t)(n + extra)) : NULL;
+    const char **nm = extra ? ir_arena_alloc(&g->arena, sizeof *nm * (size_t)(n + extra)) : NULL;
+    if (extra && (!o || !nm)) {
+        ir_free(need);
+        return ir_fail_status(g, KILN_ERR_NOMEM, "kiln_entry: out of memory");
+    }
+    if (extra) {
+        memcpy(o, outputs, sizeof *o * (size_t)n);
+        for (int i = 0; i < n; i++)
+            nm[i] = output_names ? output_names[i] : NULL;
+        int at = n;
+        for (int u = 0; u < g->nupdates; u++) {
+            if (!need[g->updates[2 * u]->id])
+                continue;
+            kiln_tensor *a = g->updates[2 * u + 1];
+            size_t len = strlen(name) + strlen(a->in[0]->name) + 6;
+            char *s = ir_arena_alloc(&g->arena, len);
+            if (!s) {
+                ir_free(need);
+                return ir_fail_status(g, KILN_ERR_NOMEM, "kiln_entry: out of memory");
+            }
+            snprintf(s, len, "%s.new.%s", name, a->in[0]->name);
+            o[at] = a;
+            nm[at++] = s;
+        }
+        *outs = o;
+        *names = output_names || extra ? nm : NULL;
+        *total = n + extra;
+    }
+    ir_free(need);
+    return KILN_OK;
+}
+
 kiln_status kiln_entry(kiln_graph *g, const char *name, int n, kiln_tensor *const *outputs,
                        const char *const *output_names)
 {
@@ -111,6 +186,14 @@ kiln_status kiln_entry(kiln_graph *g, const char *name, int n, kiln_tensor *cons
                                   "%s: output %d of entry '%s' belongs to another graph", fn, i,
                                   name);
     }
+    /* the running statistics of a batch norm the outputs depend on */
+    kiln_tensor *const *all;
+    const char *const *all_names;
+    kiln_status us = with_updates(g, name, n, outputs, output_names, &all, &all_names, &n);
+    if (us != KILN_OK)
+        return us;
+    outputs = all;
+    output_names = all_names;
     /* the entry commits its assigns in output order: a second one to the same
      * param would silently overwrite the first */
     for (int j = 1; j < n; j++)
@@ -125,11 +208,11 @@ kiln_status kiln_entry(kiln_graph *g, const char *name, int n, kiln_tensor *cons
     if (!names)
         return ir_fail_status(g, KILN_ERR_NOMEM, "%s: out of memory", fn);
     for (int i = 0; i < n; i++) {
-        const char *given = output_names ? output_names[i] : NULL;
-        if (given && !given[0])
+        const char *want = output_names ? output_names[i] : NULL;
+        if (want && !want[0])
             return ir_fail_status(g, KILN_ERR_INVALID,
                                   "%s: the name of output %d of entry '%s' is empty", fn, i, name);
-        names[i] = given ? ir_arena_strdup(&g->arena, given) : default_name(g, name, i);
+        names[i] = want ? ir_arena_strdup(&g->arena, want) : default_name(g, name, i);
         if (!names[i])
             return ir_fail_status(g, KILN_ERR_NOMEM, "%s: out of memory", fn);
         char who[300];

@@ -65,4 +65,8 @@ kiln_tensor *fe_binary(kiln_graph *g, const char *fn, ir_op op, kiln_tensor *a, 
 kiln_tensor *fe_reduce(kiln_graph *g, ir_op op, kiln_tensor *t, uint32_t axes, bool keepdim,
                        kiln_dtype out);
 
+/* Registers assign (an ASSIGN node) as an update that every later entry
+ * whose outputs depend on trigger applies after its outputs (kiln_entry). */
+bool fe_add_update(kiln_graph *g, kiln_tensor *trigger, kiln_tensor *assign);
+
 #endif /* KILN_FE_H */

@@ -217,6 +217,27 @@ KILN_API kiln_tensor *kiln_avg_pool2d(kiln_graph *g, kiln_tensor *x, int64_t ker
                                       int64_t stride /* 0 = kernel */, int64_t padding);
 KILN_API kiln_tensor *kiln_adaptive_avg_pool2d(kiln_graph *g, kiln_tensor *x, int64_t out_h,
                                                int64_t out_w);
+/* F.batch_norm: statistics over every axis but the channels (axis 1). In
+ * training it normalizes with the batch's (biased) variance and registers the
+ * update of the running statistics (params, or both NULL) with nn.BatchNorm's
+ * momentum and unbiased variance; every entry made afterwards whose outputs
+ * depend on the result applies that update after its outputs, like an assign
+ * (its outputs "<entry>.new.<param>"). Not training: the running statistics. */
+KILN_API kiln_tensor *kiln_batch_norm(kiln_graph *g, kiln_tensor *x, kiln_tensor *w, kiln_tensor *b,
+                                      kiln_tensor *running_mean, kiln_tensor *running_var,
+                                      bool training, double momentum, double eps);
+/* F.group_norm(x, groups, w, b, eps): statistics per sample over each group
+ * of channels; w, b ([C]) may be NULL. */
+KILN_API kiln_tensor *kiln_group_norm(kiln_graph *g, kiln_tensor *x, int64_t groups, kiln_tensor *w,
+                                      kiln_tensor *b, double eps);
+/* F.scaled_dot_product_attention: softmax(q k^T * scale + mask) v over the
+ * last two axes (leading axes broadcast as batches); mask: NULL or bool
+ * (true: attend); causal: attend to j <= i (no mask with it); scale 0 =
+ * 1/sqrt(head dim). */
+KILN_API kiln_tensor *kiln_scaled_dot_product_attention(kiln_graph *g, kiln_tensor *q,
+                                                        kiln_tensor *k, kiln_tensor *v,
+                                                        kiln_tensor *mask, bool causal,
+                                                        double scale);
 /* torch.tril / torch.triu over the last two axes: elements with j - i <= diagonal
  * (tril) or >= diagonal (triu) are kept, the others are zero (false). */
 KILN_API kiln_tensor *kiln_tril(kiln_graph *g, kiln_tensor *t, int64_t diagonal);

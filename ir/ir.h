@@ -174,6 +174,11 @@ struct kiln_graph {
     kiln_status status;
     char error[1024];
     bool compile_error; /* the error came from a failed kiln_compile; the next one clears it */
+    /* Updates applied by every later entry whose outputs depend on their
+     * trigger (batch norm's running statistics): pairs trigger, ASSIGN node,
+     * in the arena. kiln_entry appends them to the entry's outputs. */
+    kiln_tensor **updates;
+    int nupdates, cap_updates;
 };
 
 /* Records the first error on g (later ones are dropped); returns NULL so

@@ -1,10 +1,13 @@
 /*
- * test_conv.c - kiln_conv2d, kiln_max_pool2d, kiln_avg_pool2d and
- * kiln_adaptive_avg_pool2d against PyTorch (tests/data/conv_table.txt, made
- * by tests/ref/conv_table.py in float64): every output and the gradients of
- * sum(y * ct) with respect to the input (and weight, bias), on the
- * interpreter and the C target (test_conv_cuda: the GPU), within 1e-10; and
- * every error path with PyTorch's text.
+ * test_layers.c - convolution, pooling, batch and group norm and attention
+ * (kiln_conv2d, kiln_max_pool2d, kiln_avg_pool2d, kiln_adaptive_avg_pool2d,
+ * kiln_batch_norm, kiln_group_norm, kiln_scaled_dot_product_attention)
+ * against PyTorch (tests/data/layers_table.txt, made by
+ * tests/ref/layers_table.py in float64): every output, the gradients of
+ * sum(y * ct) with respect to the inputs and batch norm's running statistics
+ * after a step, on the interpreter and the C target (test_layers_cuda: the
+ * GPU; test_layers_launch: the C device), within 1e-10; and every error path
+ * with PyTorch's text.
  */
 #include "testutil.h"
 
@@ -60,62 +63,90 @@ static int64_t numel(int rank, const int64_t *dims)
     return n;
 }
 
-/* One case: y = f(x, w, b); entry outputs y and the gradients of sum(y*ct)
- * with respect to x, w, b (those given). */
+/* One case: y = f(x, w, b) (the inputs given: rank 0 = none); entry "f"
+ * outputs y and the gradients of sum(y*ct) with respect to the inputs, then
+ * whatever updates the graph registered ("f.new.<param>", compared with the
+ * reference "<case>.new_<param>"). */
 typedef kiln_tensor *(*build_fn)(kiln_graph *g, kiln_tensor *x, kiln_tensor *w, kiln_tensor *b,
                                  const void *arg);
+typedef struct {
+    int rank;
+    int64_t dims[KILN_MAX_RANK];
+} shape;
 
-static void check(const char *name, int xr, const int64_t *xd, int wr, const int64_t *wd, bool bias,
-                  build_fn f, const void *arg)
+static void compare(kiln_module *m, const char *oname, const char *key, int64_t n, const char *on)
+{
+    double *want = ref(key, n), *got = malloc(sizeof(double) * (size_t)(n ? n : 1));
+    assert_non_null(got);
+    assert_int_equal(kiln_module_get(m, oname, got, sizeof(double) * (size_t)n), KILN_OK);
+    for (int64_t i = 0; i < n; i++)
+        if (!(fabs(got[i] - want[i]) <= 1e-10 * (1 + fabs(want[i]))))
+            fail_msg("%s on %s: element %lld is %.17g, PyTorch %.17g", key, on, (long long)i,
+                     got[i], want[i]);
+    free(want);
+    free(got);
+}
+
+static void check3(const char *name, const shape in[3], build_fn f, const void *arg)
 {
     static const kiln_target targets[2] = {KILN_TARGET_INTERP, KILN_TARGET_C};
-    int64_t nx = numel(xr, xd), nw = wr ? numel(wr, wd) : 0, nb = bias ? wd[0] : 0;
-    double *xv = form(nx, 37, 101, 50, 64), *wv = form(nw, 53, 97, 48, 64);
-    double *bv = malloc(sizeof(double) * (size_t)(nb ? nb : 1));
-    assert_non_null(bv);
-    for (int64_t i = 0; i < nb; i++)
-        bv[i] = (double)(i % 7 - 3) / 8;
+    static const char *const pname[3] = {"x", "w", "b"}, *gname[3] = {"dx", "dw", "db"};
+    double *v[3];
+    for (int i = 0; i < 3; i++) {
+        int64_t n = in[i].rank ? numel(in[i].rank, in[i].dims) : 0;
+        v[i] = i == 0   ? form(n, 37, 101, 50, 64)
+               : i == 1 ? form(n, 53, 97, 48, 64)
+                        : form(n, 1, 7, 3, 8); /* (i mod 7 - 3) / 8 */
+    }
     for (int t = 0; t < 2; t++) {
         kiln_graph *g = ku_graph_new();
-        kiln_tensor *x = kiln_param(g, "x", KILN_F64, xr, xd, kiln_init_data(xv));
-        kiln_tensor *w = wr ? kiln_param(g, "w", KILN_F64, wr, wd, kiln_init_data(wv)) : NULL;
-        kiln_tensor *b = bias ? kiln_param(g, "b", KILN_F64, 1, wd, kiln_init_data(bv)) : NULL;
-        kiln_tensor *y = f(g, x, w, b, arg);
+        kiln_tensor *p[3] = {NULL, NULL, NULL}, *wrt[3], *grads[3] = {NULL, NULL, NULL};
+        const char *names[4] = {"y"};
+        int nwrt = 0;
+        for (int i = 0; i < 3; i++)
+            if (in[i].rank) {
+                p[i] =
+                    kiln_param(g, pname[i], KILN_F64, in[i].rank, in[i].dims, kiln_init_data(v[i]));
+                names[1 + nwrt] = gname[i];
+                wrt[nwrt++] = p[i];
+            }
+        kiln_tensor *y = f(g, p[0], p[1], p[2], arg);
         ku_assert_ok(g);
-        int64_t ny = ir_numel(y);
-        double *ctv = form(ny, 29, 89, 44, 32);
+        double *ctv = form(ir_numel(y), 29, 89, 44, 32);
         kiln_tensor *ct = kiln_tensor_from(g, KILN_F64, y->rank, y->dims, ctv);
         kiln_tensor *loss = kiln_sum(g, kiln_mul(g, y, ct), KILN_ALL, false);
-        kiln_tensor *wrt[3] = {x, w, b}, *grads[3] = {NULL, NULL, NULL};
-        int nwrt = 1 + (w != NULL) + (b != NULL);
         assert_int_equal(kiln_grad(g, loss, nwrt, wrt, NULL, grads), KILN_OK);
         kiln_tensor *outs[4] = {y, grads[0], grads[1], grads[2]};
-        const char *names[4] = {"y", "dx", "dw", "db"};
         assert_int_equal(kiln_entry(g, "f", 1 + nwrt, outs, names), KILN_OK);
+        const ir_entry *e = &g->entries[g->nentries - 1]; /* with the appended updates */
         kiln_module *m = ku_compile_for(g, targets[t]);
         assert_int_equal(kiln_module_run(m, "f"), KILN_OK);
-        for (int o = 0; o < 1 + nwrt; o++) {
-            int64_t n = ir_numel(outs[o]);
+        for (int o = 0; o < e->n; o++) {
             char key[96];
-            snprintf(key, sizeof key, "%s.%s", name, names[o]);
-            double *want = ref(key, n), *got = malloc(sizeof(double) * (size_t)(n ? n : 1));
-            assert_non_null(got);
-            assert_int_equal(kiln_module_get(m, names[o], got, sizeof(double) * (size_t)n),
-                             KILN_OK);
-            for (int64_t i = 0; i < n; i++)
-                if (!(fabs(got[i] - want[i]) <= 1e-10 * (1 + fabs(want[i]))))
-                    fail_msg("%s on %s: element %lld is %.17g, PyTorch %.17g", key,
-                             t ? "C" : "the interpreter", (long long)i, got[i], want[i]);
-            free(want);
-            free(got);
+            if (o <= nwrt)
+                snprintf(key, sizeof key, "%s.%s", name, names[o]);
+            else /* "f.new.rm" -> "<case>.new_rm" */
+                snprintf(key, sizeof key, "%s.new_%s", name, e->output_names[o] + strlen("f.new."));
+            compare(m, e->output_names[o], key, ir_numel(e->outputs[o]),
+                    t ? "C" : "the interpreter");
         }
         kiln_module_free(m);
         kiln_graph_free(g);
         free(ctv);
     }
-    free(xv);
-    free(wv);
-    free(bv);
+    for (int i = 0; i < 3; i++)
+        free(v[i]);
+}
+
+/* x [xd], w [wd] (or none: wr 0), b [wd[0]] (bias) */
+static void check(const char *name, int xr, const int64_t *xd, int wr, const int64_t *wd, bool bias,
+                  build_fn f, const void *arg)
+{
+    shape in[3] = {{xr, {0}}, {wr, {0}}, {bias ? 1 : 0, {bias ? wd[0] : 0}}};
+    memcpy(in[0].dims, xd, sizeof(int64_t) * (size_t)xr);
+    if (wr)
+        memcpy(in[1].dims, wd, sizeof(int64_t) * (size_t)wr);
+    check3(name, in, f, arg);
 }
 
 /* ---- conv2d ----------------------------------------------------------------------- */
@@ -211,6 +242,134 @@ static void test_pooling_matches_pytorch(void **state)
           (int64_t[]){3, 2});
     check("adaptive_divisible", 4, (int64_t[]){1, 2, 8, 8}, 0, NULL, false, adaptive,
           (int64_t[]){4, 2});
+}
+
+/* ---- normalization and attention ------------------------------------------------------ */
+
+typedef struct {
+    bool training;
+    double momentum, eps;
+} bn_arg;
+
+static kiln_tensor *batch_norm(kiln_graph *g, kiln_tensor *x, kiln_tensor *w, kiln_tensor *b,
+                               const void *arg)
+{
+    const bn_arg *a = arg;
+    int64_t c = x->dims[1];
+    double rm[8], rv[8]; /* tests/ref/layers_table.py's starting statistics */
+    for (int64_t i = 0; i < c; i++) {
+        rm[i] = (double)(i % 5 - 2) / 4;
+        rv[i] = 0.5 + (double)i / 8;
+    }
+    kiln_tensor *m = kiln_param(g, "rm", KILN_F64, 1, &c, kiln_init_data(rm));
+    kiln_tensor *v = kiln_param(g, "rv", KILN_F64, 1, &c, kiln_init_data(rv));
+    return kiln_batch_norm(g, x, w, b, m, v, a->training, a->momentum, a->eps);
+}
+
+static kiln_tensor *group_norm(kiln_graph *g, kiln_tensor *x, kiln_tensor *w, kiln_tensor *b,
+                               const void *arg)
+{
+    const double *a = arg; /* groups, eps */
+    return kiln_group_norm(g, x, (int64_t)a[0], w, b, a[1]);
+}
+
+typedef struct {
+    int kind; /* 0 none, 1 causal, 2 the table's mask */
+    double scale;
+} sdpa_arg;
+
+static kiln_tensor *attention(kiln_graph *g, kiln_tensor *q, kiln_tensor *k, kiln_tensor *v,
+                              const void *arg)
+{
+    const sdpa_arg *a = arg;
+    kiln_tensor *mask = NULL;
+    if (a->kind == 2) { /* attend where (3i + 2j) mod 5 != 0, and to j = 0 */
+        int64_t l = q->dims[q->rank - 2], s = k->dims[k->rank - 2];
+        bool *mv = malloc((size_t)(l * s));
+        assert_non_null(mv);
+        for (int64_t i = 0; i < l; i++)
+            for (int64_t j = 0; j < s; j++)
+                mv[i * s + j] = (3 * i + 2 * j) % 5 != 0 || j == 0;
+        mask = kiln_tensor_from(g, KILN_BOOL, 2, (const int64_t[]){l, s}, mv);
+        free(mv);
+    }
+    return kiln_scaled_dot_product_attention(g, q, k, v, mask, a->kind == 1, a->scale);
+}
+
+static void test_norms_match_pytorch(void **state)
+{
+    (void)state;
+    check("bn_train", 4, (int64_t[]){4, 3, 2, 3}, 1, (int64_t[]){3}, true, batch_norm,
+          &(bn_arg){true, 0.1, 1e-5});
+    check("bn_train_2d", 2, (int64_t[]){5, 4}, 1, (int64_t[]){4}, true, batch_norm,
+          &(bn_arg){true, 0.3, 1e-3});
+    check("bn_eval", 4, (int64_t[]){2, 3, 2, 2}, 1, (int64_t[]){3}, true, batch_norm,
+          &(bn_arg){false, 0.1, 1e-5});
+    check("gn", 4, (int64_t[]){2, 6, 3, 2}, 1, (int64_t[]){6}, true, group_norm,
+          (double[]){3, 1e-5});
+    check("gn_per_channel", 3, (int64_t[]){2, 4, 5}, 1, (int64_t[]){4}, true, group_norm,
+          (double[]){4, 1e-3});
+}
+
+static void test_attention_matches_pytorch(void **state)
+{
+    (void)state;
+    check3("sdpa", (shape[3]){{4, {2, 2, 4, 3}}, {4, {2, 2, 5, 3}}, {4, {2, 2, 5, 4}}}, attention,
+           &(sdpa_arg){0, 0});
+    check3("sdpa_causal", (shape[3]){{4, {2, 3, 4, 2}}, {4, {2, 3, 4, 2}}, {4, {2, 3, 4, 3}}},
+           attention, &(sdpa_arg){1, 0});
+    check3("sdpa_mask_scale", (shape[3]){{3, {3, 4, 3}}, {3, {3, 5, 3}}, {3, {3, 5, 2}}}, attention,
+           &(sdpa_arg){2, 0.5});
+}
+
+/* The running statistics move once per run of every entry that depends on a
+ * training batch norm (a train step and a second entry alike), and not for
+ * an entry that does not; eval mode registers nothing. */
+static void test_batch_norm_updates_per_entry(void **state)
+{
+    (void)state;
+    kiln_graph *g = ku_graph_new();
+    kiln_tensor *x = kiln_input(g, "x", KILN_F32, KILN_SHAPE(4, 2, 3));
+    kiln_tensor *rm = kiln_param(g, "bn.running_mean", KILN_F32, KILN_SHAPE(2), kiln_init_zeros());
+    kiln_tensor *rv = kiln_param(g, "bn.running_var", KILN_F32, KILN_SHAPE(2), kiln_init_ones());
+    kiln_tensor *w = kiln_param(g, "bn.weight", KILN_F32, KILN_SHAPE(2), kiln_init_ones());
+    kiln_tensor *y = kiln_batch_norm(g, x, w, NULL, rm, rv, true, 0.5, 1e-5);
+    kiln_tensor *loss = kiln_mean(g, kiln_mul(g, y, y), KILN_ALL, false);
+    assert_int_equal(kiln_train_step(g, "train", loss, kiln_sgd(0.1, 0, 0)), KILN_OK);
+    assert_int_equal(kiln_entry(g, "look", 1, &y, (const char *[]){"y"}), KILN_OK);
+    kiln_tensor *z = kiln_mul(g, x, kiln_scalar(g, 2));
+    assert_int_equal(kiln_entry(g, "other", 1, &z, (const char *[]){"z"}), KILN_OK);
+    kiln_tensor *ye = kiln_batch_norm(g, x, NULL, NULL, rm, rv, false, 0.5, 1e-5);
+    assert_int_equal(kiln_entry(g, "eval", 1, &ye, (const char *[]){"ye"}), KILN_OK);
+    ku_assert_ok(g);
+    assert_int_equal(g->entries[1].n, 3); /* look: y, then both running statistics */
+    assert_string_equal(g->entries[1].output_names[1], "look.new.bn.running_mean");
+    assert_string_equal(g->entries[1].output_names[2], "look.new.bn.running_var");
+    assert_int_equal(g->entries[2].n, 1);
+    assert_int_equal(g->entries[3].n, 1);
+    kiln_module *m = ku_compile_for(g, KILN_TARGET_C);
+    float xv[24];
+    for (int i = 0; i < 24; i++)
+        xv[i] = (float)(i % 5) - 1.5f * (float)(i % 2);
+    assert_int_equal(kiln_module_set(m, "x", xv, sizeof xv), KILN_OK);
+    double mean[2] = {0, 0}; /* the batch mean per channel, from the data */
+    for (int n = 0; n < 4; n++)
+        for (int c = 0; c < 2; c++)
+            for (int i = 0; i < 3; i++)
+                mean[c] += (double)xv[(n * 2 + c) * 3 + i] / 12.0;
+    const char *entries[4] = {"other", "eval", "train", "look"};
+    const double share[4] = {0, 0, 0.5, 0.75}; /* of the batch mean in running_mean after */
+    for (int r = 0; r < 4; r++) {
+        float got[2];
+        assert_int_equal(kiln_module_run(m, entries[r]), KILN_OK);
+        assert_int_equal(kiln_module_get(m, "bn.running_mean", got, sizeof got), KILN_OK);
+        for (int c = 0; c < 2; c++)
+            if (fabs((double)got[c] - share[r] * mean[c]) > 1e-6)
+                fail_msg("after %s: running_mean[%d] = %g, want %g", entries[r], c, (double)got[c],
+                         share[r] * mean[c]);
+    }
+    kiln_module_free(m);
+    kiln_graph_free(g);
 }
 
 /* ---- errors: PyTorch's texts --------------------------------------------------------- */
@@ -323,6 +482,77 @@ static void test_errors(void **state)
            "kiln_adaptive_avg_pool2d: adaptive_avg_pool2d(): Expected input to have non-zero size "
            "for non-batch dimensions, but input has sizes [2, 4, 0, 5] with dimension 2 being "
            "empty");
+    FRESH();
+    EXPECT(kiln_batch_norm(g, kiln_input(g, "one", KILN_F32, KILN_SHAPE(1, 3)), NULL, NULL, NULL,
+                           NULL, true, 0.1, 1e-5),
+           KILN_ERR_INVALID,
+           "kiln_batch_norm: Expected more than 1 value per channel when training, got input size "
+           "torch.Size([1, 3])");
+    FRESH();
+    EXPECT(kiln_batch_norm(g, x, b7, NULL, NULL, NULL, true, 0.1, 1e-5), KILN_ERR_SHAPE,
+           "kiln_batch_norm: weight should contain 4 elements not 7");
+    FRESH();
+    EXPECT(kiln_batch_norm(g, x, NULL, NULL, NULL, NULL, false, 0.1, 1e-5), KILN_ERR_INVALID,
+           "kiln_batch_norm: running_mean and running_var must be defined in evaluation mode");
+    FRESH();
+    EXPECT(kiln_batch_norm(g, xi, NULL, NULL, NULL, NULL, true, 0.1, 1e-5), KILN_ERR_DTYPE,
+           "kiln_batch_norm: \"batch_norm\" not implemented for 'Long'");
+    FRESH();
+    EXPECT(kiln_batch_norm(g, b7, NULL, NULL, NULL, NULL, true, 0.1, 1e-5), KILN_ERR_SHAPE,
+           "kiln_batch_norm: Expected 2D or more input (got 1D input of size [7])");
+    FRESH();
+    {
+        kiln_tensor *rm = kiln_input(g, "rm", KILN_F32, KILN_SHAPE(4));
+        kiln_tensor *rv = kiln_input(g, "rv", KILN_F32, KILN_SHAPE(4));
+        EXPECT(kiln_batch_norm(g, x, NULL, NULL, rm, rv, true, 0.1, 1e-5), KILN_ERR_INVALID,
+               "kiln_batch_norm: running_mean must be a param (the training update assigns it)");
+    }
+    FRESH();
+    {
+        kiln_tensor *rm = kiln_param(g, "rm", KILN_F32, KILN_SHAPE(4), kiln_init_zeros());
+        EXPECT(kiln_batch_norm(g, x, NULL, NULL, rm, NULL, true, 0.1, 1e-5), KILN_ERR_INVALID,
+               "kiln_batch_norm: running_mean and running_var must be given together");
+    }
+    FRESH();
+    EXPECT(kiln_group_norm(g, x, 3, NULL, NULL, 1e-5), KILN_ERR_SHAPE,
+           "kiln_group_norm: Expected number of channels in input to be divisible by num_groups, "
+           "but got input of shape [2, 4, 5, 5] and num_groups=3");
+    FRESH();
+    EXPECT(kiln_group_norm(g, x, 2, b7, NULL, 1e-5), KILN_ERR_SHAPE,
+           "kiln_group_norm: weight should contain 4 elements not 7");
+    FRESH();
+    EXPECT(kiln_group_norm(g, b7, 1, NULL, NULL, 1e-5), KILN_ERR_SHAPE,
+           "kiln_group_norm: Expected at least 2 dimensions for input tensor but received 1");
+    FRESH();
+    EXPECT(kiln_group_norm(g, xi, 2, NULL, NULL, 1e-5), KILN_ERR_DTYPE,
+           "kiln_group_norm: \"group_norm\" not implemented for 'Long'");
+    FRESH();
+    EXPECT(kiln_scaled_dot_product_attention(g, x, x, x, kiln_ones(g, KILN_BOOL, KILN_SHAPE(5, 5)),
+                                             true, 0),
+           KILN_ERR_INVALID,
+           "kiln_scaled_dot_product_attention: _scaled_dot_product_attention: Explicit attn_mask "
+           "should not be set when is_causal=True");
+    FRESH();
+    EXPECT(kiln_scaled_dot_product_attention(g, x, x, small, NULL, false, 0), KILN_ERR_SHAPE,
+           "kiln_scaled_dot_product_attention: key and value must have the same sequence "
+           "length, but got 5 and 2");
+    FRESH();
+    EXPECT(kiln_scaled_dot_product_attention(g, x, x2, x2, NULL, false, 0), KILN_ERR_SHAPE,
+           "kiln_scaled_dot_product_attention: query and key must have the same embedding size, "
+           "but got 5 and 3");
+    FRESH();
+    EXPECT(kiln_scaled_dot_product_attention(g, x, x, xd, NULL, false, 0), KILN_ERR_DTYPE,
+           "kiln_scaled_dot_product_attention: Expected query, key, and value to have the same "
+           "floating dtype, but got query.dtype: Float key.dtype: Float and value.dtype: Double "
+           "instead.");
+    FRESH();
+    EXPECT(kiln_scaled_dot_product_attention(g, x, x, x, x, false, 0), KILN_ERR_DTYPE,
+           "kiln_scaled_dot_product_attention: attn_mask must be a bool tensor (true: attend), but "
+           "got Float");
+    FRESH();
+    EXPECT(kiln_scaled_dot_product_attention(g, b7, x, x, NULL, false, 0), KILN_ERR_SHAPE,
+           "kiln_scaled_dot_product_attention: query must have at least 2 dimensions (..., L, E), "
+           "but got 1D");
     /* a max pool of integers pads with the dtype's least value */
     FRESH();
     assert_shape(kiln_max_pool2d(g, xi, 3, 2, 1), 2, 4, 3, 3);
@@ -333,7 +563,7 @@ static void test_errors(void **state)
 static int setup(void **state)
 {
     (void)state;
-    table = ku_read_file(KILN_SOURCE_DIR "/tests/data/conv_table.txt", NULL);
+    table = ku_read_file(KILN_SOURCE_DIR "/tests/data/layers_table.txt", NULL);
     return table ? 0 : -1;
 }
 
@@ -350,6 +580,9 @@ int main(void)
         cmocka_unit_test(test_conv2d_matches_pytorch),
         cmocka_unit_test(test_conv2d_f32_and_shapes),
         cmocka_unit_test(test_pooling_matches_pytorch),
+        cmocka_unit_test(test_norms_match_pytorch),
+        cmocka_unit_test(test_attention_matches_pytorch),
+        cmocka_unit_test(test_batch_norm_updates_per_entry),
         cmocka_unit_test(test_errors),
     };
     return ku_exit(cmocka_run_group_tests(tests, setup, teardown));
