@@ -423,7 +423,7 @@ kiln_tensor *kiln_cross_entropy(kiln_graph *g, kiln_tensor *logits, kiln_tensor 
     if (logits->rank > 2)
         return fe_fail(g, KILN_ERR_UNSUPPORTED, fn,
                        "logits of rank %d are not supported; expected (C) or (N, C)", logits->rank);
-    if (!ir_dtype_is_int(labels->dtype))
+    if (labels->dtype != KILN_I64) /* class indices are int64 (torch.long), as in PyTorch */
         return fe_fail(g, KILN_ERR_DTYPE, fn, "expected scalar type Long but found %s",
                        ir_dtype_torch(labels->dtype));
     if (labels->rank > 1)

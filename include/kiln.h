@@ -294,7 +294,7 @@ KILN_API kiln_tensor *kiln_mse_loss(kiln_graph *g, kiln_tensor *pred,
  * default ignore_index: such a label adds nothing and does not count; nan when
  * every label is -100); any other label outside [0, C) is a run-time error. */
 KILN_API kiln_tensor *kiln_cross_entropy(kiln_graph *g, kiln_tensor *logits,
-                                         kiln_tensor *labels); /* int labels */
+                                         kiln_tensor *labels); /* int64 labels */
 
 /* ---- 4. Autodiff and assignment ------------------------------------------ */
 

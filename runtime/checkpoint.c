@@ -472,35 +472,41 @@ static kiln_status check_layout(loader *L)
     return KILN_OK;
 }
 
+/* A file whose first bytes are no safetensors header at all: say so first. */
+#define NOT_ST "not a safetensors file: "
+
 /* The header: size, JSON, every entry, the layout. */
 static kiln_status parse_header(loader *L)
 {
     if (L->size < 8)
         return load_fail(L, KILN_ERR_FORMAT,
-                         "the file is %zu bytes, too short for the 8-byte header length", L->size);
+                         NOT_ST "the file is %zu bytes, too short for the 8-byte header length",
+                         L->size);
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--)
         hlen = hlen << 8 | (unsigned char)L->file[i];
     if (hlen > MAX_HEADER)
         return load_fail(L, KILN_ERR_FORMAT,
-                         "the header length %" PRIu64 " is over the limit of %d bytes", hlen,
+                         NOT_ST "the header length %" PRIu64 " is over the limit of %d bytes", hlen,
                          MAX_HEADER);
     if (hlen > L->size - 8)
         return load_fail(L, KILN_ERR_FORMAT,
-                         "the header length %" PRIu64 " runs past the end of the file (%zu bytes)",
+                         NOT_ST "the header length %" PRIu64
+                                " runs past the end of the file (%zu bytes)",
                          hlen, L->size);
     const char *h = L->file + 8;
     L->data = (const unsigned char *)h + hlen;
     L->data_len = L->size - 8 - hlen;
     if (has_nul(h, (size_t)hlen))
-        return load_fail(L, KILN_ERR_FORMAT, "the header holds a NUL character");
+        return load_fail(L, KILN_ERR_FORMAT, NOT_ST "the header holds a NUL character");
     const char *end = NULL;
     json_oom = false;
     L->root = cJSON_ParseWithLengthOpts(h, (size_t)hlen, &end, false);
     if (!L->root && json_oom)
         return rt_fail(L->m, KILN_ERR_NOMEM, "kiln_module_load: out of memory");
     if (!L->root)
-        return load_fail(L, KILN_ERR_FORMAT, "the header is not valid JSON (at byte %td of it)",
+        return load_fail(L, KILN_ERR_FORMAT,
+                         NOT_ST "the header is not valid JSON (at byte %td of it)",
                          end ? end - h : (ptrdiff_t)0);
     for (; end < h + hlen; end++)
         if (*end != ' ' && *end != '\t' && *end != '\r' && *end != '\n')
@@ -508,7 +514,7 @@ static kiln_status parse_header(loader *L)
                              "the header has bytes after its JSON value (at byte %td of it)",
                              end - h);
     if (!cJSON_IsObject(L->root))
-        return load_fail(L, KILN_ERR_FORMAT, "the header is not a JSON object");
+        return load_fail(L, KILN_ERR_FORMAT, NOT_ST "the header is not a JSON object");
     int n = cJSON_GetArraySize(L->root);
     L->t = ir_alloc(sizeof(*L->t) * (size_t)(n ? n : 1));
     if (!L->t)

@@ -276,6 +276,18 @@ static int find_entry(const kiln_graph *g, const char *name)
     return -1;
 }
 
+/* "'train', 'predict'" (cut short past cap), or "no entries". */
+static const char *entry_list(const kiln_graph *g, char *out, size_t cap)
+{
+    size_t at = 0;
+    out[0] = 0;
+    for (int i = 0; i < g->nentries && at + 1 < cap; i++) {
+        int n = snprintf(out + at, cap - at, "%s'%s'", i ? ", " : "", g->entries[i].name);
+        at += n > 0 ? (size_t)n : 0;
+    }
+    return g->nentries ? out : "no entries";
+}
+
 static kiln_status run_body(kiln_module *m, const char *entry)
 {
     if (!m)
@@ -283,8 +295,12 @@ static kiln_status run_body(kiln_module *m, const char *entry)
     if (!entry)
         return rt_fail(m, KILN_ERR_INVALID, "kiln_module_run: the entry name is NULL");
     int e = find_entry(m->g, entry);
-    if (e < 0)
-        return rt_fail(m, KILN_ERR_NOT_FOUND, "kiln_module_run: no entry named '%s'", entry);
+    if (e < 0) {
+        char list[512];
+        return rt_fail(m, KILN_ERR_NOT_FOUND,
+                       "kiln_module_run: no entry named '%s'; the module has %s", entry,
+                       entry_list(m->g, list, sizeof list));
+    }
     const kiln_graph *g = m->g;
     bool *needed = ir_alloc(sizeof(bool) * (size_t)(g->nnodes ? g->nnodes : 1));
     if (!needed)

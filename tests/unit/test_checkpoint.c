@@ -470,7 +470,8 @@ typedef struct {
 } bad_file;
 
 static const bad_file bad_files[] = {
-    {"{" A_OK ",\"w\":{", 8, KILN_ERR_FORMAT, "the header is not valid JSON"},
+    {"{" A_OK ",\"w\":{", 8, KILN_ERR_FORMAT,
+     "not a safetensors file: the header is not valid JSON"},
     {"[1, 2]", 0, KILN_ERR_FORMAT, "the header is not a JSON object"},
     {"\"a\"", 0, KILN_ERR_FORMAT, "the header is not a JSON object"},
     {"{" A_OK "} x", 8, KILN_ERR_FORMAT, "the header has bytes after its JSON value (at byte"},
@@ -595,7 +596,8 @@ static void test_load_bad_sizes_and_io(void **state)
     write_raw(path, "", 0);
     s = kiln_module_load(m, path);
     assert_module_error(m, s, KILN_ERR_FORMAT,
-                        "the file is 0 bytes, too short for the 8-byte header length");
+                        "short.safetensors': not a safetensors file: the file is 0 bytes, too "
+                        "short for the 8-byte header length");
     write_raw(path, "\x02\0\0\0\0", 5);
     s = kiln_module_load(m, path);
     assert_module_error(m, s, KILN_ERR_FORMAT, "the file is 5 bytes, too short");

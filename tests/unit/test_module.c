@@ -361,7 +361,8 @@ static void test_run_errors(void **state)
     kiln_graph *g = two_entries();
     kiln_module *m = compile_ok(g);
     kiln_status s = kiln_module_run(m, "nope");
-    assert_module_error(m, s, KILN_ERR_NOT_FOUND, "kiln_module_run: no entry named 'nope'");
+    assert_module_error(m, s, KILN_ERR_NOT_FOUND,
+                        "kiln_module_run: no entry named 'nope'; the module has 'f', 'h'");
     s = kiln_module_run(m, NULL);
     assert_module_error(m, s, KILN_ERR_INVALID, "kiln_module_run: the entry name is NULL");
     s = kiln_module_run(m, "f");

@@ -593,7 +593,7 @@ static void test_cross_entropy(void **state)
     assert_int_equal(count_ops(g, IR_LOG), 1);
     assert_int_equal(
         kiln_tensor_dtype(kiln_cross_entropy(g, ku_input(g, KILN_F64, KILN_SHAPE(2, 4)),
-                                             ku_input(g, KILN_I32, KILN_SHAPE(2)))),
+                                             ku_input(g, KILN_I64, KILN_SHAPE(2)))),
         KILN_F64);
     /* one sample: logits (C), a 0-d label */
     assert_scalar_shape(kiln_cross_entropy(g, ku_input(g, KILN_F32, KILN_SHAPE(5)),
@@ -699,6 +699,14 @@ static void ce_float_labels(kiln_graph *g)
     kiln_cross_entropy(g, ku_input(g, KILN_F32, KILN_SHAPE(3, 5)),
                        ku_input(g, KILN_F32, KILN_SHAPE(3)));
 }
+
+/* int32 class indices: PyTorch takes torch.long only */
+static void ce_int32_labels(kiln_graph *g)
+{
+    kiln_cross_entropy(g, ku_input(g, KILN_F32, KILN_SHAPE(3, 5)),
+                       ku_input(g, KILN_I32, KILN_SHAPE(3)));
+}
+
 static void ce_batch(kiln_graph *g)
 {
     kiln_cross_entropy(g, ku_input(g, KILN_F32, KILN_SHAPE(3, 5)),
@@ -738,6 +746,8 @@ static void test_cross_entropy_errors(void **state)
     (void)state;
     expect_error(ce_float_labels, KILN_ERR_DTYPE,
                  "kiln_cross_entropy: expected scalar type Long but found Float");
+    expect_error(ce_int32_labels, KILN_ERR_DTYPE,
+                 "kiln_cross_entropy: expected scalar type Long but found Int");
     expect_error(ce_batch, KILN_ERR_SHAPE,
                  "kiln_cross_entropy: Expected input batch_size (3) to match target batch_size "
                  "(4).");
@@ -998,12 +1008,12 @@ static void test_values_losses(void **state)
     kiln_graph *g = ku_graph_new();
     const float lv[] = {1, 2, 3, 1, 2, 3};
     const int64_t yv[] = {2, 0};
-    const int32_t y1[] = {1};
+    const int64_t y1[] = {1};
     const float pv[] = {1, 2, 3, 4};
     const float tv[] = {0, 2, 5, 4};
     kiln_tensor *logits = f32_from(g, KILN_SHAPE(2, 3), lv);
     kiln_tensor *labels = kiln_tensor_from(g, KILN_I64, KILN_SHAPE(2), yv);
-    kiln_tensor *one = kiln_tensor_from(g, KILN_I32, 0, NULL, y1);
+    kiln_tensor *one = kiln_tensor_from(g, KILN_I64, 0, NULL, y1);
     kiln_tensor *outs[] = {
         kiln_cross_entropy(g, logits, labels),
         kiln_cross_entropy(g, kiln_reshape(g, kiln_slice(g, logits, 0, 0, 1, 1), KILN_SHAPE(3)),

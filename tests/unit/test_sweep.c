@@ -899,12 +899,13 @@ static void cases_GATHER(sweep *s)
             kiln_tensor *t4 = sw_operand(s, 0, dt, SH3(2, 3, 5), G_ANY, F_PERM);
             out(s, raw_gather(s, t4, sw_ids(s, 1, it, SH2(2, 2), 5), 2), "%s.%s.raw_axis2_perm", n,
                 in);
-            if (ir_dtype_is_float(dt)) {
+            if (ir_dtype_is_float(dt)) { /* cross-entropy labels are int64 only */
                 kiln_tensor *e = kiln_embedding(g, table, sw_ids(s, 1, it, SH1(4), 5));
                 out(s, kiln_mul(g, kiln_tanh(g, e), kiln_scalar(g, 2)), "%s.%s.fused", n, in);
                 kiln_tensor *logits = sw_operand(s, 0, dt, SH2(4, 5), G_ANY, F_CONTIG);
-                out(s, kiln_cross_entropy(g, logits, sw_ids(s, 1, it, SH1(4), 5)),
-                    "%s.%s.cross_entropy", n, in);
+                if (it == KILN_I64)
+                    out(s, kiln_cross_entropy(g, logits, sw_ids(s, 1, it, SH1(4), 5)),
+                        "%s.%s.cross_entropy", n, in);
             }
         }
     }
