@@ -408,6 +408,12 @@ KILN_API kiln_status kiln_module_print(kiln_module *m, const char *name,
  * resume bit for bit. */
 KILN_API kiln_status kiln_module_save(kiln_module *m, const char *path); /* safetensors, atomic */
 KILN_API kiln_status kiln_module_load(kiln_module *m, const char *path);
+/* load_state_dict(strict=False): as kiln_module_load, but the file's tensors
+ * that are no param of m are skipped (an inference module loads a training
+ * checkpoint and leaves its optimizer state), and report (NULL: none) gets
+ * two lines: "unexpected keys (skipped): 'a', 'b'" and "missing keys (kept):
+ * ..." ("none" when empty). A tensor of a param's name must still match it. */
+KILN_API kiln_status kiln_module_load_nonstrict(kiln_module *m, const char *path, FILE *report);
 
 /* .npy files (NumPy's format; the numpy bridge of the tutorials): C order,
  * little-endian '<f4' '<f8' '<i4' '<i8' '|b1'. Written as numpy.save writes

@@ -288,6 +288,7 @@ typedef struct {
     int n;
     bool has_run;
     uint32_t run;
+    bool lenient; /* kiln_module_load_nonstrict: tensors that are no param are skipped */
 } loader;
 
 static kiln_status load_fail(loader *L, kiln_status s, const char *fmt, ...)
@@ -550,6 +551,8 @@ static kiln_status match(loader *L)
     for (int i = 0; i < L->n; i++) {
         st_tensor *t = &L->t[i];
         rt_buf *b = t->buf = find_param(L->m, t->name);
+        if (!b && L->lenient)
+            continue;
         if (!b)
             return rt_fail(L->m, KILN_ERR_NOT_FOUND,
                            "kiln_module_load: '%s' has tensor '%s' which is not a param of this "
@@ -582,6 +585,8 @@ static void apply(loader *L)
 {
     for (int i = 0; i < L->n; i++) {
         const st_tensor *t = &L->t[i];
+        if (!t->buf) /* skipped (non-strict) */
+            continue;
         const unsigned char *src = L->data + t->begin;
         size_t n = (size_t)(t->end - t->begin);
         if (t->dt->kiln == KILN_BOOL) {
@@ -597,14 +602,36 @@ static void apply(loader *L)
         L->m->run = L->run;
 }
 
-static kiln_status load_body(kiln_module *m, const char *path)
+/* PyTorch's load_state_dict(strict=False) report: the file's tensors that are
+ * no param of m (skipped), then m's params the file lacks (kept). */
+static void report_keys(const loader *L, FILE *f)
+{
+    fprintf(f, "unexpected keys (skipped):");
+    int n = 0;
+    for (int i = 0; i < L->n; i++)
+        if (!L->t[i].buf)
+            fprintf(f, "%s '%s'", n++ ? "," : "", L->t[i].name);
+    fprintf(f, "%s\nmissing keys (kept):", n ? "" : " none");
+    n = 0;
+    for (int i = 0; i < L->m->nbufs; i++) {
+        const rt_buf *b = &L->m->bufs[i];
+        bool found = false;
+        for (int j = 0; j < L->n && !found; j++)
+            found = L->t[j].buf == b;
+        if (b->role == RT_PARAM && !found)
+            fprintf(f, "%s '%s'", n++ ? "," : "", b->name);
+    }
+    fprintf(f, "%s\n", n ? "" : " none");
+}
+
+static kiln_status load_body(kiln_module *m, const char *path, bool lenient, FILE *report)
 {
     if (!m)
         return KILN_ERR_INVALID;
     if (!path)
         return rt_fail(m, KILN_ERR_INVALID, "kiln_module_load: the path is NULL");
     pthread_once(&json_once, json_init);
-    loader L = {.m = m, .path = path};
+    loader L = {.m = m, .path = path, .lenient = lenient};
     const char *refused;
     L.file = rt_read_regular(path, &L.size, &refused);
     kiln_status s = KILN_OK;
@@ -620,6 +647,8 @@ static kiln_status load_body(kiln_module *m, const char *path)
         s = match(&L);
     if (s == KILN_OK)
         apply(&L);
+    if (s == KILN_OK && report)
+        report_keys(&L, report);
     cJSON_Delete(L.root);
     ir_free(L.t);
     ir_free(L.file);
@@ -632,7 +661,18 @@ kiln_status kiln_module_load(kiln_module *m, const char *path)
         return KILN_ERR_INVALID;
     if (!rt_enter(m))
         return rt_busy(m, "kiln_module_load");
-    kiln_status s = load_body(m, path);
+    kiln_status s = load_body(m, path, false, NULL);
+    rt_leave(m);
+    return s;
+}
+
+kiln_status kiln_module_load_nonstrict(kiln_module *m, const char *path, FILE *report)
+{
+    if (!m)
+        return KILN_ERR_INVALID;
+    if (!rt_enter(m))
+        return rt_busy(m, "kiln_module_load");
+    kiln_status s = load_body(m, path, true, report);
     rt_leave(m);
     return s;
 }

@@ -553,6 +553,74 @@ static const bad_file bad_files[] = {
 
 /* Every malformed or mismatched file: the status, the message (which names
  * the file), and a module that did not change, also after valid entries. */
+/* load_state_dict(strict=False): an inference module (the weights only)
+ * loads a training checkpoint (weights and Adam state): the weights arrive,
+ * the optimizer state is reported skipped and a param the file lacks kept;
+ * strict load refuses the same file; a tensor of a param's name that does not
+ * match it is still an error, which changes nothing. */
+static void test_nonstrict_load(void **state)
+{
+    (void)state;
+    kiln_graph *tg = ku_graph_new();
+    kiln_tensor *w = kiln_param(tg, "w", KILN_F32, KILN_SHAPE(3), kiln_init_uniform(-1, 1));
+    kiln_tensor *x = kiln_input(tg, "x", KILN_F32, KILN_SHAPE(3));
+    kiln_tensor *loss = kiln_sum(tg, kiln_mul(tg, kiln_mul(tg, w, x), w), KILN_ALL, false);
+    assert_int_equal(kiln_train_step(tg, "train", loss, kiln_adam(0.1, 0.9, 0.999, 1e-8)), KILN_OK);
+    kiln_module *train = ku_compile_for(tg, KILN_TARGET_C);
+    const float xv[3] = {1, -2, 0.5f};
+    set_ok(train, "x", xv, sizeof xv);
+    run_ok(train, "train");
+    save_ok(train, tpath("train.safetensors"));
+    float want[3];
+    get_ok(train, "w", want, sizeof want);
+
+    kiln_graph *ig = ku_graph_new(); /* inference: w, and a param of its own */
+    kiln_tensor *iw = kiln_param(ig, "w", KILN_F32, KILN_SHAPE(3), kiln_init_zeros());
+    kiln_tensor *scale = kiln_param(ig, "scale", KILN_F32, KILN_SHAPE(1), kiln_init_ones());
+    kiln_tensor *y = kiln_mul(ig, iw, scale);
+    assert_int_equal(kiln_entry(ig, "predict", 1, &y, (const char *[]){"y"}), KILN_OK);
+    kiln_module *inf = ku_compile_for(ig, KILN_TARGET_C);
+    kiln_status s = kiln_module_load(inf, tpath("train.safetensors"));
+    assert_module_error(inf, s, KILN_ERR_NOT_FOUND, "which is not a param of this module");
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
+    assert_int_equal(kiln_module_load_nonstrict(inf, tpath("train.safetensors"), f), KILN_OK);
+    fclose(f);
+    assert_string_equal(text, "unexpected keys (skipped): 'train.lr', 'train.step', 'w.exp_avg', "
+                              "'w.exp_avg_sq'\nmissing keys (kept): 'scale'\n");
+    free(text);
+    float got[3], one;
+    get_ok(inf, "w", got, sizeof got);
+    assert_memory_equal(got, want, sizeof want);
+    get_ok(inf, "scale", &one, sizeof one);
+    assert_true(one == 1.0f);
+    assert_int_equal(kiln_module_load_nonstrict(inf, tpath("train.safetensors"), NULL), KILN_OK);
+
+    /* a param of that name with another shape: an error, and nothing changes */
+    kiln_graph *bg = ku_graph_new();
+    kiln_tensor *bw = kiln_param(bg, "w", KILN_F32, KILN_SHAPE(4), kiln_init_zeros());
+    kiln_tensor *other = kiln_param(bg, "other", KILN_F32, KILN_SHAPE(1), kiln_init_ones());
+    kiln_tensor *z = kiln_add(bg, kiln_sum(bg, bw, KILN_ALL, false), other);
+    assert_int_equal(kiln_entry(bg, "f", 1, &z, (const char *[]){"z"}), KILN_OK);
+    kiln_module *bad = ku_compile_for(bg, KILN_TARGET_C);
+    s = kiln_module_load_nonstrict(bad, tpath("train.safetensors"), NULL);
+    assert_module_error(bad, s, KILN_ERR_SHAPE,
+                        "size mismatch for w: copying a param with shape [3] from checkpoint, the "
+                        "shape in current model is [4].");
+    float four[4];
+    get_ok(bad, "w", four, sizeof four);
+    for (int i = 0; i < 4; i++)
+        assert_true(four[i] == 0.0f);
+    kiln_module_free(bad);
+    kiln_module_free(inf);
+    kiln_module_free(train);
+    kiln_graph_free(bg);
+    kiln_graph_free(ig);
+    kiln_graph_free(tg);
+}
+
 static void test_load_errors_change_nothing(void **state)
 {
     (void)state;
@@ -1098,6 +1166,7 @@ int main(void)
         cmocka_unit_test(test_save_disk_full),
         cmocka_unit_test(test_killed_save_leaves_a_whole_checkpoint),
         cmocka_unit_test(test_out_of_memory),
+        cmocka_unit_test(test_nonstrict_load),
     };
     return ku_exit(cmocka_run_group_tests(tests, make_dir, remove_dir));
 }
