@@ -323,7 +323,11 @@ typedef struct { /* made by kiln_sgd/adam/adamw() with PyTorch's defaults */
     kiln_optim_kind kind;
     double lr, momentum, dampening, weight_decay, beta1, beta2, eps;
     bool nesterov;
-    int accumulate; /* micro-batches per update; 0 or 1 = update every run */
+    int accumulate;       /* micro-batches per update; 0 or 1 = update every run */
+    double max_grad_norm; /* > 0: torch.nn.utils.clip_grad_norm_(params, max_grad_norm) before
+                             each update (the total norm is the output "<name>.grad_norm") */
+    const char *const *no_decay; /* NULL, or a NULL-terminated list of params that take no
+                                    weight decay (a param group with weight_decay 0) */
 } kiln_optim;
 KILN_API kiln_optim kiln_sgd(double lr, double momentum, double weight_decay);
 KILN_API kiln_optim kiln_adam(double lr, double beta1, double beta2, double eps);

@@ -27,6 +27,11 @@
  *   Adam:  g += wd * p;  m = beta1 * m + (1 - beta1) * g;  v = beta2 * v + (1 - beta2) * g * g
  *          t = step + 1;  p += (-lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
  *   AdamW: p *= 1 - lr * wd, then Adam's update without the wd term.
+ * A param named in opt.no_decay takes wd = 0 (its own param group). With
+ * opt.max_grad_norm > 0 the gradients an update reads (the sums, when
+ * accumulating) are first scaled as torch.nn.utils.clip_grad_norm_ does:
+ *   total = sqrt(sum over params of sum(g * g));  g *= min(max_norm / (total + 1e-6), 1)
+ * and total is the entry's output "<name>.grad_norm".
  */
 #include "passes.h"
 
@@ -100,13 +105,23 @@ static kiln_tensor *add_scaled(opt_ctx *c, kiln_tensor *a, kiln_tensor *s, kiln_
     return kiln_add(c->g, a, kiln_mul(c->g, s, b));
 }
 
+/* opt.weight_decay, or 0 for a param in opt.no_decay. */
+static double decay_of(const kiln_optim *o, const kiln_tensor *p)
+{
+    for (const char *const *n = o->no_decay; n && *n; n++)
+        if (strcmp(*n, p->name) == 0)
+            return 0;
+    return o->weight_decay;
+}
+
 static void sgd(opt_ctx *c, const kiln_optim *o, kiln_tensor *p, kiln_tensor *grad, kiln_tensor *lr,
                 kiln_tensor *step)
 {
     kiln_graph *g = c->g;
     kiln_tensor *d = grad;
-    if (o->weight_decay != 0)
-        d = add_scaled(c, d, scalar(c, o->weight_decay), p);
+    double wd = decay_of(o, p);
+    if (wd != 0)
+        d = add_scaled(c, d, scalar(c, wd), p);
     if (o->momentum != 0) {
         kiln_tensor *buf = state(c, p->name, ".momentum_buffer", p->dtype, p->rank, p->dims, 0);
         kiln_tensor *later =
@@ -123,11 +138,11 @@ static void adam(opt_ctx *c, const kiln_optim *o, kiln_tensor *p, kiln_tensor *g
 {
     kiln_graph *g = c->g;
     kiln_tensor *base = p;
+    double wd = decay_of(o, p);
     if (o->kind == KILN_ADAMW) /* decoupled: p.mul_(1 - lr * weight_decay) */
-        base =
-            kiln_mul(g, p, kiln_sub(g, scalar(c, 1), kiln_mul(g, lr, scalar(c, o->weight_decay))));
-    else if (o->weight_decay != 0)
-        grad = add_scaled(c, grad, scalar(c, o->weight_decay), p);
+        base = kiln_mul(g, p, kiln_sub(g, scalar(c, 1), kiln_mul(g, lr, scalar(c, wd))));
+    else if (wd != 0)
+        grad = add_scaled(c, grad, scalar(c, wd), p);
     kiln_tensor *m = state(c, p->name, ".exp_avg", p->dtype, p->rank, p->dims, 0);
     kiln_tensor *v = state(c, p->name, ".exp_avg_sq", p->dtype, p->rank, p->dims, 0);
     kiln_tensor *nm =
@@ -150,6 +165,28 @@ static void adam(opt_ctx *c, const kiln_optim *o, kiln_tensor *p, kiln_tensor *g
 }
 
 /* PyTorch's constructor checks, in its words. */
+/* clip_grad_norm_: the total 2-norm of the gradients (in f64), output as
+ * "<name>.grad_norm"; each gradient scaled by min(max / (total + 1e-6), 1). */
+static void clip(opt_ctx *c, double max, int n, kiln_tensor **grads)
+{
+    kiln_graph *g = c->g;
+    kiln_tensor *sq = NULL;
+    for (int i = 0; i < n; i++)
+        if (grads[i]) {
+            kiln_tensor *s = kiln_cast(
+                g, kiln_sum(g, kiln_mul(g, grads[i], grads[i]), KILN_ALL, false), KILN_F64);
+            sq = sq ? kiln_add(g, sq, s) : s;
+        }
+    kiln_tensor *total = kiln_sqrt(g, sq);
+    kiln_tensor *coef = kiln_minimum(
+        g, kiln_div(g, scalar(c, max), kiln_add(g, total, scalar(c, 1e-6))), scalar(c, 1));
+    for (int i = 0; i < n; i++)
+        if (grads[i])
+            grads[i] = kiln_mul(g, grads[i], kiln_cast(g, coef, grads[i]->dtype));
+    c->outs[c->n] = total;
+    c->names[c->n++] = cat3(g, c->name, ".grad_norm", "");
+}
+
 static kiln_status check_hyper(kiln_graph *g, const kiln_optim *o)
 {
     const char *fn = "kiln_train_step";
@@ -165,6 +202,19 @@ static kiln_status check_hyper(kiln_graph *g, const kiln_optim *o)
         return ir_fail_status(g, KILN_ERR_INVALID,
                               "%s: accumulate must be 0 or more micro-batches (got %d)", fn,
                               o->accumulate);
+    if (!(o->max_grad_norm >= 0))
+        return ir_fail_status(g, KILN_ERR_INVALID,
+                              "%s: max_grad_norm must be 0 (no clipping) or more (got %g)", fn,
+                              o->max_grad_norm);
+    for (const char *const *n = o->no_decay; n && *n; n++) {
+        bool found = false;
+        for (int i = 0; i < g->nnodes && !found; i++)
+            found = g->nodes[i]->op == IR_PARAM && strcmp(g->nodes[i]->name, *n) == 0;
+        if (!found)
+            return ir_fail_status(g, KILN_ERR_NOT_FOUND,
+                                  "%s: no_decay names '%s', which is not a param of the graph", fn,
+                                  *n);
+    }
     if (o->kind == KILN_SGD) {
         if (!(o->momentum >= 0))
             return ir_fail_status(g, KILN_ERR_INVALID, "%s: Invalid momentum value: %g", fn,
@@ -212,7 +262,7 @@ static kiln_status train_step(kiln_graph *g, const char *name, kiln_tensor *loss
     int np = 0, count = g->nnodes;
     for (int i = 0; i < count; i++)
         np += g->nodes[i]->op == IR_PARAM && ir_dtype_is_float(g->nodes[i]->dtype);
-    int cap = 3 + 4 * np;
+    int cap = 4 + 4 * np;
     kiln_tensor **params = ir_alloc(sizeof(*params) * (size_t)(np ? np : 1));
     kiln_tensor **grads = ir_alloc(sizeof(*grads) * (size_t)(np ? np : 1));
     opt_ctx c = {.g = g,
@@ -255,16 +305,22 @@ static kiln_status train_step(kiln_graph *g, const char *name, kiln_tensor *loss
         assign_always(&c, micro, kiln_where(g, c.doit, scalar(&c, 0), next));
     }
     kiln_tensor *t = kiln_add(g, step, scalar(&c, 1));
+    for (int i = 0; i < np && g->status == KILN_OK && k > 1; i++) {
+        kiln_tensor *p = params[i];
+        if (!grads[i])
+            continue;
+        /* "<p>.grad" += grad; the update reads the sum, then it clears */
+        kiln_tensor *acc = state(&c, p->name, ".grad", p->dtype, p->rank, p->dims, 0);
+        kiln_tensor *sum = kiln_add(g, acc, grads[i]);
+        assign_always(&c, acc, kiln_where(g, c.doit, scalar(&c, 0), sum));
+        grads[i] = sum;
+    }
+    if (opt->max_grad_norm > 0 && g->status == KILN_OK)
+        clip(&c, opt->max_grad_norm, np, grads);
     for (int i = 0; i < np && g->status == KILN_OK; i++) {
         kiln_tensor *p = params[i], *grad = grads[i];
         if (!grad)
             continue;
-        if (k > 1) { /* "<p>.grad" += grad; the update reads the sum, then it clears */
-            kiln_tensor *acc = state(&c, p->name, ".grad", p->dtype, p->rank, p->dims, 0);
-            kiln_tensor *sum = kiln_add(g, acc, grad);
-            assign_always(&c, acc, kiln_where(g, c.doit, scalar(&c, 0), sum));
-            grad = sum;
-        }
         if (opt->kind == KILN_SGD)
             sgd(&c, opt, p, grad, lr, step);
         else

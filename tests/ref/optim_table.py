@@ -60,7 +60,14 @@ CONFIGS = [
     ("sgd_accumulate", lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9), "mse", 10, 2),
     ("adam_accumulate", lambda ps: torch.optim.Adam(ps, lr=0.01), "ce", 9, 3),
     ("adam_lr_change", lambda ps: torch.optim.Adam(ps, lr=0.01), "mse", 5, 1),
+    # param groups (no weight decay for the biases) and clip_grad_norm_ before each step
+    ("adamw_groups_clip", lambda ps: torch.optim.AdamW(
+        [{"params": [ps[0], ps[2]], "weight_decay": 0.1},
+         {"params": [ps[1], ps[3]], "weight_decay": 0.0}], lr=0.02), "ce", 5, 1),
+    ("sgd_clip_accumulate", lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9), "mse", 10, 2),
 ]
+# max_norm of torch.nn.utils.clip_grad_norm_ before opt.step() (test_optim.c: opt.max_grad_norm)
+CLIP = {"adamw_groups_clip": 0.5, "sgd_clip_accumulate": 0.05}
 
 
 def fmt(t):
@@ -85,6 +92,8 @@ def main(out):
             loss.backward()
             losses.append(loss.item())
             if (r + 1) % k == 0:
+                if name in CLIP:
+                    torch.nn.utils.clip_grad_norm_([p for _, p in params], CLIP[name])
                 opt.step()
                 opt.zero_grad()
         out.write("%s loss %s\n" % (name, " ".join("%.9g" % v for v in losses)))

@@ -58,10 +58,22 @@ static config configs(int i)
     case 8:
         return (config){"adam_accumulate", with_accumulate(kiln_adam(0.01, 0.9, 0.999, 1e-8), 3),
                         true, 9};
-    default: return (config){"adam_lr_change", kiln_adam(0.01, 0.9, 0.999, 1e-8), false, 5};
+    case 9: return (config){"adam_lr_change", kiln_adam(0.01, 0.9, 0.999, 1e-8), false, 5};
+    case 10: { /* param groups: no decay for the biases; clip_grad_norm_(0.5) */
+        static const char *const biases[] = {"b1", "b2", NULL};
+        kiln_optim o = kiln_adamw(0.02, 0.9, 0.999, 1e-8, 0.1);
+        o.no_decay = biases;
+        o.max_grad_norm = 0.5;
+        return (config){"adamw_groups_clip", o, true, 5};
+    }
+    default: {
+        kiln_optim o = with_accumulate(kiln_sgd(0.1, 0.9, 0), 2);
+        o.max_grad_norm = 0.05; /* the sum of two micro-batches is clipped */
+        return (config){"sgd_clip_accumulate", o, false, 10};
+    }
     }
 }
-enum { NCONFIGS = 10 };
+enum { NCONFIGS = 12 };
 
 static void fill(float *out, int n, double a, double b)
 {
@@ -341,6 +353,36 @@ static void expect_error(kiln_optim o, kiln_status want, const char *needle)
     kiln_graph_free(g);
 }
 
+/* "<name>.grad_norm" is the total 2-norm clip_grad_norm_ returns: for loss
+ * sum(w1^2) + sum(w2^2) the gradients are 2 w, so sqrt(4 (|w1|^2 + |w2|^2));
+ * after the step each param moved by lr * the clipped gradient. */
+static void test_grad_norm_output(void **state)
+{
+    (void)state;
+    kiln_graph *g = ku_graph_new();
+    kiln_tensor *w1 = kiln_param(g, "w1", KILN_F32, KILN_SHAPE(2), kiln_init_const(1));
+    kiln_tensor *w2 = kiln_param(g, "w2", KILN_F64, KILN_SHAPE(3), kiln_init_const(2));
+    kiln_tensor *loss =
+        kiln_add(g, kiln_sum(g, kiln_square(g, w1), KILN_ALL, false),
+                 kiln_cast(g, kiln_sum(g, kiln_square(g, w2), KILN_ALL, false), KILN_F32));
+    kiln_optim o = kiln_sgd(0.5, 0, 0);
+    o.max_grad_norm = 1;
+    assert_int_equal(kiln_train_step(g, "train", loss, o), KILN_OK);
+    kiln_module *m = ku_compile_for(g, KILN_TARGET_C);
+    assert_int_equal(kiln_module_run(m, "train"), KILN_OK);
+    double norm, total = sqrt(4.0 * (2 * 1 + 3 * 4)); /* 2 |w| over both params */
+    assert_int_equal(kiln_module_get_scalar(m, "train.grad_norm", &norm), KILN_OK);
+    assert_true(fabs(norm - total) < 1e-12);
+    double coef = 1 / (total + 1e-6), w2v[3];
+    float w1v[2];
+    assert_int_equal(kiln_module_get(m, "w1", w1v, sizeof w1v), KILN_OK);
+    assert_int_equal(kiln_module_get(m, "w2", w2v, sizeof w2v), KILN_OK);
+    assert_true(fabs((double)w1v[0] - (1 - 0.5 * 2 * coef)) < 1e-6);
+    assert_true(fabs(w2v[2] - (2 - 0.5 * 4 * coef)) < 1e-12);
+    kiln_module_free(m);
+    kiln_graph_free(g);
+}
+
 static void test_hyperparameter_errors(void **state)
 {
     (void)state;
@@ -363,6 +405,15 @@ static void test_hyperparameter_errors(void **state)
                  "Invalid weight_decay value: -1");
     expect_error(with_accumulate(kiln_sgd(0.1, 0, 0), -2), KILN_ERR_INVALID,
                  "accumulate must be 0 or more micro-batches (got -2)");
+    kiln_optim clip = kiln_sgd(0.1, 0, 0);
+    clip.max_grad_norm = -1;
+    expect_error(clip, KILN_ERR_INVALID,
+                 "kiln_train_step: max_grad_norm must be 0 (no clipping) or more (got -1)");
+    static const char *const typo[] = {"w", "bais", NULL};
+    kiln_optim groups = kiln_adamw(0.1, 0.9, 0.999, 1e-8, 0.1);
+    groups.no_decay = typo;
+    expect_error(groups, KILN_ERR_NOT_FOUND,
+                 "kiln_train_step: no_decay names 'bais', which is not a param of the graph");
     kiln_optim bad = kiln_sgd(0.1, 0, 0);
     bad.kind = (kiln_optim_kind)7;
     expect_error(bad, KILN_ERR_INVALID, "unknown optimizer kind 7");
@@ -459,6 +510,7 @@ int main(void)
         cmocka_unit_test(test_matches_pytorch_c),
         cmocka_unit_test(test_resume_from_checkpoint),
         cmocka_unit_test(test_names_and_frozen_params),
+        cmocka_unit_test(test_grad_norm_output),
         cmocka_unit_test(test_hyperparameter_errors),
         cmocka_unit_test(test_graph_errors),
         cmocka_unit_test(test_out_of_memory),
