@@ -115,7 +115,7 @@ kiln_tensor *kiln_conv2d(kiln_graph *g, kiln_tensor *x, kiln_tensor *w, kiln_ten
                        "but got weight of size [%s] instead",
                        (long long)groups, (long long)groups, ws);
     if (cg * groups != c) {
-        char in4[128];
+        char in4[160];
         snprintf(in4, sizeof in4, "%s", xs);
         if (x->rank == 3) /* PyTorch names the batched shape */
             snprintf(in4, sizeof in4, "[1, %s", xs + 1);

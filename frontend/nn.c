@@ -25,7 +25,7 @@ static const char *c_name(kiln_dtype dt)
 }
 
 /* The label nn.CrossEntropyLoss ignores by default (ignore_index). */
-#define IGNORE_INDEX (-100.0)
+#define IGNORE_INDEX (-100) /* PyTorch's default ignore_index */
 
 static kiln_tensor *konst(kiln_graph *g, kiln_dtype dt, double v)
 {
@@ -412,12 +412,15 @@ kiln_tensor *kiln_mse_loss(kiln_graph *g, kiln_tensor *pred, kiln_tensor *target
 
 /* mean_i -log_softmax(logits)[i, labels[i]], picking each row's label with a
  * one-hot mask (labels[:, None] == arange(C)) so autodiff needs no new rule. */
-kiln_tensor *kiln_cross_entropy(kiln_graph *g, kiln_tensor *logits, kiln_tensor *labels)
+static kiln_tensor *cross_entropy(kiln_graph *g, const char *fn, kiln_tensor *logits,
+                                  kiln_tensor *labels, int64_t ignore_index, double smoothing)
 {
     kiln_tensor *ts[2] = {logits, labels};
     if (!fe_begin(g, 2, ts))
         return NULL;
-    const char *fn = __func__;
+    if (!(smoothing >= 0 && smoothing <= 1))
+        return fe_fail(g, KILN_ERR_INVALID, fn,
+                       "label_smoothing must be between 0.0 and 1.0. Got: %g", smoothing);
     if (logits->rank == 0)
         return fe_fail(g, KILN_ERR_SHAPE, fn, "Expected 1 or more dimensions (got 0)");
     if (logits->rank > 2)
@@ -464,11 +467,20 @@ kiln_tensor *kiln_cross_entropy(kiln_graph *g, kiln_tensor *logits, kiln_tensor 
     kiln_tensor *mask = (classes && col) ? kiln_eq(g, col, classes) : NULL;
     kiln_tensor *picked = kiln_where(g, mask, logp, konst(g, logp->dtype, 0.0));
     kiln_tensor *nll = kiln_neg(g, kiln_sum(g, picked, 1, false));
-    /* PyTorch's ignore_index = -100: such a label picks no class (its nll is
-     * 0) and does not count in the mean, sum(nll) / (labels kept): nan when
-     * none is. Any other label outside [0, C) stops the run with an index
+    /* ignore_index (PyTorch's default -100): such a label picks no class (its
+     * nll is 0) and does not count in the mean, sum(nll) / (labels kept): nan
+     * when none is. Any other label outside [0, C) stops the run with an index
      * error: gathering the labels from C zeros checks them and adds nothing. */
-    kiln_tensor *kept = kiln_ne(g, y, fe_full_raw(g, y->dtype, 1, &n, IGNORE_INDEX));
+    kiln_tensor *kept = kiln_ne(g, y, fe_full_raw(g, y->dtype, 1, &n, (double)ignore_index));
+    if (ignore_index >= 0) /* it names a class: those rows picked it, and must not count */
+        nll = kiln_where(g, kept, nll, konst(g, logp->dtype, 0.0));
+    if (smoothing > 0) { /* (1 - e) nll + e * mean over classes of -log p, kept rows only */
+        kiln_tensor *uniform =
+            kiln_div(g, kiln_neg(g, kiln_sum(g, logp, 1, false)), konst(g, logp->dtype, (double)c));
+        nll = kiln_add(g, kiln_mul(g, nll, konst(g, logp->dtype, 1 - smoothing)),
+                       kiln_mul(g, kiln_where(g, kept, uniform, konst(g, logp->dtype, 0.0)),
+                                konst(g, logp->dtype, smoothing)));
+    }
     kiln_tensor *ids = kiln_where(g, kept, y, fe_full_raw(g, y->dtype, 1, &n, 0.0));
     kiln_tensor *zeros = fe_full_raw(g, logp->dtype, 1, &c, 0.0);
     kiln_tensor *check = NULL;
@@ -480,4 +492,15 @@ kiln_tensor *kiln_cross_entropy(kiln_graph *g, kiln_tensor *logits, kiln_tensor 
     nll = check ? kiln_add(g, nll, check) : NULL;
     kiln_tensor *count = kiln_sum(g, kiln_cast(g, kept, logp->dtype), KILN_ALL, false);
     return kiln_div(g, kiln_sum(g, nll, KILN_ALL, false), count);
+}
+
+kiln_tensor *kiln_cross_entropy(kiln_graph *g, kiln_tensor *logits, kiln_tensor *labels)
+{
+    return cross_entropy(g, __func__, logits, labels, IGNORE_INDEX, 0);
+}
+
+kiln_tensor *kiln_cross_entropy_ex(kiln_graph *g, kiln_tensor *logits, kiln_tensor *labels,
+                                   int64_t ignore_index, double label_smoothing)
+{
+    return cross_entropy(g, __func__, logits, labels, ignore_index, label_smoothing);
 }

@@ -295,6 +295,11 @@ KILN_API kiln_tensor *kiln_mse_loss(kiln_graph *g, kiln_tensor *pred,
  * every label is -100); any other label outside [0, C) is a run-time error. */
 KILN_API kiln_tensor *kiln_cross_entropy(kiln_graph *g, kiln_tensor *logits,
                                          kiln_tensor *labels); /* int64 labels */
+/* F.cross_entropy(logits, labels, ignore_index=, label_smoothing=): labels equal
+ * to ignore_index count nowhere; label_smoothing in [0, 1] mixes the uniform
+ * target in: (1 - e) nll + e * mean over classes of -log p. */
+KILN_API kiln_tensor *kiln_cross_entropy_ex(kiln_graph *g, kiln_tensor *logits, kiln_tensor *labels,
+                                            int64_t ignore_index, double label_smoothing);
 
 /* ---- 4. Autodiff and assignment ------------------------------------------ */
 

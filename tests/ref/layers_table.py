@@ -97,6 +97,7 @@ def main():
         if bias:
             line(out, name + ".db", b.grad)
     norms_and_attention(out)
+    losses(out)
     for name, kind, xsh, k, s, p in POOLS:
         x = xs(xsh).requires_grad_()
         f = F.max_pool2d if kind == "max" else F.avg_pool2d
@@ -134,6 +135,22 @@ ATTENTION = [
 def attn_mask(l, s):
     # attend where (3 i + 2 j) mod 5 != 0, and always to j = 0 (no row fully masked)
     return torch.tensor([[(3 * i + 2 * j) % 5 != 0 or j == 0 for j in range(s)] for i in range(l)])
+
+
+# name, logits shape, labels, ignore_index, label_smoothing
+CROSS_ENTROPY = [
+    ("ce_smooth", (4, 5), [1, -100, 4, 0], -100, 0.1),
+    ("ce_ignore_smooth", (5, 3), [2, 0, 1, 2, 0], 2, 0.25),
+]
+
+
+def losses(out):
+    for name, xsh, labels, ignore, eps in CROSS_ENTROPY:
+        x = xs(xsh).requires_grad_()
+        y = F.cross_entropy(x, torch.tensor(labels), ignore_index=ignore, label_smoothing=eps)
+        (y * cts(y.shape)).sum().backward()
+        line(out, name + ".y", y.detach())
+        line(out, name + ".dx", x.grad)
 
 
 def norms_and_attention(out):

@@ -21,7 +21,7 @@ static char *table; /* the whole reference file */
 /* The reference values of `name` ("conv_basic.y"), n of them. */
 static double *ref(const char *name, int64_t n)
 {
-    char key[96];
+    char key[256];
     snprintf(key, sizeof key, "\n%s:", name);
     const char *at = strstr(table, key);
     if (!at && strncmp(table, key + 1, strlen(key + 1)) == 0)
@@ -122,7 +122,7 @@ static void check3(const char *name, const shape in[3], build_fn f, const void *
         kiln_module *m = ku_compile_for(g, targets[t]);
         assert_int_equal(kiln_module_run(m, "f"), KILN_OK);
         for (int o = 0; o < e->n; o++) {
-            char key[96];
+            char key[200];
             if (o <= nwrt)
                 snprintf(key, sizeof key, "%s.%s", name, names[o]);
             else /* "f.new.rm" -> "<case>.new_rm" */
@@ -320,6 +320,40 @@ static void test_attention_matches_pytorch(void **state)
            attention, &(sdpa_arg){1, 0});
     check3("sdpa_mask_scale", (shape[3]){{3, {3, 4, 3}}, {3, {3, 5, 3}}, {3, {3, 5, 2}}}, attention,
            &(sdpa_arg){2, 0.5});
+}
+
+typedef struct {
+    int n;
+    int64_t labels[8], ignore;
+    double smoothing;
+} ce_arg;
+
+static kiln_tensor *cross_entropy(kiln_graph *g, kiln_tensor *x, kiln_tensor *w, kiln_tensor *b,
+                                  const void *arg)
+{
+    (void)w;
+    (void)b;
+    const ce_arg *a = arg;
+    kiln_tensor *y = kiln_tensor_from(g, KILN_I64, 1, (const int64_t[]){a->n}, a->labels);
+    return kiln_cross_entropy_ex(g, x, y, a->ignore, a->smoothing);
+}
+
+/* F.cross_entropy with ignore_index and label_smoothing */
+static void test_cross_entropy_options_match_pytorch(void **state)
+{
+    (void)state;
+    check("ce_smooth", 2, (int64_t[]){4, 5}, 0, NULL, false, cross_entropy,
+          &(ce_arg){4, {1, -100, 4, 0}, -100, 0.1});
+    check("ce_ignore_smooth", 2, (int64_t[]){5, 3}, 0, NULL, false, cross_entropy,
+          &(ce_arg){5, {2, 0, 1, 2, 0}, 2, 0.25});
+    kiln_graph *g = ku_graph_new();
+    kiln_tensor *x = kiln_input(g, "x", KILN_F32, KILN_SHAPE(2, 3));
+    kiln_tensor *y = kiln_input(g, "y", KILN_I64, KILN_SHAPE(2));
+    assert_null(kiln_cross_entropy_ex(g, x, y, -100, 1.5));
+    assert_graph_error(g, KILN_ERR_INVALID,
+                       "kiln_cross_entropy_ex: label_smoothing must be between 0.0 and 1.0. Got: "
+                       "1.5");
+    kiln_graph_free(g);
 }
 
 /* The running statistics move once per run of every entry that depends on a
@@ -583,6 +617,7 @@ int main(void)
         cmocka_unit_test(test_norms_match_pytorch),
         cmocka_unit_test(test_attention_matches_pytorch),
         cmocka_unit_test(test_batch_norm_updates_per_entry),
+        cmocka_unit_test(test_cross_entropy_options_match_pytorch),
         cmocka_unit_test(test_errors),
     };
     return ku_exit(cmocka_run_group_tests(tests, setup, teardown));
