@@ -14,6 +14,8 @@
  * Every run executes every kernel (Kiln never skips a run); random ops draw
  * new numbers each run.
  */
+#include "models.h"
+
 #include <kiln.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -208,24 +210,7 @@ static void sgemm(int64_t n)
 static void mlp(void)
 {
     enum { B = 256 };
-    kiln_graph *g = kiln_graph_new();
-    kiln_tensor *x = kiln_input(g, "x", KILN_F32, KILN_SHAPE(B, 784));
-    kiln_tensor *y = kiln_input(g, "y", KILN_I64, KILN_SHAPE(B));
-    const int64_t sizes[] = {784, 1024, 1024, 10};
-    kiln_tensor *h = x;
-    for (int l = 0; l < 3; l++) {
-        char wn[16], bn[16];
-        snprintf(wn, sizeof wn, "w%d", l);
-        snprintf(bn, sizeof bn, "b%d", l);
-        kiln_tensor *w = kiln_param(g, wn, KILN_F32, KILN_SHAPE(sizes[l + 1], sizes[l]),
-                                    kiln_init_kaiming_uniform());
-        kiln_tensor *b =
-            kiln_param(g, bn, KILN_F32, KILN_SHAPE(sizes[l + 1]), kiln_init_kaiming_uniform());
-        h = kiln_linear(g, h, w, b);
-        if (l < 2)
-            h = kiln_relu(g, h);
-    }
-    kiln_train_step(g, "train", kiln_cross_entropy(g, h, y), kiln_adam(1e-3, 0.9, 0.999, 1e-8));
+    kiln_graph *g = bench_mlp_graph(B);
     kiln_module *m = compile(g);
     float *xs = malloc(sizeof(float) * B * 784);
     int64_t ys[B];

@@ -21,6 +21,8 @@
  * BENCH_GPU_TARGET=c runs the same on the C target (a test of the harness where
  * there is no GPU; its figures are not GPU figures).
  */
+#include "models.h"
+
 #include <kiln.h>
 #include <math.h>
 #include <stdio.h>
@@ -130,34 +132,10 @@ static void fill(float *p, int64_t n, unsigned seed)
 
 /* ---- the cases ------------------------------------------------------------------------ */
 
-/* MLP 784-1024-1024-10 with an Adam train step "train" (as bench/cpu.c builds it). */
-static kiln_graph *mlp_graph(int64_t batch)
-{
-    kiln_graph *g = kiln_graph_new();
-    kiln_tensor *x = kiln_input(g, "x", KILN_F32, KILN_SHAPE(batch, 784));
-    kiln_tensor *y = kiln_input(g, "y", KILN_I64, KILN_SHAPE(batch));
-    const int64_t sizes[] = {784, 1024, 1024, 10};
-    kiln_tensor *h = x;
-    for (int l = 0; l < 3; l++) {
-        char wn[16], bn[16];
-        snprintf(wn, sizeof wn, "w%d", l);
-        snprintf(bn, sizeof bn, "b%d", l);
-        kiln_tensor *w = kiln_param(g, wn, KILN_F32, KILN_SHAPE(sizes[l + 1], sizes[l]),
-                                    kiln_init_kaiming_uniform());
-        kiln_tensor *b =
-            kiln_param(g, bn, KILN_F32, KILN_SHAPE(sizes[l + 1]), kiln_init_kaiming_uniform());
-        h = kiln_linear(g, h, w, b);
-        if (l < 2)
-            h = kiln_relu(g, h);
-    }
-    kiln_train_step(g, "train", kiln_cross_entropy(g, h, y), kiln_adam(1e-3, 0.9, 0.999, 1e-8));
-    return g;
-}
-
-/* Compile time in seconds of mlp_graph(batch) with cache_dir; exits on failure. */
+/* Compile time in seconds of bench_mlp_graph(batch) with cache_dir; exits on failure. */
 static double compile_time(int64_t batch, const char *cache_dir)
 {
-    kiln_graph *g = mlp_graph(batch);
+    kiln_graph *g = bench_mlp_graph(batch);
     double t = now();
     kiln_module *m = compile(g, cache_dir);
     t = now() - t;
@@ -296,7 +274,7 @@ static void sgemm(int64_t n, int runs)
 
 static void mlp(int64_t batch, int runs)
 {
-    kiln_graph *g = mlp_graph(batch);
+    kiln_graph *g = bench_mlp_graph(batch);
     kiln_module *m = compile(g, NULL);
     float *xs = xmalloc(sizeof(float) * (size_t)batch * 784);
     int64_t *ys = xmalloc(sizeof(int64_t) * (size_t)batch);

@@ -796,27 +796,6 @@ static void test_bind_refused(void **state)
 
 /* ---- 7. profile ---------------------------------------------------------------------------- */
 
-/* noinline: see test_dot.c (gcc 12 -Wdangling-pointer) */
-__attribute__((noinline)) static char *profile_text(kiln_module *m)
-{
-    char *text = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
-    assert_non_null(f);
-    assert_int_equal(kiln_module_profile(m, f), KILN_OK);
-    assert_int_equal(fclose(f), 0);
-    return text;
-}
-
-/* The number in the row that starts with name (-1 when there is none). */
-static long long calls_of(const char *text, const char *name)
-{
-    char head[80];
-    snprintf(head, sizeof head, "\n%s ", name);
-    const char *row = strstr(text, head);
-    return row ? strtoll(row + strlen(head), NULL, 10) : -1;
-}
-
 typedef struct {
     char name[64];
     long long calls;
@@ -857,9 +836,9 @@ static void test_profile_kernel_rows(void **state)
         train_steps(mods[i], 0, 3);
         run_ok(mods[i], "predict");
         run_ok(mods[i], "predict");
-        text[i] = profile_text(mods[i]);
-        assert_int_equal(calls_of(text[i], "train"), 3);
-        assert_int_equal(calls_of(text[i], "predict"), 2);
+        text[i] = ku_profile_text(mods[i]);
+        assert_int_equal(ku_profile_calls(text[i], "train"), 3);
+        assert_int_equal(ku_profile_calls(text[i], "predict"), 2);
         n[i] = kernel_rows(text[i], rows[i], 128);
         assert_true(n[i] >= 2 && n[i] < 128);
         for (int k = 0; k < n[i]; k++) {

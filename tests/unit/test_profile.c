@@ -23,28 +23,6 @@ static kiln_graph *two_entries(void)
     return g;
 }
 
-/* What kiln_module_profile writes, as a string (freed by the caller). */
-/* noinline: see test_dot.c (gcc 12 -Wdangling-pointer) */
-__attribute__((noinline)) static char *profile_text(kiln_module *m)
-{
-    char *text = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
-    assert_non_null(f);
-    assert_int_equal(kiln_module_profile(m, f), KILN_OK);
-    assert_int_equal(fclose(f), 0);
-    return text;
-}
-
-/* The count in the row that starts with name (-1 when there is none). */
-static long long calls_of(const char *text, const char *name)
-{
-    char head[80];
-    snprintf(head, sizeof head, "\n%s ", name);
-    const char *row = strstr(text, head);
-    return row ? strtoll(row + strlen(head), NULL, 10) : -1;
-}
-
 static void run_times(kiln_module *m, const char *entry, int n)
 {
     float x[32];
@@ -62,10 +40,10 @@ static void test_c_target_kernels(void **state)
     kiln_module *m = ku_compile_for(g, KILN_TARGET_C);
     run_times(m, "f", 3);
     run_times(m, "g", 2);
-    char *text = profile_text(m);
+    char *text = ku_profile_text(m);
     assert_non_null(strstr(text, "kiln profile (c target)\n"));
-    assert_int_equal(calls_of(text, "f"), 3);
-    assert_int_equal(calls_of(text, "g"), 2);
+    assert_int_equal(ku_profile_calls(text, "f"), 3);
+    assert_int_equal(ku_profile_calls(text, "g"), 2);
     /* every kernel of the source that ran has its row and count */
     const char *src = kiln_module_source(m);
     int kernels = 0, negs = 0;
@@ -75,7 +53,7 @@ static void test_c_target_kernels(void **state)
         assert_int_equal(sscanf(at + 12, "%63[a-z0-9_]", name), 1);
         /* g is the one neg kernel; softmax (f) has no neg */
         bool of_g = strstr(name, "neg") != NULL;
-        assert_int_equal(calls_of(text, name), of_g ? 2 : 3);
+        assert_int_equal(ku_profile_calls(text, name), of_g ? 2 : 3);
         kernels++;
         negs += of_g;
     }
@@ -151,7 +129,7 @@ static void test_c_target_kernel_times(void **state)
         assert_int_equal(kiln_module_run(m, "f"), KILN_OK);
     for (int i = 0; i < 2; i++)
         assert_int_equal(kiln_module_run(m, "g"), KILN_OK);
-    char *text = profile_text(m);
+    char *text = ku_profile_text(m);
     kernel_row rows[16];
     int nrows = kernel_rows(text, rows, 16);
     assert_true(nrows >= 3);
@@ -196,14 +174,14 @@ static void test_interpreter_entries(void **state)
     (void)state;
     kiln_graph *g = two_entries();
     kiln_module *m = ku_compile_for(g, KILN_TARGET_INTERP);
-    char *text = profile_text(m); /* nothing ran yet: zero rows */
-    assert_int_equal(calls_of(text, "f"), 0);
+    char *text = ku_profile_text(m); /* nothing ran yet: zero rows */
+    assert_int_equal(ku_profile_calls(text, "f"), 0);
     free(text);
     run_times(m, "g", 4);
-    text = profile_text(m);
+    text = ku_profile_text(m);
     assert_non_null(strstr(text, "kiln profile (interpreter target)\n"));
-    assert_int_equal(calls_of(text, "f"), 0);
-    assert_int_equal(calls_of(text, "g"), 4);
+    assert_int_equal(ku_profile_calls(text, "f"), 0);
+    assert_int_equal(ku_profile_calls(text, "g"), 4);
     assert_non_null(strstr(text, "compile for KILN_TARGET_C for per-kernel times"));
     free(text);
     kiln_module_free(m);

@@ -338,3 +338,23 @@ int ku_scratch_remove(void)
     rmdir(ku_scratch_dir);
     return 0;
 }
+
+/* noinline: see test_dot.c (gcc 12 -Wdangling-pointer) */
+__attribute__((noinline)) char *ku_profile_text(kiln_module *m)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
+    assert_int_equal(kiln_module_profile(m, f), KILN_OK);
+    assert_int_equal(fclose(f), 0);
+    return text;
+}
+
+long long ku_profile_calls(const char *text, const char *name)
+{
+    char head[80];
+    snprintf(head, sizeof head, "\n%s ", name);
+    const char *row = strstr(text, head);
+    return row ? strtoll(row + strlen(head), NULL, 10) : -1;
+}

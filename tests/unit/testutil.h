@@ -115,6 +115,11 @@ double ku_load(kiln_dtype dt, const void *base, int64_t i);
 /* Reads a whole file into a NUL-terminated malloc'd buffer (NULL on failure). */
 char *ku_read_file(const char *path, size_t *len);
 
+/* What kiln_module_profile writes, as a malloc'd string; and the count in its
+ * row that starts with name (-1 when there is none). */
+char *ku_profile_text(kiln_module *m);
+long long ku_profile_calls(const char *text, const char *name);
+
 /* A test program's scratch directory: ku_scratch_make(tag) creates
  * $TMPDIR/kiln-<tag>-XXXXXX (a cmocka group setup: 0 or -1), ku_scratch(name)
  * is a path in it (one of four rotating buffers), ku_scratch_remove empties
