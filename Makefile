@@ -8,7 +8,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build test demo bench bench-gpu format format-check clean install
+.PHONY: all deps build test demo demo-cnn bench bench-gpu format format-check clean install
 
 all: build
 
@@ -26,6 +26,9 @@ test: build
 
 demo: build
 	./$(BUILD)/samples/mlp --checkpoint $(BUILD)/mlp.safetensors
+
+demo-cnn: build
+	./$(BUILD)/samples/cnn --checkpoint $(BUILD)/cnn.safetensors
 
 bench: build
 	./$(BUILD)/bench/bench_compile_time

@@ -185,7 +185,7 @@ gpu_main() {
     # says why they are not shipped): those tests are left out, named in the summary.
     excluded=""
     command -v dot >/dev/null || excluded="kilnc_cli"
-    [ -d /usr/share/datasets/fashion-mnist ] || excluded="$excluded${excluded:+|}sample_mlp"
+    [ -d /usr/share/datasets/fashion-mnist ] || excluded="$excluded${excluded:+|}sample_mlp|sample_cnn"
     local ex=()
     [ -n "$excluded" ] && ex=(-E "^($excluded)\$")
     # Last, and only with time left (GPU_BUDGET seconds for the whole command,
