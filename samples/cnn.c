@@ -68,7 +68,7 @@ int main(int argc, char **argv)
     const fm_model model = {.prog = "cnn",
                             .width_flag = "--channels",
                             .defaults = {.epochs = 4,
-                                         .width = 16,
+                                         .width = 32,
                                          .batch = 64,
                                          .lr = 2e-3,
                                          .gamma = 0.7,
