@@ -4,17 +4,14 @@
  *
  * Built from existing ops, so autodiff, the interpreter and both renderers
  * know them already:
- *   conv2d   the padded input's kH x kW taps (strided slices, stacked: an
- *            im2col the fusion keeps as a view where it can), one batched
- *            matmul per group against the weight as [O/g, C/g*kH*kW], bias;
- *   pooling  a window that tiles the input (kernel == stride, no padding) is
- *            a reshape and a reduction over the two window axes; any other is
- *            the same taps and a max (padding -inf) or a mean (padding 0,
- *            count_include_pad) over them;
- *   adaptive windows [floor(i H/o), ceil((i+1) H/o)): the reshape when o
- *            divides the size (global pooling included), else one mean per
- *            output row and column, concatenated.
- * A 3-D (unbatched) input gets a batch axis of 1 and loses it at the end.
+ *   conv2d   (conv1d: over a height of 1) the padded input's kH x kW taps (strided slices, stacked:
+ * an im2col the fusion keeps as a view where it can), one batched matmul per group against the
+ * weight as [O/g, C/g*kH*kW], bias; pooling  a window that tiles the input (kernel == stride, no
+ * padding) is a reshape and a reduction over the two window axes; any other is the same taps and a
+ * max (padding -inf) or a mean (padding 0, count_include_pad) over them; adaptive windows [floor(i
+ * H/o), ceil((i+1) H/o)): the reshape when o divides the size (global pooling included), else one
+ * mean per output row and column, concatenated. A 3-D (unbatched) input gets a batch axis of 1 and
+ * loses it at the end.
  */
 #include "frontend/fe.h"
 
@@ -67,28 +64,46 @@ static int64_t or_default(int64_t v, int64_t dflt)
     return v ? v : dflt;
 }
 
-kiln_tensor *kiln_conv2d(kiln_graph *g, kiln_tensor *x, kiln_tensor *w, kiln_tensor *b,
-                         kiln_conv_opts o)
+/* "(2 x 2)" / "(2)": sizes v of the sd spatial axes, as PyTorch prints them. */
+static void sizes_str(char *out, size_t cap, int sd, const int64_t *v)
 {
-    const char *fn = __func__;
+    if (sd == 2)
+        snprintf(out, cap, "(%lld x %lld)", (long long)v[0], (long long)v[1]);
+    else
+        snprintf(out, cap, "(%lld)", (long long)v[0]);
+}
+
+/* F.conv1d (sd 1) and F.conv2d (sd 2): the checks with PyTorch's texts for
+ * that rank, then the 2-D computation (a 1-D convolution is a 2-D one over
+ * a height of 1; o's first sd entries are the spatial axes'). */
+static kiln_tensor *conv(kiln_graph *g, const char *fn, int sd, kiln_tensor *x, kiln_tensor *w,
+                         kiln_tensor *b, kiln_conv_opts o)
+{
     if (!fe_begin(g, 1, &x) || !fe_begin(g, 1, &w) || (b && !fe_begin(g, 1, &b)))
         return NULL;
     char xs[128], ws[128], bs[128];
     dims_str(xs, sizeof xs, x);
     dims_str(ws, sizeof ws, w);
-    if (x->rank != 3 && x->rank != 4)
+    if (x->rank != sd + 1 && x->rank != sd + 2)
         return fe_fail(g, KILN_ERR_SHAPE, fn,
-                       "Expected 3D (unbatched) or 4D (batched) input to conv2d, but got input of "
-                       "size: %s",
-                       xs);
-    if (w->rank != 4)
+                       "Expected %dD (unbatched) or %dD (batched) input to conv%dd, but got input "
+                       "of size: %s",
+                       sd + 1, sd + 2, sd, xs);
+    if (w->rank != sd + 2) /* PyTorch words it from the weight's side */
         return fe_fail(g, KILN_ERR_SHAPE, fn,
-                       "Expected 4-dimensional weight for 4-dimensional input %s, but got "
-                       "%d-dimensional weight of size %s instead",
-                       xs, w->rank, ws);
-    int64_t s[2] = {or_default(o.stride[0], 1), or_default(o.stride[1], 1)};
-    int64_t p[2] = {o.padding[0], o.padding[1]};
-    int64_t d[2] = {or_default(o.dilation[0], 1), or_default(o.dilation[1], 1)};
+                       "Expected %d-dimensional input for %d-dimensional weight %s, but got "
+                       "%d-dimensional input of size %s instead",
+                       w->rank, w->rank, ws, x->rank, xs);
+    /* the 2-D parameters: a 1-D convolution runs over a height of 1 */
+    int64_t s[2] = {1, 1}, p[2] = {0, 0}, d[2] = {1, 1}, k[2] = {1, 1}, hw[2] = {1, 1};
+    int at = x->rank - sd - 1; /* x's channel axis */
+    for (int a = 0; a < sd; a++) {
+        s[2 - sd + a] = or_default(o.stride[a], 1);
+        p[2 - sd + a] = o.padding[a];
+        d[2 - sd + a] = or_default(o.dilation[a], 1);
+        k[2 - sd + a] = w->dims[2 + a];
+        hw[2 - sd + a] = x->dims[at + 1 + a];
+    }
     int64_t groups = or_default(o.groups, 1);
     if (s[0] < 0 || s[1] < 0)
         return fe_fail(g, KILN_ERR_INVALID, fn, "non-positive stride is not supported");
@@ -99,16 +114,13 @@ kiln_tensor *kiln_conv2d(kiln_graph *g, kiln_tensor *x, kiln_tensor *w, kiln_ten
     if (groups < 0)
         return fe_fail(g, KILN_ERR_INVALID, fn, "non-positive groups is not supported");
     if (!ir_dtype_is_float(x->dtype))
-        return fe_fail(g, KILN_ERR_DTYPE, fn, "\"slow_conv2d_cpu\" not implemented for '%s'",
+        return fe_fail(g, KILN_ERR_DTYPE, fn, "\"slow_conv%dd_cpu\" not implemented for '%s'", sd,
                        ir_dtype_torch(x->dtype));
     const kiln_tensor *other = w->dtype != x->dtype ? w : b && b->dtype != x->dtype ? b : NULL;
     if (other)
         return fe_fail(g, KILN_ERR_DTYPE, fn, "expected scalar type %s but found %s",
                        ir_dtype_torch(x->dtype), ir_dtype_torch(other->dtype));
-    bool unb;
-    int at = x->rank - 3; /* x's channel axis */
-    int64_t n = at ? x->dims[0] : 1, c = x->dims[at], hw[2] = {x->dims[at + 1], x->dims[at + 2]};
-    int64_t out = w->dims[0], cg = w->dims[1];
+    int64_t n = at ? x->dims[0] : 1, c = x->dims[at], out = w->dims[0], cg = w->dims[1];
     if (out % groups != 0)
         return fe_fail(g, KILN_ERR_SHAPE, fn,
                        "Given groups=%lld, expected weight to be divisible by %lld at dimension 0, "
@@ -117,7 +129,7 @@ kiln_tensor *kiln_conv2d(kiln_graph *g, kiln_tensor *x, kiln_tensor *w, kiln_ten
     if (cg * groups != c) {
         char in4[160];
         snprintf(in4, sizeof in4, "%s", xs);
-        if (x->rank == 3) /* PyTorch names the batched shape */
+        if (!at) /* PyTorch names the batched shape */
             snprintf(in4, sizeof in4, "[1, %s", xs + 1);
         return fe_fail(g, KILN_ERR_SHAPE, fn,
                        "Given groups=%lld, weight of size %s, expected input%s to have %lld "
@@ -131,19 +143,24 @@ kiln_tensor *kiln_conv2d(kiln_graph *g, kiln_tensor *x, kiln_tensor *w, kiln_ten
                        "elements, but got bias of size %s instead",
                        ws, (long long)out, bs);
     }
-    int64_t k[2] = {w->dims[2], w->dims[3]}, oh[2];
+    int64_t oh[2], padded[2], span[2];
     for (int a = 0; a < 2; a++) {
-        int64_t padded = hw[a] + 2 * p[a], span = d[a] * (k[a] - 1) + 1;
-        if (padded < span)
-            return fe_fail(g, KILN_ERR_SHAPE, fn,
-                           "Calculated padded input size per channel: (%lld x %lld). Kernel "
-                           "size: (%lld x %lld). Kernel size can't be greater than actual input "
-                           "size",
-                           (long long)(hw[0] + 2 * p[0]), (long long)(hw[1] + 2 * p[1]),
-                           (long long)(d[0] * (k[0] - 1) + 1), (long long)(d[1] * (k[1] - 1) + 1));
-        oh[a] = (padded - span) / s[a] + 1;
+        padded[a] = hw[a] + 2 * p[a];
+        span[a] = d[a] * (k[a] - 1) + 1;
+        oh[a] = padded[a] < span[a] ? 0 : (padded[a] - span[a]) / s[a] + 1;
     }
-    kiln_tensor *x4 = batched(g, x, &unb);
+    if (padded[0] < span[0] || padded[1] < span[1]) {
+        char ps[64], ks[64];
+        sizes_str(ps, sizeof ps, sd, padded + 2 - sd);
+        sizes_str(ks, sizeof ks, sd, span + 2 - sd);
+        return fe_fail(g, KILN_ERR_SHAPE, fn,
+                       "Calculated padded input size per channel: %s. Kernel size: %s. Kernel "
+                       "size can't be greater than actual input size",
+                       ps, ks);
+    }
+    /* as 2-D: x [n, c, h, w], w [out, cg, kh, kw] */
+    kiln_tensor *x4 = kiln_reshape(g, x, 4, (const int64_t[]){n, c, hw[0], hw[1]});
+    kiln_tensor *w4 = kiln_reshape(g, w, 4, (const int64_t[]){out, cg, k[0], k[1]});
     if (p[0] || p[1])
         x4 = kiln_pad(g, x4, (const int64_t[]){0, 0, p[0], p[1]},
                       (const int64_t[]){0, 0, p[0], p[1]}, 0);
@@ -151,12 +168,31 @@ kiln_tensor *kiln_conv2d(kiln_graph *g, kiln_tensor *x, kiln_tensor *w, kiln_ten
     kiln_tensor *t = taps(g, x4, k, s, d, oh);
     /* [N, C, kh*kw, oh, ow] -> [N, groups, C/g * kh*kw, oh*ow]; the weight alike */
     kiln_tensor *cols = kiln_reshape(g, t, 4, (const int64_t[]){n, groups, kk, oh[0] * oh[1]});
-    kiln_tensor *wm = kiln_reshape(g, w, 3, (const int64_t[]){groups, out / groups, kk});
+    kiln_tensor *wm = kiln_reshape(g, w4, 3, (const int64_t[]){groups, out / groups, kk});
     kiln_tensor *y = kiln_matmul(g, wm, cols); /* [N, groups, O/g, oh*ow] */
     y = kiln_reshape(g, y, 4, (const int64_t[]){n, out, oh[0], oh[1]});
     if (b)
         y = kiln_add(g, y, kiln_reshape(g, b, 3, (const int64_t[]){out, 1, 1}));
-    return unbatch(g, y, unb);
+    /* back to the input's rank: [N,] O, spatial... */
+    int64_t dims[4], r = 0;
+    if (at)
+        dims[r++] = n;
+    dims[r++] = out;
+    for (int a = 2 - sd; a < 2; a++)
+        dims[r++] = oh[a];
+    return kiln_reshape(g, y, (int)r, dims);
+}
+
+kiln_tensor *kiln_conv2d(kiln_graph *g, kiln_tensor *x, kiln_tensor *w, kiln_tensor *b,
+                         kiln_conv_opts o)
+{
+    return conv(g, __func__, 2, x, w, b, o);
+}
+
+kiln_tensor *kiln_conv1d(kiln_graph *g, kiln_tensor *x, kiln_tensor *w, kiln_tensor *b,
+                         kiln_conv_opts o)
+{
+    return conv(g, __func__, 1, x, w, b, o);
 }
 
 /* ---- pooling ----------------------------------------------------------------- */

@@ -211,6 +211,9 @@ typedef struct {
 KILN_API kiln_tensor *kiln_conv2d(kiln_graph *g, kiln_tensor *x, kiln_tensor *w,
                                   kiln_tensor *b /* NULL: none */,
                                   kiln_conv_opts o); /* x [N,C,H,W], w [O,C/groups,kH,kW] */
+/* F.conv1d: x [N,C,L] (or [C,L]), w [O,C/groups,K]; o's first entries. */
+KILN_API kiln_tensor *kiln_conv1d(kiln_graph *g, kiln_tensor *x, kiln_tensor *w,
+                                  kiln_tensor *b /* NULL: none */, kiln_conv_opts o);
 KILN_API kiln_tensor *kiln_max_pool2d(kiln_graph *g, kiln_tensor *x, int64_t kernel,
                                       int64_t stride /* 0 = kernel */, int64_t padding);
 KILN_API kiln_tensor *kiln_avg_pool2d(kiln_graph *g, kiln_tensor *x, int64_t kernel,

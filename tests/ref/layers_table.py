@@ -61,6 +61,12 @@ CONVS = [
     ("conv_unbatched_1x1", (3, 4, 4), (2, 3, 1, 1), True, (2, 1), (0, 1), (1, 1), 1),
     ("conv_depthwise", (1, 4, 5, 5), (4, 1, 3, 3), False, (1, 1), (1, 1), (1, 1), 4),
 ]
+# name, x shape, w shape, bias, stride, padding, dilation, groups (F.conv1d)
+CONV1DS = [
+    ("conv1d_basic", (2, 3, 9), (4, 3, 3), True, 1, 0, 1, 1),
+    ("conv1d_strided_groups", (2, 4, 11), (6, 2, 4), False, 2, 2, 2, 2),
+    ("conv1d_unbatched", (3, 7), (2, 3, 2), True, 1, 1, 1, 1),
+]
 # name, kind, x shape, kernel, stride, padding
 POOLS = [
     ("max_tiled", "max", (2, 3, 6, 6), 2, 0, 0),
@@ -90,6 +96,17 @@ def main():
         w = ws(wsh).requires_grad_()
         b = bs(wsh[0]).requires_grad_() if bias else None
         y = F.conv2d(x, w, b, stride=stride, padding=pad, dilation=dil, groups=groups)
+        (y * cts(y.shape)).sum().backward()
+        line(out, name + ".y", y.detach())
+        line(out, name + ".dx", x.grad)
+        line(out, name + ".dw", w.grad)
+        if bias:
+            line(out, name + ".db", b.grad)
+    for name, xsh, wsh, bias, stride, pad, dil, groups in CONV1DS:
+        x = xs(xsh).requires_grad_()
+        w = ws(wsh).requires_grad_()
+        b = bs(wsh[0]).requires_grad_() if bias else None
+        y = F.conv1d(x, w, b, stride=stride, padding=pad, dilation=dil, groups=groups)
         (y * cts(y.shape)).sum().backward()
         line(out, name + ".y", y.detach())
         line(out, name + ".dx", x.grad)

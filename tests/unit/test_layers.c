@@ -173,6 +173,24 @@ static void test_conv2d_matches_pytorch(void **state)
           &(kiln_conv_opts){.padding = {1, 1}, .groups = 4});
 }
 
+static kiln_tensor *conv1(kiln_graph *g, kiln_tensor *x, kiln_tensor *w, kiln_tensor *b,
+                          const void *arg)
+{
+    return kiln_conv1d(g, x, w, b, *(const kiln_conv_opts *)arg);
+}
+
+/* tests/ref/layers_table.py's CONV1DS */
+static void test_conv1d_matches_pytorch(void **state)
+{
+    (void)state;
+    check("conv1d_basic", 3, (int64_t[]){2, 3, 9}, 3, (int64_t[]){4, 3, 3}, true, conv1,
+          &(kiln_conv_opts){0});
+    check("conv1d_strided_groups", 3, (int64_t[]){2, 4, 11}, 3, (int64_t[]){6, 2, 4}, false, conv1,
+          &(kiln_conv_opts){.stride = {2}, .padding = {2}, .dilation = {2}, .groups = 2});
+    check("conv1d_unbatched", 2, (int64_t[]){3, 7}, 3, (int64_t[]){2, 3, 2}, true, conv1,
+          &(kiln_conv_opts){.padding = {1}});
+}
+
 /* f32 gives the f64 numbers within f32's tolerance, and the shape rules. */
 static void test_conv2d_f32_and_shapes(void **state)
 {
@@ -468,8 +486,8 @@ static void test_errors(void **state)
            "kiln_conv2d: non-positive groups is not supported");
     FRESH();
     EXPECT(kiln_conv2d(g, x, w_bad, NULL, d), KILN_ERR_SHAPE,
-           "kiln_conv2d: Expected 4-dimensional weight for 4-dimensional input [2, 4, 5, 5], but "
-           "got 3-dimensional weight of size [8, 4, 3] instead");
+           "kiln_conv2d: Expected 3-dimensional input for 3-dimensional weight [8, 4, 3], but got "
+           "4-dimensional input of size [2, 4, 5, 5] instead");
     FRESH();
     EXPECT(kiln_conv2d(g, xd, w4, NULL, d), KILN_ERR_DTYPE,
            "kiln_conv2d: expected scalar type Double but found Float");
@@ -587,6 +605,21 @@ static void test_errors(void **state)
     EXPECT(kiln_scaled_dot_product_attention(g, b7, x, x, NULL, false, 0), KILN_ERR_SHAPE,
            "kiln_scaled_dot_product_attention: query must have at least 2 dimensions (..., L, E), "
            "but got 1D");
+    FRESH();
+    EXPECT(kiln_conv1d(g, x, w3, NULL, d), KILN_ERR_SHAPE,
+           "kiln_conv1d: Expected 2D (unbatched) or 3D (batched) input to conv1d, but got input "
+           "of size: [2, 4, 5, 5]");
+    FRESH();
+    EXPECT(kiln_conv1d(g, kiln_input(g, "l", KILN_F32, KILN_SHAPE(2, 3, 2)),
+                       kiln_input(g, "k", KILN_F32, KILN_SHAPE(4, 3, 3)), NULL, d),
+           KILN_ERR_SHAPE,
+           "kiln_conv1d: Calculated padded input size per channel: (2). Kernel size: (3). Kernel "
+           "size can't be greater than actual input size");
+    FRESH();
+    EXPECT(kiln_conv1d(g, kiln_input(g, "l", KILN_F32, KILN_SHAPE(2, 3, 9)), w3, NULL, d),
+           KILN_ERR_SHAPE,
+           "kiln_conv1d: Expected 4-dimensional input for 4-dimensional weight [8, 3, 3, 3], but "
+           "got 3-dimensional input of size [2, 3, 9] instead");
     /* a max pool of integers pads with the dtype's least value */
     FRESH();
     assert_shape(kiln_max_pool2d(g, xi, 3, 2, 1), 2, 4, 3, 3);
@@ -612,6 +645,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv2d_matches_pytorch),
+        cmocka_unit_test(test_conv1d_matches_pytorch),
         cmocka_unit_test(test_conv2d_f32_and_shapes),
         cmocka_unit_test(test_pooling_matches_pytorch),
         cmocka_unit_test(test_norms_match_pytorch),
