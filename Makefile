@@ -8,7 +8,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build test demo demo-cnn bench bench-gpu format format-check clean install
+.PHONY: all deps build test demo demo-cnn demo-gpt bench bench-gpu format format-check clean install
 
 all: build
 
@@ -29,6 +29,9 @@ demo: build
 
 demo-cnn: build
 	./$(BUILD)/samples/cnn --checkpoint $(BUILD)/cnn.safetensors
+
+demo-gpt: build
+	./$(BUILD)/samples/gpt
 
 bench: build
 	./$(BUILD)/bench/bench_compile_time
