@@ -20,6 +20,7 @@
 #ifndef KILN_SAMPLES_FMNIST_H
 #define KILN_SAMPLES_FMNIST_H
 
+#include "args.h"
 #include "idx.h"
 
 #include <kiln.h>
@@ -96,13 +97,7 @@ static inline bool fm_parse(const fm_model *md, int argc, char **argv, fm_option
             o->data = v;
         else if (strcmp(a, "--checkpoint") == 0)
             o->checkpoint = v;
-        else if (strcmp(a, "--target") == 0 && strcmp(v, "c") == 0)
-            o->target = KILN_TARGET_C;
-        else if (strcmp(a, "--target") == 0 && strcmp(v, "interp") == 0)
-            o->target = KILN_TARGET_INTERP;
-        else if (strcmp(a, "--target") == 0 && strcmp(v, "cuda") == 0)
-            o->target = KILN_TARGET_CUDA;
-        else
+        else if (strcmp(a, "--target") != 0 || !sample_target(v, &o->target))
             return false;
     }
     return o->epochs > 0 && o->width > 0 && o->batch > 0 && o->lr > 0 && o->gamma > 0 &&

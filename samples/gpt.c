@@ -15,6 +15,8 @@
  * ctest sample_gpt). Generation runs a second entry ("next": the logits of
  * one window) over the same params, a window at a time.
  */
+#include "args.h"
+
 #include <kiln.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,13 +60,7 @@ static bool parse(int argc, char **argv, options *o)
             o->data = v;
         else if (strcmp(a, "--save-init") == 0)
             o->save_init = v;
-        else if (strcmp(a, "--target") == 0 && strcmp(v, "c") == 0)
-            o->target = KILN_TARGET_C;
-        else if (strcmp(a, "--target") == 0 && strcmp(v, "interp") == 0)
-            o->target = KILN_TARGET_INTERP;
-        else if (strcmp(a, "--target") == 0 && strcmp(v, "cuda") == 0)
-            o->target = KILN_TARGET_CUDA;
-        else
+        else if (strcmp(a, "--target") != 0 || !sample_target(v, &o->target))
             return false;
     }
     return o->steps >= 0 && o->every > 0 && o->generate >= 0;

@@ -91,28 +91,18 @@ def line(out, name, t):
 
 def main():
     out = sys.stdout if len(sys.argv) < 2 else open(sys.argv[1], "w")
-    for name, xsh, wsh, bias, stride, pad, dil, groups in CONVS:
-        x = xs(xsh).requires_grad_()
-        w = ws(wsh).requires_grad_()
-        b = bs(wsh[0]).requires_grad_() if bias else None
-        y = F.conv2d(x, w, b, stride=stride, padding=pad, dilation=dil, groups=groups)
-        (y * cts(y.shape)).sum().backward()
-        line(out, name + ".y", y.detach())
-        line(out, name + ".dx", x.grad)
-        line(out, name + ".dw", w.grad)
-        if bias:
-            line(out, name + ".db", b.grad)
-    for name, xsh, wsh, bias, stride, pad, dil, groups in CONV1DS:
-        x = xs(xsh).requires_grad_()
-        w = ws(wsh).requires_grad_()
-        b = bs(wsh[0]).requires_grad_() if bias else None
-        y = F.conv1d(x, w, b, stride=stride, padding=pad, dilation=dil, groups=groups)
-        (y * cts(y.shape)).sum().backward()
-        line(out, name + ".y", y.detach())
-        line(out, name + ".dx", x.grad)
-        line(out, name + ".dw", w.grad)
-        if bias:
-            line(out, name + ".db", b.grad)
+    for conv, cases in ((F.conv2d, CONVS), (F.conv1d, CONV1DS)):
+        for name, xsh, wsh, bias, stride, pad, dil, groups in cases:
+            x = xs(xsh).requires_grad_()
+            w = ws(wsh).requires_grad_()
+            b = bs(wsh[0]).requires_grad_() if bias else None
+            y = conv(x, w, b, stride=stride, padding=pad, dilation=dil, groups=groups)
+            (y * cts(y.shape)).sum().backward()
+            line(out, name + ".y", y.detach())
+            line(out, name + ".dx", x.grad)
+            line(out, name + ".dw", w.grad)
+            if bias:
+                line(out, name + ".db", b.grad)
     norms_and_attention(out)
     losses(out)
     for name, kind, xsh, k, s, p in POOLS:
