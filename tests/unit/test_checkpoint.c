@@ -28,21 +28,12 @@ static const kiln_target targets[2] = {KILN_TARGET_INTERP, KILN_TARGET_C};
 #define dir ku_scratch_dir /* this run's scratch directory (testutil) */
 
 /* <dir>/<name>, in one of a few rotating buffers. */
-static const char *tpath(const char *name)
-{
-    return ku_scratch(name);
-}
+#define tpath ku_scratch /* a path in this run's scratch directory */
 
 static int make_dir(void **state)
 {
     (void)state;
     return ku_scratch_make("ckpt");
-}
-
-static int remove_dir(void **state)
-{
-    (void)state;
-    return ku_scratch_remove();
 }
 
 static void run_ok(kiln_module *m, const char *entry)
@@ -1168,5 +1159,5 @@ int main(void)
         cmocka_unit_test(test_out_of_memory),
         cmocka_unit_test(test_nonstrict_load),
     };
-    return ku_exit(cmocka_run_group_tests(tests, make_dir, remove_dir));
+    return ku_exit(cmocka_run_group_tests(tests, make_dir, ku_scratch_teardown));
 }

@@ -25,21 +25,12 @@ static bool cuda;          /* --cuda: T is the CUDA target */
 #define dir ku_scratch_dir /* this run's scratch directory (testutil) */
 static const char *T_NAME; /* T's executor name */
 
-static const char *tpath(const char *name)
-{
-    return ku_scratch(name);
-}
+#define tpath ku_scratch /* a path in this run's scratch directory */
 
 static int make_dir(void **state)
 {
     (void)state;
     return ku_scratch_make("device");
-}
-
-static int remove_dir(void **state)
-{
-    (void)state;
-    return ku_scratch_remove();
 }
 
 /* ---- the two modules ---------------------------------------------------------- */
@@ -900,5 +891,5 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_bind_refused),
         cmocka_unit_test(test_profile_kernel_rows),
     };
-    return ku_exit(cmocka_run_group_tests(tests, make_dir, remove_dir));
+    return ku_exit(cmocka_run_group_tests(tests, make_dir, ku_scratch_teardown));
 }

@@ -358,3 +358,9 @@ long long ku_profile_calls(const char *text, const char *name)
     const char *row = strstr(text, head);
     return row ? strtoll(row + strlen(head), NULL, 10) : -1;
 }
+
+int ku_scratch_teardown(void **state)
+{
+    (void)state;
+    return ku_scratch_remove();
+}

@@ -128,5 +128,7 @@ extern char ku_scratch_dir[256];
 int ku_scratch_make(const char *tag);
 const char *ku_scratch(const char *name);
 int ku_scratch_remove(void);
+/* ku_scratch_remove as a cmocka group teardown. */
+int ku_scratch_teardown(void **state);
 
 #endif
