@@ -12,19 +12,23 @@
 
 #include <stdint.h>
 
-#define KILN_ABI_TAG "kiln-abi-2"
+#define KILN_ABI_TAG "kiln-abi-3"
 
 /* bufs[i] is the storage of program buffer i (kbuf): module buffers for
  * inputs, params and outputs, the entry's arena for temporaries. prof[k]
- * counts the calls of kernel k and the nanoseconds they took (the entry adds
- * to it after every kernel call). */
+ * counts the calls of kernel k and the nanoseconds they took: when prof is
+ * set, the entry calls tick(ctx, k) after every call of kernel k, and the
+ * runtime's clock charges the time since the previous tick (tick_ns, set by
+ * the runtime before the entry) to prof[k]. Generated code reads no clock. */
 #define KILN_CTX_DEF                                                                               \
     typedef struct kiln_prof {                                                                     \
         uint64_t calls, ns;                                                                        \
     } kiln_prof;                                                                                   \
     typedef struct kiln_ctx {                                                                      \
         void *const *bufs;                                                                         \
-        kiln_prof *prof;    /* one per kernel of the program */                                    \
+        kiln_prof *prof; /* one per kernel of the program, or NULL */                              \
+        void (*tick)(struct kiln_ctx * ctx, int32_t kernel);                                       \
+        uint64_t tick_ns;   /* the time of the previous tick */                                    \
         uint64_t seed;      /* graph seed: Philox key */                                           \
         uint32_t run;       /* the module's run counter: Philox counter word 3 */                  \
         int32_t threads;    /* OpenMP threads, 0 = default */                                      \

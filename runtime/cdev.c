@@ -12,6 +12,7 @@
  */
 #include "ir/abi.h"
 #include "runtime/device.h"
+#include "runtime/rt.h"
 
 #include <dlfcn.h>
 #include <stdint.h>
@@ -33,13 +34,6 @@ typedef struct {
     kiln_ctx ctx;    /* the current run's */
     int threads;
 } cdev;
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static void c_destroy(rt_device *d)
 {
@@ -102,10 +96,10 @@ static kiln_status c_launch(rt_device *d, int k, const rt_dptr *table)
         return KILN_OK;
     for (int i = 0; i < c->p->nbufs; i++)
         c->ptrs[i] = (void *)(uintptr_t)table[i];
-    uint64_t t0 = now_ns();
+    uint64_t t0 = rt_now_ns();
     int rc = c->fns[k](&c->ctx);
     c->prof[k].calls++;
-    c->prof[k].ns += now_ns() - t0;
+    c->prof[k].ns += rt_now_ns() - t0;
     if (rc != 0) {
         c->ctx.err_code = rc;
         c->ctx.err_kernel = k;

@@ -12,6 +12,7 @@
 
 #include <dlfcn.h>
 #include <string.h>
+#include <time.h>
 
 KILN_CTX_DEF
 
@@ -99,8 +100,13 @@ static kiln_status cexec_run(kiln_module *m, int e, const bool *needed)
             at += b->nbytes;
         }
     }
-    kiln_ctx ctx = {
-        .bufs = bufs, .prof = c->prof, .seed = m->g->seed, .run = m->run, .threads = c->threads};
+    kiln_ctx ctx = {.bufs = bufs,
+                    .prof = c->prof,
+                    .tick = rt_prof_tick,
+                    .tick_ns = rt_now_ns(),
+                    .seed = m->g->seed,
+                    .run = m->run,
+                    .threads = c->threads};
     int rc = c->entries[e](&ctx);
     if (rc == KILN_RUNERR_NONE)
         return KILN_OK;
@@ -118,6 +124,21 @@ static kiln_status cexec_run(kiln_module *m, int e, const bool *needed)
 static const char *cexec_source(kiln_module *m)
 {
     return ((cexec *)m->impl)->source;
+}
+
+uint64_t rt_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void rt_prof_tick(kiln_ctx *ctx, int32_t kernel)
+{
+    uint64_t now = rt_now_ns();
+    ctx->prof[kernel].calls++;
+    ctx->prof[kernel].ns += now - ctx->tick_ns;
+    ctx->tick_ns = now;
 }
 
 void rt_profile_rows(FILE *f, const kprogram *p, const kiln_prof *prof)

@@ -479,8 +479,11 @@ static char *make_source(const xspec *x, const char *cmd)
     cgen_printf(&b,
                 "/* ---- this model's tables ---- */\n\n#define KSO_NTENSORS %d\n#define "
                 "KSO_NPBUFS %d\n#define KSO_NENTRIES %d\n#define KSO_NPARAMS %d\n"
-                "#define KSO_SEED UINT64_C(%llu)\n\n",
+                "#define KSO_SEED UINT64_C(%llu)\n",
                 m->nbufs, p->nbufs, m->g->nentries, x->nparams, (unsigned long long)m->g->seed);
+    /* the entries' return codes (ir/abi.h; the kernels print the enum only when they fail) */
+    cgen_printf(&b, "#define KSO_RUNERR_INDEX %d\n#define KSO_RUNERR_ZERO_DIV %d\n\n",
+                KILN_RUNERR_INDEX, KILN_RUNERR_ZERO_DIV);
     char file[NAME_MAX_LEN + 16];
     snprintf(file, sizeof file, "%s.params.bin", x->name);
     incbin(&b, "kso_params_begin", file, false);

@@ -34,6 +34,7 @@ typedef struct {
 
 typedef struct rt_executor rt_executor;
 struct kiln_prof; /* ir/abi.h's per-kernel profile counters */
+struct kiln_ctx;  /* ir/abi.h: what generated code is handed */
 
 struct kiln_module {
     kiln_graph *g; /* the module's own copy, verified */
@@ -139,6 +140,10 @@ void rt_cexec_parts(const kiln_module *m, const kprogram **p, const char **sourc
 /* The kernel rows of kiln_module_profile: one per kernel that ran (prof[k]
  * of kernel k), the most time first. */
 void rt_profile_rows(FILE *f, const kprogram *p, const struct kiln_prof *prof);
+/* The monotonic clock in nanoseconds, and the kiln_ctx tick that charges the
+ * time since ctx->tick_ns to ctx->prof[kernel] (ir/abi.h). */
+uint64_t rt_now_ns(void);
+void rt_prof_tick(struct kiln_ctx *ctx, int32_t kernel);
 
 /* ---- dexec.c: the device executor (device.h) ----------------------------------- */
 

@@ -83,8 +83,11 @@ bool cgen_helpers_init(cgen_helpers *h, const char *const *texts, int n);
 void cgen_helpers_use(cgen_helpers *h, const char *text);
 /* Prints, in order, the needed sections cut from text (one of init's texts). */
 void cgen_helpers_print(cgen_buf *b, const cgen_helpers *h, const char *text);
-/* The run-time error codes (ir/abi.h) as the enum both renderers print. */
-void cgen_runerr_enum(cgen_buf *b);
+/* True when a section cut from text is needed. */
+bool cgen_helpers_needed(const cgen_helpers *h, const char *text);
+/* The run-time error codes (ir/abi.h) as the enum both renderers print, when
+ * body or a needed helper section names one. */
+void cgen_runerr_enum(cgen_buf *b, const cgen_helpers *h, const char *body);
 /* Prints the section of text that lists name with each whole identifier
  * from[i] replaced by to[i]; false when text has no such section. */
 bool cgen_template(cgen_buf *b, const char *text, const char *name, int n, const char *const *from,

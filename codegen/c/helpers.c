@@ -60,8 +60,7 @@ static bool names(const cgen_section *s, const char *id, size_t len)
  * library functions whose headers the prelude includes only when used. */
 static bool helper_name(const char *id, size_t len)
 {
-    static const char *const libc[] = {"memcpy", "memset",        "malloc",
-                                       "free",   "clock_gettime", "omp_get_max_threads"};
+    static const char *const libc[] = {"memcpy", "memset", "malloc", "free", "omp_get_max_threads"};
     if (len > 5 && (strncmp(id, "kiln_", 5) == 0 || strncmp(id, "KILN_", 5) == 0))
         return true;
     for (size_t i = 0; i < sizeof libc / sizeof libc[0]; i++)
@@ -96,13 +95,55 @@ void cgen_helpers_use(cgen_helpers *h, const char *text)
     use_range(h, text, text + strlen(text));
 }
 
-/* Appends s's text without its trailing blank lines, then one blank line. */
+/* The end of the comment that fills the line at `at` (from its first
+ * non-blank character to the end of a line), or NULL when the line holds code. */
+static const char *comment_line_end(const char *at, const char *end)
+{
+    while (at < end && (*at == ' ' || *at == '\t'))
+        at++;
+    if (end - at < 2 || strncmp(at, "/*", 2) != 0)
+        return NULL;
+    for (const char *c = at + 2; c + 1 < end; c++)
+        if (c[0] == '*' && c[1] == '/') {
+            const char *e = c + 2;
+            while (e < end && (*e == ' ' || *e == '\t'))
+                e++;
+            return e == end || *e == '\n' ? e : NULL;
+        }
+    return NULL;
+}
+
+/* Appends s's text without its whole-line comments (the .inc files explain
+ * the helpers; a generated source is for reading its kernels) and trailing
+ * blank lines, then one blank line. */
 static void put_section(cgen_buf *b, const cgen_section *s)
 {
     const char *end = s->end;
     while (end > s->text && end[-1] == '\n')
         end--;
-    cgen_printf(b, "%.*s\n\n", (int)(end - s->text), s->text);
+    for (const char *at = s->text; at < end;) {
+        const char *skip = comment_line_end(at, end);
+        if (skip) {
+            at = skip < end ? skip + 1 : end;
+            continue;
+        }
+        const char *eol = memchr(at, '\n', (size_t)(end - at));
+        eol = eol ? eol + 1 : end;
+        cgen_printf(b, "%.*s", (int)(eol - at), at);
+        at = eol;
+    }
+    while (!b->oom && b->len > 0 && b->s[b->len - 1] == '\n') /* a comment ended it */
+        b->s[--b->len] = '\0';
+    cgen_puts(b, "\n\n");
+}
+
+bool cgen_helpers_needed(const cgen_helpers *h, const char *text)
+{
+    size_t len = strlen(text);
+    for (int i = 0; i < h->n; i++)
+        if (h->s[i].need && h->s[i].text >= text && h->s[i].text <= text + len)
+            return true;
+    return false;
 }
 
 void cgen_helpers_print(cgen_buf *b, const cgen_helpers *h, const char *text)
@@ -168,8 +209,19 @@ bool cgen_template(cgen_buf *b, const char *text, const char *name, int n, const
     return false;
 }
 
-void cgen_runerr_enum(cgen_buf *b)
+void cgen_runerr_enum(cgen_buf *b, const cgen_helpers *h, const char *body)
 {
+    static const char codes[] = "KILN_RUNERR_";
+    bool used = strstr(body, codes) != NULL;
+    for (int i = 0; i < h->n && !used; i++)
+        for (const char *at = h->s[i].text; h->s[i].need && at + sizeof codes - 1 <= h->s[i].end;
+             at++)
+            if (strncmp(at, codes, sizeof codes - 1) == 0) {
+                used = true;
+                break;
+            }
+    if (!used)
+        return;
     cgen_printf(b,
                 "enum {\n    KILN_RUNERR_NONE = %d,\n    KILN_RUNERR_INDEX = %d,\n"
                 "    KILN_RUNERR_ZERO_DIV = %d,\n    KILN_RUNERR_NEG_POW = %d\n};\n\n",

@@ -319,6 +319,12 @@ static void render_reduce(kr *r)
 
 /* ---- kernels ----------------------------------------------------------------------- */
 
+/* An op that computes nothing: the kernel reads its operand at other indices. */
+static bool is_view(int op)
+{
+    return op == IR_RESHAPE || op == IR_PERMUTE || op == IR_EXPAND || op == IR_SLICE;
+}
+
 void cgen_kernel_comment(cgen_buf *b, const kprogram *p, const kernel *k)
 {
     const kiln_graph *g = p->g;
@@ -348,6 +354,8 @@ void cgen_kernel_comment(cgen_buf *b, const kprogram *p, const kernel *k)
     cgen_puts(b, "\n");
     for (int i = 0; i < k->nnodes; i++) {
         int id = k->nodes[i];
+        if (g && id >= 0 && id < g->nnodes && is_view(g->nodes[id]->op))
+            continue;
         cgen_printf(b, " *   %%%d", id);
         if (!g || id < 0 || id >= g->nnodes) {
             cgen_puts(b, "\n");
@@ -366,7 +374,14 @@ void cgen_kernel_comment(cgen_buf *b, const kprogram *p, const kernel *k)
             cgen_printf(b, "%s%%%d", j ? ", " : " <- ", t->in[j]->id);
         cgen_puts(b, "\n");
     }
-    cgen_puts(b, " */\n");
+    int views = 0; /* nodes that only move data: one line after the rest */
+    for (int i = 0; i < k->nnodes; i++) {
+        int id = k->nodes[i];
+        if (g && id >= 0 && id < g->nnodes && is_view(g->nodes[id]->op))
+            cgen_printf(b, "%s%%%d %s", views++ ? ", " : " *   views: ", id,
+                        ir_ops[g->nodes[id]->op].name);
+    }
+    cgen_puts(b, views ? "\n */\n" : " */\n");
 }
 
 /* "float *restrict b2, const float *restrict b0" or, for a call, the casts. */
@@ -445,7 +460,8 @@ static bool render_kernel(cgen_buf *b, const kprogram *p, const kernel *k, const
         cgen_puts(b, ")");
     } else if (ok) {
         cgen_kernel_comment(b, p, k);
-        cgen_puts(b, "static int ");
+        bool fails = kk_can_fail(k); /* only a kernel that can fail returns a status */
+        cgen_puts(b, fails ? "static int " : "static void ");
         kernel_name(b, k);
         cgen_puts(b, "(");
         kernel_args(&r, false);
@@ -474,8 +490,9 @@ static bool render_kernel(cgen_buf *b, const kprogram *p, const kernel *k, const
             case KK_MATMUL: cgen_render_matmul(&r); break;
             }
         }
-        cgen_puts(b, r.fails && !cgen_empty_domain(k) ? "    return ctx->err_code;\n}\n\n"
-                                                      : "    return 0;\n}\n\n");
+        cgen_puts(b, !fails                             ? "}\n\n"
+                     : r.fails && !cgen_empty_domain(k) ? "    return ctx->err_code;\n}\n\n"
+                                                        : "    return 0;\n}\n\n");
     }
     kr_free(&r);
     return ok;
@@ -515,17 +532,13 @@ static bool render_entry(cgen_buf *b, const kprogram *p, int e, const cgen_opts 
     cgen_printf(b, "/* entry %d \"", e);
     comment_text(b, x->name);
     cgen_printf(b, "\": %d kernels, %d copies */\n", x->nkernels, x->ncopies);
-    cgen_printf(b, "KILN_EXPORT int kiln_entry_%d(kiln_ctx *ctx);\n", e);
     cgen_printf(b, "KILN_EXPORT int kiln_entry_%d(kiln_ctx *ctx)\n{\n", e);
-    cgen_puts(b, "    ctx->err_code = 0;\n");
     bool can_fail = false; /* only kernels that can fail have their status read */
     for (int i = 0; i < x->nkernels; i++)
         can_fail |= x->kernels[i] >= 0 && x->kernels[i] < p->nkernels &&
                     kk_can_fail(&p->kernels[x->kernels[i]]);
     if (can_fail)
-        cgen_puts(b, "    int rc;\n");
-    if (x->nkernels > 0)
-        cgen_puts(b, "    uint64_t t = ctx->prof ? kiln_now() : 0;\n");
+        cgen_puts(b, "    ctx->err_code = 0;\n    int rc;\n");
     for (int i = 0; i < x->nkernels; i++) {
         int ki = x->kernels[i];
         if (ki < 0 || ki >= p->nkernels) {
@@ -562,7 +575,6 @@ static bool render_entry(cgen_buf *b, const kprogram *p, int e, const cgen_opts 
 /* The device executor's C device launches kernels one at a time (runtime/dexec.c). */
 static bool render_launch(cgen_buf *b, const kprogram *p, const kernel *k, const cgen_opts *o)
 {
-    cgen_printf(b, "KILN_EXPORT int kiln_kernel_%d(kiln_ctx *ctx);\n", k->id);
     cgen_printf(b, "KILN_EXPORT int kiln_kernel_%d(kiln_ctx *ctx)\n{\n    ", k->id);
     if (kk_can_fail(k))
         cgen_puts(b, "return ");
@@ -597,9 +609,7 @@ char *cgen_c(const kprogram *p, const cgen_opts *o)
         ok = render_entry(&body, p, e, o);
     for (int i = 0; i < p->nkernels && ok && o->launch; i++)
         ok = render_launch(&body, p, &p->kernels[i], o);
-    cgen_printf(&body,
-                "extern const char kiln_abi[];\nKILN_EXPORT const char kiln_abi[] = \"%s\";\n",
-                KILN_ABI_TAG);
+    cgen_printf(&body, "KILN_EXPORT const char kiln_abi[] = \"%s\";\n", KILN_ABI_TAG);
     const char *const texts[] = {cgen_prelude_text, cgen_runtime_text, cgen_vmath_text,
                                  cgen_helpers_text};
     cgen_helpers h;
@@ -607,15 +617,19 @@ char *cgen_c(const kprogram *p, const cgen_opts *o)
     if (ok) {
         cgen_helpers_use(&h, body.s);
         cgen_printf(&b,
-                    "/*\n * Generated by Kiln's C renderer (codegen/c): %d kernels, %d entries%s.\n"
-                    " * Each kernel is named after the ops it computes and lists the graph\n"
-                    " * nodes it covers; kiln_entry_<i> runs entry i (ir/abi.h).\n */\n",
-                    p->nkernels, p->nentries, o->openmp ? ", OpenMP" : "");
+                    "/* Generated by Kiln's C renderer (codegen/c): %d kernel%s, %d entr%s%s */\n",
+                    p->nkernels, p->nkernels == 1 ? "" : "s", p->nentries,
+                    p->nentries == 1 ? "y" : "ies", o->openmp ? ", OpenMP" : "");
         cgen_helpers_print(&b, &h, cgen_prelude_text);
         cgen_puts(&b, KILN_CTX_TEXT);
         cgen_puts(&b, "\n\n");
-        /* the run-time error codes are ABI, like kiln_ctx: kiln_export's runtime reads them */
-        cgen_runerr_enum(&b);
+        cgen_runerr_enum(&b, &h, body.s); /* when a kernel can fail */
+        bool any = false;
+        for (int i = 1; i < 4; i++)
+            any |= cgen_helpers_needed(&h, texts[i]);
+        if (any)
+            cgen_puts(&b,
+                      "/* The helpers it calls (commented in codegen/c/ and ir/vmath.inc) */\n");
         for (int i = 1; i < 4; i++)
             cgen_helpers_print(&b, &h, texts[i]);
         cgen_puts(&b, body.s);

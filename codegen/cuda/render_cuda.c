@@ -460,7 +460,7 @@ char *cgen_cuda(const kprogram *p)
                     "order.\n */\n",
                     p->nkernels, p->nentries);
         cgen_puts(&b, prelude);
-        cgen_runerr_enum(&b);
+        cgen_runerr_enum(&b, &h, body.s);
         cgen_puts(&b, fail_fn);
         cgen_helpers_print(&b, &h, cgen_vmath_text);
         cgen_helpers_print(&b, &h, cgen_helpers_text);

@@ -58,10 +58,9 @@ static void test_clusters_and_nodes(void **state)
     kiln_module *m = ku_compile_for(g, KILN_TARGET_C);
     const char *src = kiln_module_source(m);
     int kernels = 0;
-    for (const char *at = strstr(src, "\nstatic int k"); at;
-         at = strstr(at + 1, "\nstatic int k")) {
+    for (const char *at = ku_next_kernel(src); at; at = ku_next_kernel(at)) {
         char name[64], label[96];
-        assert_int_equal(sscanf(at + 12, "%63[a-z0-9_]", name), 1);
+        assert_int_equal(sscanf(at, "%63[a-z0-9_]", name), 1);
         snprintf(label, sizeof label, "label=\"%s (", name);
         if (!strstr(text, label))
             fail_msg("no cluster labelled %s", name);

@@ -364,3 +364,11 @@ int ku_scratch_teardown(void **state)
     (void)state;
     return ku_scratch_remove();
 }
+
+const char *ku_next_kernel(const char *at)
+{
+    const char *i = strstr(at + 1, "\nstatic int k"), *v = strstr(at + 1, "\nstatic void k");
+    if (!i && !v)
+        return NULL;
+    return i && (!v || i < v) ? i + strlen("\nstatic int ") : v + strlen("\nstatic void ");
+}

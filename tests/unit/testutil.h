@@ -119,6 +119,9 @@ char *ku_read_file(const char *path, size_t *len);
  * row that starts with name (-1 when there is none). */
 char *ku_profile_text(kiln_module *m);
 long long ku_profile_calls(const char *text, const char *name);
+/* The name of the next kernel a C source defines after at ("static int k..."
+ * for one that can fail, "static void k..." for one that cannot), or NULL. */
+const char *ku_next_kernel(const char *at);
 
 /* A test program's scratch directory: ku_scratch_make(tag) creates
  * $TMPDIR/kiln-<tag>-XXXXXX (a cmocka group setup: 0 or -1), ku_scratch(name)
