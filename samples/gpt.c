@@ -5,28 +5,41 @@
  * writes a greedy continuation of the text's first characters.
  *
  *   gpt [--steps N] [--data FILE] [--save-init FILE] [--every K] [--generate N]
- *       [--target c|interp|cuda]
+ *       [--export DIR] [--target c|interp|cuda]
  *
  * The data defaults to /usr/share/common-licenses/GPL-3 (Debian's base-files);
  * the vocabulary is the bytes it holds, in byte order. Step s trains on the
  * windows that start at ((s * BATCH + b) * 7919) mod (size - BLOCK - 1): no
  * randomness, so tests/ref/gpt_ref.py repeats the run in PyTorch from the
  * initial weights --save-init writes (tests/data/gpt_losses.txt, checked by
- * ctest sample_gpt). Generation runs a second entry ("next": the logits of
- * one window) over the same params, a window at a time.
+ * ctest sample_gpt).
+ *
+ * Generation: the trained params go through a checkpoint into an inference
+ * graph whose "decode" entry keeps a KV cache in params (gpt_decode.h), loaded
+ * non-strictly (the optimizer state is skipped, the caches are missing); it
+ * prints "generated:". For comparison, "windows:" is the same greedy
+ * continuation from the training graph's "next" entry, which runs a whole
+ * window per token: while the text fits in a window (the first
+ * BLOCK - GPT_PROMPT + 1 tokens) both see the same context. --export DIR
+ * writes the decoder as DIR/gpt.so + gpt.h (kiln_export) and its params as
+ * DIR/gpt.safetensors, for samples/gpt_generate.c.
  */
 #include "args.h"
+#include "gpt_decode.h"
 
+#include <errno.h>
 #include <kiln.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
-enum { BLOCK = 32, EMBED = 64, HEADS = 4, LAYERS = 2, BATCH = 16, MAX_VOCAB = 256 };
+enum { BLOCK = GPT_BLOCK, EMBED = 64, HEADS = 4, LAYERS = 2, BATCH = 16 };
 
 typedef struct {
     int steps, every, generate;
-    const char *data, *save_init;
+    const char *data, *save_init, *export_dir;
     kiln_target target;
 } options;
 
@@ -34,7 +47,7 @@ static int usage(const char *why)
 {
     fprintf(stderr,
             "gpt: %s\nusage: gpt [--steps N] [--data FILE] [--save-init FILE] [--every K]\n"
-            "           [--generate N] [--target c|interp|cuda]\n",
+            "           [--generate N] [--export DIR] [--target c|interp|cuda]\n",
             why);
     return 2;
 }
@@ -60,6 +73,8 @@ static bool parse(int argc, char **argv, options *o)
             o->data = v;
         else if (strcmp(a, "--save-init") == 0)
             o->save_init = v;
+        else if (strcmp(a, "--export") == 0)
+            o->export_dir = v;
         else if (strcmp(a, "--target") != 0 || !sample_target(v, &o->target))
             return false;
     }
@@ -127,30 +142,50 @@ static void make_params(kiln_graph *g, model *md, int64_t vocab)
     md->head = param(g, md, "", "lm_head.weight", true, 2, (const int64_t[]){vocab, d}, normal);
 }
 
+/* The queries, keys and values of block l's attention, [n, HEADS, t, hd]
+ * each, for h [n, t, EMBED]. */
+static void attention_qkv(kiln_graph *g, const model *md, int l, kiln_tensor *h, int64_t n,
+                          int64_t t, kiln_tensor *qkv[3])
+{
+    const int64_t d = EMBED, hd = EMBED / HEADS;
+    kiln_tensor *a = kiln_linear(g, kiln_layer_norm(g, h, md->h[l].ln1_w, md->h[l].ln1_b, 1e-5),
+                                 md->h[l].attn_w, md->h[l].attn_b);
+    for (int i = 0; i < 3; i++) {
+        kiln_tensor *part = kiln_slice(g, a, 2, i * d, (i + 1) * d, 1);
+        part = kiln_reshape(g, part, 4, (const int64_t[]){n, t, HEADS, hd});
+        qkv[i] = kiln_transpose(g, part, 1, 2);
+    }
+}
+
+/* The rest of block l after attention: y [n, HEADS, t, hd] projected and
+ * added to h [n, t, EMBED], then the GELU MLP. */
+static kiln_tensor *block_rest(kiln_graph *g, const model *md, int l, kiln_tensor *h,
+                               kiln_tensor *y, int64_t n, int64_t t)
+{
+    y = kiln_reshape(g, kiln_transpose(g, y, 1, 2), 3, (const int64_t[]){n, t, EMBED});
+    h = kiln_add(g, h, kiln_linear(g, y, md->h[l].proj_w, md->h[l].proj_b));
+    kiln_tensor *m = kiln_layer_norm(g, h, md->h[l].ln2_w, md->h[l].ln2_b, 1e-5);
+    m = kiln_gelu(g, kiln_linear(g, m, md->h[l].fc_w, md->h[l].fc_b));
+    return kiln_add(g, h, kiln_linear(g, m, md->h[l].mlp_w, md->h[l].mlp_b));
+}
+
+static kiln_tensor *head(kiln_graph *g, const model *md, kiln_tensor *h)
+{
+    return kiln_linear(g, kiln_layer_norm(g, h, md->lnf_w, md->lnf_b, 1e-5), md->head, NULL);
+}
+
 /* Logits [n, BLOCK, vocab] of the windows idx [n, BLOCK]. */
 static kiln_tensor *forward(kiln_graph *g, const model *md, kiln_tensor *idx, int64_t n)
 {
-    const int64_t d = EMBED, hd = EMBED / HEADS;
     kiln_tensor *h = kiln_add(g, kiln_embedding(g, md->wte, idx), md->wpe);
     for (int l = 0; l < LAYERS; l++) {
-        kiln_tensor *a = kiln_linear(g, kiln_layer_norm(g, h, md->h[l].ln1_w, md->h[l].ln1_b, 1e-5),
-                                     md->h[l].attn_w, md->h[l].attn_b);
-        kiln_tensor *qkv[3]; /* [n, HEADS, BLOCK, hd] each */
-        for (int i = 0; i < 3; i++) {
-            kiln_tensor *part = kiln_slice(g, a, 2, i * d, (i + 1) * d, 1);
-            part = kiln_reshape(g, part, 4, (const int64_t[]){n, BLOCK, HEADS, hd});
-            qkv[i] = kiln_transpose(g, part, 1, 2);
-        }
+        kiln_tensor *qkv[3];
+        attention_qkv(g, md, l, h, n, BLOCK, qkv);
         kiln_tensor *y =
             kiln_scaled_dot_product_attention(g, qkv[0], qkv[1], qkv[2], NULL, true, 0);
-        y = kiln_reshape(g, kiln_transpose(g, y, 1, 2), 3, (const int64_t[]){n, BLOCK, d});
-        h = kiln_add(g, h, kiln_linear(g, y, md->h[l].proj_w, md->h[l].proj_b));
-        kiln_tensor *m = kiln_layer_norm(g, h, md->h[l].ln2_w, md->h[l].ln2_b, 1e-5);
-        m = kiln_gelu(g, kiln_linear(g, m, md->h[l].fc_w, md->h[l].fc_b));
-        h = kiln_add(g, h, kiln_linear(g, m, md->h[l].mlp_w, md->h[l].mlp_b));
+        h = block_rest(g, md, l, h, y, n, BLOCK);
     }
-    h = kiln_layer_norm(g, h, md->lnf_w, md->lnf_b, 1e-5);
-    return kiln_linear(g, h, md->head, NULL);
+    return head(g, md, h);
 }
 
 static kiln_graph *build(model *md, int64_t vocab)
@@ -166,11 +201,55 @@ static kiln_graph *build(model *md, int64_t vocab)
     opt.max_grad_norm = 1.0;
     opt.no_decay = md->no_decay;
     kiln_train_step(g, "train", kiln_cross_entropy(g, flat, y), opt);
-    /* generation: the logits of one window's last position */
+    /* the most likely next token at every position of one window */
     kiln_tensor *w = kiln_input(g, "window", KILN_I64, KILN_SHAPE(1, BLOCK));
-    kiln_tensor *last = kiln_select(g, kiln_select(g, forward(g, md, w, 1), 0, 0), 0, BLOCK - 1);
-    kiln_tensor *next = kiln_argmax(g, last, 0, false);
-    kiln_entry(g, "next", 1, &next, (const char *[]){"next.token"});
+    kiln_tensor *next = kiln_argmax(g, kiln_select(g, forward(g, md, w, 1), 0, 0), 1, false);
+    kiln_entry(g, "next", 1, &next, (const char *[]){"next.tokens"});
+    return g;
+}
+
+/* The inference graph: the same params (a training checkpoint loads into it
+ * non-strictly), a KV cache per block as params [1, HEADS, BLOCK, hd], and
+ * the entry "decode" (token, pos -> decode.token) of gpt_decode.h. */
+static kiln_graph *build_decoder(model *md, int64_t vocab)
+{
+    const int64_t hd = EMBED / HEADS, cache[4] = {1, HEADS, BLOCK, hd};
+    kiln_graph *g = kiln_graph_new();
+    make_params(g, md, vocab);
+    kiln_tensor *token = kiln_input(g, "token", KILN_I64, KILN_SHAPE(1));
+    kiln_tensor *pos = kiln_input(g, "pos", KILN_I64, KILN_SHAPE(1));
+    kiln_tensor *h =
+        kiln_add(g, kiln_embedding(g, md->wte, token), kiln_embedding(g, md->wpe, pos));
+    h = kiln_reshape(g, h, 3, (const int64_t[]){1, 1, EMBED});
+    kiln_tensor *slots = kiln_arange(g, KILN_I64, 0, BLOCK, 1);
+    kiln_tensor *here =
+        kiln_reshape(g, kiln_eq(g, slots, pos), 4, (const int64_t[]){1, 1, BLOCK, 1});
+    kiln_tensor *seen = kiln_le(g, slots, pos); /* attend to positions 0..pos */
+    kiln_tensor *outs[1 + 2 * LAYERS];
+    const char *names[1 + 2 * LAYERS];
+    char buf[2 * LAYERS][48];
+    for (int l = 0; l < LAYERS; l++) {
+        kiln_tensor *qkv[3];
+        attention_qkv(g, md, l, h, 1, 1, qkv);
+        for (int i = 0; i < 2; i++) { /* the cache gets this position's key and value */
+            snprintf(buf[2 * l + i], sizeof buf[0], "h.%d.attn.%s_cache", l, i ? "v" : "k");
+            kiln_tensor *c = kiln_param(g, buf[2 * l + i], KILN_F32, 4, cache, kiln_init_zeros());
+            qkv[1 + i] = kiln_where(g, here, qkv[1 + i], c);
+            outs[1 + 2 * l + i] = kiln_assign(g, c, qkv[1 + i]);
+        }
+        kiln_tensor *y =
+            kiln_scaled_dot_product_attention(g, qkv[0], qkv[1], qkv[2], seen, false, 0);
+        h = block_rest(g, md, l, h, y, 1, 1);
+    }
+    kiln_tensor *logits = kiln_reshape(g, head(g, md, h), 1, &vocab);
+    outs[0] = kiln_argmax(g, logits, 0, false);
+    names[0] = "decode.token";
+    char out_names[2 * LAYERS][64];
+    for (int i = 0; i < 2 * LAYERS; i++) {
+        snprintf(out_names[i], sizeof out_names[i], "decode.new.%s", buf[i]);
+        names[1 + i] = out_names[i];
+    }
+    kiln_entry(g, "decode", 1 + 2 * LAYERS, outs, names);
     return g;
 }
 
@@ -195,6 +274,109 @@ static bool check(kiln_module *m, kiln_status s, const char *what)
     return s == KILN_OK;
 }
 
+static bool decode(void *model, int64_t token, int64_t pos, int64_t *next)
+{
+    kiln_module *m = model;
+    return check(m, kiln_module_set(m, "token", &token, sizeof token), "set token") &&
+           check(m, kiln_module_set(m, "pos", &pos, sizeof pos), "set pos") &&
+           check(m, kiln_module_run(m, "decode"), "decode") &&
+           check(m, kiln_module_get(m, "decode.token", next, sizeof *next), "decode.token");
+}
+
+/* "windows:": the continuation through the training graph's "next" entry,
+ * the last BLOCK tokens (all of them while fewer) run as one window. */
+static bool generate_windows(kiln_module *m, const char *prompt, const int *code,
+                             const unsigned char *bytes, int n)
+{
+    int64_t window[BLOCK], tokens[BLOCK];
+    int len = GPT_PROMPT;
+    for (int t = 0; t < BLOCK; t++)
+        window[t] = t < len ? code[(unsigned char)prompt[t]] : 0;
+    printf("windows:   \"%.*s", GPT_PROMPT, prompt);
+    for (int i = 0; i < n; i++) {
+        if (!check(m, kiln_module_set(m, "window", window, sizeof window), "set window") ||
+            !check(m, kiln_module_run(m, "next"), "next") ||
+            !check(m, kiln_module_get(m, "next.tokens", tokens, sizeof tokens), "next.tokens"))
+            return false;
+        int64_t tok = tokens[len - 1];
+        putchar(bytes[tok]);
+        if (len < BLOCK)
+            window[len++] = tok;
+        else {
+            memmove(window, window + 1, sizeof(int64_t) * (BLOCK - 1));
+            window[BLOCK - 1] = tok;
+        }
+    }
+    printf("\"\n");
+    return true;
+}
+
+/* Loads the training checkpoint into the decoder (strict=False) and prints
+ * the report's lines, each cut at 100 characters. */
+static bool load_trained(kiln_module *dm, const char *ckpt)
+{
+    char *report = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&report, &len);
+    bool ok = f && check(dm, kiln_module_load_nonstrict(dm, ckpt, f), "load");
+    if (f)
+        fclose(f);
+    printf("decoder: %s loaded without what is not the decoder's\n", ckpt);
+    char *save = NULL;
+    for (char *line = ok ? strtok_r(report, "\n", &save) : NULL; line;
+         line = strtok_r(NULL, "\n", &save))
+        printf("  %.100s%s\n", line, strlen(line) > 100 ? "..." : "");
+    free(report);
+    return ok;
+}
+
+/* The trained params into the decoder (a checkpoint, loaded non-strictly),
+ * the KV-cache continuation, and the export. */
+static bool generate(const options *o, kiln_module *m, const char *prompt, const int *code,
+                     const unsigned char *bytes, int64_t vocab)
+{
+    char dir[4096], ckpt[4200];
+    if (o->export_dir) {
+        snprintf(dir, sizeof dir, "%s", o->export_dir);
+        if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
+            fprintf(stderr, "gpt: cannot create %s: %s\n", dir, strerror(errno));
+            return false;
+        }
+    } else if (!mkdtemp(strcpy(dir, "/tmp/kiln-gpt-XXXXXX"))) {
+        perror("gpt: a temporary directory");
+        return false;
+    }
+    snprintf(ckpt, sizeof ckpt, "%s/train.safetensors", dir);
+    static model md;
+    kiln_graph *dg = build_decoder(&md, vocab);
+    kiln_module *dm = NULL;
+    bool ok = check(m, kiln_module_save(m, ckpt), "save");
+    if (ok && (kiln_graph_status(dg) != KILN_OK ||
+               kiln_compile(dg, &(kiln_compile_opts){.target = o->target}, &dm) != KILN_OK)) {
+        fprintf(stderr, "gpt: decoder: %s\n", kiln_graph_error(dg));
+        ok = false;
+    }
+    ok = ok && load_trained(dm, ckpt);
+    ok = ok && generate_windows(m, prompt, code, bytes, o->generate);
+    ok = ok && gpt_generate(decode, dm, prompt, code, bytes, o->generate, stdout);
+    if (ok && o->export_dir) {
+        snprintf(ckpt, sizeof ckpt, "%s/gpt.safetensors", dir);
+        ok = check(dm, kiln_module_save(dm, ckpt), "save the decoder");
+        if (ok && kiln_export(dg, &(kiln_compile_opts){.name = "gpt"}, dir) != KILN_OK) {
+            fprintf(stderr, "gpt: export: %s\n", kiln_graph_error(dg));
+            ok = false;
+        }
+        if (ok)
+            printf("exported: %s/gpt.so, gpt.h and gpt.safetensors\n", dir);
+    } else {
+        remove(ckpt);
+        rmdir(dir);
+    }
+    kiln_module_free(dm);
+    kiln_graph_free(dg);
+    return ok;
+}
+
 int main(int argc, char **argv)
 {
     options o;
@@ -207,17 +389,9 @@ int main(int argc, char **argv)
                 o.data);
         return 1;
     }
-    int code[MAX_VOCAB], vocab = 0; /* byte -> token, in byte order */
-    unsigned char bytes[MAX_VOCAB];
-    for (int c = 0; c < MAX_VOCAB; c++)
-        code[c] = -1;
-    for (long i = 0; i < size; i++)
-        code[(unsigned char)text[i]] = 0;
-    for (int c = 0; c < MAX_VOCAB; c++)
-        if (code[c] == 0) {
-            bytes[vocab] = (unsigned char)c;
-            code[c] = vocab++;
-        }
+    int code[GPT_MAX_VOCAB];
+    unsigned char bytes[GPT_MAX_VOCAB];
+    int vocab = gpt_vocab(text, size, code, bytes);
     static model md;
     kiln_graph *g = build(&md, vocab);
     kiln_module *m = NULL;
@@ -249,24 +423,9 @@ int main(int argc, char **argv)
         if (s < 20 || (s + 1) % o.every == 0)
             printf("step %d: loss %.7f\n", s + 1, loss);
     }
-    /* greedy continuation of the text's first BLOCK characters */
-    int64_t window[BLOCK];
-    for (int t = 0; t < BLOCK; t++)
-        window[t] = code[(unsigned char)text[t]];
-    printf("generated: \"%.*s", BLOCK, text);
-    for (int i = 0; i < o.generate; i++) {
-        double tok;
-        if (!check(m, kiln_module_set(m, "window", window, sizeof window), "set window") ||
-            !check(m, kiln_module_run(m, "next"), "next") ||
-            !check(m, kiln_module_get_scalar(m, "next.token", &tok), "next.token"))
-            return 1;
-        memmove(window, window + 1, sizeof(int64_t) * (BLOCK - 1));
-        window[BLOCK - 1] = (int64_t)tok;
-        putchar(bytes[(int)tok]);
-    }
-    printf("\"\n");
+    bool ok = generate(&o, m, text + gpt_prompt_at(text, size), code, bytes, vocab);
     kiln_module_free(m);
     kiln_graph_free(g);
     free(text);
-    return 0;
+    return ok ? 0 : 1;
 }
