@@ -8,6 +8,10 @@
  *   bench_cpu sgemm N       C = A @ B, f32, N x N
  *   bench_cpu mlp           train step: MLP 784-1024-1024-10, batch 256, ReLU,
  *                           cross-entropy, Adam
+ *   bench_cpu cnn           train step of samples/cnn.c: conv3x3(32)-pool-conv3x3(64)-
+ *                           pool-linear on 28x28 images, batch 64, Adam
+ *   bench_cpu gpt           train step of samples/gpt.c: 2 blocks, d 64, 4 heads,
+ *                           T 32, batch 16, AdamW with clipping
  *   bench_cpu chain         y = exp(x * 0.5 + 1) * x - 2 over 1e8 f32 (fused)
  *   bench_cpu tutorial [R]  randn(10000, 10000) * randn(10000, 10000), R runs
  *
@@ -227,6 +231,57 @@ static void mlp(void)
     kiln_graph_free(g);
 }
 
+/* The CNN step's FLOPs: 2 per multiply-add of the convolutions and the
+ * linear layer, forward and twice that backward. */
+static void cnn(void)
+{
+    enum { B = 64, C = 32 };
+    kiln_graph *g = kiln_graph_new();
+    kiln_graph_seed(g, 42);
+    kiln_tensor *p[CNN_NPARAMS];
+    cnn_train_step(g, p, C, B, 2e-3);
+    kiln_module *m = compile(g);
+    float *xs = malloc(sizeof(float) * B * 784);
+    int64_t ys[B];
+    fill(xs, B * 784, 6);
+    for (int i = 0; i < B; i++)
+        ys[i] = i % CNN_CLASSES;
+    kiln_module_set(m, "x", xs, sizeof(float) * B * 784);
+    kiln_module_set(m, "y", ys, sizeof ys);
+    double t = best_of(m, "train", 20);
+    double fwd = 2.0 * B * (28 * 28 * C * 9.0 + 14 * 14 * 2 * C * C * 9.0 + 2 * C * 49.0 * 10);
+    printf("RESULT cnn %.6f %.1f GFLOP/s\n", t, 3 * fwd / t / 1e9);
+    free(xs);
+    kiln_module_free(m);
+    kiln_graph_free(g);
+}
+
+/* The GPT step's FLOPs: 6 per param per token for the matmuls, plus the
+ * attention's two batched matmuls (6 x 2 x T^2 x d per layer and sequence). */
+static void gpt(void)
+{
+    enum { VOCAB = 76 }; /* GPL-3's bytes */
+    static gpt_model md;
+    kiln_graph *g = kiln_graph_new();
+    gpt_train_step(g, &md, VOCAB);
+    kiln_module *m = compile(g);
+    int64_t x[GPT_BATCH * GPT_BLOCK], y[GPT_BATCH * GPT_BLOCK];
+    for (int i = 0; i < GPT_BATCH * GPT_BLOCK; i++) {
+        x[i] = (i * 37) % VOCAB;
+        y[i] = (i * 37 + 11) % VOCAB;
+    }
+    kiln_module_set(m, "x", x, sizeof x);
+    kiln_module_set(m, "y", y, sizeof y);
+    double t = best_of(m, "train", 20);
+    const double d = GPT_EMBED, tokens = GPT_BATCH * GPT_BLOCK;
+    double weights = GPT_LAYERS * 12 * d * d + VOCAB * d;
+    double flops =
+        6 * weights * tokens + GPT_LAYERS * 6 * 2.0 * GPT_BLOCK * GPT_BLOCK * d * GPT_BATCH;
+    printf("RESULT gpt %.6f %.1f GFLOP/s\n", t, flops / t / 1e9);
+    kiln_module_free(m);
+    kiln_graph_free(g);
+}
+
 static void chain(void)
 {
     const int64_t n = 100 * 1000 * 1000;
@@ -271,12 +326,17 @@ int main(int argc, char **argv)
         sgemm(atoll(argv[2]));
     else if (strcmp(c, "mlp") == 0)
         mlp();
+    else if (strcmp(c, "cnn") == 0)
+        cnn();
+    else if (strcmp(c, "gpt") == 0)
+        gpt();
     else if (strcmp(c, "chain") == 0)
         chain();
     else if (strcmp(c, "tutorial") == 0)
         tutorial(argc > 2 ? atoi(argv[2]) : 3);
     else {
-        fprintf(stderr, "usage: bench_cpu probe | sgemm N | mlp | chain | tutorial [RUNS]\n");
+        fprintf(stderr,
+                "usage: bench_cpu probe | sgemm N | mlp | cnn | gpt | chain | tutorial [RUNS]\n");
         return 2;
     }
     return 0;

@@ -1,9 +1,13 @@
 /*
  * models.h - the models the benchmarks share (bench/cpu.c, bench/gpu.c), so
- * the CPU and GPU tables time the same graph.
+ * the CPU and GPU tables time the same graph; the CNN and the GPT are the
+ * samples' own (samples/cnn_model.h, samples/gpt_model.h).
  */
 #ifndef KILN_BENCH_MODELS_H
 #define KILN_BENCH_MODELS_H
+
+#include "../samples/cnn_model.h"
+#include "../samples/gpt_model.h"
 
 #include <kiln.h>
 #include <stdio.h>

@@ -226,6 +226,74 @@ static int find_node(kernel *k, const kx_node *n)
     return -1;
 }
 
+/* Moves a select below the ops its branches share: where(c, f(a1, b1),
+ * f(a2, b2)) = f(where(c, a1, a2), where(c, b1, b2)) for the same pure op f,
+ * down to where the branches differ. Every node of a kernel is evaluated, so
+ * a select otherwise pays for both branches: concat's chain over im2col's 9
+ * taps (pads of one tensor at shifted indices) computed 9 indices and 9 loads
+ * per element; sunk, it is one index whose per-tap constants are selected by
+ * conditions on the tap alone (hoisted out of the inner loops), and one load.
+ * A load is such an op (the branches' loads were all evaluated before, so
+ * the chosen index is one that was in range); checks, random draws and
+ * accumulators are not. -1 when the branches are not the same op. */
+static int sink_select(kernel *k, const kx_node *n);
+
+static int select_of(kernel *k, kiln_dtype dt, int c, int a, int b)
+{
+    return kk_expr(k, (kx_node){.kind = KX_OP, .dtype = dt, .op = IR_WHERE, .a = {c, a, b}});
+}
+
+/* where(c, p + q, q) = where(c, p, 0) + q (and the mirrored forms) for I64
+ * indices: a tap at offset 0 is the other taps' sum with nothing added. -1
+ * when neither branch is the other plus something. */
+static int sink_offset(kernel *k, int c, int a, int b)
+{
+    for (int flip = 0; flip < 2; flip++) {
+        int sum = flip ? b : a, other = flip ? a : b;
+        const kx_node *x = &k->x[sum];
+        if (x->kind != KX_OP || x->op != IR_ADD || x->dtype != KILN_I64)
+            continue;
+        for (int side = 0; side < 2; side++) {
+            if (x->a[side] != other)
+                continue;
+            int zero = kk_const_i(k, KILN_I64, 0), rest = x->a[1 - side];
+            int sel = zero < 0 ? -1
+                      : flip   ? select_of(k, KILN_I64, c, zero, rest)
+                               : select_of(k, KILN_I64, c, rest, zero);
+            if (sel < 0)
+                return -1;
+            kx_node r = *x;
+            r.a[1 - side] = sel;
+            return kk_expr(k, r);
+        }
+    }
+    return -1;
+}
+
+static int sink_select(kernel *k, const kx_node *n)
+{
+    int c = n->a[0], a = n->a[1], b = n->a[2];
+    const kx_node *x = &k->x[a], *y = &k->x[b];
+    if (n->dtype == KILN_I64 && (x->kind != y->kind || x->op != y->op))
+        return sink_offset(k, c, a, b);
+    bool pure = x->kind == KX_OP || x->kind == KX_IDIV || x->kind == KX_IMOD || x->kind == KX_LOAD;
+    if (!pure || x->kind != y->kind || x->dtype != y->dtype || x->op != y->op ||
+        (x->kind == KX_LOAD && x->buf != y->buf))
+        return -1;
+    int xa[3], ya[3], ar = kx_operands(x, xa);
+    kx_operands(y, ya);
+    kx_node r = *x;
+    for (int i = 0; i < ar; i++) {
+        kiln_dtype dt = k->x[xa[i]].dtype;
+        if (k->x[ya[i]].dtype != dt)
+            return -1;
+        r.a[i] = select_of(k, dt, c, xa[i], ya[i]);
+        if (r.a[i] < 0)
+            return -1;
+    }
+    return kk_expr(k, r);
+}
+
 int kk_expr(kernel *k, kx_node n)
 {
     if (!k)
@@ -239,6 +307,8 @@ int kk_expr(kernel *k, kx_node n)
         return cdt == KILN_BOOL ? kk_const_f(k, KILN_BOOL, (double)cv) : kk_const_i(k, cdt, cv);
     int i = find_node(k, &n);
     if (i >= 0)
+        return i;
+    if (n.kind == KX_OP && n.op == IR_WHERE && (i = sink_select(k, &n)) >= 0)
         return i;
     if (!grow((void **)&k->x, &k->capx, k->nx + 1, sizeof(kx_node)))
         return -1;

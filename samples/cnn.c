@@ -9,22 +9,12 @@
  *       [--checkpoint FILE] [--resume] [--limit N] [--threads T]
  *       [--target c|interp|cuda]
  *
- * The loop, data, checkpoints and --resume are samples/fmnist.h's, shared
- * with samples/mlp.c; this file is the model. `make demo-cnn` runs it.
+ * The network and its train step are samples/cnn_model.h's (bench/ times the
+ * same step); the loop, data, checkpoints and --resume are samples/fmnist.h's,
+ * shared with samples/mlp.c. `make demo-cnn` runs it.
  */
+#include "cnn_model.h"
 #include "fmnist.h"
-
-/* The network over images x [n, 1, 28, 28] with the given params. */
-static kiln_tensor *forward(kiln_graph *g, kiln_tensor *x, kiln_tensor *const *p, int64_t n)
-{
-    kiln_conv_opts same = {.padding = {1, 1}}; /* 3x3, padding 1: the size stays */
-    kiln_tensor *h = kiln_relu(g, kiln_conv2d(g, x, p[0], p[1], same));
-    h = kiln_max_pool2d(g, h, 2, 0, 0); /* 28 -> 14 */
-    h = kiln_relu(g, kiln_conv2d(g, h, p[2], p[3], same));
-    h = kiln_max_pool2d(g, h, 2, 0, 0); /* 14 -> 7 */
-    h = kiln_reshape(g, h, 2, (const int64_t[]){n, kiln_tensor_dim(p[4], 1)});
-    return kiln_linear(g, h, p[4], p[5]);
-}
 
 /* "train" runs one Adam step on a batch, "eval" counts correct predictions
  * on FM_EVAL_BATCH test images with the same params. */
@@ -32,24 +22,12 @@ static kiln_graph *build(const fm_options *o)
 {
     kiln_graph *g = kiln_graph_new();
     kiln_graph_seed(g, 42);
-    int64_t c = o->width;
-    kiln_init k = kiln_init_kaiming_uniform(); /* nn.Conv2d's and nn.Linear's */
-    kiln_tensor *p[6] = {
-        kiln_param(g, "conv1.weight", KILN_F32, KILN_SHAPE(c, 1, 3, 3), k),
-        kiln_param(g, "conv1.bias", KILN_F32, KILN_SHAPE(c), k),
-        kiln_param(g, "conv2.weight", KILN_F32, KILN_SHAPE(2 * c, c, 3, 3), k),
-        kiln_param(g, "conv2.bias", KILN_F32, KILN_SHAPE(2 * c), k),
-        kiln_param(g, "fc.weight", KILN_F32, KILN_SHAPE(FM_CLASSES, 2 * c * 7 * 7), k),
-        kiln_param(g, "fc.bias", KILN_F32, KILN_SHAPE(FM_CLASSES), k),
-    };
-    kiln_tensor *x = kiln_input(g, "x", KILN_F32, KILN_SHAPE(o->batch, 1, 28, 28));
-    kiln_tensor *y = kiln_input(g, "y", KILN_I64, KILN_SHAPE(o->batch));
-    kiln_tensor *loss = kiln_cross_entropy(g, forward(g, x, p, o->batch), y);
-    kiln_train_step(g, "train", loss, kiln_adam(o->lr, 0.9, 0.999, 1e-8));
+    kiln_tensor *p[CNN_NPARAMS];
+    cnn_train_step(g, p, o->width, o->batch, o->lr);
 
     kiln_tensor *xt = kiln_input(g, "test_x", KILN_F32, KILN_SHAPE(FM_EVAL_BATCH, 1, 28, 28));
     kiln_tensor *yt = kiln_input(g, "test_y", KILN_I64, KILN_SHAPE(FM_EVAL_BATCH));
-    kiln_tensor *pred = kiln_argmax(g, forward(g, xt, p, FM_EVAL_BATCH), 1, false);
+    kiln_tensor *pred = kiln_argmax(g, cnn_forward(g, xt, p, FM_EVAL_BATCH), 1, false);
     kiln_tensor *correct = kiln_sum(g, kiln_eq(g, pred, yt), KILN_ALL, false);
     kiln_entry(g, "eval", 1, &correct, (const char *[]){"eval.correct"});
     return g;

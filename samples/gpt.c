@@ -9,7 +9,7 @@
  *
  * The data defaults to /usr/share/common-licenses/GPL-3 (Debian's base-files);
  * the vocabulary is the bytes it holds, in byte order. Step s trains on the
- * windows that start at ((s * BATCH + b) * 7919) mod (size - BLOCK - 1): no
+ * windows that start at ((s * GPT_BATCH + b) * 7919) mod (size - GPT_BLOCK - 1): no
  * randomness, so tests/ref/gpt_ref.py repeats the run in PyTorch from the
  * initial weights --save-init writes (tests/data/gpt_losses.txt, checked by
  * ctest sample_gpt).
@@ -20,12 +20,13 @@
  * prints "generated:". For comparison, "windows:" is the same greedy
  * continuation from the training graph's "next" entry, which runs a whole
  * window per token: while the text fits in a window (the first
- * BLOCK - GPT_PROMPT + 1 tokens) both see the same context. --export DIR
+ * GPT_BLOCK - GPT_PROMPT + 1 tokens) both see the same context. --export DIR
  * writes the decoder as DIR/gpt.so + gpt.h (kiln_export) and its params as
  * DIR/gpt.safetensors, for samples/gpt_generate.c.
  */
 #include "args.h"
 #include "gpt_decode.h"
+#include "gpt_model.h"
 
 #include <errno.h>
 #include <kiln.h>
@@ -34,8 +35,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-enum { BLOCK = GPT_BLOCK, EMBED = 64, HEADS = 4, LAYERS = 2, BATCH = 16 };
 
 typedef struct {
     int steps, every, generate;
@@ -81,156 +80,40 @@ static bool parse(int argc, char **argv, options *o)
     return o->steps >= 0 && o->every > 0 && o->generate >= 0;
 }
 
-/* The params, made once (nanoGPT's names and init: N(0, 0.02) weights, zero
- * biases, unit norm weights); names of those without weight decay. */
-typedef struct {
-    kiln_tensor *wte, *wpe, *lnf_w, *lnf_b, *head;
-    struct {
-        kiln_tensor *ln1_w, *ln1_b, *attn_w, *attn_b, *proj_w, *proj_b;
-        kiln_tensor *ln2_w, *ln2_b, *fc_w, *fc_b, *mlp_w, *mlp_b;
-    } h[LAYERS];
-    char names[LAYERS * 8 + 2][48];
-    const char *no_decay[LAYERS * 8 + 3];
-} model;
-
-static kiln_tensor *param(kiln_graph *g, model *md, const char *prefix, const char *name,
-                          bool decay, int rank, const int64_t *dims, kiln_init init)
-{
-    char full[48];
-    snprintf(full, sizeof full, "%s%s", prefix, name);
-    if (!decay) {
-        int n = 0;
-        while (md->no_decay[n])
-            n++;
-        snprintf(md->names[n], sizeof md->names[n], "%s", full);
-        md->no_decay[n] = md->names[n];
-    }
-    return kiln_param(g, full, KILN_F32, rank, dims, init);
-}
-
-static void make_params(kiln_graph *g, model *md, int64_t vocab)
-{
-    const int64_t d = EMBED;
-    kiln_init normal = kiln_init_normal(0, 0.02), zeros = kiln_init_zeros(),
-              ones = kiln_init_ones();
-    memset(md, 0, sizeof *md);
-    md->wte = param(g, md, "", "wte", true, 2, (const int64_t[]){vocab, d}, normal);
-    md->wpe = param(g, md, "", "wpe", true, 2, (const int64_t[]){BLOCK, d}, normal);
-    for (int l = 0; l < LAYERS; l++) {
-        char p[16];
-        snprintf(p, sizeof p, "h.%d.", l);
-        md->h[l].ln1_w = param(g, md, p, "ln_1.weight", false, 1, &d, ones);
-        md->h[l].ln1_b = param(g, md, p, "ln_1.bias", false, 1, &d, zeros);
-        md->h[l].attn_w =
-            param(g, md, p, "attn.c_attn.weight", true, 2, (const int64_t[]){3 * d, d}, normal);
-        md->h[l].attn_b =
-            param(g, md, p, "attn.c_attn.bias", false, 1, (const int64_t[]){3 * d}, zeros);
-        md->h[l].proj_w =
-            param(g, md, p, "attn.c_proj.weight", true, 2, (const int64_t[]){d, d}, normal);
-        md->h[l].proj_b = param(g, md, p, "attn.c_proj.bias", false, 1, &d, zeros);
-        md->h[l].ln2_w = param(g, md, p, "ln_2.weight", false, 1, &d, ones);
-        md->h[l].ln2_b = param(g, md, p, "ln_2.bias", false, 1, &d, zeros);
-        md->h[l].fc_w =
-            param(g, md, p, "mlp.c_fc.weight", true, 2, (const int64_t[]){4 * d, d}, normal);
-        md->h[l].fc_b = param(g, md, p, "mlp.c_fc.bias", false, 1, (const int64_t[]){4 * d}, zeros);
-        md->h[l].mlp_w =
-            param(g, md, p, "mlp.c_proj.weight", true, 2, (const int64_t[]){d, 4 * d}, normal);
-        md->h[l].mlp_b = param(g, md, p, "mlp.c_proj.bias", false, 1, &d, zeros);
-    }
-    md->lnf_w = param(g, md, "", "ln_f.weight", false, 1, &d, ones);
-    md->lnf_b = param(g, md, "", "ln_f.bias", false, 1, &d, zeros);
-    md->head = param(g, md, "", "lm_head.weight", true, 2, (const int64_t[]){vocab, d}, normal);
-}
-
-/* The queries, keys and values of block l's attention, [n, HEADS, t, hd]
- * each, for h [n, t, EMBED]. */
-static void attention_qkv(kiln_graph *g, const model *md, int l, kiln_tensor *h, int64_t n,
-                          int64_t t, kiln_tensor *qkv[3])
-{
-    const int64_t d = EMBED, hd = EMBED / HEADS;
-    kiln_tensor *a = kiln_linear(g, kiln_layer_norm(g, h, md->h[l].ln1_w, md->h[l].ln1_b, 1e-5),
-                                 md->h[l].attn_w, md->h[l].attn_b);
-    for (int i = 0; i < 3; i++) {
-        kiln_tensor *part = kiln_slice(g, a, 2, i * d, (i + 1) * d, 1);
-        part = kiln_reshape(g, part, 4, (const int64_t[]){n, t, HEADS, hd});
-        qkv[i] = kiln_transpose(g, part, 1, 2);
-    }
-}
-
-/* The rest of block l after attention: y [n, HEADS, t, hd] projected and
- * added to h [n, t, EMBED], then the GELU MLP. */
-static kiln_tensor *block_rest(kiln_graph *g, const model *md, int l, kiln_tensor *h,
-                               kiln_tensor *y, int64_t n, int64_t t)
-{
-    y = kiln_reshape(g, kiln_transpose(g, y, 1, 2), 3, (const int64_t[]){n, t, EMBED});
-    h = kiln_add(g, h, kiln_linear(g, y, md->h[l].proj_w, md->h[l].proj_b));
-    kiln_tensor *m = kiln_layer_norm(g, h, md->h[l].ln2_w, md->h[l].ln2_b, 1e-5);
-    m = kiln_gelu(g, kiln_linear(g, m, md->h[l].fc_w, md->h[l].fc_b));
-    return kiln_add(g, h, kiln_linear(g, m, md->h[l].mlp_w, md->h[l].mlp_b));
-}
-
-static kiln_tensor *head(kiln_graph *g, const model *md, kiln_tensor *h)
-{
-    return kiln_linear(g, kiln_layer_norm(g, h, md->lnf_w, md->lnf_b, 1e-5), md->head, NULL);
-}
-
-/* Logits [n, BLOCK, vocab] of the windows idx [n, BLOCK]. */
-static kiln_tensor *forward(kiln_graph *g, const model *md, kiln_tensor *idx, int64_t n)
-{
-    kiln_tensor *h = kiln_add(g, kiln_embedding(g, md->wte, idx), md->wpe);
-    for (int l = 0; l < LAYERS; l++) {
-        kiln_tensor *qkv[3];
-        attention_qkv(g, md, l, h, n, BLOCK, qkv);
-        kiln_tensor *y =
-            kiln_scaled_dot_product_attention(g, qkv[0], qkv[1], qkv[2], NULL, true, 0);
-        h = block_rest(g, md, l, h, y, n, BLOCK);
-    }
-    return head(g, md, h);
-}
-
-static kiln_graph *build(model *md, int64_t vocab)
+static kiln_graph *build(gpt_model *md, int64_t vocab)
 {
     kiln_graph *g = kiln_graph_new();
-    kiln_graph_seed(g, 1337);
-    make_params(g, md, vocab);
-    kiln_tensor *x = kiln_input(g, "x", KILN_I64, KILN_SHAPE(BATCH, BLOCK));
-    kiln_tensor *y = kiln_input(g, "y", KILN_I64, KILN_SHAPE(BATCH * BLOCK));
-    kiln_tensor *logits = forward(g, md, x, BATCH);
-    kiln_tensor *flat = kiln_reshape(g, logits, 2, (const int64_t[]){BATCH * BLOCK, vocab});
-    kiln_optim opt = kiln_adamw(1e-3, 0.9, 0.95, 1e-8, 0.1);
-    opt.max_grad_norm = 1.0;
-    opt.no_decay = md->no_decay;
-    kiln_train_step(g, "train", kiln_cross_entropy(g, flat, y), opt);
+    gpt_train_step(g, md, vocab);
     /* the most likely next token at every position of one window */
-    kiln_tensor *w = kiln_input(g, "window", KILN_I64, KILN_SHAPE(1, BLOCK));
-    kiln_tensor *next = kiln_argmax(g, kiln_select(g, forward(g, md, w, 1), 0, 0), 1, false);
+    kiln_tensor *w = kiln_input(g, "window", KILN_I64, KILN_SHAPE(1, GPT_BLOCK));
+    kiln_tensor *next = kiln_argmax(g, kiln_select(g, gpt_forward(g, md, w, 1), 0, 0), 1, false);
     kiln_entry(g, "next", 1, &next, (const char *[]){"next.tokens"});
     return g;
 }
 
 /* The inference graph: the same params (a training checkpoint loads into it
- * non-strictly), a KV cache per block as params [1, HEADS, BLOCK, hd], and
+ * non-strictly), a KV cache per block as params [1, GPT_HEADS, GPT_BLOCK, hd], and
  * the entry "decode" (token, pos -> decode.token) of gpt_decode.h. */
-static kiln_graph *build_decoder(model *md, int64_t vocab)
+static kiln_graph *build_decoder(gpt_model *md, int64_t vocab)
 {
-    const int64_t hd = EMBED / HEADS, cache[4] = {1, HEADS, BLOCK, hd};
+    const int64_t hd = GPT_EMBED / GPT_HEADS, cache[4] = {1, GPT_HEADS, GPT_BLOCK, hd};
     kiln_graph *g = kiln_graph_new();
-    make_params(g, md, vocab);
+    gpt_params(g, md, vocab);
     kiln_tensor *token = kiln_input(g, "token", KILN_I64, KILN_SHAPE(1));
     kiln_tensor *pos = kiln_input(g, "pos", KILN_I64, KILN_SHAPE(1));
     kiln_tensor *h =
         kiln_add(g, kiln_embedding(g, md->wte, token), kiln_embedding(g, md->wpe, pos));
-    h = kiln_reshape(g, h, 3, (const int64_t[]){1, 1, EMBED});
-    kiln_tensor *slots = kiln_arange(g, KILN_I64, 0, BLOCK, 1);
+    h = kiln_reshape(g, h, 3, (const int64_t[]){1, 1, GPT_EMBED});
+    kiln_tensor *slots = kiln_arange(g, KILN_I64, 0, GPT_BLOCK, 1);
     kiln_tensor *here =
-        kiln_reshape(g, kiln_eq(g, slots, pos), 4, (const int64_t[]){1, 1, BLOCK, 1});
+        kiln_reshape(g, kiln_eq(g, slots, pos), 4, (const int64_t[]){1, 1, GPT_BLOCK, 1});
     kiln_tensor *seen = kiln_le(g, slots, pos); /* attend to positions 0..pos */
-    kiln_tensor *outs[1 + 2 * LAYERS];
-    const char *names[1 + 2 * LAYERS];
-    char buf[2 * LAYERS][48];
-    for (int l = 0; l < LAYERS; l++) {
+    kiln_tensor *outs[1 + 2 * GPT_LAYERS];
+    const char *names[1 + 2 * GPT_LAYERS];
+    char buf[2 * GPT_LAYERS][48];
+    for (int l = 0; l < GPT_LAYERS; l++) {
         kiln_tensor *qkv[3];
-        attention_qkv(g, md, l, h, 1, 1, qkv);
+        gpt_attention_qkv(g, md, l, h, 1, 1, qkv);
         for (int i = 0; i < 2; i++) { /* the cache gets this position's key and value */
             snprintf(buf[2 * l + i], sizeof buf[0], "h.%d.attn.%s_cache", l, i ? "v" : "k");
             kiln_tensor *c = kiln_param(g, buf[2 * l + i], KILN_F32, 4, cache, kiln_init_zeros());
@@ -239,17 +122,17 @@ static kiln_graph *build_decoder(model *md, int64_t vocab)
         }
         kiln_tensor *y =
             kiln_scaled_dot_product_attention(g, qkv[0], qkv[1], qkv[2], seen, false, 0);
-        h = block_rest(g, md, l, h, y, 1, 1);
+        h = gpt_block_rest(g, md, l, h, y, 1, 1);
     }
-    kiln_tensor *logits = kiln_reshape(g, head(g, md, h), 1, &vocab);
+    kiln_tensor *logits = kiln_reshape(g, gpt_head(g, md, h), 1, &vocab);
     outs[0] = kiln_argmax(g, logits, 0, false);
     names[0] = "decode.token";
-    char out_names[2 * LAYERS][64];
-    for (int i = 0; i < 2 * LAYERS; i++) {
+    char out_names[2 * GPT_LAYERS][64];
+    for (int i = 0; i < 2 * GPT_LAYERS; i++) {
         snprintf(out_names[i], sizeof out_names[i], "decode.new.%s", buf[i]);
         names[1 + i] = out_names[i];
     }
-    kiln_entry(g, "decode", 1 + 2 * LAYERS, outs, names);
+    kiln_entry(g, "decode", 1 + 2 * GPT_LAYERS, outs, names);
     return g;
 }
 
@@ -284,13 +167,13 @@ static bool decode(void *model, int64_t token, int64_t pos, int64_t *next)
 }
 
 /* "windows:": the continuation through the training graph's "next" entry,
- * the last BLOCK tokens (all of them while fewer) run as one window. */
+ * the last GPT_BLOCK tokens (all of them while fewer) run as one window. */
 static bool generate_windows(kiln_module *m, const char *prompt, const int *code,
                              const unsigned char *bytes, int n)
 {
-    int64_t window[BLOCK], tokens[BLOCK];
+    int64_t window[GPT_BLOCK], tokens[GPT_BLOCK];
     int len = GPT_PROMPT;
-    for (int t = 0; t < BLOCK; t++)
+    for (int t = 0; t < GPT_BLOCK; t++)
         window[t] = t < len ? code[(unsigned char)prompt[t]] : 0;
     printf("windows:   \"%.*s", GPT_PROMPT, prompt);
     for (int i = 0; i < n; i++) {
@@ -300,11 +183,11 @@ static bool generate_windows(kiln_module *m, const char *prompt, const int *code
             return false;
         int64_t tok = tokens[len - 1];
         putchar(bytes[tok]);
-        if (len < BLOCK)
+        if (len < GPT_BLOCK)
             window[len++] = tok;
         else {
-            memmove(window, window + 1, sizeof(int64_t) * (BLOCK - 1));
-            window[BLOCK - 1] = tok;
+            memmove(window, window + 1, sizeof(int64_t) * (GPT_BLOCK - 1));
+            window[GPT_BLOCK - 1] = tok;
         }
     }
     printf("\"\n");
@@ -347,7 +230,7 @@ static bool generate(const options *o, kiln_module *m, const char *prompt, const
         return false;
     }
     snprintf(ckpt, sizeof ckpt, "%s/train.safetensors", dir);
-    static model md;
+    static gpt_model md;
     kiln_graph *dg = build_decoder(&md, vocab);
     kiln_module *dm = NULL;
     bool ok = check(m, kiln_module_save(m, ckpt), "save");
@@ -384,15 +267,15 @@ int main(int argc, char **argv)
         return usage("bad arguments");
     long size = 0;
     char *text = read_text(o.data, &size);
-    if (!text || size < BLOCK + 2) {
-        fprintf(stderr, "gpt: cannot read a text of more than %d bytes from %s\n", BLOCK + 1,
+    if (!text || size < GPT_BLOCK + 2) {
+        fprintf(stderr, "gpt: cannot read a text of more than %d bytes from %s\n", GPT_BLOCK + 1,
                 o.data);
         return 1;
     }
     int code[GPT_MAX_VOCAB];
     unsigned char bytes[GPT_MAX_VOCAB];
     int vocab = gpt_vocab(text, size, code, bytes);
-    static model md;
+    static gpt_model md;
     kiln_graph *g = build(&md, vocab);
     kiln_module *m = NULL;
     if (kiln_graph_status(g) != KILN_OK ||
@@ -404,14 +287,14 @@ int main(int argc, char **argv)
         return 1;
     printf("%s: %ld bytes, vocabulary %d; GPT %d layers, %d heads, embedding %d, block %d; "
            "AdamW, batch %d\n",
-           o.data, size, vocab, LAYERS, HEADS, EMBED, BLOCK, BATCH);
-    int64_t x[BATCH * BLOCK], y[BATCH * BLOCK];
+           o.data, size, vocab, GPT_LAYERS, GPT_HEADS, GPT_EMBED, GPT_BLOCK, GPT_BATCH);
+    int64_t x[GPT_BATCH * GPT_BLOCK], y[GPT_BATCH * GPT_BLOCK];
     for (int s = 0; s < o.steps; s++) {
-        for (int b = 0; b < BATCH; b++) {
-            long at = (long)((s * BATCH + b) * 7919L % (size - BLOCK - 1));
-            for (int t = 0; t < BLOCK; t++) {
-                x[b * BLOCK + t] = code[(unsigned char)text[at + t]];
-                y[b * BLOCK + t] = code[(unsigned char)text[at + t + 1]];
+        for (int b = 0; b < GPT_BATCH; b++) {
+            long at = (long)((s * GPT_BATCH + b) * 7919L % (size - GPT_BLOCK - 1));
+            for (int t = 0; t < GPT_BLOCK; t++) {
+                x[b * GPT_BLOCK + t] = code[(unsigned char)text[at + t]];
+                y[b * GPT_BLOCK + t] = code[(unsigned char)text[at + t + 1]];
             }
         }
         double loss;

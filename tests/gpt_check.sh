@@ -41,7 +41,7 @@ grep -q "missing keys (kept): 'h.0.attn.k_cache'" "$tmp/out.txt" ||
     fail "the decoder's load reported no missing caches"
 
 cc=${CC:-cc}
-"$cc" -std=c11 -Wall -Wextra -Werror "$src/samples/gpt_generate.c" -I "$tmp/x" -I "$src/samples" \
+"$cc" -std=c11 -Wall -Wextra -Werror "$src/samples/export/gpt_generate.c" -I "$tmp/x" -I "$src/samples" \
     "$tmp/x/gpt.so" -Wl,-rpath,"$tmp/x" -o "$tmp/gen" || fail "gpt_generate.c does not build"
 "$tmp/gen" "$tmp/x" /usr/share/common-licenses/GPL-3 40 >"$tmp/gen.txt" 2>&1 ||
     fail "gpt_generate exited $?: $(cat "$tmp/gen.txt")"

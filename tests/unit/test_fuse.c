@@ -255,6 +255,87 @@ static void test_kernel_builders(void **state)
     ir_free(p.kernels);
 }
 
+/* A select sinks below the ops its branches share, loads included, down to
+ * where they differ; an index offset of 0 is matched with the others; checks
+ * do not sink (each branch's check must still run). */
+static void test_select_sinking(void **state)
+{
+    (void)state;
+    kprogram p = {0};
+    kernel *k = kp_kernel_new(&p, KK_POINTWISE);
+    assert_non_null(k);
+    k->rank = 2;
+    k->dims[0] = k->dims[1] = 4;
+    int v0 = kk_var(k, 0), v1 = kk_var(k, 1), two = kk_const_i(k, KILN_I64, 2);
+    int three = kk_const_i(k, KILN_I64, 3);
+    int c = kk_expr(k, (kx_node){.kind = KX_OP, .dtype = KILN_BOOL, .op = IR_LT, .a = {v0, two}});
+    int shifted =
+        kk_expr(k, (kx_node){.kind = KX_OP, .dtype = KILN_I64, .op = IR_ADD, .a = {two, v1}});
+    int la = kk_expr(k, (kx_node){.kind = KX_LOAD, .dtype = KILN_F32, .buf = 0, .a = {shifted}});
+    int lb = kk_expr(k, (kx_node){.kind = KX_LOAD, .dtype = KILN_F32, .buf = 0, .a = {v1}});
+    int w =
+        kk_expr(k, (kx_node){.kind = KX_OP, .dtype = KILN_F32, .op = IR_WHERE, .a = {c, la, lb}});
+    /* one load at (where(c, 2, 0) + v1) */
+    assert_int_equal(k->x[w].kind, KX_LOAD);
+    const kx_node *ix = &k->x[k->x[w].a[0]];
+    assert_true(ix->kind == KX_OP && ix->op == IR_ADD && ix->a[1] == v1);
+    const kx_node *off = &k->x[ix->a[0]];
+    assert_true(off->kind == KX_OP && off->op == IR_WHERE && off->a[0] == c && off->a[1] == two);
+    assert_true(k->x[off->a[2]].kind == KX_CONST && k->x[off->a[2]].ivalue == 0);
+    /* loads of different buffers stay two loads under the select */
+    int lc = kk_expr(k, (kx_node){.kind = KX_LOAD, .dtype = KILN_F32, .buf = 1, .a = {v1}});
+    w = kk_expr(k, (kx_node){.kind = KX_OP, .dtype = KILN_F32, .op = IR_WHERE, .a = {c, la, lc}});
+    assert_true(k->x[w].kind == KX_OP && k->x[w].op == IR_WHERE && k->x[w].a[1] == la);
+    /* the same pure op sinks; checks stay where they were */
+    int e = kk_expr(k, (kx_node){.kind = KX_OP, .dtype = KILN_F32, .op = IR_EXP, .a = {la}});
+    int f = kk_expr(k, (kx_node){.kind = KX_OP, .dtype = KILN_F32, .op = IR_EXP, .a = {lc}});
+    w = kk_expr(k, (kx_node){.kind = KX_OP, .dtype = KILN_F32, .op = IR_WHERE, .a = {c, e, f}});
+    assert_true(k->x[w].kind == KX_OP && k->x[w].op == IR_EXP);
+    int ca = kk_expr(k, (kx_node){.kind = KX_CHECK, .dtype = KILN_I64, .a = {v1}, .size = 3});
+    int cb = kk_expr(k, (kx_node){.kind = KX_CHECK, .dtype = KILN_I64, .a = {three}, .size = 3});
+    w = kk_expr(k, (kx_node){.kind = KX_OP, .dtype = KILN_I64, .op = IR_WHERE, .a = {c, ca, cb}});
+    assert_true(k->x[w].kind == KX_OP && k->x[w].op == IR_WHERE && k->x[w].a[1] == ca &&
+                k->x[w].a[2] == cb);
+    ir_free(p.kernels[0].x);
+    ir_free(p.kernels[0].xmap);
+    ir_free(p.kernels[0].nodes);
+    ir_free(p.kernels);
+}
+
+/* A sum of more than CHEAP_LOADS loads read through a broadcast that the
+ * kernel cannot hoist (a 2x2 window, as max-pool's gradient) gets its own
+ * kernel; broadcast along trailing axes (a row's value over the row) it is
+ * inlined. */
+static void test_broadcast_reads(void **state)
+{
+    (void)state;
+    for (int window = 0; window < 2; window++) {
+        kiln_graph *g = kiln_graph_new();
+        kiln_tensor *s = NULL;
+        for (int i = 0; i < 3; i++) {
+            char name[8];
+            snprintf(name, sizeof name, "x%d", i);
+            kiln_tensor *x = kiln_input(g, name, KILN_F32, KILN_SHAPE(4, 4));
+            s = s ? kiln_add(g, s, x) : x;
+        }
+        kiln_tensor *y;
+        if (window) {
+            kiln_tensor *r = kiln_reshape(g, s, 4, (const int64_t[]){4, 1, 4, 1});
+            r = kiln_expand(g, r, 4, (const int64_t[]){4, 2, 4, 2});
+            y = kiln_exp(g, kiln_reshape(g, r, 2, (const int64_t[]){8, 8}));
+        } else {
+            kiln_tensor *r = kiln_reshape(g, s, 3, (const int64_t[]){4, 4, 1});
+            y = kiln_exp(g, kiln_expand(g, r, 3, (const int64_t[]){4, 4, 8}));
+        }
+        assert_int_equal(kiln_entry(g, "f", 1, &y, NULL), KILN_OK);
+        fuse_plan *plan = NULL;
+        assert_int_equal(pass_fuse(g, &plan), KILN_OK);
+        assert_int_equal(plan->kind[s->id], window ? FUSE_ROOT : FUSE_INLINE);
+        fuse_plan_free(plan);
+        kiln_graph_free(g);
+    }
+}
+
 /* KILN_DEBUG=2 prints the graph after each graph pass and the program. */
 static void test_debug_dump(void **state)
 {
@@ -301,6 +382,8 @@ int main(void)
         cmocka_unit_test(test_null_arguments),
         cmocka_unit_test(test_lower_plan_mismatch),
         cmocka_unit_test(test_kernel_builders),
+        cmocka_unit_test(test_select_sinking),
+        cmocka_unit_test(test_broadcast_reads),
         cmocka_unit_test(test_debug_dump),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
