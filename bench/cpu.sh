@@ -96,7 +96,7 @@ for ((round = 0; round < rounds; round++)); do
         run torch2.sgemm_$n "$py" "$here/peers.py" sgemm "$n" --threads 2
         run openblas.sgemm_$n env OPENBLAS_CORETYPE=SkylakeX "$py" "$here/peers.py" sgemm "$n" --peer numpy
     done
-    for c in mlp chain; do
+    for c in mlp cnn gpt chain; do
         run kiln.$c "$kiln" "$c"
         run torch1.$c "$py" "$here/peers.py" "$c" --threads 1
         run torch2.$c "$py" "$here/peers.py" "$c" --threads 2
@@ -112,5 +112,7 @@ for n in $sizes; do
         torch1 torch2 openblas
 done
 table mlp "GFLOP/s" ">= 65% of peak, >= 1.5x PyTorch eager at its best thread count, faster than torch.compile" $peers
+table cnn "GFLOP/s" "faster than torch.compile (samples/cnn.c's step: conv3x3(32)-pool-conv3x3(64)-pool-linear, batch 64, Adam)" $peers
+table gpt "GFLOP/s" "faster than torch.compile (samples/gpt.c's step: 2 blocks, d 64, T 32, batch 16, AdamW + clipping)" $peers
 table chain "GB/s" ">= 85% of triad bandwidth" $peers
 table tutorial "GB/s" ">= 20x PyTorch eager (GB/s: the 400 MB written)" torch1 torch2

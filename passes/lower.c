@@ -441,13 +441,23 @@ static int pointwise_kernel(lw *L, const kiln_tensor *n)
 {
     TRY(begin_kernel(L, KK_POINTWISE, n->id));
     kernel *k = L->k;
+    /* A root that reshapes an inlined node of more axes loops over those axes:
+     * a reshape keeps the row-major order, so the store index is the same,
+     * and the operand's index needs no division (im2col's taps [N, C, 9, H, W]
+     * stored as the matmul operand [N, 1, 9C, HW]). */
+    const kiln_tensor *d = n;
+    while ((d->op == IR_RESHAPE || d->op == IR_DETACH) && L->bufof[d->in[0]->id] < 0 &&
+           d->in[0]->rank >= d->rank && d->in[0]->id != L->acc_node) {
+        TRY(kk_note_node(k, d->id));
+        d = d->in[0];
+    }
     int idx[KILN_MAX_RANK];
-    k->rank = n->rank;
-    memcpy(k->dims, n->dims, sizeof(int64_t) * (size_t)n->rank);
-    TRY(vars(L, 0, n->rank, n->dims, idx));
-    int v = emit(L, n, idx);
+    k->rank = d->rank;
+    memcpy(k->dims, d->dims, sizeof(int64_t) * (size_t)d->rank);
+    TRY(vars(L, 0, d->rank, d->dims, idx));
+    int v = emit(L, d, idx); /* d is inlined: computed, not loaded */
     TRY(v);
-    TRY(store_node(L, n, linear(L, n->rank, n->dims, idx), v));
+    TRY(store_node(L, n, linear(L, d->rank, d->dims, idx), v));
     name_kernel(L, ir_ops[n->op].name);
     return 0;
 }

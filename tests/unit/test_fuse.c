@@ -336,6 +336,34 @@ static void test_broadcast_reads(void **state)
     }
 }
 
+/* A kernel whose root reshapes an inlined node loops over that node's axes:
+ * conv2d's im2col (taps [N, C, 9, H, W], stored as the matmul operand
+ * [N, 1, 9C, HW]) loops over 5 axes, so its indices need no division by W. */
+static void test_reshape_root_domain(void **state)
+{
+    (void)state;
+    kiln_graph *g = kiln_graph_new();
+    kiln_tensor *x = kiln_input(g, "x", KILN_F32, KILN_SHAPE(2, 3, 6, 6));
+    kiln_tensor *w = kiln_input(g, "w", KILN_F32, KILN_SHAPE(4, 3, 3, 3));
+    kiln_tensor *y = kiln_conv2d(g, x, w, NULL, (kiln_conv_opts){.padding = {1, 1}});
+    assert_int_equal(kiln_entry(g, "f", 1, &y, NULL), KILN_OK);
+    kprogram *p = NULL;
+    assert_int_equal(pass_pipeline(g, &p), KILN_OK);
+    int found = 0;
+    for (int i = 0; i < p->nkernels; i++) {
+        const kernel *k = &p->kernels[i];
+        if (k->kind != KK_POINTWISE || !strstr(k->name, "concat"))
+            continue;
+        found++;
+        assert_int_equal(k->rank, 5);
+        const int64_t want[5] = {2, 3, 9, 6, 6};
+        assert_memory_equal(k->dims, want, sizeof want);
+    }
+    assert_int_equal(found, 1);
+    kp_free(p);
+    kiln_graph_free(g);
+}
+
 /* KILN_DEBUG=2 prints the graph after each graph pass and the program. */
 static void test_debug_dump(void **state)
 {
@@ -384,6 +412,7 @@ int main(void)
         cmocka_unit_test(test_kernel_builders),
         cmocka_unit_test(test_select_sinking),
         cmocka_unit_test(test_broadcast_reads),
+        cmocka_unit_test(test_reshape_root_domain),
         cmocka_unit_test(test_debug_dump),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
