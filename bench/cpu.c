@@ -239,7 +239,7 @@ static void cnn(void)
     kiln_graph *g = kiln_graph_new();
     kiln_graph_seed(g, 42);
     kiln_tensor *p[CNN_NPARAMS];
-    cnn_train_step(g, p, C, B, 2e-3);
+    cnn_train_step(g, p, C, B, 2e-3, false);
     kiln_module *m = compile(g);
     float *xs = malloc(sizeof(float) * B * 784);
     int64_t ys[B];

@@ -336,6 +336,8 @@ typedef struct { /* made by kiln_sgd/adam/adamw() with PyTorch's defaults */
                              each update (the total norm is the output "<name>.grad_norm") */
     const char *const *no_decay; /* NULL, or a NULL-terminated list of params that take no
                                     weight decay (a param group with weight_decay 0) */
+    bool data_parallel;          /* the step averages its gradients over the module's communicator
+                                    (kiln_module_set_comm) before the update; see below */
 } kiln_optim;
 KILN_API kiln_optim kiln_sgd(double lr, double momentum, double weight_decay);
 KILN_API kiln_optim kiln_adam(double lr, double beta1, double beta2, double eps);
@@ -354,6 +356,13 @@ KILN_API kiln_optim kiln_adamw(double lr, double beta1, double beta2, double eps
  * ("Invalid learning rate: -0.1"). */
 KILN_API kiln_status kiln_train_step(kiln_graph *g, const char *name, kiln_tensor *loss,
                                      kiln_optim opt);
+/* With opt.data_parallel the step is two entries that kiln_module_run(m, name)
+ * runs as one (DistributedDataParallel's order): "<name>.backward" computes
+ * "<name>.loss" and each gradient "<name>.grad.<param>"; the gradients are
+ * summed over the communicator's ranks and divided by their number into the
+ * inputs "<name>.mean_grad.<param>"; then "<name>" updates (clipping,
+ * accumulation and decay as above). Without a communicator the mean is the
+ * gradient itself, and the step is the plain one. */
 
 typedef enum { KILN_TARGET_C, KILN_TARGET_CUDA, KILN_TARGET_INTERP } kiln_target;
 typedef struct {
@@ -456,6 +465,28 @@ KILN_API kiln_status kiln_module_profile(kiln_module *m, FILE *f);
  * entry, <name>_save/_load, <name>_tensor) that needs no libkiln. C target only. */
 KILN_API kiln_status kiln_export(kiln_graph *g, const kiln_compile_opts *opts, const char *dir);
 KILN_API void kiln_module_free(kiln_module *m); /* NULL is a no-op */
+
+/* A communicator for data-parallel training: the ranks of one job, each
+ * running the same graph on its shard of the batch. Kiln calls these; each
+ * returns 0, or -1 with the reason in error(c). libkiln_mpi makes one over MPI
+ * (kiln_mpi.h); libkiln itself never links MPI. */
+typedef struct kiln_comm {
+    int rank, size;
+    /* buf (n elements of dt, a float dtype) := its sum over the ranks, the
+     * same on every rank; every rank passes the same n and dt */
+    int (*allreduce_sum)(struct kiln_comm *c, void *buf, int64_t n, kiln_dtype dt);
+    /* buf (bytes) := rank root's buf */
+    int (*broadcast)(struct kiln_comm *c, void *buf, size_t bytes, int root);
+    const char *(*error)(struct kiln_comm *c);
+} kiln_comm;
+/* Attaches c to m (NULL detaches). Every rank calls it with a module of the
+ * same graph: the params' names, dtypes and shapes are checked against rank
+ * 0's (a mismatch fails on every rank, naming the param), then every param is
+ * set to rank 0's values, so the ranks start identical whatever their seeds.
+ * After it, data-parallel steps average their gradients over the ranks, and
+ * kiln_module_save writes on rank 0 only (the others return KILN_OK). c must
+ * outlive m or the next kiln_module_set_comm. */
+KILN_API kiln_status kiln_module_set_comm(kiln_module *m, kiln_comm *c);
 
 /* Formats a host buffer exactly as PyTorch prints a tensor of that dtype and
  * shape (no trailing newline). Returns the number of characters the full text

@@ -32,6 +32,10 @@
  * accumulating) are first scaled as torch.nn.utils.clip_grad_norm_ does:
  *   total = sqrt(sum over params of sum(g * g));  g *= min(max_norm / (total + 1e-6), 1)
  * and total is the entry's output "<name>.grad_norm".
+ *
+ * opt.data_parallel splits the step (split_backward): "<name>.backward"
+ * outputs the loss and the gradients, and the update reads their mean over
+ * the ranks from inputs, which kiln_module_run fills in between.
  */
 #include "passes.h"
 
@@ -236,6 +240,46 @@ static kiln_status check_hyper(kiln_graph *g, const kiln_optim *o)
     return KILN_OK;
 }
 
+/* opt.data_parallel: the entry "<name>.backward" outputs the loss and each
+ * gradient ("<name>.grad.<p>"), and the update reads the inputs
+ * "<name>.mean_grad.<p>" instead (grads[i] is replaced by that input). The
+ * runtime runs both as the step and averages the gradients over the ranks in
+ * between (runtime/module.c). */
+static kiln_status split_backward(kiln_graph *g, const char *name, kiln_tensor *loss, int np,
+                                  kiln_tensor **params, kiln_tensor **grads)
+{
+    kiln_tensor **outs = ir_alloc(sizeof(*outs) * (size_t)(np + 1));
+    const char **names = ir_alloc(sizeof(*names) * (size_t)(np + 1));
+    kiln_status s = KILN_OK;
+    if (!outs || !names) {
+        s = ir_fail_status(g, KILN_ERR_NOMEM, "kiln_train_step: out of memory");
+        goto done;
+    }
+    int n = 0;
+    outs[n] = loss;
+    names[n++] = cat3(g, name, ".loss", "");
+    for (int i = 0; i < np && g->status == KILN_OK; i++) {
+        if (!grads[i])
+            continue;
+        const kiln_tensor *p = params[i];
+        outs[n] = grads[i];
+        names[n++] = cat3(g, name, ".grad.", p->name);
+        const char *mean = cat3(g, name, ".mean_grad.", p->name);
+        grads[i] = mean ? kiln_input(g, mean, p->dtype, p->rank, p->dims) : NULL;
+        if (!mean || !names[n - 1])
+            s = ir_fail_status(g, KILN_ERR_NOMEM, "kiln_train_step: out of memory");
+    }
+    const char *entry = cat3(g, name, ".backward", "");
+    if (s == KILN_OK && g->status == KILN_OK)
+        s = entry ? kiln_entry(g, entry, n, outs, names)
+                  : ir_fail_status(g, KILN_ERR_NOMEM, "kiln_train_step: out of memory");
+    s = s != KILN_OK ? s : g->status;
+done:
+    ir_free(outs);
+    ir_free(names);
+    return s;
+}
+
 static kiln_status train_step(kiln_graph *g, const char *name, kiln_tensor *loss,
                               const kiln_optim *opt)
 {
@@ -291,8 +335,14 @@ static kiln_status train_step(kiln_graph *g, const char *name, kiln_tensor *loss
         goto done;
     }
 
-    c.outs[0] = loss;
-    c.names[c.n++] = cat3(g, name, ".loss", "");
+    if (opt->data_parallel) {
+        s = split_backward(g, name, loss, np, params, grads);
+        if (s != KILN_OK)
+            goto done;
+    } else {
+        c.outs[0] = loss;
+        c.names[c.n++] = cat3(g, name, ".loss", "");
+    }
     kiln_tensor *lr = state(&c, name, ".lr", KILN_F64, 0, NULL, opt->lr);
     kiln_tensor *step = state(&c, name, ".step", KILN_F32, 0, NULL, 0);
     kiln_tensor *micro = NULL;

@@ -104,7 +104,7 @@ static kiln_status cexec_run(kiln_module *m, int e, const bool *needed)
                     .prof = c->prof,
                     .tick = rt_prof_tick,
                     .tick_ns = rt_now_ns(),
-                    .seed = m->g->seed,
+                    .seed = m->seed,
                     .run = m->run,
                     .threads = c->threads};
     int rc = c->entries[e](&ctx);

@@ -232,6 +232,8 @@ kiln_status kiln_module_save(kiln_module *m, const char *path)
 {
     if (!m)
         return KILN_ERR_INVALID;
+    if (m->comm && m->comm->rank != 0)
+        return KILN_OK; /* data-parallel: rank 0 writes, every rank loads */
     if (!rt_enter(m))
         return rt_busy(m, "kiln_module_save");
     kiln_status s = save_body(m, path);

@@ -161,7 +161,7 @@ static kiln_status dexec_run(kiln_module *m, int e, const bool *needed)
             s = to_device(m, x, i);
     if (s == KILN_OK && x->stash[e])
         s = stash(m, x, e, false);
-    s = s ? s : d->ops->begin(d, m->g->seed, m->run);
+    s = s ? s : d->ops->begin(d, m->seed, m->run);
     for (int k = 0; k < ke->nkernels && s == KILN_OK; k++)
         s = d->ops->launch(d, ke->kernels[k], x->table[e]);
     for (int c = 0; c < ke->ncopies && s == KILN_OK; c++) {

@@ -297,7 +297,7 @@ static void fill_arange(const kiln_tensor *t, void *out)
 
 static void fill_random(const ictx *c, const kiln_tensor *t, void *out, bool normal)
 {
-    uint64_t seed = c->m->g->seed;
+    uint64_t seed = c->m->seed;
     uint32_t run = c->m->run;
     int64_t n = ir_numel(t);
     for (int64_t i = 0; i < n; i++) {

@@ -245,6 +245,7 @@ kiln_status rt_module_new(kiln_graph *g, kiln_graph **mg, kiln_target target, co
     atomic_flag_clear(&m->busy);
     m->target = target;
     m->g = *mg;
+    m->seed = m->g->seed;
     *mg = NULL;
     if (!layout(m)) {
         module_destroy(m);
@@ -288,19 +289,73 @@ static const char *entry_list(const kiln_graph *g, char *out, size_t cap)
     return g->nentries ? out : "no entries";
 }
 
-static kiln_status run_body(kiln_module *m, const char *entry)
+/* ---- data-parallel steps (comm.c says how) ----------------------------------- */
+
+static const char GRAD[] = ".grad.", MEAN[] = ".mean_grad.", BACKWARD[] = ".backward";
+
+int rt_dp_backward(const kiln_module *m, int e)
 {
-    if (!m)
-        return KILN_ERR_INVALID;
-    if (!entry)
-        return rt_fail(m, KILN_ERR_INVALID, "kiln_module_run: the entry name is NULL");
-    int e = find_entry(m->g, entry);
-    if (e < 0) {
-        char list[512];
-        return rt_fail(m, KILN_ERR_NOT_FOUND,
-                       "kiln_module_run: no entry named '%s'; the module has %s", entry,
-                       entry_list(m->g, list, sizeof list));
+    const char *name = m->g->entries[e].name;
+    size_t n = strlen(name);
+    for (int b = 0; b < m->g->nentries; b++) {
+        const char *bn = m->g->entries[b].name;
+        if (b != e && strncmp(bn, name, n) == 0 && strcmp(bn + n, BACKWARD) == 0)
+            return b;
     }
+    return -1;
+}
+
+kiln_status rt_comm_fail(kiln_module *m, const char *fn, const char *what)
+{
+    const char *why = m->comm->error ? m->comm->error(m->comm) : NULL;
+    return rt_fail(m, KILN_ERR_DEVICE, "%s: %s failed: %s", fn, what,
+                   why && *why ? why : "the communicator gave no reason");
+}
+
+kiln_status rt_dp_reduce(kiln_module *m, int e, int be)
+{
+    const char *name = m->g->entries[e].name;
+    size_t n = strlen(name);
+    const ir_entry *x = &m->g->entries[be];
+    for (int k = 0; k < x->n; k++) {
+        rt_buf *grad = &m->bufs[m->entry_buf[be] + k];
+        if (strncmp(grad->name, name, n) != 0 || strncmp(grad->name + n, GRAD, sizeof GRAD - 1))
+            continue;
+        char mean_name[1024];
+        snprintf(mean_name, sizeof mean_name, "%s%s%s", name, MEAN,
+                 grad->name + n + sizeof GRAD - 1);
+        rt_buf *mean = rt_find(m, mean_name);
+        if (!mean || mean->nbytes != grad->nbytes)
+            return rt_fail(m, KILN_ERR_INVALID, "kiln_module_run: '%s' has no input '%s'",
+                           grad->name, mean_name);
+        kiln_status s = rt_host_read(m, grad);
+        if (s != KILN_OK)
+            return s;
+        kiln_comm *c = m->comm;
+        int64_t numel = ir_numel(grad->node);
+        if (c && c->size > 1) {
+            if (c->allreduce_sum(c, grad->data, numel, grad->node->dtype) != 0) {
+                char what[1100];
+                snprintf(what, sizeof what, "the all-reduce of '%s'", grad->name);
+                return rt_comm_fail(m, "kiln_module_run", what);
+            }
+            if (grad->node->dtype == KILN_F32)
+                for (int64_t i = 0; i < numel; i++)
+                    ((float *)grad->data)[i] /= (float)c->size;
+            else
+                for (int64_t i = 0; i < numel; i++)
+                    ((double *)grad->data)[i] /= (double)c->size;
+        }
+        memcpy(mean->data, grad->data, grad->nbytes);
+        mean->set = true;
+        rt_host_wrote(m, mean);
+    }
+    return KILN_OK;
+}
+
+/* Runs entry e: every input it needs must have been set. */
+static kiln_status run_one(kiln_module *m, int e)
+{
     const kiln_graph *g = m->g;
     bool *needed = ir_alloc(sizeof(bool) * (size_t)(g->nnodes ? g->nnodes : 1));
     if (!needed)
@@ -332,6 +387,28 @@ static kiln_status run_body(kiln_module *m, const char *entry)
     if (s == KILN_OK)
         m->run++;
     return s;
+}
+
+static kiln_status run_body(kiln_module *m, const char *entry)
+{
+    if (!m)
+        return KILN_ERR_INVALID;
+    if (!entry)
+        return rt_fail(m, KILN_ERR_INVALID, "kiln_module_run: the entry name is NULL");
+    int e = find_entry(m->g, entry);
+    if (e < 0) {
+        char list[512];
+        return rt_fail(m, KILN_ERR_NOT_FOUND,
+                       "kiln_module_run: no entry named '%s'; the module has %s", entry,
+                       entry_list(m->g, list, sizeof list));
+    }
+    /* a data-parallel step: backward, the mean of the gradients, the update */
+    int be = rt_dp_backward(m, e);
+    if (be < 0)
+        return run_one(m, e);
+    kiln_status s = run_one(m, be);
+    s = s != KILN_OK ? s : rt_dp_reduce(m, e, be);
+    return s != KILN_OK ? s : run_one(m, e);
 }
 
 kiln_status kiln_module_run(kiln_module *m, const char *entry)

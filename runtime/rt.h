@@ -49,6 +49,8 @@ struct kiln_module {
     void *impl;       /* the executor's state */
     char *source;     /* kiln_module_source's text, made on first use */
     char error[1024]; /* the most recent failed call's message; "" when none */
+    kiln_comm *comm;  /* data-parallel steps average over it (comm.c), or NULL */
+    uint64_t seed;    /* the Philox key of runs: the graph's, mixed with the rank */
     atomic_flag busy; /* a call that reads or writes buffers is running (rt_enter) */
 };
 
@@ -140,6 +142,12 @@ void rt_cexec_parts(const kiln_module *m, const kprogram **p, const char **sourc
 /* The kernel rows of kiln_module_profile: one per kernel that ran (prof[k]
  * of kernel k), the most time first. */
 void rt_profile_rows(FILE *f, const kprogram *p, const struct kiln_prof *prof);
+/* Data-parallel steps (module.c; comm.c attaches): the entry "<name of e>.backward", or -1; and
+ * the mean over the ranks of its gradients into e's "<name>.mean_grad.*". */
+int rt_dp_backward(const kiln_module *m, int e);
+kiln_status rt_dp_reduce(kiln_module *m, int e, int be);
+/* Records "<fn>: <what> failed: <m->comm's reason>" (KILN_ERR_DEVICE). */
+kiln_status rt_comm_fail(kiln_module *m, const char *fn, const char *what);
 /* The monotonic clock in nanoseconds, and the kiln_ctx tick that charges the
  * time since ctx->tick_ns to ctx->prof[kernel] (ir/abi.h). */
 uint64_t rt_now_ns(void);

@@ -23,7 +23,7 @@ static kiln_graph *build(const fm_options *o)
     kiln_graph *g = kiln_graph_new();
     kiln_graph_seed(g, 42);
     kiln_tensor *p[CNN_NPARAMS];
-    cnn_train_step(g, p, o->width, o->batch, o->lr);
+    cnn_train_step(g, p, o->width, o->batch, o->lr, o->data_parallel);
 
     kiln_tensor *xt = kiln_input(g, "test_x", KILN_F32, KILN_SHAPE(FM_EVAL_BATCH, 1, 28, 28));
     kiln_tensor *yt = kiln_input(g, "test_y", KILN_I64, KILN_SHAPE(FM_EVAL_BATCH));

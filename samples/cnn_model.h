@@ -28,9 +28,9 @@ static inline kiln_tensor *cnn_forward(kiln_graph *g, kiln_tensor *x, kiln_tenso
 
 /* The params (nn.Conv2d's and nn.Linear's names and init) into p, inputs
  * "x" [batch, 1, 28, 28] and "y" [batch], and the entry "train": one Adam
- * step of the cross-entropy. */
+ * step of the cross-entropy (averaged over the ranks when data_parallel). */
 static inline void cnn_train_step(kiln_graph *g, kiln_tensor *p[CNN_NPARAMS], int64_t c,
-                                  int64_t batch, double lr)
+                                  int64_t batch, double lr, bool data_parallel)
 {
     kiln_init k = kiln_init_kaiming_uniform();
     p[0] = kiln_param(g, "conv1.weight", KILN_F32, KILN_SHAPE(c, 1, 3, 3), k);
@@ -42,7 +42,9 @@ static inline void cnn_train_step(kiln_graph *g, kiln_tensor *p[CNN_NPARAMS], in
     kiln_tensor *x = kiln_input(g, "x", KILN_F32, KILN_SHAPE(batch, 1, 28, 28));
     kiln_tensor *y = kiln_input(g, "y", KILN_I64, KILN_SHAPE(batch));
     kiln_tensor *loss = kiln_cross_entropy(g, cnn_forward(g, x, p, batch), y);
-    kiln_train_step(g, "train", loss, kiln_adam(lr, 0.9, 0.999, 1e-8));
+    kiln_optim adam = kiln_adam(lr, 0.9, 0.999, 1e-8);
+    adam.data_parallel = data_parallel; /* samples/fmnist.h's --data-parallel */
+    kiln_train_step(g, "train", loss, adam);
 }
 
 #endif /* CNN_MODEL_H */

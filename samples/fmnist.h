@@ -16,6 +16,12 @@
  * count and RNG position: safetensors, written atomically). --resume loads
  * it and goes on from the epoch after the one it holds. The last line is a
  * checksum of the params, so runs can be compared bit for bit.
+ *
+ * --data-parallel (under mpirun -np N): every rank takes its N-th of each
+ * batch (rows rank * B/N ..), the train step averages the gradients over the
+ * ranks (opt.data_parallel, kiln_module_set_comm), so the params follow the
+ * single-process run with the whole batch; rank 0 prints and writes the
+ * checkpoint.
  */
 #ifndef KILN_SAMPLES_FMNIST_H
 #define KILN_SAMPLES_FMNIST_H
@@ -24,6 +30,9 @@
 #include "idx.h"
 
 #include <kiln.h>
+#ifdef KILN_SAMPLE_MPI /* CMake defines it when libkiln_mpi is built */
+#include <kiln_mpi.h>
+#endif
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +46,8 @@ typedef struct {
     double lr, gamma;
     const char *data, *checkpoint;
     bool resume;
+    bool data_parallel; /* --data-parallel: the ranks of mpirun share each batch */
+    int ranks;          /* with it: the graph's batch is batch / ranks */
     kiln_target target;
 } fm_options;
 
@@ -62,7 +73,7 @@ static inline int fm_usage(const fm_model *md, const char *why)
     fprintf(stderr,
             "%s: %s\nusage: %s [--epochs N] [%s N] [--batch B] [--lr LR] [--gamma G]\n"
             "           [--data DIR] [--checkpoint FILE] [--resume] [--limit N] [--threads T]\n"
-            "           [--target c|interp|cuda]\n",
+            "           [--target c|interp|cuda] [--data-parallel (under mpirun)]\n",
             md->prog, why, md->prog, md->width_flag);
     return 2;
 }
@@ -72,8 +83,8 @@ static inline bool fm_parse(const fm_model *md, int argc, char **argv, fm_option
     *o = md->defaults;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--resume") == 0) {
-            o->resume = true;
+        if (strcmp(a, "--resume") == 0 || strcmp(a, "--data-parallel") == 0) {
+            *(a[2] == 'r' ? &o->resume : &o->data_parallel) = true;
             continue;
         }
         if (!v)
@@ -194,11 +205,49 @@ static inline bool fm_load_split(const fm_model *md, const fm_options *o, const 
 }
 
 /* The whole program: parse, load, compile, train (and evaluate), checksum. */
+/* --data-parallel: MPI's world as a kiln_comm (MPI_Init'd here), or NULL
+ * after a message. */
+static inline kiln_comm *fm_comm(const fm_model *md, int *argc, char ***argv)
+{
+#ifdef KILN_SAMPLE_MPI
+    MPI_Init(argc, argv);
+    kiln_comm *c = kiln_mpi_comm(MPI_COMM_WORLD);
+    if (!c)
+        fprintf(stderr, "%s: --data-parallel: no MPI communicator\n", md->prog);
+    return c;
+#else
+    (void)argc;
+    (void)argv;
+    fprintf(stderr, "%s: --data-parallel: built without MPI (install libopenmpi-dev, rebuild)\n",
+            md->prog);
+    return NULL;
+#endif
+}
+
+static inline void fm_comm_end(kiln_comm *c)
+{
+#ifdef KILN_SAMPLE_MPI
+    if (c) {
+        kiln_mpi_comm_free(c);
+        MPI_Finalize();
+    }
+#else
+    (void)c;
+#endif
+}
+
 static inline int fm_main(int argc, char **argv, const fm_model *md)
 {
     fm_options o;
     if (!fm_parse(md, argc, argv, &o))
         return fm_usage(md, "bad arguments");
+    kiln_comm *comm = o.data_parallel ? fm_comm(md, &argc, &argv) : NULL;
+    if (o.data_parallel && !comm)
+        return 1;
+    o.ranks = comm ? comm->size : 1;
+    int rank = comm ? comm->rank : 0;
+    if (o.batch % o.ranks)
+        return fm_usage(md, "--batch must be a multiple of the number of ranks");
     idx_images train = {0}, test = {0};
     idx_labels train_y = {0}, test_y = {0};
     if (!fm_load_split(md, &o, "train", &train, &train_y) ||
@@ -209,13 +258,17 @@ static inline int fm_main(int argc, char **argv, const fm_model *md)
     if (steps == 0)
         return fm_usage(md, "fewer training images than one batch");
 
-    kiln_graph *g = md->build(&o);
+    fm_options shard = o; /* the graph's batch: this rank's rows */
+    shard.batch = o.batch / o.ranks;
+    kiln_graph *g = md->build(&shard);
     kiln_module *m = NULL;
     kiln_compile_opts copts = {.target = o.target, .threads = o.threads};
     if (kiln_graph_status(g) != KILN_OK || kiln_compile(g, &copts, &m) != KILN_OK) {
         fprintf(stderr, "%s: %s\n", md->prog, kiln_graph_error(g));
         return 1;
     }
+    if (comm && !fm_check(md, m, kiln_module_set_comm(m, comm), "--data-parallel"))
+        return 1;
     int first = 0;
     if (o.resume) {
         double done;
@@ -227,12 +280,14 @@ static inline int fm_main(int argc, char **argv, const fm_model *md)
     }
     char what[256];
     md->describe(&o, what, sizeof what);
-    printf("Fashion-MNIST: %d training images (%d steps of %d), %d test images; "
-           "%s, cross-entropy, Adam lr %g x %g per epoch\n",
-           n, steps, o.batch, test.n, what, o.lr, o.gamma);
+    if (rank == 0)
+        printf("Fashion-MNIST: %d training images (%d steps of %d%s), %d test images; "
+               "%s, cross-entropy, Adam lr %g x %g per epoch\n",
+               n, steps, o.batch, comm ? ", shared by the ranks" : "", test.n, what, o.lr, o.gamma);
 
-    float *xb = malloc(sizeof(float) * (size_t)o.batch * FM_PIXELS);
-    int64_t *yb = malloc(sizeof(int64_t) * (size_t)o.batch);
+    const int rows = shard.batch;
+    float *xb = malloc(sizeof(float) * (size_t)rows * FM_PIXELS);
+    int64_t *yb = malloc(sizeof(int64_t) * (size_t)rows);
     int *order = malloc(sizeof(int) * (size_t)n);
     if (!xb || !yb || !order)
         return 1;
@@ -247,17 +302,17 @@ static inline int fm_main(int argc, char **argv, const fm_model *md)
             break;
         fm_shuffle(order, n, epoch);
         for (int s = 0; s < steps && rc == 0; s++) {
-            for (int i = 0; i < o.batch; i++) {
-                int k = order[s * o.batch + i];
+            for (int i = 0; i < rows; i++) {
+                int k = order[s * o.batch + rank * rows + i];
                 memcpy(xb + (size_t)i * FM_PIXELS, train.pixels + (size_t)k * FM_PIXELS,
                        sizeof(float) * FM_PIXELS);
                 yb[i] = train_y.labels[k];
             }
             double l;
             if (!fm_check(md, m,
-                          kiln_module_set(m, "x", xb, sizeof(float) * (size_t)o.batch * FM_PIXELS),
+                          kiln_module_set(m, "x", xb, sizeof(float) * (size_t)rows * FM_PIXELS),
                           "set x") ||
-                !fm_check(md, m, kiln_module_set(m, "y", yb, sizeof(int64_t) * (size_t)o.batch),
+                !fm_check(md, m, kiln_module_set(m, "y", yb, sizeof(int64_t) * (size_t)rows),
                           "set y") ||
                 !fm_check(md, m, kiln_module_run(m, "train"), "train") ||
                 !fm_check(md, m, kiln_module_get_scalar(m, "train.loss", &l), "train.loss"))
@@ -265,18 +320,22 @@ static inline int fm_main(int argc, char **argv, const fm_model *md)
             else
                 loss_sum += l;
         }
+        if (comm && comm->allreduce_sum(comm, &loss_sum, 1, KILN_F64) == 0)
+            loss_sum /= comm->size; /* the mean of the ranks' losses: the whole batch's */
         double t1 = fm_now();
         double acc = rc == 0 ? fm_evaluate(md, m, &test, &test_y) : -1;
         if (acc < 0 || !fm_check(md, m, kiln_module_save(m, o.checkpoint), "checkpoint")) {
             rc = 1;
             break;
         }
-        printf("epoch %d/%d: loss %.4f, test accuracy %.2f%%, %.0f samples/s, %.1f s elapsed\n",
-               epoch + 1, o.epochs, loss_sum / steps, 100 * acc,
-               (double)steps * o.batch / (t1 - t0), fm_now() - start);
+        if (rank == 0)
+            printf("epoch %d/%d: loss %.4f, test accuracy %.2f%%, %.0f samples/s, %.1f s "
+                   "elapsed\n",
+                   epoch + 1, o.epochs, loss_sum / steps, 100 * acc,
+                   (double)steps * o.batch / (t1 - t0), fm_now() - start);
         fflush(stdout);
     }
-    if (rc == 0)
+    if (rc == 0 && rank == 0)
         printf("params checksum %016llx\n", (unsigned long long)fm_checksum(md, m, g));
     free(xb);
     free(yb);
@@ -287,6 +346,7 @@ static inline int fm_main(int argc, char **argv, const fm_model *md)
     idx_free_labels(&test_y);
     kiln_module_free(m);
     kiln_graph_free(g);
+    fm_comm_end(comm);
     return rc;
 }
 

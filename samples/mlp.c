@@ -31,7 +31,9 @@ static kiln_graph *build(const fm_options *o)
     kiln_tensor *y = kiln_input(g, "y", KILN_I64, KILN_SHAPE(o->batch));
     kiln_tensor *h = kiln_relu(g, kiln_linear(g, x, w1, b1));
     kiln_tensor *loss = kiln_cross_entropy(g, kiln_linear(g, h, w2, b2), y);
-    kiln_train_step(g, "train", loss, kiln_adam(o->lr, 0.9, 0.999, 1e-8));
+    kiln_optim adam = kiln_adam(o->lr, 0.9, 0.999, 1e-8);
+    adam.data_parallel = o->data_parallel;
+    kiln_train_step(g, "train", loss, adam);
 
     kiln_tensor *xt = kiln_input(g, "test_x", KILN_F32, KILN_SHAPE(FM_EVAL_BATCH, FM_PIXELS));
     kiln_tensor *yt = kiln_input(g, "test_y", KILN_I64, KILN_SHAPE(FM_EVAL_BATCH));

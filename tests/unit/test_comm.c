@@ -1,0 +1,333 @@
+/*
+ * test_comm.c - data-parallel steps (opt.data_parallel, kiln_module_set_comm)
+ * in one process, over fake communicators: a data-parallel step without a
+ * communicator is the plain step; the mean over ranks divides the sum; the
+ * attach check names the param that differs and copies rank 0's values; save
+ * writes on rank 0 only; each rank draws its own random stream; and every
+ * error path. Real ranks under mpirun: tests/mpi_check.sh.
+ */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum { BATCH = 8, MAX_CALLS = 64 };
+static const int64_t SIZES[] = {6, 5, 3};
+
+/* A fake communicator. As rank 0 it records what it broadcasts; as another
+ * rank it replays a recording (what rank 0 sent) and, summing, adds what the
+ * other ranks would have sent: `others` times its own values. */
+typedef struct {
+    kiln_comm base;
+    bool record;
+    unsigned char *sent[MAX_CALLS];
+    size_t bytes[MAX_CALLS];
+    int nsent, next;
+    double others; /* allreduce_sum: buf *= 1 + others (ranks with the same values) */
+    int fail_at;   /* allreduce_sum calls until one fails (-1: never) */
+    int calls;
+    bool verdicts; /* the attach's verdict vector: other ranks agree (add nothing) */
+} fake;
+
+static int fake_sum(kiln_comm *c, void *buf, int64_t n, kiln_dtype dt)
+{
+    fake *f = (fake *)c;
+    if (f->fail_at >= 0 && f->calls++ >= f->fail_at)
+        return -1;
+    if (f->verdicts) { /* the first sum is attach's verdicts: only this rank's slot */
+        f->verdicts = false;
+        return 0;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        if (dt == KILN_F32)
+            ((float *)buf)[i] *= (float)(1 + f->others);
+        else
+            ((double *)buf)[i] *= 1 + f->others;
+    }
+    return 0;
+}
+
+static int fake_broadcast(kiln_comm *c, void *buf, size_t bytes, int root)
+{
+    fake *f = (fake *)c;
+    assert_int_equal(root, 0);
+    if (f->record) {
+        assert_true(f->nsent < MAX_CALLS);
+        f->sent[f->nsent] = malloc(bytes);
+        memcpy(f->sent[f->nsent], buf, bytes);
+        f->bytes[f->nsent++] = bytes;
+        return 0;
+    }
+    if (f->next >= f->nsent || f->bytes[f->next] != bytes)
+        return -1;
+    memcpy(buf, f->sent[f->next++], bytes);
+    return 0;
+}
+
+static const char *fake_error(kiln_comm *c)
+{
+    (void)c;
+    return "the fake network is down";
+}
+
+static fake fake_new(int rank, int size)
+{
+    fake f = {.base = {rank, size, fake_sum, fake_broadcast, fake_error},
+              .record = rank == 0,
+              .fail_at = -1,
+              .verdicts = true};
+    return f;
+}
+
+static void fake_free(fake *f)
+{
+    for (int i = 0; i < f->nsent; i++)
+        free(f->sent[i]);
+}
+
+static kiln_module *mlp(kiln_optim opt, uint64_t seed)
+{
+    kiln_graph *g = ku_mlp(BATCH, SIZES, 2, opt);
+    kiln_graph_seed(g, seed);
+    kiln_module *m = ku_compile_for(g, KILN_TARGET_C);
+    kiln_graph_free(g);
+    float x[BATCH * 6];
+    int64_t y[BATCH];
+    for (int i = 0; i < BATCH * 6; i++)
+        x[i] = (float)sin(0.7 * i);
+    for (int i = 0; i < BATCH; i++)
+        y[i] = i % 3;
+    assert_int_equal(kiln_module_set(m, "x", x, sizeof x), KILN_OK);
+    assert_int_equal(kiln_module_set(m, "y", y, sizeof y), KILN_OK);
+    return m;
+}
+
+static void params(kiln_module *m, float *out)
+{
+    const char *names[] = {"w0", "b0", "w1", "b1"};
+    size_t at = 0;
+    for (int i = 0; i < 4; i++) {
+        size_t n = i == 0 ? 30 : i == 1 ? 5 : i == 2 ? 15 : 3;
+        assert_int_equal(kiln_module_get(m, names[i], out + at, n * sizeof(float)), KILN_OK);
+        at += n;
+    }
+}
+
+enum { NPARAMS = 30 + 5 + 15 + 3 };
+
+/* The data-parallel step is the plain step when the mean is the gradient:
+ * without a communicator, and over "2 ranks" with the same gradients. */
+static void test_plain_equivalence(void **state)
+{
+    (void)state;
+    kiln_optim opts[2] = {kiln_sgd(0.1, 0.9, 0.01), kiln_adam(0.01, 0.9, 0.999, 1e-8)};
+    for (int o = 0; o < 2; o++) {
+        kiln_optim dp = opts[o];
+        dp.data_parallel = true;
+        dp.max_grad_norm = 0.5;
+        opts[o].max_grad_norm = 0.5;
+        kiln_module *plain = mlp(opts[o], 3), *alone = mlp(dp, 3), *two = mlp(dp, 3);
+        fake f = fake_new(0, 2);
+        f.others = 1; /* the other rank's gradients equal these */
+        assert_int_equal(kiln_module_set_comm(two, &f.base), KILN_OK);
+        for (int s = 0; s < 10; s++) {
+            assert_int_equal(kiln_module_run(plain, "train"), KILN_OK);
+            assert_int_equal(kiln_module_run(alone, "train"), KILN_OK);
+            assert_int_equal(kiln_module_run(two, "train"), KILN_OK);
+        }
+        float a[NPARAMS], b[NPARAMS], c[NPARAMS];
+        params(plain, a);
+        params(alone, b);
+        params(two, c);
+        for (int i = 0; i < NPARAMS; i++) {
+            assert_true(fabsf(a[i] - b[i]) <= 1e-6f * fabsf(a[i]) + 1e-7f);
+            assert_true(fabsf(a[i] - c[i]) <= 1e-6f * fabsf(a[i]) + 1e-7f);
+        }
+        /* the loss of the last step is the backward entry's output */
+        double la, lb;
+        assert_int_equal(kiln_module_get_scalar(plain, "train.loss", &la), KILN_OK);
+        assert_int_equal(kiln_module_get_scalar(alone, "train.loss", &lb), KILN_OK);
+        assert_true(fabs(la - lb) <= 1e-6 * fabs(la));
+        kiln_module_free(plain);
+        kiln_module_free(alone);
+        kiln_module_free(two);
+        fake_free(&f);
+    }
+}
+
+/* The mean divides the ranks' sum: "3 ranks" whose gradients are twice ours
+ * (others = 5: sum = 6 g, mean = 2 g) move the params as a doubled rate would. */
+static void test_mean_divides(void **state)
+{
+    (void)state;
+    kiln_optim sgd = kiln_sgd(0.1, 0, 0), dp = sgd;
+    dp.data_parallel = true;
+    sgd.lr = 0.2;
+    kiln_module *plain = mlp(sgd, 5), *three = mlp(dp, 5);
+    fake f = fake_new(0, 3);
+    f.others = 5;
+    assert_int_equal(kiln_module_set_comm(three, &f.base), KILN_OK);
+    assert_int_equal(kiln_module_run(plain, "train"), KILN_OK);
+    assert_int_equal(kiln_module_run(three, "train"), KILN_OK);
+    float a[NPARAMS], b[NPARAMS];
+    params(plain, a);
+    params(three, b);
+    for (int i = 0; i < NPARAMS; i++)
+        assert_true(fabsf(a[i] - b[i]) <= 1e-6f * fabsf(a[i]) + 1e-7f);
+    kiln_module_free(plain);
+    kiln_module_free(three);
+    fake_free(&f);
+}
+
+/* Attach: rank 1 takes rank 0's params whatever its seed; a graph that
+ * differs fails naming the param; each rank has its own random stream. */
+static void test_attach(void **state)
+{
+    (void)state;
+    kiln_optim dp = kiln_sgd(0.1, 0, 0);
+    dp.data_parallel = true;
+    kiln_module *r0 = mlp(dp, 1), *r1 = mlp(dp, 2);
+    fake f0 = fake_new(0, 2), f1 = fake_new(1, 2);
+    assert_int_equal(kiln_module_set_comm(r0, &f0.base), KILN_OK);
+    float a[NPARAMS], b[NPARAMS];
+    params(r0, a);
+    params(r1, b);
+    assert_memory_not_equal(a, b, sizeof a);
+    memcpy(f1.sent, f0.sent, sizeof f0.sent); /* rank 1 receives what rank 0 sent */
+    memcpy(f1.bytes, f0.bytes, sizeof f0.bytes);
+    f1.nsent = f0.nsent;
+    assert_int_equal(kiln_module_set_comm(r1, &f1.base), KILN_OK);
+    params(r1, b);
+    assert_memory_equal(a, b, sizeof a);
+    /* a rank whose graph differs: rank 0's list names the param */
+    kiln_graph *g = ku_mlp(BATCH, (const int64_t[]){6, 4, 3}, 2, dp);
+    kiln_module *bad = ku_compile_for(g, KILN_TARGET_C);
+    kiln_graph_free(g);
+    f1.next = 0;
+    f1.verdicts = true;
+    assert_module_error(
+        bad, kiln_module_set_comm(bad, &f1.base), KILN_ERR_SHAPE,
+        "the ranks' graphs differ: rank 1's param 0 is not rank 0's 'w0 f32[5, 6]'");
+    kiln_module_free(bad);
+    /* save on rank 1 writes nothing; rank 0 writes */
+    const char *path = ku_scratch("dp.safetensors");
+    unlink(path);
+    assert_int_equal(kiln_module_save(r1, path), KILN_OK);
+    assert_int_equal(access(path, F_OK), -1);
+    assert_int_equal(kiln_module_save(r0, path), KILN_OK);
+    assert_int_equal(access(path, F_OK), 0);
+    assert_int_equal(kiln_module_load(r1, path), KILN_OK); /* every rank loads */
+    kiln_module_free(r0);
+    kiln_module_free(r1);
+    fake_free(&f0);
+    /* f1's recordings were f0's, freed above */
+    f1.nsent = 0;
+}
+
+/* Rank r draws from seed + r * 0x9E3779B97F4A7C15: rank 0 as without a
+ * communicator, rank 1 another stream; detaching restores the graph's. */
+static void test_rank_streams(void **state)
+{
+    (void)state;
+    float draws[3][16];
+    for (int r = 0; r < 3; r++) {
+        kiln_graph *g = ku_graph_new();
+        kiln_graph_seed(g, 9);
+        kiln_tensor *u = kiln_rand(g, KILN_F32, KILN_SHAPE(16));
+        assert_int_equal(kiln_entry(g, "f", 1, &u, NULL), KILN_OK);
+        kiln_module *m = ku_compile_for(g, KILN_TARGET_C);
+        kiln_graph_free(g);
+        fake f = fake_new(r == 2 ? 1 : 0, 2);
+        if (r == 2) { /* rank 1 receives rank 0's (empty) param list */
+            f.record = false;
+            uint64_t zero = 0;
+            f.sent[0] = malloc(sizeof zero);
+            memcpy(f.sent[0], &zero, sizeof zero);
+            f.bytes[0] = sizeof zero;
+            f.sent[1] = malloc(1);
+            f.bytes[1] = 0;
+            f.nsent = 2;
+        }
+        if (r > 0)
+            assert_int_equal(kiln_module_set_comm(m, &f.base), KILN_OK);
+        assert_int_equal(kiln_module_run(m, "f"), KILN_OK);
+        assert_int_equal(kiln_module_get(m, "f.0", draws[r], sizeof draws[r]), KILN_OK);
+        kiln_module_free(m);
+        fake_free(&f);
+    }
+    assert_memory_equal(draws[0], draws[1], sizeof draws[0]);
+    assert_memory_not_equal(draws[0], draws[2], sizeof draws[0]);
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    kiln_optim dp = kiln_sgd(0.1, 0, 0);
+    dp.data_parallel = true;
+    kiln_module *m = mlp(dp, 1);
+    assert_int_equal(kiln_module_set_comm(NULL, NULL), KILN_ERR_INVALID);
+    fake f = fake_new(2, 2);
+    assert_module_error(m, kiln_module_set_comm(m, &f.base), KILN_ERR_INVALID,
+                        "kiln_module_set_comm: the communicator is not valid (rank 2 of 2");
+    f = fake_new(0, 2);
+    f.base.broadcast = NULL;
+    assert_module_error(m, kiln_module_set_comm(m, &f.base), KILN_ERR_INVALID, "a NULL function");
+    /* a failing collective fails the call with the communicator's reason */
+    f = fake_new(0, 2);
+    f.fail_at = 0;
+    assert_module_error(
+        m, kiln_module_set_comm(m, &f.base), KILN_ERR_DEVICE,
+        "summing the ranks' verdicts on the params failed: the fake network is down");
+    fake_free(&f);
+    f = fake_new(1, 2);
+    f.record = false; /* nothing to replay: the first broadcast fails */
+    assert_module_error(m, kiln_module_set_comm(m, &f.base), KILN_ERR_DEVICE,
+                        "broadcasting the param list's size failed: the fake network is down");
+    /* an all-reduce that fails mid-step changes no param */
+    f = fake_new(0, 2);
+    assert_int_equal(kiln_module_set_comm(m, &f.base), KILN_OK);
+    float before[NPARAMS], after[NPARAMS];
+    params(m, before);
+    f.fail_at = f.calls + 1;
+    assert_module_error(m, kiln_module_run(m, "train"), KILN_ERR_DEVICE,
+                        "kiln_module_run: the all-reduce of 'train.grad.");
+    params(m, after);
+    assert_memory_equal(before, after, sizeof before);
+    /* detached, the step runs again */
+    assert_int_equal(kiln_module_set_comm(m, NULL), KILN_OK);
+    assert_int_equal(kiln_module_run(m, "train"), KILN_OK);
+    fake_free(&f);
+    kiln_module_free(m);
+    /* entries named like a data-parallel step whose update lacks the mean input */
+    kiln_graph *g = ku_graph_new();
+    kiln_tensor *w = kiln_param(g, "w", KILN_F32, KILN_SHAPE(2), kiln_init_ones());
+    kiln_tensor *twice = kiln_mul(g, w, kiln_scalar(g, 2));
+    assert_int_equal(kiln_entry(g, "f.backward", 1, &twice, (const char *[]){"f.grad.w"}), KILN_OK);
+    assert_int_equal(kiln_entry(g, "f", 1, &w, NULL), KILN_OK);
+    m = ku_compile_for(g, KILN_TARGET_C);
+    kiln_graph_free(g);
+    assert_module_error(m, kiln_module_run(m, "f"), KILN_ERR_INVALID,
+                        "kiln_module_run: 'f.grad.w' has no input 'f.mean_grad.w'");
+    kiln_module_free(m);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    return ku_scratch_make("comm");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_plain_equivalence),
+        cmocka_unit_test(test_mean_divides),
+        cmocka_unit_test(test_attach),
+        cmocka_unit_test(test_rank_streams),
+        cmocka_unit_test(test_errors),
+    };
+    int failed = cmocka_run_group_tests(tests, setup, ku_scratch_teardown);
+    return ku_exit(failed);
+}
