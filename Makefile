@@ -36,6 +36,7 @@ demo-gpt: build
 bench: build
 	./$(BUILD)/bench/bench_compile_time
 	bash bench/cpu.sh ./$(BUILD)/bench/bench_cpu
+	if [ -x ./$(BUILD)/bench/bench_dp ]; then bash bench/mpi.sh ./$(BUILD)/bench/bench_dp; fi
 
 bench-gpu: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS) --target bench_gpu

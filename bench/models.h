@@ -12,9 +12,9 @@
 #include <kiln.h>
 #include <stdio.h>
 
-/* MLP 784-1024-1024-10 (params w0..w2, b0..b2) with an Adam train step
- * "train" over inputs x [batch, 784] and y [batch] (cross-entropy). */
-static inline kiln_graph *bench_mlp_graph(int64_t batch)
+/* MLP 784-1024-1024-10 (params w0..w2, b0..b2) with a train step "train"
+ * of opt over inputs x [batch, 784] and y [batch] (cross-entropy). */
+static inline kiln_graph *bench_mlp_graph_with(int64_t batch, kiln_optim opt)
 {
     kiln_graph *g = kiln_graph_new();
     kiln_tensor *x = kiln_input(g, "x", KILN_F32, KILN_SHAPE(batch, 784));
@@ -33,8 +33,14 @@ static inline kiln_graph *bench_mlp_graph(int64_t batch)
         if (l < 2)
             h = kiln_relu(g, h);
     }
-    kiln_train_step(g, "train", kiln_cross_entropy(g, h, y), kiln_adam(1e-3, 0.9, 0.999, 1e-8));
+    kiln_train_step(g, "train", kiln_cross_entropy(g, h, y), opt);
     return g;
+}
+
+/* The same with Adam (lr 1e-3). */
+static inline kiln_graph *bench_mlp_graph(int64_t batch)
+{
+    return bench_mlp_graph_with(batch, kiln_adam(1e-3, 0.9, 0.999, 1e-8));
 }
 
 #endif

@@ -147,24 +147,9 @@ def main():
             torch.nn.ReLU(),
             torch.nn.Linear(1024, 10),
         )
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        loss_fn = torch.nn.CrossEntropyLoss()
         x = torch.rand(256, 784) - 0.5
         y = torch.arange(256) % 10
-
-        def fwd_bwd():
-            loss = loss_fn(model(x), y)
-            loss.backward()
-            return loss
-
-        fb = maybe(fwd_bwd)
-
-        def step():
-            opt.zero_grad(set_to_none=True)
-            fb()
-            opt.step()
-
-        t = best_of(step, 20)
+        t = train_step_time(model, torch.optim.Adam(model.parameters(), lr=1e-3), x, y, maybe)
         flops = 3 * 2 * (784 * 1024 + 1024 * 1024 + 1024 * 10) * 256
         print(f"RESULT mlp {t:.6f} {flops / t / 1e9:.1f} GFLOP/s")
     elif case == "cnn":
