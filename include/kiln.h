@@ -478,6 +478,14 @@ typedef struct kiln_comm {
     /* buf (bytes) := rank root's buf */
     int (*broadcast)(struct kiln_comm *c, void *buf, size_t bytes, int root);
     const char *(*error)(struct kiln_comm *c);
+    /* Optional (NULL: each gradient is summed after the whole backward): the
+     * same sum started in the background as soon as a gradient is complete,
+     * so it overlaps the rest of the backward (*handle: what to finish);
+     * test lets it progress (1 done, 0 not yet, -1 failed; Kiln calls it
+     * between kernels); wait finishes it (0 or -1) and frees the handle. */
+    int (*allreduce_start)(struct kiln_comm *c, void *buf, int64_t n, kiln_dtype dt, void **handle);
+    int (*allreduce_test)(struct kiln_comm *c, void *handle);
+    int (*allreduce_wait)(struct kiln_comm *c, void *handle);
 } kiln_comm;
 /* Attaches c to m (NULL detaches). Every rank calls it with a module of the
  * same graph: the params' names, dtypes and shapes are checked against rank

@@ -1,11 +1,13 @@
 /*
  * kiln_mpi.c - libkiln_mpi: kiln_comm (kiln.h) over MPI.
  *
- * allreduce_sum is MPI_Allreduce(MPI_IN_PLACE, MPI_SUM): Open MPI chooses its
- * algorithm from the communicator's size and the message's size alone, so
+ * allreduce_sum is MPI_Allreduce(MPI_IN_PLACE, MPI_SUM), allreduce_start the
+ * same as MPI_Iallreduce (the step's overlap with the backward; test is
+ * MPI_Test, which also lets it progress, wait MPI_Wait). Open MPI chooses its
+ * algorithms from the communicator's size and the message's size alone, so
  * the order in which ranks' values are added is the same on every run of the
  * same job: a run repeats bit for bit. Messages over INT_MAX elements go in
- * pieces (MPI counts are int).
+ * pieces (MPI counts are int; such a one is summed at once, not overlapped).
  */
 #include "kiln_mpi.h"
 
@@ -61,6 +63,36 @@ static int broadcast(kiln_comm *base, void *buf, size_t bytes, int root)
     return 0;
 }
 
+static int allreduce_start(kiln_comm *base, void *buf, int64_t n, kiln_dtype dt, void **handle)
+{
+    mpi_comm *c = (mpi_comm *)base;
+    MPI_Request *req = malloc(sizeof *req);
+    *handle = req;
+    if (!req) {
+        snprintf(c->error, sizeof c->error, "MPI_Iallreduce: out of memory");
+        return -1;
+    }
+    *req = MPI_REQUEST_NULL;
+    if (n > INT_MAX || (dt != KILN_F32 && dt != KILN_F64))
+        return allreduce_sum(base, buf, n, dt); /* done: waiting on it returns at once */
+    int rc = MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, dt == KILN_F32 ? MPI_FLOAT : MPI_DOUBLE,
+                            MPI_SUM, c->comm, req);
+    return rc == MPI_SUCCESS ? 0 : fail(c, "MPI_Iallreduce", rc);
+}
+
+static int allreduce_test(kiln_comm *base, void *handle)
+{
+    int done = 0, rc = MPI_Test((MPI_Request *)handle, &done, MPI_STATUS_IGNORE);
+    return rc == MPI_SUCCESS ? done : fail((mpi_comm *)base, "MPI_Test", rc);
+}
+
+static int allreduce_wait(kiln_comm *base, void *handle)
+{
+    int rc = MPI_Wait((MPI_Request *)handle, MPI_STATUS_IGNORE);
+    free(handle);
+    return rc == MPI_SUCCESS ? 0 : fail((mpi_comm *)base, "MPI_Wait", rc);
+}
+
 static const char *error(kiln_comm *base)
 {
     return ((mpi_comm *)base)->error;
@@ -84,6 +116,9 @@ kiln_comm *kiln_mpi_comm(MPI_Comm comm)
     c->base.allreduce_sum = allreduce_sum;
     c->base.broadcast = broadcast;
     c->base.error = error;
+    c->base.allreduce_start = allreduce_start;
+    c->base.allreduce_test = allreduce_test;
+    c->base.allreduce_wait = allreduce_wait;
     return &c->base;
 }
 

@@ -30,7 +30,55 @@ typedef struct {
     kiln_prof *prof; /* per kernel id: calls and ns, kept by the generated code */
     int *modbuf;     /* per program buffer: the module buffer it is (inputs, params,
                         outputs), else -1; looked up once, read on every run */
+    int **last;      /* per entry, per program buffer: for the entry's own outputs, the
+                        id of the last of its kernels that reads or writes it, else -1 */
 } cexec;
+
+/* The context of a data-parallel backward's run: after each kernel, the
+ * outputs it finished go to rt_dp_ready (their all-reduce starts), and the
+ * started ones progress (rt_dp_poll). */
+typedef struct {
+    kiln_ctx ctx; /* first: the code's kiln_ctx * is this */
+    kiln_module *m;
+    const int *last, *modbuf;
+    int nbufs;
+} dp_ctx;
+
+static void dp_tick(kiln_ctx *ctx, int32_t kernel)
+{
+    rt_prof_tick(ctx, kernel);
+    dp_ctx *d = (dp_ctx *)ctx;
+    for (int b = 0; b < d->nbufs; b++)
+        if (d->last[b] == kernel)
+            rt_dp_ready(d->m, d->modbuf[b]);
+    rt_dp_poll(d->m);
+}
+
+/* c->last[e]: the last kernel of entry e touching each of its outputs. */
+static bool last_uses(cexec *c, int e)
+{
+    const kprogram *p = c->prog;
+    int *last = c->last[e] = ir_alloc(sizeof(int) * (size_t)(p->nbufs ? p->nbufs : 1));
+    if (!last)
+        return false;
+    for (int b = 0; b < p->nbufs; b++)
+        last[b] = -1;
+    const kentry *x = &p->entries[e];
+    for (int i = 0; i < x->nkernels; i++) {
+        const kernel *k = &p->kernels[x->kernels[i]];
+        for (int j = 0; j < k->nstores; j++)
+            last[k->stores[j].buf] = k->id;
+        for (int j = 0; j < k->nx; j++)
+            if (k->x[j].kind == KX_LOAD)
+                last[k->x[j].buf] = k->id;
+        if (k->kind == KK_MATMUL)
+            last[k->mm.a] = last[k->mm.b] = k->id;
+    }
+    for (int b = 0; b < p->nbufs; b++)
+        if (p->bufs[b].role != KB_OUTPUT || p->bufs[b].entry != e)
+            last[b] = -1;
+    return true;
+}
 
 /* ---- the executor --------------------------------------------------------------- */
 
@@ -47,12 +95,15 @@ static void cexec_destroy(kiln_module *m)
                 ir_free(c->arena[e]);
             if (c->stash)
                 ir_free(c->stash[e]);
+            if (c->last)
+                ir_free(c->last[e]);
         }
         kp_free(c->prog);
     }
     ir_free(c->bufs);
     ir_free(c->arena);
     ir_free(c->stash);
+    ir_free(c->last);
     ir_free(c->entries);
     ir_free(c->prof);
     ir_free(c->modbuf);
@@ -100,14 +151,19 @@ static kiln_status cexec_run(kiln_module *m, int e, const bool *needed)
             at += b->nbytes;
         }
     }
-    kiln_ctx ctx = {.bufs = bufs,
-                    .prof = c->prof,
-                    .tick = rt_prof_tick,
-                    .tick_ns = rt_now_ns(),
-                    .seed = m->seed,
-                    .run = m->run,
-                    .threads = c->threads};
-    int rc = c->entries[e](&ctx);
+    dp_ctx d = {.ctx = {.bufs = bufs,
+                        .prof = c->prof,
+                        .tick = rt_dp_overlap(m) ? dp_tick : rt_prof_tick,
+                        .tick_ns = rt_now_ns(),
+                        .seed = m->seed,
+                        .run = m->run,
+                        .threads = c->threads},
+                .m = m,
+                .last = c->last[e],
+                .modbuf = c->modbuf,
+                .nbufs = p->nbufs};
+    int rc = c->entries[e](&d.ctx);
+    const kiln_ctx ctx = d.ctx; /* the first error, if any */
     if (rc == KILN_RUNERR_NONE)
         return KILN_OK;
     if (c->stash[e]) {
@@ -205,9 +261,10 @@ kiln_status rt_cexec_new(kiln_module *m, kiln_graph *g, rt_code *code, int threa
     c->bufs = ir_calloc(sizeof(*c->bufs) * (size_t)ne);
     c->arena = ir_calloc(sizeof(*c->arena) * (size_t)ne);
     c->stash = ir_calloc(sizeof(*c->stash) * (size_t)ne);
+    c->last = ir_calloc(sizeof(*c->last) * (size_t)ne);
     c->prof = ir_calloc(sizeof(*c->prof) * (size_t)(p->nkernels ? p->nkernels : 1));
     c->modbuf = ir_alloc(sizeof(int) * (size_t)(p->nbufs ? p->nbufs : 1));
-    if (!c->entries || !c->bufs || !c->arena || !c->stash || !c->prof || !c->modbuf)
+    if (!c->entries || !c->bufs || !c->arena || !c->stash || !c->last || !c->prof || !c->modbuf)
         return ir_fail_status(g, KILN_ERR_NOMEM, "%s: out of memory", fn);
     for (int i = 0; i < p->nbufs; i++) {
         const kbuf *b = &p->bufs[i];
@@ -225,7 +282,7 @@ kiln_status rt_cexec_new(kiln_module *m, kiln_graph *g, rt_code *code, int threa
     for (int e = 0; e < p->nentries; e++) {
         c->bufs[e] = ir_alloc(sizeof(void *) * (size_t)(p->nbufs ? p->nbufs : 1));
         c->arena[e] = ir_alloc((size_t)(p->entries[e].arena_bytes ? p->entries[e].arena_bytes : 1));
-        if (!c->bufs[e] || !c->arena[e])
+        if (!c->bufs[e] || !c->arena[e] || !last_uses(c, e))
             return ir_fail_status(g, KILN_ERR_NOMEM, "%s: out of memory", fn);
         bool can_fail = false;
         for (int k = 0; k < p->entries[e].nkernels; k++)

@@ -14,7 +14,10 @@
  * kiln_module_set_comm checks that the ranks' params agree (names, dtypes,
  * shapes: rank 0's list is broadcast and each rank compares; the verdicts
  * are summed, so every rank fails together, naming the first param that
- * differs) and copies rank 0's values to every rank. The Philox key of the
+ * differs) and copies rank 0's values to every rank. With the communicator's
+ * optional allreduce_start, the C executor starts each gradient's sum as
+ * soon as the backward's last kernel touching it is done (rt_dp_ready,
+ * cexec.c), so the sums overlap the rest of the backward. The Philox key of the
  * run becomes seed + rank * 0x9E3779B97F4A7C15: random ops draw a stream per
  * rank (rank 0 keeps the graph's), the same on every run of the job.
  */
@@ -127,6 +130,11 @@ static kiln_status attach(kiln_module *m, kiln_comm *c)
         if (s == KILN_OK)
             rt_host_wrote(m, b);
     }
+    ir_free(m->dp_pending);
+    m->dp_pending = NULL;
+    if (s == KILN_OK && c->allreduce_start && c->allreduce_wait &&
+        !(m->dp_pending = ir_calloc(sizeof(void *) * (size_t)(m->nbufs ? m->nbufs : 1))))
+        s = rt_fail(m, KILN_ERR_NOMEM, "%s: out of memory", fn);
     if (s != KILN_OK) {
         m->comm = NULL;
         return s;
@@ -146,6 +154,8 @@ kiln_status kiln_module_set_comm(kiln_module *m, kiln_comm *c)
         s = attach(m, c);
     } else {
         m->comm = NULL;
+        ir_free(m->dp_pending);
+        m->dp_pending = NULL;
         m->seed = m->g->seed;
     }
     rt_leave(m);

@@ -46,12 +46,15 @@ struct kiln_module {
     uint32_t run;   /* the Philox run counter: the number of successful runs */
     uint64_t *entry_calls, *entry_ns; /* per entry: runs started, their time (profile) */
     const rt_executor *exec;
-    void *impl;       /* the executor's state */
-    char *source;     /* kiln_module_source's text, made on first use */
-    char error[1024]; /* the most recent failed call's message; "" when none */
-    kiln_comm *comm;  /* data-parallel steps average over it (comm.c), or NULL */
-    uint64_t seed;    /* the Philox key of runs: the graph's, mixed with the rank */
-    atomic_flag busy; /* a call that reads or writes buffers is running (rt_enter) */
+    void *impl;        /* the executor's state */
+    char *source;      /* kiln_module_source's text, made on first use */
+    char error[1024];  /* the most recent failed call's message; "" when none */
+    kiln_comm *comm;   /* data-parallel steps average over it (comm.c), or NULL */
+    void **dp_pending; /* per buffer: its all-reduce started during the backward, or NULL */
+    int dp_step;       /* the data-parallel step whose backward runs now, or -1 */
+    bool dp_failed;    /* a started all-reduce failed: the step fails after the backward */
+    uint64_t seed;     /* the Philox key of runs: the graph's, mixed with the rank */
+    atomic_flag busy;  /* a call that reads or writes buffers is running (rt_enter) */
 };
 
 /* A target's way of running entries. */
@@ -146,6 +149,13 @@ void rt_profile_rows(FILE *f, const kprogram *p, const struct kiln_prof *prof);
  * the mean over the ranks of its gradients into e's "<name>.mean_grad.*". */
 int rt_dp_backward(const kiln_module *m, int e);
 kiln_status rt_dp_reduce(kiln_module *m, int e, int be);
+/* Executors call these between the kernels of a data-parallel backward (when
+ * rt_dp_overlap): module buffer b (an output of the running entry) is
+ * complete and nothing later reads it, so its all-reduce may start; and the
+ * started ones may progress. */
+bool rt_dp_overlap(const kiln_module *m);
+void rt_dp_ready(kiln_module *m, int b);
+void rt_dp_poll(kiln_module *m);
 /* Records "<fn>: <what> failed: <m->comm's reason>" (KILN_ERR_DEVICE). */
 kiln_status rt_comm_fail(kiln_module *m, const char *fn, const char *what);
 /* The monotonic clock in nanoseconds, and the kiln_ctx tick that charges the

@@ -3,7 +3,8 @@
 # mpi_data_parallel, label mpi):
 #   1. 2 ranks with 64 rows each end with the params of 1 rank with all 128,
 #      after 10 steps of SGD (momentum) and of Adam, within 1e-6 relative;
-#   2. a run repeats bit for bit;
+#   2. a run repeats bit for bit, and so does one that sums the gradients
+#      after the backward instead of overlapping the sums with it;
 #   3. a checkpoint written by rank 0 at step 5 and loaded by both ranks of a
 #      new job continues to the same params as the run without a stop;
 #   4. ranks whose graphs differ fail together, naming the param;
@@ -34,6 +35,8 @@ for opt in sgd adam; do
 done
 run 2 "$dp" train adam 10 "$tmp/again.st" >"$tmp/out" 2>&1 || fail "rerun: $(cat "$tmp/out")"
 "$dp" compare "$tmp/two_adam.st" "$tmp/again.st" --exact || fail "a rerun differs"
+run 2 "$dp" train adam 10 "$tmp/after.st" --no-overlap >"$tmp/out" 2>&1 || fail "no overlap: $(cat "$tmp/out")"
+"$dp" compare "$tmp/two_adam.st" "$tmp/after.st" --exact || fail "overlapped sums differ from sums after"
 
 run 2 "$dp" train adam 5 "$tmp/half.st" >"$tmp/out" 2>&1 || fail "first half: $(cat "$tmp/out")"
 run 2 "$dp" train adam 5 "$tmp/resumed.st" --resume "$tmp/half.st" >"$tmp/out" 2>&1 ||

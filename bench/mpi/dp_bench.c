@@ -6,7 +6,9 @@
  *     RESULT mlp_dp<N> <seconds per step> <rate> GFLOP/s
  *     RESULT allreduce<N> <seconds> <bandwidth> GB/s
  * the second the all-reduce of the step's gradient bytes alone (the share of
- * the step it takes; the step runs it after the whole backward, unoverlapped).
+ * the step it would take unoverlapped). Each gradient's sum starts as soon as
+ * the backward has finished it; with --no-overlap (RESULT mlp_dp<N>_after)
+ * all of them run after the backward, for comparison.
  */
 #include "../models.h"
 
@@ -22,6 +24,9 @@ int main(int argc, char **argv)
     kiln_comm *c = kiln_mpi_comm(MPI_COMM_WORLD);
     if (!c)
         return 1;
+    bool after = argc > 1 && strcmp(argv[1], "--no-overlap") == 0;
+    if (after)
+        c->allreduce_start = NULL;
     int64_t rows = BATCH / c->size;
     kiln_optim adam = kiln_adam(1e-3, 0.9, 0.999, 1e-8);
     adam.data_parallel = true;
@@ -63,7 +68,8 @@ int main(int argc, char **argv)
     }
     double flops = 3.0 * 2.0 * (784.0 * 1024 + 1024.0 * 1024 + 1024.0 * 10) * BATCH;
     if (c->rank == 0) {
-        printf("RESULT mlp_dp%d %.6f %.1f GFLOP/s\n", c->size, best, flops / best / 1e9);
+        printf("RESULT mlp_dp%d%s %.6f %.1f GFLOP/s\n", c->size, after ? "_after" : "", best,
+               flops / best / 1e9);
         printf("RESULT allreduce%d %.6f %.2f GB/s\n", c->size, reduce,
                4.0 * (double)nparams / reduce / 1e9);
     }

@@ -3,8 +3,9 @@
  * runs it under mpirun). Every rank trains a small MLP (cross-entropy, a
  * data-parallel step) on its shard of one fixed batch of 128:
  *
- *   dp_check train sgd|adam STEPS OUT [--resume CKPT] [--save-at K CKPT]
- *       rank 0 writes the params after STEPS steps to OUT
+ *   dp_check train sgd|adam STEPS OUT [--resume CKPT] [--save-at K CKPT] [--no-overlap]
+ *       rank 0 writes the params after STEPS steps to OUT; --no-overlap: the
+ *       gradients are summed after the backward (no allreduce_start)
  *   dp_check compare A B        the params of two checkpoints, within 1e-6
  *                               relative (--exact: bit for bit)
  *   dp_check mismatch           rank 1 builds another hidden size
@@ -70,9 +71,11 @@ static int train(kiln_comm *c, int argc, char **argv)
         return 2;
     int steps = atoi(argv[3]), save_at = -1;
     const char *out = argv[4], *resume = NULL, *ckpt = NULL;
-    for (int i = 5; i + 1 < argc; i++) {
-        if (strcmp(argv[i], "--resume") == 0)
+    for (int i = 5; i < argc; i++) {
+        if (strcmp(argv[i], "--resume") == 0 && i + 1 < argc)
             resume = argv[++i];
+        else if (strcmp(argv[i], "--no-overlap") == 0)
+            c->allreduce_start = NULL;
         else if (strcmp(argv[i], "--save-at") == 0 && i + 2 < argc) {
             save_at = atoi(argv[++i]);
             ckpt = argv[++i];

@@ -29,6 +29,7 @@ typedef struct {
     int fail_at;   /* allreduce_sum calls until one fails (-1: never) */
     int calls;
     bool verdicts; /* the attach's verdict vector: other ranks agree (add nothing) */
+    int started, waited, fail_start; /* allreduce_start/_wait calls; fail_start: fail them */
 } fake;
 
 static int fake_sum(kiln_comm *c, void *buf, int64_t n, kiln_dtype dt)
@@ -66,6 +67,35 @@ static int fake_broadcast(kiln_comm *c, void *buf, size_t bytes, int root)
     return 0;
 }
 
+/* The overlapped sum: done at start (the handle is the buffer), as if the
+ * network were instant. */
+static int fake_start(kiln_comm *c, void *buf, int64_t n, kiln_dtype dt, void **handle)
+{
+    fake *f = (fake *)c;
+    f->started++;
+    *handle = buf;
+    if (f->fail_start)
+        return -1;
+    bool verdicts = f->verdicts;
+    f->verdicts = false;
+    int rc = fake_sum(c, buf, n, dt);
+    f->verdicts = verdicts;
+    return rc;
+}
+
+static int fake_test(kiln_comm *c, void *handle)
+{
+    (void)c;
+    return handle != NULL;
+}
+
+static int fake_wait(kiln_comm *c, void *handle)
+{
+    fake *f = (fake *)c;
+    f->waited++;
+    return handle && f->fail_start < 2 ? 0 : -1;
+}
+
 static const char *fake_error(kiln_comm *c)
 {
     (void)c;
@@ -74,7 +104,7 @@ static const char *fake_error(kiln_comm *c)
 
 static fake fake_new(int rank, int size)
 {
-    fake f = {.base = {rank, size, fake_sum, fake_broadcast, fake_error},
+    fake f = {.base = {rank, size, fake_sum, fake_broadcast, fake_error, NULL, NULL, NULL},
               .record = rank == 0,
               .fail_at = -1,
               .verdicts = true};
@@ -155,6 +185,47 @@ static void test_plain_equivalence(void **state)
         kiln_module_free(two);
         fake_free(&f);
     }
+}
+
+/* With allreduce_start each gradient's sum starts during the backward (once
+ * per gradient, then waited for), and the step is the one without it; a
+ * failed start or wait fails the step and changes no param. */
+static void test_overlap(void **state)
+{
+    (void)state;
+    kiln_optim dp = kiln_adam(0.01, 0.9, 0.999, 1e-8);
+    dp.data_parallel = true;
+    kiln_module *blocking = mlp(dp, 4), *overlapped = mlp(dp, 4);
+    fake fb = fake_new(0, 2), fo = fake_new(0, 2);
+    fb.others = fo.others = 1;
+    fo.base.allreduce_start = fake_start;
+    fo.base.allreduce_test = fake_test;
+    fo.base.allreduce_wait = fake_wait;
+    assert_int_equal(kiln_module_set_comm(blocking, &fb.base), KILN_OK);
+    assert_int_equal(kiln_module_set_comm(overlapped, &fo.base), KILN_OK);
+    for (int s = 0; s < 3; s++) {
+        assert_int_equal(kiln_module_run(blocking, "train"), KILN_OK);
+        assert_int_equal(kiln_module_run(overlapped, "train"), KILN_OK);
+    }
+    assert_int_equal(fo.started, 3 * 4); /* w0, b0, w1, b1: each step */
+    assert_int_equal(fo.waited, 3 * 4);
+    float a[NPARAMS], b[NPARAMS];
+    params(blocking, a);
+    params(overlapped, b);
+    assert_memory_equal(a, b, sizeof a);
+    fo.fail_start = 1;
+    assert_module_error(overlapped, kiln_module_run(overlapped, "train"), KILN_ERR_DEVICE,
+                        "kiln_module_run: an all-reduce started during the backward failed: "
+                        "the fake network is down");
+    fo.fail_start = 2; /* the starts fail, and so do the waits */
+    assert_module_error(overlapped, kiln_module_run(overlapped, "train"), KILN_ERR_DEVICE,
+                        "failed: the fake network is down");
+    params(overlapped, b);
+    assert_memory_equal(a, b, sizeof a);
+    kiln_module_free(blocking);
+    kiln_module_free(overlapped);
+    fake_free(&fb);
+    fake_free(&fo);
 }
 
 /* The mean divides the ranks' sum: "3 ranks" whose gradients are twice ours
@@ -323,6 +394,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plain_equivalence),
+        cmocka_unit_test(test_overlap),
         cmocka_unit_test(test_mean_divides),
         cmocka_unit_test(test_attach),
         cmocka_unit_test(test_rank_streams),
