@@ -393,12 +393,9 @@ static int setup(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_plain_equivalence),
-        cmocka_unit_test(test_overlap),
-        cmocka_unit_test(test_mean_divides),
-        cmocka_unit_test(test_attach),
-        cmocka_unit_test(test_rank_streams),
-        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_plain_equivalence), cmocka_unit_test(test_overlap),
+        cmocka_unit_test(test_mean_divides),      cmocka_unit_test(test_attach),
+        cmocka_unit_test(test_rank_streams),      cmocka_unit_test(test_errors),
     };
     int failed = cmocka_run_group_tests(tests, setup, ku_scratch_teardown);
     return ku_exit(failed);
