@@ -25,6 +25,7 @@ typedef enum {
     IR_CLASS_REDUCE,
     IR_CLASS_MOVEMENT,
     IR_CLASS_MATMUL,
+    IR_CLASS_ATTENTION,
     IR_CLASS_INDEX,
     IR_CLASS_ASSIGN
 } ir_class;
@@ -56,6 +57,7 @@ typedef enum {
     IR_A_VALUE,  /* value=X: t->value (full, pad) */
     IR_A_WEAK,   /* weak: t->weak, a flag (full) */
     IR_A_AXIS,   /* axis=N: t->axis */
+    IR_A_CAUSAL, /* causal: t->causal, a flag (sdpa) */
     IR_A_COUNT
 } ir_attr;
 #define IR_AT(a) (1u << IR_A_##a)
@@ -148,6 +150,7 @@ struct kiln_tensor {
     double value2;                /* arange: step */
     uint32_t stream;              /* rand, randn, params: Philox stream id */
     bool weak;                    /* a kiln_scalar: takes the other operand's dtype */
+    bool causal;                  /* sdpa: attend to j <= i only */
     char *name;                   /* input, param */
     void *data;                   /* const: numel * dtype size bytes; param: init data */
     kiln_init init;               /* param */

@@ -447,6 +447,7 @@ static const char *kind_name(kk_kind k)
     case KK_POINTWISE: return "pointwise";
     case KK_REDUCE: return "reduce";
     case KK_MATMUL: return "matmul";
+    case KK_ATTENTION: return "attention";
     }
     return "?";
 }
@@ -536,6 +537,17 @@ static void print_kernel(const kernel *k, FILE *f)
                 (long long)k->mm.a_stride[2], k->mm.b, (long long)k->mm.b_stride[0],
                 (long long)k->mm.b_stride[1], (long long)k->mm.b_stride[2]);
         break;
+    case KK_ATTENTION:
+        fprintf(f,
+                " keys=%lld dim=%lld scale=%.17g%s q=buf%d strides [%lld, %lld, %lld] k=buf%d "
+                "strides [%lld, %lld, %lld] v=buf%d strides [%lld, %lld, %lld]",
+                (long long)k->at.s, (long long)k->at.d, k->at.scale, k->at.causal ? " causal" : "",
+                k->at.q, (long long)k->at.q_stride[0], (long long)k->at.q_stride[1],
+                (long long)k->at.q_stride[2], k->at.k, (long long)k->at.k_stride[0],
+                (long long)k->at.k_stride[1], (long long)k->at.k_stride[2], k->at.v,
+                (long long)k->at.v_stride[0], (long long)k->at.v_stride[1],
+                (long long)k->at.v_stride[2]);
+        break;
     }
     if (k->serial)
         fprintf(f, " serial");
@@ -586,7 +598,9 @@ static bool is_index(const kernel *k, int i)
 
 static kiln_status verify_kernel(const kprogram *p, const kernel *k, char *msg, size_t cap)
 {
-    int nvars = k->kind == KK_MATMUL ? 3 : k->rank + (k->kind == KK_REDUCE ? k->rrank : 0);
+    int nvars = k->kind == KK_MATMUL || k->kind == KK_ATTENTION
+                    ? 3
+                    : k->rank + (k->kind == KK_REDUCE ? k->rrank : 0);
     for (int i = 0; i < k->nx; i++) {
         const kx_node *n = &k->x[i];
         int ar = 0;
@@ -633,9 +647,11 @@ static kiln_status verify_kernel(const kprogram *p, const kernel *k, char *msg, 
     }
     if (k->kind == KK_REDUCE && (k->body < 0 || k->body >= k->nx))
         return bad(msg, cap, "reduce without a body", k, k->body);
-    if (k->kind == KK_MATMUL &&
-        (k->rank != 3 || k->mm.a < 0 || k->mm.a >= p->nbufs || k->mm.b < 0 || k->mm.b >= p->nbufs))
-        return bad(msg, cap, "matmul operands", k, 0);
+    int ops[3], nops = kk_operand_bufs(k, ops);
+    for (int i = 0; i < nops; i++)
+        if (k->rank != 3 || ops[i] < 0 || ops[i] >= p->nbufs)
+            return bad(msg, cap, k->kind == KK_MATMUL ? "matmul operands" : "attention operands",
+                       k, 0);
     return KILN_OK;
 }
 
@@ -655,6 +671,31 @@ kiln_status kp_verify(const kprogram *p, char *msg, size_t cap)
     return KILN_OK;
 }
 
+int kk_operand_refs(kernel *k, int *refs[3])
+{
+    if (k->kind == KK_MATMUL) {
+        refs[0] = &k->mm.a;
+        refs[1] = &k->mm.b;
+        return 2;
+    }
+    if (k->kind == KK_ATTENTION) {
+        refs[0] = &k->at.q;
+        refs[1] = &k->at.k;
+        refs[2] = &k->at.v;
+        return 3;
+    }
+    return 0;
+}
+
+int kk_operand_bufs(const kernel *k, int bufs[3])
+{
+    kernel copy = *k; /* the same fields, read through kk_operand_refs */
+    int *refs[3], n = kk_operand_refs(&copy, refs);
+    for (int i = 0; i < n; i++)
+        bufs[i] = *refs[i];
+    return n;
+}
+
 double kk_flops(const kernel *k)
 {
     double ops = 0;
@@ -668,6 +709,10 @@ double kk_flops(const kernel *k)
     case KK_MATMUL:
         return 2.0 * (double)k->mm.batch * (double)k->mm.m * (double)k->mm.n * (double)k->mm.k +
                ops * (double)k->mm.batch * (double)k->mm.m * (double)k->mm.n;
+    case KK_ATTENTION: /* two products per key (all of them: causal rows skip about half) */
+        return 2.0 * (double)k->at.batch * (double)k->at.t * (double)k->at.s *
+                   (double)(k->at.d + k->at.dv) +
+               ops * (double)k->at.batch * (double)k->at.t * (double)k->at.dv;
     }
     return 0;
 }

@@ -14,9 +14,12 @@
  *   MATMUL     for (batch b, row i, col j):
  *                  acc = sum_k A[b,i,k] * B[b,k,j]      (strided reads: transposes are free)
  *                  for each store: buf[index] = value   (KX_ACC is acc: the epilogue)
+ *   ATTENTION  for (batch b, row i): an online softmax over the keys j (j <= i when causal)
+ *                  of scale * Q[b,i,:].K[b,j,:], weighting V[b,j,:], in double
+ *                  for (col e): for each store: buf[index] = value  (KX_ACC: out[b,i,e])
  *
  * Loop variables are numbered: 0..rank-1 are the outer (output) axes, then
- * rank..rank+rrank-1 the reduced axes (REDUCE) or 0=b, 1=i, 2=j (MATMUL).
+ * rank..rank+rrank-1 the reduced axes (REDUCE) or 0=b, 1=i, 2=j (MATMUL, ATTENTION: j = e).
  * Index expressions are ordinary kx nodes of dtype I64, so a view (permute,
  * slice, expand, reshape, pad, concat) is index arithmetic, never a copy.
  */
@@ -59,7 +62,7 @@ typedef struct {
 
 /* ---- kernels ----------------------------------------------------------------- */
 
-typedef enum { KK_POINTWISE, KK_REDUCE, KK_MATMUL } kk_kind;
+typedef enum { KK_POINTWISE, KK_REDUCE, KK_MATMUL, KK_ATTENTION } kk_kind;
 
 typedef struct {
     int buf;
@@ -76,6 +79,14 @@ typedef struct {
 } kk_matmul;
 
 typedef struct {
+    int q, k, v; /* buffers */
+    int64_t batch, t, s, d, dv;
+    int64_t q_stride[3], k_stride[3], v_stride[3]; /* (batch, row, col), as kk_matmul's */
+    double scale;                                  /* rounded to the operands' dtype */
+    bool causal;                                   /* keys j <= row i only */
+} kk_attention;
+
+typedef struct {
     kk_kind kind;
     int id;
     char name[64]; /* k<id>_<ops>: "k3_add_mul_exp"; nothing else in the source matches k<N>_ */
@@ -87,6 +98,7 @@ typedef struct {
     kiln_dtype acc_dtype;         /* REDUCE, MATMUL: the accumulator's dtype */
     int body;                     /* REDUCE: kx node over all loop variables */
     kk_matmul mm;                 /* MATMUL */
+    kk_attention at;              /* ATTENTION */
     bool serial;                  /* no parallel loop (accumulating stores) */
     kx_node *x;
     int nx, capx;
@@ -148,6 +160,11 @@ int kx_operands(const kx_node *n, int ops[3]);
 /* Whether kernel k can stop a run: a bounds check, or integer division or
  * power (division by zero, negative exponents). */
 bool kk_can_fail(const kernel *k);
+/* The buffers a MATMUL (a, b) or ATTENTION (q, k, v) kernel reads besides its
+ * expression's loads: pointers to its fields in refs; returns how many. */
+int kk_operand_refs(kernel *k, int *refs[3]);
+/* The same buffers' numbers. */
+int kk_operand_bufs(const kernel *k, int bufs[3]);
 int kk_expr(kernel *k, kx_node n); /* appends (hash-consed: equal nodes are shared) */
 int kk_const_f(kernel *k, kiln_dtype dt, double v);
 int kk_const_i(kernel *k, kiln_dtype dt, int64_t v);

@@ -37,7 +37,7 @@ typedef struct {
     int64_t fan_in, axis;
     uint32_t stream, axes;
     double value, start, delta;
-    bool weak;
+    bool weak, causal;
 } attrs;
 
 typedef struct {
@@ -534,7 +534,8 @@ static bool parse_attr_value(parser *P, attrs *A, ir_attr which)
     case IR_A_BEFORE:
     case IR_A_AFTER: return parse_list(P, A, which, INT64_MIN, INT64_MAX, "an integer");
     case IR_A_AXIS: return parse_int(P, INT32_MIN, INT32_MAX, &A->axis, "an axis (an integer)");
-    case IR_A_WEAK: /* a flag: no value */
+    case IR_A_WEAK: /* flags: no value */
+    case IR_A_CAUSAL:
     case IR_A_COUNT: break;
     }
     return true;
@@ -569,8 +570,8 @@ static bool parse_attrs(parser *P, ir_op op, const tok *op_tok, attrs *A)
         A->seen |= 1u << which;
         A->key[which] = P->t;
         lex(P);
-        if (which == IR_A_WEAK) {
-            A->weak = true;
+        if (which == IR_A_WEAK || which == IR_A_CAUSAL) {
+            *(which == IR_A_WEAK ? &A->weak : &A->causal) = true;
             continue;
         }
         if (!expect_punct(P, "=") || !parse_attr_value(P, A, which))
@@ -716,6 +717,7 @@ static void set_attrs(kiln_tensor *t, const attrs *A)
     t->fan_in = A->fan_in;
     t->stream = A->stream;
     t->weak = A->weak;
+    t->causal = A->causal;
     t->axes = A->axes;
     t->axis = (int)A->axis;
     t->value = (A->seen & IR_AT(START)) ? A->start : A->value;

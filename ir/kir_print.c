@@ -162,7 +162,8 @@ static void print_attr(FILE *f, const kiln_tensor *t, ir_attr at)
     case IR_A_STEP: print_list(f, key, t->rank, t->step); return;
     case IR_A_AFTER: print_list(f, key, t->rank, t->after); return;
     case IR_A_WEAK:
-        if (t->weak)
+    case IR_A_CAUSAL:
+        if (at == IR_A_WEAK ? t->weak : t->causal)
             fprintf(f, " %s", key);
         return;
     case IR_A_AXIS: fprintf(f, " %s=%d", key, t->axis); return;

@@ -26,6 +26,7 @@ const ir_attr_info ir_attrs[IR_A_COUNT] = {
     [IR_A_STEP] = {"step", false, true},     [IR_A_BEFORE] = {"before", false, true},
     [IR_A_AFTER] = {"after", false, true},   [IR_A_VALUE] = {"value", false, false},
     [IR_A_WEAK] = {"weak", true, false},     [IR_A_AXIS] = {"axis", false, false},
+    [IR_A_CAUSAL] = {"causal", true, false},
 };
 
 static bool same_double(double a, double b)
@@ -50,6 +51,7 @@ bool ir_attr_equal(const kiln_tensor *a, const kiln_tensor *b, ir_attr at)
     case IR_A_STEP: return memcmp(a->step, b->step, sizeof(int64_t) * r) == 0;
     case IR_A_AFTER: return memcmp(a->after, b->after, sizeof(int64_t) * r) == 0;
     case IR_A_WEAK: return a->weak == b->weak;
+    case IR_A_CAUSAL: return a->causal == b->causal;
     case IR_A_AXIS: return a->axis == b->axis;
     case IR_A_COUNT: break;
     }

@@ -371,6 +371,35 @@ static kiln_status check_matmul(vctx *v)
     return KILN_OK;
 }
 
+/* SDPA: q [..., T, D], k [..., S, D], v [..., S, Dv] -> [..., T, Dv], one
+ * float dtype, the same batch axes (no broadcasting), a scale > 0. */
+static kiln_status check_attention(vctx *v)
+{
+    const kiln_tensor *t = v->t, *q = t->in[0], *k = t->in[1], *w = t->in[2];
+    char a[160], b[160], c[160], d[160];
+    kiln_status s;
+    for (int i = 0; i < 3; i++)
+        if ((s = dtype_is(v, i, t->dtype, "the result is")) != KILN_OK)
+            return s;
+    if (!ir_dtype_is_float(t->dtype))
+        return node_fail(v, "attention needs a float dtype, not %s", ir_dtype_kir(t->dtype));
+    int r = t->rank;
+    bool ok = r >= 2 && q->rank == r && k->rank == r && w->rank == r;
+    for (int i = 0; ok && i < r - 2; i++)
+        ok = q->dims[i] == t->dims[i] && k->dims[i] == t->dims[i] && w->dims[i] == t->dims[i];
+    ok = ok && q->dims[r - 1] == k->dims[r - 1] && k->dims[r - 2] == w->dims[r - 2] &&
+         q->dims[r - 2] == t->dims[r - 2] && w->dims[r - 1] == t->dims[r - 1];
+    if (!ok)
+        return node_fail(v,
+                         "attention of q %s, k %s, v %s does not give %s (expected (..., T, D), "
+                         "(..., S, D), (..., S, Dv) -> (..., T, Dv))",
+                         shape_of(a, sizeof(a), q), shape_of(b, sizeof(b), k),
+                         shape_of(c, sizeof(c), w), shape_of(d, sizeof(d), t));
+    if (!(t->value > 0))
+        return node_fail(v, "the scale %g is not positive", t->value);
+    return KILN_OK;
+}
+
 /* GATHER: out = table[:axis] + ids + table[axis+1:]; SCATTER_ADD: src = out[:axis] + ids +
  * out[axis+1:]. `big` is the tensor indexed along axis, `small` the one shaped by ids. */
 static kiln_status check_index(vctx *v)
@@ -444,6 +473,7 @@ static kiln_status check_class(vctx *v)
             return check_concat(v);
         return both(check_view(v), v, t->op == IR_EXPAND ? check_expand : NULL);
     case IR_CLASS_MATMUL: return check_matmul(v);
+    case IR_CLASS_ATTENTION: return check_attention(v);
     case IR_CLASS_INDEX: return check_index(v);
     case IR_CLASS_ASSIGN: return check_assign(v);
     }

@@ -402,6 +402,32 @@ static bool ad_rule(ad_ctx *c, kiln_tensor *t, kiln_tensor *gr)
             ad_accum(c, b, ad_matmul(g, ad_mT(g, x), gr));
         return true;
     }
+    /* y = softmax(S) v with S = q k^T s (masked j > i when causal): P is
+     * recomputed from q and k (the fused forward keeps no score matrix), then
+     * dv = P^T g, dP = g v^T, dS = P (dP - rowsum(g * y)) s, dq = dS k,
+     * dk = dS^T q: FlashAttention's backward, written as ordinary nodes. */
+    case IR_SDPA: {
+        kiln_tensor *k = b, *v = t->in[2];
+        kiln_tensor *sc = fe_full_raw(g, t->dtype, 0, NULL, t->value); /* as the forward's */
+        kiln_tensor *scores = kiln_mul(g, ad_matmul(g, x, ad_mT(g, k)), sc);
+        if (t->causal && scores) {
+            int64_t l = scores->dims[scores->rank - 2], m = scores->dims[scores->rank - 1];
+            kiln_tensor *keep =
+                kiln_tril(g, kiln_ones(g, KILN_BOOL, 2, (const int64_t[]){l, m}), 0);
+            scores = kiln_where(g, keep, scores, kiln_scalar(g, -(double)INFINITY));
+        }
+        kiln_tensor *p = kiln_softmax(g, scores, -1);
+        if (ad_wants(c, v))
+            ad_accum(c, v, ad_matmul(g, ad_mT(g, p), gr));
+        kiln_tensor *dp = ad_matmul(g, gr, ad_mT(g, v));
+        kiln_tensor *rows = kiln_sum(g, kiln_mul(g, gr, t), -1, true);
+        kiln_tensor *ds = kiln_mul(g, kiln_mul(g, p, kiln_sub(g, dp, rows)), sc);
+        if (ad_wants(c, x))
+            ad_accum(c, x, ad_matmul(g, ds, k));
+        if (ad_wants(c, k))
+            ad_accum(c, k, ad_matmul(g, ad_mT(g, ds), x));
+        return true;
+    }
     /* y = index_select(table, ids, axis): dtable = scatter_add(g, ids, axis) */
     case IR_GATHER: {
         kiln_tensor *in[2] = {gr, b};

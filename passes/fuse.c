@@ -10,8 +10,8 @@
  *   1. INPUT/PARAM are leaf buffers; a CONST of more than one element is a
  *      KB_CONST buffer; a CONST of at most one element is a literal (inlined).
  *   2. Roots: every entry output (except leaves and constant buffers, which
- *      get a copy kernel), every REDUCE-class node, MATMUL and SCATTER_ADD.
- *   3. MATMUL operands must be strided views (permute/expand/slice/reshape/
+ *      get a copy kernel), every REDUCE-class node, MATMUL, SDPA and SCATTER_ADD.
+ *   3. MATMUL and SDPA operands must be strided views (permute/expand/slice/reshape/
  *      detach chains, offset 0, batch axes collapsible) of a buffer; the node
  *      where that fails becomes a root. SCATTER_ADD and GATHER operands are
  *      inlined like any elementwise operand (their kernels read them by index).
@@ -160,6 +160,7 @@ static int own_cost(const kiln_tensor *t)
     case IR_CLASS_INDEX: return 1;
     case IR_CLASS_REDUCE:
     case IR_CLASS_MATMUL:
+    case IR_CLASS_ATTENTION:
     case IR_CLASS_ASSIGN: return 0;
     }
     return 0;
@@ -335,7 +336,7 @@ static void fuse_entry(const kiln_graph *g, fuse_plan *plan, int e, int *ops, in
         else if (t->op == IR_CONST && ir_numel(t) > 1)
             kind[i] = FUSE_CONSTBUF;
         else if (isout[i] || c == IR_CLASS_REDUCE || c == IR_CLASS_MATMUL ||
-                 t->op == IR_SCATTER_ADD)
+                 c == IR_CLASS_ATTENTION || t->op == IR_SCATTER_ADD)
             kind[i] = FUSE_ROOT;
         else if (depth[i] >= MAX_DEPTH)
             kind[i] = FUSE_ROOT; /* a kernel inlines at most MAX_DEPTH levels */
@@ -345,10 +346,9 @@ static void fuse_entry(const kiln_graph *g, fuse_plan *plan, int e, int *ops, in
                                                                                   : FUSE_INLINE)
                       : cheap ? FUSE_INLINE
                               : FUSE_ROOT;
-        if (t->op == IR_MATMUL) {
-            force_view(g, t->in[0], kind);
-            force_view(g, t->in[1], kind);
-        }
+        if (t->op == IR_MATMUL || t->op == IR_SDPA)
+            for (int k = 0; k < t->nin; k++)
+                force_view(g, t->in[k], kind);
     }
     absorb_epilogues(g, kind, epi, uses, user, isout);
     alias_outputs(g, kind, plan->alias + (size_t)e * (size_t)nn, uses, user, isout);

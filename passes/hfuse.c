@@ -43,7 +43,11 @@ static bool reads(const kernel *k, int buf)
     for (int i = 0; i < k->nx; i++)
         if (k->x[i].kind == KX_LOAD && k->x[i].buf == buf)
             return true;
-    return k->kind == KK_MATMUL && (k->mm.a == buf || k->mm.b == buf);
+    int ops[3], n = kk_operand_bufs(k, ops);
+    for (int i = 0; i < n; i++)
+        if (ops[i] == buf)
+            return true;
+    return false;
 }
 
 static bool writes(const kernel *k, int buf)
@@ -262,9 +266,10 @@ static kiln_status drop_unused_temps(kprogram *p)
         for (int j = 0; j < k->nstores; j++)
             if (k->stores[j].buf >= 0 && k->stores[j].buf < p->nbufs)
                 newbuf[k->stores[j].buf] = k->stores[j].buf;
-        if (k->kind == KK_MATMUL && k->mm.a >= 0 && k->mm.a < p->nbufs && k->mm.b >= 0 &&
-            k->mm.b < p->nbufs)
-            newbuf[k->mm.a] = k->mm.a, newbuf[k->mm.b] = k->mm.b;
+        int ops[3], nops = kk_operand_bufs(k, ops);
+        for (int j = 0; j < nops; j++)
+            if (ops[j] >= 0 && ops[j] < p->nbufs)
+                newbuf[ops[j]] = ops[j];
     }
     for (int e = 0; e < p->nentries; e++)
         for (int c = 0; c < p->entries[e].ncopies; c++) {
@@ -285,10 +290,9 @@ static kiln_status drop_unused_temps(kprogram *p)
                 renumber(&k->x[j].buf, newbuf);
         for (int j = 0; j < k->nstores; j++)
             renumber(&k->stores[j].buf, newbuf);
-        if (k->kind == KK_MATMUL) {
-            renumber(&k->mm.a, newbuf);
-            renumber(&k->mm.b, newbuf);
-        }
+        int *refs[3], nrefs = kk_operand_refs(k, refs);
+        for (int j = 0; j < nrefs; j++)
+            renumber(refs[j], newbuf);
     }
     for (int e = 0; e < p->nentries; e++)
         for (int c = 0; c < p->entries[e].ncopies; c++) {

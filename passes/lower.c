@@ -361,7 +361,8 @@ static int emit(lw *L, const kiln_tensor *t, const int *idx)
         return internal(L);
     case IR_CLASS_ASSIGN: return convert(L, emit(L, t->in[1], idx), t->dtype);
     case IR_CLASS_REDUCE:
-    case IR_CLASS_MATMUL: return internal(L);
+    case IR_CLASS_MATMUL:
+    case IR_CLASS_ATTENTION: return internal(L);
     }
     return internal(L);
 }
@@ -556,6 +557,47 @@ static int matmul_kernel(lw *L, const kiln_tensor *root, const kiln_tensor *mm)
     return 0;
 }
 
+/* An ATTENTION kernel for sdpa node n: operands read as strided views, the
+ * domain (batch, row i, column e) as a matmul's, KX_ACC = out[b, i, e]. */
+static int attention_kernel(lw *L, const kiln_tensor *n)
+{
+    TRY(begin_kernel(L, KK_ATTENTION, n->id));
+    kernel *k = L->k;
+    L->acc_node = n->id;
+    int r = n->rank;
+    fuse_view vw[3];
+    int64_t *strides[3] = {k->at.q_stride, k->at.k_stride, k->at.v_stride};
+    int *bufs[3] = {&k->at.q, &k->at.k, &k->at.v};
+    const kiln_tensor *bad = NULL;
+    for (int i = 0; i < 3; i++) {
+        if (!fuse_strided(n->in[i], L->kind, &vw[i], &bad) ||
+            !fuse_matmul_strides(n->in[i], &vw[i], strides[i]) || L->bufof[vw[i].base->id] < 0)
+            return internal(L);
+        *bufs[i] = L->bufof[vw[i].base->id];
+    }
+    k->at.batch = ir_shape_numel(r - 2, n->dims);
+    k->at.t = n->dims[r - 2];
+    k->at.dv = n->dims[r - 1];
+    k->at.s = n->in[1]->dims[r - 2];
+    k->at.d = n->in[1]->dims[r - 1];
+    k->at.scale = n->dtype == KILN_F32 ? (double)(float)n->value : n->value;
+    k->at.causal = n->causal;
+    k->acc_dtype = KILN_F64;
+    k->rank = 3;
+    k->dims[0] = k->at.batch;
+    k->dims[1] = k->at.t;
+    k->dims[2] = k->at.dv;
+    int idx[KILN_MAX_RANK];
+    TRY(unlinear(L, k->at.batch == 1 ? c64(L, 0) : kk_var(k, 0), r - 2, n->dims, idx));
+    TRY(idx[r - 2] = k->at.t == 1 ? c64(L, 0) : kk_var(k, 1));
+    TRY(idx[r - 1] = k->at.dv == 1 ? c64(L, 0) : kk_var(k, 2));
+    int v = emit(L, n, idx);
+    TRY(v);
+    TRY(store_node(L, n, linear(L, n->rank, n->dims, idx), v));
+    name_kernel(L, "sdpa");
+    return 0;
+}
+
 /* out = zeros; out[..., check(ids[j]), ...] += src[..., j, ...], serially. */
 static int scatter_kernels(lw *L, const kiln_tensor *n)
 {
@@ -636,6 +678,7 @@ static int root_kernel(lw *L, const kiln_tensor *n)
     switch (ir_ops[n->op].cls) {
     case IR_CLASS_REDUCE: return reduce_kernel(L, n);
     case IR_CLASS_MATMUL: return matmul_kernel(L, n, n);
+    case IR_CLASS_ATTENTION: return attention_kernel(L, n);
     case IR_CLASS_INDEX:
         if (n->op == IR_SCATTER_ADD)
             return scatter_kernels(L, n);

@@ -84,10 +84,9 @@ kiln_status pass_memplan(kiln_graph *g, kprogram *p)
                     touch(first, last, p, k->x[i].buf, pos);
             for (int i = 0; i < k->nstores; i++)
                 touch(first, last, p, k->stores[i].buf, pos);
-            if (k->kind == KK_MATMUL) {
-                touch(first, last, p, k->mm.a, pos);
-                touch(first, last, p, k->mm.b, pos);
-            }
+            int ops[3], nops = kk_operand_bufs(k, ops);
+            for (int i = 0; i < nops; i++)
+                touch(first, last, p, ops[i], pos);
         }
         int n = 0;
         for (int b = 0; b < p->nbufs; b++)

@@ -71,8 +71,9 @@ static bool last_uses(cexec *c, int e)
         for (int j = 0; j < k->nx; j++)
             if (k->x[j].kind == KX_LOAD)
                 last[k->x[j].buf] = k->id;
-        if (k->kind == KK_MATMUL)
-            last[k->mm.a] = last[k->mm.b] = k->id;
+        int ops[3], nops = kk_operand_bufs(k, ops);
+        for (int j = 0; j < nops; j++)
+            last[ops[j]] = k->id;
     }
     for (int b = 0; b < p->nbufs; b++)
         if (p->bufs[b].role != KB_OUTPUT || p->bufs[b].entry != e)

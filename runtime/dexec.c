@@ -100,12 +100,10 @@ static void kernel_touch(const dexec *x, const kernel *k, unsigned char *t)
     for (int i = 0; i < k->nx; i++)
         if (k->x[i].kind == KX_LOAD && k->x[i].buf >= 0 && x->modbuf[k->x[i].buf] >= 0)
             t[x->modbuf[k->x[i].buf]] |= 1;
-    if (k->kind == KK_MATMUL) {
-        if (x->modbuf[k->mm.a] >= 0)
-            t[x->modbuf[k->mm.a]] |= 1;
-        if (x->modbuf[k->mm.b] >= 0)
-            t[x->modbuf[k->mm.b]] |= 1;
-    }
+    int ops[3], nops = kk_operand_bufs(k, ops);
+    for (int i = 0; i < nops; i++)
+        if (x->modbuf[ops[i]] >= 0)
+            t[x->modbuf[ops[i]]] |= 1;
     for (int i = 0; i < k->nstores; i++) {
         const kk_store *s = &k->stores[i];
         if (s->buf >= 0 && x->modbuf[s->buf] >= 0)

@@ -593,6 +593,52 @@ static kiln_status matmul(ictx *c, const kiln_tensor *t, const void *a, const vo
     return s;
 }
 
+/* sdpa: per batch and row i, p_j = exp(s q_i.k_j - max) over j (j <= i when
+ * causal), out_i = sum_j p_j v_j / sum_j p_j, all in double from the
+ * operands' values with s the scale rounded to the dtype; rounded once. */
+static kiln_status sdpa(ictx *c, const kiln_tensor *t, const void *q, const void *k, const void *v,
+                        void *out)
+{
+    const kiln_tensor *tk = t->in[1];
+    int r = t->rank;
+    int64_t T = t->dims[r - 2], Dv = t->dims[r - 1], S = tk->dims[r - 2], D = tk->dims[r - 1];
+    int64_t batch = ir_shape_numel(r - 2, t->dims);
+    double scale = t->dtype == KILN_F32 ? (double)(float)t->value : t->value; /* as stored */
+    double *p = ir_alloc(sizeof(double) * (size_t)(S + 1)),
+           *acc = ir_alloc(sizeof(double) * (size_t)(Dv + 1));
+    if (!p || !acc) {
+        ir_free(p);
+        ir_free(acc);
+        return oom(c);
+    }
+    for (int64_t b = 0; b < batch; b++)
+        for (int64_t i = 0; i < T; i++) {
+            int64_t n = t->causal ? (i + 1 < S ? i + 1 : S) : S;
+            double mx = -(double)INFINITY, sum = 0;
+            for (int64_t j = 0; j < n; j++) {
+                double dot = 0;
+                for (int64_t d = 0; d < D; d++)
+                    dot += ir_load_f(t->dtype, q, (b * T + i) * D + d) *
+                           ir_load_f(t->dtype, k, (b * S + j) * D + d);
+                p[j] = dot * scale;
+                mx = p[j] > mx ? p[j] : mx;
+            }
+            for (int64_t e = 0; e < Dv; e++)
+                acc[e] = 0;
+            for (int64_t j = 0; j < n; j++) {
+                p[j] = exp(p[j] - mx);
+                sum += p[j];
+                for (int64_t e = 0; e < Dv; e++)
+                    acc[e] += p[j] * ir_load_f(t->dtype, v, (b * S + j) * Dv + e);
+            }
+            for (int64_t e = 0; e < Dv; e++)
+                ir_store_f(t->dtype, out, (b * T + i) * Dv + e, n ? acc[e] / sum : 0.0);
+        }
+    ir_free(p);
+    ir_free(acc);
+    return KILN_OK;
+}
+
 /* ---- indexing ------------------------------------------------------------------------ */
 
 /* Every id must lie in [0, size): PyTorch's indexing message otherwise. */
@@ -737,6 +783,7 @@ static kiln_status eval(ictx *c, const kiln_tensor *t, void *out)
     case IR_PAD: pad(t, x, out); return KILN_OK;
     case IR_CONCAT: concat(c, t, out); return KILN_OK;
     case IR_MATMUL: return matmul(c, t, x, y, out);
+    case IR_SDPA: return sdpa(c, t, x, y, c->val[t->in[2]->id], out);
     case IR_GATHER: return gather(c, t, x, y, out);
     case IR_SCATTER_ADD: return scatter_add(c, t, x, y, out);
     case IR_ASSIGN: /* the value; the param changes when the entry commits */

@@ -28,7 +28,7 @@ void cgen_close_to(kr *r, int from, int to)
 
 static int var_level(const kernel *k, int var)
 {
-    if (k->kind == KK_MATMUL)
+    if (k->kind == KK_MATMUL || k->kind == KK_ATTENTION)
         return var == 2 ? 2 : 1; /* epilogue loops: (b, i) rows, then j */
     return var + 1;
 }
@@ -108,7 +108,9 @@ void cgen_place_nodes(kr *r)
         if (n->kind == KX_VAR)
             lev = var_level(k, n->var);
         if (n->kind == KX_ACC) {
-            lev = k->kind == KK_MATMUL ? 2 : k->kind == KK_REDUCE ? k->rank : 0;
+            lev = k->kind == KK_MATMUL || k->kind == KK_ATTENTION ? 2
+                  : k->kind == KK_REDUCE                           ? k->rank
+                                                                   : 0;
             post = k->kind == KK_REDUCE;
         }
         for (int j = 0; j < ar; j++)
@@ -128,12 +130,10 @@ void cgen_place_nodes(kr *r)
     for (int i = 0; i < k->nstores; i++)
         if (k->stores[i].buf >= 0 && k->stores[i].buf < r->p->nbufs)
             r->use[k->stores[i].buf] |= 2;
-    if (k->kind == KK_MATMUL) {
-        if (k->mm.a >= 0 && k->mm.a < r->p->nbufs)
-            r->use[k->mm.a] |= 1;
-        if (k->mm.b >= 0 && k->mm.b < r->p->nbufs)
-            r->use[k->mm.b] |= 1;
-    }
+    int ops[3], nops = kk_operand_bufs(k, ops);
+    for (int i = 0; i < nops; i++)
+        if (ops[i] >= 0 && ops[i] < r->p->nbufs)
+            r->use[ops[i]] |= 1;
 }
 
 static const char *node_desc(const kx_node *n)
@@ -234,6 +234,7 @@ bool cgen_empty_domain(const kernel *k)
     case KK_POINTWISE:
     case KK_REDUCE: return ir_shape_numel(k->rank, k->dims) == 0;
     case KK_MATMUL: return k->mm.batch * k->mm.m * k->mm.n == 0;
+    case KK_ATTENTION: return k->at.batch * k->at.t * k->at.dv == 0;
     }
     return false;
 }

@@ -1,7 +1,7 @@
 /*
  * render.h - what the C renderer's files share (loops.c: node placement and
  * loop nests; render_c.c: pointwise and reduce kernels, entries;
- * render_gemm.c: matmul kernels): the state of one kernel being rendered and
+ * render_gemm.c: matmul kernels; render_attn.c: attention): the state of one kernel being rendered and
  * the pieces of loop nests they all print.
  */
 #ifndef KILN_CGEN_RENDER_H
@@ -64,5 +64,7 @@ bool cgen_empty_domain(const kernel *k);
  * one MATMUL kernel's body. */
 void cgen_render_mm_fns(cgen_buf *b, const kprogram *p, const cgen_opts *o);
 void cgen_render_matmul(kr *r);
+/* render_attn.c: one ATTENTION kernel's body. */
+void cgen_render_attention(kr *r);
 
 #endif /* KILN_CGEN_RENDER_H */

@@ -348,6 +348,12 @@ void cgen_kernel_comment(cgen_buf *b, const kprogram *p, const kernel *k)
                     (long long)k->mm.m, (long long)k->mm.k, (long long)k->mm.n,
                     (long long)k->mm.batch, ir_dtype_kir(k->acc_dtype));
         break;
+    case KK_ATTENTION:
+        cgen_printf(b, ": attention (%lld rows x %lld keys, dim %lld -> %lld) x %lld batches%s, "
+                    "an online softmax in f64",
+                    (long long)k->at.t, (long long)k->at.s, (long long)k->at.d,
+                    (long long)k->at.dv, (long long)k->at.batch, k->at.causal ? ", causal" : "");
+        break;
     }
     if (cgen_serial(k))
         cgen_puts(b, ", serial");
@@ -488,6 +494,7 @@ static bool render_kernel(cgen_buf *b, const kprogram *p, const kernel *k, const
             case KK_POINTWISE: render_pointwise(&r); break;
             case KK_REDUCE: render_reduce(&r); break;
             case KK_MATMUL: cgen_render_matmul(&r); break;
+            case KK_ATTENTION: cgen_render_attention(&r); break;
             }
         }
         cgen_puts(b, !fails                             ? "}\n\n"

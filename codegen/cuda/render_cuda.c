@@ -92,9 +92,10 @@ static bool cr_init(cr *r, cgen_buf *b, const kprogram *p, const kernel *k, bool
     for (int i = 0; i < k->nx; i++) /* a bounds check is needed for its error alone */
         if (k->x[i].kind == KX_CHECK)
             mark(r, i);
-    if (k->kind == KK_MATMUL && !epi) {
-        r->use[k->mm.a] |= 1;
-        r->use[k->mm.b] |= 1;
+    if ((k->kind == KK_MATMUL || k->kind == KK_ATTENTION) && !epi) {
+        int ops[3], n = kk_operand_bufs(k, ops);
+        for (int i = 0; i < n; i++)
+            r->use[ops[i]] |= 1;
         r->vars[0] = r->vars[1] = r->vars[2] = true; /* the operands' offsets */
     }
     if (k->kind == KK_REDUCE && (k->rop == IR_ARGMAX || k->rop == IR_ARGMIN))
@@ -301,6 +302,64 @@ static void render_matmul(cr *r)
     cgen_puts(b, "    }\n");
 }
 
+/* ATTENTION: a thread per (batch, row), an online softmax over the keys in
+ * double (the C kernel's recurrence, one key at a time), then the epilogue
+ * per output column. */
+static void render_attention(cr *r)
+{
+    const kernel *k = r->k;
+    const kk_attention *at = &k->at;
+    cgen_buf *b = r->b;
+    const char *ty = cgen_ctype(r->p->bufs[at->q].dtype);
+    char keys[96]; /* keys 0..i1 when causal */
+    if (at->causal)
+        snprintf(keys, sizeof keys, "i1 + 1 < %lld ? i1 + 1 : %lld", (long long)at->s,
+                 (long long)at->s);
+    else
+        snprintf(keys, sizeof keys, "%lld", (long long)at->s);
+    grid_loop(b, at->batch * at->t, 1);
+    const int64_t dims[2] = {at->batch, at->t};
+    unflatten(r, 2, "t", 0, 2, dims);
+    cgen_printf(b,
+                "        const %s *qr = b%d + i0 * %lld + i1 * %lld;\n"
+                "        double m = -(double)INFINITY, l = 0, o[%lld];\n"
+                "        for (int64_t e = 0; e < %lld; e++)\n"
+                "            o[e] = 0;\n"
+                "        const int64_t keys = %s;\n"
+                "        for (int64_t j = 0; j < keys; j++) {\n"
+                "            const %s *kr = b%d + i0 * %lld + j * %lld;\n"
+                "            const %s *vr = b%d + i0 * %lld + j * %lld;\n"
+                "            double s = 0;\n"
+                "            for (int64_t d = 0; d < %lld; d++)\n"
+                "                s += (double)qr[d * %lld] * (double)kr[d * %lld];\n"
+                "            s *= %.17g;\n"
+                "            if (s > m) {\n"
+                "                const double c = exp(m - s);\n"
+                "                l *= c;\n"
+                "                for (int64_t e = 0; e < %lld; e++)\n"
+                "                    o[e] *= c;\n"
+                "                m = s;\n"
+                "            }\n"
+                "            const double w = exp(s - m);\n"
+                "            l += w;\n"
+                "            for (int64_t e = 0; e < %lld; e++)\n"
+                "                o[e] += w * (double)vr[e * %lld];\n"
+                "        }\n"
+                "        for (int64_t i2 = 0; i2 < %lld; i2++) {\n"
+                "            const double acc = l > 0 ? o[i2] / l : 0;\n",
+                ty, at->q, (long long)at->q_stride[0], (long long)at->q_stride[1],
+                (long long)(at->dv ? at->dv : 1), (long long)at->dv, keys, ty, at->k,
+                (long long)at->k_stride[0], (long long)at->k_stride[1], ty, at->v,
+                (long long)at->v_stride[0], (long long)at->v_stride[1], (long long)at->d,
+                (long long)at->q_stride[2], (long long)at->k_stride[2], at->scale,
+                (long long)at->dv, (long long)at->dv, (long long)at->v_stride[2],
+                (long long)at->dv);
+    emit_nodes(r, 3, false, false);
+    emit_nodes(r, 3, true, false);
+    emit_stores(r, 3);
+    cgen_puts(b, "        }\n    }\n");
+}
+
 /* The epilogue of a MATMUL whose product a library GEMM wrote to mmacc
  * (row-major batch x m x n): the same stores, one thread per element. */
 static bool render_epilogue(cgen_buf *b, const kprogram *p, const kernel *k)
@@ -339,6 +398,8 @@ static bool empty_domain(const kernel *k)
 {
     if (k->kind == KK_MATMUL)
         return k->mm.batch * k->mm.m * k->mm.n == 0;
+    if (k->kind == KK_ATTENTION)
+        return k->at.batch * k->at.t * k->at.dv == 0;
     return ir_shape_numel(k->rank, k->dims) == 0;
 }
 
@@ -361,6 +422,8 @@ static bool render_kernel(cgen_buf *b, const kprogram *p, const kernel *k)
             render_pointwise(&r);
         else if (k->kind == KK_REDUCE)
             render_reduce(&r);
+        else if (k->kind == KK_ATTENTION)
+            render_attention(&r);
         else
             render_matmul(&r);
         cgen_puts(b, "}\n\n");
@@ -386,6 +449,8 @@ int64_t cgen_cuda_launch(const kprogram *p, const kernel *k, bool epi, int *args
         return 0;
     if (k->kind == KK_MATMUL)
         return k->mm.batch * k->mm.m * k->mm.n;
+    if (k->kind == KK_ATTENTION)
+        return k->at.batch * k->at.t; /* render_attention: a row a thread */
     int64_t n = ir_shape_numel(k->rank, k->dims);
     if (k->kind == KK_POINTWISE)
         return (n + 3) / 4; /* render_pointwise: four elements a thread */

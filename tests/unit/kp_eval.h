@@ -427,6 +427,54 @@ static void kpe_matmul(kpe_ctx *c, const kernel *k, const bool *smask)
     } while (!c->failed && kpe_next(c->var, 3, k->dims));
 }
 
+/* sdpa per (batch, row), in double as the interpreter: scores, their
+ * maximum, the weights, then the epilogue per column (KX_ACC = out). */
+static void kpe_attention(kpe_ctx *c, const kernel *k, const bool *smask)
+{
+    const kk_attention *at = &k->at;
+    for (int d = 0; d < 3; d++)
+        c->var[d] = 0;
+    if (at->batch * at->t * at->dv == 0)
+        return;
+    kiln_dtype dt = c->p->bufs[at->q].dtype;
+    double *sc = calloc((size_t)at->s + 1, sizeof(double));
+    double *o = calloc((size_t)at->dv + 1, sizeof(double));
+    for (int64_t b = 0; b < at->batch && sc && o && !c->failed; b++)
+        for (int64_t i = 0; i < at->t && !c->failed; i++) {
+            int64_t n = at->causal ? (i + 1 < at->s ? i + 1 : at->s) : at->s;
+            double mx = -(double)INFINITY, l = 0;
+            for (int64_t j = 0; j < n; j++) {
+                double s = 0;
+                for (int64_t d = 0; d < at->d; d++)
+                    s += kpe_as_f(dt, kpe_load(c, at->q, b * at->q_stride[0] + i * at->q_stride[1] +
+                                                             d * at->q_stride[2])) *
+                         kpe_as_f(dt, kpe_load(c, at->k, b * at->k_stride[0] + j * at->k_stride[1] +
+                                                             d * at->k_stride[2]));
+                sc[j] = s * at->scale;
+                mx = sc[j] > mx ? sc[j] : mx;
+            }
+            for (int64_t e = 0; e < at->dv; e++)
+                o[e] = 0;
+            for (int64_t j = 0; j < n; j++) {
+                double w = exp(sc[j] - mx);
+                l += w;
+                for (int64_t e = 0; e < at->dv; e++)
+                    o[e] += w * kpe_as_f(dt, kpe_load(c, at->v, b * at->v_stride[0] +
+                                                                  j * at->v_stride[1] +
+                                                                  e * at->v_stride[2]));
+            }
+            c->var[0] = b;
+            c->var[1] = i;
+            for (int64_t e = 0; e < at->dv && !c->failed; e++) {
+                c->var[2] = e;
+                c->acc = (kpe_val){l > 0 ? o[e] / l : 0, 0};
+                kpe_stores(c, k, smask);
+            }
+        }
+    free(sc);
+    free(o);
+}
+
 static void kpe_kernel(kpe_ctx *c, const kernel *k)
 {
     bool *smask = calloc((size_t)k->nx + 1, 1), *bmask = calloc((size_t)k->nx + 1, 1);
@@ -452,6 +500,7 @@ static void kpe_kernel(kpe_ctx *c, const kernel *k)
             kpe_reduce(c, k, bmask, smask);
             break;
         case KK_MATMUL: kpe_matmul(c, k, smask); break;
+        case KK_ATTENTION: kpe_attention(c, k, smask); break;
         }
     }
     free(smask);

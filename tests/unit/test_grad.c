@@ -153,6 +153,8 @@ U(pad, kiln_pad(g, kiln_slice(g, x[0], 1, 1, 3, 1), (const int64_t[]){1, 0},
                 (const int64_t[]){0, 2}, 0.5))
 U(concat, kiln_concat(g, 3, (kiln_tensor *const[]){x[0], x[1], x[0]}, 1))
 U(matmul, kiln_matmul(g, x[0], x[1]))
+U(sdpa, kiln_add(g, kiln_scaled_dot_product_attention(g, x[0], x[1], x[2], NULL, true, 0),
+                 kiln_scaled_dot_product_attention(g, x[0], x[1], x[2], NULL, false, 0.7)))
 U(gather, kiln_embedding(g, x[0], ids5(g)))
 
 static kiln_tensor *c_scatter_add(kiln_graph *g, kiln_tensor **x)
@@ -250,6 +252,7 @@ static const gcase cases[IR_OP_COUNT] = {
     [IR_PAD] = {c_pad, false, S1(2, 4), -1, 1, false},
     [IR_CONCAT] = {c_concat, false, 2, {2, 2}, {{2, 3}, {2, 2}}, -1, 1, false},
     [IR_MATMUL] = {c_matmul, false, 2, {3, 2}, {{2, 3, 4}, {4, 2}}, -1, 1, false},
+    [IR_SDPA] = {c_sdpa, false, 3, {3, 3, 3}, {{2, 3, 4}, {2, 5, 4}, {2, 5, 3}}, -1, 1, false},
     [IR_GATHER] = {c_gather, false, S1(4, 3), -1, 1, false},
     [IR_SCATTER_ADD] = {c_scatter_add, false, S1(5, 3), -1, 1, false},
     [IR_ASSIGN] = {c_assign, true, BIN, -1, 1, false},

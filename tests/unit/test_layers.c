@@ -340,6 +340,50 @@ static void test_attention_matches_pytorch(void **state)
            &(sdpa_arg){2, 0.5});
 }
 
+/* The fused op (no mask: one sdpa node) and the composite it replaces (the
+ * same attention with the mask spelled out: matmul, softmax, matmul) agree
+ * within 1e-5, forward and the gradients of q, k and v, causal or not. */
+static void test_attention_fused_matches_composite(void **state)
+{
+    (void)state;
+    for (int causal = 0; causal < 2; causal++) {
+        kiln_graph *g = ku_graph_new();
+        kiln_tensor *x[3] = {
+            kiln_param(g, "q", KILN_F32, KILN_SHAPE(2, 3, 5, 4), kiln_init_normal(0, 1)),
+            kiln_param(g, "k", KILN_F32, KILN_SHAPE(2, 3, 6, 4), kiln_init_normal(0, 1)),
+            kiln_param(g, "v", KILN_F32, KILN_SHAPE(2, 3, 6, 3), kiln_init_normal(0, 1))};
+        kiln_tensor *mask = kiln_ones(g, KILN_BOOL, 2, (const int64_t[]){5, 6});
+        if (causal)
+            mask = kiln_tril(g, mask, 0);
+        kiln_tensor *fused =
+            kiln_scaled_dot_product_attention(g, x[0], x[1], x[2], NULL, causal, 0);
+        kiln_tensor *comp = kiln_scaled_dot_product_attention(g, x[0], x[1], x[2], mask, false, 0);
+        assert_int_equal(fused->op, IR_SDPA);
+        assert_int_not_equal(comp->op, IR_SDPA);
+        kiln_tensor *w = kiln_sin(g, kiln_arange(g, KILN_F32, 0, 2 * 3 * 5 * 3, 1));
+        w = kiln_reshape(g, w, 4, (const int64_t[]){2, 3, 5, 3});
+        kiln_tensor *outs[8] = {fused, comp};
+        kiln_grad(g, kiln_sum(g, kiln_mul(g, fused, w), KILN_ALL, false), 3, x, NULL, outs + 2);
+        kiln_grad(g, kiln_sum(g, kiln_mul(g, comp, w), KILN_ALL, false), 3, x, NULL, outs + 5);
+        assert_int_equal(kiln_entry(g, "f", 8, outs, NULL), KILN_OK);
+        kiln_module *m = ku_compile_for(g, KILN_TARGET_C);
+        for (int o = 0; o < 4; o++) {
+            int64_t n = ir_numel(outs[o == 0 ? 0 : o + 1]);
+            float *a = malloc(sizeof(float) * (size_t)n), *b = malloc(sizeof(float) * (size_t)n);
+            ku_get_f32(m, o == 0 ? 0 : o + 1, a, (size_t)n);
+            ku_get_f32(m, o == 0 ? 1 : o + 4, b, (size_t)n);
+            for (int64_t i = 0; i < n; i++)
+                if (!(fabsf(a[i] - b[i]) <= 1e-5f * fabsf(b[i]) + 1e-6f))
+                    fail_msg("causal %d, output %d[%lld]: fused %.9g, composite %.9g", causal, o,
+                             (long long)i, (double)a[i], (double)b[i]);
+            free(a);
+            free(b);
+        }
+        kiln_module_free(m);
+        kiln_graph_free(g);
+    }
+}
+
 typedef struct {
     int n;
     int64_t labels[8], ignore;
@@ -650,6 +694,7 @@ int main(void)
         cmocka_unit_test(test_pooling_matches_pytorch),
         cmocka_unit_test(test_norms_match_pytorch),
         cmocka_unit_test(test_attention_matches_pytorch),
+        cmocka_unit_test(test_attention_fused_matches_composite),
         cmocka_unit_test(test_batch_norm_updates_per_entry),
         cmocka_unit_test(test_cross_entropy_options_match_pytorch),
         cmocka_unit_test(test_errors),

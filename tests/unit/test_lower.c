@@ -443,6 +443,24 @@ static void test_matmul_forms(void **state)
     check();
 }
 
+/* sdpa: one ATTENTION kernel per node, causal or not, strided operands (a
+ * transposed key read in place), f32 and f64; what reads it is another kernel
+ * (the kernel-IR evaluator against the interpreter). */
+static void test_attention(void **state)
+{
+    (void)state;
+    kiln_tensor *q = in("q", KILN_F32, SH(2, 4, 3)), *k = in("k", KILN_F32, SH(2, 5, 3));
+    kiln_tensor *v = in("v", KILN_F32, SH(2, 5, 2)), *kt = in("kt", KILN_F64, SH(2, 3, 5));
+    kiln_tensor *q64 = in("q64", KILN_F64, SH(2, 4, 3)), *v64 = in("v64", KILN_F64, SH(2, 5, 2));
+    kiln_tensor *outs[] = {
+        kiln_scaled_dot_product_attention(g, q, k, v, NULL, false, 0),
+        kiln_exp(g, kiln_scaled_dot_product_attention(g, q, k, v, NULL, true, 0.25)),
+        kiln_scaled_dot_product_attention(g, q64, kiln_transpose(g, kt, 1, 2), v64, NULL, true, 0)};
+    entry(3, outs);
+    lowered l = check();
+    assert_int_equal(l.nkernels[0], 4); /* three sdpa, one exp */
+}
+
 static void test_linear_relu_epilogue(void **state)
 {
     (void)state;
@@ -567,6 +585,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reductions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_softmax_family, setup, teardown),
         cmocka_unit_test_setup_teardown(test_matmul_forms, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_attention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_linear_relu_epilogue, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mlp_sgd, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gather, setup, teardown),

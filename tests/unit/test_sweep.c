@@ -860,6 +860,36 @@ static void cases_MATMUL(sweep *s)
     }
 }
 
+/* ---- scaled dot-product attention ------------------------------------------------------ */
+
+/* The fused op (no mask, no broadcasting): causal or not, more or fewer keys
+ * than rows, transposed and permuted operands (strided reads), one row. */
+static void cases_SDPA(sweep *s)
+{
+    for (int d = 0; d < SW_NDTYPES; d++) {
+        kiln_dtype dt = sw_dtypes[d];
+        if (!ir_dtype_is_float(dt))
+            continue;
+        const char *n = dn(dt);
+        for (int causal = 0; causal < 2; causal++) {
+            kiln_tensor *q = sw_operand(s, 0, dt, SH3(2, 5, 4), G_UNIT, F_CONTIG);
+            kiln_tensor *k = sw_operand(s, 1, dt, SH3(2, 7, 4), G_UNIT, F_CONTIG);
+            kiln_tensor *v = sw_operand(s, 2, dt, SH3(2, 7, 3), G_UNIT, F_CONTIG);
+            out(s, kiln_scaled_dot_product_attention(s->g, q, k, v, NULL, causal, 0), "%s.%s", n,
+                causal ? "causal" : "full");
+            kiln_tensor *kt = sw_operand(s, 1, dt, SH3(2, 7, 4), G_UNIT, F_T);
+            kiln_tensor *vp = sw_operand(s, 2, dt, SH3(2, 7, 3), G_UNIT, F_PERM);
+            out(s, kiln_scaled_dot_product_attention(s->g, q, kt, vp, NULL, causal, 0.5),
+                "%s.%s.views", n, causal ? "causal" : "full");
+        }
+        kiln_tensor *q1 = sw_operand(s, 0, dt, SH2(1, 6), G_UNIT, F_CONTIG);
+        kiln_tensor *k1 = sw_operand(s, 1, dt, SH2(9, 6), G_UNIT, F_CONTIG);
+        kiln_tensor *v1 = sw_operand(s, 2, dt, SH2(9, 2), G_UNIT, F_CONTIG);
+        out(s, kiln_scaled_dot_product_attention(s->g, q1, k1, v1, NULL, false, 0), "%s.one_row",
+            n);
+    }
+}
+
 /* ---- gather, scatter_add ----------------------------------------------------------------- */
 
 static kiln_tensor *raw_gather(sweep *s, kiln_tensor *table, kiln_tensor *ids, int axis)
@@ -1196,6 +1226,7 @@ static unsigned accepted_dtypes(ir_op op)
     case IR_PAD:
     case IR_CONCAT: return DT_ALL;
     case IR_MATMUL: return DT_NUM;
+    case IR_SDPA: return DT_FLOAT;
     case IR_GATHER:
     case IR_SCATTER_ADD:
     case IR_ASSIGN: return DT_ALL;

@@ -552,6 +552,37 @@ static void test_matmul(void **state)
     expect_invalid(g, "verify: %2 (matmul): operand 1 has dtype f64 but the result is f32");
 }
 
+static void test_attention(void **state)
+{
+    (void)state;
+    kiln_graph *g = kiln_graph_new();
+    kiln_tensor *q = leaf(g, IR_INPUT, "q", KILN_F32, S(2, 3, 4));
+    kiln_tensor *k = leaf(g, IR_INPUT, "k", KILN_F32, S(2, 5, 4));
+    kiln_tensor *v = leaf(g, IR_INPUT, "v", KILN_F32, S(2, 5, 6));
+    NODE(g, IR_SDPA, KILN_F32, S(2, 3, 6), q, k, v)->value = 0.5;
+    ku_assert_ok(g);
+    kiln_graph_free(g);
+
+    g = kiln_graph_new();
+    q = leaf(g, IR_INPUT, "q", KILN_F32, S(2, 3, 4));
+    k = leaf(g, IR_INPUT, "k", KILN_F32, S(2, 5, 3));
+    v = leaf(g, IR_INPUT, "v", KILN_F32, S(2, 5, 6));
+    NODE(g, IR_SDPA, KILN_F32, S(2, 3, 6), q, k, v)->value = 0.5;
+    expect_invalid(g, "verify: %3 (sdpa): attention of q [2, 3, 4], k [2, 5, 3], v [2, 5, 6] does "
+                      "not give [2, 3, 6] (expected (..., T, D), (..., S, D), (..., S, Dv) -> "
+                      "(..., T, Dv))");
+
+    g = kiln_graph_new();
+    q = leaf(g, IR_INPUT, "q", KILN_I64, S(3, 4));
+    NODE(g, IR_SDPA, KILN_I64, S(3, 4), q, q, q)->value = 1;
+    expect_invalid(g, "verify: %1 (sdpa): attention needs a float dtype, not i64");
+
+    g = kiln_graph_new();
+    q = leaf(g, IR_INPUT, "q", KILN_F32, S(3, 4));
+    NODE(g, IR_SDPA, KILN_F32, S(3, 4), q, q, q)->value = 0;
+    expect_invalid(g, "verify: %1 (sdpa): the scale 0 is not positive");
+}
+
 static void test_gather_scatter(void **state)
 {
     (void)state;
@@ -731,23 +762,15 @@ static void test_where_and_status(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_valid_hand_made),
-        cmocka_unit_test(test_valid_builders),
-        cmocka_unit_test(test_operand_order),
-        cmocka_unit_test(test_arity),
-        cmocka_unit_test(test_node_form),
-        cmocka_unit_test(test_sources),
-        cmocka_unit_test(test_names),
-        cmocka_unit_test(test_elementwise),
-        cmocka_unit_test(test_reductions),
-        cmocka_unit_test(test_reshape_permute_expand),
-        cmocka_unit_test(test_slice_pad),
-        cmocka_unit_test(test_concat),
-        cmocka_unit_test(test_matmul),
-        cmocka_unit_test(test_gather_scatter),
-        cmocka_unit_test(test_assign),
-        cmocka_unit_test(test_entries),
-        cmocka_unit_test(test_where_and_status),
+        cmocka_unit_test(test_valid_hand_made), cmocka_unit_test(test_valid_builders),
+        cmocka_unit_test(test_operand_order),   cmocka_unit_test(test_arity),
+        cmocka_unit_test(test_node_form),       cmocka_unit_test(test_sources),
+        cmocka_unit_test(test_names),           cmocka_unit_test(test_elementwise),
+        cmocka_unit_test(test_reductions),      cmocka_unit_test(test_reshape_permute_expand),
+        cmocka_unit_test(test_slice_pad),       cmocka_unit_test(test_concat),
+        cmocka_unit_test(test_matmul),          cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_gather_scatter),  cmocka_unit_test(test_assign),
+        cmocka_unit_test(test_entries),         cmocka_unit_test(test_where_and_status),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
