@@ -519,6 +519,27 @@ static int reduce_kernel(lw *L, const kiln_tensor *n)
     return 0;
 }
 
+/* The (batch, row, col) domain of a MATMUL or ATTENTION kernel computing
+ * node acc (of rank >= 2: its leading axes are the batch) and the stores of
+ * root, its epilogue (KX_ACC is acc's element). */
+static int epilogue(lw *L, const kiln_tensor *root, const kiln_tensor *acc, int64_t batch,
+                    int64_t rows, int64_t cols)
+{
+    kernel *k = L->k;
+    int r = acc->rank;
+    k->rank = 3;
+    k->dims[0] = batch;
+    k->dims[1] = rows;
+    k->dims[2] = cols;
+    int idx[KILN_MAX_RANK];
+    TRY(unlinear(L, batch == 1 ? c64(L, 0) : kk_var(k, 0), r - 2, acc->dims, idx));
+    TRY(idx[r - 2] = rows == 1 ? c64(L, 0) : kk_var(k, 1));
+    TRY(idx[r - 1] = cols == 1 ? c64(L, 0) : kk_var(k, 2));
+    int v = emit(L, root, idx);
+    TRY(v);
+    return store_node(L, root, linear(L, root->rank, root->dims, idx), v);
+}
+
 /* A MATMUL kernel for node mm; root is mm itself or the epilogue root whose
  * value (with mm's value = KX_ACC) is stored. */
 static int matmul_kernel(lw *L, const kiln_tensor *root, const kiln_tensor *mm)
@@ -542,17 +563,7 @@ static int matmul_kernel(lw *L, const kiln_tensor *root, const kiln_tensor *mm)
     k->mm.n = mm->dims[r - 1];
     k->mm.k = a->dims[r - 1];
     k->acc_dtype = ir_dtype_is_float(mm->dtype) ? KILN_F64 : KILN_I64;
-    k->rank = 3;
-    k->dims[0] = k->mm.batch;
-    k->dims[1] = k->mm.m;
-    k->dims[2] = k->mm.n;
-    int idx[KILN_MAX_RANK];
-    TRY(unlinear(L, k->mm.batch == 1 ? c64(L, 0) : kk_var(k, 0), r - 2, mm->dims, idx));
-    TRY(idx[r - 2] = k->mm.m == 1 ? c64(L, 0) : kk_var(k, 1));
-    TRY(idx[r - 1] = k->mm.n == 1 ? c64(L, 0) : kk_var(k, 2));
-    int v = emit(L, root, idx);
-    TRY(v);
-    TRY(store_node(L, root, linear(L, root->rank, root->dims, idx), v));
+    TRY(epilogue(L, root, mm, k->mm.batch, k->mm.m, k->mm.n));
     name_kernel(L, "matmul");
     return 0;
 }
@@ -583,17 +594,7 @@ static int attention_kernel(lw *L, const kiln_tensor *n)
     k->at.scale = n->dtype == KILN_F32 ? (double)(float)n->value : n->value;
     k->at.causal = n->causal;
     k->acc_dtype = KILN_F64;
-    k->rank = 3;
-    k->dims[0] = k->at.batch;
-    k->dims[1] = k->at.t;
-    k->dims[2] = k->at.dv;
-    int idx[KILN_MAX_RANK];
-    TRY(unlinear(L, k->at.batch == 1 ? c64(L, 0) : kk_var(k, 0), r - 2, n->dims, idx));
-    TRY(idx[r - 2] = k->at.t == 1 ? c64(L, 0) : kk_var(k, 1));
-    TRY(idx[r - 1] = k->at.dv == 1 ? c64(L, 0) : kk_var(k, 2));
-    int v = emit(L, n, idx);
-    TRY(v);
-    TRY(store_node(L, n, linear(L, n->rank, n->dims, idx), v));
+    TRY(epilogue(L, n, n, k->at.batch, k->at.t, k->at.dv));
     name_kernel(L, "sdpa");
     return 0;
 }
