@@ -650,8 +650,8 @@ static kiln_status verify_kernel(const kprogram *p, const kernel *k, char *msg, 
     int ops[3], nops = kk_operand_bufs(k, ops);
     for (int i = 0; i < nops; i++)
         if (k->rank != 3 || ops[i] < 0 || ops[i] >= p->nbufs)
-            return bad(msg, cap, k->kind == KK_MATMUL ? "matmul operands" : "attention operands",
-                       k, 0);
+            return bad(msg, cap, k->kind == KK_MATMUL ? "matmul operands" : "attention operands", k,
+                       0);
     return KILN_OK;
 }
 

@@ -109,8 +109,8 @@ void cgen_place_nodes(kr *r)
             lev = var_level(k, n->var);
         if (n->kind == KX_ACC) {
             lev = k->kind == KK_MATMUL || k->kind == KK_ATTENTION ? 2
-                  : k->kind == KK_REDUCE                           ? k->rank
-                                                                   : 0;
+                  : k->kind == KK_REDUCE                          ? k->rank
+                                                                  : 0;
             post = k->kind == KK_REDUCE;
         }
         for (int j = 0; j < ar; j++)

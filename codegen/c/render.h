@@ -1,8 +1,8 @@
 /*
  * render.h - what the C renderer's files share (loops.c: node placement and
  * loop nests; render_c.c: pointwise and reduce kernels, entries;
- * render_gemm.c: matmul kernels; render_attn.c: attention): the state of one kernel being rendered and
- * the pieces of loop nests they all print.
+ * render_gemm.c: matmul kernels; render_attn.c: attention): the state of one kernel being rendered
+ * and the pieces of loop nests they all print.
  */
 #ifndef KILN_CGEN_RENDER_H
 #define KILN_CGEN_RENDER_H

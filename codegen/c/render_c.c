@@ -349,10 +349,11 @@ void cgen_kernel_comment(cgen_buf *b, const kprogram *p, const kernel *k)
                     (long long)k->mm.batch, ir_dtype_kir(k->acc_dtype));
         break;
     case KK_ATTENTION:
-        cgen_printf(b, ": attention (%lld rows x %lld keys, dim %lld -> %lld) x %lld batches%s, "
+        cgen_printf(b,
+                    ": attention (%lld rows x %lld keys, dim %lld -> %lld) x %lld batches%s, "
                     "an online softmax in f64",
-                    (long long)k->at.t, (long long)k->at.s, (long long)k->at.d,
-                    (long long)k->at.dv, (long long)k->at.batch, k->at.causal ? ", causal" : "");
+                    (long long)k->at.t, (long long)k->at.s, (long long)k->at.d, (long long)k->at.dv,
+                    (long long)k->at.batch, k->at.causal ? ", causal" : "");
         break;
     }
     if (cgen_serial(k))
