@@ -44,12 +44,12 @@ typedef struct {
     int nbufs;
 } dp_ctx;
 
-static void dp_tick(kiln_ctx *ctx, int32_t kernel)
+static void dp_tick(kiln_ctx *ctx, int32_t id)
 {
-    rt_prof_tick(ctx, kernel);
+    rt_prof_tick(ctx, id);
     dp_ctx *d = (dp_ctx *)ctx;
     for (int b = 0; b < d->nbufs; b++)
-        if (d->last[b] == kernel)
+        if (d->last[b] == id)
             rt_dp_ready(d->m, d->modbuf[b]);
     rt_dp_poll(d->m);
 }
@@ -190,11 +190,11 @@ uint64_t rt_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-void rt_prof_tick(kiln_ctx *ctx, int32_t kernel)
+void rt_prof_tick(kiln_ctx *ctx, int32_t id)
 {
     uint64_t now = rt_now_ns();
-    ctx->prof[kernel].calls++;
-    ctx->prof[kernel].ns += now - ctx->tick_ns;
+    ctx->prof[id].calls++;
+    ctx->prof[id].ns += now - ctx->tick_ns;
     ctx->tick_ns = now;
 }
 

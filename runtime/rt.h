@@ -159,9 +159,9 @@ void rt_dp_poll(kiln_module *m);
 /* Records "<fn>: <what> failed: <m->comm's reason>" (KILN_ERR_DEVICE). */
 kiln_status rt_comm_fail(kiln_module *m, const char *fn, const char *what);
 /* The monotonic clock in nanoseconds, and the kiln_ctx tick that charges the
- * time since ctx->tick_ns to ctx->prof[kernel] (ir/abi.h). */
+ * time since ctx->tick_ns to ctx->prof[id], kernel id's counters (ir/abi.h). */
 uint64_t rt_now_ns(void);
-void rt_prof_tick(struct kiln_ctx *ctx, int32_t kernel);
+void rt_prof_tick(struct kiln_ctx *ctx, int32_t id);
 
 /* ---- dexec.c: the device executor (device.h) ----------------------------------- */
 

@@ -127,7 +127,7 @@ static kiln_graph *build_decoder(gpt_model *md, int64_t vocab)
     kiln_tensor *logits = kiln_reshape(g, gpt_head(g, md, h), 1, &vocab);
     outs[0] = kiln_argmax(g, logits, 0, false);
     names[0] = "decode.token";
-    char out_names[2 * GPT_LAYERS][64];
+    char out_names[2 * GPT_LAYERS][sizeof buf + 16]; /* "decode.new." + a cache name */
     for (int i = 0; i < 2 * GPT_LAYERS; i++) {
         snprintf(out_names[i], sizeof out_names[i], "decode.new.%s", buf[i]);
         names[1 + i] = out_names[i];
