@@ -31,7 +31,7 @@
 static char *param_list(const kiln_module *m, size_t *len)
 {
     size_t cap = 64, at = 0;
-    char *s = malloc(cap);
+    char *s = calloc(1, cap); /* "" when the module has no params */
     for (int i = 0; s && i < m->nbufs; i++) {
         const rt_buf *b = &m->bufs[i];
         if (b->role != RT_PARAM)
