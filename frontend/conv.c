@@ -7,8 +7,9 @@
  *   conv2d   (conv1d: over a height of 1) the padded input's kH x kW taps (strided slices, stacked:
  * an im2col the fusion keeps as a view where it can), one batched matmul per group against the
  * weight as [O/g, C/g*kH*kW], bias; pooling  a window that tiles the input (kernel == stride, no
- * padding) is a reshape and a reduction over the two window axes; any other is the same taps and a
- * max (padding -inf) or a mean (padding 0, count_include_pad) over them; adaptive windows [floor(i
+ * padding) is a reshape and a reduction over the window; any other is the same taps and a max
+ * (padding -inf; its gradient to the window's first maximum: window_max) or a mean (padding 0,
+ * count_include_pad) over them; adaptive windows [floor(i
  * H/o), ceil((i+1) H/o)): the reshape when o divides the size (global pooling included), else one
  * mean per output row and column, concatenated. A 3-D (unbatched) input gets a batch axis of 1 and
  * loses it at the end.
@@ -199,6 +200,23 @@ kiln_tensor *kiln_conv1d(kiln_graph *g, kiln_tensor *x, kiln_tensor *w, kiln_ten
 
 typedef enum { POOL_MAX, POOL_AVG } pool_kind;
 
+/* The max of w over its window axis, as F.max_pool2d: the gradient goes to
+ * the window's first maximum (the index max_pool2d returns), not split
+ * between tied maxima as amax's; it is sum(where(i == argmax, w, 0)), whose
+ * gradient is one select. Integers (no gradient) take the plain max. */
+static kiln_tensor *window_max(kiln_graph *g, kiln_tensor *w, int axis)
+{
+    if (!ir_dtype_is_float(w->dtype))
+        return kiln_max(g, w, axis, false);
+    int64_t dims[KILN_MAX_RANK];
+    int rank = w->rank - axis;
+    for (int a = 0; a < rank; a++)
+        dims[a] = a ? 1 : w->dims[axis];
+    kiln_tensor *i = kiln_arange(g, KILN_I64, 0, (double)w->dims[axis], 1);
+    kiln_tensor *first = kiln_eq(g, kiln_reshape(g, i, rank, dims), kiln_argmax(g, w, axis, true));
+    return kiln_sum(g, kiln_where(g, first, w, kiln_scalar(g, 0)), axis, false);
+}
+
 /* The pooled input x4 [N, C, H, W] when the windows tile it (kernel ==
  * stride, no padding): [N, C, o0, k0, o1, k1] reduced over axes 3 and 5. */
 static kiln_tensor *tiled(kiln_graph *g, kiln_tensor *x4, pool_kind kind, const int64_t k[2],
@@ -210,8 +228,12 @@ static kiln_tensor *tiled(kiln_graph *g, kiln_tensor *x4, pool_kind kind, const 
     if (o[1] * k[1] != x4->dims[3])
         x = kiln_slice(g, x, 3, 0, o[1] * k[1], 1);
     x = kiln_reshape(g, x, 6, (const int64_t[]){x4->dims[0], x4->dims[1], o[0], k[0], o[1], k[1]});
-    if (kind == POOL_MAX)
-        return kiln_max(g, kiln_max(g, x, 5, false), 3, false);
+    if (kind == POOL_MAX) { /* the window on one axis: [N, C, o0, o1, k0*k1] */
+        x = kiln_permute(g, x, (const int[]){0, 1, 2, 4, 3, 5});
+        x = kiln_reshape(g, x, 5,
+                         (const int64_t[]){x4->dims[0], x4->dims[1], o[0], o[1], k[0] * k[1]});
+        return window_max(g, x, 4);
+    }
     return kiln_mean_axes(g, x, 2, (const int[]){3, 5}, false);
 }
 
@@ -267,7 +289,7 @@ static kiln_tensor *pool2d(kiln_graph *g, const char *fn, pool_kind kind, kiln_t
                       (const int64_t[]){0, 0, padding, padding}, fill);
     }
     kiln_tensor *t = taps(g, x4, k, s, d, o);
-    kiln_tensor *y = kind == POOL_MAX ? kiln_max(g, t, 2, false) : kiln_mean(g, t, 2, false);
+    kiln_tensor *y = kind == POOL_MAX ? window_max(g, t, 2) : kiln_mean(g, t, 2, false);
     return unbatch(g, y, unb);
 }
 

@@ -18,9 +18,9 @@
  *   4. Any other node (elementwise, cast, where, rand/randn, views, full,
  *      arange, gather, assign's value) with one use is inlined into its user,
  *      unless it loads more than CHEAP_LOADS buffers and that use broadcasts
- *      it (an expand on the chain of views to its reader: inlined, its loads
- *      would be repeated for every copy; max-pool's gradient spreads col2im's
- *      sum of 9 taps over each 2x2 window so). With several uses it is
+ *      it where the loop nest cannot hoist it (read_broadcast: inlined, its
+ *      loads would be repeated for every copy; max-pool's gradient spreads
+ *      col2im's sum of 9 taps over each 2x2 window so). With several uses it is
  *      recomputed in each user when cheap, else a root.
  *      Cheap: its inlined expression tree holds at most CHEAP_OPS arithmetic
  *      ops and CHEAP_LOADS buffer loads (views, casts, detach and constants
@@ -261,14 +261,18 @@ static void alias_outputs(const kiln_graph *g, const unsigned char *kind, int *a
 
 /* True when node i's reader, through its chain of single views, broadcasts
  * it in a way the kernel cannot hoist: an expand along an axis with a
- * non-broadcast axis inside it (max-pool's gradient over each 2x2 window). A
- * broadcast along trailing axes only (a row's statistic over the row) is
+ * non-broadcast axis inside it, or along trailing axes that a permute further
+ * down the chain (through single-use elementwise nodes) moves inward (max-pool's
+ * gradient spreads each window's value over the window's rows and columns so).
+ * A broadcast along trailing axes only (a row's statistic over the row) is
  * computed once per outer iteration anyway (codegen places each value at the
  * outermost loop it depends on). */
-static bool read_broadcast(const kiln_graph *g, int i, const int *user)
+static bool read_broadcast(const kiln_graph *g, int i, const int *user, const int *uses)
 {
+    bool trailing = false; /* seen: an expand along trailing axes */
     for (int u = user[i]; u >= 0; u = user[u]) {
         const kiln_tensor *t = g->nodes[u];
+        ir_class c = ir_ops[t->op].cls;
         if (t->op == IR_EXPAND) {
             const kiln_tensor *in = t->in[0];
             bool grown = false;
@@ -278,8 +282,14 @@ static bool read_broadcast(const kiln_graph *g, int i, const int *user)
                 else if (grown && in->dims[d] > 1)
                     return true; /* a broadcast axis outside a real one */
             }
-        } else if (t->op != IR_RESHAPE && t->op != IR_PERMUTE && t->op != IR_SLICE &&
-                   t->op != IR_DETACH) {
+            trailing = trailing || grown;
+        } else if (t->op == IR_PERMUTE) {
+            if (trailing)
+                return true;
+        } else if (trailing && uses[u] == 1 &&
+                   (c == IR_CLASS_UNARY || c == IR_CLASS_BINARY || c == IR_CLASS_TERNARY)) {
+            continue;
+        } else if (t->op != IR_RESHAPE && t->op != IR_SLICE && t->op != IR_DETACH) {
             return false;
         }
     }
@@ -341,11 +351,11 @@ static void fuse_entry(const kiln_graph *g, fuse_plan *plan, int e, int *ops, in
         else if (depth[i] >= MAX_DEPTH)
             kind[i] = FUSE_ROOT; /* a kernel inlines at most MAX_DEPTH levels */
         else
-            kind[i] = uses[i] <= 1
-                          ? (loads[i] > CHEAP_LOADS && read_broadcast(g, i, user) ? FUSE_ROOT
-                                                                                  : FUSE_INLINE)
-                      : cheap ? FUSE_INLINE
-                              : FUSE_ROOT;
+            kind[i] = uses[i] <= 1 ? (loads[i] > CHEAP_LOADS && read_broadcast(g, i, user, uses)
+                                          ? FUSE_ROOT
+                                          : FUSE_INLINE)
+                      : cheap      ? FUSE_INLINE
+                                   : FUSE_ROOT;
         if (t->op == IR_MATMUL || t->op == IR_SDPA)
             for (int k = 0; k < t->nin; k++)
                 force_view(g, t->in[k], kind);

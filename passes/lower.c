@@ -479,6 +479,81 @@ static int copy_kernel(lw *L, const kiln_tensor *n)
     return 0;
 }
 
+/* Whether expression i of k reads loop variable v. */
+static bool reads_var(const kernel *k, int i, int v, unsigned char *seen)
+{
+    if (seen[i])
+        return seen[i] == 2;
+    seen[i] = 1;
+    const kx_node *x = &k->x[i];
+    int ops[3], n = kx_operands(x, ops);
+    bool r = x->kind == KX_VAR && x->var == v;
+    for (int j = 0; j < n && !r; j++)
+        r = reads_var(k, ops[j], v, seen);
+    seen[i] = r ? 2 : 1;
+    return r;
+}
+
+/* A sum over one axis of where(i == e, v, 0), where i is the position on that
+ * axis and e does not depend on it, is v at i = e (0 when e is out of range):
+ * one load per output, not a loop over the axis (max-pool's value, the window
+ * element at its argmax). When x, at the reduce kernel's indices xi, is such
+ * a select, the kernel starts over as that pointwise kernel and this returns 1;
+ * 0 when it is not. */
+static int onehot_sum(lw *L, const kiln_tensor *n, int *xi)
+{
+    const kiln_tensor *x = n->in[0], *c = x->in[0];
+    int a = __builtin_ctz(n->axes);
+    if (n->op != IR_SUM || (n->axes & (n->axes - 1)) || x->op != IR_WHERE || L->bufof[x->id] >= 0 ||
+        c->op != IR_EQ || L->bufof[c->id] >= 0 || x->dims[a] < 2)
+        return 0;
+    kernel *k = L->k;
+    int zero = emit(L, x->in[2], xi), p = emit(L, c->in[0], xi), q = emit(L, c->in[1], xi);
+    TRY(zero);
+    TRY(p);
+    TRY(q);
+    const kx_node *z = &k->x[zero];
+    if (z->kind != KX_CONST || (ir_dtype_is_float(z->dtype) ? z->value != 0 : z->ivalue != 0))
+        return 0;
+    int pos = kk_var(k, k->rank); /* the reduced axis' variable */
+    TRY(pos);
+    unsigned char *seen = ir_alloc((size_t)k->nx);
+    if (!seen)
+        return -1;
+    memset(seen, 0, (size_t)k->nx);
+    int side = p == pos && !reads_var(k, q, k->rank, seen)   ? 1
+               : q == pos && !reads_var(k, p, k->rank, seen) ? 0
+                                                             : -1;
+    ir_free(seen);
+    if (side < 0)
+        return 0;
+    /* start over: a pointwise kernel over the outer axes */
+    k->kind = KK_POINTWISE;
+    k->rrank = 0;
+    k->nx = k->nstores = k->nnodes = 0;
+    TRY(kk_note_node(k, n->id));
+    TRY(kk_note_node(k, x->id));
+    int ei[KILN_MAX_RANK]; /* as xi, in the new expression; e at axis a */
+    for (int d = 0, o = 0; d < x->rank; d++) {
+        TRY(ei[d] = d == a || x->dims[d] == 1 ? c64(L, 0) : kk_var(k, o));
+        o += d != a;
+    }
+    int e = emit(L, c->in[side], ei);
+    TRY(e);
+    int ok = and_cond(L, xop(L, IR_GE, KILN_BOOL, e, c64(L, 0), -1),
+                      xop(L, IR_LT, KILN_BOOL, e, c64(L, x->dims[a]), -1));
+    TRY(ei[a] = clamp(L, e, true, x->dims[a] - 1, true));
+    int v = emit(L, x->in[1], ei);
+    TRY(v);
+    v = xop(L, IR_WHERE, x->dtype, ok, v, convert(L, emit(L, x->in[2], ei), x->dtype));
+    int oi[KILN_MAX_RANK];
+    for (int d = 0; d < x->rank; d++)
+        oi[d] = d == a ? c64(L, 0) : ei[d];
+    TRY(store_node(L, n, linear(L, n->rank, n->dims, oi), convert(L, v, n->dtype)));
+    name_kernel(L, ir_ops[n->op].name);
+    return 1;
+}
+
 static int reduce_kernel(lw *L, const kiln_tensor *n)
 {
     TRY(begin_kernel(L, KK_REDUCE, n->id));
@@ -508,6 +583,10 @@ static int reduce_kernel(lw *L, const kiln_tensor *n)
             o++;
         }
     }
+    int onehot = onehot_sum(L, n, xi);
+    TRY(onehot);
+    if (onehot)
+        return 0;
     int body = emit(L, x, xi);
     if (n->op == IR_SUM)
         body = convert(L, body, k->acc_dtype);

@@ -303,13 +303,14 @@ static void test_select_sinking(void **state)
 }
 
 /* A sum of more than CHEAP_LOADS loads read through a broadcast that the
- * kernel cannot hoist (a 2x2 window, as max-pool's gradient) gets its own
- * kernel; broadcast along trailing axes (a row's value over the row) it is
- * inlined. */
+ * kernel cannot hoist gets its own kernel: a 2x2 window (window 1), or a
+ * trailing broadcast that a select and a permute move inward (window 2, as
+ * max-pool's gradient: [.., o, o, 4] -> [.., 2o, 2o]); broadcast along
+ * trailing axes (a row's value over the row, window 0) it is inlined. */
 static void test_broadcast_reads(void **state)
 {
     (void)state;
-    for (int window = 0; window < 2; window++) {
+    for (int window = 0; window < 3; window++) {
         kiln_graph *g = kiln_graph_new();
         kiln_tensor *s = NULL;
         for (int i = 0; i < 3; i++) {
@@ -319,7 +320,15 @@ static void test_broadcast_reads(void **state)
             s = s ? kiln_add(g, s, x) : x;
         }
         kiln_tensor *y;
-        if (window) {
+        if (window == 2) {
+            kiln_tensor *r = kiln_reshape(g, s, 3, (const int64_t[]){4, 4, 1});
+            r = kiln_expand(g, r, 3, (const int64_t[]){4, 4, 4});
+            kiln_tensor *m = kiln_input(g, "m", KILN_BOOL, KILN_SHAPE(4, 4, 4));
+            r = kiln_where(g, m, r, kiln_scalar(g, 0));
+            r = kiln_reshape(g, r, 4, (const int64_t[]){4, 4, 2, 2});
+            r = kiln_permute(g, r, (const int[]){0, 2, 1, 3});
+            y = kiln_reshape(g, r, 2, (const int64_t[]){8, 8});
+        } else if (window) {
             kiln_tensor *r = kiln_reshape(g, s, 4, (const int64_t[]){4, 1, 4, 1});
             r = kiln_expand(g, r, 4, (const int64_t[]){4, 2, 4, 2});
             y = kiln_exp(g, kiln_reshape(g, r, 2, (const int64_t[]){8, 8}));
@@ -332,6 +341,31 @@ static void test_broadcast_reads(void **state)
         assert_int_equal(pass_fuse(g, &plan), KILN_OK);
         assert_int_equal(plan->kind[s->id], window ? FUSE_ROOT : FUSE_INLINE);
         fuse_plan_free(plan);
+        kiln_graph_free(g);
+    }
+}
+
+/* A sum over one axis of where(position == e, v, 0), e not depending on the
+ * position, lowers to one load of v at e (a pointwise kernel, no loop over
+ * the axis): max-pool's value; a select of another form stays a reduction.
+ * tests/unit/test_lower.c checks the values, out-of-range e included. */
+static void test_onehot_sum(void **state)
+{
+    (void)state;
+    for (int form = 0; form < 2; form++) {
+        kiln_graph *g = kiln_graph_new();
+        kiln_tensor *v = kiln_input(g, "v", KILN_F32, KILN_SHAPE(3, 4));
+        kiln_tensor *e = kiln_input(g, "e", KILN_I64, KILN_SHAPE(3, 1));
+        kiln_tensor *i = kiln_arange(g, KILN_I64, 0, 4, 1);
+        kiln_tensor *hit = form ? kiln_lt(g, i, e) : kiln_eq(g, e, i);
+        kiln_tensor *y = kiln_sum(g, kiln_where(g, hit, v, kiln_scalar(g, 0)), 1, false);
+        assert_int_equal(kiln_entry(g, "f", 1, &y, NULL), KILN_OK);
+        kprogram *p = NULL;
+        assert_int_equal(pass_pipeline(g, &p), KILN_OK);
+        assert_int_equal(p->nkernels, 1);
+        assert_int_equal(p->kernels[0].kind, form ? KK_REDUCE : KK_POINTWISE);
+        assert_int_equal(p->kernels[0].rrank, form ? 1 : 0);
+        kp_free(p);
         kiln_graph_free(g);
     }
 }
@@ -412,6 +446,7 @@ int main(void)
         cmocka_unit_test(test_kernel_builders),
         cmocka_unit_test(test_select_sinking),
         cmocka_unit_test(test_broadcast_reads),
+        cmocka_unit_test(test_onehot_sum),
         cmocka_unit_test(test_reshape_root_domain),
         cmocka_unit_test(test_debug_dump),
     };

@@ -262,6 +262,51 @@ static void test_pooling_matches_pytorch(void **state)
           (int64_t[]){4, 2});
 }
 
+/* Tied maxima: F.max_pool2d sends a window's gradient to its first maximum
+ * (the index it returns), as torch 1.13 printed for these inputs; tiled,
+ * overlapping and padded windows, f32 and f64, on the interpreter and C. */
+static void test_max_pool_ties(void **state)
+{
+    (void)state;
+    static const double tied[8] = {1, 1, 3, 2, 1, 0, 3, 3}, ones[9] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
+    static const double ct[4] = {5, 7, 3, 4}, ct4[4] = {1, 2, 3, 4};
+    const struct {
+        const double *x, *ct;
+        int64_t h, w, k, s, p;
+        double y[4], dx[9];
+    } cases[] = {
+        {tied, ct, 2, 4, 2, 0, 0, {1, 3}, {5, 0, 7, 0, 0, 0, 0, 0}},
+        {ones, ct4, 3, 3, 2, 1, 0, {1, 1, 1, 1}, {1, 2, 0, 3, 4, 0, 0, 0, 0}},
+        {ones, ct4, 3, 3, 3, 2, 1, {1, 1, 1, 1}, {1, 2, 0, 3, 4, 0, 0, 0, 0}},
+    };
+    for (int c = 0; c < 3; c++)
+        for (int v = 0; v < 4; v++) {
+            kiln_dtype dt = v & 1 ? KILN_F64 : KILN_F32;
+            kiln_graph *g = ku_graph_new();
+            const int64_t xd[4] = {1, 1, cases[c].h, cases[c].w};
+            kiln_tensor *x = kiln_param(g, "x", KILN_F64, 4, xd, kiln_init_data(cases[c].x));
+            kiln_tensor *y =
+                kiln_max_pool2d(g, kiln_cast(g, x, dt), cases[c].k, cases[c].s, cases[c].p);
+            int64_t ny = ir_numel(y), nx = cases[c].h * cases[c].w;
+            kiln_tensor *ctt = kiln_tensor_from(g, KILN_F64, y->rank, y->dims, cases[c].ct);
+            kiln_tensor *loss =
+                kiln_sum(g, kiln_mul(g, kiln_cast(g, y, KILN_F64), ctt), KILN_ALL, false);
+            kiln_tensor *dx = NULL;
+            assert_int_equal(kiln_grad(g, loss, 1, &x, NULL, &dx), KILN_OK);
+            kiln_tensor *outs[2] = {kiln_cast(g, y, KILN_F64), dx};
+            assert_int_equal(kiln_entry(g, "f", 2, outs, (const char *[]){"y", "dx"}), KILN_OK);
+            kiln_module *m = ku_compile_for(g, v & 2 ? KILN_TARGET_C : KILN_TARGET_INTERP);
+            assert_int_equal(kiln_module_run(m, "f"), KILN_OK);
+            double got[9];
+            assert_int_equal(kiln_module_get(m, "y", got, sizeof(double) * (size_t)ny), KILN_OK);
+            assert_memory_equal(got, cases[c].y, sizeof(double) * (size_t)ny);
+            assert_int_equal(kiln_module_get(m, "dx", got, sizeof(double) * (size_t)nx), KILN_OK);
+            assert_memory_equal(got, cases[c].dx, sizeof(double) * (size_t)nx);
+            kiln_module_free(m);
+            kiln_graph_free(g);
+        }
+}
+
 /* ---- normalization and attention ------------------------------------------------------ */
 
 typedef struct {
@@ -692,6 +737,7 @@ int main(void)
         cmocka_unit_test(test_conv1d_matches_pytorch),
         cmocka_unit_test(test_conv2d_f32_and_shapes),
         cmocka_unit_test(test_pooling_matches_pytorch),
+        cmocka_unit_test(test_max_pool_ties),
         cmocka_unit_test(test_norms_match_pytorch),
         cmocka_unit_test(test_attention_matches_pytorch),
         cmocka_unit_test(test_attention_fused_matches_composite),

@@ -408,6 +408,25 @@ static void test_reductions(void **state)
     check();
 }
 
+/* sum(where(arange == e, v, 0)) is lowered as one load of v at e; e out of
+ * [0, 4) gives 0 (the inputs' e cycle 0, 1, 2; the constant rows -1 and 4). */
+static void test_onehot_sum(void **state)
+{
+    (void)state;
+    kiln_tensor *v = in("v", KILN_F32, SH(5, 4)), *e = in("e", KILN_I64, SH(3, 1));
+    const int64_t out_of_range[] = {-1, 4};
+    kiln_tensor *far = kiln_tensor_from(g, KILN_I64, 2, (const int64_t[]){2, 1}, out_of_range);
+    kiln_tensor *at = kiln_concat(g, 2, (kiln_tensor *[]){e, far}, 0);
+    kiln_tensor *i = kiln_arange(g, KILN_I64, 0, 4, 1);
+    kiln_tensor *hit = kiln_eq(g, i, at);
+    kiln_tensor *outs[] = {
+        kiln_sum(g, kiln_where(g, hit, v, kiln_scalar(g, 0)), 1, false),
+        kiln_sum(g, kiln_where(g, hit, kiln_exp(g, v), kiln_scalar(g, 0)), -1, true)};
+    entry(2, outs);
+    lowered l = check();
+    assert_int_equal(l.nkernels[0], 1); /* two pointwise kernels over [5], merged */
+}
+
 static void test_softmax_family(void **state)
 {
     (void)state;
@@ -583,6 +602,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_views, setup, teardown),
         cmocka_unit_test_setup_teardown(test_views_into_reduce, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reductions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_onehot_sum, setup, teardown),
         cmocka_unit_test_setup_teardown(test_softmax_family, setup, teardown),
         cmocka_unit_test_setup_teardown(test_matmul_forms, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attention, setup, teardown),
