@@ -27,8 +27,10 @@
  *      cost nothing; a Philox draw costs RAND_COST, so a random node with
  *      several uses is always materialized: computed once, read everywhere).
  *   5. Epilogues: a MATMUL with one use, reached from a root by a chain of
- *      single-use elementwise nodes (bias add, relu, ...), is absorbed: the
- *      root's kernel becomes the matmul kernel and stores the epilogue.
+ *      single-use elementwise nodes (bias add, relu, ...) and reshapes (a
+ *      convolution's [N, 1, O, H*W] as [N, O, H, W]), at least one
+ *      elementwise, is absorbed: the root's kernel becomes the matmul kernel
+ *      and stores the epilogue.
  *   6. An output that only reshapes (or detaches) a single-use root aliases it:
  *      the root's kernel stores into the output's buffers, in the same order.
  *      So does an assign output whose value is a root of its dtype and shape,
@@ -191,15 +193,18 @@ static void absorb_epilogues(const kiln_graph *g, unsigned char *kind, int *epi,
         if (g->nodes[i]->op != IR_MATMUL || kind[i] != FUSE_ROOT || isout[i] || uses[i] != 1)
             continue;
         int cur = i, root = -1;
+        bool elementwise = false;
         for (;;) {
             int u = user[cur];
             if (u < 0)
                 break;
             ir_class c = ir_ops[g->nodes[u]->op].cls;
-            if (c != IR_CLASS_UNARY && c != IR_CLASS_BINARY && c != IR_CLASS_TERNARY)
+            bool reshape = g->nodes[u]->op == IR_RESHAPE; /* same element order */
+            if (c != IR_CLASS_UNARY && c != IR_CLASS_BINARY && c != IR_CLASS_TERNARY && !reshape)
                 break;
+            elementwise = elementwise || !reshape;
             if (kind[u] == FUSE_ROOT) {
-                root = u;
+                root = elementwise ? u : -1; /* a bare reshape aliases instead (rule 6) */
                 break;
             }
             if (kind[u] != FUSE_INLINE || uses[u] != 1)

@@ -266,37 +266,46 @@ static int emit_gather(lw *L, const kiln_tensor *t, const int *idx)
 
 /* x's indices for a reshape t = reshape(x): axes are matched in groups of
  * equal element count, so only axes that really regroup need div/mod. */
-static int reshape_index(lw *L, const kiln_tensor *t, const int *idx, int *xi)
+/* The index xi in shape (xr, xd) of the element at index idx in shape (r, dims)
+ * of the same elements in the same row-major order: axis groups of equal size
+ * map through their linear index, so a split or merged axis costs a division
+ * and nothing else does. */
+static int regroup(lw *L, int r, const int64_t *dims, const int *idx, int xr, const int64_t *xd,
+                   int *xi)
 {
-    const kiln_tensor *x = t->in[0];
-    if (ir_numel(t) == 0) {
-        for (int d = 0; d < x->rank; d++)
+    if (ir_shape_numel(r, dims) == 0) {
+        for (int d = 0; d < xr; d++)
             TRY(xi[d] = c64(L, 0));
         return 0;
     }
     int i = 0, j = 0;
-    while (i < t->rank || j < x->rank) {
+    while (i < r || j < xr) {
         int i0 = i, j0 = j;
         int64_t po = 1, px = 1;
-        if (i < t->rank)
-            po *= t->dims[i++];
-        if (j < x->rank)
-            px *= x->dims[j++];
+        if (i < r)
+            po *= dims[i++];
+        if (j < xr)
+            px *= xd[j++];
         while (po != px) {
-            if (po < px && i < t->rank)
-                po *= t->dims[i++];
-            else if (j < x->rank)
-                px *= x->dims[j++];
-            else if (i < t->rank)
-                po *= t->dims[i++];
+            if (po < px && i < r)
+                po *= dims[i++];
+            else if (j < xr)
+                px *= xd[j++];
+            else if (i < r)
+                po *= dims[i++];
             else
                 break;
         }
-        int lin = linear(L, i - i0, t->dims + i0, idx + i0);
+        int lin = linear(L, i - i0, dims + i0, idx + i0);
         TRY(lin);
-        TRY(unlinear(L, lin, j - j0, x->dims + j0, xi + j0));
+        TRY(unlinear(L, lin, j - j0, xd + j0, xi + j0));
     }
     return 0;
+}
+
+static int reshape_index(lw *L, const kiln_tensor *t, const int *idx, int *xi)
+{
+    return regroup(L, t->rank, t->dims, idx, t->in[0]->rank, t->in[0]->dims, xi);
 }
 
 static int emit_movement(lw *L, const kiln_tensor *t, const int *idx)
@@ -614,9 +623,14 @@ static int epilogue(lw *L, const kiln_tensor *root, const kiln_tensor *acc, int6
     TRY(unlinear(L, batch == 1 ? c64(L, 0) : kk_var(k, 0), r - 2, acc->dims, idx));
     TRY(idx[r - 2] = rows == 1 ? c64(L, 0) : kk_var(k, 1));
     TRY(idx[r - 1] = cols == 1 ? c64(L, 0) : kk_var(k, 2));
-    int v = emit(L, root, idx);
+    int ri[KILN_MAX_RANK]; /* root's index: reshapes between acc and root keep the order */
+    if (root->rank == r && memcmp(root->dims, acc->dims, sizeof(int64_t) * (size_t)r) == 0)
+        memcpy(ri, idx, sizeof(int) * (size_t)r);
+    else
+        TRY(regroup(L, r, acc->dims, idx, root->rank, root->dims, ri));
+    int v = emit(L, root, ri);
     TRY(v);
-    return store_node(L, root, linear(L, root->rank, root->dims, idx), v);
+    return store_node(L, root, linear(L, r, acc->dims, idx), v);
 }
 
 /* A MATMUL kernel for node mm; root is mm itself or the epilogue root whose

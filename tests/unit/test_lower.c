@@ -493,6 +493,26 @@ static void test_linear_relu_epilogue(void **state)
     assert_int_equal(l.nbufs_temp, 0);
 }
 
+/* A convolution's bias and activation run in its GEMM's epilogue, through
+ * the reshape of [N, 1, O, H*W] to [N, O, H, W]: an im2col kernel and the
+ * matmul per convolution, nothing else (padded; strided and dilated). */
+static void test_conv_epilogue(void **state)
+{
+    (void)state;
+    kiln_tensor *x = in("x", KILN_F32, SH(2, 4, 6, 5));
+    kiln_tensor *w = kiln_param(g, "w", KILN_F32, SH(6, 4, 3, 3), kiln_init_kaiming_uniform());
+    kiln_tensor *w2 = kiln_param(g, "w2", KILN_F32, SH(3, 4, 2, 2), kiln_init_kaiming_uniform());
+    kiln_tensor *b = kiln_param(g, "b", KILN_F32, SH(6), kiln_init_uniform(-1, 1));
+    kiln_tensor *b2 = kiln_param(g, "b2", KILN_F32, SH(3), kiln_init_uniform(-1, 1));
+    kiln_conv_opts strided = {.stride = {2, 1}, .padding = {1, 0}, .dilation = {1, 2}};
+    kiln_tensor *outs[] = {
+        kiln_relu(g, kiln_conv2d(g, x, w, b, (kiln_conv_opts){.padding = {1, 1}})),
+        kiln_relu(g, kiln_conv2d(g, x, w2, b2, strided))};
+    entry(2, outs);
+    lowered l = check();
+    assert_int_equal(l.nkernels[0], 4); /* without the epilogues: 6 */
+}
+
 static void test_mlp_sgd(void **state)
 {
     (void)state;
@@ -607,6 +627,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_matmul_forms, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_linear_relu_epilogue, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_conv_epilogue, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mlp_sgd, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gather, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gather_out_of_range, setup, teardown),
