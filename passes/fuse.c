@@ -26,11 +26,11 @@
  *      ops and CHEAP_LOADS buffer loads (views, casts, detach and constants
  *      cost nothing; a Philox draw costs RAND_COST, so a random node with
  *      several uses is always materialized: computed once, read everywhere).
- *   5. Epilogues: a MATMUL with one use, reached from a root by a chain of
- *      single-use elementwise nodes (bias add, relu, ...) and reshapes (a
- *      convolution's [N, 1, O, H*W] as [N, O, H, W]), at least one
- *      elementwise, is absorbed: the root's kernel becomes the matmul kernel
- *      and stores the epilogue.
+ *   5. Epilogues: a MATMUL whose readers, and theirs, up to one root, are all
+ *      inlined elementwise nodes (bias add, relu, GELU's two reads of its
+ *      input, ...) and reshapes (a convolution's [N, 1, O, H*W] as
+ *      [N, O, H, W]), at least one elementwise, is absorbed: the root's
+ *      kernel becomes the matmul kernel and stores the epilogue.
  *   6. An output that only reshapes (or detaches) a single-use root aliases it:
  *      the root's kernel stores into the output's buffers, in the same order.
  *      So does an assign output whose value is a root of its dtype and shape,
@@ -185,37 +185,78 @@ static void force_view(const kiln_graph *g, const kiln_tensor *t, unsigned char 
     (void)g;
 }
 
-/* Rule 5: absorb single-use matmuls into the root of their elementwise chain. */
-static void absorb_epilogues(const kiln_graph *g, unsigned char *kind, int *epi, const int *uses,
-                             const int *user, const bool *isout)
+/* The root that matmul m's epilogue ends in, or -1: every node reached from m
+ * through its readers (all of them, in this entry) up to that one root is an
+ * inlined elementwise node or reshape; at least one elementwise (a bare
+ * reshape aliases instead, rule 6). The nodes may branch and join (GELU reads
+ * its input twice). first/next: each node's readers, as lists. */
+static int epilogue_root(const kiln_graph *g, const unsigned char *kind, const int *first,
+                         const int *next, const int *reader, int m, int *stack, bool *seen)
 {
-    for (int i = 0; i < g->nnodes; i++) {
-        if (g->nodes[i]->op != IR_MATMUL || kind[i] != FUSE_ROOT || isout[i] || uses[i] != 1)
-            continue;
-        int cur = i, root = -1;
-        bool elementwise = false;
-        for (;;) {
-            int u = user[cur];
-            if (u < 0)
-                break;
+    int top = 0, root = -1;
+    bool elementwise = false, ok = true;
+    stack[top++] = m;
+    while (top > 0 && ok) {
+        int n = stack[--top];
+        for (int e = first[n]; e >= 0 && ok; e = next[e]) {
+            int u = reader[e];
             ir_class c = ir_ops[g->nodes[u]->op].cls;
             bool reshape = g->nodes[u]->op == IR_RESHAPE; /* same element order */
-            if (c != IR_CLASS_UNARY && c != IR_CLASS_BINARY && c != IR_CLASS_TERNARY && !reshape)
-                break;
+            ok = c == IR_CLASS_UNARY || c == IR_CLASS_BINARY || c == IR_CLASS_TERNARY || reshape;
             elementwise = elementwise || !reshape;
-            if (kind[u] == FUSE_ROOT) {
-                root = elementwise ? u : -1; /* a bare reshape aliases instead (rule 6) */
-                break;
+            if (ok && kind[u] == FUSE_ROOT) {
+                ok = root < 0 || root == u;
+                root = u;
+            } else if (ok && !seen[u]) {
+                ok = kind[u] == FUSE_INLINE;
+                seen[u] = true;
+                stack[top++] = u;
             }
-            if (kind[u] != FUSE_INLINE || uses[u] != 1)
-                break;
-            cur = u;
-        }
-        if (root >= 0 && epi[root] < 0) {
-            kind[i] = FUSE_ABSORBED;
-            epi[root] = i;
         }
     }
+    for (int i = 0; i < g->nnodes; i++)
+        seen[i] = false;
+    return ok && elementwise ? root : -1;
+}
+
+/* Rule 5: absorb matmuls into the root their elementwise epilogue ends in. */
+static void absorb_epilogues(const kiln_graph *g, unsigned char *kind, int *epi, const bool *isout)
+{
+    int nn = g->nnodes, nedges = 0;
+    for (int i = 0; i < nn; i++)
+        nedges += kind[i] == FUSE_UNUSED ? 0 : g->nodes[i]->nin;
+    int *first = ir_alloc(sizeof(int) * (size_t)(nn + 1));
+    int *next = ir_alloc(sizeof(int) * (size_t)(nedges + 1));
+    int *reader = ir_alloc(sizeof(int) * (size_t)(nedges + 1));
+    int *stack = ir_alloc(sizeof(int) * (size_t)(nn + 1));
+    bool *seen = ir_alloc(sizeof(bool) * (size_t)(nn + 1));
+    if (first && next && reader && stack && seen) { /* out of memory: no epilogues */
+        memset(seen, 0, sizeof(bool) * (size_t)(nn + 1));
+        for (int i = 0; i < nn; i++)
+            first[i] = -1;
+        int e = 0;
+        for (int u = 0; u < nn; u++)
+            for (int k = 0; kind[u] != FUSE_UNUSED && k < g->nodes[u]->nin; k++) {
+                int x = g->nodes[u]->in[k]->id;
+                reader[e] = u;
+                next[e] = first[x];
+                first[x] = e++;
+            }
+        for (int i = 0; i < nn; i++) {
+            if (g->nodes[i]->op != IR_MATMUL || kind[i] != FUSE_ROOT || isout[i])
+                continue;
+            int root = epilogue_root(g, kind, first, next, reader, i, stack, seen);
+            if (root >= 0 && epi[root] < 0) {
+                kind[i] = FUSE_ABSORBED;
+                epi[root] = i;
+            }
+        }
+    }
+    ir_free(first);
+    ir_free(next);
+    ir_free(reader);
+    ir_free(stack);
+    ir_free(seen);
 }
 
 /* Rule 6: a root read only through reshapes by an output stores into it. */
@@ -365,7 +406,7 @@ static void fuse_entry(const kiln_graph *g, fuse_plan *plan, int e, int *ops, in
             for (int k = 0; k < t->nin; k++)
                 force_view(g, t->in[k], kind);
     }
-    absorb_epilogues(g, kind, epi, uses, user, isout);
+    absorb_epilogues(g, kind, epi, isout);
     alias_outputs(g, kind, plan->alias + (size_t)e * (size_t)nn, uses, user, isout);
 }
 

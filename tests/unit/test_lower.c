@@ -513,6 +513,25 @@ static void test_conv_epilogue(void **state)
     assert_int_equal(l.nkernels[0], 4); /* without the epilogues: 6 */
 }
 
+/* GELU reads its input twice (x * (1 + erf(x / sqrt 2)) / 2): the epilogue
+ * is a DAG that joins at one root, still one kernel with its matmul, for a
+ * linear and a convolution. */
+static void test_gelu_epilogue(void **state)
+{
+    (void)state;
+    kiln_tensor *x = in("x", KILN_F32, SH(8, 4)), *xi = in("xi", KILN_F32, SH(2, 3, 5, 5));
+    kiln_tensor *w = kiln_param(g, "w", KILN_F32, SH(16, 4), kiln_init_kaiming_uniform());
+    kiln_tensor *b = kiln_param(g, "b", KILN_F32, SH(16), kiln_init_uniform(-1, 1));
+    kiln_tensor *wc = kiln_param(g, "wc", KILN_F32, SH(4, 3, 3, 3), kiln_init_kaiming_uniform());
+    kiln_tensor *y = kiln_gelu(g, kiln_linear(g, x, w, b));
+    kiln_tensor *yc = kiln_gelu(g, kiln_conv2d(g, xi, wc, NULL, (kiln_conv_opts){0}));
+    entry(1, &y);
+    assert_int_equal(kiln_entry(g, "conv", 1, &yc, NULL), KILN_OK);
+    lowered l = check();
+    assert_int_equal(l.nkernels[0], 1);
+    assert_int_equal(l.nkernels[1], 2); /* im2col and the GEMM */
+}
+
 static void test_mlp_sgd(void **state)
 {
     (void)state;
@@ -628,6 +647,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_attention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_linear_relu_epilogue, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conv_epilogue, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gelu_epilogue, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mlp_sgd, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gather, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gather_out_of_range, setup, teardown),
