@@ -486,6 +486,11 @@ typedef struct kiln_comm {
     int (*allreduce_start)(struct kiln_comm *c, void *buf, int64_t n, kiln_dtype dt, void **handle);
     int (*allreduce_test)(struct kiln_comm *c, void *handle);
     int (*allreduce_wait)(struct kiln_comm *c, void *handle);
+    /* Gradients travel in buckets of at most this many bytes, several small
+     * ones in one message (a larger one alone), in the order the backward
+     * completes them, as DistributedDataParallel's bucket_cap_mb: 0 = 25 MiB,
+     * negative = every gradient alone. */
+    int64_t bucket_bytes;
 } kiln_comm;
 /* Attaches c to m (NULL detaches). Every rank calls it with a module of the
  * same graph: the params' names, dtypes and shapes are checked against rank

@@ -511,10 +511,13 @@ static bool reads_var(const kernel *k, int i, int v, unsigned char *seen)
  * 0 when it is not. */
 static int onehot_sum(lw *L, const kiln_tensor *n, int *xi)
 {
-    const kiln_tensor *x = n->in[0], *c = x->in[0];
+    const kiln_tensor *x = n->in[0];
+    if (n->op != IR_SUM || !n->axes || (n->axes & (n->axes - 1)) || x->op != IR_WHERE ||
+        L->bufof[x->id] >= 0)
+        return 0;
+    const kiln_tensor *c = x->in[0];
     int a = __builtin_ctz(n->axes);
-    if (n->op != IR_SUM || (n->axes & (n->axes - 1)) || x->op != IR_WHERE || L->bufof[x->id] >= 0 ||
-        c->op != IR_EQ || L->bufof[c->id] >= 0 || x->dims[a] < 2)
+    if (c->op != IR_EQ || L->bufof[c->id] >= 0 || x->dims[a] < 2)
         return 0;
     kernel *k = L->k;
     int zero = emit(L, x->in[2], xi), p = emit(L, c->in[0], xi), q = emit(L, c->in[1], xi);

@@ -245,33 +245,64 @@ static kiln_status check_hyper(kiln_graph *g, const kiln_optim *o)
  * "<name>.mean_grad.<p>" instead (grads[i] is replaced by that input). The
  * runtime runs both as the step and averages the gradients over the ranks in
  * between (runtime/module.c). */
-static kiln_status split_backward(kiln_graph *g, const char *name, kiln_tensor *loss, int np,
-                                  kiln_tensor **params, kiln_tensor **grads)
+/* The data-parallel split: "<name>.backward" outputs the loss and each
+ * gradient ("<name>.grad.<p>"); the update reads the mean over the ranks from
+ * the input "<name>.mean_grad.<p>" (grads[i] becomes it). With k > 1
+ * micro-batches per update the backward accumulates locally, so the ranks
+ * talk once per update: it outputs the sums so far ("<p>.grad" + gradient,
+ * kept in that state) and "<name>.update" (true on the k-th micro-batch:
+ * kiln_module_run then reduces and updates); the update clears the sums and
+ * "<name>.micro". */
+static kiln_status split_backward(opt_ctx *c, kiln_tensor *loss, int np, kiln_tensor **params,
+                                  kiln_tensor **grads, int k)
 {
-    kiln_tensor **outs = ir_alloc(sizeof(*outs) * (size_t)(np + 1));
-    const char **names = ir_alloc(sizeof(*names) * (size_t)(np + 1));
+    kiln_graph *g = c->g;
+    const char *name = c->name;
+    int cap = 2 * np + 3;
+    kiln_tensor **outs = ir_alloc(sizeof(*outs) * (size_t)cap);
+    const char **names = ir_alloc(sizeof(*names) * (size_t)cap);
     kiln_status s = KILN_OK;
     if (!outs || !names) {
         s = ir_fail_status(g, KILN_ERR_NOMEM, "kiln_train_step: out of memory");
         goto done;
     }
+    const char *entry = cat3(g, name, ".backward", "");
     int n = 0;
     outs[n] = loss;
     names[n++] = cat3(g, name, ".loss", "");
+    if (k > 1) { /* the micro-batch count: kept by the backward, cleared by the update */
+        kiln_tensor *micro = state(c, name, ".micro", KILN_I64, 0, NULL, 0);
+        kiln_tensor *next = micro ? kiln_add(g, micro, kiln_scalar(g, 1)) : NULL;
+        outs[n] = next ? kiln_ge(g, next, kiln_scalar(g, k)) : NULL;
+        names[n++] = cat3(g, name, ".update", "");
+        outs[n] = next ? kiln_assign(g, micro, next) : NULL;
+        names[n++] = micro ? cat3(g, entry, ".new.", micro->name) : NULL;
+        assign_always(c, micro, micro ? kiln_zeros_like(g, micro) : NULL);
+    }
     for (int i = 0; i < np && g->status == KILN_OK; i++) {
         if (!grads[i])
             continue;
         const kiln_tensor *p = params[i];
-        outs[n] = grads[i];
+        kiln_tensor *grad = grads[i];
+        if (k > 1) { /* "<p>.grad" += gradient, here; cleared by the update */
+            kiln_tensor *acc = state(c, p->name, ".grad", p->dtype, p->rank, p->dims, 0);
+            grad = acc ? kiln_add(g, acc, grad) : NULL;
+            outs[n] = grad ? kiln_assign(g, acc, grad) : NULL;
+            names[n++] = acc ? cat3(g, entry, ".new.", acc->name) : NULL;
+            assign_always(c, acc, acc ? kiln_zeros_like(g, acc) : NULL);
+        }
+        outs[n] = grad;
         names[n++] = cat3(g, name, ".grad.", p->name);
         const char *mean = cat3(g, name, ".mean_grad.", p->name);
         grads[i] = mean ? kiln_input(g, mean, p->dtype, p->rank, p->dims) : NULL;
         if (!mean || !names[n - 1])
             s = ir_fail_status(g, KILN_ERR_NOMEM, "kiln_train_step: out of memory");
     }
-    const char *entry = cat3(g, name, ".backward", "");
+    for (int i = 0; i < n && s == KILN_OK && g->status == KILN_OK; i++)
+        if (!outs[i] || !names[i])
+            s = ir_fail_status(g, KILN_ERR_NOMEM, "kiln_train_step: out of memory");
     if (s == KILN_OK && g->status == KILN_OK)
-        s = entry ? kiln_entry(g, entry, n, outs, names)
+        s = entry ? kiln_entry(g, entry, n, outs, (const char *const *)names)
                   : ir_fail_status(g, KILN_ERR_NOMEM, "kiln_train_step: out of memory");
     s = s != KILN_OK ? s : g->status;
 done:
@@ -335,10 +366,12 @@ static kiln_status train_step(kiln_graph *g, const char *name, kiln_tensor *loss
         goto done;
     }
 
+    int k = opt->accumulate > 1 ? opt->accumulate : 1;
     if (opt->data_parallel) {
-        s = split_backward(g, name, loss, np, params, grads);
+        s = split_backward(&c, loss, np, params, grads, k);
         if (s != KILN_OK)
             goto done;
+        k = 1; /* the backward accumulated; the update applies whenever it runs */
     } else {
         c.outs[0] = loss;
         c.names[c.n++] = cat3(g, name, ".loss", "");
@@ -346,7 +379,6 @@ static kiln_status train_step(kiln_graph *g, const char *name, kiln_tensor *loss
     kiln_tensor *lr = state(&c, name, ".lr", KILN_F64, 0, NULL, opt->lr);
     kiln_tensor *step = state(&c, name, ".step", KILN_F32, 0, NULL, 0);
     kiln_tensor *micro = NULL;
-    int k = opt->accumulate > 1 ? opt->accumulate : 1;
     if (k > 1) {
         micro = state(&c, name, ".micro", KILN_I64, 0, NULL, 0);
         kiln_tensor *next = kiln_add(g, micro, scalar(&c, 1));

@@ -167,7 +167,7 @@ static void module_destroy(kiln_module *m)
     ir_free(m->leaf_buf);
     ir_free(m->entry_buf);
     ir_free(m->entry_calls);
-    ir_free(m->dp_pending);
+    rt_dp_free(m);
     ir_free(m->source);
     kiln_graph_free(m->g);
     ir_free(m);
@@ -293,122 +293,19 @@ static const char *entry_list(const kiln_graph *g, char *out, size_t cap)
 
 /* ---- data-parallel steps (comm.c says how) ----------------------------------- */
 
-static const char GRAD[] = ".grad.", MEAN[] = ".mean_grad.", BACKWARD[] = ".backward";
-
-int rt_dp_backward(const kiln_module *m, int e)
-{
-    const char *name = m->g->entries[e].name;
-    size_t n = strlen(name);
-    for (int b = 0; b < m->g->nentries; b++) {
-        const char *bn = m->g->entries[b].name;
-        if (b != e && strncmp(bn, name, n) == 0 && strcmp(bn + n, BACKWARD) == 0)
-            return b;
-    }
-    return -1;
-}
-
-kiln_status rt_comm_fail(kiln_module *m, const char *fn, const char *what)
-{
-    const char *why = m->comm->error ? m->comm->error(m->comm) : NULL;
-    return rt_fail(m, KILN_ERR_DEVICE, "%s: %s failed: %s", fn, what,
-                   why && *why ? why : "the communicator gave no reason");
-}
-
-bool rt_dp_overlap(const kiln_module *m)
-{
-    return m->dp_step >= 0 && m->dp_pending && m->comm && m->comm->allreduce_start;
-}
-
-void rt_dp_ready(kiln_module *m, int b)
-{
-    if (!rt_dp_overlap(m) || m->dp_failed || m->dp_pending[b])
-        return;
-    rt_buf *grad = &m->bufs[b];
-    const char *name = m->g->entries[m->dp_step].name;
-    size_t n = strlen(name);
-    if (strncmp(grad->name, name, n) != 0 || strncmp(grad->name + n, GRAD, sizeof GRAD - 1))
-        return;
-    kiln_comm *c = m->comm;
-    if (c->allreduce_start(c, grad->data, ir_numel(grad->node), grad->node->dtype,
-                           &m->dp_pending[b]) != 0) {
-        m->dp_pending[b] = NULL;
-        m->dp_failed = true;
-    }
-}
-
-void rt_dp_poll(kiln_module *m)
-{
-    if (!rt_dp_overlap(m) || !m->comm->allreduce_test)
-        return;
-    for (int b = 0; b < m->nbufs; b++)
-        if (m->dp_pending[b] && m->comm->allreduce_test(m->comm, m->dp_pending[b]) < 0)
-            m->dp_failed = true;
-}
-
-/* Finishes every started all-reduce (after a failed backward: so that none is
- * left behind; the results are not used). */
-static void dp_drain(kiln_module *m)
-{
-    for (int b = 0; m->dp_pending && b < m->nbufs; b++)
-        if (m->dp_pending[b]) {
-            m->comm->allreduce_wait(m->comm, m->dp_pending[b]);
-            m->dp_pending[b] = NULL;
-        }
-}
-
-kiln_status rt_dp_reduce(kiln_module *m, int e, int be)
+/* The buffer of backward entry be's output "<e's name>.update" (a step that
+ * accumulates micro-batches: true when this one reduces and updates), or -1. */
+static int dp_update_flag(const kiln_module *m, int e, int be)
 {
     const char *name = m->g->entries[e].name;
     size_t n = strlen(name);
     const ir_entry *x = &m->g->entries[be];
-    kiln_status s = KILN_OK;
-    for (int k = 0; k < x->n && s == KILN_OK; k++) {
-        int b = m->entry_buf[be] + k;
-        rt_buf *grad = &m->bufs[b];
-        if (strncmp(grad->name, name, n) != 0 || strncmp(grad->name + n, GRAD, sizeof GRAD - 1))
-            continue;
-        char mean_name[1024], what[1100];
-        snprintf(mean_name, sizeof mean_name, "%s%s%s", name, MEAN,
-                 grad->name + n + sizeof GRAD - 1);
-        snprintf(what, sizeof what, "the all-reduce of '%s'", grad->name);
-        rt_buf *mean = rt_find(m, mean_name);
-        if (!mean || mean->nbytes != grad->nbytes) {
-            s = rt_fail(m, KILN_ERR_INVALID, "kiln_module_run: '%s' has no input '%s'", grad->name,
-                        mean_name);
-            break;
-        }
-        kiln_comm *c = m->comm;
-        void *pending = m->dp_pending ? m->dp_pending[b] : NULL;
-        if (pending) { /* started during the backward */
-            m->dp_pending[b] = NULL;
-            if (c->allreduce_wait(c, pending) != 0)
-                s = rt_comm_fail(m, "kiln_module_run", what);
-        } else {
-            s = rt_host_read(m, grad);
-            if (s == KILN_OK && c && c->size > 1 &&
-                c->allreduce_sum(c, grad->data, ir_numel(grad->node), grad->node->dtype) != 0)
-                s = rt_comm_fail(m, "kiln_module_run", what);
-        }
-        int64_t numel = ir_numel(grad->node);
-        if (s == KILN_OK && c && c->size > 1) {
-            if (grad->node->dtype == KILN_F32)
-                for (int64_t i = 0; i < numel; i++)
-                    ((float *)grad->data)[i] /= (float)c->size;
-            else
-                for (int64_t i = 0; i < numel; i++)
-                    ((double *)grad->data)[i] /= (double)c->size;
-        }
-        if (s == KILN_OK) {
-            memcpy(mean->data, grad->data, grad->nbytes);
-            mean->set = true;
-            rt_host_wrote(m, mean);
-        }
+    for (int k = 0; k < x->n; k++) {
+        const char *o = x->output_names[k];
+        if (strncmp(o, name, n) == 0 && strcmp(o + n, ".update") == 0)
+            return m->entry_buf[be] + k;
     }
-    if (s == KILN_OK && m->dp_failed)
-        s = rt_comm_fail(m, "kiln_module_run", "an all-reduce started during the backward");
-    dp_drain(m);
-    m->dp_failed = false;
-    return s;
+    return -1;
 }
 
 /* Runs entry e: every input it needs must have been set. */
@@ -464,13 +361,20 @@ static kiln_status run_body(kiln_module *m, const char *entry)
     int be = rt_dp_backward(m, e);
     if (be < 0)
         return run_one(m, e);
-    m->dp_step = e; /* the executor may start gradients' all-reduces (rt_dp_ready) */
+    int flag = dp_update_flag(m, e, be);
+    rt_dp_begin(m);
+    if (flag < 0) /* the executor may start gradients' all-reduces (rt_dp_ready) */
+        m->dp_step = e;
     kiln_status s = run_one(m, be);
     m->dp_step = -1;
     if (s != KILN_OK) {
-        dp_drain(m);
-        m->dp_failed = false;
+        rt_dp_drain(m);
         return s;
+    }
+    if (flag >= 0) { /* accumulating: the k-th micro-batch reduces and updates */
+        s = rt_host_read(m, &m->bufs[flag]);
+        if (s != KILN_OK || !*(const bool *)m->bufs[flag].data)
+            return s;
     }
     s = rt_dp_reduce(m, e, be);
     return s != KILN_OK ? s : run_one(m, e);
@@ -488,25 +392,6 @@ kiln_status kiln_module_run(kiln_module *m, const char *entry)
 }
 
 /* ---- named tensors ----------------------------------------------------------- */
-
-kiln_status rt_host_read(kiln_module *m, rt_buf *b)
-{
-    return m->exec && m->exec->host_read ? m->exec->host_read(m, b) : KILN_OK;
-}
-
-void rt_host_wrote(kiln_module *m, rt_buf *b)
-{
-    if (m->exec && m->exec->host_wrote)
-        m->exec->host_wrote(m, b);
-}
-
-rt_buf *rt_find(kiln_module *m, const char *name)
-{
-    for (int i = 0; i < m->nbufs; i++)
-        if (strcmp(m->bufs[i].name, name) == 0)
-            return &m->bufs[i];
-    return NULL;
-}
 
 /* Looks a name up for function fn; records the error and returns NULL when
  * the name is NULL or unknown. */

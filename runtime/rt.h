@@ -17,6 +17,7 @@
 #include "ir/kernel.h"
 
 #include <stdatomic.h>
+#include <string.h>
 
 typedef enum { RT_INPUT, RT_PARAM, RT_OUTPUT } rt_role;
 
@@ -46,11 +47,13 @@ struct kiln_module {
     uint32_t run;   /* the Philox run counter: the number of successful runs */
     uint64_t *entry_calls, *entry_ns; /* per entry: runs started, their time (profile) */
     const rt_executor *exec;
-    void *impl;        /* the executor's state */
-    char *source;      /* kiln_module_source's text, made on first use */
-    char error[1024];  /* the most recent failed call's message; "" when none */
-    kiln_comm *comm;   /* data-parallel steps average over it (comm.c), or NULL */
-    void **dp_pending; /* per buffer: its all-reduce started during the backward, or NULL */
+    void *impl;                   /* the executor's state */
+    char *source;                 /* kiln_module_source's text, made on first use */
+    char error[1024];             /* the most recent failed call's message; "" when none */
+    kiln_comm *comm;              /* data-parallel steps average over it (comm.c), or NULL */
+    struct rt_bucket *dp_buckets; /* the gradients' all-reduce messages (comm.c) */
+    int dp_nbuckets;
+    int *dp_bucket_of; /* per buffer: the bucket of a gradient, else -1 */
     int dp_step;       /* the data-parallel step whose backward runs now, or -1 */
     bool dp_failed;    /* a started all-reduce failed: the step fails after the backward */
     uint64_t seed;     /* the Philox key of runs: the graph's, mixed with the rank */
@@ -107,6 +110,32 @@ kiln_status rt_prepare(kiln_graph *g, kiln_graph *mg, const kiln_compile_opts *o
  * is not written yet). Errors on g as "fn: ". */
 kiln_status rt_cuda_refuse(kiln_graph *g, const char *fn);
 
+/* ---- a module's tensors (inline: every runtime file reaches them, and
+ * module.c, which calls the data-parallel code in comm.c, stays above it) --- */
+
+/* The module tensor called name (input, param or output), or NULL. */
+static inline rt_buf *rt_find(kiln_module *m, const char *name)
+{
+    for (int i = 0; i < m->nbufs; i++)
+        if (strcmp(m->bufs[i].name, name) == 0)
+            return &m->bufs[i];
+    return NULL;
+}
+
+/* Before the host reads b's data (get, print, save): the current value there;
+ * a device executor copies it back. Errors are recorded on m. */
+static inline kiln_status rt_host_read(kiln_module *m, rt_buf *b)
+{
+    return m->exec && m->exec->host_read ? m->exec->host_read(m, b) : KILN_OK;
+}
+
+/* After the host wrote b's data (set, load): a device copy is stale. */
+static inline void rt_host_wrote(kiln_module *m, rt_buf *b)
+{
+    if (m->exec && m->exec->host_wrote)
+        m->exec->host_wrote(m, b);
+}
+
 /* ---- module.c --------------------------------------------------------------- */
 
 /* The module around *mg, a verified graph (taken over: *mg becomes NULL; freed
@@ -115,17 +144,10 @@ kiln_status rt_cuda_refuse(kiln_graph *g, const char *fn);
 kiln_status rt_module_new(kiln_graph *g, kiln_graph **mg, kiln_target target, const char *fn,
                           kiln_module **out);
 void rt_module_destroy(kiln_module *m); /* NULL is a no-op */
-/* Before the host reads b's data (get, print, save): the current value there;
- * a device executor copies it back. Errors are recorded on m. */
-kiln_status rt_host_read(kiln_module *m, rt_buf *b);
-/* After the host wrote b's data (set, load): a device copy is stale. */
-void rt_host_wrote(kiln_module *m, rt_buf *b);
 /* The namespace check of kiln_compile (inputs, params, outputs: no name twice). */
 kiln_status rt_check_names(kiln_graph *g, const char *fn);
 /* The .kir text of g (ir_alloc'd), or NULL when out of memory. */
 char *rt_graph_text(const kiln_graph *g);
-/* The module tensor called name (input, param or output), or NULL. */
-rt_buf *rt_find(kiln_module *m, const char *name);
 /* The buffer of an input or param node (never NULL for a leaf of m->g). */
 rt_buf *rt_leaf(kiln_module *m, const kiln_tensor *leaf);
 
@@ -145,10 +167,24 @@ void rt_cexec_parts(const kiln_module *m, const kprogram **p, const char **sourc
 /* The kernel rows of kiln_module_profile: one per kernel that ran (prof[k]
  * of kernel k), the most time first. */
 void rt_profile_rows(FILE *f, const kprogram *p, const struct kiln_prof *prof);
-/* Data-parallel steps (module.c; comm.c attaches): the entry "<name of e>.backward", or -1; and
- * the mean over the ranks of its gradients into e's "<name>.mean_grad.*". */
+/* Data-parallel steps (comm.c): the entry "<name of e>.backward", or -1; the
+ * mean over the ranks of its gradients into e's "<name>.mean_grad.*"; before
+ * a backward, and after one that failed (finishes what it started); the
+ * buckets' memory (module free, detach). */
+typedef struct rt_bucket {
+    int be;        /* the backward entry whose gradients it carries */
+    int *bufs, n;  /* their module buffers, in the order they fill the message */
+    kiln_dtype dt; /* theirs */
+    int64_t numel; /* their elements, all together */
+    void *stage;   /* n > 1: the message (the gradients back to back); else NULL: the gradient */
+    int ready;     /* gradients complete in the running backward */
+    void *pending; /* its all-reduce started during the backward, or NULL */
+} rt_bucket;
 int rt_dp_backward(const kiln_module *m, int e);
 kiln_status rt_dp_reduce(kiln_module *m, int e, int be);
+void rt_dp_begin(kiln_module *m);
+void rt_dp_drain(kiln_module *m);
+void rt_dp_free(kiln_module *m);
 /* Executors call these between the kernels of a data-parallel backward (when
  * rt_dp_overlap): module buffer b (an output of the running entry) is
  * complete and nothing later reads it, so its all-reduce may start; and the

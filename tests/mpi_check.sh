@@ -4,7 +4,10 @@
 #   1. 2 ranks with 64 rows each end with the params of 1 rank with all 128,
 #      after 10 steps of SGD (momentum) and of Adam, within 1e-6 relative;
 #   2. a run repeats bit for bit, and so does one that sums the gradients
-#      after the backward instead of overlapping the sums with it;
+#      after the backward instead of overlapping the sums with it, and one
+#      that sends every gradient alone instead of in one bucket (and both);
+#   2b. 2 ranks accumulating 2 micro-batches of 32 rows per step end with the
+#      params of 1 rank accumulating 2 of 64 (one all-reduce per step);
 #   3. a checkpoint written by rank 0 at step 5 and loaded by both ranks of a
 #      new job continues to the same params as the run without a stop;
 #   4. ranks whose graphs differ fail together, naming the param;
@@ -37,6 +40,16 @@ run 2 "$dp" train adam 10 "$tmp/again.st" >"$tmp/out" 2>&1 || fail "rerun: $(cat
 "$dp" compare "$tmp/two_adam.st" "$tmp/again.st" --exact || fail "a rerun differs"
 run 2 "$dp" train adam 10 "$tmp/after.st" --no-overlap >"$tmp/out" 2>&1 || fail "no overlap: $(cat "$tmp/out")"
 "$dp" compare "$tmp/two_adam.st" "$tmp/after.st" --exact || fail "overlapped sums differ from sums after"
+
+run 2 "$dp" train adam 10 "$tmp/alone.st" --buckets -1 >"$tmp/out" 2>&1 || fail "buckets: $(cat "$tmp/out")"
+"$dp" compare "$tmp/two_adam.st" "$tmp/alone.st" --exact || fail "one bucket differs from one per gradient"
+run 2 "$dp" train adam 10 "$tmp/alone_after.st" --buckets -1 --no-overlap >"$tmp/out" 2>&1 ||
+    fail "buckets, no overlap: $(cat "$tmp/out")"
+"$dp" compare "$tmp/two_adam.st" "$tmp/alone_after.st" --exact ||
+    fail "one overlapped bucket differs from one sum per gradient after the backward"
+run 1 "$dp" train adam 10 "$tmp/acc_one.st" --accumulate 2 >"$tmp/out" 2>&1 || fail "accumulate, 1 rank: $(cat "$tmp/out")"
+run 2 "$dp" train adam 10 "$tmp/acc_two.st" --accumulate 2 >"$tmp/out" 2>&1 || fail "accumulate, 2 ranks: $(cat "$tmp/out")"
+"$dp" compare "$tmp/acc_one.st" "$tmp/acc_two.st" || fail "accumulating on 2 ranks differs from 1"
 
 run 2 "$dp" train adam 5 "$tmp/half.st" >"$tmp/out" 2>&1 || fail "first half: $(cat "$tmp/out")"
 run 2 "$dp" train adam 5 "$tmp/resumed.st" --resume "$tmp/half.st" >"$tmp/out" 2>&1 ||

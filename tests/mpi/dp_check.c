@@ -4,8 +4,11 @@
  * data-parallel step) on its shard of one fixed batch of 128:
  *
  *   dp_check train sgd|adam STEPS OUT [--resume CKPT] [--save-at K CKPT] [--no-overlap]
+ *                  [--buckets BYTES] [--accumulate K]
  *       rank 0 writes the params after STEPS steps to OUT; --no-overlap: the
- *       gradients are summed after the backward (no allreduce_start)
+ *       gradients are summed after the backward (no allreduce_start);
+ *       --buckets: the communicator's bucket_bytes; --accumulate: K
+ *       micro-batches per step (opt.accumulate), a K-th of the shard each
  *   dp_check compare A B        the params of two checkpoints, within 1e-6
  *                               relative (--exact: bit for bit)
  *   dp_check mismatch           rank 1 builds another hidden size
@@ -26,7 +29,7 @@ static int fail(kiln_module *m, const char *what)
     return 1;
 }
 
-static kiln_module *model(int64_t batch, int64_t hidden, const char *opt_name)
+static kiln_module *model(int64_t batch, int64_t hidden, const char *opt_name, int accumulate)
 {
     kiln_graph *g = kiln_graph_new();
     kiln_graph_seed(g, 11);
@@ -40,6 +43,7 @@ static kiln_module *model(int64_t batch, int64_t hidden, const char *opt_name)
     kiln_optim opt = strcmp(opt_name, "adam") == 0 ? kiln_adam(0.01, 0.9, 0.999, 1e-8)
                                                    : kiln_sgd(0.1, 0.9, 0.001);
     opt.data_parallel = true;
+    opt.accumulate = accumulate;
     kiln_train_step(g, "train", kiln_cross_entropy(g, kiln_linear(g, h, w1, NULL), y), opt);
     kiln_module *m = NULL;
     if (kiln_graph_status(g) != KILN_OK || kiln_compile(g, NULL, &m) != KILN_OK)
@@ -69,20 +73,24 @@ static int train(kiln_comm *c, int argc, char **argv)
 {
     if (argc < 5)
         return 2;
-    int steps = atoi(argv[3]), save_at = -1;
+    int steps = atoi(argv[3]), save_at = -1, k = 1;
     const char *out = argv[4], *resume = NULL, *ckpt = NULL;
     for (int i = 5; i < argc; i++) {
         if (strcmp(argv[i], "--resume") == 0 && i + 1 < argc)
             resume = argv[++i];
         else if (strcmp(argv[i], "--no-overlap") == 0)
             c->allreduce_start = NULL;
+        else if (strcmp(argv[i], "--buckets") == 0 && i + 1 < argc)
+            c->bucket_bytes = atoll(argv[++i]);
+        else if (strcmp(argv[i], "--accumulate") == 0 && i + 1 < argc)
+            k = atoi(argv[++i]);
         else if (strcmp(argv[i], "--save-at") == 0 && i + 2 < argc) {
             save_at = atoi(argv[++i]);
             ckpt = argv[++i];
         }
     }
-    int64_t n = GLOBAL / c->size;
-    kiln_module *m = model(n, 32, argv[2]);
+    int64_t n = GLOBAL / c->size / k; /* micro-batch j of this rank: rows (rank k + j) n */
+    kiln_module *m = model(n, 32, argv[2], k);
     if (!m)
         return 1;
     int rc = 0;
@@ -90,11 +98,10 @@ static int train(kiln_comm *c, int argc, char **argv)
         rc = fail(m, "set_comm");
     if (!rc && resume && kiln_module_load(m, resume) != KILN_OK)
         rc = fail(m, "load");
-    if (!rc && set_shard(m, c->rank * n, n))
-        rc = fail(m, "set");
     for (int s = 0; s < steps && !rc; s++) {
-        if (kiln_module_run(m, "train") != KILN_OK)
-            rc = fail(m, "train");
+        for (int j = 0; j < k && !rc; j++)
+            if (set_shard(m, (c->rank * k + j) * n, n) || kiln_module_run(m, "train") != KILN_OK)
+                rc = fail(m, "train");
         if (!rc && s + 1 == save_at && kiln_module_save(m, ckpt) != KILN_OK)
             rc = fail(m, "save");
     }
@@ -114,7 +121,7 @@ static int compare(int argc, char **argv)
     if (argc < 4)
         return 2;
     bool exact = argc > 4 && strcmp(argv[4], "--exact") == 0;
-    kiln_module *a = model(GLOBAL, 32, "adam"), *b = model(GLOBAL, 32, "adam");
+    kiln_module *a = model(GLOBAL, 32, "adam", 1), *b = model(GLOBAL, 32, "adam", 1);
     if (!a || !b || kiln_module_load_nonstrict(a, argv[2], NULL) != KILN_OK ||
         kiln_module_load_nonstrict(b, argv[3], NULL) != KILN_OK)
         return fail(a, "load");
@@ -157,12 +164,12 @@ int main(int argc, char **argv)
     } else if (strcmp(argv[1], "train") == 0) {
         rc = train(c, argc, argv);
     } else if (strcmp(argv[1], "mismatch") == 0) {
-        kiln_module *m = model(GLOBAL / c->size, c->rank == 1 ? 16 : 32, "sgd");
+        kiln_module *m = model(GLOBAL / c->size, c->rank == 1 ? 16 : 32, "sgd", 1);
         rc = m && kiln_module_set_comm(m, c) == KILN_OK ? 0 : fail(m, "set_comm");
         kiln_module_free(m);
     } else if (strcmp(argv[1], "die") == 0) {
         int64_t n = GLOBAL / c->size;
-        kiln_module *m = model(n, 32, "sgd");
+        kiln_module *m = model(n, 32, "sgd", 1);
         rc = !m || kiln_module_set_comm(m, c) != KILN_OK || set_shard(m, c->rank * n, n);
         for (int s = 0; s < 50 && !rc; s++) {
             if (c->rank == 1 && s == 2) {

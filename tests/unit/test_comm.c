@@ -28,6 +28,7 @@ typedef struct {
     double others; /* allreduce_sum: buf *= 1 + others (ranks with the same values) */
     int fail_at;   /* allreduce_sum calls until one fails (-1: never) */
     int calls;
+    int sums;      /* allreduce_sum calls that summed */
     bool verdicts; /* the attach's verdict vector: other ranks agree (add nothing) */
     int started, waited, fail_start; /* allreduce_start/_wait calls; fail_start: fail them */
 } fake;
@@ -41,6 +42,7 @@ static int fake_sum(kiln_comm *c, void *buf, int64_t n, kiln_dtype dt)
         f->verdicts = false;
         return 0;
     }
+    f->sums++;
     for (int64_t i = 0; i < n; i++) {
         if (dt == KILN_F32)
             ((float *)buf)[i] *= (float)(1 + f->others);
@@ -104,7 +106,7 @@ static const char *fake_error(kiln_comm *c)
 
 static fake fake_new(int rank, int size)
 {
-    fake f = {.base = {rank, size, fake_sum, fake_broadcast, fake_error, NULL, NULL, NULL},
+    fake f = {.base = {rank, size, fake_sum, fake_broadcast, fake_error, NULL, NULL, NULL, -1},
               .record = rank == 0,
               .fail_at = -1,
               .verdicts = true};
@@ -182,6 +184,100 @@ static void test_plain_equivalence(void **state)
         assert_true(fabs(la - lb) <= 1e-6 * fabs(la));
         kiln_module_free(plain);
         kiln_module_free(alone);
+        kiln_module_free(two);
+        fake_free(&f);
+    }
+}
+
+/* Buckets: the gradients b1, w1, b0 (12 + 60 + 20 bytes) share a message of
+ * at most 100 bytes and w0 (120) travels alone; 25 MiB (0) takes all four.
+ * Blocking or overlapped (a bucket starts when its last gradient is complete),
+ * the params are those of one message per gradient, bit for bit; a failed
+ * bucket names its gradients and changes no param. */
+static void test_buckets(void **state)
+{
+    (void)state;
+    kiln_optim dp = kiln_adam(0.01, 0.9, 0.999, 1e-8);
+    dp.data_parallel = true;
+    const int64_t caps[3] = {-1, 100, 0};
+    const int messages[3] = {4, 2, 1};
+    float want[NPARAMS], got[NPARAMS];
+    for (int c = 0; c < 3; c++)
+        for (int overlap = 0; overlap < 2; overlap++) {
+            kiln_module *m = mlp(dp, 4);
+            fake f = fake_new(0, 2);
+            f.others = 1;
+            f.base.bucket_bytes = caps[c];
+            if (overlap) {
+                f.base.allreduce_start = fake_start;
+                f.base.allreduce_test = fake_test;
+                f.base.allreduce_wait = fake_wait;
+            }
+            assert_int_equal(kiln_module_set_comm(m, &f.base), KILN_OK);
+            for (int s = 0; s < 3; s++)
+                assert_int_equal(kiln_module_run(m, "train"), KILN_OK);
+            assert_int_equal(f.sums, 3 * messages[c]);
+            assert_int_equal(f.started, overlap ? 3 * messages[c] : 0);
+            params(m, c || overlap ? got : want);
+            if (c || overlap)
+                assert_memory_equal(got, want, sizeof got);
+            if (c == 1 && !overlap) {
+                f.fail_at = f.calls + 1; /* the first message goes, the second fails */
+                float before[NPARAMS];
+                params(m, before);
+                assert_module_error(m, kiln_module_run(m, "train"), KILN_ERR_DEVICE,
+                                    "kiln_module_run: the all-reduce of 'train.grad.w0' failed: "
+                                    "the fake network is down");
+                f.fail_at = f.calls; /* the first fails */
+                assert_module_error(m, kiln_module_run(m, "train"), KILN_ERR_DEVICE,
+                                    "kiln_module_run: the all-reduce of 'train.grad.b1' and 2 "
+                                    "more gradients failed");
+                params(m, got);
+                assert_memory_equal(got, before, sizeof got);
+            }
+            kiln_module_free(m);
+            fake_free(&f);
+        }
+}
+
+/* opt.accumulate = 3: each rank sums its micro-batches' gradients and the
+ * ranks reduce once per update (4 gradients, 3 updates in 9 runs: 12 sums,
+ * not 36); the params move on every third run only, as the plain step's do,
+ * and end where they do; "train.update" says which run updated. */
+static void test_accumulate(void **state)
+{
+    (void)state;
+    kiln_optim opts[2] = {kiln_sgd(0.1, 0.9, 0.01), kiln_adam(0.01, 0.9, 0.999, 1e-8)};
+    for (int o = 0; o < 2; o++) {
+        opts[o].accumulate = 3;
+        opts[o].max_grad_norm = 0.5;
+        kiln_optim dp = opts[o];
+        dp.data_parallel = true;
+        kiln_module *plain = mlp(opts[o], 3), *two = mlp(dp, 3);
+        fake f = fake_new(0, 2);
+        f.others = 1;
+        assert_int_equal(kiln_module_set_comm(two, &f.base), KILN_OK);
+        float start[NPARAMS], a[NPARAMS], b[NPARAMS];
+        params(two, start);
+        for (int s = 0; s < 9; s++) {
+            assert_int_equal(kiln_module_run(plain, "train"), KILN_OK);
+            assert_int_equal(kiln_module_run(two, "train"), KILN_OK);
+            bool updated = false;
+            assert_int_equal(kiln_module_get(two, "train.update", &updated, sizeof updated),
+                             KILN_OK);
+            assert_int_equal(updated, s % 3 == 2);
+            params(two, b);
+            if (s < 2)
+                assert_memory_equal(b, start, sizeof b);
+            else if (s == 2)
+                assert_memory_not_equal(b, start, sizeof b);
+        }
+        assert_int_equal(f.sums, 3 * 4);
+        params(plain, a);
+        params(two, b);
+        for (int i = 0; i < NPARAMS; i++)
+            assert_true(fabsf(a[i] - b[i]) <= 1e-6f * fabsf(a[i]) + 1e-7f);
+        kiln_module_free(plain);
         kiln_module_free(two);
         fake_free(&f);
     }
@@ -394,6 +490,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plain_equivalence), cmocka_unit_test(test_overlap),
+        cmocka_unit_test(test_accumulate),        cmocka_unit_test(test_buckets),
         cmocka_unit_test(test_mean_divides),      cmocka_unit_test(test_attach),
         cmocka_unit_test(test_rank_streams),      cmocka_unit_test(test_errors),
     };
