@@ -4,8 +4,8 @@
  *
  * Requires the module, its kernel program and C source (compile.c). Per entry
  * it keeps the pointer table handed to the code, the arena of temporaries and,
- * when a kernel can fail, a stash of the outputs so a failed run changes
- * nothing. The code's ABI is ir/abi.h's.
+ * when a kernel can fail, a stash of the outputs a failed run could have
+ * written, so it changes nothing. The code's ABI is ir/abi.h's.
  */
 #include "ir/abi.h"
 #include "rt.h"
@@ -26,6 +26,8 @@ typedef struct {
     void ***bufs;    /* per entry: the pointer table handed to the code */
     void **arena;    /* per entry: TEMP storage */
     void **stash;    /* per entry that can fail: a copy of its outputs, restored on failure */
+    int **stashed;   /* per entry: the outputs stashed (written by a kernel that runs
+                        before a failing one can stop the entry), ended by -1 */
     int threads;     /* kiln_compile_opts.threads: 0 = every core */
     kiln_prof *prof; /* per kernel id: calls and ns, kept by the generated code */
     int *modbuf;     /* per program buffer: the module buffer it is (inputs, params,
@@ -81,6 +83,48 @@ static bool last_uses(cexec *c, int e)
     return true;
 }
 
+/* The stash of entry e: the outputs that a kernel writes at or before the
+ * entry's last kernel that can fail (a failed run stops there; outputs only
+ * written later, as an optimizer's updates after a loss's label check, are
+ * never touched by one). No stash when no kernel can fail. */
+static bool stash_plan(cexec *c, const kiln_module *m, int e)
+{
+    const kprogram *p = c->prog;
+    const kentry *x = &p->entries[e];
+    int lastfail = -1;
+    for (int i = 0; i < x->nkernels; i++)
+        if (kk_can_fail(&p->kernels[x->kernels[i]]))
+            lastfail = i;
+    int n = m->g->entries[e].n;
+    int *outs = c->stashed[e] = ir_alloc(sizeof(int) * (size_t)(n + 1));
+    if (!outs)
+        return false;
+    int k = 0;
+    size_t bytes = 0;
+    for (int b = 0; b < p->nbufs && lastfail >= 0; b++) {
+        const kbuf *kb = &p->bufs[b];
+        if (kb->role != KB_OUTPUT || kb->entry != e)
+            continue;
+        bool early = false;
+        for (int i = 0; i <= lastfail && !early; i++) {
+            const kernel *kk = &p->kernels[x->kernels[i]];
+            for (int j = 0; j < kk->nstores && !early; j++)
+                early = kk->stores[j].buf == b;
+        }
+        bool seen = false; /* one program buffer per output */
+        for (int j = 0; j < k; j++)
+            seen = seen || outs[j] == kb->index;
+        if (early && !seen) {
+            outs[k++] = kb->index;
+            bytes += m->bufs[m->entry_buf[e] + kb->index].nbytes;
+        }
+    }
+    outs[k] = -1;
+    if (lastfail < 0)
+        return true;
+    return (c->stash[e] = ir_alloc(bytes ? bytes : 1)) != NULL;
+}
+
 /* ---- the executor --------------------------------------------------------------- */
 
 static void cexec_destroy(kiln_module *m)
@@ -96,6 +140,8 @@ static void cexec_destroy(kiln_module *m)
                 ir_free(c->arena[e]);
             if (c->stash)
                 ir_free(c->stash[e]);
+            if (c->stashed)
+                ir_free(c->stashed[e]);
             if (c->last)
                 ir_free(c->last[e]);
         }
@@ -104,6 +150,7 @@ static void cexec_destroy(kiln_module *m)
     ir_free(c->bufs);
     ir_free(c->arena);
     ir_free(c->stash);
+    ir_free(c->stashed);
     ir_free(c->last);
     ir_free(c->entries);
     ir_free(c->prof);
@@ -143,11 +190,10 @@ static kiln_status cexec_run(kiln_module *m, int e, const bool *needed)
     /* A failed run changes nothing, as on the interpreter: the entry stops at
      * the first failing kernel and applies no assign (params are untouched),
      * and an entry that can fail has its outputs stashed first. */
-    const ir_entry *x = &m->g->entries[e];
     if (c->stash[e]) {
         char *at = c->stash[e];
-        for (int i = 0; i < x->n; i++) {
-            const rt_buf *b = &m->bufs[m->entry_buf[e] + i];
+        for (const int *i = c->stashed[e]; *i >= 0; i++) {
+            const rt_buf *b = &m->bufs[m->entry_buf[e] + *i];
             memcpy(at, b->data, b->nbytes);
             at += b->nbytes;
         }
@@ -169,8 +215,8 @@ static kiln_status cexec_run(kiln_module *m, int e, const bool *needed)
         return KILN_OK;
     if (c->stash[e]) {
         const char *at = c->stash[e];
-        for (int i = 0; i < x->n; i++) {
-            const rt_buf *b = &m->bufs[m->entry_buf[e] + i];
+        for (const int *i = c->stashed[e]; *i >= 0; i++) {
+            const rt_buf *b = &m->bufs[m->entry_buf[e] + *i];
             memcpy(b->data, at, b->nbytes);
             at += b->nbytes;
         }
@@ -262,10 +308,11 @@ kiln_status rt_cexec_new(kiln_module *m, kiln_graph *g, rt_code *code, int threa
     c->bufs = ir_calloc(sizeof(*c->bufs) * (size_t)ne);
     c->arena = ir_calloc(sizeof(*c->arena) * (size_t)ne);
     c->stash = ir_calloc(sizeof(*c->stash) * (size_t)ne);
+    c->stashed = ir_calloc(sizeof(*c->stashed) * (size_t)ne);
     c->last = ir_calloc(sizeof(*c->last) * (size_t)ne);
     c->prof = ir_calloc(sizeof(*c->prof) * (size_t)(p->nkernels ? p->nkernels : 1));
     c->modbuf = ir_alloc(sizeof(int) * (size_t)(p->nbufs ? p->nbufs : 1));
-    if (!c->entries || !c->bufs || !c->arena || !c->stash || !c->last || !c->prof || !c->modbuf)
+    if (!c->entries || !c->bufs || !c->arena || !c->stash || !c->stashed || !c->last || !c->prof || !c->modbuf)
         return ir_fail_status(g, KILN_ERR_NOMEM, "%s: out of memory", fn);
     for (int i = 0; i < p->nbufs; i++) {
         const kbuf *b = &p->bufs[i];
@@ -283,18 +330,8 @@ kiln_status rt_cexec_new(kiln_module *m, kiln_graph *g, rt_code *code, int threa
     for (int e = 0; e < p->nentries; e++) {
         c->bufs[e] = ir_alloc(sizeof(void *) * (size_t)(p->nbufs ? p->nbufs : 1));
         c->arena[e] = ir_alloc((size_t)(p->entries[e].arena_bytes ? p->entries[e].arena_bytes : 1));
-        if (!c->bufs[e] || !c->arena[e] || !last_uses(c, e))
+        if (!c->bufs[e] || !c->arena[e] || !last_uses(c, e) || !stash_plan(c, m, e))
             return ir_fail_status(g, KILN_ERR_NOMEM, "%s: out of memory", fn);
-        bool can_fail = false;
-        for (int k = 0; k < p->entries[e].nkernels; k++)
-            can_fail = can_fail || kk_can_fail(&p->kernels[p->entries[e].kernels[k]]);
-        if (can_fail) {
-            size_t bytes = 0;
-            for (int i = 0; i < m->g->entries[e].n; i++)
-                bytes += m->bufs[m->entry_buf[e] + i].nbytes;
-            if (!(c->stash[e] = ir_alloc(bytes ? bytes : 1)))
-                return ir_fail_status(g, KILN_ERR_NOMEM, "%s: out of memory", fn);
-        }
     }
     return KILN_OK;
 }
