@@ -420,6 +420,7 @@ void kp_free(kprogram *p)
     for (int i = 0; i < p->nentries; i++) {
         ir_free(p->entries[i].kernels);
         ir_free(p->entries[i].copies);
+        ir_free(p->entries[i].shares);
     }
     ir_free(p->entries);
     ir_free(p->kernels);
@@ -575,6 +576,8 @@ kiln_status kp_print(const kprogram *p, FILE *f)
             fprintf(f, " k%d", x->kernels[i]);
         for (int i = 0; i < x->ncopies; i++)
             fprintf(f, "%s buf%d -> buf%d", i ? "," : "; copy", x->copies[i].src, x->copies[i].dst);
+        for (int i = 0; i < x->nshares; i++)
+            fprintf(f, "%s buf%d = buf%d", i ? "," : "; share", x->shares[i].src, x->shares[i].dst);
         fputc('\n', f);
     }
     for (int i = 0; i < p->nkernels; i++)

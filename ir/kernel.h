@@ -140,6 +140,9 @@ typedef struct {
     int nkernels;
     kcopy *copies; /* applied in order after the last kernel */
     int ncopies;
+    kcopy *shares; /* outputs that are their param's storage: the kernel computing the
+                      assign stores into the param (passes/inplace.c); src = the output */
+    int nshares;
     int64_t arena_bytes; /* bytes of TEMP storage this entry needs */
     int64_t live_bytes;  /* the most TEMP bytes live at once: no plan needs less */
 } kentry;

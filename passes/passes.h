@@ -80,5 +80,8 @@ kiln_status pass_lower(kiln_graph *g, const fuse_plan *plan, kprogram **out);
 kiln_status pass_hfuse(kiln_graph *g, kprogram *p);
 /* Gives every TEMP buffer an arena offset and sets each entry's arena_bytes. */
 kiln_status pass_memplan(kiln_graph *g, kprogram *p);
+/* inplace.c: after the pipeline, for an executor that lets an assign's output
+ * be its param's storage: turns the copies it can into kentry.shares. */
+kiln_status pass_inplace(kiln_graph *g, kprogram *p);
 
 #endif /* KILN_PASSES_H */

@@ -312,7 +312,8 @@ kiln_status rt_cexec_new(kiln_module *m, kiln_graph *g, rt_code *code, int threa
     c->last = ir_calloc(sizeof(*c->last) * (size_t)ne);
     c->prof = ir_calloc(sizeof(*c->prof) * (size_t)(p->nkernels ? p->nkernels : 1));
     c->modbuf = ir_alloc(sizeof(int) * (size_t)(p->nbufs ? p->nbufs : 1));
-    if (!c->entries || !c->bufs || !c->arena || !c->stash || !c->stashed || !c->last || !c->prof || !c->modbuf)
+    if (!c->entries || !c->bufs || !c->arena || !c->stash || !c->stashed || !c->last || !c->prof ||
+        !c->modbuf)
         return ir_fail_status(g, KILN_ERR_NOMEM, "%s: out of memory", fn);
     for (int i = 0; i < p->nbufs; i++) {
         const kbuf *b = &p->bufs[i];
@@ -327,6 +328,16 @@ kiln_status rt_cexec_new(kiln_module *m, kiln_graph *g, rt_code *code, int threa
             c->modbuf[i] = (int)(mb - m->bufs);
         }
     }
+    /* an assign done in place: its output is its param's storage */
+    for (int e = 0; e < p->nentries; e++)
+        for (int i = 0; i < p->entries[e].nshares; i++) {
+            rt_buf *o = &m->bufs[c->modbuf[p->entries[e].shares[i].src]];
+            int param = c->modbuf[p->entries[e].shares[i].dst];
+            ir_free(o->owned);
+            o->owned = NULL;
+            o->data = m->bufs[param].data;
+            o->shares = param;
+        }
     for (int e = 0; e < p->nentries; e++) {
         c->bufs[e] = ir_alloc(sizeof(void *) * (size_t)(p->nbufs ? p->nbufs : 1));
         c->arena[e] = ir_alloc((size_t)(p->entries[e].arena_bytes ? p->entries[e].arena_bytes : 1));

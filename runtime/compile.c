@@ -41,13 +41,15 @@ static kiln_status verify(kiln_graph *g, kiln_graph *mg, const char *fn)
     return s == KILN_OK ? s : rt_compile_fail(g, s, "%s: %s", fn, kiln_graph_error(mg));
 }
 
-kiln_status rt_render(kiln_graph *g, kiln_graph *mg, kiln_target target, bool launch,
+kiln_status rt_render(kiln_graph *g, kiln_graph *mg, kiln_target target, bool launch, bool inplace,
                       const char *fn, rt_code *code)
 {
     *code = (rt_code){NULL, NULL};
     if (target == KILN_TARGET_INTERP) /* it runs the graph itself */
         return KILN_OK;
     kiln_status s = pass_pipeline(mg, &code->prog);
+    if (s == KILN_OK && inplace)
+        s = pass_inplace(mg, code->prog);
     if (s != KILN_OK)
         return rt_compile_fail(g, s, "%s: %s", fn, kiln_graph_error(mg));
     cgen_opts co = {.openmp = true, .features = cgen_host_features(), .launch = launch};
@@ -87,7 +89,7 @@ kiln_status rt_prepare(kiln_graph *g, kiln_graph *mg, const kiln_compile_opts *o
     rt_code code = {NULL, NULL};
     kiln_module *m = NULL;
     kiln_status s = verify(g, mg, fn);
-    s = s ? s : rt_render(g, mg, target, false, fn, &code);
+    s = s ? s : rt_render(g, mg, target, false, target == KILN_TARGET_C, fn, &code);
     s = s ? s : rt_module_new(g, &mg, target, fn, &m);
     s = s ? s : attach(m, g, &code, opts, false, fn);
     kiln_graph_free(mg);
@@ -193,10 +195,12 @@ kiln_status kiln_compile(kiln_graph *g, const kiln_compile_opts *opts, kiln_modu
     s = s ? s : clone(g, fn, &mg);         /* the module's own graph */
     s = s ? s : verify(g, mg, fn);         /* every invariant of docs/ir.md */
     bool launch = target == KILN_TARGET_C && rt_launch_wanted();
-    s = s ? s : rt_render(g, mg, target, launch, fn, &code); /* passes, then C or CUDA */
-    s = s ? s : rt_module_new(g, &mg, target, fn, &m);       /* buffers, params initialised */
-    s = s ? s : attach(m, g, &code, opts, launch, fn);       /* the executor */
-    s = s ? s : build(m, g, opts, &hit);                     /* compiled or cached, loaded */
+    /* only the C executor of whole entries gives outputs their params' storage */
+    bool inplace = target == KILN_TARGET_C && !launch;
+    s = s ? s : rt_render(g, mg, target, launch, inplace, fn, &code); /* passes, C or CUDA */
+    s = s ? s : rt_module_new(g, &mg, target, fn, &m); /* buffers, params initialised */
+    s = s ? s : attach(m, g, &code, opts, launch, fn); /* the executor */
+    s = s ? s : build(m, g, opts, &hit);               /* compiled or cached, loaded */
     kiln_graph_free(mg);
     rt_code_free(&code);
     if (s != KILN_OK) {

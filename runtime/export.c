@@ -499,7 +499,8 @@ static char *make_source(const xspec *x, const char *cmd)
                     dtype_enum(t->node->dtype), t->node->rank);
         for (int d = 0; d < t->node->rank; d++)
             cgen_printf(&b, "%s%lld", d ? ", " : "", (long long)t->node->dims[d]);
-        cgen_printf(&b, "}, %zu, %llu},\n", t->nbytes, (unsigned long long)x->init[i]);
+        cgen_printf(&b, "}, %zu, %llu, %d},\n", t->nbytes, (unsigned long long)x->init[i],
+                    t->shares);
     }
     cgen_puts(&b, "    {0}};\n\nstatic const kso_pbuf kso_pbufs[KSO_NPBUFS + 1] = {\n");
     for (int i = 0; i < p->nbufs; i++) {

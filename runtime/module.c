@@ -181,6 +181,7 @@ static bool add_buf(kiln_module *m, const char *name, rt_role role, kiln_tensor 
     b->role = role;
     b->node = node;
     b->entry = b->index = -1;
+    b->shares = -1;
     b->nbytes = (size_t)ir_numel(node) * kiln_dtype_size(node->dtype);
     b->owned = role == RT_PARAM ? ir_alloc_huge(b->nbytes) : ir_calloc(b->nbytes);
     if (!b->owned)
@@ -536,13 +537,21 @@ static const rt_buf *bound_overlap(const kiln_module *m, const rt_buf *b, const 
     uintptr_t lo = (uintptr_t)p, hi = lo + b->nbytes;
     for (int i = 0; i < m->nbufs; i++) {
         const rt_buf *o = &m->bufs[i];
-        if (o == b || o->owned || !o->nbytes || !b->nbytes)
+        if (o == b || o->owned || o->shares >= 0 || !o->nbytes || !b->nbytes)
             continue;
         uintptr_t olo = (uintptr_t)o->data, ohi = olo + o->nbytes;
         if (lo < ohi && olo < hi)
             return o;
     }
     return NULL;
+}
+
+/* The outputs that share b's storage move with it. */
+static void follow(kiln_module *m, const rt_buf *b)
+{
+    for (int i = 0; i < m->nbufs; i++)
+        if (m->bufs[i].shares == (int)(b - m->bufs))
+            m->bufs[i].data = b->data;
 }
 
 /* host_ptr becomes the tensor's storage: the module reads its current
@@ -556,6 +565,11 @@ static kiln_status bind_body(kiln_module *m, const char *name, void *host_ptr)
     rt_buf *b = lookup(m, "kiln_module_bind", name, &s);
     if (!b)
         return s;
+    if (b->shares >= 0)
+        return rt_fail(m, KILN_ERR_INVALID,
+                       "kiln_module_bind: '%s' is '%s' updated in place (the same storage): "
+                       "bind '%s'",
+                       b->name, m->bufs[b->shares].name, m->bufs[b->shares].name);
     if (host_ptr && m->exec && m->exec->host_read)
         return rt_fail(m, KILN_ERR_INVALID,
                        "kiln_module_bind: '%s' lives on the %s device: host memory cannot be "
@@ -572,6 +586,7 @@ static kiln_status bind_body(kiln_module *m, const char *name, void *host_ptr)
         b->owned = NULL;
         b->data = host_ptr;
         b->set = true;
+        follow(m, b);
         return KILN_OK;
     }
     if (b->owned)
@@ -581,6 +596,7 @@ static kiln_status bind_body(kiln_module *m, const char *name, void *host_ptr)
         return rt_fail(m, KILN_ERR_NOMEM, "kiln_module_bind: out of memory");
     memcpy(p, b->data, b->nbytes);
     b->owned = b->data = p;
+    follow(m, b);
     return KILN_OK;
 }
 

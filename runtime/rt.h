@@ -29,8 +29,10 @@ typedef struct {
     int entry, index;  /* outputs: which entry, which output */
     size_t nbytes;
     void *data;  /* the storage: owned, or the user's memory after bind */
-    void *owned; /* NULL when bound */
+    void *owned; /* NULL when bound, or when it shares another's */
     bool set;    /* inputs: a value was set or bound */
+    int shares;  /* an assign's output updated in place: the param (module buffer) whose
+                    storage it is; else -1 */
 } rt_buf;
 
 typedef struct rt_executor rt_executor;
@@ -97,8 +99,10 @@ void rt_code_free(rt_code *code); /* cexec.c: frees both, leaves it empty */
 
 /* The passes over mg (a verified graph the caller owns: they rewrite it), then
  * the target's renderer (C with launch: one launch function per kernel, for
- * the C device). Nothing for the interpreter. Errors on g as "fn: ". */
-kiln_status rt_render(kiln_graph *g, kiln_graph *mg, kiln_target target, bool launch,
+ * the C device). With inplace, assigns store into their params where they
+ * can (pass_inplace: the executor must honour kentry.shares). Nothing for the
+ * interpreter. Errors on g as "fn: ". */
+kiln_status rt_render(kiln_graph *g, kiln_graph *mg, kiln_target target, bool launch, bool inplace,
                       const char *fn, rt_code *code);
 /* verify -> render -> module -> executor over mg (taken over): everything
  * kiln_compile does short of building and loading code (kiln_export and

@@ -129,9 +129,9 @@ static void print_stats(const kprogram *p, FILE *f)
             ef += kk_flops(&p->kernels[x->kernels[i]]);
         fprintf(f,
                 "entry \"%s\": %d kernels, %.0f flops, arena %lld bytes (liveness lower bound "
-                "%lld), %d copies\n",
+                "%lld), %d copies, %d in place\n",
                 x->name ? x->name : "", x->nkernels, ef, (long long)x->arena_bytes,
-                (long long)x->live_bytes, x->ncopies);
+                (long long)x->live_bytes, x->ncopies, x->nshares);
     }
     for (int k = 0; k < p->nkernels; k++)
         fprintf(f, "  %-32s %3d graph nodes %14.0f flops\n", p->kernels[k].name,
@@ -266,7 +266,7 @@ static int compile_mode(int argc, char **argv)
         kiln_graph *clone = ir_graph_clone(g);
         rt_code code = {NULL, NULL};
         kiln_status s = clone ? rt_render(g, clone, cuda ? KILN_TARGET_CUDA : KILN_TARGET_C, false,
-                                          "kiln_compile", &code)
+                                          !cuda, "kiln_compile", &code)
                               : KILN_ERR_NOMEM;
         if (s != KILN_OK) {
             fprintf(stderr, "kilnc: %s: %s\n", in,

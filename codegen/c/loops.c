@@ -212,14 +212,24 @@ int cgen_outer_collapse(const kr *r, int64_t work)
 }
 
 /* Opens the first n loops, declaring each node at the outermost loop it can
- * live in (with collapse(c), nothing may sit between the first c loops). */
-void cgen_open_outer(kr *r, int col, int n)
+ * live in (with collapse(c), nothing may sit between the first c loops).
+ * With simd, the last of them, when it is not one of the parallel ones, is
+ * an `omp simd` loop: inside a parallel region clang sees the buffers as
+ * captured pointers without `restrict`, and a kernel with several stores
+ * then stays scalar (its run-time overlap checks cost more than vectors
+ * gain). Only for loops whose iterations are independent: a pointwise
+ * kernel reads a buffer it writes only at the element it writes. */
+void cgen_open_outer(kr *r, int col, int n, bool simd)
 {
     const kernel *k = r->k;
     cgen_emit_at(r, 0, false, 1);
     for (int d = 0; d < n; d++) {
         if (d == 0 && col)
             cgen_pragma_for(r, 1, col, "");
+        if (simd && col && d == n - 1 && d >= col) {
+            cgen_indent(r->b, d + 1);
+            cgen_puts(r->b, "#pragma omp simd\n");
+        }
         cgen_indent(r->b, d + 1);
         cgen_printf(r->b, "for (int64_t i%d = 0; i%d < %lld; i%d++) {\n", d, d,
                     (long long)k->dims[d], d);

@@ -46,7 +46,7 @@ int cgen_rng_chunk_base(const kr *r, int i);
 /* How many outer loops to collapse under one parallel for over `work`
  * iterations (0: serial), and opening them. */
 int cgen_outer_collapse(const kr *r, int64_t work);
-void cgen_open_outer(kr *r, int col, int n);
+void cgen_open_outer(kr *r, int col, int n, bool simd);
 /* "#pragma omp parallel for [collapse(c)] schedule(static)<extra> num_threads(...)" */
 void cgen_pragma_for(kr *r, int ind, int collapse, const char *extra);
 /* Closes the blocks at indentation from down to to + 1. */

@@ -77,7 +77,7 @@ static void render_pointwise(kr *r)
     if (nchunk)
         cgen_mark_needs(r); /* their indices may be needed no more */
     if (!nchunk) {
-        cgen_open_outer(r, col, k->rank);
+        cgen_open_outer(r, col, k->rank, !r->fails);
         cgen_emit_leftovers(r, k->rank + 1);
         cgen_emit_stores(r, k->rank + 1);
         cgen_close_to(r, k->rank, 0);
@@ -86,7 +86,7 @@ static void render_pointwise(kr *r)
     /* the innermost loop d runs in chunks: fill, then consume */
     int d = k->rank - 1;
     long long dim = (long long)k->dims[d];
-    cgen_open_outer(r, col, d);
+    cgen_open_outer(r, col, d, false);
     if (d == 0 && col)
         cgen_pragma_for(r, 1, col, "");
     cgen_indent(b, d + 1);
@@ -180,7 +180,7 @@ static void render_reduce_columns(kr *r, int col)
         for (int j = 0; j < ar; j++)
             r->defer[i] = r->defer[i] || (ops[j] >= 0 && ops[j] < i && r->defer[ops[j]]);
     }
-    cgen_open_outer(r, col > last ? last : col, last);
+    cgen_open_outer(r, col > last ? last : col, last, false);
     if (last == 0 && col)
         cgen_pragma_for(r, 1, 0, "");
     int ind = last + 1;
@@ -270,7 +270,7 @@ static void render_reduce(kr *r)
         render_reduce_columns(r, cgen_outer_collapse(r, outer * red));
         return;
     }
-    cgen_open_outer(r, cgen_outer_collapse(r, outer * red), k->rank);
+    cgen_open_outer(r, cgen_outer_collapse(r, outer * red), k->rank, false);
     int ind = k->rank + 1;
     cgen_indent(b, ind);
     if (isum) {
@@ -539,7 +539,10 @@ static bool render_entry(cgen_buf *b, const kprogram *p, int e, const cgen_opts 
     const kentry *x = &p->entries[e];
     cgen_printf(b, "/* entry %d \"", e);
     comment_text(b, x->name);
-    cgen_printf(b, "\": %d kernels, %d copies */\n", x->nkernels, x->ncopies);
+    cgen_printf(b, "\": %d kernels, %d copies", x->nkernels, x->ncopies);
+    if (x->nshares) /* assigns whose kernel stores into the param (passes/inplace.c) */
+        cgen_printf(b, ", %d in place", x->nshares);
+    cgen_puts(b, " */\n");
     cgen_printf(b, "KILN_EXPORT int kiln_entry_%d(kiln_ctx *ctx)\n{\n", e);
     bool can_fail = false; /* only kernels that can fail have their status read */
     for (int i = 0; i < x->nkernels; i++)
