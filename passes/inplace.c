@@ -102,8 +102,8 @@ kiln_status pass_inplace(kiln_graph *g, kprogram *p)
             kcopy cp = x->copies[c];
             bool twice = false; /* an output or a param in two copies stays a copy */
             for (int d = 0; d < x->ncopies; d++)
-                twice = twice || (d != c && (x->copies[d].src == cp.src ||
-                                             x->copies[d].dst == cp.dst));
+                twice =
+                    twice || (d != c && (x->copies[d].src == cp.src || x->copies[d].dst == cp.dst));
             int w = twice || p->bufs[cp.src].role != KB_OUTPUT || p->bufs[cp.dst].role != KB_PARAM
                         ? -1
                         : writer(p, x, &cp);

@@ -133,8 +133,8 @@ static void test_optimizer_updates_in_place(void **state)
         for (int s = 0; s < 3; s++)
             assert_int_equal(kiln_module_run(ms[k], "train"), KILN_OK);
     }
-    static const char *const names[] = {"w0", "train.new.w0", "w0.exp_avg_sq",
-                                        "train.new.w0.exp_avg_sq", "b1", "train.new.b1"};
+    static const char *const names[] = {
+        "w0", "train.new.w0", "w0.exp_avg_sq", "train.new.w0.exp_avg_sq", "b1", "train.new.b1"};
     for (int i = 0; i < 6; i++) {
         float a[30], b[30];
         size_t n = i < 4 ? sizeof(float) * 30 : sizeof(float) * 3;
@@ -182,8 +182,8 @@ static void test_output_is_the_params_storage(void **state)
     assert_true(out[0] != -1000 * 0.5f + q[0]);
     kiln_status s = kiln_module_bind(m, "step.0", host);
     assert_module_error(m, s, KILN_ERR_INVALID,
-                           "kiln_module_bind: 'step.0' is 'p' updated in place (the same "
-                           "storage): bind 'p'");
+                        "kiln_module_bind: 'step.0' is 'p' updated in place (the same "
+                        "storage): bind 'p'");
     kiln_module_free(m);
     kiln_graph_free(g);
 }
