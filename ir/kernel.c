@@ -548,6 +548,14 @@ static void print_kernel(const kernel *k, FILE *f)
                 (long long)k->at.k_stride[1], (long long)k->at.k_stride[2], k->at.v,
                 (long long)k->at.v_stride[0], (long long)k->at.v_stride[1],
                 (long long)k->at.v_stride[2]);
+        for (int i = 0; i < 3; i++) {
+            const char *name = i == 0 ? "q" : i == 1 ? "k" : "v";
+            if (k->at.offset[i])
+                fprintf(f, " %s offset=%lld", name, (long long)k->at.offset[i]);
+            if (k->at.inner[i] > 1)
+                fprintf(f, " %s batch=(/%lld, %%%lld * %lld)", name, (long long)k->at.inner[i],
+                        (long long)k->at.inner[i], (long long)k->at.istride[i]);
+        }
         break;
     }
     if (k->serial)
@@ -688,6 +696,14 @@ int kk_operand_refs(kernel *k, int *refs[3])
         return 3;
     }
     return 0;
+}
+
+int64_t kk_attention_batch(const kk_attention *at, int which, int64_t b)
+{
+    const int64_t *st = which == 0 ? at->q_stride : which == 1 ? at->k_stride : at->v_stride;
+    int64_t inner = at->inner[which];
+    return at->offset[which] +
+           (inner > 1 ? b / inner * st[0] + b % inner * at->istride[which] : b * st[0]);
 }
 
 int kk_operand_bufs(const kernel *k, int bufs[3])

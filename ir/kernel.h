@@ -82,8 +82,13 @@ typedef struct {
     int q, k, v; /* buffers */
     int64_t batch, t, s, d, dv;
     int64_t q_stride[3], k_stride[3], v_stride[3]; /* (batch, row, col), as kk_matmul's */
-    double scale;                                  /* rounded to the operands' dtype */
-    bool causal;                                   /* keys j <= row i only */
+    /* q, k, v start at element offset (a slice of one q|k|v projection), and those whose
+     * batch axes need two strides (heads permuted in: [B, T, H, D] read as [B, H, T, D])
+     * have batch b at (b / inner) * stride[0] + (b % inner) * istride; inner 0 or 1: at
+     * b * stride[0] */
+    int64_t offset[3], inner[3], istride[3];
+    double scale; /* rounded to the operands' dtype */
+    bool causal;  /* keys j <= row i only */
 } kk_attention;
 
 typedef struct {
@@ -168,6 +173,8 @@ bool kk_can_fail(const kernel *k);
 int kk_operand_refs(kernel *k, int *refs[3]);
 /* The same buffers' numbers. */
 int kk_operand_bufs(const kernel *k, int bufs[3]);
+/* Where batch b of ATTENTION operand `which` (0 q, 1 k, 2 v) starts (element index). */
+int64_t kk_attention_batch(const kk_attention *at, int which, int64_t b);
 int kk_expr(kernel *k, kx_node n); /* appends (hash-consed: equal nodes are shared) */
 int kk_const_f(kernel *k, kiln_dtype dt, double v);
 int kk_const_i(kernel *k, kiln_dtype dt, int64_t v);

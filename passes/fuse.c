@@ -126,28 +126,43 @@ bool fuse_strided(const kiln_tensor *t, const unsigned char *kind, fuse_view *v,
     return true;
 }
 
-bool fuse_matmul_strides(const kiln_tensor *t, const fuse_view *v, int64_t st[3])
+bool fuse_attention_strides(const kiln_tensor *t, const fuse_view *v, int64_t st[3], int64_t *inner,
+                            int64_t *istride)
 {
     int r = t->rank;
-    if (v->offset != 0 || r < 2)
+    *inner = 1;
+    *istride = 0;
+    if (r < 2)
         return false;
     st[1] = t->dims[r - 2] == 1 ? 0 : v->strides[r - 2];
     st[2] = t->dims[r - 1] == 1 ? 0 : v->strides[r - 1];
     st[0] = 0;
-    int64_t prod = 1;
-    bool have = false;
+    /* batch axes from the innermost: runs of one stride (a run's stride times
+     * its size is the next axis' stride); at most two runs */
+    int64_t size = 1;
+    int groups = 0;
     for (int d = r - 3; d >= 0; d--) {
         if (t->dims[d] == 1)
             continue;
-        if (!have) {
+        if (groups == 0 || v->strides[d] != st[0] * size) {
+            if (++groups > 2)
+                return false;
+            if (groups == 2) {
+                *inner = size;
+                *istride = st[0];
+            }
             st[0] = v->strides[d];
-            have = true;
-        } else if (v->strides[d] != st[0] * prod) {
-            return false;
+            size = 1;
         }
-        prod *= t->dims[d];
+        size *= t->dims[d];
     }
     return true;
+}
+
+bool fuse_matmul_strides(const kiln_tensor *t, const fuse_view *v, int64_t st[3])
+{
+    int64_t inner, istride;
+    return v->offset == 0 && fuse_attention_strides(t, v, st, &inner, &istride) && inner == 1;
 }
 
 /* The cost of a node when inlined: its own ops plus those of its inlined operands. */
@@ -173,16 +188,18 @@ static int cap_add(int a, int b)
     return a + b > COST_CAP ? COST_CAP : a + b;
 }
 
-static void force_view(const kiln_graph *g, const kiln_tensor *t, unsigned char *kind)
+/* Operand t of a matmul (or of attention: two batch strides allowed) becomes a
+ * strided view of a buffer: what it cannot be read through is materialized. */
+static void force_view(const kiln_tensor *t, bool attention, unsigned char *kind)
 {
     fuse_view v;
     const kiln_tensor *bad = NULL;
     while (!fuse_strided(t, kind, &v, &bad))
         kind[bad->id] = FUSE_ROOT;
-    int64_t st[3];
-    if (!fuse_matmul_strides(t, &v, st))
+    int64_t st[3], inner, istride;
+    if (attention ? !fuse_attention_strides(t, &v, st, &inner, &istride)
+                  : !fuse_matmul_strides(t, &v, st))
         kind[t->id] = FUSE_ROOT;
-    (void)g;
 }
 
 /* The root that matmul m's epilogue ends in, or -1: every node reached from m
@@ -404,7 +421,7 @@ static void fuse_entry(const kiln_graph *g, fuse_plan *plan, int e, int *ops, in
                                    : FUSE_ROOT;
         if (t->op == IR_MATMUL || t->op == IR_SDPA)
             for (int k = 0; k < t->nin; k++)
-                force_view(g, t->in[k], kind);
+                force_view(t->in[k], t->op == IR_SDPA, kind);
     }
     absorb_epilogues(g, kind, epi, isout);
     alias_outputs(g, kind, plan->alias + (size_t)e * (size_t)nn, uses, user, isout);

@@ -678,8 +678,11 @@ static int attention_kernel(lw *L, const kiln_tensor *n)
     const kiln_tensor *bad = NULL;
     for (int i = 0; i < 3; i++) {
         if (!fuse_strided(n->in[i], L->kind, &vw[i], &bad) ||
-            !fuse_matmul_strides(n->in[i], &vw[i], strides[i]) || L->bufof[vw[i].base->id] < 0)
+            !fuse_attention_strides(n->in[i], &vw[i], strides[i], &k->at.inner[i],
+                                    &k->at.istride[i]) ||
+            L->bufof[vw[i].base->id] < 0)
             return internal(L);
+        k->at.offset[i] = vw[i].offset;
         *bufs[i] = L->bufof[vw[i].base->id];
     }
     k->at.batch = ir_shape_numel(r - 2, n->dims);

@@ -73,6 +73,12 @@ bool fuse_strided(const kiln_tensor *t, const unsigned char *kind, fuse_view *v,
 /* A MATMUL operand's (batch, row, col) strides from its view, when its batch
  * axes collapse into one stride and its offset is 0. */
 bool fuse_matmul_strides(const kiln_tensor *t, const fuse_view *v, int64_t st[3]);
+/* The same for an attention operand, which may start at an offset (a slice)
+ * and whose batch axes may fall into two groups of one stride each (heads
+ * permuted in): the inner group's size and stride in *inner and *istride
+ * (*inner is 1 when one stride covers them all). */
+bool fuse_attention_strides(const kiln_tensor *t, const fuse_view *v, int64_t st[3], int64_t *inner,
+                            int64_t *istride);
 
 kiln_status pass_lower(kiln_graph *g, const fuse_plan *plan, kprogram **out);
 

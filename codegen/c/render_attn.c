@@ -11,11 +11,21 @@
 
 enum { ATTN_BLOCK = 64 }; /* keys scored before the running maximum is updated */
 
-/* "Q + i0 * s0 + <row> * s1": the start of a row of an operand. */
-static void row_at(cgen_buf *b, const kprogram *p, int buf, const int64_t *st, const char *row)
+/* "Q + i0 * s0 + <row> * s1": the start of a row of operand `which` (0 q,
+ * 1 k, 2 v), after its offset; "(i0 / H) * s0 + (i0 % H) * sh" for one whose
+ * batch axes need two strides (heads permuted in). */
+static void row_at(cgen_buf *b, const kprogram *p, const kk_attention *at, int which,
+                   const char *row)
 {
-    cgen_buf_name(b, p, buf);
-    if (st[0])
+    const int buf[3] = {at->q, at->k, at->v};
+    const int64_t *st = which == 0 ? at->q_stride : which == 1 ? at->k_stride : at->v_stride;
+    cgen_buf_name(b, p, buf[which]);
+    if (at->offset[which])
+        cgen_printf(b, " + %lld", (long long)at->offset[which]);
+    if (at->inner[which] > 1)
+        cgen_printf(b, " + i0 / %lld * %lld + i0 %% %lld * %lld", (long long)at->inner[which],
+                    (long long)st[0], (long long)at->inner[which], (long long)at->istride[which]);
+    else if (st[0])
         cgen_printf(b, " + i0 * %lld", (long long)st[0]);
     if (st[1])
         cgen_printf(b, " + %s * %lld", row, (long long)st[1]);
@@ -37,7 +47,7 @@ void cgen_render_attention(kr *r)
     cgen_printf(b, "        for (int64_t i1 = 0; i1 < %lld; i1++) {\n", (long long)at->t);
     cgen_emit_at(r, 1, false, 3);
     cgen_printf(b, "            const %s *qr = ", ty);
-    row_at(b, r->p, at->q, at->q_stride, "i1");
+    row_at(b, r->p, at, 0, "i1");
     cgen_printf(b, ";\n            double m = -(double)INFINITY, l = 0, o[%lld] = {0};\n",
                 (long long)(at->dv ? at->dv : 1));
     if (at->causal) /* keys 0..i1 */
@@ -56,7 +66,7 @@ void cgen_render_attention(kr *r)
                 "                    const %s *kr = ",
                 ATTN_BLOCK, ATTN_BLOCK, ATTN_BLOCK, ATTN_BLOCK, f32 ? "float" : "double",
                 ATTN_BLOCK, ty);
-    row_at(b, r->p, at->k, at->k_stride, "(jb + jj)");
+    row_at(b, r->p, at, 1, "(jb + jj)");
     cgen_printf(b,
                 ";\n"
                 "                    double s = 0;\n"
@@ -78,7 +88,7 @@ void cgen_render_attention(kr *r)
                 "                    const %s *vr = ",
                 (long long)at->d, (long long)at->q_stride[2], (long long)at->k_stride[2], at->scale,
                 (long long)at->dv, f32 ? "kiln_expf((float)(sb[jj] - m))" : "exp(sb[jj] - m)", ty);
-    row_at(b, r->p, at->v, at->v_stride, "(jb + jj)");
+    row_at(b, r->p, at, 2, "(jb + jj)");
     cgen_printf(b,
                 ";\n"
                 "                    l += wb[jj];\n"

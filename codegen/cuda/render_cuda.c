@@ -320,15 +320,26 @@ static void render_attention(cr *r)
     grid_loop(b, at->batch * at->t, 1);
     const int64_t dims[2] = {at->batch, at->t};
     unflatten(r, 2, "t", 0, 2, dims);
+    /* where batch i0 starts in q, k, v (two strides when heads are permuted in) */
+    const int64_t *st[3] = {at->q_stride, at->k_stride, at->v_stride};
+    const char *base[3] = {"qb", "kb", "vb"};
+    for (int w = 0; w < 3; w++) {
+        cgen_printf(b, "        const int64_t %s = %lld + ", base[w], (long long)at->offset[w]);
+        if (at->inner[w] > 1)
+            cgen_printf(b, "i0 / %lld * %lld + i0 %% %lld * %lld;\n", (long long)at->inner[w],
+                        (long long)st[w][0], (long long)at->inner[w], (long long)at->istride[w]);
+        else
+            cgen_printf(b, "i0 * %lld;\n", (long long)st[w][0]);
+    }
     cgen_printf(b,
-                "        const %s *qr = b%d + i0 * %lld + i1 * %lld;\n"
+                "        const %s *qr = b%d + qb + i1 * %lld;\n"
                 "        double m = -(double)INFINITY, l = 0, o[%lld];\n"
                 "        for (int64_t e = 0; e < %lld; e++)\n"
                 "            o[e] = 0;\n"
                 "        const int64_t keys = %s;\n"
                 "        for (int64_t j = 0; j < keys; j++) {\n"
-                "            const %s *kr = b%d + i0 * %lld + j * %lld;\n"
-                "            const %s *vr = b%d + i0 * %lld + j * %lld;\n"
+                "            const %s *kr = b%d + kb + j * %lld;\n"
+                "            const %s *vr = b%d + vb + j * %lld;\n"
                 "            double s = 0;\n"
                 "            for (int64_t d = 0; d < %lld; d++)\n"
                 "                s += (double)qr[d * %lld] * (double)kr[d * %lld];\n"
@@ -347,13 +358,11 @@ static void render_attention(cr *r)
                 "        }\n"
                 "        for (int64_t i2 = 0; i2 < %lld; i2++) {\n"
                 "            const double acc = l > 0 ? o[i2] / l : 0;\n",
-                ty, at->q, (long long)at->q_stride[0], (long long)at->q_stride[1],
-                (long long)(at->dv ? at->dv : 1), (long long)at->dv, keys, ty, at->k,
-                (long long)at->k_stride[0], (long long)at->k_stride[1], ty, at->v,
-                (long long)at->v_stride[0], (long long)at->v_stride[1], (long long)at->d,
-                (long long)at->q_stride[2], (long long)at->k_stride[2], at->scale,
-                (long long)at->dv, (long long)at->dv, (long long)at->v_stride[2],
-                (long long)at->dv);
+                ty, at->q, (long long)at->q_stride[1], (long long)(at->dv ? at->dv : 1),
+                (long long)at->dv, keys, ty, at->k, (long long)at->k_stride[1], ty, at->v,
+                (long long)at->v_stride[1], (long long)at->d, (long long)at->q_stride[2],
+                (long long)at->k_stride[2], at->scale, (long long)at->dv, (long long)at->dv,
+                (long long)at->v_stride[2], (long long)at->dv);
     emit_nodes(r, 3, false, false);
     emit_nodes(r, 3, true, false);
     emit_stores(r, 3);

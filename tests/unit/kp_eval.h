@@ -447,10 +447,10 @@ static void kpe_attention(kpe_ctx *c, const kernel *k, const bool *smask)
                 double s = 0;
                 for (int64_t d = 0; d < at->d; d++)
                     s += kpe_as_f(dt, kpe_load(c, at->q,
-                                               b * at->q_stride[0] + i * at->q_stride[1] +
+                                               kk_attention_batch(at, 0, b) + i * at->q_stride[1] +
                                                    d * at->q_stride[2])) *
                          kpe_as_f(dt, kpe_load(c, at->k,
-                                               b * at->k_stride[0] + j * at->k_stride[1] +
+                                               kk_attention_batch(at, 1, b) + j * at->k_stride[1] +
                                                    d * at->k_stride[2]));
                 sc[j] = s * at->scale;
                 mx = sc[j] > mx ? sc[j] : mx;
@@ -461,9 +461,10 @@ static void kpe_attention(kpe_ctx *c, const kernel *k, const bool *smask)
                 double w = exp(sc[j] - mx);
                 l += w;
                 for (int64_t e = 0; e < at->dv; e++)
-                    o[e] += w * kpe_as_f(dt, kpe_load(c, at->v,
-                                                      b * at->v_stride[0] + j * at->v_stride[1] +
-                                                          e * at->v_stride[2]));
+                    o[e] +=
+                        w * kpe_as_f(dt, kpe_load(c, at->v,
+                                                  kk_attention_batch(at, 2, b) +
+                                                      j * at->v_stride[1] + e * at->v_stride[2]));
             }
             c->var[0] = b;
             c->var[1] = i;

@@ -480,6 +480,29 @@ static void test_attention(void **state)
     assert_int_equal(l.nkernels[0], 4); /* three sdpa, one exp */
 }
 
+/* Attention heads permuted in ([N, T, H, D] read as [N, H, T, D], sliced out
+ * of one q|k|v projection) are read in place: their batch axes need two
+ * strides, (b / H) and (b % H). Three runs of strides do not fit: that query
+ * is copied first. */
+static void test_attention_heads_in_place(void **state)
+{
+    (void)state;
+    kiln_tensor *x = in("x", KILN_F32, SH(2, 5, 18)), *qkv[3];
+    for (int p = 0; p < 3; p++)
+        qkv[p] = kiln_transpose(
+            g, kiln_reshape(g, kiln_slice(g, x, 2, 6 * p, 6 * (p + 1), 1), SH(2, 5, 2, 3)), 1, 2);
+    kiln_tensor *x3 = in("x3", KILN_F32, SH(2, 4, 3, 2, 3));
+    kiln_tensor *q3 = kiln_permute(g, x3, (const int[]){3, 2, 0, 1, 4}); /* [2, 3, 2, 4, 3] */
+    kiln_tensor *k3 = in("k3", KILN_F32, SH(2, 3, 2, 6, 3)),
+                *v3 = in("v3", KILN_F32, SH(2, 3, 2, 6, 2));
+    kiln_tensor *outs[] = {
+        kiln_scaled_dot_product_attention(g, qkv[0], qkv[1], qkv[2], NULL, true, 0),
+        kiln_scaled_dot_product_attention(g, q3, k3, v3, NULL, false, 0)};
+    entry(2, outs);
+    lowered l = check();
+    assert_int_equal(l.nkernels[0], 3); /* two sdpa, one copy of q3 */
+}
+
 static void test_linear_relu_epilogue(void **state)
 {
     (void)state;
@@ -645,6 +668,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_softmax_family, setup, teardown),
         cmocka_unit_test_setup_teardown(test_matmul_forms, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attention, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_attention_heads_in_place, setup, teardown),
         cmocka_unit_test_setup_teardown(test_linear_relu_epilogue, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conv_epilogue, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gelu_epilogue, setup, teardown),

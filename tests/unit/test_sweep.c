@@ -1613,7 +1613,9 @@ static void test_cuda_source_compiles_with_nvrtc(void **state)
         fail_msg("%s", why);
     nvrtc_check(sw->g, "sweep.cu", 75); /* the oldest architecture the toolkit targets */
     nvrtc_check(sw->g, "sweep.cu", 90); /* the lent GPUs' */
-    static const char *const golden[] = {"all_ops.kir", "mlp.kir", "values.kir"};
+    /* attention_heads.kir: q, k, v sliced from one projection, heads permuted in */
+    static const char *const golden[] = {"all_ops.kir", "mlp.kir", "values.kir",
+                                         "attention_heads.kir"};
     for (size_t i = 0; i < sizeof golden / sizeof golden[0]; i++) {
         char path[4096];
         snprintf(path, sizeof path, "%s/tests/golden/%s", KILN_SOURCE_DIR, golden[i]);
