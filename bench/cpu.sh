@@ -7,7 +7,8 @@
 # hosts differ from day to day, so targets are ratios), then runs each case
 # in rounds, alternating Kiln and its peers (PyTorch eager at 1 and 2
 # threads, numpy/OpenBLAS with its SkylakeX kernels for SGEMM, torch.compile
-# when a PyTorch 2.x is importable), keeps the best time of each and prints
+# from the PyTorch 2.x in bench/.venv, which it installs when missing), keeps
+# the best time of each and prints
 # a markdown table per case with the targets. BENCH_QUICK=1: one
 # round, small sizes (a smoke test of the harness, not figures).
 set -u
@@ -33,8 +34,23 @@ if [ -n "$pkgs" ]; then
     (apt-get install -y $pkgs || (apt-get update && apt-get install -y $pkgs)) >/dev/null 2>&1 ||
         echo "bench: could not install$pkgs; those peers are missing or slow" >&2
 fi
+# torch.compile's peer: a PyTorch 2.x from PyPI in bench/.venv (Debian's is
+# 1.13), made here when missing: about 5.4 GB (PyPI's wheel brings the CUDA
+# libraries along; only PyPI is reachable). BENCH_NO_TORCH2=1 skips it, and
+# the tables then have no torch.compile row.
+if [ ! -x "$here/.venv/bin/python" ] && [ "${BENCH_NO_TORCH2:-0}" != 1 ]; then
+    echo "bench: creating bench/.venv with PyTorch 2.x from PyPI (about 5.4 GB; BENCH_NO_TORCH2=1 skips it)" >&2
+    "$py" -c 'import ensurepip' 2>/dev/null ||
+        (apt-get install -y python3-venv || (apt-get update && apt-get install -y python3-venv)) >/dev/null 2>&1
+    if ! ("$py" -m venv "$here/.venv" && "$here/.venv/bin/pip" install --quiet torch numpy) >&2; then
+        echo "bench: could not install PyTorch 2.x in bench/.venv; no torch.compile peer" >&2
+        rm -rf "$here/.venv"
+    fi
+fi
 compile_py=$py
-[ -x "$here/.venv/bin/python" ] && compile_py=$here/.venv/bin/python
+[ -x "$here/.venv/bin/python" ] && [ "${BENCH_NO_TORCH2:-0}" != 1 ] && compile_py=$here/.venv/bin/python
+"$compile_py" -c 'import torch, sys; sys.exit(int(torch.__version__.split(".")[0]) < 2)' 2>/dev/null ||
+    compile_py=""
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -100,7 +116,7 @@ for ((round = 0; round < rounds; round++)); do
         run kiln.$c "$kiln" "$c"
         run torch1.$c "$py" "$here/peers.py" "$c" --threads 1
         run torch2.$c "$py" "$here/peers.py" "$c" --threads 2
-        run compile.$c "$compile_py" "$here/peers.py" "$c" --peer compile
+        [ -z "$compile_py" ] || run compile.$c "$compile_py" "$here/peers.py" "$c" --peer compile
     done
     run kiln.tutorial "$kiln" tutorial "$tut_runs"
     run torch1.tutorial "$py" "$here/peers.py" tutorial "$tut_runs" --threads 1
