@@ -698,6 +698,26 @@ int kk_operand_refs(kernel *k, int *refs[3])
     return 0;
 }
 
+bool kk_reads(const kernel *k, int buf)
+{
+    for (int i = 0; i < k->nx; i++)
+        if (k->x[i].kind == KX_LOAD && k->x[i].buf == buf)
+            return true;
+    int ops[3], n = kk_operand_bufs(k, ops);
+    for (int i = 0; i < n; i++)
+        if (ops[i] == buf)
+            return true;
+    return false;
+}
+
+bool kk_writes(const kernel *k, int buf)
+{
+    for (int i = 0; i < k->nstores; i++)
+        if (k->stores[i].buf == buf)
+            return true;
+    return false;
+}
+
 int64_t kk_attention_batch(const kk_attention *at, int which, int64_t b)
 {
     const int64_t *st = which == 0 ? at->q_stride : which == 1 ? at->k_stride : at->v_stride;

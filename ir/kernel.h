@@ -173,6 +173,9 @@ bool kk_can_fail(const kernel *k);
 int kk_operand_refs(kernel *k, int *refs[3]);
 /* The same buffers' numbers. */
 int kk_operand_bufs(const kernel *k, int bufs[3]);
+/* Whether kernel k reads buf (a load, or a MATMUL/ATTENTION operand), or stores to it. */
+bool kk_reads(const kernel *k, int buf);
+bool kk_writes(const kernel *k, int buf);
 /* Where batch b of ATTENTION operand `which` (0 q, 1 k, 2 v) starts (element index). */
 int64_t kk_attention_batch(const kk_attention *at, int which, int64_t b);
 int kk_expr(kernel *k, kx_node n); /* appends (hash-consed: equal nodes are shared) */

@@ -38,34 +38,14 @@ static bool mergeable(const kernel *k)
     return true;
 }
 
-static bool reads(const kernel *k, int buf)
-{
-    for (int i = 0; i < k->nx; i++)
-        if (k->x[i].kind == KX_LOAD && k->x[i].buf == buf)
-            return true;
-    int ops[3], n = kk_operand_bufs(k, ops);
-    for (int i = 0; i < n; i++)
-        if (ops[i] == buf)
-            return true;
-    return false;
-}
-
-static bool writes(const kernel *k, int buf)
-{
-    for (int i = 0; i < k->nstores; i++)
-        if (k->stores[i].buf == buf)
-            return true;
-    return false;
-}
-
 /* True when kernel c, run between A and B, keeps B from moving above it. */
 static bool blocks(const kernel *c, const kernel *b)
 {
     for (int i = 0; i < b->nx; i++)
-        if (b->x[i].kind == KX_LOAD && writes(c, b->x[i].buf))
+        if (b->x[i].kind == KX_LOAD && kk_writes(c, b->x[i].buf))
             return true;
     for (int i = 0; i < b->nstores; i++)
-        if (reads(c, b->stores[i].buf) || writes(c, b->stores[i].buf))
+        if (kk_reads(c, b->stores[i].buf) || kk_writes(c, b->stores[i].buf))
             return true;
     return false;
 }
@@ -175,7 +155,7 @@ static void drop_dead_stores(kprogram *p, const kentry *x)
             int buf = k->stores[i].buf;
             bool read = false;
             for (int q = 0; q < x->nkernels && !read; q++)
-                read = reads(&p->kernels[x->kernels[q]], buf);
+                read = kk_reads(&p->kernels[x->kernels[q]], buf);
             for (int c = 0; c < x->ncopies && !read; c++)
                 read = x->copies[c].src == buf;
             if (p->bufs[buf].role == KB_TEMP && !read && k->nstores > 1) {

@@ -33,21 +33,6 @@ static bool loads_at(const kernel *k, int buf, int index, bool *other)
     return any;
 }
 
-static bool touches(const kernel *k, int buf)
-{
-    bool other = false;
-    if (loads_at(k, buf, -1, &other))
-        return true;
-    for (int i = 0; i < k->nstores; i++)
-        if (k->stores[i].buf == buf)
-            return true;
-    int ops[3], n = kk_operand_bufs(k, ops);
-    for (int i = 0; i < n; i++)
-        if (ops[i] == buf)
-            return true;
-    return false;
-}
-
 /* The position in x of the kernel that computes copy c in place, or -1. */
 static int writer(const kprogram *p, const kentry *x, const kcopy *c)
 {
@@ -80,7 +65,8 @@ static int writer(const kprogram *p, const kentry *x, const kcopy *c)
         return -1;
     for (int i = w + 1; i < x->nkernels; i++) {
         const kernel *later = &p->kernels[x->kernels[i]];
-        if (touches(later, c->dst) || touches(later, c->src) || kk_can_fail(later))
+        if (kk_reads(later, c->dst) || kk_writes(later, c->dst) || kk_reads(later, c->src) ||
+            kk_writes(later, c->src) || kk_can_fail(later))
             return -1;
     }
     return w;
