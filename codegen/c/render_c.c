@@ -123,6 +123,11 @@ static void render_pointwise(kr *r)
 
 /* ---- REDUCE ---------------------------------------------------------------------- */
 
+/* A reduction of at most this many elements per output (a pooling window) is
+ * unrolled whole: its index arithmetic folds, and a max or argmax becomes
+ * selects instead of a branch per element. */
+enum { SHORT_REDUCE = 16 };
+
 /* True when an index node is `v + something` or `v` alone: loads through it
  * walk memory contiguously as loop variable v runs. */
 static bool unit_stride(const kernel *k, int idx, int v)
@@ -303,6 +308,9 @@ static void render_reduce(kr *r)
         if (inner && simd && !(j == 0 && fullpar)) {
             cgen_indent(b, d + 1);
             cgen_puts(b, "#pragma omp simd reduction(+ : acc)\n");
+        } else if (red <= SHORT_REDUCE) {
+            cgen_indent(b, d + 1);
+            cgen_puts(b, "KILN_UNROLL\n");
         }
         cgen_indent(b, d + 1);
         cgen_printf(b, "for (int64_t i%d = 0; i%d < %lld; i%d++) {\n", d, d, (long long)k->rdims[j],

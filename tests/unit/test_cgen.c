@@ -749,6 +749,11 @@ static void reductions(int64_t rows, int64_t cols, bool openmp, bool special)
     ku_entry_all(p);
     built B;
     build(&B, p, openmp);
+    /* reductions of at most 16 elements are unrolled whole, longer ones not */
+    if (rows <= 16 && cols <= 16)
+        assert_non_null(strstr(B.src, "KILN_UNROLL\n"));
+    else if (rows > 16 && cols > 16)
+        assert_null(strstr(B.src, "KILN_UNROLL\n"));
     store_set s = alloc_bufs(p);
     float *xv = s.bufs[x];
     for (int64_t i = 0; i < rows * cols; i++)
