@@ -316,7 +316,9 @@ KILN_API kiln_status kiln_grad(kiln_graph *g, kiln_tensor *y, int n, kiln_tensor
 KILN_API kiln_tensor *kiln_detach(kiln_graph *g, kiln_tensor *t);
 /* In-place update of a param when the entry that outputs the returned value
  * runs, applied after every output of that entry is computed. An entry may
- * assign a param at most once (kiln_entry refuses two assigns to one param). */
+ * assign a param at most once (kiln_entry refuses two assigns to one param).
+ * The C target stores the value straight into the param when nothing after it
+ * in the entry reads the param; the output is then the param's storage. */
 KILN_API kiln_tensor *kiln_assign(kiln_graph *g, kiln_tensor *param, kiln_tensor *value);
 
 /* ---- 5. Entries, compiling and running ------------------------------------ */
@@ -352,7 +354,9 @@ KILN_API kiln_optim kiln_adamw(double lr, double beta1, double beta2, double eps
  * Module names: "<name>.lr" (f64, initially opt.lr, settable any time),
  * "<name>.step" (f32, updates so far), "<param>.momentum_buffer",
  * "<param>.exp_avg", "<param>.exp_avg_sq"; the updated values are also
- * outputs "<name>.new.<tensor>". Bad hyperparameters give PyTorch's errors
+ * outputs "<name>.new.<tensor>" (on the C target, where the update is done in
+ * place, that output is the tensor's own storage: kiln_module_bind binds the
+ * tensor, not it). Bad hyperparameters give PyTorch's errors
  * ("Invalid learning rate: -0.1"). */
 KILN_API kiln_status kiln_train_step(kiln_graph *g, const char *name, kiln_tensor *loss,
                                      kiln_optim opt);
