@@ -548,8 +548,20 @@ static void print_kernel(const kernel *k, FILE *f)
                 (long long)k->at.k_stride[1], (long long)k->at.k_stride[2], k->at.v,
                 (long long)k->at.v_stride[0], (long long)k->at.v_stride[1],
                 (long long)k->at.v_stride[2]);
-        for (int i = 0; i < 3; i++) {
-            const char *name = i == 0 ? "q" : i == 1 ? "k" : "v";
+        if (k->at.mode != KA_FORWARD) {
+            static const char *const mode[5] = {"", "stats", "dq", "dk", "dv"};
+            fprintf(f, " backward=%s g=buf%d strides [%lld, %lld, %lld]", mode[k->at.mode], k->at.g,
+                    (long long)k->at.g_stride[0], (long long)k->at.g_stride[1],
+                    (long long)k->at.g_stride[2]);
+            if (k->at.mode != KA_STATS)
+                fprintf(f, " stats=buf%d strides [%lld, %lld, %lld]", k->at.st,
+                        (long long)k->at.st_stride[0], (long long)k->at.st_stride[1],
+                        (long long)k->at.st_stride[2]);
+        }
+        int nops = k->at.mode == KA_FORWARD ? 3 : k->at.mode == KA_STATS ? 4 : 5;
+        for (int i = 0; i < nops; i++) {
+            static const char *const names[KK_MAX_OPERANDS] = {"q", "k", "v", "g", "stats"};
+            const char *name = names[i];
             if (k->at.offset[i])
                 fprintf(f, " %s offset=%lld", name, (long long)k->at.offset[i]);
             if (k->at.inner[i] > 1)
@@ -658,7 +670,7 @@ static kiln_status verify_kernel(const kprogram *p, const kernel *k, char *msg, 
     }
     if (k->kind == KK_REDUCE && (k->body < 0 || k->body >= k->nx))
         return bad(msg, cap, "reduce without a body", k, k->body);
-    int ops[3], nops = kk_operand_bufs(k, ops);
+    int ops[KK_MAX_OPERANDS], nops = kk_operand_bufs(k, ops);
     for (int i = 0; i < nops; i++)
         if (k->rank != 3 || ops[i] < 0 || ops[i] >= p->nbufs)
             return bad(msg, cap, k->kind == KK_MATMUL ? "matmul operands" : "attention operands", k,
@@ -682,7 +694,7 @@ kiln_status kp_verify(const kprogram *p, char *msg, size_t cap)
     return KILN_OK;
 }
 
-int kk_operand_refs(kernel *k, int *refs[3])
+int kk_operand_refs(kernel *k, int *refs[KK_MAX_OPERANDS])
 {
     if (k->kind == KK_MATMUL) {
         refs[0] = &k->mm.a;
@@ -693,7 +705,9 @@ int kk_operand_refs(kernel *k, int *refs[3])
         refs[0] = &k->at.q;
         refs[1] = &k->at.k;
         refs[2] = &k->at.v;
-        return 3;
+        refs[3] = &k->at.g;
+        refs[4] = &k->at.st;
+        return k->at.mode == KA_FORWARD ? 3 : k->at.mode == KA_STATS ? 4 : 5;
     }
     return 0;
 }
@@ -703,7 +717,7 @@ bool kk_reads(const kernel *k, int buf)
     for (int i = 0; i < k->nx; i++)
         if (k->x[i].kind == KX_LOAD && k->x[i].buf == buf)
             return true;
-    int ops[3], n = kk_operand_bufs(k, ops);
+    int ops[KK_MAX_OPERANDS], n = kk_operand_bufs(k, ops);
     for (int i = 0; i < n; i++)
         if (ops[i] == buf)
             return true;
@@ -718,18 +732,25 @@ bool kk_writes(const kernel *k, int buf)
     return false;
 }
 
+const int64_t *kk_attention_strides(const kk_attention *at, int which)
+{
+    const int64_t *const st[KK_MAX_OPERANDS] = {at->q_stride, at->k_stride, at->v_stride,
+                                                at->g_stride, at->st_stride};
+    return st[which];
+}
+
 int64_t kk_attention_batch(const kk_attention *at, int which, int64_t b)
 {
-    const int64_t *st = which == 0 ? at->q_stride : which == 1 ? at->k_stride : at->v_stride;
+    const int64_t *st = kk_attention_strides(at, which);
     int64_t inner = at->inner[which];
     return at->offset[which] +
            (inner > 1 ? b / inner * st[0] + b % inner * at->istride[which] : b * st[0]);
 }
 
-int kk_operand_bufs(const kernel *k, int bufs[3])
+int kk_operand_bufs(const kernel *k, int bufs[KK_MAX_OPERANDS])
 {
     kernel copy = *k; /* the same fields, read through kk_operand_refs */
-    int *refs[3], n = kk_operand_refs(&copy, refs);
+    int *refs[KK_MAX_OPERANDS], n = kk_operand_refs(&copy, refs);
     for (int i = 0; i < n; i++)
         bufs[i] = *refs[i];
     return n;
@@ -748,10 +769,14 @@ double kk_flops(const kernel *k)
     case KK_MATMUL:
         return 2.0 * (double)k->mm.batch * (double)k->mm.m * (double)k->mm.n * (double)k->mm.k +
                ops * (double)k->mm.batch * (double)k->mm.m * (double)k->mm.n;
-    case KK_ATTENTION: /* two products per key (all of them: causal rows skip about half) */
-        return 2.0 * (double)k->at.batch * (double)k->at.t * (double)k->at.s *
+    case KK_ATTENTION: { /* two products per (row, key) (all of them: causal rows skip about
+                          * half), computed once forward, twice for the stats, once or twice
+                          * for a gradient, which also adds its own */
+        static const double passes[5] = {1, 2, 1.5, 1.5, 1};
+        return 2.0 * passes[k->at.mode] * (double)k->at.batch * (double)k->at.t * (double)k->at.s *
                    (double)(k->at.d + k->at.dv) +
-               ops * (double)k->at.batch * (double)k->at.t * (double)k->at.dv;
+               ops * (double)ir_shape_numel(3, k->dims);
+    }
     }
     return 0;
 }

@@ -78,15 +78,26 @@ typedef struct {
     int64_t b_stride[3]; /* (batch, row k, col j) of B */
 } kk_matmul;
 
+/* What an ATTENTION kernel computes per (batch, row): sdpa's output row, or
+ * its backward (docs/kernel-ir.md): a query row's (logsumexp, rowsum(g * y))
+ * or gradient, a key row's gradient of k or of v. */
+typedef enum { KA_FORWARD, KA_STATS, KA_DQ, KA_DK, KA_DV } ka_mode;
+
+/* The most operand buffers a kernel reads besides its loads (ATTENTION's
+ * backward: q, k, v, g, stats). */
+enum { KK_MAX_OPERANDS = 5 };
+
 typedef struct {
-    int q, k, v; /* buffers */
-    int64_t batch, t, s, d, dv;
+    ka_mode mode;
+    int q, k, v, g, st;         /* buffers; g and st (the stats) for the backward only, else -1 */
+    int64_t batch, t, s, d, dv; /* q (t x d), k (s x d), v (s x dv) per batch */
     int64_t q_stride[3], k_stride[3], v_stride[3]; /* (batch, row, col), as kk_matmul's */
-    /* q, k, v start at element offset (a slice of one q|k|v projection), and those whose
-     * batch axes need two strides (heads permuted in: [B, T, H, D] read as [B, H, T, D])
-     * have batch b at (b / inner) * stride[0] + (b % inner) * istride; inner 0 or 1: at
-     * b * stride[0] */
-    int64_t offset[3], inner[3], istride[3];
+    int64_t g_stride[3], st_stride[3];             /* g (t x dv), stats (t x 2, f64) */
+    /* operands (q, k, v, g, st) start at element offset (a slice of one q|k|v
+     * projection), and those whose batch axes need two strides (heads permuted in:
+     * [B, T, H, D] read as [B, H, T, D]) have batch b at (b / inner) * stride[0] +
+     * (b % inner) * istride; inner 0 or 1: at b * stride[0] */
+    int64_t offset[KK_MAX_OPERANDS], inner[KK_MAX_OPERANDS], istride[KK_MAX_OPERANDS];
     double scale; /* rounded to the operands' dtype */
     bool causal;  /* keys j <= row i only */
 } kk_attention;
@@ -170,13 +181,15 @@ int kx_operands(const kx_node *n, int ops[3]);
 bool kk_can_fail(const kernel *k);
 /* The buffers a MATMUL (a, b) or ATTENTION (q, k, v) kernel reads besides its
  * expression's loads: pointers to its fields in refs; returns how many. */
-int kk_operand_refs(kernel *k, int *refs[3]);
+int kk_operand_refs(kernel *k, int *refs[KK_MAX_OPERANDS]);
 /* The same buffers' numbers. */
-int kk_operand_bufs(const kernel *k, int bufs[3]);
+int kk_operand_bufs(const kernel *k, int bufs[KK_MAX_OPERANDS]);
 /* Whether kernel k reads buf (a load, or a MATMUL/ATTENTION operand), or stores to it. */
 bool kk_reads(const kernel *k, int buf);
 bool kk_writes(const kernel *k, int buf);
-/* Where batch b of ATTENTION operand `which` (0 q, 1 k, 2 v) starts (element index). */
+/* Where batch b of ATTENTION operand `which` (0 q, 1 k, 2 v, 3 g, 4 st) starts (element
+ * index), and that operand's (batch, row, col) strides. */
+const int64_t *kk_attention_strides(const kk_attention *at, int which);
 int64_t kk_attention_batch(const kk_attention *at, int which, int64_t b);
 int kk_expr(kernel *k, kx_node n); /* appends (hash-consed: equal nodes are shared) */
 int kk_const_f(kernel *k, kiln_dtype dt, double v);

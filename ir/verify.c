@@ -373,28 +373,66 @@ static kiln_status check_matmul(vctx *v)
 
 /* SDPA: q [..., T, D], k [..., S, D], v [..., S, Dv] -> [..., T, Dv], one
  * float dtype, the same batch axes (no broadcasting), a scale > 0. */
+/* Operand i has the batch dims of q and the given last two. */
+static bool attention_shape(const kiln_tensor *x, const kiln_tensor *q, int64_t rows, int64_t cols)
+{
+    int r = q->rank;
+    bool ok = x->rank == r && x->dims[r - 2] == rows && x->dims[r - 1] == cols;
+    for (int i = 0; ok && i < r - 2; i++)
+        ok = x->dims[i] == q->dims[i];
+    return ok;
+}
+
+/* sdpa: q (..., T, D), k (..., S, D), v (..., S, Dv) -> (..., T, Dv); its
+ * backward adds g (..., T, Dv), and sdpa_grad stats (..., T, 2) in f64;
+ * sdpa_stats gives (..., T, 2) in f64, sdpa_grad q's, k's or v's shape. */
 static kiln_status check_attention(vctx *v)
 {
     const kiln_tensor *t = v->t, *q = t->in[0], *k = t->in[1], *w = t->in[2];
-    char a[160], b[160], c[160], d[160];
+    char a[160], b[160], c[160], d[160], e[160];
     kiln_status s;
-    for (int i = 0; i < 3; i++)
-        if ((s = dtype_is(v, i, t->dtype, "the result is")) != KILN_OK)
-            return s;
-    if (!ir_dtype_is_float(t->dtype))
-        return node_fail(v, "attention needs a float dtype, not %s", ir_dtype_kir(t->dtype));
-    int r = t->rank;
-    bool ok = r >= 2 && q->rank == r && k->rank == r && w->rank == r;
-    for (int i = 0; ok && i < r - 2; i++)
-        ok = q->dims[i] == t->dims[i] && k->dims[i] == t->dims[i] && w->dims[i] == t->dims[i];
-    ok = ok && q->dims[r - 1] == k->dims[r - 1] && k->dims[r - 2] == w->dims[r - 2] &&
-         q->dims[r - 2] == t->dims[r - 2] && w->dims[r - 1] == t->dims[r - 1];
-    if (!ok)
+    kiln_dtype dt = q->dtype;
+    if (!ir_dtype_is_float(dt))
+        return node_fail(v, "attention needs a float dtype, not %s", ir_dtype_kir(dt));
+    if (t->op != IR_SDPA_STATS && (s = dtype_is(v, 0, t->dtype, "the result is")) != KILN_OK)
+        return s;
+    if (t->op == IR_SDPA_STATS && t->dtype != KILN_F64)
+        return node_fail(v, "sdpa_stats gives f64, not %s", ir_dtype_kir(t->dtype));
+    for (int i = 1; i < t->nin && i < 4; i++)
+        if (t->in[i]->dtype != dt)
+            return node_fail(v, "operand %d has dtype %s but q has %s", i,
+                             ir_dtype_kir(t->in[i]->dtype), ir_dtype_kir(dt));
+    if (t->op == IR_SDPA_GRAD && (t->axis < 0 || t->axis > 2))
+        return node_fail(v, "sdpa_grad axis %d is not 0 (q), 1 (k) or 2 (v)", t->axis);
+    if (t->op == IR_SDPA_GRAD && t->in[4]->dtype != KILN_F64)
+        return node_fail(v, "operand 4 (the stats) has dtype %s, not f64",
+                         ir_dtype_kir(t->in[4]->dtype));
+    int r = q->rank;
+    int64_t T = r >= 2 ? q->dims[r - 2] : 0, D = r >= 2 ? q->dims[r - 1] : 0;
+    int64_t S = r >= 2 && k->rank == r ? k->dims[r - 2] : -1;
+    int64_t Dv = r >= 2 && w->rank == r ? w->dims[r - 1] : -1;
+    int64_t rows = t->op == IR_SDPA_GRAD && t->axis != 0 ? S : T;
+    int64_t cols = t->op == IR_SDPA ? Dv : t->op == IR_SDPA_STATS ? 2 : t->axis == 2 ? Dv : D;
+    bool ok = r >= 2 && attention_shape(k, q, S, D) && attention_shape(w, q, S, Dv) &&
+              attention_shape(t, q, rows, cols);
+    if (!ok && t->op == IR_SDPA)
         return node_fail(v,
                          "attention of q %s, k %s, v %s does not give %s (expected (..., T, D), "
                          "(..., S, D), (..., S, Dv) -> (..., T, Dv))",
                          shape_of(a, sizeof(a), q), shape_of(b, sizeof(b), k),
                          shape_of(c, sizeof(c), w), shape_of(d, sizeof(d), t));
+    if (t->op != IR_SDPA)
+        ok = ok && attention_shape(t->in[3], q, T, Dv) &&
+             (t->op != IR_SDPA_GRAD || attention_shape(t->in[4], q, T, 2));
+    if (!ok)
+        return node_fail(v,
+                         "%s of q %s, k %s, v %s, g %s does not give %s (expected (..., T, D), "
+                         "(..., S, D), (..., S, Dv), g (..., T, Dv)%s)",
+                         ir_ops[t->op].name, shape_of(a, sizeof(a), q), shape_of(b, sizeof(b), k),
+                         shape_of(c, sizeof(c), w), shape_of(d, sizeof(d), t->in[3]),
+                         shape_of(e, sizeof(e), t),
+                         t->op == IR_SDPA_STATS ? " -> (..., T, 2)"
+                                                : ", stats (..., T, 2) -> q's, k's or v's shape");
     if (!(t->value > 0))
         return node_fail(v, "the scale %g is not positive", t->value);
     return KILN_OK;

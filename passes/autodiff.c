@@ -20,7 +20,15 @@
 #include "passes/passes.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* sdpa differentiates through its fused backward ops (no score matrix kept)
+ * from this many scores (batch x T x S) on, or KILN_SDPA_FUSED_MIN's: below
+ * it the ordinary nodes are faster (batched GEMMs; the fused kernels
+ * recompute each score up to five times), above it the score matrices and
+ * their gradients would take gigabytes. */
+enum { SDPA_FUSED_MIN = 1 << 26 };
 
 /* ---- raw builders: operands share dtype and shape ---------------------------------- */
 
@@ -178,6 +186,71 @@ static void ad_accum(ad_ctx *c, kiln_tensor *t, kiln_tensor *gr)
         return;
     kiln_tensor *old = c->grad[t->id];
     c->grad[t->id] = old ? ad_bin(c->g, IR_ADD, old, gr) : gr;
+}
+
+/* Whether sdpa node t differentiates through the fused backward ops (see
+ * SDPA_FUSED_MIN). */
+static bool ad_sdpa_fused(const kiln_tensor *t)
+{
+    const char *env = getenv("KILN_SDPA_FUSED_MIN");
+    int64_t min = env && *env ? atoll(env) : SDPA_FUSED_MIN;
+    const kiln_tensor *k = t->in[1];
+    return ir_shape_numel(t->rank - 1, t->dims) * k->dims[k->rank - 2] >= min;
+}
+
+/* sdpa's backward op (sdpa_stats, or sdpa_grad of operand `axis`) over
+ * in = (q, k, v, g[, stats]), with the forward t's scale and mask. */
+static kiln_tensor *ad_sdpa_op(kiln_graph *g, const kiln_tensor *t, ir_op op, int axis,
+                               kiln_tensor **in)
+{
+    for (int i = 0; i < (op == IR_SDPA_GRAD ? 5 : 4); i++)
+        if (!in[i])
+            return NULL;
+    const kiln_tensor *like = op == IR_SDPA_STATS ? in[3] : in[axis];
+    int64_t dims[KILN_MAX_RANK];
+    memcpy(dims, like->dims, sizeof(int64_t) * (size_t)like->rank);
+    if (op == IR_SDPA_STATS)
+        dims[like->rank - 1] = 2;
+    kiln_tensor *r = ir_node_new(g, op, op == IR_SDPA_STATS ? KILN_F64 : in[0]->dtype, like->rank,
+                                 dims, op == IR_SDPA_GRAD ? 5 : 4, in);
+    if (r) {
+        r->value = t->value;
+        r->causal = t->causal;
+        r->axis = axis;
+    }
+    return r;
+}
+
+/* What sdpa_stats (op) or sdpa_grad of operand axis computes over
+ * in = (q, k, v, g) for an attention with t's scale and mask, as ordinary
+ * nodes: P = softmax(q k^T s, masked), dP = g v^T, D = rowsum(P dP),
+ * dS = P (dP - D); stats (logsumexp, D) in f64, dq = dS k s, dk = dS^T q s,
+ * dv = P^T g. */
+static kiln_tensor *ad_sdpa_composite(kiln_graph *g, const kiln_tensor *t, ir_op op, int axis,
+                                      kiln_tensor *const *in)
+{
+    kiln_tensor *q = in[0], *k = in[1], *v = in[2], *gr = in[3];
+    kiln_tensor *sc = fe_full_raw(g, q->dtype, 0, NULL, t->value); /* as the forward's */
+    kiln_tensor *scores = kiln_mul(g, ad_matmul(g, q, ad_mT(g, k)), sc);
+    if (t->causal && scores) {
+        int64_t l = scores->dims[scores->rank - 2], m = scores->dims[scores->rank - 1];
+        kiln_tensor *keep = kiln_tril(g, kiln_ones(g, KILN_BOOL, 2, (const int64_t[]){l, m}), 0);
+        scores = kiln_where(g, keep, scores, kiln_scalar(g, -(double)INFINITY));
+    }
+    kiln_tensor *p = kiln_softmax(g, scores, -1);
+    if (op == IR_SDPA_GRAD && axis == 2)
+        return ad_matmul(g, ad_mT(g, p), gr);
+    kiln_tensor *dp = ad_matmul(g, gr, ad_mT(g, v));
+    kiln_tensor *rows = kiln_sum(g, kiln_mul(g, p, dp), -1, true);
+    if (op == IR_SDPA_STATS) {
+        kiln_tensor *mx = kiln_detach(g, kiln_max(g, scores, -1, true));
+        kiln_tensor *lse = kiln_add(
+            g, kiln_log(g, kiln_sum(g, kiln_exp(g, kiln_sub(g, scores, mx)), -1, true)), mx);
+        kiln_tensor *two[2] = {kiln_cast(g, lse, KILN_F64), kiln_cast(g, rows, KILN_F64)};
+        return two[0] && two[1] ? kiln_concat(g, 2, two, -1) : NULL;
+    }
+    kiln_tensor *ds = kiln_mul(g, kiln_mul(g, p, kiln_sub(g, dp, rows)), sc);
+    return axis == 0 ? ad_matmul(g, ds, k) : ad_matmul(g, ad_mT(g, ds), q);
 }
 
 /* Appends the VJP of node t given its gradient gr; false when t has no rule. */
@@ -402,30 +475,43 @@ static bool ad_rule(ad_ctx *c, kiln_tensor *t, kiln_tensor *gr)
             ad_accum(c, b, ad_matmul(g, ad_mT(g, x), gr));
         return true;
     }
-    /* y = softmax(S) v with S = q k^T s (masked j > i when causal): P is
-     * recomputed from q and k (the fused forward keeps no score matrix), then
-     * dv = P^T g, dP = g v^T, dS = P (dP - rowsum(g * y)) s, dq = dS k,
-     * dk = dS^T q: FlashAttention's backward, written as ordinary nodes. */
+    /* y = softmax(S) v with S = q k^T s (masked j > i when causal): the
+     * ordinary nodes of ad_sdpa_composite, or for long rows FlashAttention-2's
+     * backward as fused ops that keep no score matrix: sdpa_stats recomputes
+     * each row's logsumexp and rowsum(g * y), then sdpa_grad each gradient
+     * from them. */
     case IR_SDPA: {
-        kiln_tensor *k = b, *v = t->in[2];
-        kiln_tensor *sc = fe_full_raw(g, t->dtype, 0, NULL, t->value); /* as the forward's */
-        kiln_tensor *scores = kiln_mul(g, ad_matmul(g, x, ad_mT(g, k)), sc);
-        if (t->causal && scores) {
-            int64_t l = scores->dims[scores->rank - 2], m = scores->dims[scores->rank - 1];
-            kiln_tensor *keep =
-                kiln_tril(g, kiln_ones(g, KILN_BOOL, 2, (const int64_t[]){l, m}), 0);
-            scores = kiln_where(g, keep, scores, kiln_scalar(g, -(double)INFINITY));
+        kiln_tensor *in[5] = {x, b, t->in[2], gr, NULL};
+        if (!ad_sdpa_fused(t)) { /* short rows: the ordinary nodes are faster */
+            kiln_tensor *d[3] = {NULL, NULL, NULL};
+            for (int i = 0; i < 3; i++)
+                d[i] = ad_wants(c, in[i]) ? ad_sdpa_composite(g, t, IR_SDPA_GRAD, i, in) : NULL;
+            for (int i = 0; i < 3; i++)
+                ad_accum(c, in[i], d[i]);
+            return true;
         }
-        kiln_tensor *p = kiln_softmax(g, scores, -1);
-        if (ad_wants(c, v))
-            ad_accum(c, v, ad_matmul(g, ad_mT(g, p), gr));
-        kiln_tensor *dp = ad_matmul(g, gr, ad_mT(g, v));
-        kiln_tensor *rows = kiln_sum(g, kiln_mul(g, gr, t), -1, true);
-        kiln_tensor *ds = kiln_mul(g, kiln_mul(g, p, kiln_sub(g, dp, rows)), sc);
-        if (ad_wants(c, x))
-            ad_accum(c, x, ad_matmul(g, ds, k));
-        if (ad_wants(c, k))
-            ad_accum(c, k, ad_matmul(g, ad_mT(g, ds), x));
+        in[4] = ad_sdpa_op(g, t, IR_SDPA_STATS, 0, in);
+        for (int i = 0; i < 3; i++)
+            if (ad_wants(c, in[i]))
+                ad_accum(c, in[i], ad_sdpa_op(g, t, IR_SDPA_GRAD, i, in));
+        return true;
+    }
+    /* The fused backward's own derivatives (a second derivative through
+     * attention): those of the ordinary nodes that compute the same value,
+     * over stand-ins for q, k, v, g (identity reshapes: a partial derivative
+     * each, even where one operand is computed from another); the stats are
+     * a cache, so none flows to them. */
+    case IR_SDPA_STATS:
+    case IR_SDPA_GRAD: {
+        kiln_tensor *in[4] = {x, b, t->in[2], t->in[3]}, *d[4] = {NULL, NULL, NULL, NULL};
+        for (int i = 0; i < 4; i++)
+            in[i] =
+                ir_node_new(g, IR_RESHAPE, in[i]->dtype, in[i]->rank, in[i]->dims, 1, &t->in[i]);
+        kiln_tensor *y =
+            in[0] && in[1] && in[2] && in[3] ? ad_sdpa_composite(g, t, t->op, t->axis, in) : NULL;
+        if (y && ad_grad(g, y, 4, in, gr, false, d) == KILN_OK)
+            for (int i = 0; i < 4; i++)
+                ad_accum(c, t->in[i], d[i]);
         return true;
     }
     /* y = index_select(table, ids, axis): dtable = scatter_add(g, ids, axis) */

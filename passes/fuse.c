@@ -419,9 +419,9 @@ static void fuse_entry(const kiln_graph *g, fuse_plan *plan, int e, int *ops, in
                                           : FUSE_INLINE)
                       : cheap      ? FUSE_INLINE
                                    : FUSE_ROOT;
-        if (t->op == IR_MATMUL || t->op == IR_SDPA)
+        if (t->op == IR_MATMUL || c == IR_CLASS_ATTENTION)
             for (int k = 0; k < t->nin; k++)
-                force_view(t->in[k], t->op == IR_SDPA, kind);
+                force_view(t->in[k], c == IR_CLASS_ATTENTION, kind);
     }
     absorb_epilogues(g, kind, epi, isout);
     alias_outputs(g, kind, plan->alias + (size_t)e * (size_t)nn, uses, user, isout);

@@ -246,7 +246,7 @@ static kiln_status drop_unused_temps(kprogram *p)
         for (int j = 0; j < k->nstores; j++)
             if (k->stores[j].buf >= 0 && k->stores[j].buf < p->nbufs)
                 newbuf[k->stores[j].buf] = k->stores[j].buf;
-        int ops[3], nops = kk_operand_bufs(k, ops);
+        int ops[KK_MAX_OPERANDS], nops = kk_operand_bufs(k, ops);
         for (int j = 0; j < nops; j++)
             if (ops[j] >= 0 && ops[j] < p->nbufs)
                 newbuf[ops[j]] = ops[j];
@@ -270,7 +270,7 @@ static kiln_status drop_unused_temps(kprogram *p)
                 renumber(&k->x[j].buf, newbuf);
         for (int j = 0; j < k->nstores; j++)
             renumber(&k->stores[j].buf, newbuf);
-        int *refs[3], nrefs = kk_operand_refs(k, refs);
+        int *refs[KK_MAX_OPERANDS], nrefs = kk_operand_refs(k, refs);
         for (int j = 0; j < nrefs; j++)
             renumber(refs[j], newbuf);
     }

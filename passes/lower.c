@@ -664,19 +664,27 @@ static int matmul_kernel(lw *L, const kiln_tensor *root, const kiln_tensor *mm)
     return 0;
 }
 
-/* An ATTENTION kernel for sdpa node n: operands read as strided views, the
- * domain (batch, row i, column e) as a matmul's, KX_ACC = out[b, i, e]. */
+/* An ATTENTION kernel for node n (sdpa, or its backward sdpa_stats and
+ * sdpa_grad): operands read as strided views, the domain (batch, row,
+ * column) of n's last two axes as a matmul's, KX_ACC = out[b, row, col]. */
 static int attention_kernel(lw *L, const kiln_tensor *n)
 {
     TRY(begin_kernel(L, KK_ATTENTION, n->id));
     kernel *k = L->k;
     L->acc_node = n->id;
     int r = n->rank;
-    fuse_view vw[3];
-    int64_t *strides[3] = {k->at.q_stride, k->at.k_stride, k->at.v_stride};
-    int *bufs[3] = {&k->at.q, &k->at.k, &k->at.v};
+    fuse_view vw[KK_MAX_OPERANDS];
+    int64_t *strides[KK_MAX_OPERANDS] = {k->at.q_stride, k->at.k_stride, k->at.v_stride,
+                                         k->at.g_stride, k->at.st_stride};
+    int *bufs[KK_MAX_OPERANDS] = {&k->at.q, &k->at.k, &k->at.v, &k->at.g, &k->at.st};
     const kiln_tensor *bad = NULL;
-    for (int i = 0; i < 3; i++) {
+    k->at.mode = n->op == IR_SDPA         ? KA_FORWARD
+                 : n->op == IR_SDPA_STATS ? KA_STATS
+                 : n->axis == 0           ? KA_DQ
+                 : n->axis == 1           ? KA_DK
+                                          : KA_DV;
+    k->at.g = k->at.st = -1;
+    for (int i = 0; i < n->nin && i < KK_MAX_OPERANDS; i++) {
         if (!fuse_strided(n->in[i], L->kind, &vw[i], &bad) ||
             !fuse_attention_strides(n->in[i], &vw[i], strides[i], &k->at.inner[i],
                                     &k->at.istride[i]) ||
@@ -685,16 +693,17 @@ static int attention_kernel(lw *L, const kiln_tensor *n)
         k->at.offset[i] = vw[i].offset;
         *bufs[i] = L->bufof[vw[i].base->id];
     }
+    const kiln_tensor *q = n->in[0];
     k->at.batch = ir_shape_numel(r - 2, n->dims);
-    k->at.t = n->dims[r - 2];
-    k->at.dv = n->dims[r - 1];
+    k->at.t = q->dims[r - 2];
+    k->at.dv = n->in[2]->dims[r - 1];
     k->at.s = n->in[1]->dims[r - 2];
     k->at.d = n->in[1]->dims[r - 1];
-    k->at.scale = n->dtype == KILN_F32 ? (double)(float)n->value : n->value;
+    k->at.scale = q->dtype == KILN_F32 ? (double)(float)n->value : n->value;
     k->at.causal = n->causal;
     k->acc_dtype = KILN_F64;
-    TRY(epilogue(L, n, n, k->at.batch, k->at.t, k->at.dv));
-    name_kernel(L, "sdpa");
+    TRY(epilogue(L, n, n, k->at.batch, n->dims[r - 2], n->dims[r - 1]));
+    name_kernel(L, ir_ops[n->op].name);
     return 0;
 }
 

@@ -84,7 +84,7 @@ kiln_status pass_memplan(kiln_graph *g, kprogram *p)
                     touch(first, last, p, k->x[i].buf, pos);
             for (int i = 0; i < k->nstores; i++)
                 touch(first, last, p, k->stores[i].buf, pos);
-            int ops[3], nops = kk_operand_bufs(k, ops);
+            int ops[KK_MAX_OPERANDS], nops = kk_operand_bufs(k, ops);
             for (int i = 0; i < nops; i++)
                 touch(first, last, p, ops[i], pos);
         }

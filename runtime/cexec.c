@@ -73,7 +73,7 @@ static bool last_uses(cexec *c, int e)
         for (int j = 0; j < k->nx; j++)
             if (k->x[j].kind == KX_LOAD)
                 last[k->x[j].buf] = k->id;
-        int ops[3], nops = kk_operand_bufs(k, ops);
+        int ops[KK_MAX_OPERANDS], nops = kk_operand_bufs(k, ops);
         for (int j = 0; j < nops; j++)
             last[ops[j]] = k->id;
     }

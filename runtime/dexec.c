@@ -100,7 +100,7 @@ static void kernel_touch(const dexec *x, const kernel *k, unsigned char *t)
     for (int i = 0; i < k->nx; i++)
         if (k->x[i].kind == KX_LOAD && k->x[i].buf >= 0 && x->modbuf[k->x[i].buf] >= 0)
             t[x->modbuf[k->x[i].buf]] |= 1;
-    int ops[3], nops = kk_operand_bufs(k, ops);
+    int ops[KK_MAX_OPERANDS], nops = kk_operand_bufs(k, ops);
     for (int i = 0; i < nops; i++)
         if (x->modbuf[ops[i]] >= 0)
             t[x->modbuf[ops[i]]] |= 1;

@@ -639,6 +639,111 @@ static kiln_status sdpa(ictx *c, const kiln_tensor *t, const void *q, const void
     return KILN_OK;
 }
 
+/* sdpa's backward (FlashAttention-2's, in double): with the scores
+ * s_ij = scale q_i.k_j of the keys row i sees, lse_i = log sum_j exp(s_ij),
+ * p_ij = exp(s_ij - lse_i), dp_ij = g_i.v_j and D_i = sum_j p_ij dp_ij,
+ * sdpa_stats gives (lse_i, D_i); sdpa_grad gives dq_i = scale sum_j p_ij
+ * (dp_ij - D_i) k_j, dk_j = scale sum_i p_ij (dp_ij - D_i) q_i or
+ * dv_j = sum_i p_ij g_i, from the stats. */
+typedef struct {
+    kiln_dtype dt;
+    const void *q, *k, *v, *g;
+    const double *st;
+    int64_t T, S, D, Dv;
+    double scale;
+} bw_in;
+
+static double bw_dot(const bw_in *w, const void *a, int64_t ia, const void *b, int64_t ib,
+                     int64_t n)
+{
+    double s = 0;
+    for (int64_t d = 0; d < n; d++)
+        s += ir_load_f(w->dt, a, ia + d) * ir_load_f(w->dt, b, ib + d);
+    return s;
+}
+
+static kiln_status sdpa_backward(ictx *c, const kiln_tensor *t, void *out)
+{
+    const kiln_tensor *q = t->in[0];
+    int r = q->rank;
+    bw_in w = {.dt = q->dtype,
+               .q = c->val[t->in[0]->id],
+               .k = c->val[t->in[1]->id],
+               .v = c->val[t->in[2]->id],
+               .g = c->val[t->in[3]->id],
+               .st = t->op == IR_SDPA_GRAD ? c->val[t->in[4]->id] : NULL,
+               .T = q->dims[r - 2],
+               .D = q->dims[r - 1],
+               .S = t->in[1]->dims[r - 2],
+               .Dv = t->in[2]->dims[r - 1],
+               .scale = q->dtype == KILN_F32 ? (double)(float)t->value : t->value};
+    int64_t batch = ir_shape_numel(r - 2, q->dims), cols = t->dims[r - 1];
+    int64_t rows = t->dims[r - 2];
+    double *acc = ir_alloc(sizeof(double) * (size_t)(cols + 1));
+    if (!acc)
+        return oom(c);
+    for (int64_t b = 0; b < batch; b++)
+        for (int64_t x = 0; x < rows; x++) {
+            for (int64_t e = 0; e < cols; e++)
+                acc[e] = 0;
+            if (t->op == IR_SDPA_STATS) { /* x: a query row */
+                int64_t n = t->causal ? (x + 1 < w.S ? x + 1 : w.S) : w.S;
+                double mx = -(double)INFINITY, l = 0, dsum = 0;
+                for (int64_t j = 0; j < n; j++) {
+                    double s = w.scale *
+                               bw_dot(&w, w.q, (b * w.T + x) * w.D, w.k, (b * w.S + j) * w.D, w.D);
+                    mx = s > mx ? s : mx;
+                }
+                for (int64_t j = 0; j < n; j++)
+                    l += exp(w.scale * bw_dot(&w, w.q, (b * w.T + x) * w.D, w.k,
+                                              (b * w.S + j) * w.D, w.D) -
+                             mx);
+                double lse = n ? mx + log(l) : -(double)INFINITY;
+                for (int64_t j = 0; j < n; j++)
+                    dsum += exp(w.scale * bw_dot(&w, w.q, (b * w.T + x) * w.D, w.k,
+                                                 (b * w.S + j) * w.D, w.D) -
+                                lse) *
+                            bw_dot(&w, w.g, (b * w.T + x) * w.Dv, w.v, (b * w.S + j) * w.Dv, w.Dv);
+                acc[0] = lse;
+                acc[1] = dsum;
+            } else if (t->axis == 0) { /* dq: x is a query row i, over its keys */
+                int64_t n = t->causal ? (x + 1 < w.S ? x + 1 : w.S) : w.S;
+                double lse = w.st[(b * w.T + x) * 2], dd = w.st[(b * w.T + x) * 2 + 1];
+                for (int64_t j = 0; j < n; j++) {
+                    double p = exp(w.scale * bw_dot(&w, w.q, (b * w.T + x) * w.D, w.k,
+                                                    (b * w.S + j) * w.D, w.D) -
+                                   lse);
+                    double ds = p * (bw_dot(&w, w.g, (b * w.T + x) * w.Dv, w.v,
+                                            (b * w.S + j) * w.Dv, w.Dv) -
+                                     dd);
+                    for (int64_t e = 0; e < cols; e++)
+                        acc[e] += w.scale * ds * ir_load_f(w.dt, w.k, (b * w.S + j) * w.D + e);
+                }
+            } else { /* dk, dv: x is a key row j, over the queries that see it */
+                for (int64_t i = t->causal ? x : 0; i < w.T; i++) {
+                    double lse = w.st[(b * w.T + i) * 2], dd = w.st[(b * w.T + i) * 2 + 1];
+                    double p = exp(w.scale * bw_dot(&w, w.q, (b * w.T + i) * w.D, w.k,
+                                                    (b * w.S + x) * w.D, w.D) -
+                                   lse);
+                    if (t->axis == 2) {
+                        for (int64_t e = 0; e < cols; e++)
+                            acc[e] += p * ir_load_f(w.dt, w.g, (b * w.T + i) * w.Dv + e);
+                        continue;
+                    }
+                    double ds = p * (bw_dot(&w, w.g, (b * w.T + i) * w.Dv, w.v,
+                                            (b * w.S + x) * w.Dv, w.Dv) -
+                                     dd);
+                    for (int64_t e = 0; e < cols; e++)
+                        acc[e] += w.scale * ds * ir_load_f(w.dt, w.q, (b * w.T + i) * w.D + e);
+                }
+            }
+            for (int64_t e = 0; e < cols; e++)
+                ir_store_f(t->dtype, out, (b * rows + x) * cols + e, acc[e]);
+        }
+    ir_free(acc);
+    return KILN_OK;
+}
+
 /* ---- indexing ------------------------------------------------------------------------ */
 
 /* Every id must lie in [0, size): PyTorch's indexing message otherwise. */
@@ -784,6 +889,8 @@ static kiln_status eval(ictx *c, const kiln_tensor *t, void *out)
     case IR_CONCAT: concat(c, t, out); return KILN_OK;
     case IR_MATMUL: return matmul(c, t, x, y, out);
     case IR_SDPA: return sdpa(c, t, x, y, c->val[t->in[2]->id], out);
+    case IR_SDPA_STATS:
+    case IR_SDPA_GRAD: return sdpa_backward(c, t, out);
     case IR_GATHER: return gather(c, t, x, y, out);
     case IR_SCATTER_ADD: return scatter_add(c, t, x, y, out);
     case IR_ASSIGN: /* the value; the param changes when the entry commits */

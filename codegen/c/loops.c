@@ -130,7 +130,7 @@ void cgen_place_nodes(kr *r)
     for (int i = 0; i < k->nstores; i++)
         if (k->stores[i].buf >= 0 && k->stores[i].buf < r->p->nbufs)
             r->use[k->stores[i].buf] |= 2;
-    int ops[3], nops = kk_operand_bufs(k, ops);
+    int ops[KK_MAX_OPERANDS], nops = kk_operand_bufs(k, ops);
     for (int i = 0; i < nops; i++)
         if (ops[i] >= 0 && ops[i] < r->p->nbufs)
             r->use[ops[i]] |= 1;
@@ -244,7 +244,7 @@ bool cgen_empty_domain(const kernel *k)
     case KK_POINTWISE:
     case KK_REDUCE: return ir_shape_numel(k->rank, k->dims) == 0;
     case KK_MATMUL: return k->mm.batch * k->mm.m * k->mm.n == 0;
-    case KK_ATTENTION: return k->at.batch * k->at.t * k->at.dv == 0;
+    case KK_ATTENTION: return ir_shape_numel(3, k->dims) == 0; /* (batch, rows, cols) */
     }
     return false;
 }

@@ -356,13 +356,16 @@ void cgen_kernel_comment(cgen_buf *b, const kprogram *p, const kernel *k)
                     (long long)k->mm.m, (long long)k->mm.k, (long long)k->mm.n,
                     (long long)k->mm.batch, ir_dtype_kir(k->acc_dtype));
         break;
-    case KK_ATTENTION:
-        cgen_printf(b,
-                    ": attention (%lld rows x %lld keys, dim %lld -> %lld) x %lld batches%s, "
-                    "an online softmax in f64",
+    case KK_ATTENTION: {
+        static const char *const what[5] = {
+            "an online softmax in f64", "its backward: each row's logsumexp and rowsum(g * y)",
+            "its backward: the gradient of q", "its backward: the gradient of k",
+            "its backward: the gradient of v"};
+        cgen_printf(b, ": attention (%lld rows x %lld keys, dim %lld -> %lld) x %lld batches%s, %s",
                     (long long)k->at.t, (long long)k->at.s, (long long)k->at.d, (long long)k->at.dv,
-                    (long long)k->at.batch, k->at.causal ? ", causal" : "");
+                    (long long)k->at.batch, k->at.causal ? ", causal" : "", what[k->at.mode]);
         break;
+    }
     }
     if (cgen_serial(k))
         cgen_puts(b, ", serial");

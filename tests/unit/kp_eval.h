@@ -429,9 +429,89 @@ static void kpe_matmul(kpe_ctx *c, const kernel *k, const bool *smask)
 
 /* sdpa per (batch, row), in double as the interpreter: scores, their
  * maximum, the weights, then the epilogue per column (KX_ACC = out). */
+/* Operand `which` of an attention kernel at (batch b, row, col), as double. */
+static double kpe_at(kpe_ctx *c, const kk_attention *at, int which, int64_t b, int64_t row,
+                     int64_t col)
+{
+    const int buf[KK_MAX_OPERANDS] = {at->q, at->k, at->v, at->g, at->st};
+    const int64_t *st = kk_attention_strides(at, which);
+    kiln_dtype dt = c->p->bufs[buf[which]].dtype;
+    return kpe_as_f(
+        dt, kpe_load(c, buf[which], kk_attention_batch(at, which, b) + row * st[1] + col * st[2]));
+}
+
+/* The dot product of row ra of operand a and row rb of operand b over n. */
+static double kpe_at_dot(kpe_ctx *c, const kk_attention *at, int a, int64_t ra, int b, int64_t rb,
+                         int64_t bb, int64_t n)
+{
+    double s = 0;
+    for (int64_t d = 0; d < n; d++)
+        s += kpe_at(c, at, a, bb, ra, d) * kpe_at(c, at, b, bb, rb, d);
+    return s;
+}
+
+/* sdpa's backward per (batch, row) in double, as runtime/interp.c computes
+ * it; then the epilogue per column (KX_ACC = the value). */
+static void kpe_attention_backward(kpe_ctx *c, const kernel *k, const bool *smask)
+{
+    const kk_attention *at = &k->at;
+    int64_t rows = k->dims[1], cols = k->dims[2];
+    double *o = calloc((size_t)cols + 2, sizeof(double));
+    for (int64_t b = 0; b < at->batch && o && !c->failed; b++)
+        for (int64_t x = 0; x < rows && !c->failed; x++) {
+            for (int64_t e = 0; e < cols; e++)
+                o[e] = 0;
+            int64_t n = at->causal ? (x + 1 < at->s ? x + 1 : at->s) : at->s;
+            if (at->mode == KA_STATS) {
+                double mx = -(double)INFINITY, l = 0, dsum = 0;
+                for (int64_t j = 0; j < n; j++) {
+                    double s = at->scale * kpe_at_dot(c, at, 0, x, 1, j, b, at->d);
+                    mx = s > mx ? s : mx;
+                }
+                for (int64_t j = 0; j < n; j++)
+                    l += exp(at->scale * kpe_at_dot(c, at, 0, x, 1, j, b, at->d) - mx);
+                double lse = n ? mx + log(l) : -(double)INFINITY;
+                for (int64_t j = 0; j < n; j++)
+                    dsum += exp(at->scale * kpe_at_dot(c, at, 0, x, 1, j, b, at->d) - lse) *
+                            kpe_at_dot(c, at, 3, x, 2, j, b, at->dv);
+                o[0] = lse;
+                o[1] = dsum;
+            } else if (at->mode == KA_DQ) {
+                double lse = kpe_at(c, at, 4, b, x, 0), dd = kpe_at(c, at, 4, b, x, 1);
+                for (int64_t j = 0; j < n; j++) {
+                    double p = exp(at->scale * kpe_at_dot(c, at, 0, x, 1, j, b, at->d) - lse);
+                    double ds = p * (kpe_at_dot(c, at, 3, x, 2, j, b, at->dv) - dd);
+                    for (int64_t e = 0; e < cols; e++)
+                        o[e] += at->scale * ds * kpe_at(c, at, 1, b, j, e);
+                }
+            } else {
+                for (int64_t i = at->causal ? x : 0; i < at->t; i++) {
+                    double lse = kpe_at(c, at, 4, b, i, 0), dd = kpe_at(c, at, 4, b, i, 1);
+                    double p = exp(at->scale * kpe_at_dot(c, at, 0, i, 1, x, b, at->d) - lse);
+                    double ds = p * (kpe_at_dot(c, at, 3, i, 2, x, b, at->dv) - dd);
+                    for (int64_t e = 0; e < cols; e++)
+                        o[e] += at->mode == KA_DV ? p * kpe_at(c, at, 3, b, i, e)
+                                                  : at->scale * ds * kpe_at(c, at, 0, b, i, e);
+                }
+            }
+            c->var[0] = b;
+            c->var[1] = x;
+            for (int64_t e = 0; e < cols && !c->failed; e++) {
+                c->var[2] = e;
+                c->acc = (kpe_val){o[e], 0};
+                kpe_stores(c, k, smask);
+            }
+        }
+    free(o);
+}
+
 static void kpe_attention(kpe_ctx *c, const kernel *k, const bool *smask)
 {
     const kk_attention *at = &k->at;
+    if (at->mode != KA_FORWARD) {
+        kpe_attention_backward(c, k, smask);
+        return;
+    }
     for (int d = 0; d < 3; d++)
         c->var[d] = 0;
     if (at->batch * at->t * at->dv == 0)

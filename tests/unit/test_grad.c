@@ -157,6 +157,44 @@ U(sdpa, kiln_add(g, kiln_scaled_dot_product_attention(g, x[0], x[1], x[2], NULL,
                  kiln_scaled_dot_product_attention(g, x[0], x[1], x[2], NULL, false, 0.7)))
 U(gather, kiln_embedding(g, x[0], ids5(g)))
 
+/* sdpa's backward ops as autodiff builds them, over q, k, v and an output
+ * gradient g (q's first three columns, so g's path is checked too): their
+ * own derivatives (a second derivative through attention). */
+static kiln_tensor *sdpa_bw(kiln_graph *g, ir_op op, int axis, kiln_tensor **in, bool causal)
+{
+    const kiln_tensor *like = op == IR_SDPA_STATS ? in[3] : in[axis];
+    int64_t dims[KILN_MAX_RANK];
+    memcpy(dims, like->dims, sizeof(int64_t) * (size_t)like->rank);
+    if (op == IR_SDPA_STATS)
+        dims[like->rank - 1] = 2;
+    kiln_tensor *t =
+        ir_node_new(g, op, KILN_F64, like->rank, dims, op == IR_SDPA_STATS ? 4 : 5, in);
+    if (t) {
+        t->value = 0.6;
+        t->causal = causal;
+        t->axis = axis;
+    }
+    return t;
+}
+
+static kiln_tensor *c_sdpa_stats(kiln_graph *g, kiln_tensor **x)
+{
+    kiln_tensor *in[4] = {x[0], x[1], x[2], kiln_slice(g, x[0], 2, 0, 3, 1)};
+    return kiln_add(g, sdpa_bw(g, IR_SDPA_STATS, 0, in, false),
+                    sdpa_bw(g, IR_SDPA_STATS, 0, in, true));
+}
+
+static kiln_tensor *c_sdpa_grad(kiln_graph *g, kiln_tensor **x)
+{
+    kiln_tensor *in[5] = {x[0], x[1], x[2], kiln_slice(g, x[0], 2, 0, 3, 1), NULL}, *flat[3];
+    in[4] = sdpa_bw(g, IR_SDPA_STATS, 0, in, true);
+    for (int a = 0; a < 3; a++) {
+        kiln_tensor *d = sdpa_bw(g, IR_SDPA_GRAD, a, in, true);
+        flat[a] = kiln_reshape(g, d, 2, (const int64_t[]){2, d ? ir_numel(d) / 2 : 0});
+    }
+    return kiln_concat(g, 3, flat, 1);
+}
+
 static kiln_tensor *c_scatter_add(kiln_graph *g, kiln_tensor **x)
 {
     kiln_tensor *in[2] = {x[0], ids5(g)};
@@ -253,6 +291,8 @@ static const gcase cases[IR_OP_COUNT] = {
     [IR_CONCAT] = {c_concat, false, 2, {2, 2}, {{2, 3}, {2, 2}}, -1, 1, false},
     [IR_MATMUL] = {c_matmul, false, 2, {3, 2}, {{2, 3, 4}, {4, 2}}, -1, 1, false},
     [IR_SDPA] = {c_sdpa, false, 3, {3, 3, 3}, {{2, 3, 4}, {2, 5, 4}, {2, 5, 3}}, -1, 1, false},
+    [IR_SDPA_STATS] = {c_sdpa_stats, false, 3, {3, 3, 3}, {{2, 3, 4}, {2, 5, 4}, {2, 5, 3}}, -1, 1, false},
+    [IR_SDPA_GRAD] = {c_sdpa_grad, false, 3, {3, 3, 3}, {{2, 3, 4}, {2, 5, 4}, {2, 5, 3}}, -1, 1, false},
     [IR_GATHER] = {c_gather, false, S1(4, 3), -1, 1, false},
     [IR_SCATTER_ADD] = {c_scatter_add, false, S1(5, 3), -1, 1, false},
     [IR_ASSIGN] = {c_assign, true, BIN, -1, 1, false},
@@ -480,6 +520,31 @@ static void test_grad_every_op(void **state)
     gradcheck(cases, IR_OP_COUNT, true);
 }
 
+/* sdpa's backward: the ordinary nodes for the short rows of every case here,
+ * the fused sdpa_stats and sdpa_grad from KILN_SDPA_FUSED_MIN scores on
+ * (long rows by default), with the same gradients. */
+static void test_grad_sdpa_fused(void **state)
+{
+    (void)state;
+    for (int fused = 0; fused < 2; fused++) {
+        if (fused)
+            setenv("KILN_SDPA_FUSED_MIN", "1", 1);
+        kiln_graph *g = kiln_graph_new();
+        kiln_tensor *q = kiln_input(g, "q", KILN_F64, KILN_SHAPE(2, 3, 4));
+        kiln_tensor *k = kiln_input(g, "k", KILN_F64, KILN_SHAPE(2, 5, 4));
+        kiln_tensor *v = kiln_input(g, "v", KILN_F64, KILN_SHAPE(2, 5, 3));
+        kiln_tensor *y = kiln_scaled_dot_product_attention(g, q, k, v, NULL, true, 0);
+        kiln_tensor *wrt[3] = {q, k, v}, *d[3];
+        assert_int_equal(kiln_grad(g, kiln_sum(g, y, KILN_ALL, false), 3, wrt, NULL, d), KILN_OK);
+        assert_int_equal(op_used(g, 0, IR_SDPA_STATS), fused);
+        assert_int_equal(op_used(g, 0, IR_SDPA_GRAD), fused);
+        assert_int_equal(op_used(g, 0, IR_MATMUL), !fused);
+        kiln_graph_free(g);
+        gradcheck(&cases[IR_SDPA], 1, false);
+    }
+    unsetenv("KILN_SDPA_FUSED_MIN");
+}
+
 static void test_grad_second_order(void **state)
 {
     (void)state;
@@ -627,9 +692,13 @@ static void test_grad_min_ties_f32(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_grad_errors),       cmocka_unit_test(test_grad_every_op),
-        cmocka_unit_test(test_grad_second_order), cmocka_unit_test(test_grad_semantics),
-        cmocka_unit_test(test_grad_min_ties_f32), cmocka_unit_test(test_grad_linear_weight_layout),
+        cmocka_unit_test(test_grad_errors),
+        cmocka_unit_test(test_grad_every_op),
+        cmocka_unit_test(test_grad_second_order),
+        cmocka_unit_test(test_grad_sdpa_fused),
+        cmocka_unit_test(test_grad_semantics),
+        cmocka_unit_test(test_grad_min_ties_f32),
+        cmocka_unit_test(test_grad_linear_weight_layout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -890,6 +890,64 @@ static void cases_SDPA(sweep *s)
     }
 }
 
+/* sdpa's backward, built as autodiff builds it: the stats of q, k, v and an
+ * output gradient g, then each gradient from them; causal or not, more keys
+ * than rows, transposed and permuted operands. */
+static kiln_tensor *sdpa_backward(sweep *s, ir_op op, int axis, kiln_tensor **in, bool causal,
+                                  double scale)
+{
+    const kiln_tensor *like = op == IR_SDPA_STATS ? in[3] : in[axis];
+    int64_t dims[KILN_MAX_RANK];
+    memcpy(dims, like->dims, sizeof(int64_t) * (size_t)like->rank);
+    if (op == IR_SDPA_STATS)
+        dims[like->rank - 1] = 2;
+    kiln_tensor *t = ir_node_new(s->g, op, op == IR_SDPA_STATS ? KILN_F64 : in[0]->dtype,
+                                 like->rank, dims, op == IR_SDPA_STATS ? 4 : 5, in);
+    assert_non_null(t);
+    t->value = scale;
+    t->causal = causal;
+    t->axis = axis;
+    return t;
+}
+
+static void sdpa_backward_cases(sweep *s, bool grads)
+{
+    for (int d = 0; d < SW_NDTYPES; d++) {
+        kiln_dtype dt = sw_dtypes[d];
+        if (!ir_dtype_is_float(dt))
+            continue;
+        const char *n = dn(dt);
+        for (int causal = 0; causal < 2; causal++)
+            for (int views = 0; views < 2; views++) {
+                kiln_tensor *in[5] = {
+                    sw_operand(s, 0, dt, SH3(2, 5, 4), G_UNIT, F_CONTIG),
+                    sw_operand(s, 1, dt, SH3(2, 7, 4), G_UNIT, views ? F_T : F_CONTIG),
+                    sw_operand(s, 2, dt, SH3(2, 7, 3), G_UNIT, views ? F_PERM : F_CONTIG),
+                    sw_operand(s, 3, dt, SH3(2, 5, 3), G_UNIT, F_CONTIG), NULL};
+                double scale = views ? 0.5 : 0.25;
+                in[4] = sdpa_backward(s, IR_SDPA_STATS, 0, in, causal, scale);
+                const char *what = causal ? "causal" : "full", *how = views ? ".views" : "";
+                if (!grads) {
+                    out(s, in[4], "%s.%s%s.stats", n, what, how);
+                    continue;
+                }
+                for (int axis = 0; axis < 3; axis++)
+                    out(s, sdpa_backward(s, IR_SDPA_GRAD, axis, in, causal, scale), "%s.%s%s.d%c",
+                        n, what, how, "qkv"[axis]);
+            }
+    }
+}
+
+static void cases_SDPA_STATS(sweep *s)
+{
+    sdpa_backward_cases(s, false);
+}
+
+static void cases_SDPA_GRAD(sweep *s)
+{
+    sdpa_backward_cases(s, true);
+}
+
 /* ---- gather, scatter_add ----------------------------------------------------------------- */
 
 static kiln_tensor *raw_gather(sweep *s, kiln_tensor *table, kiln_tensor *ids, int axis)
@@ -1226,7 +1284,9 @@ static unsigned accepted_dtypes(ir_op op)
     case IR_PAD:
     case IR_CONCAT: return DT_ALL;
     case IR_MATMUL: return DT_NUM;
-    case IR_SDPA: return DT_FLOAT;
+    case IR_SDPA:
+    case IR_SDPA_STATS:
+    case IR_SDPA_GRAD: return DT_FLOAT;
     case IR_GATHER:
     case IR_SCATTER_ADD:
     case IR_ASSIGN: return DT_ALL;
@@ -1238,7 +1298,8 @@ static unsigned accepted_dtypes(ir_op op)
 static kiln_dtype coverage_dtype(const kiln_tensor *t)
 {
     unsigned f = ir_ops[t->op].flags;
-    if ((f & IR_F_CMP) || t->op == IR_ARGMAX || t->op == IR_ARGMIN || t->op == IR_CAST)
+    if ((f & IR_F_CMP) || t->op == IR_ARGMAX || t->op == IR_ARGMIN || t->op == IR_CAST ||
+        t->op == IR_SDPA_STATS)
         return t->in[0]->dtype;
     return t->dtype;
 }

@@ -583,6 +583,66 @@ static void test_attention(void **state)
     expect_invalid(g, "verify: %1 (sdpa): the scale 0 is not positive");
 }
 
+/* sdpa's backward: stats in f64 (T x 2), g (T x Dv), a gradient of q, k or v. */
+static void test_attention_backward(void **state)
+{
+    (void)state;
+    kiln_graph *g = kiln_graph_new();
+    kiln_tensor *q = leaf(g, IR_INPUT, "q", KILN_F32, S(2, 3, 4));
+    kiln_tensor *k = leaf(g, IR_INPUT, "k", KILN_F32, S(2, 5, 4));
+    kiln_tensor *v = leaf(g, IR_INPUT, "v", KILN_F32, S(2, 5, 6));
+    kiln_tensor *gr = leaf(g, IR_INPUT, "g", KILN_F32, S(2, 3, 6));
+    kiln_tensor *st = NODE(g, IR_SDPA_STATS, KILN_F64, S(2, 3, 2), q, k, v, gr);
+    st->value = 0.5;
+    const int64_t rows[3] = {3, 5, 5}, cols[3] = {4, 4, 6};
+    for (int a = 0; a < 3; a++) {
+        kiln_tensor *d = NODE(g, IR_SDPA_GRAD, KILN_F32, S(2, rows[a], cols[a]), q, k, v, gr, st);
+        d->value = 0.5;
+        d->axis = a;
+    }
+    ku_assert_ok(g);
+    kiln_graph_free(g);
+
+    g = kiln_graph_new();
+    q = leaf(g, IR_INPUT, "q", KILN_F32, S(3, 4));
+    NODE(g, IR_SDPA_STATS, KILN_F32, S(3, 2), q, q, q, q)->value = 0.5;
+    expect_invalid(g, "verify: %1 (sdpa_stats): sdpa_stats gives f64, not f32");
+
+    g = kiln_graph_new();
+    q = leaf(g, IR_INPUT, "q", KILN_F32, S(3, 4));
+    gr = leaf(g, IR_INPUT, "g", KILN_F32, S(3, 5));
+    NODE(g, IR_SDPA_STATS, KILN_F64, S(3, 2), q, q, q, gr)->value = 0.5;
+    expect_invalid(g, "verify: %2 (sdpa_stats): sdpa_stats of q [3, 4], k [3, 4], v [3, 4], g "
+                      "[3, 5] does not give [3, 2] (expected (..., T, D), (..., S, D), (..., S, "
+                      "Dv), g (..., T, Dv) -> (..., T, 2))");
+
+    g = kiln_graph_new();
+    q = leaf(g, IR_INPUT, "q", KILN_F32, S(3, 4));
+    st = NODE(g, IR_SDPA_STATS, KILN_F64, S(3, 2), q, q, q, q);
+    st->value = 0.5;
+    kiln_tensor *d = NODE(g, IR_SDPA_GRAD, KILN_F32, S(3, 4), q, q, q, q, st);
+    d->value = 0.5;
+    d->axis = 3;
+    expect_invalid(g, "verify: %2 (sdpa_grad): sdpa_grad axis 3 is not 0 (q), 1 (k) or 2 (v)");
+
+    g = kiln_graph_new();
+    q = leaf(g, IR_INPUT, "q", KILN_F32, S(3, 4));
+    kiln_tensor *bad = leaf(g, IR_INPUT, "s", KILN_F32, S(3, 2));
+    d = NODE(g, IR_SDPA_GRAD, KILN_F32, S(3, 4), q, q, q, q, bad);
+    d->value = 0.5;
+    expect_invalid(g, "verify: %2 (sdpa_grad): operand 4 (the stats) has dtype f32, not f64");
+
+    g = kiln_graph_new();
+    q = leaf(g, IR_INPUT, "q", KILN_F32, S(3, 4));
+    st = NODE(g, IR_SDPA_STATS, KILN_F64, S(3, 2), q, q, q, q);
+    st->value = 0.5;
+    d = NODE(g, IR_SDPA_GRAD, KILN_F32, S(3, 3), q, q, q, q, st);
+    d->value = 0.5;
+    expect_invalid(g, "verify: %2 (sdpa_grad): sdpa_grad of q [3, 4], k [3, 4], v [3, 4], g "
+                      "[3, 4] does not give [3, 3] (expected (..., T, D), (..., S, D), (..., S, "
+                      "Dv), g (..., T, Dv), stats (..., T, 2) -> q's, k's or v's shape)");
+}
+
 static void test_gather_scatter(void **state)
 {
     (void)state;
@@ -762,15 +822,25 @@ static void test_where_and_status(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_valid_hand_made), cmocka_unit_test(test_valid_builders),
-        cmocka_unit_test(test_operand_order),   cmocka_unit_test(test_arity),
-        cmocka_unit_test(test_node_form),       cmocka_unit_test(test_sources),
-        cmocka_unit_test(test_names),           cmocka_unit_test(test_elementwise),
-        cmocka_unit_test(test_reductions),      cmocka_unit_test(test_reshape_permute_expand),
-        cmocka_unit_test(test_slice_pad),       cmocka_unit_test(test_concat),
-        cmocka_unit_test(test_matmul),          cmocka_unit_test(test_attention),
-        cmocka_unit_test(test_gather_scatter),  cmocka_unit_test(test_assign),
-        cmocka_unit_test(test_entries),         cmocka_unit_test(test_where_and_status),
+        cmocka_unit_test(test_valid_hand_made),
+        cmocka_unit_test(test_valid_builders),
+        cmocka_unit_test(test_operand_order),
+        cmocka_unit_test(test_arity),
+        cmocka_unit_test(test_node_form),
+        cmocka_unit_test(test_sources),
+        cmocka_unit_test(test_names),
+        cmocka_unit_test(test_elementwise),
+        cmocka_unit_test(test_reductions),
+        cmocka_unit_test(test_reshape_permute_expand),
+        cmocka_unit_test(test_slice_pad),
+        cmocka_unit_test(test_concat),
+        cmocka_unit_test(test_matmul),
+        cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_attention_backward),
+        cmocka_unit_test(test_gather_scatter),
+        cmocka_unit_test(test_assign),
+        cmocka_unit_test(test_entries),
+        cmocka_unit_test(test_where_and_status),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
