@@ -34,5 +34,10 @@ char *cgen_c(const kprogram *p, const cgen_opts *o);
 /* The comment heading kernel k in both renderers: its name, domain and
  * accumulator, then every graph node it computes with dtype, shape and operands. */
 void cgen_kernel_comment(cgen_buf *b, const kprogram *p, const kernel *k);
+/* Shared with the CUDA renderer: the body of one (batch i0, row i1) of an
+ * ATTENTION kernel of sdpa's backward (render_attn.c), at indentation ind:
+ * `double o[cols]` holds the row's values after it. */
+void cgen_attention_backward_row(cgen_buf *b, const kprogram *p, const kernel *k, int ind,
+                                 bool cuda);
 
 #endif /* KILN_CGEN_H */

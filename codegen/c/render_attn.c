@@ -16,13 +16,17 @@ enum { ATTN_BLOCK = 64 }; /* keys scored before the running maximum is updated *
 
 /* "Q + i0 * s0 + <row> * s1": the start of a row of operand `which` (0 q,
  * 1 k, 2 v, 3 g, 4 stats), after its offset; "(i0 / H) * s0 + (i0 % H) * sh"
- * for one whose batch axes need two strides (heads permuted in). */
+ * for one whose batch axes need two strides (heads permuted in). CUDA names
+ * buffers b<i>. */
 static void row_at(cgen_buf *b, const kprogram *p, const kk_attention *at, int which,
-                   const char *row)
+                   const char *row, bool cuda)
 {
     const int buf[KK_MAX_OPERANDS] = {at->q, at->k, at->v, at->g, at->st};
     const int64_t *st = kk_attention_strides(at, which);
-    cgen_buf_name(b, p, buf[which]);
+    if (cuda)
+        cgen_printf(b, "b%d", buf[which]);
+    else
+        cgen_buf_name(b, p, buf[which]);
     if (at->offset[which])
         cgen_printf(b, " + %lld", (long long)at->offset[which]);
     if (at->inner[which] > 1)
@@ -34,24 +38,35 @@ static void row_at(cgen_buf *b, const kprogram *p, const kk_attention *at, int w
         cgen_printf(b, " + %s * %lld", row, (long long)st[1]);
 }
 
+typedef struct {
+    cgen_buf *b;
+    const kprogram *p;
+    const kk_attention *at;
+    const char *ty; /* the operands' C type */
+    bool cuda;      /* no omp simd; buffers b<i> */
+} attn_out;
+
 /* "const T *name = <row of operand which>;" at indentation ind */
-static void row_decl(kr *r, int ind, const char *ty, const char *name, int which, const char *row)
+static void row_decl(const attn_out *o, int ind, const char *name, int which, const char *row)
 {
-    cgen_indent(r->b, ind);
-    cgen_printf(r->b, "const %s *%s = ", ty, name);
-    row_at(r->b, r->p, &r->k->at, which, row);
-    cgen_puts(r->b, ";\n");
+    cgen_indent(o->b, ind);
+    cgen_printf(o->b, "const %s *%s = ", which == 4 ? "double" : o->ty, name);
+    row_at(o->b, o->p, o->at, which, row, o->cuda);
+    cgen_puts(o->b, ";\n");
 }
 
-/* "double s = a . b * scale;" over n elements with strides sa and sb, as an
- * omp simd reduction; scale 1 prints none. */
-static void dot(cgen_buf *b, int ind, const char *s, const char *a, int64_t sa, const char *x,
+/* "double s = a . b * scale;" over n elements with strides sa and sb (C: an
+ * omp simd reduction); scale 1 prints none. */
+static void dot(const attn_out *o, int ind, const char *s, const char *a, int64_t sa, const char *x,
                 int64_t sx, int64_t n, double scale)
 {
+    cgen_buf *b = o->b;
     cgen_indent(b, ind);
     cgen_printf(b, "double %s = 0;\n", s);
-    cgen_indent(b, ind);
-    cgen_printf(b, "#pragma omp simd reduction(+ : %s)\n", s);
+    if (!o->cuda) {
+        cgen_indent(b, ind);
+        cgen_printf(b, "#pragma omp simd reduction(+ : %s)\n", s);
+    }
     cgen_indent(b, ind);
     cgen_printf(b, "for (int64_t d = 0; d < %lld; d++)\n", (long long)n);
     cgen_indent(b, ind + 1);
@@ -63,20 +78,119 @@ static void dot(cgen_buf *b, int ind, const char *s, const char *a, int64_t sa, 
     }
 }
 
-/* sdpa's backward (docs/kernel-ir.md), a (batch, row) at a time in double:
- * KA_STATS a query row's (logsumexp, D = rowsum(g * y)) by an online
- * softmax and a second pass; KA_DQ a query row's gradient over its keys,
- * KA_DK and KA_DV a key row's over the queries that see it, from the stats.
- * Then the epilogue per column, KX_ACC = o[col]. */
+/* "a;\n" at indentation ind, for each line a of text */
+static void lines(cgen_buf *b, int ind, const char *const *text)
+{
+    for (; *text; text++) {
+        cgen_indent(b, ind);
+        cgen_printf(b, "%s\n", *text);
+    }
+}
+
+void cgen_attention_backward_row(cgen_buf *b, const kprogram *p, const kernel *k, int ind,
+                                 bool cuda)
+{
+    const kk_attention *at = &k->at;
+    attn_out o = {b, p, at, cgen_ctype(p->bufs[at->q].dtype), cuda};
+    const int64_t cols = k->dims[2];
+    const int64_t *sq = at->q_stride, *sk = at->k_stride, *sv = at->v_stride, *sg = at->g_stride,
+                  *ss = at->st_stride;
+    cgen_indent(b, ind);
+    cgen_printf(b, "double o[%lld] = {0};\n", (long long)(cols ? cols : 1));
+    if (at->mode == KA_STATS || at->mode == KA_DQ) { /* a query row i1 over its keys */
+        row_decl(&o, ind, "qr", 0, "i1");
+        row_decl(&o, ind, "gr", 3, "i1");
+        cgen_indent(b, ind);
+        if (at->causal)
+            cgen_printf(b, "const int64_t keys = i1 < %lld ? i1 + 1 : %lld;\n", (long long)at->s,
+                        (long long)at->s);
+        else
+            cgen_printf(b, "const int64_t keys = %lld;\n", (long long)at->s);
+    }
+    if (at->mode == KA_STATS) {
+        static const char *const online[] = {"    if (s > m) {",
+                                             "        l *= exp(m - s);",
+                                             "        m = s;",
+                                             "    }",
+                                             "    l += exp(s - m);",
+                                             "}",
+                                             NULL};
+        static const char *const lse[] = {
+            "const double lse = keys ? m + log(l) : -(double)INFINITY;",
+            "for (int64_t j = 0; j < keys; j++) {", NULL};
+        static const char *const end[] = {"    dsum += exp(s - lse) * dp;", "}", "o[0] = lse;",
+                                          "o[1] = dsum;", NULL};
+        cgen_indent(b, ind);
+        cgen_puts(b, "double m = -(double)INFINITY, l = 0, dsum = 0;\n");
+        cgen_indent(b, ind);
+        cgen_puts(b, "for (int64_t j = 0; j < keys; j++) {\n");
+        row_decl(&o, ind + 1, "kr", 1, "j");
+        dot(&o, ind + 1, "s", "qr", sq[2], "kr", sk[2], at->d, at->scale);
+        lines(b, ind, online);
+        lines(b, ind, lse);
+        row_decl(&o, ind + 1, "kr", 1, "j");
+        row_decl(&o, ind + 1, "vr", 2, "j");
+        dot(&o, ind + 1, "s", "qr", sq[2], "kr", sk[2], at->d, at->scale);
+        dot(&o, ind + 1, "dp", "gr", sg[2], "vr", sv[2], at->dv, 1);
+        lines(b, ind, end);
+    } else if (at->mode == KA_DQ) {
+        row_decl(&o, ind, "sr", 4, "i1");
+        cgen_indent(b, ind);
+        cgen_printf(b, "const double lse = sr[0], dd = sr[%lld];\n", (long long)ss[2]);
+        cgen_indent(b, ind);
+        cgen_puts(b, "for (int64_t j = 0; j < keys; j++) {\n");
+        row_decl(&o, ind + 1, "kr", 1, "j");
+        row_decl(&o, ind + 1, "vr", 2, "j");
+        dot(&o, ind + 1, "s", "qr", sq[2], "kr", sk[2], at->d, at->scale);
+        dot(&o, ind + 1, "dp", "gr", sg[2], "vr", sv[2], at->dv, 1);
+        cgen_indent(b, ind + 1);
+        cgen_printf(b, "const double ds = exp(s - lse) * (dp - dd) * %.17g;\n", at->scale);
+        cgen_indent(b, ind + 1);
+        cgen_printf(b, "for (int64_t e = 0; e < %lld; e++)\n", (long long)cols);
+        cgen_indent(b, ind + 2);
+        cgen_printf(b, "o[e] += ds * (double)kr[e * %lld];\n", (long long)sk[2]);
+        cgen_indent(b, ind);
+        cgen_puts(b, "}\n");
+    } else { /* KA_DK, KA_DV: key row i1 over the queries that see it */
+        row_decl(&o, ind, "kr", 1, "i1");
+        if (at->mode == KA_DK)
+            row_decl(&o, ind, "vr", 2, "i1");
+        cgen_indent(b, ind);
+        cgen_printf(b, "for (int64_t i = %s; i < %lld; i++) {\n", at->causal ? "i1" : "0",
+                    (long long)at->t);
+        row_decl(&o, ind + 1, "qr", 0, "i");
+        row_decl(&o, ind + 1, "gr", 3, "i");
+        row_decl(&o, ind + 1, "sr", 4, "i");
+        dot(&o, ind + 1, "s", "qr", sq[2], "kr", sk[2], at->d, at->scale);
+        cgen_indent(b, ind + 1);
+        cgen_puts(b, "const double p = exp(s - sr[0]);\n");
+        if (at->mode == KA_DK) {
+            dot(&o, ind + 1, "dp", "gr", sg[2], "vr", sv[2], at->dv, 1);
+            cgen_indent(b, ind + 1);
+            cgen_printf(b, "const double ds = p * (dp - sr[%lld]) * %.17g;\n", (long long)ss[2],
+                        at->scale);
+        }
+        cgen_indent(b, ind + 1);
+        cgen_printf(b, "for (int64_t e = 0; e < %lld; e++)\n", (long long)cols);
+        cgen_indent(b, ind + 2);
+        if (at->mode == KA_DV)
+            cgen_printf(b, "o[e] += p * (double)gr[e * %lld];\n", (long long)sg[2]);
+        else
+            cgen_printf(b, "o[e] += ds * (double)qr[e * %lld];\n", (long long)sq[2]);
+        cgen_indent(b, ind);
+        cgen_puts(b, "}\n");
+    }
+}
+
+/* sdpa's backward (docs/kernel-ir.md), a (batch, row) at a time in double
+ * (cgen_attention_backward_row), rows in parallel; then the epilogue per
+ * column, KX_ACC = o[col]. */
 static void render_backward(kr *r)
 {
     const kernel *k = r->k;
     const kk_attention *at = &k->at;
     cgen_buf *b = r->b;
-    const char *ty = cgen_ctype(r->p->bufs[at->q].dtype);
     const int64_t rows = k->dims[1], cols = k->dims[2];
-    const int64_t *sq = at->q_stride, *sk = at->k_stride, *sv = at->v_stride, *sg = at->g_stride,
-                  *ss = at->st_stride;
     bool par = r->o.openmp && at->batch * rows >= 2 &&
                at->batch * rows * (at->mode == KA_DK || at->mode == KA_DV ? at->t : at->s) *
                        (at->d + at->dv) >=
@@ -87,81 +201,7 @@ static void render_backward(kr *r)
     cgen_printf(b, "    for (int64_t i0 = 0; i0 < %lld; i0++) {\n", (long long)at->batch);
     cgen_printf(b, "        for (int64_t i1 = 0; i1 < %lld; i1++) {\n", (long long)rows);
     cgen_emit_at(r, 1, false, 3);
-    cgen_printf(b, "            double o[%lld] = {0};\n", (long long)(cols ? cols : 1));
-    if (at->mode == KA_STATS || at->mode == KA_DQ) { /* a query row i1 over its keys */
-        row_decl(r, 3, ty, "qr", 0, "i1");
-        row_decl(r, 3, ty, "gr", 3, "i1");
-        if (at->causal)
-            cgen_printf(b, "            const int64_t keys = i1 < %lld ? i1 + 1 : %lld;\n",
-                        (long long)at->s, (long long)at->s);
-        else
-            cgen_printf(b, "            const int64_t keys = %lld;\n", (long long)at->s);
-    }
-    if (at->mode == KA_STATS) {
-        cgen_puts(b, "            double m = -(double)INFINITY, l = 0, dsum = 0;\n"
-                     "            for (int64_t j = 0; j < keys; j++) {\n");
-        row_decl(r, 4, ty, "kr", 1, "j");
-        dot(b, 4, "s", "qr", sq[2], "kr", sk[2], at->d, at->scale);
-        cgen_puts(b, "                if (s > m) {\n"
-                     "                    l *= exp(m - s);\n"
-                     "                    m = s;\n"
-                     "                }\n"
-                     "                l += exp(s - m);\n"
-                     "            }\n"
-                     "            const double lse = keys ? m + log(l) : -(double)INFINITY;\n"
-                     "            for (int64_t j = 0; j < keys; j++) {\n");
-        row_decl(r, 4, ty, "kr", 1, "j");
-        row_decl(r, 4, ty, "vr", 2, "j");
-        dot(b, 4, "s", "qr", sq[2], "kr", sk[2], at->d, at->scale);
-        dot(b, 4, "dp", "gr", sg[2], "vr", sv[2], at->dv, 1);
-        cgen_puts(b, "                dsum += exp(s - lse) * dp;\n"
-                     "            }\n"
-                     "            o[0] = lse;\n"
-                     "            o[1] = dsum;\n");
-    } else if (at->mode == KA_DQ) {
-        cgen_puts(b, "            const double *sr = ");
-        row_at(b, r->p, at, 4, "i1");
-        cgen_printf(b, ";\n            const double lse = sr[0], dd = sr[%lld];\n",
-                    (long long)ss[2]);
-        cgen_puts(b, "            for (int64_t j = 0; j < keys; j++) {\n");
-        row_decl(r, 4, ty, "kr", 1, "j");
-        row_decl(r, 4, ty, "vr", 2, "j");
-        dot(b, 4, "s", "qr", sq[2], "kr", sk[2], at->d, at->scale);
-        dot(b, 4, "dp", "gr", sg[2], "vr", sv[2], at->dv, 1);
-        cgen_printf(b,
-                    "                const double ds = exp(s - lse) * (dp - dd) * %.17g;\n"
-                    "                for (int64_t e = 0; e < %lld; e++)\n"
-                    "                    o[e] += ds * (double)kr[e * %lld];\n"
-                    "            }\n",
-                    at->scale, (long long)cols, (long long)sk[2]);
-    } else { /* KA_DK, KA_DV: key row i1 over the queries that see it */
-        row_decl(r, 3, ty, "kr", 1, "i1");
-        if (at->mode == KA_DK)
-            row_decl(r, 3, ty, "vr", 2, "i1");
-        cgen_printf(b, "            for (int64_t i = %s; i < %lld; i++) {\n",
-                    at->causal ? "i1" : "0", (long long)at->t);
-        row_decl(r, 4, ty, "qr", 0, "i");
-        row_decl(r, 4, ty, "gr", 3, "i");
-        cgen_puts(b, "                const double *sr = ");
-        row_at(b, r->p, at, 4, "i");
-        cgen_puts(b, ";\n");
-        dot(b, 4, "s", "qr", sq[2], "kr", sk[2], at->d, at->scale);
-        cgen_puts(b, "                const double p = exp(s - sr[0]);\n");
-        if (at->mode == KA_DV) {
-            cgen_printf(b,
-                        "                for (int64_t e = 0; e < %lld; e++)\n"
-                        "                    o[e] += p * (double)gr[e * %lld];\n",
-                        (long long)cols, (long long)sg[2]);
-        } else {
-            dot(b, 4, "dp", "gr", sg[2], "vr", sv[2], at->dv, 1);
-            cgen_printf(b,
-                        "                const double ds = p * (dp - sr[%lld]) * %.17g;\n"
-                        "                for (int64_t e = 0; e < %lld; e++)\n"
-                        "                    o[e] += ds * (double)qr[e * %lld];\n",
-                        (long long)ss[2], at->scale, (long long)cols, (long long)sq[2]);
-        }
-        cgen_puts(b, "            }\n");
-    }
+    cgen_attention_backward_row(b, r->p, k, 3, false);
     cgen_printf(b, "            for (int64_t i2 = 0; i2 < %lld; i2++) {\n", (long long)cols);
     cgen_puts(b, "                const double acc = o[i2];\n");
     r->e.acc = "acc";
@@ -191,7 +231,7 @@ void cgen_render_attention(kr *r)
     cgen_printf(b, "        for (int64_t i1 = 0; i1 < %lld; i1++) {\n", (long long)at->t);
     cgen_emit_at(r, 1, false, 3);
     cgen_printf(b, "            const %s *qr = ", ty);
-    row_at(b, r->p, at, 0, "i1");
+    row_at(b, r->p, at, 0, "i1", false);
     cgen_printf(b, ";\n            double m = -(double)INFINITY, l = 0, o[%lld] = {0};\n",
                 (long long)(at->dv ? at->dv : 1));
     if (at->causal) /* keys 0..i1 */
@@ -210,7 +250,7 @@ void cgen_render_attention(kr *r)
                 "                    const %s *kr = ",
                 ATTN_BLOCK, ATTN_BLOCK, ATTN_BLOCK, ATTN_BLOCK, f32 ? "float" : "double",
                 ATTN_BLOCK, ty);
-    row_at(b, r->p, at, 1, "(jb + jj)");
+    row_at(b, r->p, at, 1, "(jb + jj)", false);
     cgen_printf(b,
                 ";\n"
                 "                    double s = 0;\n"
@@ -233,7 +273,7 @@ void cgen_render_attention(kr *r)
                 "                    const %s *vr = ",
                 (long long)at->d, (long long)at->q_stride[2], (long long)at->k_stride[2], at->scale,
                 (long long)at->dv, f32 ? "kiln_expf((float)(sb[jj] - m))" : "exp(sb[jj] - m)", ty);
-    row_at(b, r->p, at, 2, "(jb + jj)");
+    row_at(b, r->p, at, 2, "(jb + jj)", false);
     cgen_printf(b,
                 ";\n"
                 "                    l += wb[jj];\n"

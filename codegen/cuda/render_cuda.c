@@ -302,140 +302,21 @@ static void render_matmul(cr *r)
     cgen_puts(b, "    }\n");
 }
 
-/* "b<buf> + <offset> + <batch i0's start> + <row> * s1": a row of attention
- * operand `which` (0 q, 1 k, 2 v, 3 g, 4 stats). */
-static void at_row(cgen_buf *b, const kk_attention *at, int which, const char *row)
-{
-    const int buf[KK_MAX_OPERANDS] = {at->q, at->k, at->v, at->g, at->st};
-    const int64_t *st = kk_attention_strides(at, which);
-    cgen_printf(b, "b%d + %lld + ", buf[which], (long long)at->offset[which]);
-    if (at->inner[which] > 1)
-        cgen_printf(b, "i0 / %lld * %lld + i0 %% %lld * %lld", (long long)at->inner[which],
-                    (long long)st[0], (long long)at->inner[which], (long long)at->istride[which]);
-    else
-        cgen_printf(b, "i0 * %lld", (long long)st[0]);
-    cgen_printf(b, " + %s * %lld", row, (long long)st[1]);
-}
-
-/* "const T *name = <row>;" */
-static void at_decl(cgen_buf *b, int ind, const char *ty, const char *name, const kk_attention *at,
-                    int which, const char *row)
-{
-    cgen_indent(b, ind);
-    cgen_printf(b, "const %s *%s = ", ty, name);
-    at_row(b, at, which, row);
-    cgen_puts(b, ";\n");
-}
-
-/* "double s = 0; for d: s += a[d] * x[d]; s *= scale;" */
-static void at_dot(cgen_buf *b, int ind, const char *s, const char *a, int64_t sa, const char *x,
-                   int64_t sx, int64_t n, double scale)
-{
-    cgen_indent(b, ind);
-    cgen_printf(b, "double %s = 0;\n", s);
-    cgen_indent(b, ind);
-    cgen_printf(b, "for (int64_t d = 0; d < %lld; d++)\n", (long long)n);
-    cgen_indent(b, ind + 1);
-    cgen_printf(b, "%s += (double)%s[d * %lld] * (double)%s[d * %lld];\n", s, a, (long long)sa, x,
-                (long long)sx);
-    if (scale != 1) {
-        cgen_indent(b, ind);
-        cgen_printf(b, "%s *= %.17g;\n", s, scale);
-    }
-}
-
 /* sdpa's backward: a thread per (batch, row), the C kernel's loops
- * (codegen/c/render_attn.c) in double, then the epilogue per column. */
+ * (cgen_attention_backward_row, without omp simd) in double, then the
+ * epilogue per column. */
 static void render_attention_backward(cr *r)
 {
     const kernel *k = r->k;
     const kk_attention *at = &k->at;
     cgen_buf *b = r->b;
-    const char *ty = cgen_ctype(r->p->bufs[at->q].dtype);
     const int64_t rows = k->dims[1], cols = k->dims[2];
-    const int64_t *sq = at->q_stride, *sk = at->k_stride, *sv = at->v_stride, *sg = at->g_stride,
-                  *ss = at->st_stride;
     grid_loop(b, at->batch * rows, 1);
     const int64_t dims[2] = {at->batch, rows};
-    r->vars[0] = r->vars[1] = true; /* the operands' rows need both */
+    r->vars[0] = r->vars[1] = true; /* the operands' rows need both, */
     unflatten(r, 2, "t", 0, 2, dims);
-    cgen_printf(b,
-                "        double o[%lld];\n        for (int64_t e = 0; e < %lld; e++)\n"
-                "            o[e] = 0;\n",
-                (long long)(cols ? cols : 1), (long long)cols);
-    if (at->mode == KA_STATS || at->mode == KA_DQ) {
-        at_decl(b, 2, ty, "qr", at, 0, "i1");
-        at_decl(b, 2, ty, "gr", at, 3, "i1");
-        if (at->causal)
-            cgen_printf(b, "        const int64_t keys = i1 < %lld ? i1 + 1 : %lld;\n",
-                        (long long)at->s, (long long)at->s);
-        else
-            cgen_printf(b, "        const int64_t keys = %lld;\n", (long long)at->s);
-    }
-    if (at->mode == KA_STATS) {
-        cgen_puts(b, "        double m = -(double)INFINITY, l = 0, dsum = 0;\n"
-                     "        for (int64_t j = 0; j < keys; j++) {\n");
-        at_decl(b, 3, ty, "kr", at, 1, "j");
-        at_dot(b, 3, "s", "qr", sq[2], "kr", sk[2], at->d, at->scale);
-        cgen_puts(b, "            if (s > m) {\n"
-                     "                l *= exp(m - s);\n"
-                     "                m = s;\n"
-                     "            }\n"
-                     "            l += exp(s - m);\n"
-                     "        }\n"
-                     "        const double lse = keys ? m + log(l) : -(double)INFINITY;\n"
-                     "        for (int64_t j = 0; j < keys; j++) {\n");
-        at_decl(b, 3, ty, "kr", at, 1, "j");
-        at_decl(b, 3, ty, "vr", at, 2, "j");
-        at_dot(b, 3, "s", "qr", sq[2], "kr", sk[2], at->d, at->scale);
-        at_dot(b, 3, "dp", "gr", sg[2], "vr", sv[2], at->dv, 1);
-        cgen_puts(b, "            dsum += exp(s - lse) * dp;\n"
-                     "        }\n"
-                     "        o[0] = lse;\n"
-                     "        o[1] = dsum;\n");
-    } else if (at->mode == KA_DQ) {
-        cgen_puts(b, "        const double *sr = ");
-        at_row(b, at, 4, "i1");
-        cgen_printf(b, ";\n        const double lse = sr[0], dd = sr[%lld];\n", (long long)ss[2]);
-        cgen_puts(b, "        for (int64_t j = 0; j < keys; j++) {\n");
-        at_decl(b, 3, ty, "kr", at, 1, "j");
-        at_decl(b, 3, ty, "vr", at, 2, "j");
-        at_dot(b, 3, "s", "qr", sq[2], "kr", sk[2], at->d, at->scale);
-        at_dot(b, 3, "dp", "gr", sg[2], "vr", sv[2], at->dv, 1);
-        cgen_printf(b,
-                    "            const double ds = exp(s - lse) * (dp - dd) * %.17g;\n"
-                    "            for (int64_t e = 0; e < %lld; e++)\n"
-                    "                o[e] += ds * (double)kr[e * %lld];\n"
-                    "        }\n",
-                    at->scale, (long long)cols, (long long)sk[2]);
-    } else {
-        at_decl(b, 2, ty, "kr", at, 1, "i1");
-        if (at->mode == KA_DK)
-            at_decl(b, 2, ty, "vr", at, 2, "i1");
-        cgen_printf(b, "        for (int64_t i = %s; i < %lld; i++) {\n", at->causal ? "i1" : "0",
-                    (long long)at->t);
-        at_decl(b, 3, ty, "qr", at, 0, "i");
-        at_decl(b, 3, ty, "gr", at, 3, "i");
-        cgen_puts(b, "            const double *sr = ");
-        at_row(b, at, 4, "i");
-        cgen_puts(b, ";\n");
-        at_dot(b, 3, "s", "qr", sq[2], "kr", sk[2], at->d, at->scale);
-        cgen_puts(b, "            const double p = exp(s - sr[0]);\n");
-        if (at->mode == KA_DV) {
-            cgen_printf(b,
-                        "            for (int64_t e = 0; e < %lld; e++)\n"
-                        "                o[e] += p * (double)gr[e * %lld];\n",
-                        (long long)cols, (long long)sg[2]);
-        } else {
-            at_dot(b, 3, "dp", "gr", sg[2], "vr", sv[2], at->dv, 1);
-            cgen_printf(b,
-                        "            const double ds = p * (dp - sr[%lld]) * %.17g;\n"
-                        "            for (int64_t e = 0; e < %lld; e++)\n"
-                        "                o[e] += ds * (double)qr[e * %lld];\n",
-                        (long long)ss[2], at->scale, (long long)cols, (long long)sq[2]);
-        }
-        cgen_puts(b, "        }\n");
-    }
+    cgen_puts(b, "        (void)i0;\n        (void)i1;\n"); /* but a size-1 axis has stride 0 */
+    cgen_attention_backward_row(b, r->p, k, 2, true);
     cgen_printf(b,
                 "        for (int64_t i2 = 0; i2 < %lld; i2++) {\n"
                 "            const double acc = o[i2];\n",
