@@ -87,11 +87,154 @@ static void lines(cgen_buf *b, int ind, const char *const *text)
     }
 }
 
+/* cgen_printf at indentation ind */
+#define out_at(b, ind, ...) (cgen_indent((b), (ind)), cgen_printf((b), __VA_ARGS__))
+
+/* "kiln_expf((float)(x))" for f32 operands (as the forward), else "exp(x)" */
+static void weight(char *w, size_t n, bool f32, const char *x)
+{
+    if (f32)
+        snprintf(w, n, "kiln_expf((float)(%s))", x);
+    else
+        snprintf(w, n, "exp(%s)", x);
+}
+
+/* The C kernels' row body: the scores of ATTN_BLOCK keys (or queries) at a
+ * time, then their weights exp(s - lse) in one vectorizable loop (kiln_expf
+ * in f32 for f32 operands, as the forward), then the sums: the exponentials,
+ * not the products, are most of the work. */
+static void backward_row_blocked(const attn_out *o, const kernel *k, int ind)
+{
+    cgen_buf *b = o->b;
+    const kk_attention *at = &k->at;
+    const int64_t cols = k->dims[2];
+    const int64_t *sq = at->q_stride, *sk = at->k_stride, *sv = at->v_stride, *sg = at->g_stride,
+                  *ss = at->st_stride;
+    bool f32 = o->p->bufs[at->q].dtype == KILN_F32;
+    const char *wt = f32 ? "float" : "double";
+    char wexp[64];
+    out_at(b, ind, "double o[%lld] = {0};\n", (long long)(cols ? cols : 1));
+    if (at->mode == KA_STATS || at->mode == KA_DQ) { /* a query row i1 over its keys */
+        row_decl(o, ind, "qr", 0, "i1");
+        row_decl(o, ind, "gr", 3, "i1");
+        if (at->causal)
+            out_at(b, ind, "const int64_t keys = i1 < %lld ? i1 + 1 : %lld;\n", (long long)at->s,
+                   (long long)at->s);
+        else
+            out_at(b, ind, "const int64_t keys = %lld;\n", (long long)at->s);
+    }
+    /* a block's n keys jb + jj (or queries ib + ii) */
+    const char *idx = at->mode == KA_DK || at->mode == KA_DV ? "ii" : "jj";
+    if (at->mode == KA_STATS) {
+        weight(wexp, sizeof wexp, f32, "sb[jj] - m");
+        out_at(b, ind, "double m = -(double)INFINITY, l = 0, dsum = 0;\n");
+        out_at(b, ind, "for (int64_t jb = 0; jb < keys; jb += %d) {\n", ATTN_BLOCK);
+        out_at(b, ind + 1, "const int64_t n = keys - jb < %d ? keys - jb : %d;\n", ATTN_BLOCK,
+               ATTN_BLOCK);
+        out_at(b, ind + 1, "double sb[%d], mb = -(double)INFINITY;\n", ATTN_BLOCK);
+        out_at(b, ind + 1, "%s wb[%d];\n", wt, ATTN_BLOCK);
+        out_at(b, ind + 1, "for (int64_t jj = 0; jj < n; jj++) {\n");
+        row_decl(o, ind + 2, "kr", 1, "(jb + jj)");
+        dot(o, ind + 2, "s", "qr", sq[2], "kr", sk[2], at->d, at->scale);
+        out_at(b, ind + 2, "sb[jj] = s;\n");
+        out_at(b, ind + 2, "mb = s > mb ? s : mb;\n");
+        out_at(b, ind + 1, "}\n");
+        out_at(b, ind + 1, "if (mb > m) {\n");
+        out_at(b, ind + 2, "l *= exp(m - mb);\n");
+        out_at(b, ind + 2, "m = mb;\n");
+        out_at(b, ind + 1, "}\n");
+        out_at(b, ind + 1, "for (int64_t jj = 0; jj < n; jj++)\n");
+        out_at(b, ind + 2, "wb[jj] = %s;\n", wexp);
+        out_at(b, ind + 1, "for (int64_t jj = 0; jj < n; jj++)\n");
+        out_at(b, ind + 2, "l += wb[jj];\n");
+        out_at(b, ind, "}\n");
+        out_at(b, ind, "const double lse = keys ? m + log(l) : -(double)INFINITY;\n");
+    } else if (at->mode == KA_DQ) {
+        row_decl(o, ind, "sr", 4, "i1");
+        out_at(b, ind, "const double lse = sr[0], dd = sr[%lld];\n", (long long)ss[2]);
+    } else {
+        row_decl(o, ind, "kr", 1, "i1");
+        if (at->mode == KA_DK)
+            row_decl(o, ind, "vr", 2, "i1");
+    }
+    /* the pass that sums: scores (and dp) of a block, weights, then the sums */
+    weight(wexp, sizeof wexp, f32,
+           at->mode == KA_DK || at->mode == KA_DV ? "sb[ii]" : "sb[jj] - lse");
+    if (at->mode == KA_DK || at->mode == KA_DV)
+        out_at(b, ind, "for (int64_t ib = %s; ib < %lld; ib += %d) {\n", at->causal ? "i1" : "0",
+               (long long)at->t, ATTN_BLOCK);
+    else
+        out_at(b, ind, "for (int64_t jb = 0; jb < keys; jb += %d) {\n", ATTN_BLOCK);
+    if (at->mode == KA_DK || at->mode == KA_DV)
+        out_at(b, ind + 1, "const int64_t n = %lld - ib < %d ? %lld - ib : %d;\n", (long long)at->t,
+               ATTN_BLOCK, (long long)at->t, ATTN_BLOCK);
+    else
+        out_at(b, ind + 1, "const int64_t n = keys - jb < %d ? keys - jb : %d;\n", ATTN_BLOCK,
+               ATTN_BLOCK);
+    out_at(b, ind + 1, "double sb[%d], db[%d];\n", ATTN_BLOCK, ATTN_BLOCK);
+    out_at(b, ind + 1, "%s wb[%d];\n", wt, ATTN_BLOCK);
+    out_at(b, ind + 1, "for (int64_t %s = 0; %s < n; %s++) {\n", idx, idx, idx);
+    if (at->mode == KA_DK || at->mode == KA_DV) {
+        row_decl(o, ind + 2, "qr", 0, "(ib + ii)");
+        row_decl(o, ind + 2, "sr", 4, "(ib + ii)");
+        dot(o, ind + 2, "s", "qr", sq[2], "kr", sk[2], at->d, at->scale);
+        out_at(b, ind + 2, "sb[ii] = s - sr[0];\n");
+        if (at->mode == KA_DK) {
+            row_decl(o, ind + 2, "gr", 3, "(ib + ii)");
+            dot(o, ind + 2, "dp", "gr", sg[2], "vr", sv[2], at->dv, 1);
+            out_at(b, ind + 2, "db[ii] = dp - sr[%lld];\n", (long long)ss[2]);
+        }
+    } else {
+        row_decl(o, ind + 2, "kr", 1, "(jb + jj)");
+        row_decl(o, ind + 2, "vr", 2, "(jb + jj)");
+        dot(o, ind + 2, "s", "qr", sq[2], "kr", sk[2], at->d, at->scale);
+        dot(o, ind + 2, "dp", "gr", sg[2], "vr", sv[2], at->dv, 1);
+        out_at(b, ind + 2, "sb[jj] = s;\n");
+        out_at(b, ind + 2, "db[jj] = dp;\n");
+    }
+    out_at(b, ind + 1, "}\n");
+    out_at(b, ind + 1, "for (int64_t %s = 0; %s < n; %s++)\n", idx, idx, idx);
+    out_at(b, ind + 2, "wb[%s] = %s;\n", idx, wexp);
+    if (at->mode == KA_STATS) {
+        out_at(b, ind + 1, "for (int64_t jj = 0; jj < n; jj++)\n");
+        out_at(b, ind + 2, "dsum += (double)wb[jj] * db[jj];\n");
+    } else {
+        out_at(b, ind + 1, "for (int64_t %s = 0; %s < n; %s++) {\n", idx, idx, idx);
+        if (at->mode == KA_DQ) {
+            row_decl(o, ind + 2, "kr", 1, "(jb + jj)");
+            out_at(b, ind + 2, "const double ds = (double)wb[jj] * (db[jj] - dd) * %.17g;\n",
+                   at->scale);
+            out_at(b, ind + 2, "for (int64_t e = 0; e < %lld; e++)\n", (long long)cols);
+            out_at(b, ind + 3, "o[e] += ds * (double)kr[e * %lld];\n", (long long)sk[2]);
+        } else if (at->mode == KA_DK) {
+            row_decl(o, ind + 2, "qr", 0, "(ib + ii)");
+            out_at(b, ind + 2, "const double ds = (double)wb[ii] * db[ii] * %.17g;\n", at->scale);
+            out_at(b, ind + 2, "for (int64_t e = 0; e < %lld; e++)\n", (long long)cols);
+            out_at(b, ind + 3, "o[e] += ds * (double)qr[e * %lld];\n", (long long)sq[2]);
+        } else {
+            row_decl(o, ind + 2, "gr", 3, "(ib + ii)");
+            out_at(b, ind + 2, "const double w = wb[ii];\n");
+            out_at(b, ind + 2, "for (int64_t e = 0; e < %lld; e++)\n", (long long)cols);
+            out_at(b, ind + 3, "o[e] += w * (double)gr[e * %lld];\n", (long long)sg[2]);
+        }
+        out_at(b, ind + 1, "}\n");
+    }
+    out_at(b, ind, "}\n");
+    if (at->mode == KA_STATS) {
+        out_at(b, ind, "o[0] = lse;\n");
+        out_at(b, ind, "o[1] = dsum;\n");
+    }
+}
+
 void cgen_attention_backward_row(cgen_buf *b, const kprogram *p, const kernel *k, int ind,
                                  bool cuda)
 {
     const kk_attention *at = &k->at;
     attn_out o = {b, p, at, cgen_ctype(p->bufs[at->q].dtype), cuda};
+    if (!cuda) {
+        backward_row_blocked(&o, k, ind);
+        return;
+    }
     const int64_t cols = k->dims[2];
     const int64_t *sq = at->q_stride, *sk = at->k_stride, *sv = at->v_stride, *sg = at->g_stride,
                   *ss = at->st_stride;

@@ -927,8 +927,9 @@ static void sdpa_backward_cases(sweep *s, bool grads)
                 double scale = views ? 0.5 : 0.25;
                 in[4] = sdpa_backward(s, IR_SDPA_STATS, 0, in, causal, scale);
                 const char *what = causal ? "causal" : "full", *how = views ? ".views" : "";
-                if (!grads) {
-                    out(s, in[4], "%s.%s%s.stats", n, what, how);
+                if (!grads) { /* of f32 operands only as exact as f32 (f32 weights) */
+                    out(s, dt == KILN_F32 ? kiln_cast(s->g, in[4], KILN_F32) : in[4],
+                        "%s.%s%s.stats", n, what, how);
                     continue;
                 }
                 for (int axis = 0; axis < 3; axis++)
