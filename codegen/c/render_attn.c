@@ -8,7 +8,9 @@
  * adds in a chain were most of the kernel), the weights exp(s - m) of f32
  * operands in f32 through kiln_expf (vectorized, 0.81 ulp), of f64 ones in
  * double; then the kernel's epilogue per output column, KX_ACC = o / l. Rows
- * run in parallel.
+ * run in parallel. Its backward (sdpa_stats, sdpa_grad: FlashAttention-2's)
+ * runs a row the same way, a block of scores, then their weights, then the
+ * sums; CUDA takes the same row body without blocks.
  */
 #include "codegen/c/render.h"
 
