@@ -189,11 +189,14 @@ static void ad_accum(ad_ctx *c, kiln_tensor *t, kiln_tensor *gr)
 }
 
 /* Whether sdpa node t differentiates through the fused backward ops (see
- * SDPA_FUSED_MIN). */
+ * SDPA_FUSED_MIN; KILN_SDPA_FUSED_MIN counts only when it is a whole
+ * positive number). */
 static bool ad_sdpa_fused(const kiln_tensor *t)
 {
     const char *env = getenv("KILN_SDPA_FUSED_MIN");
-    int64_t min = env && *env ? atoll(env) : SDPA_FUSED_MIN;
+    char *end = NULL;
+    long long v = env ? strtoll(env, &end, 10) : 0;
+    int64_t min = env && end != env && *end == '\0' && v > 0 ? (int64_t)v : SDPA_FUSED_MIN;
     const kiln_tensor *k = t->in[1];
     return ir_shape_numel(t->rank - 1, t->dims) * k->dims[k->rank - 2] >= min;
 }

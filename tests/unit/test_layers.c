@@ -374,6 +374,19 @@ static void test_norms_match_pytorch(void **state)
           (double[]){4, 1e-3});
 }
 
+/* The same values through the fused backward (sdpa_stats, sdpa_grad), which
+ * autodiff takes for every size when KILN_SDPA_FUSED_MIN is 1. */
+static void test_attention_fused_backward_matches_pytorch(void **state)
+{
+    (void)state;
+    setenv("KILN_SDPA_FUSED_MIN", "1", 1);
+    check3("sdpa", (shape[3]){{4, {2, 2, 4, 3}}, {4, {2, 2, 5, 3}}, {4, {2, 2, 5, 4}}}, attention,
+           &(sdpa_arg){0, 0});
+    check3("sdpa_causal", (shape[3]){{4, {2, 3, 4, 2}}, {4, {2, 3, 4, 2}}, {4, {2, 3, 4, 3}}},
+           attention, &(sdpa_arg){1, 0});
+    unsetenv("KILN_SDPA_FUSED_MIN");
+}
+
 static void test_attention_matches_pytorch(void **state)
 {
     (void)state;
@@ -740,6 +753,7 @@ int main(void)
         cmocka_unit_test(test_max_pool_ties),
         cmocka_unit_test(test_norms_match_pytorch),
         cmocka_unit_test(test_attention_matches_pytorch),
+        cmocka_unit_test(test_attention_fused_backward_matches_pytorch),
         cmocka_unit_test(test_attention_fused_matches_composite),
         cmocka_unit_test(test_batch_norm_updates_per_entry),
         cmocka_unit_test(test_cross_entropy_options_match_pytorch),
