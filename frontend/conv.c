@@ -42,10 +42,29 @@ static kiln_tensor *unbatch(kiln_graph *g, kiln_tensor *y, bool unbatched)
 }
 
 /* x [N, C, H, W] (padded) -> its taps [N, C, kh*kw, oh, ow]: tap (i, j) is
- * x[:, :, i*dh + sh*a, j*dw + sw*b] for output (a, b). */
+ * x[:, :, i*dh + sh*a, j*dw + sw*b] for output (a, b). Nested: a stack over
+ * i of stacks over j, whose offsets in x are evenly spaced at each level, so
+ * a matmul reads the taps in place (passes/fuse.c: an implicit GEMM). */
 static kiln_tensor *taps(kiln_graph *g, kiln_tensor *x, const int64_t k[2], const int64_t s[2],
-                         const int64_t d[2], const int64_t o[2])
+                         const int64_t d[2], const int64_t o[2], bool nested)
 {
+    if (nested && k[0] * k[1] > 1) {
+        kiln_tensor **t = ir_alloc(sizeof *t * (size_t)(k[0] + k[1]));
+        if (!t)
+            return fe_fail(g, KILN_ERR_NOMEM, "kiln_conv2d", "out of memory");
+        kiln_tensor **row = t + k[0];
+        for (int64_t i = 0; i < k[0]; i++) {
+            kiln_tensor *a = kiln_slice(g, x, 2, i * d[0], i * d[0] + s[0] * (o[0] - 1) + 1, s[0]);
+            for (int64_t j = 0; j < k[1]; j++)
+                row[j] = kiln_slice(g, a, 3, j * d[1], j * d[1] + s[1] * (o[1] - 1) + 1, s[1]);
+            t[i] = kiln_stack(g, (int)k[1], row, 2); /* [N, C, kw, oh, ow] */
+        }
+        kiln_tensor *r = kiln_stack(g, (int)k[0], t, 2); /* [N, C, kh, kw, oh, ow] */
+        ir_free(t);
+        return r ? kiln_reshape(g, r, 5,
+                                (const int64_t[]){r->dims[0], r->dims[1], k[0] * k[1], o[0], o[1]})
+                 : NULL;
+    }
     int n = (int)(k[0] * k[1]);
     kiln_tensor **t = ir_alloc(sizeof *t * (size_t)n);
     if (!t)
@@ -166,7 +185,7 @@ static kiln_tensor *conv(kiln_graph *g, const char *fn, int sd, kiln_tensor *x, 
         x4 = kiln_pad(g, x4, (const int64_t[]){0, 0, p[0], p[1]},
                       (const int64_t[]){0, 0, p[0], p[1]}, 0);
     int64_t kk = cg * k[0] * k[1];
-    kiln_tensor *t = taps(g, x4, k, s, d, oh);
+    kiln_tensor *t = taps(g, x4, k, s, d, oh, true);
     /* [N, C, kh*kw, oh, ow] -> [N, groups, C/g * kh*kw, oh*ow]; the weight alike */
     kiln_tensor *cols = kiln_reshape(g, t, 4, (const int64_t[]){n, groups, kk, oh[0] * oh[1]});
     kiln_tensor *wm = kiln_reshape(g, w4, 3, (const int64_t[]){groups, out / groups, kk});
@@ -288,7 +307,7 @@ static kiln_tensor *pool2d(kiln_graph *g, const char *fn, pool_kind kind, kiln_t
         x4 = kiln_pad(g, x4, (const int64_t[]){0, 0, padding, padding},
                       (const int64_t[]){0, 0, padding, padding}, fill);
     }
-    kiln_tensor *t = taps(g, x4, k, s, d, o);
+    kiln_tensor *t = taps(g, x4, k, s, d, o, false);
     kiln_tensor *y = kind == POOL_MAX ? window_max(g, t, 2) : kiln_mean(g, t, 2, false);
     return unbatch(g, y, unb);
 }

@@ -518,6 +518,20 @@ static void print_x(const kernel *k, int i, FILE *f)
     fprintf(f, " : %s\n", ir_dtype_kir(n->dtype));
 }
 
+/* " b cols=(32 x 256, 3 x 16, 3 x 1)": an operand's axes that have parts */
+static void print_parts(FILE *f, const char *operand, const kk_parts pp[2])
+{
+    for (int i = 0; i < 2; i++) {
+        if (!pp[i].n)
+            continue;
+        fprintf(f, " %s %s=(", operand, i ? "cols" : "rows");
+        for (int j = 0; j < pp[i].n; j++)
+            fprintf(f, "%s%lld x %lld", j ? ", " : "", (long long)pp[i].size[j],
+                    (long long)pp[i].stride[j]);
+        fprintf(f, ")");
+    }
+}
+
 static void print_kernel(const kernel *k, FILE *f)
 {
     fprintf(f, "%s: %s ", k->name, kind_name(k->kind));
@@ -537,6 +551,8 @@ static void print_kernel(const kernel *k, FILE *f)
                 (long long)k->mm.a_stride[0], (long long)k->mm.a_stride[1],
                 (long long)k->mm.a_stride[2], k->mm.b, (long long)k->mm.b_stride[0],
                 (long long)k->mm.b_stride[1], (long long)k->mm.b_stride[2]);
+        print_parts(f, "a", k->mm.a_parts);
+        print_parts(f, "b", k->mm.b_parts);
         break;
     case KK_ATTENTION:
         fprintf(f,
@@ -670,6 +686,18 @@ static kiln_status verify_kernel(const kprogram *p, const kernel *k, char *msg, 
     }
     if (k->kind == KK_REDUCE && (k->body < 0 || k->body >= k->nx))
         return bad(msg, cap, "reduce without a body", k, k->body);
+    if (k->kind == KK_MATMUL) { /* parts multiply to their axis' length */
+        const int64_t len[2][2] = {{k->mm.m, k->mm.k}, {k->mm.k, k->mm.n}};
+        const kk_parts *pp[2] = {k->mm.a_parts, k->mm.b_parts};
+        for (int o = 0; o < 2; o++)
+            for (int i = 0; i < 2; i++) {
+                int64_t n = 1;
+                for (int j = 0; j < pp[o][i].n; j++)
+                    n *= pp[o][i].size[j];
+                if (pp[o][i].n < 0 || pp[o][i].n > KK_MAX_PARTS || (pp[o][i].n && n != len[o][i]))
+                    return bad(msg, cap, "matmul operand parts", k, 0);
+            }
+    }
     int ops[KK_MAX_OPERANDS], nops = kk_operand_bufs(k, ops);
     for (int i = 0; i < nops; i++)
         if (k->rank != 3 || ops[i] < 0 || ops[i] >= p->nbufs)
@@ -730,6 +758,23 @@ bool kk_writes(const kernel *k, int buf)
         if (k->stores[i].buf == buf)
             return true;
     return false;
+}
+
+bool kk_matmul_has_parts(const kk_matmul *mm)
+{
+    return mm->a_parts[0].n || mm->a_parts[1].n || mm->b_parts[0].n || mm->b_parts[1].n;
+}
+
+int64_t kk_parts_at(const kk_parts *pp, int64_t stride, int64_t e)
+{
+    if (!pp->n)
+        return e * stride;
+    int64_t at = 0;
+    for (int j = pp->n - 1; j >= 0; j--) {
+        at += e % pp->size[j] * pp->stride[j];
+        e /= pp->size[j];
+    }
+    return at;
 }
 
 const int64_t *kk_attention_strides(const kk_attention *at, int which)

@@ -12,7 +12,8 @@
  *                  for (reduced vR..vR+RR-1): acc = combine(acc, body)
  *                  for each store: buf[index] = value   (KX_ACC is acc here)
  *   MATMUL     for (batch b, row i, col j):
- *                  acc = sum_k A[b,i,k] * B[b,k,j]      (strided reads: transposes are free)
+ *                  acc = sum_k A[b,i,k] * B[b,k,j]      (strided reads: transposes are free;
+ *                                                        an axis may walk several (kk_parts))
  *                  for each store: buf[index] = value   (KX_ACC is acc: the epilogue)
  *   ATTENTION  for (batch b, row i): an online softmax over the keys j (j <= i when causal)
  *                  of scale * Q[b,i,:].K[b,j,:], weighting V[b,j,:], in double
@@ -71,11 +72,25 @@ typedef struct {
     bool accumulate; /* += instead of = (scatter_add); such kernels run serially */
 } kk_store;
 
+/* The most parts a matmul operand's axis has, and the longest such axis. */
+enum { KK_MAX_PARTS = 4, KK_PART_LEN = 1 << 20 };
+
+/* A matmul operand's row or col axis that walks several axes of its buffer
+ * (a convolution's taps (c, i, j) as one k axis, or (image, y, x) as one
+ * axis): element e is at sum over the n parts p (outermost first) of
+ * (e / inner_p % size[p]) * stride[p], inner_p the product of the later
+ * parts' sizes. n 0: the axis is plain (its operand's stride). */
+typedef struct {
+    int n;
+    int64_t size[KK_MAX_PARTS], stride[KK_MAX_PARTS];
+} kk_parts;
+
 typedef struct {
     int a, b; /* buffers */
     int64_t batch, m, n, k;
-    int64_t a_stride[3]; /* elements between consecutive (batch, row i, col k) of A */
-    int64_t b_stride[3]; /* (batch, row k, col j) of B */
+    int64_t a_stride[3];             /* elements between consecutive (batch, row i, col k) of A */
+    int64_t b_stride[3];             /* (batch, row k, col j) of B */
+    kk_parts a_parts[2], b_parts[2]; /* A's (row i, col k) and B's (row k, col j) parts */
 } kk_matmul;
 
 /* What an ATTENTION kernel computes per (batch, row): sdpa's output row, or
@@ -191,6 +206,10 @@ bool kk_writes(const kernel *k, int buf);
  * index), and that operand's (batch, row, col) strides. */
 const int64_t *kk_attention_strides(const kk_attention *at, int which);
 int64_t kk_attention_batch(const kk_attention *at, int which, int64_t b);
+/* Whether a MATMUL operand axis has parts; the offset of its element e (plain:
+ * e * stride). */
+bool kk_matmul_has_parts(const kk_matmul *mm);
+int64_t kk_parts_at(const kk_parts *pp, int64_t stride, int64_t e);
 int kk_expr(kernel *k, kx_node n); /* appends (hash-consed: equal nodes are shared) */
 int kk_const_f(kernel *k, kiln_dtype dt, double v);
 int kk_const_i(kernel *k, kiln_dtype dt, int64_t v);

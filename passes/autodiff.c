@@ -75,23 +75,31 @@ static kiln_tensor *ad_mask(kiln_graph *g, kiln_tensor *c, kiln_tensor *gr)
     return ad_where(g, c, gr, ad_full(g, gr, 0));
 }
 
+/* a with its axes permuted: axis d of the result is axis perm[d] of a */
+static kiln_tensor *ad_permute(kiln_graph *g, kiln_tensor *a, const int *perm)
+{
+    if (!a)
+        return NULL;
+    int64_t dims[KILN_MAX_RANK];
+    for (int d = 0; d < a->rank; d++)
+        dims[d] = a->dims[perm[d]];
+    kiln_tensor *r = ir_node_new(g, IR_PERMUTE, a->dtype, a->rank, dims, 1, &a);
+    if (r)
+        memcpy(r->perm, perm, sizeof(int) * (size_t)a->rank);
+    return r;
+}
+
 /* a with its last two axes swapped */
 static kiln_tensor *ad_mT(kiln_graph *g, kiln_tensor *a)
 {
     if (!a)
         return NULL;
     int perm[KILN_MAX_RANK];
-    int64_t dims[KILN_MAX_RANK];
     for (int d = 0; d < a->rank; d++)
         perm[d] = d;
     perm[a->rank - 1] = a->rank - 2;
     perm[a->rank - 2] = a->rank - 1;
-    for (int d = 0; d < a->rank; d++)
-        dims[d] = a->dims[perm[d]];
-    kiln_tensor *r = ir_node_new(g, IR_PERMUTE, a->dtype, a->rank, dims, 1, &a);
-    if (r)
-        memcpy(r->perm, perm, sizeof(perm));
-    return r;
+    return ad_permute(g, a, perm);
 }
 
 /* Whether t is a rank-2 transpose (a permute swapping its two axes). */
@@ -110,6 +118,57 @@ static kiln_tensor *ad_matmul(kiln_graph *g, kiln_tensor *a, kiln_tensor *b)
     dims[a->rank - 1] = b->dims[b->rank - 1];
     kiln_tensor *in[2] = {a, b};
     return ir_node_new(g, IR_MATMUL, a->dtype, a->rank, dims, 2, in);
+}
+
+/* The batch axes along which matmul operand x expands its input (a
+ * broadcast weight: a convolution's), as bits; 0 when x is not such an expand. */
+static uint32_t ad_batch_expanded(const kiln_tensor *x)
+{
+    uint32_t e = 0;
+    for (int d = 0; x->op == IR_EXPAND && d < x->rank; d++)
+        if (x->in[0]->dims[d] != x->dims[d]) {
+            if (d >= x->rank - 2)
+                return 0;
+            e |= 1u << d;
+        }
+    return x->op == IR_EXPAND ? e : 0;
+}
+
+/* The sum over batch axes e of lhs @ rhs ([.., p, q] @ [.., q, s]), shaped
+ * like x0: one matmul with those axes folded into its k axis (lhs permuted to
+ * [other batch.., p, e.., q], rhs to [other batch.., e.., q, s], both
+ * reshaped: read in place, passes/fuse.c) instead of a product per batch and
+ * a sum over them. */
+static kiln_tensor *ad_folded_matmul(kiln_graph *g, uint32_t e, const kiln_tensor *x0,
+                                     kiln_tensor *lhs, kiln_tensor *rhs)
+{
+    if (!lhs || !rhs)
+        return NULL;
+    int r = lhs->rank, pl[KILN_MAX_RANK], pr[KILN_MAX_RANK], nl = 0, nr = 0;
+    int64_t dl[KILN_MAX_RANK], dr[KILN_MAX_RANK], fold = 1;
+    for (int d = 0; d < r - 2; d++)
+        if (!(e >> d & 1)) {
+            dl[nl] = dr[nl] = lhs->dims[d];
+            pl[nl++] = pr[nr++] = d;
+        }
+    int rest = nl;
+    pl[nl++] = r - 2;
+    for (int d = 0; d < r - 2; d++)
+        if (e >> d & 1) {
+            pl[nl++] = pr[nr++] = d;
+            fold *= lhs->dims[d];
+        }
+    pl[nl++] = r - 1;
+    pr[nr++] = r - 2;
+    pr[nr++] = r - 1;
+    dl[rest] = lhs->dims[r - 2];
+    dl[rest + 1] = dr[rest] = fold * lhs->dims[r - 1];
+    dr[rest + 1] = rhs->dims[r - 1];
+    kiln_tensor *a = ad_permute(g, lhs, pl), *b = ad_permute(g, rhs, pr);
+    a = a ? fe_reshape_raw(g, a, rest + 2, dl) : NULL;
+    b = b ? fe_reshape_raw(g, b, rest + 2, dr) : NULL;
+    kiln_tensor *m = ad_matmul(g, a, b);
+    return m ? fe_reshape_raw(g, m, x0->rank, x0->dims) : NULL;
 }
 
 /* sum of gr over the axes where x has size 1 and gr does not (keepdim) */
@@ -469,11 +528,16 @@ static bool ad_rule(ad_ctx *c, kiln_tensor *t, kiln_tensor *gr)
      * straight to w in w's own layout, instead of a^T @ g read transposed by
      * every consumer (the optimizer's update walks it column by column). */
     case IR_MATMUL: {
-        if (ad_wants(c, x))
+        uint32_t ea = ad_batch_expanded(x), eb = ad_batch_expanded(b);
+        if (ea && ad_wants(c, x->in[0])) /* a broadcast operand: its batches folded into k */
+            ad_accum(c, x->in[0], ad_folded_matmul(g, ea, x->in[0], gr, ad_mT(g, b)));
+        else if (ad_wants(c, x))
             ad_accum(c, x, ad_matmul(g, gr, ad_mT(g, b)));
         kiln_tensor *w = x->rank == 2 && is_mT(b) && !c->target[b->id] ? b->in[0] : NULL;
         if (w && ad_wants(c, w))
             ad_accum(c, w, ad_matmul(g, ad_mT(g, gr), x));
+        else if (eb && ad_wants(c, b->in[0]))
+            ad_accum(c, b->in[0], ad_folded_matmul(g, eb, b->in[0], ad_mT(g, x), gr));
         else if (ad_wants(c, b))
             ad_accum(c, b, ad_matmul(g, ad_mT(g, x), gr));
         return true;

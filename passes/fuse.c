@@ -13,7 +13,12 @@
  *      get a copy kernel), every REDUCE-class node, MATMUL, SDPA and SCATTER_ADD.
  *   3. MATMUL and SDPA operands must be strided views (permute/expand/slice/reshape/
  *      detach chains, offset 0, batch axes collapsible) of a buffer; the node
- *      where that fails becomes a root. SCATTER_ADD and GATHER operands are
+ *      where that fails becomes a root. A matmul operand's row and col axes may
+ *      walk several axes of the buffer (parts: a reshape merged axes no one
+ *      stride walks), and a stack of views of one buffer at evenly spaced
+ *      offsets is a view (a convolution's taps: the implicit GEMM reads them in
+ *      place, no im2col); such views and stacks read only by matmuls are
+ *      inlined, whatever their cost. SCATTER_ADD and GATHER operands are
  *      inlined like any elementwise operand (their kernels read them by index).
  *   4. Any other node (elementwise, cast, where, rand/randn, views, full,
  *      arange, gather, assign's value) with one use is inlined into its user,
@@ -84,20 +89,141 @@ static bool reshape_strides(const kiln_tensor *in, const int64_t *ist, const kil
     return view_d == -1;
 }
 
+/* Appends part (size, stride) as the innermost of axis d of v, merged into
+ * the part outside it when one stride walks both. */
+static bool add_part(fuse_view *v, int d, int64_t size, int64_t stride)
+{
+    int n = v->nparts[d];
+    if (n > 0 && v->pstride[d][n - 1] == size * stride) {
+        v->psize[d][n - 1] *= size;
+        v->pstride[d][n - 1] = stride;
+        return true;
+    }
+    if (n == KK_MAX_PARTS)
+        return false;
+    v->psize[d][n] = size;
+    v->pstride[d][n] = stride;
+    v->nparts[d] = n + 1;
+    return true;
+}
+
+/* A reshape of view in (of x) as t: x's axes as a row-major list of parts
+ * (size-1 ones dropped), then each of t's axes takes the next parts whose
+ * sizes multiply to its size, splitting a part where the axis ends inside it.
+ * An axis left with one part is plain; one with more keeps them (a merge no
+ * stride can walk). False when an axis ends inside a part it does not divide
+ * or needs more than KK_MAX_PARTS parts. */
+static bool reshape_parts(const kiln_tensor *x, const fuse_view *in, const kiln_tensor *t,
+                          fuse_view *v)
+{
+    enum { MAXP = KILN_MAX_RANK * KK_MAX_PARTS };
+    int64_t size[MAXP], stride[MAXP];
+    int np = 0;
+    for (int d = 0; d < x->rank; d++) {
+        int n = in->nparts[d];
+        for (int p = 0; p < (n ? n : 1); p++) {
+            int64_t sz = n ? in->psize[d][p] : x->dims[d];
+            if (sz != 1) {
+                size[np] = sz;
+                stride[np++] = n ? in->pstride[d][p] : in->strides[d];
+            }
+        }
+    }
+    int p = 0;
+    for (int d = 0; d < t->rank; d++) {
+        v->nparts[d] = 0;
+        v->strides[d] = 0;
+        for (int64_t need = t->dims[d]; need > 1;) {
+            if (p == np)
+                return false;
+            int64_t take = size[p] <= need ? size[p] : need;
+            if (need % take != 0 || size[p] % take != 0 ||
+                !add_part(v, d, take, stride[p] * (size[p] / take)))
+                return false;
+            need /= take;
+            size[p] /= take;
+            p += size[p] == 1;
+        }
+        if (v->nparts[d] == 1) { /* one stride walks it */
+            v->strides[d] = v->pstride[d][0];
+            v->nparts[d] = 0;
+        }
+    }
+    return p == np;
+}
+
+static bool is_view_op(ir_op op)
+{
+    return op == IR_PERMUTE || op == IR_EXPAND || op == IR_SLICE || op == IR_RESHAPE ||
+           op == IR_DETACH;
+}
+
+/* The node under t's chain of views (stacks of views count: the one node
+ * under all of a stack's slabs), or NULL when a stack's slabs stand on
+ * different nodes. */
+static const kiln_tensor *view_source(const kiln_tensor *t, const unsigned char *kind)
+{
+    while (!has_buf(kind[t->id]) && is_view_op(t->op))
+        t = t->in[0];
+    if (has_buf(kind[t->id]) || t->op != IR_CONCAT)
+        return t;
+    const kiln_tensor *s = view_source(t->in[0], kind);
+    for (int i = 1; i < t->nin && s; i++)
+        s = view_source(t->in[i], kind) == s ? s : NULL;
+    return s;
+}
+
+/* A stack t (a concat of slabs of size 1 along its axis) of views of one
+ * base with the same strides, at offsets o, o + delta, o + 2 delta, ...: the
+ * view whose stacked axis has stride delta. False (*bad set) otherwise. */
+static bool stacked_view(const kiln_tensor *t, const unsigned char *kind, fuse_view *v,
+                         const kiln_tensor **bad)
+{
+    int a = t->axis;
+    bool slabs = t->nin >= 2 && view_source(t, kind) != NULL;
+    for (int i = 0; i < t->nin && slabs; i++)
+        slabs = t->in[i]->dims[a] == 1;
+    if (!slabs) {
+        *bad = t;
+        return false;
+    }
+    fuse_view w;
+    int64_t delta = 0;
+    for (int i = 0; i < t->nin; i++) {
+        if (!fuse_strided(t->in[i], kind, i ? &w : v, bad))
+            return false; /* materialize what the slab stands on first */
+        if (i == 0)
+            continue;
+        if (i == 1)
+            delta = w.offset - v->offset;
+        bool same = w.base == v->base && w.offset == v->offset + i * delta;
+        for (int d = 0; d < t->rank && same; d++)
+            same =
+                w.nparts[d] == 0 && v->nparts[d] == 0 && (d == a || w.strides[d] == v->strides[d]);
+        if (!same) {
+            *bad = t;
+            return false;
+        }
+    }
+    v->strides[a] = delta;
+    return true;
+}
+
 bool fuse_strided(const kiln_tensor *t, const unsigned char *kind, fuse_view *v,
                   const kiln_tensor **bad)
 {
+    memset(v->nparts, 0, sizeof v->nparts);
     if (has_buf(kind[t->id])) {
         v->base = t;
         ir_strides(t->rank, t->dims, v->strides);
         v->offset = 0;
         return true;
     }
-    bool view = t->op == IR_PERMUTE || t->op == IR_EXPAND || t->op == IR_SLICE ||
-                t->op == IR_RESHAPE || t->op == IR_DETACH;
+    if (t->op == IR_CONCAT)
+        return stacked_view(t, kind, v, bad);
     fuse_view in;
-    if (!view || !fuse_strided(t->in[0], kind, &in, bad)) {
-        if (!view)
+    if (!is_view_op(t->op) || !fuse_strided(t->in[0], kind, &in, bad)) {
+        if (!is_view_op(t->op))
             *bad = t;
         return false;
     }
@@ -105,24 +231,48 @@ bool fuse_strided(const kiln_tensor *t, const unsigned char *kind, fuse_view *v,
     v->base = in.base;
     v->offset = in.offset;
     if (t->op == IR_PERMUTE) {
-        for (int d = 0; d < t->rank; d++)
-            v->strides[d] = in.strides[t->perm[d]];
-    } else if (t->op == IR_EXPAND) {
+        for (int d = 0; d < t->rank; d++) {
+            int f = t->perm[d];
+            v->strides[d] = in.strides[f];
+            v->nparts[d] = in.nparts[f];
+            memcpy(v->psize[d], in.psize[f], sizeof in.psize[f]);
+            memcpy(v->pstride[d], in.pstride[f], sizeof in.pstride[f]);
+        }
+    } else if (t->op == IR_EXPAND) { /* an expanded axis had size 1: never parts */
+        *v = in;
         for (int d = 0; d < t->rank; d++)
             v->strides[d] = x->dims[d] == 1 ? 0 : in.strides[d];
     } else if (t->op == IR_SLICE) {
+        *v = in;
         for (int d = 0; d < t->rank; d++) {
+            if (in.nparts[d] && (t->begin[d] != 0 || t->dims[d] != x->dims[d])) {
+                *bad = t; /* a part of an axis with parts: not one view */
+                return false;
+            }
             v->strides[d] = in.strides[d] * t->step[d];
             v->offset += in.strides[d] * t->begin[d];
         }
     } else if (t->op == IR_RESHAPE) {
-        if (!reshape_strides(x, in.strides, t, v->strides)) {
+        bool plain = true;
+        for (int d = 0; d < x->rank; d++)
+            plain = plain && in.nparts[d] == 0;
+        if (!(plain && reshape_strides(x, in.strides, t, v->strides)) &&
+            !reshape_parts(x, &in, t, v)) {
             *bad = t;
             return false;
         }
     } else {
-        memcpy(v->strides, in.strides, sizeof(in.strides));
+        *v = in;
     }
+    return true;
+}
+
+/* Whether the view has no axis with parts. */
+static bool plain_view(const kiln_tensor *t, const fuse_view *v)
+{
+    for (int d = 0; d < t->rank; d++)
+        if (v->nparts[d])
+            return false;
     return true;
 }
 
@@ -132,7 +282,7 @@ bool fuse_attention_strides(const kiln_tensor *t, const fuse_view *v, int64_t st
     int r = t->rank;
     *inner = 1;
     *istride = 0;
-    if (r < 2)
+    if (r < 2 || !plain_view(t, v))
         return false;
     st[1] = t->dims[r - 2] == 1 ? 0 : v->strides[r - 2];
     st[2] = t->dims[r - 1] == 1 ? 0 : v->strides[r - 1];
@@ -159,10 +309,23 @@ bool fuse_attention_strides(const kiln_tensor *t, const fuse_view *v, int64_t st
     return true;
 }
 
-bool fuse_matmul_strides(const kiln_tensor *t, const fuse_view *v, int64_t st[3])
+bool fuse_matmul_strides(const kiln_tensor *t, const fuse_view *v, int64_t st[3], kk_parts parts[2])
 {
+    int r = t->rank;
+    if (r < 2 || v->offset != 0)
+        return false;
+    fuse_view w = *v; /* the row and col axes as plain ones for the batch check */
+    for (int i = 0; i < 2; i++) {
+        int d = r - 2 + i, n = v->nparts[d];
+        parts[i].n = n;
+        memcpy(parts[i].size, v->psize[d], sizeof parts[i].size);
+        memcpy(parts[i].stride, v->pstride[d], sizeof parts[i].stride);
+        w.nparts[d] = 0;
+        if (n && (t->dims[d] > KK_PART_LEN || ir_numel(v->base) >= INT32_MAX))
+            return false;
+    }
     int64_t inner, istride;
-    return v->offset == 0 && fuse_attention_strides(t, v, st, &inner, &istride) && inner == 1;
+    return fuse_attention_strides(t, &w, st, &inner, &istride) && inner == 1;
 }
 
 /* The cost of a node when inlined: its own ops plus those of its inlined operands. */
@@ -197,8 +360,9 @@ static void force_view(const kiln_tensor *t, bool attention, unsigned char *kind
     while (!fuse_strided(t, kind, &v, &bad))
         kind[bad->id] = FUSE_ROOT;
     int64_t st[3], inner, istride;
+    kk_parts parts[2];
     if (attention ? !fuse_attention_strides(t, &v, st, &inner, &istride)
-                  : !fuse_matmul_strides(t, &v, st))
+                  : !fuse_matmul_strides(t, &v, st, parts))
         kind[t->id] = FUSE_ROOT;
 }
 
@@ -385,6 +549,18 @@ static void fuse_entry(const kiln_graph *g, fuse_plan *plan, int e, int *ops, in
             user[t->in[k]->id] = i;
         }
     }
+    /* mmview[i]: every reader of node i, through views and stacks, is a
+     * matmul operand (a convolution's taps: no kernel computes them) */
+    bool *mmview = isout + nn;
+    for (int i = 0; i < nn; i++)
+        mmview[i] = !isout[i];
+    for (int u = nn - 1; u >= 0; u--) {
+        const kiln_tensor *t = g->nodes[u];
+        bool through =
+            t->op == IR_MATMUL || ((is_view_op(t->op) || t->op == IR_CONCAT) && mmview[u]);
+        for (int k = 0; kind[u] != FUSE_UNUSED && k < t->nin; k++)
+            mmview[t->in[k]->id] = mmview[t->in[k]->id] && through;
+    }
     for (int i = 0; i < nn; i++) {
         if (kind[i] == FUSE_UNUSED)
             continue;
@@ -413,6 +589,8 @@ static void fuse_entry(const kiln_graph *g, fuse_plan *plan, int e, int *ops, in
             kind[i] = FUSE_ROOT;
         else if (depth[i] >= MAX_DEPTH)
             kind[i] = FUSE_ROOT; /* a kernel inlines at most MAX_DEPTH levels */
+        else if ((t->op == IR_CONCAT || is_view_op(t->op)) && mmview[i])
+            kind[i] = FUSE_INLINE; /* read in place (force_view roots it if it cannot be) */
         else
             kind[i] = uses[i] <= 1 ? (loads[i] > CHEAP_LOADS && read_broadcast(g, i, user, uses)
                                           ? FUSE_ROOT
@@ -449,7 +627,7 @@ kiln_status pass_fuse(kiln_graph *g, fuse_plan **out)
     int *ops = ir_alloc(sizeof(int) * (nn + 1)), *loads = ir_alloc(sizeof(int) * (nn + 1));
     int *depth = ir_alloc(sizeof(int) * (nn + 1));
     int *user = ir_alloc(sizeof(int) * (nn + 1));
-    bool *isout = ir_alloc(sizeof(bool) * (nn + 1));
+    bool *isout = ir_alloc(sizeof(bool) * (2 * nn + 1)); /* and fuse_entry's mmview */
     if (p) {
         memset(p, 0, sizeof(*p));
         p->kind = ir_alloc(cells);

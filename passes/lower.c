@@ -648,8 +648,8 @@ static int matmul_kernel(lw *L, const kiln_tensor *root, const kiln_tensor *mm)
     fuse_view va, vb;
     const kiln_tensor *bad = NULL;
     if (!fuse_strided(a, L->kind, &va, &bad) || !fuse_strided(b, L->kind, &vb, &bad) ||
-        !fuse_matmul_strides(a, &va, k->mm.a_stride) ||
-        !fuse_matmul_strides(b, &vb, k->mm.b_stride) || L->bufof[va.base->id] < 0 ||
+        !fuse_matmul_strides(a, &va, k->mm.a_stride, k->mm.a_parts) ||
+        !fuse_matmul_strides(b, &vb, k->mm.b_stride, k->mm.b_parts) || L->bufof[va.base->id] < 0 ||
         L->bufof[vb.base->id] < 0)
         return internal(L);
     k->mm.a = L->bufof[va.base->id];

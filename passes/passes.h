@@ -59,21 +59,32 @@ kiln_status pass_fuse(kiln_graph *g, fuse_plan **out);
 void fuse_plan_free(fuse_plan *p); /* NULL is a no-op */
 
 /* A node read as a strided view of a buffer: element (i0..) of t is
- * base[offset + sum i_d * strides[d]]. */
+ * base[offset + sum over axes d of the offset of i_d], where axis d's offset
+ * is i_d * strides[d], or, for an axis that walks several axes of base no one
+ * stride covers (a reshape merged them: a convolution's taps (c, i, j) as one
+ * k axis), the sum over its nparts[d] parts (outermost first) of
+ * (i_d / inner % psize) * pstride, inner the product of the later parts' sizes. */
 typedef struct {
     const kiln_tensor *base;
     int64_t strides[KILN_MAX_RANK];
     int64_t offset;
+    int nparts[KILN_MAX_RANK]; /* 0: the axis is plain (strides[d]) */
+    int64_t psize[KILN_MAX_RANK][KK_MAX_PARTS], pstride[KILN_MAX_RANK][KK_MAX_PARTS];
 } fuse_view;
 /* True when t is a chain of permute/expand/slice/reshape/detach over a node
- * that has a buffer in this entry (kind row of the plan); otherwise *bad is
- * the node that must be materialized for t to become such a view. */
+ * that has a buffer in this entry (kind row of the plan), where a stack
+ * (concat of size-1 slabs) of such views of one base at evenly spaced offsets
+ * is a view too (a convolution's taps); otherwise *bad is the node that must
+ * be materialized for t to become such a view. */
 bool fuse_strided(const kiln_tensor *t, const unsigned char *kind, fuse_view *v,
                   const kiln_tensor **bad);
 /* A MATMUL operand's (batch, row, col) strides from its view, when its batch
- * axes collapse into one stride and its offset is 0. */
-bool fuse_matmul_strides(const kiln_tensor *t, const fuse_view *v, int64_t st[3]);
-/* The same for an attention operand, which may start at an offset (a slice)
+ * axes collapse into one stride and its offset is 0; its row and col axes may
+ * have parts (parts[0], parts[1]; n 0 when plain) of at most KK_PART_LEN
+ * elements in a base of fewer than 2^31 elements. */
+bool fuse_matmul_strides(const kiln_tensor *t, const fuse_view *v, int64_t st[3],
+                         kk_parts parts[2]);
+/* The same for an attention operand (no parts), which may start at an offset (a slice)
  * and whose batch axes may fall into two groups of one stride each (heads
  * permuted in): the inner group's size and stride in *inner and *istride
  * (*inner is 1 when one stride covers them all). */

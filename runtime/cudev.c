@@ -420,8 +420,8 @@ bool rt_gemm_plan_of(const kprogram *p, const kernel *k, rt_gemm_plan *g)
     kiln_dtype dt = p->bufs[mm->a].dtype;
     if (k->kind != KK_MATMUL || !ir_dtype_is_float(k->acc_dtype) ||
         (dt != KILN_F32 && dt != KILN_F64) || p->bufs[mm->b].dtype != dt ||
-        mm->batch * mm->m * mm->n == 0)
-        return false;
+        mm->batch * mm->m * mm->n == 0 || kk_matmul_has_parts(mm))
+        return false; /* cuBLASLt walks no operand axis with parts */
     int64_t lim = INT_MAX;
     if (mm->m > lim || mm->n > lim || mm->k > lim || mm->batch > lim || mm->m * mm->n > lim)
         return false;

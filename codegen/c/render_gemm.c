@@ -21,6 +21,9 @@ enum { MM_MB = 32, MM_NB = 256, MM_KB = 192 };
  * of 128..384 x 256 for SGEMM 512..4096 on a 2-core Zen 4 (2048: 145 -> 175
  * GFLOP/s from 128 rows); the f64 tile is 512 KiB of the thread's stack. */
 enum { MM_PMB = 256, MM_PNB = 256, MM_APK_STACK = 512 << 10, MM_APK_MAX = 64 << 20 };
+/* A GEMM of fewer than MM_SPLITK_TILES tiles and at least as many k blocks
+ * splits k into (at most) MM_SPLITK chunks that threads share (split_k). */
+enum { MM_SPLITK_TILES = 4, MM_SPLITK = 8 };
 
 /* GEMM tiles go through one shared function per layout and dtypes, not a loop
  * nest per kernel: clang then unrolls and schedules each inner loop once per
@@ -29,8 +32,11 @@ enum { MM_PMB = 256, MM_PNB = 256, MM_APK_STACK = 512 << 10, MM_APK_MAX = 64 << 
  * tile of the accumulator type; its strides are arguments. Layouts:
  *   ROWS     B's rows are contiguous along j: tile rows += a * B row (axpy)
  *   DOT      B is read along k and A's rows are contiguous: dot products
- *   STRIDED  anything else (axpy over a strided B row) */
-typedef enum { MMV_ROWS, MMV_DOT, MMV_STRIDED, MMV_PACKED } mm_variant;
+ *   STRIDED  anything else (axpy over a strided B row)
+ *   PACKED   f32 operands: both packed into panels, one register-blocked microkernel
+ *   GATHER, PGATHER  operands with parts (kk_parts: a convolution's taps read in
+ *            place), any dtypes or f32 packed: offsets through per-block tables */
+typedef enum { MMV_ROWS, MMV_DOT, MMV_STRIDED, MMV_PACKED, MMV_GATHER, MMV_PGATHER } mm_variant;
 
 /* The packed microkernel's register block: MR rows x NR columns of f32
  * accumulators in VL-wide vectors (AVX-512: 12 of 32 registers; AVX2: 12 of
@@ -48,8 +54,11 @@ static void mm_block(const cgen_opts *o, int *mr, int *nr, int *vl)
 static mm_variant mm_variant_of(const kprogram *p, const kernel *k)
 {
     const kk_matmul *mm = &k->mm;
-    if (k->acc_dtype == KILN_F64 && p->bufs[mm->a].dtype == KILN_F32 &&
-        p->bufs[mm->b].dtype == KILN_F32)
+    bool f32 = k->acc_dtype == KILN_F64 && p->bufs[mm->a].dtype == KILN_F32 &&
+               p->bufs[mm->b].dtype == KILN_F32;
+    if (kk_matmul_has_parts(mm))
+        return f32 ? MMV_PGATHER : MMV_GATHER;
+    if (f32)
         return MMV_PACKED;
     if (mm->b_stride[2] == 1)
         return MMV_ROWS;
@@ -59,7 +68,7 @@ static mm_variant mm_variant_of(const kprogram *p, const kernel *k)
 /* "kiln_mm_rows_f64_f32_f32": layout, accumulator, A and B dtypes. */
 static void mm_fn_name(cgen_buf *b, const kprogram *p, const kernel *k)
 {
-    static const char *const layout[] = {"rows", "dot", "strided", "packed"};
+    static const char *const layout[] = {"rows", "dot", "strided", "packed", "gather", "pgather"};
     const kk_matmul *mm = &k->mm;
     cgen_printf(b, "kiln_mm_%s_%s_%s_%s", layout[mm_variant_of(p, k)],
                 ir_dtype_is_float(k->acc_dtype) ? ir_dtype_kir(k->acc_dtype) : "u64",
@@ -75,8 +84,8 @@ static bool mm_operands_ok(const kprogram *p, const kernel *k)
  * packing routines it calls, from gemm.inc's templates. */
 static void render_mm_fn(cgen_buf *b, const kprogram *p, const kernel *k, const cgen_opts *o)
 {
-    static const char *const tmpl[] = {"kiln_mm_rows", "kiln_mm_dot", "kiln_mm_strided",
-                                       "kiln_mm_packed"};
+    static const char *const tmpl[] = {"kiln_mm_rows",   "kiln_mm_dot",    "kiln_mm_strided",
+                                       "kiln_mm_packed", "kiln_mm_gather", "kiln_mm_pgather"};
     const kk_matmul *mm = &k->mm;
     bool fl = ir_dtype_is_float(k->acc_dtype);
     int mr, nr, vl;
@@ -96,17 +105,40 @@ static void render_mm_fn(cgen_buf *b, const kprogram *p, const kernel *k, const 
                         snr,
                         svl,
                         name.s ? name.s : ""};
-    if (v == MMV_PACKED) {
-        cgen_template(b, cgen_gemm_text, "kiln_mm_pack_a_f32", 6, from, to);
-        cgen_template(b, cgen_gemm_text, "kiln_mm_pack_bt_f32", 6, from, to);
-    }
     if (name.oom || !cgen_template(b, cgen_gemm_text, tmpl[v], 7, from, to))
         b->oom = true;
     cgen_buf_free(&name);
 }
 
+/* The packed variants' shared routines (once per source, before the tile
+ * functions that call them): the microkernel and the packing each uses. */
+static void render_mm_shared(cgen_buf *b, const kprogram *p, const cgen_opts *o)
+{
+    bool used[MMV_PGATHER + 1] = {false};
+    for (int i = 0; i < p->nkernels; i++) {
+        const kernel *k = &p->kernels[i];
+        if (k->kind == KK_MATMUL && mm_operands_ok(p, k) && k->mm.k > 0 && !cgen_empty_domain(k))
+            used[mm_variant_of(p, k)] = true;
+    }
+    int mr, nr, vl;
+    mm_block(o, &mr, &nr, &vl);
+    char smr[16], snr[16], svl[16];
+    snprintf(smr, sizeof smr, "%d", mr);
+    snprintf(snr, sizeof snr, "%d", nr);
+    snprintf(svl, sizeof svl, "%d", vl);
+    const char *from[] = {"KILN_MR", "KILN_NR", "KILN_VL"}, *to[] = {smr, snr, svl};
+    const char *sections[] = {"kiln_mm_pack_a_f32", "kiln_mm_pack_bt_f32", "kiln_mm_pack_a_gather",
+                              "kiln_mm_panels"};
+    const bool want[] = {used[MMV_PACKED], used[MMV_PACKED], used[MMV_PGATHER],
+                         used[MMV_PACKED] || used[MMV_PGATHER]};
+    for (int i = 0; i < 4; i++)
+        if (want[i] && !cgen_template(b, cgen_gemm_text, sections[i], 3, from, to))
+            b->oom = true;
+}
+
 void cgen_render_mm_fns(cgen_buf *b, const kprogram *p, const cgen_opts *o)
 {
+    render_mm_shared(b, p, o);
     for (int i = 0; i < p->nkernels; i++) {
         const kernel *k = &p->kernels[i];
         if (k->kind != KK_MATMUL || !mm_operands_ok(p, k) || k->mm.k == 0 || cgen_empty_domain(k))
@@ -235,10 +267,11 @@ static void pack_a(kr *r, const mm_axis *bat, const mm_axis *ax, const mm_axis *
     cgen_buf *b = r->b;
     const kk_matmul *mm = &r->k->mm;
     const mm_axis *av[2] = {bat, ax};
-    const int64_t as[2] = {mm->a_stride[0], mm->a_stride[1]};
+    bool gather = kk_matmul_has_parts(mm); /* rows through the table, not the pointer */
+    const int64_t as[2] = {mm->a_stride[0], gather ? 0 : mm->a_stride[1]};
     bool loop = open_block(b, kx, ind);
     cgen_indent(b, ind + loop);
-    cgen_puts(b, "kiln_mm_pack_a_f32(apk");
+    cgen_puts(b, gather ? "kiln_mm_pack_a_gather(apk" : "kiln_mm_pack_a_f32(apk");
     if (loop)
         cgen_printf(b, " + %lld * kb", (long long)mpad);
     cgen_puts(b, ", ");
@@ -249,9 +282,147 @@ static void pack_a(kr *r, const mm_axis *bat, const mm_axis *ax, const mm_axis *
     block_end(b, kx);
     arg_sep(b, ind + loop);
     operand_at(b, r->p, mm->a, av, as);
-    cgen_printf(b, ", %lld, %lld);\n", (long long)mm->a_stride[1], (long long)mm->a_stride[2]);
+    if (gather) {
+        cgen_puts(b, ", ");
+        block_start(b, ax);
+        cgen_puts(b, ", &ai, &ak);\n");
+    } else {
+        cgen_printf(b, ", %lld, %lld);\n", (long long)mm->a_stride[1], (long long)mm->a_stride[2]);
+    }
     if (loop)
         cgen_close_to(r, ind, ind - 1);
+}
+
+/* "static const kiln_parts bk = {3, {32, 3, 3}, {256, 16, 1}};": an operand
+ * axis' parts, or its one plain part of len elements */
+static void parts_decl(cgen_buf *b, const char *name, const kk_parts *pp, int64_t len,
+                       int64_t stride)
+{
+    kk_parts one = {1, {len}, {stride}};
+    const kk_parts *q = pp->n ? pp : &one;
+    cgen_printf(b, "    static const kiln_parts %s = {%d, {", name, q->n);
+    for (int i = 0; i < q->n; i++)
+        cgen_printf(b, "%s%lld", i ? ", " : "", (long long)q->size[i]);
+    cgen_puts(b, "}, {");
+    for (int i = 0; i < q->n; i++)
+        cgen_printf(b, "%s%lld", i ? ", " : "", (long long)q->stride[i]);
+    cgen_puts(b, "}};\n");
+}
+
+/* "kiln_mm_packed_f64_f32_f32(tile, ldt, ib..., k0, k1, A at its block, B
+ * at its block[, apk]);": one call of the tile function on tile's block of
+ * the k range [k0, k1) (apk: NULL for none; "" when the variant takes none) */
+static void tile_call(kr *r, const char *tile, const mm_axis *bat, const mm_axis *ax,
+                      const mm_axis *bx, int64_t ldt, const char *k0, const char *k1,
+                      const char *apk, int in)
+{
+    cgen_buf *b = r->b;
+    const kk_matmul *mm = &r->k->mm;
+    const int64_t *sa = mm->a_stride, *sb = mm->b_stride;
+    bool gather = kk_matmul_has_parts(mm); /* blocks move through the tables */
+    const mm_axis *av[2] = {bat, ax}, *bv[2] = {bat, bx};
+    const int64_t as[2] = {sa[0], gather ? 0 : sa[1]}, bs[2] = {sb[0], gather ? 0 : sb[2]};
+    cgen_indent(b, in);
+    mm_fn_name(b, r->p, r->k);
+    cgen_printf(b, "(%s, %lld, ", tile, (long long)ldt);
+    block_len(b, ax);
+    cgen_puts(b, ", ");
+    block_len(b, bx);
+    cgen_printf(b, ", %s, %s", k0, k1);
+    arg_sep(b, in);
+    operand_at(b, r->p, mm->a, av, as);
+    if (gather) {
+        cgen_puts(b, ", ");
+        block_start(b, ax);
+        cgen_puts(b, ", &ai, &ak");
+    } else {
+        cgen_printf(b, ", %lld, %lld", (long long)sa[1], (long long)sa[2]);
+    }
+    arg_sep(b, in);
+    operand_at(b, r->p, mm->b, bv, bs);
+    if (gather) {
+        cgen_puts(b, ", ");
+        block_start(b, bx);
+        cgen_puts(b, ", &bk, &bj");
+    } else {
+        cgen_printf(b, ", %lld, %lld", (long long)sb[1], (long long)sb[2]);
+    }
+    if (apk && *apk) {
+        arg_sep(b, in);
+        cgen_puts(b, apk);
+    }
+    cgen_puts(b, ");\n");
+}
+
+/* Split-k for a GEMM of too few tiles to share (a weight gradient summed
+ * over a batch folded into k): the k range in MM_SPLITK chunks of whole
+ * k blocks, each chunk's sum into its own tile (threads share the chunks),
+ * then the chunks added in order, so the result does not depend on the
+ * thread count. Without the chunks' memory, the plain k loop. */
+static void split_k(kr *r, const char *tt, int64_t mb, int64_t nb, const mm_axis *bat,
+                    const mm_axis *ax, const mm_axis *bx, int64_t kb, int ind)
+{
+    cgen_buf *b = r->b;
+    const kk_matmul *mm = &r->k->mm;
+    int64_t blocks = (mm->k + kb - 1) / kb, chunks = blocks < MM_SPLITK ? blocks : MM_SPLITK;
+    int64_t chunk = (blocks + chunks - 1) / chunks * kb; /* k per chunk */
+    chunks = (mm->k + chunk - 1) / chunk;
+    bool packed =
+        mm_variant_of(r->p, r->k) >= MMV_PACKED && mm_variant_of(r->p, r->k) != MMV_GATHER;
+    const char *apk = packed ? "NULL" : "";
+    cgen_indent(b, ind);
+    cgen_printf(b, "%s (*part)[%lld][%lld] = malloc(sizeof *part * %lld);\n", tt, (long long)mb,
+                (long long)nb, (long long)chunks);
+    cgen_indent(b, ind);
+    cgen_puts(b, "if (part) {\n");
+    cgen_indent(b, ind + 1);
+    cgen_puts(b, "#pragma omp parallel for num_threads(kiln_threads(ctx)) schedule(static)\n");
+    cgen_indent(b, ind + 1);
+    cgen_printf(b, "for (int64_t c = 0; c < %lld; c++) {\n", (long long)chunks);
+    cgen_indent(b, ind + 2);
+    cgen_puts(b, "memset(part[c], 0, sizeof part[c]);\n");
+    cgen_indent(b, ind + 2);
+    cgen_printf(b, "const int64_t c1 = c * %lld + %lld < %lld ? c * %lld + %lld : %lld;\n",
+                (long long)chunk, (long long)chunk, (long long)mm->k, (long long)chunk,
+                (long long)chunk, (long long)mm->k);
+    cgen_indent(b, ind + 2);
+    cgen_printf(b, "for (int64_t kb = c * %lld; kb < c1; kb += %lld) {\n", (long long)chunk,
+                (long long)kb);
+    cgen_indent(b, ind + 3);
+    cgen_printf(b, "const int64_t ke = kb + %lld < c1 ? kb + %lld : c1;\n", (long long)kb,
+                (long long)kb);
+    tile_call(r, "&part[c][0][0]", bat, ax, bx, nb, "kb", "ke", apk, ind + 3);
+    cgen_indent(b, ind + 2);
+    cgen_puts(b, "}\n");
+    cgen_indent(b, ind + 1);
+    cgen_puts(b, "}\n");
+    cgen_indent(b, ind + 1);
+    cgen_printf(b, "for (int64_t c = 0; c < %lld; c++)\n", (long long)chunks);
+    cgen_indent(b, ind + 2);
+    cgen_puts(b, "for (int64_t i = 0; i < ");
+    block_len(b, ax);
+    cgen_puts(b, "; i++)\n");
+    cgen_indent(b, ind + 3);
+    cgen_puts(b, "for (int64_t j = 0; j < ");
+    block_len(b, bx);
+    cgen_puts(b, "; j++)\n");
+    cgen_indent(b, ind + 4);
+    cgen_puts(b, "tile[i][j] += part[c][i][j];\n");
+    cgen_indent(b, ind + 1);
+    cgen_puts(b, "free(part);\n");
+    cgen_indent(b, ind);
+    cgen_puts(b, "} else {\n");
+    cgen_indent(b, ind + 1);
+    cgen_printf(b, "for (int64_t kb = 0; kb < %lld; kb += %lld) {\n", (long long)mm->k,
+                (long long)kb);
+    cgen_indent(b, ind + 2);
+    cgen_printf(b, "const int64_t ke = kb + %lld < %lld ? kb + %lld : %lld;\n", (long long)kb,
+                (long long)mm->k, (long long)kb, (long long)mm->k);
+    tile_call(r, "&tile[0][0]", bat, ax, bx, nb, "kb", "ke", apk, ind + 2);
+    cgen_indent(b, ind + 1);
+    cgen_puts(b, "}\n");
+    cgen_indent(b, ind);
+    cgen_puts(b, "}\n");
 }
 
 void cgen_render_matmul(kr *r)
@@ -265,7 +436,8 @@ void cgen_render_matmul(kr *r)
     }
     bool fl = ir_dtype_is_float(k->acc_dtype);
     const char *tt = fl ? cgen_ctype(k->acc_dtype) : "uint64_t";
-    bool packed = mm_variant_of(r->p, k) == MMV_PACKED;
+    mm_variant variant = mm_variant_of(r->p, k);
+    bool packed = variant == MMV_PACKED || variant == MMV_PGATHER;
     /* fewer than two row blocks of MM_PMB: half-height ones, one per thread */
     int64_t bm = packed ? (mm->m >= 2 * MM_PMB ? MM_PMB : MM_PMB / 2) : MM_MB;
     int64_t bn = packed ? MM_PNB : MM_NB;
@@ -275,8 +447,11 @@ void cgen_render_matmul(kr *r)
     /* threads split tiles: one tile alone would only pay the team's start */
     int64_t tiles =
         mm->batch * ((mm->m + mb - 1) / (mb ? mb : 1)) * ((mm->n + nb - 1) / (nb ? nb : 1));
-    bool par = r->o.openmp && !cgen_serial(k) && tiles >= 2 &&
-               mm->batch * mm->m * mm->n * (mm->k ? mm->k : 1) >= PAR_WORK;
+    bool work = r->o.openmp && !cgen_serial(k) &&
+                mm->batch * mm->m * mm->n * (mm->k ? mm->k : 1) >= PAR_WORK;
+    /* too few tiles for the threads and many k blocks: the threads split k */
+    bool splitk = work && tiles < MM_SPLITK_TILES && mm->k >= MM_SPLITK_TILES * MM_KB;
+    bool par = work && tiles >= 2 && !splitk;
     const mm_axis bat = {"i0", "", mm->batch, 1}, ax = {"ib", "ie", mm->m, mb ? mb : 1},
                   bx = {"jb", "je", mm->n, nb ? nb : 1}, kx = {"kb", "ke", mm->k, kb ? kb : 1};
     int loops = !one_block(&bat) + !one_block(&ax) + !one_block(&bx);
@@ -285,6 +460,13 @@ void cgen_render_matmul(kr *r)
         need_i0 = need_i0 || (r->need[i] && k->x[i].kind == KX_VAR && k->x[i].var == 0);
     if (need_i0 && one_block(&bat))
         cgen_puts(b, "    const int64_t i0 = 0;\n");
+    bool gather = kk_matmul_has_parts(mm);
+    if (gather && mm->k > 0) {
+        parts_decl(b, "ai", &mm->a_parts[0], mm->m, sa[1]);
+        parts_decl(b, "ak", &mm->a_parts[1], mm->k, sa[2]);
+        parts_decl(b, "bk", &mm->b_parts[0], mm->k, sb[1]);
+        parts_decl(b, "bj", &mm->b_parts[1], mm->n, sb[2]);
+    }
     cgen_emit_at(r, 0, false, 1);
     /* The packed path packs A's row block for the whole k range once per
      * thread and row block (consecutive tiles of a thread share ib), not once
@@ -293,7 +475,7 @@ void cgen_render_matmul(kr *r)
     int mr, nr, vl;
     mm_block(&r->o, &mr, &nr, &vl);
     int64_t mpad = (mb + mr - 1) / mr * mr, apk_bytes = mpad * mm->k * 4;
-    bool apk = packed && mm->k > 0 && apk_bytes <= MM_APK_MAX;
+    bool apk = packed && mm->k > 0 && apk_bytes <= MM_APK_MAX && !splitk;
     bool apk_heap = apk_bytes > MM_APK_STACK;
     int ind = 1;
     if (apk) {
@@ -338,56 +520,49 @@ void cgen_render_matmul(kr *r)
     cgen_indent(b, ind);
     cgen_puts(b, "memset(tile, 0, sizeof tile);\n");
     if (mm->k > 0) {
-        const mm_axis *av[2] = {&bat, &ax}, *bv[2] = {&bat, &bx};
-        const int64_t as[2] = {sa[0], sa[1]}, bs[2] = {sb[0], sb[2]};
         if (apk && par) {
             cgen_indent(b, ind);
             cgen_printf(b, "if (%sapk_at != ", apk_heap ? "apk && " : "");
-            if (!one_block(&bat))
+            if (!one_block(&bat) && sa[0]) /* a broadcast A packs once for all batches */
                 cgen_printf(b, "i0 * %lld + ", (long long)mm->m);
             block_start(b, &ax);
             cgen_puts(b, ") {\n");
             pack_a(r, &bat, &ax, &kx, mpad, ind + 1);
             cgen_indent(b, ind + 1);
             cgen_puts(b, "apk_at = ");
-            if (!one_block(&bat))
+            if (!one_block(&bat) && sa[0])
                 cgen_printf(b, "i0 * %lld + ", (long long)mm->m);
             block_start(b, &ax);
             cgen_puts(b, ";\n");
             cgen_indent(b, ind);
             cgen_puts(b, "}\n");
         }
-        bool kloop = open_block(b, &kx, ind);
-        int in = ind + kloop;
-        cgen_indent(b, in);
-        mm_fn_name(b, r->p, k);
-        cgen_printf(b, "(&tile[0][0], %lld, ", (long long)nb);
-        block_len(b, &ax);
-        cgen_puts(b, ", ");
-        block_len(b, &bx);
-        cgen_puts(b, ", ");
-        block_start(b, &kx);
-        cgen_puts(b, ", ");
-        block_end(b, &kx);
-        arg_sep(b, in);
-        operand_at(b, r->p, mm->a, av, as);
-        cgen_printf(b, ", %lld, %lld", (long long)sa[1], (long long)sa[2]);
-        arg_sep(b, in);
-        operand_at(b, r->p, mm->b, bv, bs);
-        cgen_printf(b, ", %lld, %lld", (long long)sb[1], (long long)sb[2]);
-        if (apk) {
-            arg_sep(b, in);
-            cgen_puts(b, apk_heap ? "apk ? apk" : "apk");
+        if (splitk) {
+            split_k(r, tt, mb, nb, &bat, &ax, &bx, kb, ind);
+        } else {
+            bool kloop = open_block(b, &kx, ind);
+            cgen_buf k0 = {0}, k1 = {0}, ap = {0};
+            block_start(&k0, &kx);
+            block_end(&k1, &kx);
+            if (apk) {
+                cgen_puts(&ap, apk_heap ? "apk ? apk" : "apk");
+                if (kloop)
+                    cgen_printf(&ap, " + %lld * kb", (long long)mpad);
+                cgen_puts(&ap, apk_heap ? " : NULL" : "");
+            } else if (packed) {
+                cgen_puts(&ap, "NULL");
+            }
+            if (k0.oom || k1.oom || ap.oom)
+                b->oom = true;
+            else
+                tile_call(r, "&tile[0][0]", &bat, &ax, &bx, nb, k0.s, k1.s, ap.s ? ap.s : "",
+                          ind + kloop);
+            cgen_buf_free(&k0);
+            cgen_buf_free(&k1);
+            cgen_buf_free(&ap);
             if (kloop)
-                cgen_printf(b, " + %lld * kb", (long long)mpad);
-            cgen_puts(b, apk_heap ? " : NULL" : "");
-        } else if (packed) {
-            arg_sep(b, in);
-            cgen_puts(b, "NULL");
+                cgen_close_to(r, ind, ind - 1);
         }
-        cgen_puts(b, ");\n");
-        if (kloop)
-            cgen_close_to(r, ind, ind - 1);
     }
     /* the epilogue: KX_ACC is the finished sum of (i0, i1, i2) */
     cgen_indent(b, ind);

@@ -276,6 +276,27 @@ static void render_reduce(cr *r)
     cgen_puts(b, "    }\n");
 }
 
+/* "i1 * 12", or for an axis with parts "(p / 9 % 32) * 256 + (p / 3 % 3) * 16 + (p % 3) * 1" */
+static void axis_at(cgen_buf *b, const char *v, const kk_parts *pp, int64_t stride)
+{
+    if (!pp->n) {
+        cgen_printf(b, "%s * %lld", v, (long long)stride);
+        return;
+    }
+    int64_t inner = 1;
+    for (int j = pp->n - 1; j >= 0; j--)
+        inner *= pp->size[j];
+    for (int j = 0; j < pp->n; j++) {
+        inner /= pp->size[j];
+        cgen_printf(b, "%s(%s", j ? " + " : "", v);
+        if (inner > 1)
+            cgen_printf(b, " / %lld", (long long)inner);
+        if (j > 0)
+            cgen_printf(b, " %% %lld", (long long)pp->size[j]);
+        cgen_printf(b, ") * %lld", (long long)pp->stride[j]);
+    }
+}
+
 static void render_matmul(cr *r)
 {
     const kernel *k = r->k;
@@ -288,12 +309,17 @@ static void render_matmul(cr *r)
     unflatten(r, 2, "t", 0, 3, dims);
     cgen_printf(b, "        %s sum = 0;\n", tt);
     cgen_printf(b, "        for (int64_t p = 0; p < %lld; p++)\n", (long long)mm->k);
-    cgen_printf(b,
-                "            sum += (%s)b%d[i0 * %lld + i1 * %lld + p * %lld] *\n"
-                "                   (%s)b%d[i0 * %lld + p * %lld + i2 * %lld];\n",
-                tt, mm->a, (long long)mm->a_stride[0], (long long)mm->a_stride[1],
-                (long long)mm->a_stride[2], tt, mm->b, (long long)mm->b_stride[0],
-                (long long)mm->b_stride[1], (long long)mm->b_stride[2]);
+    cgen_printf(b, "            sum += (%s)b%d[i0 * %lld + ", tt, mm->a,
+                (long long)mm->a_stride[0]);
+    axis_at(b, "i1", &mm->a_parts[0], mm->a_stride[1]);
+    cgen_puts(b, " + ");
+    axis_at(b, "p", &mm->a_parts[1], mm->a_stride[2]);
+    cgen_printf(b, "] *\n                   (%s)b%d[i0 * %lld + ", tt, mm->b,
+                (long long)mm->b_stride[0]);
+    axis_at(b, "p", &mm->b_parts[0], mm->b_stride[1]);
+    cgen_puts(b, " + ");
+    axis_at(b, "i2", &mm->b_parts[1], mm->b_stride[2]);
+    cgen_puts(b, "];\n");
     cgen_printf(b, "        const %s acc = (%s)sum;\n", cgen_ctype(k->acc_dtype),
                 cgen_ctype(k->acc_dtype));
     emit_nodes(r, 2, false, false);

@@ -414,9 +414,13 @@ static void kpe_matmul(kpe_ctx *c, const kernel *k, const bool *smask)
         int64_t b = c->var[0], i = c->var[1], j = c->var[2];
         for (int64_t q = 0; q < m->k && !c->failed; q++) {
             kpe_val x =
-                kpe_load(c, m->a, b * m->a_stride[0] + i * m->a_stride[1] + q * m->a_stride[2]);
+                kpe_load(c, m->a,
+                         b * m->a_stride[0] + kk_parts_at(&m->a_parts[0], m->a_stride[1], i) +
+                             kk_parts_at(&m->a_parts[1], m->a_stride[2], q));
             kpe_val y =
-                kpe_load(c, m->b, b * m->b_stride[0] + q * m->b_stride[1] + j * m->b_stride[2]);
+                kpe_load(c, m->b,
+                         b * m->b_stride[0] + kk_parts_at(&m->b_parts[0], m->b_stride[1], q) +
+                             kk_parts_at(&m->b_parts[1], m->b_stride[2], j));
             if (fl)
                 acc.f += kpe_as_f(ad, x) * kpe_as_f(bd, y);
             else

@@ -12,6 +12,7 @@
 #include "passes/passes.h"
 #include "testutil.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -371,31 +372,184 @@ static void test_onehot_sum(void **state)
 }
 
 /* A kernel whose root reshapes an inlined node loops over that node's axes:
- * conv2d's im2col (taps [N, C, 9, H, W], stored as the matmul operand
- * [N, 1, 9C, HW]) loops over 5 axes, so its indices need no division by W. */
+ * an im2col stored as [N, 9C, HW] (taps [N, C, 9, H, W]) loops over 5 axes,
+ * so its indices need no division by W. */
 static void test_reshape_root_domain(void **state)
 {
     (void)state;
     kiln_graph *g = kiln_graph_new();
+    kiln_tensor *x = kiln_input(g, "x", KILN_F32, KILN_SHAPE(2, 3, 8, 8));
+    kiln_tensor *t[9];
+    for (int i = 0; i < 9; i++)
+        t[i] = kiln_slice(g, kiln_slice(g, x, 2, i / 3, i / 3 + 6, 1), 3, i % 3, i % 3 + 6, 1);
+    kiln_tensor *y = kiln_reshape(g, kiln_stack(g, 9, t, 2), 3, (const int64_t[]){2, 27, 36});
+    assert_int_equal(kiln_entry(g, "f", 1, &y, NULL), KILN_OK);
+    kprogram *p = NULL;
+    assert_int_equal(pass_pipeline(g, &p), KILN_OK);
+    assert_int_equal(p->nkernels, 1);
+    const kernel *k = &p->kernels[0];
+    assert_int_equal(k->kind, KK_POINTWISE);
+    assert_int_equal(k->rank, 5);
+    const int64_t want[5] = {2, 3, 9, 6, 6};
+    assert_memory_equal(k->dims, want, sizeof want);
+    kp_free(p);
+    kiln_graph_free(g);
+}
+
+/* conv2d is an implicit GEMM: its matmul reads the padded input in place,
+ * its k axis (c, i, j) and its column axis (y, x) walking the input's axes as
+ * parts; so do the weight gradient's operands (the image folded into k). */
+static void test_conv_implicit_gemm(void **state)
+{
+    (void)state;
+    kiln_graph *g = kiln_graph_new();
     kiln_tensor *x = kiln_input(g, "x", KILN_F32, KILN_SHAPE(2, 3, 6, 6));
-    kiln_tensor *w = kiln_input(g, "w", KILN_F32, KILN_SHAPE(4, 3, 3, 3));
+    kiln_tensor *w = kiln_param(g, "w", KILN_F32, KILN_SHAPE(4, 3, 3, 3), kiln_init_zeros());
     kiln_tensor *y = kiln_conv2d(g, x, w, NULL, (kiln_conv_opts){.padding = {1, 1}});
     assert_int_equal(kiln_entry(g, "f", 1, &y, NULL), KILN_OK);
     kprogram *p = NULL;
     assert_int_equal(pass_pipeline(g, &p), KILN_OK);
-    int found = 0;
-    for (int i = 0; i < p->nkernels; i++) {
-        const kernel *k = &p->kernels[i];
-        if (k->kind != KK_POINTWISE || !strstr(k->name, "concat"))
-            continue;
-        found++;
-        assert_int_equal(k->rank, 5);
-        const int64_t want[5] = {2, 3, 9, 6, 6};
-        assert_memory_equal(k->dims, want, sizeof want);
-    }
-    assert_int_equal(found, 1);
+    assert_int_equal(p->nkernels, 2); /* the padded input, the GEMM */
+    assert_int_equal(p->kernels[0].kind, KK_POINTWISE);
+    const int64_t padded[4] = {2, 3, 8, 8};
+    assert_memory_equal(p->kernels[0].dims, padded, sizeof padded);
+    const kk_matmul *mm = &p->kernels[1].mm;
+    assert_int_equal(p->kernels[1].kind, KK_MATMUL);
+    assert_int_equal(mm->b, p->kernels[0].stores[0].buf);
+    assert_int_equal(mm->k, 27);
+    assert_int_equal(mm->n, 36);
+    assert_int_equal(mm->b_stride[0], 3 * 64);
+    assert_int_equal(mm->a_parts[0].n + mm->a_parts[1].n, 0);
+    const kk_parts k = {3, {3, 3, 3}, {64, 8, 1}}, n = {2, {6, 6}, {8, 1}};
+    assert_int_equal(mm->b_parts[0].n, k.n);
+    assert_memory_equal(mm->b_parts[0].size, k.size, sizeof(int64_t) * 3);
+    assert_memory_equal(mm->b_parts[0].stride, k.stride, sizeof(int64_t) * 3);
+    assert_int_equal(mm->b_parts[1].n, n.n);
+    assert_memory_equal(mm->b_parts[1].size, n.size, sizeof(int64_t) * 2);
+    assert_memory_equal(mm->b_parts[1].stride, n.stride, sizeof(int64_t) * 2);
     kp_free(p);
     kiln_graph_free(g);
+}
+
+static void assert_parts(const kk_parts *pp, int n, const int64_t *size, const int64_t *stride)
+{
+    assert_int_equal(pp->n, n);
+    assert_memory_equal(pp->size, size, sizeof(int64_t) * (size_t)n);
+    assert_memory_equal(pp->stride, stride, sizeof(int64_t) * (size_t)n);
+}
+
+/* The weight gradient of a convolution whose weight the matmul broadcasts
+ * over the batch: one matmul with the batch folded into k (autodiff), its
+ * operands the output gradient and the padded input, both read in place. */
+static void test_conv_weight_grad_folded(void **state)
+{
+    (void)state;
+    kiln_graph *g = kiln_graph_new();
+    kiln_tensor *x = kiln_input(g, "x", KILN_F32, KILN_SHAPE(2, 3, 6, 6));
+    kiln_tensor *w = kiln_param(g, "w", KILN_F32, KILN_SHAPE(4, 3, 3, 3), kiln_init_zeros());
+    kiln_tensor *y = kiln_conv2d(g, x, w, NULL, (kiln_conv_opts){.padding = {1, 1}});
+    kiln_tensor *loss = kiln_sum(g, kiln_mul(g, y, y), KILN_ALL, false), *dw = NULL;
+    assert_int_equal(kiln_grad(g, loss, 1, &w, NULL, &dw), KILN_OK);
+    assert_int_equal(kiln_entry(g, "f", 1, &dw, NULL), KILN_OK);
+    kprogram *p = NULL;
+    assert_int_equal(pass_pipeline(g, &p), KILN_OK);
+    const kernel *k = NULL;
+    for (int i = 0; i < p->nkernels; i++)
+        if (p->kernels[i].kind == KK_MATMUL && p->kernels[i].mm.batch == 1)
+            k = &p->kernels[i];
+    assert_non_null(k);
+    const kk_matmul *mm = &k->mm;
+    assert_int_equal(mm->m, 4);
+    assert_int_equal(mm->n, 27);
+    assert_int_equal(mm->k, 2 * 36); /* the batch folded into k */
+    assert_int_equal(mm->a_parts[0].n, 0);
+    assert_parts(&mm->a_parts[1], 2, (const int64_t[]){2, 36}, (const int64_t[]){144, 1});
+    assert_parts(&mm->b_parts[0], 3, (const int64_t[]){2, 6, 6}, (const int64_t[]){192, 8, 1});
+    assert_parts(&mm->b_parts[1], 3, (const int64_t[]){3, 3, 3}, (const int64_t[]){64, 8, 1});
+    for (int i = 0; i < p->nkernels; i++) /* no sum over the batch after it */
+        assert_false(p->kernels[i].kind == KK_REDUCE);
+    kp_free(p);
+    kiln_graph_free(g);
+}
+
+/* B operands of a matmul over x [4, 6, 5] (contiguous), as [rows, cols]. */
+static kiln_tensor *view_case(kiln_graph *g, kiln_tensor *x, int c)
+{
+    kiln_tensor *xt = kiln_permute(g, x, (const int[]){0, 2, 1}); /* [4, 5, 6] */
+    switch (c) {
+    case 0: /* rows (4 x 30, 5 x 1): two parts */
+        return kiln_reshape(g, xt, 2, (const int64_t[]){20, 6});
+    case 1: /* [5, 6, 4] as [20, 6]: rows would end inside the 6 */
+        return kiln_reshape(g, kiln_permute(g, x, (const int[]){2, 1, 0}), 2,
+                            (const int64_t[]){20, 6});
+    case 2: /* rows of five parts: [2, 2, 2, 3, 5] reversed as [120, 1] */
+        return kiln_reshape(g,
+                            kiln_permute(g, kiln_reshape(g, x, 5, (const int64_t[]){2, 2, 2, 3, 5}),
+                                         (const int[]){4, 3, 2, 1, 0}),
+                            2, (const int64_t[]){120, 1});
+    case 3: /* every other row of case 0 */
+        return kiln_slice(g, kiln_reshape(g, xt, 2, (const int64_t[]){20, 6}), 0, 0, 20, 2);
+    default: { /* a stack of three columns of x: at 0, 2, 4 (even) or 0, 1, 3 */
+        const int64_t at[2][3] = {{0, 2, 4}, {0, 1, 3}};
+        kiln_tensor *sl[3];
+        for (int i = 0; i < 3; i++)
+            sl[i] = kiln_slice(g, x, 2, at[c - 4][i], at[c - 4][i] + 1, 1);
+        return kiln_reshape(g, kiln_stack(g, 3, sl, 0), 2, (const int64_t[]){12, 6});
+    }
+    }
+}
+
+/* Views a matmul reads in place or not: a reshape that merges axes no stride
+ * walks gives parts, and so does a stack of evenly spaced slabs; one that
+ * would end an axis inside a part it does not divide, an axis of more than
+ * KK_MAX_PARTS parts, a slice of an axis with parts and a stack of unevenly
+ * spaced slabs are materialized first (a copy kernel). Values against the
+ * interpreter. */
+static void test_matmul_view_parts(void **state)
+{
+    (void)state;
+    const struct {
+        int kernels; /* 1: read in place; 2: a copy first */
+        int nparts;  /* then B's row (k) axis parts */
+    } want[6] = {{1, 2}, {2, 0}, {2, 0}, {2, 0}, {1, 2}, {2, 0}};
+    for (int c = 0; c < 6; c++) {
+        kiln_graph *g = kiln_graph_new();
+        kiln_tensor *x = kiln_input(g, "x", KILN_F32, KILN_SHAPE(4, 6, 5));
+        kiln_tensor *b = view_case(g, x, c);
+        ku_assert_ok(g);
+        kiln_tensor *a = kiln_input(g, "a", KILN_F32, KILN_SHAPE(3, kiln_tensor_dim(b, 0)));
+        kiln_tensor *y = kiln_matmul(g, a, b);
+        ku_assert_ok(g);
+        assert_int_equal(kiln_entry(g, "f", 1, &y, NULL), KILN_OK);
+        kiln_graph *copy = ir_graph_clone(g);
+        assert_non_null(copy);
+        kprogram *p = NULL;
+        assert_int_equal(pass_pipeline(copy, &p), KILN_OK);
+        assert_int_equal(p->nkernels, want[c].kernels);
+        const kernel *k = &p->kernels[p->nkernels - 1];
+        assert_int_equal(k->kind, KK_MATMUL);
+        assert_int_equal(k->mm.b_parts[0].n, want[c].nparts);
+        kp_free(p);
+        kiln_graph_free(copy);
+        /* the values: compiled (parts or a copy) against the interpreter */
+        int64_t na = ir_numel(a), nx = 120, ny = ir_numel(y);
+        float xv[120], av[3 * 120], out[2][3 * 120];
+        for (int i = 0; i < nx; i++)
+            xv[i] = (float)((i * 37) % 101 - 50) / 64;
+        for (int64_t i = 0; i < na; i++)
+            av[i] = (float)((i * 53) % 97 - 48) / 64;
+        for (int t = 0; t < 2; t++) {
+            kiln_module *m = ku_compile_for(g, t ? KILN_TARGET_C : KILN_TARGET_INTERP);
+            assert_int_equal(kiln_module_set(m, "x", xv, sizeof xv), KILN_OK);
+            assert_int_equal(kiln_module_set(m, "a", av, sizeof(float) * (size_t)na), KILN_OK);
+            assert_int_equal(kiln_module_run(m, "f"), KILN_OK);
+            ku_get_f32(m, 0, out[t], (size_t)ny);
+            kiln_module_free(m);
+        }
+        for (int64_t i = 0; i < ny; i++)
+            assert_true(fabs((double)out[1][i] - (double)out[0][i]) <= 1e-5);
+        kiln_graph_free(g);
+    }
 }
 
 /* KILN_DEBUG=2 prints the graph after each graph pass and the program. */
@@ -448,6 +602,9 @@ int main(void)
         cmocka_unit_test(test_broadcast_reads),
         cmocka_unit_test(test_onehot_sum),
         cmocka_unit_test(test_reshape_root_domain),
+        cmocka_unit_test(test_conv_implicit_gemm),
+        cmocka_unit_test(test_conv_weight_grad_folded),
+        cmocka_unit_test(test_matmul_view_parts),
         cmocka_unit_test(test_debug_dump),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

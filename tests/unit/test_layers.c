@@ -211,6 +211,82 @@ static void test_conv2d_f32_and_shapes(void **state)
     kiln_graph_free(g);
 }
 
+/* An f32 convolution through the implicit GEMM (passes/fuse.c reads the
+ * taps in place; codegen/c's packed gather tile) and its gradients, whose
+ * weight gradient folds the batch into k and splits k between threads:
+ * a compiled module (threads: 0 = all) against the interpreter. Sizes make
+ * every block ragged: 13 output rows (not whole register blocks), k = 216
+ * (two k blocks), 17 x 19 = 323 columns (two column tiles), 3 x 323 = 969 k
+ * for the weight gradient (split k). Outputs into out[0..3] (y, dx, dw, db). */
+static void conv_f32_run(kiln_target t, int threads, float *out[4])
+{
+    kiln_graph *g = ku_graph_new();
+    const int64_t xd[4] = {3, 24, 17, 19}, wd[4] = {13, 24, 3, 3};
+    double *xv = form(numel(4, xd), 37, 101, 50, 64), *wv = form(numel(4, wd), 53, 97, 48, 64);
+    float *xf = malloc(sizeof(float) * (size_t)numel(4, xd));
+    float *wf = malloc(sizeof(float) * (size_t)numel(4, wd)), bf[13];
+    assert_non_null(xf);
+    assert_non_null(wf);
+    for (int64_t i = 0; i < numel(4, xd); i++)
+        xf[i] = (float)xv[i];
+    for (int64_t i = 0; i < numel(4, wd); i++)
+        wf[i] = (float)wv[i];
+    for (int i = 0; i < 13; i++)
+        bf[i] = (float)(i % 7 - 3) / 8;
+    kiln_tensor *x = kiln_param(g, "x", KILN_F32, 4, xd, kiln_init_data(xf));
+    kiln_tensor *w = kiln_param(g, "w", KILN_F32, 4, wd, kiln_init_data(wf));
+    kiln_tensor *b = kiln_param(g, "b", KILN_F32, KILN_SHAPE(13), kiln_init_data(bf));
+    kiln_tensor *y = kiln_relu(g, kiln_conv2d(g, x, w, b, (kiln_conv_opts){.padding = {1, 1}}));
+    double *ctv = form(ir_numel(y), 29, 89, 44, 32);
+    kiln_tensor *ct = kiln_tensor_from(g, KILN_F64, y->rank, y->dims, ctv);
+    kiln_tensor *loss = kiln_sum(g, kiln_mul(g, y, kiln_cast(g, ct, KILN_F32)), KILN_ALL, false);
+    kiln_tensor *wrt[3] = {x, w, b}, *gr[3];
+    assert_int_equal(kiln_grad(g, loss, 3, wrt, NULL, gr), KILN_OK);
+    kiln_tensor *outs[4] = {y, gr[0], gr[1], gr[2]};
+    assert_int_equal(kiln_entry(g, "f", 4, outs, NULL), KILN_OK);
+    kiln_module *m = NULL;
+    assert_int_equal(kiln_compile(g, &(kiln_compile_opts){.target = t, .threads = threads}, &m),
+                     KILN_OK);
+    assert_int_equal(kiln_module_run(m, "f"), KILN_OK);
+    for (int i = 0; i < 4; i++) {
+        out[i] = malloc(sizeof(float) * (size_t)ir_numel(outs[i]));
+        assert_non_null(out[i]);
+        ku_get_f32(m, i, out[i], (size_t)ir_numel(outs[i]));
+    }
+    kiln_module_free(m);
+    kiln_graph_free(g);
+    free(xv);
+    free(wv);
+    free(xf);
+    free(wf);
+    free(ctv);
+}
+
+static void test_conv2d_f32_implicit_gemm(void **state)
+{
+    (void)state;
+    const int64_t n[4] = {3 * 13 * 17 * 19, 3 * 24 * 17 * 19, 13 * 24 * 9, 13};
+    float *want[4], *got[4], *one[4];
+    conv_f32_run(KILN_TARGET_INTERP, 0, want);
+    conv_f32_run(KILN_TARGET_C, 0, got);
+    conv_f32_run(KILN_TARGET_C, 1, one);
+    for (int o = 0; o < 4; o++) {
+        double scale = 0;
+        for (int64_t i = 0; i < n[o]; i++)
+            scale = fmax(scale, fabs((double)want[o][i]));
+        assert_true(scale > 0.1); /* not all zeros */
+        for (int64_t i = 0; i < n[o]; i++)
+            if (!(fabs((double)got[o][i] - (double)want[o][i]) <= 1e-5 * scale))
+                fail_msg("output %d element %lld: C %.9g, interpreter %.9g", o, (long long)i,
+                         got[o][i], want[o][i]);
+        /* split k adds its chunks in one order whatever the thread count */
+        assert_memory_equal(got[o], one[o], sizeof(float) * (size_t)n[o]);
+        free(want[o]);
+        free(got[o]);
+        free(one[o]);
+    }
+}
+
 /* ---- pooling --------------------------------------------------------------------------- */
 
 typedef struct {
@@ -749,6 +825,7 @@ int main(void)
         cmocka_unit_test(test_conv2d_matches_pytorch),
         cmocka_unit_test(test_conv1d_matches_pytorch),
         cmocka_unit_test(test_conv2d_f32_and_shapes),
+        cmocka_unit_test(test_conv2d_f32_implicit_gemm),
         cmocka_unit_test(test_pooling_matches_pytorch),
         cmocka_unit_test(test_max_pool_ties),
         cmocka_unit_test(test_norms_match_pytorch),

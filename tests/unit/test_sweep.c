@@ -1675,9 +1675,11 @@ static void test_cuda_source_compiles_with_nvrtc(void **state)
         fail_msg("%s", why);
     nvrtc_check(sw->g, "sweep.cu", 75); /* the oldest architecture the toolkit targets */
     nvrtc_check(sw->g, "sweep.cu", 90); /* the lent GPUs' */
-    /* attention_heads.kir: q, k, v sliced from one projection, heads permuted in */
+    /* attention_heads.kir: q, k, v sliced from one projection, heads permuted in;
+     * conv_train.kir: matmul operands with parts (the implicit GEMM, its weight
+     * gradient with the batch folded into k) */
     static const char *const golden[] = {"all_ops.kir", "mlp.kir", "values.kir",
-                                         "attention_heads.kir"};
+                                         "attention_heads.kir", "conv_train.kir"};
     for (size_t i = 0; i < sizeof golden / sizeof golden[0]; i++) {
         char path[4096];
         snprintf(path, sizeof path, "%s/tests/golden/%s", KILN_SOURCE_DIR, golden[i]);
