@@ -309,6 +309,24 @@ static void parts_decl(cgen_buf *b, const char *name, const kk_parts *pp, int64_
     cgen_puts(b, "}};\n");
 }
 
+/* ", b0 + i0 * 12 + ib * 4, 4, 1": an operand's arguments of a tile call, its
+ * block and strides (st[1], st[2]), or with parts (moving: the axis whose
+ * block start goes with the tables) its batch start, block start and tables */
+static void operand_args(kr *r, int buf, const mm_axis *const ax[2], const int64_t at[2],
+                         const int64_t st[3], const mm_axis *moving, const char *tables, int in)
+{
+    cgen_buf *b = r->b;
+    arg_sep(b, in);
+    operand_at(b, r->p, buf, ax, at);
+    if (moving) {
+        cgen_puts(b, ", ");
+        block_start(b, moving);
+        cgen_printf(b, ", %s", tables);
+    } else {
+        cgen_printf(b, ", %lld, %lld", (long long)st[1], (long long)st[2]);
+    }
+}
+
 /* "kiln_mm_packed_f64_f32_f32(tile, ldt, ib..., k0, k1, A at its block, B
  * at its block[, apk]);": one call of the tile function on tile's block of
  * the k range [k0, k1) (apk: NULL for none; "" when the variant takes none) */
@@ -329,24 +347,8 @@ static void tile_call(kr *r, const char *tile, const mm_axis *bat, const mm_axis
     cgen_puts(b, ", ");
     block_len(b, bx);
     cgen_printf(b, ", %s, %s", k0, k1);
-    arg_sep(b, in);
-    operand_at(b, r->p, mm->a, av, as);
-    if (gather) {
-        cgen_puts(b, ", ");
-        block_start(b, ax);
-        cgen_puts(b, ", &ai, &ak");
-    } else {
-        cgen_printf(b, ", %lld, %lld", (long long)sa[1], (long long)sa[2]);
-    }
-    arg_sep(b, in);
-    operand_at(b, r->p, mm->b, bv, bs);
-    if (gather) {
-        cgen_puts(b, ", ");
-        block_start(b, bx);
-        cgen_puts(b, ", &bk, &bj");
-    } else {
-        cgen_printf(b, ", %lld, %lld", (long long)sb[1], (long long)sb[2]);
-    }
+    operand_args(r, mm->a, av, as, sa, gather ? ax : NULL, "&ai, &ak", in);
+    operand_args(r, mm->b, bv, bs, sb, gather ? bx : NULL, "&bk, &bj", in);
     if (apk && *apk) {
         arg_sep(b, in);
         cgen_puts(b, apk);
