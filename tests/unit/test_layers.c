@@ -278,7 +278,7 @@ static void test_conv2d_f32_implicit_gemm(void **state)
         for (int64_t i = 0; i < n[o]; i++)
             if (!(fabs((double)got[o][i] - (double)want[o][i]) <= 1e-5 * scale))
                 fail_msg("output %d element %lld: C %.9g, interpreter %.9g", o, (long long)i,
-                         got[o][i], want[o][i]);
+                         (double)got[o][i], (double)want[o][i]);
         /* split k adds its chunks in one order whatever the thread count */
         assert_memory_equal(got[o], one[o], sizeof(float) * (size_t)n[o]);
         free(want[o]);
