@@ -209,16 +209,32 @@ kiln_tensor *kiln_scaled_dot_product_attention(kiln_graph *g, kiln_tensor *q, ki
                        (long long)s, (long long)v->dims[v->rank - 2]);
     double sc = scale != 0 ? scale : 1 / sqrt((double)e);
     /* one fused op (flash-attention style: an online softmax per row, no
-     * score matrix) when nothing broadcasts and no mask is given; else the
-     * composite below, which gives the same numbers within 1e-5 */
-    bool same = !mask && q->rank == k->rank && k->rank == v->rank && sc > 0;
+     * score matrix; the mask, if any, broadcast to (..., T, S) and read in
+     * place) when q, k and v have the same batch axes; else the composite
+     * below, which gives the same numbers within 1e-5 */
+    bool same =
+        q->rank == k->rank && k->rank == v->rank && sc > 0 && (!mask || mask->rank <= q->rank);
     for (int d = 0; same && d < q->rank - 2; d++)
         same = q->dims[d] == k->dims[d] && k->dims[d] == v->dims[d];
     if (same) {
         int64_t dims[KILN_MAX_RANK];
         memcpy(dims, q->dims, sizeof(int64_t) * (size_t)q->rank);
+        kiln_tensor *ops[4] = {q, k, v, NULL};
+        if (mask) { /* the scores (..., T, S) + the mask, as PyTorch words it */
+            dims[q->rank - 1] = s;
+            for (int d = 0; d < mask->rank; d++) {
+                int64_t want = dims[q->rank - mask->rank + d], have = mask->dims[d];
+                if (have != want && have != 1)
+                    return fe_fail(g, KILN_ERR_SHAPE, fn,
+                                   "The size of tensor a (%lld) must match the size of tensor b "
+                                   "(%lld) at non-singleton dimension %d",
+                                   (long long)want, (long long)have, q->rank - mask->rank + d);
+            }
+            if (!(ops[3] = fe_expand_to(g, mask, q->rank, dims)))
+                return NULL;
+        }
         dims[q->rank - 1] = v->dims[v->rank - 1];
-        kiln_tensor *t = ir_node_new(g, IR_SDPA, q->dtype, q->rank, dims, 3, qkv);
+        kiln_tensor *t = ir_node_new(g, IR_SDPA, q->dtype, q->rank, dims, mask ? 4 : 3, ops);
         if (t) {
             t->value = sc;
             t->causal = causal;
@@ -227,9 +243,13 @@ kiln_tensor *kiln_scaled_dot_product_attention(kiln_graph *g, kiln_tensor *q, ki
     }
     kiln_tensor *scores =
         kiln_mul(g, kiln_matmul(g, q, kiln_transpose(g, k, -2, -1)), konst(g, q->dtype, sc));
-    if (causal) /* attend to positions j <= i (top-left aligned, as PyTorch) */
+    bool safe = mask != NULL; /* a row may attend to nothing: 0 there, as PyTorch */
+    if (causal)               /* attend to positions j <= i (top-left aligned, as PyTorch) */
         mask = kiln_tril(g, kiln_ones(g, KILN_BOOL, 2, (const int64_t[]){l, s}), 0);
     if (mask)
         scores = kiln_where(g, mask, scores, konst(g, q->dtype, -(double)INFINITY));
-    return kiln_matmul(g, kiln_softmax(g, scores, -1), v);
+    kiln_tensor *p = kiln_softmax(g, scores, -1);
+    if (safe)
+        p = kiln_where(g, mask, p, konst(g, q->dtype, 0));
+    return kiln_matmul(g, p, v);
 }

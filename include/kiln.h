@@ -235,8 +235,9 @@ KILN_API kiln_tensor *kiln_group_norm(kiln_graph *g, kiln_tensor *x, int64_t gro
                                       kiln_tensor *b, double eps);
 /* F.scaled_dot_product_attention: softmax(q k^T * scale + mask) v over the
  * last two axes (leading axes broadcast as batches); mask: NULL or bool
- * (true: attend); causal: attend to j <= i (no mask with it); scale 0 =
- * 1/sqrt(head dim). */
+ * (true: attend), broadcast to (..., T, S); a row that attends to no key
+ * gives 0 (as PyTorch 2.5+); causal: attend to j <= i (no mask with it);
+ * scale 0 = 1/sqrt(head dim). */
 KILN_API kiln_tensor *kiln_scaled_dot_product_attention(kiln_graph *g, kiln_tensor *q,
                                                         kiln_tensor *k, kiln_tensor *v,
                                                         kiln_tensor *mask, bool causal,

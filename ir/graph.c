@@ -177,6 +177,16 @@ int64_t ir_numel(const kiln_tensor *t)
     return ir_shape_numel(t->rank, t->dims);
 }
 
+int ir_attention_arity(ir_op op)
+{
+    return op == IR_SDPA ? 3 : op == IR_SDPA_STATS ? 4 : 5;
+}
+
+kiln_tensor *ir_attention_mask(const kiln_tensor *t)
+{
+    return t->nin > ir_attention_arity(t->op) ? t->in[t->nin - 1] : NULL;
+}
+
 bool ir_same_shape(const kiln_tensor *a, const kiln_tensor *b)
 {
     if (a->rank != b->rank)

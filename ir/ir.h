@@ -218,6 +218,11 @@ void ir_bool_normalise(void *p, size_t n);
 /* "[3, 4]" into buf (PyTorch's list form); returns buf. */
 char *ir_shape_str(char *buf, size_t cap, int rank, const int64_t *dims);
 
+/* The operands an attention op (sdpa, sdpa_stats, sdpa_grad) takes before its
+ * optional mask: 3, 4 or 5; its bool mask (..., T, S), or NULL. */
+int ir_attention_arity(ir_op op);
+kiln_tensor *ir_attention_mask(const kiln_tensor *t);
+
 kiln_tensor *ir_find_leaf(const kiln_graph *g, const char *name); /* input or param */
 /* first[i] = the smallest j < i with s[j] equal to s[i], else -1 (NULL
  * strings equal nothing), in O(n log n); false when out of memory. */

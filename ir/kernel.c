@@ -574,10 +574,15 @@ static void print_kernel(const kernel *k, FILE *f)
                         (long long)k->at.st_stride[0], (long long)k->at.st_stride[1],
                         (long long)k->at.st_stride[2]);
         }
-        int nops = k->at.mode == KA_FORWARD ? 3 : k->at.mode == KA_STATS ? 4 : 5;
-        for (int i = 0; i < nops; i++) {
-            static const char *const names[KK_MAX_OPERANDS] = {"q", "k", "v", "g", "stats"};
+        if (k->at.mask >= 0)
+            fprintf(f, " mask=buf%d strides [%lld, %lld, %lld]", k->at.mask,
+                    (long long)k->at.mask_stride[0], (long long)k->at.mask_stride[1],
+                    (long long)k->at.mask_stride[2]);
+        for (int i = 0; i < KK_MAX_OPERANDS; i++) {
+            static const char *const names[KK_MAX_OPERANDS] = {"q", "k", "v", "g", "stats", "mask"};
             const char *name = names[i];
+            if (kk_attention_buf(&k->at, i) < 0)
+                continue;
             if (k->at.offset[i])
                 fprintf(f, " %s offset=%lld", name, (long long)k->at.offset[i]);
             if (k->at.inner[i] > 1)
@@ -730,12 +735,13 @@ int kk_operand_refs(kernel *k, int *refs[KK_MAX_OPERANDS])
         return 2;
     }
     if (k->kind == KK_ATTENTION) {
-        refs[0] = &k->at.q;
-        refs[1] = &k->at.k;
-        refs[2] = &k->at.v;
-        refs[3] = &k->at.g;
-        refs[4] = &k->at.st;
-        return k->at.mode == KA_FORWARD ? 3 : k->at.mode == KA_STATS ? 4 : 5;
+        int *all[KK_MAX_OPERANDS] = {&k->at.q, &k->at.k,  &k->at.v,
+                                     &k->at.g, &k->at.st, &k->at.mask};
+        int n = 0;
+        for (int i = 0; i < KK_MAX_OPERANDS; i++)
+            if (*all[i] >= 0)
+                refs[n++] = all[i];
+        return n;
     }
     return 0;
 }
@@ -779,9 +785,15 @@ int64_t kk_parts_at(const kk_parts *pp, int64_t stride, int64_t e)
 
 const int64_t *kk_attention_strides(const kk_attention *at, int which)
 {
-    const int64_t *const st[KK_MAX_OPERANDS] = {at->q_stride, at->k_stride, at->v_stride,
-                                                at->g_stride, at->st_stride};
+    const int64_t *const st[KK_MAX_OPERANDS] = {at->q_stride, at->k_stride,  at->v_stride,
+                                                at->g_stride, at->st_stride, at->mask_stride};
     return st[which];
+}
+
+int kk_attention_buf(const kk_attention *at, int which)
+{
+    const int buf[KK_MAX_OPERANDS] = {at->q, at->k, at->v, at->g, at->st, at->mask};
+    return buf[which];
 }
 
 int64_t kk_attention_batch(const kk_attention *at, int which, int64_t b)

@@ -98,16 +98,20 @@ typedef struct {
  * or gradient, a key row's gradient of k or of v. */
 typedef enum { KA_FORWARD, KA_STATS, KA_DQ, KA_DK, KA_DV } ka_mode;
 
-/* The most operand buffers a kernel reads besides its loads (ATTENTION's
- * backward: q, k, v, g, stats). */
-enum { KK_MAX_OPERANDS = 5 };
+/* An ATTENTION kernel's operands, in the order of its per-operand arrays
+ * (kk_attention_strides, offset, inner, istride); KK_MAX_OPERANDS: the most
+ * operand buffers a kernel reads besides its loads (ATTENTION's backward:
+ * q, k, v, g, stats, mask). */
+enum { KA_Q, KA_K, KA_V, KA_G, KA_ST, KA_MASK, KK_MAX_OPERANDS };
 
 typedef struct {
     ka_mode mode;
     int q, k, v, g, st;         /* buffers; g and st (the stats) for the backward only, else -1 */
+    int mask;                   /* bool (t x s): key j is attended to from row i; -1: all */
     int64_t batch, t, s, d, dv; /* q (t x d), k (s x d), v (s x dv) per batch */
     int64_t q_stride[3], k_stride[3], v_stride[3]; /* (batch, row, col), as kk_matmul's */
     int64_t g_stride[3], st_stride[3];             /* g (t x dv), stats (t x 2, f64) */
+    int64_t mask_stride[3];                        /* mask (t x s) */
     /* operands (q, k, v, g, st) start at element offset (a slice of one q|k|v
      * projection), and those whose batch axes need two strides (heads permuted in:
      * [B, T, H, D] read as [B, H, T, D]) have batch b at (b / inner) * stride[0] +
@@ -194,17 +198,19 @@ int kx_operands(const kx_node *n, int ops[3]);
 /* Whether kernel k can stop a run: a bounds check, or integer division or
  * power (division by zero, negative exponents). */
 bool kk_can_fail(const kernel *k);
-/* The buffers a MATMUL (a, b) or ATTENTION (q, k, v) kernel reads besides its
- * expression's loads: pointers to its fields in refs; returns how many. */
+/* The buffers a MATMUL (a, b) or ATTENTION (q, k, v[, g, stats][, mask])
+ * kernel reads besides its expression's loads: pointers to its fields in
+ * refs; returns how many. */
 int kk_operand_refs(kernel *k, int *refs[KK_MAX_OPERANDS]);
 /* The same buffers' numbers. */
 int kk_operand_bufs(const kernel *k, int bufs[KK_MAX_OPERANDS]);
 /* Whether kernel k reads buf (a load, or a MATMUL/ATTENTION operand), or stores to it. */
 bool kk_reads(const kernel *k, int buf);
 bool kk_writes(const kernel *k, int buf);
-/* Where batch b of ATTENTION operand `which` (0 q, 1 k, 2 v, 3 g, 4 st) starts (element
- * index), and that operand's (batch, row, col) strides. */
+/* Where batch b of ATTENTION operand `which` (KA_Q ... KA_MASK) starts (element
+ * index), that operand's (batch, row, col) strides, and its buffer (-1: none). */
 const int64_t *kk_attention_strides(const kk_attention *at, int which);
+int kk_attention_buf(const kk_attention *at, int which);
 int64_t kk_attention_batch(const kk_attention *at, int which, int64_t b);
 /* Whether a MATMUL operand axis has parts; the offset of its element e (plain:
  * e * stride). */

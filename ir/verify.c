@@ -385,10 +385,15 @@ static bool attention_shape(const kiln_tensor *x, const kiln_tensor *q, int64_t 
 
 /* sdpa: q (..., T, D), k (..., S, D), v (..., S, Dv) -> (..., T, Dv); its
  * backward adds g (..., T, Dv), and sdpa_grad stats (..., T, 2) in f64;
- * sdpa_stats gives (..., T, 2) in f64, sdpa_grad q's, k's or v's shape. */
+ * sdpa_stats gives (..., T, 2) in f64, sdpa_grad q's, k's or v's shape; a
+ * last operand, if any, is a bool mask (..., T, S). */
 static kiln_status check_attention(vctx *v)
 {
-    const kiln_tensor *t = v->t, *q = t->in[0], *k = t->in[1], *w = t->in[2];
+    const kiln_tensor *t = v->t;
+    if (t->nin != ir_attention_arity(t->op) && t->nin != ir_attention_arity(t->op) + 1)
+        return node_fail(v, "takes %d operands and an optional mask, has %d",
+                         ir_attention_arity(t->op), t->nin);
+    const kiln_tensor *q = t->in[0], *k = t->in[1], *w = t->in[2];
     char a[160], b[160], c[160], d[160], e[160];
     kiln_status s;
     kiln_dtype dt = q->dtype;
@@ -398,7 +403,7 @@ static kiln_status check_attention(vctx *v)
         return s;
     if (t->op == IR_SDPA_STATS && t->dtype != KILN_F64)
         return node_fail(v, "sdpa_stats gives f64, not %s", ir_dtype_kir(t->dtype));
-    for (int i = 1; i < t->nin && i < 4; i++)
+    for (int i = 1; i < ir_attention_arity(t->op) && i < 4; i++)
         if (t->in[i]->dtype != dt)
             return node_fail(v, "operand %d has dtype %s but q has %s", i,
                              ir_dtype_kir(t->in[i]->dtype), ir_dtype_kir(dt));
@@ -433,6 +438,13 @@ static kiln_status check_attention(vctx *v)
                          shape_of(e, sizeof(e), t),
                          t->op == IR_SDPA_STATS ? " -> (..., T, 2)"
                                                 : ", stats (..., T, 2) -> q's, k's or v's shape");
+    const kiln_tensor *mask = ir_attention_mask(t);
+    if (mask && mask->dtype != KILN_BOOL)
+        return node_fail(v, "the mask has dtype %s, not bool", ir_dtype_kir(mask->dtype));
+    if (mask && !attention_shape(mask, q, T, S))
+        return node_fail(v, "the mask %s is not (..., T, S) = %s batch axes, %lld, %lld",
+                         shape_of(a, sizeof(a), mask), shape_of(b, sizeof(b), q), (long long)T,
+                         (long long)S);
     if (!(t->value > 0))
         return node_fail(v, "the scale %g is not positive", t->value);
     return KILN_OK;

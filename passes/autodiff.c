@@ -263,18 +263,22 @@ static bool ad_sdpa_fused(const kiln_tensor *t)
 /* sdpa's backward op (sdpa_stats, or sdpa_grad of operand `axis`) over
  * in = (q, k, v, g[, stats]), with the forward t's scale and mask. */
 static kiln_tensor *ad_sdpa_op(kiln_graph *g, const kiln_tensor *t, ir_op op, int axis,
-                               kiln_tensor **in)
+                               kiln_tensor *const *in)
 {
-    for (int i = 0; i < (op == IR_SDPA_GRAD ? 5 : 4); i++)
-        if (!in[i])
+    int n = ir_attention_arity(op);
+    kiln_tensor *ops[6];
+    for (int i = 0; i < n; i++)
+        if (!(ops[i] = in[i]))
             return NULL;
+    if (ir_attention_mask(t))
+        ops[n++] = ir_attention_mask(t);
     const kiln_tensor *like = op == IR_SDPA_STATS ? in[3] : in[axis];
     int64_t dims[KILN_MAX_RANK];
     memcpy(dims, like->dims, sizeof(int64_t) * (size_t)like->rank);
     if (op == IR_SDPA_STATS)
         dims[like->rank - 1] = 2;
-    kiln_tensor *r = ir_node_new(g, op, op == IR_SDPA_STATS ? KILN_F64 : in[0]->dtype, like->rank,
-                                 dims, op == IR_SDPA_GRAD ? 5 : 4, in);
+    kiln_tensor *r =
+        ir_node_new(g, op, op == IR_SDPA_STATS ? KILN_F64 : in[0]->dtype, like->rank, dims, n, ops);
     if (r) {
         r->value = t->value;
         r->causal = t->causal;
@@ -285,21 +289,25 @@ static kiln_tensor *ad_sdpa_op(kiln_graph *g, const kiln_tensor *t, ir_op op, in
 
 /* What sdpa_stats (op) or sdpa_grad of operand axis computes over
  * in = (q, k, v, g) for an attention with t's scale and mask, as ordinary
- * nodes: P = softmax(q k^T s, masked), dP = g v^T, D = rowsum(P dP),
- * dS = P (dP - D); stats (logsumexp, D) in f64, dq = dS k s, dk = dS^T q s,
- * dv = P^T g. */
+ * nodes: P = softmax(q k^T s, masked) (0 on a row that attends to nothing),
+ * dP = g v^T, D = rowsum(P dP), dS = P (dP - D); stats (logsumexp, D) in
+ * f64, dq = dS k s, dk = dS^T q s, dv = P^T g. */
 static kiln_tensor *ad_sdpa_composite(kiln_graph *g, const kiln_tensor *t, ir_op op, int axis,
                                       kiln_tensor *const *in)
 {
     kiln_tensor *q = in[0], *k = in[1], *v = in[2], *gr = in[3];
     kiln_tensor *sc = fe_full_raw(g, q->dtype, 0, NULL, t->value); /* as the forward's */
     kiln_tensor *scores = kiln_mul(g, ad_matmul(g, q, ad_mT(g, k)), sc);
+    kiln_tensor *keep = ir_attention_mask(t);
     if (t->causal && scores) {
         int64_t l = scores->dims[scores->rank - 2], m = scores->dims[scores->rank - 1];
-        kiln_tensor *keep = kiln_tril(g, kiln_ones(g, KILN_BOOL, 2, (const int64_t[]){l, m}), 0);
-        scores = kiln_where(g, keep, scores, kiln_scalar(g, -(double)INFINITY));
+        keep = kiln_tril(g, kiln_ones(g, KILN_BOOL, 2, (const int64_t[]){l, m}), 0);
     }
+    if (keep)
+        scores = kiln_where(g, keep, scores, kiln_scalar(g, -(double)INFINITY));
     kiln_tensor *p = kiln_softmax(g, scores, -1);
+    if (ir_attention_mask(t)) /* a row with no key: 0, not NaN */
+        p = kiln_where(g, keep, p, kiln_scalar(g, 0));
     if (op == IR_SDPA_GRAD && axis == 2)
         return ad_matmul(g, ad_mT(g, p), gr);
     kiln_tensor *dp = ad_matmul(g, gr, ad_mT(g, v));

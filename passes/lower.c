@@ -673,25 +673,26 @@ static int attention_kernel(lw *L, const kiln_tensor *n)
     kernel *k = L->k;
     L->acc_node = n->id;
     int r = n->rank;
-    fuse_view vw[KK_MAX_OPERANDS];
-    int64_t *strides[KK_MAX_OPERANDS] = {k->at.q_stride, k->at.k_stride, k->at.v_stride,
-                                         k->at.g_stride, k->at.st_stride};
-    int *bufs[KK_MAX_OPERANDS] = {&k->at.q, &k->at.k, &k->at.v, &k->at.g, &k->at.st};
+    int64_t *strides[KK_MAX_OPERANDS] = {k->at.q_stride, k->at.k_stride,  k->at.v_stride,
+                                         k->at.g_stride, k->at.st_stride, k->at.mask_stride};
+    int *bufs[KK_MAX_OPERANDS] = {&k->at.q, &k->at.k, &k->at.v, &k->at.g, &k->at.st, &k->at.mask};
     const kiln_tensor *bad = NULL;
     k->at.mode = n->op == IR_SDPA         ? KA_FORWARD
                  : n->op == IR_SDPA_STATS ? KA_STATS
                  : n->axis == 0           ? KA_DQ
                  : n->axis == 1           ? KA_DK
                                           : KA_DV;
-    k->at.g = k->at.st = -1;
-    for (int i = 0; i < n->nin && i < KK_MAX_OPERANDS; i++) {
-        if (!fuse_strided(n->in[i], L->kind, &vw[i], &bad) ||
-            !fuse_attention_strides(n->in[i], &vw[i], strides[i], &k->at.inner[i],
-                                    &k->at.istride[i]) ||
-            L->bufof[vw[i].base->id] < 0)
+    k->at.g = k->at.st = k->at.mask = -1;
+    for (int i = 0; i < n->nin; i++) {
+        int slot = i < ir_attention_arity(n->op) ? i : KA_MASK; /* the mask: last */
+        fuse_view vw;
+        if (!fuse_strided(n->in[i], L->kind, &vw, &bad) ||
+            !fuse_attention_strides(n->in[i], &vw, strides[slot], &k->at.inner[slot],
+                                    &k->at.istride[slot]) ||
+            L->bufof[vw.base->id] < 0)
             return internal(L);
-        k->at.offset[i] = vw[i].offset;
-        *bufs[i] = L->bufof[vw[i].base->id];
+        k->at.offset[slot] = vw.offset;
+        *bufs[slot] = L->bufof[vw.base->id];
     }
     const kiln_tensor *q = n->in[0];
     k->at.batch = ir_shape_numel(r - 2, n->dims);

@@ -593,12 +593,23 @@ static kiln_status matmul(ictx *c, const kiln_tensor *t, const void *a, const vo
     return s;
 }
 
-/* sdpa: per batch and row i, p_j = exp(s q_i.k_j - max) over j (j <= i when
- * causal), out_i = sum_j p_j v_j / sum_j p_j, all in double from the
- * operands' values with s the scale rounded to the dtype; rounded once. */
+/* Whether query row `row` (of all batches' T rows) attends to key j under
+ * the bool mask mk (..., T, S), if any. */
+static bool attends(const bool *mk, int64_t S, int64_t row, int64_t j)
+{
+    return !mk || mk[row * S + j];
+}
+
+/* sdpa: per batch and row i, p_j = exp(s q_i.k_j - max) over the keys j it
+ * attends to (j <= i when causal; where the mask is true), out_i = sum_j p_j
+ * v_j / sum_j p_j (0 for a row that attends to none, as PyTorch's
+ * _safe_softmax), all in double from the operands' values with s the scale
+ * rounded to the dtype; rounded once. */
 static kiln_status sdpa(ictx *c, const kiln_tensor *t, const void *q, const void *k, const void *v,
                         void *out)
 {
+    const kiln_tensor *mask = ir_attention_mask(t);
+    const bool *mk = mask ? c->val[mask->id] : NULL;
     const kiln_tensor *tk = t->in[1];
     int r = t->rank;
     int64_t T = t->dims[r - 2], Dv = t->dims[r - 1], S = tk->dims[r - 2], D = tk->dims[r - 1];
@@ -616,6 +627,8 @@ static kiln_status sdpa(ictx *c, const kiln_tensor *t, const void *q, const void
             int64_t n = t->causal ? (i + 1 < S ? i + 1 : S) : S;
             double mx = -(double)INFINITY, sum = 0;
             for (int64_t j = 0; j < n; j++) {
+                if (!attends(mk, S, b * T + i, j))
+                    continue;
                 double dot = 0;
                 for (int64_t d = 0; d < D; d++)
                     dot += ir_load_f(t->dtype, q, (b * T + i) * D + d) *
@@ -626,13 +639,15 @@ static kiln_status sdpa(ictx *c, const kiln_tensor *t, const void *q, const void
             for (int64_t e = 0; e < Dv; e++)
                 acc[e] = 0;
             for (int64_t j = 0; j < n; j++) {
+                if (!attends(mk, S, b * T + i, j))
+                    continue;
                 p[j] = exp(p[j] - mx);
                 sum += p[j];
                 for (int64_t e = 0; e < Dv; e++)
                     acc[e] += p[j] * ir_load_f(t->dtype, v, (b * S + j) * Dv + e);
             }
             for (int64_t e = 0; e < Dv; e++)
-                ir_store_f(t->dtype, out, (b * T + i) * Dv + e, n ? acc[e] / sum : 0.0);
+                ir_store_f(t->dtype, out, (b * T + i) * Dv + e, sum > 0 ? acc[e] / sum : 0.0);
         }
     ir_free(p);
     ir_free(acc);
@@ -649,6 +664,7 @@ typedef struct {
     kiln_dtype dt;
     const void *q, *k, *v, *g;
     const double *st;
+    const bool *mask; /* (..., T, S), or NULL */
     int64_t T, S, D, Dv;
     double scale;
 } bw_in;
@@ -672,6 +688,7 @@ static kiln_status sdpa_backward(ictx *c, const kiln_tensor *t, void *out)
                .v = c->val[t->in[2]->id],
                .g = c->val[t->in[3]->id],
                .st = t->op == IR_SDPA_GRAD ? c->val[t->in[4]->id] : NULL,
+               .mask = ir_attention_mask(t) ? c->val[ir_attention_mask(t)->id] : NULL,
                .T = q->dims[r - 2],
                .D = q->dims[r - 1],
                .S = t->in[1]->dims[r - 2],
@@ -690,17 +707,22 @@ static kiln_status sdpa_backward(ictx *c, const kiln_tensor *t, void *out)
                 int64_t n = t->causal ? (x + 1 < w.S ? x + 1 : w.S) : w.S;
                 double mx = -(double)INFINITY, l = 0, dsum = 0;
                 for (int64_t j = 0; j < n; j++) {
+                    if (!attends(w.mask, w.S, b * w.T + x, j))
+                        continue;
                     double s = w.scale *
                                bw_dot(&w, w.q, (b * w.T + x) * w.D, w.k, (b * w.S + j) * w.D, w.D);
                     mx = s > mx ? s : mx;
                 }
                 for (int64_t j = 0; j < n; j++)
-                    l += exp(w.scale * bw_dot(&w, w.q, (b * w.T + x) * w.D, w.k,
-                                              (b * w.S + j) * w.D, w.D) -
-                             mx);
-                double lse = n ? mx + log(l) : -(double)INFINITY;
+                    if (attends(w.mask, w.S, b * w.T + x, j))
+                        l += exp(w.scale * bw_dot(&w, w.q, (b * w.T + x) * w.D, w.k,
+                                                  (b * w.S + j) * w.D, w.D) -
+                                 mx);
+                double lse = l > 0 ? mx + log(l) : -(double)INFINITY;
                 for (int64_t j = 0; j < n; j++)
-                    dsum += exp(w.scale * bw_dot(&w, w.q, (b * w.T + x) * w.D, w.k,
+                    if (attends(w.mask, w.S, b * w.T + x, j))
+                        dsum +=
+                            exp(w.scale * bw_dot(&w, w.q, (b * w.T + x) * w.D, w.k,
                                                  (b * w.S + j) * w.D, w.D) -
                                 lse) *
                             bw_dot(&w, w.g, (b * w.T + x) * w.Dv, w.v, (b * w.S + j) * w.Dv, w.Dv);
@@ -710,6 +732,8 @@ static kiln_status sdpa_backward(ictx *c, const kiln_tensor *t, void *out)
                 int64_t n = t->causal ? (x + 1 < w.S ? x + 1 : w.S) : w.S;
                 double lse = w.st[(b * w.T + x) * 2], dd = w.st[(b * w.T + x) * 2 + 1];
                 for (int64_t j = 0; j < n; j++) {
+                    if (!attends(w.mask, w.S, b * w.T + x, j))
+                        continue;
                     double p = exp(w.scale * bw_dot(&w, w.q, (b * w.T + x) * w.D, w.k,
                                                     (b * w.S + j) * w.D, w.D) -
                                    lse);
@@ -721,6 +745,8 @@ static kiln_status sdpa_backward(ictx *c, const kiln_tensor *t, void *out)
                 }
             } else { /* dk, dv: x is a key row j, over the queries that see it */
                 for (int64_t i = t->causal ? x : 0; i < w.T; i++) {
+                    if (!attends(w.mask, w.S, b * w.T + i, x))
+                        continue;
                     double lse = w.st[(b * w.T + i) * 2], dd = w.st[(b * w.T + i) * 2 + 1];
                     double p = exp(w.scale * bw_dot(&w, w.q, (b * w.T + i) * w.D, w.k,
                                                     (b * w.S + x) * w.D, w.D) -

@@ -39,5 +39,10 @@ void cgen_kernel_comment(cgen_buf *b, const kprogram *p, const kernel *k);
  * `double o[cols]` holds the row's values after it. */
 void cgen_attention_backward_row(cgen_buf *b, const kprogram *p, const kernel *k, int ind,
                                  bool cuda);
+/* With a mask (at->mask >= 0): "if (!mask[row, key]) skip" at indentation ind
+ * (batch i0; query row `row` does not attend to key `key`), skip a statement;
+ * without one, nothing. */
+void cgen_attention_mask_skip(cgen_buf *b, const kprogram *p, const kk_attention *at, int ind,
+                              const char *row, const char *key, const char *skip, bool cuda);
 
 #endif /* KILN_CGEN_H */

@@ -16,19 +16,18 @@
 
 enum { ATTN_BLOCK = 64 }; /* keys scored before the running maximum is updated */
 
-/* "Q + i0 * s0 + <row> * s1": the start of a row of operand `which` (0 q,
- * 1 k, 2 v, 3 g, 4 stats), after its offset; "(i0 / H) * s0 + (i0 % H) * sh"
- * for one whose batch axes need two strides (heads permuted in). CUDA names
- * buffers b<i>. */
+/* "Q + i0 * s0 + <row> * s1": the start of a row of operand `which` (KA_Q
+ * ... KA_MASK), after its offset; "(i0 / H) * s0 + (i0 % H) * sh" for one
+ * whose batch axes need two strides (heads permuted in). CUDA names buffers
+ * b<i>. */
 static void row_at(cgen_buf *b, const kprogram *p, const kk_attention *at, int which,
                    const char *row, bool cuda)
 {
-    const int buf[KK_MAX_OPERANDS] = {at->q, at->k, at->v, at->g, at->st};
     const int64_t *st = kk_attention_strides(at, which);
     if (cuda)
-        cgen_printf(b, "b%d", buf[which]);
+        cgen_printf(b, "b%d", kk_attention_buf(at, which));
     else
-        cgen_buf_name(b, p, buf[which]);
+        cgen_buf_name(b, p, kk_attention_buf(at, which));
     if (at->offset[which])
         cgen_printf(b, " + %lld", (long long)at->offset[which]);
     if (at->inner[which] > 1)
@@ -52,9 +51,33 @@ typedef struct {
 static void row_decl(const attn_out *o, int ind, const char *name, int which, const char *row)
 {
     cgen_indent(o->b, ind);
-    cgen_printf(o->b, "const %s *%s = ", which == 4 ? "double" : o->ty, name);
+    cgen_printf(o->b, "const %s *%s = ",
+                which == KA_ST     ? "double"
+                : which == KA_MASK ? "bool"
+                                   : o->ty,
+                name);
     row_at(o->b, o->p, o->at, which, row, o->cuda);
     cgen_puts(o->b, ";\n");
+}
+
+/* cgen_printf at indentation ind */
+#define out_at(b, ind, ...) (cgen_indent((b), (ind)), cgen_printf((b), __VA_ARGS__))
+
+void cgen_attention_mask_skip(cgen_buf *b, const kprogram *p, const kk_attention *at, int ind,
+                              const char *row, const char *key, const char *skip, bool cuda)
+{
+    if (at->mask < 0)
+        return;
+    out_at(b, ind, "if (!(");
+    row_at(b, p, at, KA_MASK, row, cuda);
+    cgen_printf(b, ")[%s * %lld])\n", key, (long long)at->mask_stride[2]);
+    out_at(b, ind + 1, "%s\n", skip);
+}
+
+static void mask_skip(const attn_out *o, int ind, const char *row, const char *key,
+                      const char *skip)
+{
+    cgen_attention_mask_skip(o->b, o->p, o->at, ind, row, key, skip, o->cuda);
 }
 
 /* "double s = a . b * scale;" over n elements with strides sa and sb (C: an
@@ -89,16 +112,16 @@ static void lines(cgen_buf *b, int ind, const char *const *text)
     }
 }
 
-/* cgen_printf at indentation ind */
-#define out_at(b, ind, ...) (cgen_indent((b), (ind)), cgen_printf((b), __VA_ARGS__))
-
-/* "kiln_expf((float)(x))" for f32 operands (as the forward), else "exp(x)" */
-static void weight(char *w, size_t n, bool f32, const char *x)
+/* "kiln_expf((float)(x))" for f32 operands (as the forward), else "exp(x)";
+ * with a mask, 0 for a masked score sb[i] (-inf; so is the logsumexp of a
+ * row that attends to nothing, where exp(s - lse) would be NaN) */
+static void weight(char *w, size_t n, bool f32, bool mask, const char *i, const char *x)
 {
+    int at = mask ? snprintf(w, n, "sb[%s] == -(double)INFINITY ? 0 : ", i) : 0;
     if (f32)
-        snprintf(w, n, "kiln_expf((float)(%s))", x);
+        snprintf(w + at, n - (size_t)at, "kiln_expf((float)(%s))", x);
     else
-        snprintf(w, n, "exp(%s)", x);
+        snprintf(w + at, n - (size_t)at, "exp(%s)", x);
 }
 
 /* The C kernels' row body: the scores of ATTN_BLOCK keys (or queries) at a
@@ -112,9 +135,9 @@ static void backward_row_blocked(const attn_out *o, const kernel *k, int ind)
     const int64_t cols = k->dims[2];
     const int64_t *sq = at->q_stride, *sk = at->k_stride, *sv = at->v_stride, *sg = at->g_stride,
                   *ss = at->st_stride;
-    bool f32 = o->p->bufs[at->q].dtype == KILN_F32;
+    bool f32 = o->p->bufs[at->q].dtype == KILN_F32, mask = at->mask >= 0;
     const char *wt = f32 ? "float" : "double";
-    char wexp[64];
+    char wexp[128];
     out_at(b, ind, "double o[%lld] = {0};\n", (long long)(cols ? cols : 1));
     if (at->mode == KA_STATS || at->mode == KA_DQ) { /* a query row i1 over its keys */
         row_decl(o, ind, "qr", 0, "i1");
@@ -128,7 +151,7 @@ static void backward_row_blocked(const attn_out *o, const kernel *k, int ind)
     /* a block's n keys jb + jj (or queries ib + ii) */
     const char *idx = at->mode == KA_DK || at->mode == KA_DV ? "ii" : "jj";
     if (at->mode == KA_STATS) {
-        weight(wexp, sizeof wexp, f32, "sb[jj] - m");
+        weight(wexp, sizeof wexp, f32, false, "jj", "sb[jj] - m");
         out_at(b, ind, "double m = -(double)INFINITY, l = 0, dsum = 0;\n");
         out_at(b, ind, "for (int64_t jb = 0; jb < keys; jb += %d) {\n", ATTN_BLOCK);
         out_at(b, ind + 1, "const int64_t n = keys - jb < %d ? keys - jb : %d;\n", ATTN_BLOCK,
@@ -136,11 +159,16 @@ static void backward_row_blocked(const attn_out *o, const kernel *k, int ind)
         out_at(b, ind + 1, "double sb[%d], mb = -(double)INFINITY;\n", ATTN_BLOCK);
         out_at(b, ind + 1, "%s wb[%d];\n", wt, ATTN_BLOCK);
         out_at(b, ind + 1, "for (int64_t jj = 0; jj < n; jj++) {\n");
+        mask_skip(o, ind + 2, "i1", "(jb + jj)", "{ sb[jj] = -(double)INFINITY; continue; }");
         row_decl(o, ind + 2, "kr", 1, "(jb + jj)");
         dot(o, ind + 2, "s", "qr", sq[2], "kr", sk[2], at->d, at->scale);
         out_at(b, ind + 2, "sb[jj] = s;\n");
         out_at(b, ind + 2, "mb = s > mb ? s : mb;\n");
         out_at(b, ind + 1, "}\n");
+        if (mask) { /* every key of the block masked: nothing to add */
+            out_at(b, ind + 1, "if (mb == -(double)INFINITY)\n");
+            out_at(b, ind + 2, "continue;\n");
+        }
         out_at(b, ind + 1, "if (mb > m) {\n");
         out_at(b, ind + 2, "l *= exp(m - mb);\n");
         out_at(b, ind + 2, "m = mb;\n");
@@ -150,7 +178,7 @@ static void backward_row_blocked(const attn_out *o, const kernel *k, int ind)
         out_at(b, ind + 1, "for (int64_t jj = 0; jj < n; jj++)\n");
         out_at(b, ind + 2, "l += wb[jj];\n");
         out_at(b, ind, "}\n");
-        out_at(b, ind, "const double lse = keys ? m + log(l) : -(double)INFINITY;\n");
+        out_at(b, ind, "const double lse = l > 0 ? m + log(l) : -(double)INFINITY;\n");
     } else if (at->mode == KA_DQ) {
         row_decl(o, ind, "sr", 4, "i1");
         out_at(b, ind, "const double lse = sr[0], dd = sr[%lld];\n", (long long)ss[2]);
@@ -160,7 +188,7 @@ static void backward_row_blocked(const attn_out *o, const kernel *k, int ind)
             row_decl(o, ind, "vr", 2, "i1");
     }
     /* the pass that sums: scores (and dp) of a block, weights, then the sums */
-    weight(wexp, sizeof wexp, f32,
+    weight(wexp, sizeof wexp, f32, mask, idx,
            at->mode == KA_DK || at->mode == KA_DV ? "sb[ii]" : "sb[jj] - lse");
     if (at->mode == KA_DK || at->mode == KA_DV)
         out_at(b, ind, "for (int64_t ib = %s; ib < %lld; ib += %d) {\n", at->causal ? "i1" : "0",
@@ -177,6 +205,8 @@ static void backward_row_blocked(const attn_out *o, const kernel *k, int ind)
     out_at(b, ind + 1, "%s wb[%d];\n", wt, ATTN_BLOCK);
     out_at(b, ind + 1, "for (int64_t %s = 0; %s < n; %s++) {\n", idx, idx, idx);
     if (at->mode == KA_DK || at->mode == KA_DV) {
+        mask_skip(o, ind + 2, "(ib + ii)", "i1",
+                  "{ sb[ii] = -(double)INFINITY; db[ii] = 0; continue; }");
         row_decl(o, ind + 2, "qr", 0, "(ib + ii)");
         row_decl(o, ind + 2, "sr", 4, "(ib + ii)");
         dot(o, ind + 2, "s", "qr", sq[2], "kr", sk[2], at->d, at->scale);
@@ -187,6 +217,8 @@ static void backward_row_blocked(const attn_out *o, const kernel *k, int ind)
             out_at(b, ind + 2, "db[ii] = dp - sr[%lld];\n", (long long)ss[2]);
         }
     } else {
+        mask_skip(o, ind + 2, "i1", "(jb + jj)",
+                  "{ sb[jj] = -(double)INFINITY; db[jj] = 0; continue; }");
         row_decl(o, ind + 2, "kr", 1, "(jb + jj)");
         row_decl(o, ind + 2, "vr", 2, "(jb + jj)");
         dot(o, ind + 2, "s", "qr", sq[2], "kr", sk[2], at->d, at->scale);
@@ -261,7 +293,7 @@ void cgen_attention_backward_row(cgen_buf *b, const kprogram *p, const kernel *k
                                              "}",
                                              NULL};
         static const char *const lse[] = {
-            "const double lse = keys ? m + log(l) : -(double)INFINITY;",
+            "const double lse = l > 0 ? m + log(l) : -(double)INFINITY;",
             "for (int64_t j = 0; j < keys; j++) {", NULL};
         static const char *const end[] = {"    dsum += exp(s - lse) * dp;", "}", "o[0] = lse;",
                                           "o[1] = dsum;", NULL};
@@ -269,10 +301,12 @@ void cgen_attention_backward_row(cgen_buf *b, const kprogram *p, const kernel *k
         cgen_puts(b, "double m = -(double)INFINITY, l = 0, dsum = 0;\n");
         cgen_indent(b, ind);
         cgen_puts(b, "for (int64_t j = 0; j < keys; j++) {\n");
+        mask_skip(&o, ind + 1, "i1", "j", "continue;");
         row_decl(&o, ind + 1, "kr", 1, "j");
         dot(&o, ind + 1, "s", "qr", sq[2], "kr", sk[2], at->d, at->scale);
         lines(b, ind, online);
         lines(b, ind, lse);
+        mask_skip(&o, ind + 1, "i1", "j", "continue;");
         row_decl(&o, ind + 1, "kr", 1, "j");
         row_decl(&o, ind + 1, "vr", 2, "j");
         dot(&o, ind + 1, "s", "qr", sq[2], "kr", sk[2], at->d, at->scale);
@@ -284,6 +318,7 @@ void cgen_attention_backward_row(cgen_buf *b, const kprogram *p, const kernel *k
         cgen_printf(b, "const double lse = sr[0], dd = sr[%lld];\n", (long long)ss[2]);
         cgen_indent(b, ind);
         cgen_puts(b, "for (int64_t j = 0; j < keys; j++) {\n");
+        mask_skip(&o, ind + 1, "i1", "j", "continue;");
         row_decl(&o, ind + 1, "kr", 1, "j");
         row_decl(&o, ind + 1, "vr", 2, "j");
         dot(&o, ind + 1, "s", "qr", sq[2], "kr", sk[2], at->d, at->scale);
@@ -303,6 +338,7 @@ void cgen_attention_backward_row(cgen_buf *b, const kprogram *p, const kernel *k
         cgen_indent(b, ind);
         cgen_printf(b, "for (int64_t i = %s; i < %lld; i++) {\n", at->causal ? "i1" : "0",
                     (long long)at->t);
+        mask_skip(&o, ind + 1, "i", "i1", "continue;");
         row_decl(&o, ind + 1, "qr", 0, "i");
         row_decl(&o, ind + 1, "gr", 3, "i");
         row_decl(&o, ind + 1, "sr", 4, "i");
@@ -367,6 +403,7 @@ void cgen_render_attention(kr *r)
     }
     const char *ty = cgen_ctype(r->p->bufs[at->q].dtype);
     bool f32 = r->p->bufs[at->q].dtype == KILN_F32; /* f64: the weights in double too */
+    attn_out o = {b, r->p, at, ty, false};
     int64_t rows = at->batch * at->t;
     bool par = r->o.openmp && rows >= 2 && rows * at->s * (at->d + at->dv) >= PAR_WORK;
     cgen_emit_at(r, 0, false, 1);
@@ -391,10 +428,11 @@ void cgen_render_attention(kr *r)
                 "                const int64_t n = keys - jb < %d ? keys - jb : %d;\n"
                 "                double sb[%d], mb = -(double)INFINITY;\n"
                 "                %s wb[%d];\n"
-                "                for (int64_t jj = 0; jj < n; jj++) {\n"
-                "                    const %s *kr = ",
+                "                for (int64_t jj = 0; jj < n; jj++) {\n",
                 ATTN_BLOCK, ATTN_BLOCK, ATTN_BLOCK, ATTN_BLOCK, f32 ? "float" : "double",
-                ATTN_BLOCK, ty);
+                ATTN_BLOCK);
+    mask_skip(&o, 5, "i1", "(jb + jj)", "{ sb[jj] = -(double)INFINITY; continue; }");
+    cgen_printf(b, "                    const %s *kr = ", ty);
     row_at(b, r->p, at, 1, "(jb + jj)", false);
     cgen_printf(b,
                 ";\n"
@@ -404,7 +442,13 @@ void cgen_render_attention(kr *r)
                 "                        s += (double)qr[d * %lld] * (double)kr[d * %lld];\n"
                 "                    sb[jj] = s * %.17g;\n"
                 "                    mb = sb[jj] > mb ? sb[jj] : mb;\n"
-                "                }\n"
+                "                }\n",
+                (long long)at->d, (long long)at->q_stride[2], (long long)at->k_stride[2],
+                at->scale);
+    if (at->mask >= 0) /* every key of the block masked: nothing to add */
+        cgen_puts(b, "                if (mb == -(double)INFINITY)\n"
+                     "                    continue;\n");
+    cgen_printf(b,
                 "                if (mb > m) { /* a new maximum: rescale what was summed */\n"
                 "                    const double c = exp(m - mb);\n"
                 "                    l *= c;\n"
@@ -416,7 +460,6 @@ void cgen_render_attention(kr *r)
                 "                    wb[jj] = %s;\n"
                 "                for (int64_t jj = 0; jj < n; jj++) {\n"
                 "                    const %s *vr = ",
-                (long long)at->d, (long long)at->q_stride[2], (long long)at->k_stride[2], at->scale,
                 (long long)at->dv, f32 ? "kiln_expf((float)(sb[jj] - m))" : "exp(sb[jj] - m)", ty);
     row_at(b, r->p, at, 2, "(jb + jj)", false);
     cgen_printf(b,

@@ -392,7 +392,11 @@ static void render_attention(cr *r)
                 "        for (int64_t e = 0; e < %lld; e++)\n"
                 "            o[e] = 0;\n"
                 "        const int64_t keys = %s;\n"
-                "        for (int64_t j = 0; j < keys; j++) {\n"
+                "        for (int64_t j = 0; j < keys; j++) {\n",
+                ty, at->q, (long long)at->q_stride[1], (long long)(at->dv ? at->dv : 1),
+                (long long)at->dv, keys);
+    cgen_attention_mask_skip(b, r->p, at, 3, "i1", "j", "continue;", true);
+    cgen_printf(b,
                 "            const %s *kr = b%d + kb + j * %lld;\n"
                 "            const %s *vr = b%d + vb + j * %lld;\n"
                 "            double s = 0;\n"
@@ -413,11 +417,10 @@ static void render_attention(cr *r)
                 "        }\n"
                 "        for (int64_t i2 = 0; i2 < %lld; i2++) {\n"
                 "            const double acc = l > 0 ? o[i2] / l : 0;\n",
-                ty, at->q, (long long)at->q_stride[1], (long long)(at->dv ? at->dv : 1),
-                (long long)at->dv, keys, ty, at->k, (long long)at->k_stride[1], ty, at->v,
-                (long long)at->v_stride[1], (long long)at->d, (long long)at->q_stride[2],
-                (long long)at->k_stride[2], at->scale, (long long)at->dv, (long long)at->dv,
-                (long long)at->v_stride[2], (long long)at->dv);
+                ty, at->k, (long long)at->k_stride[1], ty, at->v, (long long)at->v_stride[1],
+                (long long)at->d, (long long)at->q_stride[2], (long long)at->k_stride[2], at->scale,
+                (long long)at->dv, (long long)at->dv, (long long)at->v_stride[2],
+                (long long)at->dv);
     emit_nodes(r, 3, false, false);
     emit_nodes(r, 3, true, false);
     emit_stores(r, 3);

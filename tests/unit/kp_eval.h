@@ -437,11 +437,17 @@ static void kpe_matmul(kpe_ctx *c, const kernel *k, const bool *smask)
 static double kpe_at(kpe_ctx *c, const kk_attention *at, int which, int64_t b, int64_t row,
                      int64_t col)
 {
-    const int buf[KK_MAX_OPERANDS] = {at->q, at->k, at->v, at->g, at->st};
+    int buf = kk_attention_buf(at, which);
     const int64_t *st = kk_attention_strides(at, which);
-    kiln_dtype dt = c->p->bufs[buf[which]].dtype;
-    return kpe_as_f(
-        dt, kpe_load(c, buf[which], kk_attention_batch(at, which, b) + row * st[1] + col * st[2]));
+    kiln_dtype dt = c->p->bufs[buf].dtype;
+    return kpe_as_f(dt,
+                    kpe_load(c, buf, kk_attention_batch(at, which, b) + row * st[1] + col * st[2]));
+}
+
+/* Whether query row i of batch b attends to key j (the mask, if any). */
+static bool kpe_attends(kpe_ctx *c, const kk_attention *at, int64_t b, int64_t i, int64_t j)
+{
+    return at->mask < 0 || kpe_at(c, at, KA_MASK, b, i, j) != 0;
 }
 
 /* The dot product of row ra of operand a and row rb of operand b over n. */
@@ -470,19 +476,24 @@ static void kpe_attention_backward(kpe_ctx *c, const kernel *k, const bool *smas
                 double mx = -(double)INFINITY, l = 0, dsum = 0;
                 for (int64_t j = 0; j < n; j++) {
                     double s = at->scale * kpe_at_dot(c, at, 0, x, 1, j, b, at->d);
-                    mx = s > mx ? s : mx;
+                    mx = s > mx && kpe_attends(c, at, b, x, j) ? s : mx;
                 }
                 for (int64_t j = 0; j < n; j++)
-                    l += exp(at->scale * kpe_at_dot(c, at, 0, x, 1, j, b, at->d) - mx);
-                double lse = n ? mx + log(l) : -(double)INFINITY;
+                    if (kpe_attends(c, at, b, x, j))
+                        l += exp(at->scale * kpe_at_dot(c, at, 0, x, 1, j, b, at->d) - mx);
+                double lse = l > 0 ? mx + log(l) : -(double)INFINITY;
                 for (int64_t j = 0; j < n; j++)
-                    dsum += exp(at->scale * kpe_at_dot(c, at, 0, x, 1, j, b, at->d) - lse) *
-                            kpe_at_dot(c, at, 3, x, 2, j, b, at->dv);
+                    dsum += !kpe_attends(c, at, b, x, j)
+                                ? 0
+                                : exp(at->scale * kpe_at_dot(c, at, 0, x, 1, j, b, at->d) - lse) *
+                                      kpe_at_dot(c, at, 3, x, 2, j, b, at->dv);
                 o[0] = lse;
                 o[1] = dsum;
             } else if (at->mode == KA_DQ) {
                 double lse = kpe_at(c, at, 4, b, x, 0), dd = kpe_at(c, at, 4, b, x, 1);
                 for (int64_t j = 0; j < n; j++) {
+                    if (!kpe_attends(c, at, b, x, j))
+                        continue;
                     double p = exp(at->scale * kpe_at_dot(c, at, 0, x, 1, j, b, at->d) - lse);
                     double ds = p * (kpe_at_dot(c, at, 3, x, 2, j, b, at->dv) - dd);
                     for (int64_t e = 0; e < cols; e++)
@@ -490,6 +501,8 @@ static void kpe_attention_backward(kpe_ctx *c, const kernel *k, const bool *smas
                 }
             } else {
                 for (int64_t i = at->causal ? x : 0; i < at->t; i++) {
+                    if (!kpe_attends(c, at, b, i, x))
+                        continue;
                     double lse = kpe_at(c, at, 4, b, i, 0), dd = kpe_at(c, at, 4, b, i, 1);
                     double p = exp(at->scale * kpe_at_dot(c, at, 0, i, 1, x, b, at->d) - lse);
                     double ds = p * (kpe_at_dot(c, at, 3, i, 2, x, b, at->dv) - dd);
@@ -528,6 +541,9 @@ static void kpe_attention(kpe_ctx *c, const kernel *k, const bool *smask)
             int64_t n = at->causal ? (i + 1 < at->s ? i + 1 : at->s) : at->s;
             double mx = -(double)INFINITY, l = 0;
             for (int64_t j = 0; j < n; j++) {
+                sc[j] = -(double)INFINITY;
+                if (!kpe_attends(c, at, b, i, j))
+                    continue;
                 double s = 0;
                 for (int64_t d = 0; d < at->d; d++)
                     s += kpe_as_f(dt, kpe_load(c, at->q,
@@ -542,6 +558,8 @@ static void kpe_attention(kpe_ctx *c, const kernel *k, const bool *smask)
             for (int64_t e = 0; e < at->dv; e++)
                 o[e] = 0;
             for (int64_t j = 0; j < n; j++) {
+                if (!kpe_attends(c, at, b, i, j))
+                    continue;
                 double w = exp(sc[j] - mx);
                 l += w;
                 for (int64_t e = 0; e < at->dv; e++)

@@ -153,22 +153,39 @@ U(pad, kiln_pad(g, kiln_slice(g, x[0], 1, 1, 3, 1), (const int64_t[]){1, 0},
                 (const int64_t[]){0, 2}, 0.5))
 U(concat, kiln_concat(g, 3, (kiln_tensor *const[]){x[0], x[1], x[0]}, 1))
 U(matmul, kiln_matmul(g, x[0], x[1]))
-U(sdpa, kiln_add(g, kiln_scaled_dot_product_attention(g, x[0], x[1], x[2], NULL, true, 0),
-                 kiln_scaled_dot_product_attention(g, x[0], x[1], x[2], NULL, false, 0.7)))
+/* a [3, 5] mask: some keys of each row; with empty, none of row 1 (whose
+ * output is 0, and its logsumexp -inf) */
+static kiln_tensor *mask35(kiln_graph *g, bool empty)
+{
+    bool bits[15] = {1, 0, 1, 1, 0, 0, 0, 1, 0, 0, 0, 1, 1, 0, 1};
+    bits[7] = !empty;
+    return kiln_tensor_from(g, KILN_BOOL, 2, (const int64_t[]){3, 5}, bits);
+}
+
+U(sdpa,
+  kiln_add(g,
+           kiln_add(g, kiln_scaled_dot_product_attention(g, x[0], x[1], x[2], NULL, true, 0),
+                    kiln_scaled_dot_product_attention(g, x[0], x[1], x[2], NULL, false, 0.7)),
+           kiln_scaled_dot_product_attention(g, x[0], x[1], x[2], mask35(g, true), false, 0.5)))
 U(gather, kiln_embedding(g, x[0], ids5(g)))
 
 /* sdpa's backward ops as autodiff builds them, over q, k, v and an output
  * gradient g (q's first three columns, so g's path is checked too): their
  * own derivatives (a second derivative through attention). */
-static kiln_tensor *sdpa_bw(kiln_graph *g, ir_op op, int axis, kiln_tensor **in, bool causal)
+static kiln_tensor *sdpa_bw(kiln_graph *g, ir_op op, int axis, kiln_tensor **in, bool causal,
+                            int masked)
 {
     const kiln_tensor *like = op == IR_SDPA_STATS ? in[3] : in[axis];
     int64_t dims[KILN_MAX_RANK];
     memcpy(dims, like->dims, sizeof(int64_t) * (size_t)like->rank);
     if (op == IR_SDPA_STATS)
         dims[like->rank - 1] = 2;
-    kiln_tensor *t =
-        ir_node_new(g, op, KILN_F64, like->rank, dims, op == IR_SDPA_STATS ? 4 : 5, in);
+    int n = ir_attention_arity(op);
+    kiln_tensor *ops[6];
+    memcpy(ops, in, sizeof(*ops) * (size_t)n);
+    if (masked) /* mask35 over both batches; 2: with an empty row */
+        ops[n++] = kiln_expand(g, mask35(g, masked == 2), 3, (const int64_t[]){2, 3, 5});
+    kiln_tensor *t = ir_node_new(g, op, KILN_F64, like->rank, dims, n, ops);
     if (t) {
         t->value = 0.6;
         t->causal = causal;
@@ -180,19 +197,24 @@ static kiln_tensor *sdpa_bw(kiln_graph *g, ir_op op, int axis, kiln_tensor **in,
 static kiln_tensor *c_sdpa_stats(kiln_graph *g, kiln_tensor **x)
 {
     kiln_tensor *in[4] = {x[0], x[1], x[2], kiln_slice(g, x[0], 2, 0, 3, 1)};
-    return kiln_add(g, sdpa_bw(g, IR_SDPA_STATS, 0, in, false),
-                    sdpa_bw(g, IR_SDPA_STATS, 0, in, true));
+    return kiln_add(g,
+                    kiln_add(g, sdpa_bw(g, IR_SDPA_STATS, 0, in, false, false),
+                             sdpa_bw(g, IR_SDPA_STATS, 0, in, true, false)),
+                    sdpa_bw(g, IR_SDPA_STATS, 0, in, false, 1));
 }
 
 static kiln_tensor *c_sdpa_grad(kiln_graph *g, kiln_tensor **x)
 {
-    kiln_tensor *in[5] = {x[0], x[1], x[2], kiln_slice(g, x[0], 2, 0, 3, 1), NULL}, *flat[3];
-    in[4] = sdpa_bw(g, IR_SDPA_STATS, 0, in, true);
-    for (int a = 0; a < 3; a++) {
-        kiln_tensor *d = sdpa_bw(g, IR_SDPA_GRAD, a, in, true);
-        flat[a] = kiln_reshape(g, d, 2, (const int64_t[]){2, d ? ir_numel(d) / 2 : 0});
+    kiln_tensor *in[5] = {x[0], x[1], x[2], kiln_slice(g, x[0], 2, 0, 3, 1), NULL}, *flat[6];
+    for (int masked = 0; masked < 2; masked++) {
+        in[4] = sdpa_bw(g, IR_SDPA_STATS, 0, in, !masked, 2 * masked);
+        for (int a = 0; a < 3; a++) {
+            kiln_tensor *d = sdpa_bw(g, IR_SDPA_GRAD, a, in, !masked, 2 * masked);
+            flat[3 * masked + a] =
+                kiln_reshape(g, d, 2, (const int64_t[]){2, d ? ir_numel(d) / 2 : 0});
+        }
     }
-    return kiln_concat(g, 3, flat, 1);
+    return kiln_concat(g, 6, flat, 1);
 }
 
 static kiln_tensor *c_scatter_add(kiln_graph *g, kiln_tensor **x)

@@ -474,48 +474,79 @@ static void test_attention_matches_pytorch(void **state)
            &(sdpa_arg){2, 0.5});
 }
 
-/* The fused op (no mask: one sdpa node) and the composite it replaces (the
- * same attention with the mask spelled out: matmul, softmax, matmul) agree
- * within 1e-5, forward and the gradients of q, k and v, causal or not. */
+/* Attention spelled out (matmul, masked softmax, matmul) with PyTorch's
+ * _safe_softmax: a row that attends to no key gives 0. */
+static kiln_tensor *attention_composite(kiln_graph *g, kiln_tensor *const x[3], kiln_tensor *mask)
+{
+    double scale = 1 / sqrt((double)x[0]->dims[x[0]->rank - 1]);
+    kiln_tensor *s =
+        kiln_mul(g, kiln_matmul(g, x[0], kiln_transpose(g, x[1], -2, -1)), kiln_scalar(g, scale));
+    s = kiln_where(g, mask, s, kiln_scalar(g, -(double)INFINITY));
+    kiln_tensor *p = kiln_where(g, mask, kiln_softmax(g, s, -1), kiln_scalar(g, 0));
+    return kiln_matmul(g, p, x[2]);
+}
+
+/* The fused op (one sdpa node, the mask read in place) and the composite
+ * (attention_composite) agree within 1e-5, forward and the gradients of q,
+ * k and v: no mask, causal, a [T, S] mask with a row that attends to
+ * nothing and a [B, 1, T, S] mask broadcast over the heads; the backward
+ * through the ordinary nodes and through the fused sdpa_stats / sdpa_grad. */
 static void test_attention_fused_matches_composite(void **state)
 {
     (void)state;
-    for (int causal = 0; causal < 2; causal++) {
-        kiln_graph *g = ku_graph_new();
-        kiln_tensor *x[3] = {
-            kiln_param(g, "q", KILN_F32, KILN_SHAPE(2, 3, 5, 4), kiln_init_normal(0, 1)),
-            kiln_param(g, "k", KILN_F32, KILN_SHAPE(2, 3, 6, 4), kiln_init_normal(0, 1)),
-            kiln_param(g, "v", KILN_F32, KILN_SHAPE(2, 3, 6, 3), kiln_init_normal(0, 1))};
-        kiln_tensor *mask = kiln_ones(g, KILN_BOOL, 2, (const int64_t[]){5, 6});
-        if (causal)
-            mask = kiln_tril(g, mask, 0);
-        kiln_tensor *fused =
-            kiln_scaled_dot_product_attention(g, x[0], x[1], x[2], NULL, causal, 0);
-        kiln_tensor *comp = kiln_scaled_dot_product_attention(g, x[0], x[1], x[2], mask, false, 0);
-        assert_int_equal(fused->op, IR_SDPA);
-        assert_int_not_equal(comp->op, IR_SDPA);
-        kiln_tensor *w = kiln_sin(g, kiln_arange(g, KILN_F32, 0, 2 * 3 * 5 * 3, 1));
-        w = kiln_reshape(g, w, 4, (const int64_t[]){2, 3, 5, 3});
-        kiln_tensor *outs[8] = {fused, comp};
-        kiln_grad(g, kiln_sum(g, kiln_mul(g, fused, w), KILN_ALL, false), 3, x, NULL, outs + 2);
-        kiln_grad(g, kiln_sum(g, kiln_mul(g, comp, w), KILN_ALL, false), 3, x, NULL, outs + 5);
-        assert_int_equal(kiln_entry(g, "f", 8, outs, NULL), KILN_OK);
-        kiln_module *m = ku_compile_for(g, KILN_TARGET_C);
-        for (int o = 0; o < 4; o++) {
-            int64_t n = ir_numel(outs[o == 0 ? 0 : o + 1]);
-            float *a = malloc(sizeof(float) * (size_t)n), *b = malloc(sizeof(float) * (size_t)n);
-            ku_get_f32(m, o == 0 ? 0 : o + 1, a, (size_t)n);
-            ku_get_f32(m, o == 0 ? 1 : o + 4, b, (size_t)n);
-            for (int64_t i = 0; i < n; i++)
-                if (!(fabsf(a[i] - b[i]) <= 1e-5f * fabsf(b[i]) + 1e-6f))
-                    fail_msg("causal %d, output %d[%lld]: fused %.9g, composite %.9g", causal, o,
-                             (long long)i, (double)a[i], (double)b[i]);
-            free(a);
-            free(b);
+    for (int fused_bw = 0; fused_bw < 2; fused_bw++)
+        for (int how = 0; how < 4; how++) {
+            if (fused_bw)
+                setenv("KILN_SDPA_FUSED_MIN", "1", 1);
+            kiln_graph *g = ku_graph_new();
+            kiln_tensor *x[3] = {
+                kiln_param(g, "q", KILN_F32, KILN_SHAPE(2, 3, 5, 4), kiln_init_normal(0, 1)),
+                kiln_param(g, "k", KILN_F32, KILN_SHAPE(2, 3, 6, 4), kiln_init_normal(0, 1)),
+                kiln_param(g, "v", KILN_F32, KILN_SHAPE(2, 3, 6, 3), kiln_init_normal(0, 1))};
+            /* a pattern with some keys masked on every row, row 2 all masked */
+            bool bits[2 * 5 * 6];
+            for (int i = 0; i < 2 * 5 * 6; i++)
+                bits[i] = (i * 7 + i / 6) % 3 != 0 && (i / 6) % 5 != 2;
+            kiln_tensor *mask =
+                how == 0   ? kiln_ones(g, KILN_BOOL, 2, (const int64_t[]){5, 6})
+                : how == 1 ? kiln_tril(g, kiln_ones(g, KILN_BOOL, 2, (const int64_t[]){5, 6}), 0)
+                : how == 2 ? kiln_tensor_from(g, KILN_BOOL, 2, (const int64_t[]){5, 6}, bits)
+                           : kiln_tensor_from(g, KILN_BOOL, 4, (const int64_t[]){2, 1, 5, 6}, bits);
+            kiln_tensor *fused = kiln_scaled_dot_product_attention(
+                g, x[0], x[1], x[2], how >= 2 ? mask : NULL, how == 1, 0);
+            kiln_tensor *comp = attention_composite(g, x, mask);
+            assert_int_equal(fused->op, IR_SDPA);
+            assert_int_equal(fused->nin, how >= 2 ? 4 : 3);
+            kiln_tensor *w = kiln_sin(g, kiln_arange(g, KILN_F32, 0, 2 * 3 * 5 * 3, 1));
+            w = kiln_reshape(g, w, 4, (const int64_t[]){2, 3, 5, 3});
+            kiln_tensor *outs[8] = {fused, comp};
+            kiln_grad(g, kiln_sum(g, kiln_mul(g, fused, w), KILN_ALL, false), 3, x, NULL, outs + 2);
+            kiln_grad(g, kiln_sum(g, kiln_mul(g, comp, w), KILN_ALL, false), 3, x, NULL, outs + 5);
+            assert_int_equal(kiln_entry(g, "f", 8, outs, NULL), KILN_OK);
+            unsetenv("KILN_SDPA_FUSED_MIN");
+            kiln_module *m = ku_compile_for(g, KILN_TARGET_C);
+            assert_int_equal(kiln_module_run(m, "f"), KILN_OK);
+            for (int o = 0; o < 4; o++) {
+                int64_t n = ir_numel(outs[o == 0 ? 0 : o + 1]);
+                float *a = malloc(sizeof(float) * (size_t)n);
+                float *b = malloc(sizeof(float) * (size_t)n);
+                ku_get_f32(m, o == 0 ? 0 : o + 1, a, (size_t)n);
+                ku_get_f32(m, o == 0 ? 1 : o + 4, b, (size_t)n);
+                for (int64_t i = 0; i < n; i++)
+                    if (!(fabsf(a[i] - b[i]) <= 1e-5f * fabsf(b[i]) + 1e-6f))
+                        fail_msg("mask %d, fused backward %d, output %d[%lld]: fused %.9g, "
+                                 "composite %.9g",
+                                 how, fused_bw, o, (long long)i, (double)a[i], (double)b[i]);
+                if (how == 2 && o == 0) /* row 2 attends to nothing: 0, as PyTorch */
+                    for (int64_t i = 0; i < n; i++)
+                        if (i / 3 % 5 == 2 && a[i] != 0)
+                            fail_msg("a row with no key gives %.9g, not 0", (double)a[i]);
+                free(a);
+                free(b);
+            }
+            kiln_module_free(m);
+            kiln_graph_free(g);
         }
-        kiln_module_free(m);
-        kiln_graph_free(g);
-    }
 }
 
 typedef struct {
@@ -779,6 +810,12 @@ static void test_errors(void **state)
     EXPECT(kiln_scaled_dot_product_attention(g, x, x, x, x, false, 0), KILN_ERR_DTYPE,
            "kiln_scaled_dot_product_attention: attn_mask must be a bool tensor (true: attend), but "
            "got Float");
+    FRESH();
+    EXPECT(kiln_scaled_dot_product_attention(g, x, x, x, kiln_ones(g, KILN_BOOL, KILN_SHAPE(5, 4)),
+                                             false, 0),
+           KILN_ERR_SHAPE,
+           "kiln_scaled_dot_product_attention: The size of tensor a (5) must match the size of "
+           "tensor b (4) at non-singleton dimension 3");
     FRESH();
     EXPECT(kiln_scaled_dot_product_attention(g, b7, x, x, NULL, false, 0), KILN_ERR_SHAPE,
            "kiln_scaled_dot_product_attention: query must have at least 2 dimensions (..., L, E), "

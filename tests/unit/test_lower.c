@@ -503,6 +503,29 @@ static void test_attention_heads_in_place(void **state)
     assert_int_equal(l.nkernels[0], 3); /* two sdpa, one copy of q3 */
 }
 
+/* A bool mask is the ATTENTION kernel's sixth operand, read in place: one
+ * [T, S] mask broadcast over the batch (batch stride 0), one transposed, one
+ * [B, 1, T, S] over heads permuted in (two batch strides, the inner 0). */
+static void test_attention_masked(void **state)
+{
+    (void)state;
+    kiln_tensor *q = in("q", KILN_F32, SH(2, 4, 3)), *k = in("k", KILN_F32, SH(2, 5, 3));
+    kiln_tensor *v = in("v", KILN_F32, SH(2, 5, 2));
+    kiln_tensor *m = in("m", KILN_BOOL, SH(4, 5)), *mt = in("mt", KILN_BOOL, SH(2, 5, 4));
+    kiln_tensor *x = in("x", KILN_F32, SH(2, 4, 18)), *qkv[3];
+    for (int p = 0; p < 3; p++)
+        qkv[p] = kiln_transpose(
+            g, kiln_reshape(g, kiln_slice(g, x, 2, 6 * p, 6 * (p + 1), 1), SH(2, 4, 2, 3)), 1, 2);
+    kiln_tensor *mh = in("mh", KILN_BOOL, SH(2, 1, 4, 4));
+    kiln_tensor *outs[] = {
+        kiln_scaled_dot_product_attention(g, q, k, v, m, false, 0),
+        kiln_scaled_dot_product_attention(g, q, k, v, kiln_transpose(g, mt, 1, 2), false, 0.5),
+        kiln_scaled_dot_product_attention(g, qkv[0], qkv[1], qkv[2], mh, false, 0)};
+    entry(3, outs);
+    lowered l = check();
+    assert_int_equal(l.nkernels[0], 3); /* three sdpa, no copy of a mask */
+}
+
 static void test_linear_relu_epilogue(void **state)
 {
     (void)state;
@@ -669,6 +692,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_matmul_forms, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attention_heads_in_place, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_attention_masked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_linear_relu_epilogue, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conv_epilogue, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gelu_epilogue, setup, teardown),

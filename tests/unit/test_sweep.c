@@ -862,8 +862,10 @@ static void cases_MATMUL(sweep *s)
 
 /* ---- scaled dot-product attention ------------------------------------------------------ */
 
-/* The fused op (no mask, no broadcasting): causal or not, more or fewer keys
- * than rows, transposed and permuted operands (strided reads), one row. */
+/* The fused op (no broadcasting of q, k, v): causal or not, more or fewer
+ * keys than rows, transposed and permuted operands (strided reads), one row;
+ * random bool masks (rows that attend to nothing among them) broadcast over
+ * the batch, transposed, or one per batch. */
 static void cases_SDPA(sweep *s)
 {
     for (int d = 0; d < SW_NDTYPES; d++) {
@@ -887,6 +889,15 @@ static void cases_SDPA(sweep *s)
         kiln_tensor *v1 = sw_operand(s, 2, dt, SH2(9, 2), G_UNIT, F_CONTIG);
         out(s, kiln_scaled_dot_product_attention(s->g, q1, k1, v1, NULL, false, 0), "%s.one_row",
             n);
+        kiln_tensor *q = sw_operand(s, 0, dt, SH3(2, 5, 4), G_UNIT, F_CONTIG);
+        kiln_tensor *k = sw_operand(s, 1, dt, SH3(2, 7, 4), G_UNIT, F_CONTIG);
+        kiln_tensor *vp = sw_operand(s, 2, dt, SH3(2, 7, 3), G_UNIT, F_PERM);
+        kiln_tensor *masks[3] = {sw_operand(s, 3, KILN_BOOL, SH2(5, 7), G_ANY, F_CONTIG),
+                                 sw_operand(s, 3, KILN_BOOL, SH2(5, 7), G_ANY, F_T),
+                                 sw_operand(s, 3, KILN_BOOL, SH3(2, 5, 7), G_ANY, F_CONTIG)};
+        for (int i = 0; i < 3; i++)
+            out(s, kiln_scaled_dot_product_attention(s->g, q, k, vp, masks[i], false, 0),
+                "%s.mask%d", n, i);
     }
 }
 
@@ -894,15 +905,20 @@ static void cases_SDPA(sweep *s)
  * output gradient g, then each gradient from them; causal or not, more keys
  * than rows, transposed and permuted operands. */
 static kiln_tensor *sdpa_backward(sweep *s, ir_op op, int axis, kiln_tensor **in, bool causal,
-                                  double scale)
+                                  double scale, kiln_tensor *mask)
 {
     const kiln_tensor *like = op == IR_SDPA_STATS ? in[3] : in[axis];
     int64_t dims[KILN_MAX_RANK];
     memcpy(dims, like->dims, sizeof(int64_t) * (size_t)like->rank);
     if (op == IR_SDPA_STATS)
         dims[like->rank - 1] = 2;
+    int n = ir_attention_arity(op);
+    kiln_tensor *ops[6];
+    memcpy(ops, in, sizeof(*ops) * (size_t)n);
+    if (mask)
+        ops[n++] = mask;
     kiln_tensor *t = ir_node_new(s->g, op, op == IR_SDPA_STATS ? KILN_F64 : in[0]->dtype,
-                                 like->rank, dims, op == IR_SDPA_STATS ? 4 : 5, in);
+                                 like->rank, dims, n, ops);
     assert_non_null(t);
     t->value = scale;
     t->causal = causal;
@@ -917,7 +933,10 @@ static void sdpa_backward_cases(sweep *s, bool grads)
         if (!ir_dtype_is_float(dt))
             continue;
         const char *n = dn(dt);
-        for (int causal = 0; causal < 2; causal++)
+        /* causal 2: not causal, a random mask (one per batch, its rows read transposed) */
+        kiln_tensor *mask = kiln_transpose(
+            s->g, sw_operand(s, 4, KILN_BOOL, SH3(2, 7, 5), G_ANY, F_CONTIG), -2, -1);
+        for (int causal = 0; causal < 3; causal++)
             for (int views = 0; views < 2; views++) {
                 kiln_tensor *in[5] = {
                     sw_operand(s, 0, dt, SH3(2, 5, 4), G_UNIT, F_CONTIG),
@@ -925,16 +944,18 @@ static void sdpa_backward_cases(sweep *s, bool grads)
                     sw_operand(s, 2, dt, SH3(2, 7, 3), G_UNIT, views ? F_PERM : F_CONTIG),
                     sw_operand(s, 3, dt, SH3(2, 5, 3), G_UNIT, F_CONTIG), NULL};
                 double scale = views ? 0.5 : 0.25;
-                in[4] = sdpa_backward(s, IR_SDPA_STATS, 0, in, causal, scale);
-                const char *what = causal ? "causal" : "full", *how = views ? ".views" : "";
+                kiln_tensor *mk = causal == 2 ? mask : NULL;
+                in[4] = sdpa_backward(s, IR_SDPA_STATS, 0, in, causal == 1, scale, mk);
+                const char *what = causal == 2 ? "masked" : causal ? "causal" : "full";
+                const char *how = views ? ".views" : "";
                 if (!grads) { /* of f32 operands only as exact as f32 (f32 weights) */
                     out(s, dt == KILN_F32 ? kiln_cast(s->g, in[4], KILN_F32) : in[4],
                         "%s.%s%s.stats", n, what, how);
                     continue;
                 }
                 for (int axis = 0; axis < 3; axis++)
-                    out(s, sdpa_backward(s, IR_SDPA_GRAD, axis, in, causal, scale), "%s.%s%s.d%c",
-                        n, what, how, "qkv"[axis]);
+                    out(s, sdpa_backward(s, IR_SDPA_GRAD, axis, in, causal == 1, scale, mk),
+                        "%s.%s%s.d%c", n, what, how, "qkv"[axis]);
             }
     }
 }

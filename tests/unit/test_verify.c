@@ -583,6 +583,48 @@ static void test_attention(void **state)
     expect_invalid(g, "verify: %1 (sdpa): the scale 0 is not positive");
 }
 
+/* An attention op's optional last operand: a bool mask (..., T, S). */
+static void test_attention_mask(void **state)
+{
+    (void)state;
+    kiln_graph *g = kiln_graph_new();
+    kiln_tensor *q = leaf(g, IR_INPUT, "q", KILN_F32, S(2, 3, 4));
+    kiln_tensor *k = leaf(g, IR_INPUT, "k", KILN_F32, S(2, 5, 4));
+    kiln_tensor *gr = leaf(g, IR_INPUT, "g", KILN_F32, S(2, 3, 4));
+    kiln_tensor *m = leaf(g, IR_INPUT, "m", KILN_BOOL, S(2, 3, 5));
+    NODE(g, IR_SDPA, KILN_F32, S(2, 3, 4), q, k, k, m)->value = 0.5;
+    kiln_tensor *st = NODE(g, IR_SDPA_STATS, KILN_F64, S(2, 3, 2), q, k, k, gr, m);
+    st->value = 0.5;
+    NODE(g, IR_SDPA_GRAD, KILN_F32, S(2, 3, 4), q, k, k, gr, st, m)->value = 0.5;
+    ku_assert_ok(g);
+    assert_ptr_equal(ir_attention_mask(g->nodes[5]), m);
+    assert_null(ir_attention_mask(NODE(g, IR_SDPA, KILN_F32, S(2, 3, 4), q, k, k)));
+    kiln_graph_free(g);
+
+    g = kiln_graph_new();
+    q = leaf(g, IR_INPUT, "q", KILN_F32, S(3, 4));
+    m = leaf(g, IR_INPUT, "m", KILN_I32, S(3, 3));
+    NODE(g, IR_SDPA, KILN_F32, S(3, 4), q, q, q, m)->value = 0.5;
+    expect_invalid(g, "verify: %2 (sdpa): the mask has dtype i32, not bool");
+
+    g = kiln_graph_new();
+    q = leaf(g, IR_INPUT, "q", KILN_F32, S(2, 3, 4));
+    m = leaf(g, IR_INPUT, "m", KILN_BOOL, S(3, 3));
+    NODE(g, IR_SDPA, KILN_F32, S(2, 3, 4), q, q, q, m)->value = 0.5;
+    expect_invalid(g, "verify: %2 (sdpa): the mask [3, 3] is not (..., T, S) = [2, 3, 4] batch "
+                      "axes, 3, 3");
+
+    g = kiln_graph_new();
+    q = leaf(g, IR_INPUT, "q", KILN_F32, S(3, 4));
+    NODE(g, IR_SDPA, KILN_F32, S(3, 4), q, q);
+    expect_invalid(g, "verify: %1 (sdpa): takes 3 operands and an optional mask, has 2");
+
+    g = kiln_graph_new();
+    q = leaf(g, IR_INPUT, "q", KILN_F32, S(3, 4));
+    NODE(g, IR_SDPA_STATS, KILN_F64, S(3, 2), q, q, q, q, q, q);
+    expect_invalid(g, "verify: %1 (sdpa_stats): takes 4 operands and an optional mask, has 6");
+}
+
 /* sdpa's backward: stats in f64 (T x 2), g (T x Dv), a gradient of q, k or v. */
 static void test_attention_backward(void **state)
 {
@@ -837,6 +879,7 @@ int main(void)
         cmocka_unit_test(test_matmul),
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_attention_backward),
+        cmocka_unit_test(test_attention_mask),
         cmocka_unit_test(test_gather_scatter),
         cmocka_unit_test(test_assign),
         cmocka_unit_test(test_entries),
