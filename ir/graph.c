@@ -187,6 +187,31 @@ kiln_tensor *ir_attention_mask(const kiln_tensor *t)
     return t->nin > ir_attention_arity(t->op) ? t->in[t->nin - 1] : NULL;
 }
 
+kiln_tensor *ir_sdpa_backward_new(kiln_graph *g, ir_op op, int axis, kiln_tensor *const *in,
+                                  kiln_tensor *mask, double scale, bool causal)
+{
+    int n = ir_attention_arity(op);
+    kiln_tensor *ops[6]; /* sdpa_grad: q, k, v, g, stats, mask */
+    for (int i = 0; i < n; i++)
+        if (!(ops[i] = in[i]))
+            return NULL;
+    if (mask)
+        ops[n++] = mask;
+    const kiln_tensor *like = op == IR_SDPA_STATS ? in[3] : in[axis];
+    int64_t dims[KILN_MAX_RANK];
+    memcpy(dims, like->dims, sizeof(int64_t) * (size_t)like->rank);
+    if (op == IR_SDPA_STATS)
+        dims[like->rank - 1] = 2;
+    kiln_tensor *r =
+        ir_node_new(g, op, op == IR_SDPA_STATS ? KILN_F64 : in[0]->dtype, like->rank, dims, n, ops);
+    if (r) {
+        r->value = scale;
+        r->causal = causal;
+        r->axis = axis;
+    }
+    return r;
+}
+
 bool ir_same_shape(const kiln_tensor *a, const kiln_tensor *b)
 {
     if (a->rank != b->rank)

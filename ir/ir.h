@@ -222,6 +222,12 @@ char *ir_shape_str(char *buf, size_t cap, int rank, const int64_t *dims);
  * optional mask: 3, 4 or 5; its bool mask (..., T, S), or NULL. */
 int ir_attention_arity(ir_op op);
 kiln_tensor *ir_attention_mask(const kiln_tensor *t);
+/* sdpa's backward op (sdpa_stats, or sdpa_grad of operand axis) over
+ * in = (q, k, v, g[, stats]) and mask (NULL: none), with its shape and dtype
+ * and the given scale and causal flag; NULL when an operand is NULL or out of
+ * memory (recorded, as ir_node_new). */
+kiln_tensor *ir_sdpa_backward_new(kiln_graph *g, ir_op op, int axis, kiln_tensor *const *in,
+                                  kiln_tensor *mask, double scale, bool causal);
 
 kiln_tensor *ir_find_leaf(const kiln_graph *g, const char *name); /* input or param */
 /* first[i] = the smallest j < i with s[j] equal to s[i], else -1 (NULL

@@ -260,33 +260,6 @@ static bool ad_sdpa_fused(const kiln_tensor *t)
     return ir_shape_numel(t->rank - 1, t->dims) * k->dims[k->rank - 2] >= min;
 }
 
-/* sdpa's backward op (sdpa_stats, or sdpa_grad of operand `axis`) over
- * in = (q, k, v, g[, stats]), with the forward t's scale and mask. */
-static kiln_tensor *ad_sdpa_op(kiln_graph *g, const kiln_tensor *t, ir_op op, int axis,
-                               kiln_tensor *const *in)
-{
-    int n = ir_attention_arity(op);
-    kiln_tensor *ops[6];
-    for (int i = 0; i < n; i++)
-        if (!(ops[i] = in[i]))
-            return NULL;
-    if (ir_attention_mask(t))
-        ops[n++] = ir_attention_mask(t);
-    const kiln_tensor *like = op == IR_SDPA_STATS ? in[3] : in[axis];
-    int64_t dims[KILN_MAX_RANK];
-    memcpy(dims, like->dims, sizeof(int64_t) * (size_t)like->rank);
-    if (op == IR_SDPA_STATS)
-        dims[like->rank - 1] = 2;
-    kiln_tensor *r =
-        ir_node_new(g, op, op == IR_SDPA_STATS ? KILN_F64 : in[0]->dtype, like->rank, dims, n, ops);
-    if (r) {
-        r->value = t->value;
-        r->causal = t->causal;
-        r->axis = axis;
-    }
-    return r;
-}
-
 /* What sdpa_stats (op) or sdpa_grad of operand axis computes over
  * in = (q, k, v, g) for an attention with t's scale and mask, as ordinary
  * nodes: P = softmax(q k^T s, masked) (0 on a row that attends to nothing),
@@ -565,10 +538,12 @@ static bool ad_rule(ad_ctx *c, kiln_tensor *t, kiln_tensor *gr)
                 ad_accum(c, in[i], d[i]);
             return true;
         }
-        in[4] = ad_sdpa_op(g, t, IR_SDPA_STATS, 0, in);
+        kiln_tensor *mask = ir_attention_mask(t);
+        in[4] = ir_sdpa_backward_new(g, IR_SDPA_STATS, 0, in, mask, t->value, t->causal);
         for (int i = 0; i < 3; i++)
             if (ad_wants(c, in[i]))
-                ad_accum(c, in[i], ad_sdpa_op(g, t, IR_SDPA_GRAD, i, in));
+                ad_accum(c, in[i],
+                         ir_sdpa_backward_new(g, IR_SDPA_GRAD, i, in, mask, t->value, t->causal));
         return true;
     }
     /* The fused backward's own derivatives (a second derivative through

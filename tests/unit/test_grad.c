@@ -175,23 +175,10 @@ U(gather, kiln_embedding(g, x[0], ids5(g)))
 static kiln_tensor *sdpa_bw(kiln_graph *g, ir_op op, int axis, kiln_tensor **in, bool causal,
                             int masked)
 {
-    const kiln_tensor *like = op == IR_SDPA_STATS ? in[3] : in[axis];
-    int64_t dims[KILN_MAX_RANK];
-    memcpy(dims, like->dims, sizeof(int64_t) * (size_t)like->rank);
-    if (op == IR_SDPA_STATS)
-        dims[like->rank - 1] = 2;
-    int n = ir_attention_arity(op);
-    kiln_tensor *ops[6];
-    memcpy(ops, in, sizeof(*ops) * (size_t)n);
-    if (masked) /* mask35 over both batches; 2: with an empty row */
-        ops[n++] = kiln_expand(g, mask35(g, masked == 2), 3, (const int64_t[]){2, 3, 5});
-    kiln_tensor *t = ir_node_new(g, op, KILN_F64, like->rank, dims, n, ops);
-    if (t) {
-        t->value = 0.6;
-        t->causal = causal;
-        t->axis = axis;
-    }
-    return t;
+    /* masked: mask35 over both batches; 2: with an empty row */
+    kiln_tensor *mask =
+        masked ? kiln_expand(g, mask35(g, masked == 2), 3, (const int64_t[]){2, 3, 5}) : NULL;
+    return ir_sdpa_backward_new(g, op, axis, in, mask, 0.6, causal);
 }
 
 static kiln_tensor *c_sdpa_stats(kiln_graph *g, kiln_tensor **x)

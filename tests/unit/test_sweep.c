@@ -907,22 +907,8 @@ static void cases_SDPA(sweep *s)
 static kiln_tensor *sdpa_backward(sweep *s, ir_op op, int axis, kiln_tensor **in, bool causal,
                                   double scale, kiln_tensor *mask)
 {
-    const kiln_tensor *like = op == IR_SDPA_STATS ? in[3] : in[axis];
-    int64_t dims[KILN_MAX_RANK];
-    memcpy(dims, like->dims, sizeof(int64_t) * (size_t)like->rank);
-    if (op == IR_SDPA_STATS)
-        dims[like->rank - 1] = 2;
-    int n = ir_attention_arity(op);
-    kiln_tensor *ops[6];
-    memcpy(ops, in, sizeof(*ops) * (size_t)n);
-    if (mask)
-        ops[n++] = mask;
-    kiln_tensor *t = ir_node_new(s->g, op, op == IR_SDPA_STATS ? KILN_F64 : in[0]->dtype,
-                                 like->rank, dims, n, ops);
+    kiln_tensor *t = ir_sdpa_backward_new(s->g, op, axis, in, mask, scale, causal);
     assert_non_null(t);
-    t->value = scale;
-    t->causal = causal;
-    t->axis = axis;
     return t;
 }
 
