@@ -2,17 +2,19 @@
  * conv.c - convolution and pooling (NCHW), as PyTorch's F.conv2d,
  * F.max_pool2d, F.avg_pool2d and F.adaptive_avg_pool2d, with their error texts.
  *
- * Built from existing ops, so autodiff, the interpreter and both renderers
- * know them already:
- *   conv2d   (conv1d: over a height of 1) the padded input's kH x kW taps (strided slices, stacked:
- * an im2col the fusion keeps as a view where it can), one batched matmul per group against the
- * weight as [O/g, C/g*kH*kW], bias; pooling  a window that tiles the input (kernel == stride, no
- * padding) is a reshape and a reduction over the window; any other is the same taps and a max
- * (padding -inf; its gradient to the window's first maximum: window_max) or a mean (padding 0,
- * count_include_pad) over them; adaptive windows [floor(i
- * H/o), ceil((i+1) H/o)): the reshape when o divides the size (global pooling included), else one
- * mean per output row and column, concatenated. A 3-D (unbatched) input gets a batch axis of 1 and
- * loses it at the end.
+ *   conv2d   (conv1d: over a height of 1) pad, then one conv node (kiln_ops.def), which the graph
+ *            keeps whole so that its VJP is again a conv (passes/autodiff.c) and the interpreter
+ *            runs it directly; before fusion passes/decompose.c spells it as fe_conv_gemm: the
+ *            padded input's kH x kW taps (strided slices, stacked: views the GEMM reads in place,
+ *            no im2col), one batched matmul per group against the weight as [O/g, C/g*kH*kW];
+ *            then the bias.
+ *   pooling  built from existing ops: a window that tiles the input (kernel == stride, no
+ *            padding) is a reshape and a reduction over the window; any other is the same taps
+ *            and a max (padding -inf; its gradient to the window's first maximum: window_max) or
+ *            a mean (padding 0, count_include_pad) over them; adaptive windows
+ *            [floor(i H/o), ceil((i+1) H/o)): the reshape when o divides the size (global pooling
+ *            included), else one mean per output row and column, concatenated.
+ * A 3-D (unbatched) input gets a batch axis of 1 and loses it at the end.
  */
 #include "frontend/fe.h"
 
@@ -178,19 +180,14 @@ static kiln_tensor *conv(kiln_graph *g, const char *fn, int sd, kiln_tensor *x, 
                        "size can't be greater than actual input size",
                        ps, ks);
     }
-    /* as 2-D: x [n, c, h, w], w [out, cg, kh, kw] */
+    /* as 2-D: x [n, c, h, w] (padded), w [out, cg, kh, kw]: one conv node, kept whole for
+     * autodiff and decomposed into the implicit GEMM (fe_conv_gemm) before fusion */
     kiln_tensor *x4 = kiln_reshape(g, x, 4, (const int64_t[]){n, c, hw[0], hw[1]});
     kiln_tensor *w4 = kiln_reshape(g, w, 4, (const int64_t[]){out, cg, k[0], k[1]});
     if (p[0] || p[1])
         x4 = kiln_pad(g, x4, (const int64_t[]){0, 0, p[0], p[1]},
                       (const int64_t[]){0, 0, p[0], p[1]}, 0);
-    int64_t kk = cg * k[0] * k[1];
-    kiln_tensor *t = taps(g, x4, k, s, d, oh, true);
-    /* [N, C, kh*kw, oh, ow] -> [N, groups, C/g * kh*kw, oh*ow]; the weight alike */
-    kiln_tensor *cols = kiln_reshape(g, t, 4, (const int64_t[]){n, groups, kk, oh[0] * oh[1]});
-    kiln_tensor *wm = kiln_reshape(g, w4, 3, (const int64_t[]){groups, out / groups, kk});
-    kiln_tensor *y = kiln_matmul(g, wm, cols); /* [N, groups, O/g, oh*ow] */
-    y = kiln_reshape(g, y, 4, (const int64_t[]){n, out, oh[0], oh[1]});
+    kiln_tensor *y = ir_conv_new(g, x4, w4, s, d, groups);
     if (b)
         y = kiln_add(g, y, kiln_reshape(g, b, 3, (const int64_t[]){out, 1, 1}));
     /* back to the input's rank: [N,] O, spatial... */
@@ -201,6 +198,26 @@ static kiln_tensor *conv(kiln_graph *g, const char *fn, int sd, kiln_tensor *x, 
     for (int a = 2 - sd; a < 2; a++)
         dims[r++] = oh[a];
     return kiln_reshape(g, y, (int)r, dims);
+}
+
+kiln_tensor *fe_conv_columns(kiln_graph *g, kiln_tensor *xp, const kiln_tensor *conv)
+{
+    const int64_t *k = conv->in[1]->dims + 2, *o = conv->dims + 2;
+    kiln_tensor *t = taps(g, xp, k, conv->step + 2, conv->dilation + 2, o, true);
+    int64_t kk = conv->in[1]->dims[1] * k[0] * k[1];
+    return kiln_reshape(g, t, 4, (const int64_t[]){xp->dims[0], conv->groups, kk, o[0] * o[1]});
+}
+
+kiln_tensor *fe_conv_gemm(kiln_graph *g, const kiln_tensor *conv)
+{
+    kiln_tensor *w = conv->in[1];
+    int64_t groups = conv->groups;
+    kiln_tensor *cols = fe_conv_columns(g, conv->in[0], conv);
+    kiln_tensor *wm = kiln_reshape(
+        g, w, 3,
+        (const int64_t[]){groups, w->dims[0] / groups, w->dims[1] * w->dims[2] * w->dims[3]});
+    kiln_tensor *y = kiln_matmul(g, wm, cols); /* [N, groups, O/g, oh*ow] */
+    return kiln_reshape(g, y, 4, conv->dims);
 }
 
 kiln_tensor *kiln_conv2d(kiln_graph *g, kiln_tensor *x, kiln_tensor *w, kiln_tensor *b,

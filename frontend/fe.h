@@ -67,6 +67,14 @@ kiln_tensor *fe_reduce(kiln_graph *g, ir_op op, kiln_tensor *t, uint32_t axes, b
 
 /* Registers assign (an ASSIGN node) as an update that every later entry
  * whose outputs depend on trigger applies after its outputs (kiln_entry). */
+/* A conv node's implicit GEMM (frontend/conv.c): xp's columns [N, groups,
+ * C/g * kH * kW, oh * ow] for conv's kernel, stride and dilation (xp: conv's
+ * input or one of its shape; the taps are strided slices, stacked: views a
+ * matmul reads in place); and conv's value as the batched matmul of its
+ * weight [groups, O/g, C/g * kH * kW] with its input's columns. */
+kiln_tensor *fe_conv_columns(kiln_graph *g, kiln_tensor *xp, const kiln_tensor *conv);
+kiln_tensor *fe_conv_gemm(kiln_graph *g, const kiln_tensor *conv);
+
 bool fe_add_update(kiln_graph *g, kiln_tensor *trigger, kiln_tensor *assign);
 
 #endif /* KILN_FE_H */

@@ -212,6 +212,62 @@ kiln_tensor *ir_sdpa_backward_new(kiln_graph *g, ir_op op, int axis, kiln_tensor
     return r;
 }
 
+bool ir_conv_shape(const kiln_tensor *x, const kiln_tensor *w, const int64_t stride[2],
+                   const int64_t dilation[2], int64_t groups, int64_t out[4], char *why, size_t cap)
+{
+    char a[160], b[160];
+    ir_shape_str(a, sizeof a, x->rank, x->dims);
+    ir_shape_str(b, sizeof b, w->rank, w->dims);
+    if (x->rank != 4 || w->rank != 4) {
+        snprintf(why, cap, "input %s and weight %s are not both 4-D (NCHW, OIHW)", a, b);
+        return false;
+    }
+    if (stride[0] < 1 || stride[1] < 1 || dilation[0] < 1 || dilation[1] < 1 || groups < 1) {
+        snprintf(why, cap, "stride (%lld, %lld), dilation (%lld, %lld) and groups %lld must be > 0",
+                 (long long)stride[0], (long long)stride[1], (long long)dilation[0],
+                 (long long)dilation[1], (long long)groups);
+        return false;
+    }
+    if (w->dims[0] % groups != 0 || w->dims[1] * groups != x->dims[1]) {
+        snprintf(why, cap, "weight %s over %lld groups does not fit input %s's channels", b,
+                 (long long)groups, a);
+        return false;
+    }
+    out[0] = x->dims[0];
+    out[1] = w->dims[0];
+    for (int d = 0; d < 2; d++) {
+        int64_t span = dilation[d] * (w->dims[2 + d] - 1) + 1;
+        if (w->dims[2 + d] < 1 || x->dims[2 + d] < span) {
+            snprintf(why, cap, "weight %s with dilation %lld does not fit input %s", b,
+                     (long long)dilation[d], a);
+            return false;
+        }
+        out[2 + d] = (x->dims[2 + d] - span) / stride[d] + 1;
+    }
+    return true;
+}
+
+kiln_tensor *ir_conv_new(kiln_graph *g, kiln_tensor *x, kiln_tensor *w, const int64_t stride[2],
+                         const int64_t dilation[2], int64_t groups)
+{
+    if (!x || !w)
+        return NULL;
+    int64_t dims[4];
+    char why[400];
+    if (!ir_conv_shape(x, w, stride, dilation, groups, dims, why, sizeof why))
+        return ir_fail(g, KILN_ERR_SHAPE, "conv: %s", why);
+    kiln_tensor *in[2] = {x, w};
+    kiln_tensor *r = ir_node_new(g, IR_CONV, x->dtype, 4, dims, 2, in);
+    if (r) {
+        for (int d = 0; d < 4; d++) {
+            r->step[d] = d < 2 ? 1 : stride[d - 2];
+            r->dilation[d] = d < 2 ? 1 : dilation[d - 2];
+        }
+        r->groups = groups;
+    }
+    return r;
+}
+
 bool ir_same_shape(const kiln_tensor *a, const kiln_tensor *b)
 {
     if (a->rank != b->rank)

@@ -25,6 +25,7 @@ typedef enum {
     IR_CLASS_REDUCE,
     IR_CLASS_MOVEMENT,
     IR_CLASS_MATMUL,
+    IR_CLASS_CONV,
     IR_CLASS_ATTENTION,
     IR_CLASS_INDEX,
     IR_CLASS_ASSIGN
@@ -43,21 +44,24 @@ enum {
 /* The attributes a node may carry, in the order the .kir text writes them
  * (docs/kir.md); the last column of kiln_ops.def is a set of these. */
 typedef enum {
-    IR_A_INIT,   /* init=normal(0, 1): t->init (param) */
-    IR_A_FAN_IN, /* fan_in=N: t->fan_in, optional (param, kaiming) */
-    IR_A_STREAM, /* stream=N: t->stream, optional (param, rand, randn) */
-    IR_A_START,  /* start=X: t->value (arange) */
-    IR_A_DELTA,  /* step=X: t->value2 (arange) */
-    IR_A_AXES,   /* axes=[..]: t->axes (reductions) */
-    IR_A_PERM,   /* perm=[..]: t->perm, one per axis */
-    IR_A_BEGIN,  /* begin=[..]: t->begin, one per axis (slice) */
-    IR_A_STEP,   /* step=[..]: t->step, one per axis (slice) */
-    IR_A_BEFORE, /* before=[..]: t->begin, one per axis (pad) */
-    IR_A_AFTER,  /* after=[..]: t->after, one per axis (pad) */
-    IR_A_VALUE,  /* value=X: t->value (full, pad) */
-    IR_A_WEAK,   /* weak: t->weak, a flag (full) */
-    IR_A_AXIS,   /* axis=N: t->axis */
-    IR_A_CAUSAL, /* causal: t->causal, a flag (sdpa) */
+    IR_A_INIT,     /* init=normal(0, 1): t->init (param) */
+    IR_A_FAN_IN,   /* fan_in=N: t->fan_in, optional (param, kaiming) */
+    IR_A_STREAM,   /* stream=N: t->stream, optional (param, rand, randn) */
+    IR_A_START,    /* start=X: t->value (arange) */
+    IR_A_DELTA,    /* step=X: t->value2 (arange) */
+    IR_A_AXES,     /* axes=[..]: t->axes (reductions) */
+    IR_A_PERM,     /* perm=[..]: t->perm, one per axis */
+    IR_A_BEGIN,    /* begin=[..]: t->begin, one per axis (slice) */
+    IR_A_STEP,     /* step=[..]: t->step, one per axis (slice) */
+    IR_A_BEFORE,   /* before=[..]: t->begin, one per axis (pad) */
+    IR_A_AFTER,    /* after=[..]: t->after, one per axis (pad) */
+    IR_A_VALUE,    /* value=X: t->value (full, pad) */
+    IR_A_WEAK,     /* weak: t->weak, a flag (full) */
+    IR_A_AXIS,     /* axis=N: t->axis */
+    IR_A_CAUSAL,   /* causal: t->causal, a flag (sdpa) */
+    IR_A_STRIDE,   /* stride=[..]: t->step, one per axis (conv) */
+    IR_A_DILATION, /* dilation=[..]: t->dilation, one per axis (conv) */
+    IR_A_GROUPS,   /* groups=N: t->groups (conv) */
     IR_A_COUNT
 } ir_attr;
 #define IR_AT(a) (1u << IR_A_##a)
@@ -140,21 +144,23 @@ struct kiln_tensor {
     kiln_tensor **in;
 
     /* attributes; which are used depends on op (its ir_attr set in kiln_ops.def) */
-    uint32_t axes;                /* reductions: bit i set = axis i reduced */
-    int axis;                     /* concat, gather, scatter_add */
-    int perm[KILN_MAX_RANK];      /* permute: out axis i = in axis perm[i] */
-    int64_t begin[KILN_MAX_RANK]; /* slice: first index; pad: elements before */
-    int64_t step[KILN_MAX_RANK];  /* slice: stride, > 0 */
-    int64_t after[KILN_MAX_RANK]; /* pad: elements after */
-    double value;                 /* full, pad: fill value; arange: start */
-    double value2;                /* arange: step */
-    uint32_t stream;              /* rand, randn, params: Philox stream id */
-    bool weak;                    /* a kiln_scalar: takes the other operand's dtype */
-    bool causal;                  /* sdpa: attend to j <= i only */
-    char *name;                   /* input, param */
-    void *data;                   /* const: numel * dtype size bytes; param: init data */
-    kiln_init init;               /* param */
-    int64_t fan_in;               /* param, kaiming init: 0 = from its own shape */
+    uint32_t axes;                   /* reductions: bit i set = axis i reduced */
+    int axis;                        /* concat, gather, scatter_add */
+    int perm[KILN_MAX_RANK];         /* permute: out axis i = in axis perm[i] */
+    int64_t begin[KILN_MAX_RANK];    /* slice: first index; pad: elements before */
+    int64_t step[KILN_MAX_RANK];     /* slice, conv: stride, > 0 */
+    int64_t after[KILN_MAX_RANK];    /* pad: elements after */
+    int64_t dilation[KILN_MAX_RANK]; /* conv: spacing of the kernel's taps, > 0 */
+    int64_t groups;                  /* conv: channel groups, > 0 */
+    double value;                    /* full, pad: fill value; arange: start */
+    double value2;                   /* arange: step */
+    uint32_t stream;                 /* rand, randn, params: Philox stream id */
+    bool weak;                       /* a kiln_scalar: takes the other operand's dtype */
+    bool causal;                     /* sdpa: attend to j <= i only */
+    char *name;                      /* input, param */
+    void *data;                      /* const: numel * dtype size bytes; param: init data */
+    kiln_init init;                  /* param */
+    int64_t fan_in;                  /* param, kaiming init: 0 = from its own shape */
 
     kiln_graph *graph;
 };
@@ -228,6 +234,18 @@ kiln_tensor *ir_attention_mask(const kiln_tensor *t);
  * memory (recorded, as ir_node_new). */
 kiln_tensor *ir_sdpa_backward_new(kiln_graph *g, ir_op op, int axis, kiln_tensor *const *in,
                                   kiln_tensor *mask, double scale, bool causal);
+
+/* conv's result shape for x [N, C, H, W] and w [O, C/groups, kH, kW] with the
+ * given stride and dilation over H and W, into out; false (and why, with the
+ * shapes) when they do not fit: ranks, channels, groups, a non-positive
+ * stride, dilation or groups, or a kernel wider than the input. */
+bool ir_conv_shape(const kiln_tensor *x, const kiln_tensor *w, const int64_t stride[2],
+                   const int64_t dilation[2], int64_t groups, int64_t out[4], char *why,
+                   size_t cap);
+/* A conv node of x and w (its shape from ir_conv_shape, which the caller has
+ * checked); NULL when an operand is NULL or out of memory (recorded). */
+kiln_tensor *ir_conv_new(kiln_graph *g, kiln_tensor *x, kiln_tensor *w, const int64_t stride[2],
+                         const int64_t dilation[2], int64_t groups);
 
 kiln_tensor *ir_find_leaf(const kiln_graph *g, const char *name); /* input or param */
 /* first[i] = the smallest j < i with s[j] equal to s[i], else -1 (NULL

@@ -34,7 +34,7 @@ typedef struct {
     int nlist[IR_A_COUNT];
     int64_t list[IR_A_COUNT][KILN_MAX_RANK];
     kiln_init init;
-    int64_t fan_in, axis;
+    int64_t fan_in, axis, groups;
     uint32_t stream, axes;
     double value, start, delta;
     bool weak, causal;
@@ -532,7 +532,10 @@ static bool parse_attr_value(parser *P, attrs *A, ir_attr which)
     case IR_A_BEGIN:
     case IR_A_STEP:
     case IR_A_BEFORE:
-    case IR_A_AFTER: return parse_list(P, A, which, INT64_MIN, INT64_MAX, "an integer");
+    case IR_A_AFTER:
+    case IR_A_STRIDE:
+    case IR_A_DILATION: return parse_list(P, A, which, INT64_MIN, INT64_MAX, "an integer");
+    case IR_A_GROUPS: return parse_int(P, INT64_MIN, INT64_MAX, &A->groups, "an integer");
     case IR_A_AXIS: return parse_int(P, INT32_MIN, INT32_MAX, &A->axis, "an axis (an integer)");
     case IR_A_WEAK: /* flags: no value */
     case IR_A_CAUSAL:
@@ -732,6 +735,11 @@ static void set_attrs(kiln_tensor *t, const attrs *A)
         t->begin[d] = A->list[IR_A_BEFORE][d];
     for (int d = 0; d < A->nlist[IR_A_AFTER]; d++)
         t->after[d] = A->list[IR_A_AFTER][d];
+    for (int d = 0; d < A->nlist[IR_A_STRIDE]; d++)
+        t->step[d] = A->list[IR_A_STRIDE][d];
+    for (int d = 0; d < A->nlist[IR_A_DILATION]; d++)
+        t->dilation[d] = A->list[IR_A_DILATION][d];
+    t->groups = A->groups;
 }
 
 /* %N = op ["name"] [%a, %b, ...] [key=value ...] : dtype[dims] [{data}] */

@@ -159,7 +159,10 @@ static void print_attr(FILE *f, const kiln_tensor *t, ir_attr at)
         return;
     case IR_A_BEGIN:
     case IR_A_BEFORE: print_list(f, key, t->rank, t->begin); return;
-    case IR_A_STEP: print_list(f, key, t->rank, t->step); return;
+    case IR_A_STEP:
+    case IR_A_STRIDE: print_list(f, key, t->rank, t->step); return;
+    case IR_A_DILATION: print_list(f, key, t->rank, t->dilation); return;
+    case IR_A_GROUPS: fprintf(f, " %s=%lld", key, (long long)t->groups); return;
     case IR_A_AFTER: print_list(f, key, t->rank, t->after); return;
     case IR_A_WEAK:
     case IR_A_CAUSAL:

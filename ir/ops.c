@@ -19,14 +19,15 @@ bool ir_op_pure(ir_op op)
 }
 
 const ir_attr_info ir_attrs[IR_A_COUNT] = {
-    [IR_A_INIT] = {"init", false, false},    [IR_A_FAN_IN] = {"fan_in", true, false},
-    [IR_A_STREAM] = {"stream", true, false}, [IR_A_START] = {"start", false, false},
-    [IR_A_DELTA] = {"step", false, false},   [IR_A_AXES] = {"axes", false, false},
-    [IR_A_PERM] = {"perm", false, true},     [IR_A_BEGIN] = {"begin", false, true},
-    [IR_A_STEP] = {"step", false, true},     [IR_A_BEFORE] = {"before", false, true},
-    [IR_A_AFTER] = {"after", false, true},   [IR_A_VALUE] = {"value", false, false},
-    [IR_A_WEAK] = {"weak", true, false},     [IR_A_AXIS] = {"axis", false, false},
-    [IR_A_CAUSAL] = {"causal", true, false},
+    [IR_A_INIT] = {"init", false, false},        [IR_A_FAN_IN] = {"fan_in", true, false},
+    [IR_A_STREAM] = {"stream", true, false},     [IR_A_START] = {"start", false, false},
+    [IR_A_DELTA] = {"step", false, false},       [IR_A_AXES] = {"axes", false, false},
+    [IR_A_PERM] = {"perm", false, true},         [IR_A_BEGIN] = {"begin", false, true},
+    [IR_A_STEP] = {"step", false, true},         [IR_A_BEFORE] = {"before", false, true},
+    [IR_A_AFTER] = {"after", false, true},       [IR_A_VALUE] = {"value", false, false},
+    [IR_A_WEAK] = {"weak", true, false},         [IR_A_AXIS] = {"axis", false, false},
+    [IR_A_CAUSAL] = {"causal", true, false},     [IR_A_STRIDE] = {"stride", false, true},
+    [IR_A_DILATION] = {"dilation", false, true}, [IR_A_GROUPS] = {"groups", false, false},
 };
 
 static bool same_double(double a, double b)
@@ -48,7 +49,10 @@ bool ir_attr_equal(const kiln_tensor *a, const kiln_tensor *b, ir_attr at)
     case IR_A_PERM: return memcmp(a->perm, b->perm, sizeof(int) * r) == 0;
     case IR_A_BEGIN:
     case IR_A_BEFORE: return memcmp(a->begin, b->begin, sizeof(int64_t) * r) == 0;
-    case IR_A_STEP: return memcmp(a->step, b->step, sizeof(int64_t) * r) == 0;
+    case IR_A_STEP:
+    case IR_A_STRIDE: return memcmp(a->step, b->step, sizeof(int64_t) * r) == 0;
+    case IR_A_DILATION: return memcmp(a->dilation, b->dilation, sizeof(int64_t) * r) == 0;
+    case IR_A_GROUPS: return a->groups == b->groups;
     case IR_A_AFTER: return memcmp(a->after, b->after, sizeof(int64_t) * r) == 0;
     case IR_A_WEAK: return a->weak == b->weak;
     case IR_A_CAUSAL: return a->causal == b->causal;

@@ -371,6 +371,30 @@ static kiln_status check_matmul(vctx *v)
     return KILN_OK;
 }
 
+/* CONV: x [N, C, H, W] and w [O, C/groups, kH, kW] of the result's float
+ * dtype; stride and dilation 1 on N and C; the shape ir_conv_shape gives. */
+static kiln_status check_conv(vctx *v)
+{
+    const kiln_tensor *t = v->t;
+    kiln_status s;
+    if ((s = dtype_is(v, 0, t->dtype, "the result is")) != KILN_OK ||
+        (s = dtype_is(v, 1, t->dtype, "the result is")) != KILN_OK)
+        return s;
+    if (!ir_dtype_is_float(t->dtype))
+        return node_fail(v, "a conv of dtype %s (float only)", ir_dtype_kir(t->dtype));
+    char why[400], a[160], b[160];
+    int64_t want[4];
+    if (!ir_conv_shape(t->in[0], t->in[1], t->step + 2, t->dilation + 2, t->groups, want, why,
+                       sizeof why))
+        return node_fail(v, "%s", why);
+    if (t->rank != 4 || memcmp(want, t->dims, sizeof want) != 0)
+        return node_fail(v, "the result is %s but the conv gives %s", shape_of(a, sizeof(a), t),
+                         ir_shape_str(b, sizeof(b), 4, want));
+    if (t->step[0] != 1 || t->step[1] != 1 || t->dilation[0] != 1 || t->dilation[1] != 1)
+        return node_fail(v, "stride and dilation must be 1 on the batch and channel axes");
+    return KILN_OK;
+}
+
 /* SDPA: q [..., T, D], k [..., S, D], v [..., S, Dv] -> [..., T, Dv], one
  * float dtype, the same batch axes (no broadcasting), a scale > 0. */
 /* Operand i has the batch dims of q and the given last two. */
@@ -523,6 +547,7 @@ static kiln_status check_class(vctx *v)
             return check_concat(v);
         return both(check_view(v), v, t->op == IR_EXPAND ? check_expand : NULL);
     case IR_CLASS_MATMUL: return check_matmul(v);
+    case IR_CLASS_CONV: return check_conv(v);
     case IR_CLASS_ATTENTION: return check_attention(v);
     case IR_CLASS_INDEX: return check_index(v);
     case IR_CLASS_ASSIGN: return check_assign(v);

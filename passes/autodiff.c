@@ -224,6 +224,86 @@ static kiln_tensor *ad_window(kiln_graph *g, kiln_tensor *gr, const int64_t *beg
     return r;
 }
 
+/* The gradient of conv node t's input for the output's gradient gr
+ * [N, O, oh, ow]: the transposed convolution, itself a conv of stride 1 (no
+ * column buffer: passes/decompose.c makes it an implicit GEMM too). gr is
+ * spread out by the stride (zeros between its rows and columns), placed in
+ * zeros so that it starts span - 1 - pb[a] into a length of size + span - 1,
+ * and correlated with the weight's taps flipped, its in and out channels
+ * swapped within each group: dx[y] = sum_i w[i] g[(y + pb - i d) / s]. The
+ * result is shaped like x [N, C, H, W]: t's input itself (pb 0), or the
+ * input of a zero pad before t (pb: its padding before), whose border
+ * gradient is then never computed. */
+static kiln_tensor *ad_conv_input_grad(kiln_graph *g, const kiln_tensor *t, kiln_tensor *gr,
+                                       const kiln_tensor *x, const int64_t pb[2])
+{
+    kiln_tensor *w = t->in[1];
+    const int64_t *s = t->step + 2, *d = t->dilation + 2, *k = w->dims + 2;
+    int64_t n = x->dims[0], o = w->dims[0], cg = w->dims[1], groups = t->groups;
+    kiln_tensor *u = gr;
+    if (u && (s[0] > 1 || s[1] > 1)) { /* [N, O, oh, 1, ow, 1] padded to [N, O, oh, sh, ow, sw] */
+        int64_t oh = gr->dims[2], ow = gr->dims[3];
+        u = fe_reshape_raw(g, u, 6, (const int64_t[]){n, o, oh, 1, ow, 1});
+        u = u ? ir_node_new(g, IR_PAD, u->dtype, 6, (const int64_t[]){n, o, oh, s[0], ow, s[1]}, 1,
+                            &u)
+              : NULL;
+        if (u) {
+            u->after[3] = s[0] - 1;
+            u->after[5] = s[1] - 1;
+        }
+        u = u ? fe_reshape_raw(g, u, 4, (const int64_t[]){n, o, oh * s[0], ow * s[1]}) : NULL;
+    }
+    /* u's element z goes to at[a] + z of a length len[a]: what falls outside is cut first */
+    int64_t at[2], len[2], from[4] = {0, 0, 0, 0}, keep[4] = {n, o, 0, 0};
+    bool cut = false;
+    for (int a = 0; u && a < 2; a++) {
+        at[a] = d[a] * (k[a] - 1) - pb[a];
+        len[a] = x->dims[2 + a] + d[a] * (k[a] - 1);
+        from[2 + a] = at[a] < 0 ? -at[a] : 0;
+        int64_t end = u->dims[2 + a] < len[a] - at[a] ? u->dims[2 + a] : len[a] - at[a];
+        keep[2 + a] = end - from[2 + a];
+        cut = cut || keep[2 + a] != u->dims[2 + a];
+    }
+    if (u && cut) {
+        kiln_tensor like = {.rank = 4};
+        memcpy(like.dims, keep, sizeof keep);
+        u = ad_window(g, u, from, &like);
+    }
+    kiln_tensor *up =
+        u ? ir_node_new(g, IR_PAD, u->dtype, 4, (const int64_t[]){n, o, len[0], len[1]}, 1, &u)
+          : NULL;
+    for (int a = 0; up && a < 2; a++) {
+        up->begin[2 + a] = at[a] + from[2 + a];
+        up->after[2 + a] = len[a] - up->begin[2 + a] - u->dims[2 + a];
+    }
+    /* w [groups, O/g, C/g, kh, kw] -> [groups, C/g, O/g, kh, kw] -> [C, O/g, kh, kw], flipped */
+    kiln_tensor *wt =
+        fe_reshape_raw(g, w, 5, (const int64_t[]){groups, o / groups, cg, k[0], k[1]});
+    wt = ad_permute(g, wt, (const int[]){0, 2, 1, 3, 4});
+    wt = wt ? fe_reshape_raw(g, wt, 4, (const int64_t[]){groups * cg, o / groups, k[0], k[1]})
+            : NULL;
+    for (int a = 2; a < 4 && wt; a++) {
+        kiln_tensor *rev = ir_node_new(g, IR_ARANGE, KILN_I64, 1, &k[a - 2], 0, NULL);
+        if (!rev)
+            return NULL;
+        rev->value = (double)(k[a - 2] - 1);
+        rev->value2 = -1;
+        kiln_tensor *in[2] = {wt, rev};
+        wt = ir_node_new(g, IR_GATHER, wt->dtype, 4, wt->dims, 2, in);
+        if (wt)
+            wt->axis = a;
+    }
+    return up && wt ? ir_conv_new(g, up, wt, (const int64_t[]){1, 1}, d, groups) : NULL;
+}
+
+/* Whether t (a conv's input) is a zero pad of the spatial axes only: then
+ * the conv's input gradient goes to the pad's input directly. */
+static bool ad_zero_pad(const kiln_tensor *t)
+{
+    return t->op == IR_PAD && t->value == 0 && t->begin[0] == 0 && t->begin[1] == 0 &&
+           t->after[0] == 0 && t->after[1] == 0;
+}
+
 /* ---- the rules -------------------------------------------------------------------- */
 
 typedef struct {
@@ -523,6 +603,21 @@ static bool ad_rule(ad_ctx *c, kiln_tensor *t, kiln_tensor *gr)
             ad_accum(c, b, ad_matmul(g, ad_mT(g, x), gr));
         return true;
     }
+    /* y = conv(x, w): dx = the transposed convolution (ad_conv_input_grad; of
+     * the unpadded input when x is a zero pad);
+     * dw = g @ x's columns^T, the implicit GEMM with the batch folded into k */
+    case IR_CONV:
+        if (ad_zero_pad(x) && ad_wants(c, x->in[0]) && !c->target[x->id])
+            ad_accum(c, x->in[0], ad_conv_input_grad(g, t, gr, x->in[0], x->begin + 2));
+        else if (ad_wants(c, x))
+            ad_accum(c, x, ad_conv_input_grad(g, t, gr, x, (const int64_t[]){0, 0}));
+        if (ad_wants(c, b) && gr) {
+            int64_t groups = t->groups, l = gr->dims[2] * gr->dims[3];
+            kiln_tensor *gm = fe_reshape_raw(
+                g, gr, 4, (const int64_t[]){gr->dims[0], groups, gr->dims[1] / groups, l});
+            ad_accum(c, b, ad_folded_matmul(g, 1u, b, gm, ad_mT(g, fe_conv_columns(g, x, t))));
+        }
+        return true;
     /* y = softmax(S) v with S = q k^T s (masked j > i when causal): the
      * ordinary nodes of ad_sdpa_composite, or for long rows FlashAttention-2's
      * backward as fused ops that keep no score matrix: sdpa_stats recomputes

@@ -340,6 +340,7 @@ static int own_cost(const kiln_tensor *t)
     case IR_CLASS_INDEX: return 1;
     case IR_CLASS_REDUCE:
     case IR_CLASS_MATMUL:
+    case IR_CLASS_CONV: /* decomposed before fusion */
     case IR_CLASS_ATTENTION:
     case IR_CLASS_ASSIGN: return 0;
     }

@@ -371,6 +371,7 @@ static int emit(lw *L, const kiln_tensor *t, const int *idx)
     case IR_CLASS_ASSIGN: return convert(L, emit(L, t->in[1], idx), t->dtype);
     case IR_CLASS_REDUCE:
     case IR_CLASS_MATMUL:
+    case IR_CLASS_CONV:
     case IR_CLASS_ATTENTION: return internal(L);
     }
     return internal(L);
@@ -788,6 +789,7 @@ static int root_kernel(lw *L, const kiln_tensor *n)
     switch (ir_ops[n->op].cls) {
     case IR_CLASS_REDUCE: return reduce_kernel(L, n);
     case IR_CLASS_MATMUL: return matmul_kernel(L, n, n);
+    case IR_CLASS_CONV: return internal(L); /* decomposed before fusion */
     case IR_CLASS_ATTENTION: return attention_kernel(L, n);
     case IR_CLASS_INDEX:
         if (n->op == IR_SCATTER_ADD)

@@ -1,7 +1,7 @@
 /*
  * passes.h - the graph passes and the lowering to the kernel IR.
  *
- * pass_pipeline (pipeline.c) reads as the pipeline: dce -> cse -> fuse ->
+ * pass_pipeline (pipeline.c) reads as the pipeline: decompose -> dce -> cse -> fuse ->
  * lower -> hfuse -> memplan. Each pass states its contract at the top of its file.
  * Errors are recorded on the graph (ir_fail_status) and returned.
  */
@@ -26,6 +26,9 @@ kiln_status ad_grad(kiln_graph *g, kiln_tensor *y, int n, kiln_tensor *const *wr
 /* optim.c defines kiln_train_step: ad_grad, then the optimizer's update of
  * each param and of its state as ASSIGN nodes of a new entry. */
 
+/* Spells the ops the graph keeps whole (conv) in primitives fusion knows:
+ * each conv becomes its implicit GEMM (decompose.c). */
+kiln_status pass_decompose(kiln_graph *g);
 /* Drops nodes no entry output reaches (named leaves are kept: they are the
  * module's interface) and renumbers ids, keeping the topological order. */
 kiln_status pass_dce(kiln_graph *g);

@@ -50,7 +50,8 @@ kiln_status pass_pipeline(kiln_graph *g, kprogram **out)
     fuse_plan *plan = NULL;
     kprogram *p = NULL;
     kiln_status s = KILN_OK;
-    s = graph_check(g, "dce", pass_dce(g));
+    s = graph_check(g, "decompose", pass_decompose(g));
+    s = s ? s : graph_check(g, "dce", pass_dce(g));
     s = s ? s : graph_check(g, "cse", pass_cse(g));
     s = s ? s : pass_fuse(g, &plan);
     s = s ? s : pass_lower(g, plan, &p);

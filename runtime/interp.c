@@ -593,6 +593,34 @@ static kiln_status matmul(ictx *c, const kiln_tensor *t, const void *a, const vo
     return s;
 }
 
+/* conv (the direct loops, in double): y[n, o, a, b] = the sum over the
+ * channels c of o's group and the taps (i, j) of w[o, c, i, j] *
+ * x[n, group's first channel + c, a sh + i dh, b sw + j dw]. */
+static void conv(const kiln_tensor *t, const void *x, const void *w, void *out)
+{
+    const kiln_tensor *tx = t->in[0], *tw = t->in[1];
+    int64_t C = tx->dims[1], H = tx->dims[2], W = tx->dims[3];
+    int64_t cg = tw->dims[1], kh = tw->dims[2], kw = tw->dims[3], og = t->dims[1] / t->groups;
+    const int64_t *s = t->step + 2, *d = t->dilation + 2;
+    int64_t at = 0;
+    for (int64_t n = 0; n < t->dims[0]; n++)
+        for (int64_t o = 0; o < t->dims[1]; o++)
+            for (int64_t a = 0; a < t->dims[2]; a++)
+                for (int64_t b = 0; b < t->dims[3]; b++) {
+                    double acc = 0;
+                    for (int64_t ci = 0; ci < cg; ci++) {
+                        int64_t plane = (n * C + o / og * cg + ci) * H;
+                        for (int64_t i = 0; i < kh; i++)
+                            for (int64_t j = 0; j < kw; j++)
+                                acc += ir_load_f(tw->dtype, w, ((o * cg + ci) * kh + i) * kw + j) *
+                                       ir_load_f(tx->dtype, x,
+                                                 (plane + a * s[0] + i * d[0]) * W + b * s[1] +
+                                                     j * d[1]);
+                    }
+                    ir_store_f(t->dtype, out, at++, acc);
+                }
+}
+
 /* Whether query row `row` (of all batches' T rows) attends to key j under
  * the bool mask mk (..., T, S), if any. */
 static bool attends(const bool *mk, int64_t S, int64_t row, int64_t j)
@@ -914,6 +942,7 @@ static kiln_status eval(ictx *c, const kiln_tensor *t, void *out)
     case IR_PAD: pad(t, x, out); return KILN_OK;
     case IR_CONCAT: concat(c, t, out); return KILN_OK;
     case IR_MATMUL: return matmul(c, t, x, y, out);
+    case IR_CONV: conv(t, x, y, out); return KILN_OK;
     case IR_SDPA: return sdpa(c, t, x, y, c->val[t->in[2]->id], out);
     case IR_SDPA_STATS:
     case IR_SDPA_GRAD: return sdpa_backward(c, t, out);

@@ -71,6 +71,7 @@ static inline sw_entry sw_entry_of(ir_op op)
     case IR_CLASS_REDUCE: return E_REDUCE;
     case IR_CLASS_MOVEMENT: return E_MOVEMENT;
     case IR_CLASS_MATMUL:
+    case IR_CLASS_CONV:
     case IR_CLASS_ATTENTION:
     case IR_CLASS_INDEX: return E_LINALG;
     case IR_CLASS_ASSIGN: return E_ASSIGN;

@@ -438,6 +438,44 @@ static void assert_parts(const kk_parts *pp, int n, const int64_t *size, const i
     assert_memory_equal(pp->stride, stride, sizeof(int64_t) * (size_t)n);
 }
 
+/* The input gradient of a padded convolution (stride 1 and 2) is a conv too:
+ * one GEMM of the flipped weight [C, O*kh*kw] with the output gradient,
+ * spread by the stride and placed in zeros ([N, O, H+2, W+2]), read in place;
+ * it stores the unpadded input's gradient (the border is never computed) and
+ * no buffer has the columns' size (N*O*9*H*W). */
+static void test_conv_input_grad_implicit(void **state)
+{
+    (void)state;
+    for (int64_t s = 1; s <= 2; s++) {
+        kiln_graph *g = kiln_graph_new();
+        kiln_tensor *x = kiln_input(g, "x", KILN_F32, KILN_SHAPE(2, 3, 6, 6));
+        kiln_tensor *w = kiln_param(g, "w", KILN_F32, KILN_SHAPE(4, 3, 3, 3), kiln_init_zeros());
+        kiln_tensor *y =
+            kiln_conv2d(g, x, w, NULL, (kiln_conv_opts){.stride = {s, s}, .padding = {1, 1}});
+        kiln_tensor *loss = kiln_sum(g, kiln_mul(g, y, y), KILN_ALL, false), *dx = NULL;
+        assert_int_equal(kiln_grad(g, loss, 1, &x, NULL, &dx), KILN_OK);
+        assert_int_equal(kiln_entry(g, "f", 1, &dx, NULL), KILN_OK);
+        kprogram *p = NULL;
+        assert_int_equal(pass_pipeline(g, &p), KILN_OK);
+        const kernel *last = &p->kernels[p->nkernels - 1];
+        assert_int_equal(last->kind, KK_MATMUL);
+        const kk_matmul *mm = &last->mm;
+        assert_int_equal(p->bufs[last->stores[0].buf].role, KB_OUTPUT);
+        assert_int_equal(mm->batch, 2 * 1);
+        assert_int_equal(mm->m, 3);
+        assert_int_equal(mm->k, 4 * 9);
+        assert_int_equal(mm->n, 36);
+        assert_parts(&mm->b_parts[0], 3, (const int64_t[]){4, 3, 3}, (const int64_t[]){64, 8, 1});
+        assert_parts(&mm->b_parts[1], 2, (const int64_t[]){6, 6}, (const int64_t[]){8, 1});
+        const kbuf *spread = &p->bufs[mm->b];
+        assert_int_equal(spread->numel, 2 * 4 * 8 * 8);
+        for (int i = 0; i < p->nbufs; i++)
+            assert_true(p->bufs[i].numel < 2 * 4 * 9 * 36);
+        kp_free(p);
+        kiln_graph_free(g);
+    }
+}
+
 /* The weight gradient of a convolution whose weight the matmul broadcasts
  * over the batch: one matmul with the batch folded into k (autodiff), its
  * operands the output gradient and the padded input, both read in place. */
@@ -604,6 +642,7 @@ int main(void)
         cmocka_unit_test(test_reshape_root_domain),
         cmocka_unit_test(test_conv_implicit_gemm),
         cmocka_unit_test(test_conv_weight_grad_folded),
+        cmocka_unit_test(test_conv_input_grad_implicit),
         cmocka_unit_test(test_matmul_view_parts),
         cmocka_unit_test(test_debug_dump),
     };

@@ -169,6 +169,25 @@ U(sdpa,
            kiln_scaled_dot_product_attention(g, x[0], x[1], x[2], mask35(g, true), false, 0.5)))
 U(gather, kiln_embedding(g, x[0], ids5(g)))
 
+/* x [2, 4, 7, 6], w [6, 2, 3, 2]: convolutions whose input gradients are
+ * transposed convolutions with every kind of spreading and cropping: groups
+ * with padding; strides 2 and 3 with dilation and a remainder row; a 1x1
+ * kernel of stride 2 (its spread gradient longer than the input: cropped). */
+static kiln_tensor *c_conv(kiln_graph *g, kiln_tensor **x)
+{
+    kiln_tensor *w11 = kiln_slice(g, kiln_slice(g, x[1], 2, 0, 1, 1), 3, 1, 2, 1);
+    kiln_tensor *y[3] = {
+        kiln_conv2d(g, x[0], x[1], NULL, (kiln_conv_opts){.padding = {1, 0}, .groups = 2}),
+        kiln_conv2d(
+            g, x[0], x[1], NULL,
+            (kiln_conv_opts){.stride = {2, 3}, .padding = {1, 2}, .dilation = {2, 1}, .groups = 2}),
+        kiln_conv2d(g, x[0], w11, NULL, (kiln_conv_opts){.stride = {2, 2}, .groups = 2}),
+    };
+    for (int i = 0; i < 3; i++)
+        y[i] = kiln_reshape(g, y[i], 2, (const int64_t[]){2, y[i] ? ir_numel(y[i]) / 2 : 0});
+    return kiln_concat(g, 3, y, 1);
+}
+
 /* sdpa's backward ops as autodiff builds them, over q, k, v and an output
  * gradient g (q's first three columns, so g's path is checked too): their
  * own derivatives (a second derivative through attention). */
@@ -299,6 +318,7 @@ static const gcase cases[IR_OP_COUNT] = {
     [IR_PAD] = {c_pad, false, S1(2, 4), -1, 1, false},
     [IR_CONCAT] = {c_concat, false, 2, {2, 2}, {{2, 3}, {2, 2}}, -1, 1, false},
     [IR_MATMUL] = {c_matmul, false, 2, {3, 2}, {{2, 3, 4}, {4, 2}}, -1, 1, false},
+    [IR_CONV] = {c_conv, false, 2, {4, 4}, {{2, 4, 7, 6}, {6, 2, 3, 2}}, -1, 1, false},
     [IR_SDPA] = {c_sdpa, false, 3, {3, 3, 3}, {{2, 3, 4}, {2, 5, 4}, {2, 5, 3}}, -1, 1, false},
     [IR_SDPA_STATS] = {c_sdpa_stats, false, 3, {3, 3, 3}, {{2, 3, 4}, {2, 5, 4}, {2, 5, 3}}, -1, 1, false},
     [IR_SDPA_GRAD] = {c_sdpa_grad, false, 3, {3, 3, 3}, {{2, 3, 4}, {2, 5, 4}, {2, 5, 3}}, -1, 1, false},
@@ -323,6 +343,19 @@ U(d2_mul, kiln_add(g, first_grad(g, kiln_mul(g, x[0], x[1]), x[0], 13),
                    first_grad(g, kiln_mul(g, x[0], x[1]), x[1], 14)))
 U(d2_matmul, first_grad(g, kiln_matmul(g, kiln_tanh(g, x[0]), x[1]), x[0], 15))
 U(d2_softmax, first_grad(g, kiln_softmax(g, x[0], 1), x[0], 16))
+/* the input's gradient is a conv too (of the spread gradient and the flipped
+ * weight): its own derivatives, with respect to the weight and the input */
+U(d2_conv, kiln_add(g,
+                    first_grad(g,
+                               kiln_conv2d(g, kiln_tanh(g, x[0]), x[1], NULL,
+                                           (kiln_conv_opts){.stride = {2, 1}, .padding = {1, 1}}),
+                               x[0], 18),
+                    kiln_sum(g,
+                             first_grad(g,
+                                        kiln_conv2d(g, kiln_tanh(g, x[0]), x[1], NULL,
+                                                    (kiln_conv_opts){.stride = {1, 2}}),
+                                        x[1], 19),
+                             KILN_ALL, false)))
 U(d2_mix, first_grad(g, kiln_mul(g, x[0], kiln_sigmoid(g, kiln_matmul(g, x[0], x[1]))), x[1], 17))
 
 static const gcase d2_cases[] = {
@@ -332,6 +365,7 @@ static const gcase d2_cases[] = {
     {c_d2_matmul, false, 2, {2, 2}, {{3, 4}, {4, 2}}, -1, 1, false},
     {c_d2_softmax, false, S1(2, 4), -1, 1, false},
     {c_d2_mix, false, 2, {2, 2}, {{3, 3}, {3, 3}}, -1, 1, false},
+    {c_d2_conv, false, 2, {4, 4}, {{1, 2, 5, 4}, {3, 2, 2, 3}}, -1, 1, false},
 };
 
 #define MAXC (IR_OP_COUNT + 8)

@@ -204,6 +204,10 @@ static void test_parse_values(void **state)
     assert_true(isinf(n[46]->value) && n[46]->value < 0);
     assert_int_equal(n[47]->nin, 3);
     assert_int_equal(n[52]->in[0]->id, 1);
+    assert_int_equal(n[59]->op, IR_CONV);
+    assert_true(n[59]->step[2] == 2 && n[59]->step[3] == 1 && n[59]->step[0] == 1);
+    assert_true(n[59]->dilation[2] == 2 && n[59]->dilation[3] == 1);
+    assert_int_equal(n[59]->groups, 2);
     assert_int_equal(g->nentries, 2);
     assert_string_equal(g->entries[0].output_names[1], "predict.1");
     assert_int_equal(g->entries[0].outputs[1]->id, 36);

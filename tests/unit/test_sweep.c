@@ -860,6 +860,46 @@ static void cases_MATMUL(sweep *s)
     }
 }
 
+/* ---- convolution ------------------------------------------------------------------------ */
+
+/* The conv node (as kiln_conv2d/conv1d build it) and its input's gradient
+ * (a conv of the spread, padded gradient and the flipped weight, as autodiff
+ * builds it): stride, padding, dilation, groups, a transposed (strided) input,
+ * bias and ReLU after it; checked against the interpreter's direct loops. */
+static void cases_CONV(sweep *s)
+{
+    kiln_graph *g = s->g;
+    for (int d = 0; d < SW_NDTYPES; d++) {
+        kiln_dtype dt = sw_dtypes[d];
+        if (!ir_dtype_is_float(dt))
+            continue;
+        const char *n = dn(dt);
+        kiln_tensor *x = sw_operand(s, 0, dt, SH4(2, 4, 9, 8), G_UNIT, F_CONTIG);
+        kiln_tensor *xt = sw_operand(s, 0, dt, SH4(2, 4, 8, 9), G_UNIT, F_T);
+        kiln_tensor *w = sw_operand(s, 1, dt, SH4(6, 4, 3, 3), G_UNIT, F_CONTIG);
+        kiln_tensor *wg = sw_operand(s, 1, dt, SH4(6, 2, 3, 2), G_UNIT, F_CONTIG);
+        kiln_tensor *b = sw_operand(s, 2, dt, SH1(6), G_UNIT, F_CONTIG);
+        out(s, kiln_conv2d(g, x, w, NULL, (kiln_conv_opts){0}), "%s.plain", n);
+        out(s, kiln_relu(g, kiln_conv2d(g, x, w, b, (kiln_conv_opts){.padding = {1, 1}})),
+            "%s.pad_bias_relu", n);
+        out(s, kiln_conv2d(g, xt, w, NULL, (kiln_conv_opts){.stride = {2, 2}, .padding = {1, 0}}),
+            "%s.strided_view", n);
+        out(s,
+            kiln_conv2d(g, x, wg, b,
+                        (kiln_conv_opts){.stride = {3, 2}, .dilation = {2, 3}, .groups = 2}),
+            "%s.groups_dilation", n);
+        kiln_tensor *x1 = sw_operand(s, 0, dt, SH3(2, 4, 11), G_UNIT, F_CONTIG);
+        kiln_tensor *w1 = sw_operand(s, 1, dt, SH3(6, 4, 3), G_UNIT, F_CONTIG);
+        out(s, kiln_conv1d(g, x1, w1, b, (kiln_conv_opts){.stride = {2}, .padding = {2}}),
+            "%s.conv1d", n);
+        kiln_tensor *gy = sw_operand(s, 3, dt, SH4(2, 6, 4, 3), G_UNIT, F_CONTIG);
+        kiln_tensor *dx = NULL, *xs = sw_operand(s, 0, dt, SH4(2, 4, 9, 8), G_UNIT, F_CONTIG);
+        kiln_tensor *y = kiln_conv2d(g, xs, w, NULL, (kiln_conv_opts){.stride = {2, 2}});
+        assert_int_equal(kiln_grad(g, y, 1, &xs, gy, &dx), KILN_OK);
+        out(s, dx, "%s.input_grad", n);
+    }
+}
+
 /* ---- scaled dot-product attention ------------------------------------------------------ */
 
 /* The fused op (no broadcasting of q, k, v): causal or not, more or fewer
@@ -1292,6 +1332,7 @@ static unsigned accepted_dtypes(ir_op op)
     case IR_PAD:
     case IR_CONCAT: return DT_ALL;
     case IR_MATMUL: return DT_NUM;
+    case IR_CONV: return DT_FLOAT;
     case IR_SDPA:
     case IR_SDPA_STATS:
     case IR_SDPA_GRAD: return DT_FLOAT;

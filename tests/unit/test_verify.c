@@ -49,6 +49,17 @@ static void expect_invalid(kiln_graph *g, const char *msg)
     kiln_graph_free(g);
 }
 
+/* expect_invalid for a message that contains part */
+static void expect_invalid_part(kiln_graph *g, const char *part)
+{
+    kiln_status s = ir_verify(g);
+    if (s != KILN_ERR_INVALID || !strstr(kiln_graph_error(g), part))
+        fprintf(stderr, "want: ...%s...\ngot:  %s\n", part, kiln_graph_error(g));
+    assert_int_equal(s, KILN_ERR_INVALID);
+    assert_non_null(strstr(kiln_graph_error(g), part));
+    kiln_graph_free(g);
+}
+
 static void expect_ok(kiln_graph *g)
 {
     kiln_status s = ir_verify(g);
@@ -625,6 +636,83 @@ static void test_attention_mask(void **state)
     expect_invalid(g, "verify: %1 (sdpa_stats): takes 4 operands and an optional mask, has 6");
 }
 
+/* A conv node with stride (sh, sw), dilation (dh, dw) and groups. */
+static kiln_tensor *conv_node(kiln_graph *g, kiln_dtype dt, int rank, const int64_t *dims,
+                              kiln_tensor *x, kiln_tensor *w, int64_t sh, int64_t sw, int64_t dh,
+                              int64_t dw, int64_t groups)
+{
+    kiln_tensor *in[2] = {x, w};
+    kiln_tensor *t = ir_node_new(g, IR_CONV, dt, rank, dims, 2, in);
+    const int64_t step[4] = {1, 1, sh, sw}, dil[4] = {1, 1, dh, dw};
+    memcpy(t->step, step, sizeof step);
+    memcpy(t->dilation, dil, sizeof dil);
+    t->groups = groups;
+    return t;
+}
+
+/* conv: x [N, C, H, W], w [O, C/g, kh, kw] of the result's float dtype, its
+ * shape from stride and dilation, 1 on the batch and channel axes. */
+static void test_conv(void **state)
+{
+    (void)state;
+    kiln_graph *g = kiln_graph_new();
+    kiln_tensor *x = leaf(g, IR_INPUT, "x", KILN_F32, S(2, 4, 9, 8));
+    kiln_tensor *w = leaf(g, IR_INPUT, "w", KILN_F32, S(6, 2, 3, 2));
+    conv_node(g, KILN_F32, S(2, 6, 3, 4), x, w, 2, 2, 2, 1, 2); /* (9-5)/2+1, (8-2)/2+1 */
+    ku_assert_ok(g);
+    kiln_graph_free(g);
+
+    static const struct {
+        int64_t o[4], sh, dh, groups;
+        int64_t wdims[4];
+        const char *msg;
+    } bad[] = {
+        {{2, 6, 3, 4}, 2, 2, 3, {6, 2, 3, 2}, "weight [6, 2, 3, 2] over 3 groups does not fit"},
+        {{2, 6, 3, 4}, 0, 2, 2, {6, 2, 3, 2}, "stride (0, 2), dilation (2, 1) and groups 2"},
+        {{2, 6, 3, 4}, 2, 5, 2, {6, 2, 3, 2}, "weight [6, 2, 3, 2] with dilation 5 does not fit"},
+        {{2, 6, 4, 4},
+         2,
+         2,
+         2,
+         {6, 2, 3, 2},
+         "the result is [2, 6, 4, 4] but the conv gives "
+         "[2, 6, 3, 4]"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        g = kiln_graph_new();
+        x = leaf(g, IR_INPUT, "x", KILN_F32, S(2, 4, 9, 8));
+        w = leaf(g, IR_INPUT, "w", KILN_F32, 4, bad[i].wdims);
+        conv_node(g, KILN_F32, 4, bad[i].o, x, w, bad[i].sh, 2, bad[i].dh, 1, bad[i].groups);
+        expect_invalid_part(g, bad[i].msg);
+    }
+
+    g = kiln_graph_new();
+    x = leaf(g, IR_INPUT, "x", KILN_F32, S(2, 4, 9));
+    w = leaf(g, IR_INPUT, "w", KILN_F32, S(6, 4, 3));
+    conv_node(g, KILN_F32, S(2, 6, 7), x, w, 1, 1, 1, 1, 1);
+    expect_invalid(g, "verify: %2 (conv): input [2, 4, 9] and weight [6, 4, 3] are not both 4-D "
+                      "(NCHW, OIHW)");
+
+    g = kiln_graph_new();
+    x = leaf(g, IR_INPUT, "x", KILN_F32, S(2, 4, 9, 8));
+    w = leaf(g, IR_INPUT, "w", KILN_F32, S(6, 4, 3, 3));
+    conv_node(g, KILN_F32, S(2, 6, 7, 6), x, w, 1, 1, 1, 1, 1)->step[1] = 2;
+    expect_invalid(g, "verify: %2 (conv): stride and dilation must be 1 on the batch and channel "
+                      "axes");
+
+    g = kiln_graph_new();
+    x = leaf(g, IR_INPUT, "x", KILN_I32, S(2, 4, 9, 8));
+    w = leaf(g, IR_INPUT, "w", KILN_I32, S(6, 4, 3, 3));
+    conv_node(g, KILN_I32, S(2, 6, 7, 6), x, w, 1, 1, 1, 1, 1);
+    expect_invalid(g, "verify: %2 (conv): a conv of dtype i32 (float only)");
+
+    g = kiln_graph_new();
+    x = leaf(g, IR_INPUT, "x", KILN_F32, S(2, 4, 9, 8));
+    w = leaf(g, IR_INPUT, "w", KILN_F64, S(6, 4, 3, 3));
+    conv_node(g, KILN_F32, S(2, 6, 7, 6), x, w, 1, 1, 1, 1, 1);
+    expect_invalid(g, "verify: %2 (conv): operand 1 has dtype f64 but the result is f32");
+}
+
 /* sdpa's backward: stats in f64 (T x 2), g (T x Dv), a gradient of q, k or v. */
 static void test_attention_backward(void **state)
 {
@@ -877,6 +965,7 @@ int main(void)
         cmocka_unit_test(test_slice_pad),
         cmocka_unit_test(test_concat),
         cmocka_unit_test(test_matmul),
+        cmocka_unit_test(test_conv),
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_attention_backward),
         cmocka_unit_test(test_attention_mask),
