@@ -379,6 +379,10 @@ typedef struct {
                               else (Kiln creates it 0700; anything else is refused) */
     int threads;           /* 0 = every available core */
     const char *name;      /* export name; NULL = "model" */
+    double tune;           /* seconds to time GEMM schedules per new matmul shape (the winners
+                              are kept in the cache per CPU and used by every later compile);
+                              0 = $KILN_TUNE ("on": 3 s, "off", or seconds; unset: off, the
+                              host model's schedule); < 0 = never tune */
 } kiln_compile_opts;       /* NULL opts = all defaults */
 
 KILN_API kiln_status kiln_compile(kiln_graph *g, const kiln_compile_opts *opts, kiln_module **out);

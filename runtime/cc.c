@@ -119,7 +119,7 @@ static void find_compiler(compiler *out)
 
 /* The host CPU's feature flags: -march=native code is only valid on a CPU like
  * the one that built it, so they are part of the cache key. */
-static uint64_t cpu_identity(void)
+uint64_t rt_cpu_identity(void)
 {
     static uint64_t id;
     static bool done;
@@ -520,7 +520,7 @@ void *rt_cc_build(kiln_graph *g, const kiln_compile_opts *opts, const char *sour
         ir_fail(g, KILN_ERR_NOMEM, "kiln_compile: out of memory");
         return NULL;
     }
-    uint64_t cpu = cpu_identity();
+    uint64_t cpu = rt_cpu_identity();
     XXH3_64bits_reset(st);
     XXH3_64bits_update(st, source, strlen(source) + 1);
     for (int i = 0; i < NCFLAGS; i++)

@@ -41,10 +41,11 @@ static kiln_status verify(kiln_graph *g, kiln_graph *mg, const char *fn)
     return s == KILN_OK ? s : rt_compile_fail(g, s, "%s: %s", fn, kiln_graph_error(mg));
 }
 
-kiln_status rt_render(kiln_graph *g, kiln_graph *mg, kiln_target target, bool launch, bool inplace,
-                      const char *fn, rt_code *code)
+kiln_status rt_render(kiln_graph *g, kiln_graph *mg, const kiln_compile_opts *opts, bool launch,
+                      bool inplace, const char *fn, const cgen_gemm_sched *force, rt_code *code)
 {
     *code = (rt_code){NULL, NULL};
+    kiln_target target = opts ? opts->target : KILN_TARGET_C;
     if (target == KILN_TARGET_INTERP) /* it runs the graph itself */
         return KILN_OK;
     kiln_status s = pass_pipeline(mg, &code->prog);
@@ -53,7 +54,22 @@ kiln_status rt_render(kiln_graph *g, kiln_graph *mg, kiln_target target, bool la
     if (s != KILN_OK)
         return rt_compile_fail(g, s, "%s: %s", fn, kiln_graph_error(mg));
     cgen_opts co = {.openmp = true, .features = cgen_host_features(), .launch = launch};
-    code->source = target == KILN_TARGET_CUDA ? cgen_cuda(code->prog) : cgen_c(code->prog, &co);
+    rt_tuning tn = {0};
+    if (target == KILN_TARGET_C && force) {
+        co.gemm = *force;
+    } else if (target == KILN_TARGET_C) { /* tuned, cached or the host model's schedules */
+        s = rt_tune(g, opts, code->prog, co.features, fn, &tn);
+        co.gemm = tn.model;
+        co.pick = rt_tuning_pick;
+        co.pick_ctx = &tn;
+    }
+    if (s == KILN_OK)
+        code->source = target == KILN_TARGET_CUDA ? cgen_cuda(code->prog) : cgen_c(code->prog, &co);
+    rt_tuning_free(&tn);
+    if (s != KILN_OK) {
+        rt_code_free(code);
+        return s;
+    }
     if (!code->source) {
         rt_code_free(code);
         return rt_compile_fail(g, KILN_ERR_NOMEM, "%s: out of memory", fn);
@@ -89,7 +105,7 @@ kiln_status rt_prepare(kiln_graph *g, kiln_graph *mg, const kiln_compile_opts *o
     rt_code code = {NULL, NULL};
     kiln_module *m = NULL;
     kiln_status s = verify(g, mg, fn);
-    s = s ? s : rt_render(g, mg, target, false, target == KILN_TARGET_C, fn, &code);
+    s = s ? s : rt_render(g, mg, opts, false, target == KILN_TARGET_C, fn, NULL, &code);
     s = s ? s : rt_module_new(g, &mg, target, fn, &m);
     s = s ? s : attach(m, g, &code, opts, false, fn);
     kiln_graph_free(mg);
@@ -172,6 +188,12 @@ kiln_status rt_cuda_refuse(kiln_graph *g, const char *fn)
 
 kiln_status kiln_compile(kiln_graph *g, const kiln_compile_opts *opts, kiln_module **out)
 {
+    return rt_compile(g, opts, NULL, out);
+}
+
+kiln_status rt_compile(kiln_graph *g, const kiln_compile_opts *opts, const cgen_gemm_sched *force,
+                       kiln_module **out)
+{
     const char *fn = "kiln_compile";
     if (out)
         *out = NULL;
@@ -197,7 +219,7 @@ kiln_status kiln_compile(kiln_graph *g, const kiln_compile_opts *opts, kiln_modu
     bool launch = target == KILN_TARGET_C && rt_launch_wanted();
     /* only the C executor of whole entries gives outputs their params' storage */
     bool inplace = target == KILN_TARGET_C && !launch;
-    s = s ? s : rt_render(g, mg, target, launch, inplace, fn, &code); /* passes, C or CUDA */
+    s = s ? s : rt_render(g, mg, opts, launch, inplace, fn, force, &code); /* passes, C/CUDA */
     s = s ? s : rt_module_new(g, &mg, target, fn, &m); /* buffers, params initialised */
     s = s ? s : attach(m, g, &code, opts, launch, fn); /* the executor */
     s = s ? s : build(m, g, opts, &hit);               /* compiled or cached, loaded */

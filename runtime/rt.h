@@ -13,6 +13,7 @@
 #ifndef KILN_RT_H
 #define KILN_RT_H
 
+#include "codegen/c/cgen.h"
 #include "ir/ir.h"
 #include "ir/kernel.h"
 
@@ -102,8 +103,37 @@ void rt_code_free(rt_code *code); /* cexec.c: frees both, leaves it empty */
  * the C device). With inplace, assigns store into their params where they
  * can (pass_inplace: the executor must honour kentry.shares). Nothing for the
  * interpreter. Errors on g as "fn: ". */
-kiln_status rt_render(kiln_graph *g, kiln_graph *mg, kiln_target target, bool launch, bool inplace,
-                      const char *fn, rt_code *code);
+kiln_status rt_render(kiln_graph *g, kiln_graph *mg, const kiln_compile_opts *opts, bool launch,
+                      bool inplace, const char *fn, const cgen_gemm_sched *force, rt_code *code);
+/* kiln_compile with every packed GEMM on schedule force (NULL: as
+ * kiln_compile chooses: tuned, cached or the host model's). */
+kiln_status rt_compile(kiln_graph *g, const kiln_compile_opts *opts, const cgen_gemm_sched *force,
+                       kiln_module **out);
+
+/* ---- tune.c -------------------------------------------------------------------- */
+
+/* The packed GEMM schedules of one program (cgen_opts.pick reads them). */
+typedef struct {
+    cgen_gemm_sched model; /* the host model's: kernels without their own */
+    cgen_gemm_sched *own;  /* per kernel index */
+    bool *has;
+    int n;
+} rt_tuning;
+/* Fills t for program p: each packed GEMM's schedule from the cache of
+ * tuned schedules for this CPU and thread count, else (tuning on: opts.tune,
+ * $KILN_TUNE) the fastest of the candidates timed on its shape now (then
+ * cached), else the model's. KILN_DEBUG=1 says what each got and why.
+ * Errors (a bad $KILN_TUNE) on g as "fn: ". */
+kiln_status rt_tune(kiln_graph *g, const kiln_compile_opts *opts, const kprogram *p,
+                    unsigned features, const char *fn, rt_tuning *t);
+void rt_tuning_free(rt_tuning *t);
+bool rt_tuning_pick(void *ctx, const kprogram *p, const kernel *k, cgen_gemm_sched *s);
+/* The host as the schedule model sees it (features, data caches of a core,
+ * FMAs in flight: probed once per process). */
+cgen_host rt_host(void);
+/* How many GEMM candidates this process has timed (tests: a cached shape is
+ * never timed again). */
+long rt_tune_timed(void);
 /* verify -> render -> module -> executor over mg (taken over): everything
  * kiln_compile does short of building and loading code (kiln_export and
  * kiln_module_open take it from there). Errors on g as "fn: ". */
@@ -220,6 +250,8 @@ bool rt_launch_wanted(void);
 /* Compiles source (or finds it in the cache) and dlopens it; NULL with the
  * error on g. *hit: it came from the cache. */
 void *rt_cc_build(kiln_graph *g, const kiln_compile_opts *opts, const char *source, bool *hit);
+/* A hash of this CPU's model name and feature flags (part of cache keys). */
+uint64_t rt_cpu_identity(void);
 
 /* dlopens compiled code (RTLD_NOW | RTLD_LOCAL; NULL with dlerror set) and
  * keeps the OpenMP runtime it brought in (libgomp for gcc's code, libomp for

@@ -126,5 +126,20 @@ done
 "$kilnc" run "$tmp/m.kir" --entry f --in "x=$npy/f32_2x3.npy" --target cuda 2>"$tmp/err"; check "run --target cuda" 1 $? "$tmp/err" "kiln_compile: the CUDA target needs a GPU: the NVIDIA driver is not installed"
 "$kilnc" "$golden" -o "$tmp/no/such/dir/x" 2>"$tmp/err"; check "unwritable -o" 1 $? "$tmp/err" "cannot write"
 
+# kilnc tune: times the MLP's GEMM shapes into a cache of its own, then finds them there
+mlp="$src/tests/golden/mlp.kir"
+KILN_CACHE_DIR="$tmp/tcache" "$kilnc" tune "$mlp" --seconds 0.2 --threads 1 2>"$tmp/err"
+check "tune" 0 $? "$tmp/err" "(tuned now:"
+ls "$tmp/tcache"/*.tune >/dev/null 2>&1; check "tune cached" 0 $?
+KILN_CACHE_DIR="$tmp/tcache" "$kilnc" tune "$mlp" --seconds 0.2 --threads 1 2>"$tmp/err"
+check "tune again: from the cache" 0 $? "$tmp/err" "tuned earlier, from the cache"
+if grep -qF "(tuned now:" "$tmp/err"; then echo "FAIL tune again: timed again"; fails=$((fails + 1)); fi
+"$kilnc" tune 2>"$tmp/err"; check "tune no model" 2 $? "$tmp/err" "tune needs a MODEL.kir"
+"$kilnc" tune "$mlp" --seconds 0 2>"$tmp/err"; check "tune seconds 0" 2 $? "$tmp/err" "--seconds needs a positive number, not '0'"
+"$kilnc" tune "$mlp" --threads x 2>"$tmp/err"; check "tune threads" 2 $? "$tmp/err" "--threads needs a count from 1 to 4096, not 'x'"
+"$kilnc" tune "$mlp" --fast 2>"$tmp/err"; check "tune unknown option" 2 $? "$tmp/err" "unknown option '--fast'"
+"$kilnc" tune "$mlp" "$mlp" 2>"$tmp/err"; check "tune two models" 2 $? "$tmp/err" "tune takes one MODEL.kir"
+"$kilnc" tune "$tmp/bad.kir" 2>"$tmp/err"; check "tune parse error" 1 $? "$tmp/err" "line 2, column"
+
 echo "kilnc: $passes passed, $fails failed"
 [ "$fails" -eq 0 ]

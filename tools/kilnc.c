@@ -34,6 +34,7 @@ static const char usage[] =
     "                 [--print-after-all] [--stats]\n"
     "       kilnc run MODEL.kir --entry NAME [--in NAME=FILE.npy]... [--out NAME=FILE.npy]...\n"
     "                 [--print NAME]... [--runs N] [--target c|cuda|interp]\n"
+    "       kilnc tune MODEL.kir [--seconds S] [--threads N]\n"
     "\n"
     "Reads a .kir graph ('-' for standard input) and checks it; parse errors name the\n"
     "line and column.\n"
@@ -58,6 +59,11 @@ static const char usage[] =
     "  --print NAME        print tensor NAME as PyTorch does (repeatable)\n"
     "  --runs N            run the entry N times (default 1)\n"
     "  --target T          c (default), cuda or interp (the reference interpreter)\n"
+    "tune times GEMM schedules for each matmul shape of the graph on this machine and\n"
+    "keeps the fastest in the compile cache, where every later compile on this CPU with\n"
+    "the same thread count finds them; it prints each shape's schedule (standard error):\n"
+    "  --seconds S         time per new shape (default 3)\n"
+    "  --threads N         the thread count to tune for (default: every core)\n"
     "  --help              this text\n";
 
 static char *read_all(FILE *f)
@@ -265,8 +271,8 @@ static int compile_mode(int argc, char **argv)
             setenv("KILN_DEBUG", "2", 1);
         kiln_graph *clone = ir_graph_clone(g);
         rt_code code = {NULL, NULL};
-        kiln_status s = clone ? rt_render(g, clone, cuda ? KILN_TARGET_CUDA : KILN_TARGET_C, false,
-                                          !cuda, "kiln_compile", &code)
+        kiln_compile_opts ro = {.target = cuda ? KILN_TARGET_CUDA : KILN_TARGET_C};
+        kiln_status s = clone ? rt_render(g, clone, &ro, false, !cuda, "kiln_compile", NULL, &code)
                               : KILN_ERR_NOMEM;
         if (s != KILN_OK) {
             fprintf(stderr, "kilnc: %s: %s\n", in,
@@ -428,9 +434,59 @@ static int run_mode(int argc, char **argv)
     return rc;
 }
 
+/* kilnc tune MODEL.kir [--seconds S] [--threads N] */
+static int tune_mode(int argc, char **argv)
+{
+    const char *in = NULL;
+    kiln_compile_opts opts = {.tune = 3};
+    for (int i = 2; i < argc; i++) {
+        char *end = NULL;
+        if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
+            opts.tune = strtod(argv[++i], &end);
+            if (end == argv[i] || *end || !(opts.tune > 0)) {
+                fprintf(stderr, "kilnc: --seconds needs a positive number, not '%s'\n", argv[i]);
+                return 2;
+            }
+        } else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
+            long v = strtol(argv[++i], &end, 10);
+            if (end == argv[i] || *end || v < 1 || v > 4096) {
+                fprintf(stderr, "kilnc: --threads needs a count from 1 to 4096, not '%s'\n",
+                        argv[i]);
+                return 2;
+            }
+            opts.threads = (int)v;
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            fprintf(stderr, "kilnc: unknown option '%s'\n%s", argv[i], usage);
+            return 2;
+        } else if (!in) {
+            in = argv[i];
+        } else {
+            fprintf(stderr, "kilnc: tune takes one MODEL.kir\n%s", usage);
+            return 2;
+        }
+    }
+    if (!in) {
+        fprintf(stderr, "kilnc: tune needs a MODEL.kir\n%s", usage);
+        return 2;
+    }
+    kiln_graph *g = load(in);
+    if (!g)
+        return 1;
+    setenv("KILN_DEBUG", "1", 1); /* each shape's schedule and why */
+    kiln_module *m = NULL;
+    kiln_status s = kiln_compile(g, &opts, &m);
+    if (s != KILN_OK)
+        fprintf(stderr, "kilnc: %s: %s\n", in, kiln_graph_error(g));
+    kiln_module_free(m);
+    kiln_graph_free(g);
+    return s == KILN_OK ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "run") == 0)
         return run_mode(argc, argv);
+    if (argc > 1 && strcmp(argv[1], "tune") == 0)
+        return tune_mode(argc, argv);
     return compile_mode(argc, argv);
 }

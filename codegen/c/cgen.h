@@ -15,13 +15,55 @@
 /* CPU features of the machine the source will be compiled for (-march=native). */
 enum { CGEN_AVX512F = 1 << 0 };
 
+/* The schedule of a packed f32 GEMM (render_gemm.c): the microkernel's
+ * register block, MR rows x NR columns of f32 accumulators in VL-wide vectors
+ * (NR a multiple of VL), and the cache blocks: MB x NB tiles of the
+ * accumulator, k in blocks of KB (B's KB x NR micro-panel stays in L1). */
 typedef struct {
-    bool openmp;         /* emit `#pragma omp` (parallel outer loops, simd reductions) */
-    bool debug_comments; /* a comment after each local naming its kernel-IR node */
-    unsigned features;   /* CGEN_* bits: what the GEMM microkernel may assume */
-    bool launch;         /* also `int kiln_kernel_<id>(kiln_ctx *)` per kernel, which the
-                            device executor's C device launches one at a time */
+    int mr, nr, vl;
+    int64_t mb, nb, kb;
+} cgen_gemm_sched;
+
+/* A machine as the schedule model sees it: CGEN_* features, the data caches
+ * of one core (bytes; 0 = unknown) and how many vector FMAs it keeps in
+ * flight (latency x units, measured: 4 on one 4-cycle unit, 8 on two; 0 =
+ * unknown). */
+typedef struct {
+    unsigned features;
+    int64_t l1d, l2;
+    int fma_inflight;
+} cgen_host;
+
+/* The host model (BLIS's analytical model, Low et al. 2016, with the block
+ * sizes measured here): a register block that fills the vector registers
+ * without spilling and keeps the FMA units busy (AVX-512: 8 x 32 with two
+ * units, 6 x 32 with one, of 32 registers; AVX2: 4 x 24 of 16),
+ * KB so that B's micro-panel takes 3/4 of L1, NB so that B's packed KB x NB
+ * block takes at most a quarter of L2, MB 256. */
+cgen_gemm_sched cgen_gemm_model(const cgen_host *h);
+/* Whether s is a schedule the renderer can emit for these features: MR 1..16,
+ * VL the features' vector width, NR VL..64 a multiple of it, MR * NR / VL
+ * accumulators leaving room for B's vectors and A's broadcast (32 registers
+ * with AVX-512, 16 without), blocks 16..4096, the f64 tile (MB x NB) and the
+ * packed B (KB x NB) at most 1 MiB each: they live on the thread's stack. */
+bool cgen_gemm_sched_ok(const cgen_gemm_sched *s, unsigned features);
+/* Chooses kernel k's schedule into *s (a packed GEMM); false: the default
+ * (cgen_opts.gemm). */
+typedef bool (*cgen_gemm_pick)(void *ctx, const kprogram *p, const kernel *k, cgen_gemm_sched *s);
+
+typedef struct {
+    bool openmp;          /* emit `#pragma omp` (parallel outer loops, simd reductions) */
+    bool debug_comments;  /* a comment after each local naming its kernel-IR node */
+    unsigned features;    /* CGEN_* bits: what the GEMM microkernel may assume */
+    bool launch;          /* also `int kiln_kernel_<id>(kiln_ctx *)` per kernel, which the
+                             device executor's C device launches one at a time */
+    cgen_gemm_sched gemm; /* packed GEMMs' schedule; zero: cgen_gemm_model of the features */
+    cgen_gemm_pick pick;  /* NULL, or a kernel's own schedule (runtime/tune.c) */
+    void *pick_ctx;
 } cgen_opts;
+
+/* Whether kernel k is a packed f32 GEMM (the one a schedule applies to). */
+bool cgen_gemm_packed(const kprogram *p, const kernel *k);
 
 /* The CGEN_* features of this machine, for a source compiled here. */
 unsigned cgen_host_features(void);

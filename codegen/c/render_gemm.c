@@ -9,18 +9,15 @@
 #include <stdio.h>
 #include <string.h>
 
-/* GEMM cache blocks: a MM_MB x MM_NB double tile (64 KiB) stays in L2 while
- * MM_KB rows of B stream through it. In the packed path a B micro-panel of
- * MM_KB x NR floats (24 KiB) stays in L1 while A's panels stream past it
- * (192 measured a little better than 128 and 256 on SGEMM and the MLP). */
+/* The unpacked paths' cache blocks: a MM_MB x MM_NB double tile (64 KiB)
+ * stays in L2 while MM_KB rows of B stream through it. The packed f32 path's
+ * come from its schedule (cgen_gemm_sched: the host model, codegen/c/schedule.c,
+ * or the tuner's): B's packed KB x NB block is reused by all MB rows, and A's
+ * packed MB x K row block by all of a thread's tiles in that row (on the stack
+ * up to MM_APK_STACK bytes, else on the heap up to MM_APK_MAX; past that each
+ * tile packs its own). */
 enum { MM_MB = 32, MM_NB = 256, MM_KB = 192 };
-/* The packed f32 path's tiles are taller: B's packed KB x NB block is reused
- * by all MB rows, and A's packed MB x K row block by all of a thread's tiles
- * in that row (on the stack up to MM_APK_STACK bytes, else on the heap up
- * to MM_APK_MAX; past that each tile packs its own). 256 x 256 measured best
- * of 128..384 x 256 for SGEMM 512..4096 on a 2-core Zen 4 (2048: 145 -> 175
- * GFLOP/s from 128 rows); the f64 tile is 512 KiB of the thread's stack. */
-enum { MM_PMB = 256, MM_PNB = 256, MM_APK_STACK = 512 << 10, MM_APK_MAX = 64 << 20 };
+enum { MM_APK_STACK = 512 << 10, MM_APK_MAX = 64 << 20 };
 /* A GEMM of fewer than MM_SPLITK_TILES tiles and at least as many k blocks
  * splits k into (at most) MM_SPLITK chunks that threads share (split_k). */
 enum { MM_SPLITK_TILES = 4, MM_SPLITK = 8 };
@@ -38,19 +35,6 @@ enum { MM_SPLITK_TILES = 4, MM_SPLITK = 8 };
  *            place), any dtypes or f32 packed: offsets through per-block tables */
 typedef enum { MMV_ROWS, MMV_DOT, MMV_STRIDED, MMV_PACKED, MMV_GATHER, MMV_PGATHER } mm_variant;
 
-/* The packed microkernel's register block: MR rows x NR columns of f32
- * accumulators in VL-wide vectors (AVX-512: 12 of 32 registers; AVX2: 12 of
- * 16). Generated code is built with -march=native for the host whose
- * features the caller passed (cgen_host_features); the CPU is in the compile
- * cache's key. */
-static void mm_block(const cgen_opts *o, int *mr, int *nr, int *vl)
-{
-    bool wide = o->features & CGEN_AVX512F;
-    *mr = wide ? 6 : 4;
-    *nr = wide ? 32 : 24;
-    *vl = wide ? 16 : 8;
-}
-
 static mm_variant mm_variant_of(const kprogram *p, const kernel *k)
 {
     const kk_matmul *mm = &k->mm;
@@ -65,14 +49,71 @@ static mm_variant mm_variant_of(const kprogram *p, const kernel *k)
     return mm->b_stride[1] == 1 && mm->a_stride[2] == 1 ? MMV_DOT : MMV_STRIDED;
 }
 
-/* "kiln_mm_rows_f64_f32_f32": layout, accumulator, A and B dtypes. */
-static void mm_fn_name(cgen_buf *b, const kprogram *p, const kernel *k)
+bool cgen_gemm_packed(const kprogram *p, const kernel *k)
+{
+    mm_variant v = mm_variant_of(p, k);
+    return k->kind == KK_MATMUL && (v == MMV_PACKED || v == MMV_PGATHER);
+}
+
+/* Packed kernel k's schedule: the caller's pick, else its default (the host
+ * model of the features when it has none). Generated code is built with
+ * -march=native for the host whose features the caller passed
+ * (cgen_host_features); the CPU is in the compile cache's key. */
+static cgen_gemm_sched mm_sched(const cgen_opts *o, const kprogram *p, const kernel *k)
+{
+    cgen_gemm_sched s;
+    if (o->pick && o->pick(o->pick_ctx, p, k, &s) && cgen_gemm_sched_ok(&s, o->features))
+        return s;
+    if (cgen_gemm_sched_ok(&o->gemm, o->features))
+        return o->gemm;
+    return cgen_gemm_model(&(cgen_host){o->features, 0, 0, 0});
+}
+
+/* "kiln_mm_rows_f64_f32_f32": layout, accumulator, A and B dtypes; the
+ * packed ones' register block too ("kiln_mm_packed_f64_f32_f32_6x32"). */
+static void mm_fn_name(cgen_buf *b, const kprogram *p, const kernel *k, const cgen_opts *o)
 {
     static const char *const layout[] = {"rows", "dot", "strided", "packed", "gather", "pgather"};
     const kk_matmul *mm = &k->mm;
     cgen_printf(b, "kiln_mm_%s_%s_%s_%s", layout[mm_variant_of(p, k)],
                 ir_dtype_is_float(k->acc_dtype) ? ir_dtype_kir(k->acc_dtype) : "u64",
                 ir_dtype_kir(p->bufs[mm->a].dtype), ir_dtype_kir(p->bufs[mm->b].dtype));
+    if (cgen_gemm_packed(p, k)) {
+        cgen_gemm_sched sc = mm_sched(o, p, k);
+        cgen_printf(b, "_%dx%d", sc.mr, sc.nr);
+    }
+}
+
+/* The packed helpers, named per register block (one instance for each in
+ * the source): the template's name and the suffixed one. */
+static const char *const mm_helpers[] = {"kiln_mm_pack_a_f32", "kiln_mm_pack_bt_f32",
+                                         "kiln_mm_pack_a_gather", "kiln_mm_panels"};
+enum { MM_NHELPERS = 4, MM_NSUBST = 3 + MM_NHELPERS };
+
+/* Substitutions for a packed template of schedule sc: KILN_MR, KILN_NR,
+ * KILN_VL and the helpers' names; text holds the strings. */
+typedef struct {
+    char text[3 + MM_NHELPERS][48];
+    const char *from[MM_NSUBST + 8], *to[MM_NSUBST + 8];
+    int n;
+} mm_subst;
+
+static void mm_subst_init(mm_subst *m, const cgen_gemm_sched *sc)
+{
+    snprintf(m->text[0], sizeof m->text[0], "%d", sc->mr);
+    snprintf(m->text[1], sizeof m->text[1], "%d", sc->nr);
+    snprintf(m->text[2], sizeof m->text[2], "%d", sc->vl);
+    const char *keys[3] = {"KILN_MR", "KILN_NR", "KILN_VL"};
+    m->n = 0;
+    for (int i = 0; i < 3; i++) {
+        m->from[m->n] = keys[i];
+        m->to[m->n++] = m->text[i];
+    }
+    for (int i = 0; i < MM_NHELPERS; i++) {
+        snprintf(m->text[3 + i], sizeof m->text[3 + i], "%s_%dx%d", mm_helpers[i], sc->mr, sc->nr);
+        m->from[m->n] = mm_helpers[i];
+        m->to[m->n++] = m->text[3 + i];
+    }
 }
 
 static bool mm_operands_ok(const kprogram *p, const kernel *k)
@@ -88,52 +129,58 @@ static void render_mm_fn(cgen_buf *b, const kprogram *p, const kernel *k, const 
                                        "kiln_mm_packed", "kiln_mm_gather", "kiln_mm_pgather"};
     const kk_matmul *mm = &k->mm;
     bool fl = ir_dtype_is_float(k->acc_dtype);
-    int mr, nr, vl;
-    mm_block(o, &mr, &nr, &vl);
-    char smr[16], snr[16], svl[16];
-    snprintf(smr, sizeof smr, "%d", mr);
-    snprintf(snr, sizeof snr, "%d", nr);
-    snprintf(svl, sizeof svl, "%d", vl);
+    cgen_gemm_sched sc = mm_sched(o, p, k);
+    mm_subst m;
+    mm_subst_init(&m, &sc);
     cgen_buf name = {0};
-    mm_fn_name(&name, p, k);
+    mm_fn_name(&name, p, k, o);
     mm_variant v = mm_variant_of(p, k);
-    const char *from[] = {"TT", "TA", "TB", "KILN_MR", "KILN_NR", "KILN_VL", tmpl[v]};
+    const char *from[] = {"TT", "TA", "TB", tmpl[v]};
     const char *to[] = {fl ? cgen_ctype(k->acc_dtype) : "uint64_t",
-                        cgen_ctype(p->bufs[mm->a].dtype),
-                        cgen_ctype(p->bufs[mm->b].dtype),
-                        smr,
-                        snr,
-                        svl,
+                        cgen_ctype(p->bufs[mm->a].dtype), cgen_ctype(p->bufs[mm->b].dtype),
                         name.s ? name.s : ""};
-    if (name.oom || !cgen_template(b, cgen_gemm_text, tmpl[v], 7, from, to))
+    for (int i = 0; i < 4; i++) {
+        m.from[m.n] = from[i];
+        m.to[m.n++] = to[i];
+    }
+    if (name.oom || !cgen_template(b, cgen_gemm_text, tmpl[v], m.n, m.from, m.to))
         b->oom = true;
     cgen_buf_free(&name);
 }
 
-/* The packed variants' shared routines (once per source, before the tile
- * functions that call them): the microkernel and the packing each uses. */
+/* The packed variants' shared routines (before the tile functions that call
+ * them): the microkernel and the packing each uses, once per register block
+ * in use. */
 static void render_mm_shared(cgen_buf *b, const kprogram *p, const cgen_opts *o)
 {
-    bool used[MMV_PGATHER + 1] = {false};
     for (int i = 0; i < p->nkernels; i++) {
         const kernel *k = &p->kernels[i];
-        if (k->kind == KK_MATMUL && mm_operands_ok(p, k) && k->mm.k > 0 && !cgen_empty_domain(k))
-            used[mm_variant_of(p, k)] = true;
+        if (!cgen_gemm_packed(p, k) || !mm_operands_ok(p, k) || k->mm.k == 0 ||
+            cgen_empty_domain(k))
+            continue;
+        cgen_gemm_sched sc = mm_sched(o, p, k);
+        bool used[2] = {false, false},
+             seen = false; /* packed, pgather; an earlier kernel's block */
+        for (int j = 0; j < p->nkernels; j++) {
+            const kernel *q = &p->kernels[j];
+            if (!cgen_gemm_packed(p, q) || !mm_operands_ok(p, q) || q->mm.k == 0 ||
+                cgen_empty_domain(q))
+                continue;
+            cgen_gemm_sched sq = mm_sched(o, p, q);
+            if (sq.mr != sc.mr || sq.nr != sc.nr)
+                continue;
+            seen = seen || j < i;
+            used[mm_variant_of(p, q) == MMV_PGATHER] = true;
+        }
+        if (seen)
+            continue;
+        mm_subst m;
+        mm_subst_init(&m, &sc);
+        const bool want[MM_NHELPERS] = {used[0], used[0], used[1], true};
+        for (int h = 0; h < MM_NHELPERS; h++)
+            if (want[h] && !cgen_template(b, cgen_gemm_text, mm_helpers[h], m.n, m.from, m.to))
+                b->oom = true;
     }
-    int mr, nr, vl;
-    mm_block(o, &mr, &nr, &vl);
-    char smr[16], snr[16], svl[16];
-    snprintf(smr, sizeof smr, "%d", mr);
-    snprintf(snr, sizeof snr, "%d", nr);
-    snprintf(svl, sizeof svl, "%d", vl);
-    const char *from[] = {"KILN_MR", "KILN_NR", "KILN_VL"}, *to[] = {smr, snr, svl};
-    const char *sections[] = {"kiln_mm_pack_a_f32", "kiln_mm_pack_bt_f32", "kiln_mm_pack_a_gather",
-                              "kiln_mm_panels"};
-    const bool want[] = {used[MMV_PACKED], used[MMV_PACKED], used[MMV_PGATHER],
-                         used[MMV_PACKED] || used[MMV_PGATHER]};
-    for (int i = 0; i < 4; i++)
-        if (want[i] && !cgen_template(b, cgen_gemm_text, sections[i], 3, from, to))
-            b->oom = true;
 }
 
 void cgen_render_mm_fns(cgen_buf *b, const kprogram *p, const cgen_opts *o)
@@ -144,7 +191,7 @@ void cgen_render_mm_fns(cgen_buf *b, const kprogram *p, const cgen_opts *o)
         if (k->kind != KK_MATMUL || !mm_operands_ok(p, k) || k->mm.k == 0 || cgen_empty_domain(k))
             continue;
         cgen_buf mine = {0}, other = {0};
-        mm_fn_name(&mine, p, k);
+        mm_fn_name(&mine, p, k, o);
         bool seen = false;
         for (int j = 0; j < i && !seen && !mine.oom; j++) {
             const kernel *q = &p->kernels[j];
@@ -152,7 +199,7 @@ void cgen_render_mm_fns(cgen_buf *b, const kprogram *p, const cgen_opts *o)
                 cgen_empty_domain(q))
                 continue;
             other.len = 0;
-            mm_fn_name(&other, p, q);
+            mm_fn_name(&other, p, q, o);
             seen = !other.oom && strcmp(mine.s, other.s) == 0;
         }
         if (mine.oom || other.oom)
@@ -271,7 +318,9 @@ static void pack_a(kr *r, const mm_axis *bat, const mm_axis *ax, const mm_axis *
     const int64_t as[2] = {mm->a_stride[0], gather ? 0 : mm->a_stride[1]};
     bool loop = open_block(b, kx, ind);
     cgen_indent(b, ind + loop);
-    cgen_puts(b, gather ? "kiln_mm_pack_a_gather(apk" : "kiln_mm_pack_a_f32(apk");
+    cgen_gemm_sched sc = mm_sched(&r->o, r->p, r->k);
+    cgen_printf(b, "%s_%dx%d(apk", gather ? "kiln_mm_pack_a_gather" : "kiln_mm_pack_a_f32", sc.mr,
+                sc.nr);
     if (loop)
         cgen_printf(b, " + %lld * kb", (long long)mpad);
     cgen_puts(b, ", ");
@@ -341,7 +390,7 @@ static void tile_call(kr *r, const char *tile, const mm_axis *bat, const mm_axis
     const mm_axis *av[2] = {bat, ax}, *bv[2] = {bat, bx};
     const int64_t as[2] = {sa[0], gather ? 0 : sa[1]}, bs[2] = {sb[0], gather ? 0 : sb[2]};
     cgen_indent(b, in);
-    mm_fn_name(b, r->p, r->k);
+    mm_fn_name(b, r->p, r->k, &r->o);
     cgen_printf(b, "(%s, %lld, ", tile, (long long)ldt);
     block_len(b, ax);
     cgen_puts(b, ", ");
@@ -440,11 +489,12 @@ void cgen_render_matmul(kr *r)
     const char *tt = fl ? cgen_ctype(k->acc_dtype) : "uint64_t";
     mm_variant variant = mm_variant_of(r->p, k);
     bool packed = variant == MMV_PACKED || variant == MMV_PGATHER;
-    /* fewer than two row blocks of MM_PMB: half-height ones, one per thread */
-    int64_t bm = packed ? (mm->m >= 2 * MM_PMB ? MM_PMB : MM_PMB / 2) : MM_MB;
-    int64_t bn = packed ? MM_PNB : MM_NB;
+    cgen_gemm_sched sc = mm_sched(&r->o, r->p, k);
+    /* fewer than two row blocks of MB: half-height ones, one per thread */
+    int64_t bm = packed ? (mm->m >= 2 * sc.mb ? sc.mb : sc.mb / 2) : MM_MB;
+    int64_t bn = packed ? sc.nb : MM_NB, bk = packed ? sc.kb : MM_KB;
     int64_t mb = mm->m < bm ? mm->m : bm, nb = mm->n < bn ? mm->n : bn;
-    int64_t kb = mm->k < MM_KB ? mm->k : MM_KB;
+    int64_t kb = mm->k < bk ? mm->k : bk;
     const int64_t *sa = mm->a_stride, *sb = mm->b_stride;
     /* threads split tiles: one tile alone would only pay the team's start */
     int64_t tiles =
@@ -452,7 +502,7 @@ void cgen_render_matmul(kr *r)
     bool work = r->o.openmp && !cgen_serial(k) &&
                 mm->batch * mm->m * mm->n * (mm->k ? mm->k : 1) >= PAR_WORK;
     /* too few tiles for the threads and many k blocks: the threads split k */
-    bool splitk = work && tiles < MM_SPLITK_TILES && mm->k >= MM_SPLITK_TILES * MM_KB;
+    bool splitk = work && tiles < MM_SPLITK_TILES && mm->k >= MM_SPLITK_TILES * bk;
     bool par = work && tiles >= 2 && !splitk;
     const mm_axis bat = {"i0", "", mm->batch, 1}, ax = {"ib", "ie", mm->m, mb ? mb : 1},
                   bx = {"jb", "je", mm->n, nb ? nb : 1}, kx = {"kb", "ke", mm->k, kb ? kb : 1};
@@ -474,9 +524,7 @@ void cgen_render_matmul(kr *r)
      * thread and row block (consecutive tiles of a thread share ib), not once
      * per tile: mpad x K floats on the thread's stack, or its heap when big
      * (malloc failing falls back to packing per tile). */
-    int mr, nr, vl;
-    mm_block(&r->o, &mr, &nr, &vl);
-    int64_t mpad = (mb + mr - 1) / mr * mr, apk_bytes = mpad * mm->k * 4;
+    int64_t mpad = (mb + sc.mr - 1) / sc.mr * sc.mr, apk_bytes = mpad * mm->k * 4;
     bool apk = packed && mm->k > 0 && apk_bytes <= MM_APK_MAX && !splitk;
     bool apk_heap = apk_bytes > MM_APK_STACK;
     int ind = 1;
