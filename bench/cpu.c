@@ -12,6 +12,7 @@
  *                           pool-linear on 28x28 images, batch 64, Adam
  *   bench_cpu gpt           train step of samples/gpt.c: 2 blocks, d 64, 4 heads,
  *                           T 32, batch 16, AdamW with clipping
+ *   bench_cpu gpt128        the same GPT at the CPU issue's size: d 128, T 64
  *   bench_cpu chain         y = exp(x * 0.5 + 1) * x - 2 over 1e8 f32 (fused)
  *   bench_cpu tutorial [R]  randn(10000, 10000) * randn(10000, 10000), R runs
  *
@@ -256,28 +257,34 @@ static void cnn(void)
     kiln_graph_free(g);
 }
 
-/* The GPT step's FLOPs: 6 per param per token for the matmuls, plus the
+/* The GPT step (samples/gpt_model.h) of embedding d, context t, batch 16,
+ * 4 heads; its FLOPs: 6 per param per token for the matmuls, plus the
  * attention's two batched matmuls (6 x 2 x T^2 x d per layer and sequence). */
-static void gpt(void)
+static void gpt(const char *name, int64_t d, int64_t t)
 {
     enum { VOCAB = 76 }; /* GPL-3's bytes */
     static gpt_model md;
+    const int64_t batch = GPT_BATCH;
     kiln_graph *g = kiln_graph_new();
-    gpt_train_step(g, &md, VOCAB);
+    kiln_graph_seed(g, 1337);
+    gpt_params_sized(g, &md, VOCAB, d, GPT_HEADS, t, batch);
+    gpt_train_step_of(g, &md, VOCAB);
     kiln_module *m = compile(g);
-    int64_t x[GPT_BATCH * GPT_BLOCK], y[GPT_BATCH * GPT_BLOCK];
-    for (int i = 0; i < GPT_BATCH * GPT_BLOCK; i++) {
+    int64_t *x = malloc(sizeof(int64_t) * (size_t)(batch * t));
+    int64_t *y = malloc(sizeof(int64_t) * (size_t)(batch * t));
+    for (int64_t i = 0; i < batch * t; i++) {
         x[i] = (i * 37) % VOCAB;
         y[i] = (i * 37 + 11) % VOCAB;
     }
-    kiln_module_set(m, "x", x, sizeof x);
-    kiln_module_set(m, "y", y, sizeof y);
-    double t = best_of(m, "train", 20);
-    const double d = GPT_EMBED, tokens = GPT_BATCH * GPT_BLOCK;
-    double weights = GPT_LAYERS * 12 * d * d + VOCAB * d;
-    double flops =
-        6 * weights * tokens + GPT_LAYERS * 6 * 2.0 * GPT_BLOCK * GPT_BLOCK * d * GPT_BATCH;
-    printf("RESULT gpt %.6f %.1f GFLOP/s\n", t, flops / t / 1e9);
+    kiln_module_set(m, "x", x, sizeof(int64_t) * (size_t)(batch * t));
+    kiln_module_set(m, "y", y, sizeof(int64_t) * (size_t)(batch * t));
+    double secs = best_of(m, "train", 20);
+    const double tokens = (double)(batch * t);
+    double weights = GPT_LAYERS * 12.0 * (double)(d * d) + VOCAB * (double)d;
+    double flops = 6 * weights * tokens + GPT_LAYERS * 6 * 2.0 * (double)(t * t * d * batch);
+    printf("RESULT %s %.6f %.1f GFLOP/s\n", name, secs, flops / secs / 1e9);
+    free(x);
+    free(y);
     kiln_module_free(m);
     kiln_graph_free(g);
 }
@@ -329,14 +336,17 @@ int main(int argc, char **argv)
     else if (strcmp(c, "cnn") == 0)
         cnn();
     else if (strcmp(c, "gpt") == 0)
-        gpt();
+        gpt("gpt", GPT_EMBED, GPT_BLOCK);
+    else if (strcmp(c, "gpt128") == 0)
+        gpt("gpt128", 128, 64);
     else if (strcmp(c, "chain") == 0)
         chain();
     else if (strcmp(c, "tutorial") == 0)
         tutorial(argc > 2 ? atoi(argv[2]) : 3);
     else {
         fprintf(stderr,
-                "usage: bench_cpu probe | sgemm N | mlp | cnn | gpt | chain | tutorial [RUNS]\n");
+                "usage: bench_cpu probe | sgemm N | mlp | cnn | gpt | gpt128 | chain | tutorial "
+                "[RUNS]\n");
         return 2;
     }
     return 0;

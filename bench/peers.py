@@ -169,8 +169,9 @@ def main():
         t = train_step_time(model, torch.optim.Adam(model.parameters(), lr=2e-3), x, y, maybe)
         fwd = 2.0 * b * (28 * 28 * c * 9 + 14 * 14 * 2 * c * c * 9 + 2 * c * 49 * 10)
         print(f"RESULT cnn {t:.6f} {3 * fwd / t / 1e9:.1f} GFLOP/s")
-    elif case == "gpt":
-        vocab, block, d, layers, batch = 76, 32, 64, 2, 16
+    elif case in ("gpt", "gpt128"):
+        vocab, layers, batch = 76, 2, 16
+        block, d = (32, 64) if case == "gpt" else (64, 128)
         model = tiny_gpt_class()(vocab, block, d, 4, layers)
         decay = [p for n, p in model.named_parameters() if p.dim() == 2]
         other = [p for n, p in model.named_parameters() if p.dim() != 2]
@@ -183,7 +184,7 @@ def main():
         t = train_step_time(model, opt, x, y, maybe, clip=1.0)
         weights = layers * 12 * d * d + vocab * d
         flops = 6 * weights * batch * block + layers * 6 * 2 * block * block * d * batch
-        print(f"RESULT gpt {t:.6f} {flops / t / 1e9:.1f} GFLOP/s")
+        print(f"RESULT {case} {t:.6f} {flops / t / 1e9:.1f} GFLOP/s")
     elif case == "chain":
         x = torch.rand(100_000_000) - 0.5
         f = maybe(lambda: torch.exp(x * 0.5 + 1) * x - 2)

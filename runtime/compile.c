@@ -58,7 +58,7 @@ kiln_status rt_render(kiln_graph *g, kiln_graph *mg, const kiln_compile_opts *op
     if (target == KILN_TARGET_C && force) {
         co.gemm = *force;
     } else if (target == KILN_TARGET_C) { /* tuned, cached or the host model's schedules */
-        s = rt_tune(g, opts, code->prog, co.features, fn, &tn);
+        s = rt_tune(g, opts, code->prog, co.features, fn, rt_compile, &tn);
         co.gemm = tn.model;
         co.pick = rt_tuning_pick;
         co.pick_ctx = &tn;

@@ -124,8 +124,11 @@ typedef struct {
  * $KILN_TUNE) the fastest of the candidates timed on its shape now (then
  * cached), else the model's. KILN_DEBUG=1 says what each got and why.
  * Errors (a bad $KILN_TUNE) on g as "fn: ". */
+typedef kiln_status (*rt_compile_fn)(kiln_graph *g, const kiln_compile_opts *opts,
+                                     const cgen_gemm_sched *force, kiln_module **out);
+/* compile builds the candidates (rt_compile, passed in: compile.c calls this). */
 kiln_status rt_tune(kiln_graph *g, const kiln_compile_opts *opts, const kprogram *p,
-                    unsigned features, const char *fn, rt_tuning *t);
+                    unsigned features, const char *fn, rt_compile_fn compile, rt_tuning *t);
 void rt_tuning_free(rt_tuning *t);
 bool rt_tuning_pick(void *ctx, const kprogram *p, const kernel *k, cgen_gemm_sched *s);
 /* The host as the schedule model sees it (features, data caches of a core,

@@ -206,7 +206,7 @@ long rt_tune_timed(void)
 /* A matmul of shape sh on schedule s, compiled and timed: the best of a few
  * runs (seconds), or -1 when it could not be built or run. */
 static double time_candidate(const shape *sh, const cgen_gemm_sched *s,
-                             const kiln_compile_opts *opts, double budget)
+                             const kiln_compile_opts *opts, rt_compile_fn compile, double budget)
 {
     kiln_graph *g = kiln_graph_new();
     if (!g)
@@ -229,8 +229,7 @@ static double time_candidate(const shape *sh, const cgen_gemm_sched *s,
     double best = -1;
     size_t na = (size_t)(sh->batch * sh->m * sh->k), nb = (size_t)(sh->batch * sh->k * sh->n);
     float *data = malloc(sizeof(float) * (na > nb ? na : nb));
-    if (data && kiln_entry(g, "f", 1, &c, NULL) == KILN_OK &&
-        rt_compile(g, &co, s, &m) == KILN_OK) {
+    if (data && kiln_entry(g, "f", 1, &c, NULL) == KILN_OK && compile(g, &co, s, &m) == KILN_OK) {
         for (size_t i = 0; i < (na > nb ? na : nb); i++)
             data[i] = (float)((i * 2654435761u) % 1000) * 1e-3f - 0.5f;
         bool ok = kiln_module_set(m, "a", data, sizeof(float) * na) == KILN_OK &&
@@ -265,14 +264,14 @@ static const int64_t nbs[] = {128, 192, 256, 320, 512};
  * both are timed again, in turn (timings on a shared host move by several
  * percent: a winner by noise alone would be a change for nothing). */
 static bool confirm(const shape *sh, const cgen_gemm_sched *model, const kiln_compile_opts *opts,
-                    double budget, cgen_gemm_sched *best, double *t)
+                    rt_compile_fn compile, double budget, cgen_gemm_sched *best, double *t)
 {
     if (*t <= 0 || memcmp(best, model, sizeof *best) == 0)
         return *t > 0;
     double tm = -1, tb = *t;
     for (int i = 0; i < 2; i++) {
-        double a = time_candidate(sh, model, opts, budget / 16);
-        double b = time_candidate(sh, best, opts, budget / 16);
+        double a = time_candidate(sh, model, opts, compile, budget / 16);
+        double b = time_candidate(sh, best, opts, compile, budget / 16);
         tm = a > 0 && (tm < 0 || a < tm) ? a : tm;
         tb = b > 0 && b < tb ? b : tb;
     }
@@ -286,12 +285,12 @@ static bool confirm(const shape *sh, const cgen_gemm_sched *model, const kiln_co
 /* Coordinate descent from the model's schedule within budget seconds; the
  * best schedule into *best (its time in *t); false when none ran. */
 static bool tune_shape(const shape *sh, const cgen_gemm_sched *model, const kiln_compile_opts *opts,
-                       unsigned features, double budget, cgen_gemm_sched *best, double *t,
-                       int *tried)
+                       rt_compile_fn compile, unsigned features, double budget,
+                       cgen_gemm_sched *best, double *t, int *tried)
 {
     double start = now_s();
     *best = *model;
-    *t = time_candidate(sh, model, opts, budget / 16);
+    *t = time_candidate(sh, model, opts, compile, budget / 16);
     *tried = 1;
     bool wide = features & CGEN_AVX512F;
     int nblocks = wide ? (int)(sizeof blocks512 / sizeof *blocks512)
@@ -316,7 +315,7 @@ static bool tune_shape(const shape *sh, const cgen_gemm_sched *model, const kiln
             }
             if (memcmp(&c, &base, sizeof c) == 0 || !cgen_gemm_sched_ok(&c, features))
                 continue;
-            double tc = time_candidate(sh, &c, opts, budget / 16);
+            double tc = time_candidate(sh, &c, opts, compile, budget / 16);
             ++*tried;
             if (tc > 0 && (*t < 0 || tc < *t)) {
                 *t = tc;
@@ -324,7 +323,7 @@ static bool tune_shape(const shape *sh, const cgen_gemm_sched *model, const kiln
             }
         }
     }
-    return confirm(sh, model, opts, budget, best, t);
+    return confirm(sh, model, opts, compile, budget, best, t);
 }
 
 static void debug_sched(const shape *sh, const cgen_gemm_sched *s, const char *why)
@@ -338,7 +337,7 @@ static void debug_sched(const shape *sh, const cgen_gemm_sched *s, const char *w
 }
 
 kiln_status rt_tune(kiln_graph *g, const kiln_compile_opts *opts, const kprogram *p,
-                    unsigned features, const char *fn, rt_tuning *t)
+                    unsigned features, const char *fn, rt_compile_fn compile, rt_tuning *t)
 {
     *t = (rt_tuning){0};
     cgen_host h = rt_host();
@@ -388,7 +387,8 @@ kiln_status rt_tune(kiln_graph *g, const kiln_compile_opts *opts, const kprogram
         } else if (budget > 0) {
             double secs = 0, t0 = now_s();
             int tried = 0;
-            if (tune_shape(&sh, &t->model, opts, features, budget, &t->own[i], &secs, &tried)) {
+            if (tune_shape(&sh, &t->model, opts, compile, features, budget, &t->own[i], &secs,
+                           &tried)) {
                 t->has[i] = true;
                 double gf = 2.0 * (double)(sh.batch * sh.m * sh.n) * (double)sh.k / secs / 1e9;
                 char line[128];

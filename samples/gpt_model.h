@@ -16,8 +16,11 @@
 enum { GPT_EMBED = 64, GPT_HEADS = 4, GPT_LAYERS = 2, GPT_BATCH = 16 };
 
 /* The params, made once (nanoGPT's names and init: N(0, 0.02) weights, zero
- * biases, unit norm weights); names of those without weight decay. */
+ * biases, unit norm weights); names of those without weight decay; the
+ * sizes (the sample's: GPT_EMBED, GPT_HEADS, GPT_BLOCK, GPT_BATCH; bench/
+ * times a larger one too). */
 typedef struct {
+    int64_t d, heads, block, batch;
     kiln_tensor *wte, *wpe, *lnf_w, *lnf_b, *head;
     struct {
         kiln_tensor *ln1_w, *ln1_b, *attn_w, *attn_b, *proj_w, *proj_b;
@@ -43,14 +46,20 @@ static inline kiln_tensor *gpt_param(kiln_graph *g, gpt_model *md, const char *p
     return kiln_param(g, full, KILN_F32, rank, dims, init);
 }
 
-static inline void gpt_params(kiln_graph *g, gpt_model *md, int64_t vocab)
+/* The params of a GPT of embedding d, heads heads, context block, trained
+ * on batches of batch windows. */
+static inline void gpt_params_sized(kiln_graph *g, gpt_model *md, int64_t vocab, int64_t d,
+                                    int64_t heads, int64_t block, int64_t batch)
 {
-    const int64_t d = GPT_EMBED;
     kiln_init normal = kiln_init_normal(0, 0.02), zeros = kiln_init_zeros(),
               ones = kiln_init_ones();
     memset(md, 0, sizeof *md);
+    md->d = d;
+    md->heads = heads;
+    md->block = block;
+    md->batch = batch;
     md->wte = gpt_param(g, md, "", "wte", true, 2, (const int64_t[]){vocab, d}, normal);
-    md->wpe = gpt_param(g, md, "", "wpe", true, 2, (const int64_t[]){GPT_BLOCK, d}, normal);
+    md->wpe = gpt_param(g, md, "", "wpe", true, 2, (const int64_t[]){block, d}, normal);
     for (int l = 0; l < GPT_LAYERS; l++) {
         char p[16];
         snprintf(p, sizeof p, "h.%d.", l);
@@ -78,27 +87,33 @@ static inline void gpt_params(kiln_graph *g, gpt_model *md, int64_t vocab)
     md->head = gpt_param(g, md, "", "lm_head.weight", true, 2, (const int64_t[]){vocab, d}, normal);
 }
 
-/* The queries, keys and values of block l's attention, [n, GPT_HEADS, t, hd]
- * each, for h [n, t, GPT_EMBED]. */
+/* The sample's GPT. */
+static inline void gpt_params(kiln_graph *g, gpt_model *md, int64_t vocab)
+{
+    gpt_params_sized(g, md, vocab, GPT_EMBED, GPT_HEADS, GPT_BLOCK, GPT_BATCH);
+}
+
+/* The queries, keys and values of block l's attention, [n, heads, t, hd]
+ * each, for h [n, t, d]. */
 static inline void gpt_attention_qkv(kiln_graph *g, const gpt_model *md, int l, kiln_tensor *h,
                                      int64_t n, int64_t t, kiln_tensor *qkv[3])
 {
-    const int64_t d = GPT_EMBED, hd = GPT_EMBED / GPT_HEADS;
+    const int64_t d = md->d, hd = md->d / md->heads;
     kiln_tensor *a = kiln_linear(g, kiln_layer_norm(g, h, md->h[l].ln1_w, md->h[l].ln1_b, 1e-5),
                                  md->h[l].attn_w, md->h[l].attn_b);
     for (int i = 0; i < 3; i++) {
         kiln_tensor *part = kiln_slice(g, a, 2, i * d, (i + 1) * d, 1);
-        part = kiln_reshape(g, part, 4, (const int64_t[]){n, t, GPT_HEADS, hd});
+        part = kiln_reshape(g, part, 4, (const int64_t[]){n, t, md->heads, hd});
         qkv[i] = kiln_transpose(g, part, 1, 2);
     }
 }
 
-/* The rest of block l after attention: y [n, GPT_HEADS, t, hd] projected and
- * added to h [n, t, GPT_EMBED], then the GELU MLP. */
+/* The rest of block l after attention: y [n, heads, t, hd] projected and
+ * added to h [n, t, d], then the GELU MLP. */
 static inline kiln_tensor *gpt_block_rest(kiln_graph *g, const gpt_model *md, int l, kiln_tensor *h,
                                           kiln_tensor *y, int64_t n, int64_t t)
 {
-    y = kiln_reshape(g, kiln_transpose(g, y, 1, 2), 3, (const int64_t[]){n, t, GPT_EMBED});
+    y = kiln_reshape(g, kiln_transpose(g, y, 1, 2), 3, (const int64_t[]){n, t, md->d});
     h = kiln_add(g, h, kiln_linear(g, y, md->h[l].proj_w, md->h[l].proj_b));
     kiln_tensor *m = kiln_layer_norm(g, h, md->h[l].ln2_w, md->h[l].ln2_b, 1e-5);
     m = kiln_gelu(g, kiln_linear(g, m, md->h[l].fc_w, md->h[l].fc_b));
@@ -110,36 +125,44 @@ static inline kiln_tensor *gpt_head(kiln_graph *g, const gpt_model *md, kiln_ten
     return kiln_linear(g, kiln_layer_norm(g, h, md->lnf_w, md->lnf_b, 1e-5), md->head, NULL);
 }
 
-/* Logits [n, GPT_BLOCK, vocab] of the windows idx [n, GPT_BLOCK]. */
+/* Logits [n, block, vocab] of the windows idx [n, block]. */
 static inline kiln_tensor *gpt_forward(kiln_graph *g, const gpt_model *md, kiln_tensor *idx,
                                        int64_t n)
 {
     kiln_tensor *h = kiln_add(g, kiln_embedding(g, md->wte, idx), md->wpe);
     for (int l = 0; l < GPT_LAYERS; l++) {
         kiln_tensor *qkv[3];
-        gpt_attention_qkv(g, md, l, h, n, GPT_BLOCK, qkv);
+        gpt_attention_qkv(g, md, l, h, n, md->block, qkv);
         kiln_tensor *y =
             kiln_scaled_dot_product_attention(g, qkv[0], qkv[1], qkv[2], NULL, true, 0);
-        h = gpt_block_rest(g, md, l, h, y, n, GPT_BLOCK);
+        h = gpt_block_rest(g, md, l, h, y, n, md->block);
     }
     return gpt_head(g, md, h);
 }
 
-/* The train step "train": AdamW (no decay on biases and norms), gradients
- * clipped to norm 1, cross-entropy of the windows x [GPT_BATCH, GPT_BLOCK] against
- * their next characters y [GPT_BATCH * GPT_BLOCK]. */
-static inline void gpt_train_step(kiln_graph *g, gpt_model *md, int64_t vocab)
+/* The train step "train" of md's sizes (gpt_params_sized made its params):
+ * AdamW (no decay on biases and norms), gradients clipped to norm 1,
+ * cross-entropy of the windows x [batch, block] against their next characters
+ * y [batch * block]. */
+static inline void gpt_train_step_of(kiln_graph *g, gpt_model *md, int64_t vocab)
 {
-    kiln_graph_seed(g, 1337);
-    gpt_params(g, md, vocab);
-    kiln_tensor *x = kiln_input(g, "x", KILN_I64, KILN_SHAPE(GPT_BATCH, GPT_BLOCK));
-    kiln_tensor *y = kiln_input(g, "y", KILN_I64, KILN_SHAPE(GPT_BATCH * GPT_BLOCK));
-    kiln_tensor *logits = gpt_forward(g, md, x, GPT_BATCH);
-    kiln_tensor *flat = kiln_reshape(g, logits, 2, (const int64_t[]){GPT_BATCH * GPT_BLOCK, vocab});
+    const int64_t b = md->batch, t = md->block;
+    kiln_tensor *x = kiln_input(g, "x", KILN_I64, KILN_SHAPE(b, t));
+    kiln_tensor *y = kiln_input(g, "y", KILN_I64, KILN_SHAPE(b * t));
+    kiln_tensor *logits = gpt_forward(g, md, x, b);
+    kiln_tensor *flat = kiln_reshape(g, logits, 2, (const int64_t[]){b * t, vocab});
     kiln_optim opt = kiln_adamw(1e-3, 0.9, 0.95, 1e-8, 0.1);
     opt.max_grad_norm = 1.0;
     opt.no_decay = md->no_decay;
     kiln_train_step(g, "train", kiln_cross_entropy(g, flat, y), opt);
+}
+
+/* The sample's train step (GPT_EMBED, GPT_HEADS, GPT_BLOCK, GPT_BATCH). */
+static inline void gpt_train_step(kiln_graph *g, gpt_model *md, int64_t vocab)
+{
+    kiln_graph_seed(g, 1337);
+    gpt_params(g, md, vocab);
+    gpt_train_step_of(g, md, vocab);
 }
 
 #endif /* GPT_MODEL_H */
