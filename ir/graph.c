@@ -228,7 +228,7 @@ bool ir_conv_shape(const kiln_tensor *x, const kiln_tensor *w, const int64_t str
                  (long long)dilation[1], (long long)groups);
         return false;
     }
-    if (w->dims[0] % groups != 0 || w->dims[1] * groups != x->dims[1]) {
+    if (w->dims[0] % groups != 0 || x->dims[1] % groups != 0 || w->dims[1] != x->dims[1] / groups) {
         snprintf(why, cap, "weight %s over %lld groups does not fit input %s's channels", b,
                  (long long)groups, a);
         return false;
@@ -236,13 +236,14 @@ bool ir_conv_shape(const kiln_tensor *x, const kiln_tensor *w, const int64_t str
     out[0] = x->dims[0];
     out[1] = w->dims[0];
     for (int d = 0; d < 2; d++) {
-        int64_t span = dilation[d] * (w->dims[2 + d] - 1) + 1;
-        if (w->dims[2 + d] < 1 || x->dims[2 + d] < span) {
+        int64_t k = w->dims[2 + d], h = x->dims[2 + d];
+        /* span = dilation (k - 1) + 1 <= h, without overflowing */
+        if (k < 1 || (k > 1 && dilation[d] > (h - 1) / (k - 1)) || h < 1) {
             snprintf(why, cap, "weight %s with dilation %lld does not fit input %s", b,
                      (long long)dilation[d], a);
             return false;
         }
-        out[2 + d] = (x->dims[2 + d] - span) / stride[d] + 1;
+        out[2 + d] = (h - (dilation[d] * (k - 1) + 1)) / stride[d] + 1;
     }
     return true;
 }

@@ -134,6 +134,9 @@ bool rt_tuning_pick(void *ctx, const kprogram *p, const kernel *k, cgen_gemm_sch
 /* The host as the schedule model sees it (features, data caches of a core,
  * FMAs in flight: probed once per process). */
 cgen_host rt_host(void);
+/* Whether rt_host measures FMAs in flight (an optimized x86-64 build on an
+ * AVX-512 CPU); else it says 0, unknown. */
+bool rt_host_measures_fma(void);
 /* How many GEMM candidates this process has timed (tests: a cached shape is
  * never timed again). */
 long rt_tune_timed(void);

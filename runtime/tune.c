@@ -38,7 +38,10 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-#if defined(__x86_64__) && defined(__GNUC__)
+/* The FMA probe needs its sixteen chains in registers: an unoptimized
+ * build (the sanitizers') keeps them in memory and measures the stores. */
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__OPTIMIZE__)
+#define HAVE_FMA_PROBE 1
 typedef float probe_v16 __attribute__((vector_size(64)));
 
 /* n dependent 512-bit FMAs in one chain */
@@ -93,11 +96,17 @@ static int fma_inflight(void)
     return t16 > 0 ? (int)lround(t1 / t16) : 0;
 }
 #else
+#define HAVE_FMA_PROBE 0
 static int fma_inflight(void)
 {
     return 0;
 }
 #endif
+
+bool rt_host_measures_fma(void)
+{
+    return HAVE_FMA_PROBE && (cgen_host_features() & CGEN_AVX512F);
+}
 
 static cgen_host host;
 static pthread_once_t host_once = PTHREAD_ONCE_INIT;
