@@ -208,6 +208,22 @@ static int export_mode(kiln_graph *g, const char *in, const char *out, bool so, 
     return 0;
 }
 
+/* An argument that is not a known option: the input (*in, the first one),
+ * else an unknown option or a second input (`more` says so): 2. */
+static int positional(const char *arg, const char **in, const char *more)
+{
+    if (arg[0] == '-' && arg[1]) {
+        fprintf(stderr, "kilnc: unknown option '%s'\n%s", arg, usage);
+        return 2;
+    }
+    if (!*in) {
+        *in = arg;
+        return 0;
+    }
+    fprintf(stderr, "kilnc: %s ('%s' and '%s')\n", more, *in, arg);
+    return 2;
+}
+
 static int compile_mode(int argc, char **argv)
 {
     const char *in = NULL, *out = NULL, *emit = "ir";
@@ -228,13 +244,7 @@ static int compile_mode(int argc, char **argv)
             stats = true;
         } else if (strcmp(argv[i], "--print-after-all") == 0) {
             after_all = true;
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            fprintf(stderr, "kilnc: unknown option '%s'\n%s", argv[i], usage);
-            return 2;
-        } else if (!in) {
-            in = argv[i];
-        } else {
-            fprintf(stderr, "kilnc: more than one input file ('%s' and '%s')\n", in, argv[i]);
+        } else if (positional(argv[i], &in, "more than one input file") != 0) {
             return 2;
         }
     }
@@ -455,13 +465,7 @@ static int tune_mode(int argc, char **argv)
                 return 2;
             }
             opts.threads = (int)v;
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            fprintf(stderr, "kilnc: unknown option '%s'\n%s", argv[i], usage);
-            return 2;
-        } else if (!in) {
-            in = argv[i];
-        } else {
-            fprintf(stderr, "kilnc: tune takes one MODEL.kir\n%s", usage);
+        } else if (positional(argv[i], &in, "tune takes one MODEL.kir") != 0) {
             return 2;
         }
     }

@@ -121,6 +121,12 @@ static bool mm_operands_ok(const kprogram *p, const kernel *k)
     return k->mm.a >= 0 && k->mm.a < p->nbufs && k->mm.b >= 0 && k->mm.b < p->nbufs;
 }
 
+/* A matmul kernel with a tile function to call: operands, a k and elements. */
+static bool mm_renders(const kprogram *p, const kernel *k)
+{
+    return k->kind == KK_MATMUL && mm_operands_ok(p, k) && k->mm.k > 0 && !cgen_empty_domain(k);
+}
+
 /* The tile function of kernel k (see mm_variant), and for the packed one the
  * packing routines it calls, from gemm.inc's templates. */
 static void render_mm_fn(cgen_buf *b, const kprogram *p, const kernel *k, const cgen_opts *o)
@@ -155,16 +161,14 @@ static void render_mm_shared(cgen_buf *b, const kprogram *p, const cgen_opts *o)
 {
     for (int i = 0; i < p->nkernels; i++) {
         const kernel *k = &p->kernels[i];
-        if (!cgen_gemm_packed(p, k) || !mm_operands_ok(p, k) || k->mm.k == 0 ||
-            cgen_empty_domain(k))
+        if (!mm_renders(p, k) || !cgen_gemm_packed(p, k))
             continue;
         cgen_gemm_sched sc = mm_sched(o, p, k);
-        bool used[2] = {false, false},
-             seen = false; /* packed, pgather; an earlier kernel's block */
+        bool used[2] = {false, false}; /* packed, pgather */
+        bool seen = false;             /* an earlier kernel's block */
         for (int j = 0; j < p->nkernels; j++) {
             const kernel *q = &p->kernels[j];
-            if (!cgen_gemm_packed(p, q) || !mm_operands_ok(p, q) || q->mm.k == 0 ||
-                cgen_empty_domain(q))
+            if (!mm_renders(p, q) || !cgen_gemm_packed(p, q))
                 continue;
             cgen_gemm_sched sq = mm_sched(o, p, q);
             if (sq.mr != sc.mr || sq.nr != sc.nr)
@@ -188,15 +192,14 @@ void cgen_render_mm_fns(cgen_buf *b, const kprogram *p, const cgen_opts *o)
     render_mm_shared(b, p, o);
     for (int i = 0; i < p->nkernels; i++) {
         const kernel *k = &p->kernels[i];
-        if (k->kind != KK_MATMUL || !mm_operands_ok(p, k) || k->mm.k == 0 || cgen_empty_domain(k))
+        if (!mm_renders(p, k))
             continue;
         cgen_buf mine = {0}, other = {0};
         mm_fn_name(&mine, p, k, o);
         bool seen = false;
         for (int j = 0; j < i && !seen && !mine.oom; j++) {
             const kernel *q = &p->kernels[j];
-            if (q->kind != KK_MATMUL || !mm_operands_ok(p, q) || q->mm.k == 0 ||
-                cgen_empty_domain(q))
+            if (!mm_renders(p, q))
                 continue;
             other.len = 0;
             mm_fn_name(&other, p, q, o);
