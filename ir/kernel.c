@@ -280,6 +280,10 @@ static int sink_select(kernel *k, const kx_node *n)
     if (!pure || x->kind != y->kind || x->dtype != y->dtype || x->op != y->op ||
         (x->kind == KX_LOAD && x->buf != y->buf))
         return -1;
+    /* where(c, where(d, ..), where(d, ..)) would become where(d, where(c, ..),
+     * where(c, ..)): the same selects swapped, which sink back (a cycle) */
+    if (x->kind == KX_OP && x->op == IR_WHERE && x->a[0] == y->a[0])
+        return -1;
     int xa[3], ya[3], ar = kx_operands(x, xa);
     kx_operands(y, ya);
     kx_node r = *x;

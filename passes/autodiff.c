@@ -224,76 +224,174 @@ static kiln_tensor *ad_window(kiln_graph *g, kiln_tensor *gr, const int64_t *beg
     return r;
 }
 
-/* The gradient of conv node t's input for the output's gradient gr
- * [N, O, oh, ow]: the transposed convolution, itself a conv of stride 1 (no
- * column buffer: passes/decompose.c makes it an implicit GEMM too). gr is
- * spread out by the stride (zeros between its rows and columns), placed in
- * zeros so that it starts span - 1 - pb[a] into a length of size + span - 1,
- * and correlated with the weight's taps flipped, its in and out channels
- * swapped within each group: dx[y] = sum_i w[i] g[(y + pb - i d) / s]. The
- * result is shaped like x [N, C, H, W]: t's input itself (pb 0), or the
- * input of a zero pad before t (pb: its padding before), whose border
- * gradient is then never computed. */
-static kiln_tensor *ad_conv_input_grad(kiln_graph *g, const kiln_tensor *t, kiln_tensor *gr,
-                                       const kiln_tensor *x, const int64_t pb[2])
+/* One axis of the transposed convolution, for the input rows y = r + s q of
+ * phase r (sub-pixel: each phase is a convolution of stride 1 over the
+ * output gradient with its own taps, so no zero of a spread gradient is ever
+ * multiplied). Tap i reaches y when s divides y + pb - i d: the taps first +
+ * t step (t < n; step = s / gcd(s, d)), read from the gradient dil = d / gcd
+ * apart. Correlated with the taps in reverse order, the gradient is placed
+ * with its element 0 at `at` in zeros of length len = q + (n - 1) dil. */
+typedef struct {
+    int64_t q;              /* rows of the phase: r + s q < the input's length */
+    int64_t first, n, step; /* its taps (n 0: none reaches it) */
+    int64_t dil, at, len;   /* the correlation's dilation and input */
+} ad_phase;
+
+static ad_phase ad_phase_of(int64_t r, int64_t s, int64_t d, int64_t k, int64_t pb, int64_t size)
 {
-    kiln_tensor *w = t->in[1];
-    const int64_t *s = t->step + 2, *d = t->dilation + 2, *k = w->dims + 2;
-    int64_t n = x->dims[0], o = w->dims[0], cg = w->dims[1], groups = t->groups;
-    kiln_tensor *u = gr;
-    if (u && (s[0] > 1 || s[1] > 1)) { /* [N, O, oh, 1, ow, 1] padded to [N, O, oh, sh, ow, sw] */
-        int64_t oh = gr->dims[2], ow = gr->dims[3];
-        u = fe_reshape_raw(g, u, 6, (const int64_t[]){n, o, oh, 1, ow, 1});
-        u = u ? ir_node_new(g, IR_PAD, u->dtype, 6, (const int64_t[]){n, o, oh, s[0], ow, s[1]}, 1,
-                            &u)
-              : NULL;
-        if (u) {
-            u->after[3] = s[0] - 1;
-            u->after[5] = s[1] - 1;
-        }
-        u = u ? fe_reshape_raw(g, u, 4, (const int64_t[]){n, o, oh * s[0], ow * s[1]}) : NULL;
+    ad_phase ph = {r < size ? (size - r + s - 1) / s : 0, -1, 0, 1, 1, 0, 0};
+    int64_t gcd = s, b = d;
+    while (b) {
+        int64_t m = gcd % b;
+        gcd = b;
+        b = m;
     }
-    /* u's element z goes to at[a] + z of a length len[a]: what falls outside is cut first */
-    int64_t at[2], len[2], from[4] = {0, 0, 0, 0}, keep[4] = {n, o, 0, 0};
+    ph.step = s / gcd;
+    ph.dil = d / gcd;
+    for (int64_t i = 0; i < k && ph.first < 0; i++)
+        if (((r + pb - i * d) % s + s) % s == 0)
+            ph.first = i;
+    if (ph.first < 0 || ph.q == 0)
+        return ph;
+    ph.n = (k - 1 - ph.first) / ph.step + 1;
+    int64_t c0 = (r + pb - ph.first * d) / s; /* the gradient row tap `first` reads at q 0 */
+    ph.at = (ph.n - 1) * ph.dil - c0;
+    ph.len = ph.q + (ph.n - 1) * ph.dil;
+    return ph;
+}
+
+/* u [N, O, h, w] with element (.., 0, 0) at (at[0], at[1]) of zeros [N, O,
+ * len[0], len[1]]: what falls outside is cut first. */
+static kiln_tensor *ad_place(kiln_graph *g, kiln_tensor *u, const int64_t at[2],
+                             const int64_t len[2])
+{
+    if (!u)
+        return NULL;
+    int64_t from[4] = {0, 0, 0, 0}, keep[4] = {u->dims[0], u->dims[1], 0, 0};
     bool cut = false;
-    for (int a = 0; u && a < 2; a++) {
-        at[a] = d[a] * (k[a] - 1) - pb[a];
-        len[a] = x->dims[2 + a] + d[a] * (k[a] - 1);
+    for (int a = 0; a < 2; a++) {
         from[2 + a] = at[a] < 0 ? -at[a] : 0;
         int64_t end = u->dims[2 + a] < len[a] - at[a] ? u->dims[2 + a] : len[a] - at[a];
-        keep[2 + a] = end - from[2 + a];
+        keep[2 + a] = end > from[2 + a] ? end - from[2 + a] : 0;
         cut = cut || keep[2 + a] != u->dims[2 + a];
     }
-    if (u && cut) {
+    if (cut) {
         kiln_tensor like = {.rank = 4};
         memcpy(like.dims, keep, sizeof keep);
         u = ad_window(g, u, from, &like);
     }
     kiln_tensor *up =
-        u ? ir_node_new(g, IR_PAD, u->dtype, 4, (const int64_t[]){n, o, len[0], len[1]}, 1, &u)
+        u ? ir_node_new(g, IR_PAD, u->dtype, 4,
+                        (const int64_t[]){u->dims[0], u->dims[1], len[0], len[1]}, 1, &u)
           : NULL;
     for (int a = 0; up && a < 2; a++) {
         up->begin[2 + a] = at[a] + from[2 + a];
         up->after[2 + a] = len[a] - up->begin[2 + a] - u->dims[2 + a];
     }
-    /* w [groups, O/g, C/g, kh, kw] -> [groups, C/g, O/g, kh, kw] -> [C, O/g, kh, kw], flipped */
+    return up;
+}
+
+/* wt's taps first + t step along axis (t < n), in reverse order. */
+static kiln_tensor *ad_taps_reversed(kiln_graph *g, kiln_tensor *wt, int axis, int64_t first,
+                                     int64_t n, int64_t step)
+{
+    if (!wt || (first == 0 && n == wt->dims[axis] && n == 1))
+        return wt;
+    kiln_tensor *ids = ir_node_new(g, IR_ARANGE, KILN_I64, 1, &n, 0, NULL);
+    if (!ids)
+        return NULL;
+    ids->value = (double)(first + (n - 1) * step);
+    ids->value2 = (double)-step;
+    int64_t dims[4];
+    memcpy(dims, wt->dims, sizeof dims);
+    dims[axis] = n;
+    kiln_tensor *in[2] = {wt, ids};
+    kiln_tensor *r = ir_node_new(g, IR_GATHER, wt->dtype, 4, dims, 2, in);
+    if (r)
+        r->axis = axis;
+    return r;
+}
+
+/* The gradient of conv node t's input for the output's gradient gr
+ * [N, O, oh, ow]: the transposed convolution, as one conv of stride 1 per
+ * phase (rows r mod sh, columns c mod sw: ad_phase_of; one in all for stride
+ * 1) of gr placed in zeros with the phase's taps of the weight flipped and
+ * its in and out channels swapped within each group (no column buffer:
+ * passes/decompose.c makes each an implicit GEMM), the phases interleaved:
+ * dx[y] = sum_i w[i] g[(y + pb - i d) / s]. The result is shaped like x
+ * [N, C, H, W]: t's input itself (pb 0), or the input of a zero pad before t
+ * (pb: its padding before), whose border gradient is then never computed. */
+static kiln_tensor *ad_conv_input_grad(kiln_graph *g, const kiln_tensor *t, kiln_tensor *gr,
+                                       const kiln_tensor *x, const int64_t pb[2])
+{
+    kiln_tensor *w = t->in[1];
+    const int64_t *s = t->step + 2, *d = t->dilation + 2, *k = w->dims + 2;
+    int64_t n = x->dims[0], c = x->dims[1], o = w->dims[0], cg = w->dims[1], groups = t->groups;
+    /* w [groups, O/g, C/g, kh, kw] -> [groups, C/g, O/g, kh, kw] -> [C, O/g, kh, kw] */
     kiln_tensor *wt =
         fe_reshape_raw(g, w, 5, (const int64_t[]){groups, o / groups, cg, k[0], k[1]});
     wt = ad_permute(g, wt, (const int[]){0, 2, 1, 3, 4});
     wt = wt ? fe_reshape_raw(g, wt, 4, (const int64_t[]){groups * cg, o / groups, k[0], k[1]})
             : NULL;
-    for (int a = 2; a < 4 && wt; a++) {
-        kiln_tensor *rev = ir_node_new(g, IR_ARANGE, KILN_I64, 1, &k[a - 2], 0, NULL);
-        if (!rev)
-            return NULL;
-        rev->value = (double)(k[a - 2] - 1);
-        rev->value2 = -1;
-        kiln_tensor *in[2] = {wt, rev};
-        wt = ir_node_new(g, IR_GATHER, wt->dtype, 4, wt->dims, 2, in);
-        if (wt)
-            wt->axis = a;
+    int64_t qmax[2] = {(x->dims[2] + s[0] - 1) / s[0], (x->dims[3] + s[1] - 1) / s[1]};
+    int64_t nph = s[0] * s[1];
+    kiln_tensor **ph = ir_calloc(sizeof *ph * (size_t)nph);
+    if (!ph)
+        return ir_fail(g, KILN_ERR_NOMEM, "kiln_grad: out of memory");
+    bool ok = wt != NULL;
+    for (int64_t rh = 0; ok && rh < s[0]; rh++)
+        for (int64_t rw = 0; ok && rw < s[1]; rw++) {
+            ad_phase p[2] = {ad_phase_of(rh, s[0], d[0], k[0], pb[0], x->dims[2]),
+                             ad_phase_of(rw, s[1], d[1], k[1], pb[1], x->dims[3])};
+            kiln_tensor *y;
+            if (p[0].n == 0 || p[1].n == 0) { /* no tap reaches the phase: zeros */
+                const int64_t *q = nph > 1 ? qmax : (const int64_t[]){p[0].q, p[1].q};
+                y = fe_full_raw(g, gr->dtype, 4, (const int64_t[]){n, c, q[0], q[1]}, 0);
+            } else {
+                kiln_tensor *up = ad_place(g, gr, (const int64_t[]){p[0].at, p[1].at},
+                                           (const int64_t[]){p[0].len, p[1].len});
+                kiln_tensor *taps = ad_taps_reversed(g, wt, 2, p[0].first, p[0].n, p[0].step);
+                taps = ad_taps_reversed(g, taps, 3, p[1].first, p[1].n, p[1].step);
+                y = up && taps ? ir_conv_new(g, up, taps, (const int64_t[]){1, 1},
+                                             (const int64_t[]){p[0].dil, p[1].dil}, groups)
+                               : NULL;
+            }
+            bool short_ = y && (y->dims[2] != qmax[0] || y->dims[3] != qmax[1]);
+            if (short_ && nph > 1) /* [N, C, qmax_h, 1, qmax_w, 1], zeros past its rows */
+                y = ad_place(g, y, (const int64_t[]){0, 0}, qmax);
+            if (y && nph > 1)
+                y = fe_reshape_raw(g, y, 6, (const int64_t[]){n, c, qmax[0], 1, qmax[1], 1});
+            ph[rh * s[1] + rw] = y;
+            ok = y != NULL;
+        }
+    kiln_tensor *dx = ok && nph == 1 ? ph[0] : NULL;
+    if (ok && nph > 1) { /* interleaved: the columns' phases, then the rows' */
+        kiln_tensor **rows = ir_calloc(sizeof *rows * (size_t)s[0]);
+        for (int64_t rh = 0; rows && rh < s[0] && ok; rh++) {
+            int64_t dims[6] = {n, c, qmax[0], 1, qmax[1], s[1]};
+            rows[rh] =
+                s[1] > 1 ? ir_node_new(g, IR_CONCAT, gr->dtype, 6, dims, (int)s[1], ph + rh * s[1])
+                         : ph[rh];
+            if (rows[rh] && s[1] > 1)
+                rows[rh]->axis = 5;
+            ok = rows[rh] != NULL;
+        }
+        int64_t all[6] = {n, c, qmax[0], s[0], qmax[1], s[1]};
+        kiln_tensor *il =
+            rows && ok ? (s[0] > 1 ? ir_node_new(g, IR_CONCAT, gr->dtype, 6, all, (int)s[0], rows)
+                                   : rows[0])
+                       : NULL;
+        if (il && s[0] > 1)
+            il->axis = 3;
+        il = il ? fe_reshape_raw(g, il, 4, (const int64_t[]){n, c, qmax[0] * s[0], qmax[1] * s[1]})
+                : NULL;
+        dx = ad_place(g, il, (const int64_t[]){0, 0}, x->dims + 2);
+        ir_free(rows);
+        if (!rows)
+            ir_fail(g, KILN_ERR_NOMEM, "kiln_grad: out of memory");
     }
-    return up && wt ? ir_conv_new(g, up, wt, (const int64_t[]){1, 1}, d, groups) : NULL;
+    ir_free(ph);
+    return dx;
 }
 
 /* Whether t (a conv's input) is a zero pad of the spatial axes only: then
