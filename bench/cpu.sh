@@ -6,7 +6,7 @@
 # Measures the machine's own FP32 FMA peak and triad bandwidth first (the
 # hosts differ from day to day, so targets are ratios), then runs each case
 # in rounds, alternating Kiln and its peers (PyTorch eager at 1 and 2
-# threads, numpy/OpenBLAS with its SkylakeX kernels for SGEMM, torch.compile
+# threads: torch1, torch2 from Debian, eager2x the PyTorch 2.x of bench/.venv at 2, numpy/OpenBLAS with its SkylakeX kernels for SGEMM, torch.compile
 # from the PyTorch 2.x in bench/.venv, which it installs when missing), keeps
 # the best time of each and prints
 # a markdown table per case with the issue's targets. BENCH_QUICK=1: one
@@ -116,7 +116,7 @@ table() {
     echo
 }
 
-peers="torch1 torch2 compile"
+peers="torch1 torch2 eager2x compile"
 for ((round = 0; round < rounds; round++)); do
     for n in $sizes; do
         run kiln.sgemm_$n env KILN_CACHE_DIR="$tmp/model" "$kiln" sgemm "$n"
@@ -130,11 +130,15 @@ for ((round = 0; round < rounds; round++)); do
         [ "$c" = chain ] || run tuned.$c env KILN_CACHE_DIR="$tmp/tuned" "$kiln" "$c"
         run torch1.$c "$py" "$here/peers.py" "$c" --threads 1
         run torch2.$c "$py" "$here/peers.py" "$c" --threads 2
-        [ -z "$compile_py" ] || run compile.$c "$compile_py" "$here/peers.py" "$c" --peer compile
+        if [ -n "$compile_py" ]; then
+            run compile.$c "$compile_py" "$here/peers.py" "$c" --peer compile
+            [ "$c" = chain ] || run eager2x.$c "$compile_py" "$here/peers.py" "$c" --threads 2
+        fi
     done
     run kiln.tutorial "$kiln" tutorial "$tut_runs"
     run torch1.tutorial "$py" "$here/peers.py" tutorial "$tut_runs" --threads 1
     run torch2.tutorial "$py" "$here/peers.py" tutorial "$tut_runs" --threads 2
+    [ -z "$compile_py" ] || run eager2x.tutorial "$compile_py" "$here/peers.py" tutorial "$tut_runs" --threads 2
 done
 
 for n in $sizes; do
@@ -146,4 +150,4 @@ table cnn "GFLOP/s" "faster than torch.compile (samples/cnn.c's step: conv3x3(32
 table gpt "GFLOP/s" "faster than torch.compile (samples/gpt.c's step: 2 blocks, d 64, T 32, batch 16, AdamW + clipping)" tuned $peers
 table gpt128 "GFLOP/s" "faster than torch.compile (the same GPT at the CPU issue's size: d 128, T 64, batch 16, 4 heads)" tuned $peers
 table chain "GB/s" ">= 85% of triad bandwidth" $peers
-table tutorial "GB/s" ">= 15x PyTorch eager (GB/s: the 400 MB written)" torch1 torch2
+table tutorial "GB/s" ">= 15x PyTorch eager (GB/s: the 400 MB written)" torch1 torch2 eager2x
