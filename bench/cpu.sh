@@ -6,10 +6,11 @@
 # Measures the machine's own FP32 FMA peak and triad bandwidth first (the
 # hosts differ from day to day, so targets are ratios), then runs each case
 # in rounds, alternating Kiln and its peers (PyTorch eager at 1 and 2
-# threads: torch1, torch2 from Debian, eager2x the PyTorch 2.x of bench/.venv at 2, numpy/OpenBLAS with its SkylakeX kernels for SGEMM, torch.compile
-# from the PyTorch 2.x in bench/.venv, which it installs when missing), keeps
-# the best time of each and prints
-# a markdown table per case with the targets. BENCH_QUICK=1: one
+# threads: torch1, torch2 from Debian, eager2x the PyTorch 2.x of bench/.venv
+# at 2; numpy/OpenBLAS with its SkylakeX kernels for SGEMM; torch.compile from
+# the PyTorch 2.x in bench/.venv, which it installs when missing), keeps the
+# best time of each and prints a markdown table per case with the issue's
+# targets. BENCH_QUICK=1: one
 # round, small sizes (a smoke test of the harness, not figures).
 set -u
 kiln=$1

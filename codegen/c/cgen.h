@@ -44,8 +44,9 @@ cgen_gemm_sched cgen_gemm_model(const cgen_host *h);
 /* Whether s is a schedule the renderer can emit for these features: MR 1..16,
  * VL the features' vector width, NR VL..64 a multiple of it, MR * NR / VL
  * accumulators leaving room for B's vectors and A's broadcast (32 registers
- * with AVX-512, 16 without), blocks 16..4096, the f64 tile (MB x NB) and the
- * packed B (KB x NB) at most 1 MiB each: they live on the thread's stack. */
+ * with AVX-512, 16 without), blocks 16..4096 and KB at most 512 (the f32
+ * partial sums' error grows with it), the f64 tile (MB x NB) and the packed
+ * B (KB x NB) at most 1 MiB each: they live on the thread's stack. */
 bool cgen_gemm_sched_ok(const cgen_gemm_sched *s, unsigned features);
 /* Chooses kernel k's schedule into *s (a packed GEMM); false: the default
  * (cgen_opts.gemm). */

@@ -890,11 +890,11 @@ static void matmul_case(int64_t batch, int64_t m, int64_t kk, int64_t n, bool bt
                 want = want < 0 ? 0 : want;
                 float got = ov[(q * m + i) * n + j];
                 /* f32 x f32 products sum in f32 within each k block of at most
-                 * 256 (then in f64 across blocks), as BLAS does: the
-                 * recursive-summation bound n u sum |a b| with u = 2^-24 on top
-                 * of the 1e-5 contract, which it is for sums that do not
-                 * cancel. */
-                double blk = (double)(kk < 256 ? kk : 256) * 0x1p-24 * mag;
+                 * 512 (the schedule's KB, cgen_gemm_sched_ok; then in f64 across
+                 * blocks), as BLAS does: the recursive-summation bound n u sum
+                 * |a b| with u = 2^-24 on top of the 1e-5 contract, which it is
+                 * for sums that do not cancel. */
+                double blk = (double)(kk < 512 ? kk : 512) * 0x1p-24 * mag;
                 if (!close_to((double)got, (double)want, 1e-5, 1e-6 + blk))
                     fail_msg("matmul [%lld, %lld, %lld] = %.9g, want %.9g", (long long)q,
                              (long long)i, (long long)j, (double)got, (double)want);
