@@ -250,19 +250,19 @@ static int sink_offset(kernel *k, int c, int a, int b)
 {
     for (int flip = 0; flip < 2; flip++) {
         int sum = flip ? b : a, other = flip ? a : b;
-        const kx_node *x = &k->x[sum];
-        if (x->kind != KX_OP || x->op != IR_ADD || x->dtype != KILN_I64)
+        const kx_node x = k->x[sum]; /* a copy: new nodes may move k->x */
+        if (x.kind != KX_OP || x.op != IR_ADD || x.dtype != KILN_I64)
             continue;
         for (int side = 0; side < 2; side++) {
-            if (x->a[side] != other)
+            if (x.a[side] != other)
                 continue;
-            int zero = kk_const_i(k, KILN_I64, 0), rest = x->a[1 - side];
+            int zero = kk_const_i(k, KILN_I64, 0), rest = x.a[1 - side];
             int sel = zero < 0 ? -1
                       : flip   ? select_of(k, KILN_I64, c, zero, rest)
                                : select_of(k, KILN_I64, c, rest, zero);
             if (sel < 0)
                 return -1;
-            kx_node r = *x;
+            kx_node r = x;
             r.a[1 - side] = sel;
             return kk_expr(k, r);
         }
