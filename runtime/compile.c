@@ -230,7 +230,8 @@ kiln_status rt_compile(kiln_graph *g, const kiln_compile_opts *opts, const cgen_
         rt_module_destroy(m);
         return s;
     }
-    if (target != KILN_TARGET_INTERP && ir_debug_level() >= 1)
+    m->quiet = force != NULL; /* the tuner's candidates say nothing */
+    if (target != KILN_TARGET_INTERP && !m->quiet && ir_debug_level() >= 1)
         debug_line(m, t0, hit);
     *out = m;
     return KILN_OK;

@@ -157,7 +157,7 @@ static void module_destroy(kiln_module *m)
     bool ran = false;
     for (int e = 0; m->entry_calls && e < m->g->nentries; e++)
         ran = ran || m->entry_calls[e] > 0;
-    if (ran && ir_debug_level() >= 1) /* DESIGN: the profile at module free */
+    if (ran && !m->quiet && ir_debug_level() >= 1) /* DESIGN: the profile at module free */
         kiln_module_profile(m, stderr);
     if (m->exec && m->exec->destroy)
         m->exec->destroy(m);

@@ -61,6 +61,8 @@ struct kiln_module {
     bool dp_failed;    /* a started all-reduce failed: the step fails after the backward */
     uint64_t seed;     /* the Philox key of runs: the graph's, mixed with the rank */
     atomic_flag busy;  /* a call that reads or writes buffers is running (rt_enter) */
+    bool quiet;        /* built on a forced GEMM schedule (a tuner's candidate): no
+                          KILN_DEBUG line at compile, no profile at free */
 };
 
 /* A target's way of running entries. */

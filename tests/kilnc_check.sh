@@ -131,6 +131,9 @@ mlp="$src/tests/golden/mlp.kir"
 KILN_CACHE_DIR="$tmp/tcache" "$kilnc" tune "$mlp" --seconds 0.2 --threads 1 2>"$tmp/err"
 check "tune" 0 $? "$tmp/err" "(tuned now:"
 ls "$tmp/tcache"/*.tune >/dev/null 2>&1; check "tune cached" 0 $?
+# the candidates say nothing of their own under KILN_DEBUG: one compile line, no profile
+n=$(grep -c "kiln: compiled" "$tmp/err"); check "tune: one compile line" 1 "$n"
+if grep -q "k0_matmul" "$tmp/err"; then echo "FAIL tune: a candidate's profile printed"; fails=$((fails + 1)); fi
 KILN_CACHE_DIR="$tmp/tcache" "$kilnc" tune "$mlp" --seconds 0.2 --threads 1 2>"$tmp/err"
 check "tune again: from the cache" 0 $? "$tmp/err" "tuned earlier, from the cache"
 if grep -qF "(tuned now:" "$tmp/err"; then echo "FAIL tune again: timed again"; fails=$((fails + 1)); fi
