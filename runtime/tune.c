@@ -345,15 +345,68 @@ static void debug_sched(const shape *sh, const cgen_gemm_sched *s, const char *w
             (long long)s->mb, (long long)s->nb, (long long)s->kb, why);
 }
 
+/* What rt_tune needs to choose one shape's schedule. */
+typedef struct {
+    const kiln_compile_opts *opts;
+    rt_compile_fn compile;
+    unsigned features;
+    cgen_host host;
+    cgen_gemm_sched model;
+    double budget;   /* seconds per new shape; 0: no tuning */
+    const char *dir; /* the compile cache, or NULL */
+    int threads;
+    bool debug;
+} tune_ctx;
+
+/* Shape sh's schedule into *out: the cache's, else (tuning on) the tuned
+ * one, then cached; false: the model's. */
+static bool choose(const tune_ctx *c, const shape *sh, cgen_gemm_sched *out)
+{
+    uint64_t key = shape_key(sh, c->threads);
+    size_t n = 0;
+    char *text = c->dir ? rt_cache_get(c->dir, key, "tune", &n) : NULL;
+    double gflops = 0;
+    bool cached =
+        text && parse_sched(text, n, out, &gflops) && cgen_gemm_sched_ok(out, c->features);
+    ir_free(text);
+    char why[200];
+    if (cached) {
+        if (c->debug)
+            debug_sched(sh, out, "tuned earlier, from the cache");
+        return true;
+    }
+    double secs = 0, t0 = now_s();
+    int tried = 0;
+    if (c->budget > 0 && tune_shape(sh, &c->model, c->opts, c->compile, c->features, c->budget, out,
+                                    &secs, &tried)) {
+        double gf = 2.0 * (double)(sh->batch * sh->m * sh->n) * (double)sh->k / secs / 1e9;
+        char line[128];
+        int len = snprintf(line, sizeof line, "%d %d %d %lld %lld %lld %.1f\n", out->mr, out->nr,
+                           out->vl, (long long)out->mb, (long long)out->nb, (long long)out->kb, gf);
+        if (c->dir)
+            rt_cache_put(c->dir, key, "tune", line, (size_t)len);
+        snprintf(why, sizeof why, "tuned now: %d candidates in %.1f s, %.1f GFLOP/s", tried,
+                 now_s() - t0, gf);
+        if (c->debug)
+            debug_sched(sh, out, why);
+        return true;
+    }
+    snprintf(why, sizeof why,
+             "host model: L1d %lld KiB, L2 %lld KiB, %d FMAs in flight; KILN_TUNE=on tunes it",
+             (long long)(c->host.l1d >> 10), (long long)(c->host.l2 >> 10), c->host.fma_inflight);
+    if (c->debug)
+        debug_sched(sh, &c->model, why);
+    return false;
+}
+
 kiln_status rt_tune(kiln_graph *g, const kiln_compile_opts *opts, const kprogram *p,
                     unsigned features, const char *fn, rt_compile_fn compile, rt_tuning *t)
 {
     *t = (rt_tuning){0};
-    cgen_host h = rt_host();
-    h.features = features;
-    t->model = cgen_gemm_model(&h);
-    double budget = 0;
-    kiln_status s = budget_of(g, opts, fn, &budget);
+    tune_ctx c = {opts, compile, features, rt_host(), {0}, 0, NULL, 0, ir_debug_level() >= 1};
+    c.host.features = features;
+    c.model = t->model = cgen_gemm_model(&c.host);
+    kiln_status s = budget_of(g, opts, fn, &c.budget);
     if (s != KILN_OK)
         return s;
     t->n = p->nkernels;
@@ -364,65 +417,28 @@ kiln_status rt_tune(kiln_graph *g, const kiln_compile_opts *opts, const kprogram
         return rt_compile_fail(g, KILN_ERR_NOMEM, "%s: out of memory", fn);
     }
     char dir[4096];
-    bool cache = rt_cache_dir(g, opts, fn, dir, sizeof dir) == KILN_OK;
-    if (!cache) /* the build reports it; the schedules need no cache */
+    if (rt_cache_dir(g, opts, fn, dir, sizeof dir) == KILN_OK)
+        c.dir = dir;
+    else /* the build reports it; the schedules need no cache */
         ir_begin(g);
-    int threads = opts && opts->threads > 0 ? opts->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
-    bool debug = ir_debug_level() >= 1;
+    c.threads = opts && opts->threads > 0 ? opts->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     for (int i = 0; i < p->nkernels; i++) {
         const kernel *k = &p->kernels[i];
         if (!cgen_gemm_packed(p, k) || k->mm.k == 0 || k->mm.m == 0 || k->mm.n == 0)
             continue;
         shape sh = shape_of(k);
-        bool same = false; /* an earlier kernel of this shape */
-        for (int j = 0; j < i && !same; j++) {
-            shape sq = cgen_gemm_packed(p, &p->kernels[j]) ? shape_of(&p->kernels[j]) : (shape){0};
-            if (t->has[j] && memcmp(&sq, &sh, sizeof sh) == 0) {
-                t->own[i] = t->own[j];
-                t->has[i] = same = true;
+        int same = -1; /* an earlier kernel of this shape: its choice */
+        for (int j = 0; j < i && same < 0; j++)
+            if (cgen_gemm_packed(p, &p->kernels[j])) {
+                shape sq = shape_of(&p->kernels[j]);
+                same = memcmp(&sq, &sh, sizeof sh) == 0 ? j : -1;
             }
+        if (same >= 0) {
+            t->own[i] = t->own[same];
+            t->has[i] = t->has[same];
+        } else {
+            t->has[i] = choose(&c, &sh, &t->own[i]);
         }
-        if (same)
-            continue;
-        uint64_t key = shape_key(&sh, threads);
-        size_t n = 0;
-        char *text = cache ? rt_cache_get(dir, key, "tune", &n) : NULL;
-        double gflops = 0;
-        if (text && parse_sched(text, n, &t->own[i], &gflops) &&
-            cgen_gemm_sched_ok(&t->own[i], features)) {
-            t->has[i] = true;
-            if (debug)
-                debug_sched(&sh, &t->own[i], "tuned earlier, from the cache");
-        } else if (budget > 0) {
-            double secs = 0, t0 = now_s();
-            int tried = 0;
-            if (tune_shape(&sh, &t->model, opts, compile, features, budget, &t->own[i], &secs,
-                           &tried)) {
-                t->has[i] = true;
-                double gf = 2.0 * (double)(sh.batch * sh.m * sh.n) * (double)sh.k / secs / 1e9;
-                char line[128];
-                int len =
-                    snprintf(line, sizeof line, "%d %d %d %lld %lld %lld %.1f\n", t->own[i].mr,
-                             t->own[i].nr, t->own[i].vl, (long long)t->own[i].mb,
-                             (long long)t->own[i].nb, (long long)t->own[i].kb, gf);
-                if (cache)
-                    rt_cache_put(dir, key, "tune", line, (size_t)len);
-                if (debug) {
-                    char why[160];
-                    snprintf(why, sizeof why, "tuned now: %d candidates in %.1f s, %.1f GFLOP/s",
-                             tried, now_s() - t0, gf);
-                    debug_sched(&sh, &t->own[i], why);
-                }
-            }
-        } else if (debug) {
-            char why[160];
-            snprintf(why, sizeof why,
-                     "host model: L1d %lld KiB, L2 %lld KiB, %d FMAs in flight; KILN_TUNE=on "
-                     "tunes it",
-                     (long long)(h.l1d >> 10), (long long)(h.l2 >> 10), h.fma_inflight);
-            debug_sched(&sh, &t->model, why);
-        }
-        ir_free(text);
     }
     return KILN_OK;
 }

@@ -49,12 +49,6 @@ static mm_variant mm_variant_of(const kprogram *p, const kernel *k)
     return mm->b_stride[1] == 1 && mm->a_stride[2] == 1 ? MMV_DOT : MMV_STRIDED;
 }
 
-bool cgen_gemm_packed(const kprogram *p, const kernel *k)
-{
-    mm_variant v = mm_variant_of(p, k);
-    return k->kind == KK_MATMUL && (v == MMV_PACKED || v == MMV_PGATHER);
-}
-
 /* Packed kernel k's schedule: the caller's pick, else its default (the host
  * model of the features when it has none). Generated code is built with
  * -march=native for the host whose features the caller passed
@@ -88,13 +82,13 @@ static void mm_fn_name(cgen_buf *b, const kprogram *p, const kernel *k, const cg
  * the source): the template's name and the suffixed one. */
 static const char *const mm_helpers[] = {"kiln_mm_pack_a_f32", "kiln_mm_pack_bt_f32",
                                          "kiln_mm_pack_a_gather", "kiln_mm_panels"};
-enum { MM_NHELPERS = 4, MM_NSUBST = 3 + MM_NHELPERS };
+enum { MM_NHELPERS = 4, MM_NSUBST = 3 + MM_NHELPERS + 4 /* TT, TA, TB, the tile's name */ };
 
 /* Substitutions for a packed template of schedule sc: KILN_MR, KILN_NR,
  * KILN_VL and the helpers' names; text holds the strings. */
 typedef struct {
     char text[3 + MM_NHELPERS][48];
-    const char *from[MM_NSUBST + 8], *to[MM_NSUBST + 8];
+    const char *from[MM_NSUBST], *to[MM_NSUBST];
     int n;
 } mm_subst;
 
@@ -125,6 +119,14 @@ static bool mm_operands_ok(const kprogram *p, const kernel *k)
 static bool mm_renders(const kprogram *p, const kernel *k)
 {
     return k->kind == KK_MATMUL && mm_operands_ok(p, k) && k->mm.k > 0 && !cgen_empty_domain(k);
+}
+
+bool cgen_gemm_packed(const kprogram *p, const kernel *k)
+{
+    if (k->kind != KK_MATMUL || !mm_operands_ok(p, k)) /* its operands before their layout */
+        return false;
+    mm_variant v = mm_variant_of(p, k);
+    return v == MMV_PACKED || v == MMV_PGATHER;
 }
 
 /* The tile function of kernel k (see mm_variant), and for the packed one the
