@@ -389,6 +389,26 @@ int kk_note_node(kernel *k, int node_id)
     return i;
 }
 
+kk_phase kk_phase_at(const kernel *k, int q)
+{
+    if (q >= 0 && q < k->npre)
+        return k->pre[q];
+    return (kk_phase){.rop = k->rop, .acc_dtype = k->acc_dtype, .body = k->body};
+}
+
+int kk_acc_phase(const kernel *k, int var)
+{
+    return var > 0 ? var - 1 : k->npre;
+}
+
+bool kk_has_element_stores(const kernel *k)
+{
+    for (int i = 0; i < k->nstores; i++)
+        if (k->stores[i].element)
+            return true;
+    return false;
+}
+
 kernel *kp_kernel_new(kprogram *p, kk_kind kind)
 {
     if (!p || !grow((void **)&p->kernels, &p->capkernels, p->nkernels + 1, sizeof(kernel)))
@@ -517,7 +537,12 @@ static void print_x(const kernel *k, int i, FILE *f)
     case KX_CHECK:
         fprintf(f, "check x%d axis=%d size=%lld", n->a[0], n->axis, (long long)n->size);
         break;
-    case KX_ACC: fprintf(f, "acc"); break;
+    case KX_ACC:
+        if (n->var > 0)
+            fprintf(f, "acc%d", n->var);
+        else
+            fprintf(f, "acc");
+        break;
     }
     fprintf(f, " : %s\n", ir_dtype_kir(n->dtype));
 }
@@ -545,6 +570,9 @@ static void print_kernel(const kernel *k, FILE *f)
     case KK_REDUCE:
         fprintf(f, " %s over ", ir_ops[k->rop].name);
         print_dims(f, k->rrank, k->rdims);
+        for (int q = 0; q < k->npre; q++)
+            fprintf(f, "%s acc%d=%s(x%d)", q ? "" : " after", q + 1, ir_ops[k->pre[q].rop].name,
+                    k->pre[q].body);
         fprintf(f, " acc=%s body=x%d", ir_dtype_kir(k->acc_dtype), k->body);
         break;
     case KK_MATMUL:
@@ -604,8 +632,9 @@ static void print_kernel(const kernel *k, FILE *f)
     for (int i = 0; i < k->nx; i++)
         print_x(k, i, f);
     for (int i = 0; i < k->nstores; i++)
-        fprintf(f, "    store buf%d[x%d] %s x%d\n", k->stores[i].buf, k->stores[i].index,
-                k->stores[i].accumulate ? "+=" : "=", k->stores[i].value);
+        fprintf(f, "    store%s buf%d[x%d] %s x%d\n", k->stores[i].element ? " each" : "",
+                k->stores[i].buf, k->stores[i].index, k->stores[i].accumulate ? "+=" : "=",
+                k->stores[i].value);
 }
 
 kiln_status kp_print(const kprogram *p, FILE *f)
@@ -644,6 +673,69 @@ static bool is_index(const kernel *k, int i)
     return i >= 0 && i < k->nx && k->x[i].dtype == KILN_I64;
 }
 
+/* Depth-first: the latest phase (+1) whose accumulator node i reads, and
+ * whether it reads a reduced loop variable; memo[i] caches (bit 0x80: done). */
+static int reads_of(const kernel *k, int i, unsigned char *memo)
+{
+    if (memo[i] & 0x80)
+        return memo[i] & 0x7f;
+    const kx_node *n = &k->x[i];
+    int r = 0; /* bits 0..3: latest phase + 1; bit 4: a reduced variable */
+    if (n->kind == KX_ACC)
+        r = kk_acc_phase(k, n->var) + 1;
+    if (n->kind == KX_VAR && n->var >= k->rank)
+        r = 16;
+    int ops[3], ar = kx_operands(n, ops);
+    for (int j = 0; j < ar; j++) {
+        int o = reads_of(k, ops[j], memo);
+        r = ((o & 15) > (r & 15) ? (o & 15) : (r & 15)) | ((o | r) & 16);
+    }
+    memo[i] = (unsigned char)(0x80 | r);
+    return r;
+}
+
+/* A REDUCE's phases: SUM, MAX or MIN in a float accumulator when it has more
+ * than one, each body reading only earlier phases' accumulators; row stores
+ * read no reduced variable; element stores only in REDUCE kernels. */
+static kiln_status verify_phases(const kernel *k, char *msg, size_t cap)
+{
+    bool rows = k->kind == KK_REDUCE && (k->npre > 0 || kk_has_element_stores(k));
+    if (k->kind != KK_REDUCE) {
+        if (k->npre != 0 || kk_has_element_stores(k))
+            return bad(msg, cap, "phases or element stores outside a reduce", k, 0);
+        return KILN_OK;
+    }
+    if (k->npre < 0 || k->npre >= KK_MAX_PHASES)
+        return bad(msg, cap, "too many phases", k, k->npre);
+    unsigned char *memo = ir_alloc((size_t)k->nx + 1);
+    if (!memo) {
+        if (msg && cap)
+            snprintf(msg, cap, "out of memory");
+        return KILN_ERR_NOMEM;
+    }
+    memset(memo, 0, (size_t)k->nx + 1);
+    kiln_status s = KILN_OK;
+    for (int q = 0; q <= k->npre && s == KILN_OK; q++) {
+        kk_phase ph = kk_phase_at(k, q);
+        if (ph.body < 0 || ph.body >= k->nx)
+            s = bad(msg, cap, "phase without a body", k, ph.body);
+        else if (rows && (!ir_dtype_is_float(ph.acc_dtype) ||
+                          (ph.rop != IR_SUM && ph.rop != IR_MAX && ph.rop != IR_MIN)))
+            s = bad(msg, cap, "a row kernel's phase is not a float sum, max or min", k, ph.body);
+        else if ((reads_of(k, ph.body, memo) & 15) > q)
+            s = bad(msg, cap, "phase body reads a later accumulator", k, ph.body);
+    }
+    for (int i = 0; i < k->nstores && s == KILN_OK; i++) {
+        const kk_store *st = &k->stores[i];
+        if (st->index < 0 || st->index >= k->nx || st->value < 0 || st->value >= k->nx)
+            continue; /* verify_kernel says so */
+        if (!st->element && ((reads_of(k, st->index, memo) | reads_of(k, st->value, memo)) & 16))
+            s = bad(msg, cap, "row store reads a reduced variable", k, i);
+    }
+    ir_free(memo);
+    return s;
+}
+
 static kiln_status verify_kernel(const kprogram *p, const kernel *k, char *msg, size_t cap)
 {
     int nvars = k->kind == KK_MATMUL || k->kind == KK_ATTENTION
@@ -653,8 +745,11 @@ static kiln_status verify_kernel(const kprogram *p, const kernel *k, char *msg, 
         const kx_node *n = &k->x[i];
         int ar = 0;
         switch (n->kind) {
-        case KX_CONST:
-        case KX_ACC: break;
+        case KX_CONST: break;
+        case KX_ACC:
+            if (n->var < 0 || n->var > (k->kind == KK_REDUCE ? k->npre : 0))
+                return bad(msg, cap, "accumulator of a missing phase", k, i);
+            break;
         case KX_VAR:
             if (n->var < 0 || n->var >= nvars)
                 return bad(msg, cap, "loop variable out of range", k, i);
@@ -695,6 +790,9 @@ static kiln_status verify_kernel(const kprogram *p, const kernel *k, char *msg, 
     }
     if (k->kind == KK_REDUCE && (k->body < 0 || k->body >= k->nx))
         return bad(msg, cap, "reduce without a body", k, k->body);
+    kiln_status s = verify_phases(k, msg, cap);
+    if (s != KILN_OK)
+        return s;
     if (k->kind == KK_MATMUL) { /* parts multiply to their axis' length */
         const int64_t len[2][2] = {{k->mm.m, k->mm.k}, {k->mm.k, k->mm.n}};
         const kk_parts *pp[2] = {k->mm.a_parts, k->mm.b_parts};
@@ -825,7 +923,7 @@ double kk_flops(const kernel *k)
     switch (k->kind) {
     case KK_POINTWISE: return ops * (double)ir_shape_numel(k->rank, k->dims);
     case KK_REDUCE:
-        return (ops + 1) * (double)ir_shape_numel(k->rank, k->dims) *
+        return (ops + 1 + k->npre) * (double)ir_shape_numel(k->rank, k->dims) *
                (double)ir_shape_numel(k->rrank, k->rdims);
     case KK_MATMUL:
         return 2.0 * (double)k->mm.batch * (double)k->mm.m * (double)k->mm.n * (double)k->mm.k +

@@ -8,9 +8,14 @@
  *   POINTWISE  for (v0 < dims[0]) ... for (vR-1 < dims[R-1]):
  *                  for each store: buf[index] = value   (or += when accumulate)
  *   REDUCE     for (outer v0..vR-1):
+ *                  for each earlier phase p (a row kernel, passes/rowfuse.c):
+ *                      acc_p = identity(pre[p].rop)
+ *                      for (reduced vR..vR+RR-1): acc_p = combine(acc_p, pre[p].body)
  *                  acc = identity(rop)
  *                  for (reduced vR..vR+RR-1): acc = combine(acc, body)
- *                  for each store: buf[index] = value   (KX_ACC is acc here)
+ *                  for each row store: buf[index] = value   (KX_ACC is acc or an acc_p)
+ *                  for (reduced vR..vR+RR-1):
+ *                      for each element store: buf[index] = value
  *   MATMUL     for (batch b, row i, col j):
  *                  acc = sum_k A[b,i,k] * B[b,k,j]      (strided reads: transposes are free;
  *                                                        an axis may walk several (kk_parts))
@@ -44,7 +49,8 @@ typedef enum {
     KX_RANDN, /* standard normal of dtype, likewise */
     KX_CHECK, /* a[0] (I64) when 0 <= a[0] < size, else the kernel fails with
                  "index %lld is out of bounds for dimension `axis` with size `size`" */
-    KX_ACC    /* REDUCE and MATMUL stores: the accumulated value (acc dtype) */
+    KX_ACC    /* REDUCE and MATMUL stores: the accumulated value (acc dtype); in a REDUCE,
+                 var 0 is the kernel's own reduction, var p + 1 its earlier phase pre[p] */
 } kx_kind;
 
 typedef struct {
@@ -70,7 +76,19 @@ typedef struct {
     int index;       /* kx node: linear element index into buf (I64) */
     int value;       /* kx node: the value, of buf's dtype */
     bool accumulate; /* += instead of = (scatter_add); such kernels run serially */
+    bool element;    /* REDUCE: stored for each element of the row (its index and value may
+                        read the reduced variables), after every phase's reduction */
 } kk_store;
+
+/* A REDUCE kernel's reduction that runs before its own over the same rows:
+ * a one-pass row kernel's max before its sum of exp (passes/rowfuse.c). */
+typedef struct {
+    ir_op rop;            /* SUM MAX MIN */
+    kiln_dtype acc_dtype; /* a float dtype */
+    int body;             /* kx node; reads only the accumulators of earlier phases */
+} kk_phase;
+
+enum { KK_MAX_PHASES = 8 }; /* the most reductions one row kernel runs (its own included) */
 
 /* The most parts a matmul operand's axis has, and the longest such axis. */
 enum { KK_MAX_PARTS = 4, KK_PART_LEN = 1 << 20 };
@@ -128,13 +146,15 @@ typedef struct {
     int rank;
     int64_t dims[KILN_MAX_RANK]; /* outer domain; MATMUL: rank 3 = (batch, m, n) */
     int rrank;
-    int64_t rdims[KILN_MAX_RANK]; /* REDUCE: the reduced axes' sizes */
-    ir_op rop;                    /* REDUCE: SUM MAX MIN ARGMAX ARGMIN */
-    kiln_dtype acc_dtype;         /* REDUCE, MATMUL: the accumulator's dtype */
-    int body;                     /* REDUCE: kx node over all loop variables */
-    kk_matmul mm;                 /* MATMUL */
-    kk_attention at;              /* ATTENTION */
-    bool serial;                  /* no parallel loop (accumulating stores) */
+    int64_t rdims[KILN_MAX_RANK];    /* REDUCE: the reduced axes' sizes */
+    ir_op rop;                       /* REDUCE: SUM MAX MIN ARGMAX ARGMIN */
+    kiln_dtype acc_dtype;            /* REDUCE, MATMUL: the accumulator's dtype */
+    int body;                        /* REDUCE: kx node over all loop variables */
+    kk_phase pre[KK_MAX_PHASES - 1]; /* REDUCE: reductions that run before this one */
+    int npre;
+    kk_matmul mm;    /* MATMUL */
+    kk_attention at; /* ATTENTION */
+    bool serial;     /* no parallel loop (accumulating stores) */
     kx_node *x;
     int nx, capx;
     int *xmap; /* kk_expr's hash of x[0..nxmap): slot = index + 1, 0 empty */
@@ -193,6 +213,12 @@ typedef struct {
 } kprogram;
 
 /* Building (ir/kernel.c): every function returns -1 / NULL when out of memory. */
+/* REDUCE phase q of k in the order they run (0..npre: pre[0..npre), then the
+ * kernel's own), and the phase a KX_ACC node's var names. */
+kk_phase kk_phase_at(const kernel *k, int q);
+int kk_acc_phase(const kernel *k, int var);
+/* Whether k stores anything per element of its rows (a REDUCE row kernel). */
+bool kk_has_element_stores(const kernel *k);
 /* Operands of node n (its `a` slots in use); returns how many. */
 int kx_operands(const kx_node *n, int ops[3]);
 /* Whether kernel k can stop a run: a bounds check, or integer division or
@@ -226,10 +252,26 @@ kernel *kp_kernel_new(kprogram *p, kk_kind kind);
 int kp_buf_add(kprogram *p, kbuf b);
 void kp_free(kprogram *p); /* NULL is a no-op */
 
+/* Rewriting (the kernel passes: passes/hfuse.c, passes/rowfuse.c). */
+/* A deep copy of k into dst (its own arrays); false when out of memory. */
+bool kk_copy(kernel *dst, const kernel *k);
+/* Frees k's arrays (the kernel struct itself lives in its program). */
+void kk_release(kernel *k);
+/* Removes the kernels marked dead and renumbers the rest in execution order
+ * (entry by entry): ids, names k<id>_..., entry lists. */
+kiln_status kp_compact(kprogram *p, const bool *dead);
+/* Drops the stores to temporaries of entry x that no kernel or copy reads
+ * (a kernel keeps at least one store). */
+void kp_drop_dead_stores(kprogram *p, const kentry *x);
+/* Removes the temporaries no kernel touches any more, renumbering the other
+ * buffers everywhere they are named. */
+kiln_status kp_drop_unused_temps(kprogram *p);
+
 /* The text form used by KILN_DEBUG=2 and the golden fusion tests. */
 kiln_status kp_print(const kprogram *p, FILE *f);
 /* Structural checks (operands before users, buffers and variables in range,
- * index nodes I64). KILN_OK, or KILN_ERR_INVALID with a message in msg. */
+ * index nodes I64, a REDUCE's phases). KILN_OK, or KILN_ERR_INVALID with a
+ * message in msg (KILN_ERR_NOMEM when out of memory). */
 kiln_status kp_verify(const kprogram *p, char *msg, size_t cap);
 
 /* FLOPs of one call of k: 2 per matmul multiply-add, 1 per scalar op per

@@ -438,12 +438,14 @@ static int store_node(lw *L, const kiln_tensor *n, int lin, int v)
     for (int k = 0; k < x->n; k++)
         if (x->outputs[k] == n) {
             int b = L->outbuf[k];
-            TRY(kk_store_add(L->k, (kk_store){b, lin, convert(L, v, L->p->bufs[b].dtype), false}));
+            TRY(kk_store_add(L->k,
+                             (kk_store){b, lin, convert(L, v, L->p->bufs[b].dtype), false, false}));
             any = true;
         }
     if (!any) {
         int b = L->bufof[n->id];
-        TRY(kk_store_add(L->k, (kk_store){b, lin, convert(L, v, L->p->bufs[b].dtype), false}));
+        TRY(kk_store_add(L->k,
+                         (kk_store){b, lin, convert(L, v, L->p->bufs[b].dtype), false, false}));
     }
     return 0;
 }
@@ -720,8 +722,8 @@ static int scatter_kernels(lw *L, const kiln_tensor *n)
     k->rank = n->rank;
     memcpy(k->dims, n->dims, sizeof(int64_t) * (size_t)n->rank);
     TRY(vars(L, 0, n->rank, n->dims, idx));
-    TRY(kk_store_add(
-        k, (kk_store){buf, linear(L, n->rank, n->dims, idx), kk_const_i(k, n->dtype, 0), false}));
+    TRY(kk_store_add(k, (kk_store){buf, linear(L, n->rank, n->dims, idx),
+                                   kk_const_i(k, n->dtype, 0), false, false}));
     snprintf(k->name, sizeof k->name, "k%d_zero", k->id);
 
     TRY(begin_kernel(L, KK_POINTWISE, -1));
@@ -745,7 +747,7 @@ static int scatter_kernels(lw *L, const kiln_tensor *n)
     oi[ax] = id;
     for (int d = ax + 1; d < n->rank; d++)
         oi[d] = idx[d - 1 + ids->rank];
-    TRY(kk_store_add(k, (kk_store){buf, linear(L, n->rank, n->dims, oi), v, true}));
+    TRY(kk_store_add(k, (kk_store){buf, linear(L, n->rank, n->dims, oi), v, true, false}));
     name_kernel(L, "scatter_add");
     /* the same node output twice: copy the accumulated result to the others */
     const ir_entry *x = &L->g->entries[L->e];
@@ -763,7 +765,7 @@ static int scatter_kernels(lw *L, const kiln_tensor *n)
         int lin = linear(L, n->rank, n->dims, idx), val = load(L, buf, lin);
         for (int j = 0; j < x->n; j++)
             if (x->outputs[j] == tgt && L->outbuf[j] != buf)
-                TRY(kk_store_add(k, (kk_store){L->outbuf[j], lin, val, false}));
+                TRY(kk_store_add(k, (kk_store){L->outbuf[j], lin, val, false, false}));
         name_kernel(L, "copy");
     }
     return 0;

@@ -98,6 +98,9 @@ kiln_status pass_lower(kiln_graph *g, const fuse_plan *plan, kprogram **out);
 
 /* hfuse.c: merges pointwise kernels of an entry over the same domain. */
 kiln_status pass_hfuse(kiln_graph *g, kprogram *p);
+/* rowfuse.c: merges reductions over the same rows, and the pointwise work over
+ * their elements that reads them, into one row kernel. */
+kiln_status pass_rowfuse(kiln_graph *g, kprogram *p);
 /* Gives every TEMP buffer an arena offset and sets each entry's arena_bytes. */
 kiln_status pass_memplan(kiln_graph *g, kprogram *p);
 /* inplace.c: after the pipeline, for an executor that lets an assign's output

@@ -32,11 +32,14 @@ static kiln_status kernel_check(kiln_graph *g, const kprogram *p, kiln_status s)
         return s;
     int dbg = ir_debug_level();
     if (dbg >= 2) {
-        fprintf(stderr, "// ---- kernel program after lower, hfuse, memplan ----\n");
+        fprintf(stderr, "// ---- kernel program after lower, hfuse, rowfuse, memplan ----\n");
         kp_print(p, stderr);
     }
     char msg[256];
-    if (kp_verify(p, msg, sizeof msg) != KILN_OK)
+    s = kp_verify(p, msg, sizeof msg);
+    if (s == KILN_ERR_NOMEM)
+        return ir_fail_status(g, s, "kiln_compile: out of memory");
+    if (s != KILN_OK)
         return ir_fail_status(g, KILN_ERR_INVALID, "kiln_compile: internal error: %s", msg);
     return KILN_OK;
 }
@@ -56,6 +59,7 @@ kiln_status pass_pipeline(kiln_graph *g, kprogram **out)
     s = s ? s : pass_fuse(g, &plan);
     s = s ? s : pass_lower(g, plan, &p);
     s = s ? s : pass_hfuse(g, p);
+    s = s ? s : pass_rowfuse(g, p);
     s = s ? s : kernel_check(g, p, pass_memplan(g, p));
     fuse_plan_free(plan);
     if (s != KILN_OK) {

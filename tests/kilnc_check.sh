@@ -96,7 +96,7 @@ fi
 check "stats flops" 0 0 "$tmp/err" "flops: 24"
 check "stats entry" 0 0 "$tmp/err" 'entry "f": 1 kernels, 24 flops, arena 0 bytes'
 "$kilnc" "$tmp/m.kir" --print-after-all >/dev/null 2>"$tmp/err"; check "print-after-all" 0 $? "$tmp/err" "// ---- graph after cse ----"
-check "print-after-all kernels" 0 0 "$tmp/err" "kernel program after lower, hfuse, memplan"
+check "print-after-all kernels" 0 0 "$tmp/err" "kernel program after lower, hfuse, rowfuse, memplan"
 
 # kilnc run: .npy in, print and .npy out, on both targets; the output reads back
 npy=$(dirname "$golden")/../data/npy

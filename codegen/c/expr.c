@@ -231,7 +231,12 @@ void cgen_operand(cgen_buf *b, const cgen_ectx *e, int i)
     switch (n->kind) {
     case KX_CONST: cgen_literal(b, n); return;
     case KX_VAR: cgen_printf(b, "i%d", n->var); return;
-    case KX_ACC: cgen_puts(b, e->acc ? e->acc : "kiln_no_acc"); return;
+    case KX_ACC:
+        if (n->var > 0) /* an earlier phase's (a row kernel) */
+            cgen_printf(b, "acc%d", n->var);
+        else
+            cgen_puts(b, e->acc ? e->acc : "kiln_no_acc");
+        return;
     case KX_LOAD:
     case KX_OP:
     case KX_IDIV:
@@ -426,13 +431,54 @@ void cgen_reduce_init(cgen_buf *b, ir_op rop, kiln_dtype dt)
     }
 }
 
+void cgen_node_as(cgen_buf *b, const cgen_ectx *e, int i, kiln_dtype dt)
+{
+    if (e->k->x[i].dtype != dt)
+        cgen_printf(b, "(%s)", cgen_ctype(dt));
+    cgen_operand(b, e, i);
+}
+
 /* The body's value, converted to dt when it has another dtype. */
 void cgen_body_as(cgen_buf *b, const cgen_ectx *e, kiln_dtype dt)
 {
-    const kernel *k = e->k;
-    if (k->x[k->body].dtype != dt)
-        cgen_printf(b, "(%s)", cgen_ctype(dt));
-    cgen_operand(b, e, k->body);
+    cgen_node_as(b, e, e->k->body, dt);
+}
+
+void cgen_row_section(const kernel *k, int s, bool *in)
+{
+    memset(in, 0, (size_t)k->nx + 1);
+    if (s <= k->npre) {
+        int body = kk_phase_at(k, s).body;
+        if (body >= 0 && body < k->nx)
+            in[body] = true;
+    }
+    for (int i = 0; i < k->nstores && s > k->npre; i++) {
+        const kk_store *st = &k->stores[i];
+        if (st->element != (s == k->npre + 2) || st->index < 0 || st->index >= k->nx ||
+            st->value < 0 || st->value >= k->nx)
+            continue;
+        in[st->index] = in[st->value] = true;
+    }
+    for (int i = k->nx - 1; i >= 0; i--) {
+        int ops[3], ar = cgen_operands(&k->x[i], ops);
+        for (int j = 0; j < ar && in[i]; j++)
+            if (ops[j] >= 0 && ops[j] < i)
+                in[ops[j]] = true;
+    }
+}
+
+void cgen_combine_float(cgen_buf *b, ir_op rop, const char *acc, const char *v, int ind)
+{
+    cgen_indent(b, ind);
+    if (rop == IR_SUM)
+        cgen_printf(b, "%s += %s;\n", acc, v);
+    else
+        cgen_printf(b, "if (!isnan(%s) && (isnan(%s) || %s %s %s))\n", acc, v, v,
+                    rop == IR_MAX ? ">" : "<", acc);
+    if (rop != IR_SUM) {
+        cgen_indent(b, ind + 1);
+        cgen_printf(b, "%s = %s;\n", acc, v);
+    }
 }
 
 /* acc = combine(acc, body) at indentation ind; NaN beats everything and the

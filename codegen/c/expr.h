@@ -125,6 +125,15 @@ void cgen_decl(cgen_buf *b, const cgen_ectx *e, int i);
 
 /* ---- pieces of kernels ------------------------------------------------------- */
 
+/* Node i's value converted to dt (a cast when it has another dtype). */
+void cgen_node_as(cgen_buf *b, const cgen_ectx *e, int i, kiln_dtype dt);
+/* A row kernel (a REDUCE with earlier phases or element stores) runs in
+ * sections: 0..npre its phases in order, npre + 1 its row stores, npre + 2
+ * its element stores. in[0..nx): the nodes section s reads. */
+void cgen_row_section(const kernel *k, int s, bool *in);
+/* acc = combine(acc, v) for a float SUM, MAX or MIN (NaN beats everything,
+ * as the interpreter), v a C expression of acc's type, at indentation ind. */
+void cgen_combine_float(cgen_buf *b, ir_op rop, const char *acc, const char *v, int ind);
 /* The reduce body's value (e->k->body) converted to dt. */
 void cgen_body_as(cgen_buf *b, const cgen_ectx *e, kiln_dtype dt);
 /* The identity of reduction rop in dtype dt (for MAX, MIN and the arg ops). */

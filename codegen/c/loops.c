@@ -80,8 +80,8 @@ void cgen_mark_needs(kr *r)
         mark(r, k->stores[i].index);
         mark(r, k->stores[i].value);
     }
-    if (k->kind == KK_REDUCE)
-        mark(r, k->body);
+    for (int q = 0; k->kind == KK_REDUCE && q <= k->npre; q++)
+        mark(r, kk_phase_at(k, q).body);
     /* a bounds check runs even when no store reads its value (a gather from
      * a table whose elements are all equal needs no index, only the check) */
     for (int i = 0; i < k->nx; i++)

@@ -1,8 +1,8 @@
 /*
  * render.h - what the C renderer's files share (loops.c: node placement and
  * loop nests; render_c.c: pointwise and reduce kernels, entries;
- * render_gemm.c: matmul kernels; render_attn.c: attention): the state of one kernel being rendered
- * and the pieces of loop nests they all print.
+ * render_gemm.c: matmul kernels; render_rows.c: row kernels; render_attn.c: attention): the state
+ * of one kernel being rendered and the pieces of loop nests they all print.
  */
 #ifndef KILN_CGEN_RENDER_H
 #define KILN_CGEN_RENDER_H
@@ -15,6 +15,10 @@ enum { PAR_WORK = 1 << 15 };
 /* Rows of f32 rand/randn shorter than this draw element by element: 64
  * elements are 16 Philox blocks, one AVX-512 vector of them. */
 enum { CGEN_RCHUNK_MIN = 64 };
+/* A reduction of at most this many elements per output (a pooling window) is
+ * unrolled whole: its index arithmetic folds, and a max or argmax becomes
+ * selects instead of a branch per element. */
+enum { CGEN_SHORT_REDUCE = 16 };
 
 typedef struct {
     cgen_buf *b;
@@ -64,6 +68,9 @@ bool cgen_empty_domain(const kernel *k);
  * one MATMUL kernel's body. */
 void cgen_render_mm_fns(cgen_buf *b, const kprogram *p, const cgen_opts *o);
 void cgen_render_matmul(kr *r);
+/* render_rows.c: one row kernel's body (a REDUCE with earlier phases or
+ * element stores). */
+void cgen_render_rows(kr *r);
 /* render_attn.c: one ATTENTION kernel's body. */
 void cgen_render_attention(kr *r);
 

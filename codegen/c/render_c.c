@@ -123,11 +123,6 @@ static void render_pointwise(kr *r)
 
 /* ---- REDUCE ---------------------------------------------------------------------- */
 
-/* A reduction of at most this many elements per output (a pooling window) is
- * unrolled whole: its index arithmetic folds, and a max or argmax becomes
- * selects instead of a branch per element. */
-enum { SHORT_REDUCE = 16 };
-
 /* True when an index node is `v + something` or `v` alone: loads through it
  * walk memory contiguously as loop variable v runs. */
 static bool unit_stride(const kernel *k, int idx, int v)
@@ -271,6 +266,10 @@ static void render_reduce(kr *r)
     /* sums may be reassociated (DESIGN.md); kiln_fail's critical section may
      * not sit in a simd loop */
     bool simd = r->o.openmp && k->rop == IR_SUM && k->rrank >= 1 && !r->fails;
+    if (k->npre > 0 || kk_has_element_stores(k)) {
+        cgen_render_rows(r);
+        return;
+    }
     if (by_columns(r)) {
         render_reduce_columns(r, cgen_outer_collapse(r, outer * red));
         return;
@@ -308,7 +307,7 @@ static void render_reduce(kr *r)
         if (inner && simd && !(j == 0 && fullpar)) {
             cgen_indent(b, d + 1);
             cgen_puts(b, "#pragma omp simd reduction(+ : acc)\n");
-        } else if (red <= SHORT_REDUCE) {
+        } else if (red <= CGEN_SHORT_REDUCE) {
             cgen_indent(b, d + 1);
             cgen_puts(b, "KILN_UNROLL\n");
         }
@@ -344,7 +343,10 @@ void cgen_kernel_comment(cgen_buf *b, const kprogram *p, const kernel *k)
         dims_text(b, k->rank, k->dims);
         break;
     case KK_REDUCE:
-        cgen_printf(b, ": %s over ",
+        cgen_puts(b, k->npre > 0 || kk_has_element_stores(k) ? ": a row kernel," : ":");
+        for (int q = 0; q < k->npre; q++)
+            cgen_printf(b, " %s then", ir_ops[k->pre[q].rop].name);
+        cgen_printf(b, " %s over ",
                     k->rop >= 0 && k->rop < IR_OP_COUNT ? ir_ops[k->rop].name : "?");
         dims_text(b, k->rrank, k->rdims);
         cgen_puts(b, " for each of ");

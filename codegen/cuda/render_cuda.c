@@ -10,7 +10,9 @@
  *   REDUCE     SUM: one warp per output element, the lanes stride over the
  *              reduced domain and combine with warp shuffles; MAX, MIN and
  *              the arg ops (first extremum wins, NaN beats everything): one
- *              thread per output, the reduced domain in order;
+ *              thread per output, the reduced domain in order; a row kernel
+ *              (phases, element stores): a warp per row, every phase's
+ *              lanes striding over the row;
  *   MATMUL     one thread per output element, K summed in the accumulator's
  *              dtype, the fused epilogue applied on store;
  * accumulating stores (scatter_add) use atomicAdd. Every kernel takes the
@@ -87,8 +89,8 @@ static bool cr_init(cr *r, cgen_buf *b, const kprogram *p, const kernel *k, bool
         if (k->stores[i].buf >= 0 && k->stores[i].buf < p->nbufs)
             r->use[k->stores[i].buf] |= 2;
     }
-    if (k->kind == KK_REDUCE)
-        mark(r, k->body);
+    for (int q = 0; k->kind == KK_REDUCE && q <= k->npre; q++)
+        mark(r, kk_phase_at(k, q).body);
     for (int i = 0; i < k->nx; i++) /* a bounds check is needed for its error alone */
         if (k->x[i].kind == KX_CHECK)
             mark(r, i);
@@ -274,6 +276,94 @@ static void render_reduce(cr *r)
     emit_nodes(r, 2, true, false);
     emit_stores(r, 2);
     cgen_puts(b, "    }\n");
+}
+
+/* Declares the nodes of section `in` (cgen_row_section) not yet declared
+ * that vary over the reduced loops (red) or not. */
+static void emit_section(cr *r, const bool *in, bool *done, bool red, int ind)
+{
+    for (int i = 0; i < r->k->nx; i++)
+        if (in[i] && r->need[i] && !done[i] && r->red[i] == red) {
+            done[i] = true;
+            if (cgen_inline(&r->k->x[i]))
+                continue;
+            cgen_indent(r->b, ind);
+            cgen_decl(r->b, &r->e, i);
+            cgen_puts(r->b, "\n");
+        }
+}
+
+/* A row kernel (a REDUCE with earlier phases or element stores): a warp per
+ * row. Each phase's lanes stride over the row and combine with butterfly
+ * shuffles, so every lane ends with the row's value (the order is a tree:
+ * sums reassociate, and max/min are exact); then lane 0 stores the row's
+ * values and every lane its share of the row's elements. */
+static void render_rows(cr *r)
+{
+    const kernel *k = r->k;
+    cgen_buf *b = r->b;
+    int64_t red = ir_shape_numel(k->rrank, k->rdims);
+    bool *in = ir_calloc((size_t)k->nx + 1), *done = ir_calloc((size_t)k->nx + 1);
+    if (!in || !done) {
+        b->oom = true;
+        ir_free(in);
+        ir_free(done);
+        return;
+    }
+    grid_loop(b, ir_shape_numel(k->rank, k->dims), WARP);
+    unflatten(r, 2, "t", 0, k->rank, k->dims);
+    for (int q = 0; q <= k->npre; q++) {
+        kk_phase ph = kk_phase_at(k, q);
+        const char *t = cgen_ctype(ph.acc_dtype);
+        char acc[16];
+        snprintf(acc, sizeof acc, q < k->npre ? "acc%d" : "acc", q + 1);
+        cgen_row_section(k, q, in);
+        emit_section(r, in, done, false, 2);
+        cgen_printf(b, "        %s %s = ", t, acc);
+        if (ph.rop == IR_SUM)
+            cgen_puts(b, "0");
+        else
+            cgen_reduce_init(b, ph.rop, ph.acc_dtype);
+        cgen_printf(b, ";\n        for (int64_t q = threadIdx.x %% 32; q < %lld; q += 32) {\n",
+                    (long long)red);
+        unflatten(r, 3, "q", k->rank, k->rrank, k->rdims);
+        emit_section(r, in, done, true, 3);
+        cgen_buf v = {0};
+        cgen_node_as(&v, &r->e, ph.body, ph.acc_dtype);
+        cgen_combine_float(b, ph.rop, acc, v.s ? v.s : "0", 3);
+        b->oom = b->oom || v.oom;
+        cgen_buf_free(&v);
+        cgen_printf(b,
+                    "        }\n        for (int o = 16; o > 0; o /= 2) {\n"
+                    "            const %s w = __shfl_xor_sync(0xffffffffu, %s, o);\n",
+                    t, acc);
+        cgen_combine_float(b, ph.rop, acc, "w", 3);
+        cgen_puts(b, "        }\n");
+        for (int i = 0; i < k->nx; i++) /* out of scope with the loop */
+            done[i] = done[i] && !r->red[i];
+    }
+    cgen_row_section(k, k->npre + 1, in);
+    emit_section(r, in, done, false, 2);
+    cgen_puts(b, "        if (threadIdx.x % 32 == 0) {\n");
+    for (int i = 0; i < k->nstores; i++)
+        if (!k->stores[i].element)
+            cgen_store(b, &r->e, r->p, &k->stores[i], 3, true);
+    cgen_puts(b, "        }\n");
+    if (kk_has_element_stores(k)) {
+        cgen_row_section(k, k->npre + 2, in);
+        emit_section(r, in, done, false, 2);
+        cgen_printf(b, "        for (int64_t q = threadIdx.x %% 32; q < %lld; q += 32) {\n",
+                    (long long)red);
+        unflatten(r, 3, "q", k->rank, k->rrank, k->rdims);
+        emit_section(r, in, done, true, 3);
+        for (int i = 0; i < k->nstores; i++)
+            if (k->stores[i].element)
+                cgen_store(b, &r->e, r->p, &k->stores[i], 3, true);
+        cgen_puts(b, "        }\n");
+    }
+    cgen_puts(b, "    }\n");
+    ir_free(in);
+    ir_free(done);
 }
 
 /* "i1 * 12", or for an axis with parts "(p / 9 % 32) * 256 + (p / 3 % 3) * 16 + (p % 3) * 1" */
@@ -487,6 +577,8 @@ static bool render_kernel(cgen_buf *b, const kprogram *p, const kernel *k)
             cgen_puts(b, "    /* an empty domain: nothing to compute */\n");
         else if (k->kind == KK_POINTWISE)
             render_pointwise(&r);
+        else if (k->kind == KK_REDUCE && (k->npre > 0 || kk_has_element_stores(k)))
+            render_rows(&r);
         else if (k->kind == KK_REDUCE)
             render_reduce(&r);
         else if (k->kind == KK_ATTENTION)
@@ -521,7 +613,8 @@ int64_t cgen_cuda_launch(const kprogram *p, const kernel *k, bool epi, int *args
     int64_t n = ir_shape_numel(k->rank, k->dims);
     if (k->kind == KK_POINTWISE)
         return (n + 3) / 4; /* render_pointwise: four elements a thread */
-    return k->kind == KK_REDUCE && k->rop == IR_SUM ? n * WARP : n;
+    bool rows = k->npre > 0 || kk_has_element_stores(k); /* render_rows: a warp a row */
+    return k->kind == KK_REDUCE && (k->rop == IR_SUM || rows) ? n * WARP : n;
 }
 
 /* NVRTC has no C library headers: the few types and limits the shared

@@ -29,7 +29,7 @@ typedef struct {
     uint32_t run;
     kpe_val *v;
     int64_t var[2 * KILN_MAX_RANK];
-    kpe_val acc;
+    kpe_val acc[KK_MAX_PHASES]; /* by KX_ACC var: 0 the kernel's own, p + 1 its pre[p] */
     char msg[256];
     bool failed;
 } kpe_ctx;
@@ -289,7 +289,7 @@ static void kpe_node(kpe_ctx *c, const kernel *k, int i)
             kpe_fail(c, m);
         }
         break;
-    case KX_ACC: r = c->acc; break;
+    case KX_ACC: r = c->acc[n->var]; break;
     }
     c->v[i] = r;
 }
@@ -312,11 +312,15 @@ static void kpe_eval_mask(kpe_ctx *c, const kernel *k, const bool *mask)
             kpe_node(c, k, i);
 }
 
-static void kpe_stores(kpe_ctx *c, const kernel *k, const bool *smask)
+/* The stores of kernel k: all (which -1), its row stores (0) or its element
+ * stores (1). */
+static void kpe_stores(kpe_ctx *c, const kernel *k, const bool *smask, int which)
 {
     kpe_eval_mask(c, k, smask);
     for (int s = 0; s < k->nstores && !c->failed; s++) {
         const kk_store *st = &k->stores[s];
+        if (which >= 0 && st->element != (which == 1))
+            continue;
         const kbuf *b = &c->p->bufs[st->buf];
         int64_t i = c->v[st->index].i;
         if (i < 0 || i >= b->numel) {
@@ -362,41 +366,60 @@ static bool kpe_better(kiln_dtype dt, ir_op op, kpe_val v, kpe_val best)
     return max ? v.i > best.i : v.i < best.i;
 }
 
-static void kpe_reduce(kpe_ctx *c, const kernel *k, const bool *bmask, const bool *smask)
+/* One phase's reduction over the row at c->var[0..rank): its accumulator. */
+static kpe_val kpe_phase(kpe_ctx *c, const kernel *k, kk_phase ph, const bool *bmask)
+{
+    int64_t *r = c->var + k->rank;
+    kiln_dtype bd = k->x[ph.body].dtype;
+    kpe_val acc = {0, 0}, best = {0, 0};
+    int64_t n = 0;
+    for (int d = 0; d < k->rrank; d++)
+        r[d] = 0;
+    if (ir_shape_numel(k->rrank, k->rdims) > 0) {
+        do {
+            kpe_eval_mask(c, k, bmask);
+            if (c->failed)
+                return acc;
+            kpe_val v = c->v[ph.body];
+            if (ph.rop == IR_SUM) {
+                if (kpe_fl(ph.acc_dtype))
+                    acc.f += kpe_as_f(bd, v);
+                else
+                    acc.i = (int64_t)((uint64_t)acc.i + (uint64_t)v.i);
+            } else if (n == 0 || kpe_better(bd, ph.rop, v, best)) {
+                best = v;
+                acc = (ph.rop == IR_ARGMAX || ph.rop == IR_ARGMIN) ? (kpe_val){0, n} : v;
+            }
+            n++;
+        } while (kpe_next(r, k->rrank, k->rdims));
+    }
+    for (int d = 0; d < k->rrank; d++)
+        r[d] = 0;
+    return acc;
+}
+
+/* Per row: each phase in order (the body masks in bmask[q]), the row
+ * stores, then the element stores over the row (their masks: smask[0], [1]). */
+static void kpe_reduce(kpe_ctx *c, const kernel *k, bool *const *bmask, bool *const *smask)
 {
     int64_t *o = c->var, *r = c->var + k->rank;
-    kiln_dtype bd = k->x[k->body].dtype;
     for (int d = 0; d < k->rank + k->rrank; d++)
         c->var[d] = 0;
     if (ir_shape_numel(k->rank, k->dims) == 0)
         return;
     do {
-        kpe_val acc = {0, 0}, best = {0, 0};
-        int64_t n = 0;
-        for (int d = 0; d < k->rrank; d++)
-            r[d] = 0;
-        if (ir_shape_numel(k->rrank, k->rdims) > 0) {
-            do {
-                kpe_eval_mask(c, k, bmask);
-                if (c->failed)
-                    return;
-                kpe_val v = c->v[k->body];
-                if (k->rop == IR_SUM) {
-                    if (kpe_fl(k->acc_dtype))
-                        acc.f += kpe_as_f(bd, v);
-                    else
-                        acc.i = (int64_t)((uint64_t)acc.i + (uint64_t)v.i);
-                } else if (n == 0 || kpe_better(bd, k->rop, v, best)) {
-                    best = v;
-                    acc = (k->rop == IR_ARGMAX || k->rop == IR_ARGMIN) ? (kpe_val){0, n} : v;
-                }
-                n++;
-            } while (kpe_next(r, k->rrank, k->rdims));
+        for (int q = 0; q <= k->npre && !c->failed; q++)
+            c->acc[q < k->npre ? q + 1 : 0] = kpe_phase(c, k, kk_phase_at(k, q), bmask[q]);
+        if (c->failed)
+            return;
+        kpe_stores(c, k, smask[0], 0);
+        if (kk_has_element_stores(k) && ir_shape_numel(k->rrank, k->rdims) > 0) {
+            do
+                kpe_stores(c, k, smask[1], 1);
+            while (!c->failed && kpe_next(r, k->rrank, k->rdims));
         }
         for (int d = 0; d < k->rrank; d++)
             r[d] = 0;
-        c->acc = acc;
-        kpe_stores(c, k, smask);
     } while (!c->failed && kpe_next(o, k->rank, k->dims));
 }
 
@@ -426,8 +449,8 @@ static void kpe_matmul(kpe_ctx *c, const kernel *k, const bool *smask)
             else
                 acc.i = (int64_t)((uint64_t)acc.i + (uint64_t)x.i * (uint64_t)y.i);
         }
-        c->acc = acc;
-        kpe_stores(c, k, smask);
+        c->acc[0] = acc;
+        kpe_stores(c, k, smask, -1);
     } while (!c->failed && kpe_next(c->var, 3, k->dims));
 }
 
@@ -515,8 +538,8 @@ static void kpe_attention_backward(kpe_ctx *c, const kernel *k, const bool *smas
             c->var[1] = x;
             for (int64_t e = 0; e < cols && !c->failed; e++) {
                 c->var[2] = e;
-                c->acc = (kpe_val){o[e], 0};
-                kpe_stores(c, k, smask);
+                c->acc[0] = (kpe_val){o[e], 0};
+                kpe_stores(c, k, smask, -1);
             }
         }
     free(o);
@@ -572,8 +595,8 @@ static void kpe_attention(kpe_ctx *c, const kernel *k, const bool *smask)
             c->var[1] = i;
             for (int64_t e = 0; e < at->dv && !c->failed; e++) {
                 c->var[2] = e;
-                c->acc = (kpe_val){l > 0 ? o[e] / l : 0, 0};
-                kpe_stores(c, k, smask);
+                c->acc[0] = (kpe_val){l > 0 ? o[e] / l : 0, 0};
+                kpe_stores(c, k, smask, -1);
             }
         }
     free(sc);
@@ -582,14 +605,21 @@ static void kpe_attention(kpe_ctx *c, const kernel *k, const bool *smask)
 
 static void kpe_kernel(kpe_ctx *c, const kernel *k)
 {
-    bool *smask = calloc((size_t)k->nx + 1, 1), *bmask = calloc((size_t)k->nx + 1, 1);
+    bool *smask = calloc((size_t)k->nx + 1, 1), *bmask[KK_MAX_PHASES] = {0}, *split[2] = {0};
+    bool ok = smask != NULL;
+    for (int q = 0; q < KK_MAX_PHASES; q++)
+        ok = ok && (bmask[q] = calloc((size_t)k->nx + 1, 1)) != NULL;
+    for (int w = 0; w < 2; w++)
+        ok = ok && (split[w] = calloc((size_t)k->nx + 1, 1)) != NULL;
     c->v = calloc((size_t)k->nx + 1, sizeof(kpe_val));
-    if (!smask || !bmask || !c->v) {
+    if (!ok || !c->v) {
         kpe_fail(c, "out of memory");
     } else {
         for (int s = 0; s < k->nstores; s++) {
             kpe_mark(k, smask, k->stores[s].index);
             kpe_mark(k, smask, k->stores[s].value);
+            kpe_mark(k, split[k->stores[s].element], k->stores[s].index);
+            kpe_mark(k, split[k->stores[s].element], k->stores[s].value);
         }
         switch (k->kind) {
         case KK_POINTWISE:
@@ -597,19 +627,23 @@ static void kpe_kernel(kpe_ctx *c, const kernel *k)
                 c->var[d] = 0;
             if (ir_shape_numel(k->rank, k->dims) > 0)
                 do
-                    kpe_stores(c, k, smask);
+                    kpe_stores(c, k, smask, -1);
                 while (!c->failed && kpe_next(c->var, k->rank, k->dims));
             break;
         case KK_REDUCE:
-            kpe_mark(k, bmask, k->body);
-            kpe_reduce(c, k, bmask, smask);
+            for (int q = 0; q <= k->npre; q++)
+                kpe_mark(k, bmask[q], kk_phase_at(k, q).body);
+            kpe_reduce(c, k, bmask, split);
             break;
         case KK_MATMUL: kpe_matmul(c, k, smask); break;
         case KK_ATTENTION: kpe_attention(c, k, smask); break;
         }
     }
     free(smask);
-    free(bmask);
+    for (int q = 0; q < KK_MAX_PHASES; q++)
+        free(bmask[q]);
+    free(split[0]);
+    free(split[1]);
     free(c->v);
     c->v = NULL;
 }

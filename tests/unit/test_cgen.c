@@ -86,7 +86,7 @@ static int ld(kernel *k, const kprogram *p, int b, int idx)
 
 static void st(kernel *k, int b, int idx, int v, bool acc)
 {
-    assert_true(kk_store_add(k, (kk_store){b, idx, v, acc}) >= 0);
+    assert_true(kk_store_add(k, (kk_store){b, idx, v, acc, false}) >= 0);
 }
 
 /* v0 * d1 + v1 */

@@ -76,7 +76,7 @@ static int ld(kernel *k, int b, int idx)
 
 static void st(kernel *k, int b, int idx, int v)
 {
-    assert_true(kk_store_add(k, (kk_store){b, idx, v, false}) >= 0);
+    assert_true(kk_store_add(k, (kk_store){b, idx, v, false, false}) >= 0);
 }
 
 /* N - 1 - i */
