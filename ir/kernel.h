@@ -266,6 +266,16 @@ void kp_drop_dead_stores(kprogram *p, const kentry *x);
 /* Removes the temporaries no kernel touches any more, renumbering the other
  * buffers everywhere they are named. */
 kiln_status kp_drop_unused_temps(kprogram *p);
+/* Whether kernel c, run between two kernels, keeps k from moving past it: c
+ * writes a buffer k reads, or reads or writes one k writes. */
+bool kk_blocks(const kernel *c, const kernel *k);
+/* k's store to buf, or -1. */
+int kk_store_of(const kernel *k, int buf);
+/* m's name for A and B merged: "k<id>_<A's ops>_<B's ops>", cut to fit. */
+void kk_merged_name(kernel *m, const kernel *a, const kernel *b);
+/* Whether index node idx is `v` or `v + something`: loads through it walk
+ * memory contiguously as loop variable v runs. */
+bool kk_unit_stride(const kernel *k, int idx, int v);
 
 /* The text form used by KILN_DEBUG=2 and the golden fusion tests. */
 kiln_status kp_print(const kprogram *p, FILE *f);

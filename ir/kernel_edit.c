@@ -177,3 +177,45 @@ kiln_status kp_drop_unused_temps(kprogram *p)
     ir_free(newbuf);
     return KILN_OK;
 }
+
+bool kk_blocks(const kernel *c, const kernel *k)
+{
+    for (int i = 0; i < k->nx; i++)
+        if (k->x[i].kind == KX_LOAD && kk_writes(c, k->x[i].buf))
+            return true;
+    for (int i = 0; i < k->nstores; i++)
+        if (kk_reads(c, k->stores[i].buf) || kk_writes(c, k->stores[i].buf))
+            return true;
+    return false;
+}
+
+int kk_store_of(const kernel *k, int buf)
+{
+    for (int i = 0; i < k->nstores; i++)
+        if (k->stores[i].buf == buf)
+            return i;
+    return -1;
+}
+
+void kk_merged_name(kernel *m, const kernel *a, const kernel *b)
+{
+    const char *bops = strchr(b->name, '_');
+    char name[sizeof m->name];
+    snprintf(name, sizeof name, "%s%s", a->name, bops ? bops : "");
+    memcpy(m->name, name, sizeof name);
+}
+
+bool kk_unit_stride(const kernel *k, int idx, int v)
+{
+    if (idx < 0 || idx >= k->nx)
+        return false;
+    const kx_node *n = &k->x[idx];
+    if (n->kind == KX_VAR)
+        return n->var == v;
+    if (n->kind != KX_OP || n->op != IR_ADD)
+        return false;
+    for (int s = 0; s < 2; s++)
+        if (n->a[s] >= 0 && n->a[s] < idx && k->x[n->a[s]].kind == KX_VAR && k->x[n->a[s]].var == v)
+            return true;
+    return false;
+}

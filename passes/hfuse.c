@@ -38,27 +38,6 @@ static bool mergeable(const kernel *k)
     return true;
 }
 
-/* True when kernel c, run between A and B, keeps B from moving above it. */
-static bool blocks(const kernel *c, const kernel *b)
-{
-    for (int i = 0; i < b->nx; i++)
-        if (b->x[i].kind == KX_LOAD && kk_writes(c, b->x[i].buf))
-            return true;
-    for (int i = 0; i < b->nstores; i++)
-        if (kk_reads(c, b->stores[i].buf) || kk_writes(c, b->stores[i].buf))
-            return true;
-    return false;
-}
-
-/* A's store to buf, or -1. */
-static int store_of(const kernel *a, int buf)
-{
-    for (int i = 0; i < a->nstores; i++)
-        if (a->stores[i].buf == buf)
-            return i;
-    return -1;
-}
-
 /* Builds A + B into m (a copy of A). Returns 1 merged, 0 not legal, -1 out
  * of memory. */
 static int merge(kernel *m, const kernel *a, const kernel *b)
@@ -72,7 +51,7 @@ static int merge(kernel *m, const kernel *a, const kernel *b)
         int ops[3], ar = kx_operands(&n, ops);
         for (int j = 0; j < ar; j++)
             n.a[j] = ops[j] >= 0 && ops[j] < i ? map[ops[j]] : -1;
-        int s = n.kind == KX_LOAD ? store_of(a, n.buf) : -1;
+        int s = n.kind == KX_LOAD ? kk_store_of(a, n.buf) : -1;
         if (s >= 0) { /* A's value of that element, when it is that element */
             map[i] = m->stores[s].index == n.a[0] ? m->stores[s].value : -1;
             rc = map[i] >= 0 ? 1 : 0;
@@ -85,7 +64,7 @@ static int merge(kernel *m, const kernel *a, const kernel *b)
         kk_store s = b->stores[i];
         s.index = map[s.index];
         s.value = map[s.value];
-        if (store_of(a, s.buf) >= 0) {
+        if (kk_store_of(a, s.buf) >= 0) {
             rc = 0;
             break;
         }
@@ -104,11 +83,7 @@ static int merge(kernel *m, const kernel *a, const kernel *b)
         kk_release(m);
         return rc;
     }
-    /* "k<id>_<A's ops>_<B's ops>", cut to fit */
-    const char *bops = strchr(b->name, '_');
-    char name[sizeof m->name];
-    snprintf(name, sizeof name, "%s%s", a->name, bops ? bops : "");
-    memcpy(m->name, name, sizeof name);
+    kk_merged_name(m, a, b);
     return 1;
 }
 
@@ -122,7 +97,7 @@ static void hoist_scalars(kprogram *p, kentry *x)
         if (c->kind != KK_POINTWISE || c->rank != 0)
             continue;
         int at = pos;
-        while (at > 0 && !blocks(&p->kernels[x->kernels[at - 1]], c)) {
+        while (at > 0 && !kk_blocks(&p->kernels[x->kernels[at - 1]], c)) {
             x->kernels[at] = x->kernels[at - 1];
             at--;
         }
@@ -167,7 +142,7 @@ kiln_status pass_hfuse(kiln_graph *g, kprogram *p)
                         break;
                     }
                 }
-                if (blocks(a, b))
+                if (kk_blocks(a, b))
                     break;
             }
         }

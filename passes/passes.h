@@ -2,7 +2,7 @@
  * passes.h - the graph passes and the lowering to the kernel IR.
  *
  * pass_pipeline (pipeline.c) reads as the pipeline: decompose -> dce -> cse -> fuse ->
- * lower -> hfuse -> memplan. Each pass states its contract at the top of its file.
+ * lower -> hfuse -> rowfuse -> memplan. Each pass states its contract at the top of its file.
  * Errors are recorded on the graph (ir_fail_status) and returned.
  */
 #ifndef KILN_PASSES_H

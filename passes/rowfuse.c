@@ -61,21 +61,6 @@ static bool plain_stores(const kernel *k)
     return true;
 }
 
-/* True when index node idx is `v` or `v + something`: loads through it walk
- * memory contiguously as loop variable v runs. */
-static bool unit_stride(const kernel *k, int idx, int v)
-{
-    const kx_node *n = &k->x[idx];
-    if (n->kind == KX_VAR)
-        return n->var == v;
-    if (n->kind != KX_OP || n->op != IR_ADD)
-        return false;
-    for (int s = 0; s < 2; s++)
-        if (k->x[n->a[s]].kind == KX_VAR && k->x[n->a[s]].var == v)
-            return true;
-    return false;
-}
-
 /* Whether each load of k that walks its rows (reads a reduced variable, or
  * for a pointwise over rows x elements, one of the last rrank variables)
  * walks them contiguously along the innermost one: a row kernel passes over
@@ -97,7 +82,7 @@ static int rows_contiguous(const kernel *k, int first, int inner)
         deps[i] = n->kind == KX_VAR && n->var < 64 ? 1ull << n->var : 0;
         for (int j = 0; j < ar; j++)
             deps[i] |= deps[ops[j]];
-        if (n->kind == KX_LOAD && (deps[n->a[0]] & row) && !unit_stride(k, n->a[0], inner))
+        if (n->kind == KX_LOAD && (deps[n->a[0]] & row) && !kk_unit_stride(k, n->a[0], inner))
             ok = 0;
     }
     ir_free(deps);
@@ -131,26 +116,6 @@ static bool same_rows(const kernel *a, const kernel *b)
         return false;
     return b->rank == a->rank ||
            (b->rank == a->rank + a->rrank && memcmp(b->dims + a->rank, a->rdims, red) == 0);
-}
-
-/* True when kernel c, run between the two, keeps kernel k from moving past it. */
-static bool blocks(const kernel *c, const kernel *k)
-{
-    for (int i = 0; i < k->nx; i++)
-        if (k->x[i].kind == KX_LOAD && kk_writes(c, k->x[i].buf))
-            return true;
-    for (int i = 0; i < k->nstores; i++)
-        if (kk_reads(c, k->stores[i].buf) || kk_writes(c, k->stores[i].buf))
-            return true;
-    return false;
-}
-
-static int store_of(const kernel *a, int buf)
-{
-    for (int i = 0; i < a->nstores; i++)
-        if (a->stores[i].buf == buf)
-            return i;
-    return -1;
 }
 
 static bool reads_any(const kernel *k, int buf)
@@ -187,7 +152,7 @@ static int merge(kernel *m, const kernel *a, const kernel *b)
             n.a[j] = ops[j] >= 0 && ops[j] < i ? map[ops[j]] : -1;
         if (n.kind == KX_ACC && n.var > 0)
             n.var += base;
-        int s = n.kind == KX_LOAD ? store_of(a, n.buf) : -1;
+        int s = n.kind == KX_LOAD ? kk_store_of(a, n.buf) : -1;
         if (s >= 0) { /* A's value of that row or element, when it is that one */
             map[i] = m->stores[s].index == n.a[0] ? m->stores[s].value : -1;
             rc = map[i] >= 0 ? 1 : 0;
@@ -223,10 +188,7 @@ static int merge(kernel *m, const kernel *a, const kernel *b)
         kk_release(m);
         return rc;
     }
-    const char *bops = strchr(b->name, '_');
-    char name[sizeof m->name];
-    snprintf(name, sizeof name, "%s%s", a->name, bops ? bops : "");
-    memcpy(m->name, name, sizeof name);
+    kk_merged_name(m, a, b);
     m->kind = KK_REDUCE;
     return 1;
 }
@@ -248,8 +210,8 @@ static int meeting_point(const kprogram *p, const kentry *x, int apos, int bpos)
     bool up = true, down = true;
     for (int c = apos + 1; c < bpos; c++) {
         const kernel *k = &p->kernels[x->kernels[c]];
-        up = up && !blocks(k, b) && !kk_can_fail(k);
-        down = down && !blocks(k, a);
+        up = up && !kk_blocks(k, b) && !kk_can_fail(k);
+        down = down && !kk_blocks(k, a);
     }
     return down ? bpos : up ? apos : -1;
 }

@@ -123,23 +123,6 @@ static void render_pointwise(kr *r)
 
 /* ---- REDUCE ---------------------------------------------------------------------- */
 
-/* True when an index node is `v + something` or `v` alone: loads through it
- * walk memory contiguously as loop variable v runs. */
-static bool unit_stride(const kernel *k, int idx, int v)
-{
-    if (idx < 0 || idx >= k->nx)
-        return false;
-    const kx_node *n = &k->x[idx];
-    if (n->kind == KX_VAR)
-        return n->var == v;
-    if (n->kind != KX_OP || n->op != IR_ADD)
-        return false;
-    for (int s = 0; s < 2; s++)
-        if (n->a[s] >= 0 && n->a[s] < idx && k->x[n->a[s]].kind == KX_VAR && k->x[n->a[s]].var == v)
-            return true;
-    return false;
-}
-
 /* A float sum whose loads run contiguously along the last kept axis and not
  * along the innermost reduced one (a sum over rows: a bias gradient) is
  * better computed a block of kept columns at a time, each reduced row adding
@@ -154,9 +137,9 @@ static bool by_columns(const kr *r)
     bool along_last = false;
     for (int i = 0; i < k->nx; i++)
         if (r->need[i] && !r->post[i] && k->x[i].kind == KX_LOAD) {
-            if (unit_stride(k, k->x[i].a[0], red))
+            if (kk_unit_stride(k, k->x[i].a[0], red))
                 return false;
-            along_last = along_last || unit_stride(k, k->x[i].a[0], last);
+            along_last = along_last || kk_unit_stride(k, k->x[i].a[0], last);
         }
     return along_last;
 }
