@@ -211,7 +211,7 @@ static void test_row_kernel_nan_inf(void **state)
         for (int i = 0; i < (o == 2 ? RR : RR * CC); i++) {
             float a = got[0][o][i], b = got[1][o][i];
             if (isnan(a) != isnan(b) || (!isnan(a) && fabsf(a - b) > 1e-6f + 1e-5f * fabsf(b)))
-                fail_msg("output %d element %d: C %g, interpreter %g", o, i, a, b);
+                fail_msg("output %d element %d: C %g, interpreter %g", o, i, (double)a, (double)b);
         }
     assert_true(isnan(got[0][0][0]) && isnan(got[0][0][2 * CC]) && isnan(got[0][2][0]));
     assert_false(isnan(got[0][0][3 * CC]));
