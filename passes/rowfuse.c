@@ -161,12 +161,12 @@ static int merge(kernel *m, const kernel *a, const kernel *b)
             rc = map[i] >= 0 ? 1 : -1;
         }
     }
-    for (int q = 0; q <= b->npre && rc == 1; q++) {
+    for (int q = 0; reduce && q <= b->npre && rc == 1; q++) { /* a pointwise B has none */
         kk_phase ph = kk_phase_at(b, q);
         ph.body = map[ph.body];
         if (q < b->npre)
             m->pre[base + q] = ph;
-        else if (reduce)
+        else
             m->body = ph.body;
     }
     for (int i = 0; i < b->nstores && rc == 1; i++) {
