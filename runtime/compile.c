@@ -53,7 +53,11 @@ kiln_status rt_render(kiln_graph *g, kiln_graph *mg, const kiln_compile_opts *op
         s = pass_inplace(mg, code->prog);
     if (s != KILN_OK)
         return rt_compile_fail(g, s, "%s: %s", fn, kiln_graph_error(mg));
-    cgen_opts co = {.openmp = true, .features = cgen_host_features(), .launch = launch};
+    cgen_host host = rt_host();
+    cgen_opts co = {.openmp = true,
+                    .features = cgen_host_features(),
+                    .launch = launch,
+                    .stream_min = cgen_stream_min(&host)};
     rt_tuning tn = {0};
     if (target == KILN_TARGET_C && force) {
         co.gemm = *force;
@@ -65,6 +69,12 @@ kiln_status rt_render(kiln_graph *g, kiln_graph *mg, const kiln_compile_opts *op
     }
     if (s == KILN_OK)
         code->source = target == KILN_TARGET_CUDA ? cgen_cuda(code->prog) : cgen_c(code->prog, &co);
+    if (s == KILN_OK && code->source && ir_debug_level() >= 1 &&
+        strstr(code->source, "kiln_stream_f32("))
+        fprintf(stderr,
+                "kiln: %s: pointwise outputs of %lld MiB or more go around the caches "
+                "(non-temporal stores; the last-level cache: %lld MiB)\n",
+                fn, (long long)(co.stream_min >> 20), (long long)(host.llc >> 20));
     rt_tuning_free(&tn);
     if (s != KILN_OK) {
         rt_code_free(code);

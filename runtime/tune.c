@@ -113,11 +113,13 @@ static pthread_once_t host_once = PTHREAD_ONCE_INIT;
 
 static void host_probe(void)
 {
-    host = (cgen_host){cgen_host_features(), 0, 0, fma_inflight()};
+    host = (cgen_host){cgen_host_features(), 0, 0, fma_inflight(), 0};
 #ifdef _SC_LEVEL1_DCACHE_SIZE
     long l1 = sysconf(_SC_LEVEL1_DCACHE_SIZE), l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
     host.l1d = l1 > 0 ? l1 : 0;
     host.l2 = l2 > 0 ? l2 : 0;
+    host.llc = l3 > 0 ? l3 : host.l2;
 #endif
 }
 

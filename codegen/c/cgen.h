@@ -32,6 +32,7 @@ typedef struct {
     unsigned features;
     int64_t l1d, l2;
     int fma_inflight;
+    int64_t llc; /* the last-level cache as the OS reports it (a server's: the socket's) */
 } cgen_host;
 
 /* The host model (BLIS's analytical model, Low et al. 2016, with the block
@@ -61,7 +62,15 @@ typedef struct {
     cgen_gemm_sched gemm; /* packed GEMMs' schedule; zero: cgen_gemm_model of the features */
     cgen_gemm_pick pick;  /* NULL, or a kernel's own schedule (runtime/tune.c) */
     void *pick_ctx;
+    int64_t stream_min; /* a pointwise kernel storing at least this many bytes of f32 rows
+                           stores them around the caches (non-temporal); 0: never */
 } cgen_opts;
+
+/* The model's stream_min for a host: outputs larger than the last-level cache
+ * one core can use are streamed (the OS's LLC, at least 32 MiB and at most
+ * 128 MiB: a server reports its whole socket's, spread over slices no core
+ * sees whole). */
+int64_t cgen_stream_min(const cgen_host *h);
 
 /* Whether kernel k is a packed f32 GEMM (the one a schedule applies to). */
 bool cgen_gemm_packed(const kprogram *p, const kernel *k);

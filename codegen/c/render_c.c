@@ -67,6 +67,48 @@ static void kernel_name(cgen_buf *b, const kernel *k)
 
 /* ---- POINTWISE ------------------------------------------------------------------- */
 
+/* The node a store's index adds to the innermost variable when the store can
+ * be streamed (cgen_opts.stream_min): an f32 row written contiguously along
+ * the innermost loop, from nothing that depends on it, into a buffer the
+ * kernel does not read; -1 when the index is that variable alone, -2 when
+ * the store is not such a store. */
+static int stream_base(const kr *r, const kk_store *s)
+{
+    const kernel *k = r->k;
+    int inner = k->rank - 1;
+    if (s->accumulate || s->buf < 0 || s->buf >= r->p->nbufs ||
+        r->p->bufs[s->buf].dtype != KILN_F32 || kk_reads(k, s->buf) ||
+        !kk_unit_stride(k, s->index, inner))
+        return -2;
+    const kx_node *x = &k->x[s->index];
+    if (x->kind == KX_VAR)
+        return -1;
+    for (int j = 0; j < 2; j++) {
+        int v = x->a[j], o = x->a[1 - j];
+        if (k->x[v].kind == KX_VAR && k->x[v].var == inner && r->lev[o] <= inner)
+            return o;
+    }
+    return -2;
+}
+
+/* Which stores of a pointwise kernel go around the caches: all that can when
+ * they write at least stream_min bytes together over rows of at least
+ * CGEN_RCHUNK_MIN. Returns how many (stream[i] per store). */
+static int streamed_stores(const kr *r, bool *stream)
+{
+    const kernel *k = r->k;
+    int n = 0;
+    for (int i = 0; i < k->nstores; i++)
+        n += stream[i] = stream_base(r, &k->stores[i]) >= -1;
+    int64_t bytes = (int64_t)n * 4 * ir_shape_numel(k->rank, k->dims);
+    if (r->o.stream_min <= 0 || bytes < r->o.stream_min || cgen_serial(k) || k->rank < 1 ||
+        k->dims[k->rank - 1] < CGEN_RCHUNK_MIN)
+        n = 0;
+    for (int i = 0; i < k->nstores && !n; i++)
+        stream[i] = false;
+    return n;
+}
+
 static void render_pointwise(kr *r)
 {
     const kernel *k = r->k;
@@ -76,14 +118,22 @@ static void render_pointwise(kr *r)
         nchunk += r->chunk[i] = cgen_rng_chunk_base(r, i) >= -1;
     if (nchunk)
         cgen_mark_needs(r); /* their indices may be needed no more */
-    if (!nchunk) {
+    bool *stream = ir_calloc((size_t)k->nstores + 1);
+    if (!stream) {
+        b->oom = true;
+        return;
+    }
+    int nstream = streamed_stores(r, stream);
+    if (!nchunk && !nstream) {
         cgen_open_outer(r, col, k->rank, !r->fails);
         cgen_emit_leftovers(r, k->rank + 1);
         cgen_emit_stores(r, k->rank + 1);
         cgen_close_to(r, k->rank, 0);
+        ir_free(stream);
         return;
     }
-    /* the innermost loop d runs in chunks: fill, then consume */
+    /* the innermost loop d runs in chunks: fill (random numbers), compute,
+     * then stream out (what goes around the caches) */
     int d = k->rank - 1;
     long long dim = (long long)k->dims[d];
     cgen_open_outer(r, col, d, false);
@@ -112,13 +162,43 @@ static void render_pointwise(kr *r)
         }
         cgen_printf(b, "c%d), e%d - c%d, rnb%d);\n", d, d, d, i);
     }
+    for (int i = 0; i < k->nstores; i++)
+        if (stream[i]) {
+            cgen_indent(b, d + 2);
+            cgen_printf(b, "float sb%d[KILN_RCHUNK];\n", i);
+        }
     cgen_indent(b, d + 2);
     cgen_printf(b, "for (int64_t i%d = c%d; i%d < e%d; i%d++) {\n", d, d, d, d, d);
     cgen_emit_at(r, d + 1, false, d + 3);
     cgen_emit_leftovers(r, d + 3);
-    cgen_emit_stores(r, d + 3);
-    cgen_close_to(r, d + 2, d);
+    for (int i = 0; i < k->nstores; i++) {
+        if (!stream[i]) {
+            cgen_store(b, &r->e, r->p, &k->stores[i], d + 3, false);
+            continue;
+        }
+        cgen_indent(b, d + 3);
+        cgen_printf(b, "sb%d[i%d - c%d] = ", i, d, d);
+        cgen_operand(b, &r->e, k->stores[i].value);
+        cgen_puts(b, ";\n");
+    }
+    cgen_close_to(r, d + 2, d + 1);
+    for (int i = 0; i < k->nstores; i++) {
+        if (!stream[i])
+            continue;
+        int base = stream_base(r, &k->stores[i]);
+        cgen_indent(b, d + 2);
+        cgen_puts(b, "kiln_stream_f32(");
+        cgen_buf_name(b, r->p, k->stores[i].buf);
+        cgen_puts(b, " + ");
+        if (base >= 0) {
+            cgen_operand(b, &r->e, base);
+            cgen_puts(b, " + ");
+        }
+        cgen_printf(b, "c%d, sb%d, e%d - c%d);\n", d, i, d, d);
+    }
+    cgen_close_to(r, d + 1, d);
     cgen_close_to(r, d, 0);
+    ir_free(stream);
 }
 
 /* ---- REDUCE ---------------------------------------------------------------------- */

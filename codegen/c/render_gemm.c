@@ -60,7 +60,7 @@ static cgen_gemm_sched mm_sched(const cgen_opts *o, const kprogram *p, const ker
         return s;
     if (cgen_gemm_sched_ok(&o->gemm, o->features))
         return o->gemm;
-    return cgen_gemm_model(&(cgen_host){o->features, 0, 0, 0});
+    return cgen_gemm_model(&(cgen_host){o->features, 0, 0, 0, 0});
 }
 
 /* "kiln_mm_rows_f64_f32_f32": layout, accumulator, A and B dtypes; the

@@ -108,8 +108,10 @@ typedef struct {
     void *so;
 } built;
 
-/* Extra compiler flags of the next builds (test_rng_chunks: -march=native). */
+/* Extra compiler flags of the next builds (test_rng_chunks: -march=native),
+ * and their cgen_opts.stream_min (test_streamed_stores). */
 static const char *build_flags = "";
+static int64_t build_stream_min = 0;
 
 static void build(built *B, const kprogram *p, bool openmp)
 {
@@ -117,7 +119,10 @@ static void build(built *B, const kprogram *p, bool openmp)
      * but compiled without -fopenmp, as the runtime does */
     const char *env = getenv("KILN_OPENMP");
     bool compile_omp = openmp && !(env && strcmp(env, "0") == 0);
-    cgen_opts o = {.openmp = openmp, .debug_comments = true, .features = cgen_host_features()};
+    cgen_opts o = {.openmp = openmp,
+                   .debug_comments = true,
+                   .features = cgen_host_features(),
+                   .stream_min = build_stream_min};
     B->src = cgen_c(p, &o);
     assert_non_null(B->src);
     strcpy(B->dir, "/tmp/kiln_cgen_XXXXXX");
@@ -661,6 +666,85 @@ static void test_rng_chunks(void **state)
         rng_chunks(cols[i]);
         build_flags = "-march=native";
         rng_chunks(cols[i]);
+        build_flags = "";
+    }
+}
+
+/* Stores of f32 rows contiguous along the innermost loop go around the caches
+ * (kiln_stream_f32 a chunk at a time) when the kernel stores at least
+ * stream_min bytes and its rows are at least 64 long: at a row's start, at an
+ * offset from it (unaligned), beside random numbers filled by chunks; a
+ * transposed store and an in-place update stay plain stores. The values are
+ * exactly the plain stores'. */
+static void streamed_stores(int64_t C)
+{
+    enum { R = 5 };
+    bool streams = C >= 64;
+    kprogram *p = prog_new();
+    int x = buf(p, KILN_F32, R * (C + 1)), io = buf(p, KILN_F32, R * C), out[4];
+    for (int i = 0; i < 4; i++)
+        out[i] = buf(p, KILN_F32, R * (C + 1));
+    kernel *k = kern(p, KK_POINTWISE, "mul_add_rand", 2, (const int64_t[]){R, C});
+    int i0 = var(k, 0), i1 = var(k, 1);
+    int row = lin2(k, C);
+    int shifted = op(k, IR_ADD, KILN_I64, op(k, IR_MUL, KILN_I64, i0, ci(k, C + 1), 0), i1, 0);
+    int col = op(k, IR_ADD, KILN_I64, op(k, IR_MUL, KILN_I64, i1, ci(k, R), 0), i0, 0);
+    int xv = ld(k, p, x, shifted);
+    int y = op(k, IR_ADD, KILN_F32,
+               op(k, IR_MUL, KILN_F32, xv,
+                  nx(k, (kx_node){.kind = KX_CONST, .dtype = KILN_F32, .value = 2}), 0),
+               nx(k, (kx_node){.kind = KX_CONST, .dtype = KILN_F32, .value = 1}), 0);
+    int rn = nx(k, (kx_node){.kind = KX_RAND, .dtype = KILN_F32, .stream = 5, .a = {row}});
+    st(k, out[0], row, y, false);      /* streamed: the row's start */
+    st(k, out[1], shifted, rn, false); /* streamed: an offset, random numbers */
+    st(k, out[2], col, y, false);      /* transposed: plain */
+    st(k, io, row, op(k, IR_ADD, KILN_F32, ld(k, p, io, row), y, 0), false); /* in place: plain */
+    ku_entry_all(p);
+    built B;
+    build_stream_min = 1;
+    build(&B, p, true);
+    build_stream_min = 0;
+    char want[64];
+    for (int j = 0; j < 2; j++) {
+        snprintf(want, sizeof want, "kiln_stream_f32(b%d", out[j]);
+        if (!strstr(B.src, want) != !streams)
+            fail_msg("C %lld: '%s' %s", (long long)C, want, streams ? "missing" : "unwanted");
+    }
+    for (int b2 = 0; b2 < 2; b2++) {
+        snprintf(want, sizeof want, "kiln_stream_f32(b%d", b2 ? io : out[2]);
+        assert_null(strstr(B.src, want));
+    }
+    store_set s = alloc_bufs(p);
+    for (int64_t i = 0; i < R * (C + 1); i++)
+        ((float *)s.bufs[x])[i] = (float)(i % 37) * 0.25f - 3;
+    for (int64_t i = 0; i < R * C; i++)
+        ((float *)s.bufs[io])[i] = (float)i;
+    kiln_ctx c = ctx_of(&s);
+    c.run = 2;
+    assert_int_equal(run(&B, 0, &c), 0);
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t q = 0; q < C; q++) {
+            float xs = (float)((r * (C + 1) + q) % 37) * 0.25f - 3, yv = xs * 2 + 1;
+            float rv = ir_rand_f32(42, 5, 2, (uint64_t)(r * C + q));
+            float iv = (float)(r * C + q) + yv;
+            assert_memory_equal(&((float *)s.bufs[out[0]])[r * C + q], &yv, sizeof yv);
+            assert_memory_equal(&((float *)s.bufs[out[1]])[r * (C + 1) + q], &rv, sizeof rv);
+            assert_memory_equal(&((float *)s.bufs[out[2]])[q * R + r], &yv, sizeof yv);
+            assert_memory_equal(&((float *)s.bufs[io])[r * C + q], &iv, sizeof iv);
+        }
+    free_bufs(&s);
+    unbuild(&B);
+    kp_free(p);
+}
+
+static void test_streamed_stores(void **state)
+{
+    (void)state;
+    const int64_t cols[] = {2100, 64, 63};
+    for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++) {
+        streamed_stores(cols[i]);
+        build_flags = "-march=native";
+        streamed_stores(cols[i]);
         build_flags = "";
     }
 }
@@ -1511,6 +1595,7 @@ int main(void)
         cmocka_unit_test(test_casts),
         cmocka_unit_test(test_rng_bit_identical),
         cmocka_unit_test(test_rng_chunks),
+        cmocka_unit_test(test_streamed_stores),
         cmocka_unit_test(test_reductions),
         cmocka_unit_test(test_integer_reductions),
         cmocka_unit_test(test_matmul),

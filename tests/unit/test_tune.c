@@ -31,11 +31,11 @@ static void test_model(void **state)
         cgen_host h;
         cgen_gemm_sched want;
     } cases[] = {
-        {{CGEN_AVX512F, 48 << 10, 1 << 20, 8}, {8, 32, 16, 256, 224, 288}}, /* Zen 5, SPR */
-        {{CGEN_AVX512F, 32 << 10, 1 << 20, 4}, {6, 32, 16, 256, 320, 192}}, /* Zen 4 */
-        {{CGEN_AVX512F, 32 << 10, 2 << 20, 8}, {8, 32, 16, 256, 512, 192}}, /* SKX, ICX */
-        {{0, 32 << 10, 256 << 10, 0}, {4, 24, 8, 256, 144, 256}},           /* Haswell */
-        {{CGEN_AVX512F, 0, 0, 0}, {6, 32, 16, 256, 320, 192}},              /* unknown */
+        {{CGEN_AVX512F, 48 << 10, 1 << 20, 8, 0}, {8, 32, 16, 256, 224, 288}}, /* Zen 5, SPR */
+        {{CGEN_AVX512F, 32 << 10, 1 << 20, 4, 0}, {6, 32, 16, 256, 320, 192}}, /* Zen 4 */
+        {{CGEN_AVX512F, 32 << 10, 2 << 20, 8, 0}, {8, 32, 16, 256, 512, 192}}, /* SKX, ICX */
+        {{0, 32 << 10, 256 << 10, 0, 0}, {4, 24, 8, 256, 144, 256}},           /* Haswell */
+        {{CGEN_AVX512F, 0, 0, 0, 0}, {6, 32, 16, 256, 320, 192}},              /* unknown */
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         cgen_gemm_sched s = cgen_gemm_model(&cases[i].h);
@@ -47,6 +47,20 @@ static void test_model(void **state)
 }
 
 /* What a schedule may not be (AVX-512 unless said). */
+/* The streaming threshold: the OS's last-level cache, at least 32 MiB and at
+ * most 128 MiB; 128 MiB when unknown. */
+static void test_stream_min(void **state)
+{
+    (void)state;
+    const int64_t mib = 1 << 20;
+    const int64_t cases[][2] = {
+        {0, 128 * mib}, {16 * mib, 32 * mib}, {64 * mib, 64 * mib}, {384 * mib, 128 * mib}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        cgen_host h = {CGEN_AVX512F, 32 << 10, 1 << 20, 8, cases[i][0]};
+        assert_int_equal(cgen_stream_min(&h), cases[i][1]);
+    }
+}
+
 static void test_sched_bounds(void **state)
 {
     (void)state;
@@ -386,6 +400,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_model),
+        cmocka_unit_test(test_stream_min),
         cmocka_unit_test(test_sched_bounds),
         cmocka_unit_test(test_host_probe),
         cmocka_unit_test(test_schedules_same_numbers),
