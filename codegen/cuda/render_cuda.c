@@ -13,7 +13,9 @@
  *              thread per output, the reduced domain in order; a row kernel
  *              (phases, element stores): a warp per row, every phase's
  *              lanes striding over the row;
- *   MATMUL     one thread per output element, K summed in the accumulator's
+ *   MATMUL     (where no library GEMM runs it) a block per 64 x 64 tile of
+ *              the product, A's and B's blocks staged in shared memory, each
+ *              thread 4 x 4 outputs, K summed in order in the accumulator's
  *              dtype, the fused epilogue applied on store;
  * accumulating stores (scatter_add) use atomicAdd. Every kernel takes the
  * device-side kiln_ctx (seed, run counter, the first error) and then its
@@ -387,6 +389,18 @@ static void axis_at(cgen_buf *b, const char *v, const kk_parts *pp, int64_t stri
     }
 }
 
+/* A MATMUL where no library GEMM runs it (no cuBLAS, an integer product,
+ * operands with parts): a block of KILN_CUDA_BLOCK threads per TILE x TILE
+ * tile of the product (a grid-stride loop over batch x row tiles x column
+ * tiles). Per step of TK along k the block stages A's TILE x TK and B's
+ * TK x TILE blocks in shared memory, converted to the accumulator's type,
+ * and each thread adds into its MICRO x MICRO outputs, rows and columns
+ * TILE / MICRO apart (neighbouring threads: neighbouring columns). k is
+ * summed in order, as a thread per output would: the same bits. Then each
+ * output's epilogue and stores. */
+enum { TILE = 64, TK = 16, MICRO = 4, TSTEP = TILE / MICRO };
+_Static_assert(TSTEP *TSTEP == KILN_CUDA_BLOCK, "a thread per TSTEP x TSTEP position");
+
 static void render_matmul(cr *r)
 {
     const kernel *k = r->k;
@@ -394,28 +408,66 @@ static void render_matmul(cr *r)
     cgen_buf *b = r->b;
     bool fl = ir_dtype_is_float(k->acc_dtype);
     const char *tt = fl ? cgen_ctype(k->acc_dtype) : "uint64_t";
-    grid_loop(b, mm->batch * mm->m * mm->n, 1);
-    const int64_t dims[3] = {mm->batch, mm->m, mm->n};
-    unflatten(r, 2, "t", 0, 3, dims);
-    cgen_printf(b, "        %s sum = 0;\n", tt);
-    cgen_printf(b, "        for (int64_t p = 0; p < %lld; p++)\n", (long long)mm->k);
-    cgen_printf(b, "            sum += (%s)b%d[i0 * %lld + ", tt, mm->a,
+    long long tm = (long long)((mm->m + TILE - 1) / TILE),
+              tn = (long long)((mm->n + TILE - 1) / TILE);
+    cgen_printf(b,
+                "    __shared__ %s as[%d][%d], bs[%d][%d];\n"
+                "    const int tx = threadIdx.x %% %d, ty = threadIdx.x / %d;\n"
+                "    for (int64_t t = blockIdx.x; t < %lld; t += gridDim.x) {\n"
+                "        const int64_t i0 = t / %lld, r0 = t / %lld %% %lld * %d, "
+                "c0 = t %% %lld * %d;\n"
+                "        %s sum[%d][%d];\n"
+                "        for (int u = 0; u < %d; u++)\n"
+                "            for (int v = 0; v < %d; v++)\n"
+                "                sum[u][v] = 0;\n"
+                "        for (int64_t p0 = 0; p0 < %lld; p0 += %d) {\n",
+                tt, TK, TILE + 1, TK, TILE, TSTEP, TSTEP, (long long)mm->batch * tm * tn, tm * tn,
+                tn, tm, TILE, tn, TILE, tt, MICRO, MICRO, MICRO, MICRO, (long long)mm->k, TK);
+    /* A's rows r0.. and B's columns c0.., zero past the edges */
+    cgen_printf(b,
+                "            for (int l = threadIdx.x; l < %d; l += blockDim.x) {\n"
+                "                const int q = l %% %d, w = l / %d;\n"
+                "                const int64_t i1 = r0 + w, p = p0 + q;\n"
+                "                as[q][w] = i1 < %lld && p < %lld ? (%s)b%d[i0 * %lld + ",
+                TILE * TK, TK, TK, (long long)mm->m, (long long)mm->k, tt, mm->a,
                 (long long)mm->a_stride[0]);
     axis_at(b, "i1", &mm->a_parts[0], mm->a_stride[1]);
     cgen_puts(b, " + ");
     axis_at(b, "p", &mm->a_parts[1], mm->a_stride[2]);
-    cgen_printf(b, "] *\n                   (%s)b%d[i0 * %lld + ", tt, mm->b,
-                (long long)mm->b_stride[0]);
-    axis_at(b, "p", &mm->b_parts[0], mm->b_stride[1]);
+    cgen_printf(
+        b,
+        "] : 0;\n"
+        "                const int64_t i2 = c0 + l %% %d, pb = p0 + l / %d;\n"
+        "                bs[l / %d][l %% %d] = pb < %lld && i2 < %lld ? (%s)b%d[i0 * %lld + ",
+        TILE, TILE, TILE, TILE, (long long)mm->k, (long long)mm->n, tt, mm->b,
+        (long long)mm->b_stride[0]);
+    axis_at(b, "pb", &mm->b_parts[0], mm->b_stride[1]);
     cgen_puts(b, " + ");
     axis_at(b, "i2", &mm->b_parts[1], mm->b_stride[2]);
-    cgen_puts(b, "];\n");
-    cgen_printf(b, "        const %s acc = (%s)sum;\n", cgen_ctype(k->acc_dtype),
-                cgen_ctype(k->acc_dtype));
-    emit_nodes(r, 2, false, false);
-    emit_nodes(r, 2, true, false);
-    emit_stores(r, 2);
-    cgen_puts(b, "    }\n");
+    cgen_printf(b,
+                "] : 0;\n"
+                "            }\n"
+                "            __syncthreads();\n"
+                "            for (int q = 0; q < %d; q++)\n"
+                "#pragma unroll\n"
+                "                for (int u = 0; u < %d; u++)\n"
+                "#pragma unroll\n"
+                "                    for (int v = 0; v < %d; v++)\n"
+                "                        sum[u][v] += as[q][ty + u * %d] * bs[q][tx + v * %d];\n"
+                "            __syncthreads();\n"
+                "        }\n"
+                "        for (int u = 0; u < %d; u++)\n"
+                "            for (int v = 0; v < %d; v++) {\n"
+                "                const int64_t i1 = r0 + ty + u * %d, i2 = c0 + tx + v * %d;\n"
+                "                if (i1 >= %lld || i2 >= %lld)\n"
+                "                    continue;\n"
+                "                const %s acc = (%s)sum[u][v];\n",
+                TK, MICRO, MICRO, TSTEP, TSTEP, MICRO, MICRO, TSTEP, TSTEP, (long long)mm->m,
+                (long long)mm->n, cgen_ctype(k->acc_dtype), cgen_ctype(k->acc_dtype));
+    emit_nodes(r, 4, false, false);
+    emit_nodes(r, 4, true, false);
+    emit_stores(r, 4);
+    cgen_puts(b, "            }\n    }\n");
 }
 
 /* sdpa's backward: a thread per (batch, row), the C kernel's loops
@@ -606,8 +658,11 @@ int64_t cgen_cuda_launch(const kprogram *p, const kernel *k, bool epi, int *args
     cr_free(&r);
     if (empty_domain(k))
         return 0;
-    if (k->kind == KK_MATMUL)
+    if (k->kind == KK_MATMUL && epi)
         return k->mm.batch * k->mm.m * k->mm.n;
+    if (k->kind == KK_MATMUL) /* render_matmul: a block per tile */
+        return k->mm.batch * ((k->mm.m + TILE - 1) / TILE) * ((k->mm.n + TILE - 1) / TILE) *
+               KILN_CUDA_BLOCK;
     if (k->kind == KK_ATTENTION) /* render_attention: a row a thread */
         return k->at.batch * (k->at.mode == KA_FORWARD ? k->at.t : k->dims[1]);
     int64_t n = ir_shape_numel(k->rank, k->dims);
