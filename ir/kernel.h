@@ -266,6 +266,10 @@ void kp_drop_dead_stores(kprogram *p, const kentry *x);
 /* Removes the temporaries no kernel touches any more, renumbering the other
  * buffers everywhere they are named. */
 kiln_status kp_drop_unused_temps(kprogram *p);
+/* The end of a pass that merged kernels (marked dead[id]) when s is
+ * KILN_OK: each entry's dead stores dropped, the program compacted, unused
+ * temporaries removed. Frees dead; returns s or the first failure. */
+kiln_status kp_finish_merges(kprogram *p, bool *dead, kiln_status s);
 /* Whether kernel c, run between two kernels, keeps k from moving past it: c
  * writes a buffer k reads, or reads or writes one k writes. */
 bool kk_blocks(const kernel *c, const kernel *k);

@@ -219,3 +219,13 @@ bool kk_unit_stride(const kernel *k, int idx, int v)
             return true;
     return false;
 }
+
+kiln_status kp_finish_merges(kprogram *p, bool *dead, kiln_status s)
+{
+    for (int e = 0; e < p->nentries && s == KILN_OK; e++)
+        kp_drop_dead_stores(p, &p->entries[e]);
+    s = s == KILN_OK ? kp_compact(p, dead) : s;
+    s = s == KILN_OK ? kp_drop_unused_temps(p) : s;
+    ir_free(dead);
+    return s;
+}

@@ -109,10 +109,9 @@ kiln_status pass_hfuse(kiln_graph *g, kprogram *p)
 {
     if (!g || !p)
         return KILN_ERR_INVALID;
-    bool *dead = ir_alloc((size_t)p->nkernels + 1);
+    bool *dead = ir_calloc((size_t)p->nkernels + 1);
     if (!dead)
         return ir_fail_status(g, KILN_ERR_NOMEM, "kiln_compile: out of memory");
-    memset(dead, 0, (size_t)p->nkernels + 1);
     kiln_status s = KILN_OK;
     for (int e = 0; e < p->nentries && s == KILN_OK; e++) {
         kentry *x = &p->entries[e];
@@ -146,10 +145,7 @@ kiln_status pass_hfuse(kiln_graph *g, kprogram *p)
                     break;
             }
         }
-        kp_drop_dead_stores(p, x);
     }
-    s = s == KILN_OK ? kp_compact(p, dead) : s;
-    s = s == KILN_OK ? kp_drop_unused_temps(p) : s;
-    ir_free(dead);
+    s = kp_finish_merges(p, dead, s);
     return s == KILN_OK ? KILN_OK : ir_fail_status(g, s, "kiln_compile: out of memory");
 }
