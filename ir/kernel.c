@@ -696,7 +696,8 @@ static int reads_of(const kernel *k, int i, unsigned char *memo)
 
 /* A REDUCE's phases: SUM, MAX or MIN in a float accumulator when it has more
  * than one, each body reading only earlier phases' accumulators; row stores
- * read no reduced variable; element stores only in REDUCE kernels. */
+ * read no reduced variable; element stores only in REDUCE kernels; a row
+ * kernel cannot fail. */
 static kiln_status verify_phases(const kernel *k, char *msg, size_t cap)
 {
     bool rows = k->kind == KK_REDUCE && (k->npre > 0 || kk_has_element_stores(k));
@@ -707,6 +708,8 @@ static kiln_status verify_phases(const kernel *k, char *msg, size_t cap)
     }
     if (k->npre < 0 || k->npre >= KK_MAX_PHASES)
         return bad(msg, cap, "too many phases", k, k->npre);
+    if (rows && kk_can_fail(k)) /* the renderers place a row kernel's nodes by what reads them */
+        return bad(msg, cap, "a row kernel can fail (a bounds check or integer division)", k, 0);
     unsigned char *memo = ir_alloc((size_t)k->nx + 1);
     if (!memo) {
         if (msg && cap)

@@ -11,8 +11,9 @@
  *
  * A REDUCE kernel A merges into a later kernel B of its entry (at most WINDOW
  * kernels later) when
- *   - every phase of A is a float SUM, MAX or MIN, A cannot fail at run time,
- *     has no accumulating stores, and has at least
+ *   - every phase of A is a float SUM, MAX or MIN, neither A nor B can fail
+ *     at run time (a row kernel checks no bounds), neither has accumulating
+ *     stores, and A has at least
  *     MIN_ROWS rows (the row kernel's only parallel loop is over rows) or
  *     little work (a small tensor's whole sum: one thread either way);
  *   - B is a REDUCE over the same rows (dims) and reduced axes (rdims) whose
@@ -105,7 +106,7 @@ static bool can_lead(const kernel *a)
  * over each row's elements, or a pointwise over the rows themselves. */
 static bool same_rows(const kernel *a, const kernel *b)
 {
-    if (!plain_stores(b))
+    if (!plain_stores(b) || kk_can_fail(b)) /* the row renderers place no bounds checks */
         return false;
     size_t outer = sizeof(int64_t) * (size_t)a->rank, red = sizeof(int64_t) * (size_t)a->rrank;
     if (b->kind == KK_REDUCE)

@@ -59,6 +59,7 @@ typedef struct {
     rt_gemm_plan g;
     rt_cu_function epi;
     int *args, nargs;
+    int64_t threads; /* the epilogue's: a thread per output element */
 } gemm_plan;
 
 typedef struct {
@@ -216,7 +217,14 @@ static kiln_status cu_begin(rt_device *d, uint64_t seed, uint32_t run)
 }
 
 /* cuBLAS's product into the scratch, then the kernel's epilogue over it. */
-static kiln_status gemm_launch(cudev *c, int k, const rt_dptr *table, int64_t blocks)
+/* The blocks a launch of n threads takes: the loops stride over the rest. */
+static int64_t blocks_for(const cudev *c, int64_t n)
+{
+    int64_t blocks = (n + KILN_CUDA_BLOCK - 1) / KILN_CUDA_BLOCK, most = (int64_t)c->sms * 32;
+    return blocks > most ? most : blocks;
+}
+
+static kiln_status gemm_launch(cudev *c, int k, const rt_dptr *table)
 {
     const rt_gemm_plan *g = &c->gemm[k].g;
     const kk_matmul *mm = &c->p->kernels[k].mm;
@@ -254,8 +262,8 @@ static kiln_status gemm_launch(cudev *c, int k, const rt_dptr *table, int64_t bl
     c->vals[e->nargs + 1] = c->scratch;
     c->params[e->nargs + 1] = &c->vals[e->nargs + 1];
     return cu_check(c,
-                    c->cu->launch_kernel(e->epi, (unsigned)blocks, 1, 1, KILN_CUDA_BLOCK, 1, 1, 0,
-                                         c->stream, c->params, NULL),
+                    c->cu->launch_kernel(e->epi, (unsigned)blocks_for(c, e->threads), 1, 1,
+                                         KILN_CUDA_BLOCK, 1, 1, 0, c->stream, c->params, NULL),
                     c->p->kernels[k].name);
 }
 
@@ -265,9 +273,7 @@ static kiln_status cu_launch(rt_device *d, int k, const rt_dptr *table)
     int64_t n = c->threads[k];
     if (n == 0) /* an empty domain */
         return KILN_OK;
-    int64_t blocks = (n + KILN_CUDA_BLOCK - 1) / KILN_CUDA_BLOCK, most = (int64_t)c->sms * 32;
-    if (blocks > most) /* the loops stride over the rest */
-        blocks = most;
+    int64_t blocks = blocks_for(c, n);
     c->vals[0] = c->dctx;
     c->params[0] = &c->vals[0];
     for (int i = 0; i < c->nargs[k]; i++) {
@@ -278,7 +284,7 @@ static kiln_status cu_launch(rt_device *d, int k, const rt_dptr *table)
     if (c->timing && !c->timed[k])
         s = cu_check(c, c->cu->event_record(c->ev0[k], c->stream), "cuEventRecord");
     if (s == KILN_OK && c->gemm[k].on)
-        s = gemm_launch(c, k, table, blocks);
+        s = gemm_launch(c, k, table);
     else
         s = s ? s
               : cu_check(c,
@@ -486,8 +492,8 @@ static kiln_status open_device(cudev *c, const char *source, const char *cache_d
             snprintf(name, sizeof name, "%s_epi", kk->name);
             s = cu_check(c, cu->module_get_function(&g->epi, c->mod, name), name);
             g->args = ir_alloc(sizeof(int) * (size_t)(c->p->nbufs ? c->p->nbufs : 1));
-            if (s == KILN_OK &&
-                (!g->args || cgen_cuda_launch(c->p, kk, true, g->args, &g->nargs) < 0))
+            if (s == KILN_OK && (!g->args || (g->threads = cgen_cuda_launch(c->p, kk, true, g->args,
+                                                                            &g->nargs)) < 0))
                 s = rt_device_fail(&c->base, KILN_ERR_NOMEM, "out of memory");
             g->on = s == KILN_OK;
             size_t bytes = (size_t)(kk->mm.batch * kk->mm.m * kk->mm.n) * (g->g.f64 ? 8 : 4);

@@ -340,7 +340,8 @@ static void render_rows(cr *r)
                     "            const %s w = __shfl_xor_sync(0xffffffffu, %s, o);\n",
                     t, acc);
         cgen_combine_float(b, ph.rop, acc, "w", 3);
-        cgen_puts(b, "        }\n");
+        /* lane 0's value for all: lanes may differ where max meets -0 and +0 */
+        cgen_printf(b, "        }\n        %s = __shfl_sync(0xffffffffu, %s, 0);\n", acc, acc);
         for (int i = 0; i < k->nx; i++) /* out of scope with the loop */
             done[i] = done[i] && !r->red[i];
     }
@@ -396,8 +397,8 @@ static void axis_at(cgen_buf *b, const char *v, const kk_parts *pp, int64_t stri
  * TK x TILE blocks in shared memory, converted to the accumulator's type,
  * and each thread adds into its MICRO x MICRO outputs, rows and columns
  * TILE / MICRO apart (neighbouring threads: neighbouring columns). k is
- * summed in order, as a thread per output would: the same bits. Then each
- * output's epilogue and stores. */
+ * summed in order, as a thread per output would: the same bits (nothing is
+ * added past k). Then each output's epilogue and stores. */
 enum { TILE = 64, TK = 16, MICRO = 4, TSTEP = TILE / MICRO };
 _Static_assert(TSTEP *TSTEP == KILN_CUDA_BLOCK, "a thread per TSTEP x TSTEP position");
 
@@ -444,26 +445,29 @@ static void render_matmul(cr *r)
     axis_at(b, "pb", &mm->b_parts[0], mm->b_stride[1]);
     cgen_puts(b, " + ");
     axis_at(b, "i2", &mm->b_parts[1], mm->b_stride[2]);
-    cgen_printf(b,
-                "] : 0;\n"
-                "            }\n"
-                "            __syncthreads();\n"
-                "            for (int q = 0; q < %d; q++)\n"
-                "#pragma unroll\n"
-                "                for (int u = 0; u < %d; u++)\n"
-                "#pragma unroll\n"
-                "                    for (int v = 0; v < %d; v++)\n"
-                "                        sum[u][v] += as[q][ty + u * %d] * bs[q][tx + v * %d];\n"
-                "            __syncthreads();\n"
-                "        }\n"
-                "        for (int u = 0; u < %d; u++)\n"
-                "            for (int v = 0; v < %d; v++) {\n"
-                "                const int64_t i1 = r0 + ty + u * %d, i2 = c0 + tx + v * %d;\n"
-                "                if (i1 >= %lld || i2 >= %lld)\n"
-                "                    continue;\n"
-                "                const %s acc = (%s)sum[u][v];\n",
-                TK, MICRO, MICRO, TSTEP, TSTEP, MICRO, MICRO, TSTEP, TSTEP, (long long)mm->m,
-                (long long)mm->n, cgen_ctype(k->acc_dtype), cgen_ctype(k->acc_dtype));
+    cgen_printf(
+        b,
+        "] : 0;\n"
+        "            }\n"
+        "            __syncthreads();\n"
+        "            const int qn = %lld - p0 < %d ? (int)(%lld - p0) : %d;\n"
+        "            for (int q = 0; q < qn; q++) /* no 0 * 0 past k: a -0 sum stays -0 */\n"
+        "#pragma unroll\n"
+        "                for (int u = 0; u < %d; u++)\n"
+        "#pragma unroll\n"
+        "                    for (int v = 0; v < %d; v++)\n"
+        "                        sum[u][v] += as[q][ty + u * %d] * bs[q][tx + v * %d];\n"
+        "            __syncthreads();\n"
+        "        }\n"
+        "        for (int u = 0; u < %d; u++)\n"
+        "            for (int v = 0; v < %d; v++) {\n"
+        "                const int64_t i1 = r0 + ty + u * %d, i2 = c0 + tx + v * %d;\n"
+        "                if (i1 >= %lld || i2 >= %lld)\n"
+        "                    continue;\n"
+        "                const %s acc = (%s)sum[u][v];\n",
+        (long long)mm->k, TK, (long long)mm->k, TK, MICRO, MICRO, TSTEP, TSTEP, MICRO, MICRO, TSTEP,
+        TSTEP, (long long)mm->m, (long long)mm->n, cgen_ctype(k->acc_dtype),
+        cgen_ctype(k->acc_dtype));
     emit_nodes(r, 4, false, false);
     emit_nodes(r, 4, true, false);
     emit_stores(r, 4);
@@ -624,7 +628,13 @@ static bool render_kernel(cgen_buf *b, const kprogram *p, const kernel *k)
                 cgen_printf(b, ",\n    %s%s *__restrict__ b%d", r.use[i] & 2 ? "" : "const ",
                             cgen_ctype(p->bufs[i].dtype), i);
         /* a kernel after a failed one computes nothing (the C target stops there) */
-        cgen_puts(b, ")\n{\n    if (ctx->err_code != 0)\n        return;\n");
+        cgen_puts(b, ")\n{\n");
+        if (k->kind == KK_MATMUL) /* its blocks synchronize: they all return, or none */
+            cgen_puts(b, "    __shared__ int kiln_stop;\n    if (threadIdx.x == 0)\n"
+                         "        kiln_stop = ctx->err_code;\n    __syncthreads();\n"
+                         "    if (kiln_stop != 0)\n        return;\n");
+        else
+            cgen_puts(b, "    if (ctx->err_code != 0)\n        return;\n");
         if (empty_domain(k))
             cgen_puts(b, "    /* an empty domain: nothing to compute */\n");
         else if (k->kind == KK_POINTWISE)

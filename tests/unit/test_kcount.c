@@ -269,6 +269,17 @@ static void test_verify_row_kernels(void **state)
     k->stores[0].element = false; /* the softmax, per row: reads the row's variable */
     verify_fails(p, "row store reads a reduced variable");
     k->stores[0].element = true;
+    int check = kk_expr(k, (kx_node){.kind = KX_CHECK, .dtype = KILN_I64, .a = {0}, .size = 3});
+    assert_true(check >= 0);
+    saved.x = k->x;
+    saved.nx = k->nx;
+    saved.capx = k->capx;
+    saved.xmap = k->xmap;
+    saved.capxmap = k->capxmap;
+    saved.nxmap = k->nxmap;
+    verify_fails(p, "a row kernel can fail");
+    k->x[check].kind = KX_CONST; /* the check no more */
+    k->x[check].ivalue = 0;
     assert_int_equal(kp_verify(p, msg, sizeof msg), KILN_OK);
     int out = k->stores[0].buf;
     kernel *pw = kp_kernel_new(p, KK_POINTWISE); /* an element store outside a reduce */
