@@ -97,6 +97,8 @@ static double kpe_fop(ir_op op, double a, double b, bool *cmp)
         return exp(a);
     if (op == IR_LOG)
         return log(a);
+    if (op == IR_LOG1P)
+        return log1p(a);
     if (op == IR_SQRT)
         return sqrt(a);
     if (op == IR_RSQRT)

@@ -18,6 +18,7 @@
  * test_harness_catches_a_difference check the harness.
  */
 #include "codegen/cuda/cuda.h"
+#include "cuda_emu.h"
 #include "passes/passes.h"
 #include "runtime/device.h"
 #include "runtime/nvrtc.h"
@@ -1768,8 +1769,38 @@ static void test_cuda_source_compiles_with_nvrtc(void **state)
     }
 }
 
+/* The sweep's inputs, by name, for the CUDA kernels on the CPU. */
+static bool sweep_input(const kprogram *p, int b, void *data)
+{
+    const kbuf *kb = &p->bufs[b];
+    if (kb->role != KB_INPUT || kb->node < 0)
+        return false;
+    const char *name = p->g->nodes[kb->node]->name;
+    for (int i = 0; name && i < sw->ninputs; i++)
+        if (strcmp(sw->inputs[i].name, name) == 0 && sw->inputs[i].numel == kb->numel) {
+            memcpy(data, sw->inputs[i].data, (size_t)kb->numel * kiln_dtype_size(kb->dtype));
+            return true;
+        }
+    return false;
+}
+
+/* Every kernel of the sweep (every op x dtype) as the CUDA renderer prints it,
+ * run on the CPU (cuda_emu.h), matches the kernel-IR evaluator. */
+static void test_cuda_kernels_on_cpu(void **state)
+{
+    (void)state;
+    assert_int_equal(emu_setup(), 0);
+    int rows = 0, mm = 0;
+    check_graph(sw->g, sweep_input, &rows, &mm);
+    assert_true(mm > 0);
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "--emu") == 0) {
+        const struct CMUnitTest emu[] = {cmocka_unit_test(test_cuda_kernels_on_cpu)};
+        return cmocka_run_group_tests(emu, group_setup, group_teardown);
+    }
     if (argc > 1 && strcmp(argv[1], "--nvrtc") == 0) {
         /* No libnvrtc to dlopen: nothing to compile with, a skip (ctest's
          * SKIP_RETURN_CODE). One that loads but lacks a symbol still fails. */
