@@ -1716,36 +1716,15 @@ static void nvrtc_check(const kiln_graph *g0, const char *name, int arch)
     kiln_graph_free(g);
 }
 
-/* Row kernels (passes/rowfuse.c): softmax, log-softmax, layer-norm and
- * cross-entropy, forward and backward, over 64 rows of 100. */
-static kiln_graph *row_kernels_graph(void)
-{
-    kiln_graph *g = kiln_graph_new();
-    assert_non_null(g);
-    kiln_tensor *x = kiln_param(g, "x", KILN_F32, KILN_SHAPE(64, 100), kiln_init_zeros());
-    kiln_tensor *w = kiln_param(g, "w", KILN_F32, KILN_SHAPE(100), kiln_init_ones());
-    kiln_tensor *b = kiln_param(g, "b", KILN_F32, KILN_SHAPE(100), kiln_init_zeros());
-    kiln_tensor *lab = kiln_input(g, "labels", KILN_I64, KILN_SHAPE(64));
-    kiln_tensor *y = kiln_add(g, kiln_softmax(g, x, -1), kiln_log_softmax(g, x, -1));
-    y = kiln_add(g, y, kiln_layer_norm(g, x, w, b, 1e-5));
-    kiln_tensor *loss =
-        kiln_add(g, kiln_sum(g, kiln_mul(g, y, y), KILN_ALL, false), kiln_cross_entropy(g, x, lab));
-    kiln_tensor *wrt[3] = {x, w, b}, *grads[3];
-    assert_int_equal(kiln_grad(g, loss, 3, wrt, NULL, grads), KILN_OK);
-    assert_int_equal(kiln_entry(g, "fwd", 1, &loss, NULL), KILN_OK);
-    assert_int_equal(kiln_entry(g, "bwd", 3, grads, NULL), KILN_OK);
-    return g;
-}
-
 static void test_cuda_source_compiles_with_nvrtc(void **state)
 {
     (void)state;
     char why[512];
     if (!rt_nvrtc_available(why, sizeof why))
         fail_msg("%s", why);
-    nvrtc_check(sw->g, "sweep.cu", 75); /* the oldest architecture the toolkit targets */
-    nvrtc_check(sw->g, "sweep.cu", 90); /* the lent GPUs' */
-    kiln_graph *rows = row_kernels_graph();
+    nvrtc_check(sw->g, "sweep.cu", 75);     /* the oldest architecture the toolkit targets */
+    nvrtc_check(sw->g, "sweep.cu", 90);     /* the lent GPUs' */
+    kiln_graph *rows = ku_row_ops(64, 100); /* row kernels (passes/rowfuse.c) */
     nvrtc_check(rows, "rows.cu", 75);
     nvrtc_check(rows, "rows.cu", 90);
     kiln_graph_free(rows);

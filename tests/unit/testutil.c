@@ -372,3 +372,21 @@ const char *ku_next_kernel(const char *at)
         return NULL;
     return i && (!v || i < v) ? i + strlen("\nstatic int ") : v + strlen("\nstatic void ");
 }
+
+kiln_graph *ku_row_ops(int64_t rows, int64_t cols)
+{
+    kiln_graph *g = ku_graph_new();
+    kiln_tensor *x = kiln_param(g, "x", KILN_F32, KILN_SHAPE(rows, cols), kiln_init_zeros());
+    kiln_tensor *w = kiln_param(g, "w", KILN_F32, KILN_SHAPE(cols), kiln_init_ones());
+    kiln_tensor *b = kiln_param(g, "b", KILN_F32, KILN_SHAPE(cols), kiln_init_zeros());
+    kiln_tensor *lab = kiln_input(g, "labels", KILN_I64, KILN_SHAPE(rows));
+    kiln_tensor *y = kiln_add(g, kiln_softmax(g, x, -1), kiln_log_softmax(g, x, -1));
+    y = kiln_add(g, y, kiln_layer_norm(g, x, w, b, 1e-5));
+    kiln_tensor *loss =
+        kiln_add(g, kiln_sum(g, kiln_mul(g, y, y), KILN_ALL, false), kiln_cross_entropy(g, x, lab));
+    kiln_tensor *wrt[3] = {x, w, b}, *grads[3];
+    assert_int_equal(kiln_grad(g, loss, 3, wrt, NULL, grads), KILN_OK);
+    kiln_tensor *outs[4] = {loss, grads[0], grads[1], grads[2]};
+    assert_int_equal(kiln_entry(g, "step", 4, outs, NULL), KILN_OK);
+    return g;
+}

@@ -67,6 +67,10 @@ kiln_graph *ku_graph_new(void);
 void ku_entry_all(kprogram *p);
 /* testutil.c: an MLP train step and predict entry (see there). */
 kiln_graph *ku_mlp(int64_t batch, const int64_t *sizes, int layers, kiln_optim opt);
+/* Softmax, log-softmax, layer-norm and cross-entropy of a [rows, cols] param
+ * x (with w, b, labels), summed into a loss: entry "step" returns the loss and
+ * its gradients with respect to x, w and b (the row kernels' graph). */
+kiln_graph *ku_row_ops(int64_t rows, int64_t cols);
 /* A fresh input "x<N>" of the given dtype and shape (asserted non-NULL). */
 kiln_tensor *ku_input(kiln_graph *g, kiln_dtype dt, int rank, const int64_t *dims);
 /* No error on g, and every node built so far passes the IR verifier. */
