@@ -359,8 +359,9 @@ static kiln_status cubin_of(cudev *c, const char *source, int arch, const char *
     return KILN_OK;
 }
 
-/* Whether GEMMs go to cuBLAS: installed (opened once per process) and not
- * turned off (KILN_CUBLAS=0). Call under proc.mu. */
+/* Whether GEMMs go to cuBLAS: installed (opened once per process; $KILN_CUBLAS_LIB
+ * names another library, trusted: the tests' fake GPU) and not turned off
+ * (KILN_CUBLAS=0). Call under proc.mu. */
 static bool want_cublas(void)
 {
     const char *env = getenv("KILN_CUBLAS");
@@ -372,7 +373,10 @@ static bool want_cublas(void)
     proc.tried_blas = true;
     static const char *const names[] = {"libcublas.so.13", "libcublas.so.12", "libcublas.so",
                                         "/usr/local/cuda/lib64/libcublas.so"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0] && !b->lib; i++)
+    const char *lib = getenv("KILN_CUBLAS_LIB");
+    if (lib && *lib)
+        b->lib = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
+    for (size_t i = 0; i < sizeof names / sizeof names[0] && !b->lib && !(lib && *lib); i++)
         b->lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
     if (!b->lib)
         return false;

@@ -627,12 +627,19 @@ static bool render_kernel(cgen_buf *b, const kprogram *p, const kernel *k)
             if (r.use[i])
                 cgen_printf(b, ",\n    %s%s *__restrict__ b%d", r.use[i] & 2 ? "" : "const ",
                             cgen_ctype(p->bufs[i].dtype), i);
-        /* a kernel after a failed one computes nothing (the C target stops there) */
+        /* A kernel after a failed one computes nothing (the C target stops
+         * there). The flag can change while the kernel starts (its own
+         * threads may fail), so threads that work together read it once: a
+         * matmul's block (its threads synchronize), a reduction's warp (its
+         * lanes shuffle); a pointwise thread reads it alone. */
         cgen_puts(b, ")\n{\n");
-        if (k->kind == KK_MATMUL) /* its blocks synchronize: they all return, or none */
+        if (k->kind == KK_MATMUL)
             cgen_puts(b, "    __shared__ int kiln_stop;\n    if (threadIdx.x == 0)\n"
                          "        kiln_stop = ctx->err_code;\n    __syncthreads();\n"
                          "    if (kiln_stop != 0)\n        return;\n");
+        else if (k->kind == KK_REDUCE && !empty_domain(k))
+            cgen_puts(
+                b, "    if (__shfl_sync(0xffffffffu, ctx->err_code, 0) != 0)\n        return;\n");
         else
             cgen_puts(b, "    if (ctx->err_code != 0)\n        return;\n");
         if (empty_domain(k))

@@ -2,13 +2,14 @@
  * cuda_emu.h - the CUDA renderer's kernels on the CPU (test_cuda_emu.c,
  * test_sweep.c --emu): the source cgen_cuda prints is compiled as C++
  * against tests/cuda_emu/shim.h, each kernel runs as one block of 256 POSIX
- * threads (warp shuffles and __syncthreads through barriers here), and every
+ * threads (tests/cuda_emu/block.h), and every
  * buffer of every entry is compared with the kernel-IR evaluator
  * (kp_eval.h) on the same inputs. Call emu_setup once first.
  */
 #ifndef KILN_CUDA_EMU_H
 #define KILN_CUDA_EMU_H
 
+#include "../cuda_emu/block.h"
 #include "codegen/cuda/cuda.h"
 #include "kp_eval.h"
 #include "passes/passes.h"
@@ -16,64 +17,17 @@
 
 #include <dlfcn.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-enum { THREADS = 256, WARPS = THREADS / 32, MAX_ARGS = 512 }; /* shim.h's KEMU_MAX_ARGS */
-
-/* ---- the block: threads, __syncthreads, shuffles (the shim's hooks) ---- */
-
-typedef struct {
-    void (*sync)(void);
-    unsigned long long (*shfl)(unsigned tid, unsigned long long v, int src);
-} kemu_hooks;
-
-static pthread_barrier_t block_bar, warp_bar[WARPS];
-static unsigned long long slots[WARPS][32];
-
-static void emu_sync(void)
-{
-    pthread_barrier_wait(&block_bar);
-}
-
-static unsigned long long emu_shfl(unsigned tid, unsigned long long v, int src)
-{
-    unsigned w = tid / 32;
-    slots[w][tid % 32] = v;
-    pthread_barrier_wait(&warp_bar[w]);
-    unsigned long long r = slots[w][src & 31];
-    pthread_barrier_wait(&warp_bar[w]);
-    return r;
-}
-
-static const kemu_hooks hooks = {emu_sync, emu_shfl};
-
-typedef void (*thread_fn)(void (*)(void), int, void **, unsigned);
-
-typedef struct {
-    thread_fn run;
-    void (*kernel)(void);
-    int nargs;
-    void **args;
-    unsigned tid;
-} emu_thread;
-
-static void *thread_main(void *arg)
-{
-    emu_thread *t = arg;
-    t->run(t->kernel, t->nargs, t->args, t->tid);
-    return NULL;
-}
 
 /* ---- building and running a program's CUDA source ---- */
 
 typedef struct {
     char dir[64];
     void *so;
-    thread_fn run;
+    kemu_thread_fn run;
 } emu_build;
 
 static void emu_compile(emu_build *B, const kprogram *p)
@@ -106,7 +60,7 @@ static void emu_compile(emu_build *B, const kprogram *p)
     void *sym = dlsym(B->so, "kemu_bind");
     assert_non_null(sym);
     memcpy(&bind, &sym, sizeof bind);
-    bind(&hooks);
+    bind(&kemu_block_hooks);
     sym = dlsym(B->so, "kemu_thread");
     assert_non_null(sym);
     memcpy(&B->run, &sym, sizeof B->run);
@@ -132,7 +86,7 @@ typedef struct {
     int64_t err_index, err_size;
 } emu_ctx;
 
-/* Kernel k as one block of THREADS threads over the buffers. */
+/* Kernel k as one block (KEMU_THREADS threads) over the buffers. */
 static void emu_launch(const emu_build *B, const kprogram *p, const kernel *k, emu_ctx *ctx,
                        void *const *bufs)
 {
@@ -144,10 +98,10 @@ static void emu_launch(const emu_build *B, const kprogram *p, const kernel *k, e
         free(args);
         return;
     }
-    if (nargs + 1 > MAX_ARGS)
+    if (nargs + 1 > KEMU_ARGS)
         fail_msg("%s takes %d buffers: more than the shim's kemu_thread calls with", k->name,
                  nargs);
-    void *argv[MAX_ARGS];
+    void *argv[KEMU_ARGS];
     argv[0] = ctx;
     for (int i = 0; i < nargs; i++)
         argv[i + 1] = bufs[args[i]];
@@ -157,14 +111,7 @@ static void emu_launch(const emu_build *B, const kprogram *p, const kernel *k, e
         fail_msg("no kernel %s in the CUDA source", k->name);
     void (*fn)(void) = NULL;
     memcpy(&fn, &sym, sizeof fn);
-    pthread_t th[THREADS];
-    emu_thread t[THREADS];
-    for (unsigned i = 0; i < THREADS; i++) {
-        t[i] = (emu_thread){B->run, fn, nargs + 1, argv, i};
-        assert_int_equal(pthread_create(&th[i], NULL, thread_main, &t[i]), 0);
-    }
-    for (int i = 0; i < THREADS; i++)
-        pthread_join(th[i], NULL);
+    kemu_block_run(B->run, fn, nargs + 1, argv);
 }
 
 /* ---- the comparison ---- */
@@ -275,12 +222,7 @@ static void check_graph(kiln_graph *g0, emu_filler filler, int *rows, int *matmu
 
 static int emu_setup(void)
 {
-    if (pthread_barrier_init(&block_bar, NULL, THREADS) != 0)
-        return -1;
-    for (int w = 0; w < WARPS; w++)
-        if (pthread_barrier_init(&warp_bar[w], NULL, 32) != 0)
-            return -1;
-    return 0;
+    return kemu_block_init();
 }
 
 #endif /* KILN_CUDA_EMU_H */

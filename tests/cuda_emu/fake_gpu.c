@@ -1,0 +1,691 @@
+/*
+ * fake_gpu.c - a GPU on the CPU for the CPU suite: libcuda, libnvrtc and
+ * libcublas in one shared object ($KILN_LIBCUDA, $KILN_NVRTC and
+ * $KILN_CUBLAS_LIB name it), so that the CUDA executor (runtime/cudev.c), the
+ * device executor above it and the CUDA export's runtime run end to end on a
+ * machine without a GPU. What it cannot show: the GPU's memory model, its
+ * timing, real cuBLAS and the real driver's checks.
+ *
+ * NVRTC: a compile is clang++ of the source against shim.h into a shared
+ * object; the "cubin" (and the "PTX") is that object's bytes behind a header
+ * giving each kernel's parameter count (the driver needs it to read
+ * cuLaunchKernel's argument list).
+ *
+ * Driver: device memory is host memory, filled with 0xff bytes when
+ * allocated (NaN as f32: nothing may rely on cuMemAlloc zeroing), and every
+ * copy, memset, launch argument and GEMM operand is checked against the live
+ * allocations (an address outside them fails the call, like a memcheck). A
+ * module is the object dlopen'd; a launch checks its shape (blocks of 256
+ * threads, a 1-D grid, no dynamic shared memory) and runs the kernel at once
+ * as one block (tests/cuda_emu/block.h): the stream is in order, so
+ * synchronising is a no-op. Events read the clock.
+ *
+ * cuBLAS: cublas[SD]gemmStridedBatched as plain loops.
+ *
+ * $KILN_FAKE_GPU_CC: the compute capability reported (major * 10 + minor;
+ * default 90). $KILN_FAKE_GPU_MEM: the most bytes that may be allocated at
+ * once (default: no limit). $KILN_FAKE_GPU_LOG: a file each driver call that
+ * moves memory or launches appends a line to ("launch k0_add", "htod 12").
+ */
+#include "block.h"
+
+#include <dlfcn.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EXPORT __attribute__((visibility("default")))
+
+enum {
+    CU_OK = 0,
+    CU_INVALID_VALUE = 1,
+    CU_OUT_OF_MEMORY = 2,
+    CU_INVALID_IMAGE = 200,
+    CU_INVALID_HANDLE = 400,
+    CU_NOT_FOUND = 500,
+};
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void trace(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void trace(const char *fmt, ...)
+{
+    const char *path = getenv("KILN_FAKE_GPU_LOG");
+    FILE *f = path && *path ? fopen(path, "a") : NULL;
+    if (!f)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(f, fmt, ap);
+    va_end(ap);
+    fputc('\n', f);
+    fclose(f);
+}
+
+/* ---- memory ------------------------------------------------------------------ */
+
+typedef struct {
+    unsigned char *base;
+    size_t size;
+} block;
+
+static block *blocks;
+static size_t nblocks, capblocks, in_use;
+
+/* Whether [p, p + n) lies in one live allocation (an empty range may sit at
+ * its end). Call under mu. */
+static bool inside(uint64_t p, size_t n)
+{
+    for (size_t i = 0; i < nblocks; i++) {
+        uint64_t b = (uint64_t)(uintptr_t)blocks[i].base;
+        if (p >= b && p <= b + blocks[i].size && n <= b + blocks[i].size - p)
+            return true;
+    }
+    return false;
+}
+
+static int checked(uint64_t p, size_t n, const char *what)
+{
+    if (inside(p, n))
+        return CU_OK;
+    fprintf(stderr, "fake GPU: %s of %zu bytes at 0x%llx is outside every allocation\n", what, n,
+            (unsigned long long)p);
+    return CU_INVALID_VALUE;
+}
+
+EXPORT int cuMemAlloc_v2(uint64_t *p, size_t n)
+{
+    if (!p || n == 0)
+        return CU_INVALID_VALUE;
+    const char *lim = getenv("KILN_FAKE_GPU_MEM");
+    pthread_mutex_lock(&mu);
+    int r = CU_OK;
+    if (lim && *lim && in_use + n > strtoull(lim, NULL, 10))
+        r = CU_OUT_OF_MEMORY;
+    if (r == CU_OK && nblocks == capblocks) {
+        size_t cap = capblocks ? 2 * capblocks : 64;
+        block *nb = realloc(blocks, cap * sizeof *nb);
+        if (nb) {
+            blocks = nb;
+            capblocks = cap;
+        } else {
+            r = CU_OUT_OF_MEMORY;
+        }
+    }
+    unsigned char *m = r == CU_OK ? aligned_alloc(256, (n + 255) / 256 * 256) : NULL;
+    if (r == CU_OK && !m)
+        r = CU_OUT_OF_MEMORY;
+    if (r == CU_OK) {
+        memset(m, 0xff, n);
+        blocks[nblocks++] = (block){m, n};
+        in_use += n;
+        *p = (uint64_t)(uintptr_t)m;
+    }
+    pthread_mutex_unlock(&mu);
+    return r;
+}
+
+EXPORT int cuMemFree_v2(uint64_t p)
+{
+    pthread_mutex_lock(&mu);
+    int r = CU_INVALID_VALUE;
+    for (size_t i = 0; i < nblocks; i++)
+        if ((uint64_t)(uintptr_t)blocks[i].base == p) {
+            free(blocks[i].base);
+            in_use -= blocks[i].size;
+            blocks[i] = blocks[--nblocks];
+            r = CU_OK;
+            break;
+        }
+    pthread_mutex_unlock(&mu);
+    return r;
+}
+
+EXPORT int cuMemcpyHtoDAsync_v2(uint64_t dst, const void *src, size_t n, void *stream)
+{
+    (void)stream;
+    pthread_mutex_lock(&mu);
+    int r = checked(dst, n, "cuMemcpyHtoDAsync's destination");
+    if (r == CU_OK && n)
+        memcpy((void *)(uintptr_t)dst, src, n);
+    pthread_mutex_unlock(&mu);
+    trace("htod %zu", n);
+    return r;
+}
+
+EXPORT int cuMemcpyDtoHAsync_v2(void *dst, uint64_t src, size_t n, void *stream)
+{
+    (void)stream;
+    pthread_mutex_lock(&mu);
+    int r = checked(src, n, "cuMemcpyDtoHAsync's source");
+    if (r == CU_OK && n)
+        memcpy(dst, (const void *)(uintptr_t)src, n);
+    pthread_mutex_unlock(&mu);
+    trace("dtoh %zu", n);
+    return r;
+}
+
+EXPORT int cuMemcpyDtoDAsync_v2(uint64_t dst, uint64_t src, size_t n, void *stream)
+{
+    (void)stream;
+    pthread_mutex_lock(&mu);
+    int r = checked(dst, n, "cuMemcpyDtoDAsync's destination");
+    r = r ? r : checked(src, n, "cuMemcpyDtoDAsync's source");
+    if (r == CU_OK && n)
+        memmove((void *)(uintptr_t)dst, (const void *)(uintptr_t)src, n);
+    pthread_mutex_unlock(&mu);
+    trace("dtod %zu", n);
+    return r;
+}
+
+EXPORT int cuMemsetD8Async(uint64_t dst, unsigned char v, size_t n, void *stream)
+{
+    (void)stream;
+    pthread_mutex_lock(&mu);
+    int r = checked(dst, n, "cuMemsetD8Async's destination");
+    if (r == CU_OK && n)
+        memset((void *)(uintptr_t)dst, v, n);
+    pthread_mutex_unlock(&mu);
+    return r;
+}
+
+/* ---- the device, its context, streams and events --------------------------------- */
+
+EXPORT int cuGetErrorString(int e, const char **s)
+{
+    switch (e) {
+    case CU_OK: *s = "no error"; return CU_OK;
+    case CU_INVALID_VALUE: *s = "invalid argument"; return CU_OK;
+    case CU_OUT_OF_MEMORY: *s = "out of memory"; return CU_OK;
+    case CU_INVALID_IMAGE: *s = "device kernel image is invalid"; return CU_OK;
+    case CU_INVALID_HANDLE: *s = "invalid resource handle"; return CU_OK;
+    case CU_NOT_FOUND: *s = "named symbol not found"; return CU_OK;
+    }
+    return CU_INVALID_VALUE;
+}
+
+static int ctx_token, stream_token;
+
+EXPORT int cuInit(unsigned flags)
+{
+    return flags == 0 ? CU_OK : CU_INVALID_VALUE;
+}
+
+EXPORT int cuDeviceGetCount(int *n)
+{
+    *n = 1;
+    return CU_OK;
+}
+
+EXPORT int cuDeviceGet(int *d, int ordinal)
+{
+    *d = ordinal;
+    return ordinal == 0 ? CU_OK : CU_INVALID_VALUE;
+}
+
+EXPORT int cuDeviceGetName(char *name, int len, int d)
+{
+    (void)d;
+    snprintf(name, (size_t)len, "Kiln fake GPU (the CPU)");
+    return CU_OK;
+}
+
+EXPORT int cuDeviceGetAttribute(int *v, int attr, int d)
+{
+    (void)d;
+    const char *env = getenv("KILN_FAKE_GPU_CC");
+    int cc = env && *env ? atoi(env) : 90;
+    *v = attr == 75 ? cc / 10 : attr == 76 ? cc % 10 : attr == 16 ? 4 : 0;
+    return CU_OK;
+}
+
+EXPORT int cuDevicePrimaryCtxRetain(void **ctx, int d)
+{
+    (void)d;
+    *ctx = &ctx_token;
+    return CU_OK;
+}
+
+EXPORT int cuDevicePrimaryCtxRelease_v2(int d)
+{
+    (void)d;
+    return CU_OK;
+}
+
+EXPORT int cuCtxSetCurrent(void *ctx)
+{
+    return ctx == &ctx_token ? CU_OK : CU_INVALID_HANDLE;
+}
+
+EXPORT int cuStreamCreate(void **s, unsigned flags)
+{
+    (void)flags;
+    *s = &stream_token;
+    return CU_OK;
+}
+
+EXPORT int cuStreamDestroy_v2(void *s)
+{
+    return s == &stream_token ? CU_OK : CU_INVALID_HANDLE;
+}
+
+EXPORT int cuStreamSynchronize(void *s)
+{
+    return s == &stream_token ? CU_OK : CU_INVALID_HANDLE;
+}
+
+EXPORT int cuEventCreate(double **e, unsigned flags)
+{
+    (void)flags;
+    *e = calloc(1, sizeof **e);
+    return *e ? CU_OK : CU_OUT_OF_MEMORY;
+}
+
+EXPORT int cuEventRecord(double *e, void *s)
+{
+    (void)s;
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    *e = (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+    return CU_OK;
+}
+
+EXPORT int cuEventElapsedTime(float *ms, double *a, double *b)
+{
+    *ms = (float)((*b - *a) * 1e3);
+    return CU_OK;
+}
+
+EXPORT int cuEventDestroy_v2(double *e)
+{
+    free(e);
+    return CU_OK;
+}
+
+/* ---- modules: the image NVRTC "compiles" --------------------------------------- */
+
+static const char MAGIC[8] = "KEMUIMG1";
+
+typedef struct fmodule fmodule;
+typedef struct {
+    fmodule *mod;
+    void (*fn)(void);
+    int nargs;
+    char name[128];
+} ffunc;
+
+struct fmodule {
+    void *so;
+    kemu_thread_fn run;
+    ffunc *fns;
+    int nfns;
+};
+
+static uint32_t get32(const unsigned char *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+EXPORT int cuModuleLoadData(fmodule **out, const void *image)
+{
+    const unsigned char *p = image;
+    if (memcmp(p, MAGIC, sizeof MAGIC) != 0)
+        return CU_INVALID_IMAGE;
+    p += sizeof MAGIC;
+    fmodule *m = calloc(1, sizeof *m);
+    uint32_t n = get32(p);
+    p += 4;
+    m->fns = calloc(n ? n : 1, sizeof *m->fns);
+    for (uint32_t i = 0; i < n; i++) {
+        m->fns[i].mod = m;
+        m->fns[i].nargs = (int)get32(p);
+        uint32_t len = get32(p + 4);
+        memcpy(m->fns[i].name, p + 8, len < 127 ? len : 127);
+        p += 8 + len;
+    }
+    m->nfns = (int)n;
+    uint64_t size;
+    memcpy(&size, p, 8);
+    p += 8;
+    char path[] = "/tmp/kiln_fakegpu_mod_XXXXXX";
+    int fd = mkstemp(path);
+    bool ok = fd >= 0 && write(fd, p, size) == (ssize_t)size;
+    if (fd >= 0)
+        close(fd);
+    m->so = ok ? dlopen(path, RTLD_NOW | RTLD_LOCAL) : NULL;
+    unlink(path);
+    void *bind = m->so ? dlsym(m->so, "kemu_bind") : NULL;
+    void *run = m->so ? dlsym(m->so, "kemu_thread") : NULL;
+    if (!bind || !run) {
+        if (m->so)
+            dlclose(m->so);
+        free(m->fns);
+        free(m);
+        return CU_INVALID_IMAGE;
+    }
+    void (*bind_fn)(const kemu_hooks *);
+    memcpy(&bind_fn, &bind, sizeof bind);
+    bind_fn(&kemu_block_hooks);
+    memcpy(&m->run, &run, sizeof run);
+    *out = m;
+    return CU_OK;
+}
+
+EXPORT int cuModuleUnload(fmodule *m)
+{
+    if (!m)
+        return CU_INVALID_HANDLE;
+    dlclose(m->so);
+    free(m->fns);
+    free(m);
+    return CU_OK;
+}
+
+EXPORT int cuModuleGetFunction(ffunc **f, fmodule *m, const char *name)
+{
+    for (int i = 0; i < m->nfns; i++)
+        if (strcmp(m->fns[i].name, name) == 0) {
+            void *sym = dlsym(m->so, name);
+            if (!sym)
+                return CU_NOT_FOUND;
+            memcpy(&m->fns[i].fn, &sym, sizeof sym);
+            *f = &m->fns[i];
+            return CU_OK;
+        }
+    return CU_NOT_FOUND;
+}
+
+static bool kemu_ready;
+
+EXPORT int cuLaunchKernel(ffunc *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
+                          unsigned bz, unsigned shared, void *stream, void **params, void **extra)
+{
+    (void)stream;
+    if (!f || !f->fn)
+        return CU_INVALID_HANDLE;
+    if (bx != KEMU_THREADS || by != 1 || bz != 1 || gx < 1 || gy != 1 || gz != 1 || shared ||
+        extra || f->nargs > KEMU_ARGS) {
+        fprintf(stderr, "fake GPU: %s launched with grid %ux%ux%u, block %ux%ux%u, %u shared\n",
+                f->name, gx, gy, gz, bx, by, bz, shared);
+        return CU_INVALID_VALUE;
+    }
+    void *args[KEMU_ARGS];
+    pthread_mutex_lock(&mu);
+    int r = CU_OK;
+    for (int i = 0; i < f->nargs && r == CU_OK; i++) {
+        memcpy(&args[i], params[i], sizeof args[i]);
+        if (!inside((uint64_t)(uintptr_t)args[i], 0)) {
+            fprintf(stderr, "fake GPU: argument %d of %s (%p) is not device memory\n", i, f->name,
+                    args[i]);
+            r = CU_INVALID_VALUE;
+        }
+    }
+    if (r == CU_OK && !kemu_ready && kemu_block_init() != 0)
+        r = CU_OUT_OF_MEMORY;
+    kemu_ready = kemu_ready || r == CU_OK;
+    if (r == CU_OK)
+        kemu_block_run(f->mod->run, f->fn, f->nargs, args);
+    pthread_mutex_unlock(&mu);
+    trace("launch %s %u", f->name, gx);
+    return r;
+}
+
+/* ---- NVRTC ------------------------------------------------------------------------ */
+
+typedef struct {
+    char *src, *log;
+    unsigned char *image;
+    size_t nimage;
+} fprog;
+
+EXPORT const char *nvrtcGetErrorString(int r)
+{
+    return r == 0 ? "NVRTC_SUCCESS" : r == 6 ? "NVRTC_ERROR_COMPILATION" : "NVRTC_ERROR";
+}
+
+EXPORT int nvrtcVersion(int *major, int *minor)
+{
+    *major = 0; /* never a real NVRTC's: cached images stay apart */
+    *minor = 1;
+    return 0;
+}
+
+EXPORT int nvrtcCreateProgram(fprog **out, const char *src, const char *name, int nh,
+                              const char *const *h, const char *const *names)
+{
+    (void)name, (void)nh, (void)h, (void)names;
+    fprog *p = calloc(1, sizeof *p);
+    if (!p || !(p->src = strdup(src))) {
+        free(p);
+        return 1;
+    }
+    *out = p;
+    return 0;
+}
+
+EXPORT int nvrtcDestroyProgram(fprog **p)
+{
+    if (*p) {
+        free((*p)->src);
+        free((*p)->log);
+        free((*p)->image);
+        free(*p);
+        *p = NULL;
+    }
+    return 0;
+}
+
+static char *slurp(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc((size_t)len + 1);
+    if (s && fread(s, 1, (size_t)len, f) != (size_t)len) {
+        free(s);
+        s = NULL;
+    }
+    fclose(f);
+    if (s) {
+        s[len] = 0;
+        *n = (size_t)len;
+    }
+    return s;
+}
+
+/* Appends n bytes to the image. */
+static void put(fprog *p, size_t *cap, const void *data, size_t n)
+{
+    if (!p->image && *cap)
+        return;
+    if (p->nimage + n > *cap) {
+        size_t c = *cap ? *cap : 4096;
+        while (c < p->nimage + n)
+            c *= 2;
+        unsigned char *img = realloc(p->image, c);
+        if (!img) {
+            free(p->image);
+            p->image = NULL;
+            *cap = 1;
+            return;
+        }
+        p->image = img;
+        *cap = c;
+    }
+    memcpy(p->image + p->nimage, data, n);
+    p->nimage += n;
+}
+
+/* The header: every `extern "C" __global__ void name(params)` and its
+ * parameter count (the kernels' parameters hold no commas of their own). */
+static void kernel_table(fprog *p, size_t *cap)
+{
+    static const char mark[] = "extern \"C\" __global__ void ";
+    uint32_t n = 0;
+    for (const char *s = strstr(p->src, mark); s; s = strstr(s + 1, mark))
+        n++;
+    put(p, cap, MAGIC, sizeof MAGIC);
+    put(p, cap, &n, 4);
+    for (const char *s = strstr(p->src, mark); s; s = strstr(s + 1, mark)) {
+        const char *name = s + strlen(mark), *open = strchr(name, '(');
+        uint32_t len = (uint32_t)(open - name), nargs = 1;
+        int depth = 0;
+        for (const char *c = open + 1; *c && (*c != ')' || depth); c++) {
+            depth += (*c == '(') - (*c == ')');
+            nargs += *c == ',' && depth == 0;
+        }
+        put(p, cap, &nargs, 4);
+        put(p, cap, &len, 4);
+        put(p, cap, name, len);
+    }
+}
+
+EXPORT int nvrtcCompileProgram(fprog *p, int nopts, const char *const *opts)
+{
+    (void)nopts, (void)opts;
+    char dir[] = "/tmp/kiln_fakegpu_XXXXXX";
+    if (!mkdtemp(dir))
+        return 1;
+    char cu[64], so[64], log[64], cmd[1024];
+    snprintf(cu, sizeof cu, "%s/k.cu", dir);
+    snprintf(so, sizeof so, "%s/k.so", dir);
+    snprintf(log, sizeof log, "%s/log", dir);
+    FILE *f = fopen(cu, "w");
+    if (f) {
+        fputs(p->src, f);
+        fclose(f);
+    }
+    snprintf(cmd, sizeof cmd,
+             "clang++ -std=c++17 -O1 -g -w -fPIC -shared -include %s/tests/cuda_emu/shim.h -x c++ "
+             "%s -o %s > %s 2>&1",
+             KILN_SOURCE_DIR, cu, so, log);
+    int rc = f ? system(cmd) : -1;
+    size_t n = 0;
+    free(p->log);
+    p->log = rc != 0 ? slurp(log, &n) : NULL;
+    char *bytes = rc == 0 ? slurp(so, &n) : NULL;
+    unlink(cu);
+    unlink(so);
+    unlink(log);
+    rmdir(dir);
+    if (rc != 0 || !bytes) {
+        free(bytes);
+        return 6;
+    }
+    size_t cap = 0;
+    uint64_t size = n;
+    kernel_table(p, &cap);
+    put(p, &cap, &size, 8);
+    put(p, &cap, bytes, n);
+    free(bytes);
+    return p->image ? 0 : 1;
+}
+
+EXPORT int nvrtcGetProgramLogSize(fprog *p, size_t *n)
+{
+    *n = (p->log ? strlen(p->log) : 0) + 1;
+    return 0;
+}
+
+EXPORT int nvrtcGetProgramLog(fprog *p, char *out)
+{
+    strcpy(out, p->log ? p->log : "");
+    return 0;
+}
+
+EXPORT int nvrtcGetCUBINSize(fprog *p, size_t *n)
+{
+    *n = p->nimage;
+    return p->image ? 0 : 1;
+}
+
+EXPORT int nvrtcGetCUBIN(fprog *p, char *out)
+{
+    memcpy(out, p->image, p->nimage);
+    return 0;
+}
+
+EXPORT int nvrtcGetPTXSize(fprog *p, size_t *n)
+{
+    return nvrtcGetCUBINSize(p, n);
+}
+
+EXPORT int nvrtcGetPTX(fprog *p, char *out)
+{
+    return nvrtcGetCUBIN(p, out);
+}
+
+/* ---- cuBLAS ------------------------------------------------------------------------ */
+
+static int handle_token;
+
+EXPORT int cublasCreate_v2(void **h)
+{
+    *h = &handle_token;
+    return 0;
+}
+
+EXPORT int cublasSetStream_v2(void *h, void *s)
+{
+    return h == &handle_token && s == &stream_token ? 0 : 7;
+}
+
+EXPORT int cublasSetMathMode(void *h, int mode)
+{
+    (void)mode;
+    return h == &handle_token ? 0 : 7;
+}
+
+/* Whether a column-major operand (rows x cols at ld, batch of them stride
+ * apart) lies in device memory. */
+static bool operand_ok(const void *a, int rows, int cols, int ld, long long stride, int batch,
+                       size_t elem)
+{
+    size_t last =
+        (size_t)(batch - 1) * (size_t)stride + (size_t)(cols - 1) * (size_t)ld + (size_t)rows;
+    pthread_mutex_lock(&mu);
+    bool ok = ld >= rows && inside((uint64_t)(uintptr_t)a, last * elem);
+    pthread_mutex_unlock(&mu);
+    return ok;
+}
+
+/* C = alpha op(A) op(B) + beta C, column-major, per batch: T is float or double. */
+#define GEMM(NAME, T)                                                                              \
+    EXPORT int NAME(void *h, int ta, int tb, int m, int n, int k, const T *alpha, const T *A,      \
+                    int lda, long long sa, const T *B, int ldb, long long sb, const T *beta, T *C, \
+                    int ldc, long long sc, int batch)                                              \
+    {                                                                                              \
+        if (h != &handle_token || m < 1 || n < 1 || k < 1 || batch < 1 ||                          \
+            !operand_ok(A, ta ? k : m, ta ? m : k, lda, sa, batch, sizeof(T)) ||                   \
+            !operand_ok(B, tb ? n : k, tb ? k : n, ldb, sb, batch, sizeof(T)) ||                   \
+            !operand_ok(C, m, n, ldc, sc, batch, sizeof(T))) {                                     \
+            fprintf(stderr, "fake GPU: " #NAME " of %dx%dx%d (batch %d) is out of bounds\n", m, n, \
+                    k, batch);                                                                     \
+            return 7;                                                                              \
+        }                                                                                          \
+        for (int b = 0; b < batch; b++)                                                            \
+            for (int j = 0; j < n; j++)                                                            \
+                for (int i = 0; i < m; i++) {                                                      \
+                    T acc = 0;                                                                     \
+                    for (int p = 0; p < k; p++)                                                    \
+                        acc +=                                                                     \
+                            A[b * sa + (ta ? p + (long long)i * lda : i + (long long)p * lda)] *   \
+                            B[b * sb + (tb ? j + (long long)p * ldb : p + (long long)j * ldb)];    \
+                    T *c = &C[b * sc + i + (long long)j * ldc];                                    \
+                    *c = *alpha * acc + (*beta == 0 ? 0 : *beta * *c);                             \
+                }                                                                                  \
+        trace("gemm %dx%dx%d", m, n, k);                                                           \
+        return 0;                                                                                  \
+    }
+GEMM(cublasSgemmStridedBatched, float)
+GEMM(cublasDgemmStridedBatched, double)
