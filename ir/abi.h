@@ -55,6 +55,19 @@
         uint64_t source_hash;                                                                      \
     } kiln_export_info;
 
+/* A CUDA export (kiln_export with KILN_TARGET_CUDA) also defines
+ *     const kiln_export_cuda kiln_export_cuda_images;
+ * the images kiln_module_open loads: a cubin per architecture in archs
+ * (major * 10 + minor) and the PTX text. Its kiln_export_meta's source_hash
+ * is the hash of the CUDA renderer's source. */
+#define KILN_EXPORT_CUDA_DEF                                                                       \
+    typedef struct kiln_export_cuda {                                                              \
+        int32_t ncubins;                                                                           \
+        const int32_t *archs;                                                                      \
+        const unsigned char *const *cubins;                                                        \
+        const unsigned char *ptx;                                                                  \
+    } kiln_export_cuda;
+
 enum {
     KILN_RUNERR_NONE = 0,
     KILN_RUNERR_INDEX = 1,    /* "index %lld is out of bounds for dimension %d with size %lld" */
@@ -65,7 +78,8 @@ enum {
 #define KILN_ABI_XSTR_(...) #__VA_ARGS__
 #define KILN_ABI_XSTR(...)  KILN_ABI_XSTR_(__VA_ARGS__)
 /* The C text of KILN_CTX_DEF and KILN_EXPORT_DEF, to print into generated sources. */
-#define KILN_CTX_TEXT    KILN_ABI_XSTR(KILN_CTX_DEF)
-#define KILN_EXPORT_TEXT KILN_ABI_XSTR(KILN_EXPORT_DEF)
+#define KILN_CTX_TEXT         KILN_ABI_XSTR(KILN_CTX_DEF)
+#define KILN_EXPORT_TEXT      KILN_ABI_XSTR(KILN_EXPORT_DEF)
+#define KILN_EXPORT_CUDA_TEXT KILN_ABI_XSTR(KILN_EXPORT_CUDA_DEF)
 
 #endif /* KILN_ABI_H */

@@ -133,7 +133,7 @@ static void parts(const kiln_module *m, const kprogram **p, const char **source)
     if (m->exec == &rt_cexec)
         rt_cexec_parts(m, p, source, &modbuf);
     else
-        rt_dexec_parts(m, p, source);
+        rt_dexec_parts(m, p, source, NULL, NULL);
 }
 
 /* The code compiled (clang or NVRTC, or found in the cache) and loaded; the
@@ -153,7 +153,7 @@ static kiln_status build(kiln_module *m, kiln_graph *g, const kiln_compile_opts 
         kiln_status s = rt_cache_dir(g, opts, fn, dir, sizeof dir);
         if (s != KILN_OK)
             return s;
-        dev = rt_cudev_new(p, source, dir, hit, &s, why, sizeof why);
+        dev = rt_cudev_new(p, source, NULL, dir, hit, &s, why, sizeof why);
         if (!dev)
             return rt_compile_fail(g, s, "%s: %s%s", fn,
                                    s == KILN_ERR_DEVICE ? "the GPU cannot be used: " : "", why);
@@ -182,18 +182,6 @@ static void debug_line(const kiln_module *m, double t0, bool hit)
             "lower bound %lld), %.1f ms, cache %s\n",
             st.kernels, st.groups, m->exec->name, (long long)st.arena_bytes,
             (long long)st.live_bytes, now_ms() - t0, hit ? "hit" : "miss");
-}
-
-kiln_status rt_cuda_refuse(kiln_graph *g, const char *fn)
-{
-    char why[512];
-    if (rt_cuda_driver(NULL, why, sizeof why) != KILN_OK)
-        return rt_compile_fail(g, KILN_ERR_DEVICE, "%s: the CUDA target needs a GPU: %s", fn, why);
-    /* a GPU is there, but exports embed no cubin yet */
-    return rt_compile_fail(g, KILN_ERR_UNSUPPORTED,
-                           "%s: exporting for the CUDA target is not written yet; export for "
-                           "KILN_TARGET_C (the CPU)",
-                           fn);
 }
 
 kiln_status kiln_compile(kiln_graph *g, const kiln_compile_opts *opts, kiln_module **out)

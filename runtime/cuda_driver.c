@@ -120,6 +120,17 @@ static void load(void)
     dlclose(h);
 }
 
+int rt_cuda_device_cc(void)
+{
+    const rt_cuda_api *cu = NULL;
+    int dev = 0, major = 0, minor = 0;
+    if (rt_cuda_driver(&cu, NULL, 0) != KILN_OK || cu->device_get(&dev, 0) != 0 ||
+        cu->device_get_attribute(&major, 75, dev) != 0 ||
+        cu->device_get_attribute(&minor, 76, dev) != 0)
+        return 0;
+    return major * 10 + minor;
+}
+
 kiln_status rt_cuda_driver(const rt_cuda_api **out, char *why, size_t cap)
 {
     pthread_once(&once, load);

@@ -59,4 +59,8 @@ typedef struct {
  * toolkit's stub library), or a device. */
 kiln_status rt_cuda_driver(const rt_cuda_api **api, char *why, size_t cap);
 
+/* The first device's compute capability (major * 10 + minor), or 0 where
+ * there is no usable driver or device. */
+int rt_cuda_device_cc(void);
+
 #endif /* KILN_CUDA_DRIVER_H */

@@ -53,13 +53,46 @@ typedef struct {
 } cublas_api;
 enum { CUBLAS_TF32_TENSOR_OP_MATH = 3 };
 
-/* A MATMUL kernel run as a cuBLAS GEMM into the scratch, then its epilogue. */
+/* cuBLASLt (libcublasLt, dlopen'd; its handles as pointers, its enums as int). */
+typedef struct {
+    uint64_t algo[8]; /* cublasLtMatmulAlgo_t */
+    size_t workspace;
+    int state;
+    float waves;
+    int reserved[4];
+} lt_heuristic;
+_Static_assert(sizeof(lt_heuristic) == 96, "cublasLtMatmulHeuristicResult_t's size");
+typedef struct {
+    void *lib, *h;
+    int (*create)(void **);
+    int (*desc_create)(void **, int, int);
+    int (*desc_set)(void *, int, const void *, size_t);
+    int (*desc_destroy)(void *);
+    int (*layout_create)(void **, int, uint64_t, uint64_t, int64_t);
+    int (*layout_set)(void *, int, const void *, size_t);
+    int (*layout_destroy)(void *);
+    int (*pref_create)(void **);
+    int (*pref_set)(void *, int, const void *, size_t);
+    int (*pref_destroy)(void *);
+    int (*heuristic)(void *, void *, void *, void *, void *, void *, void *, int, lt_heuristic *,
+                     int *);
+    int (*matmul)(void *, void *, const void *, const void *, void *, const void *, void *,
+                  const void *, const void *, void *, void *, void *, const void *, void *, size_t,
+                  rt_cu_stream);
+} cublaslt_api;
+/* A MATMUL kernel run as a cuBLAS GEMM into the scratch, then its epilogue;
+ * or, where its epilogue is cuBLASLt's (rt_gemm_epilogue_of), one cuBLASLt
+ * call that writes its output. */
 typedef struct {
     bool on;
     rt_gemm_plan g;
     rt_cu_function epi;
     int *args, nargs;
     int64_t threads; /* the epilogue's: a thread per output element */
+    bool lt;
+    rt_gemm_epi e;
+    void *desc, *la, *lb, *ld; /* the operation; x's, y's and the output's layouts */
+    lt_heuristic algo;
 } gemm_plan;
 
 typedef struct {
@@ -86,6 +119,7 @@ typedef struct {
     bool blas;              /* GEMMs go to cuBLAS (installed, and not KILN_CUBLAS=0) */
     gemm_plan *gemm;        /* per kernel index */
     rt_dptr scratch;        /* the GEMMs' products */
+    rt_dptr workspace;      /* cuBLASLt's, where a GEMM uses it */
 } cudev;
 
 /* Process-wide, made once and kept (as PyTorch keeps them): the primary
@@ -98,6 +132,8 @@ static struct {
     rt_cu_context ctx;
     bool tried_blas;
     cublas_api blas; /* .lib NULL: not installed */
+    bool tried_lt;
+    cublaslt_api lt; /* .lib NULL: not installed */
 } proc = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 /* "what failed: the driver's text" into d->error. */
@@ -132,8 +168,18 @@ static void cu_destroy(rt_device *d)
         if (c->args)
             ir_free(c->args[k]);
     }
-    for (int k = 0; c->gemm && c->p && k < c->p->nkernels; k++)
-        ir_free(c->gemm[k].args);
+    for (int k = 0; c->gemm && c->p && k < c->p->nkernels; k++) {
+        gemm_plan *g = &c->gemm[k];
+        ir_free(g->args);
+        if (g->desc)
+            proc.lt.desc_destroy(g->desc);
+        void *layouts[] = {g->la, g->lb, g->ld};
+        for (int i = 0; i < 3; i++)
+            if (layouts[i])
+                proc.lt.layout_destroy(layouts[i]);
+    }
+    if (c->workspace)
+        c->cu->mem_free(c->workspace);
     ir_free(c->gemm);
     if (c->scratch)
         c->cu->mem_free(c->scratch);
@@ -224,8 +270,35 @@ static int64_t blocks_for(const cudev *c, int64_t n)
     return blocks > most ? most : blocks;
 }
 
+/* A GEMM and its epilogue in one cuBLASLt call, straight into the output. */
+static kiln_status lt_launch(cudev *c, int k, const rt_dptr *table)
+{
+    gemm_plan *e = &c->gemm[k];
+    const kk_matmul *mm = &c->p->kernels[k].mm;
+    const float one = 1, zero = 0;
+    void *out = (void *)(uintptr_t)(table[e->e.out] + (rt_dptr)e->e.out_at * 4);
+    pthread_mutex_lock(&proc.mu);
+    int r = 0;
+    if (e->e.bias >= 0) {
+        void *bias = (void *)(uintptr_t)(table[e->e.bias] + (rt_dptr)e->e.bias_at * 4);
+        r = proc.lt.desc_set(e->desc, RT_LT_DESC_BIAS_POINTER, &bias, sizeof bias);
+    }
+    r = r ? r
+          : proc.lt.matmul(proc.lt.h, e->desc, &one, (const void *)(uintptr_t)table[mm->b], e->la,
+                           (const void *)(uintptr_t)table[mm->a], e->lb, &zero, out, e->ld, out,
+                           e->ld, e->algo.algo, (void *)(uintptr_t)c->workspace, e->algo.workspace,
+                           c->stream);
+    pthread_mutex_unlock(&proc.mu);
+    if (r != 0)
+        return rt_device_fail(&c->base, KILN_ERR_DEVICE, "cuBLASLt matmul of %s failed (status %d)",
+                              c->p->kernels[k].name, r);
+    return KILN_OK;
+}
+
 static kiln_status gemm_launch(cudev *c, int k, const rt_dptr *table)
 {
+    if (c->gemm[k].lt)
+        return lt_launch(c, k, table);
     const rt_gemm_plan *g = &c->gemm[k].g;
     const kk_matmul *mm = &c->p->kernels[k].mm;
     const double one = 1, zero = 0;
@@ -400,6 +473,171 @@ static bool want_cublas(void)
     return true;
 }
 
+/* Whether cuBLASLt is installed (opened once per process; $KILN_CUBLASLT_LIB
+ * names another library, trusted: the tests' fake GPU), with a handle. Only
+ * where cuBLAS is used too (not KILN_CUBLAS=0). Call under proc.mu. */
+static bool want_cublaslt(void)
+{
+    cublaslt_api *l = &proc.lt;
+    if (proc.tried_lt)
+        return l->lib != NULL;
+    proc.tried_lt = true;
+    static const char *const names[] = {"libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so",
+                                        "/usr/local/cuda/lib64/libcublasLt.so"};
+    const char *lib = getenv("KILN_CUBLASLT_LIB");
+    if (lib && *lib)
+        l->lib = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
+    for (size_t i = 0; i < sizeof names / sizeof names[0] && !l->lib && !(lib && *lib); i++)
+        l->lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+    if (!l->lib)
+        return false;
+    struct {
+        void **slot;
+        const char *name;
+    } syms[] = {{(void **)&l->create, "cublasLtCreate"},
+                {(void **)&l->desc_create, "cublasLtMatmulDescCreate"},
+                {(void **)&l->desc_set, "cublasLtMatmulDescSetAttribute"},
+                {(void **)&l->desc_destroy, "cublasLtMatmulDescDestroy"},
+                {(void **)&l->layout_create, "cublasLtMatrixLayoutCreate"},
+                {(void **)&l->layout_set, "cublasLtMatrixLayoutSetAttribute"},
+                {(void **)&l->layout_destroy, "cublasLtMatrixLayoutDestroy"},
+                {(void **)&l->pref_create, "cublasLtMatmulPreferenceCreate"},
+                {(void **)&l->pref_set, "cublasLtMatmulPreferenceSetAttribute"},
+                {(void **)&l->pref_destroy, "cublasLtMatmulPreferenceDestroy"},
+                {(void **)&l->heuristic, "cublasLtMatmulAlgoGetHeuristic"},
+                {(void **)&l->matmul, "cublasLtMatmul"}};
+    bool ok = true;
+    for (size_t i = 0; i < sizeof syms / sizeof syms[0] && ok; i++) {
+        void *f = dlsym(l->lib, syms[i].name);
+        ok = f != NULL;
+        memcpy(syms[i].slot, &f, sizeof f);
+    }
+    if (ok && l->create(&l->h) != 0) /* no GPU for it: cuBLAS and the epilogues do */
+        ok = false;
+    if (!ok) {
+        dlclose(l->lib);
+        memset(l, 0, sizeof *l);
+    }
+    return ok;
+}
+
+/* Whether node idx of k is c0 + coef[0] v0 + coef[1] v1 + coef[2] v2 over the
+ * loop variables with integer constants (sums and constant multiples). */
+static bool affine(const kernel *k, int idx, int64_t coef[3], int64_t *c0)
+{
+    const kx_node *n = &k->x[idx];
+    coef[0] = coef[1] = coef[2] = *c0 = 0;
+    if (n->kind == KX_CONST && (n->dtype == KILN_I64 || n->dtype == KILN_I32)) {
+        *c0 = n->ivalue;
+        return true;
+    }
+    if (n->kind == KX_VAR && n->var >= 0 && n->var < 3) {
+        coef[n->var] = 1;
+        return true;
+    }
+    int64_t a[3], b[3], ca, cb;
+    if (n->kind != KX_OP || (n->op != IR_ADD && n->op != IR_MUL) || !affine(k, n->a[0], a, &ca) ||
+        !affine(k, n->a[1], b, &cb))
+        return false;
+    bool a_const = !a[0] && !a[1] && !a[2], b_const = !b[0] && !b[1] && !b[2];
+    if (n->op == IR_MUL && !a_const && !b_const)
+        return false;
+    for (int v = 0; v < 3; v++)
+        coef[v] = n->op == IR_ADD ? a[v] + b[v] : a[v] * cb + b[v] * ca;
+    *c0 = n->op == IR_ADD ? ca + cb : ca * cb;
+    return true;
+}
+
+/* Node v of k without float-to-float casts around it. */
+static int uncast(const kernel *k, int v)
+{
+    while (k->x[v].kind == KX_OP && k->x[v].op == IR_CAST && ir_dtype_is_float(k->x[v].dtype) &&
+           ir_dtype_is_float(k->x[k->x[v].a[0]].dtype))
+        v = k->x[v].a[0];
+    return v;
+}
+
+bool rt_gemm_epilogue_of(const kprogram *p, const kernel *k, rt_gemm_epi *e)
+{
+    rt_gemm_plan g;
+    if (!rt_gemm_plan_of(p, k, &g) || g.f64 || k->nstores != 1)
+        return false;
+    const kk_store *st = &k->stores[0];
+    const kk_matmul *mm = &k->mm;
+    int64_t c[3], c0;
+    if (st->accumulate || p->bufs[st->buf].dtype != KILN_F32 || !affine(k, st->index, c, &c0) ||
+        (mm->batch > 1 && c[0] != mm->m * mm->n) || c[1] != mm->n || c[2] != 1 || c0 < 0)
+        return false;
+    *e = (rt_gemm_epi){st->buf, -1, c0, 0, false};
+    int v = uncast(k, st->value);
+    if (k->x[v].kind == KX_OP && k->x[v].op == IR_RELU) {
+        e->relu = true;
+        v = uncast(k, k->x[v].a[0]);
+    }
+    if (k->x[v].kind == KX_OP && k->x[v].op == IR_ADD) {
+        int s0 = uncast(k, k->x[v].a[0]), s1 = uncast(k, k->x[v].a[1]);
+        int acc = k->x[s0].kind == KX_ACC ? s0 : s1, bias = acc == s0 ? s1 : s0;
+        const kx_node *b = &k->x[bias];
+        if (k->x[acc].kind != KX_ACC || b->kind != KX_LOAD || b->buf < 0 ||
+            p->bufs[b->buf].dtype != KILN_F32 || !affine(k, b->a[0], c, &c0) ||
+            (mm->batch > 1 && c[0]) || c[1] || c[2] != 1 || c0 < 0)
+            return false;
+        e->bias = b->buf;
+        e->bias_at = c0;
+        v = acc;
+    }
+    return k->x[v].kind == KX_ACC;
+}
+
+/* Kernel k's cuBLASLt operation where its epilogue is cuBLASLt's and the
+ * heuristics offer an algorithm: x (B^T) and y (A^T) as cuBLAS's GEMM takes
+ * them, the output as a column-major n x m per batch. Call under proc.mu. */
+static bool lt_plan(cudev *c, int k, bool tf32)
+{
+    gemm_plan *e = &c->gemm[k];
+    cublaslt_api *l = &proc.lt;
+    if (!rt_gemm_epilogue_of(c->p, &c->p->kernels[k], &e->e))
+        return false;
+    const rt_gemm_plan *g = &e->g;
+    int epilogue =
+        (e->e.relu ? RT_LT_EPILOGUE_RELU : 0) | (e->e.bias >= 0 ? RT_LT_EPILOGUE_BIAS : 0);
+    epilogue = epilogue ? epilogue : RT_LT_EPILOGUE_DEFAULT;
+    int64_t zero = 0, sd = (int64_t)g->m * g->n;
+    int r = l->desc_create(&e->desc, tf32 ? RT_LT_COMPUTE_32F_FAST_TF32 : RT_LT_COMPUTE_32F,
+                           RT_LT_R_32F);
+    r = r ? r : l->desc_set(e->desc, RT_LT_DESC_TRANSA, &g->opx, sizeof g->opx);
+    r = r ? r : l->desc_set(e->desc, RT_LT_DESC_TRANSB, &g->opy, sizeof g->opy);
+    r = r ? r : l->desc_set(e->desc, RT_LT_DESC_EPILOGUE, &epilogue, sizeof epilogue);
+    r = r ? r : l->desc_set(e->desc, RT_LT_DESC_BIAS_BATCH_STRIDE, &zero, sizeof zero);
+    /* stored shapes: x is n x k (N) or k x n (T); y is k x m (N) or m x k (T) */
+    r = r ? r
+          : l->layout_create(&e->la, RT_LT_R_32F, (uint64_t)(g->opx ? g->k : g->n),
+                             (uint64_t)(g->opx ? g->n : g->k), g->ldx);
+    r = r ? r
+          : l->layout_create(&e->lb, RT_LT_R_32F, (uint64_t)(g->opy ? g->m : g->k),
+                             (uint64_t)(g->opy ? g->k : g->m), g->ldy);
+    r = r ? r : l->layout_create(&e->ld, RT_LT_R_32F, (uint64_t)g->n, (uint64_t)g->m, g->n);
+    const struct {
+        void *layout;
+        int64_t stride;
+    } batched[] = {{e->la, g->sx}, {e->lb, g->sy}, {e->ld, sd}};
+    for (int i = 0; i < 3 && r == 0 && g->batch > 1; i++) {
+        r = l->layout_set(batched[i].layout, RT_LT_LAYOUT_BATCH_COUNT, &g->batch, sizeof g->batch);
+        r = r ? r
+              : l->layout_set(batched[i].layout, RT_LT_LAYOUT_STRIDED_BATCH_OFFSET,
+                              &batched[i].stride, sizeof batched[i].stride);
+    }
+    void *pref = NULL;
+    uint64_t ws = RT_LT_WORKSPACE;
+    int found = 0;
+    r = r ? r : l->pref_create(&pref);
+    r = r ? r : l->pref_set(pref, RT_LT_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+    r = r ? r : l->heuristic(l->h, e->desc, e->la, e->lb, e->ld, e->ld, pref, 1, &e->algo, &found);
+    if (pref)
+        l->pref_destroy(pref);
+    return r == 0 && found > 0 && e->algo.state == 0 && e->algo.workspace <= RT_LT_WORKSPACE;
+}
+
 /* One operand of the column-major GEMM: element (row, col) of a rows x cols
  * matrix lies at row * rs + col * cs. Op N with ld = cs when rows are
  * contiguous, op T with ld = rs when columns are; false when neither. */
@@ -450,8 +688,21 @@ bool rt_gemm_plan_of(const kprogram *p, const kernel *k, rt_gemm_plan *g)
     return true;
 }
 
+const unsigned char *rt_cuda_pick_image(const rt_cuda_images *images, int cc)
+{
+    const unsigned char *best = NULL;
+    int arch = -1;
+    for (int i = 0; i < images->n; i++)
+        if (images->archs[i] / 10 == cc / 10 && images->archs[i] <= cc && images->archs[i] > arch) {
+            arch = images->archs[i];
+            best = images->cubins[i];
+        }
+    return best ? best : images->ptx;
+}
+
 /* Context, stream, module, functions and launch tables; false with the error set. */
-static kiln_status open_device(cudev *c, const char *source, const char *cache_dir, bool *hit)
+static kiln_status open_device(cudev *c, const char *source, const rt_cuda_images *images,
+                               const char *cache_dir, bool *hit)
 {
     const rt_cuda_api *cu = c->cu;
     int major = 0, minor = 0;
@@ -470,7 +721,10 @@ static kiln_status open_device(cudev *c, const char *source, const char *cache_d
         s = cu_check(c, cu->primary_ctx_retain(&proc.ctx, c->dev), "cuDevicePrimaryCtxRetain");
     c->ctx = proc.ctx;
     c->blas = s == KILN_OK && want_cublas();
+    const char *lt_env = getenv("KILN_CUBLASLT");
+    bool lt = c->blas && !(lt_env && strcmp(lt_env, "0") == 0) && want_cublaslt();
     pthread_mutex_unlock(&proc.mu);
+    const char *tf32 = getenv("KILN_TF32");
     if (s != KILN_OK)
         return s;
     s = current(c);
@@ -479,15 +733,21 @@ static kiln_status open_device(cudev *c, const char *source, const char *cache_d
         return s;
     void *cubin = NULL;
     size_t n = 0;
-    if ((s = cubin_of(c, source, major * 10 + minor, cache_dir, hit, &cubin, &n)) != KILN_OK)
-        return s;
-    s = cu_check(c, cu->module_load_data(&c->mod, cubin), "cuModuleLoadData");
-    ir_free(cubin);
+    if (images) {
+        s = cu_check(c,
+                     cu->module_load_data(&c->mod, rt_cuda_pick_image(images, major * 10 + minor)),
+                     "cuModuleLoadData");
+    } else {
+        if ((s = cubin_of(c, source, major * 10 + minor, cache_dir, hit, &cubin, &n)) != KILN_OK)
+            return s;
+        s = cu_check(c, cu->module_load_data(&c->mod, cubin), "cuModuleLoadData");
+        ir_free(cubin);
+    }
     rt_cu_deviceptr q = 0;
     s = s ? s : cu_check(c, cu->mem_alloc(&q, sizeof(dev_ctx)), "cuMemAlloc");
     c->dctx = q;
     int most = 1;
-    size_t scratch = 0;
+    size_t scratch = 0, workspace = 0;
     for (int k = 0; k < c->p->nkernels && s == KILN_OK; k++) {
         const kernel *kk = &c->p->kernels[k];
         gemm_plan *g = &c->gemm[k];
@@ -500,8 +760,12 @@ static kiln_status open_device(cudev *c, const char *source, const char *cache_d
                                                                             &g->nargs)) < 0))
                 s = rt_device_fail(&c->base, KILN_ERR_NOMEM, "out of memory");
             g->on = s == KILN_OK;
+            pthread_mutex_lock(&proc.mu);
+            g->lt = g->on && lt && lt_plan(c, k, tf32 && strcmp(tf32, "1") == 0);
+            pthread_mutex_unlock(&proc.mu);
             size_t bytes = (size_t)(kk->mm.batch * kk->mm.m * kk->mm.n) * (g->g.f64 ? 8 : 4);
-            scratch = bytes > scratch ? bytes : scratch;
+            scratch = bytes > scratch && !g->lt ? bytes : scratch;
+            workspace = g->lt && g->algo.workspace > workspace ? g->algo.workspace : workspace;
             most = g->nargs + 2 > most ? g->nargs + 2 : most;
         }
         s = cu_check(c, cu->module_get_function(&c->fns[k], c->mod, kk->name), kk->name);
@@ -521,6 +785,10 @@ static kiln_status open_device(cudev *c, const char *source, const char *cache_d
         s = cu_check(c, cu->mem_alloc(&q, scratch), "cuMemAlloc");
         c->scratch = s == KILN_OK ? q : 0;
     }
+    if (s == KILN_OK && workspace) {
+        s = cu_check(c, cu->mem_alloc(&q, workspace), "cuMemAlloc");
+        c->workspace = s == KILN_OK ? q : 0;
+    }
     if (s == KILN_OK) {
         c->vals = ir_alloc(sizeof(rt_dptr) * (size_t)most);
         c->params = ir_alloc(sizeof(void *) * (size_t)most);
@@ -530,8 +798,9 @@ static kiln_status open_device(cudev *c, const char *source, const char *cache_d
     return s;
 }
 
-rt_device *rt_cudev_new(const kprogram *p, const char *source, const char *cache_dir, bool *hit,
-                        kiln_status *status, char *why, size_t cap)
+rt_device *rt_cudev_new(const kprogram *p, const char *source, const rt_cuda_images *images,
+                        const char *cache_dir, bool *hit, kiln_status *status, char *why,
+                        size_t cap)
 {
     const rt_cuda_api *cu = NULL;
     *hit = false;
@@ -563,7 +832,7 @@ rt_device *rt_cudev_new(const kprogram *p, const char *source, const char *cache
         return NULL;
     }
     c->ns = c->calls + nk;
-    if ((*status = open_device(c, source, cache_dir, hit)) != KILN_OK) {
+    if ((*status = open_device(c, source, images, cache_dir, hit)) != KILN_OK) {
         snprintf(why, cap, "%s", c->base.error);
         cu_destroy(&c->base);
         return NULL;

@@ -64,12 +64,27 @@ kiln_status rt_device_fail(rt_device *d, kiln_status s, const char *fmt, ...)
  * must outlive the device). NULL with the reason in why. */
 rt_device *rt_cdev_new(void *handle, const kprogram *p, int threads, char *why, size_t cap);
 
-/* The CUDA device (the current process's first GPU): compiles source for the
- * device's own architecture with NVRTC (or finds the cubin in the compile
- * cache dir; *hit), loads it and finds p's kernels. NULL with the reason in
- * why and *status (KILN_ERR_DEVICE: no GPU; KILN_ERR_COMPILE: NVRTC failed). */
-rt_device *rt_cudev_new(const kprogram *p, const char *source, const char *cache_dir, bool *hit,
-                        kiln_status *status, char *why, size_t cap);
+/* Compiled images of a program's CUDA source (a CUDA export's, ir/abi.h):
+ * cubins for some architectures and the PTX of one. */
+typedef struct {
+    int n;
+    const int32_t *archs; /* major * 10 + minor */
+    const unsigned char *const *cubins;
+    const unsigned char *ptx; /* NUL-terminated */
+} rt_cuda_images;
+
+/* Of images, the one a device of compute capability cc loads: a cubin of the
+ * same major version and the highest minor not above cc's, else the PTX. */
+const unsigned char *rt_cuda_pick_image(const rt_cuda_images *images, int cc);
+
+/* The CUDA device (the current process's first GPU): loads images (an
+ * export's) or else compiles source for the device's own architecture with
+ * NVRTC (or finds the cubin in the compile cache dir; *hit), and finds p's
+ * kernels. NULL with the reason in why and *status (KILN_ERR_DEVICE: no GPU;
+ * KILN_ERR_COMPILE: NVRTC failed). */
+rt_device *rt_cudev_new(const kprogram *p, const char *source, const rt_cuda_images *images,
+                        const char *cache_dir, bool *hit, kiln_status *status, char *why,
+                        size_t cap);
 
 /* A MATMUL kernel as one column-major strided-batched GEMM (cuBLAS's
  * [SD]gemmStridedBatched): row-major C = A B per batch is, column-major,
@@ -85,5 +100,37 @@ enum { RT_GEMM_N = 0, RT_GEMM_T = 1 };
 /* Whether kernel k of p maps to such a GEMM (float, both operands f32 or f64,
  * each with a contiguous row or column, sizes within int), and how. */
 bool rt_gemm_plan_of(const kprogram *p, const kernel *k, rt_gemm_plan *g);
+
+/* A MATMUL kernel whose whole epilogue cuBLASLt does in the GEMM: an f32 GEMM
+ * whose one store writes the product, plus bias[column] where bias >= 0, then
+ * ReLU where relu, into out, a contiguous [batch, m, n] f32 range starting at
+ * element out_at (bias: at element bias_at). GELU never: cuBLASLt's is the tanh
+ * approximation, Kiln's (as nn.GELU's default) the erf form. */
+typedef struct {
+    int out, bias;
+    int64_t out_at, bias_at;
+    bool relu;
+} rt_gemm_epi;
+bool rt_gemm_epilogue_of(const kprogram *p, const kernel *k, rt_gemm_epi *e);
+
+/* cublasLt.h's and library_types.h's values (tests/unit/test_cuda_driver.c
+ * checks them against the headers where the toolkit is installed) */
+enum {
+    RT_LT_COMPUTE_32F = 68,
+    RT_LT_COMPUTE_32F_FAST_TF32 = 77,
+    RT_LT_R_32F = 0,
+    RT_LT_DESC_TRANSA = 3,
+    RT_LT_DESC_TRANSB = 4,
+    RT_LT_DESC_EPILOGUE = 7,
+    RT_LT_DESC_BIAS_POINTER = 8,
+    RT_LT_DESC_BIAS_BATCH_STRIDE = 10,
+    RT_LT_LAYOUT_BATCH_COUNT = 5,
+    RT_LT_LAYOUT_STRIDED_BATCH_OFFSET = 6,
+    RT_LT_PREF_MAX_WORKSPACE_BYTES = 1,
+    RT_LT_EPILOGUE_DEFAULT = 1,
+    RT_LT_EPILOGUE_RELU = 2,
+    RT_LT_EPILOGUE_BIAS = 4,
+    RT_LT_WORKSPACE = 32 << 20, /* what the heuristics may ask for, allocated once */
+};
 
 #endif /* KILN_DEVICE_H */

@@ -332,9 +332,14 @@ kiln_status rt_dexec_attach(kiln_module *m, kiln_graph *g, rt_device *dev, const
     return KILN_OK;
 }
 
-void rt_dexec_parts(const kiln_module *m, const kprogram **p, const char **source)
+void rt_dexec_parts(const kiln_module *m, const kprogram **p, const char **source,
+                    const int **modbuf, unsigned char *const **touch)
 {
     const dexec *x = m->impl;
     *p = x->prog;
     *source = x->source;
+    if (modbuf)
+        *modbuf = x->modbuf;
+    if (touch)
+        *touch = x->touch;
 }

@@ -13,6 +13,11 @@
  *   <name>.so          built from <name>.c in dir with the JIT's compiler and
  *                      flags (plus -Wl,-Bsymbolic); the .kir and params are
  *                      assembled in with .incbin, so the .so needs no other file
+ * With KILN_TARGET_CUDA (no GPU needed, NVRTC is) <name>.c is instead the
+ * host side: the launch tables of the CUDA JIT's kernels, written beside it
+ * as <name>.cu, whose images it embeds (<name>.sm_XX.cubin per architecture,
+ * <name>.ptx, <name>.consts.bin), and the device runtime
+ * (runtime/export_cuda_rt.inc) under the same API and header.
  * Every file is replaced atomically. The module is built from the .kir text
  * (print, then parse), exactly as kiln_module_open rebuilds it, so both see
  * one graph.
@@ -22,12 +27,17 @@
  * embedded params, renders the graph again and compares the source's hash
  * with the one the .so was built from (another Kiln version would run
  * different code against this layout), then runs the .so's entries as the C
- * target does. A failure leaves its message for kiln_module_error(NULL).
+ * target does (a CUDA export: its image on the GPU, through the device
+ * executor). A failure leaves its message for kiln_module_error(NULL).
  */
 #include "codegen/c/expr.h"
+#include "codegen/cuda/cuda.h"
 #include "ir/abi.h"
 #include "rt.h"
+#include "runtime/cuda_driver.h"
+#include "runtime/device.h"
 #include "runtime/fsutil.h"
+#include "runtime/nvrtc.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -40,10 +50,12 @@
 
 KILN_CTX_DEF
 KILN_EXPORT_DEF
+KILN_EXPORT_CUDA_DEF
 
-extern const char rt_export_runtime_text[]; /* runtime/export_rt.inc, embedded by CMake */
+extern const char rt_export_runtime_text[];      /* runtime/export_rt.inc, embedded by CMake */
+extern const char rt_export_cuda_runtime_text[]; /* runtime/export_cuda_rt.inc */
 
-enum { NAME_MAX_LEN = 64 };
+enum { NAME_MAX_LEN = 64, MAX_ARCHS = 8 };
 
 /* ---- names ------------------------------------------------------------------ */
 
@@ -170,6 +182,8 @@ typedef struct {
     char fn[2 * NAME_MAX_LEN + 8]; /* "<name>_<entry>" */
     xarg *in, *out;                /* out: outputs that are not assigns */
     int nin, nout;
+    bool can_fail;  /* cuda: one of its kernels can fail */
+    uint64_t stash; /* cuda: bytes of what it writes (kept while it runs, if it can fail) */
 } xentry;
 
 typedef struct {
@@ -177,6 +191,11 @@ typedef struct {
     const kprogram *p;
     const char *source; /* the renderer's: what the hash covers */
     const int *modbuf;
+    bool cuda;                   /* KILN_TARGET_CUDA: the kernels are the images of source */
+    unsigned char *const *touch; /* cuda: per entry, per tensor, 1 read, 2 written */
+    uint64_t *const_at;          /* cuda: per program buffer, a constant's offset in the blob */
+    uint64_t consts_bytes;
+    int archs[MAX_ARCHS], narchs, ptx_arch; /* cuda: the cubins' architectures, the PTX's */
     const char *name;
     xentry *e;
     uint64_t *init; /* per module buffer: offset in the params blob (params) */
@@ -194,6 +213,7 @@ static void spec_free(xspec *x)
     ir_free(x->e);
     ir_free(x->init);
     ir_free(x->order);
+    ir_free(x->const_at);
 }
 
 static bool arg_taken(const xarg *a, int n, const char *s)
@@ -366,10 +386,13 @@ static char *make_header(const xspec *x, const rt_toolchain *tc)
                 "graph in %s.kir.\n *\n"
                 " * A program needs only this header and the .so:\n"
                 " *     cc prog.c -I DIR DIR/%s.so -Wl,-rpath,DIR\n"
-                " * %s.so needs libc, libm%s; it was built for the CPU that exported it.\n *\n"
+                " * %s.so needs %s; it was built for the CPU that exported it.\n *\n"
                 " * Tensors (row-major, contiguous, native byte order):\n",
                 x->name, x->name, x->name, x->name, x->name,
-                tc->openmp ? " and the OpenMP runtime (libomp)" : "");
+                x->cuda      ? "libc and, from its first run on (on the first GPU), the NVIDIA\n"
+                               " * driver (libcuda.so.1; cuBLAS too where installed)"
+                : tc->openmp ? "libc, libm and the OpenMP runtime (libomp)"
+                             : "libc, libm");
     for (int i = 0; i < m->nbufs; i++) {
         cgen_printf(&b, " *   %-6s ", role_word(m->bufs[i].role));
         size_t at = b.len;
@@ -453,6 +476,152 @@ static void incbin(cgen_buf *b, const char *label, const char *file, bool nul)
                 label, label, label, label, file, nul ? "        \".byte 0\\n\"\n" : "", label);
 }
 
+/* A table of ints: "static const int name[] = {v, ..., -1};". */
+static void int_table(cgen_buf *b, const char *name, const int *v, int n)
+{
+    cgen_printf(b, "static const int %s[] = {", name);
+    for (int i = 0; i < n; i++)
+        cgen_printf(b, "%d, ", v[i]);
+    cgen_puts(b, "-1};\n");
+}
+
+/* The CUDA export's launch tables (export_cuda_rt.inc's types): the kernels
+ * by name (each kernel k at index k, then the epilogues of the matmuls that
+ * map to a cuBLAS GEMM), each entry's launches, copies, the tensors it reads
+ * and writes, and the images. */
+static void cuda_tables(cgen_buf *b, const xspec *x)
+{
+    const kprogram *p = x->p;
+    const kiln_module *m = x->m;
+    int *args = ir_alloc(sizeof(int) * (size_t)(p->nbufs + 1)), nargs = 0;
+    int *gemm_of = ir_alloc(sizeof(int) * (size_t)(p->nkernels + 1)), ngemms = 0;
+    if (!args || !gemm_of) {
+        b->oom = true;
+        ir_free(args);
+        ir_free(gemm_of);
+        return;
+    }
+    rt_gemm_plan g;
+    for (int k = 0; k < p->nkernels; k++)
+        gemm_of[k] = rt_gemm_plan_of(p, &p->kernels[k], &g) ? ngemms++ : -1;
+    cgen_printf(b,
+                "\n/* ---- the CUDA launch tables ---- */\n\n#define KSO_NFNS %d\n"
+                "#define KSO_NGEMMS %d\n#define KSO_NCUBINS %d\n\n"
+                "typedef struct {\n    int fn;\n    int64_t threads; /* 0: nothing to do */\n"
+                "    int nargs;\n    const int *args; /* program buffers */\n"
+                "    int gemm;        /* cuBLAS's where installed (kso_gemms), else -1 */\n"
+                "} kso_launch;\n\n"
+                "typedef struct { /* device.h's rt_gemm_plan, then the epilogue's launch */\n"
+                "    int f64, opx, opy, ldx, ldy, m, n, k, batch;\n    long long sx, sy;\n"
+                "    int a, b, epi;\n    int64_t epi_threads;\n    int epi_nargs;\n"
+                "    const int *epi_args;\n} kso_gemm;\n\n"
+                "typedef struct {\n    const kso_launch *launches;\n    int nlaunches;\n"
+                "    const int64_t *copies; /* source, destination, bytes */\n"
+                "    int ncopies;\n    const unsigned char *touch; /* per tensor: 1 read, 2 "
+                "written */\n    int can_fail;\n    uint64_t arena, stash;\n} kso_cuentry;\n\n"
+                "typedef struct {\n    uint64_t at, bytes; /* a constant in kso_consts_begin */\n"
+                "} kso_cpbuf;\n\ntypedef struct {\n    int arch;\n"
+                "    const unsigned char *image;\n} kso_cubin;\n\n",
+                p->nkernels + ngemms, ngemms, x->narchs);
+    cgen_puts(b, "static const char *const kso_fn_names[KSO_NFNS + 1] = {\n");
+    for (int k = 0; k < p->nkernels; k++)
+        cgen_printf(b, "    \"%s\",\n", p->kernels[k].name);
+    for (int k = 0; k < p->nkernels; k++)
+        if (gemm_of[k] >= 0)
+            cgen_printf(b, "    \"%s_epi\",\n", p->kernels[k].name);
+    cgen_puts(b, "    NULL};\n\n");
+    char name[64];
+    int64_t *threads = ir_alloc(sizeof(int64_t) * (size_t)(p->nkernels + 1));
+    if (!threads) {
+        b->oom = true;
+        p = NULL;
+    }
+    for (int k = 0; p && k < p->nkernels; k++) {
+        if ((threads[k] = cgen_cuda_launch(p, &p->kernels[k], false, args, &nargs)) < 0)
+            b->oom = true;
+        snprintf(name, sizeof name, "kso_args_%d", k);
+        int_table(b, name, args, nargs);
+    }
+    cgen_printf(b, "static const kso_gemm kso_gemms[KSO_NGEMMS + 1] = {\n");
+    for (int k = 0; p && k < p->nkernels; k++) {
+        if (gemm_of[k] < 0)
+            continue;
+        rt_gemm_plan_of(p, &p->kernels[k], &g);
+        int64_t epi = cgen_cuda_launch(p, &p->kernels[k], true, args, &nargs);
+        b->oom = b->oom || epi < 0;
+        cgen_printf(b,
+                    "    {%d, %d, %d, %d, %d, %d, %d, %d, %d, %lldLL, %lldLL, %d, %d, %d, %lld, "
+                    "%d, (const int[]){",
+                    g.f64, g.opx, g.opy, g.ldx, g.ldy, g.m, g.n, g.k, g.batch, g.sx, g.sy,
+                    p->kernels[k].mm.a, p->kernels[k].mm.b, p->nkernels + gemm_of[k],
+                    (long long)epi, nargs);
+        for (int i = 0; i < nargs; i++)
+            cgen_printf(b, "%d, ", args[i]);
+        cgen_puts(b, "-1}},\n");
+    }
+    cgen_puts(b, "    {0}};\n\n");
+    for (int e = 0; p && e < p->nentries; e++) {
+        const kentry *ke = &p->entries[e];
+        cgen_printf(b, "static const kso_launch kso_launches_%d[] = {\n", e);
+        bool can_fail = false;
+        for (int i = 0; i < ke->nkernels; i++) {
+            int k = ke->kernels[i];
+            can_fail = can_fail || kk_can_fail(&p->kernels[k]);
+            cgen_printf(b, "    {%d, %lld, %d, kso_args_%d, %d},\n", k, (long long)threads[k],
+                        cgen_cuda_launch(p, &p->kernels[k], false, args, &nargs) < 0 ? 0 : nargs, k,
+                        gemm_of[k]);
+        }
+        cgen_printf(b, "    {0}};\nstatic const int64_t kso_copies_%d[] = {", e);
+        for (int c = 0; c < ke->ncopies; c++) {
+            const kbuf *dst = &p->bufs[ke->copies[c].dst];
+            cgen_printf(b, "%d, %d, %lld, ", ke->copies[c].src, ke->copies[c].dst,
+                        (long long)(dst->numel * (int64_t)kiln_dtype_size(dst->dtype)));
+        }
+        cgen_printf(b, "-1};\nstatic const unsigned char kso_touch_%d[KSO_NTENSORS + 1] = {", e);
+        uint64_t stash = 0;
+        for (int i = 0; i < m->nbufs; i++) {
+            cgen_printf(b, "%d, ", x->touch[e][i]);
+            if (x->touch[e][i] & 2)
+                stash += (m->bufs[i].nbytes + 255) / 256 * 256;
+        }
+        cgen_printf(b, "0};\n\n");
+        x->e[e].stash = stash;
+        x->e[e].can_fail = can_fail;
+    }
+    cgen_puts(b, "static const kso_cuentry kso_cuentries[KSO_NENTRIES + 1] = {\n");
+    for (int e = 0; p && e < p->nentries; e++)
+        cgen_printf(b,
+                    "    {kso_launches_%d, %d, kso_copies_%d, %d, kso_touch_%d, %d, %lld, "
+                    "%llu},\n",
+                    e, p->entries[e].nkernels, e, p->entries[e].ncopies, e, x->e[e].can_fail,
+                    (long long)p->entries[e].arena_bytes, (unsigned long long)x->e[e].stash);
+    cgen_puts(b, "    {0}};\n\nstatic const kso_cpbuf kso_cpbufs[KSO_NPBUFS + 1] = {\n");
+    for (int i = 0; p && i < p->nbufs; i++)
+        cgen_printf(b, "    {%llu, %llu},\n", (unsigned long long)x->const_at[i],
+                    p->bufs[i].role == KB_CONST
+                        ? (unsigned long long)(p->bufs[i].numel *
+                                               (int64_t)kiln_dtype_size(p->bufs[i].dtype))
+                        : 0ull);
+    cgen_puts(b, "    {0}};\n\n");
+    char file[NAME_MAX_LEN + 32];
+    snprintf(file, sizeof file, "%s.consts.bin", x->name);
+    incbin(b, "kso_consts_begin", file, false);
+    for (int i = 0; i < x->narchs; i++) {
+        snprintf(file, sizeof file, "%s.sm_%d.cubin", x->name, x->archs[i]);
+        snprintf(name, sizeof name, "kso_cubin_%d", x->archs[i]);
+        incbin(b, name, file, false);
+    }
+    snprintf(file, sizeof file, "%s.ptx", x->name);
+    incbin(b, "kso_ptx", file, true);
+    cgen_puts(b, "static const kso_cubin kso_cubins[KSO_NCUBINS + 1] = {");
+    for (int i = 0; i < x->narchs; i++)
+        cgen_printf(b, "{%d, kso_cubin_%d}, ", x->archs[i], x->archs[i]);
+    cgen_puts(b, "{0, NULL}};\n\n");
+    ir_free(threads);
+    ir_free(args);
+    ir_free(gemm_of);
+}
+
 static char *make_source(const xspec *x, const char *cmd)
 {
     const kiln_module *m = x->m;
@@ -466,11 +635,25 @@ static char *make_source(const xspec *x, const char *cmd)
                 "directory with\n *     ",
                 x->name, x->name);
     comment_text(&b, cmd);
-    cgen_printf(&b,
-                "\n * It is the JIT's code for %s.kir, the metadata kiln_module_open reads, and "
-                "the\n * standalone API of %s.h.\n */\n",
-                x->name, x->name);
-    cgen_puts(&b, x->source);
+    if (x->cuda) {
+        cgen_printf(&b,
+                    "\n * It is the host side of the JIT's CUDA code for %s.kir: the launch "
+                    "tables of\n * the kernels of %s.cu, whose images (%s.sm_*.cubin, %s.ptx) "
+                    "it embeds, the device\n * runtime, the metadata kiln_module_open reads "
+                    "and the standalone API of %s.h.\n */\n",
+                    x->name, x->name, x->name, x->name, x->name);
+        cgen_printf(&b,
+                    "#include <stddef.h>\n#include <stdint.h>\n\n%s\n\n"
+                    "#define KILN_EXPORT __attribute__((visibility(\"default\")))\n"
+                    "#define KSO_DEVICE 1\n\nKILN_EXPORT const char kiln_abi[] = \"%s\";\n",
+                    KILN_CTX_TEXT, KILN_ABI_TAG);
+    } else {
+        cgen_printf(&b,
+                    "\n * It is the JIT's code for %s.kir, the metadata kiln_module_open reads, "
+                    "and the\n * standalone API of %s.h.\n */\n",
+                    x->name, x->name);
+        cgen_puts(&b, x->source);
+    }
     cgen_printf(&b,
                 "\n/* ==== the export ==== */\n\n#define kso_state %s_state\n#include \"%s.h\"\n\n",
                 x->name, x->name);
@@ -520,15 +703,22 @@ static char *make_source(const xspec *x, const char *cmd)
         cgen_puts(&b, "-1};\n");
     }
     cgen_puts(&b, "static const kso_entry kso_entries[KSO_NENTRIES + 1] = {\n");
-    for (int e = 0; e < m->g->nentries; e++)
-        cgen_printf(&b, "    {\"%s\", kiln_entry_%d, %lld, %d, %d, kso_in_%d, %d},\n", x->e[e].fn,
-                    e, (long long)p->entries[e].arena_bytes, m->entry_buf[e], m->g->entries[e].n, e,
+    for (int e = 0; e < m->g->nentries; e++) { /* CUDA: the device runs the entries */
+        cgen_printf(&b, "    {\"%s\", ", x->e[e].fn);
+        cgen_printf(&b, x->cuda ? "NULL, 0, " : "kiln_entry_%d, %lld, ", e,
+                    (long long)p->entries[e].arena_bytes);
+        cgen_printf(&b, "%d, %d, kso_in_%d, %d},\n", m->entry_buf[e], m->g->entries[e].n, e,
                     x->e[e].nin);
+    }
     cgen_puts(&b, "    {0}};\n\nstatic const int kso_param_order[KSO_NPARAMS + 1] = {");
     for (int i = 0; i < x->nparams; i++)
         cgen_printf(&b, "%d, ", x->order[i]);
     cgen_puts(&b, "-1};\n\n");
     cgen_puts(&b, split + strlen("/* @tables@ */"));
+    if (x->cuda) {
+        cuda_tables(&b, x);
+        cgen_puts(&b, rt_export_cuda_runtime_text);
+    }
     /* the public API */
     const char *n = x->name;
     cgen_printf(&b,
@@ -578,6 +768,19 @@ static char *make_source(const xspec *x, const char *cmd)
                 "    UINT64_C(0x%016llx)};\n",
                 KILN_EXPORT_VERSION, n, (unsigned long long)x->params_bytes,
                 (unsigned long long)XXH3_64bits(x->source, strlen(x->source)));
+    if (x->cuda) {
+        cgen_printf(&b, "\n%s\n\nstatic const int32_t kso_archs[] = {", KILN_EXPORT_CUDA_TEXT);
+        for (int i = 0; i < x->narchs; i++)
+            cgen_printf(&b, "%d, ", x->archs[i]);
+        cgen_puts(&b, "0};\nstatic const unsigned char *const kso_cubin_list[] = {");
+        for (int i = 0; i < x->narchs; i++)
+            cgen_printf(&b, "kso_cubin_%d, ", x->archs[i]);
+        cgen_printf(&b,
+                    "NULL};\nextern const kiln_export_cuda kiln_export_cuda_images;\n"
+                    "KILN_EXPORT const kiln_export_cuda kiln_export_cuda_images = {\n"
+                    "    %d, kso_archs, kso_cubin_list, kso_ptx};\n",
+                    x->narchs);
+    }
     if (b.oom) {
         cgen_buf_free(&b);
         return NULL;
@@ -625,6 +828,49 @@ static kiln_status write_file(kiln_graph *g, const char *dir, const char *file, 
                            strerror(errno));
 }
 
+/* A CUDA export's other files: <name>.cu (the kernels, to read), the
+ * constants, a cubin per architecture and the PTX, compiled by NVRTC. */
+static kiln_status write_cuda_files(kiln_graph *g, const xspec *x, const char *dir)
+{
+    char file[NAME_MAX_LEN + 32];
+    snprintf(file, sizeof file, "%s.cu", x->name);
+    kiln_status s = write_file(g, dir, file, x->source, strlen(x->source));
+    unsigned char *consts = ir_calloc(x->consts_bytes ? x->consts_bytes : 1);
+    if (!consts && s == KILN_OK)
+        s = rt_compile_fail(g, KILN_ERR_NOMEM, "kiln_export: out of memory");
+    for (int i = 0; i < x->p->nbufs && s == KILN_OK; i++) {
+        const kbuf *b = &x->p->bufs[i];
+        if (b->role == KB_CONST && b->data)
+            memcpy(consts + x->const_at[i], b->data, (size_t)b->numel * kiln_dtype_size(b->dtype));
+    }
+    snprintf(file, sizeof file, "%s.consts.bin", x->name);
+    s = s ? s : write_file(g, dir, file, consts, x->consts_bytes);
+    ir_free(consts);
+    for (int i = 0; i <= x->narchs && s == KILN_OK; i++) { /* the cubins, then the PTX */
+        bool ptx = i == x->narchs;
+        int arch = ptx ? x->ptx_arch : x->archs[i];
+        void *image = NULL;
+        size_t n = 0;
+        char *log = NULL;
+        s = ptx ? rt_nvrtc_ptx(x->source, "kiln.cu", arch, &image, &n, &log)
+                : rt_nvrtc_compile(x->source, "kiln.cu", arch, &image, &n, &log);
+        if (s != KILN_OK)
+            rt_compile_fail(g, s,
+                            "kiln_export: NVRTC could not compile the kernels for %s_%d:\n%.900s",
+                            ptx ? "compute" : "sm", arch, log ? log : "(no log)");
+        if (s == KILN_OK && ptx)
+            n = strnlen(image, n); /* .incbin adds the NUL */
+        if (ptx)
+            snprintf(file, sizeof file, "%s.ptx", x->name);
+        else
+            snprintf(file, sizeof file, "%s.sm_%d.cubin", x->name, arch);
+        s = s ? s : write_file(g, dir, file, image, n);
+        ir_free(image);
+        ir_free(log);
+    }
+    return s;
+}
+
 /* Compiles <name>.c into <name>.so in dir (a temporary name, then renamed). */
 static kiln_status build_so(kiln_graph *g, const rt_toolchain *tc, const char *dir,
                             const char *name)
@@ -661,6 +907,56 @@ static kiln_status build_so(kiln_graph *g, const rt_toolchain *tc, const char *d
     return KILN_OK;
 }
 
+/* The architectures a CUDA export carries cubins for: $KILN_CUDA_ARCHS (a
+ * list such as "80,90"), else this machine's GPU's, else 80 and 90; the PTX
+ * is for the lowest of them and 75, which every GPU from Turing on loads. */
+static kiln_status cuda_archs(kiln_graph *g, xspec *x)
+{
+    const char *env = getenv("KILN_CUDA_ARCHS");
+    int cc = rt_cuda_device_cc();
+    x->narchs = 0;
+    if (env && *env) {
+        const char *c = env;
+        while (*c && x->narchs < MAX_ARCHS) {
+            char *end;
+            long v = strtol(c, &end, 10);
+            if (end == c || v < 50 || v > 199 || (*end && (*end != ',' || !end[1])))
+                break;
+            x->archs[x->narchs++] = (int)v;
+            c = *end ? end + 1 : end;
+        }
+        if (*c || x->narchs == 0)
+            return rt_compile_fail(g, KILN_ERR_INVALID,
+                                   "kiln_export: KILN_CUDA_ARCHS='%s' is not a list of at most "
+                                   "%d compute capabilities such as 80,90",
+                                   env, MAX_ARCHS);
+    } else if (cc) {
+        x->archs[x->narchs++] = cc;
+    } else {
+        x->archs[x->narchs++] = 80;
+        x->archs[x->narchs++] = 90;
+    }
+    x->ptx_arch = 75;
+    for (int i = 0; i < x->narchs; i++)
+        x->ptx_arch = x->archs[i] < x->ptx_arch ? x->archs[i] : x->ptx_arch;
+    return KILN_OK;
+}
+
+/* Per program buffer, a constant's offset in the constants blob (each at a
+ * multiple of 64 bytes; *bytes: the blob's size); NULL when out of memory. */
+static uint64_t *consts_layout(const kprogram *p, uint64_t *bytes)
+{
+    uint64_t *at = ir_calloc(sizeof(uint64_t) * (size_t)(p->nbufs + 1));
+    *bytes = 0;
+    for (int i = 0; at && i < p->nbufs; i++)
+        if (p->bufs[i].role == KB_CONST) {
+            at[i] = *bytes;
+            *bytes +=
+                ((uint64_t)p->bufs[i].numel * kiln_dtype_size(p->bufs[i].dtype) + 63) / 64 * 64;
+        }
+    return at;
+}
+
 /* Everything an export needs short of writing files: checks the request,
  * builds the module from the .kir text, lowers and renders it and names the
  * API. On failure the message is on g and x holds nothing to free. */
@@ -671,12 +967,14 @@ static kiln_status export_prepare(kiln_graph *g, const kiln_compile_opts *opts, 
     memset(x, 0, sizeof *x);
     x->name = name;
     kiln_target target = opts ? opts->target : KILN_TARGET_C;
-    if (target == KILN_TARGET_CUDA)
-        return rt_cuda_refuse(g, "kiln_export");
-    if (target != KILN_TARGET_C)
+    if (target != KILN_TARGET_C && target != KILN_TARGET_CUDA)
         return rt_compile_fail(g, KILN_ERR_INVALID,
-                               "kiln_export: only KILN_TARGET_C code can be exported (the "
-                               "interpreter generates none)");
+                               "kiln_export: only KILN_TARGET_C and KILN_TARGET_CUDA code can be "
+                               "exported (the interpreter generates none)");
+    x->cuda = target == KILN_TARGET_CUDA;
+    kiln_status s = x->cuda ? cuda_archs(g, x) : KILN_OK;
+    if (s != KILN_OK)
+        return s;
     if (!is_ident(name))
         return rt_compile_fail(g, KILN_ERR_INVALID,
                                "kiln_export: the name '%s' is not a C identifier (letters, "
@@ -689,17 +987,24 @@ static kiln_status export_prepare(kiln_graph *g, const kiln_compile_opts *opts, 
                                "kiln_export: the name '%s' is a C keyword or macro, or the "
                                "export's own prefix (kiln, kso): choose another",
                                name);
-    kiln_status s = rt_check_names(g, "kiln_export");
+    s = rt_check_names(g, "kiln_export");
     kiln_module *m = NULL;
     if (s == KILN_OK)
         s = module_from_text(g, opts, &m, kir);
     if (s == KILN_OK) {
         x->m = m;
-        rt_cexec_parts(m, &x->p, &x->source, &x->modbuf);
+        if (x->cuda)
+            rt_dexec_parts(m, &x->p, &x->source, &x->modbuf, &x->touch);
+        else
+            rt_cexec_parts(m, &x->p, &x->source, &x->modbuf);
         s = make_spec(x, g);
     }
+    if (s == KILN_OK && x->cuda && !(x->const_at = consts_layout(x->p, &x->consts_bytes)))
+        s = rt_compile_fail(g, KILN_ERR_NOMEM, "kiln_export: out of memory");
     if (s == KILN_OK)
         s = rt_toolchain_find(g, opts, "kiln_export", tc);
+    if (s == KILN_OK && x->cuda)
+        tc->openmp = false; /* the host side has no parallel loops */
     if (s != KILN_OK) {
         g->compile_error = true; /* the graph stays usable (ir_begin) */
         if (x->m)
@@ -747,6 +1052,10 @@ kiln_status kiln_export(kiln_graph *g, const kiln_compile_opts *opts, const char
     if (!dir)
         return rt_compile_fail(g, KILN_ERR_INVALID, "kiln_export: the directory is NULL");
     const char *name = opts && opts->name ? opts->name : "model";
+    char why[512];
+    if (opts && opts->target == KILN_TARGET_CUDA && !rt_nvrtc_available(why, sizeof why))
+        return rt_compile_fail(g, KILN_ERR_DEVICE,
+                               "kiln_export: exporting for the CUDA target needs NVRTC: %s", why);
     xspec x;
     char *kir = NULL, *header = NULL, *source = NULL;
     rt_toolchain tc;
@@ -791,6 +1100,8 @@ kiln_status kiln_export(kiln_graph *g, const kiln_compile_opts *opts, const char
             s = write_file(g, dir, file, files[i].data, files[i].n);
         }
     }
+    if (s == KILN_OK && x.cuda)
+        s = write_cuda_files(g, &x, dir);
     if (s == KILN_OK)
         s = build_so(g, &tc, dir, name);
     export_done(&x, kir);
@@ -834,6 +1145,25 @@ static const kiln_export_info *export_meta(void *handle, const char *path, kiln_
     return meta;
 }
 
+/* m's device: the first GPU, loading the export's image for its architecture
+ * (the driver keeps its own copy: the .so may be closed after). */
+static kiln_status open_cuda(kiln_module *m, kiln_graph *pg, const kiln_export_cuda *cuda,
+                             const char *path)
+{
+    const kprogram *p;
+    const char *source;
+    rt_dexec_parts(m, &p, &source, NULL, NULL);
+    rt_cuda_images images = {cuda->ncubins, cuda->archs, cuda->cubins, cuda->ptx};
+    char why[1024];
+    bool hit = false;
+    kiln_status s = KILN_OK;
+    rt_device *dev = rt_cudev_new(p, source, &images, NULL, &hit, &s, why, sizeof why);
+    if (!dev)
+        return rt_compile_fail(pg, s, "kiln_module_open: '%s' is a CUDA export: %s%s", path,
+                               s == KILN_ERR_DEVICE ? "the GPU cannot be used: " : "", why);
+    return rt_dexec_attach(m, pg, dev, "kiln_module_open");
+}
+
 kiln_status kiln_module_open(const char *so_path, kiln_module **out)
 {
     rt_open_set("");
@@ -872,9 +1202,12 @@ kiln_status kiln_module_open(const char *so_path, kiln_module **out)
         return rt_open_fail(strstr(err, "out of memory") ? KILN_ERR_NOMEM : KILN_ERR_FORMAT,
                             "'%s': the embedded graph does not parse: %s", so_path, err);
     }
+    /* a CUDA export runs its images on the GPU through the device executor */
+    const kiln_export_cuda *cuda = dlsym(h, "kiln_export_cuda_images");
     kiln_module *m = NULL;
     kiln_graph *mg = ir_graph_clone(pg);
-    s = mg ? rt_prepare(pg, mg, NULL, "kiln_module_open", &m)
+    kiln_compile_opts target = {.target = cuda ? KILN_TARGET_CUDA : KILN_TARGET_C};
+    s = mg ? rt_prepare(pg, mg, &target, "kiln_module_open", &m)
            : rt_compile_fail(pg, KILN_ERR_NOMEM, "kiln_module_open: out of memory");
     if (s == KILN_OK) {
         uint64_t want = 0;
@@ -897,7 +1230,10 @@ kiln_status kiln_module_open(const char *so_path, kiln_module **out)
         const kprogram *p;
         const char *source;
         const int *modbuf;
-        rt_cexec_parts(m, &p, &source, &modbuf);
+        if (cuda)
+            rt_dexec_parts(m, &p, &source, NULL, NULL);
+        else
+            rt_cexec_parts(m, &p, &source, &modbuf);
         if (XXH3_64bits(source, strlen(source)) != meta->source_hash)
             s = rt_compile_fail(pg, KILN_ERR_LOAD,
                                 "kiln_module_open: '%s' was exported by another version of "
@@ -905,7 +1241,9 @@ kiln_status kiln_module_open(const char *so_path, kiln_module **out)
                                 "the model again with this Kiln",
                                 so_path);
     }
-    if (s == KILN_OK) {
+    if (s == KILN_OK && cuda) {
+        s = open_cuda(m, pg, cuda, so_path);
+    } else if (s == KILN_OK) {
         s = rt_cexec_load(m, pg, h, "kiln_module_open");
         h = NULL; /* the module owns it now */
     }
@@ -918,6 +1256,8 @@ kiln_status kiln_module_open(const char *so_path, kiln_module **out)
         kiln_graph_free(pg);
         return s;
     }
+    if (h) /* a CUDA export: the driver holds its image */
+        dlclose(h);
     kiln_graph_free(pg);
     *out = m;
     return KILN_OK;

@@ -26,6 +26,8 @@ typedef struct {
     int (*log)(nvrtc_prog, char *);
     int (*cubin_size)(nvrtc_prog, size_t *);
     int (*cubin)(nvrtc_prog, char *);
+    int (*ptx_size)(nvrtc_prog, size_t *);
+    int (*ptx)(nvrtc_prog, char *);
     int (*destroy)(nvrtc_prog *);
     int (*version)(int *, int *);
 } nvrtc_api;
@@ -43,6 +45,12 @@ static void load(void)
     void *h = env && *env ? dlopen(env, RTLD_NOW | RTLD_LOCAL) : NULL;
     for (size_t i = 0; i < sizeof names / sizeof names[0] && !h && !(env && *env); i++)
         h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+    if (!h && env && *env) {
+        const char *e = dlerror();
+        snprintf(load_error, sizeof load_error, "NVRTC cannot be loaded from $KILN_NVRTC (%s)",
+                 e ? e : env);
+        return;
+    }
     if (!h) {
         snprintf(load_error, sizeof load_error,
                  "NVRTC (libnvrtc.so) is not installed: the CUDA toolkit provides it");
@@ -58,6 +66,8 @@ static void load(void)
                 {(void **)&api.log, "nvrtcGetProgramLog"},
                 {(void **)&api.cubin_size, "nvrtcGetCUBINSize"},
                 {(void **)&api.cubin, "nvrtcGetCUBIN"},
+                {(void **)&api.ptx_size, "nvrtcGetPTXSize"},
+                {(void **)&api.ptx, "nvrtcGetPTX"},
                 {(void **)&api.destroy, "nvrtcDestroyProgram"},
                 {(void **)&api.version, "nvrtcVersion"}};
     for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++) {
@@ -81,8 +91,9 @@ bool rt_nvrtc_available(char *why, size_t cap)
     return loaded;
 }
 
-kiln_status rt_nvrtc_compile(const char *src, const char *name, int sm, void **cubin, size_t *n,
-                             char **log)
+/* src for sm_<sm> (a cubin) or compute_<sm> (ptx: PTX text). */
+static kiln_status compile(const char *src, const char *name, int sm, bool ptx, void **cubin,
+                           size_t *n, char **log)
 {
     *log = NULL;
     if (cubin)
@@ -106,7 +117,7 @@ kiln_status rt_nvrtc_compile(const char *src, const char *name, int sm, void **c
         return KILN_ERR_NOMEM;
     }
     char arch[48];
-    snprintf(arch, sizeof arch, "--gpu-architecture=sm_%d", sm);
+    snprintf(arch, sizeof arch, "--gpu-architecture=%s_%d", ptx ? "compute" : "sm", sm);
     const char *opts[] = {arch, "--std=c++17", "--fmad=true"};
     int crc = api.compile(prog, (int)(sizeof opts / sizeof opts[0]), opts);
     size_t len = 0;
@@ -120,13 +131,25 @@ kiln_status rt_nvrtc_compile(const char *src, const char *name, int sm, void **c
     if (crc != 0) {
         s = KILN_ERR_COMPILE;
     } else if (cubin && n) {
-        api.cubin_size(prog, n);
+        (ptx ? api.ptx_size : api.cubin_size)(prog, n);
         *cubin = ir_alloc(*n ? *n : 1);
-        if (!*cubin || api.cubin(prog, *cubin) != 0)
+        if (!*cubin || (ptx ? api.ptx : api.cubin)(prog, *cubin) != 0)
             s = KILN_ERR_NOMEM;
     }
     api.destroy(&prog);
     return s;
+}
+
+kiln_status rt_nvrtc_compile(const char *src, const char *name, int sm, void **cubin, size_t *n,
+                             char **log)
+{
+    return compile(src, name, sm, false, cubin, n, log);
+}
+
+kiln_status rt_nvrtc_ptx(const char *src, const char *name, int sm, void **ptx, size_t *n,
+                         char **log)
+{
+    return compile(src, name, sm, true, ptx, n, log);
 }
 
 int rt_nvrtc_version(void)

@@ -16,6 +16,10 @@ bool rt_nvrtc_available(char *why, size_t cap);
  * says so). */
 kiln_status rt_nvrtc_compile(const char *src, const char *name, int sm, void **cubin, size_t *n,
                              char **log);
+/* The same for the virtual architecture compute_<sm>: *ptx is PTX text, its
+ * NUL included in *n (the driver compiles it for the GPU it runs on). */
+kiln_status rt_nvrtc_ptx(const char *src, const char *name, int sm, void **ptx, size_t *n,
+                         char **log);
 
 /* NVRTC's version as major * 1000 + minor * 10 (12080: 12.8); 0 without NVRTC. */
 int rt_nvrtc_version(void);

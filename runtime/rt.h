@@ -147,10 +147,6 @@ long rt_tune_timed(void);
  * kiln_module_open take it from there). Errors on g as "fn: ". */
 kiln_status rt_prepare(kiln_graph *g, kiln_graph *mg, const kiln_compile_opts *opts, const char *fn,
                        kiln_module **out);
-/* kiln_export's answer to KILN_TARGET_CUDA: KILN_ERR_DEVICE with the driver's
- * reason when there is no usable GPU, else KILN_ERR_UNSUPPORTED (a CUDA export
- * is not written yet). Errors on g as "fn: ". */
-kiln_status rt_cuda_refuse(kiln_graph *g, const char *fn);
 
 /* ---- a module's tensors (inline: every runtime file reaches them, and
  * module.c, which calls the data-parallel code in comm.c, stays above it) --- */
@@ -248,7 +244,10 @@ typedef struct rt_device rt_device;
 kiln_status rt_dexec_new(kiln_module *m, kiln_graph *g, rt_code *code, const char *fn);
 /* Gives the executor its device (taken over): memory for every buffer. */
 kiln_status rt_dexec_attach(kiln_module *m, kiln_graph *g, rt_device *dev, const char *fn);
-void rt_dexec_parts(const kiln_module *m, const kprogram **p, const char **source);
+/* modbuf (may be NULL): per program buffer, the module buffer it is, else -1;
+ * touch (may be NULL): per entry, per module buffer, 1 read and 2 written. */
+void rt_dexec_parts(const kiln_module *m, const kprogram **p, const char **source,
+                    const int **modbuf, unsigned char *const **touch);
 /* Whether the C target runs through the device executor's C device
  * ($KILN_EXECUTOR=launch, read at compile time: a testing knob). */
 bool rt_launch_wanted(void);

@@ -1,10 +1,10 @@
 /*
  * fake_gpu.c - a GPU on the CPU for the CPU suite: libcuda, libnvrtc and
- * libcublas in one shared object ($KILN_LIBCUDA, $KILN_NVRTC and
- * $KILN_CUBLAS_LIB name it), so that the CUDA executor (runtime/cudev.c), the
- * device executor above it and the CUDA export's runtime run end to end on a
- * machine without a GPU. What it cannot show: the GPU's memory model, its
- * timing, real cuBLAS and the real driver's checks.
+ * libcublas(Lt) in one shared object ($KILN_LIBCUDA, $KILN_NVRTC,
+ * $KILN_CUBLAS_LIB and $KILN_CUBLASLT_LIB name it), so that the CUDA executor (runtime/cudev.c),
+ * the device executor above it and the CUDA export's runtime run end to end on a machine without a
+ * GPU. What it cannot show: the GPU's memory model, its timing, real cuBLAS and the real driver's
+ * checks.
  *
  * NVRTC: a compile is clang++ of the source against shim.h into a shared
  * object; the "cubin" (and the "PTX") is that object's bytes behind a header
@@ -20,7 +20,9 @@
  * as one block (tests/cuda_emu/block.h): the stream is in order, so
  * synchronising is a no-op. Events read the clock.
  *
- * cuBLAS: cublas[SD]gemmStridedBatched as plain loops.
+ * cuBLAS: cublas[SD]gemmStridedBatched as plain loops. cuBLASLt: the f32
+ * matmul with its bias and ReLU epilogues, descriptors checked (attribute ids
+ * and sizes, layouts that agree), likewise.
  *
  * $KILN_FAKE_GPU_CC: the compute capability reported (major * 10 + minor;
  * default 90). $KILN_FAKE_GPU_MEM: the most bytes that may be allocated at
@@ -310,6 +312,8 @@ EXPORT int cuEventDestroy_v2(double *e)
 /* ---- modules: the image NVRTC "compiles" --------------------------------------- */
 
 static const char MAGIC[8] = "KEMUIMG1";
+/* The "PTX": text, as PTX is ("KEMUPTX\n", the image in hex, a NUL). */
+static const char PTX_MAGIC[] = "KEMUPTX\n";
 
 typedef struct fmodule fmodule;
 typedef struct {
@@ -333,9 +337,35 @@ static uint32_t get32(const unsigned char *p)
     return v;
 }
 
+static int load_image(fmodule **out, const unsigned char *p);
+
+/* A cubin, or PTX text (the driver compiles it: here, decodes it). */
 EXPORT int cuModuleLoadData(fmodule **out, const void *image)
 {
-    const unsigned char *p = image;
+    const char *text = image;
+    if (strncmp(text, PTX_MAGIC, strlen(PTX_MAGIC)) != 0)
+        return load_image(out, image);
+    text += strlen(PTX_MAGIC);
+    size_t n = strlen(text) / 2;
+    unsigned char *bytes = malloc(n ? n : 1);
+    if (!bytes)
+        return CU_OUT_OF_MEMORY;
+    for (size_t i = 0; i < n; i++) {
+        unsigned v = 0;
+        if (sscanf(text + 2 * i, "%2x", &v) != 1) {
+            free(bytes);
+            return CU_INVALID_IMAGE;
+        }
+        bytes[i] = (unsigned char)v;
+    }
+    trace("ptx %zu", n);
+    int r = load_image(out, bytes);
+    free(bytes);
+    return r;
+}
+
+static int load_image(fmodule **out, const unsigned char *p)
+{
     if (memcmp(p, MAGIC, sizeof MAGIC) != 0)
         return CU_INVALID_IMAGE;
     p += sizeof MAGIC;
@@ -617,12 +647,17 @@ EXPORT int nvrtcGetCUBIN(fprog *p, char *out)
 
 EXPORT int nvrtcGetPTXSize(fprog *p, size_t *n)
 {
-    return nvrtcGetCUBINSize(p, n);
+    *n = strlen(PTX_MAGIC) + 2 * p->nimage + 1;
+    return p->image ? 0 : 1;
 }
 
 EXPORT int nvrtcGetPTX(fprog *p, char *out)
 {
-    return nvrtcGetCUBIN(p, out);
+    strcpy(out, PTX_MAGIC);
+    char *o = out + strlen(PTX_MAGIC);
+    for (size_t i = 0; i < p->nimage; i++, o += 2)
+        snprintf(o, 3, "%02x", p->image[i]);
+    return 0;
 }
 
 /* ---- cuBLAS ------------------------------------------------------------------------ */
@@ -689,3 +724,165 @@ static bool operand_ok(const void *a, int rows, int cols, int ld, long long stri
     }
 GEMM(cublasSgemmStridedBatched, float)
 GEMM(cublasDgemmStridedBatched, double)
+
+/* ---- cuBLASLt ---------------------------------------------------------------------- */
+
+typedef struct {
+    int compute, transa, transb, epilogue;
+    void *bias;
+    int64_t bias_stride;
+} lt_desc;
+
+typedef struct {
+    int type, batch;
+    uint64_t rows, cols;
+    int64_t ld, stride;
+} lt_layout;
+
+typedef struct {
+    uint64_t algo[8];
+    size_t workspace;
+    int state;
+    float waves;
+    int reserved[4];
+} lt_result;
+
+static int lt_token;
+
+EXPORT int cublasLtCreate(void **h)
+{
+    *h = &lt_token;
+    return 0;
+}
+
+EXPORT int cublasLtMatmulDescCreate(lt_desc **d, int compute, int scale)
+{
+    if ((compute != 68 && compute != 77) || scale != 0) /* 32F (TF32 allowed), R_32F */
+        return 7;
+    *d = calloc(1, sizeof **d);
+    (*d)->compute = compute;
+    (*d)->epilogue = 1;
+    return *d ? 0 : 3;
+}
+
+EXPORT int cublasLtMatmulDescDestroy(lt_desc *d)
+{
+    free(d);
+    return 0;
+}
+
+/* Attribute attr of size n from buf into the field it names; 7 for others. */
+EXPORT int cublasLtMatmulDescSetAttribute(lt_desc *d, int attr, const void *buf, size_t n)
+{
+    switch (attr) {
+    case 3: return n == 4 ? (memcpy(&d->transa, buf, 4), 0) : 7;
+    case 4: return n == 4 ? (memcpy(&d->transb, buf, 4), 0) : 7;
+    case 7: return n == 4 ? (memcpy(&d->epilogue, buf, 4), 0) : 7;
+    case 8: return n == 8 ? (memcpy(&d->bias, buf, 8), 0) : 7;
+    case 10: return n == 8 ? (memcpy(&d->bias_stride, buf, 8), 0) : 7;
+    }
+    return 7;
+}
+
+EXPORT int cublasLtMatrixLayoutCreate(lt_layout **l, int type, uint64_t rows, uint64_t cols,
+                                      int64_t ld)
+{
+    if (type != 0 || ld < (int64_t)rows)
+        return 7;
+    *l = calloc(1, sizeof **l);
+    **l = (lt_layout){type, 1, rows, cols, ld, 0};
+    return 0;
+}
+
+EXPORT int cublasLtMatrixLayoutDestroy(lt_layout *l)
+{
+    free(l);
+    return 0;
+}
+
+EXPORT int cublasLtMatrixLayoutSetAttribute(lt_layout *l, int attr, const void *buf, size_t n)
+{
+    if (attr == 5 && n == 4)
+        memcpy(&l->batch, buf, 4);
+    else if (attr == 6 && n == 8)
+        memcpy(&l->stride, buf, 8);
+    else
+        return 7;
+    return 0;
+}
+
+EXPORT int cublasLtMatmulPreferenceCreate(uint64_t **p)
+{
+    *p = calloc(1, sizeof **p);
+    return *p ? 0 : 3;
+}
+
+EXPORT int cublasLtMatmulPreferenceDestroy(uint64_t *p)
+{
+    free(p);
+    return 0;
+}
+
+EXPORT int cublasLtMatmulPreferenceSetAttribute(uint64_t *p, int attr, const void *buf, size_t n)
+{
+    return attr == 1 && n == 8 ? (memcpy(p, buf, 8), 0) : 7;
+}
+
+/* op(A) (M x K) times op(B) (K x N) into D (M x N): whether the layouts agree. */
+static bool lt_shapes(const lt_desc *d, const lt_layout *a, const lt_layout *b, const lt_layout *c)
+{
+    uint64_t am = d->transa ? a->cols : a->rows, ak = d->transa ? a->rows : a->cols;
+    uint64_t bk = d->transb ? b->cols : b->rows, bn = d->transb ? b->rows : b->cols;
+    return am == c->rows && bn == c->cols && ak == bk && a->batch == c->batch &&
+           b->batch == c->batch;
+}
+
+/* One algorithm that wants 4 KiB of workspace (so the caller's is exercised). */
+EXPORT int cublasLtMatmulAlgoGetHeuristic(void *h, lt_desc *d, lt_layout *a, lt_layout *b,
+                                          lt_layout *c, lt_layout *dd, uint64_t *pref, int want,
+                                          lt_result *out, int *found)
+{
+    if (h != &lt_token || want < 1 || c != dd || !lt_shapes(d, a, b, c))
+        return 7;
+    memset(out, 0, sizeof *out);
+    out->workspace = *pref >= 4096 ? 4096 : 0;
+    *found = 1;
+    return 0;
+}
+
+EXPORT int cublasLtMatmul(void *h, lt_desc *d, const float *alpha, const float *A, lt_layout *la,
+                          const float *B, lt_layout *lb, const float *beta, const float *C,
+                          lt_layout *lc, float *D, lt_layout *ld, const uint64_t *algo, void *ws,
+                          size_t wsbytes, void *stream)
+{
+    (void)algo, (void)stream;
+    int relu = d->epilogue & 2, bias = d->epilogue & 4;
+    if (h != &lt_token || !lt_shapes(d, la, lb, ld) || C != D || lc != ld || *beta != 0 ||
+        (d->epilogue & ~6) > 1 || (bias && !d->bias) || (wsbytes && !ws)) {
+        fprintf(stderr, "fake GPU: cublasLtMatmul's arguments disagree\n");
+        return 7;
+    }
+    int M = (int)ld->rows, N = (int)ld->cols, K = (int)(d->transa ? la->rows : la->cols);
+    if (!operand_ok(A, (int)la->rows, (int)la->cols, (int)la->ld, la->stride, la->batch, 4) ||
+        !operand_ok(B, (int)lb->rows, (int)lb->cols, (int)lb->ld, lb->stride, lb->batch, 4) ||
+        !operand_ok(D, M, N, (int)ld->ld, ld->stride, ld->batch, 4) ||
+        (bias && !operand_ok(d->bias, M, 1, M, 0, 1, 4)) ||
+        (wsbytes && !operand_ok(ws, (int)wsbytes, 1, (int)wsbytes, 0, 1, 1))) {
+        fprintf(stderr, "fake GPU: cublasLtMatmul of %dx%dx%d is out of bounds\n", M, N, K);
+        return 7;
+    }
+    for (int q = 0; q < ld->batch; q++)
+        for (int j = 0; j < N; j++)
+            for (int i = 0; i < M; i++) {
+                float acc = 0;
+                for (int p = 0; p < K; p++)
+                    acc += A[q * la->stride +
+                             (d->transa ? p + (int64_t)i * la->ld : i + (int64_t)p * la->ld)] *
+                           B[q * lb->stride +
+                             (d->transb ? j + (int64_t)p * lb->ld : p + (int64_t)j * lb->ld)];
+                float v = *alpha * acc + (bias ? ((const float *)d->bias)[i] : 0.0f);
+                D[q * ld->stride + i + (int64_t)j * ld->ld] = relu && v < 0 ? 0.0f : v;
+            }
+    trace("ltmatmul %dx%dx%d epilogue %d", M, N, K, d->epilogue);
+    return 0;
+}

@@ -7,7 +7,9 @@
  * with its own $KILN_LIBCUDA: the toolkit's stub, a missing file, or a fake
  * libcuda this test compiles (cc -shared) with chosen symbols and answers.
  */
+#include "passes/passes.h"
 #include "runtime/cuda_driver.h"
+#include "runtime/device.h"
 #include "testutil.h"
 
 #include <dlfcn.h>
@@ -317,9 +319,160 @@ static void test_compile_on_this_machine(void **state)
     kiln_graph_free(g);
 }
 
+/* ---- cuBLASLt's epilogues (runtime/cudev.c) ------------------------------------------ */
+
+typedef enum { PLAIN, BIAS, BIAS_RELU, RELU, GELU, SIGMOID, ROW_BIAS, BATCHED, F64 } mm_case;
+
+/* A graph with one matmul kernel of the case's epilogue. */
+static kiln_graph *mm_graph(mm_case c)
+{
+    kiln_graph *g = ku_graph_new();
+    kiln_dtype dt = c == F64 ? KILN_F64 : KILN_F32;
+    kiln_tensor *x = c == BATCHED ? kiln_input(g, "x", dt, KILN_SHAPE(3, 8, 4))
+                                  : kiln_input(g, "x", dt, KILN_SHAPE(8, 4));
+    kiln_tensor *w = kiln_param(g, "w", dt, KILN_SHAPE(4, 16), kiln_init_normal(0, 1));
+    kiln_tensor *b = kiln_param(g, "b", dt, KILN_SHAPE(16), kiln_init_normal(0, 1));
+    kiln_tensor *col = kiln_param(g, "c", dt, KILN_SHAPE(8, 1), kiln_init_normal(0, 1));
+    kiln_tensor *y = kiln_matmul(g, x, w);
+    if (c == BIAS || c == BIAS_RELU || c == GELU || c == SIGMOID || c == BATCHED || c == F64)
+        y = kiln_add(g, y, b);
+    y = c == BIAS_RELU || c == RELU || c == BATCHED ? kiln_relu(g, y)
+        : c == GELU                                 ? kiln_gelu(g, y)
+        : c == SIGMOID                              ? kiln_sigmoid(g, y)
+        : c == ROW_BIAS                             ? kiln_add(g, y, col)
+                                                    : y;
+    assert_int_equal(kiln_entry(g, "f", 1, &y, NULL), KILN_OK);
+    return g;
+}
+
+/* Which epilogues go to cuBLASLt: the product plus a bias by column, then
+ * ReLU, into a contiguous output; not GELU (another formula), other
+ * functions, a bias by row, f64 or an output written transposed. */
+static void test_lt_epilogues(void **state)
+{
+    (void)state;
+    const struct {
+        mm_case c;
+        bool fused, bias, relu;
+    } cases[] = {{PLAIN, true, false, false},     {BIAS, true, true, false},
+                 {BIAS_RELU, true, true, true},   {RELU, true, false, true},
+                 {GELU, false, false, false},     {SIGMOID, false, false, false},
+                 {ROW_BIAS, false, false, false}, {BATCHED, true, true, true},
+                 {F64, false, false, false}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        kiln_graph *g = mm_graph(cases[i].c);
+        kprogram *p = NULL;
+        if (pass_pipeline(g, &p) != KILN_OK)
+            fail_msg("pipeline: %s", kiln_graph_error(g));
+        int matmuls = 0;
+        for (int k = 0; k < p->nkernels; k++) {
+            const kernel *kk = &p->kernels[k];
+            if (kk->kind != KK_MATMUL)
+                continue;
+            matmuls++;
+            rt_gemm_epi e = {-1, -1, -1, -1, false};
+            bool fused = rt_gemm_epilogue_of(p, kk, &e);
+            if (fused != cases[i].fused)
+                fail_msg("case %zu (%s): fused %d, want %d", i, kk->name, fused, cases[i].fused);
+            if (!fused)
+                continue;
+            assert_int_equal(e.bias >= 0, cases[i].bias);
+            assert_int_equal(e.relu, cases[i].relu);
+            assert_int_equal(e.out_at, 0);
+            assert_int_equal(p->bufs[e.out].role, KB_OUTPUT);
+            if (e.bias >= 0) {
+                assert_int_equal(e.bias_at, 0);
+                assert_int_equal(p->bufs[e.bias].numel, 16);
+            }
+        }
+        assert_int_equal(matmuls, 1);
+        kp_free(p);
+        kiln_graph_free(g);
+    }
+    /* the store's index decides: contiguous rows at an offset, not rows 17 apart */
+    kiln_graph *g = mm_graph(PLAIN);
+    kprogram *p = NULL;
+    assert_int_equal(pass_pipeline(g, &p), KILN_OK);
+    kernel *k = &p->kernels[0];
+    assert_int_equal(k->kind, KK_MATMUL);
+    rt_gemm_epi e;
+    int row = kk_expr(k, (kx_node){.kind = KX_OP,
+                                   .dtype = KILN_I64,
+                                   .op = IR_MUL,
+                                   .a = {kk_var(k, 1), kk_const_i(k, KILN_I64, 17)}});
+    k->stores[0].index = kk_expr(
+        k, (kx_node){.kind = KX_OP, .dtype = KILN_I64, .op = IR_ADD, .a = {row, kk_var(k, 2)}});
+    assert_false(rt_gemm_epilogue_of(p, k, &e));
+    row = kk_expr(k, (kx_node){.kind = KX_OP,
+                               .dtype = KILN_I64,
+                               .op = IR_MUL,
+                               .a = {kk_var(k, 1), kk_const_i(k, KILN_I64, 16)}});
+    int at = kk_expr(k, (kx_node){.kind = KX_OP,
+                                  .dtype = KILN_I64,
+                                  .op = IR_ADD,
+                                  .a = {kk_var(k, 2), kk_const_i(k, KILN_I64, 5)}});
+    k->stores[0].index =
+        kk_expr(k, (kx_node){.kind = KX_OP, .dtype = KILN_I64, .op = IR_ADD, .a = {row, at}});
+    assert_true(rt_gemm_epilogue_of(p, k, &e));
+    assert_int_equal(e.out_at, 5);
+    k->stores[0].accumulate = true; /* += is not cuBLASLt's */
+    assert_false(rt_gemm_epilogue_of(p, k, &e));
+    kp_free(p);
+    kiln_graph_free(g);
+}
+
+/* The cuBLASLt and CUDA enum values Kiln passes (device.h) are the toolkit
+ * headers' where they are installed. */
+static void test_lt_values_match_the_headers(void **state)
+{
+    (void)state;
+    if (access("/usr/local/cuda/include/cublasLt.h", R_OK) != 0) {
+        ku_skip("no CUDA toolkit headers at /usr/local/cuda/include");
+        return;
+    }
+    char src[300], cmd[1200];
+    snprintf(src, sizeof src, "%s/lt_values.c", dir);
+    FILE *f = fopen(src, "w");
+    assert_non_null(f);
+    fputs("#include \"runtime/device.h\"\n#include <cublasLt.h>\n", f);
+    const char *pairs[][2] = {
+        {"RT_LT_COMPUTE_32F", "CUBLAS_COMPUTE_32F"},
+        {"RT_LT_COMPUTE_32F_FAST_TF32", "CUBLAS_COMPUTE_32F_FAST_TF32"},
+        {"RT_LT_R_32F", "CUDA_R_32F"},
+        {"RT_LT_DESC_TRANSA", "CUBLASLT_MATMUL_DESC_TRANSA"},
+        {"RT_LT_DESC_TRANSB", "CUBLASLT_MATMUL_DESC_TRANSB"},
+        {"RT_LT_DESC_EPILOGUE", "CUBLASLT_MATMUL_DESC_EPILOGUE"},
+        {"RT_LT_DESC_BIAS_POINTER", "CUBLASLT_MATMUL_DESC_BIAS_POINTER"},
+        {"RT_LT_DESC_BIAS_BATCH_STRIDE", "CUBLASLT_MATMUL_DESC_BIAS_BATCH_STRIDE"},
+        {"RT_LT_LAYOUT_BATCH_COUNT", "CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT"},
+        {"RT_LT_LAYOUT_STRIDED_BATCH_OFFSET", "CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET"},
+        {"RT_LT_PREF_MAX_WORKSPACE_BYTES", "CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES"},
+        {"RT_LT_EPILOGUE_DEFAULT", "CUBLASLT_EPILOGUE_DEFAULT"},
+        {"RT_LT_EPILOGUE_RELU", "CUBLASLT_EPILOGUE_RELU"},
+        {"RT_LT_EPILOGUE_BIAS", "CUBLASLT_EPILOGUE_BIAS"},
+        {"RT_GEMM_N", "CUBLAS_OP_N"},
+        {"RT_GEMM_T", "CUBLAS_OP_T"}};
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++)
+        fprintf(f, "_Static_assert((int)%s == (int)%s, \"%s\");\n", pairs[i][0], pairs[i][1],
+                pairs[i][0]);
+    fputs("_Static_assert(sizeof(cublasLtMatmulHeuristicResult_t) == 96, \"result\");\n", f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd,
+             "cc -fsyntax-only -I'%s' -I'%s/include' -I/usr/local/cuda/include '%s' > "
+             "'%s/lt.log' 2>&1",
+             KILN_SOURCE_DIR, KILN_SOURCE_DIR, src, dir);
+    if (system(cmd) != 0) {
+        snprintf(src, sizeof src, "%s/lt.log", dir);
+        char *log = ku_read_file(src, NULL);
+        fail_msg("Kiln's cuBLASLt values differ from the headers':\n%.3000s", log ? log : "");
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_lt_epilogues),
+        cmocka_unit_test_setup_teardown(test_lt_values_match_the_headers, setup, teardown),
         cmocka_unit_test(test_no_driver),
         cmocka_unit_test(test_stub_library),
         cmocka_unit_test_setup_teardown(test_missing_symbol, setup, teardown),
