@@ -7,6 +7,7 @@
  * the "GPU" then compares with the CUDA JIT bit for bit (the same kernels on
  * the same device) and with the C target within f32 rounding. */
 #include "ir/abi.h"
+#include "runtime/cuda_driver.h"
 #include "runtime/rt.h"
 #include "testutil.h"
 
@@ -976,9 +977,10 @@ static void test_cuda_export_files(void **state)
     kiln_graph *g = mlp_graph();
     export_cuda(g, dir, "mlp");
     export_to(g, cdir, "mlp");
-    const char *files[] = {"mlp.so",         "mlp.h",  "mlp.c",   "mlp.kir",
-                           "mlp.params.bin", "mlp.cu", "mlp.ptx", "mlp.consts.bin",
-                           "mlp.sm_90.cubin"}; /* the fake GPU is an sm_90 */
+    char cubin[64]; /* this machine's GPU's (the fake GPU is an sm_90) */
+    snprintf(cubin, sizeof cubin, "mlp.sm_%d.cubin", rt_cuda_device_cc());
+    const char *files[] = {"mlp.so", "mlp.h",   "mlp.c",          "mlp.kir", "mlp.params.bin",
+                           "mlp.cu", "mlp.ptx", "mlp.consts.bin", cubin};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
         if (!exists(dir, files[i]))
             fail_msg("no %s", files[i]);
@@ -1002,7 +1004,8 @@ static void test_cuda_export_files(void **state)
     rm_rf(dir);
     export_cuda(g, dir, "mlp");
     assert_true(exists(dir, "mlp.sm_75.cubin") && exists(dir, "mlp.sm_86.cubin"));
-    assert_false(exists(dir, "mlp.sm_90.cubin"));
+    snprintf(cmd, sizeof cmd, "test $(ls '%s'/*.cubin | wc -l) -eq 2", dir);
+    assert_int_equal(system(cmd), 0);
     const char *bad[] = {"80,", "sm_80", "80;90", "9000", "1,2,3"};
     kiln_compile_opts o = {.target = KILN_TARGET_CUDA};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -1177,28 +1180,29 @@ static void test_cuda_standalone_errors(void **state)
     rm_rf(dir);
 }
 
-/* A GPU whose architecture has no cubin in the export loads its PTX. */
+/* A GPU whose architecture has no cubin in the export loads its PTX (the
+ * fake GPU logs it; a real one only gives the same numbers). */
 static void test_cuda_standalone_ptx(void **state)
 {
     (void)state;
     char dir[256], log[300];
     temp_dir(dir, sizeof dir);
     kiln_graph *g = mlp_graph();
-    export_cuda(g, dir, "mlp"); /* sm_90 and PTX */
+    /* cubins of another major version than this GPU's only */
+    setenv("KILN_CUDA_ARCHS", rt_cuda_device_cc() / 10 == 7 ? "86" : "75", 1);
+    export_cuda(g, dir, "mlp");
+    unsetenv("KILN_CUDA_ARCHS");
     snprintf(log, sizeof log, "%s/gpu.log", dir);
     setenv("KILN_FAKE_GPU_LOG", log, 1);
-    setenv("KILN_FAKE_GPU_CC", "86", 1);
     api a = open_api(dir);
     void *s = a.create();
     float x[B * IN], l, lj;
     int64_t y[B];
     batch(x, y, 0);
     assert_int_equal(a.train(s, x, y, &l), 0);
-    unsetenv("KILN_FAKE_GPU_CC");
     unsetenv("KILN_FAKE_GPU_LOG");
     char *text = ku_read_file(log, NULL);
-    assert_non_null(text);
-    if (!strstr(text, "ptx "))
+    if (text && !strstr(text, "ptx "))
         fail_msg("the GPU did not load the PTX:\n%.2000s", text);
     kiln_module *j = ku_compile_for(g, KILN_TARGET_CUDA);
     assert_int_equal(kiln_module_set(j, "x", x, sizeof x), KILN_OK);
@@ -1251,9 +1255,24 @@ static void test_cuda_open_matches_the_jit(void **state)
     rm_rf(dir);
 }
 
+/* Exits 77 (skipped) where a CUDA compile says there is no usable GPU. */
+static void need_gpu(void)
+{
+    kiln_graph *g = mlp_graph();
+    kiln_module *m = NULL;
+    kiln_status s = kiln_compile(g, &(kiln_compile_opts){.target = KILN_TARGET_CUDA}, &m);
+    if (s == KILN_ERR_DEVICE) {
+        printf("skipped: %s\n", kiln_graph_error(g));
+        exit(77);
+    }
+    kiln_module_free(m);
+    kiln_graph_free(g);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 2 && strcmp(argv[1], "--cuda") == 0) {
+        need_gpu();
         const struct CMUnitTest cuda[] = {
             cmocka_unit_test(test_cuda_export_files),
             cmocka_unit_test(test_cuda_standalone_matches_the_jit),
