@@ -586,7 +586,9 @@ bool rt_gemm_epilogue_of(const kprogram *p, const kernel *k, rt_gemm_epi *e)
         e->bias_at = c0;
         v = acc;
     }
-    return k->x[v].kind == KX_ACC;
+    /* cuBLASLt's heuristics assume 16-byte aligned pointers: buffers are
+     * (cuMemAlloc's and the arena's 64-byte offsets), element offsets must be */
+    return k->x[v].kind == KX_ACC && e->out_at % 4 == 0 && e->bias_at % 4 == 0;
 }
 
 /* Kernel k's cuBLASLt operation where its epilogue is cuBLASLt's and the

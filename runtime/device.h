@@ -104,7 +104,8 @@ bool rt_gemm_plan_of(const kprogram *p, const kernel *k, rt_gemm_plan *g);
 /* A MATMUL kernel whose whole epilogue cuBLASLt does in the GEMM: an f32 GEMM
  * whose one store writes the product, plus bias[column] where bias >= 0, then
  * ReLU where relu, into out, a contiguous [batch, m, n] f32 range starting at
- * element out_at (bias: at element bias_at). GELU never: cuBLASLt's is the tanh
+ * element out_at (bias: at element bias_at; both multiples of 4, so every
+ * pointer is 16-byte aligned). GELU never: cuBLASLt's is the tanh
  * approximation, Kiln's (as nn.GELU's default) the erf form. */
 typedef struct {
     int out, bias;

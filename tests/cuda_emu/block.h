@@ -56,7 +56,7 @@ static int kemu_block_init(void)
 
 typedef struct {
     kemu_thread_fn run;
-    void (*kernel)(void);
+    void (*entry)(void);
     int nargs;
     void **args;
     unsigned tid;
@@ -65,18 +65,18 @@ typedef struct {
 static void *kemu_lane_main(void *arg)
 {
     kemu_lane *t = arg;
-    t->run(t->kernel, t->nargs, t->args, t->tid);
+    t->run(t->entry, t->nargs, t->args, t->tid);
     return NULL;
 }
 
-/* Runs kernel(args[0 .. nargs)) as one block. A thread that cannot be
+/* Runs entry(args[0 .. nargs)), a kernel, as one block. A thread that cannot be
  * started aborts the process: the others would wait at a barrier forever. */
-static void kemu_block_run(kemu_thread_fn run, void (*kernel)(void), int nargs, void **args)
+static void kemu_block_run(kemu_thread_fn run, void (*entry)(void), int nargs, void **args)
 {
     pthread_t th[KEMU_THREADS];
     kemu_lane t[KEMU_THREADS];
     for (unsigned i = 0; i < KEMU_THREADS; i++) {
-        t[i] = (kemu_lane){run, kernel, nargs, args, i};
+        t[i] = (kemu_lane){run, entry, nargs, args, i};
         if (pthread_create(&th[i], NULL, kemu_lane_main, &t[i]) != 0) {
             fprintf(stderr, "kemu: cannot start thread %u of a block\n", i);
             abort();

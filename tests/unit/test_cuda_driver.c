@@ -389,7 +389,8 @@ static void test_lt_epilogues(void **state)
         kp_free(p);
         kiln_graph_free(g);
     }
-    /* the store's index decides: contiguous rows at an offset, not rows 17 apart */
+    /* the store's index decides: contiguous rows at an aligned offset, not rows
+     * 17 apart */
     kiln_graph *g = mm_graph(PLAIN);
     kprogram *p = NULL;
     assert_int_equal(pass_pipeline(g, &p), KILN_OK);
@@ -413,8 +414,15 @@ static void test_lt_epilogues(void **state)
                                   .a = {kk_var(k, 2), kk_const_i(k, KILN_I64, 5)}});
     k->stores[0].index =
         kk_expr(k, (kx_node){.kind = KX_OP, .dtype = KILN_I64, .op = IR_ADD, .a = {row, at}});
+    assert_false(rt_gemm_epilogue_of(p, k, &e)); /* not 16-byte aligned */
+    at = kk_expr(k, (kx_node){.kind = KX_OP,
+                              .dtype = KILN_I64,
+                              .op = IR_ADD,
+                              .a = {kk_var(k, 2), kk_const_i(k, KILN_I64, 8)}});
+    k->stores[0].index =
+        kk_expr(k, (kx_node){.kind = KX_OP, .dtype = KILN_I64, .op = IR_ADD, .a = {row, at}});
     assert_true(rt_gemm_epilogue_of(p, k, &e));
-    assert_int_equal(e.out_at, 5);
+    assert_int_equal(e.out_at, 8);
     k->stores[0].accumulate = true; /* += is not cuBLASLt's */
     assert_false(rt_gemm_epilogue_of(p, k, &e));
     kp_free(p);
