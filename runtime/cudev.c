@@ -568,12 +568,8 @@ bool rt_gemm_epilogue_of(const kprogram *p, const kernel *k, rt_gemm_epi *e)
     if (st->accumulate || p->bufs[st->buf].dtype != KILN_F32 || !affine(k, st->index, c, &c0) ||
         (mm->batch > 1 && c[0] != mm->m * mm->n) || c[1] != mm->n || c[2] != 1 || c0 < 0)
         return false;
-    *e = (rt_gemm_epi){st->buf, -1, c0, 0, false};
+    *e = (rt_gemm_epi){st->buf, -1, c0, 0};
     int v = uncast(k, st->value);
-    if (k->x[v].kind == KX_OP && k->x[v].op == IR_RELU) {
-        e->relu = true;
-        v = uncast(k, k->x[v].a[0]);
-    }
     if (k->x[v].kind == KX_OP && k->x[v].op == IR_ADD) {
         int s0 = uncast(k, k->x[v].a[0]), s1 = uncast(k, k->x[v].a[1]);
         int acc = k->x[s0].kind == KX_ACC ? s0 : s1, bias = acc == s0 ? s1 : s0;
@@ -601,9 +597,12 @@ static bool lt_plan(cudev *c, int k, bool tf32)
     if (!rt_gemm_epilogue_of(c->p, &c->p->kernels[k], &e->e))
         return false;
     const rt_gemm_plan *g = &e->g;
-    int epilogue =
-        (e->e.relu ? RT_LT_EPILOGUE_RELU : 0) | (e->e.bias >= 0 ? RT_LT_EPILOGUE_BIAS : 0);
-    epilogue = epilogue ? epilogue : RT_LT_EPILOGUE_DEFAULT;
+    int epilogue = e->e.bias >= 0 ? RT_LT_EPILOGUE_BIAS : RT_LT_EPILOGUE_DEFAULT;
+    /* the alignment the heuristics may assume (default 256 bytes): operands
+     * and outputs start buffers (64-byte aligned) or 16-byte steps into them;
+     * the bias pointer's value stands for its alignment until the launch */
+    uint32_t align[4] = {64, 64, e->e.out_at ? 16 : 64, e->e.out_at ? 16 : 64};
+    const void *bias_align = (const void *)(uintptr_t)16;
     int64_t zero = 0, sd = (int64_t)g->m * g->n;
     int r = l->desc_create(&e->desc, tf32 ? RT_LT_COMPUTE_32F_FAST_TF32 : RT_LT_COMPUTE_32F,
                            RT_LT_R_32F);
@@ -611,6 +610,8 @@ static bool lt_plan(cudev *c, int k, bool tf32)
     r = r ? r : l->desc_set(e->desc, RT_LT_DESC_TRANSB, &g->opy, sizeof g->opy);
     r = r ? r : l->desc_set(e->desc, RT_LT_DESC_EPILOGUE, &epilogue, sizeof epilogue);
     r = r ? r : l->desc_set(e->desc, RT_LT_DESC_BIAS_BATCH_STRIDE, &zero, sizeof zero);
+    if (e->e.bias >= 0)
+        r = r ? r : l->desc_set(e->desc, RT_LT_DESC_BIAS_POINTER, &bias_align, sizeof bias_align);
     /* stored shapes: x is n x k (N) or k x n (T); y is k x m (N) or m x k (T) */
     r = r ? r
           : l->layout_create(&e->la, RT_LT_R_32F, (uint64_t)(g->opx ? g->k : g->n),
@@ -634,6 +635,8 @@ static bool lt_plan(cudev *c, int k, bool tf32)
     int found = 0;
     r = r ? r : l->pref_create(&pref);
     r = r ? r : l->pref_set(pref, RT_LT_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+    for (int i = 0; i < 4 && r == 0; i++)
+        r = l->pref_set(pref, RT_LT_PREF_MIN_ALIGNMENT_A_BYTES + i, &align[i], sizeof align[i]);
     r = r ? r : l->heuristic(l->h, e->desc, e->la, e->lb, e->ld, e->ld, pref, 1, &e->algo, &found);
     if (pref)
         l->pref_destroy(pref);

@@ -102,15 +102,15 @@ enum { RT_GEMM_N = 0, RT_GEMM_T = 1 };
 bool rt_gemm_plan_of(const kprogram *p, const kernel *k, rt_gemm_plan *g);
 
 /* A MATMUL kernel whose whole epilogue cuBLASLt does in the GEMM: an f32 GEMM
- * whose one store writes the product, plus bias[column] where bias >= 0, then
- * ReLU where relu, into out, a contiguous [batch, m, n] f32 range starting at
- * element out_at (bias: at element bias_at; both multiples of 4, so every
- * pointer is 16-byte aligned). GELU never: cuBLASLt's is the tanh
+ * whose one store writes the product, plus bias[column] where bias >= 0, into
+ * out, a contiguous [batch, m, n] f32 range starting at element out_at (bias:
+ * at element bias_at; both multiples of 4, so every pointer is 16-byte
+ * aligned). Not ReLU: cuBLASLt's is max(x, 0), which need not keep a NaN as
+ * PyTorch's (and Kiln's) relu does; not GELU: cuBLASLt's is the tanh
  * approximation, Kiln's (as nn.GELU's default) the erf form. */
 typedef struct {
     int out, bias;
     int64_t out_at, bias_at;
-    bool relu;
 } rt_gemm_epi;
 bool rt_gemm_epilogue_of(const kprogram *p, const kernel *k, rt_gemm_epi *e);
 
@@ -128,8 +128,8 @@ enum {
     RT_LT_LAYOUT_BATCH_COUNT = 5,
     RT_LT_LAYOUT_STRIDED_BATCH_OFFSET = 6,
     RT_LT_PREF_MAX_WORKSPACE_BYTES = 1,
+    RT_LT_PREF_MIN_ALIGNMENT_A_BYTES = 5, /* B, C, D: the next three */
     RT_LT_EPILOGUE_DEFAULT = 1,
-    RT_LT_EPILOGUE_RELU = 2,
     RT_LT_EPILOGUE_BIAS = 4,
     RT_LT_WORKSPACE = 32 << 20, /* what the heuristics may ask for, allocated once */
 };

@@ -512,14 +512,16 @@ static void cuda_tables(cgen_buf *b, const xspec *x)
                 "    KSO_LT_DESC_EPILOGUE = %d,\n    KSO_LT_DESC_BIAS_POINTER = %d,\n"
                 "    KSO_LT_DESC_BIAS_BATCH_STRIDE = %d,\n    KSO_LT_LAYOUT_BATCH_COUNT = %d,\n"
                 "    KSO_LT_LAYOUT_STRIDED_BATCH_OFFSET = %d,\n"
-                "    KSO_LT_PREF_MAX_WORKSPACE_BYTES = %d,\n    KSO_LT_EPILOGUE_DEFAULT = %d,\n"
-                "    KSO_LT_EPILOGUE_RELU = %d,\n    KSO_LT_EPILOGUE_BIAS = %d,\n"
+                "    KSO_LT_PREF_MAX_WORKSPACE_BYTES = %d,\n"
+                "    KSO_LT_PREF_MIN_ALIGNMENT_A_BYTES = %d,\n    KSO_LT_EPILOGUE_DEFAULT = %d,\n"
+                "    KSO_LT_EPILOGUE_BIAS = %d,\n"
                 "    KSO_LT_WORKSPACE = %d\n};\n",
                 RT_LT_COMPUTE_32F, RT_LT_COMPUTE_32F_FAST_TF32, RT_LT_R_32F, RT_LT_DESC_TRANSA,
                 RT_LT_DESC_TRANSB, RT_LT_DESC_EPILOGUE, RT_LT_DESC_BIAS_POINTER,
                 RT_LT_DESC_BIAS_BATCH_STRIDE, RT_LT_LAYOUT_BATCH_COUNT,
                 RT_LT_LAYOUT_STRIDED_BATCH_OFFSET, RT_LT_PREF_MAX_WORKSPACE_BYTES,
-                RT_LT_EPILOGUE_DEFAULT, RT_LT_EPILOGUE_RELU, RT_LT_EPILOGUE_BIAS, RT_LT_WORKSPACE);
+                RT_LT_PREF_MIN_ALIGNMENT_A_BYTES, RT_LT_EPILOGUE_DEFAULT, RT_LT_EPILOGUE_BIAS,
+                RT_LT_WORKSPACE);
     cgen_printf(b,
                 "\n/* ---- the CUDA launch tables ---- */\n\n#define KSO_NFNS %d\n"
                 "#define KSO_NGEMMS %d\n#define KSO_NCUBINS %d\n\n"
@@ -531,7 +533,7 @@ static void cuda_tables(cgen_buf *b, const xspec *x)
                 "    int f64, opx, opy, ldx, ldy, m, n, k, batch;\n    long long sx, sy;\n"
                 "    int a, b, epi;\n    int64_t epi_threads;\n    int epi_nargs;\n"
                 "    const int *epi_args;\n"
-                "    int lt, out, bias, relu; /* device.h's rt_gemm_epi where lt */\n"
+                "    int lt, out, bias; /* device.h's rt_gemm_epi where lt */\n"
                 "    int64_t out_at, bias_at;\n} kso_gemm;\n\n"
                 "typedef struct {\n    const kso_launch *launches;\n    int nlaunches;\n"
                 "    const int64_t *copies; /* source, destination, bytes */\n"
@@ -567,7 +569,7 @@ static void cuda_tables(cgen_buf *b, const xspec *x)
         rt_gemm_plan_of(p, &p->kernels[k], &g);
         int64_t epi = cgen_cuda_launch(p, &p->kernels[k], true, args, &nargs);
         b->oom = b->oom || epi < 0;
-        rt_gemm_epi lt = {-1, -1, 0, 0, false};
+        rt_gemm_epi lt = {-1, -1, 0, 0};
         bool fused = rt_gemm_epilogue_of(p, &p->kernels[k], &lt);
         cgen_printf(b,
                     "    {%d, %d, %d, %d, %d, %d, %d, %d, %d, %lldLL, %lldLL, %d, %d, %d, %lld, "
@@ -577,7 +579,7 @@ static void cuda_tables(cgen_buf *b, const xspec *x)
                     (long long)epi, nargs);
         for (int i = 0; i < nargs; i++)
             cgen_printf(b, "%d, ", args[i]);
-        cgen_printf(b, "-1}, %d, %d, %d, %d, %lld, %lld},\n", fused, lt.out, lt.bias, lt.relu,
+        cgen_printf(b, "-1}, %d, %d, %d, %lld, %lld},\n", fused, lt.out, lt.bias,
                     (long long)lt.out_at, (long long)lt.bias_at);
     }
     cgen_puts(b, "    {0}};\n\n");

@@ -1,5 +1,6 @@
 /*
- * args.h - what the samples' command lines share: --target c|interp|cuda.
+ * args.h - what the samples' command lines share: --target c|interp|cuda, or
+ * its PyTorch spelling --device cpu|cuda (cpu: the C target).
  */
 #ifndef KILN_SAMPLES_ARGS_H
 #define KILN_SAMPLES_ARGS_H
@@ -21,6 +22,19 @@ static inline bool sample_target(const char *v, kiln_target *t)
             return true;
         }
     return false;
+}
+
+/* Whether option a with value v names a target (--target c|interp|cuda,
+ * --device cpu|cuda), into *t. */
+static inline bool sample_target_arg(const char *a, const char *v, kiln_target *t)
+{
+    if (strcmp(a, "--device") == 0 && strcmp(v, "cpu") == 0) {
+        *t = KILN_TARGET_C;
+        return true;
+    }
+    if (strcmp(a, "--device") == 0)
+        return strcmp(v, "cuda") == 0 && sample_target(v, t);
+    return strcmp(a, "--target") == 0 && sample_target(v, t);
 }
 
 #endif

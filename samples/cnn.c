@@ -7,7 +7,7 @@
  *
  *   cnn [--epochs N] [--channels C] [--batch B] [--lr LR] [--gamma G] [--data DIR]
  *       [--checkpoint FILE] [--resume] [--limit N] [--threads T]
- *       [--target c|interp|cuda]
+ *       [--target c|interp|cuda | --device cpu|cuda]
  *
  * The network and its train step are samples/cnn_model.h's (bench/ times the
  * same step); the loop, data, checkpoints and --resume are samples/fmnist.h's,

@@ -73,7 +73,8 @@ static inline int fm_usage(const fm_model *md, const char *why)
     fprintf(stderr,
             "%s: %s\nusage: %s [--epochs N] [%s N] [--batch B] [--lr LR] [--gamma G]\n"
             "           [--data DIR] [--checkpoint FILE] [--resume] [--limit N] [--threads T]\n"
-            "           [--target c|interp|cuda] [--data-parallel (under mpirun)]\n",
+            "           [--target c|interp|cuda | --device cpu|cuda]\n"
+            "           [--data-parallel (under mpirun)]\n",
             md->prog, why, md->prog, md->width_flag);
     return 2;
 }
@@ -108,7 +109,7 @@ static inline bool fm_parse(const fm_model *md, int argc, char **argv, fm_option
             o->data = v;
         else if (strcmp(a, "--checkpoint") == 0)
             o->checkpoint = v;
-        else if (strcmp(a, "--target") != 0 || !sample_target(v, &o->target))
+        else if (!sample_target_arg(a, v, &o->target))
             return false;
     }
     return o->epochs > 0 && o->width > 0 && o->batch > 0 && o->lr > 0 && o->gamma > 0 &&

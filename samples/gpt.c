@@ -5,7 +5,7 @@
  * writes a greedy continuation of the text's first characters.
  *
  *   gpt [--steps N] [--data FILE] [--save-init FILE] [--every K] [--generate N]
- *       [--export DIR] [--target c|interp|cuda]
+ *       [--export DIR] [--target c|interp|cuda | --device cpu|cuda]
  *
  * The data defaults to /usr/share/common-licenses/GPL-3 (Debian's base-files);
  * the vocabulary is the bytes it holds, in byte order. Step s trains on the
@@ -44,10 +44,11 @@ typedef struct {
 
 static int usage(const char *why)
 {
-    fprintf(stderr,
-            "gpt: %s\nusage: gpt [--steps N] [--data FILE] [--save-init FILE] [--every K]\n"
-            "           [--generate N] [--export DIR] [--target c|interp|cuda]\n",
-            why);
+    fprintf(
+        stderr,
+        "gpt: %s\nusage: gpt [--steps N] [--data FILE] [--save-init FILE] [--every K]\n"
+        "           [--generate N] [--export DIR] [--target c|interp|cuda | --device cpu|cuda]\n",
+        why);
     return 2;
 }
 
@@ -74,7 +75,7 @@ static bool parse(int argc, char **argv, options *o)
             o->save_init = v;
         else if (strcmp(a, "--export") == 0)
             o->export_dir = v;
-        else if (strcmp(a, "--target") != 0 || !sample_target(v, &o->target))
+        else if (!sample_target_arg(a, v, &o->target))
             return false;
     }
     return o->steps >= 0 && o->every > 0 && o->generate >= 0;

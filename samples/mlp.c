@@ -4,7 +4,7 @@
  *
  *   mlp [--epochs N] [--hidden H] [--batch B] [--lr LR] [--gamma G] [--data DIR]
  *       [--checkpoint FILE] [--resume] [--limit N] [--threads T]
- *       [--target c|interp|cuda]
+ *       [--target c|interp|cuda | --device cpu|cuda]
  *
  * The loop, data, checkpoints and --resume are samples/fmnist.h's, shared
  * with samples/cnn.c; this file is the model.

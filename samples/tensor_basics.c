@@ -8,12 +8,15 @@
  *
  * Kiln builds a graph first and runs it afterwards, so each section collects
  * what it wants printed (show, value, say), then compiles its graph, runs it
- * once and prints everything in order. `--target c|interp|cuda` picks the
- * target (default: the C target); all must print the same text. For cuda
+ * once and prints everything in order. `--target c|interp|cuda` (or
+ * `--device cpu|cuda`) picks the target (default: the C target); all must
+ * print the same text. For cuda
  * without a usable GPU it says why and exits 77 before printing anything.
  * Random tensors print their shape and a property that holds for any stream:
  * Kiln draws from Philox, so the values differ from PyTorch's.
  */
+#include "args.h"
+
 #include <kiln.h>
 #include <math.h>
 #include <stdarg.h>
@@ -497,14 +500,10 @@ int main(int argc, char **argv)
 {
     for (int i = 1; i < argc; i += 2) {
         const char *v = i + 1 < argc ? argv[i + 1] : "";
-        if (strcmp(argv[i], "--target") != 0 ||
-            (strcmp(v, "c") != 0 && strcmp(v, "interp") != 0 && strcmp(v, "cuda") != 0)) {
-            fprintf(stderr, "usage: tensor_basics [--target c|interp|cuda]\n");
+        if (!sample_target_arg(argv[i], v, &target)) {
+            fprintf(stderr, "usage: tensor_basics [--target c|interp|cuda | --device cpu|cuda]\n");
             return 2;
         }
-        target = strcmp(v, "c") == 0      ? KILN_TARGET_C
-                 : strcmp(v, "cuda") == 0 ? KILN_TARGET_CUDA
-                                          : KILN_TARGET_INTERP;
     }
     if (target == KILN_TARGET_CUDA) { /* is there a GPU? (torch.cuda.is_available()) */
         kiln_graph *g = kiln_graph_new();

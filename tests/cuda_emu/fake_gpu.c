@@ -21,8 +21,11 @@
  * synchronising is a no-op. Events read the clock.
  *
  * cuBLAS: cublas[SD]gemmStridedBatched as plain loops. cuBLASLt: the f32
- * matmul with its bias and ReLU epilogues, descriptors checked (attribute ids
- * and sizes, layouts that agree), likewise.
+ * matmul with its bias and ReLU (max(x, 0)) epilogues, likewise, with its
+ * descriptors checked (attribute ids and sizes, layouts that agree) and its
+ * pointers as aligned as the heuristics were told (256 bytes unless set).
+ * A cubin loads only on a device of its major version and at least its minor,
+ * PTX on its architecture and later, as the driver's.
  *
  * $KILN_FAKE_GPU_CC: the compute capability reported (major * 10 + minor;
  * default 90). $KILN_FAKE_GPU_MEM: the most bytes that may be allocated at
@@ -32,6 +35,7 @@
 #include "block.h"
 
 #include <dlfcn.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -48,6 +52,7 @@ enum {
     CU_INVALID_VALUE = 1,
     CU_OUT_OF_MEMORY = 2,
     CU_INVALID_IMAGE = 200,
+    CU_NO_BINARY_FOR_GPU = 209,
     CU_INVALID_HANDLE = 400,
     CU_NOT_FOUND = 500,
 };
@@ -205,6 +210,9 @@ EXPORT int cuGetErrorString(int e, const char **s)
     case CU_INVALID_VALUE: *s = "invalid argument"; return CU_OK;
     case CU_OUT_OF_MEMORY: *s = "out of memory"; return CU_OK;
     case CU_INVALID_IMAGE: *s = "device kernel image is invalid"; return CU_OK;
+    case CU_NO_BINARY_FOR_GPU:
+        *s = "no kernel image is available for execution on the device";
+        return CU_OK;
     case CU_INVALID_HANDLE: *s = "invalid resource handle"; return CU_OK;
     case CU_NOT_FOUND: *s = "named symbol not found"; return CU_OK;
     }
@@ -337,14 +345,14 @@ static uint32_t get32(const unsigned char *p)
     return v;
 }
 
-static int load_image(fmodule **out, const unsigned char *p);
+static int load_image(fmodule **out, const unsigned char *p, bool ptx);
 
 /* A cubin, or PTX text (the driver compiles it: here, decodes it). */
 EXPORT int cuModuleLoadData(fmodule **out, const void *image)
 {
     const char *text = image;
     if (strncmp(text, PTX_MAGIC, strlen(PTX_MAGIC)) != 0)
-        return load_image(out, image);
+        return load_image(out, image, false);
     text += strlen(PTX_MAGIC);
     size_t n = strlen(text) / 2;
     unsigned char *bytes = malloc(n ? n : 1);
@@ -359,16 +367,27 @@ EXPORT int cuModuleLoadData(fmodule **out, const void *image)
         bytes[i] = (unsigned char)v;
     }
     trace("ptx %zu", n);
-    int r = load_image(out, bytes);
+    int r = load_image(out, bytes, true);
     free(bytes);
     return r;
 }
 
-static int load_image(fmodule **out, const unsigned char *p)
+static int load_image(fmodule **out, const unsigned char *p, bool ptx)
 {
     if (memcmp(p, MAGIC, sizeof MAGIC) != 0)
         return CU_INVALID_IMAGE;
     p += sizeof MAGIC;
+    /* a cubin runs on its major version from its minor on; PTX on its
+     * architecture and later (the driver compiles it) */
+    int arch = (int)get32(p), cc = 0;
+    p += 4;
+    cuDeviceGetAttribute(&cc, 75, 0);
+    cc *= 10;
+    int minor = 0;
+    cuDeviceGetAttribute(&minor, 76, 0);
+    cc += minor;
+    if (ptx ? arch > cc : arch / 10 != cc / 10 || arch > cc)
+        return CU_NO_BINARY_FOR_GPU;
     fmodule *m = calloc(1, sizeof *m);
     uint32_t n = get32(p);
     p += 4;
@@ -471,6 +490,7 @@ EXPORT int cuLaunchKernel(ffunc *f, unsigned gx, unsigned gy, unsigned gz, unsig
 
 typedef struct {
     char *src, *log;
+    int arch; /* the compile's: sm_XX (a cubin) or compute_XX (PTX) */
     unsigned char *image;
     size_t nimage;
 } fprog;
@@ -483,7 +503,7 @@ EXPORT const char *nvrtcGetErrorString(int r)
 EXPORT int nvrtcVersion(int *major, int *minor)
 {
     *major = 0; /* never a real NVRTC's: cached images stay apart */
-    *minor = 1;
+    *minor = 2; /* the image format's version */
     return 0;
 }
 
@@ -565,6 +585,7 @@ static void kernel_table(fprog *p, size_t *cap)
     for (const char *s = strstr(p->src, mark); s; s = strstr(s + 1, mark))
         n++;
     put(p, cap, MAGIC, sizeof MAGIC);
+    put(p, cap, &p->arch, 4);
     put(p, cap, &n, 4);
     for (const char *s = strstr(p->src, mark); s; s = strstr(s + 1, mark)) {
         const char *name = s + strlen(mark), *open = strchr(name, '(');
@@ -582,7 +603,12 @@ static void kernel_table(fprog *p, size_t *cap)
 
 EXPORT int nvrtcCompileProgram(fprog *p, int nopts, const char *const *opts)
 {
-    (void)nopts, (void)opts;
+    p->arch = 0;
+    for (int i = 0; i < nopts; i++) /* --gpu-architecture=sm_90 or compute_75 */
+        if (strncmp(opts[i], "--gpu-architecture=", 19) == 0 && strchr(opts[i], '_'))
+            p->arch = atoi(strchr(opts[i], '_') + 1);
+    if (p->arch < 50)
+        return 7; /* NVRTC_ERROR_INVALID_OPTION */
     char dir[] = "/tmp/kiln_fakegpu_XXXXXX";
     if (!mkdtemp(dir))
         return 1;
@@ -670,6 +696,11 @@ EXPORT int cublasCreate_v2(void **h)
     return 0;
 }
 
+EXPORT int cublasDestroy_v2(void *h)
+{
+    return h == &handle_token ? 0 : 1;
+}
+
 EXPORT int cublasSetStream_v2(void *h, void *s)
 {
     return h == &handle_token && s == &stream_token ? 0 : 7;
@@ -755,6 +786,11 @@ EXPORT int cublasLtCreate(void **h)
     return 0;
 }
 
+EXPORT int cublasLtDestroy(void *h)
+{
+    return h == &lt_token ? 0 : 1;
+}
+
 EXPORT int cublasLtMatmulDescCreate(lt_desc **d, int compute, int scale)
 {
     if ((compute != 68 && compute != 77) || scale != 0) /* 32F (TF32 allowed), R_32F */
@@ -811,21 +847,45 @@ EXPORT int cublasLtMatrixLayoutSetAttribute(lt_layout *l, int attr, const void *
     return 0;
 }
 
-EXPORT int cublasLtMatmulPreferenceCreate(uint64_t **p)
+/* A preference: the workspace and the alignments (A, B, C, D) an algorithm
+ * may assume, 256 bytes unless set, as cuBLASLt's. */
+typedef struct {
+    uint64_t workspace;
+    uint32_t align[4];
+} lt_pref;
+
+EXPORT int cublasLtMatmulPreferenceCreate(lt_pref **p)
 {
     *p = calloc(1, sizeof **p);
-    return *p ? 0 : 3;
+    if (!*p)
+        return 3;
+    for (int i = 0; i < 4; i++)
+        (*p)->align[i] = 256;
+    return 0;
 }
 
-EXPORT int cublasLtMatmulPreferenceDestroy(uint64_t *p)
+EXPORT int cublasLtMatmulPreferenceDestroy(lt_pref *p)
 {
     free(p);
     return 0;
 }
 
-EXPORT int cublasLtMatmulPreferenceSetAttribute(uint64_t *p, int attr, const void *buf, size_t n)
+EXPORT int cublasLtMatmulPreferenceSetAttribute(lt_pref *p, int attr, const void *buf, size_t n)
 {
-    return attr == 1 && n == 8 ? (memcpy(p, buf, 8), 0) : 7;
+    if (attr == 1 && n == 8)
+        memcpy(&p->workspace, buf, 8);
+    else if (attr >= 5 && attr <= 8 && n == 4)
+        memcpy(&p->align[attr - 5], buf, 4);
+    else
+        return 7;
+    return 0;
+}
+
+/* The alignment of pointer v: its lowest set bit, at most 256 (NULL: 256). */
+static uint64_t alignment(const void *v)
+{
+    uint64_t a = (uint64_t)(uintptr_t)v;
+    return a == 0 || (a & 255) == 0 ? 256 : a & (~a + 1);
 }
 
 /* op(A) (M x K) times op(B) (K x N) into D (M x N): whether the layouts agree. */
@@ -837,15 +897,20 @@ static bool lt_shapes(const lt_desc *d, const lt_layout *a, const lt_layout *b, 
            b->batch == c->batch;
 }
 
-/* One algorithm that wants 4 KiB of workspace (so the caller's is exercised). */
+/* One algorithm that wants 4 KiB of workspace (so the caller's is exercised)
+ * and pointers as aligned as the preference allows (the bias: as its pointer's
+ * value is now), recorded in the algorithm and checked by the matmul. */
 EXPORT int cublasLtMatmulAlgoGetHeuristic(void *h, lt_desc *d, lt_layout *a, lt_layout *b,
-                                          lt_layout *c, lt_layout *dd, uint64_t *pref, int want,
+                                          lt_layout *c, lt_layout *dd, lt_pref *pref, int want,
                                           lt_result *out, int *found)
 {
     if (h != &lt_token || want < 1 || c != dd || !lt_shapes(d, a, b, c))
         return 7;
     memset(out, 0, sizeof *out);
-    out->workspace = *pref >= 4096 ? 4096 : 0;
+    out->workspace = pref->workspace >= 4096 ? 4096 : 0;
+    for (int i = 0; i < 4; i++)
+        out->algo[i] = pref->align[i];
+    out->algo[4] = d->epilogue & 4 ? alignment(d->bias) : 1;
     *found = 1;
     return 0;
 }
@@ -855,13 +920,20 @@ EXPORT int cublasLtMatmul(void *h, lt_desc *d, const float *alpha, const float *
                           lt_layout *lc, float *D, lt_layout *ld, const uint64_t *algo, void *ws,
                           size_t wsbytes, void *stream)
 {
-    (void)algo, (void)stream;
+    (void)stream;
     int relu = d->epilogue & 2, bias = d->epilogue & 4;
     if (h != &lt_token || !lt_shapes(d, la, lb, ld) || C != D || lc != ld || *beta != 0 ||
         (d->epilogue & ~6) > 1 || (bias && !d->bias) || (wsbytes && !ws)) {
         fprintf(stderr, "fake GPU: cublasLtMatmul's arguments disagree\n");
         return 7;
     }
+    const void *ptrs[5] = {A, B, C, D, d->bias};
+    for (int i = 0; i < 5; i++)
+        if (algo[i] > 1 && (uint64_t)(uintptr_t)ptrs[i] % algo[i] != 0) {
+            fprintf(stderr, "fake GPU: cublasLtMatmul's operand %d (%p) is not %llu-byte aligned\n",
+                    i, ptrs[i], (unsigned long long)algo[i]);
+            return 15; /* CUBLAS_STATUS_NOT_SUPPORTED */
+        }
     int M = (int)ld->rows, N = (int)ld->cols, K = (int)(d->transa ? la->rows : la->cols);
     if (!operand_ok(A, (int)la->rows, (int)la->cols, (int)la->ld, la->stride, la->batch, 4) ||
         !operand_ok(B, (int)lb->rows, (int)lb->cols, (int)lb->ld, lb->stride, lb->batch, 4) ||
@@ -881,7 +953,7 @@ EXPORT int cublasLtMatmul(void *h, lt_desc *d, const float *alpha, const float *
                            B[q * lb->stride +
                              (d->transb ? j + (int64_t)p * lb->ld : p + (int64_t)j * lb->ld)];
                 float v = *alpha * acc + (bias ? ((const float *)d->bias)[i] : 0.0f);
-                D[q * ld->stride + i + (int64_t)j * ld->ld] = relu && v < 0 ? 0.0f : v;
+                D[q * ld->stride + i + (int64_t)j * ld->ld] = relu ? fmaxf(v, 0.0f) : v;
             }
     trace("ltmatmul %dx%dx%d epilogue %d", M, N, K, d->epilogue);
     return 0;
