@@ -432,9 +432,36 @@ static kiln_status cubin_of(cudev *c, const char *source, int arch, const char *
     return KILN_OK;
 }
 
-/* Whether GEMMs go to cuBLAS: installed (opened once per process; $KILN_CUBLAS_LIB
- * names another library, trusted: the tests' fake GPU) and not turned off
- * (KILN_CUBLAS=0). Call under proc.mu. */
+typedef struct {
+    void **slot;
+    const char *name;
+} lib_sym;
+
+/* A library of the toolkit: the one $env names (trusted: the tests' fake
+ * GPU), else the first of names that opens, with every symbol in syms; NULL
+ * where none opens or one lacks a symbol (too old). */
+static void *open_lib(const char *env, const char *const *names, size_t nnames, lib_sym *syms,
+                      size_t nsyms)
+{
+    const char *lib = getenv(env);
+    void *h = lib && *lib ? dlopen(lib, RTLD_NOW | RTLD_LOCAL) : NULL;
+    for (size_t i = 0; i < nnames && !h && !(lib && *lib); i++)
+        h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+    for (size_t i = 0; h && i < nsyms; i++) {
+        void *f = dlsym(h, syms[i].name);
+        if (!f) {
+            dlclose(h);
+            return NULL;
+        }
+        memcpy(syms[i].slot, &f, sizeof f);
+    }
+    return h;
+}
+
+/* Whether GEMMs go to cuBLAS: installed (opened once per process;
+ * $KILN_CUBLAS_LIB names another library) and not turned off (KILN_CUBLAS=0).
+ * A cuBLAS too old leaves the matmuls to the generated kernels. Call under
+ * proc.mu. */
 static bool want_cublas(void)
 {
     const char *env = getenv("KILN_CUBLAS");
@@ -446,36 +473,21 @@ static bool want_cublas(void)
     proc.tried_blas = true;
     static const char *const names[] = {"libcublas.so.13", "libcublas.so.12", "libcublas.so",
                                         "/usr/local/cuda/lib64/libcublas.so"};
-    const char *lib = getenv("KILN_CUBLAS_LIB");
-    if (lib && *lib)
-        b->lib = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
-    for (size_t i = 0; i < sizeof names / sizeof names[0] && !b->lib && !(lib && *lib); i++)
-        b->lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+    lib_sym syms[] = {{(void **)&b->create, "cublasCreate_v2"},
+                      {(void **)&b->set_stream, "cublasSetStream_v2"},
+                      {(void **)&b->set_math_mode, "cublasSetMathMode"},
+                      {(void **)&b->sgemm, "cublasSgemmStridedBatched"},
+                      {(void **)&b->dgemm, "cublasDgemmStridedBatched"}};
+    b->lib = open_lib("KILN_CUBLAS_LIB", names, sizeof names / sizeof names[0], syms,
+                      sizeof syms / sizeof syms[0]);
     if (!b->lib)
-        return false;
-    struct {
-        void **slot;
-        const char *name;
-    } syms[] = {{(void **)&b->create, "cublasCreate_v2"},
-                {(void **)&b->set_stream, "cublasSetStream_v2"},
-                {(void **)&b->set_math_mode, "cublasSetMathMode"},
-                {(void **)&b->sgemm, "cublasSgemmStridedBatched"},
-                {(void **)&b->dgemm, "cublasDgemmStridedBatched"}};
-    for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++) {
-        void *f = dlsym(b->lib, syms[i].name);
-        if (!f) { /* too old a cuBLAS: the generated kernels do the matmuls */
-            dlclose(b->lib);
-            memset(b, 0, sizeof *b);
-            return false;
-        }
-        memcpy(syms[i].slot, &f, sizeof f);
-    }
-    return true;
+        memset(b, 0, sizeof *b);
+    return b->lib != NULL;
 }
 
 /* Whether cuBLASLt is installed (opened once per process; $KILN_CUBLASLT_LIB
- * names another library, trusted: the tests' fake GPU), with a handle. Only
- * where cuBLAS is used too (not KILN_CUBLAS=0). Call under proc.mu. */
+ * names another library), with a handle. Only where cuBLAS is used too (not
+ * KILN_CUBLAS=0). Call under proc.mu. */
 static bool want_cublaslt(void)
 {
     cublaslt_api *l = &proc.lt;
@@ -484,41 +496,27 @@ static bool want_cublaslt(void)
     proc.tried_lt = true;
     static const char *const names[] = {"libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so",
                                         "/usr/local/cuda/lib64/libcublasLt.so"};
-    const char *lib = getenv("KILN_CUBLASLT_LIB");
-    if (lib && *lib)
-        l->lib = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
-    for (size_t i = 0; i < sizeof names / sizeof names[0] && !l->lib && !(lib && *lib); i++)
-        l->lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
-    if (!l->lib)
-        return false;
-    struct {
-        void **slot;
-        const char *name;
-    } syms[] = {{(void **)&l->create, "cublasLtCreate"},
-                {(void **)&l->desc_create, "cublasLtMatmulDescCreate"},
-                {(void **)&l->desc_set, "cublasLtMatmulDescSetAttribute"},
-                {(void **)&l->desc_destroy, "cublasLtMatmulDescDestroy"},
-                {(void **)&l->layout_create, "cublasLtMatrixLayoutCreate"},
-                {(void **)&l->layout_set, "cublasLtMatrixLayoutSetAttribute"},
-                {(void **)&l->layout_destroy, "cublasLtMatrixLayoutDestroy"},
-                {(void **)&l->pref_create, "cublasLtMatmulPreferenceCreate"},
-                {(void **)&l->pref_set, "cublasLtMatmulPreferenceSetAttribute"},
-                {(void **)&l->pref_destroy, "cublasLtMatmulPreferenceDestroy"},
-                {(void **)&l->heuristic, "cublasLtMatmulAlgoGetHeuristic"},
-                {(void **)&l->matmul, "cublasLtMatmul"}};
-    bool ok = true;
-    for (size_t i = 0; i < sizeof syms / sizeof syms[0] && ok; i++) {
-        void *f = dlsym(l->lib, syms[i].name);
-        ok = f != NULL;
-        memcpy(syms[i].slot, &f, sizeof f);
-    }
-    if (ok && l->create(&l->h) != 0) /* no GPU for it: cuBLAS and the epilogues do */
-        ok = false;
-    if (!ok) {
+    lib_sym syms[] = {{(void **)&l->create, "cublasLtCreate"},
+                      {(void **)&l->desc_create, "cublasLtMatmulDescCreate"},
+                      {(void **)&l->desc_set, "cublasLtMatmulDescSetAttribute"},
+                      {(void **)&l->desc_destroy, "cublasLtMatmulDescDestroy"},
+                      {(void **)&l->layout_create, "cublasLtMatrixLayoutCreate"},
+                      {(void **)&l->layout_set, "cublasLtMatrixLayoutSetAttribute"},
+                      {(void **)&l->layout_destroy, "cublasLtMatrixLayoutDestroy"},
+                      {(void **)&l->pref_create, "cublasLtMatmulPreferenceCreate"},
+                      {(void **)&l->pref_set, "cublasLtMatmulPreferenceSetAttribute"},
+                      {(void **)&l->pref_destroy, "cublasLtMatmulPreferenceDestroy"},
+                      {(void **)&l->heuristic, "cublasLtMatmulAlgoGetHeuristic"},
+                      {(void **)&l->matmul, "cublasLtMatmul"}};
+    l->lib = open_lib("KILN_CUBLASLT_LIB", names, sizeof names / sizeof names[0], syms,
+                      sizeof syms / sizeof syms[0]);
+    if (l->lib && l->create(&l->h) != 0) { /* no GPU for it: cuBLAS and the epilogues do */
         dlclose(l->lib);
-        memset(l, 0, sizeof *l);
+        l->lib = NULL;
     }
-    return ok;
+    if (!l->lib)
+        memset(l, 0, sizeof *l);
+    return l->lib != NULL;
 }
 
 /* Whether node idx of k is c0 + coef[0] v0 + coef[1] v1 + coef[2] v2 over the
