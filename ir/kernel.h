@@ -280,6 +280,10 @@ void kk_merged_name(kernel *m, const kernel *a, const kernel *b);
 /* Whether index node idx is `v` or `v + something`: loads through it walk
  * memory contiguously as loop variable v runs. */
 bool kk_unit_stride(const kernel *k, int idx, int v);
+/* Whether index node idx is c0 + sum of coef[v] * var v over the loop
+ * variables v < nvars, with integer constants (sums and constant multiples),
+ * and those constants. */
+bool kk_affine(const kernel *k, int idx, int nvars, int64_t *coef, int64_t *c0);
 
 /* The text form used by KILN_DEBUG=2 and the golden fusion tests. */
 kiln_status kp_print(const kprogram *p, FILE *f);

@@ -220,6 +220,40 @@ bool kk_unit_stride(const kernel *k, int idx, int v)
     return false;
 }
 
+bool kk_affine(const kernel *k, int idx, int nvars, int64_t *coef, int64_t *c0)
+{
+    enum { MAXV = 2 * KILN_MAX_RANK + 3 };
+    if (idx < 0 || idx >= k->nx || nvars > MAXV)
+        return false;
+    const kx_node *n = &k->x[idx];
+    memset(coef, 0, sizeof(int64_t) * (size_t)nvars);
+    *c0 = 0;
+    if (n->kind == KX_CONST && (n->dtype == KILN_I64 || n->dtype == KILN_I32)) {
+        *c0 = n->ivalue;
+        return true;
+    }
+    if (n->kind == KX_VAR && n->var >= 0 && n->var < nvars) {
+        coef[n->var] = 1;
+        return true;
+    }
+    int64_t a[MAXV], b[MAXV], ca, cb;
+    if (n->kind != KX_OP || (n->op != IR_ADD && n->op != IR_MUL) || n->a[0] >= idx ||
+        n->a[1] >= idx || !kk_affine(k, n->a[0], nvars, a, &ca) ||
+        !kk_affine(k, n->a[1], nvars, b, &cb))
+        return false;
+    bool a_const = true, b_const = true;
+    for (int v = 0; v < nvars; v++) {
+        a_const = a_const && !a[v];
+        b_const = b_const && !b[v];
+    }
+    if (n->op == IR_MUL && !a_const && !b_const)
+        return false;
+    for (int v = 0; v < nvars; v++)
+        coef[v] = n->op == IR_ADD ? a[v] + b[v] : a[v] * cb + b[v] * ca;
+    *c0 = n->op == IR_ADD ? ca + cb : ca * cb;
+    return true;
+}
+
 kiln_status kp_finish_merges(kprogram *p, bool *dead, kiln_status s)
 {
     for (int e = 0; e < p->nentries && s == KILN_OK; e++)

@@ -519,33 +519,6 @@ static bool want_cublaslt(void)
     return l->lib != NULL;
 }
 
-/* Whether node idx of k is c0 + coef[0] v0 + coef[1] v1 + coef[2] v2 over the
- * loop variables with integer constants (sums and constant multiples). */
-static bool affine(const kernel *k, int idx, int64_t coef[3], int64_t *c0)
-{
-    const kx_node *n = &k->x[idx];
-    coef[0] = coef[1] = coef[2] = *c0 = 0;
-    if (n->kind == KX_CONST && (n->dtype == KILN_I64 || n->dtype == KILN_I32)) {
-        *c0 = n->ivalue;
-        return true;
-    }
-    if (n->kind == KX_VAR && n->var >= 0 && n->var < 3) {
-        coef[n->var] = 1;
-        return true;
-    }
-    int64_t a[3], b[3], ca, cb;
-    if (n->kind != KX_OP || (n->op != IR_ADD && n->op != IR_MUL) || !affine(k, n->a[0], a, &ca) ||
-        !affine(k, n->a[1], b, &cb))
-        return false;
-    bool a_const = !a[0] && !a[1] && !a[2], b_const = !b[0] && !b[1] && !b[2];
-    if (n->op == IR_MUL && !a_const && !b_const)
-        return false;
-    for (int v = 0; v < 3; v++)
-        coef[v] = n->op == IR_ADD ? a[v] + b[v] : a[v] * cb + b[v] * ca;
-    *c0 = n->op == IR_ADD ? ca + cb : ca * cb;
-    return true;
-}
-
 /* Node v of k without float-to-float casts around it. */
 static int uncast(const kernel *k, int v)
 {
@@ -563,8 +536,9 @@ bool rt_gemm_epilogue_of(const kprogram *p, const kernel *k, rt_gemm_epi *e)
     const kk_store *st = &k->stores[0];
     const kk_matmul *mm = &k->mm;
     int64_t c[3], c0;
-    if (st->accumulate || p->bufs[st->buf].dtype != KILN_F32 || !affine(k, st->index, c, &c0) ||
-        (mm->batch > 1 && c[0] != mm->m * mm->n) || c[1] != mm->n || c[2] != 1 || c0 < 0)
+    if (st->accumulate || p->bufs[st->buf].dtype != KILN_F32 ||
+        !kk_affine(k, st->index, 3, c, &c0) || (mm->batch > 1 && c[0] != mm->m * mm->n) ||
+        c[1] != mm->n || c[2] != 1 || c0 < 0)
         return false;
     *e = (rt_gemm_epi){st->buf, -1, c0, 0};
     int v = uncast(k, st->value);
@@ -573,7 +547,7 @@ bool rt_gemm_epilogue_of(const kprogram *p, const kernel *k, rt_gemm_epi *e)
         int acc = k->x[s0].kind == KX_ACC ? s0 : s1, bias = acc == s0 ? s1 : s0;
         const kx_node *b = &k->x[bias];
         if (k->x[acc].kind != KX_ACC || b->kind != KX_LOAD || b->buf < 0 ||
-            p->bufs[b->buf].dtype != KILN_F32 || !affine(k, b->a[0], c, &c0) ||
+            p->bufs[b->buf].dtype != KILN_F32 || !kk_affine(k, b->a[0], 3, c, &c0) ||
             (mm->batch > 1 && c[0]) || c[1] || c[2] != 1 || c0 < 0)
             return false;
         e->bias = b->buf;

@@ -44,6 +44,7 @@ typedef struct {
     bool *need, *plain, *post, *red;
     unsigned char *use;               /* per buffer: 1 read, 2 written */
     bool vars[2 * KILN_MAX_RANK + 3]; /* the loop variables the code reads */
+    bool rng4;                        /* render_pointwise_rng: random nodes read rng<i>[u] */
 } cr;
 
 static void cr_free(cr *r)
@@ -124,12 +125,20 @@ static bool cr_init(cr *r, cgen_buf *b, const kprogram *p, const kernel *k, bool
 
 /* Declares the needed nodes selected by want (post: reads the accumulator;
  * red: varies over the reduced loops). */
+static bool is_rng(const kx_node *n)
+{
+    return n->kind == KX_RAND || n->kind == KX_RANDN;
+}
+
 static void emit_nodes(cr *r, int ind, bool post, bool red)
 {
     for (int i = 0; i < r->k->nx; i++)
         if (r->need[i] && !cgen_inline(&r->k->x[i]) && r->post[i] == post && r->red[i] == red) {
             cgen_indent(r->b, ind);
-            cgen_decl(r->b, &r->e, i);
+            if (r->rng4 && is_rng(&r->k->x[i]))
+                cgen_printf(r->b, "const float v%d = rng%d[u];", i, i);
+            else
+                cgen_decl(r->b, &r->e, i);
             cgen_puts(r->b, "\n");
         }
 }
@@ -193,9 +202,71 @@ static void grid_loop(cgen_buf *b, int64_t n, int per)
  * loads are in flight together, which a memory-bound kernel needs to come
  * near the copy bandwidth; then the rest one at a time. The launch gives a
  * thread per four elements (cgen_cuda_launch). */
+/* Whether a pointwise kernel's random draws can come four at a time: every
+ * one is f32 (rand or randn) of the element the kernel computes (its index is
+ * the domain's row-major flat index), so the four elements of a Philox block
+ * are one thread's. */
+static bool rng_blocked(const cr *r)
+{
+    const kernel *k = r->k;
+    int64_t numel = ir_shape_numel(k->rank, k->dims), coef[KILN_MAX_RANK], c0 = 0;
+    bool any = false;
+    for (int i = 0; i < k->nx; i++) {
+        const kx_node *n = &k->x[i];
+        if (!r->need[i] || !is_rng(n))
+            continue;
+        if (n->dtype != KILN_F32 || !kk_affine(k, n->a[0], k->rank, coef, &c0) || c0 != 0)
+            return false;
+        for (int d = k->rank - 1, stride = 1; d >= 0; stride *= (int)k->dims[d], d--)
+            if (coef[d] != stride && k->dims[d] != 1)
+                return false;
+        any = true;
+    }
+    return any && numel >= 4 && numel <= INT32_MAX;
+}
+
+/* A pointwise kernel whose random draws are rng_blocked: a thread per block of
+ * four elements (kiln_rand4_f32, kiln_randn4_f32: one Philox block for all
+ * four, and one Box-Muller pair per two), then the rest an element a thread. */
+static void render_pointwise_rng(cr *r)
+{
+    const kernel *k = r->k;
+    int64_t numel = ir_shape_numel(k->rank, k->dims);
+    cgen_printf(r->b,
+                "    const int64_t n = %lld, blocks = n / 4, step = (int64_t)gridDim.x * "
+                "blockDim.x;\n"
+                "    for (int64_t b = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; b < blocks; "
+                "b += step) {\n",
+                (long long)numel);
+    for (int i = 0; i < k->nx; i++)
+        if (r->need[i] && is_rng(&k->x[i]))
+            cgen_printf(r->b,
+                        "        float rng%d[4];\n"
+                        "        kiln_rand%s4_f32(ctx->seed, %uu, ctx->run, (uint64_t)b, rng%d);\n",
+                        i, k->x[i].kind == KX_RANDN ? "n" : "", (unsigned)k->x[i].stream, i);
+    cgen_puts(r->b, "#pragma unroll\n        for (int u = 0; u < 4; u++) {\n"
+                    "            const int64_t te = 4 * b + u;\n");
+    r->rng4 = true;
+    unflatten(r, 3, "te", 0, k->rank, k->dims);
+    emit_nodes(r, 3, false, false);
+    emit_stores(r, 3);
+    r->rng4 = false;
+    cgen_puts(r->b, "        }\n    }\n"
+                    "    for (int64_t t = 4 * blocks + (int64_t)blockIdx.x * blockDim.x + "
+                    "threadIdx.x; t < n; t += step) {\n");
+    unflatten(r, 2, "t", 0, k->rank, k->dims);
+    emit_nodes(r, 2, false, false);
+    emit_stores(r, 2);
+    cgen_puts(r->b, "    }\n");
+}
+
 static void render_pointwise(cr *r)
 {
     const kernel *k = r->k;
+    if (rng_blocked(r)) {
+        render_pointwise_rng(r);
+        return;
+    }
     cgen_printf(r->b,
                 "    const int64_t n = %lld, step = (int64_t)gridDim.x * blockDim.x;\n"
                 "    int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;\n"

@@ -56,6 +56,55 @@ static void test_goldens(void **state)
     }
 }
 
+/* Whether g's CUDA source calls fn. */
+static bool source_calls(kiln_graph *g0, const char *fn)
+{
+    kiln_graph *g = ir_graph_clone(g0);
+    kprogram *p = NULL;
+    assert_int_equal(pass_pipeline(g, &p), KILN_OK);
+    char *src = cgen_cuda(p);
+    assert_non_null(src);
+    bool found = strstr(src, fn) != NULL;
+    ir_free(src);
+    kp_free(p);
+    kiln_graph_free(g);
+    return found;
+}
+
+/* Random draws four to a thread (one Philox block, kiln_rand4_f32 and
+ * kiln_randn4_f32) where they are the kernel's own elements, with a ragged
+ * rest; element by element where they are not (a transposed draw). */
+static void test_random_blocks(void **state)
+{
+    (void)state;
+    const int64_t shapes[][2] = {{10, 10}, {3, 7}, {1, 5}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        kiln_graph *g = ku_graph_new();
+        kiln_graph_seed(g, 5 + i);
+        const int64_t *d = shapes[i];
+        kiln_tensor *x = kiln_input(g, "x", KILN_F32, KILN_SHAPE(d[0], d[1]));
+        kiln_tensor *y = kiln_add(g,
+                                  kiln_mul(g, kiln_randn(g, KILN_F32, KILN_SHAPE(d[0], d[1])),
+                                           kiln_randn(g, KILN_F32, KILN_SHAPE(d[0], d[1]))),
+                                  kiln_mul(g, x, kiln_rand(g, KILN_F32, KILN_SHAPE(d[0], d[1]))));
+        assert_int_equal(kiln_entry(g, "f", 1, &y, NULL), KILN_OK);
+        assert_true(source_calls(g, "kiln_randn4_f32(ctx->seed"));
+        assert_true(source_calls(g, "kiln_rand4_f32(ctx->seed"));
+        int rows = 0, mm = 0;
+        check_graph(g, NULL, &rows, &mm);
+        kiln_graph_free(g);
+    }
+    kiln_graph *g = ku_graph_new();
+    kiln_tensor *x = kiln_input(g, "x", KILN_F32, KILN_SHAPE(6, 4));
+    kiln_tensor *r = kiln_transpose(g, kiln_randn(g, KILN_F32, KILN_SHAPE(4, 6)), 0, 1);
+    kiln_tensor *y = kiln_add(g, x, r);
+    assert_int_equal(kiln_entry(g, "f", 1, &y, NULL), KILN_OK);
+    assert_false(source_calls(g, "kiln_randn4_f32(ctx->seed"));
+    int rows = 0, mm = 0;
+    check_graph(g, NULL, &rows, &mm);
+    kiln_graph_free(g);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -68,6 +117,7 @@ int main(void)
         cmocka_unit_test(test_row_kernels),
         cmocka_unit_test(test_mlp_step),
         cmocka_unit_test(test_goldens),
+        cmocka_unit_test(test_random_blocks),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
