@@ -67,14 +67,20 @@ kiln_status rt_render(kiln_graph *g, kiln_graph *mg, const kiln_compile_opts *op
         co.pick = rt_tuning_pick;
         co.pick_ctx = &tn;
     }
+    if (tn.has_stream) /* tuned on this CPU, now or earlier */
+        co.stream_min = tn.stream_min;
+    if (rt_stream_forced() >= 0) /* a candidate of the tuner's */
+        co.stream_min = rt_stream_forced();
     if (s == KILN_OK)
         code->source = target == KILN_TARGET_CUDA ? cgen_cuda(code->prog) : cgen_c(code->prog, &co);
-    if (s == KILN_OK && code->source && ir_debug_level() >= 1 &&
+    if (s == KILN_OK && code->source && ir_debug_level() >= 1 && rt_stream_forced() < 0 &&
         strstr(code->source, "kiln_stream_f32("))
         fprintf(stderr,
                 "kiln: %s: pointwise outputs of %lld MiB or more go around the caches "
-                "(non-temporal stores; the last-level cache: %lld MiB)\n",
-                fn, (long long)(co.stream_min >> 20), (long long)(host.llc >> 20));
+                "(non-temporal stores; %s; the last-level cache: %lld MiB)\n",
+                fn, (long long)(co.stream_min >> 20),
+                tn.has_stream ? "tuned on this program and CPU" : "the host model",
+                (long long)(host.llc >> 20));
     rt_tuning_free(&tn);
     if (s != KILN_OK) {
         rt_code_free(code);
@@ -228,7 +234,7 @@ kiln_status rt_compile(kiln_graph *g, const kiln_compile_opts *opts, const cgen_
         rt_module_destroy(m);
         return s;
     }
-    m->quiet = force != NULL; /* the tuner's candidates say nothing */
+    m->quiet = force != NULL || rt_stream_forced() >= 0; /* the tuner's candidates say nothing */
     if (target != KILN_TARGET_INTERP && !m->quiet && ir_debug_level() >= 1)
         debug_line(m, t0, hit);
     *out = m;

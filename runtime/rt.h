@@ -120,6 +120,8 @@ typedef struct {
     cgen_gemm_sched *own;  /* per kernel index */
     bool *has;
     int n;
+    bool has_stream;    /* stream_min is the tuned one (cached or tuned now) */
+    int64_t stream_min; /* cgen_opts.stream_min (0: no store streams) */
 } rt_tuning;
 /* Fills t for program p: each packed GEMM's schedule from the cache of
  * tuned schedules for this CPU and thread count, else (tuning on: opts.tune,
@@ -142,6 +144,9 @@ bool rt_host_measures_fma(void);
 /* How many GEMM candidates this process has timed (tests: a cached shape is
  * never timed again). */
 long rt_tune_timed(void);
+/* The streaming threshold the tuner forces on this thread's compiles of its
+ * candidates (cgen_opts.stream_min), or -1 (none forced). */
+int64_t rt_stream_forced(void);
 /* verify -> render -> module -> executor over mg (taken over): everything
  * kiln_compile does short of building and loading code (kiln_export and
  * kiln_module_open take it from there). Errors on g as "fn: ". */

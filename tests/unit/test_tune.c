@@ -1,7 +1,8 @@
 /*
  * test_tune.c - the packed GEMM's schedules: the host model, the bounds every
  * schedule keeps, kernels on other schedules giving the same numbers, and the
- * tuner with its cache (a shape timed once per CPU and thread count).
+ * tuner with its cache (a shape timed once per CPU and thread count), and
+ * streaming stores decided on the program itself, cached the same way.
  */
 #include "codegen/c/cgen.h"
 #include "passes/passes.h"
@@ -396,6 +397,66 @@ static void test_host_probe(void **state)
     assert_true(cgen_gemm_sched_ok(&s, h.features));
 }
 
+/* Streaming stores, decided on the program itself: timed once per graph,
+ * CPU and thread count where an output is big enough (streamed from 32 MiB
+ * on, or not at all), then the cache's without timing, tuning on or off;
+ * the source streams accordingly; a program without such an output times
+ * nothing. */
+static void test_stream_tuning(void **state)
+{
+    (void)state;
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s", ku_scratch("tune-stream"));
+    kiln_compile_opts o = {.cache_dir = dir, .tune = 0.3, .threads = 1};
+    kiln_graph *g = ku_graph_new();
+    /* 256 MiB: the host model streams it (its threshold is at most 128 MiB) */
+    kiln_tensor *x = kiln_input(g, "x", KILN_F32, KILN_SHAPE(16384, 4096));
+    kiln_tensor *y = kiln_add(g, kiln_mul(g, x, kiln_scalar(g, 2)), kiln_scalar(g, 1));
+    assert_int_equal(kiln_entry(g, "f", 1, &y, NULL), KILN_OK);
+    kiln_graph *c = ir_graph_clone(g);
+    kprogram *p = NULL;
+    assert_int_equal(pass_pipeline(c, &p), KILN_OK);
+    rt_tuning tn;
+    long t0 = rt_tune_timed();
+    assert_int_equal(rt_tune(g, &o, p, cgen_host_features(), "t", rt_compile, &tn), KILN_OK);
+    assert_true(rt_tune_timed() >= t0 + 2); /* both ways (a second round where it wins) */
+    assert_true(tn.has_stream);
+    int64_t v = tn.stream_min;
+    assert_true(v == 0 || v == 32ll << 20);
+    assert_int_equal(kiln_graph_status(g), KILN_OK);
+    rt_tuning_free(&tn);
+    long t1 = rt_tune_timed();
+    assert_int_equal(rt_tune(g, &o, p, cgen_host_features(), "t", rt_compile, &tn), KILN_OK);
+    assert_int_equal(rt_tune_timed(), t1); /* the cache's */
+    assert_true(tn.has_stream && tn.stream_min == v);
+    rt_tuning_free(&tn);
+    o.tune = -1; /* tuning off: still the cache's */
+    kiln_module *m = NULL;
+    assert_int_equal(kiln_compile(g, &o, &m), KILN_OK);
+    assert_int_equal(rt_tune_timed(), t1);
+    assert_int_equal(strstr(kiln_module_source(m), "kiln_stream_f32(") != NULL, v > 0);
+    kiln_module_free(m);
+    kp_free(p);
+    kiln_graph_free(c);
+    kiln_graph_free(g);
+    /* small outputs: nothing timed, the host model's */
+    g = ku_graph_new();
+    x = kiln_input(g, "x", KILN_F32, KILN_SHAPE(64, 64));
+    y = kiln_exp(g, x);
+    assert_int_equal(kiln_entry(g, "f", 1, &y, NULL), KILN_OK);
+    c = ir_graph_clone(g);
+    assert_int_equal(pass_pipeline(c, &p), KILN_OK);
+    o.tune = 0.3;
+    assert_int_equal(rt_tune(g, &o, p, cgen_host_features(), "t", rt_compile, &tn), KILN_OK);
+    assert_false(tn.has_stream);
+    assert_int_equal(rt_tune_timed(), t1);
+    rt_tuning_free(&tn);
+    kp_free(p);
+    kiln_graph_free(c);
+    kiln_graph_free(g);
+    remove_dir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -407,6 +468,7 @@ int main(void)
         cmocka_unit_test(test_two_schedules_one_source),
         cmocka_unit_test(test_tuner_cache),
         cmocka_unit_test(test_tune_settings),
+        cmocka_unit_test(test_stream_tuning),
     };
     if (ku_scratch_make("tune") != 0)
         return 1;
