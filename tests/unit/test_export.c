@@ -1205,6 +1205,65 @@ static void test_cuda_standalone_ptx(void **state)
     rm_rf(dir);
 }
 
+/* Constant tensors travel with the export (C: in the code; CUDA: the
+ * constants blob) and give the JIT's numbers; an entry without inputs. */
+static void test_export_constants(void **state)
+{
+    (void)state;
+    char dir[256], so[300];
+    temp_dir(dir, sizeof dir);
+    kiln_graph *g = ku_graph_new();
+    const float cv[6] = {1.5f, -2, 3.25f, 4, -5.5f, 6};
+    const int64_t iv[3] = {2, 0, 1};
+    kiln_tensor *x = kiln_input(g, "x", KILN_F32, KILN_SHAPE(2, 3));
+    kiln_tensor *c = kiln_tensor_from(g, KILN_F32, KILN_SHAPE(2, 3), cv);
+    kiln_tensor *idx = kiln_tensor_from(g, KILN_I64, KILN_SHAPE(3), iv);
+    kiln_tensor *y = kiln_mul(g, x, c);
+    kiln_tensor *table = kiln_tensor_from(g, KILN_F32, KILN_SHAPE(3, 2), cv);
+    kiln_tensor *z = kiln_embedding(g, table, idx); /* rows 2, 0, 1 */
+    assert_int_equal(kiln_entry(g, "f", 1, &y, (const char *[]){"y"}), KILN_OK);
+    assert_int_equal(kiln_entry(g, "g", 1, &z, (const char *[]){"z"}), KILN_OK);
+    export_to(g, dir, "mlp");
+    if (export_target == KILN_TARGET_CUDA) { /* both tables, each at a multiple of 64 bytes */
+        struct stat st;
+        snprintf(so, sizeof so, "%s/mlp.consts.bin", dir);
+        assert_int_equal(stat(so, &st), 0);
+        assert_int_equal(st.st_size, 64 + 64 + 64);
+    }
+    snprintf(so, sizeof so, "%s/mlp.so", dir);
+    void *h = dlopen(so, RTLD_NOW | RTLD_LOCAL);
+    assert_non_null(h);
+    void *(*create)(void) = NULL;
+    int (*f)(void *, const float *, float *) = NULL, (*gz)(void *, float *) = NULL;
+    *(void **)&create = sym(h, "mlp_create");
+    *(void **)&f = sym(h, "mlp_f");
+    *(void **)&gz = sym(h, "mlp_g");
+    void (*free_)(void *) = NULL;
+    *(void **)&free_ = sym(h, "mlp_free");
+    void *s = create();
+    const float xv[6] = {1, 2, 3, 4, 5, 6};
+    float ys[6], zs[6], yj[6], zj[6];
+    assert_int_equal(f(s, xv, ys), 0);
+    assert_int_equal(gz(s, zs), 0);
+    kiln_module *j = ku_compile_for(g, export_target);
+    assert_int_equal(kiln_module_set(j, "x", xv, sizeof xv), KILN_OK);
+    assert_int_equal(kiln_module_run(j, "f"), KILN_OK);
+    assert_int_equal(kiln_module_run(j, "g"), KILN_OK);
+    assert_int_equal(kiln_module_get(j, "y", yj, sizeof yj), KILN_OK);
+    assert_int_equal(kiln_module_get(j, "z", zj, sizeof zj), KILN_OK);
+    assert_memory_equal(ys, yj, sizeof ys);
+    assert_memory_equal(zs, zj, sizeof zs);
+    for (int i = 0; i < 6; i++) {
+        assert_true(ys[i] == xv[i] * cv[i]);
+        assert_true(zs[i] == cv[iv[i / 2] * 2 + i % 2]);
+    }
+    free_(s);
+    dlclose(h);
+    kiln_module_free(j);
+    kiln_graph_free(g);
+    rm_rf(dir);
+}
+
 /* Exits 77 (skipped) where a CUDA compile says there is no usable GPU. */
 static void need_gpu(void)
 {
@@ -1229,6 +1288,7 @@ int main(int argc, char **argv)
             cmocka_unit_test(test_standalone_run_errors),
             cmocka_unit_test(test_standalone_load_validates_everything),
             cmocka_unit_test(test_open_matches_the_jit_bit_for_bit),
+            cmocka_unit_test(test_export_constants),
             cmocka_unit_test(test_cuda_export_files),
             cmocka_unit_test(test_cuda_standalone_matches_the_jit),
             cmocka_unit_test(test_cuda_standalone_errors),
@@ -1257,6 +1317,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_export_reserved_names),
         cmocka_unit_test(test_export_disk_full),
         cmocka_unit_test(test_out_of_memory),
+        cmocka_unit_test(test_export_constants),
     };
     return ku_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }
