@@ -493,17 +493,22 @@ static void cuda_tables(cgen_buf *b, const xspec *x)
 {
     const kprogram *p = x->p;
     const kiln_module *m = x->m;
-    int *args = ir_alloc(sizeof(int) * (size_t)(p->nbufs + 1)), nargs = 0;
-    int *gemm_of = ir_alloc(sizeof(int) * (size_t)(p->nkernels + 1)), ngemms = 0;
-    if (!args || !gemm_of) {
+    size_t nk = (size_t)(p->nkernels + 1);
+    int *args = ir_alloc(sizeof(int) * (size_t)(p->nbufs + 1)), nargs = 0, ngemms = 0;
+    int *gemm_of = ir_alloc(sizeof(int) * nk), *nargs_of = ir_alloc(sizeof(int) * nk);
+    int64_t *threads = ir_alloc(sizeof(int64_t) * nk);
+    rt_gemm_plan *plan = ir_alloc(sizeof(rt_gemm_plan) * nk);
+    if (!args || !gemm_of || !nargs_of || !threads || !plan) {
         b->oom = true;
         ir_free(args);
         ir_free(gemm_of);
+        ir_free(nargs_of);
+        ir_free(threads);
+        ir_free(plan);
         return;
     }
-    rt_gemm_plan g;
     for (int k = 0; k < p->nkernels; k++)
-        gemm_of[k] = rt_gemm_plan_of(p, &p->kernels[k], &g) ? ngemms++ : -1;
+        gemm_of[k] = rt_gemm_plan_of(p, &p->kernels[k], &plan[k]) ? ngemms++ : -1;
     /* cuBLASLt's values (device.h; checked against the toolkit's headers) */
     cgen_printf(b,
                 "\n/* ---- cuBLASLt's values ---- */\n\nenum {\n    KSO_LT_COMPUTE_32F = %d,\n"
@@ -551,22 +556,17 @@ static void cuda_tables(cgen_buf *b, const xspec *x)
             cgen_printf(b, "    \"%s_epi\",\n", p->kernels[k].name);
     cgen_puts(b, "    NULL};\n\n");
     char name[64];
-    int64_t *threads = ir_alloc(sizeof(int64_t) * (size_t)(p->nkernels + 1));
-    if (!threads) {
-        b->oom = true;
-        p = NULL;
-    }
-    for (int k = 0; p && k < p->nkernels; k++) {
-        if ((threads[k] = cgen_cuda_launch(p, &p->kernels[k], false, args, &nargs)) < 0)
+    for (int k = 0; k < p->nkernels; k++) {
+        if ((threads[k] = cgen_cuda_launch(p, &p->kernels[k], false, args, &nargs_of[k])) < 0)
             b->oom = true;
         snprintf(name, sizeof name, "kso_args_%d", k);
-        int_table(b, name, args, nargs);
+        int_table(b, name, args, nargs_of[k]);
     }
     cgen_printf(b, "static const kso_gemm kso_gemms[KSO_NGEMMS + 1] = {\n");
-    for (int k = 0; p && k < p->nkernels; k++) {
+    for (int k = 0; k < p->nkernels; k++) {
         if (gemm_of[k] < 0)
             continue;
-        rt_gemm_plan_of(p, &p->kernels[k], &g);
+        const rt_gemm_plan g = plan[k];
         int64_t epi = cgen_cuda_launch(p, &p->kernels[k], true, args, &nargs);
         b->oom = b->oom || epi < 0;
         rt_gemm_epi lt = {-1, -1, 0, 0};
@@ -583,7 +583,7 @@ static void cuda_tables(cgen_buf *b, const xspec *x)
                     (long long)lt.out_at, (long long)lt.bias_at);
     }
     cgen_puts(b, "    {0}};\n\n");
-    for (int e = 0; p && e < p->nentries; e++) {
+    for (int e = 0; e < p->nentries; e++) {
         const kentry *ke = &p->entries[e];
         cgen_printf(b, "static const kso_launch kso_launches_%d[] = {\n", e);
         bool can_fail = false;
@@ -591,8 +591,7 @@ static void cuda_tables(cgen_buf *b, const xspec *x)
             int k = ke->kernels[i];
             can_fail = can_fail || kk_can_fail(&p->kernels[k]);
             cgen_printf(b, "    {%d, %lld, %d, kso_args_%d, %d},\n", k, (long long)threads[k],
-                        cgen_cuda_launch(p, &p->kernels[k], false, args, &nargs) < 0 ? 0 : nargs, k,
-                        gemm_of[k]);
+                        nargs_of[k], k, gemm_of[k]);
         }
         cgen_printf(b, "    {0}};\nstatic const int64_t kso_copies_%d[] = {", e);
         for (int c = 0; c < ke->ncopies; c++) {
@@ -612,14 +611,14 @@ static void cuda_tables(cgen_buf *b, const xspec *x)
         x->e[e].can_fail = can_fail;
     }
     cgen_puts(b, "static const kso_cuentry kso_cuentries[KSO_NENTRIES + 1] = {\n");
-    for (int e = 0; p && e < p->nentries; e++)
+    for (int e = 0; e < p->nentries; e++)
         cgen_printf(b,
                     "    {kso_launches_%d, %d, kso_copies_%d, %d, kso_touch_%d, %d, %lld, "
                     "%llu},\n",
                     e, p->entries[e].nkernels, e, p->entries[e].ncopies, e, x->e[e].can_fail,
                     (long long)p->entries[e].arena_bytes, (unsigned long long)x->e[e].stash);
     cgen_puts(b, "    {0}};\n\nstatic const kso_cpbuf kso_cpbufs[KSO_NPBUFS + 1] = {\n");
-    for (int i = 0; p && i < p->nbufs; i++)
+    for (int i = 0; i < p->nbufs; i++)
         cgen_printf(b, "    {%llu, %llu},\n", (unsigned long long)x->const_at[i],
                     p->bufs[i].role == KB_CONST
                         ? (unsigned long long)(p->bufs[i].numel *
@@ -643,6 +642,8 @@ static void cuda_tables(cgen_buf *b, const xspec *x)
     ir_free(threads);
     ir_free(args);
     ir_free(gemm_of);
+    ir_free(nargs_of);
+    ir_free(plan);
 }
 
 static char *make_source(const xspec *x, const char *cmd)

@@ -1109,8 +1109,9 @@ static void test_cuda_standalone_matches_the_jit(void **state)
 }
 
 /* A failing run changes nothing on the GPU: the next run is the one a state
- * that never failed makes; without a GPU a state is made, read and saved, and
- * its first run says why (test_standalone_run_errors: the messages). */
+ * that never failed makes; without a GPU a state is made, read and saved, its
+ * first run says why (test_standalone_run_errors: the messages), and so does
+ * kiln_module_open. */
 static void test_cuda_standalone_errors(void **state)
 {
     (void)state;
@@ -1162,6 +1163,22 @@ static void test_cuda_standalone_errors(void **state)
                                     "directory)");
     b.free_(s);
     dlclose(b.h);
+    /* kiln_module_open without a GPU: in a fresh process of this program (this
+     * one's driver is open for good), which prints what it got */
+    snprintf(cmd, sizeof cmd, "KILN_LIBCUDA=%s /proc/%ld/exe --open '%s/mlp.so' > '%s/open.txt'",
+             KU_NO_LIBCUDA, (long)getpid(), dir, dir);
+    assert_int_equal(system(cmd), 0);
+    snprintf(path, sizeof path, "%s/open.txt", dir);
+    char *got = ku_read_file(path, NULL);
+    assert_non_null(got);
+    char want[1200];
+    snprintf(want, sizeof want,
+             "%d kiln_module_open: '%s/mlp.so' is a CUDA export: the GPU cannot be used: the "
+             "NVIDIA driver is not installed (" KU_NO_LIBCUDA
+             ": cannot open shared object file: No such file or directory)\n",
+             (int)KILN_ERR_DEVICE, dir);
+    assert_string_equal(got, want);
+    free(got);
     setenv("KILN_LIBCUDA", keep, 1);
     kiln_graph_free(g);
     rm_rf(dir);
@@ -1280,6 +1297,13 @@ static void need_gpu(void)
 
 int main(int argc, char **argv)
 {
+    if (argc == 3 && strcmp(argv[1], "--open") == 0) { /* test_cuda_standalone_errors' child */
+        kiln_module *m = NULL;
+        kiln_status s = kiln_module_open(argv[2], &m);
+        printf("%d %s\n", (int)s, kiln_module_error(NULL));
+        kiln_module_free(m);
+        return 0;
+    }
     if (argc == 2 && strcmp(argv[1], "--cuda") == 0) {
         need_gpu();
         export_target = KILN_TARGET_CUDA;
