@@ -171,9 +171,9 @@ static kiln_status dexec_run(kiln_module *m, int e, const bool *needed)
     rt_runerr err = {0};
     s = s ? s : d->ops->finish(d, &err);
     if (s != KILN_OK) { /* the device itself failed mid-run: what the run wrote there is not
-                           to be trusted, and a host copy that is current will be sent again */
+                           to be trusted where a current host copy can be sent again */
         for (int i = 0; i < m->nbufs; i++)
-            if (x->touch[e][i] & 2)
+            if ((x->touch[e][i] & 2) && x->host_ok[i])
                 x->dev_ok[i] = false;
         return device_error(m, x, "kiln_module_run");
     }

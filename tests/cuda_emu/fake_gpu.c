@@ -31,6 +31,7 @@
  * default 90). $KILN_FAKE_GPU_MEM: the most bytes that may be allocated at
  * once (default: no limit). $KILN_FAKE_GPU_LOG: a file each driver call that
  * moves memory or launches appends a line to ("launch k0_add", "htod 12").
+ * $KILN_FAKE_GPU_FAIL_LAUNCH=1: every launch fails (invalid argument).
  */
 #include "block.h"
 
@@ -459,6 +460,9 @@ EXPORT int cuLaunchKernel(ffunc *f, unsigned gx, unsigned gy, unsigned gz, unsig
     (void)stream;
     if (!f || !f->fn)
         return CU_INVALID_HANDLE;
+    const char *fail = getenv("KILN_FAKE_GPU_FAIL_LAUNCH");
+    if (fail && strcmp(fail, "1") == 0) /* a device that fails: the tests' failure paths */
+        return CU_INVALID_VALUE;
     if (bx != KEMU_THREADS || by != 1 || bz != 1 || gx < 1 || gy != 1 || gz != 1 || shared ||
         extra || f->nargs > KEMU_ARGS) {
         fprintf(stderr, "fake GPU: %s launched with grid %ux%ux%u, block %ux%ux%u, %u shared\n",

@@ -574,6 +574,44 @@ static void test_failed_run_changes_nothing(void **state)
     kiln_graph_free(g);
 }
 
+/* The device itself failing mid-run (the fake GPU's launches, where it is the
+ * fake GPU): the run says which device and call failed, and the module then
+ * runs on as one that never failed (params current on the device only stay
+ * there). */
+static void test_device_failure(void **state)
+{
+    (void)state;
+    const char *lib = getenv("KILN_LIBCUDA");
+    if (!cuda || !lib || !strstr(lib, "fakegpu")) {
+        print_message("only on the fake GPU, which can fail on demand\n");
+        return;
+    }
+    kiln_graph *g = gather_graph();
+    kiln_module *t = compile_t(g), *n = compile_t(g);
+    kiln_module *both[2] = {t, n};
+    for (int i = 0; i < 2; i++) {
+        set_good(both[i]);
+        run_ok(both[i], "train");
+    }
+    setenv("KILN_FAKE_GPU_FAIL_LAUNCH", "1", 1);
+    kiln_status s = kiln_module_run(t, "train");
+    unsetenv("KILN_FAKE_GPU_FAIL_LAUNCH");
+    assert_int_equal(s, KILN_ERR_DEVICE);
+    const char *e = kiln_module_error(t);
+    if (strncmp(e, "kiln_module_run: the cuda device failed: k", 42) != 0 ||
+        !strstr(e, " failed: invalid argument (CUDA error 1)"))
+        fail_msg("%s", e);
+    for (int i = 0; i < 2; i++)
+        run_ok(both[i], "train");
+    char *vt = read_all(t, t, PARAMS | OUTPUTS), *vn = read_all(n, t, PARAMS | OUTPUTS);
+    assert_memory_equal(vt, vn, bytes_of(t, PARAMS | OUTPUTS));
+    free(vt);
+    free(vn);
+    kiln_module_free(t);
+    kiln_module_free(n);
+    kiln_graph_free(g);
+}
+
 /* ---- 5. the module API ------------------------------------------------------------------ */
 
 /* "f": y = x * p + s; "bump": p += x. */
@@ -884,6 +922,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_checkpoints_cross_load),
         cmocka_unit_test(test_checkpoint_resumes_random_stream),
         cmocka_unit_test(test_failed_run_changes_nothing),
+        cmocka_unit_test(test_device_failure),
         cmocka_unit_test(test_set_get_print_npy),
         cmocka_unit_test(test_errors_same_as_c),
         cmocka_unit_test(test_lr_set_scalar),

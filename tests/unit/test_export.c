@@ -1137,6 +1137,22 @@ static void test_cuda_standalone_errors(void **state)
     assert_int_equal(a.train(s, x, y, &l), 0);
     assert_int_equal(a.train(never, x, y, &ln), 0);
     assert_memory_equal(&l, &ln, sizeof l);
+    /* the GPU itself failing (the fake's launches, where it is the fake): the
+     * run says which call failed and how, and the state runs on after it */
+    if (getenv("KILN_LIBCUDA") && strstr(getenv("KILN_LIBCUDA"), "fakegpu")) {
+        setenv("KILN_FAKE_GPU_FAIL_LAUNCH", "1", 1);
+        assert_int_equal(a.train(s, x, y, &l), -1);
+        unsetenv("KILN_FAKE_GPU_FAIL_LAUNCH");
+        const char *e = a.error(s);
+        if (strncmp(e, "mlp_train: the GPU failed: k", 28) != 0 ||
+            !strstr(e, " failed: invalid argument (CUDA error 1)"))
+            fail_msg("%s", e);
+        assert_memory_equal(a.tensor(s, "fc1.weight", NULL), a.tensor(never, "fc1.weight", NULL),
+                            sizeof before);
+        assert_int_equal(a.train(s, x, y, &l), 0);
+        assert_int_equal(a.train(never, x, y, &ln), 0);
+        assert_memory_equal(&l, &ln, sizeof l);
+    }
     a.free_(s);
     a.free_(never);
     dlclose(a.h);
