@@ -190,6 +190,11 @@ def main():
         f = maybe(lambda: torch.exp(x * 0.5 + 1) * x - 2)
         t = best_of(f, 5)
         print(f"RESULT chain {t:.6f} {8e8 / t / 1e9:.1f} GB/s")
+    elif case == "tanh":
+        x = torch.rand(100_000_000) - 0.5
+        f = maybe(lambda: torch.tanh(torch.exp(-x) * 2 + 1) * x)
+        t = best_of(f, 5)
+        print(f"RESULT tanh {t:.6f} {8e8 / t / 1e9:.1f} GB/s")
     elif case == "tutorial":
         f = maybe(lambda: torch.randn(10000, 10000) * torch.randn(10000, 10000))
         t = best_of(f, n or 3)

@@ -216,17 +216,28 @@ static const char *const cflags[] = {
     "-shared"};
 enum { NCFLAGS = sizeof cflags / sizeof cflags[0], MAXARGS = NCFLAGS + 10 };
 
+/* The flag a source's vector width asks for (cgen_opts.vector_width), or
+ * NULL: the compiler's own choice. */
+static const char *width_flag(int vector_width)
+{
+    return vector_width == 512   ? "-mprefer-vector-width=512"
+           : vector_width == 256 ? "-mprefer-vector-width=256"
+                                 : NULL;
+}
+
 /* The compiler's argv (NULL-terminated; its strings are the arguments'):
- * cc FLAGS [-fopenmp] [-Wl,-Bsymbolic] -o out src -lm. Exports bind their own
- * symbols (-Bsymbolic): two exported models in one program never call each
- * other's kiln_entry_<i>. */
-static int cc_argv(const char *cc, bool openmp, bool exported, const char *out, const char *src,
-                   const char *argv[MAXARGS])
+ * cc FLAGS [-mprefer-vector-width=N] [-fopenmp] [-Wl,-Bsymbolic] -o out src
+ * -lm. Exports bind their own symbols (-Bsymbolic): two exported models in
+ * one program never call each other's kiln_entry_<i>. */
+static int cc_argv(const char *cc, bool openmp, bool exported, int vector_width, const char *out,
+                   const char *src, const char *argv[MAXARGS])
 {
     int n = 0;
     argv[n++] = cc;
     for (int i = 0; i < NCFLAGS; i++)
         argv[n++] = cflags[i];
+    if (width_flag(vector_width))
+        argv[n++] = width_flag(vector_width);
     if (openmp)
         argv[n++] = "-fopenmp";
     if (exported)
@@ -240,10 +251,10 @@ static int cc_argv(const char *cc, bool openmp, bool exported, const char *out, 
 }
 
 static int compile_c(const char *cc, const char *src, const char *out, bool openmp, bool exported,
-                     const char *cwd, const char *errpath)
+                     int vector_width, const char *cwd, const char *errpath)
 {
     const char *args[MAXARGS];
-    int n = cc_argv(cc, openmp, exported, out, src, args);
+    int n = cc_argv(cc, openmp, exported, vector_width, out, src, args);
     /* execve takes char *const argv[]: give it mutable copies */
     char store[MAXARGS][4400], *argv[MAXARGS];
     for (int i = 0; i < n; i++) {
@@ -289,7 +300,7 @@ static bool openmp_works(const compiler *cc, const char *dir)
         "#pragma omp parallel reduction(+:n)\n n += omp_get_num_threads() > 0;"
         "\nreturn n; }\n";
     bool yes = rt_write_atomic(src, probe, sizeof probe - 1) &&
-               compile_c(cc->path, src, so, true, false, NULL, err) == 0;
+               compile_c(cc->path, src, so, true, false, 0, NULL, err) == 0;
     if (yes) { /* it must also load */
         void *h = dlopen(so, RTLD_NOW | RTLD_LOCAL);
         yes = h != NULL;
@@ -502,7 +513,8 @@ static void compile_failed(kiln_graph *g, const char *cc, int rc, int spawn_errn
 }
 
 /* Compiles (or finds in the cache) and loads the source. Errors go on g. */
-void *rt_cc_build(kiln_graph *g, const kiln_compile_opts *opts, const char *source, bool *hit)
+void *rt_cc_build(kiln_graph *g, const kiln_compile_opts *opts, const char *source,
+                  int vector_width, bool *hit)
 {
     compiler cstore;
     find_compiler(&cstore);
@@ -525,6 +537,8 @@ void *rt_cc_build(kiln_graph *g, const kiln_compile_opts *opts, const char *sour
     XXH3_64bits_update(st, source, strlen(source) + 1);
     for (int i = 0; i < NCFLAGS; i++)
         XXH3_64bits_update(st, cflags[i], strlen(cflags[i]) + 1);
+    const char *wf = width_flag(vector_width);
+    XXH3_64bits_update(st, wf ? wf : "", wf ? strlen(wf) + 1 : 1);
     XXH3_64bits_update(st, &omp, sizeof omp);
     XXH3_64bits_update(st, cc->ident, strlen(cc->ident) + 1);
     XXH3_64bits_update(st, &cpu, sizeof cpu);
@@ -563,7 +577,7 @@ void *rt_cc_build(kiln_graph *g, const kiln_compile_opts *opts, const char *sour
     snprintf(tmp, sizeof tmp, "%s.tmp.%s", so, uniq);
     snprintf(err, sizeof err, "%s.tmp.%s.err", so, uniq);
     errno = 0;
-    int rc = compile_c(cc->path, src, tmp, omp, false, NULL, err);
+    int rc = compile_c(cc->path, src, tmp, omp, false, vector_width, NULL, err);
     int spawn_errno = rc < 0 ? errno : 0;
     if (rc != 0 || !looks_like_so(tmp)) {
         compile_failed(g, cc->path, rc, spawn_errno, src, err);
@@ -604,6 +618,7 @@ kiln_status rt_toolchain_find(kiln_graph *g, const kiln_compile_opts *opts, cons
         return s;
     snprintf(tc->cc, sizeof tc->cc, "%s", cc.path);
     tc->openmp = openmp_works(&cc, dir);
+    tc->vector_width = 0; /* the caller's, from its rt_code */
     return KILN_OK;
 }
 
@@ -611,7 +626,7 @@ void rt_toolchain_command(const rt_toolchain *tc, const char *src, const char *s
                           size_t cap)
 {
     const char *argv[MAXARGS];
-    int n = cc_argv(tc->cc, tc->openmp, true, so, src, argv);
+    int n = cc_argv(tc->cc, tc->openmp, true, tc->vector_width, so, src, argv);
     size_t len = 0;
     out[0] = 0;
     for (int i = 0; i < n && len < cap; i++)
@@ -621,5 +636,5 @@ void rt_toolchain_command(const rt_toolchain *tc, const char *src, const char *s
 int rt_toolchain_run(const rt_toolchain *tc, const char *dir, const char *src, const char *so,
                      const char *errpath)
 {
-    return compile_c(tc->cc, src, so, tc->openmp, true, dir, errpath);
+    return compile_c(tc->cc, src, so, tc->openmp, true, tc->vector_width, dir, errpath);
 }

@@ -284,7 +284,7 @@ void rt_code_free(rt_code *code)
 {
     kp_free(code->prog);
     ir_free(code->source);
-    *code = (rt_code){NULL, NULL};
+    *code = (rt_code){NULL, NULL, 0};
 }
 
 kiln_status rt_cexec_new(kiln_module *m, kiln_graph *g, rt_code *code, int threads, const char *fn)
@@ -300,7 +300,7 @@ kiln_status rt_cexec_new(kiln_module *m, kiln_graph *g, rt_code *code, int threa
     c->threads = threads > 0 ? threads : 0;
     c->prog = code->prog;
     c->source = code->source;
-    *code = (rt_code){NULL, NULL};
+    *code = (rt_code){NULL, NULL, 0};
     const kprogram *p = c->prog;
     int ne = p->nentries ? p->nentries : 1;
     c->entries = ir_alloc(sizeof(*c->entries) * (size_t)ne);

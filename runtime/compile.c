@@ -44,7 +44,7 @@ static kiln_status verify(kiln_graph *g, kiln_graph *mg, const char *fn)
 kiln_status rt_render(kiln_graph *g, kiln_graph *mg, const kiln_compile_opts *opts, bool launch,
                       bool inplace, const char *fn, const cgen_gemm_sched *force, rt_code *code)
 {
-    *code = (rt_code){NULL, NULL};
+    *code = (rt_code){NULL, NULL, 0};
     kiln_target target = opts ? opts->target : KILN_TARGET_C;
     if (target == KILN_TARGET_INTERP) /* it runs the graph itself */
         return KILN_OK;
@@ -67,13 +67,20 @@ kiln_status rt_render(kiln_graph *g, kiln_graph *mg, const kiln_compile_opts *op
         co.pick = rt_tuning_pick;
         co.pick_ctx = &tn;
     }
+    co.vector_width = cgen_vector_width(&host);
     if (tn.has_stream) /* tuned on this CPU, now or earlier */
         co.stream_min = tn.stream_min;
-    if (rt_stream_forced() >= 0) /* a candidate of the tuner's */
-        co.stream_min = rt_stream_forced();
+    if (tn.has_width)
+        co.vector_width = tn.vector_width;
+    const rt_variant *forced = rt_variant_forced(); /* a candidate of the tuner's */
+    if (forced && forced->stream_min >= 0)
+        co.stream_min = forced->stream_min;
+    if (forced && forced->vector_width >= 0)
+        co.vector_width = forced->vector_width;
+    code->vector_width = target == KILN_TARGET_C ? co.vector_width : 0;
     if (s == KILN_OK)
         code->source = target == KILN_TARGET_CUDA ? cgen_cuda(code->prog) : cgen_c(code->prog, &co);
-    if (s == KILN_OK && code->source && ir_debug_level() >= 1 && rt_stream_forced() < 0 &&
+    if (s == KILN_OK && code->source && ir_debug_level() >= 1 && !forced &&
         strstr(code->source, "kiln_stream_f32("))
         fprintf(stderr,
                 "kiln: %s: pointwise outputs of %lld MiB or more go around the caches "
@@ -105,6 +112,7 @@ bool rt_launch_wanted(void)
 static kiln_status attach(kiln_module *m, kiln_graph *g, rt_code *code,
                           const kiln_compile_opts *opts, bool launch, const char *fn)
 {
+    m->vector_width = code->vector_width;
     if (m->target == KILN_TARGET_INTERP) {
         m->exec = &rt_interp;
         return KILN_OK;
@@ -118,7 +126,7 @@ kiln_status rt_prepare(kiln_graph *g, kiln_graph *mg, const kiln_compile_opts *o
                        kiln_module **out)
 {
     kiln_target target = opts ? opts->target : KILN_TARGET_C;
-    rt_code code = {NULL, NULL};
+    rt_code code = {NULL, NULL, 0};
     kiln_module *m = NULL;
     kiln_status s = verify(g, mg, fn);
     s = s ? s : rt_render(g, mg, opts, false, target == KILN_TARGET_C, fn, NULL, &code);
@@ -165,7 +173,7 @@ static kiln_status build(kiln_module *m, kiln_graph *g, const kiln_compile_opts 
                                    s == KILN_ERR_DEVICE ? "the GPU cannot be used: " : "", why);
         return rt_dexec_attach(m, g, dev, fn);
     }
-    void *so = rt_cc_build(g, opts, source, hit);
+    void *so = rt_cc_build(g, opts, source, m->vector_width, hit);
     if (!so)
         return g->status;
     if (m->exec == &rt_cexec)
@@ -214,7 +222,7 @@ kiln_status rt_compile(kiln_graph *g, const kiln_compile_opts *opts, const cgen_
 
     double t0 = now_ms();
     kiln_graph *mg = NULL;
-    rt_code code = {NULL, NULL};
+    rt_code code = {NULL, NULL, 0};
     kiln_module *m = NULL;
     bool hit = false;
     kiln_status s = rt_check_names(g, fn); /* one namespace */
@@ -234,7 +242,7 @@ kiln_status rt_compile(kiln_graph *g, const kiln_compile_opts *opts, const cgen_
         rt_module_destroy(m);
         return s;
     }
-    m->quiet = force != NULL || rt_stream_forced() >= 0; /* the tuner's candidates say nothing */
+    m->quiet = force != NULL || rt_variant_forced(); /* the tuner's candidates say nothing */
     if (target != KILN_TARGET_INTERP && !m->quiet && ir_debug_level() >= 1)
         debug_line(m, t0, hit);
     *out = m;

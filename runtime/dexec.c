@@ -244,7 +244,7 @@ kiln_status rt_dexec_new(kiln_module *m, kiln_graph *g, rt_code *code, const cha
     m->exec = m->target == KILN_TARGET_CUDA ? &rt_dexec_cuda : &rt_dexec_c;
     x->prog = code->prog;
     x->source = code->source;
-    *code = (rt_code){NULL, NULL};
+    *code = (rt_code){NULL, NULL, 0};
     const kprogram *p = x->prog;
     size_t ne = (size_t)(p->nentries ? p->nentries : 1), nb = (size_t)(p->nbufs ? p->nbufs : 1),
            nm = (size_t)(m->nbufs ? m->nbufs : 1);

@@ -1028,7 +1028,9 @@ static kiln_status export_prepare(kiln_graph *g, const kiln_compile_opts *opts, 
     if (s == KILN_OK)
         s = rt_toolchain_find(g, opts, "kiln_export", tc);
     if (s == KILN_OK && x->cuda)
-        tc->openmp = false; /* the host side has no parallel loops */
+        tc->openmp = false;       /* the host side has no parallel loops */
+    if (s == KILN_OK && !x->cuda) /* built as the JIT builds it: the same vectors, sums */
+        tc->vector_width = m->vector_width;
     if (s != KILN_OK) {
         g->compile_error = true; /* the graph stays usable (ir_begin) */
         if (x->m)

@@ -63,6 +63,7 @@ struct kiln_module {
     atomic_flag busy;  /* a call that reads or writes buffers is running (rt_enter) */
     bool quiet;        /* built on a forced GEMM schedule (a tuner's candidate): no
                           KILN_DEBUG line at compile, no profile at free */
+    int vector_width;  /* the C build's -mprefer-vector-width (rt_code's), 0: none */
 };
 
 /* A target's way of running entries. */
@@ -95,8 +96,9 @@ extern const rt_executor rt_dexec_cuda; /* dexec.c over the CUDA device */
 
 /* A kernel program and the source a renderer made of it. */
 typedef struct {
-    kprogram *prog; /* over the graph the passes rewrote */
-    char *source;   /* ir_alloc'd C (or CUDA) text */
+    kprogram *prog;   /* over the graph the passes rewrote */
+    char *source;     /* ir_alloc'd C (or CUDA) text */
+    int vector_width; /* C: built with -mprefer-vector-width=N when N > 0 (cgen_opts) */
 } rt_code;
 void rt_code_free(rt_code *code); /* cexec.c: frees both, leaves it empty */
 
@@ -122,6 +124,8 @@ typedef struct {
     int n;
     bool has_stream;    /* stream_min is the tuned one (cached or tuned now) */
     int64_t stream_min; /* cgen_opts.stream_min (0: no store streams) */
+    bool has_width;     /* vector_width is the tuned one */
+    int vector_width;   /* cgen_opts.vector_width */
 } rt_tuning;
 /* Fills t for program p: each packed GEMM's schedule from the cache of
  * tuned schedules for this CPU and thread count, else (tuning on: opts.tune,
@@ -144,9 +148,17 @@ bool rt_host_measures_fma(void);
 /* How many GEMM candidates this process has timed (tests: a cached shape is
  * never timed again). */
 long rt_tune_timed(void);
-/* The streaming threshold the tuner forces on this thread's compiles of its
- * candidates (cgen_opts.stream_min), or -1 (none forced). */
-int64_t rt_stream_forced(void);
+/* A whole-program candidate of the tuner's: what it forces on the compile it
+ * times (cgen_opts.stream_min and vector_width); -1: the usual choice. */
+typedef struct {
+    int64_t stream_min;
+    int vector_width;
+} rt_variant;
+/* The candidate this thread is compiling now, or NULL (not a candidate);
+ * forcing one on this thread's compiles (NULL: none). Such compiles are quiet
+ * (KILN_DEBUG) and make no program choices of their own. */
+const rt_variant *rt_variant_forced(void);
+void rt_variant_force(const rt_variant *v);
 /* verify -> render -> module -> executor over mg (taken over): everything
  * kiln_compile does short of building and loading code (kiln_export and
  * kiln_module_open take it from there). Errors on g as "fn: ". */
@@ -261,7 +273,8 @@ bool rt_launch_wanted(void);
 
 /* Compiles source (or finds it in the cache) and dlopens it; NULL with the
  * error on g. *hit: it came from the cache. */
-void *rt_cc_build(kiln_graph *g, const kiln_compile_opts *opts, const char *source, bool *hit);
+void *rt_cc_build(kiln_graph *g, const kiln_compile_opts *opts, const char *source,
+                  int vector_width, bool *hit);
 /* A hash of this CPU's model name and feature flags (part of cache keys). */
 uint64_t rt_cpu_identity(void);
 
@@ -275,6 +288,7 @@ void *rt_load_code(const char *path);
 typedef struct {
     char cc[4096];
     bool openmp;
+    int vector_width; /* -mprefer-vector-width=N when N > 0 (rt_code.vector_width) */
 } rt_toolchain;
 kiln_status rt_toolchain_find(kiln_graph *g, const kiln_compile_opts *opts, const char *fn,
                               rt_toolchain *tc);

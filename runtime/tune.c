@@ -17,16 +17,21 @@
  * Conv's implicit GEMMs and transposed weights take the schedule of their
  * shape tuned as a plain matmul.
  *
- * Streaming stores (cgen_opts.stream_min: pointwise outputs of at least that
- * many bytes go around the caches) are decided for a program with an output
- * of STREAM_MIN or more the same way: the cache's decision for this graph,
- * CPU and thread count; else (tuning on) the program itself compiled twice,
- * those outputs streamed and not, every entry run (inputs zero) and timed in
- * two alternating rounds: streamed where that wins both by TUNE_MARGIN; else
- * the host model's (the last-level cache, cgen_stream_min). A stand-in kernel
- * would mislead: on a 2-core EPYC a plain fill of 512 MiB ran at 55 GB/s
- * through the caches and 40 streamed, while the tutorial's randn * randn
- * (400 MB) ran 14% faster streamed.
+ * Two choices are made for the whole program the same way: the loops'
+ * vector width (cgen_opts.vector_width, on AVX-512 hosts, for a program with
+ * a pointwise or reduction kernel of WIDTH_WORK elements or more) and
+ * streaming stores (cgen_opts.stream_min: pointwise outputs of at least that
+ * many bytes go around the caches; for a program with an output of
+ * STREAM_MIN or more). The cache's decision for this graph, CPU and thread
+ * count; else (tuning on) the program itself compiled each way, every entry
+ * run (inputs zero) and timed in two alternating rounds, a challenger taken
+ * where it wins both by TUNE_MARGIN: first 512- against 256-bit vectors (the
+ * model's first), then, at that width, streamed against not; else the host
+ * model's (cgen_vector_width, cgen_stream_min). Stand-in kernels would
+ * mislead: on a 2-core EPYC a plain fill of 512 MiB ran at 55 GB/s through
+ * the caches and 40 streamed, while the tutorial's randn * randn (400 MB) ran
+ * 14% faster streamed; and the width matters to transcendental chains only
+ * (1.9x on tanh(exp(-x) * 2 + 1) * x, nothing on x * 2 + 1).
  */
 #include "rt.h"
 
@@ -275,21 +280,28 @@ static double time_candidate(const shape *sh, const cgen_gemm_sched *s,
     return best;
 }
 
-/* ---- streaming stores, timed on the program itself ---- */
+/* ---- the whole program's variants, timed on the program itself ---- */
 
-enum { STREAM_MIN = 32 << 20 };
+enum { STREAM_MIN = 32 << 20, WIDTH_WORK = 1 << 16 };
 
-static _Thread_local int64_t stream_forced = -1;
+static _Thread_local rt_variant forced_variant;
+static _Thread_local bool forcing;
 
-int64_t rt_stream_forced(void)
+const rt_variant *rt_variant_forced(void)
 {
-    return stream_forced;
+    return forcing ? &forced_variant : NULL;
 }
 
-/* Seconds for one run of every entry of g compiled with its outputs of
- * STREAM_MIN or more streamed (on) or none: the best of a few after a warm
- * run; -1 when it could not be built or run. */
-static double time_program(kiln_graph *g, bool on, const kiln_compile_opts *opts,
+void rt_variant_force(const rt_variant *v)
+{
+    forcing = v != NULL;
+    if (v)
+        forced_variant = *v;
+}
+
+/* Seconds for one run of every entry of g compiled as variant v: the best of
+ * a few after a warm run; -1 when it could not be built or run. */
+static double time_program(kiln_graph *g, rt_variant v, const kiln_compile_opts *opts,
                            rt_compile_fn compile, double budget)
 {
     kiln_compile_opts co = opts ? *opts : (kiln_compile_opts){0};
@@ -297,9 +309,9 @@ static double time_program(kiln_graph *g, bool on, const kiln_compile_opts *opts
     co.tune = -1;
     kiln_module *m = NULL;
     timed++;
-    stream_forced = on ? STREAM_MIN : 0;
+    rt_variant_force(&v);
     kiln_status s = compile(g, &co, NULL, &m);
-    stream_forced = -1;
+    rt_variant_force(NULL);
     for (int i = 0; s == KILN_OK && i < m->nbufs; i++) /* inputs: zeros */
         if (m->bufs[i].role == RT_INPUT) {
             void *zero = calloc(1, m->bufs[i].nbytes ? m->bufs[i].nbytes : 1);
@@ -322,24 +334,33 @@ static double time_program(kiln_graph *g, bool on, const kiln_compile_opts *opts
     return s == KILN_OK ? best : -1;
 }
 
-/* Whether streaming wins program g (a copy: candidates' errors stay there);
- * false in *ok when it could not be timed. */
-static bool stream_wins(const kiln_graph *g, const kiln_compile_opts *opts, rt_compile_fn compile,
-                        double budget, bool *ok)
+static const char *variant_text(rt_variant v, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s, %s", v.stream_min > 0 ? "streamed" : "stored through the caches",
+             v.vector_width == 512   ? "512-bit vectors"
+             : v.vector_width == 256 ? "256-bit vectors"
+                                     : "the compiler's vectors");
+    return out;
+}
+
+/* Whether variant b of program g (a copy: candidates' errors stay there)
+ * beats variant a by TUNE_MARGIN in two alternating rounds; false in *ok when
+ * either could not be timed. */
+static bool beats(const kiln_graph *g, rt_variant a, rt_variant b, const kiln_compile_opts *opts,
+                  rt_compile_fn compile, double budget, bool *ok)
 {
     kiln_graph *c = ir_graph_clone(g);
     bool wins = c != NULL;
     *ok = c != NULL;
     for (int round = 0; round < 2 && wins && *ok; round++) {
-        double off = time_program(c, false, opts, compile, budget / 4);
-        double on = time_program(c, true, opts, compile, budget / 4);
-        *ok = off > 0 && on > 0;
-        wins = on < off * (1 - TUNE_MARGIN);
+        double ta = time_program(c, a, opts, compile, budget / 4);
+        double tb = time_program(c, b, opts, compile, budget / 4);
+        *ok = ta > 0 && tb > 0;
+        wins = tb < ta * (1 - TUNE_MARGIN);
+        char sa[96], sb[96];
         if (*ok && ir_debug_level() >= 2)
-            fprintf(stderr,
-                    "kiln: the program's runs: %.3f ms stored through the caches, %.3f "
-                    "ms streamed\n",
-                    off * 1e3, on * 1e3);
+            fprintf(stderr, "kiln: the program's runs: %.3f ms %s, %.3f ms %s\n", ta * 1e3,
+                    variant_text(a, sa, sizeof sa), tb * 1e3, variant_text(b, sb, sizeof sb));
     }
     kiln_graph_free(c);
     return wins && *ok;
@@ -494,10 +515,33 @@ static bool big_pointwise(const kprogram *p)
     return false;
 }
 
-/* Program p's (of graph g) streaming into t: the cache's decision, else
- * (tuning on) timed now, then cached; else t keeps none (the model's). */
-static void choose_stream(const tune_ctx *c, const kiln_graph *g, const kprogram *p, rt_tuning *t)
+/* Whether p has loops the vectorizer's width can matter to: an AVX-512 host
+ * (256 or 512 bits) and a pointwise or reduction kernel of WIDTH_WORK
+ * elements or more. */
+static bool width_matters(const kprogram *p, unsigned features)
 {
+    for (int i = 0; (features & CGEN_AVX512F) && i < p->nkernels; i++) {
+        const kernel *k = &p->kernels[i];
+        int64_t n = ir_shape_numel(k->rank, k->dims);
+        if (k->kind == KK_REDUCE)
+            n *= ir_shape_numel(k->rrank, k->rdims);
+        if ((k->kind == KK_POINTWISE || k->kind == KK_REDUCE) && n >= WIDTH_WORK)
+            return true;
+    }
+    return false;
+}
+
+/* Program p's (of graph g) vector width and streaming into t: the cache's
+ * decision for this graph, CPU and thread count, else (tuning on) timed
+ * now, the width first (the model's against the other), then streaming (none
+ * against outputs of STREAM_MIN or more streamed) at that width, and cached;
+ * else t keeps none (the model's). A cache line is "<width> <stream_min>",
+ * -1 where that was not tuned. */
+static void choose_program(const tune_ctx *c, const kiln_graph *g, const kprogram *p, rt_tuning *t)
+{
+    bool width = width_matters(p, c->features), stream = big_pointwise(p);
+    if (!width && !stream)
+        return;
     char *text = rt_graph_text(p->g);
     if (!text)
         return;
@@ -505,33 +549,62 @@ static void choose_stream(const tune_ctx *c, const kiln_graph *g, const kprogram
         char tag[8];
         uint64_t cpu, graph;
         int64_t threads;
-    } id = {"kstrm1", rt_cpu_identity(), XXH3_64bits(text, strlen(text)), c->threads};
+    } id = {"kprog2", rt_cpu_identity(), XXH3_64bits(text, strlen(text)), c->threads};
     ir_free(text);
     uint64_t key = XXH3_64bits(&id, sizeof id);
     size_t n = 0;
     char *line = c->dir ? rt_cache_get(c->dir, key, "tune", &n) : NULL;
-    int v = -1;
-    if (line && n == 2 && (line[0] == '0' || line[0] == '1') && line[1] == '\n')
-        v = line[0] - '0';
+    long long w = -2, sm = -2;
+    char end = 0;
+    if (line && n < 64) {
+        char buf[64];
+        memcpy(buf, line, n);
+        buf[n] = 0;
+        if (sscanf(buf, "%lld %lld%c", &w, &sm, &end) != 3 || end != '\n' ||
+            (w != -1 && w != 0 && w != 256 && w != 512) ||
+            (sm != -1 && sm != 0 && sm != STREAM_MIN))
+            w = sm = -2;
+    }
     ir_free(line);
     const char *why = "tuned earlier, from the cache";
-    if (v < 0 && c->budget > 0) {
-        bool ok = false;
-        bool wins = stream_wins(g, c->opts, c->compile, c->budget, &ok);
+    if (w == -2 && c->budget > 0) {
+        int model = cgen_vector_width(&c->host);
+        rt_variant best = {-1, width ? model : -1}; /* streaming: the model's */
+        bool ok = true;
+        if (width) {
+            rt_variant other = {-1, model == 512 ? 256 : 512};
+            if (beats(g, best, other, c->opts, c->compile, c->budget, &ok))
+                best = other;
+        }
+        sm = -1;
+        if (ok && stream) {
+            rt_variant off = {0, best.vector_width}, on = {STREAM_MIN, best.vector_width};
+            sm = beats(g, off, on, c->opts, c->compile, c->budget, &ok) ? STREAM_MIN : 0;
+        }
         if (ok) {
-            v = wins;
+            w = best.vector_width;
+            char out[64];
+            int len = snprintf(out, sizeof out, "%lld %lld\n", w, sm);
             if (c->dir)
-                rt_cache_put(c->dir, key, "tune", wins ? "1\n" : "0\n", 2);
+                rt_cache_put(c->dir, key, "tune", out, (size_t)len);
             why = "tuned now on this program";
         }
     }
-    if (v < 0)
+    if (w == -2)
         return;
-    t->has_stream = true;
-    t->stream_min = v ? STREAM_MIN : 0;
-    if (c->debug)
+    t->has_width = w >= 0;
+    t->vector_width = w >= 0 ? (int)w : 0;
+    t->has_stream = sm >= 0;
+    t->stream_min = sm >= 0 ? sm : 0;
+    if (c->debug && t->has_width)
+        fprintf(stderr, "kiln: loops vectorize %s (%s)\n",
+                w == 512   ? "at 512 bits"
+                : w == 256 ? "at 256 bits"
+                           : "as the compiler prefers",
+                why);
+    if (c->debug && t->has_stream)
         fprintf(stderr, "kiln: pointwise outputs of %d MiB or more %s (%s)\n", STREAM_MIN >> 20,
-                v ? "stream" : "stay in the caches", why);
+                sm ? "stream" : "stay in the caches", why);
 }
 
 kiln_status rt_tune(kiln_graph *g, const kiln_compile_opts *opts, const kprogram *p,
@@ -575,8 +648,8 @@ kiln_status rt_tune(kiln_graph *g, const kiln_compile_opts *opts, const kprogram
             t->has[i] = choose(&c, &sh, &t->own[i]);
         }
     }
-    if (big_pointwise(p) && rt_stream_forced() < 0) /* not a candidate's compile */
-        choose_stream(&c, g, p, t);
+    if (!rt_variant_forced()) /* not a candidate's compile */
+        choose_program(&c, g, p, t);
     return KILN_OK;
 }
 

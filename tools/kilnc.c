@@ -280,7 +280,7 @@ static int compile_mode(int argc, char **argv)
         if (after_all)
             setenv("KILN_DEBUG", "2", 1);
         kiln_graph *clone = ir_graph_clone(g);
-        rt_code code = {NULL, NULL};
+        rt_code code = {NULL, NULL, 0};
         kiln_compile_opts ro = {.target = cuda ? KILN_TARGET_CUDA : KILN_TARGET_C};
         kiln_status s = clone ? rt_render(g, clone, &ro, false, !cuda, "kiln_compile", NULL, &code)
                               : KILN_ERR_NOMEM;

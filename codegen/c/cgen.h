@@ -64,6 +64,9 @@ typedef struct {
     void *pick_ctx;
     int64_t stream_min; /* a pointwise kernel storing at least this many bytes of f32 rows
                            stores them around the caches (non-temporal); 0: never */
+    int vector_width;   /* the bits the compiler's loop vectorizer is told to prefer
+                           (-mprefer-vector-width, runtime/cc.c): 256 or 512; 0: its own
+                           choice. Only the source's header comment says it here */
 } cgen_opts;
 
 /* The model's stream_min for a host: outputs larger than the last-level cache
@@ -71,6 +74,15 @@ typedef struct {
  * 128 MiB: a server reports its whole socket's, spread over slices no core
  * sees whole). */
 int64_t cgen_stream_min(const cgen_host *h);
+
+/* The model's vector_width for a host: 512 where AVX-512 runs two FMA units
+ * (the probe), else 0, the compiler's own choice. clang -march=native prefers
+ * 256-bit vectors on Intel's AVX-512 cores (their clock drops under 512-bit
+ * work); on a 2-core EPYC with two 512-bit units 512-bit vectors ran a
+ * tanh(exp(-x) * 2 + 1) * x chain 1.9x and exp(x * 0.5 + 1) * x - 2 1.4x
+ * faster than 256-bit ones. Tuning (runtime/tune.c) times the program both
+ * ways. */
+int cgen_vector_width(const cgen_host *h);
 
 /* Whether kernel k is a packed f32 GEMM (the one a schedule applies to). */
 bool cgen_gemm_packed(const kprogram *p, const kernel *k);

@@ -61,6 +61,11 @@ bool cgen_gemm_sched_ok(const cgen_gemm_sched *s, unsigned features)
     return s->mb * s->nb <= SCHED_TILE_MAX && s->kb * s->nb <= SCHED_BPANEL_MAX;
 }
 
+int cgen_vector_width(const cgen_host *h)
+{
+    return (h->features & CGEN_AVX512F) && h->fma_inflight >= 6 ? 512 : 0;
+}
+
 int64_t cgen_stream_min(const cgen_host *h)
 {
     const int64_t lo = (int64_t)32 << 20, hi = (int64_t)128 << 20;

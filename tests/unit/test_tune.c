@@ -2,7 +2,8 @@
  * test_tune.c - the packed GEMM's schedules: the host model, the bounds every
  * schedule keeps, kernels on other schedules giving the same numbers, and the
  * tuner with its cache (a shape timed once per CPU and thread count), and
- * streaming stores decided on the program itself, cached the same way.
+ * the loops' vector width and streaming stores decided on the program
+ * itself, cached the same way.
  */
 #include "codegen/c/cgen.h"
 #include "passes/passes.h"
@@ -457,6 +458,156 @@ static void test_stream_tuning(void **state)
     remove_dir(dir);
 }
 
+/* A tanh chain over x [rows, 256] and, with w, x @ w: loops the vector width
+ * matters to and a packed GEMM. */
+static kiln_graph *width_graph(int64_t rows, bool gemm, kiln_tensor **outs)
+{
+    kiln_graph *g = ku_graph_new();
+    kiln_tensor *x = kiln_input(g, "x", KILN_F32, KILN_SHAPE(rows, 256));
+    kiln_tensor *e = kiln_mul(g, kiln_exp(g, kiln_neg(g, x)), kiln_scalar(g, 2));
+    outs[0] = kiln_mul(g, kiln_tanh(g, kiln_add(g, e, kiln_scalar(g, 1))), x);
+    if (gemm) {
+        kiln_tensor *w = kiln_input(g, "w", KILN_F32, KILN_SHAPE(256, 64));
+        outs[1] = kiln_matmul(g, x, w);
+        outs[2] = kiln_softmax(g, x, 1);
+    }
+    assert_int_equal(kiln_entry(g, "f", gemm ? 3 : 1, outs, NULL), KILN_OK);
+    return g;
+}
+
+/* The model's width (512 with two AVX-512 FMA units, else the compiler's);
+ * a program built for 256- and for 512-bit loops: the source and the
+ * compiler's command say so, and the values are the same (elementwise and
+ * the GEMM bit for bit: the GEMM's own vectors are explicit; sums within
+ * rounding: their order may follow the width). */
+static void test_vector_widths(void **state)
+{
+    (void)state;
+    assert_int_equal(cgen_vector_width(&(cgen_host){CGEN_AVX512F, 48 << 10, 1 << 20, 8, 0}), 512);
+    assert_int_equal(cgen_vector_width(&(cgen_host){CGEN_AVX512F, 32 << 10, 1 << 20, 4, 0}), 0);
+    assert_int_equal(cgen_vector_width(&(cgen_host){0, 32 << 10, 1 << 20, 8, 0}), 0);
+    rt_toolchain tc = {"cc", false, 512};
+    char cmd[512];
+    rt_toolchain_command(&tc, "m.c", "m.so", cmd, sizeof cmd);
+    assert_non_null(strstr(cmd, " -mprefer-vector-width=512 "));
+    tc.vector_width = 256;
+    rt_toolchain_command(&tc, "m.c", "m.so", cmd, sizeof cmd);
+    assert_non_null(strstr(cmd, " -mprefer-vector-width=256 "));
+    tc.vector_width = 0;
+    rt_toolchain_command(&tc, "m.c", "m.so", cmd, sizeof cmd);
+    assert_null(strstr(cmd, "prefer-vector-width"));
+#if defined(__x86_64__)
+    enum { ROWS = 300 };
+    kiln_tensor *outs[3];
+    kiln_graph *g = width_graph(ROWS, true, outs);
+    float *x = malloc(sizeof(float) * ROWS * 256), *w = malloc(sizeof(float) * 256 * 64);
+    assert_true(x && w);
+    for (int i = 0; i < ROWS * 256; i++)
+        x[i] = (float)((i * 37) % 1001) / 125.0f - 4.0f;
+    for (int i = 0; i < 256 * 64; i++)
+        w[i] = (float)((i * 11) % 17) / 8.0f - 1.0f;
+    const size_t n[3] = {ROWS * 256, ROWS * 64, ROWS * 256};
+    float *got[3][3]; /* the interpreter's, then 256 and 512 bits */
+    for (int v = 0; v < 3; v++) {
+        rt_variant var = {-1, v == 2 ? 512 : 256};
+        kiln_module *m = NULL;
+        if (v == 0) {
+            m = ku_compile_for(g, KILN_TARGET_INTERP);
+        } else {
+            rt_variant_force(&var);
+            kiln_status s = kiln_compile(g, NULL, &m);
+            rt_variant_force(NULL);
+            assert_int_equal(s, KILN_OK);
+            assert_int_equal(m->vector_width, var.vector_width);
+            char line[96];
+            snprintf(line, sizeof line,
+                     "\n/* Built with -mprefer-vector-width=%d: ", var.vector_width);
+            assert_non_null(strstr(kiln_module_source(m), line));
+        }
+        assert_int_equal(kiln_module_set(m, "x", x, sizeof(float) * ROWS * 256), KILN_OK);
+        assert_int_equal(kiln_module_set(m, "w", w, sizeof(float) * 256 * 64), KILN_OK);
+        assert_int_equal(kiln_module_run(m, "f"), KILN_OK);
+        for (int o = 0; o < 3; o++) {
+            got[v][o] = malloc(sizeof(float) * n[o]);
+            assert_non_null(got[v][o]);
+            ku_get_f32(m, o, got[v][o], n[o]);
+        }
+        kiln_module_free(m);
+    }
+    for (int o = 0; o < 3; o++) {
+        for (size_t i = 0; i < n[o]; i++) {
+            float r = got[0][o][i], a = got[1][o][i], b = got[2][o][i];
+            if (o < 2 ? memcmp(&a, &b, sizeof a) != 0 : fabsf(a - b) > 1e-6f * (1 + fabsf(b)))
+                fail_msg("output %d [%zu]: %.9g at 256 bits, %.9g at 512", o, i, (double)a,
+                         (double)b);
+            /* and the interpreter's (libm's tanhf and expf: within 1e-6) */
+            if (fabsf(r - b) > (o == 0 ? 1e-6f : 1e-5f) * (1 + fabsf(r)))
+                fail_msg("output %d [%zu]: %.9g, the interpreter's %.9g", o, i, (double)b,
+                         (double)r);
+        }
+        for (int v = 0; v < 3; v++)
+            free(got[v][o]);
+    }
+    free(x);
+    free(w);
+    kiln_graph_free(g);
+#endif
+}
+
+/* The width tuned on the program (AVX-512 hosts: the model's against the
+ * other, timed), cached for the graph, CPU and thread count, and built with
+ * it; elsewhere nothing is timed. */
+static void test_width_tuning(void **state)
+{
+    (void)state;
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s", ku_scratch("tune-width"));
+    kiln_compile_opts o = {.cache_dir = dir, .tune = 0.3, .threads = 1};
+    kiln_tensor *outs[1];
+    kiln_graph *g = width_graph(512, false, outs);
+    kiln_graph *c = ir_graph_clone(g);
+    kprogram *p = NULL;
+    assert_int_equal(pass_pipeline(c, &p), KILN_OK);
+    unsigned f = cgen_host_features();
+    int model = cgen_vector_width(&(cgen_host){f, 0, 0, rt_host().fma_inflight, 0});
+    rt_tuning tn;
+    long t0 = rt_tune_timed();
+    assert_int_equal(rt_tune(g, &o, p, f, "t", rt_compile, &tn), KILN_OK);
+    assert_int_equal(kiln_graph_status(g), KILN_OK);
+    assert_false(tn.has_stream); /* 512 KiB: nothing to stream */
+    if (!(f & CGEN_AVX512F)) {
+        assert_false(tn.has_width);
+        assert_int_equal(rt_tune_timed(), t0);
+        rt_tuning_free(&tn);
+        kp_free(p);
+        kiln_graph_free(c);
+        kiln_graph_free(g);
+        remove_dir(dir);
+        return;
+    }
+    assert_true(rt_tune_timed() >= t0 + 2); /* both widths */
+    assert_true(tn.has_width);
+    int w = tn.vector_width;
+    assert_true(w == model || w == (model == 512 ? 256 : 512));
+    rt_tuning_free(&tn);
+    long t1 = rt_tune_timed();
+    assert_int_equal(rt_tune(g, &o, p, f, "t", rt_compile, &tn), KILN_OK);
+    assert_int_equal(rt_tune_timed(), t1); /* the cache's */
+    assert_true(tn.has_width && tn.vector_width == w);
+    rt_tuning_free(&tn);
+    o.tune = -1; /* tuning off: still the cache's */
+    kiln_module *m = NULL;
+    assert_int_equal(kiln_compile(g, &o, &m), KILN_OK);
+    assert_int_equal(rt_tune_timed(), t1);
+    assert_int_equal(m->vector_width, w);
+    assert_int_equal(strstr(kiln_module_source(m), "-mprefer-vector-width=") != NULL, w > 0);
+    kiln_module_free(m);
+    kp_free(p);
+    kiln_graph_free(c);
+    kiln_graph_free(g);
+    remove_dir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -469,6 +620,8 @@ int main(void)
         cmocka_unit_test(test_tuner_cache),
         cmocka_unit_test(test_tune_settings),
         cmocka_unit_test(test_stream_tuning),
+        cmocka_unit_test(test_vector_widths),
+        cmocka_unit_test(test_width_tuning),
     };
     if (ku_scratch_make("tune") != 0)
         return 1;

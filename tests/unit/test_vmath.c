@@ -299,6 +299,25 @@ static void test_logf_normal(void **state)
     }
 }
 
+/* kiln_expf_normal is kiln_expf bit for bit on [-80, 80] (tanh's and erf's
+ * exponents): every 13th float there, both signs. */
+static void test_expf_normal(void **state)
+{
+    (void)state;
+    const uint32_t top = 0x42a00000u; /* 80 */
+    for (uint32_t u = 0; u <= top; u += 13) {
+        for (int sign = 0; sign < 2; sign++) {
+            float x = from_bits(u | (sign ? 0x80000000u : 0));
+            if (to_bits(kiln_expf_normal(x)) != to_bits(kiln_expf(x)))
+                fail_msg("kiln_expf_normal(%a) = %a, kiln_expf %a", (double)x,
+                         (double)kiln_expf_normal(x), (double)kiln_expf(x));
+        }
+    }
+    assert_true(to_bits(kiln_expf_normal(80.0f)) == to_bits(kiln_expf(80.0f)));
+    assert_true(to_bits(kiln_expf_normal(-80.0f)) == to_bits(kiln_expf(-80.0f)));
+    assert_true(isnan(kiln_expf_normal(NAN)));
+}
+
 /* Box-Muller from two words: r = sqrt(-2 log u1), u1 = ((x0 >> 8) + 1) 2^-24,
  * within 2 ulp of the double formula; the extremes of u1. */
 static void test_box_mullerf(void **state)
@@ -330,7 +349,7 @@ int main(void)
         cmocka_unit_test(test_expf),          cmocka_unit_test(test_logf),
         cmocka_unit_test(test_tanhf),         cmocka_unit_test(test_erff),
         cmocka_unit_test(test_cossin_turn24), cmocka_unit_test(test_logf_normal),
-        cmocka_unit_test(test_box_mullerf),
+        cmocka_unit_test(test_box_mullerf),   cmocka_unit_test(test_expf_normal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
