@@ -143,14 +143,17 @@ int kx_operands(const kx_node *n, int ops[3])
     return ar;
 }
 
+bool kk_node_fails(const kx_node *n)
+{
+    return n->kind == KX_CHECK || (n->kind == KX_OP && (n->op == IR_DIV || n->op == IR_POW) &&
+                                   !ir_dtype_is_float(n->dtype));
+}
+
 bool kk_can_fail(const kernel *k)
 {
-    for (int i = 0; i < k->nx; i++) {
-        const kx_node *n = &k->x[i];
-        if (n->kind == KX_CHECK || (n->kind == KX_OP && (n->op == IR_DIV || n->op == IR_POW) &&
-                                    !ir_dtype_is_float(n->dtype)))
+    for (int i = 0; i < k->nx; i++)
+        if (kk_node_fails(&k->x[i]))
             return true;
-    }
     return false;
 }
 
@@ -696,8 +699,10 @@ static int reads_of(const kernel *k, int i, unsigned char *memo)
 
 /* A REDUCE's phases: SUM, MAX or MIN in a float accumulator when it has more
  * than one, each body reading only earlier phases' accumulators; row stores
- * read no reduced variable; element stores only in REDUCE kernels; a row
- * kernel cannot fail. */
+ * read no reduced variable; element stores only in REDUCE kernels; only a
+ * whole tensor's reduction (rank 0, no element stores: passes/rowfuse.c's
+ * small ones) may fail among row kernels: its checks run in its scalar
+ * loops (codegen/c/expr.c's cgen_row_section places those nothing reads). */
 static kiln_status verify_phases(const kernel *k, char *msg, size_t cap)
 {
     bool rows = k->kind == KK_REDUCE && (k->npre > 0 || kk_has_element_stores(k));
@@ -708,13 +713,18 @@ static kiln_status verify_phases(const kernel *k, char *msg, size_t cap)
     }
     if (k->npre < 0 || k->npre >= KK_MAX_PHASES)
         return bad(msg, cap, "too many phases", k, k->npre);
-    if (rows && kk_can_fail(k)) /* the renderers place a row kernel's nodes by what reads them */
-        return bad(msg, cap, "a row kernel can fail (a bounds check or integer division)", k, 0);
     unsigned char *memo = ir_alloc((size_t)k->nx + 1);
     if (!memo) {
         if (msg && cap)
             snprintf(msg, cap, "out of memory");
         return KILN_ERR_NOMEM;
+    }
+    if (rows && kk_can_fail(k) && (k->rank != 0 || kk_has_element_stores(k))) {
+        ir_free(memo);
+        return bad(msg, cap,
+                   "a row kernel can fail (a bounds check or integer division) other than a "
+                   "whole tensor's reduction",
+                   k, 0);
     }
     memset(memo, 0, (size_t)k->nx + 1);
     kiln_status s = KILN_OK;

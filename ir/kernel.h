@@ -224,6 +224,9 @@ int kx_operands(const kx_node *n, int ops[3]);
 /* Whether kernel k can stop a run: a bounds check, or integer division or
  * power (division by zero, negative exponents). */
 bool kk_can_fail(const kernel *k);
+/* Whether node n can fail at run time: a bounds check, an integer division
+ * or power. */
+bool kk_node_fails(const kx_node *n);
 /* The buffers a MATMUL (a, b) or ATTENTION (q, k, v[, g, stats][, mask])
  * kernel reads besides its expression's loads: pointers to its fields in
  * refs; returns how many. */

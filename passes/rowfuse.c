@@ -11,17 +11,26 @@
  *
  * A REDUCE kernel A merges into a later kernel B of its entry (at most WINDOW
  * kernels later) when
- *   - every phase of A is a float SUM, MAX or MIN, neither A nor B can fail
- *     at run time (a row kernel checks no bounds), neither has accumulating
- *     stores, and A has at least
- *     MIN_ROWS rows (the row kernel's only parallel loop is over rows) or
- *     little work (a small tensor's whole sum: one thread either way);
+ *   - every phase of A is a float SUM, MAX or MIN, neither has accumulating
+ *     stores, and A has at least MIN_ROWS rows (the row kernel's only
+ *     parallel loop is over rows) or little work (a small tensor's whole sum:
+ *     one thread either way);
+ *   - neither can fail at run time, unless A is a small whole-tensor
+ *     reduction (cross-entropy's sum of the rows' losses, a gather, and its
+ *     count of kept labels: a check per element, outside any vector loop),
+ *     and then a failing entry stops where it did: a failing A stays where
+ *     it was (B moves up), a failing B too (A moves down);
+ *   - B reads what A stores, or both are float sums with no element stores
+ *     (sibling sums: a weight's and a bias's gradients summed over the rows in
+ *     one pass, each a phase);
  *   - B is a REDUCE over the same rows (dims) and reduced axes (rdims) whose
  *     phases are float SUM, MAX or MIN, a POINTWISE over dims ++ rdims (the
  *     rows' elements, in the same loop variables), or a POINTWISE over dims
  *     (a value per row: its stores are row stores);
  *   - every load of A and B that walks a row walks it contiguously along the
- *     innermost reduced axis (a sum over columns stays a kernel of its own);
+ *     innermost reduced axis, unless they are sibling sums (codegen/c sums
+ *     them a block of columns at a time) or A is a small whole-tensor
+ *     reduction;
  *   - B reads a buffer A stores only at the row (or element) A stores it
  *     (the load's index is A's store's): that load becomes A's value, never
  *     reloaded (an element's is computed again where B needs it);
@@ -94,20 +103,28 @@ static int rows_contiguous(const kernel *k, int first, int inner)
  * is the same): a reduction of the whole of a small tensor may lead. */
 enum { SMALL_WORK = 1 << 15 };
 
+/* A whole tensor's small reduction: one "row", one thread, where no layout
+ * or bounds check costs a row kernel anything (cross-entropy's sum of the
+ * rows' losses, a gather that can fail, and its count of kept labels). */
+static bool small_whole(const kernel *a)
+{
+    return a->rank == 0 && ir_shape_numel(a->rrank, a->rdims) < SMALL_WORK;
+}
+
 static bool can_lead(const kernel *a)
 {
     int64_t rows = ir_shape_numel(a->rank, a->dims),
             work = rows * ir_shape_numel(a->rrank, a->rdims);
-    return a->kind == KK_REDUCE && row_phases(a) && plain_stores(a) && !kk_can_fail(a) &&
-           (rows >= MIN_ROWS || work < SMALL_WORK);
+    return a->kind == KK_REDUCE && row_phases(a) && plain_stores(a) &&
+           (!kk_can_fail(a) || small_whole(a)) && (rows >= MIN_ROWS || work < SMALL_WORK);
 }
 
 /* Whether B runs over A's rows: the same rows and reduced axes, a pointwise
  * over each row's elements, or a pointwise over the rows themselves. */
 static bool same_rows(const kernel *a, const kernel *b)
 {
-    if (!plain_stores(b) || kk_can_fail(b)) /* the row renderers place no bounds checks */
-        return false;
+    if (!plain_stores(b) || (kk_can_fail(b) && !(small_whole(a) && b->kind == KK_REDUCE)))
+        return false; /* a check per element would keep a row kernel's loops scalar */
     size_t outer = sizeof(int64_t) * (size_t)a->rank, red = sizeof(int64_t) * (size_t)a->rrank;
     if (b->kind == KK_REDUCE)
         return row_phases(b) && b->rank == a->rank && b->rrank == a->rrank &&
@@ -194,13 +211,30 @@ static int merge(kernel *m, const kernel *a, const kernel *b)
     return 1;
 }
 
-/* Whether B reads anything A stores (else there is nothing to gain). */
+/* Whether B reads anything A stores. */
 static bool feeds(const kernel *a, const kernel *b)
 {
     for (int i = 0; i < a->nstores; i++)
         if (reads_any(b, a->stores[i].buf))
             return true;
     return false;
+}
+
+/* Whether A and B are float sums over the same rows (same_rows holds) that
+ * can share one pass, each a phase of its own: a weight's and a bias's
+ * gradients, summed over the rows together (codegen/c sums them by columns). */
+static bool sibling_sums(const kernel *a, const kernel *b)
+{
+    if (b->kind != KK_REDUCE || kk_has_element_stores(a) || kk_has_element_stores(b) ||
+        kk_can_fail(a))
+        return false;
+    for (int q = 0; q <= a->npre; q++)
+        if (kk_phase_at(a, q).rop != IR_SUM)
+            return false;
+    for (int q = 0; q <= b->npre; q++)
+        if (kk_phase_at(b, q).rop != IR_SUM)
+            return false;
+    return true;
 }
 
 /* Where the merged kernel of A (at apos) and B (at bpos) can run: apos when
@@ -214,6 +248,13 @@ static int meeting_point(const kprogram *p, const kentry *x, int apos, int bpos)
         up = up && !kk_blocks(k, b) && !kk_can_fail(k);
         down = down && !kk_blocks(k, a);
     }
+    /* a failing entry stops where it did: what ran after A still runs after
+     * it, what ran before B still runs before it */
+    bool fa = kk_can_fail(a), fb = kk_can_fail(b);
+    if (fa && fb)
+        return bpos == apos + 1 ? bpos : -1;
+    if (fa || fb)
+        return fa ? (up ? apos : -1) : (down ? bpos : -1);
     return down ? bpos : up ? apos : -1;
 }
 
@@ -231,7 +272,10 @@ kiln_status pass_rowfuse(kiln_graph *g, kprogram *p)
             /* B absorbs every row kernel before it that it can, nearest first */
             for (int apos = bpos - 1; apos >= 0 && apos >= bpos - WINDOW; apos--) {
                 kernel *a = &p->kernels[x->kernels[apos]], *b = &p->kernels[x->kernels[bpos]];
-                if (!can_lead(a) || !same_rows(a, b) || !feeds(a, b))
+                if (!can_lead(a) || !same_rows(a, b))
+                    continue;
+                bool feeding = feeds(a, b), siblings = !feeding && sibling_sums(a, b);
+                if (!feeding && !siblings)
                     continue;
                 int inner = a->rank + a->rrank - 1, ca = rows_contiguous(a, a->rank, inner),
                     cb = rows_contiguous(b, b->kind == KK_REDUCE ? b->rank : a->rank, inner);
@@ -239,7 +283,7 @@ kiln_status pass_rowfuse(kiln_graph *g, kprogram *p)
                     s = KILN_ERR_NOMEM;
                     break;
                 }
-                if (!ca || !cb)
+                if ((!ca || !cb) && !siblings && !small_whole(a))
                     continue;
                 int at = meeting_point(p, x, apos, bpos);
                 if (at < 0)

@@ -444,9 +444,10 @@ void cgen_body_as(cgen_buf *b, const cgen_ectx *e, kiln_dtype dt)
     cgen_node_as(b, e, e->k->body, dt);
 }
 
-void cgen_row_section(const kernel *k, int s, bool *in)
+/* Marks in[] the nodes the given sections' roots read (their phase bodies,
+ * row or element stores), from in[] as the roots. */
+static void section_roots(const kernel *k, int s, bool *in)
 {
-    memset(in, 0, (size_t)k->nx + 1);
     if (s <= k->npre) {
         int body = kk_phase_at(k, s).body;
         if (body >= 0 && body < k->nx)
@@ -459,12 +460,34 @@ void cgen_row_section(const kernel *k, int s, bool *in)
             continue;
         in[st->index] = in[st->value] = true;
     }
+}
+
+static void section_reads(const kernel *k, bool *in)
+{
     for (int i = k->nx - 1; i >= 0; i--) {
         int ops[3], ar = cgen_operands(&k->x[i], ops);
         for (int j = 0; j < ar && in[i]; j++)
             if (ops[j] >= 0 && ops[j] < i)
                 in[ops[j]] = true;
     }
+}
+
+void cgen_row_section(const kernel *k, int s, bool *in)
+{
+    memset(in, 0, (size_t)k->nx + 1);
+    section_roots(k, s, in);
+    if (s == k->npre && kk_can_fail(k)) {
+        /* checks no section reads run with the last phase, for their errors
+         * (a gather from a table of equal values reads only its check) */
+        bool *read = in + k->nx + 1;
+        memset(read, 0, (size_t)k->nx + 1);
+        for (int t = 0; t <= k->npre + 2; t++)
+            section_roots(k, t, read);
+        section_reads(k, read);
+        for (int i = 0; i < k->nx; i++)
+            in[i] = in[i] || (!read[i] && kk_node_fails(&k->x[i]));
+    }
+    section_reads(k, in);
 }
 
 void cgen_combine_float(cgen_buf *b, ir_op rop, const char *acc, const char *v, int ind)

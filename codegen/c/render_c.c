@@ -204,9 +204,11 @@ static void render_pointwise(kr *r)
 /* ---- REDUCE ---------------------------------------------------------------------- */
 
 /* A float sum whose loads run contiguously along the last kept axis and not
- * along the innermost reduced one (a sum over rows: a bias gradient) is
- * better computed a block of kept columns at a time, each reduced row adding
- * into a vector of accumulators: see render_reduce_columns. */
+ * along the innermost reduced one, unless they are the same for every column
+ * (a sum over rows: a bias gradient, a layer-norm weight's reading each row's
+ * statistics), is better computed a block of kept columns at a time, each
+ * reduced row adding into a vector of accumulators: see
+ * render_reduce_columns. */
 static bool by_columns(const kr *r)
 {
     const kernel *k = r->k;
@@ -217,7 +219,10 @@ static bool by_columns(const kr *r)
     bool along_last = false;
     for (int i = 0; i < k->nx; i++)
         if (r->need[i] && !r->post[i] && k->x[i].kind == KX_LOAD) {
-            if (kk_unit_stride(k, k->x[i].a[0], red))
+            int64_t coef[2 * KILN_MAX_RANK + 3], c0;
+            /* a value per reduced row (a row's statistics) is read once per row */
+            if (kk_unit_stride(k, k->x[i].a[0], red) &&
+                !(kk_affine(k, k->x[i].a[0], k->rank + k->rrank, coef, &c0) && coef[last] == 0))
                 return false;
             along_last = along_last || kk_unit_stride(k, k->x[i].a[0], last);
         }
@@ -226,11 +231,14 @@ static bool by_columns(const kr *r)
 
 enum { COLS = 64 };
 
-/* The sum over the reduced axes for COLS columns of the last kept axis at a
- * time: accv[COLS] in the accumulator's dtype, the reduced loops outside and
- * the columns innermost (contiguous loads that vectorize), then the epilogue
- * per column. Nodes that need the last kept variable are computed in the
- * innermost loop (and again in the epilogue loop when it needs them). */
+/* The sums over the reduced axes for COLS columns of the last kept axis at a
+ * time: a vector of accumulators per phase (accv1.. for the earlier phases,
+ * accv for the kernel's own; independent sums over the same rows, as a
+ * weight's and a bias's gradients merged by passes/rowfuse.c) in their
+ * accumulators' dtypes, the reduced loops outside and the columns innermost
+ * (contiguous loads that vectorize), then the epilogue per column. Nodes
+ * that need the last kept variable are computed in the innermost loop (and
+ * again in the epilogue loop when it needs them). */
 static void render_reduce_columns(kr *r, int col)
 {
     const kernel *k = r->k;
@@ -252,8 +260,14 @@ static void render_reduce_columns(kr *r, int col)
     cgen_indent(b, ind + 1);
     cgen_printf(b, "const int64_t e%d = c%d + %d < %lld ? c%d + %d : %lld;\n", last, last, COLS,
                 dim, last, COLS, dim);
-    cgen_indent(b, ind + 1);
-    cgen_printf(b, "%s accv[%d] = {0};\n", cgen_ctype(k->acc_dtype), COLS);
+    char names[KK_MAX_PHASES][16], accs[KK_MAX_PHASES][16]; /* accv1 .. accv, acc1 .. acc */
+    for (int q = 0; q <= k->npre; q++) {
+        snprintf(names[q], sizeof names[q], q < k->npre ? "accv%d" : "accv", q + 1);
+        snprintf(accs[q], sizeof accs[q], q < k->npre ? "acc%d" : "acc", q + 1);
+        cgen_indent(b, ind + 1);
+        cgen_printf(b, "%s %s[%d] = {0};\n", cgen_ctype(kk_phase_at(k, q).acc_dtype), names[q],
+                    COLS);
+    }
     for (int j = 0; j < k->rrank; j++) {
         int d = k->rank + j;
         cgen_indent(b, ind + 1 + j);
@@ -264,7 +278,7 @@ static void render_reduce_columns(kr *r, int col)
     int in = ind + 1 + k->rrank;
     cgen_indent(b, in);
     cgen_printf(b, "for (int64_t i%d = c%d; i%d < e%d; i%d++) {\n", last, last, last, last, last);
-    /* only what the body reads: the epilogue's per-column nodes come later */
+    /* only what the bodies read: the epilogue's per-column nodes come later */
     bool *body = ir_alloc((size_t)k->nx + 1), *hidden = ir_alloc((size_t)k->nx + 1);
     if (!body || !hidden) {
         b->oom = true;
@@ -273,8 +287,11 @@ static void render_reduce_columns(kr *r, int col)
         return;
     }
     memset(body, 0, (size_t)k->nx + 1);
-    if (k->body >= 0 && k->body < k->nx)
-        body[k->body] = true;
+    for (int q = 0; q <= k->npre; q++) {
+        int at = kk_phase_at(k, q).body;
+        if (at >= 0 && at < k->nx)
+            body[at] = true;
+    }
     for (int i = k->nx - 1; i >= 0; i--) {
         int ops[3], ar = cgen_operands(&k->x[i], ops);
         for (int j = 0; j < ar && body[i]; j++)
@@ -290,10 +307,13 @@ static void render_reduce_columns(kr *r, int col)
         r->need[i] = r->need[i] || hidden[i];
     ir_free(body);
     ir_free(hidden);
-    cgen_indent(b, in + 1);
-    cgen_printf(b, "accv[i%d - c%d] += ", last, last);
-    cgen_body_as(b, &r->e, k->acc_dtype);
-    cgen_puts(b, ";\n");
+    for (int q = 0; q <= k->npre; q++) {
+        kk_phase ph = kk_phase_at(k, q);
+        cgen_indent(b, in + 1);
+        cgen_printf(b, "%s[i%d - c%d] += ", names[q], last, last);
+        cgen_node_as(b, &r->e, ph.body, ph.acc_dtype);
+        cgen_puts(b, ";\n");
+    }
     cgen_close_to(r, in, ind);
     /* the epilogue, per column: what it needs of the last variable again */
     for (int i = 0; i < k->nx; i++)
@@ -301,8 +321,11 @@ static void render_reduce_columns(kr *r, int col)
             r->done[i] = false;
     cgen_indent(b, ind + 1);
     cgen_printf(b, "for (int64_t i%d = c%d; i%d < e%d; i%d++) {\n", last, last, last, last, last);
-    cgen_indent(b, ind + 2);
-    cgen_printf(b, "const %s acc = accv[i%d - c%d];\n", cgen_ctype(k->acc_dtype), last, last);
+    for (int q = 0; q <= k->npre; q++) {
+        cgen_indent(b, ind + 2);
+        cgen_printf(b, "const %s %s = %s[i%d - c%d];\n", cgen_ctype(kk_phase_at(k, q).acc_dtype),
+                    accs[q], names[q], last, last);
+    }
     r->e.acc = "acc";
     cgen_emit_at(r, k->rank, false, ind + 2);
     cgen_emit_at(r, k->rank, true, ind + 2);
@@ -310,6 +333,22 @@ static void render_reduce_columns(kr *r, int col)
     cgen_emit_stores(r, ind + 2);
     cgen_close_to(r, ind + 1, ind - 1);
     cgen_close_to(r, last, 0);
+}
+
+/* A kernel of several independent float sums over the same rows (no phase
+ * reads another's accumulator, no element stores) summed by columns. */
+static bool sums_by_columns(const kr *r)
+{
+    const kernel *k = r->k;
+    if (kk_has_element_stores(k))
+        return false;
+    for (int q = 0; q <= k->npre; q++) {
+        kk_phase ph = kk_phase_at(k, q);
+        if (ph.rop != IR_SUM || !ir_dtype_is_float(ph.acc_dtype) || ph.body < 0 ||
+            ph.body >= k->nx || r->post[ph.body])
+            return false;
+    }
+    return by_columns(r);
 }
 
 static void render_reduce(kr *r)
@@ -329,7 +368,7 @@ static void render_reduce(kr *r)
     /* sums may be reassociated (DESIGN.md); kiln_fail's critical section may
      * not sit in a simd loop */
     bool simd = r->o.openmp && k->rop == IR_SUM && k->rrank >= 1 && !r->fails;
-    if (k->npre > 0 || kk_has_element_stores(k)) {
+    if ((k->npre > 0 || kk_has_element_stores(k)) && !sums_by_columns(r)) {
         cgen_render_rows(r);
         return;
     }
