@@ -540,9 +540,11 @@ static bool ad_rule(ad_ctx *c, kiln_tensor *t, kiln_tensor *gr)
     case IR_SIGMOID:
         ad_accum(c, x, ad_mul(g, ad_mul(g, gr, t), ad_bin(g, IR_SUB, ad_full(g, t, 1), t)));
         return true;
-    /* y = relu(x): dx = where(x > 0, g, 0) */
+    /* y = relu(x): dx = where(y > 0, g, 0), as PyTorch (y > 0 exactly where
+     * x > 0, NaN included): the backward reads the output the forward
+     * stores, so a linear layer's matmul keeps its bias + ReLU epilogue */
     case IR_RELU:
-        ad_accum(c, x, ad_mask(g, ad_bin(g, IR_GT, x, ad_full(g, x, 0)), gr));
+        ad_accum(c, x, ad_mask(g, ad_bin(g, IR_GT, t, ad_full(g, t, 0)), gr));
         return true;
     /* y = dt(x): dx = x.dtype(g) (float operands only reach here) */
     case IR_CAST:
