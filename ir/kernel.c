@@ -143,7 +143,9 @@ int kx_operands(const kx_node *n, int ops[3])
     return ar;
 }
 
-bool kk_node_fails(const kx_node *n)
+/* Whether node n can fail at run time: a bounds check, an integer division
+ * or power. */
+static bool node_fails(const kx_node *n)
 {
     return n->kind == KX_CHECK || (n->kind == KX_OP && (n->op == IR_DIV || n->op == IR_POW) &&
                                    !ir_dtype_is_float(n->dtype));
@@ -152,7 +154,7 @@ bool kk_node_fails(const kx_node *n)
 bool kk_can_fail(const kernel *k)
 {
     for (int i = 0; i < k->nx; i++)
-        if (kk_node_fails(&k->x[i]))
+        if (node_fails(&k->x[i]))
             return true;
     return false;
 }
@@ -697,12 +699,49 @@ static int reads_of(const kernel *k, int i, unsigned char *memo)
     return r;
 }
 
+bool kk_row_may_fail(const kernel *k)
+{
+    if (k->rank != 0 || kk_has_element_stores(k))
+        return false;
+    enum { READ = 1, ACC = 2, ROW = 4 };
+    unsigned char *f = ir_calloc((size_t)k->nx + 1);
+    if (!f)
+        return false;
+    for (int q = 0; q <= k->npre; q++) {
+        int at = kk_phase_at(k, q).body;
+        if (at >= 0 && at < k->nx)
+            f[at] |= READ;
+    }
+    for (int i = 0; i < k->nstores; i++)
+        for (int e = 0; e < 2; e++) {
+            int at = e ? k->stores[i].value : k->stores[i].index;
+            if (at >= 0 && at < k->nx)
+                f[at] |= READ;
+        }
+    for (int i = k->nx - 1; i >= 0; i--) {
+        int ops[3], ar = kx_operands(&k->x[i], ops);
+        for (int j = 0; j < ar && (f[i] & READ); j++)
+            if (ops[j] >= 0 && ops[j] < i)
+                f[ops[j]] |= READ;
+    }
+    bool ok = true;
+    for (int i = 0; i < k->nx && ok; i++) {
+        const kx_node *n = &k->x[i];
+        int ops[3], ar = kx_operands(n, ops);
+        f[i] |= n->kind == KX_ACC ? ACC : n->kind == KX_VAR && n->var >= k->rank ? ROW : 0;
+        for (int j = 0; j < ar; j++)
+            if (ops[j] >= 0 && ops[j] < i)
+                f[i] |= f[ops[j]] & (ACC | ROW);
+        ok = n->kind != KX_CHECK || (f[i] & READ) || (f[i] & (ACC | ROW)) != (ACC | ROW);
+    }
+    ir_free(f);
+    return ok;
+}
+
 /* A REDUCE's phases: SUM, MAX or MIN in a float accumulator when it has more
  * than one, each body reading only earlier phases' accumulators; row stores
- * read no reduced variable; element stores only in REDUCE kernels; only a
- * whole tensor's reduction (rank 0, no element stores: passes/rowfuse.c's
- * small ones) may fail among row kernels: its checks run in its scalar
- * loops (codegen/c/expr.c's cgen_row_section places those nothing reads). */
+ * read no reduced variable; element stores only in REDUCE kernels; a row
+ * kernel fails only as kk_row_may_fail allows. */
 static kiln_status verify_phases(const kernel *k, char *msg, size_t cap)
 {
     bool rows = k->kind == KK_REDUCE && (k->npre > 0 || kk_has_element_stores(k));
@@ -719,11 +758,12 @@ static kiln_status verify_phases(const kernel *k, char *msg, size_t cap)
             snprintf(msg, cap, "out of memory");
         return KILN_ERR_NOMEM;
     }
-    if (rows && kk_can_fail(k) && (k->rank != 0 || kk_has_element_stores(k))) {
+    if (rows && kk_can_fail(k) && !kk_row_may_fail(k)) {
         ir_free(memo);
         return bad(msg, cap,
                    "a row kernel can fail (a bounds check or integer division) other than a "
-                   "whole tensor's reduction",
+                   "whole tensor's reduction whose unread checks read the row or the sums, "
+                   "not both",
                    k, 0);
     }
     memset(memo, 0, (size_t)k->nx + 1);

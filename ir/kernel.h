@@ -224,9 +224,13 @@ int kx_operands(const kx_node *n, int ops[3]);
 /* Whether kernel k can stop a run: a bounds check, or integer division or
  * power (division by zero, negative exponents). */
 bool kk_can_fail(const kernel *k);
-/* Whether node n can fail at run time: a bounds check, an integer division
- * or power. */
-bool kk_node_fails(const kx_node *n);
+/* Whether row kernel k (a REDUCE with phases) may have nodes that fail: only
+ * a whole tensor's reduction (rank 0, no element stores: passes/rowfuse.c's
+ * small ones), whose checks run in its scalar loops, and whose checks that
+ * nothing reads (their errors alone) read no accumulator or no reduced
+ * variable (codegen/c/expr.c's cgen_row_section runs them with the last
+ * phase or with the row stores). False when out of memory. */
+bool kk_row_may_fail(const kernel *k);
 /* The buffers a MATMUL (a, b) or ATTENTION (q, k, v[, g, stats][, mask])
  * kernel reads besides its expression's loads: pointers to its fields in
  * refs; returns how many. */

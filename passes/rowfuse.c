@@ -17,9 +17,10 @@
  *     one thread either way);
  *   - neither can fail at run time, unless A is a small whole-tensor
  *     reduction (cross-entropy's sum of the rows' losses, a gather, and its
- *     count of kept labels: a check per element, outside any vector loop),
- *     and then a failing entry stops where it did: a failing A stays where
- *     it was (B moves up), a failing B too (A moves down);
+ *     count of kept labels: a check per element, outside any vector loop)
+ *     and only one of them can, and then a failing entry stops where it did:
+ *     a failing A stays where it was (B moves up), a failing B too (A moves
+ *     down); the merged kernel's checks are ones kk_row_may_fail allows;
  *   - B reads what A stores, or both are float sums with no element stores
  *     (sibling sums: a weight's and a bias's gradients summed over the rows in
  *     one pass, each a phase);
@@ -29,8 +30,9 @@
  *     (a value per row: its stores are row stores);
  *   - every load of A and B that walks a row walks it contiguously along the
  *     innermost reduced axis, unless they are sibling sums (codegen/c sums
- *     them a block of columns at a time) or A is a small whole-tensor
- *     reduction;
+ *     them a block of columns at a time where their loads run along the
+ *     last kept axis, else walks the rows as any row kernel) or A is a small
+ *     whole-tensor reduction;
  *   - B reads a buffer A stores only at the row (or element) A stores it
  *     (the load's index is A's store's): that load becomes A's value, never
  *     reloaded (an element's is computed again where B needs it);
@@ -75,8 +77,8 @@ static bool plain_stores(const kernel *k)
  * for a pointwise over rows x elements, one of the last rrank variables)
  * walks them contiguously along the innermost one: a row kernel passes over
  * each row several times and wants it to be lines of cache. A reduction over
- * columns (a bias gradient) stays a reduce kernel of its own (the renderer
- * sums it a block of columns at a time). 0 not, 1 yes, -1 out of memory. */
+ * columns (a bias gradient) merges only with its sibling sums (the renderer
+ * sums them a block of columns at a time). 0 not, 1 yes, -1 out of memory. */
 static int rows_contiguous(const kernel *k, int first, int inner)
 {
     uint64_t *deps = ir_alloc(sizeof(uint64_t) * (size_t)(k->nx ? k->nx : 1));
@@ -123,8 +125,10 @@ static bool can_lead(const kernel *a)
  * over each row's elements, or a pointwise over the rows themselves. */
 static bool same_rows(const kernel *a, const kernel *b)
 {
-    if (!plain_stores(b) || (kk_can_fail(b) && !(small_whole(a) && b->kind == KK_REDUCE)))
-        return false; /* a check per element would keep a row kernel's loops scalar */
+    if (!plain_stores(b) || (kk_can_fail(b) && !(small_whole(a) && b->kind == KK_REDUCE)) ||
+        (kk_can_fail(a) && kk_can_fail(b)))
+        return false; /* a check per element would keep a row kernel's loops scalar; of
+                         two that can fail, which fails first would change */
     size_t outer = sizeof(int64_t) * (size_t)a->rank, red = sizeof(int64_t) * (size_t)a->rrank;
     if (b->kind == KK_REDUCE)
         return row_phases(b) && b->rank == a->rank && b->rrank == a->rrank &&
@@ -202,6 +206,8 @@ static int merge(kernel *m, const kernel *a, const kernel *b)
         if (kk_note_node(m, b->nodes[i]) < 0)
             rc = -1;
     ir_free(map);
+    if (rc == 1 && kk_can_fail(m) && !kk_row_may_fail(m)) /* unread checks it cannot place */
+        rc = 0;
     if (rc != 1) {
         kk_release(m);
         return rc;
@@ -249,12 +255,12 @@ static int meeting_point(const kprogram *p, const kentry *x, int apos, int bpos)
         down = down && !kk_blocks(k, a);
     }
     /* a failing entry stops where it did: what ran after A still runs after
-     * it, what ran before B still runs before it */
-    bool fa = kk_can_fail(a), fb = kk_can_fail(b);
-    if (fa && fb)
-        return bpos == apos + 1 ? bpos : -1;
-    if (fa || fb)
-        return fa ? (up ? apos : -1) : (down ? bpos : -1);
+     * it, what ran before B still runs before it (at most one of them can
+     * fail: same_rows) */
+    if (kk_can_fail(a))
+        return up ? apos : -1;
+    if (kk_can_fail(b))
+        return down ? bpos : -1;
     return down ? bpos : up ? apos : -1;
 }
 

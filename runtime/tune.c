@@ -25,9 +25,13 @@
  * STREAM_MIN or more). The cache's decision for this graph, CPU and thread
  * count; else (tuning on) the program itself compiled each way, every entry
  * run (inputs zero) and timed in two alternating rounds, a challenger taken
- * where it wins both by TUNE_MARGIN: first 512- against 256-bit vectors (the
- * model's first), then, at that width, streamed against not; else the host
- * model's (cgen_vector_width, cgen_stream_min). Stand-in kernels would
+ * where it wins both by TUNE_MARGIN, within the same budget as a GEMM shape:
+ * first the model's width against the other (512 against 256 bits, or the
+ * compiler's own choice against 512 where the model leaves it to the
+ * compiler), then, at that width, streamed against not; else the host
+ * model's (cgen_vector_width, cgen_stream_min). The GEMM candidates are
+ * timed at the model's width: the microkernel's explicit vectors do not
+ * depend on it, only its packing of A and its epilogue. Stand-in kernels would
  * mislead: on a 2-core EPYC a plain fill of 512 MiB ran at 55 GB/s through
  * the caches and 40 streamed, while the tutorial's randn * randn (400 MB) ran
  * 14% faster streamed; and the width matters to transcendental chains only
@@ -35,6 +39,7 @@
  */
 #include "rt.h"
 
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -336,7 +341,10 @@ static double time_program(kiln_graph *g, rt_variant v, const kiln_compile_opts 
 
 static const char *variant_text(rt_variant v, char *out, size_t cap)
 {
-    snprintf(out, cap, "%s, %s", v.stream_min > 0 ? "streamed" : "stored through the caches",
+    snprintf(out, cap, "%s, %s",
+             v.stream_min > 0    ? "streamed"
+             : v.stream_min == 0 ? "stored through the caches"
+                                 : "the model's stores",
              v.vector_width == 512   ? "512-bit vectors"
              : v.vector_width == 256 ? "256-bit vectors"
                                      : "the compiler's vectors");
@@ -531,6 +539,28 @@ static bool width_matters(const kprogram *p, unsigned features)
     return false;
 }
 
+/* A program's cache line "<width> <stream_min>\n": the width -1, 0, 256 or
+ * 512, streaming -1, 0 or STREAM_MIN (-1: not tuned); false for anything
+ * else. */
+static bool parse_program_line(const char *line, size_t n, long long *w, long long *sm)
+{
+    char buf[64], *end;
+    if (n == 0 || n >= sizeof buf || line[n - 1] != '\n')
+        return false;
+    memcpy(buf, line, n - 1);
+    buf[n - 1] = 0;
+    errno = 0;
+    *w = strtoll(buf, &end, 10);
+    if (errno || end == buf || *end != ' ')
+        return false;
+    const char *second = end + 1;
+    *sm = strtoll(second, &end, 10);
+    if (errno || end == second || *end)
+        return false;
+    return (*w == -1 || *w == 0 || *w == 256 || *w == 512) &&
+           (*sm == -1 || *sm == 0 || *sm == STREAM_MIN);
+}
+
 /* Program p's (of graph g) vector width and streaming into t: the cache's
  * decision for this graph, CPU and thread count, else (tuning on) timed
  * now, the width first (the model's against the other), then streaming (none
@@ -555,31 +585,24 @@ static void choose_program(const tune_ctx *c, const kiln_graph *g, const kprogra
     size_t n = 0;
     char *line = c->dir ? rt_cache_get(c->dir, key, "tune", &n) : NULL;
     long long w = -2, sm = -2;
-    char end = 0;
-    if (line && n < 64) {
-        char buf[64];
-        memcpy(buf, line, n);
-        buf[n] = 0;
-        if (sscanf(buf, "%lld %lld%c", &w, &sm, &end) != 3 || end != '\n' ||
-            (w != -1 && w != 0 && w != 256 && w != 512) ||
-            (sm != -1 && sm != 0 && sm != STREAM_MIN))
-            w = sm = -2;
-    }
+    if (line && !parse_program_line(line, n, &w, &sm))
+        w = sm = -2;
     ir_free(line);
     const char *why = "tuned earlier, from the cache";
     if (w == -2 && c->budget > 0) {
         int model = cgen_vector_width(&c->host);
         rt_variant best = {-1, width ? model : -1}; /* streaming: the model's */
         bool ok = true;
+        double each = width && stream ? c->budget / 2 : c->budget; /* the budget, shared */
         if (width) {
             rt_variant other = {-1, model == 512 ? 256 : 512};
-            if (beats(g, best, other, c->opts, c->compile, c->budget, &ok))
+            if (beats(g, best, other, c->opts, c->compile, each, &ok))
                 best = other;
         }
         sm = -1;
         if (ok && stream) {
             rt_variant off = {0, best.vector_width}, on = {STREAM_MIN, best.vector_width};
-            sm = beats(g, off, on, c->opts, c->compile, c->budget, &ok) ? STREAM_MIN : 0;
+            sm = beats(g, off, on, c->opts, c->compile, each, &ok) ? STREAM_MIN : 0;
         }
         if (ok) {
             w = best.vector_width;

@@ -476,16 +476,24 @@ void cgen_row_section(const kernel *k, int s, bool *in)
 {
     memset(in, 0, (size_t)k->nx + 1);
     section_roots(k, s, in);
-    if (s == k->npre && kk_can_fail(k)) {
-        /* checks no section reads run with the last phase, for their errors
-         * (a gather from a table of equal values reads only its check) */
-        bool *read = in + k->nx + 1;
+    if ((s == k->npre || s == k->npre + 1) && kk_can_fail(k)) {
+        /* checks no section reads run for their errors alone (a gather from
+         * a table of equal values reads only its check): with the last phase,
+         * or with the row stores when they read an accumulator (ir/kernel.c's
+         * verifier allows no other place) */
+        bool *read = in + k->nx + 1, *acc = read + k->nx + 1;
         memset(read, 0, (size_t)k->nx + 1);
         for (int t = 0; t <= k->npre + 2; t++)
             section_roots(k, t, read);
         section_reads(k, read);
-        for (int i = 0; i < k->nx; i++)
-            in[i] = in[i] || (!read[i] && kk_node_fails(&k->x[i]));
+        for (int i = 0; i < k->nx; i++) {
+            int ops[3], ar = cgen_operands(&k->x[i], ops);
+            acc[i] = k->x[i].kind == KX_ACC;
+            for (int j = 0; j < ar; j++)
+                acc[i] = acc[i] || (ops[j] >= 0 && ops[j] < i && acc[ops[j]]);
+            if (k->x[i].kind == KX_CHECK && !read[i] && acc[i] == (s == k->npre + 1))
+                in[i] = true;
+        }
     }
     section_reads(k, in);
 }

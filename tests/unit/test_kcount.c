@@ -24,6 +24,7 @@
  *                  reduction may) with the division. Backward 2: that count,
  *                  and the row kernel of the gradient.
  */
+#include "codegen/c/cgen.h"
 #include "ir/ir.h"
 #include "passes/passes.h"
 #include "testutil.h"
@@ -221,8 +222,6 @@ static void test_row_kernel_nan_inf(void **state)
     kiln_graph_free(g);
 }
 
-/* The verifier's checks of row kernels: each broken program is refused with
- * the message naming what is wrong. */
 /* Sibling sums: layer-norm's weight and bias gradients are one kernel
  * summed a block of columns at a time, an accumulator vector each (accv1,
  * accv), with the interpreter's values; the gradient of one odd-sized column
@@ -262,6 +261,8 @@ static void test_sibling_sums(void **state)
     kiln_graph_free(g);
 }
 
+/* The verifier's checks of row kernels: each broken program is refused with
+ * the message naming what is wrong. */
 static void verify_fails(kprogram *p, const char *want)
 {
     char msg[256] = "";
@@ -335,6 +336,69 @@ static void test_verify_row_kernels(void **state)
     kiln_graph_free(g);
 }
 
+/* A row kernel that can fail: cross-entropy's merged whole reduction (rank
+ * 0) passes the verifier, its check (read by nothing: the loss gathers from
+ * a row of equal values here) rendered in the last phase's loop; an unread
+ * check of one of the sums runs with the row stores, after the phases; one
+ * of the row and the sums has nowhere to run and is refused, as is a failing
+ * row kernel with element stores. */
+static void test_verify_failing_row_kernel(void **state)
+{
+    (void)state;
+    kiln_graph *g = ku_graph_new();
+    kiln_tensor *x = kiln_input(g, "x", KILN_F32, KILN_SHAPE(R, C));
+    kiln_tensor *y = kiln_cross_entropy(g, x, kiln_input(g, "labels", KILN_I64, KILN_SHAPE(R)));
+    assert_int_equal(kiln_entry(g, "fwd", 1, &y, NULL), KILN_OK);
+    kiln_graph *c = ir_graph_clone(g);
+    kprogram *p = NULL;
+    assert_int_equal(pass_pipeline(c, &p), KILN_OK);
+    kernel *k = &p->kernels[p->entries[0].kernels[p->entries[0].nkernels - 1]];
+    assert_int_equal(k->rank, 0);
+    assert_int_equal(k->npre, 1);
+    assert_true(kk_can_fail(k));
+    char msg[256];
+    assert_int_equal(kp_verify(p, msg, sizeof msg), KILN_OK);
+    cgen_opts o = {0};
+    char *src = cgen_c(p, &o);
+    assert_non_null(src);
+    char head[96];
+    snprintf(head, sizeof head, "static int %s(", k->name);
+    const char *fn = strstr(src, head);
+    assert_non_null(fn);
+    const char *own = strstr(fn, "double acc = 0;"), *check = strstr(fn, "= kiln_check(");
+    assert_true(own && check && check > own); /* in the last phase's loop */
+    ir_free(src);
+    /* an unread check of the first sum: with the row stores */
+    int acc1 = kk_expr(k, (kx_node){.kind = KX_ACC, .dtype = KILN_F64, .var = 1});
+    int idx = kk_expr(k, (kx_node){.kind = KX_OP, .op = IR_CAST, .dtype = KILN_I64, .a = {acc1}});
+    int on_sum = kk_expr(k, (kx_node){.kind = KX_CHECK, .dtype = KILN_I64, .a = {idx}, .size = 7});
+    assert_true(acc1 >= 0 && idx >= 0 && on_sum >= 0);
+    assert_int_equal(kp_verify(p, msg, sizeof msg), KILN_OK);
+    src = cgen_c(p, &o);
+    assert_non_null(src);
+    fn = strstr(src, head);
+    assert_non_null(fn);
+    const char *late = strstr(fn, "kiln_f2i64(acc1)"), *sum = strstr(fn, "acc += ");
+    if (!late || !sum || late < sum || !strstr(late, ", 7, v"))
+        fail_msg("the check of acc1 is not after the phases:\n%s", fn);
+    ir_free(src);
+    /* one of the row and that sum: refused */
+    int row = kk_var(k, 0);
+    int both =
+        kk_expr(k, (kx_node){.kind = KX_OP, .op = IR_ADD, .dtype = KILN_I64, .a = {idx, row}});
+    int bad = kk_expr(k, (kx_node){.kind = KX_CHECK, .dtype = KILN_I64, .a = {both}, .size = 5});
+    assert_true(row >= 0 && both >= 0 && bad >= 0);
+    verify_fails(p, "a row kernel can fail");
+    k->x[bad].kind = KX_CONST; /* the check no more */
+    k->x[bad].ivalue = 0;
+    assert_int_equal(kp_verify(p, msg, sizeof msg), KILN_OK);
+    k->stores[0].element = true; /* element stores in a failing row kernel */
+    verify_fails(p, "a row kernel can fail");
+    kp_free(p);
+    kiln_graph_free(c);
+    kiln_graph_free(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -343,6 +407,7 @@ int main(void)
         cmocka_unit_test(test_layer_norm),
         cmocka_unit_test(test_cross_entropy),
         cmocka_unit_test(test_sibling_sums),
+        cmocka_unit_test(test_verify_failing_row_kernel),
         cmocka_unit_test(test_mlp_train_step),
         cmocka_unit_test(test_rows_that_stay_apart),
         cmocka_unit_test(test_row_value_kept),
