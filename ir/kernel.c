@@ -699,41 +699,50 @@ static int reads_of(const kernel *k, int i, unsigned char *memo)
     return r;
 }
 
-bool kk_row_may_fail(const kernel *k)
+void kk_node_reads(const kernel *k, unsigned char *f)
 {
-    if (k->rank != 0 || kk_has_element_stores(k))
-        return false;
-    enum { READ = 1, ACC = 2, ROW = 4 };
-    unsigned char *f = ir_calloc((size_t)k->nx + 1);
-    if (!f)
-        return false;
-    for (int q = 0; q <= k->npre; q++) {
+    memset(f, 0, (size_t)k->nx);
+    for (int q = 0; k->kind == KK_REDUCE && q <= k->npre; q++) {
         int at = kk_phase_at(k, q).body;
         if (at >= 0 && at < k->nx)
-            f[at] |= READ;
+            f[at] |= KK_READ;
     }
     for (int i = 0; i < k->nstores; i++)
         for (int e = 0; e < 2; e++) {
             int at = e ? k->stores[i].value : k->stores[i].index;
             if (at >= 0 && at < k->nx)
-                f[at] |= READ;
+                f[at] |= KK_READ;
         }
     for (int i = k->nx - 1; i >= 0; i--) {
         int ops[3], ar = kx_operands(&k->x[i], ops);
-        for (int j = 0; j < ar && (f[i] & READ); j++)
+        for (int j = 0; j < ar && (f[i] & KK_READ); j++)
             if (ops[j] >= 0 && ops[j] < i)
-                f[ops[j]] |= READ;
+                f[ops[j]] |= KK_READ;
     }
-    bool ok = true;
-    for (int i = 0; i < k->nx && ok; i++) {
+    for (int i = 0; i < k->nx; i++) {
         const kx_node *n = &k->x[i];
         int ops[3], ar = kx_operands(n, ops);
-        f[i] |= n->kind == KX_ACC ? ACC : n->kind == KX_VAR && n->var >= k->rank ? ROW : 0;
+        f[i] |= n->kind == KX_ACC                        ? KK_READS_ACC
+                : n->kind == KX_VAR && n->var >= k->rank ? KK_READS_ROW
+                                                         : 0;
         for (int j = 0; j < ar; j++)
             if (ops[j] >= 0 && ops[j] < i)
-                f[i] |= f[ops[j]] & (ACC | ROW);
-        ok = n->kind != KX_CHECK || (f[i] & READ) || (f[i] & (ACC | ROW)) != (ACC | ROW);
+                f[i] |= f[ops[j]] & (KK_READS_ACC | KK_READS_ROW);
     }
+}
+
+bool kk_row_may_fail(const kernel *k)
+{
+    if (k->rank != 0 || kk_has_element_stores(k))
+        return false;
+    unsigned char *f = ir_calloc((size_t)k->nx + 1);
+    if (!f)
+        return false;
+    kk_node_reads(k, f);
+    bool ok = true;
+    for (int i = 0; i < k->nx && ok; i++)
+        ok = k->x[i].kind != KX_CHECK || (f[i] & KK_READ) ||
+             (f[i] & (KK_READS_ACC | KK_READS_ROW)) != (KK_READS_ACC | KK_READS_ROW);
     ir_free(f);
     return ok;
 }

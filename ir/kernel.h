@@ -231,6 +231,11 @@ bool kk_can_fail(const kernel *k);
  * variable (codegen/c/expr.c's cgen_row_section runs them with the last
  * phase or with the row stores). False when out of memory. */
 bool kk_row_may_fail(const kernel *k);
+/* Per node of k into f (nx bytes): KK_READ when a phase body or a store reads
+ * it, KK_READS_ACC when it reads an accumulator, KK_READS_ROW a reduced
+ * variable (REDUCE), each through its operands. */
+enum { KK_READ = 1, KK_READS_ACC = 2, KK_READS_ROW = 4 };
+void kk_node_reads(const kernel *k, unsigned char *f);
 /* The buffers a MATMUL (a, b) or ATTENTION (q, k, v[, g, stats][, mask])
  * kernel reads besides its expression's loads: pointers to its fields in
  * refs; returns how many. */

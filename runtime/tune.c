@@ -351,15 +351,14 @@ static const char *variant_text(rt_variant v, char *out, size_t cap)
     return out;
 }
 
-/* Whether variant b of program g (a copy: candidates' errors stay there)
- * beats variant a by TUNE_MARGIN in two alternating rounds; false in *ok when
- * either could not be timed. */
-static bool beats(const kiln_graph *g, rt_variant a, rt_variant b, const kiln_compile_opts *opts,
+/* Whether variant b of program c (the caller's copy of its graph: the
+ * candidates' errors stay there) beats variant a by TUNE_MARGIN in two
+ * alternating rounds; false in *ok when either could not be timed. */
+static bool beats(kiln_graph *c, rt_variant a, rt_variant b, const kiln_compile_opts *opts,
                   rt_compile_fn compile, double budget, bool *ok)
 {
-    kiln_graph *c = ir_graph_clone(g);
-    bool wins = c != NULL;
-    *ok = c != NULL;
+    bool wins = true;
+    *ok = true;
     for (int round = 0; round < 2 && wins && *ok; round++) {
         double ta = time_program(c, a, opts, compile, budget / 4);
         double tb = time_program(c, b, opts, compile, budget / 4);
@@ -370,7 +369,6 @@ static bool beats(const kiln_graph *g, rt_variant a, rt_variant b, const kiln_co
             fprintf(stderr, "kiln: the program's runs: %.3f ms %s, %.3f ms %s\n", ta * 1e3,
                     variant_text(a, sa, sizeof sa), tb * 1e3, variant_text(b, sb, sizeof sb));
     }
-    kiln_graph_free(c);
     return wins && *ok;
 }
 
@@ -592,18 +590,20 @@ static void choose_program(const tune_ctx *c, const kiln_graph *g, const kprogra
     if (w == -2 && c->budget > 0) {
         int model = cgen_vector_width(&c->host);
         rt_variant best = {-1, width ? model : -1}; /* streaming: the model's */
-        bool ok = true;
+        kiln_graph *copy = ir_graph_clone(g);
+        bool ok = copy != NULL;
         double each = width && stream ? c->budget / 2 : c->budget; /* the budget, shared */
-        if (width) {
+        if (ok && width) {
             rt_variant other = {-1, model == 512 ? 256 : 512};
-            if (beats(g, best, other, c->opts, c->compile, each, &ok))
+            if (beats(copy, best, other, c->opts, c->compile, each, &ok))
                 best = other;
         }
         sm = -1;
         if (ok && stream) {
             rt_variant off = {0, best.vector_width}, on = {STREAM_MIN, best.vector_width};
-            sm = beats(g, off, on, c->opts, c->compile, each, &ok) ? STREAM_MIN : 0;
+            sm = beats(copy, off, on, c->opts, c->compile, each, &ok) ? STREAM_MIN : 0;
         }
+        kiln_graph_free(copy);
         if (ok) {
             w = best.vector_width;
             char out[64];

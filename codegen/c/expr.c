@@ -444,10 +444,9 @@ void cgen_body_as(cgen_buf *b, const cgen_ectx *e, kiln_dtype dt)
     cgen_node_as(b, e, e->k->body, dt);
 }
 
-/* Marks in[] the nodes the given sections' roots read (their phase bodies,
- * row or element stores), from in[] as the roots. */
-static void section_roots(const kernel *k, int s, bool *in)
+void cgen_row_section(const kernel *k, int s, bool *in)
 {
+    memset(in, 0, (size_t)k->nx + 1);
     if (s <= k->npre) {
         int body = kk_phase_at(k, s).body;
         if (body >= 0 && body < k->nx)
@@ -460,42 +459,24 @@ static void section_roots(const kernel *k, int s, bool *in)
             continue;
         in[st->index] = in[st->value] = true;
     }
-}
-
-static void section_reads(const kernel *k, bool *in)
-{
+    if ((s == k->npre || s == k->npre + 1) && kk_can_fail(k)) {
+        /* checks no section reads run for their errors alone (a gather from
+         * a table of equal values reads only its check): with the last phase,
+         * or with the row stores when they read an accumulator (ir/kernel.c's
+         * kk_row_may_fail allows no other place) */
+        unsigned char *f = (unsigned char *)(in + k->nx + 1);
+        kk_node_reads(k, f);
+        for (int i = 0; i < k->nx; i++)
+            if (k->x[i].kind == KX_CHECK && !(f[i] & KK_READ) &&
+                !!(f[i] & KK_READS_ACC) == (s == k->npre + 1))
+                in[i] = true;
+    }
     for (int i = k->nx - 1; i >= 0; i--) {
         int ops[3], ar = cgen_operands(&k->x[i], ops);
         for (int j = 0; j < ar && in[i]; j++)
             if (ops[j] >= 0 && ops[j] < i)
                 in[ops[j]] = true;
     }
-}
-
-void cgen_row_section(const kernel *k, int s, bool *in)
-{
-    memset(in, 0, (size_t)k->nx + 1);
-    section_roots(k, s, in);
-    if ((s == k->npre || s == k->npre + 1) && kk_can_fail(k)) {
-        /* checks no section reads run for their errors alone (a gather from
-         * a table of equal values reads only its check): with the last phase,
-         * or with the row stores when they read an accumulator (ir/kernel.c's
-         * verifier allows no other place) */
-        bool *read = in + k->nx + 1, *acc = read + k->nx + 1;
-        memset(read, 0, (size_t)k->nx + 1);
-        for (int t = 0; t <= k->npre + 2; t++)
-            section_roots(k, t, read);
-        section_reads(k, read);
-        for (int i = 0; i < k->nx; i++) {
-            int ops[3], ar = cgen_operands(&k->x[i], ops);
-            acc[i] = k->x[i].kind == KX_ACC;
-            for (int j = 0; j < ar; j++)
-                acc[i] = acc[i] || (ops[j] >= 0 && ops[j] < i && acc[ops[j]]);
-            if (k->x[i].kind == KX_CHECK && !read[i] && acc[i] == (s == k->npre + 1))
-                in[i] = true;
-        }
-    }
-    section_reads(k, in);
 }
 
 void cgen_combine_float(cgen_buf *b, ir_op rop, const char *acc, const char *v, int ind)

@@ -131,7 +131,7 @@ void cgen_node_as(cgen_buf *b, const cgen_ectx *e, int i, kiln_dtype dt);
  * sections: 0..npre its phases in order, npre + 1 its row stores, npre + 2
  * its element stores. in[0..nx): the nodes section s reads; checks that no
  * section reads (their errors alone) go with the last phase, or with the row
- * stores when they read an accumulator. in holds 3 (nx + 1) bools: the rest
+ * stores when they read an accumulator. in holds 2 (nx + 1) bools: the rest
  * is scratch. */
 void cgen_row_section(const kernel *k, int s, bool *in);
 /* acc = combine(acc, v) for a float SUM, MAX or MIN (NaN beats everything,

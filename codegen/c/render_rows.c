@@ -74,7 +74,7 @@ void cgen_render_rows(kr *r)
 {
     const kernel *k = r->k;
     cgen_buf *b = r->b;
-    bool *in = ir_alloc(3 * ((size_t)k->nx + 1)); /* cgen_row_section's */
+    bool *in = ir_alloc(2 * ((size_t)k->nx + 1)); /* cgen_row_section's */
     if (!in) {
         b->oom = true;
         return;

@@ -376,7 +376,7 @@ static void render_rows(cr *r)
     const kernel *k = r->k;
     cgen_buf *b = r->b;
     int64_t red = ir_shape_numel(k->rrank, k->rdims);
-    bool *in = ir_calloc(3 * ((size_t)k->nx + 1)), *done = ir_calloc((size_t)k->nx + 1);
+    bool *in = ir_calloc(2 * ((size_t)k->nx + 1)), *done = ir_calloc((size_t)k->nx + 1);
     if (!in || !done) {
         b->oom = true;
         ir_free(in);
