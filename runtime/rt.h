@@ -154,6 +154,11 @@ typedef struct {
     int64_t stream_min;
     int vector_width;
 } rt_variant;
+/* A program's cache line "<width> <stream_min>\n" (n bytes, not
+ * NUL-terminated): the width -1, 0, 256 or 512, streaming -1, 0 or 32 MiB
+ * (-1: not tuned) into *w and *sm; false for anything else (the program is
+ * then tuned again, or takes the model's). */
+bool rt_tune_program_line(const char *line, size_t n, long long *w, long long *sm);
 /* The candidate this thread is compiling now, or NULL (not a candidate);
  * forcing one on this thread's compiles (NULL: none). Such compiles are quiet
  * (KILN_DEBUG) and make no program choices of their own. */

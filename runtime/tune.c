@@ -537,21 +537,22 @@ static bool width_matters(const kprogram *p, unsigned features)
     return false;
 }
 
-/* A program's cache line "<width> <stream_min>\n": the width -1, 0, 256 or
- * 512, streaming -1, 0 or STREAM_MIN (-1: not tuned); false for anything
- * else. */
-static bool parse_program_line(const char *line, size_t n, long long *w, long long *sm)
+bool rt_tune_program_line(const char *line, size_t n, long long *w, long long *sm)
 {
     char buf[64], *end;
     if (n == 0 || n >= sizeof buf || line[n - 1] != '\n')
         return false;
     memcpy(buf, line, n - 1);
     buf[n - 1] = 0;
+    const char *second = strchr(buf, ' ');
+    if (!second || !(buf[0] == '-' || (buf[0] >= '0' && buf[0] <= '9')) ||
+        !(second[1] == '-' || (second[1] >= '0' && second[1] <= '9')))
+        return false; /* strtoll would skip spaces */
     errno = 0;
     *w = strtoll(buf, &end, 10);
     if (errno || end == buf || *end != ' ')
         return false;
-    const char *second = end + 1;
+    second = end + 1;
     *sm = strtoll(second, &end, 10);
     if (errno || end == second || *end)
         return false;
@@ -583,7 +584,7 @@ static void choose_program(const tune_ctx *c, const kiln_graph *g, const kprogra
     size_t n = 0;
     char *line = c->dir ? rt_cache_get(c->dir, key, "tune", &n) : NULL;
     long long w = -2, sm = -2;
-    if (line && !parse_program_line(line, n, &w, &sm))
+    if (line && !rt_tune_program_line(line, n, &w, &sm))
         w = sm = -2;
     ir_free(line);
     const char *why = "tuned earlier, from the cache";

@@ -608,6 +608,36 @@ static void test_width_tuning(void **state)
     remove_dir(dir);
 }
 
+/* A program's cache line is read strictly: anything but two allowed numbers
+ * and a newline is refused (then tuned again). */
+static void test_program_line(void **state)
+{
+    (void)state;
+    long long w, sm;
+    static const struct {
+        const char *line;
+        bool ok;
+        long long w, sm;
+    } cases[] = {
+        {"512 0\n", true, 512, 0},  {"256 33554432\n", true, 256, 32 << 20},
+        {"0 -1\n", true, 0, -1},    {"-1 0\n", true, -1, 0},
+        {"512 0", false, 0, 0},     {"512\n", false, 0, 0},
+        {"128 0\n", false, 0, 0},   {"512 1\n", false, 0, 0},
+        {"512  0\n", false, 0, 0},  {"512 0 \n", false, 0, 0},
+        {"x 0\n", false, 0, 0},     {"99999999999999999999 0\n", false, 0, 0},
+        {"512 0\n\n", false, 0, 0}, {" 512 0\n", false, 0, 0},
+        {"512 -\n", false, 0, 0},   {"", false, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        bool ok = rt_tune_program_line(cases[i].line, strlen(cases[i].line), &w, &sm);
+        if (ok != cases[i].ok || (ok && (w != cases[i].w || sm != cases[i].sm)))
+            fail_msg("'%s': %s", cases[i].line, ok ? "taken" : "refused");
+    }
+    char long_line[100];
+    memset(long_line, '1', sizeof long_line);
+    assert_false(rt_tune_program_line(long_line, sizeof long_line, &w, &sm));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -622,6 +652,7 @@ int main(void)
         cmocka_unit_test(test_stream_tuning),
         cmocka_unit_test(test_vector_widths),
         cmocka_unit_test(test_width_tuning),
+        cmocka_unit_test(test_program_line),
     };
     if (ku_scratch_make("tune") != 0)
         return 1;
